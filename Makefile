@@ -1,0 +1,122 @@
+# firehose: one entry point. `make` builds bin/; `make test` installs what is missing, builds,
+# and runs unit tests (plain and under ASan+UBSan) and integration tests against real Kafka.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+BUILD   ?= build
+BIN     ?= bin
+PYTHON  ?= python3
+
+PKGS      := rdkafka jansson
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -Ilib -MMD -MP \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+
+SCHEMAS   := schemas/envelope.schema.json schemas/event.schema.json $(sort $(wildcard schemas/data/*.schema.json))
+LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/schemas_embed.o
+PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-broker
+UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
+UNIT_BIN  := $(BUILD)/unit-tests
+
+.PHONY: all deps run test unit unit-asan integration bench install uninstall clean format format-check
+all: $(PROGRAMS)
+
+# ---- dependencies: installed on a fresh machine when missing --------------------------------
+APT_PKGS := librdkafka-dev libjansson-dev libwebsockets-dev libmicrohttpd-dev libcurl4-openssl-dev \
+            libsqlite3-dev pkg-config kcat clang libclang-rt-14-dev openjdk-17-jre-headless maven
+deps:
+	@missing=""; \
+	for p in rdkafka jansson libwebsockets libmicrohttpd libcurl sqlite3; do \
+	  pkg-config --exists $$p 2>/dev/null || missing=1; done; \
+	for c in kcat clang java mvn pkg-config; do command -v $$c >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing Debian packages: $(APT_PKGS)"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PKGS) >/dev/null; \
+	fi
+	@$(PYTHON) -c "import jsonschema, referencing, pytest, requests, websockets" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q jsonschema referencing pytest requests websockets
+
+# ---- build ----------------------------------------------------------------------------------
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -o $@ $<
+
+$(BUILD)/gen/schemas_embed.c: $(SCHEMAS) $(BUILD)/tools/embed
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $@ fh_embedded_schemas $(SCHEMAS)
+
+$(BUILD)/gen/schemas_embed.o: $(BUILD)/gen/schemas_embed.c
+	$(CC) -std=c11 -O1 -c -o $@ $<
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libfirehose.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BIN)/firehose-emit: $(BUILD)/producers/firehose_emit.o $(BUILD)/libfirehose.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/firehose-broker: $(BUILD)/broker/firehose_broker.o $(BUILD)/libfirehose.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libfirehose.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- tests ----------------------------------------------------------------------------------
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+unit: $(UNIT_BIN)
+	$(UNIT_BIN)
+
+# The same unit tests, built with clang under AddressSanitizer + UndefinedBehaviorSanitizer.
+unit-asan:
+	$(MAKE) --no-print-directory CC=clang BUILD=build/asan BIN=build/asan/bin SANFLAGS="$(SAN)" \
+	  CFLAGS="-O1 -g" build/asan/unit-tests build/asan/bin/firehose-emit build/asan/bin/firehose-broker
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/unit-tests
+
+integration: all
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+test: deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory unit-asan
+	$(MAKE) --no-print-directory integration
+
+bench: deps all
+	bash bench/ingest.sh
+
+# ---- run: the broker on the embedded Kafka, with demo traffic -------------------------------
+run: deps all
+	@bash tools/run-demo.sh
+
+# ---- install --------------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/firehose/schemas/data
+	install -m 0755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 schemas/*.schema.json $(DESTDIR)$(PREFIX)/share/firehose/schemas/
+	install -m 0644 schemas/data/*.schema.json $(DESTDIR)$(PREFIX)/share/firehose/schemas/data/
+
+uninstall:
+	rm -f $(PROGRAMS:$(BIN)/%=$(DESTDIR)$(PREFIX)/bin/%)
+	rm -rf $(DESTDIR)$(PREFIX)/share/firehose
+
+format:
+	clang-format -i lib/*.[ch] producers/*.c broker/*.c tests/unit/*.[ch] tools/*.c
+
+format-check:
+	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c tests/unit/*.[ch] tools/*.c
+
+clean:
+	rm -rf $(BUILD) $(BIN)

@@ -1,0 +1,186 @@
+#include "fh_event.h"
+#include "fh_schema.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Generated at build time from schemas/ by tools/embed (see Makefile). */
+struct fh_embedded_file {
+    const char *name;
+    const char *text;
+};
+extern const struct fh_embedded_file fh_embedded_schemas[];
+extern const size_t fh_embedded_schemas_count;
+
+static const char *const type_names[FH_EV__COUNT] = {
+    "change.new",         "buildrequest.new",    "buildrequest.claimed", "buildrequest.unclaimed",
+    "buildrequest.complete", "build.started",    "build.updated",        "build.finished",
+    "step.started",       "step.finished",       "log.new",              "log.finished",
+    "log.chunk",          "property.set",        "worker.connected",     "worker.disconnected",
+    "master.started",     "master.stopped",
+};
+
+#define EVENT_SCHEMA_URI "urn:firehose:v1:event"
+
+struct fh_contract {
+    fh_schema_registry *reg;
+    fh_schema *event;
+};
+
+const char *fh_event_type_name(int type)
+{
+    return type >= 0 && type < FH_EV__COUNT ? type_names[type] : NULL;
+}
+
+int fh_event_type_parse(const char *name)
+{
+    for (int i = 0; i < FH_EV__COUNT; i++)
+        if (strcmp(type_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+size_t fh_contract_schema_count(void)
+{
+    return fh_embedded_schemas_count;
+}
+
+const char *fh_contract_schema_name(size_t i)
+{
+    return i < fh_embedded_schemas_count ? fh_embedded_schemas[i].name : NULL;
+}
+
+const char *fh_contract_schema_text(size_t i)
+{
+    return i < fh_embedded_schemas_count ? fh_embedded_schemas[i].text : NULL;
+}
+
+fh_err fh_contract_load(fh_contract **out, char *errbuf, size_t errsize)
+{
+    fh_err rc = FH_OK;
+    fh_contract *c = calloc(1, sizeof(*c));
+    if (!c || !(c->reg = fh_schema_registry_new())) {
+        rc = FH_ERR_NOMEM;
+        goto err;
+    }
+    for (size_t i = 0; i < fh_embedded_schemas_count; i++) {
+        json_error_t jerr;
+        json_t *doc = json_loads(fh_embedded_schemas[i].text, 0, &jerr);
+        if (!doc) {
+            rc = fh_errf(errbuf, errsize, FH_ERR_PARSE, "%s:%d: %s", fh_embedded_schemas[i].name,
+                         jerr.line, jerr.text);
+            goto err;
+        }
+        rc = fh_schema_registry_add(c->reg, doc, fh_embedded_schemas[i].name, errbuf, errsize);
+        json_decref(doc);
+        if (rc)
+            goto err;
+    }
+    rc = fh_schema_compile(c->reg, EVENT_SCHEMA_URI, &c->event, errbuf, errsize);
+    if (rc)
+        goto err;
+    *out = c;
+    return FH_OK;
+err:
+    fh_contract_free(c);
+    *out = NULL;
+    return rc;
+}
+
+void fh_contract_free(fh_contract *c)
+{
+    if (!c)
+        return;
+    fh_schema_registry_free(c->reg);
+    free(c);
+}
+
+fh_err fh_event_from_json(const fh_contract *c, json_t *root, fh_event *ev, char *errbuf,
+                          size_t errsize)
+{
+    fh_schema_error serr;
+    memset(ev, 0, sizeof(*ev));
+    if (!fh_schema_validate(c->event, root, &serr)) {
+        if (serr.path[0])
+            return fh_errf(errbuf, errsize, FH_ERR_SCHEMA, "%s: %s", serr.path, serr.message);
+        return fh_errf(errbuf, errsize, FH_ERR_SCHEMA, "%s", serr.message);
+    }
+    /* The schema guarantees these members and their types. */
+    ev->root = json_incref(root);
+    ev->data = json_object_get(root, "data");
+    ev->type = (fh_event_type)fh_event_type_parse(json_string_value(json_object_get(root, "type")));
+    ev->id = json_string_value(json_object_get(root, "id"));
+    ev->master = json_string_value(json_object_get(root, "master"));
+    ev->seq = json_integer_value(json_object_get(root, "seq"));
+    if (fh_event_int(ev, "buildrequestid", &ev->buildrequestid))
+        ev->buildrequestid = 0;
+    return FH_OK;
+}
+
+fh_err fh_event_decode(const fh_contract *c, const char *buf, size_t len, size_t max_bytes,
+                       fh_event *ev, char *errbuf, size_t errsize)
+{
+    json_error_t jerr;
+    memset(ev, 0, sizeof(*ev));
+    if (len > max_bytes)
+        return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "record is %zu bytes, over the %zu-byte limit",
+                       len, max_bytes);
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return fh_errf(errbuf, errsize, FH_ERR_PARSE, "not JSON: %s (column %d)", jerr.text,
+                       jerr.column);
+    fh_err rc = fh_event_from_json(c, root, ev, errbuf, errsize);
+    json_decref(root);
+    return rc;
+}
+
+void fh_event_clear(fh_event *ev)
+{
+    json_decref(ev->root);
+    memset(ev, 0, sizeof(*ev));
+}
+
+fh_topic_kind fh_event_topic(const fh_event *ev)
+{
+    switch (ev->type) {
+    case FH_EV_LOG_NEW:
+    case FH_EV_LOG_FINISHED:
+    case FH_EV_LOG_CHUNK: return FH_TOPIC_LOGS;
+    default: return FH_TOPIC_EVENTS;
+    }
+}
+
+const char *fh_event_str(const fh_event *ev, const char *field)
+{
+    return json_string_value(json_object_get(ev->data, field));
+}
+
+int fh_event_int(const fh_event *ev, const char *field, long long *out)
+{
+    json_t *v = json_object_get(ev->data, field);
+    if (!json_is_integer(v))
+        return -1;
+    *out = json_integer_value(v);
+    return 0;
+}
+
+size_t fh_event_key(const fh_event *ev, char *buf, size_t size)
+{
+    long long id;
+    int n;
+    if (ev->buildrequestid > 0)
+        n = snprintf(buf, size, "buildrequest/%lld", ev->buildrequestid);
+    else if (ev->type == FH_EV_CHANGE_NEW && fh_event_int(ev, "changeid", &id) == 0)
+        n = snprintf(buf, size, "change/%lld", id);
+    else if ((ev->type == FH_EV_WORKER_CONNECTED || ev->type == FH_EV_WORKER_DISCONNECTED) &&
+             fh_event_int(ev, "workerid", &id) == 0)
+        n = snprintf(buf, size, "worker/%lld", id);
+    else if (fh_event_str(ev, "name"))
+        n = snprintf(buf, size, "master/%s", fh_event_str(ev, "name"));
+    else
+        n = snprintf(buf, size, "master/%s", ev->master);
+    if (n < 0)
+        return 0;
+    return (size_t)n < size ? (size_t)n : size - 1;
+}

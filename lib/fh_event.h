@@ -1,0 +1,90 @@
+/* fh_event: the v1 event contract in C. Decodes bytes into a validated event, names its topic
+ * and its partition key. Validation is driven by the schemas in schemas/ (embedded at build
+ * time), so the C side and the published contract are the same thing. */
+#ifndef FH_EVENT_H
+#define FH_EVENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "fh_error.h"
+
+typedef enum fh_event_type {
+    FH_EV_CHANGE_NEW = 0,
+    FH_EV_BUILDREQUEST_NEW,
+    FH_EV_BUILDREQUEST_CLAIMED,
+    FH_EV_BUILDREQUEST_UNCLAIMED,
+    FH_EV_BUILDREQUEST_COMPLETE,
+    FH_EV_BUILD_STARTED,
+    FH_EV_BUILD_UPDATED,
+    FH_EV_BUILD_FINISHED,
+    FH_EV_STEP_STARTED,
+    FH_EV_STEP_FINISHED,
+    FH_EV_LOG_NEW,
+    FH_EV_LOG_FINISHED,
+    FH_EV_LOG_CHUNK,
+    FH_EV_PROPERTY_SET,
+    FH_EV_WORKER_CONNECTED,
+    FH_EV_WORKER_DISCONNECTED,
+    FH_EV_MASTER_STARTED,
+    FH_EV_MASTER_STOPPED,
+    FH_EV__COUNT
+} fh_event_type;
+
+/* Largest record accepted by default (bytes); events.max_bytes overrides it. */
+#define FH_EVENT_MAX_BYTES_DEFAULT (1024 * 1024)
+
+/* "build.finished" for FH_EV_BUILD_FINISHED; NULL when out of range. */
+const char *fh_event_type_name(int type);
+/* Returns the fh_event_type, or -1 when name is not a v1 type. */
+int fh_event_type_parse(const char *name);
+
+typedef enum fh_topic_kind { FH_TOPIC_EVENTS = 0, FH_TOPIC_LOGS, FH_TOPIC_DLQ } fh_topic_kind;
+
+/* The compiled contract. Immutable once loaded: share it between threads freely. */
+typedef struct fh_contract fh_contract;
+
+/* Compiles the embedded schemas. Caller frees with fh_contract_free. */
+fh_err fh_contract_load(fh_contract **out, char *errbuf, size_t errsize);
+void fh_contract_free(fh_contract *c);
+/* Names and texts of the embedded schema files (for tools that print or compare them). */
+size_t fh_contract_schema_count(void);
+const char *fh_contract_schema_name(size_t i);
+const char *fh_contract_schema_text(size_t i);
+
+typedef struct fh_event {
+    json_t *root;         /* owned: the whole CloudEvent */
+    json_t *data;         /* borrowed from root */
+    fh_event_type type;
+    const char *id;       /* borrowed from root */
+    const char *master;   /* borrowed from root */
+    long long seq;
+    long long buildrequestid; /* 0 when the event is not build-scoped */
+} fh_event;
+
+/* Parses and validates one record. On success ev owns a reference to the JSON (release with
+ * fh_event_clear). On failure ev is left empty, and errbuf gets "path: message" (just the message
+ * when the whole record is at fault): FH_ERR_TOOBIG over max_bytes, FH_ERR_PARSE for bytes that
+ * are not one JSON value, FH_ERR_SCHEMA for JSON the contract rejects. */
+fh_err fh_event_decode(const fh_contract *c, const char *buf, size_t len, size_t max_bytes,
+                       fh_event *ev, char *errbuf, size_t errsize);
+
+/* Validates an already parsed value and fills ev. Takes a new reference to root on success. */
+fh_err fh_event_from_json(const fh_contract *c, json_t *root, fh_event *ev, char *errbuf,
+                          size_t errsize);
+
+void fh_event_clear(fh_event *ev);
+
+/* Which topic the event belongs on: log.* to the logs topic, everything else to events. */
+fh_topic_kind fh_event_topic(const fh_event *ev);
+
+/* Writes the partition key: "buildrequest/<id>" for build-scoped events, "change/<changeid>",
+ * "worker/<workerid>", "master/<name>". Returns its length (truncated to size-1). */
+size_t fh_event_key(const fh_event *ev, char *buf, size_t size);
+
+/* Reads a string member of data (NULL when absent or not a string). */
+const char *fh_event_str(const fh_event *ev, const char *field);
+/* Reads an integer member of data into *out; returns 0, or -1 when absent or not an integer. */
+int fh_event_int(const fh_event *ev, const char *field, long long *out);
+
+#endif

@@ -1,0 +1,239 @@
+#include "fh_filter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int integer;
+} fields[FH_F__COUNT] = {
+    [FH_F_TYPE] = {"type", 0},         [FH_F_MASTER] = {"master", 0},
+    [FH_F_RESULTS] = {"results", 1},   [FH_F_BUILDREQUESTID] = {"buildrequestid", 1},
+    [FH_F_BUILDID] = {"buildid", 1},   [FH_F_BUILDER] = {"builder", 0},
+    [FH_F_BUILDERID] = {"builderid", 1}, [FH_F_BRANCH] = {"branch", 0},
+    [FH_F_REVISION] = {"revision", 0}, [FH_F_REPOSITORY] = {"repository", 0},
+    [FH_F_PROJECT] = {"project", 0},   [FH_F_CODEBASE] = {"codebase", 0},
+    [FH_F_OWNER] = {"owner", 0},       [FH_F_WORKER] = {"worker", 0},
+};
+
+const char *fh_filter_field_name(fh_filter_field f)
+{
+    return f < FH_F__COUNT ? fields[f].name : NULL;
+}
+
+int fh_filter_field_parse(const char *name)
+{
+    for (int i = 0; i < FH_F__COUNT; i++)
+        if (strcmp(fields[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int fh_glob_match(const char *p, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+    while (*s) {
+        if (*p == '*') {
+            star = p++;
+            resume = s;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else if (star) {
+            p = star + 1;
+            s = ++resume;
+        } else {
+            return 0;
+        }
+    }
+    while (*p == '*')
+        p++;
+    return *p == '\0';
+}
+
+static fh_filter_clause *clause_for(fh_filter *f, fh_filter_field field)
+{
+    for (size_t i = 0; i < f->nclauses; i++)
+        if (f->clauses[i].field == field)
+            return &f->clauses[i];
+    fh_filter_clause *c = &f->clauses[f->nclauses++];
+    memset(c, 0, sizeof(*c));
+    c->field = field;
+    return c;
+}
+
+static fh_err bad_value(fh_filter_field field, char *errbuf, size_t errsize)
+{
+    if (field == FH_F_RESULTS)
+        return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.results: expected integers 0-6");
+    if (field == FH_F_TYPE)
+        return fh_errf(errbuf, errsize, FH_ERR_INVAL,
+                       "filter.type: expected event type names (e.g. \"build.finished\", \"step.*\")");
+    if (fields[field].integer)
+        return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.%s: expected integers",
+                       fields[field].name);
+    return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.%s: expected strings of at most %d bytes",
+                   fields[field].name, FH_FILTER_MAX_STRLEN);
+}
+
+/* Adds one value (a JSON string or integer) to the clause. */
+static fh_err add_value(fh_filter_clause *c, const json_t *v, char *errbuf, size_t errsize)
+{
+    fh_filter_value val = {0};
+    if (c->nvals >= FH_FILTER_MAX_VALUES)
+        return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "filter.%s: more than %d values",
+                       fields[c->field].name, FH_FILTER_MAX_VALUES);
+    if (fields[c->field].integer) {
+        if (json_is_integer(v)) {
+            val.num = json_integer_value(v);
+        } else if (json_is_string(v)) {
+            const char *s = json_string_value(v);
+            char *end;
+            if (!*s)
+                return bad_value(c->field, errbuf, errsize);
+            val.num = strtoll(s, &end, 10);
+            if (*end)
+                return bad_value(c->field, errbuf, errsize);
+        } else {
+            return bad_value(c->field, errbuf, errsize);
+        }
+        if (c->field == FH_F_RESULTS && (val.num < 0 || val.num > 6))
+            return bad_value(c->field, errbuf, errsize);
+    } else {
+        const char *s = json_string_value(v);
+        if (!s || strlen(s) > FH_FILTER_MAX_STRLEN)
+            return bad_value(c->field, errbuf, errsize);
+        if (c->field == FH_F_TYPE && !strchr(s, '*') && fh_event_type_parse(s) < 0)
+            return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.type: unknown event type \"%.64s\"",
+                           s);
+        val.glob = strchr(s, '*') != NULL;
+        if (!(val.str = strdup(s)))
+            return FH_ERR_NOMEM;
+    }
+    fh_filter_value *nv = realloc(c->vals, (c->nvals + 1) * sizeof(*nv));
+    if (!nv) {
+        free(val.str);
+        return FH_ERR_NOMEM;
+    }
+    c->vals = nv;
+    c->vals[c->nvals++] = val;
+    return FH_OK;
+}
+
+static fh_err add_field(fh_filter *f, const char *key, const json_t *v, char *errbuf,
+                        size_t errsize)
+{
+    int field = fh_filter_field_parse(key);
+    if (field < 0)
+        return fh_errf(errbuf, errsize, FH_ERR_INVAL,
+                       "filter.%.64s: unknown field (known: type, master, results, buildrequestid, "
+                       "buildid, builder, builderid, branch, revision, repository, project, "
+                       "codebase, owner, worker)",
+                       key);
+    fh_filter_clause *c = clause_for(f, (fh_filter_field)field);
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *item;
+        if (json_array_size(v) == 0)
+            return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.%s: empty list matches nothing",
+                           key);
+        json_array_foreach(v, i, item)
+        {
+            fh_err rc = add_value(c, item, errbuf, errsize);
+            if (rc)
+                return rc;
+        }
+        return FH_OK;
+    }
+    return add_value(c, v, errbuf, errsize);
+}
+
+fh_err fh_filter_parse(const json_t *obj, fh_filter *f, char *errbuf, size_t errsize)
+{
+    const char *key;
+    json_t *v;
+    memset(f, 0, sizeof(*f));
+    if (!obj || json_is_null(obj))
+        return FH_OK;
+    if (!json_is_object(obj))
+        return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter: expected an object");
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        fh_err rc = add_field(f, key, v, errbuf, errsize);
+        if (rc)
+            return rc;
+    }
+    return FH_OK;
+}
+
+fh_err fh_filter_add_text(fh_filter *f, const char *field, const char *text, char *errbuf,
+                          size_t errsize)
+{
+    json_t *list = json_array();
+    fh_err rc = FH_ERR_NOMEM;
+    const char *p = text;
+    if (!list)
+        return rc;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (json_array_append_new(list, json_stringn(p, n)))
+            goto done;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    rc = add_field(f, field, list, errbuf, errsize);
+done:
+    json_decref(list);
+    return rc;
+}
+
+/* Reads the event's value for a field: *s for strings, *n for integers. Returns 0 when absent. */
+static int event_value(const fh_event *ev, fh_filter_field field, const char **s, long long *n)
+{
+    switch (field) {
+    case FH_F_TYPE: *s = fh_event_type_name(ev->type); return 1;
+    case FH_F_MASTER: *s = ev->master; return *s != NULL;
+    default: break;
+    }
+    if (fields[field].integer)
+        return fh_event_int(ev, fields[field].name, n) == 0;
+    *s = fh_event_str(ev, fields[field].name);
+    return *s != NULL;
+}
+
+int fh_filter_match(const fh_filter *f, const fh_event *ev)
+{
+    for (size_t i = 0; i < f->nclauses; i++) {
+        const fh_filter_clause *c = &f->clauses[i];
+        const char *s = NULL;
+        long long n = 0;
+        int ok = 0;
+        if (!event_value(ev, c->field, &s, &n))
+            return 0;
+        for (size_t k = 0; k < c->nvals && !ok; k++) {
+            const fh_filter_value *v = &c->vals[k];
+            if (!v->str)
+                ok = v->num == n;
+            else if (v->glob)
+                ok = fh_glob_match(v->str, s);
+            else
+                ok = strcmp(v->str, s) == 0;
+        }
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+void fh_filter_free(fh_filter *f)
+{
+    for (size_t i = 0; i < f->nclauses; i++) {
+        for (size_t k = 0; k < f->clauses[i].nvals; k++)
+            free(f->clauses[i].vals[k].str);
+        free(f->clauses[i].vals);
+    }
+    memset(f, 0, sizeof(*f));
+}

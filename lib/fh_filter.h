@@ -1,0 +1,75 @@
+/* fh_filter: the one filter language of the stream, SSE and webhooks.
+ *
+ * A filter is a JSON object. Keys are context fields (buildrequestid buildid builder builderid
+ * branch revision repository project codebase owner) plus type, results, master and worker.
+ * All keys must match (AND); a list value means any of its items (OR); in strings `*` matches any
+ * run of characters. An event that lacks a filtered field does not match. {} matches everything. */
+#ifndef FH_FILTER_H
+#define FH_FILTER_H
+
+#include <jansson.h>
+
+#include "fh_error.h"
+#include "fh_event.h"
+
+typedef enum fh_filter_field {
+    FH_F_TYPE = 0,
+    FH_F_MASTER,
+    FH_F_RESULTS,
+    FH_F_BUILDREQUESTID,
+    FH_F_BUILDID,
+    FH_F_BUILDER,
+    FH_F_BUILDERID,
+    FH_F_BRANCH,
+    FH_F_REVISION,
+    FH_F_REPOSITORY,
+    FH_F_PROJECT,
+    FH_F_CODEBASE,
+    FH_F_OWNER,
+    FH_F_WORKER,
+    FH_F__COUNT
+} fh_filter_field;
+
+typedef struct fh_filter_value {
+    char *str;     /* owned; NULL for integer fields */
+    long long num; /* integer fields */
+    int glob;      /* str contains '*' */
+} fh_filter_value;
+
+typedef struct fh_filter_clause {
+    fh_filter_field field;
+    size_t nvals;
+    fh_filter_value *vals; /* owned */
+} fh_filter_clause;
+
+typedef struct fh_filter {
+    size_t nclauses;
+    fh_filter_clause clauses[FH_F__COUNT];
+} fh_filter;
+
+/* Maximum values in one clause's list, and bytes in one string value. */
+#define FH_FILTER_MAX_VALUES 64
+#define FH_FILTER_MAX_STRLEN 256
+
+const char *fh_filter_field_name(fh_filter_field f);
+/* Returns the field, or -1 for an unknown name. */
+int fh_filter_field_parse(const char *name);
+
+/* Parses a filter object (NULL or {} match everything). On error errbuf names the key:
+ * "filter.results: expected integers 0-6". Integer fields also accept decimal strings (query
+ * parameters arrive as text). f must be released with fh_filter_free even after an error. */
+fh_err fh_filter_parse(const json_t *obj, fh_filter *f, char *errbuf, size_t errsize);
+
+/* Parses "a,b,c" style text for one field (used by SSE query parameters). */
+fh_err fh_filter_add_text(fh_filter *f, const char *field, const char *text, char *errbuf,
+                          size_t errsize);
+
+/* Returns 1 when ev matches. */
+int fh_filter_match(const fh_filter *f, const fh_event *ev);
+
+/* Returns 1 when s matches the glob pattern (only `*` is special). */
+int fh_glob_match(const char *pattern, const char *s);
+
+void fh_filter_free(fh_filter *f);
+
+#endif

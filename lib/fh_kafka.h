@@ -1,0 +1,42 @@
+/* fh_kafka: Kafka helpers every program shares: configuration from the fh_config table, the
+ * embedded (in-process, in-memory) mock cluster, topic creation and the topic layout. */
+#ifndef FH_KAFKA_H
+#define FH_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "fh_config.h"
+#include "fh_error.h"
+#include "fh_event.h"
+
+/* Returns the topic name for kind from c (topics.events, topics.logs, topics.dlq). */
+const char *fh_kafka_topic(const fh_config *c, fh_topic_kind kind);
+
+/* Builds a librdkafka conf: bootstrap.servers = bootstrap, then the defaults given as
+ * "prop=value" strings (NULL-terminated, may be NULL), then every kafka.* pass-through key of c,
+ * so the user always wins. Caller owns the result (hand it to rd_kafka_new, which takes it). */
+fh_err fh_kafka_conf(const fh_config *c, const char *bootstrap, const char *const *defaults,
+                     rd_kafka_conf_t **out, char *errbuf, size_t errsize);
+
+/* An in-process mock cluster: librdkafka's rdkafka_mock, listening on loopback. Everything it
+ * holds lives in memory and is gone when it is destroyed. */
+typedef struct fh_kafka_embedded fh_kafka_embedded;
+
+/* Starts a one-broker mock cluster and creates the events, logs and dlq topics of c with
+ * `partitions` partitions. *out owns the cluster; fh_kafka_embedded_bootstrap names it. */
+fh_err fh_kafka_embedded_start(const fh_config *c, int partitions, fh_kafka_embedded **out,
+                               char *errbuf, size_t errsize);
+const char *fh_kafka_embedded_bootstrap(const fh_kafka_embedded *e);
+void fh_kafka_embedded_stop(fh_kafka_embedded *e);
+
+/* Creates the events, logs and dlq topics on a real cluster through rk (any client handle);
+ * topics that already exist are left as they are. */
+fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions,
+                              int replication, int timeout_ms, char *errbuf, size_t errsize);
+
+/* The rebalance callback of every firehose consumer: handles both the cooperative and the eager
+ * protocol, as librdkafka's examples do. */
+void fh_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+#endif

@@ -1,0 +1,37 @@
+/* fh_util: small helpers shared by every program: time, random ids, string buffers. */
+#ifndef FH_UTIL_H
+#define FH_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock in milliseconds since the epoch. */
+int64_t fh_now_ms(void);
+
+/* Monotonic clock in nanoseconds, for measuring durations. */
+uint64_t fh_mono_ns(void);
+
+/* Formats epoch milliseconds as RFC 3339 UTC with milliseconds ("2026-11-22T05:00:00.123Z").
+ * size must be at least 25. Returns buf. */
+char *fh_time_rfc3339(int64_t ms, char *buf, size_t size);
+
+/* Parses an RFC 3339 timestamp (any offset, optional fraction) into epoch milliseconds.
+ * Returns 0 on success, -1 when s is not such a timestamp. */
+int fh_time_parse(const char *s, int64_t *ms_out);
+
+/* Writes a random 128-bit id as a UUID v4 string (37 bytes with the NUL). Uses getrandom(2). */
+void fh_uuid4(char out[37]);
+
+/* Growable byte buffer with a hard cap (like curl's dynbuf). */
+typedef struct fh_buf {
+    char *data;
+    size_t len, cap, max; /* max: the hard cap; appending past it fails */
+} fh_buf;
+
+void fh_buf_init(fh_buf *b, size_t max);
+/* Returns 0, or -1 when the cap would be exceeded or memory is short (b is unchanged then). */
+int fh_buf_append(fh_buf *b, const void *p, size_t n);
+void fh_buf_reset(fh_buf *b);
+void fh_buf_free(fh_buf *b);
+
+#endif

@@ -1,0 +1,162 @@
+/* Every example in schemas/examples is judged by the C contract as expected.json says: valid
+ * ones decode, invalid ones fail at the documented path. */
+#include "fh_event.h"
+#include "fh_test.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+static fh_contract *shared_contract;
+
+static void free_contract(void)
+{
+    fh_contract_free(shared_contract);
+}
+
+/* One compiled contract for the whole file, freed at exit so LeakSanitizer sees a clean run. */
+static fh_contract *contract(void)
+{
+    char err[256];
+    if (!shared_contract) {
+        if (fh_contract_load(&shared_contract, err, sizeof(err)) != FH_OK)
+            printf("  contract: %s\n", err);
+        else
+            atexit(free_contract);
+    }
+    return shared_contract;
+}
+
+static size_t each_example(const char *dir, void (*fn)(const char *name, const char *text, size_t len))
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t n = 0;
+    if (!d)
+        return 0;
+    while ((de = readdir(d))) {
+        char path[1024];
+        size_t len, nl = strlen(de->d_name);
+        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0 || strcmp(de->d_name, "expected.json") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        char *text = fh_test_read_file(path, &len);
+        CHECK(text != NULL);
+        if (!text)
+            continue;
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+            len--;
+        fn(de->d_name, text, len);
+        free(text);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void check_valid(const char *name, const char *text, size_t len)
+{
+    fh_event ev;
+    char err[384];
+    fh_err rc = fh_event_decode(contract(), text, len, FH_EVENT_MAX_BYTES_DEFAULT, &ev, err, sizeof(err));
+    if (rc)
+        printf("  %s: %s\n", name, err);
+    CHECK(rc == FH_OK);
+    if (!rc) {
+        CHECK(ev.id && ev.master && fh_event_type_name((int)ev.type));
+        fh_event_clear(&ev);
+    }
+}
+
+static json_t *expected;
+
+static void check_invalid(const char *name, const char *text, size_t len)
+{
+    fh_event ev;
+    char err[384], want[300];
+    const char *path = json_string_value(json_object_get(expected, name));
+    fh_err rc = fh_event_decode(contract(), text, len, FH_EVENT_MAX_BYTES_DEFAULT, &ev, err, sizeof(err));
+    CHECK(rc != FH_OK);
+    CHECK(path != NULL);
+    if (rc == FH_OK || !path) {
+        printf("  %s: rc=%d path=%s\n", name, rc, path ? path : "(none in expected.json)");
+        if (rc == FH_OK)
+            fh_event_clear(&ev);
+        return;
+    }
+    if (*path) {
+        snprintf(want, sizeof(want), "%s: ", path);
+        if (strncmp(err, want, strlen(want)) != 0) {
+            printf("  %s: expected the error at %s, got \"%s\"\n", name, path, err);
+            CHECK(!"error names the expected path");
+        }
+    } else {
+        /* whole-record errors carry no path: the message starts with no "member: " prefix */
+        CHECK(rc == FH_ERR_PARSE || rc == FH_ERR_SCHEMA || rc == FH_ERR_TOOBIG);
+    }
+}
+
+TEST(valid_examples_decode)
+{
+    CHECK(contract() != NULL);
+    size_t n = each_example("schemas/examples/valid", check_valid);
+    CHECK(n >= FH_EV__COUNT);
+}
+
+TEST(invalid_examples_fail_at_the_documented_path)
+{
+    json_error_t jerr;
+    expected = json_load_file("schemas/examples/invalid/expected.json", 0, &jerr);
+    CHECK(json_is_object(expected));
+    size_t n = each_example("schemas/examples/invalid", check_invalid);
+    CHECK(n >= 15);
+    CHECK(n == json_object_size(expected));
+    json_decref(expected);
+}
+
+TEST(oversized_record_is_refused_before_parsing)
+{
+    fh_event ev;
+    char err[256];
+    static char big[2048];
+    memset(big, ' ', sizeof(big));
+    CHECK(fh_event_decode(contract(), big, sizeof(big), 1024, &ev, err, sizeof(err)) == FH_ERR_TOOBIG);
+    CHECK(strstr(err, "1024") != NULL);
+}
+
+TEST(event_keys_and_topics_follow_the_layout)
+{
+    static const struct {
+        const char *json, *key;
+        fh_topic_kind topic;
+    } cases[] = {
+        {"{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"buildbot://m\",\"type\":\"log.chunk\","
+         "\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",\"seq\":1,\"data\":{"
+         "\"buildrequestid\":42,\"buildid\":7,\"builder\":\"b\",\"builderid\":1,\"branch\":\"trunk\","
+         "\"revision\":\"abc\",\"repository\":\"r\",\"project\":\"p\",\"codebase\":\"\",\"owner\":\"\","
+         "\"logid\":1,\"stepid\":2,\"firstline\":0,\"content\":\"ohello\\n\"}}",
+         "buildrequest/42", FH_TOPIC_LOGS},
+        {"{\"specversion\":\"1.0\",\"id\":\"b\",\"source\":\"buildbot://m\",\"type\":\"worker.connected\","
+         "\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",\"seq\":2,\"data\":{\"workerid\":9,"
+         "\"name\":\"w9\"}}",
+         "worker/9", FH_TOPIC_EVENTS},
+        {"{\"specversion\":\"1.0\",\"id\":\"c\",\"source\":\"buildbot://m\",\"type\":\"master.started\","
+         "\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",\"seq\":3,\"data\":{\"name\":\"m\"}}",
+         "master/m", FH_TOPIC_EVENTS},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fh_event ev;
+        char err[384], key[64];
+        fh_err rc = fh_event_decode(contract(), cases[i].json, strlen(cases[i].json),
+                                    FH_EVENT_MAX_BYTES_DEFAULT, &ev, err, sizeof(err));
+        if (rc)
+            printf("  case %zu: %s\n", i, err);
+        CHECK(rc == FH_OK);
+        if (rc)
+            continue;
+        fh_event_key(&ev, key, sizeof(key));
+        CHECK_STR(key, cases[i].key);
+        CHECK(fh_event_topic(&ev) == cases[i].topic);
+        fh_event_clear(&ev);
+    }
+}

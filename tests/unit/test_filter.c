@@ -1,0 +1,110 @@
+/* The filter language: AND across keys, any-of lists, `*` globs, integer fields, clear errors. */
+#include "fh_filter.h"
+#include "fh_test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static fh_event make_event(const char *type, const char *branch, const char *owner, int results)
+{
+    fh_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.root = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:i, s:i}}", "type", type, "master", "m1",
+                        "data", "branch", branch, "owner", owner, "builder", "linux-x64",
+                        "buildid", 77, "results", results);
+    ev.data = json_object_get(ev.root, "data");
+    ev.type = (fh_event_type)fh_event_type_parse(type);
+    ev.master = "m1";
+    return ev;
+}
+
+static int matches(const char *filter_json, const fh_event *ev)
+{
+    fh_filter f;
+    char err[256];
+    json_t *j = json_loads(filter_json, 0, NULL);
+    fh_err rc = fh_filter_parse(j, &f, err, sizeof(err));
+    json_decref(j);
+    if (rc) {
+        printf("  filter %s: %s\n", filter_json, err);
+        fh_filter_free(&f);
+        return -1;
+    }
+    int m = fh_filter_match(&f, ev);
+    fh_filter_free(&f);
+    return m;
+}
+
+static const char *parse_error(const char *filter_json)
+{
+    static char err[256];
+    fh_filter f;
+    json_t *j = json_loads(filter_json, JSON_DECODE_ANY, NULL);
+    err[0] = '\0';
+    fh_err rc = fh_filter_parse(j, &f, err, sizeof(err));
+    json_decref(j);
+    fh_filter_free(&f);
+    return rc ? err : NULL;
+}
+
+TEST(filter_and_across_keys_any_of_lists)
+{
+    fh_event ev = make_event("build.finished", "try", "alice@example.org", 2);
+    CHECK(matches("{}", &ev) == 1);
+    CHECK(matches("{\"branch\":\"try\",\"owner\":\"alice@example.org\",\"type\":\"build.finished\"}", &ev) == 1);
+    CHECK(matches("{\"branch\":\"try\",\"owner\":\"bob@example.org\"}", &ev) == 0);
+    CHECK(matches("{\"owner\":[\"bob@example.org\",\"alice@example.org\"]}", &ev) == 1);
+    CHECK(matches("{\"results\":[0,1]}", &ev) == 0);
+    CHECK(matches("{\"results\":[2,4]}", &ev) == 1);
+    CHECK(matches("{\"results\":\"2\"}", &ev) == 1);
+    CHECK(matches("{\"buildid\":77,\"master\":\"m1\"}", &ev) == 1);
+    CHECK(matches("{\"worker\":\"w1\"}", &ev) == 0); /* absent field never matches */
+    json_decref(ev.root);
+}
+
+TEST(filter_globs)
+{
+    fh_event ev = make_event("step.finished", "release/1.2", "carol", 0);
+    CHECK(matches("{\"type\":\"step.*\"}", &ev) == 1);
+    CHECK(matches("{\"type\":\"build.*\"}", &ev) == 0);
+    CHECK(matches("{\"branch\":\"release/*\"}", &ev) == 1);
+    CHECK(matches("{\"builder\":\"*-x64\"}", &ev) == 1);
+    CHECK(matches("{\"builder\":\"linux*arm\"}", &ev) == 0);
+    CHECK(fh_glob_match("*", ""));
+    CHECK(fh_glob_match("a*b*c", "aXXbYYc"));
+    CHECK(!fh_glob_match("a*b*c", "aXXbYY"));
+    CHECK(fh_glob_match("**x", "yyx"));
+    json_decref(ev.root);
+}
+
+TEST(filter_errors_name_the_key)
+{
+    const char *e;
+    e = parse_error("{\"results\":[0,9]}");
+    CHECK(e && strcmp(e, "filter.results: expected integers 0-6") == 0);
+    e = parse_error("{\"color\":\"red\"}");
+    CHECK(e && strncmp(e, "filter.color: unknown field", 27) == 0);
+    e = parse_error("{\"type\":\"build.exploded\"}");
+    CHECK(e && strstr(e, "filter.type") == e);
+    e = parse_error("{\"branch\":[]}");
+    CHECK(e && strstr(e, "filter.branch") == e);
+    e = parse_error("{\"branch\":{\"x\":1}}");
+    CHECK(e && strstr(e, "filter.branch") == e);
+    e = parse_error("[1,2]");
+    CHECK(e && strcmp(e, "filter: expected an object") == 0);
+    CHECK(parse_error("null") == NULL);
+}
+
+TEST(filter_from_query_text)
+{
+    fh_filter f;
+    char err[256];
+    fh_event ev = make_event("build.finished", "trunk", "dave", 1);
+    memset(&f, 0, sizeof(f));
+    CHECK(fh_filter_add_text(&f, "results", "0,1", err, sizeof(err)) == FH_OK);
+    CHECK(fh_filter_add_text(&f, "branch", "trunk", err, sizeof(err)) == FH_OK);
+    CHECK(fh_filter_match(&f, &ev) == 1);
+    CHECK(fh_filter_add_text(&f, "results", "x", err, sizeof(err)) != FH_OK);
+    fh_filter_free(&f);
+    json_decref(ev.root);
+}

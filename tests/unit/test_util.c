@@ -1,0 +1,78 @@
+/* Small shared pieces: the bounded line reader, time parsing and formatting, capped buffers. */
+#include "fh_lines.h"
+#include "fh_test.h"
+#include "fh_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int lines_from(const char *text, size_t max, char out[][64], size_t *lens, int cap)
+{
+    int p[2], n = 0;
+    fh_lines r;
+    const char *line;
+    size_t len;
+    if (pipe(p))
+        return -1;
+    CHECK(write(p[1], text, strlen(text)) == (ssize_t)strlen(text));
+    close(p[1]);
+    fh_lines_open(&r, p[0], max);
+    while (n < cap && fh_lines_next(&r, &line, &len) == 1) {
+        size_t c = len < 63 ? len : 63;
+        if (c > max)
+            c = max;
+        memcpy(out[n], line, c);
+        out[n][c] = '\0';
+        lens[n++] = len;
+    }
+    fh_lines_close(&r);
+    close(p[0]);
+    return n;
+}
+
+TEST(lines_split_trim_crlf_and_cap_long_lines)
+{
+    char out[8][64];
+    size_t lens[8];
+    int n = lines_from("a\r\nbb\n0123456789ABCDEF\nlast", 8, out, lens, 8);
+    CHECK(n == 4);
+    CHECK_STR(out[0], "a");
+    CHECK_STR(out[1], "bb");
+    CHECK(lens[2] == 9); /* over the cap: reported as max + 1 */
+    CHECK_STR(out[2], "01234567");
+    CHECK_STR(out[3], "last");
+}
+
+TEST(time_round_trip)
+{
+    char buf[32];
+    int64_t ms;
+    CHECK(fh_time_parse("2026-11-22T05:00:00.123Z", &ms) == 0);
+    CHECK_STR(fh_time_rfc3339(ms, buf, sizeof(buf)), "2026-11-22T05:00:00.123Z");
+    CHECK(fh_time_parse("1970-01-01T00:00:00Z", &ms) == 0 && ms == 0);
+    CHECK(fh_time_parse("2026-11-22T06:00:00+01:00", &ms) == 0);
+    CHECK_STR(fh_time_rfc3339(ms, buf, sizeof(buf)), "2026-11-22T05:00:00.000Z");
+    CHECK(fh_time_parse("2026-13-01T00:00:00Z", &ms) == -1);
+    CHECK(fh_time_parse("yesterday", &ms) == -1);
+}
+
+TEST(buf_respects_its_cap)
+{
+    fh_buf b;
+    fh_buf_init(&b, 10);
+    CHECK(fh_buf_append(&b, "12345", 5) == 0);
+    CHECK(fh_buf_append(&b, "67890", 5) == 0);
+    CHECK(fh_buf_append(&b, "x", 1) == -1);
+    CHECK(b.len == 10 && strcmp(b.data, "1234567890") == 0);
+    fh_buf_free(&b);
+}
+
+TEST(uuid4_shape)
+{
+    char a[37], b[37];
+    fh_uuid4(a);
+    fh_uuid4(b);
+    CHECK(strlen(a) == 36 && a[14] == '4' && a[8] == '-');
+    CHECK(strcmp(a, b) != 0);
+}
