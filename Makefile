@@ -22,7 +22,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-broker
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: all deps run test unit unit-asan integration bench install uninstall clean format format-check
+.PHONY: all deps run test unit unit-asan integration bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -96,6 +96,9 @@ test: deps
 
 bench: deps all
 	bash bench/ingest.sh
+
+docs: all
+	tools/gen-config-doc.sh bin > docs/configuration.md
 
 # ---- run: the broker on the embedded Kafka, with demo traffic -------------------------------
 run: deps all

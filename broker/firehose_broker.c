@@ -58,6 +58,8 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
     if (m->err) {
         b->dlq_failed++;
         fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(m->err));
+    } else {
+        b->dlq++;
     }
 }
 
@@ -80,8 +82,12 @@ static void log_counts(broker *b, const char *event)
     b->logged_dlq = b->dlq;
 }
 
-static void send_to_dlq(broker *b, const rd_kafka_message_t *m, const char *reason)
+/* Hands a rejected record to the dead-letter topic and waits for it to be durable there, so its
+ * offset is stored only once the record is safe (invalid records are rare; the wait is cheap).
+ * Returns 0 when delivered. */
+static int send_to_dlq(broker *b, const rd_kafka_message_t *m, const char *reason)
 {
+    long long failed_before = b->dlq_failed;
     char part[16], off[32];
     rd_kafka_headers_t *h = rd_kafka_headers_new(4);
     snprintf(part, sizeof(part), "%d", m->partition);
@@ -104,9 +110,11 @@ static void send_to_dlq(broker *b, const rd_kafka_message_t *m, const char *reas
         b->dlq_failed++;
         fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(err));
         rd_kafka_headers_destroy(h);
-        break;
+        return -1;
     }
-    b->dlq++;
+    if (rd_kafka_flush(b->producer, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return b->dlq_failed == failed_before ? 0 : -1;
 }
 
 static void handle_message(broker *b, rd_kafka_message_t *m)
@@ -123,7 +131,8 @@ static void handle_message(broker *b, rd_kafka_message_t *m)
         fh_log(FH_LOG_WARN, "event.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), err));
-        send_to_dlq(b, m, err);
+        if (send_to_dlq(b, m, err))
+            return; /* not stored: the record is consumed again after a restart */
     } else {
         b->counts[ev.type]++;
         b->total++;

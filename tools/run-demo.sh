@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make run`: starts firehose-broker on the embedded (in-memory) Kafka, feeds it demo traffic and
+# says where to look. Ctrl-C stops everything. Extra arguments go to the broker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p var
+log=var/broker.log
+: > "$log"
+
+bin/firehose-broker "$@" 2> >(tee -a "$log" >&2) &
+broker=$!
+feeder=""
+cleanup() {
+    [ -n "$feeder" ] && kill "$feeder" 2>/dev/null || true
+    kill "$broker" 2>/dev/null || true
+    wait "$broker" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+# The broker logs bootstrap=HOST:PORT once the embedded Kafka listens (bounded wait: 10 s).
+bootstrap=""
+for _ in $(seq 100); do
+    bootstrap=$(grep -o 'bootstrap=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
+    [ -n "$bootstrap" ] && break
+    kill -0 "$broker" 2>/dev/null || { echo "firehose-broker exited; see $log" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$bootstrap" ] || { echo "no bootstrap address after 10 s; see $log" >&2; exit 1; }
+
+cat <<MSG
+
+  firehose is running on the embedded Kafka (in memory: everything is gone when it stops).
+    bootstrap:     $bootstrap
+    broker log:    $log  (per-type counts every few seconds)
+    send events:   bin/firehose-emit --brokers $bootstrap schemas/examples/valid/*.json
+    read events:   kcat -C -b $bootstrap -t firehose.events -o end
+    dead letters:  kcat -C -b $bootstrap -t firehose.dlq -f '%h %s\n'
+  Demo traffic: a batch of simulated Buildbot events every 5 s. Ctrl-C stops.
+
+MSG
+
+# Demo traffic: simulated builds from three masters, a new seed (and so new ids) per batch.
+(
+    seed=1
+    while kill -0 "$broker" 2>/dev/null; do
+        python3 tests/integration/gen_events.py --count 500 --seed "$seed" \
+            --start "$(date -u +%Y-%m-%dT%H:%M:%SZ)" |
+            bin/firehose-emit --brokers "$bootstrap" -q || true
+        seed=$((seed + 1))
+        sleep 5
+    done
+) &
+feeder=$!
+wait "$broker"
