@@ -38,8 +38,8 @@ deps:
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PKGS) >/dev/null; \
 	fi
-	@$(PYTHON) -c "import jsonschema, referencing, pytest, requests, websockets" 2>/dev/null || \
-	  $(PYTHON) -m pip install -q jsonschema referencing pytest requests websockets
+	@$(PYTHON) -c "import jsonschema, referencing, pytest, requests, websockets, yaml" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q jsonschema referencing pytest requests websockets pyyaml
 
 # ---- build ----------------------------------------------------------------------------------
 $(BUILD)/tools/embed: tools/embed.c
@@ -110,6 +110,8 @@ install: all
 	install -m 0755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 schemas/*.schema.json $(DESTDIR)$(PREFIX)/share/firehose/schemas/
 	install -m 0644 schemas/data/*.schema.json $(DESTDIR)$(PREFIX)/share/firehose/schemas/data/
+	install -d $(DESTDIR)$(PREFIX)/share/firehose/examples
+	install -m 0644 schemas/examples/valid/*.json $(DESTDIR)$(PREFIX)/share/firehose/examples/
 
 uninstall:
 	rm -f $(PROGRAMS:$(BIN)/%=$(DESTDIR)$(PREFIX)/bin/%)
