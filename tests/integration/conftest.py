@@ -1,0 +1,107 @@
+"""Shared pytest fixtures for the integration tests: paths, and one real Kafka per session.
+
+Kafka comes from tests/kafka/kafka.sh (Apache Kafka 3.9 KRaft on loopback), started once per
+session in a temporary directory and stopped at the end (FIREHOSE_TEST_KEEP_KAFKA=1 keeps the
+directory).  FIREHOSE_TEST_BOOTSTRAP=HOST:PORT uses an already running Kafka instead; topics are
+then created with Kafka's TopicCommand if tests/kafka/lib is present, else assumed to exist
+(or auto-created by the broker).
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+BIN = ROOT / "bin"
+KAFKA_SH = ROOT / "tests" / "kafka" / "kafka.sh"
+
+# gen_events lives beside this file; make it importable as a plain module from the tests.
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+
+def wait_for(predicate, timeout, interval=0.1, what="condition"):
+    """Poll predicate() until it returns a truthy value or timeout (s) passes; returns the value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class Kafka:
+    """A running Kafka: .bootstrap is HOST:PORT; create_topics({"name": partitions, ...})."""
+
+    def __init__(self, bootstrap, state_dir=None):
+        self.bootstrap = bootstrap
+        self.state_dir = state_dir
+
+    def create_topics(self, topics):
+        specs = ["%s:%d" % (name, parts) for name, parts in topics.items()]
+        if not specs:
+            return
+        if self.state_dir is not None:
+            subprocess.run([str(KAFKA_SH), "create-topics", str(self.state_dir)] + specs,
+                           check=True, timeout=180, stdout=subprocess.DEVNULL)
+            return
+        # External Kafka: use TopicCommand directly against the bootstrap if the jars are here.
+        lib = ROOT / "tests" / "kafka" / "lib"
+        if not lib.is_dir():
+            return
+        for name, parts in topics.items():
+            subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1",
+                            "-Dlog4j.configuration=file:%s" % (ROOT / "tests" / "kafka" / "tools-log4j.properties"),
+                            "-cp", str(lib / "*"), "org.apache.kafka.tools.TopicCommand",
+                            "--bootstrap-server", self.bootstrap, "--create", "--if-not-exists",
+                            "--topic", name, "--partitions", str(parts), "--replication-factor", "1"],
+                           check=True, timeout=120, stdout=subprocess.DEVNULL)
+
+    def __repr__(self):
+        return "Kafka(%r)" % self.bootstrap
+
+
+@pytest.fixture(scope="session")
+def root():
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def bin_dir():
+    return BIN
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    external = os.environ.get("FIREHOSE_TEST_BOOTSTRAP")
+    if external:
+        yield Kafka(external)
+        return
+    state = pathlib.Path(tempfile.mkdtemp(prefix="firehose-kafka-"))
+    t0 = time.monotonic()
+    # KAFKA_WATCH_PID: the broker stops by itself if this pytest process dies without cleaning up.
+    env = dict(os.environ, KAFKA_WATCH_PID=str(os.getpid()))
+    proc = subprocess.run([str(KAFKA_SH), "start", str(state)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=600, env=env)
+    if proc.returncode != 0:
+        subprocess.run([str(KAFKA_SH), "stop", str(state)], timeout=120)
+        pytest.fail("kafka.sh start failed (%d):\n%s" % (proc.returncode, proc.stderr[-4000:]))
+    bootstrap = proc.stdout.strip().splitlines()[-1]
+    sys.stderr.write("\n[kafka] %s up in %.1fs (state in %s)\n" % (bootstrap, time.monotonic() - t0, state))
+    try:
+        yield Kafka(bootstrap, state)
+    finally:
+        subprocess.run([str(KAFKA_SH), "stop", str(state)], timeout=120)
+        if os.environ.get("FIREHOSE_TEST_KEEP_KAFKA"):
+            sys.stderr.write("[kafka] state kept in %s\n" % state)
+        else:
+            shutil.rmtree(state, ignore_errors=True)
