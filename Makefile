@@ -8,7 +8,7 @@ BUILD   ?= build
 BIN     ?= bin
 PYTHON  ?= python3
 
-PKGS      := rdkafka jansson
+PKGS      := rdkafka jansson libmicrohttpd sqlite3 libcurl
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -Ilib -MMD -MP \
@@ -64,7 +64,8 @@ $(BIN)/firehose-emit: $(BUILD)/producers/firehose_emit.o $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/firehose-broker: $(BUILD)/broker/firehose_broker.o $(BUILD)/libfirehose.a
+BROKER_SRC := $(sort $(wildcard broker/*.c))
+$(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 

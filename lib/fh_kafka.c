@@ -30,6 +30,18 @@ static fh_err conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char
     return FH_OK;
 }
 
+/* librdkafka's own log lines, as structured records on our log. */
+static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    char q[768];
+    enum fh_log_level l = level <= 3   ? FH_LOG_ERROR
+                          : level == 4 ? FH_LOG_WARN
+                          : level <= 6 ? FH_LOG_INFO
+                                       : FH_LOG_DEBUG;
+    fh_log(l, "kafka.log", "client=%s facility=%s message=%s", rd_kafka_name(rk), fac,
+           fh_log_quote(q, sizeof(q), buf));
+}
+
 fh_err fh_kafka_conf(const fh_config *c, const char *bootstrap, const char *const *defaults,
                      rd_kafka_conf_t **out, char *errbuf, size_t errsize)
 {
@@ -37,6 +49,7 @@ fh_err fh_kafka_conf(const fh_config *c, const char *bootstrap, const char *cons
     fh_err rc;
     if (!conf)
         return FH_ERR_NOMEM;
+    rd_kafka_conf_set_log_cb(conf, kafka_log);
     if (bootstrap && (rc = conf_set(conf, "bootstrap.servers", bootstrap, errbuf, errsize)))
         goto err;
     for (size_t i = 0; defaults && defaults[i]; i++) {

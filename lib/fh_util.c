@@ -1,5 +1,6 @@
 #include "fh_util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,4 +147,66 @@ void fh_buf_free(fh_buf *b)
 {
     free(b->data);
     memset(b, 0, sizeof(*b));
+}
+
+int fh_buf_printf(fh_buf *b, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n < sizeof(small))
+        return fh_buf_append(b, small, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = fh_buf_append(b, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+int fh_buf_json_str(fh_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t start = b->len;
+    if (!s)
+        return fh_buf_append(b, "null", 4);
+    if (fh_buf_append(b, "\"", 1))
+        return -1;
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s;; p++) {
+        if (*p && *p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        if (p > (const unsigned char *)run && fh_buf_append(b, run, (size_t)((const char *)p - run)))
+            goto cap;
+        if (!*p)
+            break;
+        char esc[6] = {'\\', (char)*p, 0, 0, 0, 0};
+        size_t n = 2;
+        if (*p < 0x20) {
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[*p >> 4];
+            esc[5] = hex[*p & 15];
+            n = 6;
+        }
+        if (fh_buf_append(b, esc, n))
+            goto cap;
+        run = (const char *)p + 1;
+    }
+    if (fh_buf_append(b, "\"", 1))
+        goto cap;
+    return 0;
+cap:
+    b->len = start;
+    if (b->data)
+        b->data[start] = '\0';
+    return -1;
 }

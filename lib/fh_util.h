@@ -32,6 +32,10 @@ void fh_buf_init(fh_buf *b, size_t max);
 /* Returns 0, or -1 when the cap would be exceeded or memory is short (b is unchanged then). */
 int fh_buf_append(fh_buf *b, const void *p, size_t n);
 void fh_buf_reset(fh_buf *b);
+/* Appends formatted text. Returns 0, or -1 at the cap (b unchanged). */
+int fh_buf_printf(fh_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s (may be NULL: null) as a JSON string literal, escaped. Returns 0 or -1 at the cap. */
+int fh_buf_json_str(fh_buf *b, const char *s);
 void fh_buf_free(fh_buf *b);
 
 #endif

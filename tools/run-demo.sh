@@ -7,7 +7,7 @@ mkdir -p var
 log=var/broker.log
 : > "$log"
 
-bin/firehose-broker "$@" 2> >(tee -a "$log" >&2) &
+bin/firehose-broker --auth.anonymous_read "$@" 2> >(tee -a "$log" >&2) &
 broker=$!
 feeder=""
 cleanup() {
@@ -17,11 +17,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# The broker logs bootstrap=HOST:PORT once the embedded Kafka listens (bounded wait: 10 s).
+# The broker logs bootstrap=HOST:PORT once the embedded Kafka listens, then its HTTP address
+# (bounded wait: 10 s).
 bootstrap=""
 for _ in $(seq 100); do
     bootstrap=$(grep -o 'bootstrap=[^ ]*' "$log" | head -1 | cut -d= -f2 || true)
-    [ -n "$bootstrap" ] && break
+    [ -n "$bootstrap" ] && grep -q 'event=http.listening' "$log" && break
     kill -0 "$broker" 2>/dev/null || { echo "firehose-broker exited; see $log" >&2; exit 1; }
     sleep 0.1
 done
@@ -31,6 +32,7 @@ cat <<MSG
 
   firehose is running on the embedded Kafka (in memory: everything is gone when it stops).
     bootstrap:     $bootstrap
+    http:          $(grep -o 'url=[^ ]*' "$log" | head -1 | cut -d= -f2)  (healthz, readyz, metrics)
     broker log:    $log  (per-type counts every few seconds)
     send events:   bin/firehose-emit --brokers $bootstrap schemas/examples/valid/*.json
     read events:   kcat -C -b $bootstrap -t firehose.events -o end

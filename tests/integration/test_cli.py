@@ -101,7 +101,8 @@ def test_embedded_broker_counts_what_emit_sends():
     """`make run`'s promise: the broker starts the in-memory Kafka, says where it listens, and
     events sent there with firehose-emit show up in its counts; bad records go to the DLQ."""
     with tempfile.TemporaryFile() as log:
-        broker = subprocess.Popen([BROKER, "--broker.stats_interval_ms=200"], stderr=log)
+        broker = subprocess.Popen([BROKER, "--broker.stats_interval_ms=200", "--listen=127.0.0.1:0"],
+                                  stderr=log)
         try:
             def logged():
                 log.seek(0)
@@ -123,6 +124,19 @@ def test_embedded_broker_counts_what_emit_sends():
             dlq = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", "firehose.dlq", "-e",
                                   "-f", "%h\n"], capture_output=True, timeout=30).stdout
             assert b"firehose-error=" in dlq
+            url = re.search(r"event=http.listening url=(\S+)", logged()).group(1)
+            import requests
+            assert requests.get(url + "healthz", timeout=10).json() == {"status": "ok"}
+            assert requests.get(url + "readyz", timeout=10).status_code == 200
+            metrics = requests.get(url + "metrics", timeout=10).text
+            assert 'firehose_events_in_total{type="build.finished"}' in metrics
+            assert "firehose_dlq_total 1" in metrics
+            r = requests.get(url + "nope", timeout=10)
+            assert r.status_code == 404 and r.json()["error"] == "not_found"
+            r = requests.post(url + "healthz", timeout=10)
+            assert r.status_code == 405 and "GET" in r.json()["message"]
+            r = requests.get(url + "healthz?x=1", timeout=10)
+            assert r.status_code == 400 and r.json()["parameter"] == "x"
         finally:
             broker.terminate()
             broker.wait(timeout=30)

@@ -1,0 +1,74 @@
+/* http: the broker's one port (http.listen). libmicrohttpd serves REST, health, metrics and the
+ * dashboard from a route table; every request passes the same checks (method, auth scope, body
+ * size, known query parameters) before its handler runs. Handlers run on libmicrohttpd's worker
+ * threads and must be thread-safe. */
+#ifndef FH_BROKER_HTTP_H
+#define FH_BROKER_HTTP_H
+
+#include <microhttpd.h>
+
+#include "fh_auth.h"
+#include "fh_error.h"
+#include "fh_util.h"
+
+#define FH_HTTP_MAX_PATH_PARAMS 4
+
+typedef struct fh_http_request {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    const char *path_params[FH_HTTP_MAX_PATH_PARAMS]; /* segments matched by "{}" */
+    const fh_principal *who;                         /* never NULL when the route needs a scope */
+    const char *body;                                /* NUL-terminated; "" when none */
+    size_t body_len;
+} fh_http_request;
+
+typedef struct fh_http_response {
+    int status;               /* 200 unless set */
+    fh_buf body;              /* the handler appends JSON here (capped by http.max_response_bytes) */
+    const char *content_type; /* "application/json" unless set */
+    int max_age;              /* Cache-Control max-age seconds; -1 for no-store */
+    int no_etag;              /* 1: do not add an ETag */
+    const char *location;     /* Location header for 201 (static or owned by the handler ctx) */
+    struct MHD_Response *raw; /* handler-made response (upgrade, streams); overrides the rest */
+} fh_http_response;
+
+typedef void (*fh_http_handler)(void *ctx, fh_http_request *req, fh_http_response *resp);
+
+typedef struct fh_http_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/api/v1/builds/{}": "{}" matches one path segment */
+    unsigned scope;      /* 0 public, FH_SCOPE_READ, FH_SCOPE_ADMIN */
+    const char *params;  /* allowed query parameters, comma-separated; NULL means any */
+    fh_http_handler handler;
+    void *ctx;
+} fh_http_route;
+
+typedef struct fh_http_config {
+    const char *listen;      /* "127.0.0.1:8080", "[::1]:8080", ":8080" */
+    int threads;             /* worker threads */
+    int max_connections;
+    size_t max_body_bytes;
+    size_t max_response_bytes;
+    const char *cors_origin; /* Access-Control-Allow-Origin; "" disables CORS headers */
+} fh_http_config;
+
+typedef struct fh_http fh_http;
+
+/* Starts serving. routes must outlive the server. The bound address is logged and available
+ * through fh_http_port (useful with port 0). */
+fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, size_t nroutes,
+                     const fh_auth *auth, fh_http **out, char *errbuf, size_t errsize);
+unsigned short fh_http_port(const fh_http *h);
+void fh_http_stop(fh_http *h);
+
+/* A query parameter's value, or NULL. */
+const char *fh_http_query(const fh_http_request *req, const char *name);
+/* A request header's value, or NULL. */
+const char *fh_http_header(const fh_http_request *req, const char *name);
+
+/* Sets a JSON error: {"error":code,"message":message[,"parameter":param]}. */
+void fh_http_error(fh_http_response *resp, int status, const char *code, const char *param,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif

@@ -1,0 +1,385 @@
+/* firehose-broker: consumes the event topics, sends malformed records to the dead-letter topic
+ * and serves HTTP (health, metrics; REST, stream and dashboard build on it) on one port. With
+ * kafka.brokers=embedded it first starts librdkafka's in-memory mock cluster and says where. */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "fh_log.h"
+#include "fh_util.h"
+#include "health.h"
+#include "http.h"
+
+#define MAX_ROUTES 64
+
+static const fh_cfg_opt broker_opts[] = {
+    FH_CFG_COMMON,
+    {"kafka.group", "group", FH_CFG_STR, "firehose-broker", 0, 0, "consumer group id of the ingest consumer"},
+    {"topics.partitions", NULL, FH_CFG_INT, "6", 1, 10000,
+     "partitions of each topic the broker creates (embedded, or topics.create on a real cluster)"},
+    {"topics.create", NULL, FH_CFG_BOOL, "true", 0, 0,
+     "create missing topics on a real cluster at start-up"},
+    {"topics.replication", NULL, FH_CFG_INT, "1", 1, 16, "replication factor of created topics"},
+    {"broker.stats_interval_ms", NULL, FH_CFG_INT, "5000", 100, 3600000,
+     "how often the per-type counts are logged (when they changed)"},
+    {"http.listen", "listen", FH_CFG_STR, "127.0.0.1:8080", 0, 0,
+     "address of REST, stream, SSE and dashboard (HOST:PORT, [V6]:PORT; port 0 picks one)"},
+    {"http.threads", NULL, FH_CFG_INT, "2", 1, 64, "HTTP worker threads"},
+    {"http.max_connections", NULL, FH_CFG_INT, "4096", 1, 1000000, "open HTTP connections at most"},
+    {"http.max_body_bytes", NULL, FH_CFG_INT, "65536", 1024, 16777216,
+     "largest request body; larger ones get 413"},
+    {"http.max_response_bytes", NULL, FH_CFG_INT, "16777216", 65536, 1073741824,
+     "largest response a handler may build"},
+    {"http.cors_origin", NULL, FH_CFG_STR, "*", 0, 0,
+     "Access-Control-Allow-Origin for browsers; empty disables CORS headers"},
+    {"auth.admin_token", NULL, FH_CFG_STR, "", 0, 0,
+     "bearer token with the admin scope (webhook management); empty: none"},
+    {"auth.tokens_file", NULL, FH_CFG_STR, "", 0, 0,
+     "JSON file of tokens with scopes and filter constraints (docs/security.md)"},
+    {"auth.anonymous_read", NULL, FH_CFG_BOOL, "false", 0, 0,
+     "let requests without a token read (REST, stream, SSE)"},
+};
+
+static const char *const consumer_defaults[] = {
+    "enable.auto.commit=true", "enable.auto.offset.store=false", "auto.offset.reset=earliest",
+    "log_level=4", NULL,
+};
+static const char *const producer_defaults[] = {
+    "enable.idempotence=true", "acks=all", "linger.ms=5", "log_level=4", NULL,
+};
+
+static volatile sig_atomic_t run = 1;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    run = 0;
+}
+
+typedef struct ingest {
+    fh_broker *b;
+    rd_kafka_t *consumer, *producer;
+    long long logged_total, logged_dlq;
+    size_t max_bytes;
+} ingest;
+
+static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    fh_broker *b = opaque;
+    (void)rk;
+    if (m->err) {
+        fh_metric_add(b->dlq_failed, 1);
+        fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(m->err));
+    } else {
+        fh_metric_add(b->dlq_total, 1);
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    fh_broker *b = opaque;
+    fh_kafka_rebalance_cb(rk, err, parts, opaque);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        atomic_store(&b->ready, 1);
+}
+
+static long long total_in(fh_broker *b)
+{
+    long long t = 0;
+    for (int i = 0; i < FH_EV__COUNT; i++)
+        t += fh_metric_get(b->events_in[i]);
+    return t;
+}
+
+static void log_counts(ingest *in, const char *event)
+{
+    fh_broker *b = in->b;
+    char line[2048];
+    size_t o = 0;
+    for (int t = 0; t < FH_EV__COUNT; t++) {
+        long long n = fh_metric_get(b->events_in[t]);
+        if (!n)
+            continue;
+        int k = snprintf(line + o, sizeof(line) - o, " %s=%lld", fh_event_type_name(t), n);
+        if (k < 0 || (size_t)k >= sizeof(line) - o)
+            break;
+        o += (size_t)k;
+    }
+    line[o] = '\0';
+    in->logged_total = total_in(b);
+    in->logged_dlq = fh_metric_get(b->dlq_total);
+    fh_log(FH_LOG_INFO, event, "total=%lld dlq=%lld%s", in->logged_total, in->logged_dlq, line);
+}
+
+/* Hands a rejected record to the dead-letter topic and waits for it to be durable there, so its
+ * offset is stored only once the record is safe (invalid records are rare; the wait is cheap).
+ * Returns 0 when delivered. */
+static int send_to_dlq(ingest *in, const rd_kafka_message_t *m, const char *reason)
+{
+    char part[16], off[32];
+    long long failed_before = fh_metric_get(in->b->dlq_failed);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    snprintf(part, sizeof(part), "%d", m->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+    rd_kafka_header_add(h, "firehose-error", -1, reason, -1);
+    rd_kafka_header_add(h, "firehose-source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(h, "firehose-source-partition", -1, part, -1);
+    rd_kafka_header_add(h, "firehose-source-offset", -1, off, -1);
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            in->producer, RD_KAFKA_V_TOPIC(fh_kafka_topic(&in->b->cfg, FH_TOPIC_DLQ)),
+            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (!err)
+            break;
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && run) {
+            rd_kafka_poll(in->producer, 50);
+            continue;
+        }
+        fh_metric_add(in->b->dlq_failed, 1);
+        fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(err));
+        rd_kafka_headers_destroy(h);
+        return -1;
+    }
+    if (rd_kafka_flush(in->producer, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return fh_metric_get(in->b->dlq_failed) == failed_before ? 0 : -1;
+}
+
+static void handle_message(ingest *in, rd_kafka_message_t *m)
+{
+    char err[384], q[420];
+    fh_event ev;
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            fh_log(FH_LOG_WARN, "kafka.consume", "error=%s",
+                   fh_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
+        return;
+    }
+    if (fh_event_decode(in->b->contract, m->payload, m->len, in->max_bytes, &ev, err, sizeof(err))) {
+        fh_log(FH_LOG_WARN, "event.invalid", "topic=%s partition=%d offset=%lld reason=%s",
+               rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
+               fh_log_quote(q, sizeof(q), err));
+        if (send_to_dlq(in, m, err))
+            return; /* not stored: the record is consumed again after a restart */
+    } else {
+        fh_metric_add(in->b->events_in[ev.type], 1);
+        fh_event_clear(&ev);
+    }
+    rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+}
+
+static int start_kafka(fh_broker *b)
+{
+    char err[512];
+    const char *brokers = fh_config_str(&b->cfg, "kafka.brokers");
+    int partitions = (int)fh_config_int(&b->cfg, "topics.partitions");
+
+    if (strcmp(brokers, "embedded") == 0) {
+        if (fh_kafka_embedded_start(&b->cfg, partitions, &b->embedded, err, sizeof(err))) {
+            fh_log(FH_LOG_ERROR, "kafka.embedded", "error=\"%s\"", err);
+            return -1;
+        }
+        snprintf(b->bootstrap, sizeof(b->bootstrap), "%s", fh_kafka_embedded_bootstrap(b->embedded));
+        fh_log(FH_LOG_WARN, "kafka.embedded",
+               "bootstrap=%s partitions=%d note=\"embedded Kafka (librdkafka mock cluster) keeps "
+               "everything in memory: every event is lost when the broker stops; set "
+               "kafka.brokers for a real cluster\"",
+               b->bootstrap, partitions);
+    } else {
+        snprintf(b->bootstrap, sizeof(b->bootstrap), "%s", brokers);
+    }
+    return 0;
+}
+
+static int ingest_start(ingest *in)
+{
+    char err[512];
+    rd_kafka_conf_t *conf;
+    fh_broker *b = in->b;
+    in->max_bytes = (size_t)fh_config_int(&b->cfg, "events.max_bytes");
+
+    if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
+        goto conf_err;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
+    rd_kafka_conf_set_opaque(conf, b);
+    if (!(in->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
+        goto conf_err;
+    if (!b->embedded && fh_config_bool(&b->cfg, "topics.create") &&
+        fh_kafka_create_topics(in->producer, &b->cfg, (int)fh_config_int(&b->cfg, "topics.partitions"),
+                               (int)fh_config_int(&b->cfg, "topics.replication"), 15000, err,
+                               sizeof(err)))
+        fh_log(FH_LOG_WARN, "kafka.topics", "error=\"%s\"", err);
+
+    if (fh_kafka_conf(&b->cfg, b->bootstrap, consumer_defaults, &conf, err, sizeof(err)))
+        goto conf_err;
+    if (rd_kafka_conf_set(conf, "group.id", fh_config_str(&b->cfg, "kafka.group"), err,
+                          sizeof(err)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        goto conf_err;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, b);
+    if (!(in->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))))
+        goto conf_err;
+    rd_kafka_poll_set_consumer(in->consumer);
+
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(topics, fh_kafka_topic(&b->cfg, FH_TOPIC_EVENTS),
+                                      RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(topics, fh_kafka_topic(&b->cfg, FH_TOPIC_LOGS),
+                                      RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t serr = rd_kafka_subscribe(in->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (serr) {
+        fh_log(FH_LOG_ERROR, "kafka.subscribe", "error=\"%s\"", rd_kafka_err2str(serr));
+        return -1;
+    }
+    return 0;
+conf_err:
+    fh_log(FH_LOG_ERROR, "kafka.config", "error=\"%s\"", err);
+    return -1;
+}
+
+static void ingest_stop(ingest *in)
+{
+    if (in->consumer) {
+        rd_kafka_consumer_close(in->consumer);
+        rd_kafka_destroy(in->consumer);
+    }
+    if (in->producer) {
+        rd_kafka_flush(in->producer, 10000);
+        rd_kafka_destroy(in->producer);
+    }
+}
+
+static void register_metrics(fh_broker *b)
+{
+    static char labels[FH_EV__COUNT][48];
+    for (int t = 0; t < FH_EV__COUNT; t++) {
+        snprintf(labels[t], sizeof(labels[t]), "type=\"%s\"", fh_event_type_name(t));
+        b->events_in[t] = fh_metric_new("firehose_events_in_total", labels[t],
+                                        "Valid events consumed, by type.", 0);
+    }
+    b->dlq_total = fh_metric_new("firehose_dlq_total", NULL,
+                                 "Malformed records sent to the dead-letter topic.", 0);
+    b->dlq_failed = fh_metric_new("firehose_dlq_failed_total", NULL,
+                                  "Malformed records that could not be dead-lettered.", 0);
+}
+
+static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
+{
+    char err[512];
+    fh_http *h = NULL;
+    fh_http_config hc = {
+        .listen = fh_config_str(&b->cfg, "http.listen"),
+        .threads = (int)fh_config_int(&b->cfg, "http.threads"),
+        .max_connections = (int)fh_config_int(&b->cfg, "http.max_connections"),
+        .max_body_bytes = (size_t)fh_config_int(&b->cfg, "http.max_body_bytes"),
+        .max_response_bytes = (size_t)fh_config_int(&b->cfg, "http.max_response_bytes"),
+        .cors_origin = fh_config_str(&b->cfg, "http.cors_origin"),
+    };
+    if (fh_http_start(&hc, routes, nroutes, &b->auth, &h, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "http.start", "error=\"%s\"", err);
+        return NULL;
+    }
+    const char *listen = hc.listen;
+    char host[128];
+    const char *colon = strrchr(listen, ':');
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+    fh_log(FH_LOG_INFO, "http.listening", "url=http://%s:%u/ anonymous_read=%s",
+           *host ? host : "0.0.0.0", fh_http_port(h),
+           fh_config_bool(&b->cfg, "auth.anonymous_read") ? "true" : "false");
+    return h;
+}
+
+int main(int argc, char **argv)
+{
+    static fh_broker b;
+    static ingest in;
+    static fh_http_route routes[MAX_ROUTES];
+    fh_http *http = NULL;
+    char err[512];
+    int help, status = 0;
+    size_t nroutes = 0;
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    b.run = &run;
+    if (fh_config_init(&b.cfg, "firehose-broker", "[OPTIONS]",
+                       "Consumes the firehose topics and serves them over HTTP. With no Kafka "
+                       "configured it runs an embedded in-memory Kafka.",
+                       broker_opts, sizeof(broker_opts) / sizeof(broker_opts[0])) ||
+        fh_config_load(&b.cfg, argc, argv, &help, err, sizeof(err))) {
+        fprintf(stderr, "firehose-broker: %s\n", err);
+        return 64;
+    }
+    if (help) {
+        help == 2 ? fh_config_markdown(&b.cfg, stdout) : fh_config_help(&b.cfg, stdout);
+        fh_config_free(&b.cfg);
+        return 0;
+    }
+    if (b.cfg.nargs) {
+        fprintf(stderr, "firehose-broker: unexpected argument '%s' (see --help)\n", b.cfg.args[0]);
+        fh_config_free(&b.cfg);
+        return 64;
+    }
+    int level = fh_log_level_parse(fh_config_str(&b.cfg, "log.level"));
+    fh_log_init("firehose-broker", level < 0 ? FH_LOG_INFO : (enum fh_log_level)level);
+    if (fh_auth_init(&b.auth, fh_config_str(&b.cfg, "auth.admin_token"),
+                     fh_config_str(&b.cfg, "auth.tokens_file"),
+                     fh_config_bool(&b.cfg, "auth.anonymous_read"), err, sizeof(err))) {
+        fprintf(stderr, "firehose-broker: %s\n", err);
+        status = 64;
+        goto out;
+    }
+    if (fh_contract_load(&b.contract, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "contract.load", "error=\"%s\"", err);
+        status = 1;
+        goto out;
+    }
+    register_metrics(&b);
+    in.b = &b;
+    if (start_kafka(&b) || ingest_start(&in)) {
+        status = 1;
+        goto out;
+    }
+    nroutes += health_routes(&b, routes + nroutes);
+    if (!(http = start_http(&b, routes, nroutes))) {
+        status = 1;
+        goto out;
+    }
+    fh_log(FH_LOG_INFO, "broker.ready", "bootstrap=%s events=%s logs=%s dlq=%s group=%s",
+           b.bootstrap, fh_kafka_topic(&b.cfg, FH_TOPIC_EVENTS), fh_kafka_topic(&b.cfg, FH_TOPIC_LOGS),
+           fh_kafka_topic(&b.cfg, FH_TOPIC_DLQ), fh_config_str(&b.cfg, "kafka.group"));
+
+    long long interval_ms = fh_config_int(&b.cfg, "broker.stats_interval_ms");
+    int64_t next_stats = fh_now_ms() + interval_ms;
+    while (run) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(in.consumer, 100);
+        if (m) {
+            handle_message(&in, m);
+            rd_kafka_message_destroy(m);
+        }
+        rd_kafka_poll(in.producer, 0);
+        if (fh_now_ms() >= next_stats) {
+            if (total_in(&b) != in.logged_total || fh_metric_get(b.dlq_total) != in.logged_dlq)
+                log_counts(&in, "broker.counts");
+            next_stats = fh_now_ms() + interval_ms;
+        }
+    }
+    log_counts(&in, "broker.stopping");
+out:
+    fh_http_stop(http);
+    ingest_stop(&in);
+    fh_kafka_embedded_stop(b.embedded);
+    fh_contract_free(b.contract);
+    fh_auth_free(&b.auth);
+    fh_config_free(&b.cfg);
+    return status;
+}
