@@ -184,3 +184,39 @@ size_t fh_event_key(const fh_event *ev, char *buf, size_t size)
         return 0;
     return (size_t)n < size ? (size_t)n : size - 1;
 }
+
+int fh_event_num(const fh_event *ev, const char *field, double *out)
+{
+    json_t *v = json_object_get(ev->data, field);
+    if (!json_is_number(v))
+        return -1;
+    *out = json_number_value(v);
+    return 0;
+}
+
+int fh_event_bool(const fh_event *ev, const char *field, int *out)
+{
+    json_t *v = json_object_get(ev->data, field);
+    if (!json_is_boolean(v))
+        return -1;
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int dump_cb(const char *buf, size_t size, void *data)
+{
+    return fh_buf_append(data, buf, size);
+}
+
+int fh_event_member_json(const fh_event *ev, const char *field, fh_buf *out)
+{
+    json_t *v = json_object_get(ev->data, field);
+    if (!v)
+        return fh_buf_append(out, "null", 4);
+    return json_dump_callback(v, dump_cb, out, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+int fh_event_to_json(const fh_event *ev, fh_buf *out)
+{
+    return json_dump_callback(ev->root, dump_cb, out, JSON_COMPACT);
+}

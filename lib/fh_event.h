@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "fh_error.h"
+#include "fh_util.h"
 
 typedef enum fh_event_type {
     FH_EV_CHANGE_NEW = 0,
@@ -86,5 +87,14 @@ size_t fh_event_key(const fh_event *ev, char *buf, size_t size);
 const char *fh_event_str(const fh_event *ev, const char *field);
 /* Reads an integer member of data into *out; returns 0, or -1 when absent or not an integer. */
 int fh_event_int(const fh_event *ev, const char *field, long long *out);
+/* Reads a number member of data (integer or real) into *out; returns 0, or -1. */
+int fh_event_num(const fh_event *ev, const char *field, double *out);
+/* Reads a boolean member of data into *out (0/1); returns 0, or -1. */
+int fh_event_bool(const fh_event *ev, const char *field, int *out);
+/* Appends a member of data as compact JSON text to out ("null" when absent). Returns 0, or -1
+ * at out's cap. */
+int fh_event_member_json(const fh_event *ev, const char *field, fh_buf *out);
+/* Appends the whole event as compact JSON text to out. Returns 0, or -1 at out's cap. */
+int fh_event_to_json(const fh_event *ev, fh_buf *out);
 
 #endif
