@@ -12,6 +12,7 @@
 #include "fh_util.h"
 #include "health.h"
 #include "http.h"
+#include "stream.h"
 
 #define MAX_ROUTES 64
 
@@ -41,6 +42,7 @@ static const fh_cfg_opt broker_opts[] = {
      "JSON file of tokens with scopes and filter constraints (docs/security.md)"},
     {"auth.anonymous_read", NULL, FH_CFG_BOOL, "false", 0, 0,
      "let requests without a token read (REST, stream, SSE)"},
+    FH_STREAM_CFG,
 };
 
 static const char *const consumer_defaults[] = {
@@ -303,6 +305,7 @@ int main(int argc, char **argv)
     static ingest in;
     static fh_http_route routes[MAX_ROUTES];
     fh_http *http = NULL;
+    fh_stream *stream = NULL;
     char err[512];
     int help, status = 0;
     size_t nroutes = 0;
@@ -349,7 +352,13 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    if (fh_stream_start(&b, &stream, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "stream.start", "error=\"%s\"", err);
+        status = 1;
+        goto out;
+    }
     nroutes += health_routes(&b, routes + nroutes);
+    nroutes += fh_stream_routes(stream, routes + nroutes);
     if (!(http = start_http(&b, routes, nroutes))) {
         status = 1;
         goto out;
@@ -375,7 +384,9 @@ int main(int argc, char **argv)
     }
     log_counts(&in, "broker.stopping");
 out:
+    fh_stream_stop(stream); /* closes upgraded sockets before the HTTP server stops */
     fh_http_stop(http);
+    fh_stream_free(stream);
     ingest_stop(&in);
     fh_kafka_embedded_stop(b.embedded);
     fh_contract_free(b.contract);

@@ -1,0 +1,2355 @@
+/* stream: the broker's live fan-out.
+ *
+ * Threads:
+ *  - the stream thread owns everything below: the Kafka consumer that reads every partition of the
+ *    events and logs topics, the ring of recent events, the subscriptions and their routing index,
+ *    and the WebSocket sockets (epoll). It never blocks on a client.
+ *  - libmicrohttpd threads run the HTTP handlers: they check the request, then hand a new
+ *    WebSocket socket or SSE client to the stream thread through a mutex-protected inbox and an
+ *    eventfd. SSE output is copied out of the client's queue by libmicrohttpd's content reader,
+ *    under the client's mutex.
+ *  - the catch-up thread serves resumes older than the ring from Kafka, one job at a time, with
+ *    flow control from the stream thread (it waits for credit), and posts batches to the inbox.
+ *
+ * Every event is decoded once, and its wire bytes are built once and shared (reference-counted)
+ * by every recipient: a delivery is a small per-recipient head plus a pointer into the shared
+ * bytes, written with writev.
+ */
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "fh_log.h"
+#include "fh_util.h"
+#include "fh_ws.h"
+
+#define MAX_PARTS 1024
+#define HEAD_MAX 176
+#define CURSOR_MAX 1400
+#define INDEX_BUCKETS 8192
+#define IOV_BATCH 128
+#define KAFKA_BATCH 512
+
+/* WebSocket close codes (docs/stream.md). */
+enum {
+    CLOSE_NORMAL = 1000,
+    CLOSE_SHUTDOWN = 1001,
+    CLOSE_PROTOCOL = 1002,
+    CLOSE_TOO_BIG = 1009,
+    CLOSE_BAD_REQUEST = 4000,
+    CLOSE_UNAUTHORIZED = 4001,
+    CLOSE_SLOW_CONSUMER = 4008,
+    CLOSE_TOO_MANY = 4029,
+};
+
+/* ---- events ----------------------------------------------------------------------------------- */
+
+/* One event as the stream holds it. Immutable once built (sse is filled lazily by the stream
+ * thread before its first use and never changes afterwards). Freed when refs reaches 0. */
+typedef struct sev {
+    _Atomic int refs;
+    fh_event ev;
+    int part;          /* index into the partition table */
+    int64_t offset;
+    uint64_t seq;      /* position in the ring's merged order (0 for catch-up events) */
+    char *tail;        /* `","cursor":"C","event":RAW}`; cursor part is absent for catch-up events */
+    size_t tail_len, b_off; /* tail + b_off starts `,"event":` */
+    size_t raw_off, raw_len; /* the CloudEvent bytes inside tail */
+    char *sse;         /* "event: T\ndata: RAW\n\n" */
+    size_t sse_len;
+    size_t bytes;      /* what this event costs in memory, for the caps */
+} sev;
+
+static void sev_unref(sev *e)
+{
+    if (e && atomic_fetch_sub(&e->refs, 1) == 1) {
+        fh_event_clear(&e->ev);
+        free(e->tail);
+        free(e->sse);
+        free(e);
+    }
+}
+
+static sev *sev_ref(sev *e)
+{
+    atomic_fetch_add(&e->refs, 1);
+    return e;
+}
+
+/* ---- cursors ---------------------------------------------------------------------------------- */
+
+/* A cursor is the next offset of every partition: "<nparts>.<o0>.<o1>..." in base 36. */
+static size_t cursor_encode(const int64_t *vec, int n, char *out, size_t size)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    size_t o = 0;
+    int w = snprintf(out, size, "%d", n);
+    if (w < 0 || (size_t)w >= size)
+        return 0;
+    o = (size_t)w;
+    for (int i = 0; i < n; i++) {
+        char tmp[16];
+        int t = 0;
+        uint64_t v = vec[i] < 0 ? 0 : (uint64_t)vec[i];
+        do {
+            tmp[t++] = digits[v % 36];
+            v /= 36;
+        } while (v);
+        if (o + (size_t)t + 2 >= size)
+            return 0;
+        out[o++] = '.';
+        while (t)
+            out[o++] = tmp[--t];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int cursor_decode(const char *s, int n, int64_t *vec)
+{
+    char *end;
+    long parts = strtol(s, &end, 10);
+    if (end == s || parts != n)
+        return -1;
+    s = end;
+    for (int i = 0; i < n; i++) {
+        if (*s++ != '.')
+            return -1;
+        unsigned long long v = strtoull(s, &end, 36);
+        if (end == s || v > (unsigned long long)INT64_MAX)
+            return -1;
+        vec[i] = (int64_t)v;
+        s = end;
+    }
+    return *s ? -1 : 0;
+}
+
+/* ---- outbound queues -------------------------------------------------------------------------- */
+
+/* One delivery: a per-recipient head and an optional shared segment of an event. */
+typedef struct qent {
+    struct qent *next;
+    sev *ev;            /* reference held, or NULL */
+    const char *shared; /* inside ev's buffers */
+    size_t shared_len;
+    size_t head_len;
+    size_t done;        /* bytes already written of head + shared */
+    char head[HEAD_MAX];
+} qent;
+
+typedef struct outq {
+    qent *first, *last;
+    size_t bytes;
+} outq;
+
+/* ---- connections and subscriptions ------------------------------------------------------------ */
+
+enum { SUB_LIVE = 0, SUB_REPLAY, SUB_CATCHUP };
+enum { CONN_WS = 0, CONN_SSE };
+
+typedef struct conn conn;
+
+typedef struct sub {
+    conn *c;
+    char id[65];
+    fh_filter filter;
+    int state;
+    int64_t *progress;   /* next offset per partition this subscriber still needs */
+    int own_cursors;     /* 1: build a cursor per delivery from progress (replay, catch-up) */
+    uint64_t replay_seq; /* next ring seq to replay */
+    uint64_t mark;       /* last event seq routed to this sub (dedupes index hits) */
+    unsigned job;        /* catch-up job id while catching up */
+    int indexed;         /* how it is registered in the routing index */
+    struct sub *next_in_conn;
+} sub;
+
+struct conn {
+    int kind;
+    int fd;                                  /* WebSocket socket; -1 for SSE */
+    struct MHD_UpgradeResponseHandle *urh;   /* WebSocket */
+    struct MHD_Connection *mhd;              /* SSE */
+    const fh_principal *who;
+    int cloudevents;                         /* WebSocket subprotocol cloudevents.json */
+    fh_ws_parser parser;
+    outq q;
+    sub *subs;
+    int nsubs;
+    int closing;                             /* close frame queued; drop after flushing */
+    int want_write;                          /* EPOLLOUT armed */
+    int dirty;                               /* queued since the last flush */
+    conn *next_dirty;
+    conn *prev, *next;                       /* all connections */
+    int64_t last_active_ms;
+    /* SSE only: shared with libmicrohttpd's reader thread under mu */
+    pthread_mutex_t mu;
+    int sse_waiting, sse_gone, sse_end;
+    _Atomic int refs;                        /* SSE: the stream thread and the MHD response */
+    int registered;                          /* linked into the stream's list */
+    fh_stream *owner;
+    /* SSE request, parsed in the handler */
+    fh_filter sse_filter;
+    char sse_from[CURSOR_MAX];
+};
+
+/* ---- routing index: (field, value) -> subscriptions -------------------------------------------- */
+
+typedef struct ientry {
+    struct ientry *next;
+    int field;
+    char *value;
+    sub **subs;
+    size_t n, cap;
+} ientry;
+
+/* ---- inbox: what other threads hand to the stream thread ---------------------------------------- */
+
+enum { IN_WS = 0, IN_SSE, IN_SSE_GONE, IN_CATCHUP_BATCH, IN_CATCHUP_DONE, IN_CATCHUP_FAIL };
+
+typedef struct inmsg {
+    struct inmsg *next;
+    int kind;
+    conn *c;
+    unsigned job;
+    sev **evs;
+    size_t nevs;
+    int64_t *vec;        /* DONE: progress; FAIL: earliest cursor */
+    char error[256];
+    char extra[1024];    /* WebSocket bytes MHD read past the request */
+    size_t extra_len;
+} inmsg;
+
+/* ---- catch-up jobs ---------------------------------------------------------------------------- */
+
+typedef struct cjob {
+    struct cjob *next;
+    unsigned id;
+    int64_t *from, *to; /* per partition: read [from, to) */
+    _Atomic int credit; /* batches the stream thread allows */
+    _Atomic int cancel;
+} cjob;
+
+struct fh_stream {
+    fh_broker *b;
+    pthread_t thread, cthread;
+    int epfd, kafka_efd, inbox_efd;
+    _Atomic int stop;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *rkq;
+    /* partitions */
+    int nparts;
+    char *part_topic[MAX_PARTS];
+    int part_id[MAX_PARTS];
+    int64_t hw[MAX_PARTS];         /* next offset after the newest ring event, per partition */
+    int64_t evicted_hw[MAX_PARTS]; /* events below this were evicted (or predate the start) */
+    /* ring */
+    sev **ring;
+    size_t ring_cap, ring_count, ring_head; /* ring_head: slot of the oldest */
+    size_t ring_bytes, ring_max_bytes;
+    uint64_t next_seq;
+    /* clients */
+    conn *conns;
+    int nconns;
+    _Atomic size_t total_queued;
+    size_t max_total_queued, client_queue_max;
+    int max_conns, max_subs;
+    size_t max_message;
+    int heartbeat_s;
+    conn *dirty;
+    /* index */
+    ientry *buckets[INDEX_BUCKETS];
+    sub **wild;
+    size_t nwild, capwild;
+    int field_used[FH_F__COUNT];
+    /* inbox */
+    pthread_mutex_t inbox_mu;
+    inmsg *inbox_first, *inbox_last;
+    /* catch-up */
+    pthread_mutex_t cmu;
+    pthread_cond_t ccond;
+    cjob *jobs_first, *jobs_last;
+    cjob *running_job;
+    int njobs, max_jobs;
+    unsigned next_job;
+    /* metrics */
+    fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
+        *m_catchups, *m_in;
+    int ready;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------------- */
+
+static void wake(int efd)
+{
+    uint64_t one = 1;
+    ssize_t w = write(efd, &one, sizeof(one));
+    (void)w;
+}
+
+static void drain(int efd)
+{
+    uint64_t v;
+    ssize_t r = read(efd, &v, sizeof(v));
+    (void)r;
+}
+
+static void inbox_post(fh_stream *s, inmsg *m)
+{
+    pthread_mutex_lock(&s->inbox_mu);
+    m->next = NULL;
+    if (s->inbox_last)
+        s->inbox_last->next = m;
+    else
+        s->inbox_first = m;
+    s->inbox_last = m;
+    pthread_mutex_unlock(&s->inbox_mu);
+    wake(s->inbox_efd);
+}
+
+static int64_t *vec_new(const fh_stream *s)
+{
+    return calloc((size_t)(s->nparts ? s->nparts : 1), sizeof(int64_t));
+}
+
+/* ---- queues ----------------------------------------------------------------------------------- */
+
+static void q_push(fh_stream *s, conn *c, qent *e)
+{
+    size_t n = e->head_len + e->shared_len;
+    e->next = NULL;
+    if (c->q.last)
+        c->q.last->next = e;
+    else
+        c->q.first = e;
+    c->q.last = e;
+    c->q.bytes += n;
+    s->total_queued += n;
+    if (!c->dirty) {
+        c->dirty = 1;
+        c->next_dirty = s->dirty;
+        s->dirty = c;
+    }
+}
+
+static void q_free_all(fh_stream *s, conn *c)
+{
+    qent *e = c->q.first;
+    while (e) {
+        qent *n = e->next;
+        s->total_queued -= e->head_len + e->shared_len - e->done;
+        sev_unref(e->ev);
+        free(e);
+        e = n;
+    }
+    c->q.first = c->q.last = NULL;
+    c->q.bytes = 0;
+}
+
+/* Drops queued deliveries that have not started to go out. */
+static void q_drop_unsent(fh_stream *s, conn *c)
+{
+    qent *keep = c->q.first && c->q.first->done ? c->q.first : NULL;
+    qent *e = keep ? keep->next : c->q.first;
+    while (e) {
+        qent *n = e->next;
+        size_t left = e->head_len + e->shared_len - e->done;
+        s->total_queued -= left;
+        c->q.bytes -= left;
+        sev_unref(e->ev);
+        free(e);
+        e = n;
+    }
+    if (keep)
+        keep->next = NULL;
+    c->q.first = c->q.last = keep;
+}
+
+static void conn_lock(conn *c)
+{
+    if (c->kind == CONN_SSE)
+        pthread_mutex_lock(&c->mu);
+}
+
+static void conn_unlock(conn *c)
+{
+    if (c->kind == CONN_SSE)
+        pthread_mutex_unlock(&c->mu);
+}
+
+/* Queues a whole WebSocket frame of inline bytes (control messages, JSON replies). */
+static void send_frame(fh_stream *s, conn *c, int opcode, const char *payload, size_t len)
+{
+    if (c->kind != CONN_WS || c->closing)
+        return;
+    qent *e = calloc(1, sizeof(*e) + 0);
+    char *copy = NULL;
+    if (!e)
+        return;
+    size_t h = fh_ws_frame_header((unsigned char *)e->head, opcode, len);
+    if (h + len <= HEAD_MAX) {
+        memcpy(e->head + h, payload, len);
+        e->head_len = h + len;
+    } else {
+        /* long control replies (rare): carry them in a private event-less buffer */
+        sev *holder = calloc(1, sizeof(*holder));
+        copy = malloc(len);
+        if (!holder || !copy) {
+            free(holder);
+            free(copy);
+            free(e);
+            return;
+        }
+        memcpy(copy, payload, len);
+        atomic_init(&holder->refs, 1);
+        holder->tail = copy;
+        holder->tail_len = len;
+        e->head_len = h;
+        e->ev = holder;
+        e->shared = copy;
+        e->shared_len = len;
+    }
+    q_push(s, c, e);
+}
+
+static void send_json(fh_stream *s, conn *c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void send_json(fh_stream *s, conn *c, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        send_frame(s, c, FH_WS_OP_TEXT, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Sends an error message; id may be NULL. message must not need JSON escaping beyond quotes. */
+static void send_error(fh_stream *s, conn *c, const char *id, const char *code, const char *message)
+{
+    fh_buf b;
+    fh_buf_init(&b, 4096);
+    fh_buf_printf(&b, "{\"op\":\"error\"");
+    if (id) {
+        fh_buf_printf(&b, ",\"id\":");
+        fh_buf_json_str(&b, id);
+    }
+    fh_buf_printf(&b, ",\"code\":");
+    fh_buf_json_str(&b, code);
+    fh_buf_printf(&b, ",\"message\":");
+    fh_buf_json_str(&b, message);
+    fh_buf_printf(&b, "}");
+    if (b.data)
+        send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
+    fh_buf_free(&b);
+}
+
+/* Queues a close frame; the connection is dropped once it is flushed. */
+static void close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
+{
+    if (c->closing)
+        return;
+    if (code == CLOSE_SLOW_CONSUMER)
+        fh_metric_add(s->m_slow, 1);
+    else if (code != CLOSE_NORMAL && code != CLOSE_SHUTDOWN)
+        fh_metric_add(s->m_closed_other, 1);
+    if (c->kind == CONN_WS) {
+        /* a slow consumer would never read what is queued: drop it (but finish a frame that is
+         * half on the wire, or the close frame would land inside it) */
+        if (code == CLOSE_SLOW_CONSUMER)
+            q_drop_unsent(s, c);
+        qent *e = calloc(1, sizeof(*e));
+        if (e) {
+            e->head_len = fh_ws_close_frame((unsigned char *)e->head, code, reason);
+            q_push(s, c, e);
+        }
+        c->closing = 1;
+    } else {
+        pthread_mutex_lock(&c->mu);
+        if (code == CLOSE_SLOW_CONSUMER)
+            q_drop_unsent(s, c);
+        c->sse_end = 1;
+        c->closing = 1;
+        if (c->sse_waiting) {
+            c->sse_waiting = 0;
+            MHD_resume_connection(c->mhd);
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+/* ---- ring ------------------------------------------------------------------------------------- */
+
+static sev *ring_at_seq(fh_stream *s, uint64_t seq)
+{
+    if (s->ring_count == 0)
+        return NULL;
+    uint64_t first = s->next_seq - s->ring_count;
+    if (seq < first || seq >= s->next_seq)
+        return NULL;
+    return s->ring[(s->ring_head + (size_t)(seq - first)) % s->ring_cap];
+}
+
+static void ring_evict_one(fh_stream *s)
+{
+    sev *e = s->ring[s->ring_head];
+    s->ring[s->ring_head] = NULL;
+    s->ring_head = (s->ring_head + 1) % s->ring_cap;
+    s->ring_count--;
+    s->ring_bytes -= e->bytes;
+    if (e->offset + 1 > s->evicted_hw[e->part])
+        s->evicted_hw[e->part] = e->offset + 1;
+    sev_unref(e);
+}
+
+static void ring_push(fh_stream *s, sev *e)
+{
+    while (s->ring_count && (s->ring_count == s->ring_cap || s->ring_bytes + e->bytes > s->ring_max_bytes))
+        ring_evict_one(s);
+    s->ring[(s->ring_head + s->ring_count) % s->ring_cap] = sev_ref(e);
+    s->ring_count++;
+    s->ring_bytes += e->bytes;
+    fh_metric_set(s->m_ring_events, (long long)s->ring_count);
+}
+
+/* 1 when every event at or after vec (per partition) is in the ring (or not yet produced). */
+static int ring_covers(const fh_stream *s, const int64_t *vec)
+{
+    for (int p = 0; p < s->nparts; p++)
+        if (vec[p] < s->evicted_hw[p])
+            return 0;
+    return 1;
+}
+
+/* ---- building events -------------------------------------------------------------------------- */
+
+/* Builds a stream event from a Kafka record. with_cursor: ring events carry the cursor of the
+ * position after them (s->hw must already include this record). Returns NULL for invalid
+ * records (the ingest consumer dead-letters those). */
+static sev *sev_build(fh_stream *s, const rd_kafka_message_t *m, int part, int with_cursor)
+{
+    char err[256], cur[CURSOR_MAX];
+    size_t clen = 0;
+    sev *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    atomic_init(&e->refs, 1);
+    if (fh_event_decode(s->b->contract, m->payload, m->len,
+                        (size_t)fh_config_int(&s->b->cfg, "events.max_bytes"), &e->ev, err,
+                        sizeof(err))) {
+        free(e);
+        return NULL;
+    }
+    e->part = part;
+    e->offset = m->offset;
+    if (with_cursor)
+        clen = cursor_encode(s->hw, s->nparts, cur, sizeof(cur));
+    /* tail: `","cursor":"C"` + `,"event":` + RAW + `}` */
+    size_t a_len = with_cursor ? 12 + clen + 1 : 0;
+    e->tail_len = a_len + 9 + m->len + 1;
+    if (!(e->tail = malloc(e->tail_len + 1))) {
+        fh_event_clear(&e->ev);
+        free(e);
+        return NULL;
+    }
+    char *p = e->tail;
+    if (with_cursor) {
+        memcpy(p, "\",\"cursor\":\"", 12);
+        memcpy(p + 12, cur, clen);
+        p[12 + clen] = '"';
+        p += a_len;
+    } else {
+        /* catch-up events: the sub builds its own `","cursor":"C"` head; keep the closing quote */
+    }
+    e->b_off = (size_t)(p - e->tail);
+    memcpy(p, ",\"event\":", 9);
+    memcpy(p + 9, m->payload, m->len);
+    p[9 + m->len] = '}';
+    e->raw_off = e->b_off + 9;
+    e->raw_len = m->len;
+    e->tail[e->tail_len] = '\0';
+    e->bytes = sizeof(*e) + e->tail_len + 2 * m->len; /* decoded JSON costs about as much again */
+    return e;
+}
+
+/* "event: TYPE\ndata: RAW\n\n", with one data: line per line of RAW. Built once per event. */
+static int sev_sse(sev *e)
+{
+    if (e->sse)
+        return 0;
+    fh_buf b;
+    fh_buf_init(&b, e->raw_len * 2 + 256);
+    fh_buf_printf(&b, "event: %s\n", fh_event_type_name(e->ev.type));
+    const char *raw = e->tail + e->raw_off, *end = raw + e->raw_len;
+    while (raw < end) {
+        const char *nl = memchr(raw, '\n', (size_t)(end - raw));
+        size_t n = nl ? (size_t)(nl - raw) : (size_t)(end - raw);
+        if (n && raw[n - 1] == '\r')
+            n--;
+        if (fh_buf_append(&b, "data: ", 6) || fh_buf_append(&b, raw, n) || fh_buf_append(&b, "\n", 1))
+            break;
+        raw = nl ? nl + 1 : end;
+    }
+    if (fh_buf_append(&b, "\n", 1)) {
+        fh_buf_free(&b);
+        return -1;
+    }
+    e->sse = b.data;
+    e->sse_len = b.len;
+    return 0;
+}
+
+/* ---- delivering ------------------------------------------------------------------------------- */
+
+static int sub_matches(const sub *u, const sev *e)
+{
+    if (!fh_filter_match(&u->filter, &e->ev))
+        return 0;
+    return !u->c->who || !u->c->who->constrained || fh_filter_match(&u->c->who->constraint, &e->ev);
+}
+
+/* Queues e for u (which matched). Returns -1 when the client was closed as a slow consumer. */
+static int deliver(fh_stream *s, sub *u, sev *e)
+{
+    conn *c = u->c;
+    char cur[CURSOR_MAX];
+    size_t clen = 0;
+    if (c->closing)
+        return -1;
+    if (u->own_cursors) {
+        if (u->progress[e->part] < e->offset + 1)
+            u->progress[e->part] = e->offset + 1;
+        clen = cursor_encode(u->progress, s->nparts, cur, sizeof(cur));
+    }
+    qent *q = malloc(sizeof(*q));
+    if (!q)
+        return -1;
+    q->done = 0;
+    q->ev = sev_ref(e);
+    int n = 0;
+    if (c->kind == CONN_SSE) {
+        if (sev_sse(e)) {
+            sev_unref(e);
+            free(q);
+            return -1;
+        }
+        const char *cs = cur;
+        if (!u->own_cursors) {
+            /* the shared cursor sits inside the tail: `","cursor":"C"` */
+            cs = e->tail + 12;
+            clen = e->b_off - 13;
+        }
+        n = snprintf(q->head, HEAD_MAX, "id: %.*s\n", (int)clen, cs);
+        q->shared = e->sse;
+        q->shared_len = e->sse_len;
+    } else if (c->cloudevents) {
+        n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT, e->raw_len);
+        q->shared = e->tail + e->raw_off;
+        q->shared_len = e->raw_len;
+    } else {
+        char body[HEAD_MAX];
+        int bl;
+        if (u->own_cursors) {
+            bl = snprintf(body, sizeof(body), "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"",
+                          u->id, (int)clen, cur);
+            q->shared = e->tail + e->b_off;
+            q->shared_len = e->tail_len - e->b_off;
+        } else {
+            bl = snprintf(body, sizeof(body), "{\"op\":\"event\",\"sub\":\"%s", u->id);
+            q->shared = e->tail;
+            q->shared_len = e->tail_len;
+        }
+        if (bl < 0 || (size_t)bl >= sizeof(body) - 10) {
+            /* a head that does not fit (very long cursor): fall back to a private copy */
+            sev_unref(e);
+            free(q);
+            fh_buf b;
+            fh_buf_init(&b, CURSOR_MAX + e->tail_len + 256);
+            fh_buf_printf(&b, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen, cur);
+            fh_buf_append(&b, e->tail + e->b_off, e->tail_len - e->b_off);
+            if (b.data)
+                send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
+            fh_buf_free(&b);
+            goto accounted;
+        }
+        n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT, (uint64_t)bl + q->shared_len);
+        memcpy(q->head + n, body, (size_t)bl);
+        n += bl;
+    }
+    q->head_len = (size_t)n;
+    conn_lock(c);
+    q_push(s, c, q);
+    conn_unlock(c);
+accounted:
+    fh_metric_add(s->m_deliveries, 1);
+    if (c->q.bytes > s->client_queue_max) {
+        close_conn(s, c, CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full; resume from your last cursor");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- routing index ---------------------------------------------------------------------------- */
+
+static unsigned long hash_kv(int field, const char *v)
+{
+    unsigned long h = 5381u + (unsigned long)field * 131u;
+    while (*v)
+        h = h * 33u ^ (unsigned char)*v++;
+    return h % INDEX_BUCKETS;
+}
+
+static ientry *index_find(fh_stream *s, int field, const char *v, int create)
+{
+    unsigned long h = hash_kv(field, v);
+    for (ientry *e = s->buckets[h]; e; e = e->next)
+        if (e->field == field && strcmp(e->value, v) == 0)
+            return e;
+    if (!create)
+        return NULL;
+    ientry *e = calloc(1, sizeof(*e));
+    if (!e || !(e->value = strdup(v))) {
+        free(e);
+        return NULL;
+    }
+    e->field = field;
+    e->next = s->buckets[h];
+    s->buckets[h] = e;
+    return e;
+}
+
+static int vec_add(sub ***v, size_t *n, size_t *cap, sub *u)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        sub **nv = realloc(*v, nc * sizeof(*nv));
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = u;
+    return 0;
+}
+
+static void vec_remove(sub **v, size_t *n, sub *u)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (v[i] == u) {
+            v[i] = v[--*n];
+            return;
+        }
+}
+
+/* The exact-match fields a subscription can be indexed under, most selective first. */
+static const int index_order[] = {FH_F_BUILDID, FH_F_BUILDREQUESTID, FH_F_BUILDER, FH_F_OWNER,
+                                  FH_F_REVISION, FH_F_BUILDERID, FH_F_BRANCH, FH_F_WORKER,
+                                  FH_F_PROJECT, FH_F_MASTER, FH_F_TYPE};
+
+static const fh_filter_clause *index_clause(const sub *u)
+{
+    for (size_t k = 0; k < sizeof(index_order) / sizeof(index_order[0]); k++)
+        for (size_t i = 0; i < u->filter.nclauses; i++) {
+            const fh_filter_clause *c = &u->filter.clauses[i];
+            if ((int)c->field != index_order[k])
+                continue;
+            int exact = 1;
+            for (size_t v = 0; v < c->nvals; v++)
+                exact &= !c->vals[v].glob;
+            if (exact)
+                return c;
+        }
+    return NULL;
+}
+
+static void value_text(const fh_filter_value *v, char *buf, size_t size)
+{
+    if (v->str)
+        snprintf(buf, size, "%s", v->str);
+    else
+        snprintf(buf, size, "%lld", v->num);
+}
+
+static void index_add(fh_stream *s, sub *u)
+{
+    const fh_filter_clause *c = index_clause(u);
+    char val[FH_FILTER_MAX_STRLEN + 32];
+    if (!c) {
+        vec_add(&s->wild, &s->nwild, &s->capwild, u);
+        u->indexed = -1;
+        return;
+    }
+    for (size_t i = 0; i < c->nvals; i++) {
+        value_text(&c->vals[i], val, sizeof(val));
+        ientry *e = index_find(s, (int)c->field, val, 1);
+        if (e)
+            vec_add(&e->subs, &e->n, &e->cap, u);
+    }
+    s->field_used[c->field]++;
+    u->indexed = (int)c->field;
+}
+
+static void index_remove(fh_stream *s, sub *u)
+{
+    char val[FH_FILTER_MAX_STRLEN + 32];
+    if (u->indexed == -1) {
+        vec_remove(s->wild, &s->nwild, u);
+    } else if (u->indexed >= 0) {
+        const fh_filter_clause *c = index_clause(u);
+        for (size_t i = 0; c && i < c->nvals; i++) {
+            value_text(&c->vals[i], val, sizeof(val));
+            ientry *e = index_find(s, (int)c->field, val, 0);
+            if (e)
+                vec_remove(e->subs, &e->n, u);
+        }
+        s->field_used[u->indexed]--;
+    }
+    u->indexed = -2;
+}
+
+/* The event's value of an indexable field as text; 0 when absent. */
+static int event_field_text(const sev *e, int field, char *buf, size_t size)
+{
+    long long n;
+    const char *str = NULL;
+    switch (field) {
+    case FH_F_TYPE: str = fh_event_type_name(e->ev.type); break;
+    case FH_F_MASTER: str = e->ev.master; break;
+    case FH_F_BUILDID:
+    case FH_F_BUILDREQUESTID:
+    case FH_F_BUILDERID:
+        if (fh_event_int(&e->ev, fh_filter_field_name((fh_filter_field)field), &n))
+            return 0;
+        snprintf(buf, size, "%lld", n);
+        return 1;
+    default: str = fh_event_str(&e->ev, fh_filter_field_name((fh_filter_field)field)); break;
+    }
+    if (!str)
+        return 0;
+    snprintf(buf, size, "%s", str);
+    return 1;
+}
+
+static void route_to(fh_stream *s, sub *u, sev *e)
+{
+    if (u->mark == e->seq || u->state != SUB_LIVE || u->c->closing)
+        return;
+    u->mark = e->seq;
+    if (sub_matches(u, e))
+        deliver(s, u, e);
+}
+
+/* Delivers a new ring event to every live subscription it matches. The cost follows the number of
+ * candidate subscriptions (index hits plus unindexed ones), not the number of subscribers. */
+static void route(fh_stream *s, sev *e)
+{
+    char val[FH_FILTER_MAX_STRLEN + 32];
+    for (size_t i = 0; i < s->nwild;) {
+        sub *u = s->wild[i];
+        route_to(s, u, e);
+        if (i < s->nwild && s->wild[i] == u)
+            i++;
+    }
+    for (int f = 0; f < FH_F__COUNT; f++) {
+        if (!s->field_used[f] || !event_field_text(e, f, val, sizeof(val)))
+            continue;
+        ientry *ie = index_find(s, f, val, 0);
+        for (size_t i = 0; ie && i < ie->n; i++)
+            route_to(s, ie->subs[i], e);
+    }
+}
+
+/* ---- subscriptions ---------------------------------------------------------------------------- */
+
+static sub *find_sub(conn *c, const char *id)
+{
+    for (sub *u = c->subs; u; u = u->next_in_conn)
+        if (strcmp(u->id, id) == 0)
+            return u;
+    return NULL;
+}
+
+static void cancel_job(fh_stream *s, unsigned id)
+{
+    pthread_mutex_lock(&s->cmu);
+    for (cjob *j = s->jobs_first; j; j = j->next)
+        if (j->id == id)
+            atomic_store(&j->cancel, 1);
+    if (s->running_job && s->running_job->id == id)
+        atomic_store(&s->running_job->cancel, 1);
+    pthread_cond_broadcast(&s->ccond);
+    pthread_mutex_unlock(&s->cmu);
+}
+
+static void sub_free(fh_stream *s, sub *u)
+{
+    if (u->state == SUB_CATCHUP)
+        cancel_job(s, u->job);
+    index_remove(s, u);
+    fh_filter_free(&u->filter);
+    free(u->progress);
+    free(u);
+}
+
+static void sub_remove(fh_stream *s, conn *c, sub *u)
+{
+    for (sub **pp = &c->subs; *pp; pp = &(*pp)->next_in_conn)
+        if (*pp == u) {
+            *pp = u->next_in_conn;
+            break;
+        }
+    c->nsubs--;
+    sub_free(s, u);
+}
+
+static int start_catchup(fh_stream *s, sub *u);
+
+/* Replays ring events at or after u->progress, a bounded slice per call (so a large replay never
+ * floods the queue); switches u to live once it reaches the ring's head. */
+static void replay_step(fh_stream *s, sub *u)
+{
+    uint64_t first = s->next_seq - s->ring_count;
+    if (u->replay_seq < first) {
+        /* the ring moved past us while we waited: read the gap from Kafka */
+        if (!ring_covers(s, u->progress)) {
+            start_catchup(s, u);
+            return;
+        }
+        u->replay_seq = first;
+    }
+    while (u->replay_seq < s->next_seq && !u->c->closing) {
+        if (u->c->q.bytes > s->client_queue_max / 2)
+            return; /* continue when the client has drained */
+        sev *e = ring_at_seq(s, u->replay_seq++);
+        if (e && e->offset >= u->progress[e->part] && sub_matches(u, e))
+            deliver(s, u, e);
+    }
+    /* caught up: the ring's cursors are now at least this subscriber's progress */
+    u->state = SUB_LIVE;
+    u->own_cursors = 0;
+    u->mark = s->next_seq;
+}
+
+static void begin_from(fh_stream *s, sub *u, const int64_t *vec)
+{
+    memcpy(u->progress, vec, (size_t)s->nparts * sizeof(int64_t));
+    u->own_cursors = 1;
+    if (ring_covers(s, vec)) {
+        u->state = SUB_REPLAY;
+        u->replay_seq = s->next_seq - s->ring_count;
+        replay_step(s, u);
+    } else {
+        start_catchup(s, u);
+    }
+}
+
+/* Parses "from": "latest" | "earliest" | {"time": T} | {"cursor": C}. Returns 0 and fills vec,
+ * or 1 for latest, -1 with an error message. Time and earliest need Kafka: they are resolved by
+ * the catch-up thread (vec entries set to -1 for earliest, -2-ms for a time). */
+static int parse_from(fh_stream *s, const json_t *from, int64_t *vec, char *err, size_t errsize)
+{
+    if (!from || (json_is_string(from) && strcmp(json_string_value(from), "latest") == 0))
+        return 1;
+    if (json_is_string(from) && strcmp(json_string_value(from), "earliest") == 0) {
+        for (int p = 0; p < s->nparts; p++)
+            vec[p] = -1;
+        return 0;
+    }
+    const char *t = json_string_value(json_object_get(from, "time"));
+    const char *c = json_string_value(json_object_get(from, "cursor"));
+    if (json_is_object(from) && t && json_object_size(from) == 1) {
+        int64_t ms;
+        if (fh_time_parse(t, &ms)) {
+            snprintf(err, errsize, "from.time: expected an RFC 3339 time");
+            return -1;
+        }
+        for (int p = 0; p < s->nparts; p++)
+            vec[p] = -2 - ms;
+        return 0;
+    }
+    if (json_is_object(from) && c && json_object_size(from) == 1) {
+        if (cursor_decode(c, s->nparts, vec)) {
+            snprintf(err, errsize, "from.cursor: not a cursor of this stream");
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(err, errsize,
+             "from: expected \"latest\", \"earliest\", {\"time\": RFC 3339} or {\"cursor\": C}");
+    return -1;
+}
+
+/* Creates a subscription on c. from_json as in parse_from; from_text (SSE) is a cursor, "latest",
+ * "earliest" or a time. Sends "subscribed" (WebSocket) or errors. Returns the sub or NULL. */
+static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, const json_t *from)
+{
+    char err[256], cur[CURSOR_MAX];
+    sub *u = calloc(1, sizeof(*u));
+    int64_t *vec = vec_new(s);
+    if (!u || !vec || !(u->progress = vec_new(s))) {
+        free(u ? u->progress : NULL);
+        free(u);
+        free(vec);
+        fh_filter_free(filter);
+        send_error(s, c, id, "internal", "out of memory");
+        return NULL;
+    }
+    snprintf(u->id, sizeof(u->id), "%s", id);
+    u->c = c;
+    u->filter = *filter; /* ownership moves to the subscription */
+    memset(filter, 0, sizeof(*filter));
+    u->indexed = -2;
+    int kind = parse_from(s, from, vec, err, sizeof(err));
+    if (kind < 0) {
+        send_error(s, c, id, "bad_request", err);
+        sub_free(s, u);
+        free(vec);
+        return NULL;
+    }
+    u->next_in_conn = c->subs;
+    c->subs = u;
+    c->nsubs++;
+    index_add(s, u);
+    if (kind == 1) {
+        u->state = SUB_LIVE;
+        u->mark = s->next_seq;
+        memcpy(u->progress, s->hw, (size_t)s->nparts * sizeof(int64_t));
+    } else {
+        begin_from(s, u, vec);
+    }
+    if (c->kind == CONN_WS && !c->closing && !c->cloudevents) {
+        /* earliest and time are resolved to offsets later: their cursor comes with each event */
+        if (kind == 1 || vec[0] >= 0) {
+            cursor_encode(kind == 1 ? s->hw : vec, s->nparts, cur, sizeof(cur));
+            send_json(s, c, "{\"op\":\"subscribed\",\"id\":\"%s\",\"cursor\":\"%s\"}", u->id, cur);
+        } else {
+            send_json(s, c, "{\"op\":\"subscribed\",\"id\":\"%s\"}", u->id);
+        }
+    }
+    free(vec);
+    return u;
+}
+
+static int valid_sub_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = id[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.' || ch == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Handles one client text message on the "firehose" protocol. */
+static void handle_client_message(fh_stream *s, conn *c, const char *data, size_t len)
+{
+    json_error_t jerr;
+    char err[320];
+    json_t *m = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(m)) {
+        snprintf(err, sizeof(err), m ? "expected a JSON object" : "not JSON: %s", jerr.text);
+        send_error(s, c, NULL, "bad_request", err);
+        json_decref(m);
+        return;
+    }
+    const char *op = json_string_value(json_object_get(m, "op"));
+    const char *id = json_string_value(json_object_get(m, "id"));
+    if (!op) {
+        send_error(s, c, id, "bad_request", "op: expected \"subscribe\", \"unsubscribe\" or \"ping\"");
+    } else if (strcmp(op, "ping") == 0) {
+        send_json(s, c, "{\"op\":\"pong\"}");
+    } else if (strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0) {
+        if (!id || !valid_sub_id(id)) {
+            send_error(s, c, NULL, "bad_request",
+                       "id: expected 1-64 characters of A-Z a-z 0-9 _ - . :");
+        } else if (op[0] == 'u') {
+            sub *u = find_sub(c, id);
+            if (u) {
+                sub_remove(s, c, u);
+                send_json(s, c, "{\"op\":\"unsubscribed\",\"id\":\"%s\"}", id);
+            } else {
+                send_error(s, c, id, "unknown_subscription", "no subscription with this id");
+            }
+        } else if (find_sub(c, id)) {
+            send_error(s, c, id, "duplicate_id", "a subscription with this id exists");
+        } else if (c->nsubs >= s->max_subs) {
+            snprintf(err, sizeof(err), "at most %d subscriptions per connection", s->max_subs);
+            send_error(s, c, id, "too_many_subscriptions", err);
+        } else {
+            fh_filter f;
+            if (fh_filter_parse(json_object_get(m, "filter"), &f, err, sizeof(err))) {
+                send_error(s, c, id, "bad_filter", err);
+                fh_filter_free(&f);
+            } else {
+                subscribe(s, c, id, &f, json_object_get(m, "from"));
+            }
+        }
+    } else {
+        snprintf(err, sizeof(err), "op: unknown operation \"%.40s\"", op);
+        send_error(s, c, id, "bad_request", err);
+    }
+    json_decref(m);
+}
+
+/* ---- catch-up from Kafka ---------------------------------------------------------------------- */
+
+static int start_catchup(fh_stream *s, sub *u)
+{
+    cjob *j = calloc(1, sizeof(*j));
+    if (!j || !(j->from = vec_new(s)) || !(j->to = vec_new(s))) {
+        if (j) {
+            free(j->from);
+            free(j);
+        }
+        close_conn(s, u->c, CLOSE_SHUTDOWN, "out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&s->cmu);
+    if (s->njobs >= s->max_jobs) {
+        pthread_mutex_unlock(&s->cmu);
+        free(j->from);
+        free(j->to);
+        free(j);
+        send_error(s, u->c, u->id, "busy", "too many resumes from Kafka at once; retry shortly");
+        sub_remove(s, u->c, u);
+        return -1;
+    }
+    j->id = ++s->next_job;
+    memcpy(j->from, u->progress, (size_t)s->nparts * sizeof(int64_t));
+    memcpy(j->to, s->evicted_hw, (size_t)s->nparts * sizeof(int64_t));
+    atomic_init(&j->credit, 1);
+    if (s->jobs_last)
+        s->jobs_last->next = j;
+    else
+        s->jobs_first = j;
+    s->jobs_last = j;
+    s->njobs++;
+    pthread_cond_signal(&s->ccond);
+    pthread_mutex_unlock(&s->cmu);
+    u->state = SUB_CATCHUP;
+    u->job = j->id;
+    u->own_cursors = 1;
+    fh_metric_add(s->m_catchups, 1);
+    return 0;
+}
+
+static void grant_credit(fh_stream *s, sub *u)
+{
+    pthread_mutex_lock(&s->cmu);
+    if (s->running_job && s->running_job->id == u->job) {
+        atomic_store(&s->running_job->credit, 1);
+        pthread_cond_broadcast(&s->ccond);
+    }
+    pthread_mutex_unlock(&s->cmu);
+}
+
+static sub *sub_by_job(fh_stream *s, unsigned job, conn **cout)
+{
+    for (conn *c = s->conns; c; c = c->next)
+        for (sub *u = c->subs; u; u = u->next_in_conn)
+            if (u->state == SUB_CATCHUP && u->job == job) {
+                *cout = c;
+                return u;
+            }
+    return NULL;
+}
+
+static void post_catchup(fh_stream *s, int kind, unsigned job, sev **evs, size_t n,
+                         const int64_t *vec, const char *error)
+{
+    inmsg *m = calloc(1, sizeof(*m));
+    if (!m) {
+        for (size_t i = 0; i < n; i++)
+            sev_unref(evs[i]);
+        free(evs);
+        return;
+    }
+    m->kind = kind;
+    m->job = job;
+    m->evs = evs;
+    m->nevs = n;
+    if (vec && (m->vec = vec_new(s)))
+        memcpy(m->vec, vec, (size_t)s->nparts * sizeof(int64_t));
+    if (error)
+        snprintf(m->error, sizeof(m->error), "%s", error);
+    inbox_post(s, m);
+}
+
+/* Resolves earliest (-1) and time (-2-ms) entries, and checks retention. Returns 0, 1 when the
+ * cursor is older than what Kafka keeps (earliest gets the oldest position), -1 on error. */
+static int resolve_positions(fh_stream *s, rd_kafka_t *rk, int64_t *from, int64_t *earliest,
+                             char *err, size_t errsize)
+{
+    int expired = 0;
+    rd_kafka_topic_partition_list_t *times = NULL;
+    for (int p = 0; p < s->nparts; p++) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, s->part_topic[p], s->part_id[p], &lo, &hi, 5000);
+        if (e) {
+            snprintf(err, errsize, "kafka: %s", rd_kafka_err2str(e));
+            return -1;
+        }
+        earliest[p] = lo;
+        if (from[p] == -1) {
+            from[p] = lo;
+        } else if (from[p] <= -2) {
+            if (!times)
+                times = rd_kafka_topic_partition_list_new(s->nparts);
+            rd_kafka_topic_partition_list_add(times, s->part_topic[p], s->part_id[p])->offset =
+                -2 - from[p];
+        } else if (from[p] < lo) {
+            expired = 1;
+        }
+    }
+    if (times) {
+        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, times, 10000);
+        if (e) {
+            rd_kafka_topic_partition_list_destroy(times);
+            snprintf(err, errsize, "kafka offsets for times: %s", rd_kafka_err2str(e));
+            return -1;
+        }
+        for (int i = 0; i < times->cnt; i++)
+            for (int p = 0; p < s->nparts; p++)
+                if (times->elems[i].partition == s->part_id[p] &&
+                    strcmp(times->elems[i].topic, s->part_topic[p]) == 0)
+                    from[p] = times->elems[i].offset >= 0 ? times->elems[i].offset : INT64_MAX;
+        rd_kafka_topic_partition_list_destroy(times);
+    }
+    return expired;
+}
+
+static int part_index(const fh_stream *s, const char *topic, int partition)
+{
+    for (int p = 0; p < s->nparts; p++)
+        if (s->part_id[p] == partition && strcmp(s->part_topic[p], topic) == 0)
+            return p;
+    return -1;
+}
+
+/* Reads [from, to) of every partition of job j and posts batches, waiting for credit between. */
+static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
+{
+    char err[256];
+    int64_t *earliest = vec_new(s);
+    if (!earliest)
+        return;
+    int rc = resolve_positions(s, rk, j->from, earliest, err, sizeof(err));
+    if (rc) {
+        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, rc > 0 ? earliest : NULL,
+                     rc > 0 ? "cursor is older than what Kafka keeps" : err);
+        free(earliest);
+        return;
+    }
+    free(earliest);
+    for (int p = 0; p < s->nparts; p++)
+        if (j->from[p] == INT64_MAX || j->from[p] > j->to[p])
+            j->from[p] = j->to[p]; /* nothing at or after the time here: the ring has the rest */
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(s->nparts);
+    int pending = 0;
+    for (int p = 0; p < s->nparts; p++) {
+        if (j->from[p] >= j->to[p] || j->from[p] == INT64_MAX)
+            continue;
+        rd_kafka_topic_partition_list_add(assign, s->part_topic[p], s->part_id[p])->offset = j->from[p];
+        pending++;
+    }
+    if (pending)
+        rd_kafka_assign(rk, assign);
+    rd_kafka_topic_partition_list_destroy(assign);
+    int64_t *pos = vec_new(s);
+    memcpy(pos, j->from, (size_t)s->nparts * sizeof(int64_t));
+    int64_t deadline = fh_now_ms() + 300000;
+    while (pending && !atomic_load(&j->cancel) && !atomic_load(&s->stop) && fh_now_ms() < deadline) {
+        pthread_mutex_lock(&s->cmu);
+        while (!atomic_load(&j->credit) && !atomic_load(&j->cancel) && !atomic_load(&s->stop))
+            pthread_cond_wait(&s->ccond, &s->cmu);
+        atomic_store(&j->credit, 0);
+        pthread_mutex_unlock(&s->cmu);
+        size_t cap = 1000, n = 0;
+        sev **evs = calloc(cap, sizeof(*evs));
+        int64_t batch_end = fh_now_ms() + 200;
+        while (evs && n < cap && pending && fh_now_ms() < batch_end) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+            if (!m)
+                continue;
+            int p = m->err ? -1 : part_index(s, rd_kafka_topic_name(m->rkt), m->partition);
+            if (p >= 0 && m->offset < j->to[p] && m->offset >= pos[p]) {
+                pos[p] = m->offset + 1;
+                sev *e = sev_build(s, m, p, 0);
+                if (e)
+                    evs[n++] = e;
+                if (pos[p] >= j->to[p]) {
+                    pending--;
+                    rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+                    rd_kafka_topic_partition_list_add(one, s->part_topic[p], s->part_id[p]);
+                    rd_kafka_pause_partitions(rk, one);
+                    rd_kafka_topic_partition_list_destroy(one);
+                }
+            }
+            rd_kafka_message_destroy(m);
+        }
+        post_catchup(s, IN_CATCHUP_BATCH, j->id, evs, n, j->from, NULL);
+    }
+    rd_kafka_assign(rk, NULL);
+    if (atomic_load(&j->cancel) || atomic_load(&s->stop)) {
+        free(pos);
+        return;
+    }
+    if (pending)
+        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL, "reading the gap from Kafka timed out");
+    else
+        post_catchup(s, IN_CATCHUP_DONE, j->id, NULL, 0, j->to, NULL);
+    free(pos);
+}
+
+static void *catchup_main(void *arg)
+{
+    fh_stream *s = arg;
+    char err[512];
+    rd_kafka_conf_t *conf;
+    static const char *const defaults[] = {"enable.auto.commit=false", "enable.auto.offset.store=false",
+                                           "group.id=firehose-stream-catchup", "log_level=3", NULL};
+    if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, sizeof(err)))
+        return NULL;
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!rk) {
+        fh_log(FH_LOG_ERROR, "stream.catchup", "error=\"%s\"", err);
+        return NULL;
+    }
+    while (!atomic_load(&s->stop)) {
+        pthread_mutex_lock(&s->cmu);
+        while (!s->jobs_first && !atomic_load(&s->stop))
+            pthread_cond_wait(&s->ccond, &s->cmu);
+        cjob *j = s->jobs_first;
+        if (j) {
+            s->jobs_first = j->next;
+            if (!s->jobs_first)
+                s->jobs_last = NULL;
+            s->running_job = j;
+        }
+        pthread_mutex_unlock(&s->cmu);
+        if (!j)
+            continue;
+        if (!atomic_load(&j->cancel))
+            run_job(s, rk, j);
+        pthread_mutex_lock(&s->cmu);
+        s->running_job = NULL;
+        s->njobs--;
+        pthread_mutex_unlock(&s->cmu);
+        free(j->from);
+        free(j->to);
+        free(j);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return NULL;
+}
+
+static void on_catchup(fh_stream *s, inmsg *m)
+{
+    conn *c = NULL;
+    sub *u = sub_by_job(s, m->job, &c);
+    if (!u) {
+        for (size_t i = 0; i < m->nevs; i++)
+            sev_unref(m->evs[i]);
+        return;
+    }
+    if (m->kind == IN_CATCHUP_BATCH) {
+        for (int p = 0; m->vec && p < s->nparts; p++)
+            if (u->progress[p] < m->vec[p])
+                u->progress[p] = m->vec[p]; /* earliest and time resolved to offsets */
+        for (size_t i = 0; i < m->nevs; i++) {
+            sev *e = m->evs[i];
+            if (!c->closing && e->offset >= u->progress[e->part]) {
+                if (sub_matches(u, e))
+                    deliver(s, u, e);
+                else if (u->progress[e->part] < e->offset + 1)
+                    u->progress[e->part] = e->offset + 1;
+            }
+            sev_unref(e);
+        }
+        if (!c->closing && c->q.bytes <= s->client_queue_max / 2)
+            grant_credit(s, u);
+        /* else: credit is granted by the writer once the client drains */
+    } else if (m->kind == IN_CATCHUP_DONE) {
+        for (int p = 0; p < s->nparts; p++)
+            if (u->progress[p] < m->vec[p])
+                u->progress[p] = m->vec[p];
+        u->state = SUB_REPLAY;
+        u->replay_seq = s->next_seq - s->ring_count;
+        replay_step(s, u);
+    } else {
+        char msg[CURSOR_MAX + 600], cur[CURSOR_MAX];
+        if (m->vec) {
+            cursor_encode(m->vec, s->nparts, cur, sizeof(cur));
+            snprintf(msg, sizeof(msg), "%s; the earliest position is cursor %s", m->error, cur);
+            send_error(s, c, c->kind == CONN_WS ? u->id : NULL, "cursor_expired", msg);
+        } else {
+            send_error(s, c, c->kind == CONN_WS ? u->id : NULL, "unavailable", m->error);
+        }
+        if (c->kind == CONN_SSE)
+            close_conn(s, c, CLOSE_BAD_REQUEST, m->error);
+        else
+            sub_remove(s, c, u);
+    }
+}
+
+/* ---- connections ------------------------------------------------------------------------------ */
+
+static void conn_unref(conn *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1) {
+        fh_filter_free(&c->sse_filter);
+        fh_ws_parser_free(&c->parser);
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+    }
+}
+
+static void conn_drop(fh_stream *s, conn *c)
+{
+    while (c->subs)
+        sub_remove(s, c, c->subs);
+    conn_lock(c);
+    q_free_all(s, c);
+    conn_unlock(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    c->registered = 0;
+    fh_metric_set(s->m_connections, s->nconns);
+    if (c->kind == CONN_WS) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        shutdown(c->fd, SHUT_RDWR);
+        MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+    } else {
+        pthread_mutex_lock(&c->mu);
+        c->sse_end = 1;
+        if (c->sse_waiting) {
+            c->sse_waiting = 0;
+            MHD_resume_connection(c->mhd);
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    /* the dirty list may still point at c: unlink it */
+    for (conn **pp = &s->dirty; *pp; pp = &(*pp)->next_dirty)
+        if (*pp == c) {
+            *pp = c->next_dirty;
+            break;
+        }
+    conn_unref(c);
+}
+
+static void conn_link(fh_stream *s, conn *c)
+{
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    c->registered = 1;
+    c->last_active_ms = fh_now_ms();
+    fh_metric_set(s->m_connections, s->nconns);
+}
+
+/* Writes as much of c's queue as the socket takes. Returns -1 when c was dropped. */
+static int ws_flush(fh_stream *s, conn *c)
+{
+    while (c->q.first) {
+        struct iovec iov[IOV_BATCH];
+        int n = 0;
+        for (qent *e = c->q.first; e && n + 2 <= IOV_BATCH; e = e->next) {
+            size_t done = e->done;
+            if (done < e->head_len) {
+                iov[n].iov_base = e->head + done;
+                iov[n++].iov_len = e->head_len - done;
+                done = e->head_len;
+            }
+            if (e->shared_len > done - e->head_len) {
+                iov[n].iov_base = (char *)e->shared + (done - e->head_len);
+                iov[n++].iov_len = e->shared_len - (done - e->head_len);
+            }
+        }
+        ssize_t w = writev(c->fd, iov, n);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (!c->want_write) {
+                    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
+                    epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+                    c->want_write = 1;
+                }
+                return 0;
+            }
+            if (errno == EINTR)
+                continue;
+            conn_drop(s, c);
+            return -1;
+        }
+        size_t left = (size_t)w;
+        s->total_queued -= left;
+        c->q.bytes -= left;
+        while (left && c->q.first) {
+            qent *e = c->q.first;
+            size_t rem = e->head_len + e->shared_len - e->done;
+            if (left < rem) {
+                e->done += left;
+                left = 0;
+                break;
+            }
+            left -= rem;
+            c->q.first = e->next;
+            if (!c->q.first)
+                c->q.last = NULL;
+            sev_unref(e->ev);
+            free(e);
+        }
+    }
+    if (c->want_write) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+        epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        c->want_write = 0;
+    }
+    if (c->closing) {
+        conn_drop(s, c);
+        return -1;
+    }
+    return 0;
+}
+
+static void sse_kick(conn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->sse_waiting && (c->q.first || c->sse_end)) {
+        c->sse_waiting = 0;
+        MHD_resume_connection(c->mhd);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* After a batch of routing: continue replays and catch-ups that were waiting for room, write. */
+static void flush_dirty(fh_stream *s)
+{
+    while (s->dirty) {
+        conn *c = s->dirty;
+        s->dirty = c->next_dirty;
+        c->dirty = 0;
+        if (c->kind == CONN_WS) {
+            if (!c->want_write)
+                ws_flush(s, c);
+        } else {
+            sse_kick(c);
+        }
+    }
+    /* the total cap: drop the largest queues until under it */
+    while (s->total_queued > s->max_total_queued) {
+        conn *big = NULL;
+        for (conn *c = s->conns; c; c = c->next)
+            if (!c->closing && (!big || c->q.bytes > big->q.bytes))
+                big = c;
+        if (!big)
+            break;
+        close_conn(s, big, CLOSE_SLOW_CONSUMER, "slow consumer: the broker's buffers are full");
+        if (big->kind == CONN_WS)
+            ws_flush(s, big);
+        else
+            sse_kick(big);
+    }
+}
+
+/* Resumes replays and catch-ups of c whose queue has drained below half. */
+static void on_drained(fh_stream *s, conn *c)
+{
+    if (c->closing || c->q.bytes > s->client_queue_max / 2)
+        return;
+    for (sub *u = c->subs; u; u = u->next_in_conn) {
+        if (u->state == SUB_REPLAY)
+            replay_step(s, u);
+        else if (u->state == SUB_CATCHUP)
+            grant_credit(s, u);
+    }
+}
+
+static void ws_read(fh_stream *s, conn *c)
+{
+    unsigned char buf[16384];
+    for (;;) {
+        ssize_t r = read(c->fd, buf, sizeof(buf));
+        if (r == 0) {
+            conn_drop(s, c);
+            return;
+        }
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR)
+                continue;
+            conn_drop(s, c);
+            return;
+        }
+        c->last_active_ms = fh_now_ms();
+        size_t off = 0;
+        while (off < (size_t)r && !c->closing) {
+            size_t used = 0;
+            fh_ws_msg msg;
+            int rc = fh_ws_parse(&c->parser, buf + off, (size_t)r - off, &used, &msg);
+            off += used;
+            if (rc == FH_WS_NEED_MORE)
+                break;
+            if (rc == FH_WS_MESSAGE) {
+                if (msg.opcode != FH_WS_OP_TEXT)
+                    close_conn(s, c, 1003, "binary messages are not supported");
+                else if (!c->cloudevents)
+                    handle_client_message(s, c, (const char *)msg.data, msg.len);
+            } else if (rc == FH_WS_PING) {
+                send_frame(s, c, FH_WS_OP_PONG, (const char *)msg.data, msg.len);
+            } else if (rc == FH_WS_CLOSE) {
+                close_conn(s, c, CLOSE_NORMAL, "bye");
+            } else if (rc == FH_WS_ERROR) {
+                close_conn(s, c, msg.close_code, msg.reason ? msg.reason : "protocol error");
+            }
+        }
+        if (c->dirty && !c->want_write) {
+            /* answer promptly */
+            if (ws_flush(s, c))
+                return;
+        }
+        if (c->closing)
+            return;
+    }
+}
+
+/* ---- the inbox -------------------------------------------------------------------------------- */
+
+static void on_new_ws(fh_stream *s, inmsg *m)
+{
+    conn *c = m->c;
+    if (s->nconns >= s->max_conns) {
+        unsigned char frame[128];
+        size_t n = fh_ws_close_frame(frame, CLOSE_TOO_MANY, "too many connections");
+        ssize_t w = write(c->fd, frame, n);
+        (void)w;
+        shutdown(c->fd, SHUT_RDWR);
+        MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
+        conn_unref(c);
+        fh_metric_add(s->m_closed_other, 1);
+        return;
+    }
+    conn_link(s, c);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev);
+    if (m->extra_len) {
+        size_t off = 0;
+        while (off < m->extra_len) {
+            size_t used = 0;
+            fh_ws_msg msg;
+            int rc = fh_ws_parse(&c->parser, (unsigned char *)m->extra + off, m->extra_len - off, &used, &msg);
+            off += used;
+            if (rc == FH_WS_NEED_MORE)
+                break;
+            if (rc == FH_WS_MESSAGE && msg.opcode == FH_WS_OP_TEXT && !c->cloudevents)
+                handle_client_message(s, c, (const char *)msg.data, msg.len);
+        }
+    }
+    if (c->cloudevents) {
+        /* the cloudevents.json binding has no subscribe message: the URL's filter applies */
+        fh_filter f = c->sse_filter;
+        memset(&c->sse_filter, 0, sizeof(c->sse_filter));
+        subscribe(s, c, "ce", &f, NULL);
+    }
+}
+
+static void on_new_sse(fh_stream *s, conn *c)
+{
+    if (s->nconns >= s->max_conns) {
+        pthread_mutex_lock(&c->mu);
+        c->sse_end = 1;
+        if (c->sse_waiting) {
+            c->sse_waiting = 0;
+            MHD_resume_connection(c->mhd);
+        }
+        pthread_mutex_unlock(&c->mu);
+        conn_unref(c);
+        return;
+    }
+    conn_link(s, c);
+    json_t *from = NULL;
+    if (c->sse_from[0]) {
+        int64_t ms;
+        if (strcmp(c->sse_from, "latest") == 0 || strcmp(c->sse_from, "earliest") == 0)
+            from = json_string(c->sse_from);
+        else if (fh_time_parse(c->sse_from, &ms) == 0)
+            from = json_pack("{s:s}", "time", c->sse_from);
+        else
+            from = json_pack("{s:s}", "cursor", c->sse_from);
+    }
+    fh_filter f = c->sse_filter;
+    memset(&c->sse_filter, 0, sizeof(c->sse_filter));
+    if (!subscribe(s, c, "sse", &f, from))
+        close_conn(s, c, CLOSE_BAD_REQUEST, "bad from or cursor");
+    json_decref(from);
+}
+
+static void drain_inbox(fh_stream *s)
+{
+    pthread_mutex_lock(&s->inbox_mu);
+    inmsg *m = s->inbox_first;
+    s->inbox_first = s->inbox_last = NULL;
+    pthread_mutex_unlock(&s->inbox_mu);
+    while (m) {
+        inmsg *next = m->next;
+        switch (m->kind) {
+        case IN_WS: on_new_ws(s, m); break;
+        case IN_SSE: on_new_sse(s, m->c); break;
+        case IN_SSE_GONE:
+            /* the response is gone: drop the stream's reference (if still linked) and its own */
+            if (m->c->registered)
+                conn_drop(s, m->c);
+            conn_unref(m->c);
+            break;
+        default: on_catchup(s, m); break;
+        }
+        free(m->evs);
+        free(m->vec);
+        free(m);
+        m = next;
+    }
+}
+
+/* ---- Kafka side ------------------------------------------------------------------------------- */
+
+static int discover_partitions(fh_stream *s, char *err, size_t errsize)
+{
+    const char *topics[2] = {fh_kafka_topic(&s->b->cfg, FH_TOPIC_EVENTS),
+                             fh_kafka_topic(&s->b->cfg, FH_TOPIC_LOGS)};
+    s->nparts = 0;
+    for (int t = 0; t < 2; t++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->rk, topics[t], NULL);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(s->rk, 0, rkt, &md, 10000);
+        rd_kafka_topic_destroy(rkt);
+        if (e || !md || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
+            snprintf(err, errsize, "metadata of %s: %s", topics[t],
+                     e ? rd_kafka_err2str(e)
+                       : md && md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "no partitions");
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            return -1;
+        }
+        for (int i = 0; i < md->topics[0].partition_cnt && s->nparts < MAX_PARTS; i++) {
+            s->part_topic[s->nparts] = strdup(topics[t]);
+            s->part_id[s->nparts] = md->topics[0].partitions[i].id;
+            s->nparts++;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    /* stable order: topic order, then partition id */
+    for (int i = 1; i < s->nparts; i++)
+        for (int k = i; k > 0 && strcmp(s->part_topic[k - 1], s->part_topic[k]) == 0 &&
+                        s->part_id[k - 1] > s->part_id[k];
+             k--) {
+            int tmp = s->part_id[k];
+            s->part_id[k] = s->part_id[k - 1];
+            s->part_id[k - 1] = tmp;
+        }
+    return 0;
+}
+
+static int kafka_start(fh_stream *s, char *err, size_t errsize)
+{
+    rd_kafka_conf_t *conf;
+    static const char *const defaults[] = {
+        "enable.auto.commit=false", "enable.auto.offset.store=false",
+        "group.id=firehose-stream", "log_level=4", "fetch.wait.max.ms=5",
+        "fetch.error.backoff.ms=50", "queued.max.messages.kbytes=65536", NULL};
+    if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, errsize))
+        return -1;
+    if (!(s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errsize)))
+        return -1;
+    rd_kafka_poll_set_consumer(s->rk); /* errors and logs arrive on the same queue */
+    if (discover_partitions(s, err, errsize))
+        return -1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(s->nparts);
+    for (int p = 0; p < s->nparts; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(s->rk, s->part_topic[p], s->part_id[p], &lo, &hi, 10000);
+        if (e) {
+            snprintf(err, errsize, "watermarks of %s/%d: %s", s->part_topic[p], s->part_id[p],
+                     rd_kafka_err2str(e));
+            rd_kafka_topic_partition_list_destroy(l);
+            return -1;
+        }
+        s->hw[p] = s->evicted_hw[p] = hi;
+        rd_kafka_topic_partition_list_add(l, s->part_topic[p], s->part_id[p])->offset = hi;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(s->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        snprintf(err, errsize, "assign: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    /* a consumer created without subscribe still has a consumer queue to read from */
+    s->rkq = rd_kafka_queue_get_consumer(s->rk);
+    rd_kafka_queue_io_event_enable(s->rkq, s->kafka_efd, "1", 1);
+    return 0;
+}
+
+static void kafka_drain(fh_stream *s)
+{
+    rd_kafka_message_t *msgs[KAFKA_BATCH];
+    for (int rounds = 0; rounds < 8; rounds++) {
+        ssize_t n = rd_kafka_consume_batch_queue(s->rkq, 0, msgs, KAFKA_BATCH);
+        if (n <= 0)
+            return;
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            int p;
+            if (!m->err && (p = part_index(s, rd_kafka_topic_name(m->rkt), m->partition)) >= 0 &&
+                m->offset >= s->hw[p]) {
+                s->hw[p] = m->offset + 1;
+                sev *e = sev_build(s, m, p, 1);
+                if (e) {
+                    e->seq = s->next_seq;
+                    ring_push(s, e);
+                    s->next_seq++;
+                    fh_metric_add(s->m_in, 1);
+                    route(s, e);
+                    sev_unref(e);
+                }
+            } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                fh_log(FH_LOG_WARN, "stream.kafka", "error=\"%s\"", rd_kafka_message_errstr(m));
+            }
+            rd_kafka_message_destroy(m);
+        }
+        flush_dirty(s);
+        if (n < KAFKA_BATCH)
+            return;
+    }
+}
+
+/* ---- the stream thread ------------------------------------------------------------------------ */
+
+static void heartbeat(fh_stream *s)
+{
+    int64_t now = fh_now_ms();
+    for (conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closing)
+            continue;
+        if (c->kind == CONN_SSE) {
+            qent *e = calloc(1, sizeof(*e));
+            if (!e)
+                continue;
+            memcpy(e->head, ": heartbeat\n\n", 13);
+            e->head_len = 13;
+            pthread_mutex_lock(&c->mu);
+            q_push(s, c, e);
+            pthread_mutex_unlock(&c->mu);
+        } else if (now - c->last_active_ms > (int64_t)s->heartbeat_s * 1000) {
+            send_frame(s, c, FH_WS_OP_PING, "hb", 2);
+        }
+    }
+    flush_dirty(s);
+}
+
+static void *stream_main(void *arg)
+{
+    fh_stream *s = arg;
+    struct epoll_event evs[256];
+    int64_t next_hb = fh_now_ms() + s->heartbeat_s * 1000;
+    kafka_drain(s);
+    while (!atomic_load(&s->stop)) {
+        int n = epoll_wait(s->epfd, evs, 256, 100);
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+            if (p == &s->kafka_efd) {
+                drain(s->kafka_efd);
+                kafka_drain(s);
+            } else if (p == &s->inbox_efd) {
+                drain(s->inbox_efd);
+                drain_inbox(s);
+            } else {
+                conn *c = p;
+                if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+                    conn_drop(s, c);
+                    continue;
+                }
+                if ((evs[i].events & EPOLLOUT) && ws_flush(s, c))
+                    continue;
+                if (evs[i].events & EPOLLOUT)
+                    on_drained(s, c);
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
+                    ws_read(s, c);
+            }
+        }
+        /* Kafka's io-event fires on a non-empty queue; keep draining while there is work */
+        kafka_drain(s);
+        /* SSE readers drain asynchronously: let their replays continue */
+        for (conn *c = s->conns; c; c = c->next)
+            if (c->kind == CONN_SSE && c->subs && c->subs->state != SUB_LIVE)
+                on_drained(s, c);
+        flush_dirty(s);
+        if (fh_now_ms() >= next_hb) {
+            heartbeat(s);
+            next_hb = fh_now_ms() + s->heartbeat_s * 1000;
+        }
+    }
+    /* shutting down: tell every client, flush what we can */
+    for (conn *c = s->conns; c; c = c->next)
+        close_conn(s, c, CLOSE_SHUTDOWN, "broker shutting down");
+    for (conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->kind == CONN_WS)
+            ws_flush(s, c);
+    }
+    while (s->conns)
+        conn_drop(s, s->conns);
+    return NULL;
+}
+
+/* ---- HTTP handlers (libmicrohttpd threads) ---------------------------------------------------- */
+
+static void on_upgraded(void *cls, struct MHD_Connection *connection, void *req_cls,
+                        const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                        struct MHD_UpgradeResponseHandle *urh)
+{
+    conn *c = cls;
+    fh_stream *s = c->owner;
+    (void)connection;
+    (void)req_cls;
+    inmsg *m = calloc(1, sizeof(*m));
+    c->fd = sock;
+    c->urh = urh;
+    /* the stream thread never blocks on a client */
+    int fl = fcntl(sock, F_GETFL, 0);
+    if (!m || fl < 0 || fcntl(sock, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        extra_in_size > sizeof(m->extra)) {
+        free(m);
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        conn_unref(c);
+        return;
+    }
+    m->kind = IN_WS;
+    m->c = c;
+    memcpy(m->extra, extra_in, extra_in_size);
+    m->extra_len = extra_in_size;
+    inbox_post(s, m);
+}
+
+static int header_has_token(const char *value, const char *token)
+{
+    size_t n = strlen(token);
+    for (const char *p = value; p && *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *e2 = end;
+        while (e2 > p && e2[-1] == ' ')
+            e2--;
+        if ((size_t)(e2 - p) == n && strncasecmp(p, token, n) == 0)
+            return 1;
+        p = end;
+    }
+    return 0;
+}
+
+static conn *conn_new(fh_stream *s, int kind, const fh_principal *who)
+{
+    conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->kind = kind;
+    c->fd = -1;
+    c->who = who;
+    atomic_init(&c->refs, 1);
+    pthread_mutex_init(&c->mu, NULL);
+    fh_ws_parser_init(&c->parser, s->max_message);
+    return c;
+}
+
+/* Builds a filter from query parameters: every parameter but from, cursor and access_token is a
+ * filter field; values are comma-separated lists. */
+typedef struct qfilter {
+    fh_filter *f;
+    char err[256];
+    int failed;
+} qfilter;
+
+static enum MHD_Result add_query_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    qfilter *q = cls;
+    (void)kind;
+    if (strcmp(key, "from") == 0 || strcmp(key, "access_token") == 0)
+        return MHD_YES;
+    if (!value || fh_filter_add_text(q->f, key, value, q->err, sizeof(q->err))) {
+        if (!value)
+            snprintf(q->err, sizeof(q->err), "filter.%.64s: expected a value", key);
+        q->failed = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static const char *filter_param(const char *err)
+{
+    static _Thread_local char name[80];
+    const char *dot = strchr(err, '.'), *colon = strchr(err, ':');
+    if (!dot || !colon || colon < dot)
+        return NULL;
+    snprintf(name, sizeof(name), "%.*s", (int)(colon - dot - 1), dot + 1);
+    return name;
+}
+
+static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
+{
+    fh_stream *s = ctx;
+    char accept[32];
+    const char *upgrade = fh_http_header(req, "Upgrade");
+    const char *connection = fh_http_header(req, "Connection");
+    const char *key = fh_http_header(req, "Sec-WebSocket-Key");
+    const char *version = fh_http_header(req, "Sec-WebSocket-Version");
+    const char *protos = fh_http_header(req, "Sec-WebSocket-Protocol");
+    if (!upgrade || strcasecmp(upgrade, "websocket") != 0 || !connection ||
+        !header_has_token(connection, "upgrade")) {
+        fh_http_error(resp, 426, "upgrade_required", NULL,
+                      "/v1/stream is a WebSocket endpoint (for plain HTTP use /v1/events)");
+        return;
+    }
+    if (!version || strcmp(version, "13") != 0) {
+        fh_http_error(resp, 426, "unsupported_version", "Sec-WebSocket-Version",
+                      "Sec-WebSocket-Version must be 13");
+        return;
+    }
+    if (!key || !fh_ws_key_valid(key)) {
+        fh_http_error(resp, 400, "bad_request", "Sec-WebSocket-Key", "Sec-WebSocket-Key is missing or malformed");
+        return;
+    }
+    int ce = protos && header_has_token(protos, "cloudevents.json");
+    int fh = protos && header_has_token(protos, "firehose.v1");
+    conn *c = conn_new(s, CONN_WS, req->who);
+    if (!c) {
+        fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    c->cloudevents = ce;
+    if (ce) {
+        qfilter q = {&c->sse_filter, "", 0};
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query_field, &q);
+        if (q.failed) {
+            conn_unref(c);
+            fh_http_error(resp, 400, "bad_filter", filter_param(q.err), "%s", q.err);
+            return;
+        }
+    }
+    fh_ws_accept_key(key, accept);
+    c->owner = s;
+    struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgraded, c);
+    if (!r) {
+        conn_unref(c);
+        fh_http_error(resp, 503, "unavailable", NULL, "cannot upgrade");
+        return;
+    }
+    MHD_add_response_header(r, "Upgrade", "websocket");
+    MHD_add_response_header(r, "Connection", "Upgrade");
+    MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);
+    if (ce)
+        MHD_add_response_header(r, "Sec-WebSocket-Protocol", "cloudevents.json");
+    else if (fh)
+        MHD_add_response_header(r, "Sec-WebSocket-Protocol", "firehose.v1");
+    resp->status = MHD_HTTP_SWITCHING_PROTOCOLS;
+    resp->raw = r;
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    conn *c = cls;
+    size_t out = 0;
+    (void)pos;
+    pthread_mutex_lock(&c->mu);
+    while (c->q.first && out < max) {
+        qent *e = c->q.first;
+        size_t total = e->head_len + e->shared_len;
+        while (e->done < total && out < max) {
+            const char *src;
+            size_t avail;
+            if (e->done < e->head_len) {
+                src = e->head + e->done;
+                avail = e->head_len - e->done;
+            } else {
+                src = e->shared + (e->done - e->head_len);
+                avail = total - e->done;
+            }
+            size_t n = avail < max - out ? avail : max - out;
+            memcpy(buf + out, src, n);
+            out += n;
+            e->done += n;
+        }
+        if (e->done < total)
+            break;
+        c->q.first = e->next;
+        if (!c->q.first)
+            c->q.last = NULL;
+        sev_unref(e->ev);
+        free(e);
+    }
+    c->q.bytes -= out;
+    c->owner->total_queued -= out;
+    if (out == 0) {
+        if (c->sse_end) {
+            pthread_mutex_unlock(&c->mu);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        c->sse_waiting = 1;
+        MHD_suspend_connection(c->mhd);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return (ssize_t)out;
+}
+
+typedef struct sse_ctx {
+    fh_stream *s;
+    conn *c;
+} sse_ctx;
+
+static void sse_free(void *cls)
+{
+    sse_ctx *x = cls;
+    inmsg *m = calloc(1, sizeof(*m));
+    if (m) {
+        m->kind = IN_SSE_GONE;
+        m->c = x->c;
+        inbox_post(x->s, m);
+    }
+    free(x);
+}
+
+static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
+{
+    fh_stream *s = ctx;
+    conn *c = conn_new(s, CONN_SSE, req->who);
+    sse_ctx *x = calloc(1, sizeof(*x));
+    inmsg *m = calloc(1, sizeof(*m));
+    if (!c || !x || !m) {
+        if (c)
+            conn_unref(c);
+        free(x);
+        free(m);
+        fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    qfilter q = {&c->sse_filter, "", 0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query_field, &q);
+    if (q.failed) {
+        conn_unref(c);
+        free(x);
+        free(m);
+        fh_http_error(resp, 400, "bad_filter", filter_param(q.err), "%s", q.err);
+        return;
+    }
+    const char *last = fh_http_header(req, "Last-Event-ID");
+    const char *from = fh_http_query(req, "from");
+    const char *start = last && *last ? last : from;
+    if (start) {
+        int64_t ms;
+        int64_t *vec = vec_new(s);
+        int ok = strcmp(start, "latest") == 0 || strcmp(start, "earliest") == 0 ||
+                 fh_time_parse(start, &ms) == 0 || (vec && cursor_decode(start, s->nparts, vec) == 0);
+        free(vec);
+        if (!ok) {
+            conn_unref(c);
+            free(x);
+            free(m);
+            fh_http_error(resp, 400, "bad_parameter", last && *last ? "Last-Event-ID" : "from",
+                          "expected latest, earliest, an RFC 3339 time or a cursor");
+            return;
+        }
+        snprintf(c->sse_from, sizeof(c->sse_from), "%s", start);
+    }
+    c->mhd = req->conn;
+    c->owner = s;
+    x->s = s;
+    x->c = c;
+    atomic_fetch_add(&c->refs, 1); /* one for the stream thread, one for the response */
+    /* the response's free callback tells the stream thread, which drops both references */
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, sse_reader, c, sse_free);
+    if (!r) {
+        conn_unref(c);
+        conn_unref(c);
+        free(x);
+        free(m);
+        fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no");
+    /* an initial comment so clients and proxies see the stream open at once */
+    qent *hello = calloc(1, sizeof(*hello));
+    if (hello) {
+        memcpy(hello->head, ": firehose stream\nretry: 2000\n\n", 31);
+        hello->head_len = 31;
+        c->q.first = c->q.last = hello;
+        c->q.bytes = 31;
+        s->total_queued += 31;
+    }
+    m->kind = IN_SSE;
+    m->c = c;
+    inbox_post(s, m);
+    resp->raw = r;
+    resp->status = 200;
+}
+
+size_t fh_stream_routes(fh_stream *s, fh_http_route *routes)
+{
+    routes[0] = (fh_http_route){"GET", "/v1/stream", FH_SCOPE_READ, NULL, ws_handler, s};
+    routes[1] = (fh_http_route){"GET", "/v1/events", FH_SCOPE_READ, NULL, sse_handler, s};
+    return FH_STREAM_ROUTES;
+}
+
+/* ---- start and stop --------------------------------------------------------------------------- */
+
+static void register_metrics(fh_stream *s)
+{
+    s->m_in = fh_metric_new("firehose_stream_events_total", NULL, "Events read by the stream.", 0);
+    s->m_deliveries = fh_metric_new("firehose_stream_deliveries_total", NULL,
+                                    "Events queued to stream subscribers.", 0);
+    s->m_slow = fh_metric_new("firehose_stream_disconnects_total", "reason=\"slow_consumer\"",
+                              "Stream clients disconnected by the broker, by reason.", 0);
+    s->m_closed_other = fh_metric_new("firehose_stream_disconnects_total", "reason=\"other\"",
+                                      "Stream clients disconnected by the broker, by reason.", 0);
+    s->m_connections = fh_metric_new("firehose_stream_connections", NULL,
+                                     "Open WebSocket and SSE connections.", 1);
+    s->m_queued = fh_metric_new("firehose_stream_queued_bytes", NULL,
+                                "Bytes queued for stream clients.", 1);
+    s->m_ring_events = fh_metric_new("firehose_stream_ring_events", NULL,
+                                     "Recent events held for resume.", 1);
+    s->m_catchups = fh_metric_new("firehose_stream_catchups_total", NULL,
+                                  "Resumes served from Kafka.", 0);
+}
+
+fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)
+{
+    fh_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return FH_ERR_NOMEM;
+    s->b = b;
+    s->ring_cap = (size_t)fh_config_int(&b->cfg, "stream.ring_events");
+    s->ring_max_bytes = (size_t)fh_config_int(&b->cfg, "stream.ring_bytes");
+    s->client_queue_max = (size_t)fh_config_int(&b->cfg, "stream.client_queue_bytes");
+    s->max_total_queued = (size_t)fh_config_int(&b->cfg, "stream.total_queue_bytes");
+    s->max_conns = (int)fh_config_int(&b->cfg, "stream.max_connections");
+    s->max_subs = (int)fh_config_int(&b->cfg, "stream.max_subscriptions");
+    s->max_message = (size_t)fh_config_int(&b->cfg, "stream.max_message_bytes");
+    s->heartbeat_s = (int)fh_config_int(&b->cfg, "stream.heartbeat_s");
+    s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
+    s->ring = calloc(s->ring_cap, sizeof(sev *));
+    s->next_seq = 1; /* 0 is "no event" in sub->mark */
+    pthread_mutex_init(&s->inbox_mu, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
+    pthread_cond_init(&s->ccond, NULL);
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->inbox_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!s->ring || s->epfd < 0 || s->kafka_efd < 0 || s->inbox_efd < 0) {
+        fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");
+        goto err;
+    }
+    register_metrics(s);
+    if (kafka_start(s, errbuf, errsize))
+        goto err;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->kafka_efd};
+    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->kafka_efd, &ev);
+    ev.data.ptr = &s->inbox_efd;
+    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->inbox_efd, &ev);
+    if (pthread_create(&s->thread, NULL, stream_main, s) ||
+        pthread_create(&s->cthread, NULL, catchup_main, s)) {
+        fh_errf(errbuf, errsize, FH_ERR_IO, "stream: cannot start its threads");
+        goto err;
+    }
+    s->ready = 1;
+    *out = s;
+    return FH_OK;
+err:
+    *out = NULL;
+    fh_stream_free(s);
+    return FH_ERR_KAFKA;
+}
+
+void fh_stream_stop(fh_stream *s)
+{
+    if (!s || atomic_exchange(&s->stop, 1))
+        return;
+    pthread_mutex_lock(&s->cmu);
+    pthread_cond_broadcast(&s->ccond);
+    pthread_mutex_unlock(&s->cmu);
+    if (s->ready) {
+        pthread_join(s->thread, NULL);
+        pthread_join(s->cthread, NULL);
+    }
+}
+
+void fh_stream_free(fh_stream *s)
+{
+    if (!s)
+        return;
+    fh_stream_stop(s);
+    drain_inbox(s); /* SSE responses destroyed by the HTTP server left their last word here */
+    while (s->ring_count)
+        ring_evict_one(s);
+    free(s->ring);
+    for (int i = 0; i < INDEX_BUCKETS; i++)
+        for (ientry *e = s->buckets[i], *n; e; e = n) {
+            n = e->next;
+            free(e->subs);
+            free(e->value);
+            free(e);
+        }
+    free(s->wild);
+    if (s->rkq)
+        rd_kafka_queue_destroy(s->rkq);
+    if (s->rk) {
+        rd_kafka_consumer_close(s->rk);
+        rd_kafka_destroy(s->rk);
+    }
+    for (int p = 0; p < s->nparts; p++)
+        free(s->part_topic[p]);
+    for (cjob *j = s->jobs_first, *n; j; j = n) {
+        n = j->next;
+        free(j->from);
+        free(j->to);
+        free(j);
+    }
+    if (s->epfd >= 0)
+        close(s->epfd);
+    if (s->kafka_efd >= 0)
+        close(s->kafka_efd);
+    if (s->inbox_efd >= 0)
+        close(s->inbox_efd);
+    pthread_mutex_destroy(&s->inbox_mu);
+    pthread_mutex_destroy(&s->cmu);
+    pthread_cond_destroy(&s->ccond);
+    free(s);
+}
