@@ -26,11 +26,11 @@ UNIT_BIN  := $(BUILD)/unit-tests
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
-APT_PKGS := librdkafka-dev libjansson-dev libwebsockets-dev libmicrohttpd-dev libcurl4-openssl-dev \
+APT_PKGS := librdkafka-dev libjansson-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev \
             libsqlite3-dev pkg-config kcat clang libclang-rt-14-dev openjdk-17-jre-headless maven
 deps:
 	@missing=""; \
-	for p in rdkafka jansson libwebsockets libmicrohttpd libcurl sqlite3; do \
+	for p in rdkafka jansson libmicrohttpd libcurl sqlite3 libcrypto; do \
 	  pkg-config --exists $$p 2>/dev/null || missing=1; done; \
 	for c in kcat clang java mvn pkg-config; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \

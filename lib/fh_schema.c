@@ -18,8 +18,14 @@ enum {
 
 typedef struct named {
     const char *name;
-    fh_schema *s;
+    size_t len;
+    fh_schema *s; /* NULL for a required name */
+    size_t req;   /* properties: index of the same name in required, or SIZE_MAX */
 } named;
+
+/* Values of required members remembered while checking them, so properties that are also
+ * required are not looked up twice. */
+#define REQ_MEMO 32
 
 typedef struct patprop {
     regex_t re;
@@ -31,10 +37,11 @@ struct fh_schema {
     fh_schema *next;   /* every node, for freeing */
     int bool_val;      /* -1: an object schema; 0: false; 1: true */
     unsigned types;    /* T_* mask; 0 means any */
-    const json_t *enum_vals, *const_val;
+    const fh_jv *enum_vals, *const_val;     /* converted at compile time, in reg->consts */
+    const json_t *enum_src, *const_src;     /* the same, for error messages */
     named *props;
     size_t nprops;
-    const char **required;
+    named *required;
     size_t nreq;
     fh_schema *additional, *prop_names, *items, *not_, *if_, *then_, *else_, *ref;
     patprop *pats;
@@ -59,11 +66,15 @@ struct fh_schema_registry {
     schema_doc *docs;
     size_t ndocs;
     fh_schema *nodes;
+    fh_json_doc consts; /* const and enum values as fh_jv, for the validator */
 };
 
 fh_schema_registry *fh_schema_registry_new(void)
 {
-    return calloc(1, sizeof(fh_schema_registry));
+    fh_schema_registry *reg = calloc(1, sizeof(fh_schema_registry));
+    if (reg)
+        fh_json_doc_init(&reg->consts, SIZE_MAX); /* bounded by the schemas themselves */
+    return reg;
 }
 
 static void node_free(fh_schema *s)
@@ -95,6 +106,7 @@ void fh_schema_registry_free(fh_schema_registry *reg)
         json_decref(reg->docs[i].json);
     }
     free(reg->docs);
+    fh_json_doc_free(&reg->consts);
     free(reg);
 }
 
@@ -318,20 +330,26 @@ static fh_err compile_keyword(cctx *c, const json_t *root, fh_schema *s, const c
     } else if (strcmp(k, "enum") == 0) {
         if (!json_is_array(v))
             return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "enum: expected an array");
-        s->enum_vals = v;
+        s->enum_src = v;
+        if (fh_jv_from_jansson(&c->reg->consts, v, &s->enum_vals))
+            return fh_errf(c->errbuf, c->errsize, FH_ERR_NOMEM, "enum: out of memory");
     } else if (strcmp(k, "const") == 0) {
-        s->const_val = v;
+        s->const_src = v;
+        if (fh_jv_from_jansson(&c->reg->consts, v, &s->const_val))
+            return fh_errf(c->errbuf, c->errsize, FH_ERR_NOMEM, "const: out of memory");
     } else if (strcmp(k, "properties") == 0) {
         const char *name;
-        const json_t *sub;
+        size_t namelen;
+        json_t *sub;
         if (!json_is_object(v))
             return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "properties: expected an object");
         s->props = calloc(json_object_size(v) + 1, sizeof(named));
         if (!s->props)
             return FH_ERR_NOMEM;
-        json_object_foreach((json_t *)v, name, sub)
+        json_object_keylen_foreach((json_t *)v, name, namelen, sub)
         {
             s->props[s->nprops].name = name;
+            s->props[s->nprops].len = namelen;
             if ((rc = compile(c, root, sub, &s->props[s->nprops].s)))
                 return rc;
             s->nprops++;
@@ -341,14 +359,15 @@ static fh_err compile_keyword(cctx *c, const json_t *root, fh_schema *s, const c
         const json_t *r;
         if (!json_is_array(v))
             return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "required: expected an array");
-        s->required = calloc(json_array_size(v) + 1, sizeof(char *));
+        s->required = calloc(json_array_size(v) + 1, sizeof(named));
         if (!s->required)
             return FH_ERR_NOMEM;
         json_array_foreach(v, i, r)
         {
             if (!json_is_string(r))
                 return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "required: expected strings");
-            s->required[s->nreq++] = json_string_value(r);
+            s->required[s->nreq].name = json_string_value(r);
+            s->required[s->nreq++].len = json_string_length(r);
         }
     } else if (strcmp(k, "additionalProperties") == 0) {
         rc = compile(c, root, v, &s->additional);
@@ -478,6 +497,15 @@ static fh_err compile(cctx *c, const json_t *root, const json_t *js, fh_schema *
         if (rc)
             return rc;
     }
+    for (size_t i = 0; i < s->nprops; i++) {
+        s->props[i].req = SIZE_MAX;
+        for (size_t r = 0; r < s->nreq && r < REQ_MEMO; r++)
+            if (s->required[r].len == s->props[i].len &&
+                memcmp(s->required[r].name, s->props[i].name, s->props[i].len) == 0) {
+                s->props[i].req = r;
+                break;
+            }
+    }
     return FH_OK;
 }
 
@@ -492,33 +520,52 @@ fh_err fh_schema_compile(fh_schema_registry *reg, const char *uri, fh_schema **o
 
 /* ---- validating --------------------------------------------------------------------------- */
 
+/* The path to the value being validated, kept as a stack of segments and rendered only when
+ * validation fails, so the success path does no formatting. */
+#define VPATH_DEPTH 32
+
+typedef struct vseg {
+    const char *name; /* NULL for an array index */
+    size_t index;
+} vseg;
+
 typedef struct vpath {
-    char buf[256];
-    size_t len;
+    vseg seg[VPATH_DEPTH];
+    size_t len;   /* segments in use (may exceed VPATH_DEPTH; deeper ones are not recorded) */
 } vpath;
 
 static size_t path_push_name(vpath *p, const char *name)
 {
-    size_t old = p->len;
-    int n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, "%s%s", p->len ? "." : "", name);
-    if (n > 0)
-        p->len = p->len + (size_t)n < sizeof(p->buf) ? p->len + (size_t)n : sizeof(p->buf) - 1;
-    return old;
+    if (p->len < VPATH_DEPTH)
+        p->seg[p->len].name = name;
+    return p->len++;
 }
 
 static size_t path_push_index(vpath *p, size_t i)
 {
-    size_t old = p->len;
-    int n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, "[%zu]", i);
-    if (n > 0)
-        p->len = p->len + (size_t)n < sizeof(p->buf) ? p->len + (size_t)n : sizeof(p->buf) - 1;
-    return old;
+    if (p->len < VPATH_DEPTH) {
+        p->seg[p->len].name = NULL;
+        p->seg[p->len].index = i;
+    }
+    return p->len++;
 }
 
 static void path_pop(vpath *p, size_t old)
 {
     p->len = old;
-    p->buf[old] = '\0';
+}
+
+static void path_render(const vpath *p, char *buf, size_t size)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < p->len && i < VPATH_DEPTH && o < size; i++) {
+        int n = p->seg[i].name ? snprintf(buf + o, size - o, "%s%s", i ? "." : "", p->seg[i].name)
+                               : snprintf(buf + o, size - o, "[%zu]", p->seg[i].index);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
 }
 
 static int fail(const vpath *p, fh_schema_error *err, const char *fmt, ...)
@@ -528,7 +575,7 @@ static int fail(const vpath *p, fh_schema_error *err, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
-        snprintf(err->path, sizeof(err->path), "%s", p->buf);
+        path_render(p, err->path, sizeof(err->path));
         va_start(ap, fmt);
         vsnprintf(err->message, sizeof(err->message), fmt, ap);
         va_end(ap);
@@ -536,18 +583,18 @@ static int fail(const vpath *p, fh_schema_error *err, const char *fmt, ...)
     return 0;
 }
 
-static unsigned instance_type(const json_t *j)
+static unsigned instance_type(const fh_jv *j)
 {
-    switch (json_typeof(j)) {
-    case JSON_NULL: return T_NULL;
-    case JSON_TRUE:
-    case JSON_FALSE: return T_BOOL;
-    case JSON_OBJECT: return T_OBJECT;
-    case JSON_ARRAY: return T_ARRAY;
-    case JSON_STRING: return T_STRING;
-    case JSON_INTEGER: return T_NUMBER | T_INTEGER;
-    case JSON_REAL: {
-        double d = json_real_value(j);
+    switch (fh_jv_type(j)) {
+    case FH_JV_NULL: return T_NULL;
+    case FH_JV_TRUE:
+    case FH_JV_FALSE: return T_BOOL;
+    case FH_JV_OBJECT: return T_OBJECT;
+    case FH_JV_ARRAY: return T_ARRAY;
+    case FH_JV_STRING: return T_STRING;
+    case FH_JV_INT: return T_NUMBER | T_INTEGER;
+    case FH_JV_REAL: {
+        double d = fh_jv_number(j);
         return T_NUMBER | (isfinite(d) && d == floor(d) ? T_INTEGER : 0);
     }
     }
@@ -620,16 +667,21 @@ static void value_text(const json_t *v, char *buf, size_t size)
     free(s);
 }
 
-static int validate(const fh_schema *s, const json_t *j, vpath *p, fh_schema_error *err);
+static int validate(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_error *err);
 
-/* Applies patternProperties, additionalProperties and propertyNames to one member. */
-static int validate_member(const fh_schema *s, const char *k, const json_t *v, vpath *p,
+/* Applies patternProperties, additionalProperties and propertyNames to one member (key is the
+ * member's key as a string value, so propertyNames validates it without allocating). */
+static int validate_member(const fh_schema *s, const fh_jv *key, const fh_jv *v, vpath *p,
                            fh_schema_error *err)
 {
+    const char *k = key->u.s;
+    size_t klen = key->n;
     int matched = 0;
     for (size_t i = 0; i < s->nprops && !matched; i++)
-        matched = strcmp(s->props[i].name, k) == 0;
+        matched = s->props[i].len == klen && memcmp(s->props[i].name, k, klen) == 0;
     for (size_t i = 0; i < s->npats; i++) {
+        /* regexec sees the key up to its first NUL: a key holding \u0000 (only possible with
+         * FH_JSON_ALLOW_NUL) is matched on that prefix */
         if (regexec(&s->pats[i].re, k, 0, NULL, 0) != 0)
             continue;
         matched = 1;
@@ -641,33 +693,34 @@ static int validate_member(const fh_schema *s, const char *k, const json_t *v, v
             fail(p, err, "unexpected field");
         return 0;
     }
-    if (s->prop_names) {
-        json_t *name = json_string(k);
-        int ok = name && validate(s->prop_names, name, p, NULL);
-        json_decref(name);
-        if (!ok)
-            return fail(p, err, "property name not allowed");
-    }
+    if (s->prop_names && !validate(s->prop_names, key, p, NULL))
+        return fail(p, err, "property name not allowed");
     return 1;
 }
 
-static int validate_object(const fh_schema *s, const json_t *j, vpath *p, fh_schema_error *err)
+static int validate_object(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_error *err)
 {
-    size_t nkeys = json_object_size(j);
+    size_t nkeys = fh_jv_object_size(j);
     if (s->min_props >= 0 && (long long)nkeys < s->min_props)
         return fail(p, err, "expected at least %lld members", s->min_props);
     if (s->max_props >= 0 && (long long)nkeys > s->max_props)
         return fail(p, err, "expected at most %lld members", s->max_props);
+    const fh_jv *reqv[REQ_MEMO];
     for (size_t i = 0; i < s->nreq; i++) {
-        if (!json_object_get(j, s->required[i])) {
-            size_t old = path_push_name(p, s->required[i]);
+        const fh_jv *v = fh_jv_get_n(j, s->required[i].name, s->required[i].len);
+        if (i < REQ_MEMO)
+            reqv[i] = v;
+        if (!v) {
+            size_t old = path_push_name(p, s->required[i].name);
             fail(p, err, "missing required field");
             path_pop(p, old);
             return 0;
         }
     }
     for (size_t i = 0; i < s->nprops; i++) {
-        const json_t *v = json_object_get(j, s->props[i].name);
+        const fh_jv *v = s->props[i].req < REQ_MEMO
+                             ? reqv[s->props[i].req]
+                             : fh_jv_get_n(j, s->props[i].name, s->props[i].len);
         if (!v)
             continue;
         size_t old = path_push_name(p, s->props[i].name);
@@ -677,12 +730,10 @@ static int validate_object(const fh_schema *s, const json_t *j, vpath *p, fh_sch
             return 0;
     }
     if (s->npats || s->additional || s->prop_names) {
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)j, k, v)
-        {
-            size_t old = path_push_name(p, k);
-            int ok = validate_member(s, k, v, p, err);
+        for (size_t i = 0; i < nkeys; i++) {
+            const fh_jv *key = &j->u.items[2 * i];
+            size_t old = path_push_name(p, key->u.s);
+            int ok = validate_member(s, key, &j->u.items[2 * i + 1], p, err);
             path_pop(p, old);
             if (!ok)
                 return 0;
@@ -691,9 +742,9 @@ static int validate_object(const fh_schema *s, const json_t *j, vpath *p, fh_sch
     return 1;
 }
 
-static int validate_array(const fh_schema *s, const json_t *j, vpath *p, fh_schema_error *err)
+static int validate_array(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_error *err)
 {
-    size_t n = json_array_size(j);
+    size_t n = fh_jv_array_size(j);
     if (s->min_items >= 0 && (long long)n < s->min_items)
         return fail(p, err, "expected at least %lld items", s->min_items);
     if (s->max_items >= 0 && (long long)n > s->max_items)
@@ -703,7 +754,7 @@ static int validate_array(const fh_schema *s, const json_t *j, vpath *p, fh_sche
         if (!is)
             continue;
         size_t old = path_push_index(p, i);
-        int ok = validate(is, json_array_get(j, i), p, err);
+        int ok = validate(is, &j->u.items[i], p, err);
         path_pop(p, old);
         if (!ok)
             return 0;
@@ -711,14 +762,14 @@ static int validate_array(const fh_schema *s, const json_t *j, vpath *p, fh_sche
     if (s->unique)
         for (size_t i = 0; i < n; i++)
             for (size_t k = i + 1; k < n; k++)
-                if (fh_json_equal(json_array_get(j, i), json_array_get(j, k)))
+                if (fh_jv_equal(&j->u.items[i], &j->u.items[k]))
                     return fail(p, err, "items %zu and %zu are equal", i, k);
     return 1;
 }
 
-static int validate_number(const fh_schema *s, const json_t *j, vpath *p, fh_schema_error *err)
+static int validate_number(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_error *err)
 {
-    double d = json_number_value(j);
+    double d = fh_jv_number(j);
     if (s->has_min && d < s->min)
         return fail(p, err, "must be >= %g", s->min);
     if (s->has_max && d > s->max)
@@ -735,10 +786,11 @@ static int validate_number(const fh_schema *s, const json_t *j, vpath *p, fh_sch
     return 1;
 }
 
-static int validate_string(const fh_schema *s, const json_t *j, vpath *p, fh_schema_error *err)
+/* pattern sees the string up to its first NUL (see validate_member); lengths count all of it. */
+static int validate_string(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_error *err)
 {
-    const char *str = json_string_value(j);
-    size_t bytes = json_string_length(j);
+    const char *str = j->u.s;
+    size_t bytes = j->n;
     if (s->min_len >= 0 || s->max_len >= 0) {
         size_t n = utf8_len(str, bytes);
         if (s->min_len >= 0 && (long long)n < s->min_len)
@@ -751,7 +803,33 @@ static int validate_string(const fh_schema *s, const json_t *j, vpath *p, fh_sch
     return 1;
 }
 
-static int validate(const fh_schema *s, const json_t *j, vpath *p, fh_schema_error *err)
+/* The failures that format a value, kept out of line so validate's frame stays small: it is
+ * entered for every subschema of every instance. */
+static __attribute__((noinline)) int fail_types(const vpath *p, fh_schema_error *err,
+                                                unsigned types)
+{
+    char t[96];
+    types_text(types, t, sizeof(t));
+    return fail(p, err, "expected %s", t);
+}
+
+static __attribute__((noinline)) int fail_const(const vpath *p, fh_schema_error *err,
+                                                const json_t *val)
+{
+    char v[96];
+    value_text(val, v, sizeof(v));
+    return fail(p, err, "expected %s", v);
+}
+
+static __attribute__((noinline)) int fail_enum(const vpath *p, fh_schema_error *err,
+                                               const json_t *vals)
+{
+    char v[160];
+    value_text(vals, v, sizeof(v));
+    return fail(p, err, "expected one of %s", v);
+}
+
+static int validate(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_error *err)
 {
     if (s->bool_val == 1)
         return 1;
@@ -759,31 +837,23 @@ static int validate(const fh_schema *s, const json_t *j, vpath *p, fh_schema_err
         return fail(p, err, "not allowed");
 
     unsigned it = instance_type(j);
-    if (s->types && !(s->types & it)) {
-        char t[96];
-        types_text(s->types, t, sizeof(t));
-        return fail(p, err, "expected %s", t);
-    }
-    if (s->const_val && !fh_json_equal(s->const_val, j)) {
-        char v[96];
-        value_text(s->const_val, v, sizeof(v));
-        return fail(p, err, "expected %s", v);
+    if (!err && (s->types && !(s->types & it)))
+        return 0;
+    if (s->types && !(s->types & it))
+        return fail_types(p, err, s->types);
+    if (s->const_val && !fh_jv_equal(s->const_val, j)) {
+        if (!err)
+            return 0; /* probing (anyOf, if, not): no message needed */
+        return fail_const(p, err, s->const_src);
     }
     if (s->enum_vals) {
-        size_t i;
-        const json_t *e;
         int found = 0;
-        json_array_foreach(s->enum_vals, i, e)
-        {
-            if (fh_json_equal(e, j)) {
-                found = 1;
-                break;
-            }
-        }
+        for (size_t i = 0; i < fh_jv_array_size(s->enum_vals) && !found; i++)
+            found = fh_jv_equal(fh_jv_array_get(s->enum_vals, i), j);
         if (!found) {
-            char v[160];
-            value_text(s->enum_vals, v, sizeof(v));
-            return fail(p, err, "expected one of %s", v);
+            if (!err)
+                return 0;
+            return fail_enum(p, err, s->enum_src);
         }
     }
     if ((it & T_OBJECT) && !validate_object(s, j, p, err))
@@ -828,12 +898,28 @@ static int validate(const fh_schema *s, const json_t *j, vpath *p, fh_schema_err
     return 1;
 }
 
-int fh_schema_validate(const fh_schema *schema, const json_t *instance, fh_schema_error *err)
+int fh_schema_validate_jv(const fh_schema *schema, const fh_jv *instance, fh_schema_error *err)
 {
     vpath p;
-    p.buf[0] = '\0';
     p.len = 0;
     if (err)
         err->path[0] = err->message[0] = '\0';
     return validate(schema, instance, &p, err);
+}
+
+int fh_schema_validate(const fh_schema *schema, const json_t *instance, fh_schema_error *err)
+{
+    fh_json_doc doc;
+    const fh_jv *v;
+    int ok = 0;
+    fh_json_doc_init(&doc, SIZE_MAX); /* bounded by the jansson value, already in memory */
+    fh_err rc = fh_jv_from_jansson(&doc, instance, &v);
+    if (!rc) {
+        ok = fh_schema_validate_jv(schema, v, err);
+    } else if (err) {
+        err->path[0] = '\0';
+        snprintf(err->message, sizeof(err->message), "cannot validate: %s", fh_strerror(rc));
+    }
+    fh_json_doc_free(&doc);
+    return ok;
 }

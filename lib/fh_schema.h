@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "fh_error.h"
+#include "fh_json.h"
 
 typedef struct fh_schema_registry fh_schema_registry;
 typedef struct fh_schema fh_schema; /* a compiled (sub)schema, owned by the registry */
@@ -39,7 +40,16 @@ fh_err fh_schema_registry_add(fh_schema_registry *reg, json_t *doc, const char *
 fh_err fh_schema_compile(fh_schema_registry *reg, const char *uri, fh_schema **out, char *errbuf,
                          size_t errsize);
 
-/* Returns 1 when instance is valid; 0 and fills err (may be NULL) with the first violation. */
+/* Returns 1 when instance is valid; 0 and fills err (may be NULL) with the first violation.
+ * Neither allocates nor formats on the way to "valid"; err is only written on failure (and reset
+ * on entry). `pattern` and `patternProperties` see a string up to its first NUL: a string holding
+ * \u0000 (parsed with FH_JSON_ALLOW_NUL) is matched on that prefix. Thread-safe: the schema is
+ * only read. The instance is only read and stays the caller's. */
+int fh_schema_validate_jv(const fh_schema *schema, const fh_jv *instance, fh_schema_error *err);
+
+/* The same contract for a jansson value: copies it into a temporary fh_json_doc (one allocation
+ * per call) and validates that; a copy that cannot be made (out of memory) counts as invalid with
+ * the message "cannot validate: out of memory". Prefer fh_schema_validate_jv on hot paths. */
 int fh_schema_validate(const fh_schema *schema, const json_t *instance, fh_schema_error *err);
 
 /* JSON Schema equality: numbers compare by value (1 == 1.0), objects ignore key order. */

@@ -1,0 +1,1093 @@
+#include "fh_json.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the arena -------------------------------------------------------------------------------
+ * A list of blocks; allocation bumps a pointer in the newest one. The first block is kept across
+ * resets. Every byte the doc mallocs (blocks, scratch stack, key table) is counted in held, and
+ * held never exceeds cap. */
+
+struct fh_json_block {
+    fh_json_block *next;
+    size_t size; /* bytes in data */
+    size_t used;
+    max_align_t data[];
+};
+
+struct fh_json_keyslot {
+    uint64_t serial; /* the object the key belongs to; 0: empty slot */
+    uint64_t hash;
+    size_t idx; /* the key's index in the scratch stack */
+};
+
+#define FIRST_BLOCK_BYTES ((size_t)16384)      /* malloc'd size, header included */
+#define MAX_BLOCK_BYTES ((size_t)4 * 1024 * 1024) /* doubling stops here */
+#define STACK_INIT ((size_t)64)                /* scratch nodes allocated up front */
+#define DUP_LINEAR_MAX 32 /* objects with more keys check duplicates with a hash table */
+#define FROM_JANSSON_MAX_DEPTH 2048 /* jansson's own parser limit */
+
+/* Scratch nodes allocated up front: STACK_INIT, fewer under a small cap (a quarter of it). */
+static size_t stack_first(const fh_json_doc *d)
+{
+    size_t n = d->cap / 4 / sizeof(fh_jv);
+    return n >= STACK_INIT ? STACK_INIT : n ? n : 1;
+}
+
+void fh_json_doc_init(fh_json_doc *doc, size_t cap)
+{
+    memset(doc, 0, sizeof(*doc));
+    doc->cap = cap;
+}
+
+static void keys_drop(fh_json_doc *d)
+{
+    free(d->keys);
+    d->held -= d->keys_cap * sizeof(fh_json_keyslot);
+    d->keys = NULL;
+    d->keys_cap = d->keys_used = 0;
+}
+
+void fh_json_doc_reset(fh_json_doc *doc)
+{
+    if (!doc)
+        return;
+    fh_json_block *b = doc->first ? doc->first->next : NULL;
+    while (b) {
+        fh_json_block *next = b->next;
+        doc->held -= sizeof(fh_json_block) + b->size;
+        free(b);
+        b = next;
+    }
+    if (doc->first) {
+        doc->first->next = NULL;
+        doc->first->used = 0;
+    }
+    doc->cur = doc->first;
+    if (doc->stack_cap > stack_first(doc)) { /* back to its first size */
+        free(doc->stack);
+        doc->held -= doc->stack_cap * sizeof(fh_jv);
+        doc->stack_cap = 0;
+        if ((doc->stack = malloc(stack_first(doc) * sizeof(fh_jv)))) {
+            doc->stack_cap = stack_first(doc);
+            doc->held += doc->stack_cap * sizeof(fh_jv);
+        }
+    }
+    doc->stack_len = 0;
+    keys_drop(doc);
+}
+
+void fh_json_doc_free(fh_json_doc *doc)
+{
+    if (!doc)
+        return;
+    fh_json_doc_reset(doc);
+    free(doc->first);
+    free(doc->stack);
+    fh_json_doc_init(doc, doc->cap);
+}
+
+size_t fh_json_doc_bytes(const fh_json_doc *doc)
+{
+    return doc ? doc->held : 0;
+}
+
+static size_t room(const fh_json_doc *d)
+{
+    return d->cap - d->held;
+}
+
+/* Appends a block with at least n bytes of data (the first block: FIRST_BLOCK_BYTES or the room
+ * left); *rc gets FH_ERR_TOOBIG past the cap. */
+static fh_json_block *block_add(fh_json_doc *d, size_t n, fh_err *rc)
+{
+    const size_t hdr = sizeof(fh_json_block);
+    size_t want;
+    if (room(d) < hdr || n > room(d) - hdr) {
+        *rc = FH_ERR_TOOBIG;
+        return NULL;
+    }
+    if (!d->first) {
+        want = FIRST_BLOCK_BYTES;
+    } else {
+        size_t prev = hdr + d->cur->size;
+        want = prev > MAX_BLOCK_BYTES / 2 ? MAX_BLOCK_BYTES : 2 * prev;
+    }
+    if (want < hdr + n)
+        want = hdr + n;
+    if (want > room(d))
+        want = d->first ? hdr + n : room(d);
+    fh_json_block *b = malloc(want);
+    if (!b) {
+        *rc = FH_ERR_NOMEM;
+        return NULL;
+    }
+    b->next = NULL;
+    b->size = want - hdr;
+    b->used = 0;
+    d->held += want;
+    if (d->cur)
+        d->cur->next = b;
+    else
+        d->first = b;
+    d->cur = b;
+    return b;
+}
+
+static void *block_take(fh_json_block *b, size_t n, size_t align)
+{
+    size_t off = (b->used + align - 1) & ~(align - 1);
+    if (off > b->size || n > b->size - off)
+        return NULL;
+    b->used = off + n;
+    return (unsigned char *)b->data + off;
+}
+
+/* Returns n bytes aligned to align (1 or 8), or NULL with *rc set. */
+static void *arena_alloc(fh_json_doc *d, size_t n, size_t align, fh_err *rc)
+{
+    void *m;
+    if (d->cur && (m = block_take(d->cur, n, align)))
+        return m;
+    if (!block_add(d, n, rc))
+        return NULL;
+    /* a fresh block's data is max-aligned and holds at least n bytes */
+    return block_take(d->cur, n, align);
+}
+
+/* Gives back the tail of the most recent allocation p (old bytes) keeping its first keep bytes. */
+static void arena_trim(fh_json_doc *d, void *p, size_t old, size_t keep)
+{
+    fh_json_block *b = d->cur;
+    if (b && (unsigned char *)p + old == (unsigned char *)b->data + b->used)
+        b->used -= old - keep;
+}
+
+/* ---- the parser ------------------------------------------------------------------------------ */
+
+typedef struct parser {
+    const unsigned char *start, *p, *end;
+    fh_json_doc *d;
+    unsigned flags;
+    unsigned depth;
+    fh_err rc;
+    char *errbuf;
+    size_t errsize;
+} parser;
+
+static int perr(parser *P, fh_err rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int perr(parser *P, fh_err rc, const char *fmt, ...)
+{
+    P->rc = rc;
+    if (P->errbuf && P->errsize) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(P->errbuf, P->errsize, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static size_t col(const parser *P, const unsigned char *at)
+{
+    return (size_t)(at - P->start) + 1;
+}
+
+static int err_mem(parser *P, fh_err rc)
+{
+    if (rc == FH_ERR_TOOBIG)
+        return perr(P, rc, "document over the %zu-byte cap", P->d->cap);
+    return perr(P, rc, "out of memory");
+}
+
+/* The error for finding *at (or the end of input) where something else was expected. */
+static int err_at(parser *P, const unsigned char *at)
+{
+    if (at >= P->end)
+        return perr(P, FH_ERR_PARSE, "unexpected end of input at column %zu", col(P, P->end));
+    if (*at > 0x20 && *at < 0x7f)
+        return perr(P, FH_ERR_PARSE, "unexpected character '%c' at column %zu", *at, col(P, at));
+    return perr(P, FH_ERR_PARSE, "unexpected character '\\x%02x' at column %zu", *at, col(P, at));
+}
+
+static void *palloc_slow(parser *P, size_t n, size_t align)
+{
+    fh_err rc = FH_OK;
+    void *m = arena_alloc(P->d, n, align, &rc);
+    if (!m)
+        err_mem(P, rc);
+    return m;
+}
+
+/* The bump in the current block, inline; anything else (a new block, the cap) out of line. */
+static inline void *palloc(parser *P, size_t n, size_t align)
+{
+    fh_json_block *b = P->d->cur;
+    if (b) {
+        size_t off = (b->used + align - 1) & ~(align - 1);
+        if (off <= b->size && n <= b->size - off) {
+            b->used = off + n;
+            return (unsigned char *)b->data + off;
+        }
+    }
+    return palloc_slow(P, n, align);
+}
+
+static int stack_grow(parser *P)
+{
+    fh_json_doc *d = P->d;
+    size_t old = d->stack_cap * sizeof(fh_jv);
+    size_t ncap = d->stack_cap ? 2 * d->stack_cap : stack_first(d);
+    size_t avail = room(d) + old; /* what the stack may grow to */
+    if (ncap > avail / sizeof(fh_jv))
+        ncap = avail / sizeof(fh_jv);
+    if (ncap <= d->stack_cap)
+        return err_mem(P, FH_ERR_TOOBIG);
+    fh_jv *ns = realloc(d->stack, ncap * sizeof(fh_jv));
+    if (!ns)
+        return err_mem(P, FH_ERR_NOMEM);
+    d->stack = ns;
+    d->held = d->held - old + ncap * sizeof(fh_jv);
+    d->stack_cap = ncap;
+    return 0;
+}
+
+static inline fh_jv *push(parser *P, unsigned type)
+{
+    fh_json_doc *d = P->d;
+    if (d->stack_len == d->stack_cap && stack_grow(P))
+        return NULL;
+    fh_jv *v = &d->stack[d->stack_len++];
+    v->type = type;
+    v->n = 0;
+    return v;
+}
+
+static inline void skip_ws(parser *P)
+{
+    const unsigned char *p = P->p, *end = P->end;
+    while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    P->p = p;
+}
+
+static int parse_value(parser *P);
+
+/* Moves the children above base on the scratch stack into one arena array and pushes their
+ * container in their place. */
+static int close_container(parser *P, size_t base, unsigned type)
+{
+    fh_json_doc *d = P->d;
+    size_t n = d->stack_len - base;
+    fh_jv *items = NULL;
+    if (n) {
+        if (!(items = palloc(P, n * sizeof(fh_jv), sizeof(double))))
+            return -1;
+        memcpy(items, d->stack + base, n * sizeof(fh_jv));
+    }
+    d->stack_len = base;
+    fh_jv *v = push(P, type);
+    if (!v)
+        return -1;
+    v->n = type == FH_JV_OBJECT ? n / 2 : n;
+    v->u.items = items;
+    return 0;
+}
+
+static int parse_array(parser *P)
+{
+    if (++P->depth > FH_JSON_MAX_DEPTH)
+        return perr(P, FH_ERR_PARSE, "nesting deeper than %d at column %zu", FH_JSON_MAX_DEPTH,
+                    col(P, P->p));
+    size_t base = P->d->stack_len;
+    P->p++;
+    skip_ws(P);
+    if (P->p < P->end && *P->p == ']') {
+        P->p++;
+    } else {
+        for (;;) {
+            if (parse_value(P))
+                return -1;
+            skip_ws(P);
+            if (P->p < P->end && *P->p == ',') {
+                P->p++;
+                continue;
+            }
+            if (P->p < P->end && *P->p == ']') {
+                P->p++;
+                break;
+            }
+            return err_at(P, P->p);
+        }
+    }
+    P->depth--;
+    return close_container(P, base, FH_JV_ARRAY);
+}
+
+/* Equal lengths first, then the first byte, before paying for a memcmp call: most keys that
+ * share a length still differ there. */
+static inline int same_bytes(const char *a, const char *b, size_t n)
+{
+    if (n > 16)
+        return memcmp(a, b, n) == 0;
+    for (size_t i = 0; i < n; i++) /* keys are short: cheaper than a call */
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+static int same_str(const fh_jv *a, const fh_jv *b)
+{
+    return a->n == b->n && same_bytes(a->u.s, b->u.s, a->n);
+}
+
+static uint64_t str_hash(const fh_jv *k)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (size_t i = 0; i < k->n; i++)
+        h = (h ^ (unsigned char)k->u.s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Writes up to size-1 bytes of s for an error message: whole UTF-8 characters, control
+ * characters, quotes and backslashes shown as '?', "..." when cut. */
+static void show_key(const char *s, size_t n, char *out, size_t size)
+{
+    size_t o = 0, i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        if (k > n - i)
+            k = n - i;
+        if (o + k + 4 > size) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+            out[o++] = '?';
+        } else {
+            memcpy(out + o, s + i, k);
+            o += k;
+        }
+        i += k;
+    }
+    out[o] = '\0';
+}
+
+static int dup_error(parser *P, const fh_jv *key, const unsigned char *at)
+{
+    char shown[72];
+    show_key(key->u.s, key->n, shown, sizeof(shown));
+    return perr(P, FH_ERR_PARSE, "duplicate key \"%s\" at column %zu", shown, col(P, at));
+}
+
+static int keys_grow(parser *P)
+{
+    fh_json_doc *d = P->d;
+    size_t ncap = d->keys_cap ? 2 * d->keys_cap : 64;
+    size_t old = d->keys_cap * sizeof(fh_json_keyslot);
+    if (ncap > (room(d) + old) / sizeof(fh_json_keyslot))
+        return err_mem(P, FH_ERR_TOOBIG);
+    fh_json_keyslot *nk = calloc(ncap, sizeof(fh_json_keyslot));
+    if (!nk)
+        return err_mem(P, FH_ERR_NOMEM);
+    for (size_t i = 0; i < d->keys_cap; i++) {
+        if (!d->keys[i].serial)
+            continue;
+        size_t j = (size_t)d->keys[i].hash & (ncap - 1);
+        while (nk[j].serial)
+            j = (j + 1) & (ncap - 1);
+        nk[j] = d->keys[i];
+    }
+    free(d->keys);
+    d->keys = nk;
+    d->held = d->held - old + ncap * sizeof(fh_json_keyslot);
+    d->keys_cap = ncap;
+    return 0;
+}
+
+/* Adds the key at scratch index idx to the table under serial. Returns 0, 1 when the object
+ * already has that key, -1 on error. Entries of closed objects stay behind but never match: each
+ * object has its own serial. */
+static int keys_insert(parser *P, uint64_t serial, size_t idx)
+{
+    fh_json_doc *d = P->d;
+    if (2 * (d->keys_used + 1) > d->keys_cap && keys_grow(P))
+        return -1;
+    const fh_jv *k = &d->stack[idx];
+    uint64_t h = str_hash(k);
+    size_t j = (size_t)h & (d->keys_cap - 1);
+    while (d->keys[j].serial) {
+        const fh_json_keyslot *e = &d->keys[j];
+        if (e->serial == serial && e->hash == h && same_str(&d->stack[e->idx], k))
+            return 1;
+        j = (j + 1) & (d->keys_cap - 1);
+    }
+    d->keys[j].serial = serial;
+    d->keys[j].hash = h;
+    d->keys[j].idx = idx;
+    d->keys_used++;
+    return 0;
+}
+
+/* One of 64 bits summing up a key (length, first, middle and last byte). */
+static inline uint64_t key_bit(const fh_jv *k)
+{
+    const unsigned char *s = (const unsigned char *)k->u.s;
+    size_t n = k->n;
+    unsigned h = n ? (unsigned)n * 0x9E37u + s[0] * 7u + s[n / 2] * 31u + s[n - 1] * 131u : 0;
+    return (uint64_t)1 << ((h ^ h >> 6) & 63);
+}
+
+/* Checks the key just pushed against the earlier keys of its object (which start at base).
+ * Small objects scan, and only when the key's bit is already in *seen (the bits of the earlier
+ * keys); from DUP_LINEAR_MAX keys on the object moves into the hash table (*serial becomes
+ * non-zero). */
+static int check_dup(parser *P, size_t base, uint64_t *seen, uint64_t *serial,
+                     const unsigned char *at)
+{
+    fh_json_doc *d = P->d;
+    size_t ki = d->stack_len - 1;
+    if (!*serial) {
+        if ((ki - base) / 2 < DUP_LINEAR_MAX) {
+            uint64_t bit = key_bit(&d->stack[ki]);
+            int maybe = (*seen & bit) != 0;
+            *seen |= bit;
+            if (!maybe)
+                return 0;
+            for (size_t i = base; i < ki; i += 2)
+                if (same_str(&d->stack[i], &d->stack[ki]))
+                    return dup_error(P, &d->stack[ki], at);
+            return 0;
+        }
+        *serial = ++d->key_serial;
+        for (size_t i = base; i < ki; i += 2)
+            if (keys_insert(P, *serial, i) < 0)
+                return -1;
+    }
+    int r = keys_insert(P, *serial, ki);
+    if (r > 0)
+        return dup_error(P, &d->stack[ki], at);
+    return r;
+}
+
+static int parse_string(parser *P);
+
+static int parse_object(parser *P)
+{
+    if (++P->depth > FH_JSON_MAX_DEPTH)
+        return perr(P, FH_ERR_PARSE, "nesting deeper than %d at column %zu", FH_JSON_MAX_DEPTH,
+                    col(P, P->p));
+    size_t base = P->d->stack_len;
+    uint64_t serial = 0, seen = 0;
+    P->p++;
+    skip_ws(P);
+    if (P->p < P->end && *P->p == '}') {
+        P->p++;
+    } else {
+        for (;;) {
+            skip_ws(P);
+            if (P->p >= P->end || *P->p != '"')
+                return err_at(P, P->p);
+            const unsigned char *at = P->p;
+            if (parse_string(P))
+                return -1;
+            if (!(P->flags & FH_JSON_ALLOW_DUPLICATES) && check_dup(P, base, &seen, &serial, at))
+                return -1;
+            skip_ws(P);
+            if (P->p >= P->end || *P->p != ':')
+                return err_at(P, P->p);
+            P->p++;
+            if (parse_value(P))
+                return -1;
+            skip_ws(P);
+            if (P->p < P->end && *P->p == ',') {
+                P->p++;
+                continue;
+            }
+            if (P->p < P->end && *P->p == '}') {
+                P->p++;
+                break;
+            }
+            return err_at(P, P->p);
+        }
+    }
+    P->depth--;
+    return close_container(P, base, FH_JV_OBJECT);
+}
+
+/* Flags (bit 7 of each byte) the bytes of x that are a quote, a backslash, below 0x20 or above
+ * 0x7f. The lowest flag is always exact: the has-zero-byte trick only errs in bytes above a true
+ * hit, where a borrow spills over. */
+static inline uint64_t str_special(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x) | x) & high;
+}
+
+static inline int is_cont(unsigned c)
+{
+    return (c & 0xC0) == 0x80;
+}
+
+/* Length (2-4) of the well-formed UTF-8 sequence starting at q (a byte >= 0x80) that ends by
+ * end, or 0: RFC 3629 table 3-7, so no overlongs, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *q, const unsigned char *end)
+{
+    size_t avail = (size_t)(end - q);
+    unsigned c = q[0], lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        return avail >= 2 && is_cont(q[1]) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+        return avail >= 3 && q[1] >= lo && q[1] <= hi && is_cont(q[2]) ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+        return avail >= 4 && q[1] >= lo && q[1] <= hi && is_cont(q[2]) && is_cont(q[3]) ? 4 : 0;
+    }
+    return 0;
+}
+
+static int hex4(const unsigned char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = p[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return 0;
+}
+
+static size_t utf8_put(unsigned char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        o[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (unsigned char)(0xC0 | cp >> 6);
+        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (unsigned char)(0xE0 | cp >> 12);
+        o[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (unsigned char)(0xF0 | cp >> 18);
+    o[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+    o[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static int push_string(parser *P, const char *s, size_t n)
+{
+    fh_jv *v = push(P, FH_JV_STRING);
+    if (!v)
+        return -1;
+    v->n = n;
+    v->u.s = s;
+    return 0;
+}
+
+/* The slow path of parse_string, from the first backslash at q (content starts at s). Finds the
+ * closing quote first, so the decoded copy (never longer than its source) gets one allocation,
+ * then decodes and validates everything after q. */
+static int parse_string_escaped(parser *P, const unsigned char *s, const unsigned char *q)
+{
+    const unsigned char *end = P->end, *r = q;
+    while (r < end && *r != '"') {
+        if (*r != '\\')
+            r++;
+        else if (end - r < 2)
+            r = end;
+        else
+            r += 2;
+    }
+    size_t raw = (size_t)(r - s), o = (size_t)(q - s);
+    unsigned char *mem = palloc(P, raw + 1, 1);
+    if (!mem)
+        return -1;
+    memcpy(mem, s, o);
+    while (q < r) {
+        unsigned c = *q;
+        if (c == '\\') {
+            const unsigned char *esc = q;
+            unsigned cp, lo;
+            if (r - q < 2)
+                return err_at(P, end); /* a backslash just before the end of input */
+            switch (q[1]) {
+            case '"': mem[o++] = '"'; break;
+            case '\\': mem[o++] = '\\'; break;
+            case '/': mem[o++] = '/'; break;
+            case 'b': mem[o++] = '\b'; break;
+            case 'f': mem[o++] = '\f'; break;
+            case 'n': mem[o++] = '\n'; break;
+            case 'r': mem[o++] = '\r'; break;
+            case 't': mem[o++] = '\t'; break;
+            case 'u':
+                if (r - q < 6 || hex4(q + 2, &cp))
+                    return perr(P, FH_ERR_PARSE, "invalid \\u escape at column %zu", col(P, esc));
+                q += 4;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (r - q < 8 || q[2] != '\\' || q[3] != 'u' || hex4(q + 4, &lo) ||
+                        lo < 0xDC00 || lo > 0xDFFF)
+                        return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp,
+                                    col(P, esc));
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    q += 6;
+                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp,
+                                col(P, esc));
+                } else if (cp == 0 && !(P->flags & FH_JSON_ALLOW_NUL)) {
+                    return perr(P, FH_ERR_PARSE, "\\u0000 is not allowed at column %zu",
+                                col(P, esc));
+                }
+                o += utf8_put(mem + o, cp);
+                break;
+            default:
+                return perr(P, FH_ERR_PARSE, "invalid escape at column %zu", col(P, esc));
+            }
+            q += 2;
+        } else if (c < 0x20) {
+            return perr(P, FH_ERR_PARSE, "control character in string at column %zu", col(P, q));
+        } else if (c < 0x80) {
+            mem[o++] = (unsigned char)c;
+            q++;
+        } else {
+            size_t k = utf8_seq(q, r);
+            if (!k)
+                return perr(P, FH_ERR_PARSE, "invalid UTF-8 at column %zu", col(P, q));
+            memcpy(mem + o, q, k);
+            o += k;
+            q += k;
+        }
+    }
+    if (r == end)
+        return err_at(P, end);
+    mem[o] = '\0';
+    arena_trim(P->d, mem, raw + 1, o + 1);
+    P->p = r + 1;
+    return push_string(P, (const char *)mem, o);
+}
+
+/* At an opening quote: pushes the decoded string. The common case (no escapes) validates in
+ * place, 8 bytes at a time while they are plain ASCII, and copies once. */
+static int parse_string(parser *P)
+{
+    const unsigned char *s = P->p + 1, *q = s, *end = P->end;
+    for (;;) {
+        while (end - q >= 8) {
+            uint64_t x, hit;
+            memcpy(&x, q, 8);
+            if ((hit = str_special(x))) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                q += __builtin_ctzll(hit) / 8; /* the first special byte */
+#endif
+                break;
+            }
+            q += 8;
+        }
+        if (q >= end)
+            return err_at(P, end);
+        unsigned c = *q;
+        if (c == '"')
+            break;
+        if (c == '\\')
+            return parse_string_escaped(P, s, q);
+        if (c < 0x20)
+            return perr(P, FH_ERR_PARSE, "control character in string at column %zu", col(P, q));
+        if (c < 0x80) {
+            q++;
+            continue;
+        }
+        size_t k = utf8_seq(q, end);
+        if (!k)
+            return perr(P, FH_ERR_PARSE, "invalid UTF-8 at column %zu", col(P, q));
+        q += k;
+    }
+    size_t n = (size_t)(q - s);
+    char *mem = palloc(P, n + 1, 1);
+    if (!mem)
+        return -1;
+    memcpy(mem, s, n);
+    mem[n] = '\0';
+    P->p = q + 1;
+    return push_string(P, mem, n);
+}
+
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale;
+
+static void c_locale_init(void)
+{
+    c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+/* strtod in the "C" locale whatever setlocale() did, so '.' is always the decimal point. */
+static double strtod_c(const char *s, char **end)
+{
+    pthread_once(&c_locale_once, c_locale_init);
+    return c_locale ? strtod_l(s, end, c_locale) : strtod(s, end);
+}
+
+static inline int is_digit(unsigned c)
+{
+    return c - '0' < 10u;
+}
+
+static int parse_number(parser *P)
+{
+    const unsigned char *s = P->p, *q = s, *end = P->end, *digits;
+    int neg = 0, real = 0;
+    if (*q == '-') {
+        neg = 1;
+        q++;
+    }
+    digits = q;
+    if (q < end && *q == '0')
+        q++;
+    else if (q < end && *q >= '1' && *q <= '9')
+        while (q < end && is_digit(*q))
+            q++;
+    else
+        return err_at(P, q);
+    size_t ndig = (size_t)(q - digits);
+    if (q < end && *q == '.') {
+        real = 1;
+        if (++q >= end || !is_digit(*q))
+            return err_at(P, q);
+        while (q < end && is_digit(*q))
+            q++;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        real = 1;
+        q++;
+        if (q < end && (*q == '+' || *q == '-'))
+            q++;
+        if (q >= end || !is_digit(*q))
+            return err_at(P, q);
+        while (q < end && is_digit(*q))
+            q++;
+    }
+    P->p = q;
+    if (!real && ndig <= 19) { /* 19 digits always fit a uint64_t */
+        uint64_t u = 0;
+        for (size_t i = 0; i < ndig; i++)
+            u = u * 10 + (uint64_t)(digits[i] - '0');
+        if (u <= (uint64_t)INT64_MAX + (uint64_t)neg) {
+            fh_jv *v = push(P, FH_JV_INT);
+            if (!v)
+                return -1;
+            v->u.i = !neg ? (int64_t)u : u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u;
+            return 0;
+        }
+    }
+    /* a real, or an integer too big for int64_t */
+    size_t n = (size_t)(q - s);
+    char tmp[64], *buf = tmp, *e;
+    if (n >= sizeof(tmp) && !(buf = palloc(P, n + 1, 1)))
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    errno = 0;
+    double d = strtod_c(buf, &e);
+    int overflow = errno == ERANGE && fabs(d) > 1.0;
+    int complete = e == buf + n;
+    if (buf != tmp)
+        arena_trim(P->d, buf, n + 1, 0);
+    if (!complete)
+        return perr(P, FH_ERR_PARSE, "invalid number at column %zu", col(P, s));
+    if (overflow || !isfinite(d))
+        return perr(P, FH_ERR_PARSE, "number out of range at column %zu", col(P, s));
+    fh_jv *v = push(P, FH_JV_REAL);
+    if (!v)
+        return -1;
+    v->u.d = d;
+    return 0;
+}
+
+static int parse_literal(parser *P, const char *lit, size_t n, unsigned type)
+{
+    size_t avail = (size_t)(P->end - P->p);
+    for (size_t i = 0; i < n; i++)
+        if (i >= avail || P->p[i] != (unsigned char)lit[i])
+            return err_at(P, i >= avail ? P->end : P->p + i);
+    P->p += n;
+    return push(P, type) ? 0 : -1;
+}
+
+static int parse_value(parser *P)
+{
+    skip_ws(P);
+    if (P->p >= P->end)
+        return err_at(P, P->p);
+    switch (*P->p) {
+    case '{': return parse_object(P);
+    case '[': return parse_array(P);
+    case '"': return parse_string(P);
+    case 't': return parse_literal(P, "true", 4, FH_JV_TRUE);
+    case 'f': return parse_literal(P, "false", 5, FH_JV_FALSE);
+    case 'n': return parse_literal(P, "null", 4, FH_JV_NULL);
+    default:
+        if (*P->p == '-' || is_digit(*P->p))
+            return parse_number(P);
+        return err_at(P, P->p);
+    }
+}
+
+fh_err fh_json_parse(fh_json_doc *doc, const char *buf, size_t len, unsigned flags,
+                     const fh_jv **root, char *errbuf, size_t errsize)
+{
+    if (root)
+        *root = NULL;
+    if (!doc || !root || (!buf && len))
+        return fh_errf(errbuf, errsize, FH_ERR_INVAL, "invalid argument");
+    if (!buf)
+        buf = "";
+    if (errbuf && errsize)
+        errbuf[0] = '\0';
+    parser P = {(const unsigned char *)buf, (const unsigned char *)buf,
+                (const unsigned char *)buf + len, doc, flags, 0, FH_OK, errbuf, errsize};
+    doc->stack_len = 0;
+    if (doc->keys_used) {
+        memset(doc->keys, 0, doc->keys_cap * sizeof(fh_json_keyslot));
+        doc->keys_used = 0;
+    }
+    /* the scratch stack and first block up front, in one order, so every parse meets the cap
+     * the same way whether the doc is fresh or reused */
+    if (!doc->stack && stack_grow(&P))
+        return P.rc;
+    if (!doc->first) {
+        fh_err rc = FH_OK;
+        if (!block_add(doc, 0, &rc)) {
+            err_mem(&P, rc);
+            return P.rc;
+        }
+    }
+    if (parse_value(&P) == 0) {
+        skip_ws(&P);
+        if (P.p < P.end) {
+            err_at(&P, P.p);
+        } else {
+            fh_jv *r = palloc(&P, sizeof(fh_jv), sizeof(double));
+            if (r) {
+                *r = doc->stack[0];
+                *root = r;
+            }
+        }
+    }
+    doc->stack_len = 0;
+    return P.rc;
+}
+
+/* ---- accessors ------------------------------------------------------------------------------- */
+
+const fh_jv *fh_jv_get_n(const fh_jv *obj, const char *key, size_t keylen)
+{
+    if (!obj || obj->type != FH_JV_OBJECT || !key)
+        return NULL;
+    const fh_jv *it = obj->u.items;
+    for (size_t i = 0; i < obj->n; i++, it += 2)
+        if (it->n == keylen && same_bytes(it->u.s, key, keylen))
+            return it + 1;
+    return NULL;
+}
+
+const fh_jv *fh_jv_get(const fh_jv *obj, const char *key)
+{
+    return key ? fh_jv_get_n(obj, key, strlen(key)) : NULL;
+}
+
+/* An INT and a REAL are equal only when the REAL is exactly that integer. */
+static int int_equals_real(int64_t i, double d)
+{
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != floor(d))
+        return 0;
+    return (int64_t)d == i;
+}
+
+int fh_jv_equal(const fh_jv *a, const fh_jv *b)
+{
+    if (!a || !b)
+        return a == b;
+    if (a->type == FH_JV_INT && b->type == FH_JV_INT)
+        return a->u.i == b->u.i;
+    if (a->type == FH_JV_REAL && b->type == FH_JV_REAL)
+        return a->u.d == b->u.d;
+    if (a->type == FH_JV_INT && b->type == FH_JV_REAL)
+        return int_equals_real(a->u.i, b->u.d);
+    if (a->type == FH_JV_REAL && b->type == FH_JV_INT)
+        return int_equals_real(b->u.i, a->u.d);
+    if (a->type != b->type)
+        return 0;
+    switch (a->type) {
+    case FH_JV_STRING: return same_str(a, b);
+    case FH_JV_ARRAY:
+        if (a->n != b->n)
+            return 0;
+        for (size_t i = 0; i < a->n; i++)
+            if (!fh_jv_equal(&a->u.items[i], &b->u.items[i]))
+                return 0;
+        return 1;
+    case FH_JV_OBJECT:
+        if (a->n != b->n)
+            return 0;
+        for (size_t i = 0; i < a->n; i++) {
+            const fh_jv *k = &a->u.items[2 * i];
+            const fh_jv *w = fh_jv_get_n(b, k->u.s, k->n);
+            if (!w || !fh_jv_equal(&a->u.items[2 * i + 1], w))
+                return 0;
+        }
+        return 1;
+    default: return 1; /* null, true, false */
+    }
+}
+
+/* ---- conversions ----------------------------------------------------------------------------- */
+
+json_t *fh_jv_to_jansson(const fh_jv *v)
+{
+    json_t *j = NULL;
+    if (!v)
+        return NULL;
+    switch (v->type) {
+    case FH_JV_NULL: return json_null();
+    case FH_JV_FALSE: return json_false();
+    case FH_JV_TRUE: return json_true();
+    case FH_JV_INT: return json_integer((json_int_t)v->u.i);
+    case FH_JV_REAL: return json_real(v->u.d);
+    case FH_JV_STRING: return json_stringn(v->u.s, v->n);
+    case FH_JV_ARRAY:
+        if (!(j = json_array()))
+            return NULL;
+        for (size_t i = 0; i < v->n; i++)
+            if (json_array_append_new(j, fh_jv_to_jansson(&v->u.items[i])))
+                goto fail;
+        return j;
+    case FH_JV_OBJECT:
+        if (!(j = json_object()))
+            return NULL;
+        for (size_t i = 0; i < v->n; i++) {
+            const fh_jv *k = &v->u.items[2 * i];
+            if (json_object_setn_new(j, k->u.s, k->n, fh_jv_to_jansson(&v->u.items[2 * i + 1])))
+                goto fail;
+        }
+        return j;
+    }
+fail:
+    json_decref(j);
+    return NULL;
+}
+
+static fh_err copy_str(fh_json_doc *d, const char *s, size_t n, fh_jv *out)
+{
+    fh_err rc = FH_OK;
+    char *m = arena_alloc(d, n + 1, 1, &rc);
+    if (!m)
+        return rc;
+    memcpy(m, s, n);
+    m[n] = '\0';
+    out->type = FH_JV_STRING;
+    out->n = n;
+    out->u.s = m;
+    return FH_OK;
+}
+
+static fh_err from_jansson(fh_json_doc *d, const json_t *j, fh_jv *out, int depth)
+{
+    fh_err rc = FH_OK;
+    fh_jv *items;
+    size_t n;
+    out->n = 0;
+    switch (json_typeof(j)) {
+    case JSON_NULL: out->type = FH_JV_NULL; return FH_OK;
+    case JSON_FALSE: out->type = FH_JV_FALSE; return FH_OK;
+    case JSON_TRUE: out->type = FH_JV_TRUE; return FH_OK;
+    case JSON_INTEGER:
+        out->type = FH_JV_INT;
+        out->u.i = (int64_t)json_integer_value(j);
+        return FH_OK;
+    case JSON_REAL:
+        out->type = FH_JV_REAL;
+        out->u.d = json_real_value(j);
+        return FH_OK;
+    case JSON_STRING: return copy_str(d, json_string_value(j), json_string_length(j), out);
+    case JSON_ARRAY:
+    case JSON_OBJECT: break;
+    }
+    if (depth >= FROM_JANSSON_MAX_DEPTH)
+        return FH_ERR_TOOBIG;
+    int obj = json_is_object(j);
+    n = obj ? json_object_size(j) : json_array_size(j);
+    if (n > SIZE_MAX / (2 * sizeof(fh_jv)))
+        return FH_ERR_TOOBIG;
+    items = NULL;
+    if (n && !(items = arena_alloc(d, (obj ? 2 : 1) * n * sizeof(fh_jv), sizeof(double), &rc)))
+        return rc;
+    out->type = obj ? FH_JV_OBJECT : FH_JV_ARRAY;
+    out->n = n;
+    out->u.items = items;
+    if (!obj) {
+        for (size_t i = 0; i < n; i++)
+            if ((rc = from_jansson(d, json_array_get(j, i), &items[i], depth + 1)))
+                return rc;
+        return FH_OK;
+    }
+    const char *key;
+    size_t klen, i = 0;
+    json_t *v;
+    json_object_keylen_foreach((json_t *)j, key, klen, v)
+    {
+        if (i == n)
+            break;
+        if ((rc = copy_str(d, key, klen, &items[2 * i])) ||
+            (rc = from_jansson(d, v, &items[2 * i + 1], depth + 1)))
+            return rc;
+        i++;
+    }
+    return FH_OK;
+}
+
+fh_err fh_jv_from_jansson(fh_json_doc *doc, const json_t *j, const fh_jv **out)
+{
+    fh_err rc = FH_OK;
+    if (out)
+        *out = NULL;
+    if (!doc || !j || !out)
+        return FH_ERR_INVAL;
+    fh_jv *r = arena_alloc(doc, sizeof(fh_jv), sizeof(double), &rc);
+    if (!r)
+        return rc;
+    if ((rc = from_jansson(doc, j, r, 0)))
+        return rc;
+    *out = r;
+    return FH_OK;
+}
