@@ -12,6 +12,8 @@
 #include "fh_util.h"
 #include "health.h"
 #include "http.h"
+#include "rest.h" /* issue 4: view + REST */
+#include "view.h" /* issue 4: view + REST */
 #include "stream.h"
 
 #define MAX_ROUTES 64
@@ -42,6 +44,7 @@ static const fh_cfg_opt broker_opts[] = {
      "JSON file of tokens with scopes and filter constraints (docs/security.md)"},
     {"auth.anonymous_read", NULL, FH_CFG_BOOL, "false", 0, 0,
      "let requests without a token read (REST, stream, SSE)"},
+    FH_VIEW_CFG, /* issue 4: view.* keys */
     FH_STREAM_CFG,
 };
 
@@ -352,12 +355,17 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    if (view_start(&b)) { /* issue 4: the materialised view's thread */
+        status = 1;
+        goto out;
+    }
     if (fh_stream_start(&b, &stream, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "stream.start", "error=\"%s\"", err);
         status = 1;
         goto out;
     }
     nroutes += health_routes(&b, routes + nroutes);
+    nroutes += rest_routes(&b, routes + nroutes); /* issue 4: /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
     if (!(http = start_http(&b, routes, nroutes))) {
         status = 1;
@@ -385,6 +393,7 @@ int main(int argc, char **argv)
     log_counts(&in, "broker.stopping");
 out:
     fh_stream_stop(stream); /* closes upgraded sockets before the HTTP server stops */
+    view_stop(); /* issue 4: drains REST requests, commits and closes the view */
     fh_http_stop(http);
     fh_stream_free(stream);
     ingest_stop(&in);

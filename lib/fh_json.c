@@ -27,10 +27,10 @@ struct fh_json_keyslot {
     size_t idx; /* the key's index in the scratch stack */
 };
 
-#define FIRST_BLOCK_BYTES ((size_t)16384)      /* malloc'd size, header included */
+#define FIRST_BLOCK_BYTES ((size_t)16384)         /* malloc'd size, header included */
 #define MAX_BLOCK_BYTES ((size_t)4 * 1024 * 1024) /* doubling stops here */
-#define STACK_INIT ((size_t)64)                /* scratch nodes allocated up front */
-#define DUP_LINEAR_MAX 32 /* objects with more keys check duplicates with a hash table */
+#define STACK_INIT ((size_t)64)                   /* scratch nodes allocated up front */
+#define DUP_LINEAR_MAX 32           /* objects with more keys check duplicates with a hash table */
 #define FROM_JANSSON_MAX_DEPTH 2048 /* jansson's own parser limit */
 
 /* Scratch nodes allocated up front: STACK_INIT, fewer under a small cap (a quarter of it). */
@@ -87,9 +87,12 @@ void fh_json_doc_free(fh_json_doc *doc)
 {
     if (!doc)
         return;
-    fh_json_doc_reset(doc);
-    free(doc->first);
+    for (fh_json_block *b = doc->first, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
     free(doc->stack);
+    free(doc->keys);
     fh_json_doc_init(doc, doc->cap);
 }
 
@@ -149,7 +152,7 @@ static void *block_take(fh_json_block *b, size_t n, size_t align)
     return (unsigned char *)b->data + off;
 }
 
-/* Returns n bytes aligned to align (1 or 8), or NULL with *rc set. */
+/* Returns n bytes aligned to align (a power of two, at most max_align_t), or NULL with *rc set. */
 static void *arena_alloc(fh_json_doc *d, size_t n, size_t align, fh_err *rc)
 {
     void *m;
@@ -288,7 +291,7 @@ static int close_container(parser *P, size_t base, unsigned type)
     size_t n = d->stack_len - base;
     fh_jv *items = NULL;
     if (n) {
-        if (!(items = palloc(P, n * sizeof(fh_jv), sizeof(double))))
+        if (!(items = palloc(P, n * sizeof(fh_jv), _Alignof(fh_jv))))
             return -1;
         memcpy(items, d->stack + base, n * sizeof(fh_jv));
     }
@@ -644,14 +647,30 @@ static int parse_string_escaped(parser *P, const unsigned char *s, const unsigne
             if (r - q < 2)
                 return err_at(P, end); /* a backslash just before the end of input */
             switch (q[1]) {
-            case '"': mem[o++] = '"'; break;
-            case '\\': mem[o++] = '\\'; break;
-            case '/': mem[o++] = '/'; break;
-            case 'b': mem[o++] = '\b'; break;
-            case 'f': mem[o++] = '\f'; break;
-            case 'n': mem[o++] = '\n'; break;
-            case 'r': mem[o++] = '\r'; break;
-            case 't': mem[o++] = '\t'; break;
+            case '"':
+                mem[o++] = '"';
+                break;
+            case '\\':
+                mem[o++] = '\\';
+                break;
+            case '/':
+                mem[o++] = '/';
+                break;
+            case 'b':
+                mem[o++] = '\b';
+                break;
+            case 'f':
+                mem[o++] = '\f';
+                break;
+            case 'n':
+                mem[o++] = '\n';
+                break;
+            case 'r':
+                mem[o++] = '\r';
+                break;
+            case 't':
+                mem[o++] = '\t';
+                break;
             case 'u':
                 if (r - q < 6 || hex4(q + 2, &cp))
                     return perr(P, FH_ERR_PARSE, "invalid \\u escape at column %zu", col(P, esc));
@@ -850,12 +869,18 @@ static int parse_value(parser *P)
     if (P->p >= P->end)
         return err_at(P, P->p);
     switch (*P->p) {
-    case '{': return parse_object(P);
-    case '[': return parse_array(P);
-    case '"': return parse_string(P);
-    case 't': return parse_literal(P, "true", 4, FH_JV_TRUE);
-    case 'f': return parse_literal(P, "false", 5, FH_JV_FALSE);
-    case 'n': return parse_literal(P, "null", 4, FH_JV_NULL);
+    case '{':
+        return parse_object(P);
+    case '[':
+        return parse_array(P);
+    case '"':
+        return parse_string(P);
+    case 't':
+        return parse_literal(P, "true", 4, FH_JV_TRUE);
+    case 'f':
+        return parse_literal(P, "false", 5, FH_JV_FALSE);
+    case 'n':
+        return parse_literal(P, "null", 4, FH_JV_NULL);
     default:
         if (*P->p == '-' || is_digit(*P->p))
             return parse_number(P);
@@ -874,8 +899,15 @@ fh_err fh_json_parse(fh_json_doc *doc, const char *buf, size_t len, unsigned fla
         buf = "";
     if (errbuf && errsize)
         errbuf[0] = '\0';
-    parser P = {(const unsigned char *)buf, (const unsigned char *)buf,
-                (const unsigned char *)buf + len, doc, flags, 0, FH_OK, errbuf, errsize};
+    parser P = {(const unsigned char *)buf,
+                (const unsigned char *)buf,
+                (const unsigned char *)buf + len,
+                doc,
+                flags,
+                0,
+                FH_OK,
+                errbuf,
+                errsize};
     doc->stack_len = 0;
     if (doc->keys_used) {
         memset(doc->keys, 0, doc->keys_cap * sizeof(fh_json_keyslot));
@@ -897,7 +929,7 @@ fh_err fh_json_parse(fh_json_doc *doc, const char *buf, size_t len, unsigned fla
         if (P.p < P.end) {
             err_at(&P, P.p);
         } else {
-            fh_jv *r = palloc(&P, sizeof(fh_jv), sizeof(double));
+            fh_jv *r = palloc(&P, sizeof(fh_jv), _Alignof(fh_jv));
             if (r) {
                 *r = doc->stack[0];
                 *root = r;
@@ -949,7 +981,8 @@ int fh_jv_equal(const fh_jv *a, const fh_jv *b)
     if (a->type != b->type)
         return 0;
     switch (a->type) {
-    case FH_JV_STRING: return same_str(a, b);
+    case FH_JV_STRING:
+        return same_str(a, b);
     case FH_JV_ARRAY:
         if (a->n != b->n)
             return 0;
@@ -967,7 +1000,8 @@ int fh_jv_equal(const fh_jv *a, const fh_jv *b)
                 return 0;
         }
         return 1;
-    default: return 1; /* null, true, false */
+    default:
+        return 1; /* null, true, false */
     }
 }
 
@@ -979,12 +1013,18 @@ json_t *fh_jv_to_jansson(const fh_jv *v)
     if (!v)
         return NULL;
     switch (v->type) {
-    case FH_JV_NULL: return json_null();
-    case FH_JV_FALSE: return json_false();
-    case FH_JV_TRUE: return json_true();
-    case FH_JV_INT: return json_integer((json_int_t)v->u.i);
-    case FH_JV_REAL: return json_real(v->u.d);
-    case FH_JV_STRING: return json_stringn(v->u.s, v->n);
+    case FH_JV_NULL:
+        return json_null();
+    case FH_JV_FALSE:
+        return json_false();
+    case FH_JV_TRUE:
+        return json_true();
+    case FH_JV_INT:
+        return json_integer((json_int_t)v->u.i);
+    case FH_JV_REAL:
+        return json_real(v->u.d);
+    case FH_JV_STRING:
+        return json_stringn(v->u.s, v->n);
     case FH_JV_ARRAY:
         if (!(j = json_array()))
             return NULL;
@@ -1028,9 +1068,15 @@ static fh_err from_jansson(fh_json_doc *d, const json_t *j, fh_jv *out, int dept
     size_t n;
     out->n = 0;
     switch (json_typeof(j)) {
-    case JSON_NULL: out->type = FH_JV_NULL; return FH_OK;
-    case JSON_FALSE: out->type = FH_JV_FALSE; return FH_OK;
-    case JSON_TRUE: out->type = FH_JV_TRUE; return FH_OK;
+    case JSON_NULL:
+        out->type = FH_JV_NULL;
+        return FH_OK;
+    case JSON_FALSE:
+        out->type = FH_JV_FALSE;
+        return FH_OK;
+    case JSON_TRUE:
+        out->type = FH_JV_TRUE;
+        return FH_OK;
     case JSON_INTEGER:
         out->type = FH_JV_INT;
         out->u.i = (int64_t)json_integer_value(j);
@@ -1039,9 +1085,11 @@ static fh_err from_jansson(fh_json_doc *d, const json_t *j, fh_jv *out, int dept
         out->type = FH_JV_REAL;
         out->u.d = json_real_value(j);
         return FH_OK;
-    case JSON_STRING: return copy_str(d, json_string_value(j), json_string_length(j), out);
+    case JSON_STRING:
+        return copy_str(d, json_string_value(j), json_string_length(j), out);
     case JSON_ARRAY:
-    case JSON_OBJECT: break;
+    case JSON_OBJECT:
+        break;
     }
     if (depth >= FROM_JANSSON_MAX_DEPTH)
         return FH_ERR_TOOBIG;
@@ -1050,7 +1098,7 @@ static fh_err from_jansson(fh_json_doc *d, const json_t *j, fh_jv *out, int dept
     if (n > SIZE_MAX / (2 * sizeof(fh_jv)))
         return FH_ERR_TOOBIG;
     items = NULL;
-    if (n && !(items = arena_alloc(d, (obj ? 2 : 1) * n * sizeof(fh_jv), sizeof(double), &rc)))
+    if (n && !(items = arena_alloc(d, (obj ? 2 : 1) * n * sizeof(fh_jv), _Alignof(fh_jv), &rc)))
         return rc;
     out->type = obj ? FH_JV_OBJECT : FH_JV_ARRAY;
     out->n = n;
@@ -1083,7 +1131,7 @@ fh_err fh_jv_from_jansson(fh_json_doc *doc, const json_t *j, const fh_jv **out)
         *out = NULL;
     if (!doc || !j || !out)
         return FH_ERR_INVAL;
-    fh_jv *r = arena_alloc(doc, sizeof(fh_jv), sizeof(double), &rc);
+    fh_jv *r = arena_alloc(doc, sizeof(fh_jv), _Alignof(fh_jv), &rc);
     if (!r)
         return rc;
     if ((rc = from_jansson(doc, j, r, 0)))

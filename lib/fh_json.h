@@ -67,9 +67,10 @@ typedef struct fh_json_doc {
 } fh_json_doc;
 
 /* Prepares an empty doc that will never hold more than cap bytes (arena blocks, plus the parser's
- * scratch stack and duplicate-key table, all counted). Allocates nothing; cannot fail. A typical
- * 600-byte event needs one 16 KiB block; as a rule of thumb a document of N bytes needs at most
- * 48 * N bytes (a flat array of one-digit numbers is the worst case), typical ones about 4 * N. */
+ * scratch stack and duplicate-key table, all counted). Allocates nothing; cannot fail.
+ * Sizing: a typical 600-byte event holds 16 KiB + 1.5 KiB (the first block and the scratch
+ * stack); the worst case measured, a flat array of one-digit numbers, needs about 25 * N bytes
+ * for N bytes of input, so a cap of 32 * N + 32 KiB accepts every document of up to N bytes. */
 void fh_json_doc_init(fh_json_doc *doc, size_t cap);
 
 /* Forgets every value parsed into doc (their pointers become invalid), frees every block but the

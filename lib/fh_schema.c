@@ -37,8 +37,8 @@ struct fh_schema {
     fh_schema *next;   /* every node, for freeing */
     int bool_val;      /* -1: an object schema; 0: false; 1: true */
     unsigned types;    /* T_* mask; 0 means any */
-    const fh_jv *enum_vals, *const_val;     /* converted at compile time, in reg->consts */
-    const json_t *enum_src, *const_src;     /* the same, for error messages */
+    const fh_jv *enum_vals, *const_val; /* converted at compile time, in reg->consts */
+    const json_t *enum_src, *const_src; /* the same, for error messages */
     named *props;
     size_t nprops;
     named *required;
@@ -531,7 +531,7 @@ typedef struct vseg {
 
 typedef struct vpath {
     vseg seg[VPATH_DEPTH];
-    size_t len;   /* segments in use (may exceed VPATH_DEPTH; deeper ones are not recorded) */
+    size_t len; /* segments in use (may exceed VPATH_DEPTH; deeper ones are not recorded) */
 } vpath;
 
 static size_t path_push_name(vpath *p, const char *name)
@@ -586,13 +586,19 @@ static int fail(const vpath *p, fh_schema_error *err, const char *fmt, ...)
 static unsigned instance_type(const fh_jv *j)
 {
     switch (fh_jv_type(j)) {
-    case FH_JV_NULL: return T_NULL;
+    case FH_JV_NULL:
+        return T_NULL;
     case FH_JV_TRUE:
-    case FH_JV_FALSE: return T_BOOL;
-    case FH_JV_OBJECT: return T_OBJECT;
-    case FH_JV_ARRAY: return T_ARRAY;
-    case FH_JV_STRING: return T_STRING;
-    case FH_JV_INT: return T_NUMBER | T_INTEGER;
+    case FH_JV_FALSE:
+        return T_BOOL;
+    case FH_JV_OBJECT:
+        return T_OBJECT;
+    case FH_JV_ARRAY:
+        return T_ARRAY;
+    case FH_JV_STRING:
+        return T_STRING;
+    case FH_JV_INT:
+        return T_NUMBER | T_INTEGER;
     case FH_JV_REAL: {
         double d = fh_jv_number(j);
         return T_NUMBER | (isfinite(d) && d == floor(d) ? T_INTEGER : 0);

@@ -323,7 +323,7 @@ int fh_ws_parse(fh_ws_parser *p, const unsigned char *buf, size_t len, size_t *c
 
     memset(out, 0, sizeof(*out));
     if (p->state == ST_FAILED) {
-        *consumed = 0;
+        *consumed = len; /* so that a caller's loop over its input still ends */
         goto error;
     }
     if (p->state == ST_CLOSED) {
@@ -352,8 +352,10 @@ int fh_ws_parse(fh_ws_parser *p, const unsigned char *buf, size_t len, size_t *c
                 break;
         }
         n = p->remaining < len - pos ? (size_t)p->remaining : len - pos;
-        if (n && payload(p, buf + pos, n))
+        if (n && payload(p, buf + pos, n)) {
+            pos += n;
             break;
+        }
         pos += n;
         p->remaining -= n;
         if (p->remaining)

@@ -88,13 +88,13 @@ void fh_ws_parser_init(fh_ws_parser *p, size_t max_message);
 void fh_ws_parser_free(fh_ws_parser *p);
 
 /* Consumes bytes from buf[0..len) until one event is complete or the input runs out, and sets
- * *consumed to the number of bytes used (never more than len; all of them for FH_WS_NEED_MORE;
- * at least one for MESSAGE, PING, PONG and CLOSE). The caller feeds the rest, buf + *consumed,
- * in the next call. Returns an FH_WS_* result and fills *out as described at fh_ws_msg.
- * Text messages are UTF-8 checked as they arrive, so invalid text fails before its last
- * fragment. Control frames may arrive between fragments of a message. FH_WS_ERROR is sticky:
- * later calls return it again and consume nothing. After FH_WS_CLOSE, later input is consumed
- * and ignored. Errors (out->close_code):
+ * *consumed to the number of bytes used: never more than len, all of them for FH_WS_NEED_MORE,
+ * at least one for any other result when len > 0. The caller feeds the rest, buf + *consumed, in
+ * the next call, so a loop over the input always ends. Returns an FH_WS_* result and fills *out
+ * as described at fh_ws_msg. Text messages are UTF-8 checked as they arrive, so invalid text
+ * fails before its last fragment. Control frames may arrive between fragments of a message.
+ * FH_WS_ERROR is sticky: later calls return it again and swallow their input. After
+ * FH_WS_CLOSE, later input is swallowed too, with FH_WS_NEED_MORE. Errors (out->close_code):
  *   1002 unmasked frame, reserved bits or opcode, control frame fragmented or over 125 bytes,
  *        continuation without a start, new data frame inside a fragmented message, length not
  *        in its minimal encoding or with the top bit set, close payload of 1 byte, a close

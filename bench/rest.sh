@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# REST benchmark: wrk against /api/v1/last-green and /api/v1/pending of a broker whose view holds
+# 10,000 pending requests, while ~10,000 events/s flow through Kafka into it; plus freshness
+# (produce -> visible in REST).
+#
+#   bench/rest.sh            (not wired into `make bench` yet)
+#
+# Starts Kafka with tests/kafka/kafka.sh (or uses BENCH_KAFKA_STATE), creates fresh topics,
+# starts bin/firehose-broker with a fresh view, loads 10,000 pending build requests, then, for
+# each rate of BENCH_RATES, paces a generated event stream into bin/firehose-emit's stdin at that
+# many events/s. While it flows, wrk (Debian package; installed with apt-get when missing) runs
+# BENCH_WRK_SECONDS against each endpoint, and probe requests injected into the stream are polled
+# through REST until visible. Writes docs/performance.md between the bench:rest markers.
+#
+# Knobs (environment): BENCH_RATES (events/s, one run each; "2000 10000"), BENCH_PENDING
+#   (10000), BENCH_WRK_SECONDS (10),
+#   BENCH_WRK_THREADS (1), BENCH_WRK_CONNECTIONS (16), BENCH_HTTP_THREADS (2),
+#   BENCH_KAFKA_STATE (the DIR of a Kafka already started with `tests/kafka/kafka.sh start DIR`),
+#   BENCH_NO_DOC=1 (do not touch docs/performance.md).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+EMIT="$ROOT/bin/firehose-emit"
+BROKER="$ROOT/bin/firehose-broker"
+KAFKA_SH="$ROOT/tests/kafka/kafka.sh"
+GEN="$ROOT/tests/integration/gen_events.py"
+DATA="$ROOT/build/bench"
+DOC="$ROOT/docs/performance.md"
+
+read -r -a RATES <<<"${BENCH_RATES:-2000 10000}"
+MAX_RATE=0
+for r in "${RATES[@]}"; do [ "$r" -gt "$MAX_RATE" ] && MAX_RATE=$r; done
+PENDING="${BENCH_PENDING:-10000}"
+WRK_SECONDS="${BENCH_WRK_SECONDS:-10}"
+WRK_THREADS="${BENCH_WRK_THREADS:-1}"
+WRK_CONN="${BENCH_WRK_CONNECTIONS:-16}"
+HTTP_THREADS="${BENCH_HTTP_THREADS:-2}"
+# The stream must outlast warm-up + two wrk runs + probes.
+STREAM_SECONDS=$((WRK_SECONDS * 2 + 15))
+STREAM_COUNT=$((MAX_RATE * STREAM_SECONDS * ${#RATES[@]}))
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+[ -x "$EMIT" ] && [ -x "$BROKER" ] || die "bin/ is incomplete: run make"
+if ! command -v wrk >/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    say "installing wrk (Debian package)"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >&2 || die "cannot install wrk"
+fi
+T0=$SECONDS
+mkdir -p "$DATA"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/firehose-bench-rest.XXXXXX")"
+STATE=""
+BROKER_PID=""
+cleanup() {
+    [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null || true
+    if [ -n "$STATE" ]; then
+        "$KAFKA_SH" stop "$STATE" >/dev/null 2>&1 || true
+        rm -rf "$STATE"
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- Kafka and topics ------------------------------------------------------------------------
+if [ -n "${BENCH_KAFKA_STATE:-}" ]; then
+    KSTATE="$BENCH_KAFKA_STATE"
+    BOOTSTRAP="$("$KAFKA_SH" status "$KSTATE")" || die "no Kafka running in $KSTATE"
+    say "using Kafka at $BOOTSTRAP"
+else
+    STATE="$(mktemp -d "${TMPDIR:-/tmp}/firehose-bench-kafka.XXXXXX")"
+    KSTATE="$STATE"
+    BOOTSTRAP="$(KAFKA_WATCH_PID=$$ "$KAFKA_SH" start "$STATE")"
+fi
+PREFIX="bench-rest-$$-$(date +%s)"
+TOPICS=(--topic-events "$PREFIX.events" --topic-logs "$PREFIX.logs" --topic-dlq "$PREFIX.dlq")
+"$KAFKA_SH" create-topics "$KSTATE" "$PREFIX.events:6" "$PREFIX.logs:6" "$PREFIX.dlq:1" 2>/dev/null
+
+# ---- inputs ------------------------------------------------------------------------------------
+STREAM_FILE="$DATA/rest-stream-$STREAM_COUNT.ndjson"
+if ! [ -s "$STREAM_FILE" ] || [ "$GEN" -nt "$STREAM_FILE" ]; then
+    say "generating $STREAM_FILE"
+    python3 "$GEN" --count "$STREAM_COUNT" --seed 21 --start "$(date -u +%Y-%m-%dT%H:00:00Z)" >"$STREAM_FILE.tmp"
+    mv "$STREAM_FILE.tmp" "$STREAM_FILE"
+fi
+PENDING_FILE="$WORK/pending.ndjson"
+python3 - "$PENDING" >"$PENDING_FILE" <<'EOF'
+import json, sys, time, datetime
+n = int(sys.argv[1])
+now = time.time()
+def ts(t):
+    d = datetime.datetime.fromtimestamp(int(t), tz=datetime.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % int((t % 1) * 1000)
+for i in range(n):
+    brid = 50_000_001 + i
+    t = now - 3600 + i * 0.3
+    b = i % 40
+    print(json.dumps({"specversion": "1.0", "id": "bench-pending-%d" % i, "source": "buildbot://bench",
+        "type": "buildrequest.new", "time": ts(t), "subject": "buildrequests/%d" % brid,
+        "datacontenttype": "application/json", "master": "bench", "seq": i + 1,
+        "data": {"buildrequestid": brid, "builder": "queue-builder-%02d" % b, "builderid": 1000 + b,
+                 "branch": "main", "revision": "%040x" % (i + 1), "repository": "https://git.example.org/queue.git",
+                 "project": "queue", "codebase": "", "owner": "dev%d@example.org" % (i % 97),
+                 "buildsetid": brid, "priority": 0, "submitted_at": round(t, 3), "reason": "bench"}},
+        separators=(",", ":")))
+EOF
+
+# ---- broker ------------------------------------------------------------------------------------
+LOG="$WORK/broker.log"
+"$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --kafka.group "$PREFIX" "${TOPICS[@]}" \
+    --topics.create=false --view.path "$WORK/view.db" --auth.anonymous_read \
+    --http.threads "$HTTP_THREADS" 2>"$LOG" &
+BROKER_PID=$!
+for _ in $(seq 1 600); do grep -q 'event=http.listening' "$LOG" && break; sleep 0.05; done
+URL="$(grep -o 'event=http.listening url=[^ ]*' "$LOG" | head -n1 | cut -d= -f3 || true)"
+[ -n "$URL" ] || { tail -n 20 "$LOG" >&2; die "broker did not start"; }
+say "broker at $URL"
+
+"$EMIT" --brokers "$BOOTSTRAP" "${TOPICS[@]}" "$PENDING_FILE" 2>"$WORK/emit-pending.err" ||
+    { cat "$WORK/emit-pending.err" >&2; die "loading the pending requests failed"; }
+python3 - "$URL" "$PENDING" <<'EOF'
+import json, sys, time, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+deadline = time.time() + 120
+while time.time() < deadline:
+    a = json.load(urllib.request.urlopen(url + "api/v1/pending?limit=1"))
+    if a["total"] >= n and a["as_of"]["behind"] == 0:
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit("the view did not reach %d pending requests" % n)
+EOF
+say "$PENDING pending requests in the view"
+
+# Last green: the busiest branch of the generated stream.
+LG_PATH="api/v1/last-green?branch=main&repository=https%3A%2F%2Fgit.example.org%2Fchromium%2Fsrc.git"
+PD_PATH="api/v1/pending"
+
+# ---- per rate: ingest + probes + wrk --------------------------------------------------------
+# The pacer feeds the generated stream into firehose-emit's stdin at RATE events/s (continuing
+# where the previous rate stopped, so no event is sent twice); every 250 ms a probe request goes
+# in with it and is polled through REST until visible (produce -> visible, as a client sees it).
+cat >"$WORK/pacer.py" <<'EOF'
+import json, os, subprocess, sys, threading, time, urllib.request, datetime
+env = os.environ
+rate, secs, start_line = int(env["RATE"]), int(env["STREAM_SECONDS"]), int(env["START_LINE"])
+out = env["OUT"]
+emit = subprocess.Popen([env["EMIT"], "--brokers", env["BOOTSTRAP"]] + env["TOPIC_ARGS"].split() + ["-"],
+                        stdin=subprocess.PIPE, stderr=open(out + ".emit.err", "w"))
+lines = open(env["STREAM_FILE"], "rb")
+for _ in range(start_line):
+    lines.readline()
+probes, seen, lock = {}, {}, threading.Lock()
+stop = threading.Event()
+tag = "%d%d" % (os.getpid(), start_line)
+stop_at = [0.0]
+
+def ts(t):
+    d = datetime.datetime.fromtimestamp(int(t), tz=datetime.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % int((t % 1) * 1000)
+
+def probe_line(k, t):
+    brid = 90_000_001 + start_line + k
+    return (json.dumps({"specversion": "1.0", "id": "bench-probe-%s-%d" % (tag, k),
+        "source": "buildbot://probe", "type": "buildrequest.new", "time": ts(t), "subject": "p",
+        "datacontenttype": "application/json", "master": "probe", "seq": k + 1,
+        "data": {"buildrequestid": brid, "builder": "probe", "builderid": 999999, "branch": "probe",
+                 "revision": "", "repository": "probe", "project": "probe", "codebase": "",
+                 "owner": "probe-%s-%d" % (tag, k), "buildsetid": brid, "priority": 0,
+                 "submitted_at": round(t, 3), "reason": "probe"}}, separators=(",", ":")) + "\n").encode()
+
+def poller():
+    while True:
+        try:
+            body = json.load(urllib.request.urlopen(env["URL"] + "api/v1/pending?builder=probe&limit=10000"))
+        except Exception:
+            time.sleep(0.01)
+            continue
+        now = time.time()
+        with lock:
+            for p in body["pending"]:
+                parts = p["owner"].split("-")
+                if len(parts) == 3 and parts[1] == tag:
+                    k = int(parts[2])
+                    if k in probes and k not in seen:
+                        seen[k] = now - probes[k]
+            done = stop.is_set() and (len(seen) == len(probes) or now > stop_at[0] + 15)
+        if done:
+            break
+        time.sleep(0.002)
+
+th = threading.Thread(target=poller, daemon=True)
+th.start()
+t_start = time.time()
+sent = 0
+next_probe = t_start + 1
+k = 0
+while time.time() - t_start < secs:
+    target = int((time.time() - t_start) * rate)
+    chunk = []
+    while sent < target:
+        line = lines.readline()
+        if not line:
+            sys.exit("the stream file is too short")
+        chunk.append(line)
+        sent += 1
+    now = time.time()
+    if now >= next_probe:
+        with lock:
+            probes[k] = now
+        chunk.append(probe_line(k, now))
+        k += 1
+        next_probe = now + 0.25
+    if chunk:
+        emit.stdin.write(b"".join(chunk))
+        emit.stdin.flush()
+    time.sleep(0.01)
+elapsed = time.time() - t_start
+stop_at[0] = time.time()
+stop.set()
+emit.stdin.close()
+emit.wait()
+th.join(20)
+lat = sorted(seen.values())
+def pct(p):
+    return lat[min(len(lat) - 1, max(0, -(-p * len(lat) // 100) - 1))] * 1000 if lat else None
+json.dump({"sent": sent, "elapsed": elapsed, "rate": sent / elapsed, "next_line": start_line + sent,
+           "probes": len(probes), "probes_seen": len(seen), "probe_p50_ms": pct(50),
+           "probe_p99_ms": pct(99), "probe_max_ms": lat[-1] * 1000 if lat else None}, open(out, "w"))
+EOF
+
+metrics() {
+    python3 - "$URL" <<'EOF'
+import sys, urllib.request, re, json
+text = urllib.request.urlopen(sys.argv[1] + "metrics").read().decode()
+out = {}
+for m in re.finditer(r'^(firehose_view_freshness_ms_bucket\{le="([^"]+)"\}|firehose_view_events_applied_total'
+                     r'|firehose_view_skipped_total|firehose_view_duplicates_total|process_resident_memory_bytes) (\d+)',
+                     text, re.M):
+    out[m.group(2) or m.group(1)] = int(m.group(3))
+print(json.dumps(out))
+EOF
+}
+cpu_ticks() {   # cpu_ticks PID: user + system CPU of a process, in clock ticks
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+export URL BOOTSTRAP EMIT STREAM_FILE STREAM_SECONDS
+export TOPIC_ARGS="${TOPICS[*]}"
+START_LINE=0
+for RATE in "${RATES[@]}"; do
+    say "ingest at $RATE events/s"
+    OUT="$WORK/rate-$RATE"
+    RATE="$RATE" START_LINE="$START_LINE" OUT="$OUT.stream.json" python3 "$WORK/pacer.py" &
+    PACER=$!
+    sleep 5
+    metrics >"$OUT.metrics-before.json"
+    c0=$(cpu_ticks "$BROKER_PID")
+    t0=$(date +%s.%N)
+    for ep in last-green pending; do
+        path="$LG_PATH"
+        [ "$ep" = pending ] && path="$PD_PATH"
+        say "  wrk ${WRK_SECONDS}s -t$WRK_THREADS -c$WRK_CONN /$path"
+        wrk -t"$WRK_THREADS" -c"$WRK_CONN" -d"${WRK_SECONDS}s" --latency "$URL$path" >"$OUT.wrk-$ep.txt"
+    done
+    c1=$(cpu_ticks "$BROKER_PID")
+    t1=$(date +%s.%N)
+    echo "$c0 $c1 $t0 $t1 $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg)" >"$OUT.cpu"
+    metrics >"$OUT.metrics-after.json"
+    curl -s "$URL$LG_PATH" >"$OUT.last-green.json" || true
+    curl -s "$URL$PD_PATH?limit=1" >"$OUT.pending.json" || true
+    wait "$PACER" || die "the ingest pacer failed at $RATE events/s"
+    START_LINE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["next_line"])' "$OUT.stream.json")"
+    # Let the view catch up before the next rate, so that run does not inherit a backlog.
+    python3 - "$URL" <<'EOF' || say "the view did not catch up within 120 s"
+import json, sys, time, urllib.request
+deadline = time.time() + 120
+while time.time() < deadline:
+    if json.load(urllib.request.urlopen(sys.argv[1] + "api/v1/pending?limit=1"))["as_of"]["behind"] == 0:
+        sys.exit(0)
+    time.sleep(0.5)
+sys.exit(1)
+EOF
+done
+
+# ---- report ------------------------------------------------------------------------------------
+CPU="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
+MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+export WORK DOC CPU MEM_KB PENDING WRK_SECONDS WRK_THREADS WRK_CONN HTTP_THREADS LG_PATH PD_PATH
+export RATES_LIST="${RATES[*]}" NPROC="$(nproc)" KERNEL="$(uname -sr)" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+export WRK_VERSION="$(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
+export WRITE_DOC="$([ -n "${BENCH_NO_DOC:-}" ] && echo 0 || echo 1)"
+python3 - <<'EOF'
+import json, os, re
+
+env = os.environ
+W = env["WORK"]
+
+def wrk(prefix, label):
+    text = open("%s.wrk-%s.txt" % (prefix, label)).read()
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", text).group(1))
+    def lat(p):
+        m = re.search(r"^\s+%s%%\s+([0-9.]+)(us|ms|s)\s*$" % p, text, re.M)
+        v, u = float(m.group(1)), m.group(2)
+        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {"rps": rps, "p50": lat(50), "p99": lat(99), "non2xx": int(bad.group(1)) if bad else 0}
+
+def hist(before, after, p):
+    les = sorted((k for k in after if re.fullmatch(r"[0-9]+|\+Inf", k)),
+                 key=lambda k: float("inf") if k == "+Inf" else float(k))
+    total = after.get("+Inf", 0) - before.get("+Inf", 0)
+    if not total:
+        return "n/a", 0
+    for k in les:
+        if after[k] - before.get(k, 0) >= p / 100 * total:
+            return ("<= %s ms" % k if k != "+Inf" else "> %s ms" % les[-2]), total
+    return "n/a", total
+
+rows = []
+for rate in env["RATES_LIST"].split():
+    pre = os.path.join(W, "rate-%s" % rate)
+    st = json.load(open(pre + ".stream.json"))
+    mb, ma = json.load(open(pre + ".metrics-before.json")), json.load(open(pre + ".metrics-after.json"))
+    c0, c1, t0, t1, hz, load = open(pre + ".cpu").read().split()
+    secs = float(t1) - float(t0)
+    applied = sum(ma.get(k, 0) - mb.get(k, 0) for k in ("firehose_view_events_applied_total",
+                                                         "firehose_view_skipped_total"))
+    h50, n = hist(mb, ma, 50)
+    h99, _ = hist(mb, ma, 99)
+    rows.append({"rate": int(rate), "achieved": st["rate"], "applied": applied / secs,
+                 "lg": wrk(pre, "last-green"), "pd": wrk(pre, "pending"), "h50": h50, "h99": h99, "hn": n,
+                 "st": st, "cpu": (int(c1) - int(c0)) / int(hz) / secs * 100, "load": float(load),
+                 "rss": ma.get("process_resident_memory_bytes", 0) / 2**20,
+                 "pending_total": json.load(open(pre + ".pending.json"))["total"]})
+
+def ms(v):
+    return "%.1f ms" % v if v is not None else "n/a"
+
+print()
+for r in rows:
+    print("ingest %6d/s (achieved %.0f/s; view applied %.0f/s while wrk ran; broker CPU %.0f%%, RSS %.0f MiB; "
+          "load average %.1f)" % (r["rate"], r["achieved"], r["applied"], r["cpu"], r["rss"], r["load"]))
+    for name, x in (("last-green", r["lg"]), ("pending", r["pd"])):
+        print("  %-10s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-2xx %d" % (name, x["rps"], x["p50"], x["p99"], x["non2xx"]))
+    s = r["st"]
+    print("  freshness: produce->committed p50 %s p99 %s (%d records); probes p50 %s p99 %s max %s (%d/%d seen)" % (
+        r["h50"], r["h99"], r["hn"], ms(s["probe_p50_ms"]), ms(s["probe_p99_ms"]), ms(s["probe_max_ms"]),
+        s["probes_seen"], s["probes"]))
+
+if env["WRITE_DOC"] != "1":
+    raise SystemExit(0)
+mem_gib = int(env["MEM_KB"]) / 1024 / 1024
+lines = [
+    "<!-- bench:rest:begin (written by bench/rest.sh; edits inside these markers are overwritten) -->",
+    "## REST: last-green and pending under ingest",
+    "",
+    "- Command: `bash bench/rest.sh` (not yet part of `make bench`)",
+    "- Date: %s" % env["DATE"],
+    "- Machine: %s CPUs (%s), %.1f GiB RAM, %s. Kafka, the broker, firehose-emit, the pacer and wrk all "
+    "share these CPUs." % (env["NPROC"], env["CPU"] or "unknown CPU", mem_gib, env["KERNEL"]),
+    "- Software: Apache Kafka 3.9.1 (KRaft, one node on loopback), topics with 6 partitions; wrk %s "
+    "(`-t%s -c%s -d%ss --latency`, same machine); broker `http.threads=%s`, view defaults." % (
+        env["WRK_VERSION"], env["WRK_THREADS"], env["WRK_CONN"], env["WRK_SECONDS"], env["HTTP_THREADS"]),
+    "- View: %s pending requests loaded first; then tests/integration/gen_events.py events (every type, log.chunk "
+    "included) paced into `firehose-emit` stdin at each rate below while wrk runs, first `/%s`, then `/%s` "
+    "(default limit 100: the first 100 of ~%s pending requests, about 40 KB)." % (
+        format(int(env["PENDING"]), ","), env["LG_PATH"], env["PD_PATH"], format(rows[0]["pending_total"], ",")),
+    "- Freshness, two ways: the view's `firehose_view_freshness_ms` histogram (Kafka timestamp of each record to "
+    "the commit that makes it visible; bucket bounds), and probe requests injected into the stream every 250 ms, "
+    "timed from being written to firehose-emit until a client polling `/api/v1/pending?builder=probe` every 2 ms "
+    "sees them.",
+    "- Goals (DESIGN.md): >= 50,000 requests/s and p99 <= 5 ms at 10,000 events/s of ingest; freshness p99 <= 100 ms.",
+    "- \"view applied\" is what the view's thread applied while wrk ran (below the offered rate means it fell behind); "
+    "\"broker CPU\" is the broker process (all threads) over the same time; \"load avg\" is the machine's 1-minute "
+    "load average at the end (other work on the machine inflates it).",
+    "",
+    "| ingest offered | view applied | broker CPU | load avg | endpoint | requests/s | p50 | p99 |",
+    "|---:|---:|---:|---:|---|---:|---:|---:|",
+]
+for r in rows:
+    for i, (name, x) in enumerate((("`/api/v1/last-green`", r["lg"]), ("`/api/v1/pending`", r["pd"]))):
+        lead = ("%s/s" % format(round(r["achieved"]), ","), "%s/s" % format(round(r["applied"]), ","),
+                "%.0f%%" % r["cpu"], "%.1f" % r["load"]) if i == 0 else ("", "", "", "")
+        lines.append("| %s | %s | %s | %s | %s | **%s** | %.2f ms | **%.2f ms** |" % (
+            lead + (name, format(round(x["rps"]), ","), x["p50"], x["p99"])))
+lines += ["", "| ingest offered | produce -> committed p50 | p99 | probe -> visible p50 | p99 | max | probes seen |",
+          "|---:|---:|---:|---:|---:|---:|---:|"]
+for r in rows:
+    s = r["st"]
+    lines.append("| %s/s | %s | **%s** | %s | **%s** | %s | %d of %d |" % (
+        format(round(r["achieved"]), ","), r["h50"], r["h99"], ms(s["probe_p50_ms"]), ms(s["probe_p99_ms"]),
+        ms(s["probe_max_ms"]), s["probes_seen"], s["probes"]))
+lines += ["", "Not measured yet: Buildbot's own data API side by side (`/api/v2/buildrequests?claimed=false` holding",
+          "the same 10,000 pending requests), which issue 4 asks for.", "", "<!-- bench:rest:end -->"]
+section = "\n".join(lines)
+doc = env["DOC"]
+text = open(doc).read() if os.path.exists(doc) else (
+    "# Performance\n\nMeasured with `make bench`; each section is rewritten by the benchmark that owns it.\n")
+pat = re.compile(r"<!-- bench:rest:begin.*?<!-- bench:rest:end -->", re.S)
+text = pat.sub(lambda m: section, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
+with open(doc + ".tmp", "w") as f:
+    f.write(text)
+os.replace(doc + ".tmp", doc)
+print("\nwrote the rest section of %s" % doc)
+EOF
+say "done in $((SECONDS - T0)) s"
