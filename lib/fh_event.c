@@ -141,14 +141,24 @@ void fh_event_clear(fh_event *ev)
     memset(ev, 0, sizeof(*ev));
 }
 
-fh_topic_kind fh_event_topic(const fh_event *ev)
+static fh_topic_kind topic_of(fh_event_type type)
 {
-    switch (ev->type) {
+    switch (type) {
     case FH_EV_LOG_NEW:
     case FH_EV_LOG_FINISHED:
     case FH_EV_LOG_CHUNK: return FH_TOPIC_LOGS;
     default: return FH_TOPIC_EVENTS;
     }
+}
+
+fh_topic_kind fh_event_topic(const fh_event *ev)
+{
+    return topic_of(ev->type);
+}
+
+fh_topic_kind fh_event_view_topic(const fh_event_view *ev)
+{
+    return topic_of(ev->type);
 }
 
 const char *fh_event_str(const fh_event *ev, const char *field)
@@ -165,24 +175,85 @@ int fh_event_int(const fh_event *ev, const char *field, long long *out)
     return 0;
 }
 
-size_t fh_event_key(const fh_event *ev, char *buf, size_t size)
+/* The partition key of the contract (docs/events.md, "Topics and keys"). have_id says whether
+ * id holds the changeid (change.new) or workerid (worker.*); name is data.name or NULL. */
+static size_t key_format(fh_event_type type, long long buildrequestid, int have_id, long long id,
+                         const char *name, const char *master, char *buf, size_t size)
 {
-    long long id;
     int n;
-    if (ev->buildrequestid > 0)
-        n = snprintf(buf, size, "buildrequest/%lld", ev->buildrequestid);
-    else if (ev->type == FH_EV_CHANGE_NEW && fh_event_int(ev, "changeid", &id) == 0)
+    if (buildrequestid > 0)
+        n = snprintf(buf, size, "buildrequest/%lld", buildrequestid);
+    else if (type == FH_EV_CHANGE_NEW && have_id)
         n = snprintf(buf, size, "change/%lld", id);
-    else if ((ev->type == FH_EV_WORKER_CONNECTED || ev->type == FH_EV_WORKER_DISCONNECTED) &&
-             fh_event_int(ev, "workerid", &id) == 0)
+    else if ((type == FH_EV_WORKER_CONNECTED || type == FH_EV_WORKER_DISCONNECTED) && have_id)
         n = snprintf(buf, size, "worker/%lld", id);
-    else if (fh_event_str(ev, "name"))
-        n = snprintf(buf, size, "master/%s", fh_event_str(ev, "name"));
     else
-        n = snprintf(buf, size, "master/%s", ev->master);
+        n = snprintf(buf, size, "master/%s", name ? name : master);
     if (n < 0)
         return 0;
     return (size_t)n < size ? (size_t)n : size - 1;
+}
+
+static const char *id_field(fh_event_type type)
+{
+    if (type == FH_EV_CHANGE_NEW)
+        return "changeid";
+    if (type == FH_EV_WORKER_CONNECTED || type == FH_EV_WORKER_DISCONNECTED)
+        return "workerid";
+    return NULL;
+}
+
+size_t fh_event_key(const fh_event *ev, char *buf, size_t size)
+{
+    long long id = 0;
+    const char *f = id_field(ev->type);
+    int have_id = f && fh_event_int(ev, f, &id) == 0;
+    return key_format(ev->type, ev->buildrequestid, have_id, id, fh_event_str(ev, "name"),
+                      ev->master, buf, size);
+}
+
+size_t fh_event_view_key(const fh_event_view *ev, char *buf, size_t size)
+{
+    int64_t id = 0;
+    const char *f = id_field(ev->type);
+    int have_id = f && fh_jv_int(fh_jv_get(ev->data, f), &id) == 0;
+    return key_format(ev->type, ev->buildrequestid, have_id, id,
+                      fh_jv_str(fh_jv_get(ev->data, "name"), NULL), ev->master, buf, size);
+}
+
+fh_err fh_event_check(const fh_contract *c, fh_json_doc *doc, const char *buf, size_t len,
+                      size_t max_bytes, fh_event_view *ev, char *errbuf, size_t errsize)
+{
+    char perr[192];
+    const fh_jv *root;
+    fh_schema_error serr;
+    int64_t n;
+    memset(ev, 0, sizeof(*ev));
+    if (len > max_bytes)
+        return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "record is %zu bytes, over the %zu-byte limit",
+                       len, max_bytes);
+    fh_json_doc_reset(doc);
+    fh_err rc = fh_json_parse(doc, buf, len, 0, &root, perr, sizeof(perr));
+    if (rc == FH_ERR_PARSE)
+        return fh_errf(errbuf, errsize, rc, "not JSON: %s", perr);
+    if (rc)
+        return fh_errf(errbuf, errsize, rc, "%s", perr);
+    if (!fh_schema_validate_jv(c->event, root, &serr)) {
+        if (serr.path[0])
+            return fh_errf(errbuf, errsize, FH_ERR_SCHEMA, "%s: %s", serr.path, serr.message);
+        return fh_errf(errbuf, errsize, FH_ERR_SCHEMA, "%s", serr.message);
+    }
+    /* The schema guarantees these members and their types. */
+    ev->root = root;
+    ev->data = fh_jv_get(root, "data");
+    ev->type = (fh_event_type)fh_event_type_parse(fh_jv_str(fh_jv_get(root, "type"), NULL));
+    ev->id = fh_jv_str(fh_jv_get(root, "id"), NULL);
+    ev->master = fh_jv_str(fh_jv_get(root, "master"), NULL);
+    if (fh_jv_int(fh_jv_get(root, "seq"), &n) == 0)
+        ev->seq = n;
+    if (fh_jv_int(fh_jv_get(ev->data, "buildrequestid"), &n) == 0)
+        ev->buildrequestid = n;
+    return FH_OK;
 }
 
 int fh_event_num(const fh_event *ev, const char *field, double *out)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "fh_error.h"
+#include "fh_json.h"
 #include "fh_util.h"
 
 typedef enum fh_event_type {
@@ -82,6 +83,31 @@ fh_topic_kind fh_event_topic(const fh_event *ev);
 /* Writes the partition key: "buildrequest/<id>" for build-scoped events, "change/<changeid>",
  * "worker/<workerid>", "master/<name>". Returns its length (truncated to size-1). */
 size_t fh_event_key(const fh_event *ev, char *buf, size_t size);
+
+/* A validated event seen in place, without a jansson tree: what a producer needs to route a
+ * record. Every pointer points into the fh_json_doc given to fh_event_check and lives until that
+ * doc is reset or freed. */
+typedef struct fh_event_view {
+    const fh_jv *root, *data;
+    fh_event_type type;
+    const char *id, *master;
+    long long seq;
+    long long buildrequestid; /* 0 when the event is not build-scoped */
+} fh_event_view;
+
+/* Doc cap that lets fh_event_check accept every record of up to max_bytes (see fh_json.h). */
+#define FH_EVENT_DOC_CAP(max_bytes) (32 * (size_t)(max_bytes) + 32 * 1024)
+
+/* fh_event_decode's judgement without jansson: resets doc, parses buf into it and validates.
+ * Same errors as fh_event_decode (FH_ERR_TOOBIG, FH_ERR_PARSE "not JSON: ...", FH_ERR_SCHEMA
+ * "path: message"), plus FH_ERR_TOOBIG/FH_ERR_NOMEM when doc's cap or memory runs out. On
+ * failure *ev is zeroed. The doc stays the caller's; reuse it across records so a typical
+ * record is checked without calling malloc. */
+fh_err fh_event_check(const fh_contract *c, fh_json_doc *doc, const char *buf, size_t len,
+                      size_t max_bytes, fh_event_view *ev, char *errbuf, size_t errsize);
+fh_topic_kind fh_event_view_topic(const fh_event_view *ev);
+/* The same key as fh_event_key. */
+size_t fh_event_view_key(const fh_event_view *ev, char *buf, size_t size);
 
 /* Reads a string member of data (NULL when absent or not a string). */
 const char *fh_event_str(const fh_event *ev, const char *field);

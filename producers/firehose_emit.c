@@ -66,6 +66,7 @@ typedef struct master_seq {
 typedef struct emitter {
     fh_config cfg;
     fh_contract *contract;
+    fh_json_doc doc; /* reused for every record checked without jansson */
     rd_kafka_t *rk;
     rd_kafka_topic_t *topics[3];
     emit_stats st;
@@ -175,9 +176,11 @@ static int handle_line(emitter *e, const char *where, long lineno, const char *l
 {
     char err[384], key[128];
     fh_event ev;
+    fh_event_view view;
     char *encoded = NULL;
     const char *payload = line;
-    size_t plen = len;
+    size_t plen = len, klen = 0;
+    fh_topic_kind topic = FH_TOPIC_EVENTS;
     fh_err rc;
 
     if (len > e->max_bytes) {
@@ -187,6 +190,7 @@ static int handle_line(emitter *e, const char *where, long lineno, const char *l
         return !e->skip_invalid;
     }
     if (e->fill_id || e->fill_time || e->fill_seq) {
+        /* Filling rewrites the record, so it goes through jansson. */
         json_error_t jerr;
         json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root) {
@@ -201,8 +205,18 @@ static int handle_line(emitter *e, const char *where, long lineno, const char *l
             rc = fh_event_from_json(e->contract, root, &ev, err, sizeof(err));
             json_decref(root);
         }
+        if (!rc) {
+            topic = fh_event_topic(&ev);
+            klen = fh_event_key(&ev, key, sizeof(key));
+            fh_event_clear(&ev);
+        }
     } else {
-        rc = fh_event_decode(e->contract, line, len, e->max_bytes, &ev, err, sizeof(err));
+        /* The hot path: parse and validate in place, no jansson tree. */
+        rc = fh_event_check(e->contract, &e->doc, line, len, e->max_bytes, &view, err, sizeof(err));
+        if (!rc) {
+            topic = fh_event_view_topic(&view);
+            klen = fh_event_view_key(&view, key, sizeof(key));
+        }
     }
     if (rc) {
         reject(e, where, lineno, line, len, err);
@@ -212,11 +226,9 @@ static int handle_line(emitter *e, const char *where, long lineno, const char *l
     e->st.valid++;
     e->st.bytes += (long long)plen;
     if (!e->dry_run) {
-        size_t klen = fh_event_key(&ev, key, sizeof(key));
-        produce(e, e->topics[fh_event_topic(&ev)], key, klen, payload, plen, NULL);
+        produce(e, e->topics[topic], key, klen, payload, plen, NULL);
         rd_kafka_poll(e->rk, 0);
     }
-    fh_event_clear(&ev);
     free(encoded);
     return 0;
 }
@@ -322,6 +334,7 @@ int main(int argc, char **argv)
     e.fill_seq = fh_config_bool(&e.cfg, "emit.fill_seq");
     e.dlq = fh_config_bool(&e.cfg, "emit.dlq");
     e.max_bytes = (size_t)fh_config_int(&e.cfg, "events.max_bytes");
+    fh_json_doc_init(&e.doc, FH_EVENT_DOC_CAP(e.max_bytes));
 
     if (fh_contract_load(&e.contract, err, sizeof(err))) {
         fprintf(stderr, "firehose-emit: loading the event contract: %s\n", err);
@@ -371,6 +384,7 @@ int main(int argc, char **argv)
 out:
     for (size_t i = 0; i < e.nmasters; i++)
         free(e.masters[i].name);
+    fh_json_doc_free(&e.doc);
     fh_contract_free(e.contract);
     fh_config_free(&e.cfg);
     return status;

@@ -1,5 +1,6 @@
 /* Every example in schemas/examples is judged by the C contract as expected.json says: valid
- * ones decode, invalid ones fail at the documented path. */
+ * ones decode, invalid ones fail at the documented path; and the two ways in (fh_event_decode
+ * through jansson, fh_event_check in place) agree on every verdict, message, key and topic. */
 #include "fh_event.h"
 #include "fh_test.h"
 
@@ -54,6 +55,54 @@ static size_t each_example(const char *dir, void (*fn)(const char *name, const c
     return n;
 }
 
+static fh_json_doc shared_doc;
+
+static void free_doc(void)
+{
+    fh_json_doc_free(&shared_doc);
+}
+
+/* One doc reused by every fh_event_check call, as firehose-emit does. */
+static fh_json_doc *doc(void)
+{
+    static int ready;
+    if (!ready) {
+        fh_json_doc_init(&shared_doc, FH_EVENT_DOC_CAP(FH_EVENT_MAX_BYTES_DEFAULT));
+        atexit(free_doc);
+        ready = 1;
+    }
+    return &shared_doc;
+}
+
+/* fh_event_check must say what fh_event_decode says. Schema and size errors word for word; a
+ * parse error comes from another parser, so only its "not JSON: " start must match. */
+static void check_agrees(const char *name, const char *text, size_t len, size_t max, fh_err want,
+                         const fh_event *ev, const char *err)
+{
+    fh_event_view v;
+    char verr[384], k1[128], k2[128];
+    fh_err rc = fh_event_check(contract(), doc(), text, len, max, &v, verr, sizeof(verr));
+    if (rc != want)
+        printf("  %s: fh_event_check rc=%d (%s), fh_event_decode rc=%d\n", name, rc,
+               rc ? verr : "ok", want);
+    CHECK(rc == want);
+    if (rc != want)
+        return;
+    if (rc == FH_ERR_PARSE) {
+        CHECK(strncmp(verr, "not JSON: ", 10) == 0 && strncmp(err, "not JSON: ", 10) == 0);
+    } else if (rc) {
+        CHECK_STR(verr, err);
+    } else {
+        CHECK(v.type == ev->type && v.seq == ev->seq && v.buildrequestid == ev->buildrequestid);
+        CHECK_STR(v.id, ev->id);
+        CHECK_STR(v.master, ev->master);
+        CHECK(fh_event_view_topic(&v) == fh_event_topic(ev));
+        fh_event_key(ev, k1, sizeof(k1));
+        fh_event_view_key(&v, k2, sizeof(k2));
+        CHECK_STR(k2, k1);
+    }
+}
+
 static void check_valid(const char *name, const char *text, size_t len)
 {
     fh_event ev;
@@ -64,6 +113,7 @@ static void check_valid(const char *name, const char *text, size_t len)
     CHECK(rc == FH_OK);
     if (!rc) {
         CHECK(ev.id && ev.master && fh_event_type_name((int)ev.type));
+        check_agrees(name, text, len, FH_EVENT_MAX_BYTES_DEFAULT, rc, &ev, err);
         fh_event_clear(&ev);
     }
 }
@@ -78,6 +128,8 @@ static void check_invalid(const char *name, const char *text, size_t len)
     fh_err rc = fh_event_decode(contract(), text, len, FH_EVENT_MAX_BYTES_DEFAULT, &ev, err, sizeof(err));
     CHECK(rc != FH_OK);
     CHECK(path != NULL);
+    if (rc != FH_OK)
+        check_agrees(name, text, len, FH_EVENT_MAX_BYTES_DEFAULT, rc, &ev, err);
     if (rc == FH_OK || !path) {
         printf("  %s: rc=%d path=%s\n", name, rc, path ? path : "(none in expected.json)");
         if (rc == FH_OK)
@@ -122,6 +174,7 @@ TEST(oversized_record_is_refused_before_parsing)
     memset(big, ' ', sizeof(big));
     CHECK(fh_event_decode(contract(), big, sizeof(big), 1024, &ev, err, sizeof(err)) == FH_ERR_TOOBIG);
     CHECK(strstr(err, "1024") != NULL);
+    check_agrees("big", big, sizeof(big), 1024, FH_ERR_TOOBIG, &ev, err);
 }
 
 TEST(event_keys_and_topics_follow_the_layout)
@@ -157,6 +210,8 @@ TEST(event_keys_and_topics_follow_the_layout)
         fh_event_key(&ev, key, sizeof(key));
         CHECK_STR(key, cases[i].key);
         CHECK(fh_event_topic(&ev) == cases[i].topic);
+        check_agrees("key case", cases[i].json, strlen(cases[i].json), FH_EVENT_MAX_BYTES_DEFAULT,
+                     FH_OK, &ev, err);
         fh_event_clear(&ev);
     }
 }
