@@ -18,7 +18,7 @@ LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 SCHEMAS   := schemas/envelope.schema.json schemas/event.schema.json $(sort $(wildcard schemas/data/*.schema.json))
 LIB_SRC   := $(sort $(wildcard lib/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/schemas_embed.o
-PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-broker
+PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
@@ -64,6 +64,10 @@ $(BIN)/firehose-emit: $(BUILD)/producers/firehose_emit.o $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BIN)/firehose-sim: $(BUILD)/producers/firehose_sim.o $(BUILD)/libfirehose.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
 BROKER_SRC := $(sort $(wildcard broker/*.c))
 $(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
@@ -83,7 +87,7 @@ unit: $(UNIT_BIN)
 # The same unit tests, built with clang under AddressSanitizer + UndefinedBehaviorSanitizer.
 unit-asan:
 	$(MAKE) --no-print-directory CC=clang BUILD=build/asan BIN=build/asan/bin SANFLAGS="$(SAN)" \
-	  CFLAGS="-O1 -g" build/asan/unit-tests build/asan/bin/firehose-emit build/asan/bin/firehose-broker
+	  CFLAGS="-O1 -g" build/asan/unit-tests build/asan/bin/firehose-emit build/asan/bin/firehose-sim build/asan/bin/firehose-broker
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/unit-tests
 
 integration: all

@@ -33,24 +33,19 @@ cat <<MSG
   firehose is running on the embedded Kafka (in memory: everything is gone when it stops).
     bootstrap:     $bootstrap
     http:          $(grep -o 'url=[^ ]*' "$log" | head -1 | cut -d= -f2)  (healthz, readyz, metrics)
+    REST:          curl -s $(grep -o 'url=[^ ]*' "$log" | head -1 | cut -d= -f2 | sed 's,/$,,')/api/v1/running
+    live stream:   curl -N $(grep -o 'url=[^ ]*' "$log" | head -1 | cut -d= -f2 | sed 's,/$,,')/v1/events?type=build.finished
     broker log:    $log  (per-type counts every few seconds)
     send events:   bin/firehose-emit --brokers $bootstrap schemas/examples/valid/*.json
     read events:   kcat -C -b $bootstrap -t firehose.events -o end
     dead letters:  kcat -C -b $bootstrap -t firehose.dlq -f '%h %s\n'
-  Demo traffic: a batch of simulated Buildbot events every 5 s. Ctrl-C stops.
+  Demo traffic: firehose-sim --profile demo on the wall clock. Ctrl-C stops.
 
 MSG
 
-# Demo traffic: simulated builds from three masters, a new seed (and so new ids) per batch.
-(
-    seed=1
-    while kill -0 "$broker" 2>/dev/null; do
-        python3 tests/integration/gen_events.py --count 500 --seed "$seed" \
-            --start "$(date -u +%Y-%m-%dT%H:%M:%SZ)" |
-            bin/firehose-emit --brokers "$bootstrap" -q || true
-        seed=$((seed + 1))
-        sleep 5
-    done
-) &
+# Demo traffic: firehose-sim on the wall clock (the demo profile: builds of a few steps that
+# finish within a minute), one long-lived firehose-emit feeding the embedded Kafka.
+bin/firehose-sim --profile demo --realtime --start now --seed "$(date +%s)" -q |
+    bin/firehose-emit --brokers "$bootstrap" --emit.flush_timeout_ms=3000 -q &
 feeder=$!
 wait "$broker"

@@ -28,7 +28,8 @@ static fh_contract *contract(void)
     return shared_contract;
 }
 
-static size_t each_example(const char *dir, void (*fn)(const char *name, const char *text, size_t len))
+static size_t each_example(const char *dir,
+                           void (*fn)(const char *name, const char *text, size_t len))
 {
     DIR *d = opendir(dir);
     struct dirent *de;
@@ -38,7 +39,8 @@ static size_t each_example(const char *dir, void (*fn)(const char *name, const c
     while ((de = readdir(d))) {
         char path[1024];
         size_t len, nl = strlen(de->d_name);
-        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0 || strcmp(de->d_name, "expected.json") == 0)
+        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0 ||
+            strcmp(de->d_name, "expected.json") == 0)
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         char *text = fh_test_read_file(path, &len);
@@ -107,7 +109,8 @@ static void check_valid(const char *name, const char *text, size_t len)
 {
     fh_event ev;
     char err[384];
-    fh_err rc = fh_event_decode(contract(), text, len, FH_EVENT_MAX_BYTES_DEFAULT, &ev, err, sizeof(err));
+    fh_err rc =
+        fh_event_decode(contract(), text, len, FH_EVENT_MAX_BYTES_DEFAULT, &ev, err, sizeof(err));
     if (rc)
         printf("  %s: %s\n", name, err);
     CHECK(rc == FH_OK);
@@ -125,7 +128,8 @@ static void check_invalid(const char *name, const char *text, size_t len)
     fh_event ev;
     char err[384], want[300];
     const char *path = json_string_value(json_object_get(expected, name));
-    fh_err rc = fh_event_decode(contract(), text, len, FH_EVENT_MAX_BYTES_DEFAULT, &ev, err, sizeof(err));
+    fh_err rc =
+        fh_event_decode(contract(), text, len, FH_EVENT_MAX_BYTES_DEFAULT, &ev, err, sizeof(err));
     CHECK(rc != FH_OK);
     CHECK(path != NULL);
     if (rc != FH_OK)
@@ -172,7 +176,8 @@ TEST(oversized_record_is_refused_before_parsing)
     char err[256];
     static char big[2048];
     memset(big, ' ', sizeof(big));
-    CHECK(fh_event_decode(contract(), big, sizeof(big), 1024, &ev, err, sizeof(err)) == FH_ERR_TOOBIG);
+    CHECK(fh_event_decode(contract(), big, sizeof(big), 1024, &ev, err, sizeof(err)) ==
+          FH_ERR_TOOBIG);
     CHECK(strstr(err, "1024") != NULL);
     check_agrees("big", big, sizeof(big), 1024, FH_ERR_TOOBIG, &ev, err);
 }
@@ -185,16 +190,22 @@ TEST(event_keys_and_topics_follow_the_layout)
     } cases[] = {
         {"{\"specversion\":\"1.0\",\"id\":\"a\",\"source\":\"buildbot://m\",\"type\":\"log.chunk\","
          "\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",\"seq\":1,\"data\":{"
-         "\"buildrequestid\":42,\"buildid\":7,\"builder\":\"b\",\"builderid\":1,\"branch\":\"trunk\","
-         "\"revision\":\"abc\",\"repository\":\"r\",\"project\":\"p\",\"codebase\":\"\",\"owner\":\"\","
+         "\"buildrequestid\":42,\"buildid\":7,\"builder\":\"b\",\"builderid\":1,\"branch\":"
+         "\"trunk\","
+         "\"revision\":\"abc\",\"repository\":\"r\",\"project\":\"p\",\"codebase\":\"\",\"owner\":"
+         "\"\","
          "\"logid\":1,\"stepid\":2,\"firstline\":0,\"content\":\"ohello\\n\"}}",
          "buildrequest/42", FH_TOPIC_LOGS},
-        {"{\"specversion\":\"1.0\",\"id\":\"b\",\"source\":\"buildbot://m\",\"type\":\"worker.connected\","
-         "\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",\"seq\":2,\"data\":{\"workerid\":9,"
+        {"{\"specversion\":\"1.0\",\"id\":\"b\",\"source\":\"buildbot://"
+         "m\",\"type\":\"worker.connected\","
+         "\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",\"seq\":2,\"data\":{\"workerid\":"
+         "9,"
          "\"name\":\"w9\"}}",
          "worker/9", FH_TOPIC_EVENTS},
-        {"{\"specversion\":\"1.0\",\"id\":\"c\",\"source\":\"buildbot://m\",\"type\":\"master.started\","
-         "\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",\"seq\":3,\"data\":{\"name\":\"m\"}}",
+        {"{\"specversion\":\"1.0\",\"id\":\"c\",\"source\":\"buildbot://"
+         "m\",\"type\":\"master.started\","
+         "\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",\"seq\":3,\"data\":{\"name\":"
+         "\"m\"}}",
          "master/m", FH_TOPIC_EVENTS},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

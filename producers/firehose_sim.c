@@ -1,0 +1,1115 @@
+/* firehose-sim: realistic, self-consistent Buildbot event streams as NDJSON on stdout, ready for
+ * firehose-emit. A discrete-event simulation: changes land on branches and schedule build
+ * requests on builders; requests wait in the queue, are claimed, builds run their steps, steps
+ * write logs in chunks, set properties and finish; a RETRY unclaims the request and it runs
+ * again; a few requests are cancelled while pending; workers disconnect and come back.
+ *
+ * Deterministic for a seed: the same options give the same bytes, whatever the pacing. Pacing
+ * only decides when each event is written: flat out (default), at a fixed rate (--rate), or on
+ * the simulated clock (--realtime, optionally faster with --speed).
+ *
+ * Memory is bounded: at most sim.max_inflight build requests are alive at once; arrivals past
+ * that are not simulated and are counted in the closing summary. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fh_config.h"
+#include "fh_util.h"
+
+#define EXIT_WRITE 1
+#define EXIT_USAGE 64
+#define OUT_FLUSH_BYTES (256 * 1024)
+#define MAX_BUILDERS 100000
+#define MAX_MASTERS 1000
+#define MAX_WORKERS 20000
+
+static const fh_cfg_opt sim_opts[] = {
+    {"sim.profile", "profile", FH_CFG_STR, "demo", 0, 0,
+     "traffic profile: demo (small, fast builds) or mozilla-2010 (the seeds' figures: ~130 jobs/h, "
+     "~4,773 steps/h, log traffic at 10 Mbit/s)"},
+    {"sim.scale", "scale", FH_CFG_INT, "1", 1, 10000,
+     "multiplies the profile's job and log rates (and its builders and masters, within their "
+     "caps)"},
+    {"sim.seed", "seed", FH_CFG_INT, "1", 0, 2147483647, "random seed; same seed, same stream"},
+    {"sim.count", "count", FH_CFG_INT, "0", 0, 9000000000000000000LL,
+     "stop after this many events (0: no limit)"},
+    {"sim.duration_s", "duration", FH_CFG_INT, "0", 0, 31536000,
+     "stop after this many wall-clock seconds (0: no limit)"},
+    {"sim.rate", "rate", FH_CFG_INT, "0", 0, 100000000,
+     "write this many events per second (0: as fast as possible, unless --realtime)"},
+    {"sim.realtime", "realtime", FH_CFG_BOOL, "false", 0, 0,
+     "write each event when the wall clock reaches its simulated time (see --speed)"},
+    {"sim.speed", "speed", FH_CFG_INT, "1", 1, 1000000,
+     "with --realtime: simulated seconds per second"},
+    {"sim.start", "start", FH_CFG_STR, "2026-11-22T05:00:00.000Z", 0, 0,
+     "simulated time of the first event: RFC 3339, or \"now\""},
+    {"sim.masters", "masters", FH_CFG_INT, "0", 0, MAX_MASTERS, "masters (0: the profile's)"},
+    {"sim.builders", "builders", FH_CFG_INT, "0", 0, MAX_BUILDERS, "builders (0: the profile's)"},
+    {"sim.logs", "logs", FH_CFG_BOOL, "true", 0, 0,
+     "emit log.* events (--logs=false: status only)"},
+    {"sim.log_chunk_bytes", "log-chunk-bytes", FH_CFG_INT, "0", 0, 60000,
+     "approximate content bytes per log.chunk (0: the profile's)"},
+    {"sim.max_inflight", NULL, FH_CFG_INT, "200000", 100, 10000000,
+     "cap on build requests alive at once; arrivals past it are skipped and counted"},
+    {"sim.quiet", "q", FH_CFG_BOOL, "false", 0, 0, "print no summary"},
+};
+
+/* ---- profiles ------------------------------------------------------------------------------ */
+
+typedef struct profile {
+    const char *name;
+    int masters, builders;
+    double jobs_per_hour;
+    int steps_min, steps_max;       /* steps per build, uniform */
+    double step_s;                  /* mean step duration (exponential) */
+    double wait_s;                  /* mean time a request waits in the queue (exponential) */
+    double log_bytes_per_s;         /* all log content together, at scale 1 */
+    int chunk_bytes;                /* content per log.chunk */
+    int requests_min, requests_max; /* build requests per change */
+} profile;
+
+static const profile profiles[] = {
+    /* Small and quick, so `make run` shows builds start and finish within a minute. */
+    {"demo", 3, 24, 1200, 5, 9, 3.0, 8.0, 60000, 600, 1, 4},
+    /* The seeds: 6-10 masters, ~130 jobs/h, ~4,773 steps/h (36.7 steps a job), log traffic at
+     * 10 Mbit/s (kept up as a sustained rate, the peak of the posts). Step time is chosen so a
+     * build lasts about an hour, as 2010's builds and test runs did. */
+    {"mozilla-2010", 8, 120, 130, 30, 44, 100.0, 300.0, 1250000, 4000, 4, 16},
+};
+
+/* ---- deterministic randomness (xoshiro256**, seeded by splitmix64) ------------------------- */
+
+typedef struct rng {
+    uint64_t s[4];
+} rng;
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void rng_seed(rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(rng *r)
+{
+    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+/* Uniform in [0, 1). */
+static double rng_unit(rng *r)
+{
+    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+/* Uniform integer in [lo, hi]. */
+static int rng_int(rng *r, int lo, int hi)
+{
+    return lo + (int)(rng_next(r) % (uint64_t)(hi - lo + 1));
+}
+
+/* Exponential with the given mean, in milliseconds, at least 1. */
+static int64_t rng_exp_ms(rng *r, double mean_s)
+{
+    double ms = -log(1.0 - rng_unit(r)) * mean_s * 1000.0;
+    return ms < 1.0 ? 1 : (int64_t)ms;
+}
+
+/* ---- the world ----------------------------------------------------------------------------- */
+
+typedef struct project {
+    const char *name, *repository, *codebase, *revlink;
+    const char *branches[3];
+    int weights[3];
+} project;
+
+static const project projects[] = {
+    {"chromium",
+     "https://git.example.org/chromium/src.git",
+     "",
+     "https://git.example.org/chromium/src/+/",
+     {"main", "refs/branch-heads/6723", "try"},
+     {6, 1, 4}},
+    {"skia",
+     "https://git.example.org/skia.git",
+     "skia",
+     "https://git.example.org/skia/+/",
+     {"main", "try", NULL},
+     {3, 2, 0}},
+    {"firefox",
+     "https://hg.example.org/mozilla-central",
+     "",
+     "https://hg.example.org/mozilla-central/rev/",
+     {"default", "try", "release"},
+     {4, 3, 1}},
+};
+#define NPROJECTS (sizeof(projects) / sizeof(projects[0]))
+
+static const char *const platforms[] = {"linux-x64", "linux-arm64", "mac-x64",  "mac-arm64",
+                                        "win-x64",   "android-arm", "ios-arm64"};
+static const char *const variants[] = {"rel", "dbg", "asan", "tsan", "tests", "perf", "msan"};
+static const char *const authors[] = {"alice", "bob",    "carol",  "dave",   "erin",  "frank",
+                                      "grace", "heidi",  "ivan",   "judy",   "oscar", "peggy",
+                                      "trent", "victor", "walter", "mallory"};
+static const char *const dirs[] = {
+    "base",   "net/http",    "content/browser", "gpu/command_buffer", "v8/src/compiler",
+    "ui/gfx", "media/audio", "js/src/jit",      "layout/generic",     "netwerk/protocol/http"};
+static const char *const suites[] = {"FileUtilTest",  "HttpCacheTest", "URLParserTest",
+                                     "SchedulerTest", "IPCTest",       "WebSocketTest"};
+static const char *const step_names[] = {
+    "git",           "set_build_properties", "gclient runhooks", "generate_build_files",
+    "compile",       "check_binary_size",    "base_unittests",   "net_unittests",
+    "browser_tests", "upload build"};
+#define NSTEP_NAMES (sizeof(step_names) / sizeof(step_names[0]))
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+enum { SUCCESS = 0, WARNINGS, FAILURE, SKIPPED, EXCEPTION, RETRY, CANCELLED };
+static const char *const build_state[] = {"build successful", "warnings", "failed",   "skipped",
+                                          "exception",        "retry",    "cancelled"};
+
+typedef struct builder {
+    char name[64];
+    int id, project, next_number;
+} builder;
+
+typedef struct worker {
+    char name[48];
+    int id, master, connected;
+} worker;
+
+typedef struct master {
+    char name[32];
+    long long seq;
+} master;
+
+enum job_state {
+    J_ARRIVAL = 0, /* the change process: lands changes, spawns requests */
+    J_FLAP,        /* the worker process: disconnects and reconnects workers */
+    J_NEW,
+    J_CANCEL,
+    J_CLAIM,
+    J_BSTART,
+    J_PROPS,
+    J_STEP_START,
+    J_LOG_NEW,
+    J_LOG_CHUNK,
+    J_LOG_FIN,
+    J_STEP_FIN,
+    J_BFIN,
+    J_UNCLAIM,
+    J_COMPLETE,
+};
+
+typedef struct job {
+    int64_t t;      /* simulated time of its next event, ms */
+    uint64_t order; /* tie-break for equal times, so the heap order is deterministic */
+    enum job_state state;
+    long long brid, buildid, buildsetid, stepid, logid;
+    int builder, master, sched_master, branch, owner, worker;
+    int cancel, nsteps, step, step_results, build_results, failed, chunks_left, line, logs_left;
+    int64_t submitted, started, step_started, step_end;
+    char revision[41];
+    int flap_worker; /* J_FLAP: the worker now disconnected, -1 when none */
+} job;
+
+typedef struct sim {
+    profile p;
+    rng r;
+    int logs;
+    int chunk_bytes;
+    double chunk_interval_s;    /* per build: one chunk every this many seconds */
+    double requests_per_change; /* expected, so changes arrive at the rate that gives jobs/h */
+    builder *builders;
+    int nbuilders;
+    worker *workers;
+    int nworkers;
+    master *masters;
+    int nmasters;
+    long long ids_change, ids_buildset, ids_br, ids_build, ids_step, ids_log;
+    job **heap;
+    size_t nheap, capheap;
+    uint64_t order;
+    long long inflight, max_inflight, skipped, jobs_done;
+    fh_buf out;     /* NDJSON not yet written to stdout */
+    fh_buf content; /* scratch for one log chunk's text */
+    size_t event_start;
+    int first;
+    int64_t cur_t, last_t; /* simulated time of the open event, of the newest one written */
+    long long events, bytes, log_bytes;
+    int write_failed;
+} sim;
+
+/* ---- the event queue: a binary min-heap on (t, order) -------------------------------------- */
+
+static int job_before(const job *a, const job *b)
+{
+    return a->t < b->t || (a->t == b->t && a->order < b->order);
+}
+
+static int heap_push(sim *s, job *j)
+{
+    if (s->nheap == s->capheap) {
+        size_t cap = s->capheap ? s->capheap * 2 : 1024;
+        job **h = realloc(s->heap, cap * sizeof(*h));
+        if (!h)
+            return -1;
+        s->heap = h;
+        s->capheap = cap;
+    }
+    j->order = s->order++;
+    size_t i = s->nheap++;
+    while (i > 0 && job_before(j, s->heap[(i - 1) / 2])) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = j;
+    return 0;
+}
+
+static job *heap_pop(sim *s)
+{
+    if (!s->nheap)
+        return NULL;
+    job *top = s->heap[0], *last = s->heap[--s->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= s->nheap)
+            break;
+        if (c + 1 < s->nheap && job_before(s->heap[c + 1], s->heap[c]))
+            c++;
+        if (!job_before(s->heap[c], last))
+            break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (s->nheap)
+        s->heap[i] = last;
+    return top;
+}
+
+/* ---- writing events ------------------------------------------------------------------------ */
+
+/* Data members are written comma-led after the first; event_open resets the flag. */
+static void sep(sim *s)
+{
+    if (s->first)
+        s->first = 0;
+    else
+        fh_buf_append(&s->out, ",", 1);
+}
+
+static void put_epoch(sim *s, const char *key, int64_t ms)
+{
+    sep(s);
+    fh_buf_printf(&s->out, "\"%s\":%lld.%03lld", key, (long long)(ms / 1000),
+                  (long long)(ms % 1000));
+}
+
+static void put_str(sim *s, const char *key, const char *v)
+{
+    sep(s);
+    fh_buf_printf(&s->out, "\"%s\":", key);
+    fh_buf_json_str(&s->out, v);
+}
+
+static void put_int(sim *s, const char *key, long long v)
+{
+    sep(s);
+    fh_buf_printf(&s->out, "\"%s\":%lld", key, v);
+}
+
+/* Opens an event: the envelope up to "data":{. The caller writes data's members with the put_*
+ * helpers (raw fh_buf_printf only for members that start with a comma, never the first), then
+ * calls event_end. The id is a UUID v4 drawn from the seeded generator, so it repeats with the
+ * seed. */
+static void event_open(sim *s, int64_t t, int m, const char *type, const char *subject)
+{
+    char ts[32], id[37];
+    uint64_t a = rng_next(&s->r), b = rng_next(&s->r);
+    snprintf(id, sizeof(id), "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff,
+             (unsigned)(0x8000 | ((b >> 48) & 0x3fff)),
+             (unsigned long long)(b & 0xffffffffffffULL));
+    fh_time_rfc3339(t, ts, sizeof(ts));
+    s->masters[m].seq++;
+    s->event_start = s->out.len;
+    s->cur_t = t;
+    s->first = 1;
+    fh_buf_printf(
+        &s->out,
+        "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"buildbot://%s\",\"type\":\"%s\","
+        "\"time\":\"%s\",\"subject\":\"%s\",\"datacontenttype\":\"application/json\","
+        "\"master\":\"%s\",\"seq\":%lld,\"data\":{",
+        id, s->masters[m].name, type, ts, subject, s->masters[m].name, s->masters[m].seq);
+}
+
+static void event_end(sim *s)
+{
+    fh_buf_append(&s->out, "}}\n", 3);
+    s->last_t = s->cur_t;
+    s->events++;
+    s->bytes += (long long)(s->out.len - s->event_start);
+}
+
+static int flush_out(sim *s)
+{
+    size_t off = 0;
+    while (off < s->out.len) {
+        ssize_t n = write(STDOUT_FILENO, s->out.data + off, s->out.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            s->write_failed = n < 0 ? errno : EIO;
+            break;
+        }
+        off += (size_t)n;
+    }
+    fh_buf_reset(&s->out);
+    return s->write_failed ? -1 : 0;
+}
+
+static void put_context(sim *s, const job *j, int with_build)
+{
+    const builder *b = &s->builders[j->builder];
+    const project *pr = &projects[b->project];
+    put_int(s, "buildrequestid", j->brid);
+    if (with_build)
+        put_int(s, "buildid", j->buildid);
+    put_str(s, "builder", b->name);
+    put_int(s, "builderid", b->id);
+    put_str(s, "branch", pr->branches[j->branch]);
+    put_str(s, "revision", j->revision);
+    put_str(s, "repository", pr->repository);
+    put_str(s, "project", pr->name);
+    put_str(s, "codebase", pr->codebase);
+    if (j->owner >= 0) {
+        char who[64];
+        snprintf(who, sizeof(who), "%s@example.org", authors[j->owner]);
+        put_str(s, "owner", who);
+    } else {
+        put_str(s, "owner", "");
+    }
+}
+
+/* Opens a request-scoped event (subject buildrequests/N) and writes its context. */
+static void open_request_event(sim *s, const job *j, int64_t t, int m, const char *type,
+                               int with_build)
+{
+    char subject[48];
+    snprintf(subject, sizeof(subject), "buildrequests/%lld", j->brid);
+    event_open(s, t, m, type, subject);
+    put_context(s, j, with_build);
+}
+
+/* Opens a build-scoped event (subject builds/N) and writes its context. */
+static void open_build_event(sim *s, const job *j, int64_t t, const char *type)
+{
+    char subject[48];
+    snprintf(subject, sizeof(subject), "builds/%lld", j->buildid);
+    event_open(s, t, j->master, type, subject);
+    put_context(s, j, 1);
+}
+
+/* Realistic stdio lines with Buildbot's stream letter in front (o stdout, e stderr, h header). */
+static void log_content(sim *s, const char *step, int lines_max, fh_buf *c, int *nlines)
+{
+    *nlines = 0;
+    fh_buf_reset(c);
+    while ((int)c->len < s->chunk_bytes && *nlines < lines_max) {
+        double r = rng_unit(&s->r);
+        const char *d = dirs[rng_int(&s->r, 0, NELEM(dirs) - 1)];
+        if (strcmp(step, "compile") == 0) {
+            if (r < 0.92)
+                fh_buf_printf(c, "o[%d/41234] CXX obj/%s/unit_%d.o\n", rng_int(&s->r, 1, 41234), d,
+                              rng_int(&s->r, 1, 999));
+            else
+                fh_buf_printf(c,
+                              "e../../%s/file_%d.cc:%d:%d: warning: unused variable 'tmp' "
+                              "[-Wunused-variable]\n",
+                              d, rng_int(&s->r, 1, 500), rng_int(&s->r, 1, 3000),
+                              rng_int(&s->r, 1, 80));
+        } else if (strstr(step, "test")) {
+            const char *suite = suites[rng_int(&s->r, 0, NELEM(suites) - 1)];
+            int n = rng_int(&s->r, 1, 300);
+            if (r < 0.5)
+                fh_buf_printf(c, "o[ RUN      ] %s.Case%d\n", suite, n);
+            else if (r < 0.97)
+                fh_buf_printf(c, "o[       OK ] %s.Case%d (%d ms)\n", suite, n,
+                              rng_int(&s->r, 0, 2500));
+            else
+                fh_buf_printf(c, "o[  FAILED  ] %s.Case%d (%d ms)\n", suite, n,
+                              rng_int(&s->r, 0, 5000));
+        } else {
+            fh_buf_printf(
+                c, r < 0.8 ? "oUpdating %s\n" : "eremote: Counting objects in %s: done.\n", d);
+        }
+        (*nlines)++;
+    }
+}
+
+/* ---- the processes ------------------------------------------------------------------------- */
+
+static const char *step_name(const job *j)
+{
+    if (j->step == 0)
+        return "git";
+    if (j->step == j->nsteps - 1)
+        return "upload build";
+    return step_names[1 + (j->step - 1) % (NSTEP_NAMES - 2)];
+}
+
+static int pick_branch(sim *s, const project *pr)
+{
+    int total = 0, k;
+    for (k = 0; k < 3 && pr->branches[k]; k++)
+        total += pr->weights[k];
+    int x = rng_int(&s->r, 1, total);
+    for (k = 0; k < 3 && pr->branches[k]; k++)
+        if ((x -= pr->weights[k]) <= 0)
+            return k;
+    return 0;
+}
+
+/* Lands one change and schedules its build requests. */
+static void land_change(sim *s, int64_t t)
+{
+    int prj = rng_int(&s->r, 0, NPROJECTS - 1);
+    const project *pr = &projects[prj];
+    int branch = pick_branch(s, pr), author = rng_int(&s->r, 0, NELEM(authors) - 1);
+    int try_ = strcmp(pr->branches[branch], "try") == 0;
+    int m = rng_int(&s->r, 0, s->nmasters - 1);
+    char rev[41], subject[64], who[96], url[160], file[96];
+    for (int i = 0; i < 40; i += 16)
+        snprintf(rev + i, sizeof(rev) - (size_t)i, "%016llx", (unsigned long long)rng_next(&s->r));
+    rev[40] = '\0';
+    long long changeid = ++s->ids_change;
+    snprintf(subject, sizeof(subject), "changes/%lld", changeid);
+    event_open(s, t, m, "change.new", subject);
+    put_int(s, "changeid", changeid);
+    snprintf(who, sizeof(who), "%c%s <%s@example.org>", authors[author][0] - 32,
+             authors[author] + 1, authors[author]);
+    put_str(s, "author", who);
+    snprintf(url, sizeof(url), "Fix %s handling in %s\n\nBug: %d\n",
+             suites[rng_int(&s->r, 0, NELEM(suites) - 1)], dirs[rng_int(&s->r, 0, NELEM(dirs) - 1)],
+             rng_int(&s->r, 100000, 999999));
+    put_str(s, "comments", url);
+    sep(s);
+    fh_buf_append(&s->out, "\"files\":[", 9);
+    int nfiles = rng_int(&s->r, 1, 5);
+    for (int i = 0; i < nfiles; i++) {
+        snprintf(file, sizeof(file), "%s/file_%d.cc", dirs[rng_int(&s->r, 0, NELEM(dirs) - 1)],
+                 rng_int(&s->r, 1, 500));
+        if (i)
+            fh_buf_append(&s->out, ",", 1);
+        fh_buf_json_str(&s->out, file);
+    }
+    fh_buf_append(&s->out, "]", 1);
+    put_epoch(s, "when", t);
+    fh_buf_append(&s->out, ",\"category\":null", 16);
+    snprintf(url, sizeof(url), "%s%s", pr->revlink, rev);
+    put_str(s, "revlink", url);
+    put_str(s, "branch", pr->branches[branch]);
+    put_str(s, "revision", rev);
+    put_str(s, "repository", pr->repository);
+    put_str(s, "project", pr->name);
+    put_str(s, "codebase", pr->codebase);
+    event_end(s);
+
+    /* The project's builders; a change schedules a handful of them. */
+    int first = -1, count = 0;
+    for (int i = 0; i < s->nbuilders; i++)
+        if (s->builders[i].project == prj) {
+            if (first < 0)
+                first = i;
+            count++;
+        }
+    if (count == 0)
+        return;
+    int nreq = try_ ? rng_int(&s->r, 1, 3) : rng_int(&s->r, s->p.requests_min, s->p.requests_max);
+    long long buildsetid = ++s->ids_buildset;
+    int owner = try_ || rng_unit(&s->r) < 0.7 ? author : -1;
+    for (int i = 0; i < nreq; i++) {
+        if (s->inflight >= s->max_inflight) {
+            s->skipped++;
+            continue;
+        }
+        job *j = calloc(1, sizeof(*j));
+        if (!j) {
+            s->skipped++;
+            continue;
+        }
+        /* Builders of a project are contiguous (see world_build): pick one of them. */
+        int k = 0, pick = rng_int(&s->r, 0, count - 1);
+        for (int b = first; b < s->nbuilders; b++)
+            if (s->builders[b].project == prj && k++ == pick) {
+                j->builder = b;
+                break;
+            }
+        j->state = J_NEW;
+        j->t = t + rng_int(&s->r, 1, 500);
+        j->branch = branch;
+        j->owner = owner;
+        j->buildsetid = buildsetid;
+        j->sched_master = m;
+        j->cancel = rng_unit(&s->r) < 0.03;
+        memcpy(j->revision, rev, sizeof(rev));
+        if (heap_push(s, j)) {
+            free(j);
+            s->skipped++;
+            continue;
+        }
+        s->inflight++;
+    }
+}
+
+static int pick_worker(sim *s, int m)
+{
+    int n = 0, pick;
+    for (int i = 0; i < s->nworkers; i++)
+        n += s->workers[i].master == m && s->workers[i].connected;
+    if (n == 0)
+        return -1;
+    pick = rng_int(&s->r, 0, n - 1);
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].master == m && s->workers[i].connected && pick-- == 0)
+            return i;
+    return -1;
+}
+
+static void worker_event(sim *s, int64_t t, int w, const char *type)
+{
+    char subject[48];
+    snprintf(subject, sizeof(subject), "workers/%d", s->workers[w].id);
+    event_open(s, t, s->workers[w].master, type, subject);
+    put_int(s, "workerid", s->workers[w].id);
+    put_str(s, "name", s->workers[w].name);
+    event_end(s);
+}
+
+/* Writes the job's next event(s) at j->t and moves it on. Returns 0 to requeue it, 1 when the
+ * job is over (the caller frees it). */
+static int job_run(sim *s, job *j)
+{
+    char subject[96], state[96];
+    int64_t t = j->t;
+    builder *b = &s->builders[j->builder];
+    switch (j->state) {
+    case J_ARRIVAL: {
+        land_change(s, t);
+        j->t = t + rng_exp_ms(&s->r, 3600.0 * s->requests_per_change / s->p.jobs_per_hour);
+        return 0;
+    }
+    case J_FLAP:
+        if (j->flap_worker >= 0) {
+            s->workers[j->flap_worker].connected = 1;
+            worker_event(s, t, j->flap_worker, "worker.connected");
+            j->flap_worker = -1;
+            j->t = t + rng_exp_ms(&s->r, 600.0);
+        } else {
+            int w = rng_int(&s->r, 0, s->nworkers - 1);
+            s->workers[w].connected = 0;
+            worker_event(s, t, w, "worker.disconnected");
+            j->flap_worker = w;
+            j->t = t + rng_exp_ms(&s->r, 30.0);
+        }
+        return 0;
+    case J_NEW:
+        j->brid = ++s->ids_br;
+        j->submitted = t;
+        open_request_event(s, j, t, j->sched_master, "buildrequest.new", 0);
+        put_int(s, "buildsetid", j->buildsetid);
+        put_int(s, "priority", rng_unit(&s->r) < 0.8 ? 0 : 10);
+        put_epoch(s, "submitted_at", t);
+        put_str(s, "reason",
+                j->owner >= 0 && strcmp(projects[b->project].branches[j->branch], "try") == 0
+                    ? "The Try_Jobdir scheduler named 'try' triggered this build"
+                    : "The SingleBranchScheduler scheduler named 'main' triggered this build");
+        event_end(s);
+        j->state = j->cancel ? J_CANCEL : J_CLAIM;
+        j->t = t + rng_exp_ms(&s->r, s->p.wait_s);
+        return 0;
+    case J_CANCEL:
+    case J_COMPLETE:
+        open_request_event(s, j, t, j->state == J_CANCEL ? j->sched_master : j->master,
+                           "buildrequest.complete", j->buildid > 0);
+        put_epoch(s, "complete_at", t);
+        put_int(s, "results", j->state == J_CANCEL ? CANCELLED : j->build_results);
+        event_end(s);
+        return 1;
+    case J_CLAIM:
+        j->master = rng_int(&s->r, 0, s->nmasters - 1);
+        open_request_event(s, j, t, j->master, "buildrequest.claimed", 0);
+        put_epoch(s, "claimed_at", t);
+        put_str(s, "claimed_by_master", s->masters[j->master].name);
+        event_end(s);
+        j->state = J_BSTART;
+        j->t = t + rng_int(&s->r, 50, 2000);
+        return 0;
+    case J_BSTART:
+        j->buildid = ++s->ids_build;
+        j->started = t;
+        j->worker = pick_worker(s, j->master);
+        j->nsteps = rng_int(&s->r, s->p.steps_min, s->p.steps_max);
+        j->step = 0;
+        j->build_results = SUCCESS;
+        j->failed = 0;
+        open_build_event(s, j, t, "build.started");
+        put_int(s, "number", b->next_number++);
+        put_str(s, "worker", j->worker >= 0 ? s->workers[j->worker].name : "unknown");
+        put_epoch(s, "started_at", t);
+        event_end(s);
+        j->state = J_PROPS;
+        j->t = t + rng_int(&s->r, 5, 100);
+        return 0;
+    case J_PROPS:
+        open_build_event(s, j, t, "property.set");
+        fh_buf_printf(&s->out, ",\"properties\":{\"buildername\":[");
+        fh_buf_json_str(&s->out, b->name);
+        fh_buf_printf(&s->out, ",\"Builder\"],\"buildnumber\":[%d,\"Build\"],\"workername\":[",
+                      b->next_number - 1);
+        fh_buf_json_str(&s->out, j->worker >= 0 ? s->workers[j->worker].name : "unknown");
+        fh_buf_printf(&s->out,
+                      ",\"Worker\"],\"revision\":[\"%s\",\"Build\"],\"clobber\":[%s,"
+                      "\"Force Build Form\"]}",
+                      j->revision, rng_unit(&s->r) < 0.1 ? "true" : "false");
+        event_end(s);
+        j->state = J_STEP_START;
+        j->t = t + rng_int(&s->r, 5, 200);
+        return 0;
+    case J_STEP_START:
+        j->stepid = ++s->ids_step;
+        j->step_started = t;
+        j->step_end = t + rng_exp_ms(&s->r, s->p.step_s);
+        snprintf(subject, sizeof(subject), "builds/%lld/steps/%d", j->buildid, j->step);
+        event_open(s, t, j->master, "step.started", subject);
+        put_context(s, j, 1);
+        put_int(s, "stepid", j->stepid);
+        put_int(s, "number", j->step);
+        put_str(s, "name", step_name(j));
+        put_epoch(s, "started_at", t);
+        event_end(s);
+        if (rng_unit(&s->r) < 0.15) { /* the build's status line follows the step now and then */
+            open_build_event(s, j, t, "build.updated");
+            snprintf(state, sizeof(state), "building: %s", step_name(j));
+            put_str(s, "state_string", state);
+            event_end(s);
+        }
+        j->logs_left = j->failed || !s->logs ? 0 : 1 + (strstr(step_name(j), "test") != NULL);
+        j->state = j->logs_left ? J_LOG_NEW : J_STEP_FIN;
+        j->t = j->logs_left ? t + rng_int(&s->r, 1, 50) : j->step_end;
+        return 0;
+    case J_LOG_NEW:
+    case J_LOG_FIN: {
+        int stdio = j->logs_left == 1 || !strstr(step_name(j), "test") ? 1 : 0;
+        const char *name = stdio ? "stdio" : "summary";
+        if (j->state == J_LOG_NEW) {
+            j->logid = ++s->ids_log;
+            j->line = 0;
+            /* Enough chunks to carry the build's share of the log traffic for this step. */
+            double span = (double)(j->step_end - t) / 1000.0;
+            j->chunks_left = stdio ? (int)(span / s->chunk_interval_s) : 1;
+            if (stdio && j->chunks_left > 100000)
+                j->chunks_left = 100000;
+        }
+        snprintf(subject, sizeof(subject), "builds/%lld/steps/%d/logs/%s", j->buildid, j->step,
+                 name);
+        event_open(s, t, j->master, j->state == J_LOG_NEW ? "log.new" : "log.finished", subject);
+        put_context(s, j, 1);
+        put_int(s, "logid", j->logid);
+        put_int(s, "stepid", j->stepid);
+        put_str(s, "name", name);
+        put_str(s, "slug", name);
+        put_str(s, "type", stdio ? "s" : "t");
+        put_int(s, "num_lines", j->line);
+        event_end(s);
+        if (j->state == J_LOG_NEW) {
+            j->state = j->chunks_left ? J_LOG_CHUNK : J_LOG_FIN;
+            int64_t gap = (j->step_end - t) / (j->chunks_left + 1);
+            j->t = t + (gap > 0 ? gap : 1);
+        } else if (--j->logs_left > 0) {
+            j->state = J_LOG_NEW;
+            j->t = t + 1;
+        } else {
+            j->state = J_STEP_FIN;
+            j->t = j->step_end > t ? j->step_end : t + 1;
+        }
+        return 0;
+    }
+    case J_LOG_CHUNK: {
+        fh_buf *content = &s->content;
+        int nlines, stdio = j->logs_left == 1 || !strstr(step_name(j), "test");
+        if (stdio)
+            log_content(s, step_name(j), 1000, content, &nlines);
+        else {
+            fh_buf_reset(content);
+            fh_buf_printf(content, "%d tests, %d failed\n", rng_int(&s->r, 100, 9000),
+                          rng_int(&s->r, 0, 3));
+            nlines = 1;
+        }
+        snprintf(subject, sizeof(subject), "builds/%lld/steps/%d/logs/%s", j->buildid, j->step,
+                 stdio ? "stdio" : "summary");
+        event_open(s, t, j->master, "log.chunk", subject);
+        put_context(s, j, 1);
+        put_int(s, "logid", j->logid);
+        put_int(s, "stepid", j->stepid);
+        put_int(s, "firstline", j->line);
+        s->log_bytes += (long long)content->len;
+        fh_buf_append(content, "", 1); /* NUL for fh_buf_json_str */
+        put_str(s, "content", content->data);
+        event_end(s);
+        j->line += nlines;
+        if (--j->chunks_left > 0) {
+            int64_t gap = (j->step_end - t) / (j->chunks_left + 1);
+            j->t = t + (gap > 0 ? gap : 1);
+        } else {
+            j->state = J_LOG_FIN;
+            j->t = j->step_end > t ? j->step_end : t + 1;
+        }
+        return 0;
+    }
+    case J_STEP_FIN: {
+        double r = rng_unit(&s->r);
+        int res = j->failed   ? SKIPPED
+                  : r < 0.90  ? SUCCESS
+                  : r < 0.95  ? WARNINGS
+                  : r < 0.985 ? FAILURE
+                  : r < 0.995 ? EXCEPTION
+                              : RETRY;
+        if (res == FAILURE || res == EXCEPTION || res == RETRY)
+            j->failed = 1;
+        if (res != SKIPPED && res > j->build_results)
+            j->build_results = res;
+        snprintf(subject, sizeof(subject), "builds/%lld/steps/%d", j->buildid, j->step);
+        event_open(s, t, j->master, "step.finished", subject);
+        put_context(s, j, 1);
+        put_int(s, "stepid", j->stepid);
+        put_int(s, "number", j->step);
+        put_str(s, "name", step_name(j));
+        put_epoch(s, "complete_at", t);
+        put_int(s, "results", res);
+        snprintf(state, sizeof(state), "%s%s", step_name(j),
+                 res == SUCCESS    ? ""
+                 : res == SKIPPED  ? " (skipped)"
+                 : res == WARNINGS ? " (warnings)"
+                                   : " (failure)");
+        put_str(s, "state_string", state);
+        fh_buf_printf(&s->out, ",\"duration_s\":%lld.%03lld,\"urls\":[]",
+                      (long long)((t - j->step_started) / 1000),
+                      (long long)((t - j->step_started) % 1000));
+        fh_buf_printf(&s->out, ",\"hidden\":%s", j->step == 1 ? "true" : "false");
+        event_end(s);
+        j->step++;
+        j->state = j->step < j->nsteps ? J_STEP_START : J_BFIN;
+        j->t = t + rng_int(&s->r, 1, 200);
+        return 0;
+    }
+    case J_BFIN:
+        open_build_event(s, j, t, "build.finished");
+        put_int(s, "number", b->next_number - 1);
+        put_epoch(s, "complete_at", t);
+        put_int(s, "results", j->build_results);
+        put_str(s, "state_string", build_state[j->build_results]);
+        fh_buf_printf(&s->out, ",\"duration_s\":%lld.%03lld", (long long)((t - j->started) / 1000),
+                      (long long)((t - j->started) % 1000));
+        event_end(s);
+        j->state = j->build_results == RETRY ? J_UNCLAIM : J_COMPLETE;
+        j->t = t + rng_int(&s->r, 1, 100);
+        return 0;
+    case J_UNCLAIM:
+        open_request_event(s, j, t, j->master, "buildrequest.unclaimed", 1);
+        fh_buf_printf(&s->out, ",\"claimed_at\":null,\"claimed_by_master\":null");
+        event_end(s);
+        j->state = J_CLAIM;
+        j->t = t + rng_exp_ms(&s->r, s->p.wait_s);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- set-up -------------------------------------------------------------------------------- */
+
+static int world_build(sim *s, int64_t start, char *err, size_t errsize)
+{
+    s->builders = calloc((size_t)s->p.builders, sizeof(*s->builders));
+    s->masters = calloc((size_t)s->p.masters, sizeof(*s->masters));
+    s->nworkers = s->p.builders * 2 > MAX_WORKERS ? MAX_WORKERS : s->p.builders * 2;
+    s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));
+    if (!s->builders || !s->masters || !s->workers) {
+        snprintf(err, errsize, "out of memory for %d builders", s->p.builders);
+        return -1;
+    }
+    s->nmasters = s->p.masters;
+    for (int m = 0; m < s->nmasters; m++)
+        snprintf(s->masters[m].name, sizeof(s->masters[m].name), "master-%d", m + 1);
+    /* Builders grouped by project (land_change relies on it): project-platform-variant, numbered
+     * once the combinations run out. */
+    s->nbuilders = s->p.builders;
+    const int combos = (int)(NELEM(platforms) * NELEM(variants));
+    for (int i = 0, prev = -1, k = 0; i < s->nbuilders; i++, k++) {
+        builder *b = &s->builders[i];
+        int prj = (int)((long long)i * (long long)NPROJECTS / s->nbuilders);
+        if (prj != prev) {
+            prev = prj;
+            k = 0;
+        }
+        b->project = prj;
+        b->id = i + 1;
+        b->next_number = rng_int(&s->r, 0, 5000);
+        int n = snprintf(b->name, sizeof(b->name), "%s-%s-%s", projects[prj].name,
+                         platforms[k % NELEM(platforms)],
+                         variants[(k / NELEM(platforms)) % NELEM(variants)]);
+        if (k >= combos && n > 0 && (size_t)n < sizeof(b->name))
+            snprintf(b->name + n, sizeof(b->name) - (size_t)n, "-%d", k / combos);
+    }
+    for (int i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        w->id = i + 1;
+        w->master = i % s->nmasters;
+        w->connected = 1;
+        snprintf(w->name, sizeof(w->name), "%s-%03d", platforms[i % NELEM(platforms)], i + 1);
+    }
+    /* Boot: masters start, their workers connect. */
+    for (int m = 0; m < s->nmasters; m++) {
+        char subject[48];
+        snprintf(subject, sizeof(subject), "masters/%s", s->masters[m].name);
+        event_open(s, start, m, "master.started", subject);
+        put_str(s, "name", s->masters[m].name);
+        event_end(s);
+    }
+    for (int i = 0; i < s->nworkers; i++)
+        worker_event(s, start + 1 + i / 100, i, "worker.connected");
+    return 0;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Sleeps until the monotonic clock reaches deadline_ns (or a signal arrives). */
+static void sleep_until(uint64_t deadline_ns)
+{
+    uint64_t now = fh_mono_ns();
+    if (deadline_ns <= now)
+        return;
+    uint64_t d = deadline_ns - now;
+    struct timespec ts = {(time_t)(d / 1000000000ULL), (long)(d % 1000000000ULL)};
+    nanosleep(&ts, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static sim s;
+    fh_config cfg;
+    char err[512];
+    int help, status = 0;
+    int64_t start;
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (fh_config_init(&cfg, "firehose-sim", "[OPTIONS]",
+                       "Writes a realistic, self-consistent Buildbot event stream (firehose v1 "
+                       "events, NDJSON) to stdout; pipe it into firehose-emit.",
+                       sim_opts, NELEM(sim_opts)) ||
+        fh_config_load(&cfg, argc, argv, &help, err, sizeof(err))) {
+        fprintf(stderr, "firehose-sim: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (help) {
+        help == 2 ? fh_config_markdown(&cfg, stdout) : fh_config_help(&cfg, stdout);
+        fh_config_free(&cfg);
+        return 0;
+    }
+    if (cfg.nargs) {
+        fprintf(stderr, "firehose-sim: unexpected argument '%s' (see --help)\n", cfg.args[0]);
+        status = EXIT_USAGE;
+        goto out;
+    }
+    const char *pname = fh_config_str(&cfg, "sim.profile");
+    size_t pi;
+    for (pi = 0; pi < NELEM(profiles); pi++)
+        if (strcmp(profiles[pi].name, pname) == 0)
+            break;
+    if (pi == NELEM(profiles)) {
+        fprintf(stderr, "firehose-sim: --profile: unknown profile '%s' (demo, mozilla-2010)\n",
+                pname);
+        status = EXIT_USAGE;
+        goto out;
+    }
+    const char *st = fh_config_str(&cfg, "sim.start");
+    if (strcmp(st, "now") == 0) {
+        start = fh_now_ms();
+    } else if (fh_time_parse(st, &start)) {
+        fprintf(stderr, "firehose-sim: --start: expected RFC 3339 or \"now\", got '%s'\n", st);
+        status = EXIT_USAGE;
+        goto out;
+    }
+
+    long long scale = fh_config_int(&cfg, "sim.scale");
+    s.p = profiles[pi];
+    s.p.jobs_per_hour *= (double)scale;
+    s.p.log_bytes_per_s *= (double)scale;
+    s.p.builders = (int)(s.p.builders * scale > MAX_BUILDERS ? MAX_BUILDERS : s.p.builders * scale);
+    s.p.masters = (int)(s.p.masters * scale > 100 ? (s.p.masters > 100 ? s.p.masters : 100)
+                                                  : s.p.masters * scale);
+    if (fh_config_int(&cfg, "sim.masters"))
+        s.p.masters = (int)fh_config_int(&cfg, "sim.masters");
+    if (fh_config_int(&cfg, "sim.builders"))
+        s.p.builders = (int)fh_config_int(&cfg, "sim.builders");
+    s.chunk_bytes = fh_config_int(&cfg, "sim.log_chunk_bytes")
+                        ? (int)fh_config_int(&cfg, "sim.log_chunk_bytes")
+                        : s.p.chunk_bytes;
+    s.logs = fh_config_bool(&cfg, "sim.logs");
+    s.max_inflight = fh_config_int(&cfg, "sim.max_inflight");
+    {
+        /* Each running build's share of the log traffic: builds alive at once = arrival rate x
+         * (wait + build time); a chunk every chunk_bytes / share seconds. */
+        double build_s = (s.p.steps_min + s.p.steps_max) / 2.0 * s.p.step_s;
+        double alive = s.p.jobs_per_hour / 3600.0 * build_s;
+        double share = s.p.log_bytes_per_s / (alive > 1 ? alive : 1);
+        s.chunk_interval_s = s.chunk_bytes / share;
+    }
+    s.requests_per_change = 0;
+    for (size_t k = 0; k < NPROJECTS; k++) { /* land_change: try changes ask for 1-3 builds */
+        int total = 0, try_w = 0;
+        for (int b = 0; b < 3 && projects[k].branches[b]; b++) {
+            total += projects[k].weights[b];
+            if (strcmp(projects[k].branches[b], "try") == 0)
+                try_w = projects[k].weights[b];
+        }
+        double p_try = (double)try_w / total;
+        s.requests_per_change +=
+            (p_try * 2.0 + (1 - p_try) * (s.p.requests_min + s.p.requests_max) / 2.0) /
+            (double)NPROJECTS;
+    }
+    rng_seed(&s.r, (uint64_t)fh_config_int(&cfg, "sim.seed"));
+    fh_buf_init(&s.out, 64 * 1024 * 1024);
+    fh_buf_init(&s.content, 128 * 1024);
+    if (world_build(&s, start, err, sizeof(err))) {
+        fprintf(stderr, "firehose-sim: %s\n", err);
+        status = EXIT_WRITE;
+        goto out;
+    }
+    job *arrival = calloc(1, sizeof(job)), *flap = calloc(1, sizeof(job));
+    if (!arrival || !flap) {
+        free(arrival);
+        free(flap);
+        fprintf(stderr, "firehose-sim: out of memory\n");
+        status = EXIT_WRITE;
+        goto out;
+    }
+    arrival->state = J_ARRIVAL;
+    arrival->t = start + 1000;
+    flap->state = J_FLAP;
+    flap->flap_worker = -1;
+    flap->t = start + rng_exp_ms(&s.r, 600.0);
+    heap_push(&s, arrival);
+    heap_push(&s, flap);
+
+    long long count = fh_config_int(&cfg, "sim.count");
+    long long rate = fh_config_int(&cfg, "sim.rate");
+    int realtime = fh_config_bool(&cfg, "sim.realtime");
+    long long speed = fh_config_int(&cfg, "sim.speed");
+    uint64_t t0 = fh_mono_ns(), stop_at = 0;
+    if (fh_config_int(&cfg, "sim.duration_s"))
+        stop_at = t0 + (uint64_t)fh_config_int(&cfg, "sim.duration_s") * 1000000000ULL;
+
+    /* Boot events are already in the buffer; count-limited runs may stop inside them. */
+    while (!stop_requested && !s.write_failed) {
+        if (count && s.events >= count)
+            break;
+        if (stop_at && fh_mono_ns() >= stop_at)
+            break;
+        job *j = heap_pop(&s);
+        if (!j)
+            break;
+        if (realtime || rate) {
+            uint64_t due = realtime ? t0 + (uint64_t)((j->t - start) * 1000000LL / speed)
+                                    : t0 + (uint64_t)((double)s.events * 1e9 / (double)rate);
+            if (due > fh_mono_ns() + 1000000ULL) { /* more than 1 ms early: write what we have */
+                if (flush_out(&s))
+                    break;
+                sleep_until(stop_at && stop_at < due ? stop_at : due);
+            }
+        }
+        if (job_run(&s, j)) {
+            free(j);
+            s.inflight--;
+            s.jobs_done++;
+        } else {
+            heap_push(&s, j);
+        }
+        if (s.out.len >= OUT_FLUSH_BYTES && flush_out(&s))
+            break;
+    }
+    if (count && s.events > count) {
+        /* The last job may have written two events (step.started + build.updated): cut the
+         * buffer back to exactly count lines. */
+        long long extra = s.events - count;
+        while (extra > 0 && s.out.len > 0) {
+            s.out.len--;
+            char *nl = memrchr(s.out.data, '\n', s.out.len);
+            size_t keep = nl ? (size_t)(nl - s.out.data) + 1 : 0;
+            s.bytes -= (long long)(s.out.len + 1 - keep);
+            s.out.len = keep;
+            s.events--;
+            extra--;
+        }
+    }
+    flush_out(&s);
+    double secs = (double)(fh_mono_ns() - t0) / 1e9;
+    if (s.write_failed && s.write_failed != EPIPE) {
+        fprintf(stderr, "firehose-sim: writing stdout: %s\n", strerror(s.write_failed));
+        status = EXIT_WRITE;
+    }
+    if (!fh_config_bool(&cfg, "sim.quiet")) {
+        double span = (double)(s.last_t - start) / 1000.0; /* simulated seconds covered */
+        fprintf(stderr,
+                "firehose-sim: events=%lld bytes=%lld elapsed=%.3fs rate=%.0f events/s "
+                "MB/s=%.1f requests_done=%lld inflight=%lld skipped_at_cap=%lld profile=%s "
+                "scale=%lld simulated_s=%.0f log_content_bytes=%lld\n",
+                s.events, s.bytes, secs, secs > 0 ? (double)s.events / secs : 0.0,
+                secs > 0 ? (double)s.bytes / secs / 1e6 : 0.0, s.jobs_done, s.inflight, s.skipped,
+                s.p.name, scale, span, s.log_bytes);
+    }
+    for (size_t i = 0; i < s.nheap; i++)
+        free(s.heap[i]);
+out:
+    free(s.heap);
+    free(s.builders);
+    free(s.workers);
+    free(s.masters);
+    fh_buf_free(&s.out);
+    fh_buf_free(&s.content);
+    fh_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,175 @@
+"""firehose-sim writes streams that the contract accepts, that repeat exactly for a seed, and that
+tell a self-consistent story: every build request goes new -> claimed -> build -> complete in time
+order, steps and logs nest inside their build, seq counts up per master without gaps, and the
+mozilla-2010 profile runs at the seeds' rates (jobs and steps an hour).
+"""
+
+import collections
+import json
+import re
+import subprocess
+
+import pytest
+
+from conftest import BIN
+
+SIM = str(BIN / "firehose-sim")
+EMIT = str(BIN / "firehose-emit")
+
+
+def sim(*args, timeout=120):
+    proc = subprocess.run([SIM, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout, proc.stderr.decode()
+
+
+def events(raw):
+    return [json.loads(line) for line in raw.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def demo():
+    raw, _ = sim("--count", "60000", "--seed", "11")
+    return raw, events(raw)
+
+
+def test_every_event_passes_the_contract(demo, tmp_path):
+    raw, evs = demo
+    path = tmp_path / "sim.ndjson"
+    path.write_bytes(raw)
+    proc = subprocess.run([EMIT, "--dry-run", str(path)], stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "valid=%d rejected=0" % len(evs) in proc.stderr
+
+
+def test_same_seed_same_bytes_other_seed_other_stream(demo):
+    raw, _ = demo
+    again, _ = sim("--count", "60000", "--seed", "11")
+    assert again == raw
+    paced, _ = sim("--count", "60000", "--seed", "11", "--rate", "5000000")
+    assert paced == raw, "pacing must not change the stream"
+    other, _ = sim("--count", "60000", "--seed", "12")
+    assert other != raw
+
+
+def test_count_is_exact_and_every_type_appears(demo):
+    _, evs = demo
+    assert len(evs) == 60000
+    types = collections.Counter(e["type"] for e in evs)
+    for t in ("change.new", "buildrequest.new", "buildrequest.claimed", "buildrequest.complete",
+              "build.started", "build.updated", "build.finished", "step.started", "step.finished",
+              "log.new", "log.chunk", "log.finished", "property.set", "worker.connected",
+              "master.started"):
+        assert types[t] > 0, "no %s in 60,000 events: %s" % (t, dict(types))
+    results = collections.Counter(e["data"]["results"] for e in evs if e["type"] == "build.finished")
+    assert results[0] > 0 and sum(n for r, n in results.items() if r >= 2) > 0, results
+    assert any(e["data"]["results"] == 6 for e in evs if e["type"] == "buildrequest.complete"), \
+        "no cancelled request"
+
+
+def test_seq_counts_up_per_master_and_time_never_goes_back(demo):
+    _, evs = demo
+    last = {}
+    for e in evs:
+        assert e["seq"] == last.get(e["master"], 0) + 1, e
+        last[e["master"]] = e["seq"]
+    times = [e["time"] for e in evs]
+    assert times == sorted(times)
+    assert len({e["id"] for e in evs}) == len(evs)
+
+
+ORDER = {"buildrequest.new": 0, "buildrequest.claimed": 1, "build.started": 2, "build.finished": 3,
+         "buildrequest.unclaimed": 4, "buildrequest.complete": 5}
+
+
+def test_each_request_lives_a_whole_consistent_life(demo):
+    _, evs = demo
+    by_br = collections.defaultdict(list)
+    for e in evs:
+        if "buildrequestid" in e["data"]:
+            by_br[e["data"]["buildrequestid"]].append(e)
+    completed = 0
+    for brid, life in by_br.items():
+        kinds = [e["type"] for e in life]
+        assert kinds[0] == "buildrequest.new", (brid, kinds[:3])
+        ctx = {k: life[0]["data"][k] for k in ("builder", "branch", "revision", "repository", "owner")}
+        for e in life:
+            assert {k: e["data"][k] for k in ctx} == ctx, "context changed within request %d" % brid
+        if kinds[-1] != "buildrequest.complete":
+            continue                                  # still alive when the count ran out
+        completed += 1
+        assert kinds.count("buildrequest.complete") == 1
+        if life[-1]["data"]["results"] == 6:
+            assert kinds == ["buildrequest.new", "buildrequest.complete"], kinds
+            continue
+        # Between claims: claimed, build.started ... build.finished, then unclaimed (retry) or complete.
+        claims = kinds.count("buildrequest.claimed")
+        assert claims == kinds.count("build.started") == kinds.count("build.finished")
+        assert kinds.count("buildrequest.unclaimed") == claims - 1
+        finished = [e for e in life if e["type"] == "build.finished"]
+        assert all(f["data"]["results"] == 5 for f in finished[:-1]), "only RETRY builds run again"
+        assert life[-1]["data"]["results"] == finished[-1]["data"]["results"]
+        builds = collections.defaultdict(list)
+        for e in life:
+            if "buildid" in e["data"]:
+                builds[e["data"]["buildid"]].append(e)
+        for bid, b in builds.items():
+            assert b[0]["type"] == "build.started"
+            assert b[-1]["type"] in ("build.finished", "buildrequest.unclaimed", "buildrequest.complete")
+            started = [e for e in b if e["type"] == "step.started"]
+            done = [e for e in b if e["type"] == "step.finished"]
+            assert [s["data"]["stepid"] for s in started] == [s["data"]["stepid"] for s in done]
+            assert [s["data"]["number"] for s in started] == list(range(len(started)))
+            worst = max([s["data"]["results"] for s in done if s["data"]["results"] != 3] or [0])
+            fin = [e for e in b if e["type"] == "build.finished"][0]
+            assert fin["data"]["results"] == worst, "build results are the worst step's"
+    assert completed > 100
+
+
+def test_logs_nest_in_their_step_and_lines_add_up(demo):
+    _, evs = demo
+    open_steps, logs, kinds = set(), {}, {}
+    for e in evs:
+        d = e["data"]
+        if e["type"] == "step.started":
+            open_steps.add(d["stepid"])
+        elif e["type"] == "step.finished":
+            open_steps.discard(d["stepid"])
+        elif e["type"] == "log.new":
+            assert d["stepid"] in open_steps
+            logs[d["logid"]] = 0
+            kinds[d["logid"]] = d["type"]
+        elif e["type"] == "log.chunk":
+            assert d["firstline"] == logs[d["logid"]], "chunks are contiguous"
+            assert d["content"].endswith("\n")
+            if kinds[d["logid"]] == "s":             # stdio lines keep Buildbot's stream letter
+                assert all(line[:1] in "oeh" for line in d["content"].splitlines()), d["content"][:200]
+            logs[d["logid"]] += d["content"].count("\n")
+        elif e["type"] == "log.finished":
+            assert d["num_lines"] == logs.pop(d["logid"])
+
+
+def test_mozilla_2010_profile_runs_at_the_seeds_rates():
+    # Status only (the log rate is a byte figure the benchmark reports), a day of simulated time.
+    raw, err = sim("--profile", "mozilla-2010", "--logs=false", "--count", "400000", "--seed", "3")
+    evs = events(raw)
+    span_h = int(re.search(r"simulated_s=(\d+)", err).group(1)) / 3600
+    assert span_h > 20, span_h
+    warm = evs[0]["time"][:13]                       # skip the first two hours (empty queue)
+    hours = sorted({e["time"][:13] for e in evs})[2:-1]
+    jobs = sum(1 for e in evs if e["type"] == "buildrequest.new" and e["time"][:13] in hours)
+    steps = sum(1 for e in evs if e["type"] == "step.started" and e["time"][:13] in hours)
+    assert warm < hours[0]
+    jobs_h, steps_h = jobs / len(hours), steps / len(hours)
+    assert 100 <= jobs_h <= 165, jobs_h              # seeds: ~130 jobs an hour
+    assert 3700 <= steps_h <= 6100, steps_h          # seeds: ~4,773 steps an hour
+
+
+def test_bad_options_are_usage_errors():
+    for args, needle in ((["--profile", "nope"], "unknown profile"), (["--start", "yesterday"], "--start"),
+                         (["--scale", "0"], "sim.scale"), (["extra"], "unexpected argument")):
+        proc = subprocess.run([SIM, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        assert proc.returncode == 64, (args, proc.returncode)
+        assert needle in proc.stderr, (args, proc.stderr)
+    help_ = subprocess.run([SIM, "--help"], stdout=subprocess.PIPE, text=True, timeout=30)
+    assert help_.returncode == 0 and "--profile" in help_.stdout and "mozilla-2010" in help_.stdout
