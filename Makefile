@@ -101,6 +101,7 @@ test: deps
 
 bench: deps all
 	bash bench/ingest.sh
+	bash bench/sim.sh
 
 docs: all
 	tools/gen-config-doc.sh bin > docs/configuration.md

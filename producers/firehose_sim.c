@@ -245,6 +245,7 @@ typedef struct sim {
     double requests_per_change; /* expected, so changes arrive at the rate that gives jobs/h */
     builder *builders;
     int nbuilders;
+    int proj_first[NPROJECTS], proj_count[NPROJECTS]; /* each project's run of builders */
     worker *workers;
     int nworkers;
     master *masters;
@@ -540,14 +541,8 @@ static void land_change(sim *s, int64_t t)
     put_str(s, "codebase", pr->codebase);
     event_end(s);
 
-    /* The project's builders; a change schedules a handful of them. */
-    int first = -1, count = 0;
-    for (int i = 0; i < s->nbuilders; i++)
-        if (s->builders[i].project == prj) {
-            if (first < 0)
-                first = i;
-            count++;
-        }
+    /* The project's builders (contiguous, see world_build); a change schedules a handful. */
+    int first = s->proj_first[prj], count = s->proj_count[prj];
     if (count == 0)
         return;
     int nreq = try_ ? rng_int(&s->r, 1, 3) : rng_int(&s->r, s->p.requests_min, s->p.requests_max);
@@ -563,13 +558,7 @@ static void land_change(sim *s, int64_t t)
             s->skipped++;
             continue;
         }
-        /* Builders of a project are contiguous (see world_build): pick one of them. */
-        int k = 0, pick = rng_int(&s->r, 0, count - 1);
-        for (int b = first; b < s->nbuilders; b++)
-            if (s->builders[b].project == prj && k++ == pick) {
-                j->builder = b;
-                break;
-            }
+        j->builder = first + rng_int(&s->r, 0, count - 1);
         j->state = J_NEW;
         j->t = t + rng_int(&s->r, 1, 500);
         j->branch = branch;
@@ -587,17 +576,19 @@ static void land_change(sim *s, int64_t t)
     }
 }
 
+/* A connected worker of master m (workers are dealt round-robin: m, m + nmasters, ...), found by
+ * probing from a random one; -1 when the probes find none connected. */
 static int pick_worker(sim *s, int m)
 {
-    int n = 0, pick;
-    for (int i = 0; i < s->nworkers; i++)
-        n += s->workers[i].master == m && s->workers[i].connected;
-    if (n == 0)
+    int per = (s->nworkers - m + s->nmasters - 1) / s->nmasters;
+    if (per <= 0)
         return -1;
-    pick = rng_int(&s->r, 0, n - 1);
-    for (int i = 0; i < s->nworkers; i++)
-        if (s->workers[i].master == m && s->workers[i].connected && pick-- == 0)
-            return i;
+    int k = rng_int(&s->r, 0, per - 1);
+    for (int probe = 0; probe < 16 && probe < per; probe++) {
+        int w = m + ((k + probe) % per) * s->nmasters;
+        if (s->workers[w].connected)
+            return w;
+    }
     return -1;
 }
 
@@ -878,6 +869,8 @@ static int world_build(sim *s, int64_t start, char *err, size_t errsize)
             k = 0;
         }
         b->project = prj;
+        if (!s->proj_count[prj]++)
+            s->proj_first[prj] = i;
         b->id = i + 1;
         b->next_number = rng_int(&s->r, 0, 5000);
         int n = snprintf(b->name, sizeof(b->name), "%s-%s-%s", projects[prj].name,
