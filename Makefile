@@ -27,12 +27,13 @@ all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
 APT_PKGS := librdkafka-dev libjansson-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev \
-            libsqlite3-dev pkg-config kcat clang libclang-rt-14-dev openjdk-17-jre-headless maven
+            libsqlite3-dev pkg-config kcat clang libclang-rt-14-dev openjdk-17-jre-headless maven \
+            chromium nodejs npm
 deps:
 	@missing=""; \
 	for p in rdkafka jansson libmicrohttpd libcurl sqlite3 libcrypto; do \
 	  pkg-config --exists $$p 2>/dev/null || missing=1; done; \
-	for c in kcat clang java mvn pkg-config; do command -v $$c >/dev/null || missing=1; done; \
+	for c in kcat clang java mvn pkg-config chromium node npm; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing Debian packages: $(APT_PKGS)"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -40,6 +41,8 @@ deps:
 	fi
 	@$(PYTHON) -c "import jsonschema, referencing, pytest, requests, websockets, yaml" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q jsonschema referencing pytest requests websockets pyyaml
+	@[ -d tests/dashboard/node_modules/playwright-core ] || \
+	  (cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error)
 
 # ---- build ----------------------------------------------------------------------------------
 $(BUILD)/tools/embed: tools/embed.c
@@ -51,6 +54,14 @@ $(BUILD)/gen/schemas_embed.c: $(SCHEMAS) $(BUILD)/tools/embed
 	$(BUILD)/tools/embed $@ fh_embedded_schemas $(SCHEMAS)
 
 $(BUILD)/gen/schemas_embed.o: $(BUILD)/gen/schemas_embed.c
+	$(CC) -std=c11 -O1 -c -o $@ $<
+
+WEB := web/index.html web/dashboard.js web/dashboard.css
+$(BUILD)/gen/web_embed.c: $(WEB) $(BUILD)/tools/embed
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $@ fh_embedded_web $(WEB)
+
+$(BUILD)/gen/web_embed.o: $(BUILD)/gen/web_embed.c
 	$(CC) -std=c11 -O1 -c -o $@ $<
 
 $(BUILD)/%.o: %.c
@@ -69,7 +80,7 @@ $(BIN)/firehose-sim: $(BUILD)/producers/firehose_sim.o $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 BROKER_SRC := $(sort $(wildcard broker/*.c))
-$(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libfirehose.a
+$(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_embed.o $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -10,6 +10,7 @@
 #include "broker.h"
 #include "fh_log.h"
 #include "fh_util.h"
+#include "dashboard.h"
 #include "health.h"
 #include "http.h"
 #include "rest.h" /* issue 4: view + REST */
@@ -367,6 +368,7 @@ int main(int argc, char **argv)
     nroutes += health_routes(&b, routes + nroutes);
     nroutes += rest_routes(&b, routes + nroutes); /* issue 4: /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
+    nroutes += dashboard_routes(routes + nroutes);
     if (!(http = start_http(&b, routes, nroutes))) {
         status = 1;
         goto out;

@@ -1,0 +1,46 @@
+// Loads the broker's dashboard in Debian's headless Chromium, waits until it shows the view and
+// holds its live stream, sends one event with the command given, and reports how long the page
+// took to show it. Prints one JSON object on stdout; exits non-zero when a step fails.
+//
+//   node check.mjs URL SCREENSHOT.png EVENT_ID EMIT_COMMAND_JSON
+import { chromium } from "playwright-core";
+import { spawnSync } from "node:child_process";
+
+const [url, shot, eventId, emitJson] = process.argv.slice(2);
+const out = { errors: [] };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
+  page.on("pageerror", (e) => out.errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") out.errors.push(m.text()); });
+  await page.goto(url, { waitUntil: "load", timeout: 20000 });
+  await page.waitForSelector("#ready.ok", { state: "attached", timeout: 20000 });
+  await page.waitForSelector('#feed[data-live="1"]', { state: "attached", timeout: 20000 });
+  await page.waitForFunction(() => document.querySelectorAll("#running tbody td.num").length > 0 &&
+    document.querySelectorAll("#matrix .cell").length > 0 &&
+    document.querySelectorAll("#chart-steps rect").length > 0, null, { timeout: 20000 });
+  const emit = JSON.parse(emitJson);
+  const r = spawnSync(emit[0], emit.slice(1), { encoding: "utf8", timeout: 60000 });
+  if (r.status !== 0) throw new Error("emit failed: " + r.stderr);
+  const t0 = performance.now(); // the event is in Kafka now (emit waits for delivery reports)
+  await page.waitForSelector(`#feed li[data-id="${eventId}"]`, { timeout: 10000 });
+  out.latency_ms = performance.now() - t0;
+  out.feed_text = await page.textContent(`#feed li[data-id="${eventId}"]`);
+  out.pending_rows = await page.locator("#pending tbody tr").count();
+  out.running_rows = await page.locator("#running tbody td.num").count();
+  out.matrix_cells = await page.locator("#matrix .cell").count();
+  out.step_bars = await page.locator("#chart-steps rect").count();
+  out.trend_lines = await page.locator("#chart-trend polyline").count();
+  out.lastgreen_rows = await page.locator("#lastgreen tbody tr").count();
+  out.n_running = await page.textContent("#n-running");
+  await page.screenshot({ path: shot, fullPage: true });
+} catch (e) {
+  out.failure = String(e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
+process.exit(out.failure ? 1 : 0);
