@@ -36,7 +36,8 @@
 #include "fh_ws.h"
 
 #define MAX_PARTS 1024
-#define HEAD_MAX 176
+#define HEAD_MAX 176 /* inline head of a delivery; longer heads get a bigger qent */
+#define WS_HEADER_MAX 10
 #define CURSOR_MAX 1400
 #define INDEX_BUCKETS 8192
 #define IOV_BATCH 128
@@ -138,7 +139,8 @@ static int cursor_decode(const char *s, int n, int64_t *vec)
 
 /* ---- outbound queues -------------------------------------------------------------------------- */
 
-/* One delivery: a per-recipient head and an optional shared segment of an event. */
+/* One delivery: a per-recipient head and an optional shared segment of an event. The head is
+ * allocated with the entry (qent_new), at least HEAD_MAX bytes. */
 typedef struct qent {
     struct qent *next;
     sev *ev;            /* reference held, or NULL */
@@ -146,8 +148,15 @@ typedef struct qent {
     size_t shared_len;
     size_t head_len;
     size_t done;        /* bytes already written of head + shared */
-    char head[HEAD_MAX];
+    char head[];
 } qent;
+
+/* A zeroed entry whose head holds head_cap bytes (HEAD_MAX at least); NULL when out of memory.
+ * Freed with free() after sev_unref(e->ev). */
+static qent *qent_new(size_t head_cap)
+{
+    return calloc(1, sizeof(qent) + (head_cap > HEAD_MAX ? head_cap : HEAD_MAX));
+}
 
 typedef struct outq {
     qent *first, *last;
@@ -392,33 +401,12 @@ static void send_frame(fh_stream *s, conn *c, int opcode, const char *payload, s
 {
     if (c->kind != CONN_WS || c->closing)
         return;
-    qent *e = calloc(1, sizeof(*e) + 0);
-    char *copy = NULL;
+    qent *e = qent_new(WS_HEADER_MAX + len);
     if (!e)
         return;
     size_t h = fh_ws_frame_header((unsigned char *)e->head, opcode, len);
-    if (h + len <= HEAD_MAX) {
-        memcpy(e->head + h, payload, len);
-        e->head_len = h + len;
-    } else {
-        /* long control replies (rare): carry them in a private event-less buffer */
-        sev *holder = calloc(1, sizeof(*holder));
-        copy = malloc(len);
-        if (!holder || !copy) {
-            free(holder);
-            free(copy);
-            free(e);
-            return;
-        }
-        memcpy(copy, payload, len);
-        atomic_init(&holder->refs, 1);
-        holder->tail = copy;
-        holder->tail_len = len;
-        e->head_len = h;
-        e->ev = holder;
-        e->shared = copy;
-        e->shared_len = len;
-    }
+    memcpy(e->head + h, payload, len);
+    e->head_len = h + len;
     q_push(s, c, e);
 }
 
@@ -435,22 +423,44 @@ static void send_json(fh_stream *s, conn *c, const char *fmt, ...)
         send_frame(s, c, FH_WS_OP_TEXT, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
-/* Sends an error message; id may be NULL. message must not need JSON escaping beyond quotes. */
+/* Queues len bytes of SSE text (comments, error events) on an SSE connection. */
+static void sse_send(fh_stream *s, conn *c, const char *text, size_t len)
+{
+    if (c->kind != CONN_SSE || c->closing)
+        return;
+    qent *e = qent_new(len);
+    if (!e)
+        return;
+    memcpy(e->head, text, len);
+    e->head_len = len;
+    pthread_mutex_lock(&c->mu);
+    q_push(s, c, e);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Sends an error: on WebSocket an `error` message (id may be NULL); on SSE an `event: error`
+ * whose data is {"code":…,"message":…} (SSE has no subscription ids). */
 static void send_error(fh_stream *s, conn *c, const char *id, const char *code, const char *message)
 {
     fh_buf b;
     fh_buf_init(&b, 4096);
-    fh_buf_printf(&b, "{\"op\":\"error\"");
-    if (id) {
+    if (c->kind == CONN_SSE)
+        fh_buf_printf(&b, "event: error\ndata: {\"code\":");
+    else
+        fh_buf_printf(&b, "{\"op\":\"error\"");
+    if (id && c->kind == CONN_WS) {
         fh_buf_printf(&b, ",\"id\":");
         fh_buf_json_str(&b, id);
     }
-    fh_buf_printf(&b, ",\"code\":");
+    if (c->kind == CONN_WS)
+        fh_buf_printf(&b, ",\"code\":");
     fh_buf_json_str(&b, code);
     fh_buf_printf(&b, ",\"message\":");
     fh_buf_json_str(&b, message);
-    fh_buf_printf(&b, "}");
-    if (b.data)
+    fh_buf_printf(&b, c->kind == CONN_SSE ? "}\n\n" : "}");
+    if (b.data && c->kind == CONN_SSE)
+        sse_send(s, c, b.data, b.len);
+    else if (b.data)
         send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
     fh_buf_free(&b);
 }
@@ -469,7 +479,7 @@ static void close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
          * half on the wire, or the close frame would land inside it) */
         if (code == CLOSE_SLOW_CONSUMER)
             q_drop_unsent(s, c);
-        qent *e = calloc(1, sizeof(*e));
+        qent *e = qent_new(0);
         if (e) {
             e->head_len = fh_ws_close_frame((unsigned char *)e->head, code, reason);
             q_push(s, c, e);
@@ -624,6 +634,7 @@ static int deliver(fh_stream *s, sub *u, sev *e)
 {
     conn *c = u->c;
     char cur[CURSOR_MAX];
+    const char *cs = cur;
     size_t clen = 0;
     if (c->closing)
         return -1;
@@ -631,26 +642,23 @@ static int deliver(fh_stream *s, sub *u, sev *e)
         if (u->progress[e->part] < e->offset + 1)
             u->progress[e->part] = e->offset + 1;
         clen = cursor_encode(u->progress, s->nparts, cur, sizeof(cur));
+    } else {
+        /* the shared cursor sits inside the tail: `","cursor":"C"` */
+        cs = e->tail + 12;
+        clen = e->b_off - 13;
     }
-    qent *q = malloc(sizeof(*q));
+    if (c->kind == CONN_SSE && sev_sse(e))
+        return -1;
+    /* the head: SSE `id: C\n`; firehose the frame header and `{"op":"event","sub":"ID` (the
+     * shared tail carries `","cursor":"C"`) or, with its own cursor, up to `"cursor":"C"`;
+     * cloudevents.json the frame header only */
+    qent *q = qent_new(WS_HEADER_MAX + 48 + sizeof(u->id) + clen);
     if (!q)
         return -1;
-    q->done = 0;
     q->ev = sev_ref(e);
     int n = 0;
     if (c->kind == CONN_SSE) {
-        if (sev_sse(e)) {
-            sev_unref(e);
-            free(q);
-            return -1;
-        }
-        const char *cs = cur;
-        if (!u->own_cursors) {
-            /* the shared cursor sits inside the tail: `","cursor":"C"` */
-            cs = e->tail + 12;
-            clen = e->b_off - 13;
-        }
-        n = snprintf(q->head, HEAD_MAX, "id: %.*s\n", (int)clen, cs);
+        n = sprintf(q->head, "id: %.*s\n", (int)clen, cs);
         q->shared = e->sse;
         q->shared_len = e->sse_len;
     } else if (c->cloudevents) {
@@ -658,40 +666,26 @@ static int deliver(fh_stream *s, sub *u, sev *e)
         q->shared = e->tail + e->raw_off;
         q->shared_len = e->raw_len;
     } else {
-        char body[HEAD_MAX];
+        /* the body after room for the longest frame header, then the header in front of it */
+        char *body = q->head + WS_HEADER_MAX;
         int bl;
         if (u->own_cursors) {
-            bl = snprintf(body, sizeof(body), "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"",
-                          u->id, (int)clen, cur);
+            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen, cur);
             q->shared = e->tail + e->b_off;
             q->shared_len = e->tail_len - e->b_off;
         } else {
-            bl = snprintf(body, sizeof(body), "{\"op\":\"event\",\"sub\":\"%s", u->id);
+            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s", u->id);
             q->shared = e->tail;
             q->shared_len = e->tail_len;
         }
-        if (bl < 0 || (size_t)bl >= sizeof(body) - 10) {
-            /* a head that does not fit (very long cursor): fall back to a private copy */
-            sev_unref(e);
-            free(q);
-            fh_buf b;
-            fh_buf_init(&b, CURSOR_MAX + e->tail_len + 256);
-            fh_buf_printf(&b, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen, cur);
-            fh_buf_append(&b, e->tail + e->b_off, e->tail_len - e->b_off);
-            if (b.data)
-                send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
-            fh_buf_free(&b);
-            goto accounted;
-        }
         n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT, (uint64_t)bl + q->shared_len);
-        memcpy(q->head + n, body, (size_t)bl);
+        memmove(q->head + n, body, (size_t)bl);
         n += bl;
     }
     q->head_len = (size_t)n;
     conn_lock(c);
     q_push(s, c, q);
     conn_unlock(c);
-accounted:
     fh_metric_add(s->m_deliveries, 1);
     if (c->q.bytes > s->client_queue_max) {
         close_conn(s, c, CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full; resume from your last cursor");
@@ -938,7 +932,8 @@ static void replay_step(fh_stream *s, sub *u)
     /* caught up: the ring's cursors are now at least this subscriber's progress */
     u->state = SUB_LIVE;
     u->own_cursors = 0;
-    u->mark = s->next_seq;
+    /* the newest ring event has been replayed; the next one routed must be delivered */
+    u->mark = s->next_seq - 1;
 }
 
 static void begin_from(fh_stream *s, sub *u, const int64_t *vec)
@@ -1023,7 +1018,7 @@ static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
     index_add(s, u);
     if (kind == 1) {
         u->state = SUB_LIVE;
-        u->mark = s->next_seq;
+        u->mark = s->next_seq - 1; /* "latest": after the newest ring event, not the next one */
         memcpy(u->progress, s->hw, (size_t)s->nparts * sizeof(int64_t));
     } else {
         begin_from(s, u, vec);
@@ -1398,9 +1393,9 @@ static void on_catchup(fh_stream *s, inmsg *m)
         if (m->vec) {
             cursor_encode(m->vec, s->nparts, cur, sizeof(cur));
             snprintf(msg, sizeof(msg), "%s; the earliest position is cursor %s", m->error, cur);
-            send_error(s, c, c->kind == CONN_WS ? u->id : NULL, "cursor_expired", msg);
+            send_error(s, c, u->id, "cursor_expired", msg);
         } else {
-            send_error(s, c, c->kind == CONN_WS ? u->id : NULL, "unavailable", m->error);
+            send_error(s, c, u->id, "unavailable", m->error);
         }
         if (c->kind == CONN_SSE)
             close_conn(s, c, CLOSE_BAD_REQUEST, m->error);
@@ -1856,14 +1851,7 @@ static void heartbeat(fh_stream *s)
         if (c->closing)
             continue;
         if (c->kind == CONN_SSE) {
-            qent *e = calloc(1, sizeof(*e));
-            if (!e)
-                continue;
-            memcpy(e->head, ": heartbeat\n\n", 13);
-            e->head_len = 13;
-            pthread_mutex_lock(&c->mu);
-            q_push(s, c, e);
-            pthread_mutex_unlock(&c->mu);
+            sse_send(s, c, ": heartbeat\n\n", 13);
         } else if (now - c->last_active_ms > (int64_t)s->heartbeat_s * 1000) {
             send_frame(s, c, FH_WS_OP_PING, "hb", 2);
         }
@@ -2128,33 +2116,30 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)out;
 }
 
-typedef struct sse_ctx {
-    fh_stream *s;
-    conn *c;
-} sse_ctx;
-
+/* The response's free callback (its cls is the conn, as for sse_reader): tells the stream
+ * thread, which drops the response's reference. */
 static void sse_free(void *cls)
 {
-    sse_ctx *x = cls;
+    conn *c = cls;
     inmsg *m = calloc(1, sizeof(*m));
-    if (m) {
-        m->kind = IN_SSE_GONE;
-        m->c = x->c;
-        inbox_post(x->s, m);
+    if (!m) {
+        /* cannot tell the stream thread: leak the conn rather than free it under its feet */
+        fh_log(FH_LOG_ERROR, "stream.sse", "error=\"out of memory ending an SSE response\"");
+        return;
     }
-    free(x);
+    m->kind = IN_SSE_GONE;
+    m->c = c;
+    inbox_post(c->owner, m);
 }
 
 static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     fh_stream *s = ctx;
     conn *c = conn_new(s, CONN_SSE, req->who);
-    sse_ctx *x = calloc(1, sizeof(*x));
     inmsg *m = calloc(1, sizeof(*m));
-    if (!c || !x || !m) {
+    if (!c || !m) {
         if (c)
             conn_unref(c);
-        free(x);
         free(m);
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         return;
@@ -2163,7 +2148,6 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query_field, &q);
     if (q.failed) {
         conn_unref(c);
-        free(x);
         free(m);
         fh_http_error(resp, 400, "bad_filter", filter_param(q.err), "%s", q.err);
         return;
@@ -2179,7 +2163,6 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         free(vec);
         if (!ok) {
             conn_unref(c);
-            free(x);
             free(m);
             fh_http_error(resp, 400, "bad_parameter", last && *last ? "Last-Event-ID" : "from",
                           "expected latest, earliest, an RFC 3339 time or a cursor");
@@ -2189,8 +2172,6 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     c->mhd = req->conn;
     c->owner = s;
-    x->s = s;
-    x->c = c;
     atomic_fetch_add(&c->refs, 1); /* one for the stream thread, one for the response */
     /* the response's free callback tells the stream thread, which drops both references */
     struct MHD_Response *r =
@@ -2198,7 +2179,6 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     if (!r) {
         conn_unref(c);
         conn_unref(c);
-        free(x);
         free(m);
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         return;
@@ -2207,7 +2187,7 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     /* an initial comment so clients and proxies see the stream open at once */
-    qent *hello = calloc(1, sizeof(*hello));
+    qent *hello = qent_new(0);
     if (hello) {
         memcpy(hello->head, ": firehose stream\nretry: 2000\n\n", 31);
         hello->head_len = 31;
