@@ -316,7 +316,6 @@ def test_the_first_event_after_subscribing_is_delivered(brokers):
 
 # ---- 2. cursors, resume, earliest, time -------------------------------------------------------------
 
-@xfail(BUG_PAUSE)
 def test_resume_across_a_gap_served_from_kafka(fresh):
     """A cursor older than the ring resumes from Kafka: every matching event after it exactly once, in order, then live."""
     b = fresh("ring")
@@ -379,7 +378,6 @@ def test_resume_within_the_ring(brokers):
         c.close()
 
 
-@xfail(BUG_PAUSE)
 def test_from_earliest_and_from_a_time(fresh):
     """from "earliest" replays the whole topics then goes live; from {"time": T} starts at the first event produced at or after T."""
     b = fresh("ring")
@@ -410,7 +408,6 @@ def test_from_earliest_and_from_a_time(fresh):
         c.close()
 
 
-@xfail(BUG_STALL)
 def test_a_large_resume_from_the_ring_completes(brokers):
     """A resume served from the ring that is many times half the client queue runs to the end (the client reads promptly)."""
     b = brokers("slow")                        # client queue 256 KiB, ring 200,000 events
@@ -435,7 +432,6 @@ def test_a_large_resume_from_the_ring_completes(brokers):
         c.close()
 
 
-@xfail(BUG_GAP, BUG_STALL)
 def test_resume_from_kafka_while_events_keep_flowing(fresh):
     """A resume from Kafka that is still running while the ring moves on has no gap: the events evicted meanwhile are read too."""
     b = fresh("ring")
@@ -477,7 +473,6 @@ def test_resume_from_kafka_while_events_keep_flowing(fresh):
         raw.close()
 
 
-@xfail(BUG_PAUSE)
 def test_consecutive_resumes_from_kafka_each_complete(fresh):
     """Two resumes from Kafka one after the other on the same broker both read their whole gap."""
     b = fresh("ring")                          # ring 100: earliest is always read from Kafka
@@ -497,7 +492,6 @@ def test_consecutive_resumes_from_kafka_each_complete(fresh):
         c.close()
 
 
-@xfail(BUG_BATCH, BUG_STALL)
 def test_resume_from_kafka_with_a_small_client_queue(fresh):
     """A client that reads promptly is not disconnected while its resume is served from Kafka, however small stream.client_queue_bytes is."""
     b = fresh("tight")                       # ring 100 events, client queue 64 KiB
@@ -542,7 +536,6 @@ def _slow_client(b, sid="slow"):
     return raw
 
 
-@xfail(BUG_STALL)
 def test_slow_consumer_is_disconnected_and_a_fast_one_keeps_up(brokers, kafka):
     """A client that stops reading is closed with 4008 once its queue passes stream.client_queue_bytes; a fast client on the same broker gets everything promptly."""
     b = brokers("slow")                        # client queue 256 KiB
@@ -592,7 +585,6 @@ def test_slow_consumer_is_disconnected_and_a_fast_one_keeps_up(brokers, kafka):
             slow.close()
 
 
-@xfail(BUG_BURST)
 def test_a_prompt_client_survives_a_burst_bigger_than_its_queue(fresh):
     """A client that reads promptly is not taken for a slow consumer when one Kafka fetch brings more than stream.client_queue_bytes at once."""
     b = fresh("tight")                         # client queue 64 KiB
@@ -968,7 +960,6 @@ def test_metrics_count_deliveries_connections_and_disconnects(brokers):
 
 # ---- many partitions --------------------------------------------------------------------------------
 
-@xfail(BUG_SSE_ID)
 def test_long_cursors_with_many_partitions(fresh):
     """With 200 partitions a cursor is over 400 characters: SSE ids and WebSocket cursors carry it whole, and resuming from it works."""
     b = fresh("wide")
@@ -1065,7 +1056,6 @@ def test_expired_cursor_gets_cursor_expired_and_the_earliest_position(expired_cu
         c.close()
 
 
-@xfail(BUG_SSE_ERR)
 def test_expired_cursor_over_sse_says_why_the_stream_ends(expired_cursor):
     """Over SSE an expired Last-Event-ID gets an `event: error` with code cursor_expired before the stream ends (an EventSource would otherwise retry it forever)."""
     b, cur = expired_cursor
