@@ -36,7 +36,8 @@
 #include "fh_ws.h"
 
 #define MAX_PARTS 1024
-#define HEAD_MAX 176
+#define HEAD_MAX 176 /* inline head of a delivery; longer heads get a bigger qent */
+#define WS_HEADER_MAX 10
 #define CURSOR_MAX 1400
 #define INDEX_BUCKETS 8192
 #define IOV_BATCH 128
@@ -48,6 +49,7 @@ enum {
     CLOSE_SHUTDOWN = 1001,
     CLOSE_PROTOCOL = 1002,
     CLOSE_TOO_BIG = 1009,
+    CLOSE_INTERNAL = 1011,
     CLOSE_BAD_REQUEST = 4000,
     CLOSE_UNAUTHORIZED = 4001,
     CLOSE_SLOW_CONSUMER = 4008,
@@ -138,7 +140,8 @@ static int cursor_decode(const char *s, int n, int64_t *vec)
 
 /* ---- outbound queues -------------------------------------------------------------------------- */
 
-/* One delivery: a per-recipient head and an optional shared segment of an event. */
+/* One delivery: a per-recipient head and an optional shared segment of an event. The head is
+ * allocated with the entry (qent_new), at least HEAD_MAX bytes. */
 typedef struct qent {
     struct qent *next;
     sev *ev;            /* reference held, or NULL */
@@ -146,8 +149,15 @@ typedef struct qent {
     size_t shared_len;
     size_t head_len;
     size_t done;        /* bytes already written of head + shared */
-    char head[HEAD_MAX];
+    char head[];
 } qent;
+
+/* A zeroed entry whose head holds head_cap bytes (HEAD_MAX at least); NULL when out of memory.
+ * Freed with free() after sev_unref(e->ev). */
+static qent *qent_new(size_t head_cap)
+{
+    return calloc(1, sizeof(qent) + (head_cap > HEAD_MAX ? head_cap : HEAD_MAX));
+}
 
 typedef struct outq {
     qent *first, *last;
@@ -171,6 +181,9 @@ typedef struct sub {
     uint64_t replay_seq; /* next ring seq to replay */
     uint64_t mark;       /* last event seq routed to this sub (dedupes index hits) */
     unsigned job;        /* catch-up job id while catching up */
+    sev **pend;          /* catch-up: the batch from Kafka still to deliver (paced like a replay) */
+    size_t npend, ipend;
+    int64_t *done_vec;   /* catch-up: where the job ended, once it has (applied after pend) */
     int indexed;         /* how it is registered in the routing index */
     struct sub *next_in_conn;
 } sub;
@@ -188,6 +201,9 @@ struct conn {
     int nsubs;
     int closing;                             /* close frame queued; drop after flushing */
     int want_write;                          /* EPOLLOUT armed */
+    int want_room;                           /* a replay or catch-up waits for the queue to drain */
+    int64_t over_ms;                         /* when the queue passed the cap (0: it has not) */
+    conn *next_over;                         /* s->over: the connections holding the stream */
     int dirty;                               /* queued since the last flush */
     conn *next_dirty;
     conn *prev, *next;                       /* all connections */
@@ -267,6 +283,10 @@ struct fh_stream {
     size_t max_message;
     int heartbeat_s;
     conn *dirty;
+    conn *over;                    /* queues past client_queue_max, waiting to drain */
+    int64_t drain_grace_ms;
+    rd_kafka_message_t *kbatch[KAFKA_BATCH]; /* records taken from Kafka, not yet routed */
+    size_t kb_n, kb_i;
     /* index */
     ientry *buckets[INDEX_BUCKETS];
     sub **wild;
@@ -387,38 +407,26 @@ static void conn_unlock(conn *c)
         pthread_mutex_unlock(&c->mu);
 }
 
+/* Bytes queued for c (an SSE reader drains its queue on another thread). */
+static size_t conn_queued(conn *c)
+{
+    conn_lock(c);
+    size_t n = c->q.bytes;
+    conn_unlock(c);
+    return n;
+}
+
 /* Queues a whole WebSocket frame of inline bytes (control messages, JSON replies). */
 static void send_frame(fh_stream *s, conn *c, int opcode, const char *payload, size_t len)
 {
     if (c->kind != CONN_WS || c->closing)
         return;
-    qent *e = calloc(1, sizeof(*e) + 0);
-    char *copy = NULL;
+    qent *e = qent_new(WS_HEADER_MAX + len);
     if (!e)
         return;
     size_t h = fh_ws_frame_header((unsigned char *)e->head, opcode, len);
-    if (h + len <= HEAD_MAX) {
-        memcpy(e->head + h, payload, len);
-        e->head_len = h + len;
-    } else {
-        /* long control replies (rare): carry them in a private event-less buffer */
-        sev *holder = calloc(1, sizeof(*holder));
-        copy = malloc(len);
-        if (!holder || !copy) {
-            free(holder);
-            free(copy);
-            free(e);
-            return;
-        }
-        memcpy(copy, payload, len);
-        atomic_init(&holder->refs, 1);
-        holder->tail = copy;
-        holder->tail_len = len;
-        e->head_len = h;
-        e->ev = holder;
-        e->shared = copy;
-        e->shared_len = len;
-    }
+    memcpy(e->head + h, payload, len);
+    e->head_len = h + len;
     q_push(s, c, e);
 }
 
@@ -435,22 +443,44 @@ static void send_json(fh_stream *s, conn *c, const char *fmt, ...)
         send_frame(s, c, FH_WS_OP_TEXT, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
-/* Sends an error message; id may be NULL. message must not need JSON escaping beyond quotes. */
+/* Queues len bytes of SSE text (comments, error events) on an SSE connection. */
+static void sse_send(fh_stream *s, conn *c, const char *text, size_t len)
+{
+    if (c->kind != CONN_SSE || c->closing)
+        return;
+    qent *e = qent_new(len);
+    if (!e)
+        return;
+    memcpy(e->head, text, len);
+    e->head_len = len;
+    pthread_mutex_lock(&c->mu);
+    q_push(s, c, e);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Sends an error: on WebSocket an `error` message (id may be NULL); on SSE an `event: error`
+ * whose data is {"code":…,"message":…} (SSE has no subscription ids). */
 static void send_error(fh_stream *s, conn *c, const char *id, const char *code, const char *message)
 {
     fh_buf b;
     fh_buf_init(&b, 4096);
-    fh_buf_printf(&b, "{\"op\":\"error\"");
-    if (id) {
+    if (c->kind == CONN_SSE)
+        fh_buf_printf(&b, "event: error\ndata: {\"code\":");
+    else
+        fh_buf_printf(&b, "{\"op\":\"error\"");
+    if (id && c->kind == CONN_WS) {
         fh_buf_printf(&b, ",\"id\":");
         fh_buf_json_str(&b, id);
     }
-    fh_buf_printf(&b, ",\"code\":");
+    if (c->kind == CONN_WS)
+        fh_buf_printf(&b, ",\"code\":");
     fh_buf_json_str(&b, code);
     fh_buf_printf(&b, ",\"message\":");
     fh_buf_json_str(&b, message);
-    fh_buf_printf(&b, "}");
-    if (b.data)
+    fh_buf_printf(&b, c->kind == CONN_SSE ? "}\n\n" : "}");
+    if (b.data && c->kind == CONN_SSE)
+        sse_send(s, c, b.data, b.len);
+    else if (b.data)
         send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
     fh_buf_free(&b);
 }
@@ -469,7 +499,7 @@ static void close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
          * half on the wire, or the close frame would land inside it) */
         if (code == CLOSE_SLOW_CONSUMER)
             q_drop_unsent(s, c);
-        qent *e = calloc(1, sizeof(*e));
+        qent *e = qent_new(0);
         if (e) {
             e->head_len = fh_ws_close_frame((unsigned char *)e->head, code, reason);
             q_push(s, c, e);
@@ -619,11 +649,15 @@ static int sub_matches(const sub *u, const sev *e)
     return !u->c->who || !u->c->who->constrained || fh_filter_match(&u->c->who->constraint, &e->ev);
 }
 
-/* Queues e for u (which matched). Returns -1 when the client was closed as a slow consumer. */
-static int deliver(fh_stream *s, sub *u, sev *e)
+/* Queues e for u (which matched). paced: a replay or catch-up, which stops at half the queue cap
+ * by itself; a live delivery that takes the queue past the cap puts the connection on s->over,
+ * which holds the stream until it drains (holds_clear). Returns -1 when c is closing or out of
+ * memory. */
+static int deliver(fh_stream *s, sub *u, sev *e, int paced)
 {
     conn *c = u->c;
     char cur[CURSOR_MAX];
+    const char *cs = cur;
     size_t clen = 0;
     if (c->closing)
         return -1;
@@ -631,26 +665,23 @@ static int deliver(fh_stream *s, sub *u, sev *e)
         if (u->progress[e->part] < e->offset + 1)
             u->progress[e->part] = e->offset + 1;
         clen = cursor_encode(u->progress, s->nparts, cur, sizeof(cur));
+    } else {
+        /* the shared cursor sits inside the tail: `","cursor":"C"` */
+        cs = e->tail + 12;
+        clen = e->b_off - 13;
     }
-    qent *q = malloc(sizeof(*q));
+    if (c->kind == CONN_SSE && sev_sse(e))
+        return -1;
+    /* the head: SSE `id: C\n`; firehose the frame header and `{"op":"event","sub":"ID` (the
+     * shared tail carries `","cursor":"C"`) or, with its own cursor, up to `"cursor":"C"`;
+     * cloudevents.json the frame header only */
+    qent *q = qent_new(WS_HEADER_MAX + 48 + sizeof(u->id) + clen);
     if (!q)
         return -1;
-    q->done = 0;
     q->ev = sev_ref(e);
     int n = 0;
     if (c->kind == CONN_SSE) {
-        if (sev_sse(e)) {
-            sev_unref(e);
-            free(q);
-            return -1;
-        }
-        const char *cs = cur;
-        if (!u->own_cursors) {
-            /* the shared cursor sits inside the tail: `","cursor":"C"` */
-            cs = e->tail + 12;
-            clen = e->b_off - 13;
-        }
-        n = snprintf(q->head, HEAD_MAX, "id: %.*s\n", (int)clen, cs);
+        n = sprintf(q->head, "id: %.*s\n", (int)clen, cs);
         q->shared = e->sse;
         q->shared_len = e->sse_len;
     } else if (c->cloudevents) {
@@ -658,44 +689,31 @@ static int deliver(fh_stream *s, sub *u, sev *e)
         q->shared = e->tail + e->raw_off;
         q->shared_len = e->raw_len;
     } else {
-        char body[HEAD_MAX];
+        /* the body after room for the longest frame header, then the header in front of it */
+        char *body = q->head + WS_HEADER_MAX;
         int bl;
         if (u->own_cursors) {
-            bl = snprintf(body, sizeof(body), "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"",
-                          u->id, (int)clen, cur);
+            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen, cur);
             q->shared = e->tail + e->b_off;
             q->shared_len = e->tail_len - e->b_off;
         } else {
-            bl = snprintf(body, sizeof(body), "{\"op\":\"event\",\"sub\":\"%s", u->id);
+            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s", u->id);
             q->shared = e->tail;
             q->shared_len = e->tail_len;
         }
-        if (bl < 0 || (size_t)bl >= sizeof(body) - 10) {
-            /* a head that does not fit (very long cursor): fall back to a private copy */
-            sev_unref(e);
-            free(q);
-            fh_buf b;
-            fh_buf_init(&b, CURSOR_MAX + e->tail_len + 256);
-            fh_buf_printf(&b, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen, cur);
-            fh_buf_append(&b, e->tail + e->b_off, e->tail_len - e->b_off);
-            if (b.data)
-                send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
-            fh_buf_free(&b);
-            goto accounted;
-        }
         n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT, (uint64_t)bl + q->shared_len);
-        memcpy(q->head + n, body, (size_t)bl);
+        memmove(q->head + n, body, (size_t)bl);
         n += bl;
     }
     q->head_len = (size_t)n;
     conn_lock(c);
     q_push(s, c, q);
     conn_unlock(c);
-accounted:
     fh_metric_add(s->m_deliveries, 1);
-    if (c->q.bytes > s->client_queue_max) {
-        close_conn(s, c, CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full; resume from your last cursor");
-        return -1;
+    if (!paced && !c->over_ms && conn_queued(c) > s->client_queue_max) {
+        c->over_ms = fh_now_ms() | 1; /* never 0 */
+        c->next_over = s->over;
+        s->over = c;
     }
     return 0;
 }
@@ -847,7 +865,7 @@ static void route_to(fh_stream *s, sub *u, sev *e)
         return;
     u->mark = e->seq;
     if (sub_matches(u, e))
-        deliver(s, u, e);
+        deliver(s, u, e, 0);
 }
 
 /* Delivers a new ring event to every live subscription it matches. The cost follows the number of
@@ -892,12 +910,24 @@ static void cancel_job(fh_stream *s, unsigned id)
     pthread_mutex_unlock(&s->cmu);
 }
 
+/* Drops a catch-up batch not yet delivered. */
+static void pend_clear(sub *u)
+{
+    for (size_t i = u->ipend; i < u->npend; i++)
+        sev_unref(u->pend[i]);
+    free(u->pend);
+    u->pend = NULL;
+    u->npend = u->ipend = 0;
+}
+
 static void sub_free(fh_stream *s, sub *u)
 {
     if (u->state == SUB_CATCHUP)
         cancel_job(s, u->job);
     index_remove(s, u);
     fh_filter_free(&u->filter);
+    pend_clear(u);
+    free(u->done_vec);
     free(u->progress);
     free(u);
 }
@@ -913,45 +943,99 @@ static void sub_remove(fh_stream *s, conn *c, sub *u)
     sub_free(s, u);
 }
 
-static int start_catchup(fh_stream *s, sub *u);
+static int start_catchup(fh_stream *s, sub *u, int admitted);
+static void grant_credit(fh_stream *s, sub *u);
 
-/* Replays ring events at or after u->progress, a bounded slice per call (so a large replay never
- * floods the queue); switches u to live once it reaches the ring's head. */
+/* 1 when c's queue has room for another slice of a replay or catch-up (at most half the cap is
+ * filled that way, so live events and replies still fit); else asks to be called again once it
+ * has drained (want_room) and returns 0. */
+static int paced_room(fh_stream *s, conn *c)
+{
+    if (conn_queued(c) <= s->client_queue_max / 2)
+        return 1;
+    c->want_room = 1;
+    return 0;
+}
+
+/* Replays ring events at or after u->progress while the queue has room (so a large replay never
+ * floods it); switches u to live once it reaches the ring's head. u->replay_seq 0 starts a
+ * replay: from the ring's oldest event if the ring covers u->progress, else from Kafka first. */
 static void replay_step(fh_stream *s, sub *u)
 {
     uint64_t first = s->next_seq - s->ring_count;
     if (u->replay_seq < first) {
-        /* the ring moved past us while we waited: read the gap from Kafka */
+        /* the ring does not start at our position (any more): read the gap from Kafka */
         if (!ring_covers(s, u->progress)) {
-            start_catchup(s, u);
+            if (start_catchup(s, u, 1))
+                close_conn(s, u->c, CLOSE_INTERNAL, "out of memory"); /* cannot remove u here */
             return;
         }
         u->replay_seq = first;
     }
-    while (u->replay_seq < s->next_seq && !u->c->closing) {
-        if (u->c->q.bytes > s->client_queue_max / 2)
-            return; /* continue when the client has drained */
+    while (u->replay_seq < s->next_seq) {
+        if (u->c->closing || !paced_room(s, u->c))
+            return;
         sev *e = ring_at_seq(s, u->replay_seq++);
-        if (e && e->offset >= u->progress[e->part] && sub_matches(u, e))
-            deliver(s, u, e);
+        if (!e || e->offset < u->progress[e->part])
+            continue;
+        if (sub_matches(u, e))
+            deliver(s, u, e, 1);
+        else
+            u->progress[e->part] = e->offset + 1; /* a tighter cursor for the next delivery */
     }
     /* caught up: the ring's cursors are now at least this subscriber's progress */
     u->state = SUB_LIVE;
     u->own_cursors = 0;
-    u->mark = s->next_seq;
+    /* the newest ring event has been replayed; the next one routed must be delivered */
+    u->mark = s->next_seq - 1;
 }
 
-static void begin_from(fh_stream *s, sub *u, const int64_t *vec)
+/* Delivers u's pending catch-up batch while the queue has room; then asks the job for the next
+ * batch, or, once the job has ended, continues from the ring (replay_step reads from Kafka again
+ * if the ring moved past the job's end meanwhile). */
+static void catchup_step(fh_stream *s, sub *u)
+{
+    conn *c = u->c;
+    while (u->ipend < u->npend) {
+        if (c->closing || !paced_room(s, c))
+            return;
+        sev *e = u->pend[u->ipend++];
+        if (e->offset >= u->progress[e->part]) {
+            if (sub_matches(u, e))
+                deliver(s, u, e, 1);
+            else
+                u->progress[e->part] = e->offset + 1;
+        }
+        sev_unref(e);
+    }
+    pend_clear(u);
+    if (u->done_vec) {
+        for (int p = 0; p < s->nparts; p++)
+            if (u->progress[p] < u->done_vec[p])
+                u->progress[p] = u->done_vec[p];
+        free(u->done_vec);
+        u->done_vec = NULL;
+        u->state = SUB_REPLAY;
+        u->replay_seq = 0;
+        replay_step(s, u);
+    } else if (!c->closing && paced_room(s, c)) {
+        grant_credit(s, u);
+    }
+}
+
+/* Positions u at vec: a replay from the ring when it covers vec, else a catch-up from Kafka.
+ * Sends nothing on success; on failure (busy, out of memory) the error has been sent and the
+ * caller removes u. The replay itself starts with replay_step. */
+static int begin_from(fh_stream *s, sub *u, const int64_t *vec)
 {
     memcpy(u->progress, vec, (size_t)s->nparts * sizeof(int64_t));
     u->own_cursors = 1;
     if (ring_covers(s, vec)) {
         u->state = SUB_REPLAY;
         u->replay_seq = s->next_seq - s->ring_count;
-        replay_step(s, u);
-    } else {
-        start_catchup(s, u);
+        return 0;
     }
+    return start_catchup(s, u, 0);
 }
 
 /* Parses "from": "latest" | "earliest" | {"time": T} | {"cursor": C}. Returns 0 and fills vec,
@@ -1023,10 +1107,12 @@ static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
     index_add(s, u);
     if (kind == 1) {
         u->state = SUB_LIVE;
-        u->mark = s->next_seq;
+        u->mark = s->next_seq - 1; /* "latest": after the newest ring event, not the next one */
         memcpy(u->progress, s->hw, (size_t)s->nparts * sizeof(int64_t));
-    } else {
-        begin_from(s, u, vec);
+    } else if (begin_from(s, u, vec)) {
+        sub_remove(s, c, u);
+        free(vec);
+        return NULL;
     }
     if (c->kind == CONN_WS && !c->closing && !c->cloudevents) {
         /* earliest and time are resolved to offsets later: their cursor comes with each event */
@@ -1038,6 +1124,8 @@ static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
         }
     }
     free(vec);
+    if (u->state == SUB_REPLAY)
+        replay_step(s, u); /* after "subscribed": the replayed events follow it */
     return u;
 }
 
@@ -1108,7 +1196,11 @@ static void handle_client_message(fh_stream *s, conn *c, const char *data, size_
 
 /* ---- catch-up from Kafka ---------------------------------------------------------------------- */
 
-static int start_catchup(fh_stream *s, sub *u)
+/* Queues a job reading u's gap, [u->progress, the ring's start), from Kafka. admitted: the
+ * continuation of a resume already under way (the ring moved on while it ran), which
+ * stream.catchup_max does not refuse and the catch-up count does not count again. Returns 0, or
+ * -1 with the error sent (busy, internal); the caller then removes u. */
+static int start_catchup(fh_stream *s, sub *u, int admitted)
 {
     cjob *j = calloc(1, sizeof(*j));
     if (!j || !(j->from = vec_new(s)) || !(j->to = vec_new(s))) {
@@ -1116,17 +1208,16 @@ static int start_catchup(fh_stream *s, sub *u)
             free(j->from);
             free(j);
         }
-        close_conn(s, u->c, CLOSE_SHUTDOWN, "out of memory");
+        send_error(s, u->c, u->id, "internal", "out of memory");
         return -1;
     }
     pthread_mutex_lock(&s->cmu);
-    if (s->njobs >= s->max_jobs) {
+    if (!admitted && s->njobs >= s->max_jobs) {
         pthread_mutex_unlock(&s->cmu);
         free(j->from);
         free(j->to);
         free(j);
         send_error(s, u->c, u->id, "busy", "too many resumes from Kafka at once; retry shortly");
-        sub_remove(s, u->c, u);
         return -1;
     }
     j->id = ++s->next_job;
@@ -1144,7 +1235,8 @@ static int start_catchup(fh_stream *s, sub *u)
     u->state = SUB_CATCHUP;
     u->job = j->id;
     u->own_cursors = 1;
-    fh_metric_add(s->m_catchups, 1);
+    if (!admitted)
+        fh_metric_add(s->m_catchups, 1);
     return 0;
 }
 
@@ -1190,20 +1282,27 @@ static void post_catchup(fh_stream *s, int kind, unsigned job, sev **evs, size_t
     inbox_post(s, m);
 }
 
-/* Resolves earliest (-1) and time (-2-ms) entries, and checks retention. Returns 0, 1 when the
- * cursor is older than what Kafka keeps (earliest gets the oldest position), -1 on error. */
+/* Resolves earliest (-1) and time (-2-ms) entries, and checks retention. A partition without a
+ * record at or after the time gets its current end (what comes later is newer). Returns 0, 1 when
+ * the cursor is older than what Kafka keeps (earliest gets the oldest position), -1 on error. */
 static int resolve_positions(fh_stream *s, rd_kafka_t *rk, int64_t *from, int64_t *earliest,
                              char *err, size_t errsize)
 {
     int expired = 0;
     rd_kafka_topic_partition_list_t *times = NULL;
+    int64_t *hi = vec_new(s);
+    if (!hi) {
+        snprintf(err, errsize, "out of memory");
+        return -1;
+    }
     for (int p = 0; p < s->nparts; p++) {
-        int64_t lo, hi;
+        int64_t lo;
         rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(rk, s->part_topic[p], s->part_id[p], &lo, &hi, 5000);
+            rd_kafka_query_watermark_offsets(rk, s->part_topic[p], s->part_id[p], &lo, &hi[p], 5000);
         if (e) {
             snprintf(err, errsize, "kafka: %s", rd_kafka_err2str(e));
-            return -1;
+            expired = -1;
+            goto done;
         }
         earliest[p] = lo;
         if (from[p] == -1) {
@@ -1220,17 +1319,20 @@ static int resolve_positions(fh_stream *s, rd_kafka_t *rk, int64_t *from, int64_
     if (times) {
         rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, times, 10000);
         if (e) {
-            rd_kafka_topic_partition_list_destroy(times);
             snprintf(err, errsize, "kafka offsets for times: %s", rd_kafka_err2str(e));
-            return -1;
+            expired = -1;
+            goto done;
         }
         for (int i = 0; i < times->cnt; i++)
             for (int p = 0; p < s->nparts; p++)
                 if (times->elems[i].partition == s->part_id[p] &&
                     strcmp(times->elems[i].topic, s->part_topic[p]) == 0)
-                    from[p] = times->elems[i].offset >= 0 ? times->elems[i].offset : INT64_MAX;
-        rd_kafka_topic_partition_list_destroy(times);
+                    from[p] = times->elems[i].offset >= 0 ? times->elems[i].offset : hi[p];
     }
+done:
+    if (times)
+        rd_kafka_topic_partition_list_destroy(times);
+    free(hi);
     return expired;
 }
 
@@ -1242,44 +1344,60 @@ static int part_index(const fh_stream *s, const char *topic, int partition)
     return -1;
 }
 
+/* Marks partition p of job j as read to its end: pauses it, so the consumer stops fetching past
+ * the gap, and remembers it in paused (resumed when the job ends: a paused partition stays paused
+ * across assignments, and the next job would read nothing from it). */
+static void part_done(fh_stream *s, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *paused, int p)
+{
+    rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(one, s->part_topic[p], s->part_id[p]);
+    rd_kafka_pause_partitions(rk, one);
+    rd_kafka_topic_partition_list_destroy(one);
+    rd_kafka_topic_partition_list_add(paused, s->part_topic[p], s->part_id[p]);
+}
+
 /* Reads [from, to) of every partition of job j and posts batches, waiting for credit between. */
 static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
 {
     char err[256];
-    int64_t *earliest = vec_new(s);
-    if (!earliest)
-        return;
+    int64_t *earliest = vec_new(s), *pos = vec_new(s);
+    rd_kafka_topic_partition_list_t *assign = NULL, *paused = NULL;
+    if (!earliest || !pos) {
+        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL, "out of memory");
+        goto done;
+    }
     int rc = resolve_positions(s, rk, j->from, earliest, err, sizeof(err));
     if (rc) {
         post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, rc > 0 ? earliest : NULL,
                      rc > 0 ? "cursor is older than what Kafka keeps" : err);
-        free(earliest);
-        return;
+        goto done;
     }
-    free(earliest);
-    for (int p = 0; p < s->nparts; p++)
-        if (j->from[p] == INT64_MAX || j->from[p] > j->to[p])
-            j->from[p] = j->to[p]; /* nothing at or after the time here: the ring has the rest */
-    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(s->nparts);
+    /* a time may resolve past the gap's end (into the ring): nothing to read there, and the
+     * subscriber's position is the resolved one */
+    assign = rd_kafka_topic_partition_list_new(s->nparts);
+    paused = rd_kafka_topic_partition_list_new(s->nparts);
     int pending = 0;
     for (int p = 0; p < s->nparts; p++) {
-        if (j->from[p] >= j->to[p] || j->from[p] == INT64_MAX)
+        if (j->from[p] >= j->to[p])
             continue;
         rd_kafka_topic_partition_list_add(assign, s->part_topic[p], s->part_id[p])->offset = j->from[p];
         pending++;
     }
-    if (pending)
+    if (pending) {
         rd_kafka_assign(rk, assign);
-    rd_kafka_topic_partition_list_destroy(assign);
-    int64_t *pos = vec_new(s);
+        rd_kafka_resume_partitions(rk, assign);
+    }
     memcpy(pos, j->from, (size_t)s->nparts * sizeof(int64_t));
-    int64_t deadline = fh_now_ms() + 300000;
-    while (pending && !atomic_load(&j->cancel) && !atomic_load(&s->stop) && fh_now_ms() < deadline) {
+    /* Kafka must make progress; waiting for the client (credit) does not count */
+    int64_t idle_until = fh_now_ms() + 60000;
+    while (pending && !atomic_load(&j->cancel) && !atomic_load(&s->stop) && fh_now_ms() < idle_until) {
+        int64_t waited = fh_now_ms();
         pthread_mutex_lock(&s->cmu);
         while (!atomic_load(&j->credit) && !atomic_load(&j->cancel) && !atomic_load(&s->stop))
             pthread_cond_wait(&s->ccond, &s->cmu);
         atomic_store(&j->credit, 0);
         pthread_mutex_unlock(&s->cmu);
+        idle_until += fh_now_ms() - waited;
         size_t cap = 1000, n = 0;
         sev **evs = calloc(cap, sizeof(*evs));
         int64_t batch_end = fh_now_ms() + 200;
@@ -1288,32 +1406,41 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
             if (!m)
                 continue;
             int p = m->err ? -1 : part_index(s, rd_kafka_topic_name(m->rkt), m->partition);
-            if (p >= 0 && m->offset < j->to[p] && m->offset >= pos[p]) {
-                pos[p] = m->offset + 1;
-                sev *e = sev_build(s, m, p, 0);
+            if (p >= 0 && pos[p] < j->to[p] && m->offset >= pos[p]) {
+                idle_until = fh_now_ms() + 60000;
+                /* offsets may skip (compaction, transaction markers): past the end is the end */
+                pos[p] = m->offset < j->to[p] ? m->offset + 1 : j->to[p];
+                sev *e = m->offset < j->to[p] ? sev_build(s, m, p, 0) : NULL;
                 if (e)
                     evs[n++] = e;
                 if (pos[p] >= j->to[p]) {
                     pending--;
-                    rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
-                    rd_kafka_topic_partition_list_add(one, s->part_topic[p], s->part_id[p]);
-                    rd_kafka_pause_partitions(rk, one);
-                    rd_kafka_topic_partition_list_destroy(one);
+                    part_done(s, rk, paused, p);
                 }
             }
             rd_kafka_message_destroy(m);
         }
         post_catchup(s, IN_CATCHUP_BATCH, j->id, evs, n, j->from, NULL);
     }
+    if (paused->cnt)
+        rd_kafka_resume_partitions(rk, paused);
     rd_kafka_assign(rk, NULL);
-    if (atomic_load(&j->cancel) || atomic_load(&s->stop)) {
-        free(pos);
-        return;
-    }
-    if (pending)
+    if (atomic_load(&j->cancel) || atomic_load(&s->stop))
+        goto done;
+    if (pending) {
         post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL, "reading the gap from Kafka timed out");
-    else
-        post_catchup(s, IN_CATCHUP_DONE, j->id, NULL, 0, j->to, NULL);
+    } else {
+        /* the position after the gap: its end, or where a time put us beyond it */
+        for (int p = 0; p < s->nparts; p++)
+            pos[p] = j->from[p] > j->to[p] ? j->from[p] : j->to[p];
+        post_catchup(s, IN_CATCHUP_DONE, j->id, NULL, 0, pos, NULL);
+    }
+done:
+    if (assign)
+        rd_kafka_topic_partition_list_destroy(assign);
+    if (paused)
+        rd_kafka_topic_partition_list_destroy(paused);
+    free(earliest);
     free(pos);
 }
 
@@ -1364,46 +1491,46 @@ static void on_catchup(fh_stream *s, inmsg *m)
 {
     conn *c = NULL;
     sub *u = sub_by_job(s, m->job, &c);
-    if (!u) {
-        for (size_t i = 0; i < m->nevs; i++)
-            sev_unref(m->evs[i]);
-        return;
-    }
+    if (!u)
+        return; /* gone: drain_inbox drops the events */
     if (m->kind == IN_CATCHUP_BATCH) {
         for (int p = 0; m->vec && p < s->nparts; p++)
             if (u->progress[p] < m->vec[p])
                 u->progress[p] = m->vec[p]; /* earliest and time resolved to offsets */
-        for (size_t i = 0; i < m->nevs; i++) {
-            sev *e = m->evs[i];
-            if (!c->closing && e->offset >= u->progress[e->part]) {
-                if (sub_matches(u, e))
-                    deliver(s, u, e);
-                else if (u->progress[e->part] < e->offset + 1)
-                    u->progress[e->part] = e->offset + 1;
-            }
-            sev_unref(e);
+        if (u->ipend < u->npend) {
+            /* the job waits for credit, so this does not happen; keep the order if it does */
+            sev **all = realloc(u->pend, (u->npend + m->nevs) * sizeof(*all));
+            if (!all)
+                return;
+            memcpy(all + u->npend, m->evs, m->nevs * sizeof(*all));
+            u->pend = all;
+            u->npend += m->nevs;
+            free(m->evs);
+        } else {
+            pend_clear(u);
+            u->pend = m->evs; /* the batch moves to the sub, delivered as the queue drains */
+            u->npend = m->nevs;
         }
-        if (!c->closing && c->q.bytes <= s->client_queue_max / 2)
-            grant_credit(s, u);
-        /* else: credit is granted by the writer once the client drains */
+        m->evs = NULL;
+        m->nevs = 0;
+        catchup_step(s, u);
     } else if (m->kind == IN_CATCHUP_DONE) {
-        for (int p = 0; p < s->nparts; p++)
-            if (u->progress[p] < m->vec[p])
-                u->progress[p] = m->vec[p];
-        u->state = SUB_REPLAY;
-        u->replay_seq = s->next_seq - s->ring_count;
-        replay_step(s, u);
+        free(u->done_vec);
+        u->done_vec = m->vec; /* applied once the pending batch is delivered */
+        m->vec = NULL;
+        catchup_step(s, u);
     } else {
         char msg[CURSOR_MAX + 600], cur[CURSOR_MAX];
+        pend_clear(u);
         if (m->vec) {
             cursor_encode(m->vec, s->nparts, cur, sizeof(cur));
             snprintf(msg, sizeof(msg), "%s; the earliest position is cursor %s", m->error, cur);
-            send_error(s, c, c->kind == CONN_WS ? u->id : NULL, "cursor_expired", msg);
+            send_error(s, c, u->id, "cursor_expired", msg);
         } else {
-            send_error(s, c, c->kind == CONN_WS ? u->id : NULL, "unavailable", m->error);
+            send_error(s, c, u->id, "unavailable", m->error);
         }
         if (c->kind == CONN_SSE)
-            close_conn(s, c, CLOSE_BAD_REQUEST, m->error);
+            close_conn(s, c, CLOSE_BAD_REQUEST, m->error); /* the stream ends after the error event */
         else
             sub_remove(s, c, u);
     }
@@ -1450,10 +1577,15 @@ static void conn_drop(fh_stream *s, conn *c)
         }
         pthread_mutex_unlock(&c->mu);
     }
-    /* the dirty list may still point at c: unlink it */
+    /* the dirty and over lists may still point at c: unlink it */
     for (conn **pp = &s->dirty; *pp; pp = &(*pp)->next_dirty)
         if (*pp == c) {
             *pp = c->next_dirty;
+            break;
+        }
+    for (conn **pp = &s->over; c->over_ms && *pp; pp = &(*pp)->next_over)
+        if (*pp == c) {
+            *pp = c->next_over;
             break;
         }
     conn_unref(c);
@@ -1575,17 +1707,59 @@ static void flush_dirty(fh_stream *s)
     }
 }
 
-/* Resumes replays and catch-ups of c whose queue has drained below half. */
+/* Continues replays and catch-ups of c once its queue has drained to half the cap. */
 static void on_drained(fh_stream *s, conn *c)
 {
-    if (c->closing || c->q.bytes > s->client_queue_max / 2)
+    if (c->closing || conn_queued(c) > s->client_queue_max / 2)
         return;
+    c->want_room = 0;
     for (sub *u = c->subs; u; u = u->next_in_conn) {
         if (u->state == SUB_REPLAY)
             replay_step(s, u);
         else if (u->state == SUB_CATCHUP)
-            grant_credit(s, u);
+            catchup_step(s, u);
     }
+}
+
+/* Continues every paced replay or catch-up whose connection has room again, whatever drained it
+ * (a write that emptied the queue without EAGAIN brings no EPOLLOUT; SSE drains on libmicrohttpd's
+ * thread). Returns 1 when some connection still waits for room. */
+static int room_service(fh_stream *s)
+{
+    int waiting = 0;
+    for (conn *c = s->conns; c; c = c->next)
+        if (c->want_room && !c->closing) {
+            on_drained(s, c);
+            waiting |= c->want_room;
+        }
+    return waiting;
+}
+
+/* Connections whose queue passed stream.client_queue_bytes hold the stream (no further record is
+ * taken from Kafka, which then stops fetching: nothing is dropped) while their sockets drain, so
+ * a client that reads promptly survives a burst bigger than its queue. One still past the cap
+ * after stream.drain_grace_ms is a slow consumer. Returns 1 when nothing holds the stream. */
+static int holds_clear(fh_stream *s)
+{
+    int64_t now = fh_now_ms();
+    conn **pp = &s->over;
+    while (*pp) {
+        conn *c = *pp;
+        if (c->kind == CONN_WS && !c->closing && ws_flush(s, c))
+            continue; /* dropped: conn_drop unlinked it */
+        int over = !c->closing && conn_queued(c) > s->client_queue_max;
+        if (over && now - c->over_ms <= s->drain_grace_ms) {
+            pp = &c->next_over;
+            continue;
+        }
+        *pp = c->next_over;
+        c->next_over = NULL;
+        c->over_ms = 0;
+        if (over)
+            close_conn(s, c, CLOSE_SLOW_CONSUMER,
+                       "slow consumer: outbound queue full; resume from your last cursor");
+    }
+    return s->over == NULL;
 }
 
 static void ws_read(fh_stream *s, conn *c)
@@ -1727,6 +1901,8 @@ static void drain_inbox(fh_stream *s)
             break;
         default: on_catchup(s, m); break;
         }
+        for (size_t i = 0; m->evs && i < m->nevs; i++)
+            sev_unref(m->evs[i]);
         free(m->evs);
         free(m->vec);
         free(m);
@@ -1813,35 +1989,49 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
     return 0;
 }
 
+/* Routes one record of the events or logs topics: into the ring, then to live subscribers. */
+static void kafka_route(fh_stream *s, rd_kafka_message_t *m)
+{
+    int p;
+    if (!m->err && (p = part_index(s, rd_kafka_topic_name(m->rkt), m->partition)) >= 0 &&
+        m->offset >= s->hw[p]) {
+        s->hw[p] = m->offset + 1;
+        sev *e = sev_build(s, m, p, 1);
+        if (e) {
+            e->seq = s->next_seq;
+            ring_push(s, e);
+            s->next_seq++;
+            fh_metric_add(s->m_in, 1);
+            route(s, e);
+            sev_unref(e);
+        }
+    } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        fh_log(FH_LOG_WARN, "stream.kafka", "error=\"%s\"", rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+}
+
+/* Takes records from Kafka and routes them, one at a time, stopping while a connection past its
+ * queue cap holds the stream (the rest of the batch waits in s->kbatch). */
 static void kafka_drain(fh_stream *s)
 {
-    rd_kafka_message_t *msgs[KAFKA_BATCH];
     for (int rounds = 0; rounds < 8; rounds++) {
-        ssize_t n = rd_kafka_consume_batch_queue(s->rkq, 0, msgs, KAFKA_BATCH);
-        if (n <= 0)
-            return;
-        for (ssize_t i = 0; i < n; i++) {
-            rd_kafka_message_t *m = msgs[i];
-            int p;
-            if (!m->err && (p = part_index(s, rd_kafka_topic_name(m->rkt), m->partition)) >= 0 &&
-                m->offset >= s->hw[p]) {
-                s->hw[p] = m->offset + 1;
-                sev *e = sev_build(s, m, p, 1);
-                if (e) {
-                    e->seq = s->next_seq;
-                    ring_push(s, e);
-                    s->next_seq++;
-                    fh_metric_add(s->m_in, 1);
-                    route(s, e);
-                    sev_unref(e);
-                }
-            } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                fh_log(FH_LOG_WARN, "stream.kafka", "error=\"%s\"", rd_kafka_message_errstr(m));
+        if (s->kb_i == s->kb_n) {
+            ssize_t n = rd_kafka_consume_batch_queue(s->rkq, 0, s->kbatch, KAFKA_BATCH);
+            s->kb_i = s->kb_n = 0;
+            if (n <= 0)
+                return;
+            s->kb_n = (size_t)n;
+        }
+        while (s->kb_i < s->kb_n) {
+            if (s->over && !holds_clear(s)) {
+                flush_dirty(s);
+                return;
             }
-            rd_kafka_message_destroy(m);
+            kafka_route(s, s->kbatch[s->kb_i++]);
         }
         flush_dirty(s);
-        if (n < KAFKA_BATCH)
+        if (s->kb_n < KAFKA_BATCH)
             return;
     }
 }
@@ -1856,14 +2046,7 @@ static void heartbeat(fh_stream *s)
         if (c->closing)
             continue;
         if (c->kind == CONN_SSE) {
-            qent *e = calloc(1, sizeof(*e));
-            if (!e)
-                continue;
-            memcpy(e->head, ": heartbeat\n\n", 13);
-            e->head_len = 13;
-            pthread_mutex_lock(&c->mu);
-            q_push(s, c, e);
-            pthread_mutex_unlock(&c->mu);
+            sse_send(s, c, ": heartbeat\n\n", 13);
         } else if (now - c->last_active_ms > (int64_t)s->heartbeat_s * 1000) {
             send_frame(s, c, FH_WS_OP_PING, "hb", 2);
         }
@@ -1876,9 +2059,10 @@ static void *stream_main(void *arg)
     fh_stream *s = arg;
     struct epoll_event evs[256];
     int64_t next_hb = fh_now_ms() + s->heartbeat_s * 1000;
+    int timeout = 100;
     kafka_drain(s);
     while (!atomic_load(&s->stop)) {
-        int n = epoll_wait(s->epfd, evs, 256, 100);
+        int n = epoll_wait(s->epfd, evs, 256, timeout);
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &s->kafka_efd) {
@@ -1895,19 +2079,26 @@ static void *stream_main(void *arg)
                 }
                 if ((evs[i].events & EPOLLOUT) && ws_flush(s, c))
                     continue;
-                if (evs[i].events & EPOLLOUT)
-                    on_drained(s, c);
                 if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
                     ws_read(s, c);
             }
         }
         /* Kafka's io-event fires on a non-empty queue; keep draining while there is work */
         kafka_drain(s);
-        /* SSE readers drain asynchronously: let their replays continue */
-        for (conn *c = s->conns; c; c = c->next)
-            if (c->kind == CONN_SSE && c->subs && c->subs->state != SUB_LIVE)
-                on_drained(s, c);
         flush_dirty(s);
+        int waiting = room_service(s);
+        flush_dirty(s);
+        /* do not sleep while work waits: replays whose queue may have drained meanwhile, holds
+         * (whose deadline and SSE drains nothing signals) */
+        timeout = 100;
+        if (s->over)
+            timeout = 5;
+        if (waiting) {
+            timeout = 5;
+            for (conn *c = s->conns; c; c = c->next)
+                if (c->want_room && !c->closing && conn_queued(c) <= s->client_queue_max / 2)
+                    timeout = 0;
+        }
         if (fh_now_ms() >= next_hb) {
             heartbeat(s);
             next_hb = fh_now_ms() + s->heartbeat_s * 1000;
@@ -2128,33 +2319,30 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)out;
 }
 
-typedef struct sse_ctx {
-    fh_stream *s;
-    conn *c;
-} sse_ctx;
-
+/* The response's free callback (its cls is the conn, as for sse_reader): tells the stream
+ * thread, which drops the response's reference. */
 static void sse_free(void *cls)
 {
-    sse_ctx *x = cls;
+    conn *c = cls;
     inmsg *m = calloc(1, sizeof(*m));
-    if (m) {
-        m->kind = IN_SSE_GONE;
-        m->c = x->c;
-        inbox_post(x->s, m);
+    if (!m) {
+        /* cannot tell the stream thread: leak the conn rather than free it under its feet */
+        fh_log(FH_LOG_ERROR, "stream.sse", "error=\"out of memory ending an SSE response\"");
+        return;
     }
-    free(x);
+    m->kind = IN_SSE_GONE;
+    m->c = c;
+    inbox_post(c->owner, m);
 }
 
 static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     fh_stream *s = ctx;
     conn *c = conn_new(s, CONN_SSE, req->who);
-    sse_ctx *x = calloc(1, sizeof(*x));
     inmsg *m = calloc(1, sizeof(*m));
-    if (!c || !x || !m) {
+    if (!c || !m) {
         if (c)
             conn_unref(c);
-        free(x);
         free(m);
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         return;
@@ -2163,7 +2351,6 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query_field, &q);
     if (q.failed) {
         conn_unref(c);
-        free(x);
         free(m);
         fh_http_error(resp, 400, "bad_filter", filter_param(q.err), "%s", q.err);
         return;
@@ -2179,7 +2366,6 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         free(vec);
         if (!ok) {
             conn_unref(c);
-            free(x);
             free(m);
             fh_http_error(resp, 400, "bad_parameter", last && *last ? "Last-Event-ID" : "from",
                           "expected latest, earliest, an RFC 3339 time or a cursor");
@@ -2189,8 +2375,6 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     c->mhd = req->conn;
     c->owner = s;
-    x->s = s;
-    x->c = c;
     atomic_fetch_add(&c->refs, 1); /* one for the stream thread, one for the response */
     /* the response's free callback tells the stream thread, which drops both references */
     struct MHD_Response *r =
@@ -2198,7 +2382,6 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     if (!r) {
         conn_unref(c);
         conn_unref(c);
-        free(x);
         free(m);
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         return;
@@ -2207,7 +2390,7 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     /* an initial comment so clients and proxies see the stream open at once */
-    qent *hello = calloc(1, sizeof(*hello));
+    qent *hello = qent_new(0);
     if (hello) {
         memcpy(hello->head, ": firehose stream\nretry: 2000\n\n", 31);
         hello->head_len = 31;
@@ -2265,6 +2448,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->max_message = (size_t)fh_config_int(&b->cfg, "stream.max_message_bytes");
     s->heartbeat_s = (int)fh_config_int(&b->cfg, "stream.heartbeat_s");
     s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
+    s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
     s->ring = calloc(s->ring_cap, sizeof(sev *));
     s->next_seq = 1; /* 0 is "no event" in sub->mark */
     pthread_mutex_init(&s->inbox_mu, NULL);
@@ -2328,6 +2512,8 @@ void fh_stream_free(fh_stream *s)
             free(e);
         }
     free(s->wild);
+    while (s->kb_i < s->kb_n)
+        rd_kafka_message_destroy(s->kbatch[s->kb_i++]);
     if (s->rkq)
         rd_kafka_queue_destroy(s->rkq);
     if (s->rk) {

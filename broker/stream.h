@@ -25,7 +25,9 @@
         {"stream.heartbeat_s", NULL, FH_CFG_INT, "15", 1, 3600,                                    \
          "SSE comment heartbeat and WebSocket ping interval"},                                     \
         {"stream.catchup_max", NULL, FH_CFG_INT, "32", 1, 10000,                                   \
-         "resumes served from Kafka at once; more wait their turn"}
+         "resumes served from Kafka at once; more wait their turn"},                               \
+        {"stream.drain_grace_ms", NULL, FH_CFG_INT, "500", 0, 60000,                               \
+         "how long a client past stream.client_queue_bytes may hold the stream while it drains"}
 
 typedef struct fh_stream fh_stream;
 

@@ -247,7 +247,6 @@ def test_stream_md_documents_every_code_the_broker_sends_and_every_stream_key():
 
 # ---- 1. filters -----------------------------------------------------------------------------------
 
-@xfail(BUG_MARK)
 def test_filtered_subscribers_get_exactly_their_events(brokers):
     """Subscribers with different filters each get exactly the events their filter matches, in per-build order."""
     b = brokers("main")
@@ -298,7 +297,6 @@ def test_filtered_subscribers_get_exactly_their_events(brokers):
             c.close()
 
 
-@xfail(BUG_MARK)
 def test_the_first_event_after_subscribing_is_delivered(brokers):
     """A full-stream subscription gets the very first event produced after its "subscribed" reply."""
     b = brokers("main")
@@ -318,7 +316,6 @@ def test_the_first_event_after_subscribing_is_delivered(brokers):
 
 # ---- 2. cursors, resume, earliest, time -------------------------------------------------------------
 
-@xfail(BUG_MARK, BUG_PAUSE)
 def test_resume_across_a_gap_served_from_kafka(fresh):
     """A cursor older than the ring resumes from Kafka: every matching event after it exactly once, in order, then live."""
     b = fresh("ring")
@@ -358,7 +355,6 @@ def test_resume_across_a_gap_served_from_kafka(fresh):
         c.close()
 
 
-@xfail(BUG_MARK)
 def test_resume_within_the_ring(brokers):
     """A cursor the ring still covers resumes from memory (no Kafka read): exactly the events after it, then live."""
     b = brokers("ring")
@@ -382,7 +378,6 @@ def test_resume_within_the_ring(brokers):
         c.close()
 
 
-@xfail(BUG_MARK, BUG_PAUSE)
 def test_from_earliest_and_from_a_time(fresh):
     """from "earliest" replays the whole topics then goes live; from {"time": T} starts at the first event produced at or after T."""
     b = fresh("ring")
@@ -413,7 +408,6 @@ def test_from_earliest_and_from_a_time(fresh):
         c.close()
 
 
-@xfail(BUG_STALL)
 def test_a_large_resume_from_the_ring_completes(brokers):
     """A resume served from the ring that is many times half the client queue runs to the end (the client reads promptly)."""
     b = brokers("slow")                        # client queue 256 KiB, ring 200,000 events
@@ -438,7 +432,6 @@ def test_a_large_resume_from_the_ring_completes(brokers):
         c.close()
 
 
-@xfail(BUG_GAP, BUG_STALL)
 def test_resume_from_kafka_while_events_keep_flowing(fresh):
     """A resume from Kafka that is still running while the ring moves on has no gap: the events evicted meanwhile are read too."""
     b = fresh("ring")
@@ -480,7 +473,6 @@ def test_resume_from_kafka_while_events_keep_flowing(fresh):
         raw.close()
 
 
-@xfail(BUG_PAUSE)
 def test_consecutive_resumes_from_kafka_each_complete(fresh):
     """Two resumes from Kafka one after the other on the same broker both read their whole gap."""
     b = fresh("ring")                          # ring 100: earliest is always read from Kafka
@@ -500,7 +492,6 @@ def test_consecutive_resumes_from_kafka_each_complete(fresh):
         c.close()
 
 
-@xfail(BUG_BATCH, BUG_STALL)
 def test_resume_from_kafka_with_a_small_client_queue(fresh):
     """A client that reads promptly is not disconnected while its resume is served from Kafka, however small stream.client_queue_bytes is."""
     b = fresh("tight")                       # ring 100 events, client queue 64 KiB
@@ -545,7 +536,6 @@ def _slow_client(b, sid="slow"):
     return raw
 
 
-@xfail(BUG_MARK, BUG_STALL)
 def test_slow_consumer_is_disconnected_and_a_fast_one_keeps_up(brokers, kafka):
     """A client that stops reading is closed with 4008 once its queue passes stream.client_queue_bytes; a fast client on the same broker gets everything promptly."""
     b = brokers("slow")                        # client queue 256 KiB
@@ -595,7 +585,6 @@ def test_slow_consumer_is_disconnected_and_a_fast_one_keeps_up(brokers, kafka):
             slow.close()
 
 
-@xfail(BUG_BURST, BUG_MARK)
 def test_a_prompt_client_survives_a_burst_bigger_than_its_queue(fresh):
     """A client that reads promptly is not taken for a slow consumer when one Kafka fetch brings more than stream.client_queue_bytes at once."""
     b = fresh("tight")                         # client queue 64 KiB
@@ -616,7 +605,6 @@ def test_a_prompt_client_survives_a_burst_bigger_than_its_queue(fresh):
         c.close()
 
 
-@xfail(BUG_SSE_FREE)
 def test_an_sse_client_leaving_does_not_hurt_the_broker(fresh):
     """When an SSE client goes away the broker keeps running and forgets the connection."""
     b = fresh("sse")
@@ -636,7 +624,6 @@ def test_an_sse_client_leaving_does_not_hurt_the_broker(fresh):
 
 # ---- 4. auth ----------------------------------------------------------------------------------------
 
-@xfail(BUG_MARK)
 def test_tokens_are_required_and_a_restricted_token_cannot_widen_its_filter(fresh):
     """Without a valid read token the upgrade is refused with 401; a token limited to branch=try, owner=alice sees only such events whatever it asks for."""
     b = fresh("auth")
@@ -823,7 +810,6 @@ def test_connection_limit_closes_with_4029(brokers):
 
 # ---- 6. SSE -----------------------------------------------------------------------------------------
 
-@xfail(BUG_MARK)
 def test_sse_filter_earliest_cursor_ids_resume_and_heartbeats(fresh):
     """SSE with curl -N: the query filters, from=earliest replays then goes live, each id is a cursor, Last-Event-ID resumes with exactly the rest, heartbeats are comments."""
     b = fresh("sse")                           # stream.heartbeat_s=1
@@ -900,7 +886,6 @@ def test_sse_bad_parameters_get_400_naming_them(brokers, query, headers, param):
 
 # ---- 7. cloudevents.json ----------------------------------------------------------------------------
 
-@xfail(BUG_MARK)
 def test_cloudevents_subprotocol_sends_plain_events_filtered_by_the_url(brokers):
     """Sec-WebSocket-Protocol cloudevents.json: one plain CloudEvent per text frame, byte-for-byte the produced event, filtered by the URL query."""
     b = brokers("main")
@@ -975,7 +960,6 @@ def test_metrics_count_deliveries_connections_and_disconnects(brokers):
 
 # ---- many partitions --------------------------------------------------------------------------------
 
-@xfail(BUG_SSE_ID)
 def test_long_cursors_with_many_partitions(fresh):
     """With 200 partitions a cursor is over 400 characters: SSE ids and WebSocket cursors carry it whole, and resuming from it works."""
     b = fresh("wide")
@@ -1072,7 +1056,6 @@ def test_expired_cursor_gets_cursor_expired_and_the_earliest_position(expired_cu
         c.close()
 
 
-@xfail(BUG_SSE_ERR)
 def test_expired_cursor_over_sse_says_why_the_stream_ends(expired_cursor):
     """Over SSE an expired Last-Event-ID gets an `event: error` with code cursor_expired before the stream ends (an EventSource would otherwise retry it forever)."""
     b, cur = expired_cursor
@@ -1086,7 +1069,6 @@ def test_expired_cursor_over_sse_says_why_the_stream_ends(expired_cursor):
         sse.close()
 
 
-@xfail(BUG_SSE_FREE)
 def test_shutdown_closes_clients_with_1001(kafka, topics, tmp_path):
     """On SIGTERM the broker closes WebSocket clients with 1001, ends SSE streams, and exits 0."""
     b = Broker(kafka, topics["live"], topics["dlq"], "shutdown", tmp_path)
