@@ -123,9 +123,12 @@ async function refreshMatrix() {
   $("matrix").innerHTML = `<table>${head}${rows}</table>`;
 }
 
+// A polyline through the points that have a value, and a dot on each (one hour alone is a dot).
 function svgLine(points, color, x, y) {
-  const pts = points.filter((p) => p[1] != null).map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`);
-  return pts.length ? `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(" ")}"/>` : "";
+  const pts = points.filter((p) => p[1] != null).map((p) => [x(p[0]).toFixed(1), y(p[1]).toFixed(1)]);
+  if (!pts.length) return "";
+  return `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((p) => p.join(",")).join(" ")}"/>` +
+    pts.map((p) => `<circle cx="${p[0]}" cy="${p[1]}" r="2.5" fill="${color}"/>`).join("");
 }
 
 async function refreshTrend() {
