@@ -251,13 +251,17 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
             return;
         }
         req.who = fh_auth_check(h->auth, token);
-        if (!req.who || !(req.who->scopes & FH_SCOPE_READ)) {
+        unsigned missing = req.who ? route->scope & ~req.who->scopes : route->scope;
+        if (!req.who || (missing && !token)) {
             fh_http_error(resp, 401, "unauthorized", NULL,
                           token ? "unknown token" : "a bearer token is required");
             return;
         }
-        if ((route->scope & FH_SCOPE_ADMIN) && !(req.who->scopes & FH_SCOPE_ADMIN)) {
-            fh_http_error(resp, 403, "forbidden", NULL, "this needs the admin scope");
+        if (missing) {
+            fh_http_error(resp, 403, "forbidden", NULL, "this needs the %s scope",
+                          missing & FH_SCOPE_ADMIN    ? "admin"
+                          : missing & FH_SCOPE_INGEST ? "ingest"
+                                                      : "read");
             return;
         }
     }

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "rest.h" /* issue 4: view + REST */
 #include "view.h" /* issue 4: view + REST */
+#include "statuspush.h"
 #include "stream.h"
 
 #define MAX_ROUTES 64
@@ -47,6 +48,7 @@ static const fh_cfg_opt broker_opts[] = {
      "let requests without a token read (REST, stream, SSE)"},
     FH_VIEW_CFG, /* issue 4: view.* keys */
     FH_STREAM_CFG,
+    FH_STATUSPUSH_CFG,
 };
 
 static const char *const consumer_defaults[] = {
@@ -365,6 +367,12 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    if (statuspush_start(&b, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "statuspush.start", "error=\"%s\"", err);
+        status = 1;
+        goto out;
+    }
+    nroutes += statuspush_routes(&b, routes + nroutes);
     nroutes += health_routes(&b, routes + nroutes);
     nroutes += rest_routes(&b, routes + nroutes); /* issue 4: /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
@@ -397,6 +405,7 @@ out:
     fh_stream_stop(stream); /* closes upgraded sockets before the HTTP server stops */
     view_stop(); /* issue 4: drains REST requests, commits and closes the view */
     fh_http_stop(http);
+    statuspush_stop(); /* after the HTTP server: no handler is producing any more */
     fh_stream_free(stream);
     ingest_stop(&in);
     fh_kafka_embedded_stop(b.embedded);

@@ -69,13 +69,16 @@ static fh_err load_file(fh_auth *a, const char *path, char *errbuf, size_t errsi
             if (v && strcmp(v, "read") == 0)
                 mask |= FH_SCOPE_READ;
             else if (v && strcmp(v, "admin") == 0)
-                mask |= FH_SCOPE_ADMIN | FH_SCOPE_READ;
+                mask |= FH_SCOPE_ADMIN | FH_SCOPE_READ | FH_SCOPE_INGEST;
+            else if (v && strcmp(v, "ingest") == 0)
+                mask |= FH_SCOPE_INGEST;
             else
                 mask |= 0x100;
         }
         if (!mask || (mask & 0x100)) {
             rc = fh_errf(errbuf, errsize, FH_ERR_CONFIG,
-                         "%s: [%zu].scopes: expected a list of \"read\" or \"admin\"", path, i);
+                         "%s: [%zu].scopes: expected a list of \"read\", \"admin\" or \"ingest\"",
+                         path, i);
             break;
         }
         if ((rc = add_principal(a, name, token, mask, json_object_get(t, "filter"), err, sizeof(err)))) {
@@ -96,7 +99,7 @@ fh_err fh_auth_init(fh_auth *a, const char *admin_token, const char *tokens_file
     a->anonymous.name = "anonymous";
     a->anonymous.scopes = anonymous_read ? FH_SCOPE_READ : 0;
     if (admin_token && *admin_token &&
-        (rc = add_principal(a, "admin", admin_token, FH_SCOPE_ADMIN | FH_SCOPE_READ, NULL, errbuf,
+        (rc = add_principal(a, "admin", admin_token, FH_SCOPE_ADMIN | FH_SCOPE_READ | FH_SCOPE_INGEST, NULL, errbuf,
                             errsize)))
         return rc;
     if (tokens_file && *tokens_file && (rc = load_file(a, tokens_file, errbuf, errsize)))

@@ -1,7 +1,7 @@
 /* fh_auth: bearer tokens with scopes and an optional filter constraint, shared by REST, the
  * stream, SSE and webhook management.
  *
- * Tokens come from auth.admin_token (scopes read+admin, no constraint) and from the JSON file named
+ * Tokens come from auth.admin_token (every scope, no constraint) and from the JSON file named
  * by auth.tokens_file: [{"name":"alice-ci","token":"...","scopes":["read"],
  * "filter":{"branch":"try","owner":"alice@example.org"}}]. A constrained token sees only events that
  * match its filter, whatever filter the client asks for (both must match). */
@@ -11,7 +11,9 @@
 #include "fh_error.h"
 #include "fh_filter.h"
 
-enum { FH_SCOPE_READ = 1, FH_SCOPE_ADMIN = 2 };
+/* read: REST, stream, SSE; admin: management (and everything else); ingest: posting events
+ * (Buildbot HttpStatusPush at /api/v1/ingest/buildbot). */
+enum { FH_SCOPE_READ = 1, FH_SCOPE_ADMIN = 2, FH_SCOPE_INGEST = 4 };
 
 typedef struct fh_principal {
     char *name;        /* owned; "anonymous" for the anonymous reader */

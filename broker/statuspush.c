@@ -1,0 +1,373 @@
+#include "statuspush.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fh_log.h"
+
+#define MAX_MASTERS 1024
+#define MAX_EVENTS 3 /* property.set + build.started or build.finished, per post */
+#define DELIVERY_TIMEOUT_MS 10000
+
+static const char *const producer_defaults[] = {
+    "enable.idempotence=true", "acks=all", "compression.type=lz4", "linger.ms=1", "log_level=4",
+    NULL,
+};
+
+/* Module state: one producer for every HTTP worker thread; posts are serialised by mu so each
+ * waits for exactly its own delivery reports (HttpStatusPush sends a few posts a second at most). */
+typedef struct master_seq {
+    char name[65];
+    long long last;
+} master_seq;
+
+static struct {
+    fh_broker *b;
+    rd_kafka_t *rk;
+    pthread_mutex_t mu;
+    master_seq masters[MAX_MASTERS];
+    size_t nmasters;
+    int outstanding, failed; /* this post's delivery reports still due, and failures among them */
+    char failure[256];
+    fh_metric *posts, *rejected, *produced;
+} sp = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (m->err) {
+        if (!sp.failed++)
+            snprintf(sp.failure, sizeof(sp.failure), "%s", rd_kafka_err2str(m->err));
+    }
+    sp.outstanding--;
+}
+
+fh_err statuspush_start(fh_broker *b, char *errbuf, size_t errsize)
+{
+    rd_kafka_conf_t *conf;
+    char err[512];
+    sp.b = b;
+    if (!fh_config_bool(&b->cfg, "ingest.statuspush"))
+        return FH_OK;
+    if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
+        return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "statuspush producer: %s", err);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    if (!(sp.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
+        return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "statuspush producer: %s", err);
+    sp.posts = fh_metric_new("firehose_statuspush_posts_total", NULL,
+                                 "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0);
+    sp.rejected = fh_metric_new("firehose_statuspush_rejected_total", NULL,
+                                    "HttpStatusPush posts refused with a 4xx", 0);
+    sp.produced = fh_metric_new("firehose_statuspush_events_total", NULL,
+                                    "events produced from HttpStatusPush posts", 0);
+    return FH_OK;
+}
+
+void statuspush_stop(void)
+{
+    if (!sp.rk)
+        return;
+    rd_kafka_flush(sp.rk, 5000);
+    rd_kafka_destroy(sp.rk);
+    sp.rk = NULL;
+}
+
+/* Per-master seq for this mode: time-based (epoch ms, or the last + 1 when the clock has not
+ * moved), so it only grows, also across broker restarts. A gap means nothing here: the reporter
+ * sends builds only. Caller holds sp.mu. Returns -1 when the master table is full. */
+static long long next_seq(const char *master)
+{
+    long long now = (long long)fh_now_ms();
+    for (size_t i = 0; i < sp.nmasters; i++)
+        if (strcmp(sp.masters[i].name, master) == 0) {
+            sp.masters[i].last = now > sp.masters[i].last ? now : sp.masters[i].last + 1;
+            return sp.masters[i].last;
+        }
+    if (sp.nmasters == MAX_MASTERS)
+        return -1;
+    snprintf(sp.masters[sp.nmasters].name, sizeof(sp.masters[0].name), "%s", master);
+    sp.masters[sp.nmasters].last = now;
+    return sp.masters[sp.nmasters++].last;
+}
+
+static int master_name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+              (s[n] >= '0' && s[n] <= '9') || s[n] == '-' || s[n] == '_' || s[n] == '.'))
+            return 0;
+    return n > 0 && n <= 64;
+}
+
+/* A string member, "" when absent or null (the contract wants strings for the context). */
+static const char *str_or_empty(const json_t *obj, const char *key)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    return v ? v : "";
+}
+
+/* The first value of a property ({name: [value, source]}), when it is a string. */
+static const char *prop_str(const json_t *props, const char *name)
+{
+    json_t *pair = json_object_get(props, name), *v = json_array_get(pair, 0);
+    if (json_is_array(v)) /* "owners": [["alice@example.org"], "Build"] */
+        v = json_array_get(v, 0);
+    return json_string_value(v);
+}
+
+typedef struct post {
+    const json_t *build, *props;
+    const char *master;
+    json_t *ctx; /* the build context, copied into each event's data */
+    double started_at, complete_at;
+    int complete;
+} post;
+
+/* Fills p from the build dictionary or names the bad member in msg. Returns 0 or -1. */
+static int post_read(post *p, const json_t *build, char *param, size_t psize, char *msg, size_t msize)
+{
+    static const char *const ints[] = {"buildid", "number", "builderid", "buildrequestid"};
+    const json_t *builder = json_object_get(build, "builder");
+    const json_t *bset = json_object_get(build, "buildset");
+    const json_t *ss = json_array_get(json_object_get(bset, "sourcestamps"), 0);
+    p->build = build;
+    p->props = json_object_get(build, "properties");
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        json_t *v = json_object_get(build, ints[i]);
+        if (!json_is_integer(v) || json_integer_value(v) < (i == 1 ? 0 : 1)) {
+            snprintf(param, psize, "body.%s", ints[i]);
+            snprintf(msg, msize, "expected %s integer", i == 1 ? "a non-negative" : "a positive");
+            return -1;
+        }
+    }
+    if (!json_is_number(json_object_get(build, "started_at"))) {
+        snprintf(param, psize, "body.started_at");
+        snprintf(msg, msize, "expected epoch seconds (a number)");
+        return -1;
+    }
+    p->started_at = json_number_value(json_object_get(build, "started_at"));
+    p->complete = json_is_true(json_object_get(build, "complete"));
+    if (p->complete) {
+        if (!json_is_number(json_object_get(build, "complete_at")) ||
+            !json_is_integer(json_object_get(build, "results"))) {
+            snprintf(param, psize, "body.%s",
+                     json_is_number(json_object_get(build, "complete_at")) ? "results" : "complete_at");
+            snprintf(msg, msize, "a complete build needs complete_at (epoch seconds) and results (0-6)");
+            return -1;
+        }
+        p->complete_at = json_number_value(json_object_get(build, "complete_at"));
+    }
+    if (p->props && !json_is_object(p->props)) {
+        snprintf(param, psize, "body.properties");
+        snprintf(msg, msize, "expected an object of name: [value, source]");
+        return -1;
+    }
+    const char *name = json_string_value(json_object_get(builder, "name"));
+    char fallback[64];
+    if (!name) {
+        snprintf(fallback, sizeof(fallback), "builder-%lld",
+                 (long long)json_integer_value(json_object_get(build, "builderid")));
+        name = fallback;
+    }
+    const char *owner = prop_str(p->props, "owner");
+    if (!owner)
+        owner = prop_str(p->props, "owners");
+    p->ctx = json_pack("{s:O,s:O,s:s,s:O,s:s,s:s,s:s,s:s,s:s,s:s}", "buildrequestid",
+                       json_object_get(build, "buildrequestid"), "buildid",
+                       json_object_get(build, "buildid"), "builder", name, "builderid",
+                       json_object_get(build, "builderid"), "branch", str_or_empty(ss, "branch"),
+                       "revision", str_or_empty(ss, "revision"), "repository",
+                       str_or_empty(ss, "repository"), "project", str_or_empty(ss, "project"),
+                       "codebase", str_or_empty(ss, "codebase"), "owner", owner ? owner : "");
+    if (!p->ctx) {
+        snprintf(param, psize, "body");
+        snprintf(msg, msize, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* A v1 event around data (stolen). id is stable for the build and phase, so a retried post is the
+ * same event downstream. Returns NULL on allocation failure. */
+static json_t *event_new(const post *p, const char *type, const char *phase, double t, json_t *data,
+                         long long seq)
+{
+    char id[160], ts[32], subject[48];
+    long long buildid = json_integer_value(json_object_get(p->build, "buildid"));
+    snprintf(id, sizeof(id), "statuspush:%s:%lld:%s", p->master, buildid, phase);
+    fh_time_rfc3339((int64_t)llround(t * 1000.0), ts, sizeof(ts));
+    snprintf(subject, sizeof(subject), "builds/%lld", buildid);
+    char source[96];
+    snprintf(source, sizeof(source), "buildbot://%s", p->master);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o}", "specversion", "1.0", "id", id,
+                     "source", source, "type", type, "time", ts, "subject", subject,
+                     "datacontenttype", "application/json", "master", p->master, "seq",
+                     (json_int_t)seq, "data", data);
+}
+
+static json_t *data_with_ctx(const post *p)
+{
+    return json_deep_copy(p->ctx);
+}
+
+/* The events a post stands for, in order. Returns how many were made (0 on allocation failure). */
+static size_t post_events(post *p, json_t **evs)
+{
+    size_t n = 0;
+    json_t *d;
+    const char *worker = prop_str(p->props, "workername");
+    if (p->props && json_object_size(p->props)) {
+        if ((d = data_with_ctx(p)) && !json_object_set(d, "properties", (json_t *)p->props))
+            evs[n++] = event_new(p, "property.set", p->complete ? "properties-finished" : "properties-started",
+                                 p->complete ? p->complete_at : p->started_at, d, 0);
+    }
+    if (!(d = data_with_ctx(p)))
+        return 0;
+    json_object_set(d, "number", json_object_get(p->build, "number"));
+    if (!p->complete) {
+        json_object_set_new(d, "worker", json_string(worker ? worker : ""));
+        json_object_set_new(d, "started_at", json_real(p->started_at));
+        evs[n++] = event_new(p, "build.started", "started", p->started_at, d, 0);
+    } else {
+        json_object_set_new(d, "complete_at", json_real(p->complete_at));
+        json_object_set(d, "results", json_object_get(p->build, "results"));
+        json_object_set_new(d, "state_string", json_string(str_or_empty(p->build, "state_string")));
+        double dur = p->complete_at - p->started_at;
+        json_object_set_new(d, "duration_s", json_real(dur > 0 ? round(dur * 1000.0) / 1000.0 : 0.0));
+        evs[n++] = event_new(p, "build.finished", "finished", p->complete_at, d, 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!evs[i])
+            return 0;
+    return n;
+}
+
+static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
+{
+    fh_broker *b = ctx;
+    char param[64] = "body", msg[320], err[384], key[64];
+    json_error_t jerr;
+    json_t *evs[MAX_EVENTS] = {0}, *build = NULL;
+    post p = {0};
+    size_t n = 0;
+    resp->max_age = -1;
+    resp->no_etag = 1;
+    fh_metric_add(sp.posts, 1);
+    if (!sp.rk) {
+        fh_http_error(resp, 503, "disabled", NULL, "ingest.statuspush is off");
+        return;
+    }
+    p.master = fh_http_query(req, "master");
+    if (!p.master || !master_name_ok(p.master)) {
+        fh_metric_add(sp.rejected, 1);
+        fh_http_error(resp, 400, "bad_parameter", "master",
+                      "master: name the posting master (1-64 of A-Z a-z 0-9 . _ -), e.g. "
+                      "?master=master-1");
+        return;
+    }
+    build = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(build)) {
+        fh_metric_add(sp.rejected, 1);
+        if (build)
+            fh_http_error(resp, 400, "bad_body", "body", "body: expected the build object "
+                                                          "HttpStatusPush sends");
+        else
+            fh_http_error(resp, 400, "bad_body", "body", "body: not JSON: %s (column %d)", jerr.text,
+                          jerr.column);
+        goto out;
+    }
+    if (post_read(&p, build, param, sizeof(param), msg, sizeof(msg))) {
+        fh_metric_add(sp.rejected, 1);
+        fh_http_error(resp, 400, "bad_body", param, "%s: %s", param, msg);
+        goto out;
+    }
+    if (!(n = post_events(&p, evs))) {
+        fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
+        goto out;
+    }
+    /* Each event must pass the contract as any producer's would; a failure names the member. */
+    for (size_t i = 0; i < n; i++) {
+        fh_event ev;
+        if (fh_event_from_json(b->contract, evs[i], &ev, err, sizeof(err))) {
+            fh_metric_add(sp.rejected, 1);
+            fh_http_error(resp, 400, "bad_body", "body", "the %s event it makes is invalid: %s",
+                          json_string_value(json_object_get(evs[i], "type")), err);
+            goto out;
+        }
+        fh_event_clear(&ev);
+    }
+
+    pthread_mutex_lock(&sp.mu);
+    sp.outstanding = 0;
+    sp.failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        long long seq = next_seq(p.master);
+        if (seq < 0) {
+            sp.failed++;
+            snprintf(sp.failure, sizeof(sp.failure), "more than %d masters", MAX_MASTERS);
+            break;
+        }
+        json_object_set_new(evs[i], "seq", json_integer(seq));
+        char *text = json_dumps(evs[i], JSON_COMPACT);
+        fh_event ev;
+        if (!text || fh_event_from_json(b->contract, evs[i], &ev, err, sizeof(err))) {
+            free(text);
+            sp.failed++;
+            snprintf(sp.failure, sizeof(sp.failure), "out of memory");
+            break;
+        }
+        size_t klen = fh_event_key(&ev, key, sizeof(key));
+        const char *topic = fh_kafka_topic(&b->cfg, fh_event_topic(&ev));
+        fh_event_clear(&ev);
+        rd_kafka_resp_err_t kerr = rd_kafka_producev(
+            sp.rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
+            RD_KAFKA_V_VALUE(text, strlen(text)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+            RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1), RD_KAFKA_V_END);
+        if (kerr) {
+            free(text);
+            sp.failed++;
+            snprintf(sp.failure, sizeof(sp.failure), "%s", rd_kafka_err2str(kerr));
+            break;
+        }
+        sp.outstanding++;
+    }
+    /* Answer only once Kafka has the events, so the reporter's retry covers a failure. */
+    uint64_t deadline = fh_mono_ns() + (uint64_t)DELIVERY_TIMEOUT_MS * 1000000ULL;
+    while (sp.outstanding > 0 && fh_mono_ns() < deadline)
+        rd_kafka_poll(sp.rk, 50);
+    int failed = sp.failed || sp.outstanding > 0;
+    if (failed) {
+        fh_log(FH_LOG_WARN, "statuspush.failed", "master=%s error=\"%s\"", p.master,
+               sp.outstanding > 0 ? "delivery timed out" : sp.failure);
+        fh_http_error(resp, 503, "unavailable", NULL, "Kafka did not take the events: %s",
+                      sp.outstanding > 0 ? "delivery timed out" : sp.failure);
+    }
+    pthread_mutex_unlock(&sp.mu);
+    if (failed)
+        goto out;
+    fh_metric_add(sp.produced, (long long)n);
+    resp->status = 202;
+    fh_buf_printf(&resp->body, "{\"accepted\":%zu,\"ids\":[", n);
+    for (size_t i = 0; i < n; i++)
+        fh_buf_printf(&resp->body, "%s\"%s\"", i ? "," : "",
+                      json_string_value(json_object_get(evs[i], "id")));
+    fh_buf_printf(&resp->body, "]}\n");
+out:
+    for (size_t i = 0; i < MAX_EVENTS; i++)
+        json_decref(evs[i]);
+    json_decref(p.ctx);
+    json_decref(build);
+}
+
+size_t statuspush_routes(fh_broker *b, fh_http_route *routes)
+{
+    routes[0] = (fh_http_route){"POST", "/api/v1/ingest/buildbot", FH_SCOPE_INGEST, "master",
+                                h_ingest, b};
+    return FH_STATUSPUSH_ROUTES;
+}

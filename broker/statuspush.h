@@ -1,0 +1,28 @@
+/* statuspush: POST /api/v1/ingest/buildbot?master=NAME, for masters that cannot run the firehose
+ * plugin. Buildbot's stock HttpStatusPush reporter posts each build's data-API dictionary when the
+ * build starts and when it finishes; each post becomes v1 events (property.set, then build.started
+ * or build.finished) that pass the contract and are produced to the events topic before the
+ * answer (202), so a 503 makes the reporter retry and a retried post is the same events (stable
+ * ids). What this mode cannot see is in docs/buildbot.md. Needs a token with the ingest scope. */
+#ifndef FH_BROKER_STATUSPUSH_H
+#define FH_BROKER_STATUSPUSH_H
+
+#include "broker.h"
+#include "http.h"
+
+#define FH_STATUSPUSH_ROUTES 1
+
+#define FH_STATUSPUSH_CFG                                                                          \
+    {"ingest.statuspush", NULL, FH_CFG_BOOL, "true", 0, 0,                                         \
+     "accept Buildbot HttpStatusPush posts at /api/v1/ingest/buildbot (tokens with the ingest "    \
+     "scope)"}
+
+/* Creates the module's producer (when ingest.statuspush is on). Call after the Kafka address is
+ * known. */
+fh_err statuspush_start(fh_broker *b, char *errbuf, size_t errsize);
+/* Fills routes[0..FH_STATUSPUSH_ROUTES); returns how many. */
+size_t statuspush_routes(fh_broker *b, fh_http_route *routes);
+/* Flushes and destroys the producer. Call after the HTTP server stopped. */
+void statuspush_stop(void);
+
+#endif
