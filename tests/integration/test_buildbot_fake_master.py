@@ -4,7 +4,7 @@ context, the order repair when Buildbot's queue reorders, batched log reads, and
 Why: the integration test proves the real thing end to end, but a real master cannot be made to
 reorder its queue on demand; here the messages are fed in any order we like.
 
-Run: python3 -m pytest -q -p no:cacheprovider producers/buildbot/tests
+Run: python3 -m pytest -q -p no:cacheprovider tests/integration/test_buildbot_fake_master.py
 """
 
 import datetime
@@ -16,9 +16,10 @@ import pytest
 from twisted.internet import defer
 from twisted.internet import task
 
-HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
-sys.path.insert(0, str(HERE.parent))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "producers" / "buildbot"))
+pytest.importorskip("buildbot")
+pytest.importorskip("confluent_kafka")
 
 from firehose_buildbot import service as svcmod  # noqa: E402
 from firehose_buildbot.events import split_lines  # noqa: E402
