@@ -13,16 +13,6 @@ Run: flock /tmp/firehose-cpu.lock python3 -m pytest -q -p no:cacheprovider tests
 
 import collections
 import json
-import os
-import pathlib
-import re
-import shutil
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
 
@@ -37,30 +27,7 @@ from jsonschema import Draft202012Validator  # noqa: E402
 from referencing import Registry  # noqa: E402
 from referencing.jsonschema import DRAFT202012  # noqa: E402
 
-PRODUCER_DIR = ROOT / "producers" / "buildbot"
-PY = sys.executable
-BIN_DIR = pathlib.Path(PY).parent
-BIG_LINES = 3000          # stdout lines of the "big" step
-BIG_ERR_EVERY = 250       # one stderr line after every 250 stdout lines
-REVISION = "3f9c2a7e5b1d4c8f9a0e6b2d7c1f4a8e9b3d5c70"
-REPO = "https://git.example.org/firehose.git"
-AUTHOR = "Alice <alice@example.org>"
-
-
-def _tool(name):
-    p = BIN_DIR / name
-    if p.exists():
-        return str(p)
-    w = shutil.which(name)
-    if not w:
-        pytest.fail("%s not found (make deps installs buildbot and buildbot-worker)" % name)
-    return w
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from buildbot_harness import AUTHOR, BIG_ERR_EVERY, BIG_LINES, REPO, REVISION, Deployment, free_port  # noqa: E402
 
 
 def _validator():
@@ -70,128 +37,6 @@ def _validator():
         reg = reg.with_resource(doc["$id"], DRAFT202012.create_resource(doc))
     entry = json.loads((ROOT / "schemas" / "event.schema.json").read_text(encoding="utf-8"))
     return Draft202012Validator(entry, registry=reg)
-
-
-MASTER_CFG = textwrap.dedent('''\
-    from buildbot.plugins import changes, schedulers, steps, util, worker
-    from firehose_buildbot import FirehoseService
-
-    PY = {py!r}
-    c = BuildmasterConfig = {{}}
-    c["buildbotNetUsageData"] = None
-    c["title"] = "firehose test"
-    c["db"] = {{"db_url": "sqlite:///state.sqlite"}}
-    c["protocols"] = {{"pb": {{"port": "tcp:{pb_port}:interface=127.0.0.1"}}}}
-    c["workers"] = [worker.Worker("w1", "w1pass")]
-    c["change_source"] = [changes.PBChangeSource(user="change", passwd="changepw")]
-    c["schedulers"] = [schedulers.SingleBranchScheduler(
-        name="trunk", change_filter=util.ChangeFilter(branch="trunk"), treeStableTimer=None,
-        builderNames=["pass", "fail"])]
-
-    BIG = ("import sys\\n"
-           "for i in range({big_lines}):\\n"
-           "    sys.stdout.write('line %05d of the big step\\\\n' % i)\\n"
-           "    if i % {err_every} == {err_every} - 1:\\n"
-           "        sys.stdout.flush(); sys.stderr.write('progress %d\\\\n' % i); sys.stderr.flush()\\n")
-    fp = util.BuildFactory()
-    fp.addStep(steps.ShellCommand(name="big", command=[PY, "-c", BIG]))
-    fp.addStep(steps.SetPropertyFromCommand(name="answer", command=[PY, "-c", "print(42)"],
-                                            property="fh_answer"))
-    fp.addStep(steps.SetProperty(name="color", property="color", value="blue"))
-    fp.addStep(steps.ShellCommand(name="short", command=[PY, "-c", "print('ok')"]))
-    ff = util.BuildFactory()
-    ff.addStep(steps.ShellCommand(name="before", command=[PY, "-c", "print('about to fail')"]))
-    ff.addStep(steps.ShellCommand(name="boom", command=[PY, "-c",
-               "import sys; print('failing', file=sys.stderr); sys.exit(3)"]))
-    c["builders"] = [util.BuilderConfig(name="pass", workernames=["w1"], factory=fp),
-                     util.BuilderConfig(name="fail", workernames=["w1"], factory=ff)]
-    c["services"] = [FirehoseService(**{firehose!r})]
-''')
-
-
-class Deployment:
-    """A Buildbot master (with the integration) and one worker, each its own process."""
-
-    def __init__(self, tmp, firehose):
-        self.tmp = tmp
-        self.mdir = tmp / "master"
-        self.wdir = tmp / "worker"
-        self.pb_port = _free_port()
-        self.firehose = firehose
-        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(PRODUCER_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-        self.master = None
-        self.worker = None
-
-    def _run(self, args, timeout=120):
-        p = subprocess.run(args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=timeout)
-        assert p.returncode == 0, "%s failed (%d):\n%s" % (args[:3], p.returncode, p.stdout[-3000:])
-        return p.stdout
-
-    def start(self):
-        self._run([_tool("buildbot"), "create-master", "-q", "--db", "sqlite:///state.sqlite", str(self.mdir)])
-        (self.mdir / "master.cfg").write_text(MASTER_CFG.format(
-            py=PY, pb_port=self.pb_port, big_lines=BIG_LINES, err_every=BIG_ERR_EVERY, firehose=self.firehose))
-        self._run([_tool("buildbot"), "checkconfig", str(self.mdir)])
-        self.master = subprocess.Popen([_tool("buildbot"), "start", "--nodaemon", str(self.mdir)], env=self.env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: "BuildMaster is running" in self.log() or self.master.poll() is not None, 60,
-                 interval=0.2, what="the master to start")
-        assert self.master.poll() is None, "master exited:\n" + self.log()[-4000:]
-        self._run([_tool("buildbot-worker"), "create-worker", "-q", str(self.wdir),
-                   "127.0.0.1:%d" % self.pb_port, "w1", "w1pass"])
-        self.worker = subprocess.Popen([_tool("buildbot-worker"), "start", "--nodaemon", str(self.wdir)],
-                                       env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._worker_attached(), 60, interval=0.2, what="the worker to attach")
-
-    def _worker_attached(self):
-        return self.db("SELECT count(*) FROM connected_workers")[0][0] > 0
-
-    def log(self):
-        p = self.mdir / "twistd.log"
-        return p.read_text(errors="replace") if p.exists() else ""
-
-    def db(self, sql):
-        con = sqlite3.connect("file:%s?mode=ro" % (self.mdir / "state.sqlite"), uri=True, timeout=5)
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
-
-    def finished_builds(self):
-        return self.db("SELECT b.name, bu.results FROM builds bu JOIN builders b ON b.id = bu.builderid "
-                       "WHERE bu.complete_at IS NOT NULL ORDER BY bu.id")
-
-    def sendchange(self, comments, files):
-        self._run([_tool("buildbot"), "sendchange", "--master", "127.0.0.1:%d" % self.pb_port,
-                   "--auth", "change:changepw", "--who", AUTHOR, "--branch", "trunk", "--revision", REVISION,
-                   "--repository", REPO, "--project", "firehose", "--vc", "git", "--comments", comments] + files,
-                  timeout=60)
-
-    def stats_lines(self):
-        """The integration's periodic stats lines from twistd.log, parsed into dicts."""
-        out = []
-        for m in re.finditer(r"firehose-buildbot: stats ([^|\n]*)", self.log()):
-            out.append({k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", m.group(1))})
-        return out
-
-    def _stop(self, proc, timeout=30):
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-    def stop_worker(self):
-        self._stop(self.worker)
-
-    def stop(self):
-        self._stop(self.worker)
-        self._stop(self.master, timeout=60)
 
 
 @pytest.fixture
@@ -458,7 +303,7 @@ def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_
 
 def test_buildbot_master_keeps_building_when_kafka_is_down(tmp_path, deployments):
     # Nothing listens on this port: Kafka is "down" for the whole test.
-    closed = _free_port()
+    closed = free_port()
     cap = 40
     d = Deployment(tmp_path, {"brokers": "127.0.0.1:%d" % closed, "master_name": "bb-down", "topic_prefix": "bb.",
                               "buffer_max_messages": cap, "stats_interval": 0.5, "log_flush_interval": 0.2,
