@@ -272,7 +272,7 @@ def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_
         if e["type"] == "property.set":
             props.update(e["data"]["properties"])
     assert props.get("fh_answer", [None])[0] == "42", props.get("fh_answer")
-    assert props.get("color") == ["blue", "SetProperty Step"], props.get("color")
+    assert props.get("color") == ["blue", "color"], props.get("color")   # source: the step name
     assert props.get("workername", [None])[0] == "w1"
 
     # 8. The big step's log, complete and in order, with Buildbot's stream letters.
