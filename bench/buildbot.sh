@@ -49,7 +49,7 @@ export OUT DOC WRITE_DOC="$([ -n "${BENCH_NO_DOC:-}" ] && echo 0 || echo 1)"
 export CPU="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
 export NPROC="$(nproc)" MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)" KERNEL="$(uname -sr)"
 export DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-export VERSIONS="$(python3 -c 'import buildbot, buildbot_worker, confluent_kafka, sys; print("Buildbot %s, buildbot-worker %s, confluent-kafka %s (librdkafka %s), Python %s" % (buildbot.version, buildbot_worker.version, confluent_kafka.version()[0], confluent_kafka.libversion()[0], sys.version.split()[0]))')"
+export VERSIONS="$(python3 -c 'import buildbot, buildbot_worker, confluent_kafka, importlib.metadata, sys; print("Buildbot %s, buildbot-worker %s, confluent-kafka %s (librdkafka %s), Python %s" % (buildbot.version, buildbot_worker.version, importlib.metadata.version("confluent-kafka"), confluent_kafka.libversion()[0], sys.version.split()[0]))')"
 python3 - <<'PYEOF'
 import json, os, re
 env = os.environ
@@ -58,7 +58,8 @@ a = r["args"]
 med = r["median_builds_per_s"]
 def row(label):
     v = [x["builds_per_s"] for x in r["runs"][label]]
-    return "%.2f" % med[label], "%.2f-%.2f" % (min(v), max(v)), ", ".join("%.1f s" % x["elapsed_s"] for x in r["runs"][label])
+    return ("%.2f" % med[label], "%.2f-%.2f" % (min(v), max(v)), "%.0f" % r["median_cpu_ms_per_build"][label],
+            ", ".join("%.1f s" % x["elapsed_s"] for x in r["runs"][label]))
 lines = [
     "## Buildbot: master build throughput with and without the integration",
     "",
@@ -71,12 +72,12 @@ lines = [
     "- Machine: %s CPUs (%s), %.1f GiB RAM, %s; Kafka (KRaft, one node on loopback) on the same cores; "
     "master sqlite DB, one worker, all on the same machine" % (env["NPROC"], env["CPU"], int(env["MEM_KB"]) / 1048576, env["KERNEL"]),
     "- Software: %s" % env["VERSIONS"],
-    "- Goal: the integration costs at most 5%% of the master's build throughput.",
+    "- Goal: the integration costs at most 5% of the master's build throughput.",
     "",
-    "| master | median builds/s | min-max builds/s | run times |",
-    "|---|---:|---:|---|",
-    "| without the integration | %s | %s | %s |" % row("off"),
-    "| with the integration (to Kafka) | %s | %s | %s |" % row("on"),
+    "| master | median builds/s | min-max builds/s | master CPU ms/build (median) | run times |",
+    "|---|---:|---:|---:|---|",
+    "| without the integration | %s | %s | %s | %s |" % row("off"),
+    "| with the integration (to Kafka) | %s | %s | %s | %s |" % row("on"),
     "",
     "**Ratio with/without: %.3f (%.1f%% %s).** Events delivered per run with the integration: %s; dropped: %d."
     % (med["on"] / med["off"], abs(r["slowdown_pct"]), "slower" if r["slowdown_pct"] > 0 else "faster",

@@ -125,6 +125,7 @@ class Deployment:
         return p.stdout
 
     def start(self):
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self._run([_tool("buildbot"), "create-master", "-q", "--db", "sqlite:///state.sqlite", str(self.mdir)])
         (self.mdir / "master.cfg").write_text(
             BASE_CFG.format(py=PY, pb_port=self.pb_port, firehose=self.firehose) + self.body)
@@ -158,6 +159,12 @@ class Deployment:
     def finished_builds(self):
         return self.db("SELECT b.name, bu.results FROM builds bu JOIN builders b ON b.id = bu.builderid "
                        "WHERE bu.complete_at IS NOT NULL ORDER BY bu.id")
+
+    def master_cpu_s(self):
+        """CPU seconds (user + system) the master process has used so far."""
+        with open("/proc/%d/stat" % self.master.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def sendchange(self, comments, files):
         self._run([_tool("buildbot"), "sendchange", "--master", "127.0.0.1:%d" % self.pb_port,

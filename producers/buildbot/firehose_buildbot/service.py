@@ -59,6 +59,21 @@ CONSUME = [
 _FLUSH = ("_firehose", "flush-logs")
 
 
+async def _as_coro(d):
+    return await d
+
+
+def _chunk_reader(logs):
+    """(compressed id, bytes) -> bytes for this Buildbot's log chunk compressors, or None."""
+    get = getattr(logs, "_get_compressor", None)            # Buildbot 4.x
+    if get is not None:
+        return lambda cid, content: get(cid).read(content)
+    byid = getattr(logs, "COMPRESSION_BYID", None)          # Buildbot 3.x
+    if isinstance(byid, dict):
+        return lambda cid, content: byid[cid]["read"](content)
+    return None
+
+
 class FirehoseService(service.BuildbotService):
     """c['services'].append(FirehoseService(brokers='kafka:9092', master_name='master-1'))
 
@@ -125,6 +140,7 @@ class FirehoseService(service.BuildbotService):
         self._seq_reserving = False
         self._state_objectid = None
         self._master_started_sent = False
+        self._fast_logs = True
         self._last_drop_log = 0.0
         self._dropped_logged = 0
         self.counters = {"inbox_dropped": 0, "filtered": 0, "errors": 0, "queries": 0,
@@ -715,7 +731,7 @@ class FirehoseService(service.BuildbotService):
         while lg["next"] < lg["target"]:
             first = lg["next"]
             last = min(lg["target"], first + self.log_read_max_lines) - 1
-            text = await self.master.db.logs.getLogLines(lg["logid"], first, last)
+            text = await self._log_lines(lg["logid"], first, last)
             self.counters["log_reads"] += 1
             pieces, n, truncated = ev.split_lines(text or "")
             if n == 0:
@@ -725,6 +741,45 @@ class FirehoseService(service.BuildbotService):
             for off, content in pieces:
                 self._emit_log("log.chunk", lg, {"firstline": first + off, "content": content})
             lg["next"] = first + n
+
+    def _log_lines(self, logid, first, last):
+        """Lines first..last (inclusive) of a log, each ending in '\\n'; a Deferred.
+
+        Fast path: one query for the chunk rows, decompressed and split in the DB thread, so the
+        reactor thread only gets the finished string (Buildbot 4's getLogLines hands every line
+        across threads one by one).  Falls back to db.logs.getLogLines where the DB layout or the
+        compressor registry is not the one this code knows."""
+        logs = self.master.db.logs
+        reader = _chunk_reader(logs)
+        if reader is None or not self._fast_logs:
+            return defer.ensureDeferred(_as_coro(logs.getLogLines(logid, first, last)))
+        tbl = self.master.db.model.logchunks
+
+        def thd(conn):
+            import sqlalchemy as sa
+            q = (sa.select(tbl.c.first_line, tbl.c.last_line, tbl.c.content, tbl.c.compressed)
+                 .where(tbl.c.logid == logid).where(tbl.c.last_line >= first).where(tbl.c.first_line <= last)
+                 .order_by(tbl.c.first_line))
+            out = []
+            for row in conn.execute(q).fetchall():
+                data = reader(row.compressed, row.content)
+                if isinstance(data, bytes):
+                    data = data.decode("utf-8", errors="replace")
+                # Buildbot strips the chunk's last line ending on insert.
+                lines = data.split("\n")[:row.last_line - row.first_line + 1]
+                lo = max(first, row.first_line) - row.first_line
+                hi = min(last, row.last_line) - row.first_line + 1
+                out.extend(ln + "\n" for ln in lines[lo:hi])
+            return "".join(out)
+
+        d = self.master.db.pool.do(thd)
+
+        def fallback(f):
+            log.err(f, LOG_PREFIX + "fast log read failed; using db.logs.getLogLines from now on")
+            self._fast_logs = False
+            return defer.ensureDeferred(_as_coro(logs.getLogLines(logid, first, last)))
+
+        return d.addErrback(fallback)
 
     def _finish_log(self, lg, num_lines):
         self._open_logs.pop(lg["logid"], None)
