@@ -39,8 +39,8 @@ deps:
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PKGS) >/dev/null; \
 	fi
-	@$(PYTHON) -c "import jsonschema, referencing, pytest, requests, websockets, yaml" 2>/dev/null || \
-	  $(PYTHON) -m pip install -q jsonschema referencing pytest requests websockets pyyaml
+	@$(PYTHON) -c "import jsonschema, referencing, pytest, requests, websockets, yaml, buildbot, buildbot_worker, confluent_kafka" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q jsonschema referencing pytest requests websockets pyyaml buildbot buildbot-worker confluent-kafka
 	@[ -d tests/dashboard/node_modules/playwright-core ] || \
 	  (cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error)
 
