@@ -295,9 +295,13 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     for (size_t i = 0; i < n; i++) {
         fh_event ev;
         if (fh_event_from_json(b->contract, evs[i], &ev, err, sizeof(err))) {
+            /* "data.results: must be <= 6" came from body.results: name that member */
+            size_t plen = strcspn(err, ":");
+            if (strncmp(err, "data.", 5) == 0 && plen - 5 < sizeof(param) - 6)
+                snprintf(param, sizeof(param), "body.%.*s", (int)(plen - 5), err + 5);
             fh_metric_add(sp.rejected, 1);
-            fh_http_error(resp, 400, "bad_body", "body", "the %s event it makes is invalid: %s",
-                          json_string_value(json_object_get(evs[i], "type")), err);
+            fh_http_error(resp, 400, "bad_body", param, "%s: the %s event it makes is invalid: %s",
+                          param, json_string_value(json_object_get(evs[i], "type")), err);
             goto out;
         }
         fh_event_clear(&ev);
