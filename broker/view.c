@@ -37,7 +37,6 @@ enum wst {
     W_RELEASE,
     W_UNDO,
     W_APPLIED,
-    W_TIME,
     W_CHANGE,
     W_REVISION,
     W_BUILDER,
@@ -105,6 +104,15 @@ static struct view {
     size_t batch_ts_n, batch_ts_cap;
     int in_txn;
 
+    /* checkpointer thread: its own connection; the writer's WAL hook wakes it */
+    pthread_t ckpt_thread;
+    int ckpt_started;
+    sqlite3 *ckpt_db;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    int ckpt_wanted, ckpt_stop;
+    long long checkpoint_pages;
+
     /* published by the view thread */
     _Atomic long long version;
     _Atomic long long end_total; /* sum over partitions of what can be applied (high watermarks) */
@@ -131,7 +139,7 @@ static struct view {
 
     fh_metric *m_applied, *m_dups, *m_invalid, *m_skipped, *m_batches, *m_errors, *m_version,
         *m_behind, *m_pruned, *m_hits, *m_misses, *m_stale, *m_fresh[FRESH_BUCKETS + 1],
-        *m_fresh_count, *m_fresh_sum;
+        *m_fresh_count, *m_fresh_sum, *m_checkpoints;
 } V;
 
 static const int fresh_le[FRESH_BUCKETS] = {1,  2,   3,   5,   7,   10,  15,   20,   30,   50,
@@ -233,7 +241,6 @@ static const char *const wsql[W__COUNT] = {
     [W_RELEASE] = "RELEASE ev",
     [W_UNDO] = "ROLLBACK TO ev",
     [W_APPLIED] = "INSERT INTO applied(id, at) VALUES(?1, ?2) ON CONFLICT DO NOTHING",
-    [W_TIME] = "SELECT json_extract(?1, '$.time')",
     [W_CHANGE] =
         "INSERT INTO changes(changeid, author, comments, files, when_ts, category, revlink, branch,"
         " revision, repository, project, codebase) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
@@ -483,21 +490,13 @@ static int wexec(enum wst w)
 }
 
 /* The envelope time of ev in epoch ms (orders claims and worker presence); -1 when unreadable.
- * The accessors read data only, so this goes through the event's JSON text. */
+ * The schema guarantees "time" is an RFC 3339 string. */
 static int64_t event_time_ms(const fh_event *ev)
 {
     int64_t ms = -1;
-    fh_buf_reset(&V.scratch);
-    if (fh_event_to_json(ev, &V.scratch))
+    const char *t = json_string_value(json_object_get(ev->root, "time"));
+    if (!t || fh_time_parse(t, &ms))
         return -1;
-    sqlite3_stmt *st = V.w[W_TIME];
-    sqlite3_bind_text(st, 1, V.scratch.data, (int)V.scratch.len, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
-        if (fh_time_parse((const char *)sqlite3_column_text(st, 0), &ms))
-            ms = -1;
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
     if (ms > 0 && ms / 1000.0 > V.clock && ms / 1000.0 < fh_now_ms() / 1000.0 + 86400.0)
         V.clock = ms / 1000.0;
     return ms;
@@ -1301,6 +1300,93 @@ static void *view_main(void *arg)
     return NULL;
 }
 
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+/* SQLite's automatic checkpoint runs inside the COMMIT that crosses the threshold, so the view
+ * thread would copy pages into the database file and fdatasync it while records wait. Instead
+ * the writer's WAL hook wakes this thread, which checkpoints PASSIVE (never blocking the writer
+ * or the readers) on a connection of its own. Durability does not change: a committed batch is
+ * in the WAL before COMMIT returns, whether or not it has been copied back yet. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)arg;
+    (void)db;
+    (void)name;
+    if (pages >= V.checkpoint_pages) {
+        pthread_mutex_lock(&V.ckpt_mu);
+        V.ckpt_wanted = 1;
+        pthread_cond_signal(&V.ckpt_cv);
+        pthread_mutex_unlock(&V.ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "fh-view-ckpt");
+    pthread_mutex_lock(&V.ckpt_mu);
+    while (!V.ckpt_stop) {
+        if (!V.ckpt_wanted) {
+            pthread_cond_wait(&V.ckpt_cv, &V.ckpt_mu);
+            continue;
+        }
+        V.ckpt_wanted = 0;
+        pthread_mutex_unlock(&V.ckpt_mu);
+        int logged = 0, copied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(V.ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logged,
+                                           &copied);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+            char q[420];
+            fh_log(FH_LOG_WARN, "view.checkpoint", "error=%s",
+                   fh_log_quote(q, sizeof(q), sqlite3_errmsg(V.ckpt_db)));
+        }
+        fh_metric_add(V.m_checkpoints, 1);
+        pthread_mutex_lock(&V.ckpt_mu);
+    }
+    pthread_mutex_unlock(&V.ckpt_mu);
+    return NULL;
+}
+
+/* Opens the checkpointer's connection and starts it; on failure the writer keeps SQLite's
+ * automatic checkpoints. */
+static void ckpt_start(void)
+{
+    if (sqlite3_open_v2(V.path, &V.ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        fh_log(FH_LOG_WARN, "view.checkpoint", "note=\"no checkpointer connection: automatic "
+                                                "checkpoints\"");
+        sqlite3_close(V.ckpt_db);
+        V.ckpt_db = NULL;
+        return;
+    }
+    sqlite3_busy_timeout(V.ckpt_db, 1000);
+    if (pthread_create(&V.ckpt_thread, NULL, ckpt_main, NULL)) {
+        sqlite3_close(V.ckpt_db);
+        V.ckpt_db = NULL;
+        return;
+    }
+    V.ckpt_started = 1;
+    sqlite3_exec(V.db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
+    sqlite3_wal_hook(V.db, wal_hook, NULL);
+}
+
+static void ckpt_stop(void)
+{
+    if (V.ckpt_started) {
+        pthread_mutex_lock(&V.ckpt_mu);
+        V.ckpt_stop = 1;
+        pthread_cond_signal(&V.ckpt_cv);
+        pthread_mutex_unlock(&V.ckpt_mu);
+        pthread_join(V.ckpt_thread, NULL);
+        V.ckpt_started = 0;
+    }
+    if (V.db)
+        sqlite3_wal_hook(V.db, NULL, NULL);
+    sqlite3_close(V.ckpt_db);
+    V.ckpt_db = NULL;
+}
+
 /* ---- open / close ----------------------------------------------------------------------- */
 
 static int db_open(char *errbuf, size_t errsize)
@@ -1421,6 +1507,8 @@ static void register_metrics(void)
     V.m_behind =
         fh_metric_new("firehose_view_behind_records", NULL,
                       "Records on the topics the view has not applied yet (-1: not known yet).", 1);
+    V.m_checkpoints = fh_metric_new("firehose_view_checkpoints_total", NULL,
+                                    "WAL checkpoints run by the view's checkpointer thread.", 0);
     V.m_pruned =
         fh_metric_new("firehose_view_pruned_rows_total", NULL, "Rows removed by retention.", 0);
     V.m_hits = fh_metric_new("firehose_rest_cache_total", "result=\"hit\"",
@@ -1469,6 +1557,7 @@ int view_start(fh_broker *b)
     V.reader_cache_kib = (int)(fh_config_int(c, "view.sqlite_cache_kib") / 4);
     V.max_entries = (size_t)fh_config_int(c, "view.cache_entries");
     V.max_bytes = (size_t)fh_config_int(c, "view.cache_bytes");
+    V.checkpoint_pages = fh_config_int(c, "view.checkpoint_pages");
     V.nbuckets = 64;
     while (V.nbuckets < 2 * V.max_entries && V.nbuckets < (1u << 20))
         V.nbuckets *= 2;
@@ -1477,6 +1566,8 @@ int view_start(fh_broker *b)
     pthread_mutex_init(&V.pool_mu, NULL);
     pthread_cond_init(&V.pool_cv, NULL);
     pthread_rwlock_init(&V.cache_mu, NULL);
+    pthread_mutex_init(&V.ckpt_mu, NULL);
+    pthread_cond_init(&V.ckpt_cv, NULL);
     fh_buf_init(&V.scratch, (size_t)fh_config_int(c, "events.max_bytes") * 2 + 65536);
     if (!(V.buckets = calloc(V.nbuckets, sizeof(*V.buckets))) ||
         !(V.batch_ts = malloc(V.batch_ts_cap * sizeof(*V.batch_ts)))) {
@@ -1488,6 +1579,7 @@ int view_start(fh_broker *b)
         kafka_open(err, sizeof(err)))
         goto fail;
     register_metrics();
+    ckpt_start();
     fh_metric_set(V.m_version, atomic_load(&V.version));
     if (pthread_create(&V.thread, NULL, view_main, NULL)) {
         snprintf(err, sizeof(err), "cannot start the view thread");
@@ -1534,6 +1626,7 @@ void view_stop(void)
         pthread_join(V.thread, NULL);
         V.started = 0;
     }
+    ckpt_stop();
     if (V.rk) {
         rd_kafka_consumer_close(V.rk);
         rd_kafka_destroy(V.rk);
@@ -1573,6 +1666,8 @@ void view_stop(void)
     pthread_mutex_destroy(&V.pool_mu);
     pthread_cond_destroy(&V.pool_cv);
     pthread_rwlock_destroy(&V.cache_mu);
+    pthread_mutex_destroy(&V.ckpt_mu);
+    pthread_cond_destroy(&V.ckpt_cv);
     V.b = NULL;
 }
 

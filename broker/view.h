@@ -55,6 +55,8 @@
      "read-only SQLite connections shared by the REST threads (more requests wait)"}, \
     {"view.sqlite_cache_kib", NULL, FH_CFG_INT, "16384", 256, 4194304, \
      "SQLite page cache of the writer connection in KiB; each reader gets a quarter"}, \
+    {"view.checkpoint_pages", NULL, FH_CFG_INT, "2000", 100, 10000000, \
+     "WAL pages (4 KiB) after which the view's checkpointer thread copies them into the database"}, \
     {"view.metadata_refresh_ms", NULL, FH_CFG_INT, "5000", 100, 3600000, \
      "how often the view looks for new partitions of its topics"}
 /* clang-format on */
