@@ -112,6 +112,7 @@ static struct view {
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop;
     long long checkpoint_pages;
+    int wal_pages; /* frames in the WAL after the last commit (view thread) */
 
     /* published by the view thread */
     _Atomic long long version;
@@ -139,7 +140,7 @@ static struct view {
 
     fh_metric *m_applied, *m_dups, *m_invalid, *m_skipped, *m_batches, *m_errors, *m_version,
         *m_behind, *m_pruned, *m_hits, *m_misses, *m_stale, *m_fresh[FRESH_BUCKETS + 1],
-        *m_fresh_count, *m_fresh_sum, *m_checkpoints;
+        *m_fresh_count, *m_fresh_sum, *m_checkpoints, *m_checkpoints_tail;
 } V;
 
 static const int fresh_le[FRESH_BUCKETS] = {1,  2,   3,   5,   7,   10,  15,   20,   30,   50,
@@ -1230,6 +1231,7 @@ static int kafka_open(char *errbuf, size_t errsize)
     return 0;
 }
 
+static void ckpt_tail(void);
 static void *view_main(void *arg)
 {
     (void)arg;
@@ -1287,6 +1289,8 @@ static void *view_main(void *arg)
             } else if (commit_batch()) {
                 struct timespec ts = {1, 0};
                 nanosleep(&ts, NULL);
+            } else {
+                ckpt_tail();
             }
         }
     }
@@ -1312,6 +1316,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     (void)arg;
     (void)db;
     (void)name;
+    V.wal_pages = pages;
     if (pages >= V.checkpoint_pages) {
         pthread_mutex_lock(&V.ckpt_mu);
         V.ckpt_wanted = 1;
@@ -1361,6 +1366,14 @@ static void ckpt_start(void)
         return;
     }
     sqlite3_busy_timeout(V.ckpt_db, 1000);
+    /* A connection checkpoints only once its pager has seen the file in WAL mode: until it
+     * reads, sqlite3_wal_checkpoint_v2 returns OK and does nothing. */
+    if (sqlite3_exec(V.ckpt_db, "PRAGMA journal_mode=WAL; SELECT count(*) FROM view_state;", NULL,
+                     NULL, NULL) != SQLITE_OK) {
+        sqlite3_close(V.ckpt_db);
+        V.ckpt_db = NULL;
+        return;
+    }
     if (pthread_create(&V.ckpt_thread, NULL, ckpt_main, NULL)) {
         sqlite3_close(V.ckpt_db);
         V.ckpt_db = NULL;
@@ -1369,6 +1382,21 @@ static void ckpt_start(void)
     V.ckpt_started = 1;
     sqlite3_exec(V.db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
     sqlite3_wal_hook(V.db, wal_hook, NULL);
+}
+
+/* SQLite starts the WAL over from its beginning only when a write transaction begins on a
+ * fully copied WAL. The view thread begins its next batch right after a commit, before the
+ * background checkpoint can finish, so the WAL would grow without end. Once it holds twice
+ * view.checkpoint_pages, the view thread finishes the copy itself between two batches: the
+ * checkpointer has already copied (and synced) nearly everything, so this is the tail of a
+ * batch or two. */
+static void ckpt_tail(void)
+{
+    if (!V.ckpt_started || V.wal_pages < 2 * V.checkpoint_pages)
+        return;
+    sqlite3_wal_checkpoint_v2(V.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    V.wal_pages = 0;
+    fh_metric_add(V.m_checkpoints_tail, 1);
 }
 
 static void ckpt_stop(void)
@@ -1507,8 +1535,10 @@ static void register_metrics(void)
     V.m_behind =
         fh_metric_new("firehose_view_behind_records", NULL,
                       "Records on the topics the view has not applied yet (-1: not known yet).", 1);
-    V.m_checkpoints = fh_metric_new("firehose_view_checkpoints_total", NULL,
-                                    "WAL checkpoints run by the view's checkpointer thread.", 0);
+    V.m_checkpoints = fh_metric_new("firehose_view_checkpoints_total", "thread=\"checkpointer\"",
+                                    "WAL checkpoints, by the thread that ran them.", 0);
+    V.m_checkpoints_tail = fh_metric_new("firehose_view_checkpoints_total", "thread=\"view\"",
+                                         "WAL checkpoints, by the thread that ran them.", 0);
     V.m_pruned =
         fh_metric_new("firehose_view_pruned_rows_total", NULL, "Rows removed by retention.", 0);
     V.m_hits = fh_metric_new("firehose_rest_cache_total", "result=\"hit\"",
