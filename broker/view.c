@@ -66,6 +66,7 @@ struct view_reader {
 typedef struct cache_entry {
     char *key, *body;
     size_t len;
+    unsigned long long hash; /* of body, from the renderer (ETags) */
     view_asof asof;
     int64_t expires_ms;              /* 0: valid until the view changes */
     _Atomic unsigned long long used; /* LRU tick */
@@ -1876,7 +1877,8 @@ static cache_entry *cache_find(const char *key, cache_entry ***link)
     return NULL;
 }
 
-enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *asof)
+enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *asof,
+                                      unsigned long long *hash)
 {
     enum view_cache_result res = VIEW_CACHE_MISS;
     pthread_rwlock_rdlock(&V.cache_mu);
@@ -1892,10 +1894,12 @@ enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *a
         else
             res = VIEW_CACHE_STALE;
         if (res != VIEW_CACHE_RENDER) {
-            if (fh_buf_append(out, e->body, e->len))
+            if (fh_buf_append(out, e->body, e->len)) {
                 res = VIEW_CACHE_MISS;
-            else
+            } else {
                 *asof = e->asof;
+                *hash = e->hash;
+            }
         }
     }
     pthread_rwlock_unlock(&V.cache_mu);
@@ -1933,8 +1937,8 @@ static void cache_evict(void)
     }
 }
 
-void view_cache_put(const char *key, const char *body, size_t len, const view_asof *asof,
-                    int ttl_ms)
+void view_cache_put(const char *key, const char *body, size_t len, unsigned long long hash,
+                    const view_asof *asof, int ttl_ms)
 {
     int64_t expires = ttl_ms > 0 ? fh_now_ms() + ttl_ms : 0;
     char *copy = malloc(len ? len : 1);
@@ -1951,6 +1955,7 @@ void view_cache_put(const char *key, const char *body, size_t len, const view_as
             free(e->body);
             e->body = copy;
             e->len = len;
+            e->hash = hash;
             e->asof = *asof;
             e->expires_ms = expires;
             copy = NULL;
@@ -1960,6 +1965,7 @@ void view_cache_put(const char *key, const char *body, size_t len, const view_as
         size_t b = key_hash(key);
         e->body = copy;
         e->len = len;
+        e->hash = hash;
         e->asof = *asof;
         e->expires_ms = expires;
         atomic_store(&e->used, atomic_fetch_add(&V.tick, 1));
