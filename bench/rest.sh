@@ -318,7 +318,7 @@ if [ "${BENCH_BUILDBOT:-1}" != 0 ] && [ -x "$BB_VENV/bin/buildbot" ]; then
         "$BB_VENV/bin/python" "$ROOT/bench/buildbot/load.py" "$BB_DIR" "$PENDING" >>"$WORK/bb.log" 2>&1 &&
         timeout 120 "$BB_VENV/bin/buildbot" start "$BB_DIR" >>"$WORK/bb.log" 2>&1; then
         BB_URL="http://127.0.0.1:$BB_PORT/"
-        BB_TOTAL="$(curl -s "${BB_URL}api/v2/buildrequests?claimed=false&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["meta"]["total"])' || echo 0)"
+        BB_TOTAL="$(curl -s "${BB_URL}api/v2/buildrequests?claimed=false" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["buildrequests"]))' || echo 0)"
         say "Buildbot $("$BB_VENV/bin/buildbot" --version | head -n1 | awk '{print $3}') at $BB_URL with $BB_TOTAL pending requests"
         BB_OK=1
         # Same wrk settings on both sides; the whole-queue answers are MB-sized, so they get

@@ -55,6 +55,9 @@
      "read-only SQLite connections shared by the REST threads (more requests wait)"}, \
     {"view.sqlite_cache_kib", NULL, FH_CFG_INT, "16384", 256, 4194304, \
      "SQLite page cache of the writer connection in KiB; each reader gets a quarter"}, \
+    {"view.nice", NULL, FH_CFG_INT, "-5", -20, 19, \
+     "scheduling niceness of the view and checkpointer threads (below 0 needs CAP_SYS_NICE; " \
+     "without it they stay at the process's own)"}, \
     {"view.checkpoint_pages", NULL, FH_CFG_INT, "2000", 100, 10000000, \
      "WAL pages (4 KiB) after which the view's checkpointer thread copies them into the database"}, \
     {"view.metadata_refresh_ms", NULL, FH_CFG_INT, "5000", 100, 3600000, \
