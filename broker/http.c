@@ -161,8 +161,15 @@ static enum MHD_Result send_response(fh_http *h, struct MHD_Connection *conn,
             return ret;
         }
     }
-    r = MHD_create_response_from_buffer(resp->body.len, resp->body.data ? resp->body.data : "",
-                                        MHD_RESPMEM_MUST_COPY);
+    /* The body's buffer goes to libmicrohttpd (it frees it): a large answer is not copied
+     * once more per request. */
+    if (resp->body.data) {
+        r = MHD_create_response_from_buffer(resp->body.len, resp->body.data, MHD_RESPMEM_MUST_FREE);
+        if (r)
+            fh_buf_init(&resp->body, resp->body.max); /* handed over */
+    } else {
+        r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    }
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type",
