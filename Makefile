@@ -113,6 +113,7 @@ test: deps
 bench: deps all
 	bash bench/ingest.sh
 	bash bench/sim.sh
+	bash bench/rest.sh
 
 docs: all
 	tools/gen-config-doc.sh bin > docs/configuration.md

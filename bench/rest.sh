@@ -3,7 +3,7 @@
 # 10,000 pending requests, while ~10,000 events/s flow through Kafka into it; plus freshness
 # (produce -> visible in REST).
 #
-#   bench/rest.sh            (not wired into `make bench` yet)
+#   make bench   (runs bench/ingest.sh, then this)   or   bash bench/rest.sh
 #
 # Starts Kafka with tests/kafka/kafka.sh (or uses BENCH_KAFKA_STATE), creates fresh topics,
 # starts bin/firehose-broker with a fresh view, loads 10,000 pending build requests, then, for
@@ -16,7 +16,14 @@
 #   (10000), BENCH_WRK_SECONDS (10),
 #   BENCH_WRK_THREADS (1), BENCH_WRK_CONNECTIONS (16), BENCH_HTTP_THREADS (2),
 #   BENCH_KAFKA_STATE (the DIR of a Kafka already started with `tests/kafka/kafka.sh start DIR`),
-#   BENCH_NO_DOC=1 (do not touch docs/performance.md).
+#   BENCH_NO_DOC=1 (do not touch docs/performance.md), BENCH_BUILDBOT=0 (skip the Buildbot side).
+#
+# Side by side in the same run: a Buildbot master (PyPI `buildbot` + `buildbot-www`, installed
+# into build/bench/buildbot-venv when missing) whose own database holds the same number of
+# pending build requests (bench/buildbot/load.py), its data API on a loopback port; wrk runs
+# against /api/v2/buildrequests?claimed=false (every pending request, as Buildbot answers it) and
+# with limit=100 (one page like ours), and against our /api/v1/pending with limit=100 and
+# limit=10000, all after the ingest has stopped so both sides see the same quiet machine.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -53,8 +60,12 @@ mkdir -p "$DATA"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/firehose-bench-rest.XXXXXX")"
 STATE=""
 BROKER_PID=""
+BB_DIR=""
 cleanup() {
     [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null || true
+    if [ -n "$BB_DIR" ] && [ -f "$BB_DIR/twistd.pid" ]; then
+        "$BB_VENV/bin/buildbot" stop "$BB_DIR" >/dev/null 2>&1 || kill "$(cat "$BB_DIR/twistd.pid")" 2>/dev/null || true
+    fi
     if [ -n "$STATE" ]; then
         "$KAFKA_SH" stop "$STATE" >/dev/null 2>&1 || true
         rm -rf "$STATE"
@@ -242,6 +253,13 @@ for m in re.finditer(r'^(firehose_view_freshness_ms_bucket\{le="([^"]+)"\}|fireh
 print(json.dumps(out))
 EOF
 }
+view_ticks() {  # view_ticks PID: user + system CPU of the broker's view thread (fh-view), in ticks
+    local t
+    for t in /proc/"$1"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = fh-view ] && { awk '{print $14 + $15}' "$t/stat"; return; }
+    done
+    echo 0
+}
 cpu_ticks() {   # cpu_ticks PID: user + system CPU of a process, in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
@@ -257,6 +275,7 @@ for RATE in "${RATES[@]}"; do
     sleep 5
     metrics >"$OUT.metrics-before.json"
     c0=$(cpu_ticks "$BROKER_PID")
+    v0=$(view_ticks "$BROKER_PID")
     t0=$(date +%s.%N)
     for ep in last-green pending; do
         path="$LG_PATH"
@@ -265,8 +284,9 @@ for RATE in "${RATES[@]}"; do
         wrk -t"$WRK_THREADS" -c"$WRK_CONN" -d"${WRK_SECONDS}s" --latency "$URL$path" >"$OUT.wrk-$ep.txt"
     done
     c1=$(cpu_ticks "$BROKER_PID")
+    v1=$(view_ticks "$BROKER_PID")
     t1=$(date +%s.%N)
-    echo "$c0 $c1 $t0 $t1 $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg)" >"$OUT.cpu"
+    echo "$c0 $c1 $t0 $t1 $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg) $v0 $v1" >"$OUT.cpu"
     metrics >"$OUT.metrics-after.json"
     curl -s "$URL$LG_PATH" >"$OUT.last-green.json" || true
     curl -s "$URL$PD_PATH?limit=1" >"$OUT.pending.json" || true
@@ -283,6 +303,52 @@ while time.time() < deadline:
 sys.exit(1)
 EOF
 done
+
+# ---- Buildbot's own data API, side by side -----------------------------------------------------
+BB_VENV="$DATA/buildbot-venv"
+BB_OK=0
+if [ "${BENCH_BUILDBOT:-1}" != 0 ]; then
+    if ! [ -x "$BB_VENV/bin/buildbot" ]; then
+        say "installing Buildbot from PyPI into $BB_VENV"
+        { python3 -m venv "$BB_VENV" && "$BB_VENV/bin/pip" install -q buildbot buildbot-www; } >"$WORK/bb-install.log" 2>&1 ||
+            { tail -n 20 "$WORK/bb-install.log" >&2; say "Buildbot did not install: skipping it"; }
+    fi
+fi
+if [ "${BENCH_BUILDBOT:-1}" != 0 ] && [ -x "$BB_VENV/bin/buildbot" ]; then
+    BB_DIR="$WORK/buildbot-master"
+    BB_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    export BB_WWW_PORT="$BB_PORT"
+    "$BB_VENV/bin/buildbot" create-master -r "$BB_DIR" >"$WORK/bb.log" 2>&1
+    cp "$ROOT/bench/buildbot/master.cfg" "$BB_DIR/master.cfg"
+    # First start registers the builders in the master's database; then the requests go in,
+    # and the second start serves them.
+    if timeout 120 "$BB_VENV/bin/buildbot" start "$BB_DIR" >>"$WORK/bb.log" 2>&1 &&
+        "$BB_VENV/bin/buildbot" stop "$BB_DIR" >>"$WORK/bb.log" 2>&1 &&
+        "$BB_VENV/bin/python" "$ROOT/bench/buildbot/load.py" "$BB_DIR" "$PENDING" >>"$WORK/bb.log" 2>&1 &&
+        timeout 120 "$BB_VENV/bin/buildbot" start "$BB_DIR" >>"$WORK/bb.log" 2>&1; then
+        BB_URL="http://127.0.0.1:$BB_PORT/"
+        BB_TOTAL="$(curl -s "${BB_URL}api/v2/buildrequests?claimed=false" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["buildrequests"]))' || echo 0)"
+        say "Buildbot $("$BB_VENV/bin/buildbot" --version | head -n1 | awk '{print $3}') at $BB_URL with $BB_TOTAL pending requests"
+        BB_OK=1
+        # Same wrk settings on both sides; the whole-queue answers are MB-sized, so they get
+        # fewer connections and a long timeout.
+        run_wrk() {   # run_wrk NAME CONNECTIONS URL
+            wrk -t"$WRK_THREADS" -c"$2" -d"${WRK_SECONDS}s" --timeout 30s --latency "$3" >"$WORK/side-$1.txt" 2>&1 || true
+            curl -s -o /dev/null -w '%{size_download}' "$3" >"$WORK/side-$1.bytes" || echo 0 >"$WORK/side-$1.bytes"
+        }
+        say "  side by side: wrk ${WRK_SECONDS}s on each of four URLs"
+        run_wrk bb-page "$WRK_CONN" "${BB_URL}api/v2/buildrequests?claimed=false&limit=100"
+        run_wrk fh-page "$WRK_CONN" "${URL}api/v1/pending?limit=100"
+        run_wrk bb-all 2 "${BB_URL}api/v2/buildrequests?claimed=false"
+        run_wrk fh-all 2 "${URL}api/v1/pending?limit=10000"
+        echo "$BB_TOTAL $("$BB_VENV/bin/buildbot" --version | head -n1 | awk '{print $3}')" >"$WORK/side.meta"
+    else
+        tail -n 30 "$WORK/bb.log" >&2
+        [ -f "$BB_DIR/twistd.log" ] && tail -n 30 "$BB_DIR/twistd.log" >&2
+        say "the Buildbot master did not start: the report says so"
+        echo "the Buildbot master did not start (see the bench output)" >"$WORK/side.failed"
+    fi
+fi
 
 # ---- report ------------------------------------------------------------------------------------
 CPU="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
@@ -323,7 +389,7 @@ for rate in env["RATES_LIST"].split():
     pre = os.path.join(W, "rate-%s" % rate)
     st = json.load(open(pre + ".stream.json"))
     mb, ma = json.load(open(pre + ".metrics-before.json")), json.load(open(pre + ".metrics-after.json"))
-    c0, c1, t0, t1, hz, load = open(pre + ".cpu").read().split()
+    c0, c1, t0, t1, hz, load, v0, v1 = open(pre + ".cpu").read().split()
     secs = float(t1) - float(t0)
     applied = sum(ma.get(k, 0) - mb.get(k, 0) for k in ("firehose_view_events_applied_total",
                                                          "firehose_view_skipped_total"))
@@ -331,7 +397,8 @@ for rate in env["RATES_LIST"].split():
     h99, _ = hist(mb, ma, 99)
     rows.append({"rate": int(rate), "achieved": st["rate"], "applied": applied / secs,
                  "lg": wrk(pre, "last-green"), "pd": wrk(pre, "pending"), "h50": h50, "h99": h99, "hn": n,
-                 "st": st, "cpu": (int(c1) - int(c0)) / int(hz) / secs * 100, "load": float(load),
+                 "st": st, "cpu": (int(c1) - int(c0)) / int(hz) / secs * 100,
+                 "vcpu": (int(v1) - int(v0)) / int(hz) / secs * 100, "load": float(load),
                  "rss": ma.get("process_resident_memory_bytes", 0) / 2**20,
                  "pending_total": json.load(open(pre + ".pending.json"))["total"]})
 
@@ -340,14 +407,21 @@ def ms(v):
 
 print()
 for r in rows:
-    print("ingest %6d/s (achieved %.0f/s; view applied %.0f/s while wrk ran; broker CPU %.0f%%, RSS %.0f MiB; "
-          "load average %.1f)" % (r["rate"], r["achieved"], r["applied"], r["cpu"], r["rss"], r["load"]))
+    print("ingest %6d/s (achieved %.0f/s; view applied %.0f/s while wrk ran; broker CPU %.0f%% (view thread %.0f%%), "
+          "RSS %.0f MiB; load average %.1f)" % (r["rate"], r["achieved"], r["applied"], r["cpu"], r["vcpu"], r["rss"],
+                                               r["load"]))
     for name, x in (("last-green", r["lg"]), ("pending", r["pd"])):
         print("  %-10s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-2xx %d" % (name, x["rps"], x["p50"], x["p99"], x["non2xx"]))
     s = r["st"]
     print("  freshness: produce->committed p50 %s p99 %s (%d records); probes p50 %s p99 %s max %s (%d/%d seen)" % (
         r["h50"], r["h99"], r["hn"], ms(s["probe_p50_ms"]), ms(s["probe_p99_ms"]), ms(s["probe_max_ms"]),
         s["probes_seen"], s["probes"]))
+
+for name in ("bb-page", "fh-page", "bb-all", "fh-all"):
+    path = os.path.join(W, "side-%s.txt" % name)
+    if os.path.exists(path):
+        m = re.search(r"Requests/sec:\s+([0-9.]+)", open(path).read())
+        print("side by side %-8s %s req/s" % (name, m.group(1) if m else "n/a"))
 
 if env["WRITE_DOC"] != "1":
     raise SystemExit(0)
@@ -356,7 +430,7 @@ lines = [
     "<!-- bench:rest:begin (written by bench/rest.sh; edits inside these markers are overwritten) -->",
     "## REST: last-green and pending under ingest",
     "",
-    "- Command: `bash bench/rest.sh` (not yet part of `make bench`)",
+    "- Command: `make bench` (bench/rest.sh)",
     "- Date: %s" % env["DATE"],
     "- Machine: %s CPUs (%s), %.1f GiB RAM, %s. Kafka, the broker, firehose-emit, the pacer and wrk all "
     "share these CPUs." % (env["NPROC"], env["CPU"] or "unknown CPU", mem_gib, env["KERNEL"]),
@@ -374,16 +448,17 @@ lines = [
     "- Goals (DESIGN.md): >= 50,000 requests/s and p99 <= 5 ms at 10,000 events/s of ingest; freshness p99 <= 100 ms.",
     "- \"view applied\" is what the view's thread applied while wrk ran (below the offered rate means it fell behind); "
     "\"broker CPU\" is the broker process (all threads) over the same time; \"load avg\" is the machine's 1-minute "
-    "load average at the end (other work on the machine inflates it).",
+    "load average at the end (other work on the machine inflates it); \"view thread CPU\" is the view's "
+    "apply thread alone (`fh-view`), the figure least disturbed by other load.",
     "",
-    "| ingest offered | view applied | broker CPU | load avg | endpoint | requests/s | p50 | p99 |",
-    "|---:|---:|---:|---:|---|---:|---:|---:|",
+    "| ingest offered | view applied | broker CPU | view thread CPU | load avg | endpoint | requests/s | p50 | p99 |",
+    "|---:|---:|---:|---:|---:|---|---:|---:|---:|",
 ]
 for r in rows:
     for i, (name, x) in enumerate((("`/api/v1/last-green`", r["lg"]), ("`/api/v1/pending`", r["pd"]))):
         lead = ("%s/s" % format(round(r["achieved"]), ","), "%s/s" % format(round(r["applied"]), ","),
-                "%.0f%%" % r["cpu"], "%.1f" % r["load"]) if i == 0 else ("", "", "", "")
-        lines.append("| %s | %s | %s | %s | %s | **%s** | %.2f ms | **%.2f ms** |" % (
+                "%.0f%%" % r["cpu"], "%.0f%%" % r["vcpu"], "%.1f" % r["load"]) if i == 0 else ("", "", "", "", "")
+        lines.append("| %s | %s | %s | %s | %s | %s | **%s** | %.2f ms | **%.2f ms** |" % (
             lead + (name, format(round(x["rps"]), ","), x["p50"], x["p99"])))
 lines += ["", "| ingest offered | produce -> committed p50 | p99 | probe -> visible p50 | p99 | max | probes seen |",
           "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -392,8 +467,62 @@ for r in rows:
     lines.append("| %s/s | %s | **%s** | %s | **%s** | %s | %d of %d |" % (
         format(round(r["achieved"]), ","), r["h50"], r["h99"], ms(s["probe_p50_ms"]), ms(s["probe_p99_ms"]),
         ms(s["probe_max_ms"]), s["probes_seen"], s["probes"]))
-lines += ["", "Not measured yet: Buildbot's own data API side by side (`/api/v2/buildrequests?claimed=false` holding",
-          "the same 10,000 pending requests), which issue 4 asks for.", "", "<!-- bench:rest:end -->"]
+def side(name):
+    path = os.path.join(W, "side-%s.txt" % name)
+    text = open(path).read()
+    m = re.search(r"Requests/sec:\s+([0-9.]+)", text)
+    if not m:
+        return None
+    def lat(p):
+        m = re.search(r"^\s+%s%%\s+([0-9.]+)(us|ms|s)\s*$" % p, text, re.M)
+        if not m:
+            return None
+        v, u = float(m.group(1)), m.group(2)
+        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+    reqs = re.search(r"(\d+) requests in", text)
+    to = re.search(r"timeout (\d+)", text)
+    size = open(os.path.join(W, "side-%s.bytes" % name)).read().strip() or "0"
+    return {"rps": float(m.group(1)), "p50": lat(50), "p99": lat(99), "n": int(reqs.group(1)) if reqs else 0,
+            "timeouts": int(to.group(1)) if to else 0, "bytes": int(size)}
+
+lines += ["", "### Side by side: Buildbot's own data API", ""]
+if os.path.exists(os.path.join(W, "side.meta")):
+    bb_total, bb_version = open(os.path.join(W, "side.meta")).read().split()
+    res = {k: side(k) for k in ("bb-page", "fh-page", "bb-all", "fh-all")}
+    lines += [
+        "- Buildbot %s from PyPI (`buildbot`, `buildbot-www`), one master with its SQLite database and the www data "
+        "API on loopback, same machine, measured in the same run right after the firehose rows above (ingest "
+        "stopped, so both sides see the same quiet machine; the broker is the one above, view at rest)." % bb_version,
+        "- Both hold the same %s pending build requests (Buildbot: %s unclaimed, inserted by bench/buildbot/load.py "
+        "into its own schema: sourcestamp, buildset, buildrequest each, over the same 40 builders, no worker ever "
+        "connects). wrk `-t%s -d%ss --timeout 30s --latency`; `-c%s` for one page, `-c2` for the whole queue "
+        "(each answer is megabytes)." % (format(int(env["PENDING"]), ","), format(int(bb_total), ","),
+                                        env["WRK_THREADS"], env["WRK_SECONDS"], env["WRK_CONN"]),
+        "",
+        "| what | URL | answer | requests | requests/s | p50 | p99 | firehose / Buildbot |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    def row(label, url, x, ratio):
+        if not x:
+            return "| %s | `%s` | | | no answer | | | |" % (label, url)
+        return "| %s | `%s` | %s B | %s | **%s** | %s | %s | %s |" % (
+            label, url, format(x["bytes"], ","), format(x["n"], ","), format(round(x["rps"], 1 if x["rps"] < 100 else None), ","),
+            "%.2f ms" % x["p50"] if x["p50"] is not None else "n/a",
+            "%.2f ms" % x["p99"] if x["p99"] is not None else "n/a", ratio)
+    def ratio(a, b):
+        return "**%sx**" % format(round(res[a]["rps"] / res[b]["rps"]), ",") if res[a] and res[b] and res[b]["rps"] else "n/a"
+    lines += [row("one page, Buildbot", "/api/v2/buildrequests?claimed=false&limit=100", res["bb-page"], ""),
+              row("one page, firehose", "/api/v1/pending?limit=100", res["fh-page"], ratio("fh-page", "bb-page")),
+              row("whole queue, Buildbot", "/api/v2/buildrequests?claimed=false", res["bb-all"], ""),
+              row("whole queue, firehose", "/api/v1/pending?limit=10000", res["fh-all"], ratio("fh-all", "bb-all"))]
+    bad = [k for k, x in res.items() if x and x["timeouts"]]
+    if bad:
+        lines += ["", "wrk timeouts (30 s): " + ", ".join("%s %d" % (k, res[k]["timeouts"]) for k in bad)]
+elif os.path.exists(os.path.join(W, "side.failed")):
+    lines += ["Not measured in this run: " + open(os.path.join(W, "side.failed")).read().strip() + "."]
+else:
+    lines += ["Not measured in this run (BENCH_BUILDBOT=0, or Buildbot did not install)."]
+lines += ["", "<!-- bench:rest:end -->"]
 section = "\n".join(lines)
 doc = env["DOC"]
 text = open(doc).read() if os.path.exists(doc) else (

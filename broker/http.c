@@ -145,8 +145,12 @@ static enum MHD_Result send_response(fh_http *h, struct MHD_Connection *conn,
         return ret;
     }
     if (status == 200 && !resp->no_etag) {
-        snprintf(etag, sizeof(etag), "\"%016llx\"", body_hash(resp->body.data ? resp->body.data : "",
-                                                              resp->body.len));
+        /* Hashing a large body byte by byte costs more than building it from a cache, so a
+         * handler that knows its body's hash passes it. */
+        snprintf(etag, sizeof(etag), "\"%016llx\"",
+                 resp->etag_given ? resp->etag
+                                  : body_hash(resp->body.data ? resp->body.data : "",
+                                              resp->body.len));
         const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
         if (inm && (strstr(inm, etag) || strcmp(inm, "*") == 0)) {
             r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
@@ -157,8 +161,15 @@ static enum MHD_Result send_response(fh_http *h, struct MHD_Connection *conn,
             return ret;
         }
     }
-    r = MHD_create_response_from_buffer(resp->body.len, resp->body.data ? resp->body.data : "",
-                                        MHD_RESPMEM_MUST_COPY);
+    /* The body's buffer goes to libmicrohttpd (it frees it): a large answer is not copied
+     * once more per request. */
+    if (resp->body.data) {
+        r = MHD_create_response_from_buffer(resp->body.len, resp->body.data, MHD_RESPMEM_MUST_FREE);
+        if (r)
+            fh_buf_init(&resp->body, resp->body.max); /* handed over */
+    } else {
+        r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    }
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type",

@@ -29,6 +29,8 @@ typedef struct fh_http_response {
     const char *content_type; /* "application/json" unless set */
     int max_age;              /* Cache-Control max-age seconds; -1 for no-store */
     int no_etag;              /* 1: do not add an ETag */
+    int etag_given;           /* 1: etag below is the body's hash, so it is not hashed again */
+    unsigned long long etag;  /* with etag_given: a 64-bit hash identifying the body's bytes */
     const char *location;     /* Location header for 201 (static or owned by the handler ctx) */
     struct MHD_Response *raw; /* handler-made response (upgrade, streams); overrides the rest */
 } fh_http_response;

@@ -171,6 +171,17 @@ static int check_constraint(fh_http_request *req, fh_http_response *resp)
     return 0;
 }
 
+/* FNV-1a, continuing from h (the answer's ETag: the members' hash is kept in the cache, so a
+ * request hashes only its own "as_of"). */
+static unsigned long long fnv(const char *p, size_t n, unsigned long long h)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
 /* Serves key from the cache, or renders it with fn. */
 static void serve(fh_http_response *resp, const char *key, render_fn fn, const void *args,
                   int ttl_ms)
@@ -178,6 +189,7 @@ static void serve(fh_http_response *resp, const char *key, render_fn fn, const v
     char err[512];
     view_asof a;
     fh_buf tmp;
+    unsigned long long hash = 0;
     if (view_enter()) {
         fh_http_error(resp, 503, "unavailable", NULL,
                       "the view is stopping or disabled (view.enabled=false)");
@@ -185,7 +197,7 @@ static void serve(fh_http_response *resp, const char *key, render_fn fn, const v
     }
     resp->max_age = 0;
     fh_buf_printf(&resp->body, "{");
-    enum view_cache_result cr = view_cache_get(key, &resp->body, &a);
+    enum view_cache_result cr = view_cache_get(key, &resp->body, &a, &hash);
     if (cr == VIEW_CACHE_HIT || cr == VIEW_CACHE_STALE)
         goto finish;
     fh_buf_init(&tmp, resp->body.max);
@@ -202,7 +214,8 @@ static void serve(fh_http_response *resp, const char *key, render_fn fn, const v
         rc = -1;
     }
     if (rc == 0) {
-        view_cache_put(key, tmp.data ? tmp.data : "", tmp.len, &a, ttl_ms);
+        hash = fnv(tmp.data ? tmp.data : "", tmp.len, 1469598103934665603ULL);
+        view_cache_put(key, tmp.data ? tmp.data : "", tmp.len, hash, &a, ttl_ms);
     } else {
         if (cr == VIEW_CACHE_RENDER)
             view_cache_abandon(key);
@@ -218,10 +231,13 @@ static void serve(fh_http_response *resp, const char *key, render_fn fn, const v
     fh_buf_free(&tmp);
     if (rc)
         goto out;
-finish:
+finish:;
+    size_t tail = resp->body.len;
     fh_buf_printf(&resp->body, ",");
     view_asof_json(&a, &resp->body);
     fh_buf_printf(&resp->body, "}\n");
+    resp->etag = fnv(resp->body.data + tail, resp->body.len - tail, hash);
+    resp->etag_given = 1;
 out:
     view_leave();
 }

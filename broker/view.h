@@ -55,6 +55,11 @@
      "read-only SQLite connections shared by the REST threads (more requests wait)"}, \
     {"view.sqlite_cache_kib", NULL, FH_CFG_INT, "16384", 256, 4194304, \
      "SQLite page cache of the writer connection in KiB; each reader gets a quarter"}, \
+    {"view.nice", NULL, FH_CFG_INT, "-5", -20, 19, \
+     "scheduling niceness of the view and checkpointer threads (below 0 needs CAP_SYS_NICE; " \
+     "without it they stay at the process's own)"}, \
+    {"view.checkpoint_pages", NULL, FH_CFG_INT, "2000", 100, 10000000, \
+     "WAL pages (4 KiB) after which the view's checkpointer thread copies them into the database"}, \
     {"view.metadata_refresh_ms", NULL, FH_CFG_INT, "5000", 100, 3600000, \
      "how often the view looks for new partitions of its topics"}
 /* clang-format on */
@@ -114,14 +119,17 @@ enum view_cache_result {
                             then view_cache_put, or view_cache_abandon when rendering fails */
 };
 
-/* Looks key up; see the enum for what each result means. */
-enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *asof);
-/* Stores a copy of a rendered body for key as of *asof, evicting the least recently used
+/* Looks key up; see the enum for what each result means. With HIT and STALE, *hash is what
+ * view_cache_put was given for the body. */
+enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *asof,
+                                      unsigned long long *hash);
+/* Stores a copy of a rendered body (and the hash the caller computed of it, for its ETag) for
+ * key as of *asof, evicting the least recently used
  * entries beyond view.cache_entries / view.cache_bytes, and clears the rendering mark. An
  * answer that depends on the wall clock (waiting and elapsed times) passes ttl_ms > 0: after
  * that long it counts as older than the view even if the view did not change. */
-void view_cache_put(const char *key, const char *body, size_t len, const view_asof *asof,
-                    int ttl_ms);
+void view_cache_put(const char *key, const char *body, size_t len, unsigned long long hash,
+                    const view_asof *asof, int ttl_ms);
 /* Clears the rendering mark that VIEW_CACHE_RENDER gave the caller. */
 void view_cache_abandon(const char *key);
 

@@ -9,6 +9,7 @@ as a fresh broker that builds it from scratch.
 
 import json
 import random
+import re
 import subprocess
 import threading
 import time
@@ -488,6 +489,76 @@ def test_disabled_view_answers_503(kafka, tmp_path, openapi):
         openapi.check("/api/v1/last-green", r)
         assert r.status_code == 503 and "view.enabled=false" in r.json()["message"]
         assert not (tmp_path / "view.db").exists()
+    finally:
+        assert b.stop() == 0
+
+
+# ---- retention --------------------------------------------------------------------------------
+
+def test_retention_prunes_old_finished_builds_with_their_steps_properties_and_logs(kafka, tmp_path, openapi):
+    """Without retention the view grows with every build (the Buildbot memory ticket): finished
+    builds older than view.retention_s by the view clock go, with their steps, properties and log
+    metadata, as do completed requests and old changes; running builds, pending requests and
+    recent builds stay."""
+    now = int(time.time())
+    t0 = now - 3 * 86400
+    day = 86400
+    w = World(t0)
+
+    def detail(brid, buildid, t, finished=True):
+        w.log(brid, buildid, t + 3.5, buildid * 100, buildid * 10)
+        w.props(brid, buildid, t + 3.6, {"got_revision": [rev("x%d" % buildid), "Git"]})
+        if finished:
+            w.log(brid, buildid, t + 3.7, buildid * 100, buildid * 10, "log.finished", 12)
+    old = [(101, 201, 0), (102, 202, 50), (103, 203, 100)]
+    for brid, buildid, t in old:                        # three days old, finished and complete
+        w.full(brid, "linux", "trunk", "o%d" % brid, buildid, 0, t)
+        detail(brid, buildid, t)
+    w.change(1, "trunk", "o101", -10)                   # an old change
+    w.new(110, "mac", "trunk", "o103", 200)             # old but still pending: never pruned
+    w.new(111, "win", "trunk", "o103", 210)             # old and still running: never pruned
+    w.claimed(111, 211)
+    w.started(111, 211, 5, 212)
+    w.step_started(111, 211, 2110, 0, "compile", 213)
+    detail(111, 211, 210, finished=False)
+    w.full(120, "linux", "trunk", "n120", 220, 0, 3 * day - 100)   # recent: stays
+    detail(120, 220, 3 * day - 100)
+    w.change(2, "trunk", "n120", 3 * day - 120)
+
+    topics = topics_for(kafka, "vr-%s" % uuid.uuid4().hex[:8])
+    write_ndjson(tmp_path / "events.ndjson", w.events)
+    emit(kafka, topics, tmp_path / "events.ndjson", expected=len(w.events))
+    b = Broker(kafka, topics, tmp_path / "view.db", tmp_path / "broker.log",
+               extra=["--view.retention_s=3600", "--view.prune_interval_s=1"]).start()
+    try:
+        b.wait_applied(len(w.events))
+
+        def pruned():
+            r = b.get("/api/v1/builds/201")
+            return [r] if r.status_code == 404 else None     # a 404 Response is falsy
+        r = wait_for(pruned, 30, interval=0.1, what="build 201 to be pruned")[0]
+        openapi.check("/api/v1/builds/{buildid}", r)
+        d = dump_view(tmp_path / "view.db")
+
+        def col(table, name):
+            keep, rows = d[table]
+            i = keep.index(name)
+            return sorted({r[i] for r in rows})
+        assert col("builds", "buildid") == [211, 220]
+        assert col("steps", "buildid") == [211, 220]
+        assert col("properties", "buildid") == [211, 220]
+        assert col("logs", "buildid") == [211, 220]
+        assert col("buildrequests", "buildrequestid") == [110, 111, 120]
+        assert col("changes", "changeid") == [2]
+        for buildid in (211, 220):
+            build = b.json("/api/v1/builds/%d" % buildid)["build"]
+            assert build["steps"] and build["properties"], build
+        assert [p["buildrequestid"] for p in b.json("/api/v1/pending")["pending"]] == [110]
+        assert [r["buildid"] for r in b.json("/api/v1/running")["running"]] == [211]
+        m = b.get("/metrics").text
+        n = int(re.search(r"^firehose_view_pruned_rows_total (\d+)", m, re.M).group(1))
+        # 3 builds, 3 steps, 3 properties, 3 logs, 3 requests, 1 change, and old revisions.
+        assert n >= 16, n
     finally:
         assert b.stop() == 0
 
