@@ -28,12 +28,12 @@ all: $(PROGRAMS)
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
 APT_PKGS := librdkafka-dev libjansson-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev \
             libsqlite3-dev pkg-config kcat clang libclang-rt-14-dev openjdk-17-jre-headless maven \
-            chromium nodejs npm
+            chromium nodejs npm docker-compose
 deps:
 	@missing=""; \
 	for p in rdkafka jansson libmicrohttpd libcurl sqlite3 libcrypto; do \
 	  pkg-config --exists $$p 2>/dev/null || missing=1; done; \
-	for c in kcat clang java mvn pkg-config chromium node npm; do command -v $$c >/dev/null || missing=1; done; \
+	for c in kcat clang java mvn pkg-config chromium node npm docker-compose; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing Debian packages: $(APT_PKGS)"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -130,6 +130,7 @@ install: all
 	install -m 0644 schemas/data/*.schema.json $(DESTDIR)$(PREFIX)/share/firehose/schemas/data/
 	install -d $(DESTDIR)$(PREFIX)/share/firehose/examples
 	install -m 0644 schemas/examples/valid/*.json $(DESTDIR)$(PREFIX)/share/firehose/examples/
+	install -m 0644 deploy/systemd/firehose-broker.service $(DESTDIR)$(PREFIX)/share/firehose/
 
 uninstall:
 	rm -f $(PROGRAMS:$(BIN)/%=$(DESTDIR)$(PREFIX)/bin/%)
