@@ -19,7 +19,8 @@ typedef struct fh_broker {
     fh_kafka_embedded *embedded;
     char bootstrap[512];   /* the Kafka actually used (embedded or kafka.brokers) */
     volatile sig_atomic_t *run;
-    _Atomic int ready;     /* 1 once the ingest consumer has its partitions */
+    _Atomic int ready;      /* 1 once the ingest consumer has its partitions */
+    _Atomic int kafka_down; /* 1 while librdkafka reports every broker down (ALL_BROKERS_DOWN) */
     fh_metric *events_in[FH_EV__COUNT];
     fh_metric *dlq_total, *dlq_failed;
 } fh_broker;

@@ -17,11 +17,17 @@ static void readyz(void *ctx, fh_http_request *req, fh_http_response *resp)
     (void)req;
     resp->max_age = -1;
     resp->no_etag = 1;
-    if (atomic_load(&b->ready)) {
+    if (atomic_load(&b->ready) && !atomic_load(&b->kafka_down)) {
         fh_buf_printf(&resp->body, "{\"status\":\"ready\"}\n");
         return;
     }
     resp->status = 503;
+    if (atomic_load(&b->kafka_down)) {
+        fh_buf_printf(&resp->body, "{\"status\":\"not_ready\",\"reason\":\"Kafka is unreachable "
+                                   "(every broker down); serving what is known, resuming when it is "
+                                   "back\"}\n");
+        return;
+    }
     fh_buf_printf(&resp->body,
                   "{\"status\":\"not_ready\",\"reason\":\"the Kafka consumer has no partitions yet "
                   "(Kafka unreachable or still joining)\"}\n");

@@ -95,6 +95,30 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         atomic_store(&b->ready, 1);
 }
 
+/* Runs on the main thread (inside rd_kafka_consumer_poll). Kafka being away is not fatal: the
+ * broker stays up, /readyz says why it is not ready, and the main loop probes for its return. */
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    fh_broker *b = opaque;
+    (void)rk;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !atomic_exchange(&b->kafka_down, 1))
+        fh_log(FH_LOG_WARN, "kafka.down", "reason=\"%s\"", reason);
+    else if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        fh_log(FH_LOG_WARN, "kafka.error", "error=\"%s\" reason=\"%s\"",
+               rd_kafka_err2str((rd_kafka_resp_err_t)err), reason);
+}
+
+/* While Kafka is down, asks for metadata every probe (bounded wait): an answer means it is back. */
+static void probe_kafka(fh_broker *b, rd_kafka_t *consumer)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(consumer, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        if (atomic_exchange(&b->kafka_down, 0))
+            fh_log(FH_LOG_INFO, "kafka.up", "bootstrap=%s", b->bootstrap);
+    }
+}
+
 static long long total_in(fh_broker *b)
 {
     long long t = 0;
@@ -231,6 +255,7 @@ static int ingest_start(ingest *in)
         goto conf_err;
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
     rd_kafka_conf_set_opaque(conf, b);
     if (!(in->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))))
         goto conf_err;
@@ -386,7 +411,7 @@ int main(int argc, char **argv)
            fh_kafka_topic(&b.cfg, FH_TOPIC_DLQ), fh_config_str(&b.cfg, "kafka.group"));
 
     long long interval_ms = fh_config_int(&b.cfg, "broker.stats_interval_ms");
-    int64_t next_stats = fh_now_ms() + interval_ms;
+    int64_t next_stats = fh_now_ms() + interval_ms, next_probe = 0;
     while (run) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(in.consumer, 100);
         if (m) {
@@ -394,6 +419,10 @@ int main(int argc, char **argv)
             rd_kafka_message_destroy(m);
         }
         rd_kafka_poll(in.producer, 0);
+        if (atomic_load(&b.kafka_down) && fh_now_ms() >= next_probe) {
+            probe_kafka(&b, in.consumer);
+            next_probe = fh_now_ms() + 2000;
+        }
         if (fh_now_ms() >= next_stats) {
             if (total_in(&b) != in.logged_total || fh_metric_get(b.dlq_total) != in.logged_dlq)
                 log_counts(&in, "broker.counts");

@@ -117,10 +117,13 @@ else:
 EOF
 }
 
+# Free for a listener: SO_REUSEADDR as Kafka's own ServerSocket sets it, so connections of the
+# previous run still in TIME_WAIT do not move a restarted broker to another port.
 port_free() {
     python3 - "$1" <<'EOF'
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
