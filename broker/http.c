@@ -2,6 +2,8 @@
 #include "fh_log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@ struct fh_http {
     const fh_auth *auth;
     fh_http_config cfg;
     unsigned short port;
+    char *tls_cert, *tls_key; /* owned PEM texts; libmicrohttpd reads them while it runs */
 };
 
 /* Per-request state kept between libmicrohttpd's calls of the access handler. */
@@ -367,6 +370,33 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
     return 0;
 }
 
+/* Reads a PEM file (at most 1 MiB) into a NUL-terminated heap string; NULL with errno set. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    size_t len;
+    if (!f)
+        return NULL;
+    buf = malloc(1024 * 1024 + 1);
+    len = buf ? fread(buf, 1, 1024 * 1024 + 1, f) : 0;
+    fclose(f);
+    if (!buf || len == 0 || len > 1024 * 1024) {
+        free(buf);
+        errno = !buf ? ENOMEM : len == 0 ? ENODATA : EFBIG;
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+static void http_free(fh_http *h)
+{
+    free(h->tls_cert);
+    free(h->tls_key);
+    free(h);
+}
+
 fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, size_t nroutes,
                      const fh_auth *auth, fh_http **out, char *errbuf, size_t errsize)
 {
@@ -386,15 +416,39 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    h->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads > 0 ? cfg->threads : 1),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_END);
+    struct MHD_OptionItem ops[12];
+    size_t n = 0;
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->threads > 0 ? cfg->threads : 1, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 120, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    if (cfg->tls_cert && *cfg->tls_cert) {
+        fh_err rc = FH_OK;
+        if (!cfg->tls_key || !*cfg->tls_key)
+            rc = fh_errf(errbuf, errsize, FH_ERR_CONFIG, "http.tls_key: needed with http.tls_cert");
+        else if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+            rc = fh_errf(errbuf, errsize, FH_ERR_UNSUPPORTED,
+                         "http.tls_cert: this libmicrohttpd was built without TLS");
+        else if (!(h->tls_cert = read_pem(cfg->tls_cert)) || !(h->tls_key = read_pem(cfg->tls_key)))
+            rc = fh_errf(errbuf, errsize, FH_ERR_CONFIG, "%s: cannot read a PEM file (%s)",
+                         h->tls_cert ? "http.tls_key" : "http.tls_cert", strerror(errno));
+        if (rc) {
+            http_free(h);
+            return rc;
+        }
+        flags |= MHD_USE_TLS;
+        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    }
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, ops,
+                                 MHD_OPTION_END);
     if (!h->daemon) {
-        free(h);
-        return fh_errf(errbuf, errsize, FH_ERR_IO, "http.listen: cannot listen on %s", cfg->listen);
+        http_free(h);
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "http.listen: cannot listen on %s%s",
+                       cfg->listen, flags & MHD_USE_TLS ? " (or the TLS certificate/key is unusable)" : "");
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : 0;
@@ -412,5 +466,5 @@ void fh_http_stop(fh_http *h)
     if (!h)
         return;
     MHD_stop_daemon(h->daemon);
-    free(h);
+    http_free(h);
 }

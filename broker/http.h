@@ -53,6 +53,8 @@ typedef struct fh_http_config {
     size_t max_body_bytes;
     size_t max_response_bytes;
     const char *cors_origin; /* Access-Control-Allow-Origin; "" disables CORS headers */
+    const char *tls_cert;    /* PEM certificate (chain) file; NULL or "" serves plain HTTP */
+    const char *tls_key;     /* PEM private key file, required with tls_cert */
 } fh_http_config;
 
 typedef struct fh_http fh_http;

@@ -40,6 +40,9 @@ static const fh_cfg_opt broker_opts[] = {
      "largest response a handler may build"},
     {"http.cors_origin", NULL, FH_CFG_STR, "*", 0, 0,
      "Access-Control-Allow-Origin for browsers; empty disables CORS headers"},
+    {"http.tls_cert", NULL, FH_CFG_STR, "", 0, 0,
+     "PEM certificate (chain) file: serve REST, stream, SSE and dashboard over TLS (https, wss)"},
+    {"http.tls_key", NULL, FH_CFG_STR, "", 0, 0, "PEM private key file of http.tls_cert"},
     {"auth.admin_token", NULL, FH_CFG_STR, "", 0, 0,
      "bearer token with the admin scope (webhook management); empty: none"},
     {"auth.tokens_file", NULL, FH_CFG_STR, "", 0, 0,
@@ -315,6 +318,8 @@ static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
         .max_body_bytes = (size_t)fh_config_int(&b->cfg, "http.max_body_bytes"),
         .max_response_bytes = (size_t)fh_config_int(&b->cfg, "http.max_response_bytes"),
         .cors_origin = fh_config_str(&b->cfg, "http.cors_origin"),
+        .tls_cert = fh_config_str(&b->cfg, "http.tls_cert"),
+        .tls_key = fh_config_str(&b->cfg, "http.tls_key"),
     };
     if (fh_http_start(&hc, routes, nroutes, &b->auth, &h, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "http.start", "error=\"%s\"", err);
@@ -324,8 +329,8 @@ static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
     char host[128];
     const char *colon = strrchr(listen, ':');
     snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
-    fh_log(FH_LOG_INFO, "http.listening", "url=http://%s:%u/ anonymous_read=%s",
-           *host ? host : "0.0.0.0", fh_http_port(h),
+    fh_log(FH_LOG_INFO, "http.listening", "url=%s://%s:%u/ anonymous_read=%s",
+           *hc.tls_cert ? "https" : "http", *host ? host : "0.0.0.0", fh_http_port(h),
            fh_config_bool(&b->cfg, "auth.anonymous_read") ? "true" : "false");
     return h;
 }
