@@ -272,7 +272,7 @@ static void csv_value(replay *r, const fh_jv *v)
         csv_text(r, s, len);
         return;
     case FH_JV_INT: n = snprintf(num, sizeof(num), "%lld", (long long)v->u.i); break;
-    case FH_JV_REAL: n = snprintf(num, sizeof(num), "%.17g", v->u.d); break;
+    case FH_JV_REAL: n = (int)strlen(fh_summary_num(v->u.d, num, sizeof(num))); break;
     case FH_JV_TRUE: n = snprintf(num, sizeof(num), "true"); break;
     case FH_JV_FALSE: n = snprintf(num, sizeof(num), "false"); break;
     default: return;

@@ -383,10 +383,20 @@ static void put_str(FILE *out, const char *p, size_t n)
 
 static void put_num(FILE *out, double x)
 {
+    char buf[40];
     if (!isfinite(x))
         fputs("null", out);
     else
-        fprintf(out, "%.15g", x);
+        fputs(fh_summary_num(x, buf, sizeof(buf)), out);
+}
+
+const char *fh_summary_num(double x, char *buf, size_t size)
+{
+    /* the shortest of %.15g and %.17g that reads back as x: 0.1 stays 0.1 */
+    snprintf(buf, size, "%.15g", x);
+    if (strtod(buf, NULL) != x)
+        snprintf(buf, size, "%.17g", x);
+    return buf;
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -46,4 +46,7 @@ int fh_summary_write(fh_summary *s, const char *extra, FILE *out);
 
 void fh_summary_free(fh_summary *s);
 
+/* Formats x as the shorter of %.15g and %.17g that reads back as exactly x. Returns buf. */
+const char *fh_summary_num(double x, char *buf, size_t size);
+
 #endif

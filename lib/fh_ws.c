@@ -355,10 +355,12 @@ int fh_ws_parse(fh_ws_parser *p, const unsigned char *buf, size_t len, size_t *c
             if (p->hdr_have == 2 && p->hdr_need == 2) {
                 if (header_start(p))
                     break;
+                if (p->hdr_have < p->hdr_need)
+                    continue;
+                /* an unmasked short frame (client mode): those two bytes were the whole header */
+            } else if (p->hdr_have < p->hdr_need) {
                 continue;
             }
-            if (p->hdr_have < p->hdr_need)
-                continue;
             if (header_end(p))
                 break;
         }
