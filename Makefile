@@ -18,7 +18,7 @@ LDLIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 SCHEMAS   := schemas/envelope.schema.json schemas/event.schema.json $(sort $(wildcard schemas/data/*.schema.json))
 LIB_SRC   := $(sort $(wildcard lib/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/schemas_embed.o
-PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker
+PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(BIN)/firehose-replay $(BIN)/firehose-tail
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
@@ -84,7 +84,22 @@ $(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_embed.o 
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libfirehose.a
+# consumers/: firehose-replay and firehose-tail, and the pieces they share (unit-tested too)
+CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/jscan.c consumers/summary.c consumers/ws_client.c
+$(BUILD)/libconsumers.a: $(CONSUMERS_LIB_SRC:%.c=$(BUILD)/%.o)
+	ar rcs $@ $^
+
+$(BIN)/firehose-replay: $(BUILD)/consumers/firehose_replay.o $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/firehose-tail: $(BUILD)/consumers/firehose_tail.o $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%.o: ALL_CFLAGS += -Iconsumers
+
+$(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
@@ -98,7 +113,8 @@ unit: $(UNIT_BIN)
 # The same unit tests, built with clang under AddressSanitizer + UndefinedBehaviorSanitizer.
 unit-asan:
 	$(MAKE) --no-print-directory CC=clang BUILD=build/asan BIN=build/asan/bin SANFLAGS="$(SAN)" \
-	  CFLAGS="-O1 -g" build/asan/unit-tests build/asan/bin/firehose-emit build/asan/bin/firehose-sim build/asan/bin/firehose-broker
+	  CFLAGS="-O1 -g" build/asan/unit-tests build/asan/bin/firehose-emit build/asan/bin/firehose-sim \
+	  build/asan/bin/firehose-broker build/asan/bin/firehose-replay build/asan/bin/firehose-tail
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/unit-tests
 
 integration: all
@@ -114,6 +130,7 @@ bench: deps all
 	bash bench/ingest.sh
 	bash bench/sim.sh
 	bash bench/rest.sh
+	bash bench/replay.sh
 
 docs: all
 	tools/gen-config-doc.sh bin > docs/configuration.md
@@ -137,10 +154,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/firehose
 
 format:
-	clang-format -i lib/*.[ch] producers/*.c broker/*.c tests/unit/*.[ch] tools/*.c
+	clang-format -i lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c
 
 format-check:
-	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c tests/unit/*.[ch] tools/*.c
+	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c
 
 clean:
 	rm -rf $(BUILD) $(BIN)

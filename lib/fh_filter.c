@@ -228,6 +228,35 @@ int fh_filter_match(const fh_filter *f, const fh_event *ev)
     return 1;
 }
 
+int fh_filter_field_integer(fh_filter_field f)
+{
+    return f < FH_F__COUNT && fields[f].integer;
+}
+
+int fh_filter_match_with(const fh_filter *f, fh_filter_lookup lookup, void *ctx)
+{
+    for (size_t i = 0; i < f->nclauses; i++) {
+        const fh_filter_clause *c = &f->clauses[i];
+        const char *s = NULL;
+        long long n = 0;
+        int ok = 0;
+        if (!lookup(ctx, c->field, &s, &n))
+            return 0;
+        for (size_t k = 0; k < c->nvals && !ok; k++) {
+            const fh_filter_value *v = &c->vals[k];
+            if (!v->str)
+                ok = v->num == n;
+            else if (v->glob)
+                ok = fh_glob_match(v->str, s);
+            else
+                ok = strcmp(v->str, s) == 0;
+        }
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
 void fh_filter_free(fh_filter *f)
 {
     for (size_t i = 0; i < f->nclauses; i++) {

@@ -67,6 +67,18 @@ fh_err fh_filter_add_text(fh_filter *f, const char *field, const char *text, cha
 /* Returns 1 when ev matches. */
 int fh_filter_match(const fh_filter *f, const fh_event *ev);
 
+/* 1 for the integer fields (results, buildrequestid, buildid, builderid), 0 for strings. */
+int fh_filter_field_integer(fh_filter_field f);
+
+/* Reads an event's value of field for fh_filter_match_with: sets *s (string fields; must stay
+ * valid until the lookup is called again) or *n (integer fields) and returns 1, or returns 0 when
+ * the event lacks the field (or has it with the wrong type). */
+typedef int (*fh_filter_lookup)(void *ctx, fh_filter_field field, const char **s, long long *n);
+
+/* fh_filter_match over any representation of an event (the consumers scan raw records instead
+ * of decoding them): the same rules, fields read through lookup. Returns 1 when it matches. */
+int fh_filter_match_with(const fh_filter *f, fh_filter_lookup lookup, void *ctx);
+
 /* Returns 1 when s matches the glob pattern (only `*` is special). */
 int fh_glob_match(const char *pattern, const char *s);
 

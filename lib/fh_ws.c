@@ -114,6 +114,12 @@ void fh_ws_parser_init(fh_ws_parser *p, size_t max_message)
     p->hdr_need = 2;
 }
 
+void fh_ws_parser_init_client(fh_ws_parser *p, size_t max_message)
+{
+    fh_ws_parser_init(p, max_message);
+    p->client = 1;
+}
+
 void fh_ws_parser_free(fh_ws_parser *p)
 {
     free(p->msg);
@@ -138,7 +144,9 @@ static int header_start(fh_ws_parser *p)
     p->opcode = (int)(b0 & 0x0F);
     if (b0 & 0x70)
         return fail(p, FH_WS_CLOSE_PROTOCOL, "reserved bits set");
-    if (!(b1 & 0x80))
+    if (p->client && (b1 & 0x80))
+        return fail(p, FH_WS_CLOSE_PROTOCOL, "masked server frame");
+    if (!p->client && !(b1 & 0x80))
         return fail(p, FH_WS_CLOSE_PROTOCOL, "unmasked client frame");
     switch (p->opcode) {
     case FH_WS_OP_CONT:
@@ -161,7 +169,7 @@ static int header_start(fh_ws_parser *p)
     default:
         return fail(p, FH_WS_CLOSE_PROTOCOL, "reserved opcode");
     }
-    p->hdr_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+    p->hdr_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (p->client ? 0 : 4);
     return 0;
 }
 
@@ -185,7 +193,10 @@ static int header_end(fh_ws_parser *p)
         if (n < 65536)
             return fail(p, FH_WS_CLOSE_PROTOCOL, "length not minimally encoded");
     }
-    memcpy(p->mask, h, 4);
+    if (p->client)
+        memset(p->mask, 0, 4); /* server frames are not masked: unmasking is the identity */
+    else
+        memcpy(p->mask, h, 4);
     p->mask_pos = 0;
     p->remaining = n;
     if (p->opcode & 0x8) {
@@ -344,10 +355,12 @@ int fh_ws_parse(fh_ws_parser *p, const unsigned char *buf, size_t len, size_t *c
             if (p->hdr_have == 2 && p->hdr_need == 2) {
                 if (header_start(p))
                     break;
+                if (p->hdr_have < p->hdr_need)
+                    continue;
+                /* an unmasked short frame (client mode): those two bytes were the whole header */
+            } else if (p->hdr_have < p->hdr_need) {
                 continue;
             }
-            if (p->hdr_have < p->hdr_need)
-                continue;
             if (header_end(p))
                 break;
         }
@@ -422,4 +435,18 @@ size_t fh_ws_close_frame(unsigned char out[128], unsigned code, const char *reas
     out[2] = (unsigned char)((code >> 8) & 0xFF);
     out[3] = (unsigned char)(code & 0xFF);
     return 4 + rlen;
+}
+
+size_t fh_ws_client_frame_header(unsigned char out[14], int opcode, uint64_t payload_len,
+                                 const unsigned char key[4])
+{
+    size_t h = fh_ws_frame_header(out, opcode, payload_len);
+    out[1] |= 0x80;
+    memcpy(out + h, key, 4);
+    return h + 4;
+}
+
+void fh_ws_mask(unsigned char *buf, size_t n, const unsigned char key[4], unsigned *pos)
+{
+    unmask(buf, buf, n, key, pos);
 }

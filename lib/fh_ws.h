@@ -1,7 +1,9 @@
-/* fh_ws: a strict RFC 6455 WebSocket codec for the server side. It owns no socket: the broker
- * reads bytes after the HTTP upgrade and pushes them through fh_ws_parse, and writes frames whose
- * headers come from fh_ws_frame_header / fh_ws_close_frame. No extensions are negotiated, so the
- * RSV bits must be zero. */
+/* fh_ws: a strict RFC 6455 WebSocket codec, server side and client side. It owns no socket: the
+ * broker reads bytes after the HTTP upgrade and pushes them through fh_ws_parse, and writes frames
+ * whose headers come from fh_ws_frame_header / fh_ws_close_frame. A client (firehose-tail) parses
+ * the server's unmasked frames with a parser from fh_ws_parser_init_client and masks what it sends
+ * with fh_ws_client_frame_header + fh_ws_mask. No extensions are negotiated, so the RSV bits must
+ * be zero. */
 #ifndef FH_WS_H
 #define FH_WS_H
 
@@ -79,10 +81,15 @@ typedef struct fh_ws_parser {
     /* the sticky error */
     unsigned err_code;
     const char *err_reason;
+    int client; /* 1: parses a server's stream (frames must be unmasked) */
 } fh_ws_parser;
 
 /* Initialises p; allocates nothing until payload arrives. */
 void fh_ws_parser_init(fh_ws_parser *p, size_t max_message);
+
+/* The same for a client reading a server's stream: every rule of fh_ws_parse holds, except that
+ * frames must be unmasked (a masked frame is error 1002, "masked server frame"). */
+void fh_ws_parser_init_client(fh_ws_parser *p, size_t max_message);
 
 /* Frees the message buffer; p may be initialised again afterwards. */
 void fh_ws_parser_free(fh_ws_parser *p);
@@ -113,5 +120,15 @@ size_t fh_ws_frame_header(unsigned char out[10], int opcode, uint64_t payload_le
  * UTF-8, is cut to 123 bytes at a character boundary. code 0 writes an empty close payload (no
  * code, no reason). Returns the frame's length, at most 127. */
 size_t fh_ws_close_frame(unsigned char out[128], unsigned code, const char *reason);
+
+/* Writes the header of a masked client frame with FIN set, mask key included. Returns its length:
+ * 6 for payload_len < 126, 8 up to 65535, else 14. The payload must then be masked with the same
+ * key (fh_ws_mask, from position 0). */
+size_t fh_ws_client_frame_header(unsigned char out[14], int opcode, uint64_t payload_len,
+                                 const unsigned char key[4]);
+
+/* XORs buf[0..n) with the mask key, starting at key position *pos (0 for a frame's first byte),
+ * and advances *pos, so a payload can be masked in pieces. */
+void fh_ws_mask(unsigned char *buf, size_t n, const unsigned char key[4], unsigned *pos);
 
 #endif

@@ -15,7 +15,7 @@ Precedence, lowest first: defaults, `--config FILE` (or `FIREHOSE_CONFIG`; lines
 `kafka.` that are not listed pass straight to librdkafka (`--kafka.linger.ms=5`, `-X linger.ms=5`,
 or `kafka.linger.ms = 5` in the file); they are not read from the environment.
 HEAD
-for p in firehose-broker firehose-emit firehose-sim; do
+for p in firehose-broker firehose-emit firehose-sim firehose-replay firehose-tail; do
     printf '\n## %s\n\n' "$p"
     "$bindir/$p" --help-markdown
 done

@@ -1,0 +1,246 @@
+#include "jscan.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JSCAN_MAX_DEPTH 64
+
+static const char *ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p points at the opening quote; returns the pointer after the closing one, or NULL. */
+static const char *skip_string(const char *p, const char *end)
+{
+    p++;
+    while (p < end) {
+        /* memchr-style scan: strings are the bulk of a record (log content) */
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q)
+            return NULL;
+        /* count the backslashes just before the quote: an odd number escapes it */
+        const char *b = q;
+        while (b > p && b[-1] == '\\')
+            b--;
+        if (((q - b) & 1) == 0)
+            return q + 1;
+        p = q + 1;
+    }
+    return NULL;
+}
+
+const char *fh_jscan_skip(const char *p, const char *end)
+{
+    int depth = 0;
+    p = ws(p, end);
+    if (p >= end)
+        return NULL;
+    do {
+        if (p >= end)
+            return NULL;
+        char c = *p;
+        if (c == '"') {
+            if (!(p = skip_string(p, end)))
+                return NULL;
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSCAN_MAX_DEPTH)
+                return NULL;
+            p++;
+        } else if (c == '}' || c == ']') {
+            if (--depth < 0)
+                return NULL;
+            p++;
+        } else if (c == ',' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            if (depth == 0)
+                return NULL;
+            p++;
+        } else {
+            /* a literal or a number: runs to the next delimiter */
+            const char *s = p;
+            while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' &&
+                   *p != '\n' && *p != '\r' && *p != ':' && *p != '"')
+                p++;
+            if (p == s)
+                return NULL;
+        }
+    } while (depth > 0);
+    return p;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int fh_jscan_str(const char *v, const char *vend, char *buf, size_t size)
+{
+    size_t o = 0;
+    if (vend - v < 2 || *v != '"' || vend[-1] != '"' || size == 0)
+        return -1;
+    const char *p = v + 1, *e = vend - 1;
+    while (p < e) {
+        char c = *p++;
+        unsigned cp;
+        if (c != '\\') {
+            if (o + 1 >= size)
+                return -1;
+            buf[o++] = c;
+            continue;
+        }
+        if (p >= e)
+            return -1;
+        c = *p++;
+        switch (c) {
+        case '"': case '\\': case '/': cp = (unsigned char)c; break;
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u':
+            if (e - p < 4 || hex4(p, &cp))
+                return -1;
+            p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (e - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) || lo < 0xDC00 ||
+                    lo > 0xDFFF)
+                    return -1;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                return -1;
+            }
+            break;
+        default: return -1;
+        }
+        /* UTF-8 encode cp */
+        unsigned char u[4];
+        size_t n;
+        if (cp < 0x80) {
+            u[0] = (unsigned char)cp;
+            n = 1;
+        } else if (cp < 0x800) {
+            u[0] = (unsigned char)(0xC0 | cp >> 6);
+            u[1] = (unsigned char)(0x80 | (cp & 0x3F));
+            n = 2;
+        } else if (cp < 0x10000) {
+            u[0] = (unsigned char)(0xE0 | cp >> 12);
+            u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+            u[2] = (unsigned char)(0x80 | (cp & 0x3F));
+            n = 3;
+        } else {
+            u[0] = (unsigned char)(0xF0 | cp >> 18);
+            u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+            u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+            u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+            n = 4;
+        }
+        if (o + n >= size)
+            return -1;
+        memcpy(buf + o, u, n);
+        o += n;
+    }
+    buf[o] = '\0';
+    return (int)o;
+}
+
+/* Compares the member name at [k, kend) (quotes included) with key. */
+static int key_equal(const char *k, const char *kend, const char *key, size_t keylen)
+{
+    size_t n = (size_t)(kend - k) - 2;
+    if (!memchr(k + 1, '\\', n))
+        return n == keylen && memcmp(k + 1, key, keylen) == 0;
+    char tmp[256];
+    int len = fh_jscan_str(k, kend, tmp, sizeof(tmp));
+    return len >= 0 && (size_t)len == keylen && memcmp(tmp, key, keylen) == 0;
+}
+
+int fh_jscan_member(const char *p, const char *end, const char *key, size_t keylen,
+                    const char **v, const char **vend)
+{
+    p = ws(p, end);
+    if (p >= end || *p != '{')
+        return -1;
+    p = ws(p + 1, end);
+    if (p < end && *p == '}')
+        return 0;
+    for (;;) {
+        if (p >= end || *p != '"')
+            return -1;
+        const char *k = p, *kend = skip_string(p, end);
+        if (!kend)
+            return -1;
+        p = ws(kend, end);
+        if (p >= end || *p != ':')
+            return -1;
+        const char *vs = ws(p + 1, end), *ve = fh_jscan_skip(vs, end);
+        if (!ve)
+            return -1;
+        if (key_equal(k, kend, key, keylen)) {
+            *v = vs;
+            *vend = ve;
+            return 1;
+        }
+        p = ws(ve, end);
+        if (p >= end)
+            return -1;
+        if (*p == '}')
+            return 0;
+        if (*p != ',')
+            return -1;
+        p = ws(p + 1, end);
+    }
+}
+
+int fh_jscan_int(const char *v, const char *vend, long long *out)
+{
+    char tmp[32];
+    size_t n = (size_t)(vend - v);
+    if (n == 0 || n >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, v, n);
+    tmp[n] = '\0';
+    char *e;
+    errno = 0;
+    long long x = strtoll(tmp, &e, 10);
+    if (*e || errno || !(tmp[0] == '-' || (tmp[0] >= '0' && tmp[0] <= '9')))
+        return -1;
+    *out = x;
+    return 0;
+}
+
+int fh_jscan_num(const char *v, const char *vend, double *out)
+{
+    char tmp[64];
+    size_t n = (size_t)(vend - v);
+    if (n == 0 || n >= sizeof(tmp) || !(v[0] == '-' || (v[0] >= '0' && v[0] <= '9')))
+        return -1;
+    memcpy(tmp, v, n);
+    tmp[n] = '\0';
+    char *e;
+    double x = strtod(tmp, &e);
+    if (*e)
+        return -1;
+    *out = x;
+    return 0;
+}
