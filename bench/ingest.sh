@@ -4,8 +4,8 @@
 #   bench/ingest.sh            (what `make bench` runs)
 #
 # Starts Kafka with tests/kafka/kafka.sh, creates firehose.events/firehose.logs (6 partitions),
-# generates two inputs once (cached in build/bench/): status events (every type but log.*) and
-# ~4 KiB log.chunk events, runs firehose-emit on each BENCH_RUNS times, prints the medians and
+# generates two inputs once with firehose-sim (cached in build/bench/): status events (every
+# type but log.*) and ~4 KiB log.chunk events, runs firehose-emit on each BENCH_RUNS times, prints the medians and
 # writes them into docs/performance.md between the bench:ingest markers.  Kafka is stopped on exit.
 #
 # Knobs (environment): BENCH_STATUS_COUNT (300000), BENCH_LOG_COUNT (50000), BENCH_RUNS (5),
@@ -17,7 +17,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 EMIT="$ROOT/bin/firehose-emit"
 KAFKA_SH="$ROOT/tests/kafka/kafka.sh"
-GEN="$ROOT/tests/integration/gen_events.py"
 DATA="$ROOT/build/bench"
 DOC="$ROOT/docs/performance.md"
 
@@ -58,20 +57,30 @@ else
     say "Kafka $BOOTSTRAP ready in $((SECONDS - k0)) s"
 fi
 
-# ---- inputs (generated once; regenerated when the generator or the sizes change) -----------
-gen() {   # gen FILE ARGS...
-    local file="$1"; shift
-    if [ -s "$file" ] && [ "$file" -nt "$GEN" ]; then return 0; fi
+# ---- inputs (generated once by firehose-sim; regenerated when the simulator is rebuilt) ------
+SIM="$ROOT/bin/firehose-sim"
+[ -x "$SIM" ] || die "$SIM is missing: run make"
+gen() {   # gen FILE FILTER ARGS...: firehose-sim ARGS, lines matching FILTER (grep -E; "" keeps all)
+    local file="$1" filter="$2"; shift 2
+    if [ -s "$file" ] && [ "$file" -nt "$SIM" ]; then return 0; fi
     say "generating $file"
-    python3 "$GEN" "$@" >"$file.tmp"
+    if [ -n "$filter" ]; then
+        "$SIM" -q "$@" | grep -E "$filter" >"$file.tmp" || true
+    else
+        "$SIM" -q "$@" >"$file.tmp"
+    fi
     mv "$file.tmp" "$file"
 }
-STATUS_FILE="$DATA/status-$STATUS_COUNT.ndjson"
-LOG_FILE="$DATA/logchunk-$LOG_COUNT-$CHUNK.ndjson"
-WARM_FILE="$DATA/warmup-2000.ndjson"
-gen "$STATUS_FILE" --count "$STATUS_COUNT" --seed 11 --exclude-types 'log.*'
-gen "$LOG_FILE" --count "$LOG_COUNT" --seed 12 --types log.chunk --log-chunk-bytes "$CHUNK"
-gen "$WARM_FILE" --count 2000 --seed 13
+STATUS_FILE="$DATA/sim-status-$STATUS_COUNT.ndjson"
+LOG_FILE="$DATA/sim-logchunk-$LOG_COUNT-$CHUNK.ndjson"
+WARM_FILE="$DATA/sim-warmup-2000.ndjson"
+gen "$STATUS_FILE" "" --profile mozilla-2010 --logs=false --count "$STATUS_COUNT" --seed 11
+# log.chunk records only: the mozilla-2010 stream is mostly chunks; keep exactly LOG_COUNT of them.
+gen "$LOG_FILE.all" '"type":"log.chunk"' --profile mozilla-2010 --log-chunk-bytes "$CHUNK" \
+    --count "$((LOG_COUNT + LOG_COUNT / 5 + 1000))" --seed 12
+head -n "$LOG_COUNT" "$LOG_FILE.all" >"$LOG_FILE"
+[ "$(wc -l <"$LOG_FILE")" -eq "$LOG_COUNT" ] || die "$LOG_FILE: fewer than $LOG_COUNT log.chunk events"
+gen "$WARM_FILE" "" --count 2000 --seed 13
 
 # ---- runs ------------------------------------------------------------------------------------
 RESULTS="$DATA/results.txt"
@@ -153,7 +162,7 @@ section = "\n".join([
     "- Date: %s" % env["DATE"],
     "- Machine: %s CPUs (%s), %.1f GiB RAM, %s" % (env["NPROC"], env["CPU"] or "unknown CPU", mem_gib, env["KERNEL"]),
     "- Software: librdkafka %s; %s; %s" % (env["RDKAFKA"], env["KAFKA_DESC"], env["JAVA"]),
-    "- Inputs: tests/integration/gen_events.py, generated once into build/bench/; events/s = sent / elapsed and "
+    "- Inputs: bin/firehose-sim (profile mozilla-2010: status events with --logs=false, and its log.chunk events), generated once into build/bench/; events/s = sent / elapsed and "
     "MB/s = bytes / elapsed / 10^6, both from firehose-emit's summary line (elapsed as firehose-emit reports it).",
     "- Goal (DESIGN.md): at least 200,000 events/s. Kafka runs on the same two cores as firehose-emit.",
     "",

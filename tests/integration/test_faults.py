@@ -185,3 +185,77 @@ def test_a_flood_of_malformed_records_goes_to_the_dlq_and_the_stream_goes_on(own
         rc = b.stop()
     assert collections.Counter(sse.ids) == collections.Counter(e["id"] for e in evs)
     assert rc == 0
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _metric(b, name, labels=""):
+    for line in b.get("/metrics").text.splitlines():
+        if line.startswith(name + labels + " ") or (not labels and line.startswith(name + " ")):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_thousand_never_reading_clients_are_cut_off_and_a_fast_one_gets_everything(kafka, tmp_path):
+    import asyncio
+    import time
+    import websockets
+    from stream_ws import RawWs
+
+    n_slow = 1000
+    topics = {k: "slow-%s-%s" % (k, uuid.uuid4().hex[:6]) for k in ("events", "logs", "dlq")}
+    kafka.create_topics({topics["events"]: 3, topics["logs"]: 3, topics["dlq"]: 1})
+    b = Broker(kafka, topics, tmp_path / "view.db", tmp_path / "broker.log",
+               extra=["--view.enabled=false", "--stream.client_queue_bytes=65536",
+                      "--stream.max_connections=%d" % (n_slow + 50), "--http.max_connections=%d" % (n_slow + 100)]).start()
+    slow = []
+    try:
+        wait_for(lambda: b.get("/readyz").status_code == 200, 60, what="ready")
+        port = int(b.url.rsplit(":", 1)[1].strip("/"))
+        for _ in range(n_slow):
+            ws = RawWs("127.0.0.1", port, rcvbuf=4096, headers={"Sec-WebSocket-Protocol": "firehose"})
+            ws.send_json({"op": "subscribe", "id": "s", "filter": {}, "from": "latest"})
+            slow.append(ws)                                 # and never read again
+        wait_for(lambda: _metric(b, "firehose_stream_connections") >= n_slow, 60, what="the slow clients connected")
+        path, evs = sim_batch(tmp_path, 4, 5000)
+        got, started = [], []
+
+        async def fast():
+            async with websockets.connect(b.url.replace("http://", "ws://") + "v1/stream",
+                                          subprotocols=["firehose"], max_size=None) as s:
+                await s.send(json.dumps({"op": "subscribe", "id": "f", "filter": {}, "from": "latest"}))
+                assert json.loads(await asyncio.wait_for(s.recv(), 30))["op"] == "subscribed"
+                started.append(time.monotonic())
+                deadline = time.monotonic() + 120
+                while len(got) < len(evs) and time.monotonic() < deadline:
+                    m = json.loads(await asyncio.wait_for(s.recv(), 60))
+                    if m["op"] == "event":
+                        got.append(m["event"]["id"])
+
+        def produce_when_subscribed():
+            wait_for(lambda: started, 30, interval=0.05, what="the fast client subscribed")
+            emit(kafka, topics, path)
+        t = threading.Thread(target=produce_when_subscribed)
+        t.start()
+        asyncio.run(fast())
+        t.join(timeout=180)
+        assert collections.Counter(got) == collections.Counter(e["id"] for e in evs), \
+            "the fast client got %d of %d" % (len(set(got)), len(evs))
+        wait_for(lambda: _metric(b, "firehose_stream_disconnects_total", '{reason="slow_consumer"}') >= n_slow, 120,
+                 interval=0.5, what="every never-reading client cut off as a slow consumer")
+        wait_for(lambda: _metric(b, "firehose_stream_queued_bytes") < 1 << 20, 60, what="queues drained")
+        rss = _rss_kib(b.proc.pid)
+        assert rss < 256 * 1024, "broker RSS %d KiB with %d slow clients" % (rss, n_slow)
+    finally:
+        for ws in slow:
+            try:
+                ws.sock.close()
+            except OSError:
+                pass
+        assert b.stop() == 0
