@@ -23,7 +23,7 @@
 # pending build requests (bench/buildbot/load.py), its data API on a loopback port; wrk runs
 # against /api/v2/buildrequests?claimed=false (every pending request, as Buildbot answers it) and
 # with limit=100 (one page like ours), and against our /api/v1/pending with limit=100 and
-# limit=10000, all after the ingest has stopped so both sides see the same quiet machine.
+# limit=10000, all after the ingest has stopped so both sides see the same machine.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -328,7 +328,7 @@ if [ "${BENCH_BUILDBOT:-1}" != 0 ] && [ -x "$BB_VENV/bin/buildbot" ]; then
         timeout 120 "$BB_VENV/bin/buildbot" start "$BB_DIR" >>"$WORK/bb.log" 2>&1; then
         BB_URL="http://127.0.0.1:$BB_PORT/"
         BB_TOTAL="$(curl -s "${BB_URL}api/v2/buildrequests?claimed=false" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["buildrequests"]))' || echo 0)"
-        say "Buildbot $("$BB_VENV/bin/buildbot" --version | head -n1 | awk '{print $3}') at $BB_URL with $BB_TOTAL pending requests"
+        say "Buildbot $("$BB_VENV/bin/python" -c 'import buildbot; print(buildbot.version)') at $BB_URL with $BB_TOTAL pending requests"
         BB_OK=1
         # Same wrk settings on both sides; the whole-queue answers are MB-sized, so they get
         # fewer connections and a long timeout.
@@ -341,7 +341,7 @@ if [ "${BENCH_BUILDBOT:-1}" != 0 ] && [ -x "$BB_VENV/bin/buildbot" ]; then
         run_wrk fh-page "$WRK_CONN" "${URL}api/v1/pending?limit=100"
         run_wrk bb-all 2 "${BB_URL}api/v2/buildrequests?claimed=false"
         run_wrk fh-all 2 "${URL}api/v1/pending?limit=10000"
-        echo "$BB_TOTAL $("$BB_VENV/bin/buildbot" --version | head -n1 | awk '{print $3}')" >"$WORK/side.meta"
+        echo "$BB_TOTAL $("$BB_VENV/bin/python" -c 'import buildbot; print(buildbot.version)')" >"$WORK/side.meta"
     else
         tail -n 30 "$WORK/bb.log" >&2
         [ -f "$BB_DIR/twistd.log" ] && tail -n 30 "$BB_DIR/twistd.log" >&2
@@ -492,7 +492,7 @@ if os.path.exists(os.path.join(W, "side.meta")):
     lines += [
         "- Buildbot %s from PyPI (`buildbot`, `buildbot-www`), one master with its SQLite database and the www data "
         "API on loopback, same machine, measured in the same run right after the firehose rows above (ingest "
-        "stopped, so both sides see the same quiet machine; the broker is the one above, view at rest)." % bb_version,
+        "stopped, so both sides see the same machine with no ingest running; the broker is the one above, its view at rest)." % bb_version,
         "- Both hold the same %s pending build requests (Buildbot: %s unclaimed, inserted by bench/buildbot/load.py "
         "into its own schema: sourcestamp, buildset, buildrequest each, over the same 40 builders, no worker ever "
         "connects). wrk `-t%s -d%ss --timeout 30s --latency`; `-c%s` for one page, `-c2` for the whole queue "

@@ -151,9 +151,9 @@ static enum MHD_Result send_response(fh_http *h, struct MHD_Connection *conn,
         /* Hashing a large body byte by byte costs more than building it from a cache, so a
          * handler that knows its body's hash passes it. */
         snprintf(etag, sizeof(etag), "\"%016llx\"",
-                 resp->etag_given ? resp->etag
-                                  : body_hash(resp->body.data ? resp->body.data : "",
-                                              resp->body.len));
+                 resp->etag_given
+                     ? resp->etag
+                     : body_hash(resp->body.data ? resp->body.data : "", resp->body.len));
         const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
         if (inm && (strstr(inm, etag) || strcmp(inm, "*") == 0)) {
             r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);

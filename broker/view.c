@@ -382,8 +382,8 @@ static void thread_nice(const char *who)
     if (errno == 0 && cur == V.nice)
         return;
     if (setpriority(PRIO_PROCESS, (id_t)gettid(), V.nice))
-        fh_log(FH_LOG_INFO, "view.nice", "thread=%s nice=%d applied=false error=\"%s\"", who, V.nice,
-               strerror(errno));
+        fh_log(FH_LOG_INFO, "view.nice", "thread=%s nice=%d applied=false error=\"%s\"", who,
+               V.nice, strerror(errno));
 }
 
 static int running(void)
@@ -1362,8 +1362,8 @@ static void *ckpt_main(void *arg)
         V.ckpt_wanted = 0;
         pthread_mutex_unlock(&V.ckpt_mu);
         int logged = 0, copied = 0;
-        int rc = sqlite3_wal_checkpoint_v2(V.ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logged,
-                                           &copied);
+        int rc =
+            sqlite3_wal_checkpoint_v2(V.ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logged, &copied);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
             char q[420];
             fh_log(FH_LOG_WARN, "view.checkpoint", "error=%s",
@@ -1382,8 +1382,9 @@ static void ckpt_start(void)
 {
     if (sqlite3_open_v2(V.path, &V.ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
-        fh_log(FH_LOG_WARN, "view.checkpoint", "note=\"no checkpointer connection: automatic "
-                                                "checkpoints\"");
+        fh_log(FH_LOG_WARN, "view.checkpoint",
+               "note=\"no checkpointer connection: automatic "
+               "checkpoints\"");
         sqlite3_close(V.ckpt_db);
         V.ckpt_db = NULL;
         return;
