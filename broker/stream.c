@@ -1422,12 +1422,10 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
         }
         post_catchup(s, IN_CATCHUP_BATCH, j->id, evs, n, j->from, NULL);
     }
-    if (paused->cnt)
-        rd_kafka_resume_partitions(rk, paused);
-    rd_kafka_assign(rk, NULL);
-    if (atomic_load(&j->cancel) || atomic_load(&s->stop))
-        goto done;
-    if (pending) {
+    /* tell the subscriber first: unassigning can wait for a fetch in flight */
+    if (atomic_load(&j->cancel) || atomic_load(&s->stop)) {
+        /* nobody waits for this job */
+    } else if (pending) {
         post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL, "reading the gap from Kafka timed out");
     } else {
         /* the position after the gap: its end, or where a time put us beyond it */
@@ -1435,6 +1433,9 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
             pos[p] = j->from[p] > j->to[p] ? j->from[p] : j->to[p];
         post_catchup(s, IN_CATCHUP_DONE, j->id, NULL, 0, pos, NULL);
     }
+    if (paused->cnt)
+        rd_kafka_resume_partitions(rk, paused);
+    rd_kafka_assign(rk, NULL);
 done:
     if (assign)
         rd_kafka_topic_partition_list_destroy(assign);
@@ -1450,7 +1451,8 @@ static void *catchup_main(void *arg)
     char err[512];
     rd_kafka_conf_t *conf;
     static const char *const defaults[] = {"enable.auto.commit=false", "enable.auto.offset.store=false",
-                                           "group.id=firehose-stream-catchup", "log_level=3", NULL};
+                                           "group.id=firehose-stream-catchup", "log_level=3",
+                                           "fetch.wait.max.ms=20", NULL};
     if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, sizeof(err)))
         return NULL;
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
