@@ -42,6 +42,11 @@
 #define INDEX_BUCKETS 8192
 #define IOV_BATCH 128
 #define KAFKA_BATCH 512
+/* A connection may hold the stream (drain a burst) for up to HOLD_BURSTS x stream.drain_grace_ms
+ * in all, earning it back at 1/HOLD_SHARE of the time: one that keeps everybody waiting more than
+ * that in the long run (it reads a little slower than events come) is a slow consumer too. */
+#define HOLD_BURSTS 4
+#define HOLD_SHARE 20
 
 /* WebSocket close codes (docs/stream.md). */
 enum {
@@ -201,8 +206,9 @@ struct conn {
     int nsubs;
     int closing;                             /* close frame queued; drop after flushing */
     int want_write;                          /* EPOLLOUT armed */
-    int want_room;                           /* a replay or catch-up waits for the queue to drain */
+    _Atomic int want_room;                   /* a replay or catch-up waits for the queue to drain */
     int64_t over_ms;                         /* when the queue passed the cap (0: it has not) */
+    int64_t hold_budget_ms, hold_seen_ms;    /* how long it may still hold the stream, as of when */
     conn *next_over;                         /* s->over: the connections holding the stream */
     int dirty;                               /* queued since the last flush */
     conn *next_dirty;
@@ -708,12 +714,19 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
     q->head_len = (size_t)n;
     conn_lock(c);
     q_push(s, c, q);
+    size_t queued = c->q.bytes;
     conn_unlock(c);
     fh_metric_add(s->m_deliveries, 1);
-    if (!paced && !c->over_ms && conn_queued(c) > s->client_queue_max) {
-        c->over_ms = fh_now_ms() | 1; /* never 0 */
+    if (!paced && !c->over_ms && queued > s->client_queue_max) {
+        int64_t now = fh_now_ms();
+        c->over_ms = now | 1; /* never 0 */
         c->next_over = s->over;
         s->over = c;
+        /* the budget refills at 1/HOLD_SHARE of the time, up to HOLD_BURSTS grace periods */
+        c->hold_budget_ms += (now - c->hold_seen_ms) / HOLD_SHARE;
+        if (c->hold_budget_ms > HOLD_BURSTS * s->drain_grace_ms)
+            c->hold_budget_ms = HOLD_BURSTS * s->drain_grace_ms;
+        c->hold_seen_ms = now;
     }
     return 0;
 }
@@ -951,10 +964,12 @@ static void grant_credit(fh_stream *s, sub *u);
  * has drained (want_room) and returns 0. */
 static int paced_room(fh_stream *s, conn *c)
 {
-    if (conn_queued(c) <= s->client_queue_max / 2)
-        return 1;
+    /* flag first, then look: an SSE reader draining meanwhile sees the flag and wakes us */
     c->want_room = 1;
-    return 0;
+    if (conn_queued(c) > s->client_queue_max / 2)
+        return 0;
+    c->want_room = 0;
+    return 1;
 }
 
 /* Replays ring events at or after u->progress while the queue has room (so a large replay never
@@ -1602,6 +1617,8 @@ static void conn_link(fh_stream *s, conn *c)
     s->nconns++;
     c->registered = 1;
     c->last_active_ms = fh_now_ms();
+    c->hold_budget_ms = HOLD_BURSTS * s->drain_grace_ms;
+    c->hold_seen_ms = c->last_active_ms;
     fh_metric_set(s->m_connections, s->nconns);
 }
 
@@ -1750,7 +1767,9 @@ static int holds_clear(fh_stream *s)
         if (c->kind == CONN_WS && !c->closing && ws_flush(s, c))
             continue; /* dropped: conn_drop unlinked it */
         int over = !c->closing && conn_queued(c) > s->client_queue_max;
-        if (over && now - c->over_ms <= s->drain_grace_ms) {
+        c->hold_budget_ms -= now - c->hold_seen_ms;
+        c->hold_seen_ms = now;
+        if (over && now - c->over_ms <= s->drain_grace_ms && c->hold_budget_ms >= 0) {
             pp = &c->next_over;
             continue;
         }
@@ -2090,17 +2109,13 @@ static void *stream_main(void *arg)
         flush_dirty(s);
         int waiting = room_service(s);
         flush_dirty(s);
-        /* do not sleep while work waits: replays whose queue may have drained meanwhile, holds
-         * (whose deadline and SSE drains nothing signals) */
-        timeout = 100;
-        if (s->over)
-            timeout = 5;
-        if (waiting) {
-            timeout = 5;
-            for (conn *c = s->conns; c; c = c->next)
-                if (c->want_room && !c->closing && conn_queued(c) <= s->client_queue_max / 2)
-                    timeout = 0;
-        }
+        /* do not sleep while work is ready (a replay whose queue drained meanwhile), nor long
+         * while the stream is held (its deadline, and SSE drains, signal nothing); otherwise
+         * EPOLLOUT and the SSE reader's wake-up say when a paced replay can go on */
+        timeout = s->over ? 5 : 100;
+        for (conn *c = s->conns; waiting && c; c = c->next)
+            if (c->want_room && !c->closing && conn_queued(c) <= s->client_queue_max / 2)
+                timeout = 0;
         if (fh_now_ms() >= next_hb) {
             heartbeat(s);
             next_hb = fh_now_ms() + s->heartbeat_s * 1000;
@@ -2309,6 +2324,8 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     }
     c->q.bytes -= out;
     c->owner->total_queued -= out;
+    if (out && atomic_load(&c->want_room) && c->q.bytes <= c->owner->client_queue_max / 2)
+        wake(c->owner->inbox_efd); /* a replay or catch-up can continue */
     if (out == 0) {
         if (c->sse_end) {
             pthread_mutex_unlock(&c->mu);
