@@ -699,7 +699,8 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
         char *body = q->head + WS_HEADER_MAX;
         int bl;
         if (u->own_cursors) {
-            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen, cur);
+            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id,
+                         (int)clen, cur);
             q->shared = e->tail + e->b_off;
             q->shared_len = e->tail_len - e->b_off;
         } else {
@@ -1312,8 +1313,8 @@ static int resolve_positions(fh_stream *s, rd_kafka_t *rk, int64_t *from, int64_
     }
     for (int p = 0; p < s->nparts; p++) {
         int64_t lo;
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(rk, s->part_topic[p], s->part_id[p], &lo, &hi[p], 5000);
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, s->part_topic[p],
+                                                                 s->part_id[p], &lo, hi + p, 5000);
         if (e) {
             snprintf(err, errsize, "kafka: %s", rd_kafka_err2str(e));
             expired = -1;
@@ -1405,7 +1406,8 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
     memcpy(pos, j->from, (size_t)s->nparts * sizeof(int64_t));
     /* Kafka must make progress; waiting for the client (credit) does not count */
     int64_t idle_until = fh_now_ms() + 60000;
-    while (pending && !atomic_load(&j->cancel) && !atomic_load(&s->stop) && fh_now_ms() < idle_until) {
+    while (pending && !atomic_load(&j->cancel) && !atomic_load(&s->stop) &&
+           fh_now_ms() < idle_until) {
         int64_t waited = fh_now_ms();
         pthread_mutex_lock(&s->cmu);
         while (!atomic_load(&j->credit) && !atomic_load(&j->cancel) && !atomic_load(&s->stop))
@@ -1547,7 +1549,7 @@ static void on_catchup(fh_stream *s, inmsg *m)
             send_error(s, c, u->id, "unavailable", m->error);
         }
         if (c->kind == CONN_SSE)
-            close_conn(s, c, CLOSE_BAD_REQUEST, m->error); /* the stream ends after the error event */
+            close_conn(s, c, CLOSE_BAD_REQUEST, m->error); /* ends after the error event */
         else
             sub_remove(s, c, u);
     }
