@@ -1540,6 +1540,8 @@ static void on_catchup(fh_stream *s, inmsg *m)
         catchup_step(s, u);
     } else {
         char msg[CURSOR_MAX + 600], cur[CURSOR_MAX];
+        fh_log(FH_LOG_WARN, "stream.catchup", "sub=%s sse=%d error=\"%s\"", u->id,
+               c->kind == CONN_SSE, m->error);
         pend_clear(u);
         if (m->vec) {
             cursor_encode(m->vec, s->nparts, cur, sizeof(cur));
