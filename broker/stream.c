@@ -42,6 +42,11 @@
 #define INDEX_BUCKETS 8192
 #define IOV_BATCH 128
 #define KAFKA_BATCH 512
+/* A connection may hold the stream (drain a burst) for up to HOLD_BURSTS x stream.drain_grace_ms
+ * in all, earning it back at 1/HOLD_SHARE of the time: one that keeps everybody waiting more than
+ * that in the long run (it reads a little slower than events come) is a slow consumer too. */
+#define HOLD_BURSTS 4
+#define HOLD_SHARE 20
 
 /* WebSocket close codes (docs/stream.md). */
 enum {
@@ -201,8 +206,9 @@ struct conn {
     int nsubs;
     int closing;                             /* close frame queued; drop after flushing */
     int want_write;                          /* EPOLLOUT armed */
-    int want_room;                           /* a replay or catch-up waits for the queue to drain */
+    _Atomic int want_room;                   /* a replay or catch-up waits for the queue to drain */
     int64_t over_ms;                         /* when the queue passed the cap (0: it has not) */
+    int64_t hold_budget_ms, hold_seen_ms;    /* how long it may still hold the stream, as of when */
     conn *next_over;                         /* s->over: the connections holding the stream */
     int dirty;                               /* queued since the last flush */
     conn *next_dirty;
@@ -693,7 +699,8 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
         char *body = q->head + WS_HEADER_MAX;
         int bl;
         if (u->own_cursors) {
-            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen, cur);
+            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id,
+                         (int)clen, cur);
             q->shared = e->tail + e->b_off;
             q->shared_len = e->tail_len - e->b_off;
         } else {
@@ -708,12 +715,19 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
     q->head_len = (size_t)n;
     conn_lock(c);
     q_push(s, c, q);
+    size_t queued = c->q.bytes;
     conn_unlock(c);
     fh_metric_add(s->m_deliveries, 1);
-    if (!paced && !c->over_ms && conn_queued(c) > s->client_queue_max) {
-        c->over_ms = fh_now_ms() | 1; /* never 0 */
+    if (!paced && !c->over_ms && queued > s->client_queue_max) {
+        int64_t now = fh_now_ms();
+        c->over_ms = now | 1; /* never 0 */
         c->next_over = s->over;
         s->over = c;
+        /* the budget refills at 1/HOLD_SHARE of the time, up to HOLD_BURSTS grace periods */
+        c->hold_budget_ms += (now - c->hold_seen_ms) / HOLD_SHARE;
+        if (c->hold_budget_ms > HOLD_BURSTS * s->drain_grace_ms)
+            c->hold_budget_ms = HOLD_BURSTS * s->drain_grace_ms;
+        c->hold_seen_ms = now;
     }
     return 0;
 }
@@ -951,10 +965,12 @@ static void grant_credit(fh_stream *s, sub *u);
  * has drained (want_room) and returns 0. */
 static int paced_room(fh_stream *s, conn *c)
 {
-    if (conn_queued(c) <= s->client_queue_max / 2)
-        return 1;
+    /* flag first, then look: an SSE reader draining meanwhile sees the flag and wakes us */
     c->want_room = 1;
-    return 0;
+    if (conn_queued(c) > s->client_queue_max / 2)
+        return 0;
+    c->want_room = 0;
+    return 1;
 }
 
 /* Replays ring events at or after u->progress while the queue has room (so a large replay never
@@ -1297,8 +1313,8 @@ static int resolve_positions(fh_stream *s, rd_kafka_t *rk, int64_t *from, int64_
     }
     for (int p = 0; p < s->nparts; p++) {
         int64_t lo;
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(rk, s->part_topic[p], s->part_id[p], &lo, &hi[p], 5000);
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, s->part_topic[p],
+                                                                 s->part_id[p], &lo, hi + p, 5000);
         if (e) {
             snprintf(err, errsize, "kafka: %s", rd_kafka_err2str(e));
             expired = -1;
@@ -1390,7 +1406,8 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
     memcpy(pos, j->from, (size_t)s->nparts * sizeof(int64_t));
     /* Kafka must make progress; waiting for the client (credit) does not count */
     int64_t idle_until = fh_now_ms() + 60000;
-    while (pending && !atomic_load(&j->cancel) && !atomic_load(&s->stop) && fh_now_ms() < idle_until) {
+    while (pending && !atomic_load(&j->cancel) && !atomic_load(&s->stop) &&
+           fh_now_ms() < idle_until) {
         int64_t waited = fh_now_ms();
         pthread_mutex_lock(&s->cmu);
         while (!atomic_load(&j->credit) && !atomic_load(&j->cancel) && !atomic_load(&s->stop))
@@ -1422,12 +1439,10 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
         }
         post_catchup(s, IN_CATCHUP_BATCH, j->id, evs, n, j->from, NULL);
     }
-    if (paused->cnt)
-        rd_kafka_resume_partitions(rk, paused);
-    rd_kafka_assign(rk, NULL);
-    if (atomic_load(&j->cancel) || atomic_load(&s->stop))
-        goto done;
-    if (pending) {
+    /* tell the subscriber first: unassigning can wait for a fetch in flight */
+    if (atomic_load(&j->cancel) || atomic_load(&s->stop)) {
+        /* nobody waits for this job */
+    } else if (pending) {
         post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL, "reading the gap from Kafka timed out");
     } else {
         /* the position after the gap: its end, or where a time put us beyond it */
@@ -1435,6 +1450,9 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
             pos[p] = j->from[p] > j->to[p] ? j->from[p] : j->to[p];
         post_catchup(s, IN_CATCHUP_DONE, j->id, NULL, 0, pos, NULL);
     }
+    if (paused->cnt)
+        rd_kafka_resume_partitions(rk, paused);
+    rd_kafka_assign(rk, NULL);
 done:
     if (assign)
         rd_kafka_topic_partition_list_destroy(assign);
@@ -1450,7 +1468,8 @@ static void *catchup_main(void *arg)
     char err[512];
     rd_kafka_conf_t *conf;
     static const char *const defaults[] = {"enable.auto.commit=false", "enable.auto.offset.store=false",
-                                           "group.id=firehose-stream-catchup", "log_level=3", NULL};
+                                           "group.id=firehose-stream-catchup", "log_level=3",
+                                           "fetch.wait.max.ms=20", NULL};
     if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, sizeof(err)))
         return NULL;
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
@@ -1521,6 +1540,8 @@ static void on_catchup(fh_stream *s, inmsg *m)
         catchup_step(s, u);
     } else {
         char msg[CURSOR_MAX + 600], cur[CURSOR_MAX];
+        fh_log(FH_LOG_WARN, "stream.catchup", "sub=%s sse=%d error=\"%s\"", u->id,
+               c->kind == CONN_SSE, m->error);
         pend_clear(u);
         if (m->vec) {
             cursor_encode(m->vec, s->nparts, cur, sizeof(cur));
@@ -1530,7 +1551,7 @@ static void on_catchup(fh_stream *s, inmsg *m)
             send_error(s, c, u->id, "unavailable", m->error);
         }
         if (c->kind == CONN_SSE)
-            close_conn(s, c, CLOSE_BAD_REQUEST, m->error); /* the stream ends after the error event */
+            close_conn(s, c, CLOSE_BAD_REQUEST, m->error); /* ends after the error event */
         else
             sub_remove(s, c, u);
     }
@@ -1600,6 +1621,8 @@ static void conn_link(fh_stream *s, conn *c)
     s->nconns++;
     c->registered = 1;
     c->last_active_ms = fh_now_ms();
+    c->hold_budget_ms = HOLD_BURSTS * s->drain_grace_ms;
+    c->hold_seen_ms = c->last_active_ms;
     fh_metric_set(s->m_connections, s->nconns);
 }
 
@@ -1748,7 +1771,9 @@ static int holds_clear(fh_stream *s)
         if (c->kind == CONN_WS && !c->closing && ws_flush(s, c))
             continue; /* dropped: conn_drop unlinked it */
         int over = !c->closing && conn_queued(c) > s->client_queue_max;
-        if (over && now - c->over_ms <= s->drain_grace_ms) {
+        c->hold_budget_ms -= now - c->hold_seen_ms;
+        c->hold_seen_ms = now;
+        if (over && now - c->over_ms <= s->drain_grace_ms && c->hold_budget_ms >= 0) {
             pp = &c->next_over;
             continue;
         }
@@ -2088,17 +2113,13 @@ static void *stream_main(void *arg)
         flush_dirty(s);
         int waiting = room_service(s);
         flush_dirty(s);
-        /* do not sleep while work waits: replays whose queue may have drained meanwhile, holds
-         * (whose deadline and SSE drains nothing signals) */
-        timeout = 100;
-        if (s->over)
-            timeout = 5;
-        if (waiting) {
-            timeout = 5;
-            for (conn *c = s->conns; c; c = c->next)
-                if (c->want_room && !c->closing && conn_queued(c) <= s->client_queue_max / 2)
-                    timeout = 0;
-        }
+        /* do not sleep while work is ready (a replay whose queue drained meanwhile), nor long
+         * while the stream is held (its deadline, and SSE drains, signal nothing); otherwise
+         * EPOLLOUT and the SSE reader's wake-up say when a paced replay can go on */
+        timeout = s->over ? 5 : 100;
+        for (conn *c = s->conns; waiting && c; c = c->next)
+            if (c->want_room && !c->closing && conn_queued(c) <= s->client_queue_max / 2)
+                timeout = 0;
         if (fh_now_ms() >= next_hb) {
             heartbeat(s);
             next_hb = fh_now_ms() + s->heartbeat_s * 1000;
@@ -2307,6 +2328,8 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     }
     c->q.bytes -= out;
     c->owner->total_queued -= out;
+    if (out && atomic_load(&c->want_room) && c->q.bytes <= c->owner->client_queue_max / 2)
+        wake(c->owner->inbox_efd); /* a replay or catch-up can continue */
     if (out == 0) {
         if (c->sse_end) {
             pthread_mutex_unlock(&c->mu);
