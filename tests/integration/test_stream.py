@@ -50,36 +50,6 @@ BROKERS = {
     "wide": ("wide", [], True),
 }
 
-# Broker bugs these tests found. Each marker goes once its bugs are fixed (strict: a fixed bug
-# makes the test XPASS, which fails the run, so the marker cannot outlive the bug).
-BUG_MARK = ("stream.c:941/1026: subscribe() and replay_step() set u->mark = s->next_seq, and route_to() "
-            "skips a sub whose mark equals the event's seq: the first event routed after a subscription "
-            "goes live (from latest, or at the end of a replay) is never delivered")
-BUG_GAP = ("stream.c on_catchup() IN_CATCHUP_DONE: the gap was read up to the ring's start when the job "
-           "began; events evicted from the ring while it ran are skipped (no ring_covers() re-check)")
-BUG_BATCH = ("stream.c run_job(): catch-up batches of up to 1000 events are delivered at once, "
-             "so a batch bigger than stream.client_queue_bytes disconnects a client that reads promptly")
-BUG_SSE_ID = ("stream.c deliver(): the SSE head is snprintf'd into qent.head[HEAD_MAX=176]; a longer "
-              "cursor makes head_len > 176 and sse_reader() copies past the buffer (garbage id lines)")
-BUG_SSE_ERR = ("stream.c on_catchup() failure: send_error() writes nothing on SSE connections, so an expired "
-               "Last-Event-ID ends the stream silently (EventSource then retries it forever)")
-BUG_BURST = ("stream.c deliver(): the queue cap is checked while a whole Kafka batch (up to 512 events) is "
-             "routed, before the socket was offered any byte: a burst bigger than stream.client_queue_bytes "
-             "disconnects a client that reads promptly")
-BUG_SSE_FREE = ("stream.c:2197 passes the conn as the callback cls, but sse_free() casts it to sse_ctx: "
-                "the broker crashes (SIGSEGV) whenever an SSE response ends (client gone or shutdown)")
-BUG_STALL = ("stream.c replay_step()/on_catchup(): a replay or catch-up that stops at half of "
-             "stream.client_queue_bytes continues only from on_drained(), i.e. on EPOLLOUT; when ws_flush() "
-             "wrote the whole queue without EAGAIN no EPOLLOUT ever comes and the resume stalls for good")
-BUG_PAUSE = ("stream.c run_job(): partitions are paused when a job reaches its end and never resumed; the "
-             "next catch-up on those partitions reads nothing and times out after 300 s, blocking every "
-             "later resume from Kafka")
-
-
-def xfail(*reasons):
-    return pytest.mark.xfail(strict=True, reason="broker bug: " + " | ".join(reasons))
-
-
 def cursor_re(nparts):
     return re.compile(r"^%d(\.[0-9a-z]+){%d}$" % (nparts, nparts))
 
