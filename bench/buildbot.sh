@@ -8,14 +8,14 @@
 # each a fresh master + worker on loopback with sqlite, prints the medians and the slowdown, and
 # writes them into docs/performance.md between the bench:buildbot markers (BENCH_NO_DOC=1: not).
 #
-# Knobs (environment): BENCH_BB_CHANGES (30 changes per run), BENCH_BB_BUILDERS (4 builders per
+# Knobs (environment): BENCH_BB_CHANGES (10 changes per run), BENCH_BB_BUILDERS (4 builders per
 #   change), BENCH_BB_LINES (2000 log lines per build), BENCH_BB_ROUNDS (3), BENCH_BOOTSTRAP.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 KAFKA_SH="$ROOT/tests/kafka/kafka.sh"
 DOC="$ROOT/docs/performance.md"
-CHANGES="${BENCH_BB_CHANGES:-30}"
+CHANGES="${BENCH_BB_CHANGES:-10}"
 BUILDERS="${BENCH_BB_BUILDERS:-4}"
 LINES="${BENCH_BB_LINES:-2000}"
 ROUNDS="${BENCH_BB_ROUNDS:-3}"

@@ -78,7 +78,7 @@ def run_once(tmp, firehose, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--changes", type=int, default=30)
+    ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--builders", type=int, default=4)
     ap.add_argument("--lines", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
