@@ -174,6 +174,7 @@ def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_
                  what="worker.disconnected in Kafka")
         d.stop()
         assert "firehose-buildbot: started" in d.log()
+        assert "fast log read failed" not in d.log(), "log lines came through the getLogLines fallback"
         recs = reader.read()
     finally:
         reader.close()
