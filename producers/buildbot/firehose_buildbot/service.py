@@ -373,7 +373,8 @@ class FirehoseService(service.BuildbotService):
                "type": etype, "time": ev.rfc3339_ms(time.time()), "subject": subject,
                "datacontenttype": "application/json", "master": self.master_name, "seq": seq,
                "data": data}
-        payload = json.dumps(env, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        # "replace": a lone surrogate in a log line must not cost the event.
+        payload = json.dumps(env, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8", "replace")
         topic = self.topic_logs if etype.startswith("log.") else self.topic_events
         self.counters["emitted"] += 1
         if not self.sink.send(topic, key.encode("utf-8"), payload):
