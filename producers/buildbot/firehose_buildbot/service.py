@@ -688,6 +688,7 @@ class FirehoseService(service.BuildbotService):
             while len(self._open_logs) > self.max_open_logs:
                 old_id, _ = self._open_logs.popitem(last=False)
                 self._dirty.pop(old_id, None)
+                self.c_done_logs.put(old_id, True)     # its later messages are ignored, not restarted
                 self.counters["logs_evicted"] += 1
             self._emit_log("log.new", lg, {"name": lg["name"], "slug": lg["slug"], "type": lg["type"],
                                            "num_lines": 0})
