@@ -57,7 +57,7 @@ def run_once(tmp, firehose, args):
     try:
         d.start()
         want = args.changes * args.builders
-        cpu0 = d.master_cpu_s()
+        cpu0, main0 = d.master_cpu_s(), d.master_cpu_s(main_thread=True)
         t0 = time.monotonic()
         subprocess.run([PY, "-c", SENDER.format(repo=REPO), "127.0.0.1:%d" % d.pb_port, str(args.changes)],
                        env=d.env, check=True, timeout=120)
@@ -65,11 +65,13 @@ def run_once(tmp, firehose, args):
                  what="%d finished builds" % want)
         elapsed = time.monotonic() - t0
         cpu = d.master_cpu_s() - cpu0
+        main = d.master_cpu_s(main_thread=True) - main0
         results = [r for _, r in d.finished_builds()]
         assert results == [0] * want, results
         stats = d.stats_lines()
         return {"builds": want, "elapsed_s": elapsed, "builds_per_s": want / elapsed,
                 "master_cpu_s": cpu, "master_cpu_ms_per_build": cpu * 1000 / want,
+                "reactor_cpu_ms_per_build": main * 1000 / want,
                 "stats": stats[-1] if stats else None}
     finally:
         d.stop()
@@ -78,7 +80,7 @@ def run_once(tmp, firehose, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--changes", type=int, default=30)
+    ap.add_argument("--changes", type=int, default=10)
     ap.add_argument("--builders", type=int, default=4)
     ap.add_argument("--lines", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
@@ -92,13 +94,18 @@ def main():
                 res = run_once(pathlib.Path(tmp) / ("%s-%d" % (label, r)), conf, args)
                 runs[label].append(res)
                 sys.stderr.write("bench: round %d %-3s %d builds in %.2f s = %.2f builds/s; master CPU %.2f s "
-                                 "(%.0f ms/build)\n" % (r + 1, label, res["builds"], res["elapsed_s"],
-                                                       res["builds_per_s"], res["master_cpu_s"],
-                                                       res["master_cpu_ms_per_build"]))
+                                 "(%.0f ms/build, reactor thread %.0f ms/build)\n"
+                                 % (r + 1, label, res["builds"], res["elapsed_s"], res["builds_per_s"],
+                                    res["master_cpu_s"], res["master_cpu_ms_per_build"],
+                                    res["reactor_cpu_ms_per_build"]))
     med = {k: statistics.median(x["builds_per_s"] for x in v) for k, v in runs.items()}
     cpu = {k: statistics.median(x["master_cpu_ms_per_build"] for x in v) for k, v in runs.items()}
+    reactor = {k: statistics.median(x["reactor_cpu_ms_per_build"] for x in v) for k, v in runs.items()}
+    paired = [on["builds_per_s"] / off["builds_per_s"] for off, on in zip(runs["off"], runs["on"])]
     on_stats = [x["stats"] for x in runs["on"] if x["stats"]]
     out = {"args": vars(args), "runs": runs, "median_builds_per_s": med, "median_cpu_ms_per_build": cpu,
+           "median_reactor_cpu_ms_per_build": reactor, "paired_ratios": paired,
+           "median_paired_ratio": statistics.median(paired),
            "slowdown_pct": (1 - med["on"] / med["off"]) * 100.0,
            "events_per_run": [s["delivered"] for s in on_stats],
            "dropped": sum(s["dropped"] for s in on_stats)}

@@ -160,9 +160,12 @@ class Deployment:
         return self.db("SELECT b.name, bu.results FROM builds bu JOIN builders b ON b.id = bu.builderid "
                        "WHERE bu.complete_at IS NOT NULL ORDER BY bu.id")
 
-    def master_cpu_s(self):
-        """CPU seconds (user + system) the master process has used so far."""
-        with open("/proc/%d/stat" % self.master.pid) as f:
+    def master_cpu_s(self, main_thread=False):
+        """CPU seconds (user + system) the master process (or only its main, reactor thread) has
+        used so far."""
+        path = "/proc/%d/task/%d/stat" % (self.master.pid, self.master.pid) if main_thread \
+            else "/proc/%d/stat" % self.master.pid
+        with open(path) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

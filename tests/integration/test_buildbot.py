@@ -174,6 +174,7 @@ def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_
                  what="worker.disconnected in Kafka")
         d.stop()
         assert "firehose-buildbot: started" in d.log()
+        assert "fast log read failed" not in d.log(), "log lines came through the getLogLines fallback"
         recs = reader.read()
     finally:
         reader.close()
@@ -263,6 +264,10 @@ def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_
         done = next(e["data"] for e in lst if e["type"] == "buildrequest.complete")
         assert (fin["results"], done["results"]) == (want, want), (name, fin, done)
         assert fin["duration_s"] >= 0 and fin["number"] >= 0
+    # Every step of each build, by name (Buildbot 3.x+ adds its own worker_preparation step).
+    for name, want in (("pass", {"big", "answer", "color", "short"}), ("fail", {"before", "boom"})):
+        got = [e["data"]["name"] for e in builds[name][2] if e["type"] == "step.started"]
+        assert len(got) == len(set(got)) and set(got) - {"worker_preparation"} == want, (name, got)
     fail_steps = {e["data"]["name"]: e["data"]["results"] for e in builds["fail"][2] if e["type"] == "step.finished"}
     assert fail_steps.get("before") == 0 and fail_steps.get("boom") == 2, fail_steps
 

@@ -287,13 +287,30 @@ def test_caches_are_capped_and_count_misses():
     assert len(c) == 4 and c.misses == 19 and c.evictions == 15
 
 
+def test_open_logs_cap_evicts_the_oldest_and_ignores_it_afterwards():
+    svc, m = make_service(max_open_logs=2)
+    bs, br, build, step, log = bb_records(m)
+    for lid in (61, 62, 63):
+        feed(svc, m, ("logs", str(lid), "new"), dict(log, logid=lid, name="l%d" % lid, slug="l%d" % lid))
+    assert list(svc._open_logs) == [62, 63] and svc.counters["logs_evicted"] == 1
+    n = len(svc.sink.sent)
+    m.db.logs.lines[61] = ["oa\n"]
+    feed(svc, m, ("logs", "61", "append"), dict(log, num_lines=1))
+    feed(svc, m, ("logs", "61", "finished"), dict(log, num_lines=1, complete=True))
+    assert len(svc.sink.sent) == n, [e["type"] for _, _, e in svc.sink.sent[n:]]
+
+
 def test_full_buffer_drops_and_counts_but_seq_shows_the_gap():
     svc, m = make_service()
     svc.sink.cap = 3
     for i in range(1, 8):
         feed(svc, m, ("workers", str(i), "connected"), {"workerid": i, "name": "w%d" % i})
     assert len(svc.sink.sent) == 3 and svc.sink.dropped_full == 4
-    assert svc.stats()["dropped"] == 4 and svc.stats()["buffered"] == 3
+    # The dropped events took seq 3..6: the next event delivered shows the gap.
+    svc.sink.cap = 4
+    feed(svc, m, ("workers", "9", "connected"), {"workerid": 9, "name": "w9"})
+    assert [e["seq"] for _, _, e in svc.sink.sent] == [0, 1, 2, 7]
+    assert svc.stats()["dropped"] == 4 and svc.stats()["buffered"] == 4
 
 
 def test_inbox_cap_drops_without_blocking():

@@ -373,7 +373,8 @@ class FirehoseService(service.BuildbotService):
                "type": etype, "time": ev.rfc3339_ms(time.time()), "subject": subject,
                "datacontenttype": "application/json", "master": self.master_name, "seq": seq,
                "data": data}
-        payload = json.dumps(env, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        # "replace": a lone surrogate in a log line must not cost the event.
+        payload = json.dumps(env, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8", "replace")
         topic = self.topic_logs if etype.startswith("log.") else self.topic_events
         self.counters["emitted"] += 1
         if not self.sink.send(topic, key.encode("utf-8"), payload):
@@ -687,6 +688,7 @@ class FirehoseService(service.BuildbotService):
             while len(self._open_logs) > self.max_open_logs:
                 old_id, _ = self._open_logs.popitem(last=False)
                 self._dirty.pop(old_id, None)
+                self.c_done_logs.put(old_id, True)     # its later messages are ignored, not restarted
                 self.counters["logs_evicted"] += 1
             self._emit_log("log.new", lg, {"name": lg["name"], "slug": lg["slug"], "type": lg["type"],
                                            "num_lines": 0})

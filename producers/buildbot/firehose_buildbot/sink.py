@@ -59,8 +59,11 @@ class KafkaSink:
         return self.dropped_full + self.dropped_failed + self.dropped_error
 
     def buffered(self):
-        """Events in the buffer (queued or in flight), at most cap."""
-        return len(self.producer)
+        """Events in the buffer (accepted, delivery not yet reported), at most cap.
+
+        Counted here rather than with len(producer): librdkafka's outq_len also counts queued
+        error events and requests, so it can read above the cap while Kafka is down."""
+        return self.queued - self.delivered - self.dropped_failed
 
     def send(self, topic, key, value):
         try:
