@@ -192,8 +192,9 @@ TEST(jscan_never_reads_past_a_truncated_record)
         CHECK(r == -1 || r == 0);
         free(copy);
     }
-    CHECK(fh_jscan_member("[1]", "[1]" + 3, "a", 1, &v, &ve) == -1);
-    CHECK(fh_jscan_member("{\"a\":\"\\ud800\"}", "{\"a\":\"\\ud800\"}" + 13, "a", 1, &v, &ve) == 1);
+    static const char arr[] = "[1]", lone[] = "{\"a\":\"\\ud800\"}";
+    CHECK(fh_jscan_member(arr, arr + 3, "a", 1, &v, &ve) == -1);
+    CHECK(fh_jscan_member(lone, lone + sizeof(lone) - 1, "a", 1, &v, &ve) == 1);
     char buf[16];
     CHECK(fh_jscan_str(v, ve, buf, sizeof(buf)) == -1); /* a lone surrogate */
 }
