@@ -135,9 +135,9 @@ static int cursor_load(tail *t)
 static void cursor_save(tail *t)
 {
     char tmp[4096];
+    fflush(stdout); /* also without a cursor file: a pipe reader sees events as they come */
     if (!t->cursor_dirty || !t->cursor_file || !*t->cursor_file)
         return;
-    fflush(stdout);
     snprintf(tmp, sizeof(tmp), "%s.tmp", t->cursor_file);
     FILE *f = fopen(tmp, "w");
     if (!f || fprintf(f, "%s\n", t->cursor) < 0 || fclose(f) != 0 || rename(tmp, t->cursor_file)) {

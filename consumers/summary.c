@@ -467,7 +467,8 @@ static stat **entries(stat_table *t, size_t *n)
     if (t->other.count || t->other.results[0] || t->capped)
         v[k++] = &t->other;
     for (size_t i = 0; i < k; i++)
-        qsort(v[i]->samples, v[i]->nsamples, sizeof(double), cmp_double);
+        if (v[i]->nsamples)
+            qsort(v[i]->samples, v[i]->nsamples, sizeof(double), cmp_double);
     *n = k;
     return v;
 }
@@ -564,7 +565,8 @@ int fh_summary_write(fh_summary *s, const char *extra, FILE *out)
         free(v);
     }
     fputs("]},\n\"queue_wait\":{\"overall\":{", out);
-    qsort(s->waits_all.samples, s->waits_all.nsamples, sizeof(double), cmp_double);
+    if (s->waits_all.nsamples)
+        qsort(s->waits_all.samples, s->waits_all.nsamples, sizeof(double), cmp_double);
     put_stats(out, &s->waits_all);
     fputs("},\n", out);
     put_table(out, &s->waits, "builders", builder_names, 1, 0, 1);
