@@ -124,7 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strncmp(err, fd_path, strlen(fd_path)) == 0 && err[strlen(fd_path)] == ':') {
             /* "path:LINE: ..." must name a line the file has */
             long line = strtol(err + strlen(fd_path) + 1, NULL, 10);
-            long lines = 1;
+            long lines = flen && data[flen - 1] != '\n';
             for (size_t i = 0; i < flen; i++)
                 lines += data[i] == '\n';
             check(line >= 1 && line <= lines, "error names a line the file does not have", err);
