@@ -200,6 +200,29 @@ static void check_shape(const fh_filter *f)
     }
 }
 
+/* Each accepted value is exactly the JSON's: no string cut short (at a \u0000 or anywhere). */
+static void check_values_from(const fh_filter *f, const json_t *obj)
+{
+    for (size_t i = 0; i < f->nclauses; i++) {
+        const fh_filter_clause *c = &f->clauses[i];
+        const json_t *v = json_object_get(obj, fh_filter_field_name(c->field));
+        check(v != NULL, "clause without its key", fh_filter_field_name(c->field));
+        check(json_is_array(v) ? json_array_size(v) == c->nvals : c->nvals == 1,
+              "value count differs from the JSON", NULL);
+        for (size_t k = 0; k < c->nvals; k++) {
+            const json_t *item = json_is_array(v) ? json_array_get(v, k) : v;
+            if (c->vals[k].str)
+                check(json_is_string(item) && json_string_length(item) == strlen(c->vals[k].str) &&
+                          memcmp(json_string_value(item), c->vals[k].str,
+                                 json_string_length(item)) == 0,
+                      "string value differs from the JSON", c->vals[k].str);
+            else if (json_is_integer(item))
+                check(json_integer_value(item) == c->vals[k].num,
+                      "integer value differs from the JSON", NULL);
+        }
+    }
+}
+
 /* Writes f back as a JSON object. */
 static json_t *to_json(const fh_filter *f)
 {
@@ -290,6 +313,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check(json_is_object(obj) || json_is_null(obj), "non-object accepted", NULL);
         check_shape(&f);
+        if (json_is_object(obj))
+            check_values_from(&f, obj);
         for (size_t e = 0; e < NEVENTS; e++) {
             int m = fh_filter_match(&f, &events[e]);
             check(m == 0 || m == 1, "match is not 0/1", NULL);
