@@ -133,7 +133,7 @@ fuzz_event_SRC  := lib/fh_json.c lib/fh_schema.c lib/fh_event.c lib/fh_error.c
 fuzz_ws_SRC     := lib/fh_ws.c
 fuzz_filter_SRC := lib/fh_filter.c
 fuzz_config_SRC := lib/fh_config.c lib/fh_error.c
-fuzz_query_SRC  := lib/fh_param.c
+fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
 # Seeds (read-only) and extra flags per target.
 fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
 fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid

@@ -9,10 +9,15 @@
  * range, computed in 128 bits), which must agree on the code and, on success, the value; a value
  * must lie within the bounds and *out must stay untouched on error.
  *
+ * Also here: fh_time_parse (stream start times), whose result must survive fh_time_rfc3339 and
+ * a second parse unchanged, and fh_auth_bearer (the Authorization header).
+ *
  * Not covered here: the query string itself is split and URL-decoded by libmicrohttpd; the path
  * matcher (path_match in broker/http.c) and the SSE filter parameters (fh_filter_add_text, which
  * fuzz_filter covers) are elsewhere. Build and run: see tests/fuzz/README.md. */
+#include "fh_auth.h"
 #include "fh_param.h"
+#include "fh_util.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -175,6 +180,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a = b = UNTOUCHED;
     rc = fh_param_id(v, &a);
     compare(v, "id", rc, a, ref_id(v, &b), b, 1, LLONG_MAX);
+
+    /* a stream start time ("from": {"time": ...}, SSE from=): what parses must format back to
+     * text that parses to the same instant */
+    int64_t ms;
+    if (fh_time_parse(v, &ms) == 0) {
+        char t[64];
+        int64_t back;
+        fh_time_rfc3339(ms, t, sizeof(t));
+        check(fh_time_parse(t, &back) == 0, "formatted time does not parse", t);
+        check(back == ms, "time does not round-trip", t);
+    }
+
+    /* the Authorization header */
+    const char *tok = fh_auth_bearer(v);
+    if (tok)
+        check(tok >= v + 7 && tok < v + strlen(v) && *tok != ' ', "bearer token", v);
 
     /* bounds from the input itself; the value is the rest */
     if (size >= 16) {
