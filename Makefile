@@ -124,6 +124,7 @@ test: deps
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory unit-asan
+	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory integration
 
 bench: deps all
@@ -134,6 +135,70 @@ bench: deps all
 
 docs: all
 	tools/gen-config-doc.sh bin > docs/configuration.md
+
+# ---- fuzz: libFuzzer targets (tests/fuzz/README.md) -----------------------------------------
+# Each target compiles the library sources it exercises (so libFuzzer's coverage reaches them)
+# and takes the rest from the ASan+UBSan archive that unit-asan builds.
+FUZZ_CC      ?= clang
+FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
+                -D_GNU_SOURCE -pthread -Wall -Wextra -Werror -Ilib \
+                $(shell pkg-config --cflags rdkafka jansson libcrypto 2>/dev/null)
+FUZZ_LIBS     = build/asan/gen/schemas_embed.c build/asan/libfirehose.a \
+                $(shell pkg-config --libs rdkafka jansson libcrypto 2>/dev/null) -lm -pthread
+fuzz_json_SRC   := lib/fh_json.c lib/fh_error.c
+fuzz_event_SRC  := lib/fh_json.c lib/fh_schema.c lib/fh_event.c lib/fh_error.c
+fuzz_ws_SRC     := lib/fh_ws.c
+fuzz_filter_SRC := lib/fh_filter.c
+fuzz_config_SRC := lib/fh_config.c lib/fh_error.c
+fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
+# Seeds (read-only) and extra flags per target.
+fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
+fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid
+fuzz_ws_SEEDS     := tests/fuzz/seeds/ws
+fuzz_filter_SEEDS := tests/fuzz/seeds/filter
+fuzz_config_SEEDS := tests/fuzz/seeds/config
+fuzz_query_SEEDS  := tests/fuzz/seeds/query
+fuzz_json_FLAGS   := -dict=tests/fuzz/json.dict
+fuzz_event_FLAGS  := -dict=tests/fuzz/json.dict
+fuzz_filter_FLAGS := -dict=tests/fuzz/json.dict
+fuzz_config_FLAGS := -max_len=16384
+# fuzz-smoke: bounded in count and in time (each target stops at whichever comes first).
+FUZZ_SMOKE_RUNS    ?= 50000
+FUZZ_SMOKE_SECONDS ?= 8
+# fuzz-long: FUZZ_SECONDS per target, and FUZZ_RUNS (-1: no count limit).
+FUZZ_SECONDS ?= 600
+FUZZ_RUNS    ?= -1
+
+.PHONY: fuzz fuzz-smoke fuzz-long
+fuzz:
+	$(MAKE) --no-print-directory CC=clang BUILD=build/asan BIN=build/asan/bin SANFLAGS="$(SAN)" \
+	  CFLAGS="-O1 -g" build/asan/libfirehose.a build/asan/gen/schemas_embed.c
+	$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/%)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard lib/*.c lib/*.h) build/asan/libfirehose.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(fuzz_$*_SRC) $(FUZZ_LIBS)
+
+# fuzz-run-NAME runs one target from its working corpus build/fuzz/corpus/NAME plus its seeds;
+# a crash, leak, timeout or failed check leaves build/fuzz/NAME-crash-* and fails the make.
+# FUZZ_NICE="nice -n 19" keeps long runs out of other work's way.
+FUZZ_NICE ?=
+fuzz-smoke: fuzz
+	$(MAKE) --no-print-directory -j1 $(FUZZ_TARGETS:%=fuzz-run-%) FUZZ_MODE=smoke \
+	  FUZZ_ARGS="-runs=$(FUZZ_SMOKE_RUNS) -max_total_time=$(FUZZ_SMOKE_SECONDS)"
+
+fuzz-long: fuzz
+	$(MAKE) --no-print-directory -j1 $(FUZZ_TARGETS:%=fuzz-run-%) FUZZ_MODE=long \
+	  FUZZ_ARGS="-runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS)"
+
+fuzz-run-%:
+	@mkdir -p build/fuzz/corpus/$*
+	@log=build/fuzz/$*.$(FUZZ_MODE).log; \
+	if ! $(FUZZ_NICE) build/fuzz/$* $(FUZZ_ARGS) -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/$*- $($*_FLAGS) build/fuzz/corpus/$* $($*_SEEDS) >$$log 2>&1; then \
+	  tail -n 40 $$log; echo "fuzz $(FUZZ_MODE): $* FAILED (log: $$log)"; exit 1; fi; \
+	echo "fuzz $(FUZZ_MODE): $* ok: $$(grep -E '^#[0-9]+' $$log | tail -n 1)"
 
 # ---- run: the broker on the embedded Kafka, with demo traffic -------------------------------
 run: deps all

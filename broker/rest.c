@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fh_log.h"
+#include "fh_param.h"
 #include "view.h"
 
 #define MAX_PARAM_BYTES 512
@@ -100,18 +101,15 @@ static int param_int(fh_http_request *req, fh_http_response *resp, const char *n
                      long long min, long long max, long long *out)
 {
     const char *v = fh_http_query(req, name);
-    char *end;
     if (!v) {
         *out = def;
         return 0;
     }
-    long long n = strtoll(v, &end, 10);
-    if (!*v || *end || n < min || n > max || (v[0] == '0' && v[1])) {
+    if (fh_param_int(v, min, max, out)) {
         fh_http_error(resp, 400, "bad_parameter", name, "%s: expected an integer from %lld to %lld",
                       name, min, max);
         return -1;
     }
-    *out = n;
     return 0;
 }
 
@@ -120,43 +118,17 @@ static int param_duration(fh_http_request *req, fh_http_response *resp, const ch
                           long long def, long long min, long long max, long long *out)
 {
     const char *v = fh_http_query(req, name);
-    char *end;
     if (!v) {
         *out = def;
         return 0;
     }
-    long long n = strtoll(v, &end, 10), mul = 1;
-    if (end != v && *end && !end[1]) {
-        switch (*end) {
-        case 's':
-            mul = 1;
-            end++;
-            break;
-        case 'm':
-            mul = 60;
-            end++;
-            break;
-        case 'h':
-            mul = 3600;
-            end++;
-            break;
-        case 'd':
-            mul = 86400;
-            end++;
-            break;
-        default:
-            break;
-        }
-    }
-    if (end == v || *end || v[0] == '-' || v[0] == '+' || n > max || n * mul < min ||
-        n * mul > max) {
+    if (fh_param_duration(v, min, max, out)) {
         fh_http_error(resp, 400, "bad_parameter", name,
                       "%s: expected a duration from %llds to %llds: seconds, or a number with s, "
                       "m, h or d (\"90m\")",
                       name, min, max);
         return -1;
     }
-    *out = n * mul;
     return 0;
 }
 
@@ -511,9 +483,7 @@ static void h_builds(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     q.cursor = -1;
     if (cursor) {
-        char *end;
-        q.cursor = cursor[0] == 'b' ? strtoll(cursor + 1, &end, 10) : -1;
-        if (cursor[0] != 'b' || !cursor[1] || *end || q.cursor < 1) {
+        if (fh_param_cursor(cursor, &q.cursor)) {
             fh_http_error(resp, 400, "bad_parameter", "cursor",
                           "cursor: expected a next_cursor value from an earlier answer");
             return;
@@ -568,13 +538,12 @@ static int render_build(view_reader *r, const view_asof *a, const void *args, fh
 
 static void h_build(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
-    char key[64], *end;
+    char key[64];
+    long long id;
     (void)ctx;
     if (check_constraint(req, resp))
         return;
-    const char *s = req->path_params[0];
-    long long id = strtoll(s, &end, 10);
-    if (!*s || *end || id < 1 || s[0] == '0' || s[0] == '+') {
+    if (fh_param_id(req->path_params[0], &id)) {
         fh_http_error(resp, 400, "bad_parameter", "buildid",
                       "buildid: expected a positive integer");
         return;

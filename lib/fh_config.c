@@ -154,6 +154,17 @@ static fh_err load_file(fh_config *c, const char *path, char *errbuf, size_t err
         return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "%s: %s", path, strerror(errno));
     while (fgets(line, sizeof(line), f)) {
         lineno++;
+        size_t len = strlen(line);
+        /* fgets splits a longer line; its tail would otherwise be read as the next line and the
+         * head's value silently cut short. A full buffer is fine only at the end of the file. */
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            int ch = getc(f);
+            if (ch != EOF) {
+                rc = fh_errf(errbuf, errsize, FH_ERR_CONFIG, "%s:%d: line longer than %zu bytes",
+                             path, lineno, sizeof(line) - 2);
+                break;
+            }
+        }
         char *s = trim(line), *eq;
         if (!*s || *s == '#')
             continue;
@@ -222,7 +233,10 @@ static fh_err load_flag(fh_config *c, int argc, char **argv, int *i, char *errbu
         if (*i + 1 >= argc || !strchr(argv[*i + 1], '='))
             return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "-X: expected prop=value");
         const char *kv = argv[++*i];
-        snprintf(name, sizeof(name), "%.*s", (int)(strchr(kv, '=') - kv), kv);
+        size_t pn = (size_t)(strchr(kv, '=') - kv);
+        if (pn >= sizeof(name)) /* refused rather than cut short into another property */
+            return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "-X: property name too long");
+        snprintf(name, sizeof(name), "%.*s", (int)pn, kv);
         return kafka_set(c, name, strchr(kv, '=') + 1);
     }
     if (n >= sizeof(name))

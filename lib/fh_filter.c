@@ -1,5 +1,6 @@
 #include "fh_filter.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,8 +93,10 @@ static fh_err add_value(fh_filter_clause *c, const json_t *v, char *errbuf, size
             char *end;
             if (!*s)
                 return bad_value(c->field, errbuf, errsize);
+            errno = 0;
             val.num = strtoll(s, &end, 10);
-            if (*end)
+            /* past int64, strtoll gives LLONG_MAX: a different id from the one asked for */
+            if (*end || errno == ERANGE)
                 return bad_value(c->field, errbuf, errsize);
         } else {
             return bad_value(c->field, errbuf, errsize);
@@ -102,7 +105,8 @@ static fh_err add_value(fh_filter_clause *c, const json_t *v, char *errbuf, size
             return bad_value(c->field, errbuf, errsize);
     } else {
         const char *s = json_string_value(v);
-        if (!s || strlen(s) > FH_FILTER_MAX_STRLEN)
+        /* a string holding \u0000 would be matched on its prefix: "trunk\u0000x" as "trunk" */
+        if (!s || strlen(s) > FH_FILTER_MAX_STRLEN || strlen(s) != json_string_length(v))
             return bad_value(c->field, errbuf, errsize);
         if (c->field == FH_F_TYPE && !strchr(s, '*') && fh_event_type_parse(s) < 0)
             return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.type: unknown event type \"%.64s\"",

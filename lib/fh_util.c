@@ -23,11 +23,15 @@ uint64_t fh_mono_ns(void)
 
 char *fh_time_rfc3339(int64_t ms, char *buf, size_t size)
 {
-    time_t secs = (time_t)(ms / 1000);
+    /* floor, not truncation: before 1970 ms % 1000 is negative and ms / 1000 a second late */
+    int64_t rem = ms % 1000;
+    if (rem < 0)
+        rem += 1000;
+    time_t secs = (time_t)((ms - rem) / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
     return buf;
 }
 

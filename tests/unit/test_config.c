@@ -3,6 +3,7 @@
 #include "fh_test.h"
 
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -80,5 +81,47 @@ TEST(config_errors_name_the_source)
     char *argv4[] = {"t", "--nope", NULL};
     CHECK(load(&c, 2, argv4, err) == FH_ERR_CONFIG);
     CHECK(strstr(err, "--nope: unknown option") == err);
+    fh_config_free(&c);
+}
+
+/* Found by reading fh_config.c for fuzz_config: fgets cut a line longer than its buffer in two,
+ * the head's value was silently truncated and the tail read as a line of its own. */
+TEST(config_file_line_too_long_is_refused)
+{
+    fh_config c;
+    char err[256], path[] = "/tmp/fh-test-conf-XXXXXX";
+    int fd = mkstemp(path);
+    size_t n = 5000;
+    char *text = malloc(n + 32);
+    CHECK(fd >= 0 && text);
+    strcpy(text, "http.listen = ");
+    memset(text + strlen(text), 'a', n);
+    strcpy(text + 14 + n, "\n");
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    char *argv[] = {"t", "--config", path, NULL};
+    CHECK(load(&c, 3, argv, err) == FH_ERR_CONFIG);
+    CHECK(strstr(err, ":1: line longer than") != NULL);
+    fh_config_free(&c);
+
+    /* a line that exactly fills the buffer at the end of the file is still read */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    memset(text, 'a', 4095);
+    memcpy(text, "http.listen=", 12);
+    CHECK(write(fd, text, 4095) == 4095);
+    close(fd);
+    CHECK(load(&c, 3, argv, err) == FH_OK);
+    CHECK(strlen(fh_config_str(&c, "http.listen")) == 4095 - 12);
+    fh_config_free(&c);
+    free(text);
+    unlink(path);
+
+    /* -X with a property name longer than the flag buffer was cut short into another name */
+    char prop[300];
+    memset(prop, 'p', sizeof(prop));
+    strcpy(prop + 280, "=1");
+    char *argv2[] = {"t", "-X", prop, NULL};
+    CHECK(load(&c, 3, argv2, err) == FH_ERR_CONFIG);
+    CHECK(strstr(err, "too long") != NULL);
     fh_config_free(&c);
 }

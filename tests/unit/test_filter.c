@@ -108,3 +108,25 @@ TEST(filter_from_query_text)
     fh_filter_free(&f);
     json_decref(ev.root);
 }
+
+/* Integer strings past int64 read as LLONG_MAX, and \u0000 cut a string value short. */
+TEST(filter_refuses_int64_overflow_and_nul_in_strings)
+{
+    fh_filter f;
+    char err[256];
+    json_t *o = json_pack("{s:s}", "buildid", "99999999999999999999");
+    CHECK(fh_filter_parse(o, &f, err, sizeof(err)) == FH_ERR_INVAL);
+    CHECK(strstr(err, "filter.buildid") == err);
+    fh_filter_free(&f);
+    json_decref(o);
+    o = json_pack("{s:s}", "buildid", "-9223372036854775808");
+    CHECK(fh_filter_parse(o, &f, err, sizeof(err)) == FH_OK);
+    CHECK(f.clauses[0].vals[0].num == -9223372036854775807LL - 1);
+    fh_filter_free(&f);
+    json_decref(o);
+    o = json_pack("{s:s#}", "branch", "trunk\0x", (size_t)7);
+    CHECK(fh_filter_parse(o, &f, err, sizeof(err)) == FH_ERR_INVAL);
+    CHECK(strstr(err, "filter.branch") == err);
+    fh_filter_free(&f);
+    json_decref(o);
+}

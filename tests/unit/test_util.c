@@ -55,6 +55,10 @@ TEST(time_round_trip)
     CHECK_STR(fh_time_rfc3339(ms, buf, sizeof(buf)), "2026-11-22T05:00:00.000Z");
     CHECK(fh_time_parse("2026-13-01T00:00:00Z", &ms) == -1);
     CHECK(fh_time_parse("yesterday", &ms) == -1);
+    /* found by fuzz_query: before 1970 the milliseconds came out negative, a second late */
+    CHECK_STR(fh_time_rfc3339(-1, buf, sizeof(buf)), "1969-12-31T23:59:59.999Z");
+    CHECK(fh_time_parse("1013-11-22T05:00:00.123Z", &ms) == 0);
+    CHECK_STR(fh_time_rfc3339(ms, buf, sizeof(buf)), "1013-11-22T05:00:00.123Z");
 }
 
 TEST(buf_respects_its_cap)
