@@ -31,7 +31,7 @@
 
 #define MAX_SCHEDULE 32
 #define MAX_PARTS 4096
-#define LAT_BUCKETS 16
+#define LAT_BUCKETS 24
 
 enum stmt {
     S_BEGIN,
@@ -177,7 +177,8 @@ static struct wh {
         *m_inflight, *m_pending, *m_paused, *m_lat[LAT_BUCKETS + 1], *m_lat_count, *m_lat_sum;
 } W;
 
-static const int lat_le[LAT_BUCKETS] = {1,   2,   5,    10,   20,   50,    100,   200,
+static const int lat_le[LAT_BUCKETS] = {1,   2,   3,   4,    5,    7,    10,    15,
+                                        20,  30,  50,  75,   100,  150,  200,   300,
                                         500, 1000, 2000, 5000, 10000, 30000, 60000, 300000};
 
 const fh_netguard *webhook_guard(void)
@@ -697,7 +698,8 @@ static void observe_latency(int64_t ms)
     int i = 0;
     while (i < LAT_BUCKETS && ms > lat_le[i])
         i++;
-    fh_metric_add(W.m_lat[i], 1);
+    for (; i <= LAT_BUCKETS; i++) /* Prometheus buckets are cumulative */
+        fh_metric_add(W.m_lat[i], 1);
     fh_metric_add(W.m_lat_count, 1);
     fh_metric_add(W.m_lat_sum, ms);
 }
@@ -1150,8 +1152,7 @@ static void register_metrics(void)
         else
             snprintf(labels[i], sizeof(labels[i]), "le=\"+Inf\"");
         W.m_lat[i] = fh_metric_new("firehose_webhook_latency_ms_bucket", labels[i],
-                                   "Produce (Kafka timestamp) to 2xx of first attempts, ms; "
-                                   "per bucket, not cumulative.",
+                                   "Produce (Kafka timestamp) to 2xx of first attempts, ms.",
                                    0);
     }
     W.m_lat_count = fh_metric_new("firehose_webhook_latency_ms_count", NULL,
