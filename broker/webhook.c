@@ -84,7 +84,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_NEXT_DUE] = "SELECT min(next_ms) FROM deliveries WHERE endpoint_id = ?1 AND state = 0"
                    " AND next_ms > ?2 AND part IN (SELECT part FROM temp.owned)",
     [S_DONE] = "UPDATE deliveries SET state = ?2, tries = ?3, attempts = attempts + 1, next_ms = ?4,"
-               " updated_ms = ?5, last_status = ?6, last_error = ?7 WHERE id = ?1 AND state = 0",
+               " updated_ms = ?5, last_status = ?6, last_error = ?7, last_latency_ms = ?8,"
+               " last_response = ?9, last_instance = ?10 WHERE id = ?1 AND state = 0",
     [S_ATTEMPT] = "INSERT INTO attempts(delivery_id, at_ms, status, latency_ms, error, response,"
                   " instance) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_EP_OK] = "UPDATE endpoints SET failing_since_ms = NULL WHERE id = ?1"
@@ -728,20 +729,23 @@ static void xfer_finish(xfer *x, CURLcode res)
     wh_ep *e = x->ep < W.neps && strcmp(W.eps[x->ep].id, x->ep_id) == 0 ? &W.eps[x->ep]
                                                                          : ep_find(x->ep_id);
     txn_begin();
-    sqlite3_stmt *st = W.st[S_ATTEMPT];
-    sqlite3_bind_int64(st, 1, x->delivery_id);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int(st, 3, (int)status);
-    sqlite3_bind_int64(st, 4, latency);
-    if (err[0])
-        sqlite3_bind_text(st, 5, err, -1, SQLITE_STATIC);
-    if (x->resp.len) {
+    if (x->resp.len)
         sanitize(x->resp.data, x->resp.len);
-        sqlite3_bind_text(st, 6, x->resp.data, (int)x->resp.len, SQLITE_STATIC);
+    sqlite3_stmt *st;
+    if (!ok) {
+        st = W.st[S_ATTEMPT];
+        sqlite3_bind_int64(st, 1, x->delivery_id);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int(st, 3, (int)status);
+        sqlite3_bind_int64(st, 4, latency);
+        if (err[0])
+            sqlite3_bind_text(st, 5, err, -1, SQLITE_STATIC);
+        if (x->resp.len)
+            sqlite3_bind_text(st, 6, x->resp.data, (int)x->resp.len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, W.instance, -1, SQLITE_STATIC);
+        if (step_done(st))
+            sql_warn("attempt");
     }
-    sqlite3_bind_text(st, 7, W.instance, -1, SQLITE_STATIC);
-    if (step_done(st))
-        sql_warn("attempt");
 
     int state = WHS_PENDING, tries = x->tries + 1;
     int64_t next = now;
@@ -802,6 +806,10 @@ static void xfer_finish(xfer *x, CURLcode res)
     sqlite3_bind_int(st, 6, (int)status);
     if (err[0])
         sqlite3_bind_text(st, 7, err, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, latency);
+    if (x->resp.len)
+        sqlite3_bind_text(st, 9, x->resp.data, (int)x->resp.len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, W.instance, -1, SQLITE_STATIC);
     if (step_done(st))
         sql_warn("delivery");
     if (state != WHS_PENDING && sqlite3_changes(W.db) > 0 && W.pending > 0)

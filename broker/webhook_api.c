@@ -651,8 +651,12 @@ static void delivery(void *ctx, fh_http_request *req, fh_http_response *resp)
     long long did = sqlite3_column_int64(st, 0);
     put_delivery(&resp->body, st);
     sqlite3_finalize(st);
+    /* Failed attempts are rows of attempts; the successful one lives in the delivery's last_*
+     * columns (webhook_store.c). */
     st = prep("SELECT at_ms, status, latency_ms, error, response, instance FROM attempts"
-              " WHERE delivery_id = ?1 ORDER BY id",
+              " WHERE delivery_id = ?1 UNION ALL SELECT updated_ms, last_status, last_latency_ms,"
+              " NULL, last_response, last_instance FROM deliveries WHERE id = ?1 AND state = 1"
+              " ORDER BY 1",
               resp);
     if (!st)
         goto out;
