@@ -68,13 +68,13 @@ static const char *const stmt_sql[S__COUNT] = {
                  " kafka_offset, produced_ms, build_key, next_ms, created_ms, updated_ms)"
                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)"
                  " ON CONFLICT(msg_id) DO NOTHING",
-    [S_DUE] = "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body"
+    [S_DUE] = "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
               " FROM deliveries d JOIN payloads p ON p.id = d.payload_id"
               " WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_ms <= ?2"
               " AND d.part IN (SELECT part FROM temp.owned) ORDER BY d.next_ms LIMIT ?3",
     /* A build's later deliveries wait while an earlier one is pending (in flight included). */
     [S_DUE_ORDERED] =
-        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body"
+        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
         " FROM deliveries d JOIN payloads p ON p.id = d.payload_id"
         " WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_ms <= ?2"
         " AND d.part IN (SELECT part FROM temp.owned) AND (d.build_key = '' OR NOT EXISTS ("
@@ -85,7 +85,7 @@ static const char *const stmt_sql[S__COUNT] = {
                    " AND next_ms > ?2 AND part IN (SELECT part FROM temp.owned)",
     [S_DONE] = "UPDATE deliveries SET state = ?2, tries = ?3, attempts = attempts + 1, next_ms = ?4,"
                " updated_ms = ?5, last_status = ?6, last_error = ?7, last_latency_ms = ?8,"
-               " last_response = ?9, last_instance = ?10 WHERE id = ?1 AND state = 0",
+               " last_response = ?9, last_instance = ?10 WHERE id = ?1 AND state = 0 AND requeued = ?11",
     [S_ATTEMPT] = "INSERT INTO attempts(delivery_id, at_ms, status, latency_ms, error, response,"
                   " instance) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_EP_OK] = "UPDATE endpoints SET failing_since_ms = NULL WHERE id = ?1"
@@ -129,6 +129,7 @@ typedef struct xfer {
     size_t ep; /* index into W.eps (re-mapped on reload; checked against ep_id) */
     int64_t delivery_id, produced_ms;
     int part, tries;
+    long long requeued;
     char *body;
     size_t body_len, body_cap;
     fh_buf resp;
@@ -605,6 +606,7 @@ static int xfer_start(wh_ep *e, size_t ep_index, sqlite3_stmt *st)
     x->part = sqlite3_column_int(st, 2);
     x->tries = sqlite3_column_int(st, 3);
     x->produced_ms = sqlite3_column_int64(st, 5);
+    x->requeued = sqlite3_column_int64(st, 7);
     snprintf(x->ep_id, sizeof(x->ep_id), "%s", e->id);
     x->ep = ep_index;
     x->guard_err[0] = x->errbuf[0] = '\0';
@@ -810,6 +812,7 @@ static void xfer_finish(xfer *x, CURLcode res)
     if (x->resp.len)
         sqlite3_bind_text(st, 9, x->resp.data, (int)x->resp.len, SQLITE_STATIC);
     sqlite3_bind_text(st, 10, W.instance, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 11, x->requeued);
     if (step_done(st))
         sql_warn("delivery");
     if (state != WHS_PENDING && sqlite3_changes(W.db) > 0 && W.pending > 0)

@@ -707,8 +707,8 @@ static void redeliver(void *ctx, fh_http_request *req, fh_http_response *resp)
     (void)ctx;
     if (enter(resp))
         return;
-    requeue("UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3"
-            " WHERE endpoint_id = ?1 AND msg_id = ?2",
+    requeue("UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
+            " requeued = requeued + 1 WHERE endpoint_id = ?1 AND msg_id = ?2",
             id, msg, 0, resp, &n);
     if (n == 0)
         fh_http_error(resp, 404, "not_found", "delivery", "no delivery %.64s for endpoint %.64s", msg,
@@ -743,8 +743,8 @@ static void recover(void *ctx, fh_http_request *req, fh_http_response *resp)
     if (enter(resp))
         goto done;
     if (endpoint_exists(id, resp)) {
-        requeue("UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3"
-                " WHERE endpoint_id = ?1 AND state = 2 AND created_ms >= ?2",
+        requeue("UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
+                " requeued = requeued + 1 WHERE endpoint_id = ?1 AND state = 2 AND created_ms >= ?2",
                 id, NULL, since, resp, &n);
         if (n >= 0) {
             resp->status = 202;

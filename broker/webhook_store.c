@@ -33,7 +33,10 @@ static const char schema_sql[] =
     " state INTEGER NOT NULL DEFAULT 0, tries INTEGER NOT NULL DEFAULT 0,"
     " attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL,"
     " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, last_status INTEGER,"
-    " last_error TEXT, last_latency_ms INTEGER, last_response TEXT, last_instance TEXT);"
+    " last_error TEXT, last_latency_ms INTEGER, last_response TEXT, last_instance TEXT,"
+    /* Bumped by every redelivery and recovery: the result of an attempt that was in flight
+     * meanwhile must not mark the re-queued delivery done. */
+    " requeued INTEGER NOT NULL DEFAULT 0);"
     /* Due work per endpoint; rows leave it when they are delivered or dead. */
     "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(endpoint_id, next_ms) WHERE state = 0;"
     /* Ordered endpoints: the earliest pending delivery of a build blocks the later ones. */
