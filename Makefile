@@ -97,6 +97,7 @@ test: deps
 
 bench: deps all
 	bash bench/ingest.sh
+	bash bench/webhooks.sh
 
 docs: all
 	tools/gen-config-doc.sh bin > docs/configuration.md
