@@ -133,6 +133,8 @@ bench: deps all
 	bash bench/rest.sh
 	bash bench/replay.sh
 
+	bash bench/webhooks.sh
+
 docs: all
 	tools/gen-config-doc.sh bin > docs/configuration.md
 

@@ -17,6 +17,7 @@
 #include "view.h" /* issue 4: view + REST */
 #include "statuspush.h"
 #include "stream.h"
+#include "webhook.h" /* issue 5: webhooks */
 
 #define MAX_ROUTES 64
 
@@ -52,6 +53,8 @@ static const fh_cfg_opt broker_opts[] = {
     FH_VIEW_CFG, /* issue 4: view.* keys */
     FH_STREAM_CFG,
     FH_STATUSPUSH_CFG,
+
+    FH_WEBHOOK_CFG, /* issue 5: webhooks.* keys */
 };
 
 static const char *const consumer_defaults[] = {
@@ -392,6 +395,10 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    if (webhook_start(&b)) { /* issue 5: the webhook delivery thread */
+        status = 1;
+        goto out;
+    }
     if (fh_stream_start(&b, &stream, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "stream.start", "error=\"%s\"", err);
         status = 1;
@@ -407,6 +414,8 @@ int main(int argc, char **argv)
     nroutes += rest_routes(&b, routes + nroutes); /* issue 4: /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
     nroutes += dashboard_routes(routes + nroutes);
+
+    nroutes += webhook_routes(&b, routes + nroutes); /* issue 5: /api/v1/webhooks */
     if (!(http = start_http(&b, routes, nroutes))) {
         status = 1;
         goto out;
@@ -440,6 +449,9 @@ out:
     view_stop(); /* issue 4: drains REST requests, commits and closes the view */
     fh_http_stop(http);
     statuspush_stop(); /* after the HTTP server: no handler is producing any more */
+
+    webhook_stop();      /* issue 5: finishes transfers in flight, commits, closes */
+    webhook_api_close(); /* issue 5 */
     fh_stream_free(stream);
     ingest_stop(&in);
     fh_kafka_embedded_stop(b.embedded);

@@ -453,7 +453,8 @@ def test_etag_gives_304_until_the_view_changes(world, openapi):
 
 def test_every_documented_path_was_checked(world, openapi):
     """Runs last in this module: each path of docs/openapi.yaml had a 200 validated above."""
-    missing = [p for p in openapi.doc["paths"] if (p, "200") not in openapi.checked]
+    missing = [p for p in openapi.doc["paths"] if (p, "200") not in openapi.checked
+               and "x-tested-by" not in openapi.doc["paths"][p]]  # webhooks: test_webhooks.py
     assert not missing, missing
 
 

@@ -1,0 +1,79 @@
+/* webhook: signed, retried, durable delivery of events to HTTP endpoints (docs/webhooks.md).
+ *
+ * Threads: the webhook thread (webhook.c) owns the webhook consumer (group webhooks.group,
+ * shared by every broker instance), its SQLite connection, the curl multi handle and every
+ * transfer. HTTP handlers (webhook_api.c, libmicrohttpd threads) manage endpoints and the
+ * delivery log through a connection of their own, then poke the webhook thread (an atomic flag
+ * and curl_multi_wakeup). The SQLite file (webhooks.path) is the only state they share. */
+#ifndef FH_BROKER_WEBHOOK_H
+#define FH_BROKER_WEBHOOK_H
+
+#include "broker.h"
+#include "http.h"
+
+/* The webhook keys, one entry of broker_opts in main.c. */
+/* clang-format off */
+#define FH_WEBHOOK_CFG \
+    {"webhooks.enabled", NULL, FH_CFG_BOOL, "true", 0, 0, \
+     "deliver events to webhook endpoints and serve /api/v1/webhooks"}, \
+    {"webhooks.path", NULL, FH_CFG_STR, "var/webhooks.db", 0, 0, \
+     "SQLite file of endpoints, deliveries and attempts (WAL); instances that share " \
+     "webhooks.group must share this file"}, \
+    {"webhooks.group", NULL, FH_CFG_STR, "firehose-webhooks", 0, 0, \
+     "consumer group of webhook delivery, shared by every broker instance"}, \
+    {"webhooks.instance_id", NULL, FH_CFG_STR, "", 0, 0, \
+     "static group membership (group.instance.id): a restarted instance gets its partitions " \
+     "back at once; empty: dynamic membership"}, \
+    {"webhooks.retry_schedule", NULL, FH_CFG_STR, "0,5,300,1800,7200,18000,36000,50400,72000,86400", \
+     0, 0, "delay in seconds before each attempt (fractions allowed), the first being the " \
+     "initial attempt; after the last a delivery is dead-lettered"}, \
+    {"webhooks.retry_jitter_pct", NULL, FH_CFG_INT, "10", 0, 100, \
+     "each retry delay is stretched by a random 0..this percent"}, \
+    {"webhooks.retry_after_max_s", NULL, FH_CFG_INT, "86400", 0, 604800, \
+     "longest Retry-After (429, 503) honoured"}, \
+    {"webhooks.allow_cidrs", NULL, FH_CFG_STR, "", 0, 0, \
+     "comma-separated CIDRs exempt from the SSRF guard (e.g. 127.0.0.1/32)"}, \
+    {"webhooks.connect_timeout_ms", NULL, FH_CFG_INT, "5000", 10, 600000, "connect timeout"}, \
+    {"webhooks.timeout_ms", NULL, FH_CFG_INT, "15000", 10, 600000, \
+     "total time of one attempt (connect, send, response)"}, \
+    {"webhooks.response_max_bytes", NULL, FH_CFG_INT, "65536", 0, 16777216, \
+     "response body read at most; a longer response is cut off (its status still counts)"}, \
+    {"webhooks.response_log_bytes", NULL, FH_CFG_INT, "1024", 0, 65536, \
+     "response body kept in the delivery log"}, \
+    {"webhooks.endpoint_concurrency", NULL, FH_CFG_INT, "8", 1, 1024, \
+     "attempts in flight per endpoint at most"}, \
+    {"webhooks.max_in_flight", NULL, FH_CFG_INT, "1024", 1, 65536, \
+     "attempts in flight per instance at most"}, \
+    {"webhooks.queue_max", NULL, FH_CFG_INT, "1000000", 1, 1000000000, \
+     "pending deliveries per instance at most; at the cap the webhook consumer pauses its " \
+     "partitions (no record is dropped) until the queue is below 90% of it"}, \
+    {"webhooks.batch_max", NULL, FH_CFG_INT, "2000", 1, 100000, \
+     "records turned into deliveries in one SQLite transaction at most"}, \
+    {"webhooks.disable_after_s", NULL, FH_CFG_INT, "432000", 1, 31536000, \
+     "an endpoint that fails without a single success for this long is disabled"}, \
+    {"webhooks.secret_overlap_s", NULL, FH_CFG_INT, "86400", 0, 2592000, \
+     "after a secret rotation the previous secret also signs for this long (default)"}, \
+    {"webhooks.retention_s", NULL, FH_CFG_INT, "604800", 60, 315360000, \
+     "delivered and failed deliveries (with attempts) are kept this long"}, \
+    {"webhooks.scan_interval_ms", NULL, FH_CFG_INT, "1000", 10, 60000, \
+     "how often the store is scanned for work another instance or the API queued"}, \
+    {"webhooks.max_endpoints", NULL, FH_CFG_INT, "10000", 1, 1000000, "endpoints at most"}
+/* clang-format on */
+
+/* Starts webhook delivery (a no-op when webhooks.enabled is false): opens the store, starts the
+ * thread and its consumer. b must outlive webhook_stop. Returns 0, or -1 after logging why. */
+int webhook_start(fh_broker *b);
+
+/* Stops the thread: lets transfers in flight finish (bounded by webhooks.timeout_ms), records
+ * them, closes the consumer (committing stored offsets) and the store. Safe when never started. */
+void webhook_stop(void);
+
+/* Appends the /api/v1/webhooks routes (FH_WEBHOOK_ROUTES of them); returns how many. Call after
+ * webhook_start. With webhooks disabled they answer 503. */
+#define FH_WEBHOOK_ROUTES 9
+size_t webhook_routes(fh_broker *b, fh_http_route *routes);
+
+/* Closes the API's store connection; call after the HTTP server stopped. */
+void webhook_api_close(void);
+
+#endif

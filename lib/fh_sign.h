@@ -1,0 +1,46 @@
+/* fh_sign: Standard Webhooks signatures (https://www.standardwebhooks.com/): secrets, base64 and
+ * the "v1,<base64 HMAC-SHA256>" header value over "{webhook-id}.{webhook-timestamp}.{body}".
+ *
+ * A secret is "whsec_" + base64 of the key bytes; the key is what HMAC uses. Nothing here
+ * allocates: callers supply every buffer and its size. */
+#ifndef FH_SIGN_H
+#define FH_SIGN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fh_error.h"
+
+#define FH_SIGN_PREFIX "whsec_"
+/* Key bytes of a generated secret (Standard Webhooks suggests 24 to 64). */
+#define FH_SIGN_KEY_BYTES 32
+#define FH_SIGN_MAX_KEY 64
+/* Room for one "v1,<base64 of 32 bytes>" value and its NUL. */
+#define FH_SIGN_SIG_SIZE 48
+/* Room for a generated secret and its NUL. */
+#define FH_SIGN_SECRET_SIZE 64
+
+/* Standard base64 with padding. fh_b64_encode writes the text and a NUL into out (size at least
+ * 4 * ceil(n / 3) + 1) and returns its length, or 0 when out is too small. */
+size_t fh_b64_encode(const unsigned char *in, size_t n, char *out, size_t size);
+/* Decodes standard base64 (padding optional; no whitespace). Returns the byte count, or -1 for
+ * text that is not base64 or does not fit in size. */
+long fh_b64_decode(const char *in, size_t n, unsigned char *out, size_t size);
+
+/* Decodes a "whsec_..." secret into its key. Returns the key length, or -1 when the text is not
+ * a secret (errbuf says why, never quoting the secret). A secret without the prefix is accepted
+ * as bare base64, as the reference libraries do. */
+long fh_sign_secret_key(const char *secret, unsigned char key[FH_SIGN_MAX_KEY], char *errbuf,
+                        size_t errsize);
+
+/* Checks a secret a client supplies: "whsec_" + base64 of 24 to 64 bytes. */
+fh_err fh_sign_secret_check(const char *secret, char *errbuf, size_t errsize);
+
+/* Writes a new random secret ("whsec_" + base64 of FH_SIGN_KEY_BYTES bytes from getrandom). */
+fh_err fh_sign_secret_new(char out[FH_SIGN_SECRET_SIZE]);
+
+/* Writes "v1,<base64 HMAC-SHA256(key, id "." timestamp "." body)>" into out. */
+fh_err fh_sign(const unsigned char *key, size_t keylen, const char *msg_id, int64_t timestamp,
+               const char *body, size_t body_len, char out[FH_SIGN_SIG_SIZE]);
+
+#endif
