@@ -208,28 +208,14 @@ static int event_value(const fh_event *ev, fh_filter_field field, const char **s
     return *s != NULL;
 }
 
+static int event_lookup(void *ctx, fh_filter_field field, const char **s, long long *n)
+{
+    return event_value(ctx, field, s, n);
+}
+
 int fh_filter_match(const fh_filter *f, const fh_event *ev)
 {
-    for (size_t i = 0; i < f->nclauses; i++) {
-        const fh_filter_clause *c = &f->clauses[i];
-        const char *s = NULL;
-        long long n = 0;
-        int ok = 0;
-        if (!event_value(ev, c->field, &s, &n))
-            return 0;
-        for (size_t k = 0; k < c->nvals && !ok; k++) {
-            const fh_filter_value *v = &c->vals[k];
-            if (!v->str)
-                ok = v->num == n;
-            else if (v->glob)
-                ok = fh_glob_match(v->str, s);
-            else
-                ok = strcmp(v->str, s) == 0;
-        }
-        if (!ok)
-            return 0;
-    }
-    return 1;
+    return fh_filter_match_with(f, event_lookup, (void *)ev);
 }
 
 int fh_filter_field_integer(fh_filter_field f)
