@@ -64,14 +64,16 @@ static const char *const stmt_sql[S__COUNT] = {
               " ordered, failing_since_ms FROM endpoints ORDER BY created_ms, id",
     [S_PAYLOAD] = "INSERT INTO payloads(event_id, kind, body, created_ms) VALUES(?1, ?2, ?3, ?4)"
                   " ON CONFLICT(event_id, kind) DO UPDATE SET kind = excluded.kind RETURNING id",
-    [S_INSERT] = "INSERT INTO deliveries(msg_id, endpoint_id, event_id, event_type, payload_id, part,"
-                 " kafka_offset, produced_ms, build_key, next_ms, created_ms, updated_ms)"
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)"
-                 " ON CONFLICT(msg_id) DO NOTHING",
-    [S_DUE] = "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
-              " FROM deliveries d JOIN payloads p ON p.id = d.payload_id"
-              " WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_ms <= ?2"
-              " AND d.part IN (SELECT part FROM temp.owned) ORDER BY d.next_ms LIMIT ?3",
+    [S_INSERT] =
+        "INSERT INTO deliveries(msg_id, endpoint_id, event_id, event_type, payload_id, part,"
+        " kafka_offset, produced_ms, build_key, next_ms, created_ms, updated_ms)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)"
+        " ON CONFLICT(msg_id) DO NOTHING",
+    [S_DUE] =
+        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
+        " FROM deliveries d JOIN payloads p ON p.id = d.payload_id"
+        " WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_ms <= ?2"
+        " AND d.part IN (SELECT part FROM temp.owned) ORDER BY d.next_ms LIMIT ?3",
     /* A build's later deliveries wait while an earlier one is pending (in flight included). */
     [S_DUE_ORDERED] =
         "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
@@ -83,9 +85,10 @@ static const char *const stmt_sql[S__COUNT] = {
         " ORDER BY d.next_ms LIMIT ?3",
     [S_NEXT_DUE] = "SELECT min(next_ms) FROM deliveries WHERE endpoint_id = ?1 AND state = 0"
                    " AND next_ms > ?2 AND part IN (SELECT part FROM temp.owned)",
-    [S_DONE] = "UPDATE deliveries SET state = ?2, tries = ?3, attempts = attempts + 1, next_ms = ?4,"
-               " updated_ms = ?5, last_status = ?6, last_error = ?7, last_latency_ms = ?8,"
-               " last_response = ?9, last_instance = ?10 WHERE id = ?1 AND state = 0 AND requeued = ?11",
+    [S_DONE] =
+        "UPDATE deliveries SET state = ?2, tries = ?3, attempts = attempts + 1, next_ms = ?4,"
+        " updated_ms = ?5, last_status = ?6, last_error = ?7, last_latency_ms = ?8,"
+        " last_response = ?9, last_instance = ?10 WHERE id = ?1 AND state = 0 AND requeued = ?11",
     [S_ATTEMPT] = "INSERT INTO attempts(delivery_id, at_ms, status, latency_ms, error, response,"
                   " instance) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_EP_OK] = "UPDATE endpoints SET failing_since_ms = NULL WHERE id = ?1"
@@ -108,16 +111,16 @@ typedef struct wh_key {
 /* An endpoint as the thread holds it (rebuilt from the store when its version moves). */
 typedef struct wh_ep {
     char id[WHS_ID_SIZE];
-    char *url;            /* owned */
+    char *url; /* owned */
     int format, enabled, ordered;
-    fh_filter filter;     /* owned */
-    wh_key key, old_key;  /* the previous key signs too until old_until_ms */
+    fh_filter filter;    /* owned */
+    wh_key key, old_key; /* the previous key signs too until old_until_ms */
     int64_t old_until_ms;
     int64_t failing_since_ms; /* 0: not failing */
     int inflight;
-    int64_t *flying;      /* owned: delivery ids in flight, inflight of them */
-    int has_work;         /* something may be due: look now */
-    int64_t next_due_ms;  /* look again at the latest then */
+    int64_t *flying;     /* owned: delivery ids in flight, inflight of them */
+    int has_work;        /* something may be due: look now */
+    int64_t next_due_ms; /* look again at the latest then */
 } wh_ep;
 
 typedef struct xfer {
@@ -134,8 +137,8 @@ typedef struct xfer {
     size_t body_len, body_cap;
     fh_buf resp;
     size_t resp_total;
-    int cut;               /* the response was longer than webhooks.response_max_bytes */
-    long retry_after_s;    /* -1 when absent */
+    int cut;            /* the response was longer than webhooks.response_max_bytes */
+    long retry_after_s; /* -1 when absent */
     uint64_t t0;
     int busy;
 } xfer;
@@ -168,7 +171,7 @@ static struct wh {
     xfer *xfers; /* max_in_flight of them */
     long long inflight;
     unsigned char owned[MAX_PARTS];
-    int64_t to_store[MAX_PARTS]; /* next offset to store after the open transaction; -1 none */
+    int64_t to_store[MAX_PARTS];     /* next offset to store after the open transaction; -1 none */
     int64_t first_in_txn[MAX_PARTS]; /* first offset consumed in the open transaction; -1 none */
     long long pending;
     int paused;
@@ -179,8 +182,8 @@ static struct wh {
         *m_inflight, *m_pending, *m_paused, *m_lat[LAT_BUCKETS + 1], *m_lat_count, *m_lat_sum;
 } W;
 
-static const int lat_le[LAT_BUCKETS] = {1,   2,   3,   4,    5,    7,    10,    15,
-                                        20,  30,  50,  75,   100,  150,  200,   300,
+static const int lat_le[LAT_BUCKETS] = {1,   2,    3,    4,    5,     7,     10,    15,
+                                        20,  30,   50,   75,   100,   150,   200,   300,
                                         500, 1000, 2000, 5000, 10000, 30000, 60000, 300000};
 
 const fh_netguard *webhook_guard(void)
@@ -329,8 +332,8 @@ static void eps_reload(int force)
         e->url = strdup((const char *)sqlite3_column_text(st, 1));
         e->flying = calloc((size_t)W.conc, sizeof(*e->flying));
         json_t *fj = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
-        int bad = !e->url || !e->flying ||
-                  fh_filter_parse(fj, &e->filter, err, sizeof(err)) != FH_OK;
+        int bad =
+            !e->url || !e->flying || fh_filter_parse(fj, &e->filter, err, sizeof(err)) != FH_OK;
         json_decref(fj);
         e->format = fh_wh_format_parse((const char *)sqlite3_column_text(st, 3));
         long kl = fh_sign_secret_key((const char *)sqlite3_column_text(st, 4), e->key.k, err,
@@ -430,8 +433,8 @@ static void own(int p, int yes)
 
 static void pause_parts(rd_kafka_topic_partition_list_t *l, int pause)
 {
-    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(W.rk, l)
-                                    : rd_kafka_resume_partitions(W.rk, l);
+    rd_kafka_resp_err_t err =
+        pause ? rd_kafka_pause_partitions(W.rk, l) : rd_kafka_resume_partitions(W.rk, l);
     if (err)
         fh_log(FH_LOG_WARN, "webhook.pause", "error=\"%s\"", rd_kafka_err2str(err));
 }
@@ -714,7 +717,8 @@ static void xfer_finish(xfer *x, CURLcode res)
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     int64_t now = fh_now_ms();
     long latency = (long)((fh_mono_ns() - x->t0) / 1000000);
-    int ok = status >= 200 && status < 300 && (res == CURLE_OK || (res == CURLE_WRITE_ERROR && x->cut));
+    int ok =
+        status >= 200 && status < 300 && (res == CURLE_OK || (res == CURLE_WRITE_ERROR && x->cut));
     if (res != CURLE_OK && !(res == CURLE_WRITE_ERROR && x->cut)) {
         if (x->guard_err[0])
             snprintf(err, sizeof(err), "%s", x->guard_err);
@@ -729,7 +733,7 @@ static void xfer_finish(xfer *x, CURLcode res)
         snprintf(err, sizeof(err), "response longer than %lld bytes: cut off", W.resp_max);
 
     wh_ep *e = x->ep < W.neps && strcmp(W.eps[x->ep].id, x->ep_id) == 0 ? &W.eps[x->ep]
-                                                                         : ep_find(x->ep_id);
+                                                                        : ep_find(x->ep_id);
     txn_begin();
     if (x->resp.len)
         sanitize(x->resp.data, x->resp.len);
@@ -774,9 +778,10 @@ static void xfer_finish(xfer *x, CURLcode res)
         } else {
             int64_t delay = jittered(W.schedule[tries]);
             if ((status == 429 || status == 503) && x->retry_after_s >= 0) {
-                int64_t ra = (int64_t)(x->retry_after_s < W.retry_after_max_s ? x->retry_after_s
-                                                                               : W.retry_after_max_s) *
-                             1000;
+                int64_t ra =
+                    (int64_t)(x->retry_after_s < W.retry_after_max_s ? x->retry_after_s
+                                                                     : W.retry_after_max_s) *
+                    1000;
                 if (ra > delay)
                     delay = ra;
             }
@@ -1061,19 +1066,20 @@ static void prune(void)
 {
     char sql[768], err[256];
     int64_t cutoff = fh_now_ms() - W.retention_ms;
-    snprintf(sql, sizeof(sql),
-             "BEGIN IMMEDIATE;"
-             "CREATE TEMP TABLE IF NOT EXISTS gone(id INTEGER PRIMARY KEY);"
-             "DELETE FROM temp.gone;"
-             "INSERT INTO temp.gone SELECT id FROM deliveries WHERE state <> 0 AND updated_ms < %lld"
-             " LIMIT 20000;"
-             "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM temp.gone);"
-             "DELETE FROM deliveries WHERE id IN (SELECT id FROM temp.gone);"
-             "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE created_ms < %lld"
-             " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.payload_id = payloads.id)"
-             " LIMIT 20000);"
-             "COMMIT;",
-             (long long)cutoff, (long long)cutoff);
+    snprintf(
+        sql, sizeof(sql),
+        "BEGIN IMMEDIATE;"
+        "CREATE TEMP TABLE IF NOT EXISTS gone(id INTEGER PRIMARY KEY);"
+        "DELETE FROM temp.gone;"
+        "INSERT INTO temp.gone SELECT id FROM deliveries WHERE state <> 0 AND updated_ms < %lld"
+        " LIMIT 20000;"
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM temp.gone);"
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM temp.gone);"
+        "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE created_ms < %lld"
+        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.payload_id = payloads.id)"
+        " LIMIT 20000);"
+        "COMMIT;",
+        (long long)cutoff, (long long)cutoff);
     if (whs_exec(W.db, sql, err, sizeof(err))) {
         sqlite3_exec(W.db, "ROLLBACK", NULL, NULL, NULL);
         fh_log(FH_LOG_WARN, "webhook.prune", "error=\"%s\"", err);
@@ -1163,11 +1169,10 @@ static void register_metrics(void)
         else
             snprintf(labels[i], sizeof(labels[i]), "le=\"+Inf\"");
         W.m_lat[i] = fh_metric_new("firehose_webhook_latency_ms_bucket", labels[i],
-                                   "Produce (Kafka timestamp) to 2xx of first attempts, ms.",
-                                   0);
+                                   "Produce (Kafka timestamp) to 2xx of first attempts, ms.", 0);
     }
-    W.m_lat_count = fh_metric_new("firehose_webhook_latency_ms_count", NULL,
-                                  "First attempts acknowledged.", 0);
+    W.m_lat_count =
+        fh_metric_new("firehose_webhook_latency_ms_count", NULL, "First attempts acknowledged.", 0);
     W.m_lat_sum = fh_metric_new("firehose_webhook_latency_ms_sum", NULL,
                                 "Sum of produce to acknowledgement, ms.", 0);
 }
@@ -1190,9 +1195,15 @@ static int open_store(char *err, size_t errsize)
 }
 
 static const char *const consumer_defaults[] = {
-    "enable.auto.commit=true",  "enable.auto.offset.store=false", "auto.commit.interval.ms=1000",
-    "auto.offset.reset=earliest", "partition.assignment.strategy=cooperative-sticky",
-    "session.timeout.ms=10000", "heartbeat.interval.ms=1000", "log_level=4", NULL,
+    "enable.auto.commit=true",
+    "enable.auto.offset.store=false",
+    "auto.commit.interval.ms=1000",
+    "auto.offset.reset=earliest",
+    "partition.assignment.strategy=cooperative-sticky",
+    "session.timeout.ms=10000",
+    "heartbeat.interval.ms=1000",
+    "log_level=4",
+    NULL,
 };
 
 static int start_consumer(char *err, size_t errsize)
@@ -1202,10 +1213,10 @@ static int start_consumer(char *err, size_t errsize)
     if (fh_kafka_conf(&b->cfg, b->bootstrap, consumer_defaults, &conf, err, errsize))
         return -1;
     const char *inst = fh_config_str(&b->cfg, "webhooks.instance_id");
-    if (rd_kafka_conf_set(conf, "group.id", fh_config_str(&b->cfg, "webhooks.group"), err, errsize) !=
-            RD_KAFKA_CONF_OK ||
-        (*inst && rd_kafka_conf_set(conf, "group.instance.id", inst, err, errsize) !=
-                      RD_KAFKA_CONF_OK)) {
+    if (rd_kafka_conf_set(conf, "group.id", fh_config_str(&b->cfg, "webhooks.group"), err,
+                          errsize) != RD_KAFKA_CONF_OK ||
+        (*inst &&
+         rd_kafka_conf_set(conf, "group.instance.id", inst, err, errsize) != RD_KAFKA_CONF_OK)) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }

@@ -69,7 +69,8 @@ static void put_endpoint(fh_buf *o, sqlite3_stmt *st)
 static int enter(fh_http_response *resp)
 {
     if (!A.enabled || !A.db) {
-        fh_http_error(resp, 503, "unavailable", NULL, "webhooks are disabled (webhooks.enabled=false)");
+        fh_http_error(resp, 503, "unavailable", NULL,
+                      "webhooks are disabled (webhooks.enabled=false)");
         return -1;
     }
     pthread_mutex_lock(&A.mu);
@@ -107,8 +108,8 @@ static json_t *body_object(const fh_http_request *req, fh_http_response *resp)
     json_t *j = json_loadb(req->body, req->body_len, 0, &jerr);
     if (!j || !json_is_object(j)) {
         json_decref(j);
-        fh_http_error(resp, 400, "bad_request", "body", "expected a JSON object%s%s",
-                      j ? "" : ": ", j ? "" : jerr.text);
+        fh_http_error(resp, 400, "bad_request", "body", "expected a JSON object%s%s", j ? "" : ": ",
+                      j ? "" : jerr.text);
         return NULL;
     }
     return j;
@@ -135,20 +136,20 @@ static int check_fields(json_t *j, const char *const *allowed, fh_http_response 
 /* Validated fields of a create or a patch; pointers borrow from the request's JSON. */
 typedef struct ep_input {
     const char *url, *format, *description, *secret;
-    char *filter; /* owned: canonical JSON text */
-    int enabled, ordered;      /* -1 when absent */
-    int rotate;                /* "secret" present (NULL: generate one) */
+    char *filter;         /* owned: canonical JSON text */
+    int enabled, ordered; /* -1 when absent */
+    int rotate;           /* "secret" present (NULL: generate one) */
     long long overlap_s;
     char gen[FH_SIGN_SECRET_SIZE];
 } ep_input;
 
 static int parse_input(json_t *j, ep_input *in, int create, fh_http_response *resp)
 {
-    static const char *const create_fields[] = {"url",     "filter",  "format", "description",
-                                                "secret",  "enabled", "ordered", NULL};
-    static const char *const patch_fields[] = {"url",     "filter",  "format",          "description",
-                                               "secret",  "enabled", "ordered",         "secret_overlap_s",
-                                               NULL};
+    static const char *const create_fields[] = {"url",    "filter",  "format",  "description",
+                                                "secret", "enabled", "ordered", NULL};
+    static const char *const patch_fields[] = {"url",         "filter",           "format",
+                                               "description", "secret",           "enabled",
+                                               "ordered",     "secret_overlap_s", NULL};
     char err[512];
     json_t *v;
     memset(in, 0, sizeof(*in));
@@ -279,8 +280,9 @@ static int render_endpoint(const char *id, int stats, const char *secret, fh_htt
                 n[s] = sqlite3_column_int64(st, 1);
         }
         sqlite3_finalize(st);
-        fh_buf_printf(&resp->body, ",\"stats\":{\"pending\":%lld,\"delivered\":%lld,\"failed\":%lld}",
-                      n[0], n[1], n[2]);
+        fh_buf_printf(&resp->body,
+                      ",\"stats\":{\"pending\":%lld,\"delivered\":%lld,\"failed\":%lld}", n[0],
+                      n[1], n[2]);
     }
     if (secret) {
         fh_buf_printf(&resp->body, ",\"secret\":");
@@ -318,15 +320,16 @@ static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
     sqlite3_exec(A.db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if ((st = prep("SELECT count(*) FROM endpoints", resp)) && sqlite3_step(st) == SQLITE_ROW &&
         sqlite3_column_int64(st, 0) >= A.max_endpoints) {
-        fh_http_error(resp, 409, "too_many", NULL, "already %lld endpoints (webhooks.max_endpoints)",
-                      A.max_endpoints);
+        fh_http_error(resp, 409, "too_many", NULL,
+                      "already %lld endpoints (webhooks.max_endpoints)", A.max_endpoints);
         goto rollback;
     }
     sqlite3_finalize(st);
     int64_t now = fh_now_ms();
-    if (!(st = prep("INSERT INTO endpoints(id, url, filter, format, description, secret, enabled,"
-                    " ordered, created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-                    resp)))
+    if (!(st = prep(
+              "INSERT INTO endpoints(id, url, filter, format, description, secret, enabled,"
+              " ordered, created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+              resp)))
         goto rollback;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, in.url, -1, SQLITE_STATIC);
@@ -595,10 +598,11 @@ static void deliveries(void *ctx, fh_http_request *req, fh_http_response *resp)
         return;
     if (!endpoint_exists(id, resp))
         goto out;
-    sqlite3_stmt *st = prep("SELECT " DELIVERY_COLS " FROM deliveries WHERE endpoint_id = ?1"
-                            " AND (?2 < 0 OR state = ?2) AND created_ms >= ?3 AND (?4 < 0 OR id < ?4)"
-                            " ORDER BY id DESC LIMIT ?5",
-                            resp);
+    sqlite3_stmt *st =
+        prep("SELECT " DELIVERY_COLS " FROM deliveries WHERE endpoint_id = ?1"
+             " AND (?2 < 0 OR state = ?2) AND created_ms >= ?3 AND (?4 < 0 OR id < ?4)"
+             " ORDER BY id DESC LIMIT ?5",
+             resp);
     if (!st)
         goto out;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -644,8 +648,8 @@ static void delivery(void *ctx, fh_http_request *req, fh_http_response *resp)
     sqlite3_bind_text(st, 2, msg, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        fh_http_error(resp, 404, "not_found", "delivery", "no delivery %.64s for endpoint %.64s", msg,
-                      id);
+        fh_http_error(resp, 404, "not_found", "delivery", "no delivery %.64s for endpoint %.64s",
+                      msg, id);
         goto out;
     }
     long long did = sqlite3_column_int64(st, 0);
@@ -665,8 +669,8 @@ static void delivery(void *ctx, fh_http_request *req, fh_http_response *resp)
     int n = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
         char t[32];
-        fh_buf_printf(&resp->body, "%s{\"at\":\"%s\",\"status\":%d,\"latency_ms\":%lld", n++ ? "," : "",
-                      fh_time_rfc3339(sqlite3_column_int64(st, 0), t, sizeof(t)),
+        fh_buf_printf(&resp->body, "%s{\"at\":\"%s\",\"status\":%d,\"latency_ms\":%lld",
+                      n++ ? "," : "", fh_time_rfc3339(sqlite3_column_int64(st, 0), t, sizeof(t)),
                       sqlite3_column_int(st, 1), (long long)sqlite3_column_int64(st, 2));
         put_text(&resp->body, "error", st, 3);
         put_text(&resp->body, "response", st, 4);
@@ -711,8 +715,8 @@ static void redeliver(void *ctx, fh_http_request *req, fh_http_response *resp)
             " requeued = requeued + 1 WHERE endpoint_id = ?1 AND msg_id = ?2",
             id, msg, 0, resp, &n);
     if (n == 0)
-        fh_http_error(resp, 404, "not_found", "delivery", "no delivery %.64s for endpoint %.64s", msg,
-                      id);
+        fh_http_error(resp, 404, "not_found", "delivery", "no delivery %.64s for endpoint %.64s",
+                      msg, id);
     else if (n > 0) {
         resp->status = 202;
         fh_buf_printf(&resp->body, "{\"id\":");
@@ -743,9 +747,10 @@ static void recover(void *ctx, fh_http_request *req, fh_http_response *resp)
     if (enter(resp))
         goto done;
     if (endpoint_exists(id, resp)) {
-        requeue("UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
-                " requeued = requeued + 1 WHERE endpoint_id = ?1 AND state = 2 AND created_ms >= ?2",
-                id, NULL, since, resp, &n);
+        requeue(
+            "UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
+            " requeued = requeued + 1 WHERE endpoint_id = ?1 AND state = 2 AND created_ms >= ?2",
+            id, NULL, since, resp, &n);
         if (n >= 0) {
             resp->status = 202;
             fh_buf_printf(&resp->body, "{\"recovered\":%lld}\n", n);
@@ -764,8 +769,8 @@ size_t webhook_routes(fh_broker *b, fh_http_route *routes)
     A.enabled = fh_config_bool(&b->cfg, "webhooks.enabled");
     A.overlap_s = fh_config_int(&b->cfg, "webhooks.secret_overlap_s");
     A.max_endpoints = fh_config_int(&b->cfg, "webhooks.max_endpoints");
-    if (A.enabled && !A.db && whs_open(fh_config_str(&b->cfg, "webhooks.path"), &A.db, err,
-                                       sizeof(err))) {
+    if (A.enabled && !A.db &&
+        whs_open(fh_config_str(&b->cfg, "webhooks.path"), &A.db, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "webhook.api", "error=\"%s\"", err);
         A.db = NULL;
     }
@@ -775,10 +780,12 @@ size_t webhook_routes(fh_broker *b, fh_http_route *routes)
         {"GET", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", get_one, NULL},
         {"PATCH", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", patch, NULL},
         {"DELETE", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", delete_one, NULL},
-        {"GET", "/api/v1/webhooks/{}/deliveries", FH_SCOPE_ADMIN, "state,since,limit,before,access_token",
-         deliveries, NULL},
-        {"GET", "/api/v1/webhooks/{}/deliveries/{}", FH_SCOPE_ADMIN, "access_token", delivery, NULL},
-        {"POST", "/api/v1/webhooks/{}/deliveries/{}/redeliver", FH_SCOPE_ADMIN, "access_token", redeliver, NULL},
+        {"GET", "/api/v1/webhooks/{}/deliveries", FH_SCOPE_ADMIN,
+         "state,since,limit,before,access_token", deliveries, NULL},
+        {"GET", "/api/v1/webhooks/{}/deliveries/{}", FH_SCOPE_ADMIN, "access_token", delivery,
+         NULL},
+        {"POST", "/api/v1/webhooks/{}/deliveries/{}/redeliver", FH_SCOPE_ADMIN, "access_token",
+         redeliver, NULL},
         {"POST", "/api/v1/webhooks/{}/recover", FH_SCOPE_ADMIN, "access_token", recover, NULL},
     };
     for (size_t i = 0; i < FH_WEBHOOK_ROUTES; i++)

@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 
 /* Bumped when the tables change shape. Unlike the view, this file is not derived data (it holds
- * endpoints and undelivered events), so an unknown version refuses to start instead of rebuilding. */
+ * endpoints and undelivered events), so an unknown version refuses to start instead of rebuilding.
+ */
 #define WHS_SCHEMA 1
 
 static const char schema_sql[] =
@@ -87,8 +88,9 @@ fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize)
     char err[256];
     *out = NULL;
     if (mkdirs_for(path))
-        return fh_errf(errbuf, errsize, FH_ERR_IO, "webhooks.path: cannot create the directory of %s: %s",
-                       path, strerror(errno));
+        return fh_errf(errbuf, errsize, FH_ERR_IO,
+                       "webhooks.path: cannot create the directory of %s: %s", path,
+                       strerror(errno));
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         fh_errf(errbuf, errsize, FH_ERR_IO, "webhooks.path: %s: %s", path,
@@ -102,8 +104,9 @@ fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize)
      * an OS crash or power loss can take the last transactions. */
     /* A 64 MiB page cache and mmap reads: the delivery thread touches the same hot pages (the
      * newest deliveries, the due index) thousands of times a second. */
-    if (whs_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-                     "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;",
+    if (whs_exec(db,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+                 "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;",
                  err, sizeof(err)) ||
         whs_exec(db, "BEGIN IMMEDIATE", err, sizeof(err)))
         goto sql_err;
@@ -115,14 +118,15 @@ fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize)
         goto sql_err;
     sqlite3_stmt *st;
     int schema = -1;
-    if (sqlite3_prepare_v2(db, "SELECT schema FROM wh_meta WHERE id = 1", -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, "SELECT schema FROM wh_meta WHERE id = 1", -1, &st, NULL) ==
+        SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW)
             schema = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
     }
     if (schema != WHS_SCHEMA) {
-        fh_errf(errbuf, errsize, FH_ERR_CONFIG, "webhooks.path: %s has schema %d, this broker knows %d",
-                path, schema, WHS_SCHEMA);
+        fh_errf(errbuf, errsize, FH_ERR_CONFIG,
+                "webhooks.path: %s has schema %d, this broker knows %d", path, schema, WHS_SCHEMA);
         goto err;
     }
     *out = db;
@@ -136,7 +140,8 @@ err:
 
 int whs_bump_version(sqlite3 *db)
 {
-    return sqlite3_exec(db, "UPDATE wh_meta SET endpoints_version = endpoints_version + 1 WHERE id = 1",
+    return sqlite3_exec(db,
+                        "UPDATE wh_meta SET endpoints_version = endpoints_version + 1 WHERE id = 1",
                         NULL, NULL, NULL) == SQLITE_OK
                ? 0
                : -1;
@@ -146,8 +151,8 @@ long long whs_version(sqlite3 *db)
 {
     sqlite3_stmt *st;
     long long v = -1;
-    if (sqlite3_prepare_v2(db, "SELECT endpoints_version FROM wh_meta WHERE id = 1", -1, &st, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT endpoints_version FROM wh_meta WHERE id = 1", -1, &st,
+                           NULL) != SQLITE_OK)
         return -1;
     if (sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
@@ -211,7 +216,8 @@ int whs_schedule_parse(const char *text, int64_t *out, int max, char *errbuf, si
             return -1;
         }
         if (n == max) {
-            fh_errf(errbuf, errsize, FH_ERR_CONFIG, "webhooks.retry_schedule: more than %d entries", max);
+            fh_errf(errbuf, errsize, FH_ERR_CONFIG, "webhooks.retry_schedule: more than %d entries",
+                    max);
             return -1;
         }
         out[n++] = (int64_t)(s * 1000.0 + 0.5);
@@ -252,7 +258,8 @@ fh_err whs_url_check(const char *url, const fh_netguard *guard, char *errbuf, si
         goto done;
     }
     if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
-        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "scheme must be http or https, not %.16s", scheme);
+        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "scheme must be http or https, not %.16s",
+                     scheme);
         goto done;
     }
     /* curl gives IPv6 hosts in brackets. */

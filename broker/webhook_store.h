@@ -47,8 +47,6 @@ fh_err whs_url_check(const char *url, const fh_netguard *guard, char *errbuf, si
 /* Runs sql (no result rows); errbuf gets SQLite's message. */
 int whs_exec(sqlite3 *db, const char *sql, char *errbuf, size_t errsize);
 
-
-
 /* ---- between the API (webhook_api.c) and the webhook thread (webhook.c) ------------------- */
 
 /* The SSRF guard built from webhooks.allow_cidrs (immutable while running). */

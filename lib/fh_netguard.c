@@ -37,8 +37,8 @@ static const range v6_ranges[] = {
     {"fd00:ec2::254/128", "cloud-metadata"}, /* AWS IMDS over IPv6 */
     {"::/128", "unspecified"},
     {"::1/128", "loopback"},
-    {"::/96", "reserved"}, /* deprecated IPv4-compatible */
-    {"100::/64", "reserved"}, /* discard-only */
+    {"::/96", "reserved"},     /* deprecated IPv4-compatible */
+    {"100::/64", "reserved"},  /* discard-only */
     {"2001::/23", "reserved"}, /* IETF protocol assignments (Teredo, ORCHID, ...) */
     {"2001:db8::/32", "documentation"},
     {"fc00::/7", "unique-local"},
@@ -112,8 +112,8 @@ fh_err fh_netguard_init(fh_netguard *g, const char *allow, char *errbuf, size_t 
         item[n] = '\0';
         p += n;
         if (g->nallow == FH_NETGUARD_MAX_CIDRS)
-            return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "webhooks.allow_cidrs: more than %d entries",
-                           FH_NETGUARD_MAX_CIDRS);
+            return fh_errf(errbuf, errsize, FH_ERR_CONFIG,
+                           "webhooks.allow_cidrs: more than %d entries", FH_NETGUARD_MAX_CIDRS);
         if (fh_cidr_parse(item, &g->allow[g->nallow], err, sizeof(err)))
             return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "webhooks.allow_cidrs: \"%s\": %s", item,
                            err);

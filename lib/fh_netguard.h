@@ -16,8 +16,8 @@
 #define FH_NETGUARD_MAX_CIDRS 64
 
 typedef struct fh_cidr {
-    int family;              /* AF_INET or AF_INET6 */
-    unsigned char addr[16];  /* network order; 4 bytes used for AF_INET */
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network order; 4 bytes used for AF_INET */
     int bits;
 } fh_cidr;
 

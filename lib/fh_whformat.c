@@ -89,8 +89,8 @@ static const char *outcome(long long results)
     }
 }
 
-static const char *const results_names[] = {"success", "warnings", "failure", "skipped",
-                                            "exception", "retry", "cancelled"};
+static const char *const results_names[] = {"success",   "warnings", "failure",  "skipped",
+                                            "exception", "retry",    "cancelled"};
 
 static fh_err render_cdevent(const fh_event *ev, const cd_map *m, int i, fh_buf *out)
 {
@@ -122,10 +122,10 @@ static fh_err render_cdevent(const fh_event *ev, const cd_map *m, int i, fh_buf 
         json_object_set_new(content, "outcome", json_string(outcome(results)));
         if (strcmp(outcome(results), "success") != 0) {
             const char *st = fh_event_str(ev, "state_string");
-            json_object_set_new(content, "errors", json_string(st && *st ? st
-                                                           : results >= 0 && results <= 6
-                                                               ? results_names[results]
-                                                               : "unknown"));
+            json_object_set_new(content, "errors",
+                                json_string(st && *st                      ? st
+                                            : results >= 0 && results <= 6 ? results_names[results]
+                                                                           : "unknown"));
         }
     }
     /* Everything a consumer needs to join back to firehose, without a second request. */
@@ -158,9 +158,11 @@ fh_err fh_wh_render(int f, const fh_event *ev, int i, fh_buf *out, const char **
     case FH_WH_FIREHOSE:
         if (i != 0)
             return FH_ERR_INVAL;
-        if (fh_buf_printf(out, "{\"type\":") || fh_buf_json_str(out, fh_event_type_name(ev->type)) ||
+        if (fh_buf_printf(out, "{\"type\":") ||
+            fh_buf_json_str(out, fh_event_type_name(ev->type)) ||
             fh_buf_printf(out, ",\"timestamp\":") || fh_buf_json_str(out, root_str(ev, "time")) ||
-            fh_buf_printf(out, ",\"data\":") || fh_event_to_json(ev, out) || fh_buf_printf(out, "}"))
+            fh_buf_printf(out, ",\"data\":") || fh_event_to_json(ev, out) ||
+            fh_buf_printf(out, "}"))
             return FH_ERR_TOOBIG;
         return FH_OK;
     case FH_WH_CLOUDEVENTS:

@@ -32,8 +32,8 @@ TEST(sign_reproduces_standard_webhooks_vectors)
                                        sizeof(err));
         CHECK(klen > 0);
         CHECK(fh_sign(key, (size_t)klen, json_string_value(json_object_get(v, "msg_id")),
-                      json_integer_value(json_object_get(v, "timestamp")), payload,
-                      strlen(payload), sig) == FH_OK);
+                      json_integer_value(json_object_get(v, "timestamp")), payload, strlen(payload),
+                      sig) == FH_OK);
         CHECK_STR(sig, json_string_value(json_object_get(v, "signature")));
     }
     json_decref(root);
@@ -67,7 +67,8 @@ TEST(sign_secrets_generated_and_checked)
     CHECK(strncmp(s1, "whsec_", 6) == 0 && strcmp(s1, s2) != 0);
     CHECK(fh_sign_secret_key(s1, key, err, sizeof(err)) == FH_SIGN_KEY_BYTES);
     CHECK(fh_sign_secret_check(s1, err, sizeof(err)) == FH_OK);
-    CHECK(fh_sign_secret_check("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", err, sizeof(err)) == FH_OK);
+    CHECK(fh_sign_secret_check("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", err, sizeof(err)) ==
+          FH_OK);
     CHECK(fh_sign_secret_check("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", err, sizeof(err)) != FH_OK);
     CHECK(fh_sign_secret_check("whsec_c2hvcnQ=", err, sizeof(err)) != FH_OK); /* 5 bytes */
     CHECK(fh_sign_secret_check("whsec_not base64!", err, sizeof(err)) != FH_OK);

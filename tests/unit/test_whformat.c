@@ -84,16 +84,16 @@ TEST(whformat_cdevents_mapping)
     CHECK_STR(v, "taskrun");
     CHECK_STR(json_string_value(json_object_get(json_object_get(t, "context"), "type")),
               "dev.cdevents.taskrun.finished.0.2.0");
-    CHECK_STR(json_string_value(
-                  json_object_get(json_object_get(json_object_get(t, "subject"), "content"), "outcome")),
+    CHECK_STR(json_string_value(json_object_get(
+                  json_object_get(json_object_get(t, "subject"), "content"), "outcome")),
               "error");
     json_decref(t);
     json_decref(ev.root);
 
     ev = make("build.finished", 1); /* WARNINGS is green */
     p = render(FH_WH_CDEVENTS, &ev, 1, &v);
-    CHECK_STR(json_string_value(
-                  json_object_get(json_object_get(json_object_get(p, "subject"), "content"), "outcome")),
+    CHECK_STR(json_string_value(json_object_get(
+                  json_object_get(json_object_get(p, "subject"), "content"), "outcome")),
               "success");
     json_decref(p);
     json_decref(ev.root);
