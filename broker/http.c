@@ -266,7 +266,7 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
         }
         req.who = fh_auth_check(h->auth, token);
         unsigned missing = req.who ? route->scope & ~req.who->scopes : route->scope;
-        if (!req.who || (missing && !token)) {
+        if (!req.who) {
             fh_http_error(resp, 401, "unauthorized", NULL,
                           token ? "unknown token" : "a bearer token is required");
             return;

@@ -3,13 +3,7 @@
 --wait build / --wait revision exit codes for simulated builds that finish green or red, cursor
 resume without a gap or a duplicate, and reconnecting across a broker restart.
 
-The broker has known stream bugs being fixed elsewhere (strict xfails in test_stream.py): the
-first event routed right after a subscription goes live can be lost (BUG_MARK), and a second
-catch-up from Kafka on one broker stalls (BUG_PAUSE). These tests do not depend on them: each uses
-a fresh broker, at most one resume per broker is read from Kafka, every event that matters is
-produced either before the subscription or after a first event whose loss changes nothing (the
-build request's own buildrequest.new, on the same partition), and nothing is produced after a
-replay has turned live.
+Each test uses a fresh broker.
 """
 
 import collections
@@ -200,9 +194,6 @@ def test_wait_revision_waits_for_every_request_of_the_revision(kafka, topics, br
         t.kill()
 
 
-@pytest.mark.xfail(strict=False, reason="flaky: passed in one run, in another the second run's resume "
-                   "(from the first run's cursor, on the same broker) stalled until --timeout; suspected "
-                   "broker resume bugs (BUG_PAUSE/BUG_STALL in test_stream.py), not pinned down yet")
 def test_cursor_file_resume_has_no_gap_and_no_duplicate(kafka, topics, broker, tmp_path):
     """Two runs with one --cursor-file (the first stops after 250 events) together print every event exactly once, in order."""
     b = broker()
@@ -248,9 +239,6 @@ def free_port():
     return port
 
 
-@pytest.mark.xfail(strict=False, reason="open: after the restart some events arrived twice (the resume "
-                   "from the cursor of the last event printed re-delivered events); not yet known whether "
-                   "the tail or the broker's cursors during a Kafka catch-up are at fault")
 def test_reconnects_across_a_broker_restart_and_resumes_from_its_cursor(kafka, topics, broker):
     """The broker goes away mid-stream and comes back: tail reconnects with backoff and prints every event once."""
     port = free_port()
