@@ -28,7 +28,8 @@
 #   FANOUT_LAT_RATE (10000), FANOUT_LAT_RUNS (3), FANOUT_LAT_S (10), FANOUT_FILTERED (1000),
 #   FANOUT_FULL (10), FANOUT_MAX_LAG_MS (1000), FANOUT_SOAK_EVENTS (10000000), FANOUT_SOAK_SUBS
 #   (100), FANOUT_CENTRIFUGO (path, default ~/go/bin/centrifugo; "none" to skip), FANOUT_SKIP
-#   (words: centrifugo firehose soak), FANOUT_NO_DOC=1 (do not touch docs/performance.md).
+#   (words: centrifugo firehose soak), FANOUT_BROKER (another firehose-broker binary),
+#   FANOUT_NO_DOC=1 (do not touch docs/performance.md).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -37,7 +38,7 @@ DATA="$ROOT/build/bench"
 DOC="$ROOT/docs/performance.md"
 LC="$ROOT/build/bench/loadclient"
 PACER="$ROOT/build/bench/pacer"
-BROKER="$ROOT/bin/firehose-broker"
+BROKER="${FANOUT_BROKER:-$ROOT/bin/firehose-broker}"
 
 RATES="${FANOUT_RATES:-2000 5000 10000 20000 50000 100000}"
 STEP_S="${FANOUT_STEP_S:-10}"
@@ -194,7 +195,10 @@ if [ "$CENTRIFUGO" = none ] || [[ "$SKIP" == *" centrifugo "* ]]; then
 elif [ ! -x "$CENTRIFUGO" ]; then
     CENTRIFUGO_NOTE="not installed at $CENTRIFUGO (go install github.com/centrifugal/centrifugo/v6@latest)"
 else
-    CENTRIFUGO_VERSION="$("$CENTRIFUGO" version 2>/dev/null | head -n1)"
+    # a `go install` build calls itself v0.0.0; the module version is in the binary's build info
+    CENTRIFUGO_VERSION="$( { /usr/local/go/bin/go version -m "$CENTRIFUGO" 2>/dev/null || go version -m "$CENTRIFUGO" 2>/dev/null; } \
+        | awk '$1 == "mod" {print "Centrifugo " $3 " (" $2 ", go install)"}' | head -n1)"
+    [ -n "$CENTRIFUGO_VERSION" ] || CENTRIFUGO_VERSION="$("$CENTRIFUGO" version 2>/dev/null | head -n1)"
     cport="$(free_port)"
     cat >"$RUN/centrifugo.json" <<EOF
 {
@@ -257,13 +261,13 @@ if [[ "$SKIP" != *" soak "* ]]; then
     for _ in $(seq 1 600); do [ -e "$RUN/ready.soak" ] && break; sleep 0.1; done
     printf 'start\t0\t%s\t0\n' "$(rss_kb "$SERVER_PID")" >>"$SOAK"
     s0=$SECONDS; c0="$(ticks "$SERVER_PID")"
-    ( "$ROOT/bin/firehose-sim" -q --profile mozilla-2010 --builders 1000 --logs=false \
-          --count "$SOAK_EVENTS" --seed 9 | "$ROOT/bin/firehose-emit" -q --brokers "$BOOTSTRAP" ) \
-        >"$RUN/soak-emit.log" 2>&1 &
-    prod=$!; BG_PIDS+=("$prod")
+    "$ROOT/bin/firehose-sim" -q --profile mozilla-2010 --builders 1000 --logs=false \
+        --count "$SOAK_EVENTS" --seed 9 2>"$RUN/soak-sim.log" \
+        | "$ROOT/bin/firehose-emit" -q --brokers "$BOOTSTRAP" >"$RUN/soak-emit.log" 2>&1 &
+    prod=$!; BG_PIDS+=("$prod")   # firehose-emit; firehose-sim ends when the pipe closes
     marks=(1000000 2000000 5000000 8000000 10000000)
     mi=0
-    while [ "$mi" -lt "${#marks[@]}" ] && [ $((SECONDS - s0)) -lt 1200 ]; do
+    while [ "$mi" -lt "${#marks[@]}" ] && [ $((SECONDS - s0)) -lt 900 ]; do
         n="$(curl -fsS "${URL%/}/metrics" 2>/dev/null | awk '/^firehose_stream_events_total/ {print $2}' | head -n1)"
         n="${n%.*}"; n="${n:-0}"
         while [ "$mi" -lt "${#marks[@]}" ] && [ "$n" -ge "$((marks[mi] * SOAK_EVENTS / 10000000))" ]; do
@@ -275,6 +279,7 @@ if [[ "$SKIP" != *" soak "* ]]; then
     done
     soak_cpu=$(( ( $(ticks "$SERVER_PID") - c0 ) ))
     soak_s=$((SECONDS - s0))
+    kill -TERM "$prod" 2>/dev/null || true   # only still running when the time bound cut the soak
     wait "$prod" 2>/dev/null || true
     kill -TERM "$lcpid" 2>/dev/null || true; wait "$lcpid" 2>/dev/null || true
     printf 'end\t%s\t%s\t%s\tcpu_ticks=%s\t%s\n' "$n" "$(rss_kb "$SERVER_PID")" "$soak_s" "$soak_cpu" "$(cat "$RUN/lc.soak.out")" >>"$SOAK"
