@@ -42,7 +42,7 @@
 #include "fh_ws.h"
 #include "ws_client.h"
 
-#define HIST_US 10                      /* bucket width */
+#define HIST_US 10                          /* bucket width */
 #define HIST_N (30 * 1000 * 1000 / HIST_US) /* 30 s */
 #define RBUF 262144
 #define MAX_THREADS 8
@@ -358,7 +358,8 @@ static void on_readable(worker *w, conn *c)
                 conn_close(w, c, m.close_code);
                 return;
             } else if (res == FH_WS_ERROR) {
-                record_error("protocol error", m.reason ? m.reason : "", m.reason ? strlen(m.reason) : 0);
+                record_error("protocol error", m.reason ? m.reason : "",
+                             m.reason ? strlen(m.reason) : 0);
                 conn_close(w, c, 1002);
                 return;
             }
@@ -613,9 +614,9 @@ int main(int argc, char **argv)
            "full_min=%lld full_max=%lld first_ns=%lld last_ns=%lld deliveries_per_s=%.0f "
            "disconnects=%lld close_codes=%s errors=%lld samples=%lld p50_ms=%.2f p99_ms=%.2f "
            "p999_ms=%.2f max_ms=%.2f\n",
-           total_conns, nsub, deliveries, nfilt, nfull, full_min < 0 ? 0 : full_min, full_max, first,
-           last, span > 0 ? (double)deliveries / span : 0.0, disconnects, codebuf, errors, samples,
-           pct(ws[0].hist, samples, 0.50), pct(ws[0].hist, samples, 0.99),
+           total_conns, nsub, deliveries, nfilt, nfull, full_min < 0 ? 0 : full_min, full_max,
+           first, last, span > 0 ? (double)deliveries / span : 0.0, disconnects, codebuf, errors,
+           samples, pct(ws[0].hist, samples, 0.50), pct(ws[0].hist, samples, 0.99),
            pct(ws[0].hist, samples, 0.999), maxv);
     return 0;
 }

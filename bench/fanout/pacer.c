@@ -172,9 +172,12 @@ int main(int argc, char **argv)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char lg[16];
     snprintf(lg, sizeof(lg), "%d", linger);
-    const char *kv[][2] = {{"bootstrap.servers", brokers}, {"linger.ms", lg},
-                           {"compression.type", "lz4"},    {"acks", "all"},
-                           {"enable.idempotence", "true"}, {"queue.buffering.max.kbytes", "262144"},
+    const char *kv[][2] = {{"bootstrap.servers", brokers},
+                           {"linger.ms", lg},
+                           {"compression.type", "lz4"},
+                           {"acks", "all"},
+                           {"enable.idempotence", "true"},
+                           {"queue.buffering.max.kbytes", "262144"},
                            {"log_level", "4"}};
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
