@@ -22,7 +22,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: all deps run test unit unit-asan integration bench docs install uninstall clean format format-check
+.PHONY: fanout-tools all deps run test unit unit-asan integration bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -102,6 +102,15 @@ $(BUILD)/tests/unit/%.o: ALL_CFLAGS += -Iconsumers
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
+# bench/fanout: the fan-out benchmark's load client and paced producer (not part of `all`)
+FANOUT_BIN := $(BUILD)/bench/loadclient $(BUILD)/bench/pacer
+$(BUILD)/bench/fanout/%.o: ALL_CFLAGS += -Iconsumers
+$(BUILD)/bench/loadclient: $(BUILD)/bench/fanout/loadclient.o $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench/pacer: $(BUILD)/bench/fanout/pacer.o $(BUILD)/libfirehose.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+fanout-tools: $(FANOUT_BIN)
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ---- tests ----------------------------------------------------------------------------------
@@ -132,6 +141,7 @@ bench: deps all
 	bash bench/sim.sh
 	bash bench/rest.sh
 	bash bench/replay.sh
+	bash bench/fanout.sh
 
 	bash bench/webhooks.sh
 
@@ -221,10 +231,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/firehose
 
 format:
-	clang-format -i lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c
+	clang-format -i lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
 
 format-check:
-	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c
+	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
 
 clean:
 	rm -rf $(BUILD) $(BIN)

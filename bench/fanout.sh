@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# Fan-out benchmark (issue 3): real Apache Kafka -> server -> many WebSocket subscribers, all on
+# 127.0.0.1, with Centrifugo side by side on the same topic and the same records.
+#
+#   flock /tmp/firehose-cpu.lock bash bench/fanout.sh        (make bench runs bash bench/fanout.sh)
+#
+# 1. Kafka (tests/kafka/kafka.sh), topics firehose.events/firehose.logs with 6 partitions.
+# 2. Input: bin/firehose-sim --profile mozilla-2010 --builders 1000 --logs=false (status events),
+#    generated once into build/bench/; its 1,000 builder names are the filtered clients' filters.
+# 3. Producer: build/bench/pacer (bench/fanout/pacer.c, librdkafka, linger.ms=1) at a fixed rate,
+#    stamping each record with "sentns" (CLOCK_REALTIME) just before it is produced, and adding a
+#    centrifugo-channels header ("<builder>,all") that the firehose broker ignores.
+# 4. Subscribers: build/bench/loadclient (bench/fanout/loadclient.c, epoll, 2 threads): 1,000
+#    connections filtering one builder each + 10 full-stream connections, from latest.
+# 5. Per server: a ladder of rates (each FANOUT_STEP_S seconds, a fresh set of connections per
+#    step) until a step is not sustained, then FANOUT_LAT_RUNS latency runs at FANOUT_LAT_RATE.
+#    Sustained = every expected delivery arrived, no disconnect, no error, and the last delivery
+#    came at most FANOUT_MAX_LAG_MS after the producer stopped. Server CPU (utime+stime from
+#    /proc/PID/stat over the producing interval) and RSS (VmRSS at the end of producing).
+#    Centrifugo runs first (a fresh consumer group on an empty topic starts at the beginning, so
+#    it must see an empty topic; the firehose broker starts at the high watermark by design).
+# 6. Memory soak: a fresh broker, FANOUT_SOAK_SUBS connections each filtering one builder,
+#    FANOUT_SOAK_EVENTS status events (firehose-sim | firehose-emit, flat out); VmRSS sampled when
+#    firehose_stream_events_total passes 1M and 10M (and a few points between).
+# Results go to docs/performance.md between the bench:fanout markers (bench/write_section.py).
+#
+# Knobs (environment): FANOUT_RATES ("2000 5000 10000 20000 50000 100000"), FANOUT_STEP_S (10),
+#   FANOUT_LAT_RATE (10000), FANOUT_LAT_RUNS (3), FANOUT_LAT_S (10), FANOUT_FILTERED (1000),
+#   FANOUT_FULL (10), FANOUT_MAX_LAG_MS (1000), FANOUT_SOAK_EVENTS (10000000), FANOUT_SOAK_SUBS
+#   (100), FANOUT_CENTRIFUGO (path, default ~/go/bin/centrifugo; "none" to skip), FANOUT_SKIP
+#   (words: centrifugo firehose soak), FANOUT_BROKER (another firehose-broker binary),
+#   FANOUT_NO_DOC=1 (do not touch docs/performance.md).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+KAFKA_SH="$ROOT/tests/kafka/kafka.sh"
+DATA="$ROOT/build/bench"
+DOC="$ROOT/docs/performance.md"
+LC="$ROOT/build/bench/loadclient"
+PACER="$ROOT/build/bench/pacer"
+BROKER="${FANOUT_BROKER:-$ROOT/bin/firehose-broker}"
+
+RATES="${FANOUT_RATES:-2000 5000 10000 20000 50000 100000}"
+STEP_S="${FANOUT_STEP_S:-10}"
+LAT_RATE="${FANOUT_LAT_RATE:-10000}"
+LAT_RUNS="${FANOUT_LAT_RUNS:-3}"
+LAT_S="${FANOUT_LAT_S:-10}"
+FILTERED="${FANOUT_FILTERED:-1000}"
+FULL="${FANOUT_FULL:-10}"
+MAX_LAG_MS="${FANOUT_MAX_LAG_MS:-1000}"
+SOAK_EVENTS="${FANOUT_SOAK_EVENTS:-10000000}"
+SOAK_SUBS="${FANOUT_SOAK_SUBS:-100}"
+CENTRIFUGO="${FANOUT_CENTRIFUGO:-$HOME/go/bin/centrifugo}"
+SKIP=" ${FANOUT_SKIP:-} "
+INPUT_COUNT=1200000
+
+say() { printf 'fanout: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+[ -x "$BROKER" ] || die "$BROKER is missing: run make"
+make -C "$ROOT" --no-print-directory -s fanout-tools >&2
+T0=$SECONDS
+mkdir -p "$DATA"
+RUN="$(mktemp -d "${TMPDIR:-/tmp}/firehose-fanout.XXXXXX")"
+STATE="$RUN/kafka"
+SERVER_PID=""
+BG_PIDS=()
+
+stop_server() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+cleanup() {
+    local p
+    for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    stop_server
+    "$KAFKA_SH" stop "$STATE" >/dev/null 2>&1 || true
+    rm -rf "$STATE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+now_ns() { date +%s%N; }
+kv() { { grep -o " $2=[^ ]*" <<<" $1" || true; } | head -n1 | cut -d= -f2; }   # kv LINE KEY
+
+# ---- Kafka and input ------------------------------------------------------------------------
+mkdir -p "$STATE"
+k0=$SECONDS
+BOOTSTRAP="$(KAFKA_WATCH_PID=$$ "$KAFKA_SH" start "$STATE")"
+"$KAFKA_SH" create-topics "$STATE" firehose.events:6 firehose.logs:6 2>/dev/null
+say "Kafka $BOOTSTRAP ready in $((SECONDS - k0)) s"
+
+INPUT="$DATA/fanout-events-$INPUT_COUNT.ndjson"
+BUILDERS="$DATA/fanout-builders.txt"
+if [ ! -s "$INPUT" ] || [ "$INPUT" -ot "$ROOT/bin/firehose-sim" ]; then
+    say "generating $INPUT"
+    "$ROOT/bin/firehose-sim" -q --profile mozilla-2010 --builders 1000 --logs=false \
+        --count "$INPUT_COUNT" --seed 7 >"$INPUT.tmp"
+    mv "$INPUT.tmp" "$INPUT"
+    rm -f "$BUILDERS"
+fi
+if [ ! -s "$BUILDERS" ] || [ "$BUILDERS" -ot "$INPUT" ]; then
+    grep -o '"builder":"[^"]*"' "$INPUT" | cut -d'"' -f4 | sort -u >"$BUILDERS.tmp"
+    mv "$BUILDERS.tmp" "$BUILDERS"
+fi
+NBUILDERS="$(wc -l <"$BUILDERS")"
+AVG_BYTES="$(python3 -c 'import os,sys; print(round(os.path.getsize(sys.argv[1])/int(sys.argv[2])))' "$INPUT" "$INPUT_COUNT")"
+say "input: $INPUT_COUNT events, $NBUILDERS builders, $AVG_BYTES B per event"
+
+RESULTS="$RUN/results.tsv"
+: >"$RESULTS"
+FIRST=0   # next input record, so successive runs do not repeat records
+
+# run_step SERVER PROTO URL RATE SECONDS KIND: one set of connections, one paced run.
+# Appends: server kind rate pacer-line loadclient-line cpu% rss_kb sustained lag_ms expected
+run_step() {
+    local server="$1" proto="$2" url="$3" rate="$4" secs="$5" kind="$6"
+    local tag="$server-$kind-$rate-$RANDOM" ready lcpid pline lline c0 c1 w0 w1 rss
+    ready="$RUN/ready.$tag"
+    "$LC" --url "$url" --proto "$proto" --builders "$BUILDERS" --filtered "$FILTERED" --full "$FULL" \
+        --threads 2 --max-s "$((secs + 90))" --quiet-ms 3000 --ready-file "$ready" \
+        >"$RUN/lc.$tag.out" 2>"$RUN/lc.$tag.err" &
+    lcpid=$!
+    BG_PIDS+=("$lcpid")
+    for _ in $(seq 1 600); do [ -e "$ready" ] || ! kill -0 "$lcpid" 2>/dev/null && break; sleep 0.1; done
+    if [ ! -e "$ready" ]; then
+        kill -TERM "$lcpid" 2>/dev/null || true; wait "$lcpid" 2>/dev/null || true
+        cat "$RUN/lc.$tag.err" >&2
+        say "$server $rate/s: the connections did not all subscribe"
+        printf '%s\t%s\t%s\tpacer: sent=0\t%s\t0\t0\tno\t0\t0\n' "$server" "$kind" "$rate" \
+            "$(cat "$RUN/lc.$tag.out" 2>/dev/null)" >>"$RESULTS"
+        return 1
+    fi
+    sleep 0.5
+    c0="$(ticks "$SERVER_PID")"; w0="$(now_ns)"
+    pline="$("$PACER" --brokers "$BOOTSTRAP" --input "$INPUT" --rate "$rate" --duration "$secs" \
+        --first "$FIRST" --centrifugo 2>>"$RUN/pacer.err" || true)"
+    c1="$(ticks "$SERVER_PID")"; w1="$(now_ns)"; rss="$(rss_kb "$SERVER_PID")"
+    local nsent; nsent="$(kv "$pline" sent)"; FIRST=$((FIRST + ${nsent:-0}))
+    wait "$lcpid" 2>/dev/null || true
+    lline="$(cat "$RUN/lc.$tag.out")"
+    local hz cpu sent bev expected got disc errs last end lag ok=yes
+    hz="$(getconf CLK_TCK)"
+    cpu="$(python3 -c "import sys; c0,c1,w0,w1,hz=map(float,sys.argv[1:]); print(round(100*(c1-c0)/hz/((w1-w0)/1e9)))" "$c0" "$c1" "$w0" "$w1" "$hz")"
+    sent="$(kv "$pline" sent)"; bev="$(kv "$pline" builder_events)"; end="$(kv "$pline" end_ns)"
+    expected=$(( (FILTERED >= NBUILDERS ? bev : 0) + FULL * sent ))
+    got="$(kv "$lline" deliveries)"; disc="$(kv "$lline" disconnects)"; errs="$(kv "$lline" errors)"
+    last="$(kv "$lline" last_ns)"
+    lag=$(( ( ${last:-0} - ${end:-0} ) / 1000000 ))
+    if [ "${got:-0}" != "$expected" ] || [ "${disc:-1}" != 0 ] || [ "${errs:-1}" != 0 ] || [ "$lag" -gt "$MAX_LAG_MS" ]; then ok=no; fi
+    [ "$FILTERED" -ge "$NBUILDERS" ] || [ "${disc:-1}" != 0 ] || ok=unchecked
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$kind" "$rate" "$pline" "$lline" \
+        "$cpu" "$rss" "$ok" "$lag" "$expected" >>"$RESULTS"
+    say "$server $kind $rate/s: sustained=$ok sent=$sent delivered=$got/$expected lag=${lag}ms" \
+        "deliveries/s=$(kv "$lline" deliveries_per_s) p50=$(kv "$lline" p50_ms) p99=$(kv "$lline" p99_ms)" \
+        "p999=$(kv "$lline" p999_ms) disconnects=$disc codes=$(kv "$lline" close_codes) cpu=${cpu}% rss=$((rss / 1024))MiB"
+    [ "$ok" != no ]
+}
+
+run_server() {   # run_server NAME PROTO URL: the ladder, then the latency runs
+    local name="$1" proto="$2" url="$3" r
+    for r in $RATES; do
+        run_step "$name" "$proto" "$url" "$r" "$STEP_S" step || break
+    done
+    for r in $(seq 1 "$LAT_RUNS"); do
+        run_step "$name" "$proto" "$url" "$LAT_RATE" "$LAT_S" latency || true
+    done
+}
+
+wait_http() {   # wait_http URL SECONDS
+    for _ in $(seq 1 $(($2 * 10))); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---- Centrifugo (first: its fresh consumer group reads the topic from the start) -----------
+CENTRIFUGO_NOTE=""
+CENTRIFUGO_VERSION=""
+if [ "$CENTRIFUGO" = none ] || [[ "$SKIP" == *" centrifugo "* ]]; then
+    CENTRIFUGO_NOTE="skipped (FANOUT_CENTRIFUGO=none or FANOUT_SKIP)"
+elif [ ! -x "$CENTRIFUGO" ]; then
+    CENTRIFUGO_NOTE="not installed at $CENTRIFUGO (go install github.com/centrifugal/centrifugo/v6@latest)"
+else
+    # a `go install` build calls itself v0.0.0; the module version is in the binary's build info
+    CENTRIFUGO_VERSION="$( { /usr/local/go/bin/go version -m "$CENTRIFUGO" 2>/dev/null || go version -m "$CENTRIFUGO" 2>/dev/null; } \
+        | awk '$1 == "mod" {print "Centrifugo " $3 " (" $2 ", go install)"}' | head -n1)"
+    [ -n "$CENTRIFUGO_VERSION" ] || CENTRIFUGO_VERSION="$("$CENTRIFUGO" version 2>/dev/null | head -n1)"
+    cport="$(free_port)"
+    cat >"$RUN/centrifugo.json" <<EOF
+{
+  "http_server": {"address": "127.0.0.1", "port": $cport},
+  "log": {"level": "warn"},
+  "usage_stats": {"disabled": true},
+  "health": {"enabled": true},
+  "client": {"insecure": true, "allow_anonymous_connect_without_token": true},
+  "channel": {"without_namespace": {"allow_subscribe_for_client": true, "allow_subscribe_for_anonymous": true}},
+  "consumers": [{
+    "name": "firehose", "enabled": true, "type": "kafka",
+    "kafka": {"brokers": ["$BOOTSTRAP"], "topics": ["firehose.events"],
+              "consumer_group": "centrifugo-bench-$$",
+              "publication_data_mode": {"enabled": true, "channels_header": "centrifugo-channels"}}
+  }]
+}
+EOF
+    "$CENTRIFUGO" -c "$RUN/centrifugo.json" >"$RUN/centrifugo.log" 2>&1 &
+    SERVER_PID=$!
+    if wait_http "http://127.0.0.1:$cport/health" 30; then
+        sleep 3   # let the consumer group join and get its partitions
+        say "Centrifugo $CENTRIFUGO_VERSION on 127.0.0.1:$cport (pid $SERVER_PID)"
+        run_server centrifugo centrifugo "ws://127.0.0.1:$cport/connection/websocket" || true
+        grep -qi 'error' "$RUN/centrifugo.log" && { say "centrifugo log:"; grep -i error "$RUN/centrifugo.log" | head -n 5 >&2; }
+    else
+        CENTRIFUGO_NOTE="did not answer /health within 30 s: $(tail -n 3 "$RUN/centrifugo.log" | tr '\n' ' ')"
+    fi
+    stop_server
+fi
+[ -z "$CENTRIFUGO_NOTE" ] || say "Centrifugo: $CENTRIFUGO_NOTE"
+
+# ---- firehose-broker -----------------------------------------------------------------------
+start_broker() {   # start_broker LOG
+    "$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --view.enabled=false --auth.anonymous_read \
+        --stream.max_connections=20000 --http.max_connections=20000 \
+        --kafka.group="fanout-bench-$$-$RANDOM" >"$1" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 600); do grep -q 'event=http.listening' "$1" && break; sleep 0.05; done
+    URL="$(grep -o 'event=http.listening url=[^ ]*' "$1" | head -n1 | cut -d= -f3 || true)"
+    [ -n "$URL" ] || { tail -n 20 "$1" >&2; die "the broker did not start"; }
+    wait_http "${URL%/}/readyz" 60 || say "warning: /readyz not ready after 60 s"
+    WSURL="ws://${URL#http://}"; WSURL="${WSURL%/}/v1/stream"
+}
+if [[ "$SKIP" != *" firehose "* ]]; then
+    start_broker "$RUN/broker.log"
+    say "firehose-broker at $URL (pid $SERVER_PID)"
+    run_server firehose firehose "$WSURL" || true
+    stop_server
+fi
+
+# ---- memory soak ---------------------------------------------------------------------------
+SOAK="$RUN/soak.tsv"
+: >"$SOAK"
+if [[ "$SKIP" != *" soak "* ]]; then
+    start_broker "$RUN/broker-soak.log"
+    say "soak: firehose-broker at $URL (pid $SERVER_PID), $SOAK_SUBS subscribers, $SOAK_EVENTS events"
+    "$LC" --url "$WSURL" --builders "$BUILDERS" --filtered "$SOAK_SUBS" --full 0 --threads 1 \
+        --max-s 1200 --quiet-ms 10000 --ready-file "$RUN/ready.soak" >"$RUN/lc.soak.out" 2>"$RUN/lc.soak.err" &
+    lcpid=$!; BG_PIDS+=("$lcpid")
+    for _ in $(seq 1 600); do [ -e "$RUN/ready.soak" ] && break; sleep 0.1; done
+    printf 'start\t0\t%s\t0\n' "$(rss_kb "$SERVER_PID")" >>"$SOAK"
+    s0=$SECONDS; c0="$(ticks "$SERVER_PID")"
+    "$ROOT/bin/firehose-sim" -q --profile mozilla-2010 --builders 1000 --logs=false \
+        --count "$SOAK_EVENTS" --seed 9 2>"$RUN/soak-sim.log" \
+        | "$ROOT/bin/firehose-emit" -q --brokers "$BOOTSTRAP" >"$RUN/soak-emit.log" 2>&1 &
+    prod=$!; BG_PIDS+=("$prod")   # firehose-emit; firehose-sim ends when the pipe closes
+    marks=(1000000 2000000 5000000 8000000 10000000)
+    mi=0
+    while [ "$mi" -lt "${#marks[@]}" ] && [ $((SECONDS - s0)) -lt 900 ]; do
+        n="$(curl -fsS "${URL%/}/metrics" 2>/dev/null | awk '/^firehose_stream_events_total/ {print $2}' | head -n1)"
+        n="${n%.*}"; n="${n:-0}"
+        while [ "$mi" -lt "${#marks[@]}" ] && [ "$n" -ge "$((marks[mi] * SOAK_EVENTS / 10000000))" ]; do
+            printf '%s\t%s\t%s\t%s\n' "${marks[$mi]}" "$n" "$(rss_kb "$SERVER_PID")" $((SECONDS - s0)) >>"$SOAK"
+            say "soak: $n events read, RSS $(( $(rss_kb "$SERVER_PID") / 1024 )) MiB after $((SECONDS - s0)) s"
+            mi=$((mi + 1))
+        done
+        sleep 0.2
+    done
+    soak_cpu=$(( ( $(ticks "$SERVER_PID") - c0 ) ))
+    soak_s=$((SECONDS - s0))
+    kill -TERM "$prod" 2>/dev/null || true   # only still running when the time bound cut the soak
+    wait "$prod" 2>/dev/null || true
+    kill -TERM "$lcpid" 2>/dev/null || true; wait "$lcpid" 2>/dev/null || true
+    printf 'end\t%s\t%s\t%s\tcpu_ticks=%s\t%s\n' "$n" "$(rss_kb "$SERVER_PID")" "$soak_s" "$soak_cpu" "$(cat "$RUN/lc.soak.out")" >>"$SOAK"
+    stop_server
+fi
+
+# ---- report --------------------------------------------------------------------------------
+cp "$RESULTS" "$DATA/fanout-results.tsv"; cp "$SOAK" "$DATA/fanout-soak.tsv"
+export RESULTS SOAK DOC BOOTSTRAP FILTERED FULL NBUILDERS AVG_BYTES STEP_S LAT_RATE LAT_RUNS LAT_S MAX_LAG_MS
+export SOAK_EVENTS SOAK_SUBS CENTRIFUGO_NOTE CENTRIFUGO_VERSION INPUT_COUNT
+export NPROC="$(nproc)" KERNEL="$(uname -sr)" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" HZ="$(getconf CLK_TCK)"
+export CPU_MODEL="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
+export MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+export RDKAFKA="$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)"
+export WRITE_DOC="$([ -n "${FANOUT_NO_DOC:-}" ] && echo 0 || echo 1)" WRITER="$ROOT/bench/write_section.py"
+python3 "$ROOT/bench/fanout/report.py"
+say "done in $((SECONDS - T0)) s"
