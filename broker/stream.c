@@ -2010,7 +2010,10 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
     }
     /* a consumer created without subscribe still has a consumer queue to read from */
     s->rkq = rd_kafka_queue_get_consumer(s->rk);
-    rd_kafka_queue_io_event_enable(s->rkq, s->kafka_efd, "1", 1);
+    /* An eventfd takes only 8-byte writes: a shorter payload is refused and the stream thread
+     * would see new records only when its epoll timeout fires. */
+    static const uint64_t one = 1;
+    rd_kafka_queue_io_event_enable(s->rkq, s->kafka_efd, &one, sizeof(one));
     return 0;
 }
 
