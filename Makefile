@@ -142,8 +142,8 @@ bench: deps all
 	bash bench/rest.sh
 	bash bench/replay.sh
 	bash bench/fanout.sh
-
 	bash bench/webhooks.sh
+	bash bench/buildbot.sh
 
 docs: all
 	tools/gen-config-doc.sh bin > docs/configuration.md

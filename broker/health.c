@@ -23,9 +23,10 @@ static void readyz(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     resp->status = 503;
     if (atomic_load(&b->kafka_down)) {
-        fh_buf_printf(&resp->body, "{\"status\":\"not_ready\",\"reason\":\"Kafka is unreachable "
-                                   "(every broker down); serving what is known, resuming when it is "
-                                   "back\"}\n");
+        fh_buf_printf(&resp->body,
+                      "{\"status\":\"not_ready\",\"reason\":\"Kafka is unreachable "
+                      "(every broker down); serving what is known, resuming when it is "
+                      "back\"}\n");
         return;
     }
     fh_buf_printf(&resp->body,

@@ -234,8 +234,8 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     }
     if (!route) {
         if (*allow)
-            fh_http_error(resp, 405, "method_not_allowed", NULL, "%s is not allowed here (allowed: %s)",
-                          method, allow);
+            fh_http_error(resp, 405, "method_not_allowed", NULL,
+                          "%s is not allowed here (allowed: %s)", method, allow);
         else
             fh_http_error(resp, 404, "not_found", NULL, "no such resource: %.200s", url);
         return;
@@ -257,9 +257,9 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     }
     if (route->scope) {
         const char *hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-        const char *token = hdr ? fh_auth_bearer(hdr)
-                                : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
-                                                              "access_token");
+        const char *token =
+            hdr ? fh_auth_bearer(hdr)
+                : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "access_token");
         if (hdr && !token) {
             fh_http_error(resp, 401, "unauthorized", NULL, "Authorization must be 'Bearer TOKEN'");
             return;
@@ -419,7 +419,8 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
     struct MHD_OptionItem ops[12];
     size_t n = 0;
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->threads > 0 ? cfg->threads : 1, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+                                       cfg->threads > 0 ? cfg->threads : 1, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 120, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
@@ -448,7 +449,8 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
     if (!h->daemon) {
         http_free(h);
         return fh_errf(errbuf, errsize, FH_ERR_IO, "http.listen: cannot listen on %s%s",
-                       cfg->listen, flags & MHD_USE_TLS ? " (or the TLS certificate/key is unusable)" : "");
+                       cfg->listen,
+                       flags & MHD_USE_TLS ? " (or the TLS certificate/key is unusable)" : "");
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info ? info->port : 0;

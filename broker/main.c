@@ -23,7 +23,8 @@
 
 static const fh_cfg_opt broker_opts[] = {
     FH_CFG_COMMON,
-    {"kafka.group", "group", FH_CFG_STR, "firehose-broker", 0, 0, "consumer group id of the ingest consumer"},
+    {"kafka.group", "group", FH_CFG_STR, "firehose-broker", 0, 0,
+     "consumer group id of the ingest consumer"},
     {"topics.partitions", NULL, FH_CFG_INT, "6", 1, 10000,
      "partitions of each topic the broker creates (embedded, or topics.create on a real cluster)"},
     {"topics.create", NULL, FH_CFG_BOOL, "true", 0, 0,
@@ -58,8 +59,11 @@ static const fh_cfg_opt broker_opts[] = {
 };
 
 static const char *const consumer_defaults[] = {
-    "enable.auto.commit=true", "enable.auto.offset.store=false", "auto.offset.reset=earliest",
-    "log_level=4", NULL,
+    "enable.auto.commit=true",
+    "enable.auto.offset.store=false",
+    "auto.offset.reset=earliest",
+    "log_level=4",
+    NULL,
 };
 static const char *const producer_defaults[] = {
     "enable.idempotence=true", "acks=all", "linger.ms=5", "log_level=4", NULL,
@@ -198,7 +202,8 @@ static void handle_message(ingest *in, rd_kafka_message_t *m)
                    fh_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
         return;
     }
-    if (fh_event_decode(in->b->contract, m->payload, m->len, in->max_bytes, &ev, err, sizeof(err))) {
+    if (fh_event_decode(in->b->contract, m->payload, m->len, in->max_bytes, &ev, err,
+                        sizeof(err))) {
         fh_log(FH_LOG_WARN, "event.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), err));
@@ -222,7 +227,8 @@ static int start_kafka(fh_broker *b)
             fh_log(FH_LOG_ERROR, "kafka.embedded", "error=\"%s\"", err);
             return -1;
         }
-        snprintf(b->bootstrap, sizeof(b->bootstrap), "%s", fh_kafka_embedded_bootstrap(b->embedded));
+        snprintf(b->bootstrap, sizeof(b->bootstrap), "%s",
+                 fh_kafka_embedded_bootstrap(b->embedded));
         fh_log(FH_LOG_WARN, "kafka.embedded",
                "bootstrap=%s partitions=%d note=\"embedded Kafka (librdkafka mock cluster) keeps "
                "everything in memory: every event is lost when the broker stops; set "
@@ -248,9 +254,9 @@ static int ingest_start(ingest *in)
     if (!(in->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
         goto conf_err;
     if (!b->embedded && fh_config_bool(&b->cfg, "topics.create") &&
-        fh_kafka_create_topics(in->producer, &b->cfg, (int)fh_config_int(&b->cfg, "topics.partitions"),
-                               (int)fh_config_int(&b->cfg, "topics.replication"), 15000, err,
-                               sizeof(err)))
+        fh_kafka_create_topics(
+            in->producer, &b->cfg, (int)fh_config_int(&b->cfg, "topics.partitions"),
+            (int)fh_config_int(&b->cfg, "topics.replication"), 15000, err, sizeof(err)))
         fh_log(FH_LOG_WARN, "kafka.topics", "error=\"%s\"", err);
 
     if (fh_kafka_conf(&b->cfg, b->bootstrap, consumer_defaults, &conf, err, sizeof(err)))
@@ -421,8 +427,9 @@ int main(int argc, char **argv)
         goto out;
     }
     fh_log(FH_LOG_INFO, "broker.ready", "bootstrap=%s events=%s logs=%s dlq=%s group=%s",
-           b.bootstrap, fh_kafka_topic(&b.cfg, FH_TOPIC_EVENTS), fh_kafka_topic(&b.cfg, FH_TOPIC_LOGS),
-           fh_kafka_topic(&b.cfg, FH_TOPIC_DLQ), fh_config_str(&b.cfg, "kafka.group"));
+           b.bootstrap, fh_kafka_topic(&b.cfg, FH_TOPIC_EVENTS),
+           fh_kafka_topic(&b.cfg, FH_TOPIC_LOGS), fh_kafka_topic(&b.cfg, FH_TOPIC_DLQ),
+           fh_config_str(&b.cfg, "kafka.group"));
 
     long long interval_ms = fh_config_int(&b.cfg, "broker.stats_interval_ms");
     int64_t next_stats = fh_now_ms() + interval_ms, next_probe = 0;
@@ -446,7 +453,7 @@ int main(int argc, char **argv)
     log_counts(&in, "broker.stopping");
 out:
     fh_stream_stop(stream); /* closes upgraded sockets before the HTTP server stops */
-    view_stop(); /* issue 4: drains REST requests, commits and closes the view */
+    view_stop();            /* issue 4: drains REST requests, commits and closes the view */
     fh_http_stop(http);
     statuspush_stop(); /* after the HTTP server: no handler is producing any more */
 

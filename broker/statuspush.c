@@ -14,12 +14,17 @@
 #define DELIVERY_TIMEOUT_MS 10000
 
 static const char *const producer_defaults[] = {
-    "enable.idempotence=true", "acks=all", "compression.type=lz4", "linger.ms=1", "log_level=4",
+    "enable.idempotence=true",
+    "acks=all",
+    "compression.type=lz4",
+    "linger.ms=1",
+    "log_level=4",
     NULL,
 };
 
 /* Module state: one producer for every HTTP worker thread; posts are serialised by mu so each
- * waits for exactly its own delivery reports (HttpStatusPush sends a few posts a second at most). */
+ * waits for exactly its own delivery reports (HttpStatusPush sends a few posts a second at most).
+ */
 typedef struct master_seq {
     char name[65];
     long long last;
@@ -60,11 +65,11 @@ fh_err statuspush_start(fh_broker *b, char *errbuf, size_t errsize)
     if (!(sp.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
         return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "statuspush producer: %s", err);
     sp.posts = fh_metric_new("firehose_statuspush_posts_total", NULL,
-                                 "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0);
+                             "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0);
     sp.rejected = fh_metric_new("firehose_statuspush_rejected_total", NULL,
-                                    "HttpStatusPush posts refused with a 4xx", 0);
+                                "HttpStatusPush posts refused with a 4xx", 0);
     sp.produced = fh_metric_new("firehose_statuspush_events_total", NULL,
-                                    "events produced from HttpStatusPush posts", 0);
+                                "events produced from HttpStatusPush posts", 0);
     return FH_OK;
 }
 
@@ -130,7 +135,8 @@ typedef struct post {
 } post;
 
 /* Fills p from the build dictionary or names the bad member in msg. Returns 0 or -1. */
-static int post_read(post *p, const json_t *build, char *param, size_t psize, char *msg, size_t msize)
+static int post_read(post *p, const json_t *build, char *param, size_t psize, char *msg,
+                     size_t msize)
 {
     static const char *const ints[] = {"buildid", "number", "builderid", "buildrequestid"};
     const json_t *builder = json_object_get(build, "builder");
@@ -157,8 +163,10 @@ static int post_read(post *p, const json_t *build, char *param, size_t psize, ch
         if (!json_is_number(json_object_get(build, "complete_at")) ||
             !json_is_integer(json_object_get(build, "results"))) {
             snprintf(param, psize, "body.%s",
-                     json_is_number(json_object_get(build, "complete_at")) ? "results" : "complete_at");
-            snprintf(msg, msize, "a complete build needs complete_at (epoch seconds) and results (0-6)");
+                     json_is_number(json_object_get(build, "complete_at")) ? "results"
+                                                                           : "complete_at");
+            snprintf(msg, msize,
+                     "a complete build needs complete_at (epoch seconds) and results (0-6)");
             return -1;
         }
         p->complete_at = json_number_value(json_object_get(build, "complete_at"));
@@ -224,7 +232,8 @@ static size_t post_events(post *p, json_t **evs)
     const char *worker = prop_str(p->props, "workername");
     if (p->props && json_object_size(p->props)) {
         if ((d = data_with_ctx(p)) && !json_object_set(d, "properties", (json_t *)p->props))
-            evs[n++] = event_new(p, "property.set", p->complete ? "properties-finished" : "properties-started",
+            evs[n++] = event_new(p, "property.set",
+                                 p->complete ? "properties-finished" : "properties-started",
                                  p->complete ? p->complete_at : p->started_at, d, 0);
     }
     if (!(d = data_with_ctx(p)))
@@ -239,7 +248,8 @@ static size_t post_events(post *p, json_t **evs)
         json_object_set(d, "results", json_object_get(p->build, "results"));
         json_object_set_new(d, "state_string", json_string(str_or_empty(p->build, "state_string")));
         double dur = p->complete_at - p->started_at;
-        json_object_set_new(d, "duration_s", json_real(dur > 0 ? round(dur * 1000.0) / 1000.0 : 0.0));
+        json_object_set_new(d, "duration_s",
+                            json_real(dur > 0 ? round(dur * 1000.0) / 1000.0 : 0.0));
         evs[n++] = event_new(p, "build.finished", "finished", p->complete_at, d, 0);
     }
     for (size_t i = 0; i < n; i++)
@@ -275,11 +285,12 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     if (!json_is_object(build)) {
         fh_metric_add(sp.rejected, 1);
         if (build)
-            fh_http_error(resp, 400, "bad_body", "body", "body: expected the build object "
-                                                          "HttpStatusPush sends");
+            fh_http_error(resp, 400, "bad_body", "body",
+                          "body: expected the build object "
+                          "HttpStatusPush sends");
         else
-            fh_http_error(resp, 400, "bad_body", "body", "body: not JSON: %s (column %d)", jerr.text,
-                          jerr.column);
+            fh_http_error(resp, 400, "bad_body", "body", "body: not JSON: %s (column %d)",
+                          jerr.text, jerr.column);
         goto out;
     }
     if (post_read(&p, build, param, sizeof(param), msg, sizeof(msg))) {
@@ -371,7 +382,7 @@ out:
 
 size_t statuspush_routes(fh_broker *b, fh_http_route *routes)
 {
-    routes[0] = (fh_http_route){"POST", "/api/v1/ingest/buildbot", FH_SCOPE_INGEST, "master",
-                                h_ingest, b};
+    routes[0] =
+        (fh_http_route){"POST", "/api/v1/ingest/buildbot", FH_SCOPE_INGEST, "master", h_ingest, b};
     return FH_STATUSPUSH_ROUTES;
 }

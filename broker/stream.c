@@ -61,22 +61,23 @@ enum {
     CLOSE_TOO_MANY = 4029,
 };
 
-/* ---- events ----------------------------------------------------------------------------------- */
+/* ---- events -----------------------------------------------------------------------------------
+ */
 
 /* One event as the stream holds it. Immutable once built (sse is filled lazily by the stream
  * thread before its first use and never changes afterwards). Freed when refs reaches 0. */
 typedef struct sev {
     _Atomic int refs;
     fh_event ev;
-    int part;          /* index into the partition table */
+    int part; /* index into the partition table */
     int64_t offset;
-    uint64_t seq;      /* position in the ring's merged order (0 for catch-up events) */
-    char *tail;        /* `","cursor":"C","event":RAW}`; cursor part is absent for catch-up events */
-    size_t tail_len, b_off; /* tail + b_off starts `,"event":` */
+    uint64_t seq; /* position in the ring's merged order (0 for catch-up events) */
+    char *tail;   /* `","cursor":"C","event":RAW}`; cursor part is absent for catch-up events */
+    size_t tail_len, b_off;  /* tail + b_off starts `,"event":` */
     size_t raw_off, raw_len; /* the CloudEvent bytes inside tail */
-    char *sse;         /* "event: T\ndata: RAW\n\n" */
+    char *sse;               /* "event: T\ndata: RAW\n\n" */
     size_t sse_len;
-    size_t bytes;      /* what this event costs in memory, for the caps */
+    size_t bytes; /* what this event costs in memory, for the caps */
 } sev;
 
 static void sev_unref(sev *e)
@@ -95,7 +96,8 @@ static sev *sev_ref(sev *e)
     return e;
 }
 
-/* ---- cursors ---------------------------------------------------------------------------------- */
+/* ---- cursors ----------------------------------------------------------------------------------
+ */
 
 /* A cursor is the next offset of every partition: "<nparts>.<o0>.<o1>..." in base 36. */
 static size_t cursor_encode(const int64_t *vec, int n, char *out, size_t size)
@@ -143,7 +145,8 @@ static int cursor_decode(const char *s, int n, int64_t *vec)
     return *s ? -1 : 0;
 }
 
-/* ---- outbound queues -------------------------------------------------------------------------- */
+/* ---- outbound queues --------------------------------------------------------------------------
+ */
 
 /* One delivery: a per-recipient head and an optional shared segment of an event. The head is
  * allocated with the entry (qent_new), at least HEAD_MAX bytes. */
@@ -153,7 +156,7 @@ typedef struct qent {
     const char *shared; /* inside ev's buffers */
     size_t shared_len;
     size_t head_len;
-    size_t done;        /* bytes already written of head + shared */
+    size_t done; /* bytes already written of head + shared */
     char head[];
 } qent;
 
@@ -169,7 +172,8 @@ typedef struct outq {
     size_t bytes;
 } outq;
 
-/* ---- connections and subscriptions ------------------------------------------------------------ */
+/* ---- connections and subscriptions ------------------------------------------------------------
+ */
 
 enum { SUB_LIVE = 0, SUB_REPLAY, SUB_CATCHUP };
 enum { CONN_WS = 0, CONN_SSE };
@@ -188,44 +192,45 @@ typedef struct sub {
     unsigned job;        /* catch-up job id while catching up */
     sev **pend;          /* catch-up: the batch from Kafka still to deliver (paced like a replay) */
     size_t npend, ipend;
-    int64_t *done_vec;   /* catch-up: where the job ended, once it has (applied after pend) */
-    int indexed;         /* how it is registered in the routing index */
+    int64_t *done_vec; /* catch-up: where the job ended, once it has (applied after pend) */
+    int indexed;       /* how it is registered in the routing index */
     struct sub *next_in_conn;
 } sub;
 
 struct conn {
     int kind;
-    int fd;                                  /* WebSocket socket; -1 for SSE */
-    struct MHD_UpgradeResponseHandle *urh;   /* WebSocket */
-    struct MHD_Connection *mhd;              /* SSE */
+    int fd;                                /* WebSocket socket; -1 for SSE */
+    struct MHD_UpgradeResponseHandle *urh; /* WebSocket */
+    struct MHD_Connection *mhd;            /* SSE */
     const fh_principal *who;
-    int cloudevents;                         /* WebSocket subprotocol cloudevents.json */
+    int cloudevents; /* WebSocket subprotocol cloudevents.json */
     fh_ws_parser parser;
     outq q;
     sub *subs;
     int nsubs;
-    int closing;                             /* close frame queued; drop after flushing */
-    int want_write;                          /* EPOLLOUT armed */
-    _Atomic int want_room;                   /* a replay or catch-up waits for the queue to drain */
-    int64_t over_ms;                         /* when the queue passed the cap (0: it has not) */
-    int64_t hold_budget_ms, hold_seen_ms;    /* how long it may still hold the stream, as of when */
-    conn *next_over;                         /* s->over: the connections holding the stream */
-    int dirty;                               /* queued since the last flush */
+    int closing;                          /* close frame queued; drop after flushing */
+    int want_write;                       /* EPOLLOUT armed */
+    _Atomic int want_room;                /* a replay or catch-up waits for the queue to drain */
+    int64_t over_ms;                      /* when the queue passed the cap (0: it has not) */
+    int64_t hold_budget_ms, hold_seen_ms; /* how long it may still hold the stream, as of when */
+    conn *next_over;                      /* s->over: the connections holding the stream */
+    int dirty;                            /* queued since the last flush */
     conn *next_dirty;
-    conn *prev, *next;                       /* all connections */
+    conn *prev, *next; /* all connections */
     int64_t last_active_ms;
     /* SSE only: shared with libmicrohttpd's reader thread under mu */
     pthread_mutex_t mu;
     int sse_waiting, sse_gone, sse_end;
-    _Atomic int refs;                        /* SSE: the stream thread and the MHD response */
-    int registered;                          /* linked into the stream's list */
+    _Atomic int refs; /* SSE: the stream thread and the MHD response */
+    int registered;   /* linked into the stream's list */
     fh_stream *owner;
     /* SSE request, parsed in the handler */
     fh_filter sse_filter;
     char sse_from[CURSOR_MAX];
 };
 
-/* ---- routing index: (field, value) -> subscriptions -------------------------------------------- */
+/* ---- routing index: (field, value) -> subscriptions --------------------------------------------
+ */
 
 typedef struct ientry {
     struct ientry *next;
@@ -235,7 +240,8 @@ typedef struct ientry {
     size_t n, cap;
 } ientry;
 
-/* ---- inbox: what other threads hand to the stream thread ---------------------------------------- */
+/* ---- inbox: what other threads hand to the stream thread ----------------------------------------
+ */
 
 enum { IN_WS = 0, IN_SSE, IN_SSE_GONE, IN_CATCHUP_BATCH, IN_CATCHUP_DONE, IN_CATCHUP_FAIL };
 
@@ -246,13 +252,14 @@ typedef struct inmsg {
     unsigned job;
     sev **evs;
     size_t nevs;
-    int64_t *vec;        /* DONE: progress; FAIL: earliest cursor */
+    int64_t *vec; /* DONE: progress; FAIL: earliest cursor */
     char error[256];
-    char extra[1024];    /* WebSocket bytes MHD read past the request */
+    char extra[1024]; /* WebSocket bytes MHD read past the request */
     size_t extra_len;
 } inmsg;
 
-/* ---- catch-up jobs ---------------------------------------------------------------------------- */
+/* ---- catch-up jobs ----------------------------------------------------------------------------
+ */
 
 typedef struct cjob {
     struct cjob *next;
@@ -289,7 +296,7 @@ struct fh_stream {
     size_t max_message;
     int heartbeat_s;
     conn *dirty;
-    conn *over;                    /* queues past client_queue_max, waiting to drain */
+    conn *over; /* queues past client_queue_max, waiting to drain */
     int64_t drain_grace_ms;
     rd_kafka_message_t *kbatch[KAFKA_BATCH]; /* records taken from Kafka, not yet routed */
     size_t kb_n, kb_i;
@@ -314,7 +321,8 @@ struct fh_stream {
     int ready;
 };
 
-/* ---- small helpers ---------------------------------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------------------------------
+ */
 
 static void wake(int efd)
 {
@@ -348,7 +356,8 @@ static int64_t *vec_new(const fh_stream *s)
     return calloc((size_t)(s->nparts ? s->nparts : 1), sizeof(int64_t));
 }
 
-/* ---- queues ----------------------------------------------------------------------------------- */
+/* ---- queues -----------------------------------------------------------------------------------
+ */
 
 static void q_push(fh_stream *s, conn *c, qent *e)
 {
@@ -436,7 +445,8 @@ static void send_frame(fh_stream *s, conn *c, int opcode, const char *payload, s
     q_push(s, c, e);
 }
 
-static void send_json(fh_stream *s, conn *c, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void send_json(fh_stream *s, conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void send_json(fh_stream *s, conn *c, const char *fmt, ...)
 {
@@ -525,7 +535,8 @@ static void close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
     }
 }
 
-/* ---- ring ------------------------------------------------------------------------------------- */
+/* ---- ring -------------------------------------------------------------------------------------
+ */
 
 static sev *ring_at_seq(fh_stream *s, uint64_t seq)
 {
@@ -551,7 +562,8 @@ static void ring_evict_one(fh_stream *s)
 
 static void ring_push(fh_stream *s, sev *e)
 {
-    while (s->ring_count && (s->ring_count == s->ring_cap || s->ring_bytes + e->bytes > s->ring_max_bytes))
+    while (s->ring_count &&
+           (s->ring_count == s->ring_cap || s->ring_bytes + e->bytes > s->ring_max_bytes))
         ring_evict_one(s);
     s->ring[(s->ring_head + s->ring_count) % s->ring_cap] = sev_ref(e);
     s->ring_count++;
@@ -568,7 +580,8 @@ static int ring_covers(const fh_stream *s, const int64_t *vec)
     return 1;
 }
 
-/* ---- building events -------------------------------------------------------------------------- */
+/* ---- building events --------------------------------------------------------------------------
+ */
 
 /* Builds a stream event from a Kafka record. with_cursor: ring events carry the cursor of the
  * position after them (s->hw must already include this record). Returns NULL for invalid
@@ -633,7 +646,8 @@ static int sev_sse(sev *e)
         size_t n = nl ? (size_t)(nl - raw) : (size_t)(end - raw);
         if (n && raw[n - 1] == '\r')
             n--;
-        if (fh_buf_append(&b, "data: ", 6) || fh_buf_append(&b, raw, n) || fh_buf_append(&b, "\n", 1))
+        if (fh_buf_append(&b, "data: ", 6) || fh_buf_append(&b, raw, n) ||
+            fh_buf_append(&b, "\n", 1))
             break;
         raw = nl ? nl + 1 : end;
     }
@@ -646,7 +660,8 @@ static int sev_sse(sev *e)
     return 0;
 }
 
-/* ---- delivering ------------------------------------------------------------------------------- */
+/* ---- delivering -------------------------------------------------------------------------------
+ */
 
 static int sub_matches(const sub *u, const sev *e)
 {
@@ -708,7 +723,8 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
             q->shared = e->tail;
             q->shared_len = e->tail_len;
         }
-        n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT, (uint64_t)bl + q->shared_len);
+        n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT,
+                                    (uint64_t)bl + q->shared_len);
         memmove(q->head + n, body, (size_t)bl);
         n += bl;
     }
@@ -732,7 +748,8 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
     return 0;
 }
 
-/* ---- routing index ---------------------------------------------------------------------------- */
+/* ---- routing index ----------------------------------------------------------------------------
+ */
 
 static unsigned long hash_kv(int field, const char *v)
 {
@@ -785,9 +802,9 @@ static void vec_remove(sub **v, size_t *n, sub *u)
 }
 
 /* The exact-match fields a subscription can be indexed under, most selective first. */
-static const int index_order[] = {FH_F_BUILDID, FH_F_BUILDREQUESTID, FH_F_BUILDER, FH_F_OWNER,
-                                  FH_F_REVISION, FH_F_BUILDERID, FH_F_BRANCH, FH_F_WORKER,
-                                  FH_F_PROJECT, FH_F_MASTER, FH_F_TYPE};
+static const int index_order[] = {FH_F_BUILDID,  FH_F_BUILDREQUESTID, FH_F_BUILDER, FH_F_OWNER,
+                                  FH_F_REVISION, FH_F_BUILDERID,      FH_F_BRANCH,  FH_F_WORKER,
+                                  FH_F_PROJECT,  FH_F_MASTER,         FH_F_TYPE};
 
 static const fh_filter_clause *index_clause(const sub *u)
 {
@@ -856,8 +873,12 @@ static int event_field_text(const sev *e, int field, char *buf, size_t size)
     long long n;
     const char *str = NULL;
     switch (field) {
-    case FH_F_TYPE: str = fh_event_type_name(e->ev.type); break;
-    case FH_F_MASTER: str = e->ev.master; break;
+    case FH_F_TYPE:
+        str = fh_event_type_name(e->ev.type);
+        break;
+    case FH_F_MASTER:
+        str = e->ev.master;
+        break;
     case FH_F_BUILDID:
     case FH_F_BUILDREQUESTID:
     case FH_F_BUILDERID:
@@ -865,7 +886,9 @@ static int event_field_text(const sev *e, int field, char *buf, size_t size)
             return 0;
         snprintf(buf, size, "%lld", n);
         return 1;
-    default: str = fh_event_str(&e->ev, fh_filter_field_name((fh_filter_field)field)); break;
+    default:
+        str = fh_event_str(&e->ev, fh_filter_field_name((fh_filter_field)field));
+        break;
     }
     if (!str)
         return 0;
@@ -902,7 +925,8 @@ static void route(fh_stream *s, sev *e)
     }
 }
 
-/* ---- subscriptions ---------------------------------------------------------------------------- */
+/* ---- subscriptions ----------------------------------------------------------------------------
+ */
 
 static sub *find_sub(conn *c, const char *id)
 {
@@ -1174,7 +1198,8 @@ static void handle_client_message(fh_stream *s, conn *c, const char *data, size_
     const char *op = json_string_value(json_object_get(m, "op"));
     const char *id = json_string_value(json_object_get(m, "id"));
     if (!op) {
-        send_error(s, c, id, "bad_request", "op: expected \"subscribe\", \"unsubscribe\" or \"ping\"");
+        send_error(s, c, id, "bad_request",
+                   "op: expected \"subscribe\", \"unsubscribe\" or \"ping\"");
     } else if (strcmp(op, "ping") == 0) {
         send_json(s, c, "{\"op\":\"pong\"}");
     } else if (strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0) {
@@ -1210,7 +1235,8 @@ static void handle_client_message(fh_stream *s, conn *c, const char *data, size_
     json_decref(m);
 }
 
-/* ---- catch-up from Kafka ---------------------------------------------------------------------- */
+/* ---- catch-up from Kafka ----------------------------------------------------------------------
+ */
 
 /* Queues a job reading u's gap, [u->progress, the ring's start), from Kafka. admitted: the
  * continuation of a resume already under way (the ring moved on while it ran), which
@@ -1396,7 +1422,8 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
     for (int p = 0; p < s->nparts; p++) {
         if (j->from[p] >= j->to[p])
             continue;
-        rd_kafka_topic_partition_list_add(assign, s->part_topic[p], s->part_id[p])->offset = j->from[p];
+        rd_kafka_topic_partition_list_add(assign, s->part_topic[p], s->part_id[p])->offset =
+            j->from[p];
         pending++;
     }
     if (pending) {
@@ -1443,7 +1470,8 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
     if (atomic_load(&j->cancel) || atomic_load(&s->stop)) {
         /* nobody waits for this job */
     } else if (pending) {
-        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL, "reading the gap from Kafka timed out");
+        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL,
+                     "reading the gap from Kafka timed out");
     } else {
         /* the position after the gap: its end, or where a time put us beyond it */
         for (int p = 0; p < s->nparts; p++)
@@ -1467,9 +1495,12 @@ static void *catchup_main(void *arg)
     fh_stream *s = arg;
     char err[512];
     rd_kafka_conf_t *conf;
-    static const char *const defaults[] = {"enable.auto.commit=false", "enable.auto.offset.store=false",
-                                           "group.id=firehose-stream-catchup", "log_level=3",
-                                           "fetch.wait.max.ms=20", NULL};
+    static const char *const defaults[] = {"enable.auto.commit=false",
+                                           "enable.auto.offset.store=false",
+                                           "group.id=firehose-stream-catchup",
+                                           "log_level=3",
+                                           "fetch.wait.max.ms=20",
+                                           NULL};
     if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, sizeof(err)))
         return NULL;
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
@@ -1557,7 +1588,8 @@ static void on_catchup(fh_stream *s, inmsg *m)
     }
 }
 
-/* ---- connections ------------------------------------------------------------------------------ */
+/* ---- connections ------------------------------------------------------------------------------
+ */
 
 static void conn_unref(conn *c)
 {
@@ -1648,7 +1680,8 @@ static int ws_flush(fh_stream *s, conn *c)
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if (!c->want_write) {
-                    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
+                    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP,
+                                             .data.ptr = c};
                     epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
                     c->want_write = 1;
                 }
@@ -1836,7 +1869,8 @@ static void ws_read(fh_stream *s, conn *c)
     }
 }
 
-/* ---- the inbox -------------------------------------------------------------------------------- */
+/* ---- the inbox --------------------------------------------------------------------------------
+ */
 
 static void on_new_ws(fh_stream *s, inmsg *m)
 {
@@ -1860,7 +1894,8 @@ static void on_new_ws(fh_stream *s, inmsg *m)
         while (off < m->extra_len) {
             size_t used = 0;
             fh_ws_msg msg;
-            int rc = fh_ws_parse(&c->parser, (unsigned char *)m->extra + off, m->extra_len - off, &used, &msg);
+            int rc = fh_ws_parse(&c->parser, (unsigned char *)m->extra + off, m->extra_len - off,
+                                 &used, &msg);
             off += used;
             if (rc == FH_WS_NEED_MORE)
                 break;
@@ -1916,15 +1951,21 @@ static void drain_inbox(fh_stream *s)
     while (m) {
         inmsg *next = m->next;
         switch (m->kind) {
-        case IN_WS: on_new_ws(s, m); break;
-        case IN_SSE: on_new_sse(s, m->c); break;
+        case IN_WS:
+            on_new_ws(s, m);
+            break;
+        case IN_SSE:
+            on_new_sse(s, m->c);
+            break;
         case IN_SSE_GONE:
             /* the response is gone: drop the stream's reference (if still linked) and its own */
             if (m->c->registered)
                 conn_drop(s, m->c);
             conn_unref(m->c);
             break;
-        default: on_catchup(s, m); break;
+        default:
+            on_catchup(s, m);
+            break;
         }
         for (size_t i = 0; m->evs && i < m->nevs; i++)
             sev_unref(m->evs[i]);
@@ -1935,7 +1976,8 @@ static void drain_inbox(fh_stream *s)
     }
 }
 
-/* ---- Kafka side ------------------------------------------------------------------------------- */
+/* ---- Kafka side -------------------------------------------------------------------------------
+ */
 
 static int discover_partitions(fh_stream *s, char *err, size_t errsize)
 {
@@ -1947,10 +1989,12 @@ static int discover_partitions(fh_stream *s, char *err, size_t errsize)
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->rk, topics[t], NULL);
         rd_kafka_resp_err_t e = rd_kafka_metadata(s->rk, 0, rkt, &md, 10000);
         rd_kafka_topic_destroy(rkt);
-        if (e || !md || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
+        if (e || !md || md->topic_cnt != 1 || md->topics[0].err ||
+            md->topics[0].partition_cnt == 0) {
             snprintf(err, errsize, "metadata of %s: %s", topics[t],
-                     e ? rd_kafka_err2str(e)
-                       : md && md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "no partitions");
+                     e                     ? rd_kafka_err2str(e)
+                     : md && md->topic_cnt ? rd_kafka_err2str(md->topics[0].err)
+                                           : "no partitions");
             if (md)
                 rd_kafka_metadata_destroy(md);
             return -1;
@@ -1977,10 +2021,14 @@ static int discover_partitions(fh_stream *s, char *err, size_t errsize)
 static int kafka_start(fh_stream *s, char *err, size_t errsize)
 {
     rd_kafka_conf_t *conf;
-    static const char *const defaults[] = {
-        "enable.auto.commit=false", "enable.auto.offset.store=false",
-        "group.id=firehose-stream", "log_level=4", "fetch.wait.max.ms=5",
-        "fetch.error.backoff.ms=50", "queued.max.messages.kbytes=65536", NULL};
+    static const char *const defaults[] = {"enable.auto.commit=false",
+                                           "enable.auto.offset.store=false",
+                                           "group.id=firehose-stream",
+                                           "log_level=4",
+                                           "fetch.wait.max.ms=5",
+                                           "fetch.error.backoff.ms=50",
+                                           "queued.max.messages.kbytes=65536",
+                                           NULL};
     if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, errsize))
         return -1;
     if (!(s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errsize)))
@@ -1991,8 +2039,8 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(s->nparts);
     for (int p = 0; p < s->nparts; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(s->rk, s->part_topic[p], s->part_id[p], &lo, &hi, 10000);
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(s->rk, s->part_topic[p],
+                                                                 s->part_id[p], &lo, &hi, 10000);
         if (e) {
             snprintf(err, errsize, "watermarks of %s/%d: %s", s->part_topic[p], s->part_id[p],
                      rd_kafka_err2str(e));
@@ -2064,7 +2112,8 @@ static void kafka_drain(fh_stream *s)
     }
 }
 
-/* ---- the stream thread ------------------------------------------------------------------------ */
+/* ---- the stream thread ------------------------------------------------------------------------
+ */
 
 static void heartbeat(fh_stream *s)
 {
@@ -2141,7 +2190,8 @@ static void *stream_main(void *arg)
     return NULL;
 }
 
-/* ---- HTTP handlers (libmicrohttpd threads) ---------------------------------------------------- */
+/* ---- HTTP handlers (libmicrohttpd threads) ----------------------------------------------------
+ */
 
 static void on_upgraded(void *cls, struct MHD_Connection *connection, void *req_cls,
                         const char *extra_in, size_t extra_in_size, MHD_socket sock,
@@ -2258,7 +2308,8 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         return;
     }
     if (!key || !fh_ws_key_valid(key)) {
-        fh_http_error(resp, 400, "bad_request", "Sec-WebSocket-Key", "Sec-WebSocket-Key is missing or malformed");
+        fh_http_error(resp, 400, "bad_request", "Sec-WebSocket-Key",
+                      "Sec-WebSocket-Key is missing or malformed");
         return;
     }
     int ce = protos && header_has_token(protos, "cloudevents.json");
@@ -2388,7 +2439,8 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         int64_t ms;
         int64_t *vec = vec_new(s);
         int ok = strcmp(start, "latest") == 0 || strcmp(start, "earliest") == 0 ||
-                 fh_time_parse(start, &ms) == 0 || (vec && cursor_decode(start, s->nparts, vec) == 0);
+                 fh_time_parse(start, &ms) == 0 ||
+                 (vec && cursor_decode(start, s->nparts, vec) == 0);
         free(vec);
         if (!ok) {
             conn_unref(c);
@@ -2438,7 +2490,8 @@ size_t fh_stream_routes(fh_stream *s, fh_http_route *routes)
     return FH_STREAM_ROUTES;
 }
 
-/* ---- start and stop --------------------------------------------------------------------------- */
+/* ---- start and stop ---------------------------------------------------------------------------
+ */
 
 static void register_metrics(fh_stream *s)
 {
@@ -2451,12 +2504,12 @@ static void register_metrics(fh_stream *s)
                                       "Stream clients disconnected by the broker, by reason.", 0);
     s->m_connections = fh_metric_new("firehose_stream_connections", NULL,
                                      "Open WebSocket and SSE connections.", 1);
-    s->m_queued = fh_metric_new("firehose_stream_queued_bytes", NULL,
-                                "Bytes queued for stream clients.", 1);
-    s->m_ring_events = fh_metric_new("firehose_stream_ring_events", NULL,
-                                     "Recent events held for resume.", 1);
-    s->m_catchups = fh_metric_new("firehose_stream_catchups_total", NULL,
-                                  "Resumes served from Kafka.", 0);
+    s->m_queued =
+        fh_metric_new("firehose_stream_queued_bytes", NULL, "Bytes queued for stream clients.", 1);
+    s->m_ring_events =
+        fh_metric_new("firehose_stream_ring_events", NULL, "Recent events held for resume.", 1);
+    s->m_catchups =
+        fh_metric_new("firehose_stream_catchups_total", NULL, "Resumes served from Kafka.", 0);
 }
 
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)

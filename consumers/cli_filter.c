@@ -78,8 +78,8 @@ fh_err fh_cli_filter_take(fh_cli_filter *cf, int *argc, char **argv, char *errbu
     return FH_OK;
 }
 
-fh_err fh_cli_filter_build(fh_cli_filter *cf, const fh_config *cfg, json_t **out_json,
-                           fh_filter *f, char *errbuf, size_t errsize)
+fh_err fh_cli_filter_build(fh_cli_filter *cf, const fh_config *cfg, json_t **out_json, fh_filter *f,
+                           char *errbuf, size_t errsize)
 {
     const char *text = fh_config_str(cfg, "filter.json");
     json_t *obj = NULL;
@@ -127,7 +127,8 @@ fh_err fh_cli_filter_build(fh_cli_filter *cf, const fh_config *cfg, json_t **out
             goto err;
         }
         /* one value is sent as a plain value, several as a list */
-        json_t *v = json_array_size(vals) == 1 ? json_incref(json_array_get(vals, 0)) : json_incref(vals);
+        json_t *v =
+            json_array_size(vals) == 1 ? json_incref(json_array_get(vals, 0)) : json_incref(vals);
         json_decref(vals);
         if (json_object_set_new(obj, name, v)) {
             rc = FH_ERR_NOMEM;

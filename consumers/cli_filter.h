@@ -19,9 +19,15 @@
 #include "fh_error.h"
 #include "fh_filter.h"
 
-#define FH_CLI_FILTER_HELP_ANY " (repeat the flag or separate values with commas for any of; * globs)"
+#define FH_CLI_FILTER_HELP_ANY                                                                     \
+    " (repeat the flag or separate values with commas for any of; * globs)"
 #define FH_CLI_FILTER_OPTS                                                                         \
-    {"filter.json", "filter", FH_CFG_STR, NULL, 0, 0,                                              \
+    {"filter.json",                                                                                \
+     "filter",                                                                                     \
+     FH_CFG_STR,                                                                                   \
+     NULL,                                                                                         \
+     0,                                                                                            \
+     0,                                                                                            \
      "a whole filter as a JSON object, e.g. {\"branch\":\"try\",\"results\":[2,4]}"},              \
         {"filter.type", "type", FH_CFG_STR, NULL, 0, 0, "event type" FH_CLI_FILTER_HELP_ANY},      \
         {"filter.branch", "branch", FH_CFG_STR, NULL, 0, 0, "branch" FH_CLI_FILTER_HELP_ANY},      \
@@ -36,7 +42,9 @@
         {"filter.results", "results", FH_CFG_STR, NULL, 0, 0, "results code 0-6"},                 \
         {"filter.buildrequestid", "buildrequestid", FH_CFG_STR, NULL, 0, 0, "build request id"},   \
         {"filter.buildid", "buildid", FH_CFG_STR, NULL, 0, 0, "build id"},                         \
-        {"filter.builderid", "builderid", FH_CFG_STR, NULL, 0, 0, "builder id"}
+    {                                                                                              \
+        "filter.builderid", "builderid", FH_CFG_STR, NULL, 0, 0, "builder id"                      \
+    }
 
 /* What the flags collected: a JSON filter object, owned. */
 typedef struct fh_cli_filter {
@@ -51,8 +59,8 @@ fh_err fh_cli_filter_take(fh_cli_filter *cf, int *argc, char **argv, char *errbu
 /* Builds the filter: --filter (from cfg) merged with the flags and with filter.* keys set by the
  * environment or a config file. *out_json gets the merged object (owned; send it to the broker),
  * *f the parsed filter (release with fh_filter_free). Errors name the flag or key. */
-fh_err fh_cli_filter_build(fh_cli_filter *cf, const fh_config *cfg, json_t **out_json,
-                           fh_filter *f, char *errbuf, size_t errsize);
+fh_err fh_cli_filter_build(fh_cli_filter *cf, const fh_config *cfg, json_t **out_json, fh_filter *f,
+                           char *errbuf, size_t errsize);
 
 void fh_cli_filter_free(fh_cli_filter *cf);
 

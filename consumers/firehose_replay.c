@@ -27,10 +27,10 @@
 #define EXIT_INTERRUPTED 130
 
 #define MAX_TOPICS 8
-#define MAX_PARTS 4096   /* partitions read at once, over every topic */
-#define BATCH 4096       /* records taken from librdkafka per call */
+#define MAX_PARTS 4096    /* partitions read at once, over every topic */
+#define BATCH 4096        /* records taken from librdkafka per call */
 #define OUT_BUF (1 << 20) /* bytes buffered before a write(2) */
-#define FIELD_BUF 8192   /* a decoded string a filter compares */
+#define FIELD_BUF 8192    /* a decoded string a filter compares */
 
 static const fh_cfg_opt replay_opts[] = {
     FH_CFG_COMMON,
@@ -195,9 +195,8 @@ static int scan_lookup(void *vctx, fh_filter_field field, const char **s, long l
     const char *name = fh_filter_field_name(field);
     if (field != FH_F_TYPE && field != FH_F_MASTER) {
         if (c->data_state == 0) {
-            c->data_state = fh_jscan_member(c->p, c->end, "data", 4, &c->data, &c->data_end) == 1
-                                ? 1
-                                : -1;
+            c->data_state =
+                fh_jscan_member(c->p, c->end, "data", 4, &c->data, &c->data_end) == 1 ? 1 : -1;
         }
         if (c->data_state < 0)
             return 0;
@@ -225,11 +224,10 @@ static int raw_match(replay *r, const char *p, size_t n)
 /* The columns, in order (docs/consumers.md). "topic" .. "kafka_time" come from Kafka, envelope
  * members from the event, the rest from data. */
 static const char *const csv_columns[] = {
-    "topic",   "partition", "offset",  "kafka_time",     "id",         "type",
-    "time",    "master",    "seq",     "buildrequestid", "buildid",    "builder",
-    "branch",  "revision",  "owner",   "project",        "worker",     "stepid",
-    "name",    "number",    "results", "duration_s",     "started_at", "complete_at",
-    "state_string",
+    "topic",      "partition",  "offset",         "kafka_time",   "id",      "type",   "time",
+    "master",     "seq",        "buildrequestid", "buildid",      "builder", "branch", "revision",
+    "owner",      "project",    "worker",         "stepid",       "name",    "number", "results",
+    "duration_s", "started_at", "complete_at",    "state_string",
 };
 #define CSV_NCOLS (sizeof(csv_columns) / sizeof(csv_columns[0]))
 #define CSV_FIRST_ENVELOPE 4
@@ -271,11 +269,20 @@ static void csv_value(replay *r, const fh_jv *v)
         s = fh_jv_str(v, &len);
         csv_text(r, s, len);
         return;
-    case FH_JV_INT: n = snprintf(num, sizeof(num), "%lld", (long long)v->u.i); break;
-    case FH_JV_REAL: n = (int)strlen(fh_summary_num(v->u.d, num, sizeof(num))); break;
-    case FH_JV_TRUE: n = snprintf(num, sizeof(num), "true"); break;
-    case FH_JV_FALSE: n = snprintf(num, sizeof(num), "false"); break;
-    default: return;
+    case FH_JV_INT:
+        n = snprintf(num, sizeof(num), "%lld", (long long)v->u.i);
+        break;
+    case FH_JV_REAL:
+        n = (int)strlen(fh_summary_num(v->u.d, num, sizeof(num)));
+        break;
+    case FH_JV_TRUE:
+        n = snprintf(num, sizeof(num), "true");
+        break;
+    case FH_JV_FALSE:
+        n = snprintf(num, sizeof(num), "false");
+        break;
+    default:
+        return;
     }
     out_put(r, num, (size_t)n);
 }
@@ -362,8 +369,9 @@ static void handle(replay *r, const rd_kafka_message_t *m)
     if (fh_json_parse(&r->doc, p, n, FH_JSON_ALLOW_DUPLICATES, &root, NULL, 0) ||
         fh_jv_type(root) != FH_JV_OBJECT) {
         if (r->undecodable++ == 0)
-            fprintf(stderr, "firehose-replay: %s [%d] offset %lld is not a JSON object; skipped "
-                            "(further ones are only counted)\n",
+            fprintf(stderr,
+                    "firehose-replay: %s [%d] offset %lld is not a JSON object; skipped "
+                    "(further ones are only counted)\n",
                     rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
         return;
     }
@@ -411,7 +419,8 @@ static fh_err choose_topics(replay *r, char *errbuf, size_t errsize)
     const char *list = fh_config_str(&r->cfg, "replay.topics");
     if (list && *list)
         return split_list(list, r->topics, MAX_TOPICS, &r->ntopics, "--topics", errbuf, errsize);
-    int events = r->format != OUT_SUMMARY ? fh_cli_filter_types_possible(&r->filter, want_nonlog) : 1;
+    int events =
+        r->format != OUT_SUMMARY ? fh_cli_filter_types_possible(&r->filter, want_nonlog) : 1;
     int logs = r->format != OUT_SUMMARY && fh_cli_filter_types_possible(&r->filter, want_log);
     if (events && !(r->topics[r->ntopics++] = strdup(fh_kafka_topic(&r->cfg, FH_TOPIC_EVENTS))))
         return FH_ERR_NOMEM;
@@ -474,13 +483,14 @@ static fh_err plan_ranges(replay *r, char *errbuf, size_t errsize)
     for (int t = 0; t < r->ntopics; t++) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, r->topics[t], NULL);
-        rd_kafka_resp_err_t err = rkt ? rd_kafka_metadata(r->rk, 0, rkt, &md, timeout)
-                                      : RD_KAFKA_RESP_ERR__INVALID_ARG;
+        rd_kafka_resp_err_t err =
+            rkt ? rd_kafka_metadata(r->rk, 0, rkt, &md, timeout) : RD_KAFKA_RESP_ERR__INVALID_ARG;
         r->rkts[t] = rkt;
         if (err || md->topic_cnt != 1 || md->topics[0].err) {
             rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "topic %s: %s", r->topics[t],
-                         rd_kafka_err2str(err ? err : md->topic_cnt ? md->topics[0].err
-                                                                    : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+                         rd_kafka_err2str(err             ? err
+                                          : md->topic_cnt ? md->topics[0].err
+                                                          : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
             if (md)
                 rd_kafka_metadata_destroy(md);
             return rc;
@@ -492,7 +502,8 @@ static fh_err plan_ranges(replay *r, char *errbuf, size_t errsize)
                 continue;
             if (r->nparts == MAX_PARTS) {
                 rd_kafka_metadata_destroy(md);
-                return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "more than %d partitions", MAX_PARTS);
+                return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "more than %d partitions",
+                               MAX_PARTS);
             }
             err = rd_kafka_query_watermark_offsets(r->rk, r->topics[t], p, &lo, &hi, timeout);
             if (err) {
@@ -509,7 +520,8 @@ static fh_err plan_ranges(replay *r, char *errbuf, size_t errsize)
         rd_kafka_metadata_destroy(md);
     }
     if (r->nparts == 0 && plist && *plist)
-        return fh_errf(errbuf, errsize, FH_ERR_NOTFOUND, "--partitions %s: no such partition", plist);
+        return fh_errf(errbuf, errsize, FH_ERR_NOTFOUND, "--partitions %s: no such partition",
+                       plist);
     if (r->since_ms >= 0) {
         if ((rc = offsets_for(r, r->since_ms, tmp, timeout, errbuf, errsize)))
             return rc;
@@ -579,7 +591,8 @@ static void progress(replay *r, uint64_t t0, int final)
         fprintf(stderr, "\r\033[K");
         return;
     }
-    fprintf(stderr, "\r\033[Kfirehose-replay: %lld of %lld records (%.0f%%), %lld matched, %.0f records/s",
+    fprintf(stderr,
+            "\r\033[Kfirehose-replay: %lld of %lld records (%.0f%%), %lld matched, %.0f records/s",
             r->records, r->total, r->total ? 100.0 * (double)r->records / (double)r->total : 100.0,
             r->matched, secs > 0 ? (double)r->records / secs : 0.0);
 }
@@ -593,7 +606,8 @@ static fh_err read_all(replay *r, int show_progress, uint64_t t0, char *errbuf, 
 
     for (int i = 0; i < r->nparts; i++)
         if (!r->parts[i].done)
-            rd_kafka_topic_partition_list_add(l, r->topics[r->parts[i].topic], r->parts[i].partition)
+            rd_kafka_topic_partition_list_add(l, r->topics[r->parts[i].topic],
+                                              r->parts[i].partition)
                 ->offset = r->parts[i].start;
     rd_kafka_resp_err_t err = l->cnt ? rd_kafka_assign(r->rk, l) : RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_topic_partition_list_destroy(l);
@@ -617,7 +631,8 @@ static fh_err read_all(replay *r, int show_progress, uint64_t t0, char *errbuf, 
                     rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "%s", rd_kafka_message_errstr(m));
                     r->nleft = 0;
                 } else {
-                    fh_log(FH_LOG_WARN, "kafka.consume", "error=\"%s\"", rd_kafka_message_errstr(m));
+                    fh_log(FH_LOG_WARN, "kafka.consume", "error=\"%s\"",
+                           rd_kafka_message_errstr(m));
                 }
             } else if (pt && !pt->done && m->offset < pt->end) {
                 handle(r, m);
@@ -648,7 +663,8 @@ static fh_err parse_time_opt(const fh_config *c, const char *key, const char *fl
         return FH_OK;
     if (fh_time_parse(s, out))
         return fh_errf(errbuf, errsize, FH_ERR_CONFIG,
-                       "--%s: expected an RFC 3339 time (2026-11-22T05:00:00Z), got \"%s\"", flag, s);
+                       "--%s: expected an RFC 3339 time (2026-11-22T05:00:00Z), got \"%s\"", flag,
+                       s);
     return FH_OK;
 }
 
@@ -657,12 +673,13 @@ static int setup(replay *r, int argc, char **argv, fh_cli_filter *cf, int *help,
 {
     const char *fmt;
     if (fh_cli_filter_take(cf, &argc, argv, err, errsize) ||
-        fh_config_init(&r->cfg, "firehose-replay", "[OPTIONS] [FILTER FLAGS]",
-                       "Reads the event topics from Kafka over a time window or an offset range, up "
-                       "to their end at start, and writes the matching records as NDJSON or CSV, "
-                       "or an analytics summary (--summary). Exit status: 0 done, 1 Kafka or output "
-                       "error, 64 usage, 130 interrupted.",
-                       replay_opts, sizeof(replay_opts) / sizeof(replay_opts[0])) ||
+        fh_config_init(
+            &r->cfg, "firehose-replay", "[OPTIONS] [FILTER FLAGS]",
+            "Reads the event topics from Kafka over a time window or an offset range, up "
+            "to their end at start, and writes the matching records as NDJSON or CSV, "
+            "or an analytics summary (--summary). Exit status: 0 done, 1 Kafka or output "
+            "error, 64 usage, 130 interrupted.",
+            replay_opts, sizeof(replay_opts) / sizeof(replay_opts[0])) ||
         fh_config_load(&r->cfg, argc, argv, help, err, errsize))
         return EXIT_USAGE;
     if (*help)
@@ -682,7 +699,8 @@ static int setup(replay *r, int argc, char **argv, fh_cli_filter *cf, int *help,
     else if (strcmp(fmt, "csv") == 0)
         r->format = OUT_CSV;
     else
-        return fh_errf(err, errsize, FH_ERR_CONFIG, "--format: expected ndjson or csv, got \"%s\"", fmt),
+        return fh_errf(err, errsize, FH_ERR_CONFIG, "--format: expected ndjson or csv, got \"%s\"",
+                       fmt),
                EXIT_USAGE;
     if (parse_time_opt(&r->cfg, "replay.since", "since", &r->since_ms, err, errsize) ||
         parse_time_opt(&r->cfg, "replay.until", "until", &r->until_ms, err, errsize))
@@ -780,9 +798,10 @@ int main(int argc, char **argv)
     if (r.format == OUT_SUMMARY && !status && !stop_requested) {
         char extra[512];
         FILE *f = fdopen(dup(r.out_fd), "w");
-        snprintf(extra, sizeof(extra),
-                 "\"records\":%lld,\"matched\":%lld,\"outside_window\":%lld,\"undecodable\":%lld,\n",
-                 r.records, r.matched, r.outside, r.undecodable);
+        snprintf(
+            extra, sizeof(extra),
+            "\"records\":%lld,\"matched\":%lld,\"outside_window\":%lld,\"undecodable\":%lld,\n",
+            r.records, r.matched, r.outside, r.undecodable);
         if (!f || fh_summary_write(r.summary, extra, f) || fclose(f)) {
             r.out_error = errno ? errno : EIO;
             f = NULL;

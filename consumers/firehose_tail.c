@@ -23,9 +23,9 @@
 /* Exit status (also in --help and docs/consumers.md). */
 #define EXIT_GREEN 0
 #define EXIT_NOT_GREEN 1
-#define EXIT_FATAL 2    /* refused, bad filter, protocol error, gave up reconnecting */
-#define EXIT_TIMEOUT 3  /* --timeout passed first */
-#define EXIT_EXPIRED 4  /* the cursor is older than what Kafka keeps */
+#define EXIT_FATAL 2   /* refused, bad filter, protocol error, gave up reconnecting */
+#define EXIT_TIMEOUT 3 /* --timeout passed first */
+#define EXIT_EXPIRED 4 /* the cursor is older than what Kafka keeps */
 #define EXIT_USAGE 64
 #define EXIT_INTERRUPTED 130
 
@@ -60,7 +60,8 @@ static const fh_cfg_opt tail_opts[] = {
      "exit 0 after printing this many events; 0: no limit"},
     {"tail.reconnects", "reconnects", FH_CFG_INT, "-1", -1, 1000000,
      "failed connection attempts in a row before giving up (exit 2); -1: never give up"},
-    {"tail.backoff_ms", NULL, FH_CFG_INT, "250", 1, 600000, "first reconnect delay (doubles, jittered)"},
+    {"tail.backoff_ms", NULL, FH_CFG_INT, "250", 1, 600000,
+     "first reconnect delay (doubles, jittered)"},
     {"tail.backoff_max_ms", NULL, FH_CFG_INT, "30000", 1, 3600000, "longest reconnect delay"},
     {"tail.connect_timeout_ms", NULL, FH_CFG_INT, "10000", 100, 600000,
      "TCP connect plus WebSocket upgrade"},
@@ -161,8 +162,8 @@ static void cursor_set(tail *t, const char *v, const char *ve)
 
 static const char *results_name(long long r)
 {
-    static const char *const names[] = {"SUCCESS", "WARNINGS", "FAILURE",  "SKIPPED",
-                                        "EXCEPTION", "RETRY", "CANCELLED"};
+    static const char *const names[] = {"SUCCESS",   "WARNINGS", "FAILURE",  "SKIPPED",
+                                        "EXCEPTION", "RETRY",    "CANCELLED"};
     return r >= 0 && r <= 6 ? names[r] : "?";
 }
 
@@ -234,7 +235,8 @@ static void print_text(tail *t, const fh_jv *ev)
 
 static request *request_slot(tail *t, long long id, int create)
 {
-    size_t nslots = 2 * MAX_REQUESTS, i = (size_t)((unsigned long long)id * 0x9E3779B97F4A7C15ull >> 20) % nslots;
+    size_t nslots = 2 * MAX_REQUESTS,
+           i = (size_t)((unsigned long long)id * 0x9E3779B97F4A7C15ull >> 20) % nslots;
     for (size_t k = 0; k < nslots; k++, i = (i + 1) % nslots) {
         if (t->requests[i].id == id)
             return &t->requests[i];
@@ -270,7 +272,8 @@ static void wait_check(tail *t, const fh_jv *ev)
         return;
     request *rq = request_slot(t, brid, 1);
     if (!rq) {
-        fprintf(stderr, "firehose-tail: --wait revision: more than %d build requests\n", MAX_REQUESTS);
+        fprintf(stderr, "firehose-tail: --wait revision: more than %d build requests\n",
+                MAX_REQUESTS);
         t->status = 1 + EXIT_FATAL;
         return;
     }
@@ -306,7 +309,8 @@ static int handle_message(tail *t, const char *p, size_t n)
         const fh_jv *root = NULL;
         if (t->text || t->wait != WAIT_NONE) {
             fh_json_doc_reset(&t->doc);
-            if (fh_json_parse(&t->doc, e, (size_t)(ee - e), FH_JSON_ALLOW_DUPLICATES, &root, NULL, 0))
+            if (fh_json_parse(&t->doc, e, (size_t)(ee - e), FH_JSON_ALLOW_DUPLICATES, &root, NULL,
+                              0))
                 root = NULL;
         }
         if (t->text && root) {
@@ -401,7 +405,8 @@ static int run_connection(tail *t, uint64_t deadline_ns)
             t->status = 1 + EXIT_TIMEOUT;
             break;
         }
-        if (t->settled_at && now >= t->settled_at + (uint64_t)fh_config_int(&t->cfg, "tail.settle_ms") * 1000000u) {
+        if (t->settled_at &&
+            now >= t->settled_at + (uint64_t)fh_config_int(&t->cfg, "tail.settle_ms") * 1000000u) {
             t->status = 1 + (t->any_bad ? EXIT_NOT_GREEN : EXIT_GREEN);
             break;
         }
@@ -600,7 +605,8 @@ int main(int argc, char **argv)
         status = EXIT_FATAL;
         goto out;
     }
-    fh_json_doc_init(&t.doc, FH_EVENT_DOC_CAP((size_t)fh_config_int(&t.cfg, "tail.max_message_bytes")));
+    fh_json_doc_init(&t.doc,
+                     FH_EVENT_DOC_CAP((size_t)fh_config_int(&t.cfg, "tail.max_message_bytes")));
 
     long long timeout_s = fh_config_int(&t.cfg, "tail.timeout_s");
     uint64_t deadline = timeout_s ? fh_mono_ns() + (uint64_t)timeout_s * 1000000000ull : 0;

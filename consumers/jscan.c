@@ -110,12 +110,26 @@ int fh_jscan_str(const char *v, const char *vend, char *buf, size_t size)
             return -1;
         c = *p++;
         switch (c) {
-        case '"': case '\\': case '/': cp = (unsigned char)c; break;
-        case 'b': cp = '\b'; break;
-        case 'f': cp = '\f'; break;
-        case 'n': cp = '\n'; break;
-        case 'r': cp = '\r'; break;
-        case 't': cp = '\t'; break;
+        case '"':
+        case '\\':
+        case '/':
+            cp = (unsigned char)c;
+            break;
+        case 'b':
+            cp = '\b';
+            break;
+        case 'f':
+            cp = '\f';
+            break;
+        case 'n':
+            cp = '\n';
+            break;
+        case 'r':
+            cp = '\r';
+            break;
+        case 't':
+            cp = '\t';
+            break;
         case 'u':
             if (e - p < 4 || hex4(p, &cp))
                 return -1;
@@ -131,7 +145,8 @@ int fh_jscan_str(const char *v, const char *vend, char *buf, size_t size)
                 return -1;
             }
             break;
-        default: return -1;
+        default:
+            return -1;
         }
         /* UTF-8 encode cp */
         unsigned char u[4];
@@ -175,8 +190,8 @@ static int key_equal(const char *k, const char *kend, const char *key, size_t ke
     return len >= 0 && (size_t)len == keylen && memcmp(tmp, key, keylen) == 0;
 }
 
-int fh_jscan_member(const char *p, const char *end, const char *key, size_t keylen,
-                    const char **v, const char **vend)
+int fh_jscan_member(const char *p, const char *end, const char *key, size_t keylen, const char **v,
+                    const char **vend)
 {
     p = ws(p, end);
     if (p >= end || *p != '{')

@@ -17,8 +17,8 @@ const char *fh_jscan_skip(const char *p, const char *end);
 /* Looks for member key (keylen bytes, compared with the decoded member names) of the object at
  * p (leading whitespace allowed). Returns 1 and sets *v / *vend to the value's bytes, 0 when the
  * object has no such member, -1 when p is not a well-delimited object. */
-int fh_jscan_member(const char *p, const char *end, const char *key, size_t keylen,
-                    const char **v, const char **vend);
+int fh_jscan_member(const char *p, const char *end, const char *key, size_t keylen, const char **v,
+                    const char **vend);
 
 /* Decodes the string value at [v, vend) (quotes included) into buf, NUL-terminated. Returns its
  * length, or -1 when it is not a string, has a bad escape or does not fit in size - 1 bytes.

@@ -25,7 +25,7 @@ typedef struct stat_table {
     stat **slots; /* open addressing, linear probing; nslots is a power of two >= 2 * max_keys */
     size_t nslots, used, max_keys;
     unsigned samples_cap;
-    stat other; /* everything past max_keys */
+    stat other;       /* everything past max_keys */
     long long capped; /* values that went to other */
 } stat_table;
 
@@ -230,8 +230,8 @@ fh_err fh_summary_new(const fh_summary_opts *o, fh_summary **out)
     while (s->pending.nslots < 2 * o->max_pending)
         s->pending.nslots *= 2;
     if (table_init(&s->steps, o->max_keys, o->samples) ||
-        table_init(&s->days, o->max_keys, o->samples) ||
-        table_init(&s->builders, o->max_keys, 1) || table_init(&s->waits, o->max_keys, o->samples) ||
+        table_init(&s->days, o->max_keys, o->samples) || table_init(&s->builders, o->max_keys, 1) ||
+        table_init(&s->waits, o->max_keys, o->samples) ||
         !(s->pending.slots = calloc(s->pending.nslots, sizeof(pending_slot)))) {
         fh_summary_free(s);
         return FH_ERR_NOMEM;

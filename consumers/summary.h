@@ -1,17 +1,17 @@
 /* fh_summary: the analytics of firehose-replay --summary, computed in one pass in bounded memory.
  *
  * What it computes (docs/consumers.md, "Summary"):
- *   steps          step.finished duration_s per (builder, step name): count, mean, min, max, p50, p95
- *   build_duration build.finished duration_s per (builder, UTC day of complete_at): the same stats
- *   failure_rate   build.finished results per builder and overall; rate = not green / finished
+ *   steps          step.finished duration_s per (builder, step name): count, mean, min, max, p50,
+ * p95 build_duration build.finished duration_s per (builder, UTC day of complete_at): the same
+ * stats failure_rate   build.finished results per builder and overall; rate = not green / finished
  *   queue_wait     build.started started_at - buildrequest.new submitted_at of the same request,
  *                  per builder and overall
  *
  * Bounds: each statistic keeps at most `samples` values per key. Up to that many the quantiles are
- * exact (nearest rank: the value at rank ceil(q * n) of the sorted values); past it the values are a
- * uniform reservoir sample (algorithm R, fixed seed, so a run is reproducible) and the quantiles are
- * estimates, marked "exact": false. count, mean, min and max are always exact. Each table holds at
- * most `max_keys` keys; values of further keys go to one "(other)" entry and are counted in
+ * exact (nearest rank: the value at rank ceil(q * n) of the sorted values); past it the values are
+ * a uniform reservoir sample (algorithm R, fixed seed, so a run is reproducible) and the quantiles
+ * are estimates, marked "exact": false. count, mean, min and max are always exact. Each table holds
+ * at most `max_keys` keys; values of further keys go to one "(other)" entry and are counted in
  * "capped". Requests waiting for their build are remembered up to `max_pending`; past it new
  * requests are not tracked (counted). Memory is at most about
  * (3 * max_keys + 2) * samples * 8 bytes + max_pending * 32 bytes. */
@@ -36,7 +36,8 @@ fh_err fh_summary_new(const fh_summary_opts *o, fh_summary **out);
 
 /* Feeds one event (the root of a parsed CloudEvent; only type and data are read; NULL counts an
  * event the caller already knows is of no interest). Events of other
- * types, and events lacking a field a statistic needs, are counted as seen and otherwise ignored. */
+ * types, and events lacking a field a statistic needs, are counted as seen and otherwise ignored.
+ */
 void fh_summary_add(fh_summary *s, const fh_jv *root);
 
 /* Writes the report as one JSON object (pretty enough to read, one entry per line); `extra` (may

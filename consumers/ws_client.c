@@ -60,7 +60,8 @@ fh_err fh_wsc_url_parse(const char *url, fh_wsc_url *out, char *errbuf, size_t e
         return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "%s: path too long", url);
     for (size_t i = 0; i < plen; i++)
         if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] == 0x7F)
-            return fh_errf(errbuf, errsize, FH_ERR_PARSE, "%s: spaces or control characters in the path", url);
+            return fh_errf(errbuf, errsize, FH_ERR_PARSE,
+                           "%s: spaces or control characters in the path", url);
     if (plen == 0 || (p[0] == '/' && plen == 1))
         snprintf(out->path, sizeof(out->path), "/v1/stream");
     else if (p[0] == '?')
@@ -115,7 +116,8 @@ fh_err fh_wsc_check_response(const char *head, size_t len, const char *key, int 
         strcmp(got, accept) != 0)
         return fh_errf(errbuf, errsize, FH_ERR_PARSE, "wrong or missing Sec-WebSocket-Accept");
     if (header_value(head, len, "Sec-WebSocket-Extensions", got, sizeof(got)) && got[0])
-        return fh_errf(errbuf, errsize, FH_ERR_PARSE, "the server chose extensions we did not ask for");
+        return fh_errf(errbuf, errsize, FH_ERR_PARSE,
+                       "the server chose extensions we did not ask for");
     return FH_OK;
 }
 
@@ -162,7 +164,8 @@ static fh_err tcp_connect(const fh_wsc_url *u, uint64_t deadline_ns, int *out, c
     hints.ai_family = AF_UNSPEC;
     int gai = getaddrinfo(u->host, u->port, &hints, &res);
     if (gai)
-        return fh_errf(errbuf, errsize, FH_ERR_IO, "%s:%s: %s", u->host, u->port, gai_strerror(gai));
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "%s:%s: %s", u->host, u->port,
+                       gai_strerror(gai));
     for (ai = res; ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
@@ -243,13 +246,15 @@ fh_err fh_wsc_connect(fh_wsc *c, const fh_wsc_url *url, const char *token, const
     const char *blank = NULL;
     while (!blank) {
         if (hl == FH_WSC_HEAD_MAX) {
-            rc = fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "upgrade response over %d bytes", FH_WSC_HEAD_MAX);
+            rc = fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "upgrade response over %d bytes",
+                         FH_WSC_HEAD_MAX);
             goto err;
         }
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int ms = remaining_ms(deadline);
         if (ms == 0 || poll(&pfd, 1, ms) == 0) {
-            rc = fh_errf(errbuf, errsize, FH_ERR_IO, "no upgrade response within %d ms", timeout_ms);
+            rc =
+                fh_errf(errbuf, errsize, FH_ERR_IO, "no upgrade response within %d ms", timeout_ms);
             goto err;
         }
         ssize_t got = recv(fd, head + hl, FH_WSC_HEAD_MAX - hl, 0);
@@ -379,7 +384,8 @@ int fh_wsc_next(fh_wsc *c, int timeout_ms, fh_ws_msg *out, char *errbuf, size_t 
         if (got < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (got <= 0) {
-            fh_errf(errbuf, errsize, FH_ERR_IO, "connection %s", got < 0 ? strerror(errno) : "closed by the server");
+            fh_errf(errbuf, errsize, FH_ERR_IO, "connection %s",
+                    got < 0 ? strerror(errno) : "closed by the server");
             return -1;
         }
         c->rlen += (size_t)got;

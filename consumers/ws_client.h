@@ -38,7 +38,7 @@ typedef struct fh_wsc {
     fh_ws_parser parser;
     unsigned char *rbuf; /* owned, FH_WSC_READ_BUF bytes; unparsed input is rbuf[rpos..rlen) */
     size_t rpos, rlen;
-    int http_status; /* of the last connect: 101, the refusal's status, or 0 */
+    int http_status;     /* of the last connect: 101, the refusal's status, or 0 */
     char http_body[512]; /* the start of a refusal's body (a JSON error from the broker) */
 } fh_wsc;
 

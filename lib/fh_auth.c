@@ -60,7 +60,8 @@ static fh_err load_file(fh_auth *a, const char *path, char *errbuf, size_t errsi
         size_t k;
         if (!name || !token || strlen(token) < 16) {
             rc = fh_errf(errbuf, errsize, FH_ERR_CONFIG,
-                         "%s: [%zu]: needs \"name\" and a \"token\" of at least 16 characters", path, i);
+                         "%s: [%zu]: needs \"name\" and a \"token\" of at least 16 characters",
+                         path, i);
             break;
         }
         json_array_foreach(scopes, k, s)
@@ -81,7 +82,8 @@ static fh_err load_file(fh_auth *a, const char *path, char *errbuf, size_t errsi
                          path, i);
             break;
         }
-        if ((rc = add_principal(a, name, token, mask, json_object_get(t, "filter"), err, sizeof(err)))) {
+        if ((rc = add_principal(a, name, token, mask, json_object_get(t, "filter"), err,
+                                sizeof(err)))) {
             fh_errf(errbuf, errsize, FH_ERR_CONFIG, "%s: [%zu].%s", path, i, err);
             break;
         }
@@ -90,8 +92,8 @@ static fh_err load_file(fh_auth *a, const char *path, char *errbuf, size_t errsi
     return rc;
 }
 
-fh_err fh_auth_init(fh_auth *a, const char *admin_token, const char *tokens_file, int anonymous_read,
-                    char *errbuf, size_t errsize)
+fh_err fh_auth_init(fh_auth *a, const char *admin_token, const char *tokens_file,
+                    int anonymous_read, char *errbuf, size_t errsize)
 {
     fh_err rc;
     memset(a, 0, sizeof(*a));
@@ -99,7 +101,8 @@ fh_err fh_auth_init(fh_auth *a, const char *admin_token, const char *tokens_file
     a->anonymous.name = "anonymous";
     a->anonymous.scopes = anonymous_read ? FH_SCOPE_READ : 0;
     if (admin_token && *admin_token &&
-        (rc = add_principal(a, "admin", admin_token, FH_SCOPE_ADMIN | FH_SCOPE_READ | FH_SCOPE_INGEST, NULL, errbuf,
+        (rc = add_principal(a, "admin", admin_token,
+                            FH_SCOPE_ADMIN | FH_SCOPE_READ | FH_SCOPE_INGEST, NULL, errbuf,
                             errsize)))
         return rc;
     if (tokens_file && *tokens_file && (rc = load_file(a, tokens_file, errbuf, errsize)))

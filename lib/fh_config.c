@@ -96,8 +96,7 @@ static fh_err kafka_set(fh_config *c, const char *prop, const char *value)
     return FH_OK;
 }
 
-fh_err fh_config_set(fh_config *c, const char *key, const char *value, char *errbuf,
-                     size_t errsize)
+fh_err fh_config_set(fh_config *c, const char *key, const char *value, char *errbuf, size_t errsize)
 {
     int i = find(c, key);
     if (i < 0) {

@@ -20,23 +20,45 @@ typedef struct fh_cfg_opt {
     const char *key;   /* dotted name, e.g. "kafka.brokers" */
     const char *alias; /* extra flag name: "brokers" gives --brokers, "q" gives -q; may be NULL */
     fh_cfg_type type;
-    const char *def;   /* default as text; NULL means unset */
+    const char *def;    /* default as text; NULL means unset */
     long long min, max; /* bounds for FH_CFG_INT */
     const char *help;
 } fh_cfg_opt;
 
 /* Keys every program shares; programs list them in their tables with FH_CFG_COMMON. */
-#define FH_CFG_COMMON                                                                              \
-    {"kafka.brokers", "brokers", FH_CFG_STR, "embedded", 0, 0,                                     \
-     "Kafka bootstrap servers (host:port,...), or \"embedded\" for the in-memory mock cluster"},   \
-        {"topics.events", "topic-events", FH_CFG_STR, "firehose.events", 0, 0,                     \
-         "topic for every event type but log.*"},                                                  \
+#define FH_CFG_COMMON                                                                               \
+    {"kafka.brokers",                                                                               \
+     "brokers",                                                                                     \
+     FH_CFG_STR,                                                                                    \
+     "embedded",                                                                                    \
+     0,                                                                                             \
+     0,                                                                                             \
+     "Kafka bootstrap servers (host:port,...), or \"embedded\" for the in-memory mock cluster"},    \
+        {"topics.events",                                                                           \
+         "topic-events",                                                                            \
+         FH_CFG_STR,                                                                                \
+         "firehose.events",                                                                         \
+         0,                                                                                         \
+         0,                                                                                         \
+         "topic for every event type but log.*"},                                                   \
         {"topics.logs", "topic-logs", FH_CFG_STR, "firehose.logs", 0, 0, "topic for log.* events"}, \
-        {"topics.dlq", "topic-dlq", FH_CFG_STR, "firehose.dlq", 0, 0,                              \
-         "dead-letter topic for records that fail validation (reason in header firehose-error)"}, \
-        {"events.max_bytes", NULL, FH_CFG_INT, "1048576", 1024, 16777216,                          \
-         "largest record accepted, in bytes"},                                                     \
-        {"log.level", NULL, FH_CFG_STR, "info", 0, 0, "debug, info, warn or error"}
+        {"topics.dlq",                                                                              \
+         "topic-dlq",                                                                               \
+         FH_CFG_STR,                                                                                \
+         "firehose.dlq",                                                                            \
+         0,                                                                                         \
+         0,                                                                                         \
+         "dead-letter topic for records that fail validation (reason in header firehose-error)"},   \
+        {"events.max_bytes",                                                                        \
+         NULL,                                                                                      \
+         FH_CFG_INT,                                                                                \
+         "1048576",                                                                                 \
+         1024,                                                                                      \
+         16777216,                                                                                  \
+         "largest record accepted, in bytes"},                                                      \
+    {                                                                                               \
+        "log.level", NULL, FH_CFG_STR, "info", 0, 0, "debug, info, warn or error"                   \
+    }
 
 typedef struct fh_config {
     const char *prog;
@@ -44,7 +66,7 @@ typedef struct fh_config {
     const char *summary; /* one line shown under the usage */
     const fh_cfg_opt *opts;
     size_t nopts;
-    char **vals; /* owned; parallel to opts; NULL when unset */
+    char **vals;                     /* owned; parallel to opts; NULL when unset */
     char **kafka_keys, **kafka_vals; /* owned; librdkafka pass-through */
     size_t nkafka;
     char **args; /* owned copies of positional arguments */

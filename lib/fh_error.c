@@ -6,17 +6,28 @@
 const char *fh_strerror(fh_err rc)
 {
     switch (rc) {
-    case FH_OK: return "success";
-    case FH_ERR_NOMEM: return "out of memory";
-    case FH_ERR_INVAL: return "invalid argument";
-    case FH_ERR_PARSE: return "parse error";
-    case FH_ERR_SCHEMA: return "rejected by the event contract";
-    case FH_ERR_TOOBIG: return "too big";
-    case FH_ERR_IO: return "i/o error";
-    case FH_ERR_KAFKA: return "kafka error";
-    case FH_ERR_CONFIG: return "configuration error";
-    case FH_ERR_NOTFOUND: return "not found";
-    case FH_ERR_UNSUPPORTED: return "unsupported";
+    case FH_OK:
+        return "success";
+    case FH_ERR_NOMEM:
+        return "out of memory";
+    case FH_ERR_INVAL:
+        return "invalid argument";
+    case FH_ERR_PARSE:
+        return "parse error";
+    case FH_ERR_SCHEMA:
+        return "rejected by the event contract";
+    case FH_ERR_TOOBIG:
+        return "too big";
+    case FH_ERR_IO:
+        return "i/o error";
+    case FH_ERR_KAFKA:
+        return "kafka error";
+    case FH_ERR_CONFIG:
+        return "configuration error";
+    case FH_ERR_NOTFOUND:
+        return "not found";
+    case FH_ERR_UNSUPPORTED:
+        return "unsupported";
     }
     return "unknown error";
 }

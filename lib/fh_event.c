@@ -14,11 +14,24 @@ extern const struct fh_embedded_file fh_embedded_schemas[];
 extern const size_t fh_embedded_schemas_count;
 
 static const char *const type_names[FH_EV__COUNT] = {
-    "change.new",         "buildrequest.new",    "buildrequest.claimed", "buildrequest.unclaimed",
-    "buildrequest.complete", "build.started",    "build.updated",        "build.finished",
-    "step.started",       "step.finished",       "log.new",              "log.finished",
-    "log.chunk",          "property.set",        "worker.connected",     "worker.disconnected",
-    "master.started",     "master.stopped",
+    "change.new",
+    "buildrequest.new",
+    "buildrequest.claimed",
+    "buildrequest.unclaimed",
+    "buildrequest.complete",
+    "build.started",
+    "build.updated",
+    "build.finished",
+    "step.started",
+    "step.finished",
+    "log.new",
+    "log.finished",
+    "log.chunk",
+    "property.set",
+    "worker.connected",
+    "worker.disconnected",
+    "master.started",
+    "master.stopped",
 };
 
 #define EVENT_SCHEMA_URI "urn:firehose:v1:event"
@@ -124,8 +137,8 @@ fh_err fh_event_decode(const fh_contract *c, const char *buf, size_t len, size_t
     json_error_t jerr;
     memset(ev, 0, sizeof(*ev));
     if (len > max_bytes)
-        return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "record is %zu bytes, over the %zu-byte limit",
-                       len, max_bytes);
+        return fh_errf(errbuf, errsize, FH_ERR_TOOBIG,
+                       "record is %zu bytes, over the %zu-byte limit", len, max_bytes);
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return fh_errf(errbuf, errsize, FH_ERR_PARSE, "not JSON: %s (column %d)", jerr.text,
@@ -146,8 +159,10 @@ static fh_topic_kind topic_of(fh_event_type type)
     switch (type) {
     case FH_EV_LOG_NEW:
     case FH_EV_LOG_FINISHED:
-    case FH_EV_LOG_CHUNK: return FH_TOPIC_LOGS;
-    default: return FH_TOPIC_EVENTS;
+    case FH_EV_LOG_CHUNK:
+        return FH_TOPIC_LOGS;
+    default:
+        return FH_TOPIC_EVENTS;
     }
 }
 
@@ -230,8 +245,8 @@ fh_err fh_event_check(const fh_contract *c, fh_json_doc *doc, const char *buf, s
     int64_t n;
     memset(ev, 0, sizeof(*ev));
     if (len > max_bytes)
-        return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "record is %zu bytes, over the %zu-byte limit",
-                       len, max_bytes);
+        return fh_errf(errbuf, errsize, FH_ERR_TOOBIG,
+                       "record is %zu bytes, over the %zu-byte limit", len, max_bytes);
     fh_json_doc_reset(doc);
     fh_err rc = fh_json_parse(doc, buf, len, 0, &root, perr, sizeof(perr));
     if (rc == FH_ERR_PARSE)

@@ -55,11 +55,11 @@ const char *fh_contract_schema_name(size_t i);
 const char *fh_contract_schema_text(size_t i);
 
 typedef struct fh_event {
-    json_t *root;         /* owned: the whole CloudEvent */
-    json_t *data;         /* borrowed from root */
+    json_t *root; /* owned: the whole CloudEvent */
+    json_t *data; /* borrowed from root */
     fh_event_type type;
-    const char *id;       /* borrowed from root */
-    const char *master;   /* borrowed from root */
+    const char *id;     /* borrowed from root */
+    const char *master; /* borrowed from root */
     long long seq;
     long long buildrequestid; /* 0 when the event is not build-scoped */
 } fh_event;

@@ -9,13 +9,13 @@ static const struct {
     const char *name;
     int integer;
 } fields[FH_F__COUNT] = {
-    [FH_F_TYPE] = {"type", 0},         [FH_F_MASTER] = {"master", 0},
-    [FH_F_RESULTS] = {"results", 1},   [FH_F_BUILDREQUESTID] = {"buildrequestid", 1},
-    [FH_F_BUILDID] = {"buildid", 1},   [FH_F_BUILDER] = {"builder", 0},
+    [FH_F_TYPE] = {"type", 0},           [FH_F_MASTER] = {"master", 0},
+    [FH_F_RESULTS] = {"results", 1},     [FH_F_BUILDREQUESTID] = {"buildrequestid", 1},
+    [FH_F_BUILDID] = {"buildid", 1},     [FH_F_BUILDER] = {"builder", 0},
     [FH_F_BUILDERID] = {"builderid", 1}, [FH_F_BRANCH] = {"branch", 0},
-    [FH_F_REVISION] = {"revision", 0}, [FH_F_REPOSITORY] = {"repository", 0},
-    [FH_F_PROJECT] = {"project", 0},   [FH_F_CODEBASE] = {"codebase", 0},
-    [FH_F_OWNER] = {"owner", 0},       [FH_F_WORKER] = {"worker", 0},
+    [FH_F_REVISION] = {"revision", 0},   [FH_F_REPOSITORY] = {"repository", 0},
+    [FH_F_PROJECT] = {"project", 0},     [FH_F_CODEBASE] = {"codebase", 0},
+    [FH_F_OWNER] = {"owner", 0},         [FH_F_WORKER] = {"worker", 0},
 };
 
 const char *fh_filter_field_name(fh_filter_field f)
@@ -69,8 +69,9 @@ static fh_err bad_value(fh_filter_field field, char *errbuf, size_t errsize)
     if (field == FH_F_RESULTS)
         return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.results: expected integers 0-6");
     if (field == FH_F_TYPE)
-        return fh_errf(errbuf, errsize, FH_ERR_INVAL,
-                       "filter.type: expected event type names (e.g. \"build.finished\", \"step.*\")");
+        return fh_errf(
+            errbuf, errsize, FH_ERR_INVAL,
+            "filter.type: expected event type names (e.g. \"build.finished\", \"step.*\")");
     if (fields[field].integer)
         return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.%s: expected integers",
                        fields[field].name);
@@ -109,8 +110,8 @@ static fh_err add_value(fh_filter_clause *c, const json_t *v, char *errbuf, size
         if (!s || strlen(s) > FH_FILTER_MAX_STRLEN || strlen(s) != json_string_length(v))
             return bad_value(c->field, errbuf, errsize);
         if (c->field == FH_F_TYPE && !strchr(s, '*') && fh_event_type_parse(s) < 0)
-            return fh_errf(errbuf, errsize, FH_ERR_INVAL, "filter.type: unknown event type \"%.64s\"",
-                           s);
+            return fh_errf(errbuf, errsize, FH_ERR_INVAL,
+                           "filter.type: unknown event type \"%.64s\"", s);
         val.glob = strchr(s, '*') != NULL;
         if (!(val.str = strdup(s)))
             return FH_ERR_NOMEM;
@@ -198,9 +199,14 @@ done:
 static int event_value(const fh_event *ev, fh_filter_field field, const char **s, long long *n)
 {
     switch (field) {
-    case FH_F_TYPE: *s = fh_event_type_name(ev->type); return 1;
-    case FH_F_MASTER: *s = ev->master; return *s != NULL;
-    default: break;
+    case FH_F_TYPE:
+        *s = fh_event_type_name(ev->type);
+        return 1;
+    case FH_F_MASTER:
+        *s = ev->master;
+        return *s != NULL;
+    default:
+        break;
     }
     if (fields[field].integer)
         return fh_event_int(ev, fields[field].name, n) == 0;

@@ -15,9 +15,12 @@ struct fh_kafka_embedded {
 const char *fh_kafka_topic(const fh_config *c, fh_topic_kind kind)
 {
     switch (kind) {
-    case FH_TOPIC_LOGS: return fh_config_str(c, "topics.logs");
-    case FH_TOPIC_DLQ: return fh_config_str(c, "topics.dlq");
-    default: return fh_config_str(c, "topics.events");
+    case FH_TOPIC_LOGS:
+        return fh_config_str(c, "topics.logs");
+    case FH_TOPIC_DLQ:
+        return fh_config_str(c, "topics.dlq");
+    default:
+        return fh_config_str(c, "topics.events");
     }
 }
 
@@ -132,8 +135,8 @@ void fh_kafka_embedded_stop(fh_kafka_embedded *e)
     free(e);
 }
 
-fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions,
-                              int replication, int timeout_ms, char *errbuf, size_t errsize)
+fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,
+                              int timeout_ms, char *errbuf, size_t errsize)
 {
     rd_kafka_NewTopic_t *nt[3] = {NULL, NULL, NULL};
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
@@ -156,7 +159,8 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
     rd_kafka_CreateTopics(rk, nt, 3, opts, q);
     ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
     if (!ev) {
-        rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "creating topics: no answer in %d ms", timeout_ms);
+        rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "creating topics: no answer in %d ms",
+                     timeout_ms);
         goto done;
     }
     if (rd_kafka_event_error(ev)) {
@@ -171,7 +175,8 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
         rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(res[i]);
         if (terr && terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "creating topic %s: %s",
-                         rd_kafka_topic_result_name(res[i]), rd_kafka_topic_result_error_string(res[i]));
+                         rd_kafka_topic_result_name(res[i]),
+                         rd_kafka_topic_result_error_string(res[i]));
             goto done;
         }
     }

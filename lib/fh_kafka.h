@@ -31,8 +31,8 @@ void fh_kafka_embedded_stop(fh_kafka_embedded *e);
 
 /* Creates the events, logs and dlq topics on a real cluster through rk (any client handle);
  * topics that already exist are left as they are. */
-fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions,
-                              int replication, int timeout_ms, char *errbuf, size_t errsize);
+fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,
+                              int timeout_ms, char *errbuf, size_t errsize);
 
 /* The rebalance callback of every firehose consumer: handles both the cooperative and the eager
  * protocol, as librdkafka's examples do. */

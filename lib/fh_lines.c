@@ -68,8 +68,8 @@ int fh_lines_next(fh_lines *r, const char **line, size_t *len)
             if (r->end == r->start)
                 return 0;
             *line = r->buf + r->start;
-            *len = oversized || r->end - r->start > r->max_line ? r->max_line + 1
-                                                                 : r->end - r->start;
+            *len =
+                oversized || r->end - r->start > r->max_line ? r->max_line + 1 : r->end - r->start;
             r->start = r->end;
             r->lineno++;
             return 1;

@@ -7,11 +7,11 @@
 
 typedef struct fh_lines {
     int fd;
-    char *buf;          /* owned */
-    size_t cap;         /* buffer size: max_line + room for one read */
-    size_t start, end;  /* unread bytes are buf[start..end) */
+    char *buf;         /* owned */
+    size_t cap;        /* buffer size: max_line + room for one read */
+    size_t start, end; /* unread bytes are buf[start..end) */
     size_t max_line;
-    long lineno;        /* number of the line last returned, from 1 */
+    long lineno; /* number of the line last returned, from 1 */
     int eof;
 } fh_lines;
 

@@ -58,12 +58,13 @@ int fh_metrics_render(fh_buf *out)
         if (first && (appendf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
                               m->gauge ? "gauge" : "counter")))
             return -1;
-        if (appendf(out, "%s%s%s%s %lld\n", m->name, m->labels ? "{" : "", m->labels ? m->labels : "",
-                    m->labels ? "}" : "", fh_metric_get(m)))
+        if (appendf(out, "%s%s%s%s %lld\n", m->name, m->labels ? "{" : "",
+                    m->labels ? m->labels : "", m->labels ? "}" : "", fh_metric_get(m)))
             return -1;
     }
-    return appendf(out,
-                   "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-                   "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n",
-                   fh_rss_bytes());
+    return appendf(
+        out,
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n",
+        fh_rss_bytes());
 }

@@ -33,10 +33,10 @@ typedef struct patprop {
 } patprop;
 
 struct fh_schema {
-    const json_t *src; /* the JSON this node was compiled from (cache key) */
-    fh_schema *next;   /* every node, for freeing */
-    int bool_val;      /* -1: an object schema; 0: false; 1: true */
-    unsigned types;    /* T_* mask; 0 means any */
+    const json_t *src;                  /* the JSON this node was compiled from (cache key) */
+    fh_schema *next;                    /* every node, for freeing */
+    int bool_val;                       /* -1: an object schema; 0: false; 1: true */
+    unsigned types;                     /* T_* mask; 0 means any */
     const fh_jv *enum_vals, *const_val; /* converted at compile time, in reg->consts */
     const json_t *enum_src, *const_src; /* the same, for error messages */
     named *props;
@@ -232,8 +232,8 @@ static fh_err resolve_ref(cctx *c, const json_t *root, const char *ref, fh_schem
     if (baselen > 0) {
         docroot = reg_get(c->reg, ref, baselen);
         if (!docroot)
-            return fh_errf(c->errbuf, c->errsize, FH_ERR_UNSUPPORTED,
-                           "$ref %s: unknown schema", ref);
+            return fh_errf(c->errbuf, c->errsize, FH_ERR_UNSUPPORTED, "$ref %s: unknown schema",
+                           ref);
     }
     if (*frag && *frag != '/')
         return fh_errf(c->errbuf, c->errsize, FH_ERR_UNSUPPORTED,
@@ -249,8 +249,8 @@ static unsigned type_bit(const char *t)
     static const struct {
         const char *name;
         unsigned bit;
-    } map[] = {{"null", T_NULL},     {"boolean", T_BOOL}, {"object", T_OBJECT},
-               {"array", T_ARRAY},   {"number", T_NUMBER}, {"string", T_STRING},
+    } map[] = {{"null", T_NULL},      {"boolean", T_BOOL},  {"object", T_OBJECT},
+               {"array", T_ARRAY},    {"number", T_NUMBER}, {"string", T_STRING},
                {"integer", T_INTEGER}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(t, map[i].name) == 0)
@@ -276,7 +276,8 @@ static fh_err compile_list(cctx *c, const json_t *root, const json_t *arr, fh_sc
                            size_t *n)
 {
     if (!json_is_array(arr) || json_array_size(arr) == 0)
-        return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "expected a non-empty array of schemas");
+        return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL,
+                       "expected a non-empty array of schemas");
     *n = json_array_size(arr);
     *out = calloc(*n, sizeof(**out));
     if (!*out)
@@ -291,10 +292,10 @@ static fh_err compile_list(cctx *c, const json_t *root, const json_t *arr, fh_sc
 
 static int is_annotation(const char *k)
 {
-    static const char *ann[] = {"$schema",  "$comment", "title",      "description",
-                                "examples", "default",  "format",     "deprecated",
-                                "readOnly", "writeOnly", "$vocabulary", "contentMediaType",
-                                "contentEncoding", "$defs", "definitions", "$id"};
+    static const char *ann[] = {"$schema",         "$comment",  "title",       "description",
+                                "examples",        "default",   "format",      "deprecated",
+                                "readOnly",        "writeOnly", "$vocabulary", "contentMediaType",
+                                "contentEncoding", "$defs",     "definitions", "$id"};
     for (size_t i = 0; i < sizeof(ann) / sizeof(ann[0]); i++)
         if (strcmp(k, ann[i]) == 0)
             return 1;
@@ -375,7 +376,8 @@ static fh_err compile_keyword(cctx *c, const json_t *root, fh_schema *s, const c
         const char *pat;
         const json_t *sub;
         if (!json_is_object(v))
-            return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "patternProperties: expected an object");
+            return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL,
+                           "patternProperties: expected an object");
         s->pats = calloc(json_object_size(v) + 1, sizeof(patprop));
         if (!s->pats)
             return FH_ERR_NOMEM;
@@ -403,10 +405,10 @@ static fh_err compile_keyword(cctx *c, const json_t *root, fh_schema *s, const c
         long long n;
         if (get_count(v, &n))
             return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "%s: expected a count", k);
-        long long *slot = k[1] == 'i' ? (k[3] == 'I' ? &s->min_items
+        long long *slot = k[1] == 'i' ? (k[3] == 'I'   ? &s->min_items
                                          : k[3] == 'L' ? &s->min_len
                                                        : &s->min_props)
-                                      : (k[3] == 'I' ? &s->max_items
+                                      : (k[3] == 'I'   ? &s->max_items
                                          : k[3] == 'L' ? &s->max_len
                                                        : &s->max_props);
         *slot = n;
@@ -464,7 +466,8 @@ static fh_err compile(cctx *c, const json_t *root, const json_t *js, fh_schema *
             return FH_OK;
         }
     if (!json_is_object(js) && !json_is_boolean(js))
-        return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "a schema must be an object or boolean");
+        return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL,
+                       "a schema must be an object or boolean");
 
     fh_schema *s = calloc(1, sizeof(*s));
     if (!s)
@@ -609,7 +612,8 @@ static unsigned instance_type(const fh_jv *j)
 
 static void types_text(unsigned types, char *buf, size_t size)
 {
-    static const char *names[] = {"null", "boolean", "object", "array", "number", "string", "integer"};
+    static const char *names[] = {"null",   "boolean", "object", "array",
+                                  "number", "string",  "integer"};
     size_t o = 0;
     buf[0] = '\0';
     for (int i = 0; i < 7; i++) {

@@ -56,8 +56,7 @@ int fh_time_parse(const char *s, int64_t *ms_out)
         digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
         return -1;
     p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
-        digits(&p, 2, &se))
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' || digits(&p, 2, &se))
         return -1;
     if (*p == '.') {
         int scale = 100, any = 0;
@@ -187,7 +186,8 @@ int fh_buf_json_str(fh_buf *b, const char *s)
     for (const unsigned char *p = (const unsigned char *)s;; p++) {
         if (*p && *p >= 0x20 && *p != '"' && *p != '\\')
             continue;
-        if (p > (const unsigned char *)run && fh_buf_append(b, run, (size_t)((const char *)p - run)))
+        if (p > (const unsigned char *)run &&
+            fh_buf_append(b, run, (size_t)((const char *)p - run)))
             goto cap;
         if (!*p)
             break;

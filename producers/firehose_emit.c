@@ -22,10 +22,12 @@
 
 static const fh_cfg_opt emit_opts[] = {
     FH_CFG_COMMON,
-    {"emit.dry_run", "dry-run", FH_CFG_BOOL, "false", 0, 0, "validate only; do not connect to Kafka"},
+    {"emit.dry_run", "dry-run", FH_CFG_BOOL, "false", 0, 0,
+     "validate only; do not connect to Kafka"},
     {"emit.skip_invalid", "skip-invalid", FH_CFG_BOOL, "false", 0, 0,
      "report invalid lines and send the valid rest (exit status is still 2)"},
-    {"emit.fill_id", "fill-id", FH_CFG_BOOL, "false", 0, 0, "give events without an id a random one"},
+    {"emit.fill_id", "fill-id", FH_CFG_BOOL, "false", 0, 0,
+     "give events without an id a random one"},
     {"emit.fill_time", "fill-time", FH_CFG_BOOL, "false", 0, 0,
      "give events without a time the current time"},
     {"emit.fill_seq", "fill-seq", FH_CFG_BOOL, "false", 0, 0,
@@ -39,8 +41,13 @@ static const fh_cfg_opt emit_opts[] = {
 
 /* Producer defaults; --kafka.* overrides them. */
 static const char *const producer_defaults[] = {
-    "enable.idempotence=true", "acks=all", "compression.type=lz4", "linger.ms=10",
-    "batch.size=1000000",      "queue.buffering.max.kbytes=262144", "log_level=4",
+    "enable.idempotence=true",
+    "acks=all",
+    "compression.type=lz4",
+    "linger.ms=10",
+    "batch.size=1000000",
+    "queue.buffering.max.kbytes=262144",
+    "log_level=4",
     NULL,
 };
 

@@ -32,14 +32,15 @@ TEST(config_defaults_and_precedence)
     CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
     close(fd);
     setenv("FIREHOSE_QUEUE_MAX_BYTES", "200", 1);
-    char *argv[] = {"t", "--config", path, "--auth.anonymous_read", "--brokers=127.0.0.1:1",
-                    "-X", "acks=1", "file1", NULL};
+    char *argv[] = {
+        "t",      "--config", path, "--auth.anonymous_read", "--brokers=127.0.0.1:1", "-X",
+        "acks=1", "file1",    NULL};
     CHECK(load(&c, 8, argv, err) == FH_OK);
-    CHECK_STR(fh_config_str(&c, "http.listen"), "127.0.0.1:9000");      /* file */
-    CHECK(fh_config_int(&c, "queue.max_bytes") == 200);                 /* env beats file */
-    CHECK(fh_config_bool(&c, "auth.anonymous_read") == 1);              /* bare bool flag */
-    CHECK_STR(fh_config_str(&c, "kafka.brokers"), "127.0.0.1:1");       /* alias flag */
-    CHECK_STR(fh_config_str(&c, "topics.events"), "firehose.events");   /* default */
+    CHECK_STR(fh_config_str(&c, "http.listen"), "127.0.0.1:9000");    /* file */
+    CHECK(fh_config_int(&c, "queue.max_bytes") == 200);               /* env beats file */
+    CHECK(fh_config_bool(&c, "auth.anonymous_read") == 1);            /* bare bool flag */
+    CHECK_STR(fh_config_str(&c, "kafka.brokers"), "127.0.0.1:1");     /* alias flag */
+    CHECK_STR(fh_config_str(&c, "topics.events"), "firehose.events"); /* default */
     CHECK(c.nkafka == 2);
     CHECK(c.nargs == 1 && strcmp(c.args[0], "file1") == 0);
     fh_config_free(&c);

@@ -15,7 +15,8 @@
 #include "summary.h"
 #include "ws_client.h"
 
-/* ---- fh_ws client mode ------------------------------------------------------------------------ */
+/* ---- fh_ws client mode ------------------------------------------------------------------------
+ */
 
 TEST(ws_client_parses_unmasked_server_frames_of_every_length)
 {
@@ -109,7 +110,8 @@ TEST(ws_client_sees_ping_and_close_from_the_server)
     fh_ws_parser_free(&p);
 }
 
-/* ---- ws:// URLs and the upgrade response ------------------------------------------------------ */
+/* ---- ws:// URLs and the upgrade response ------------------------------------------------------
+ */
 
 TEST(ws_url_parse_accepts_ws_and_refuses_wss)
 {
@@ -119,7 +121,8 @@ TEST(ws_url_parse_accepts_ws_and_refuses_wss)
     CHECK_STR(u.host, "127.0.0.1");
     CHECK_STR(u.port, "8080");
     CHECK(strcmp(u.path, "/v1/stream") == 0);
-    CHECK(fh_wsc_url_parse("ws://[::1]:9/v1/stream?type=build.finished", &u, err, sizeof(err)) == FH_OK);
+    CHECK(fh_wsc_url_parse("ws://[::1]:9/v1/stream?type=build.finished", &u, err, sizeof(err)) ==
+          FH_OK);
     CHECK_STR(u.host, "::1");
     CHECK(strcmp(u.path, "/v1/stream?type=build.finished") == 0);
     CHECK(fh_wsc_url_parse("ws://example.org?x=1", &u, err, sizeof(err)) == FH_OK);
@@ -137,8 +140,9 @@ TEST(ws_upgrade_response_checks_status_and_accept_key)
 {
     /* the RFC 6455 example key and its accept value */
     const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
-    const char *ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    const char *ok =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     const char *bad = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                       "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n";
     const char *refused = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}";
@@ -153,7 +157,8 @@ TEST(ws_upgrade_response_checks_status_and_accept_key)
     CHECK(st == 0);
 }
 
-/* ---- jscan ------------------------------------------------------------------------------------- */
+/* ---- jscan -------------------------------------------------------------------------------------
+ */
 
 TEST(jscan_finds_members_in_place_and_decodes_them)
 {
@@ -199,12 +204,14 @@ TEST(jscan_never_reads_past_a_truncated_record)
     CHECK(fh_jscan_str(v, ve, buf, sizeof(buf)) == -1); /* a lone surrogate */
 }
 
-/* ---- filter flags ------------------------------------------------------------------------------ */
+/* ---- filter flags ------------------------------------------------------------------------------
+ */
 
 TEST(cli_filter_repeated_flags_mean_any_of)
 {
-    char *argv[] = {"prog", "--branch", "try", "--type=build.finished", "--brokers", "x:1",
-                    "--branch", "main,release", "--filter.owner", "me@example.com", NULL};
+    char *argv[] = {"prog", "--branch", "try",          "--type=build.finished", "--brokers",
+                    "x:1",  "--branch", "main,release", "--filter.owner",        "me@example.com",
+                    NULL};
     int argc = 10;
     fh_cli_filter cf = {0};
     char err[256];
@@ -245,7 +252,8 @@ TEST(cli_filter_types_possible_follows_the_type_globs)
     json_decref(o);
 }
 
-/* ---- summary ----------------------------------------------------------------------------------- */
+/* ---- summary -----------------------------------------------------------------------------------
+ */
 
 static void feed(fh_summary *s, fh_json_doc *doc, const char *json)
 {
@@ -266,10 +274,11 @@ static json_t *summary_of(unsigned samples, size_t max_keys, int n, int keys)
     CHECK(fh_summary_new(&o, &s) == FH_OK);
     for (int k = 0; k < keys; k++)
         for (int i = 1; i <= n; i++) {
-            snprintf(line, sizeof(line),
-                     "{\"type\":\"step.finished\",\"data\":{\"builder\":\"b%d\",\"name\":\"compile\","
-                     "\"duration_s\":%d}}",
-                     k, i);
+            snprintf(
+                line, sizeof(line),
+                "{\"type\":\"step.finished\",\"data\":{\"builder\":\"b%d\",\"name\":\"compile\","
+                "\"duration_s\":%d}}",
+                k, i);
             feed(s, &doc, line);
         }
     char *text = NULL;
@@ -337,8 +346,10 @@ TEST(summary_queue_wait_joins_request_and_build_within_the_pending_cap)
     fh_json_doc_init(&doc, 1 << 20);
     CHECK(fh_summary_new(&o, &s) == FH_OK);
     for (int id = 1; id <= 3; id++) {
-        snprintf(line, sizeof(line),
-                 "{\"type\":\"buildrequest.new\",\"data\":{\"buildrequestid\":%d,\"submitted_at\":100}}", id);
+        snprintf(
+            line, sizeof(line),
+            "{\"type\":\"buildrequest.new\",\"data\":{\"buildrequestid\":%d,\"submitted_at\":100}}",
+            id);
         feed(s, &doc, line);
     }
     for (int id = 1; id <= 3; id++) {

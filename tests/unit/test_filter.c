@@ -10,8 +10,8 @@ static fh_event make_event(const char *type, const char *branch, const char *own
     fh_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.root = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:i, s:i}}", "type", type, "master", "m1",
-                        "data", "branch", branch, "owner", owner, "builder", "linux-x64",
-                        "buildid", 77, "results", results);
+                        "data", "branch", branch, "owner", owner, "builder", "linux-x64", "buildid",
+                        77, "results", results);
     ev.data = json_object_get(ev.root, "data");
     ev.type = (fh_event_type)fh_event_type_parse(type);
     ev.master = "m1";
@@ -51,7 +51,9 @@ TEST(filter_and_across_keys_any_of_lists)
 {
     fh_event ev = make_event("build.finished", "try", "alice@example.org", 2);
     CHECK(matches("{}", &ev) == 1);
-    CHECK(matches("{\"branch\":\"try\",\"owner\":\"alice@example.org\",\"type\":\"build.finished\"}", &ev) == 1);
+    CHECK(
+        matches("{\"branch\":\"try\",\"owner\":\"alice@example.org\",\"type\":\"build.finished\"}",
+                &ev) == 1);
     CHECK(matches("{\"branch\":\"try\",\"owner\":\"bob@example.org\"}", &ev) == 0);
     CHECK(matches("{\"owner\":[\"bob@example.org\",\"alice@example.org\"]}", &ev) == 1);
     CHECK(matches("{\"results\":[0,1]}", &ev) == 0);
