@@ -28,12 +28,12 @@ all: $(PROGRAMS)
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
 APT_PKGS := librdkafka-dev libjansson-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev \
             libsqlite3-dev pkg-config kcat clang libclang-rt-14-dev openjdk-17-jre-headless maven \
-            chromium nodejs npm docker-compose
+            chromium nodejs npm docker-compose clang-format
 deps:
 	@missing=""; \
 	for p in rdkafka jansson libmicrohttpd libcurl sqlite3 libcrypto; do \
 	  pkg-config --exists $$p 2>/dev/null || missing=1; done; \
-	for c in kcat clang java mvn pkg-config chromium node npm docker-compose; do command -v $$c >/dev/null || missing=1; done; \
+	for c in kcat clang clang-format java mvn pkg-config chromium node npm docker-compose; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing Debian packages: $(APT_PKGS)"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -130,6 +130,7 @@ integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 test: deps
+	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory unit-asan
