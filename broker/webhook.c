@@ -912,6 +912,11 @@ static void drain(const rd_kafka_topic_partition_list_t *parts)
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && atomic_load(&W.stop)) {
+        /* The first join can complete while the consumer is closing: take nothing on. */
+        fh_kafka_rebalance_cb(rk, err, parts, opaque);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
         for (int i = 0; i < parts->cnt; i++)
