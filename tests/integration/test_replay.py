@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import json
 import math
+import os
 import subprocess
 import time
 
@@ -40,7 +41,8 @@ def kcat_records(bootstrap, topic):
 def data(kafka):
     if not REPLAY.exists():
         pytest.fail("%s does not exist: run `make` first" % REPLAY)
-    topics = TopicSet("replay", "main", PARTITIONS)
+    # a name of its own per session: an external Kafka (FIREHOSE_TEST_BOOTSTRAP) keeps old topics
+    topics = TopicSet("replay", "main-%d-%d" % (os.getpid(), int(time.time())), PARTITIONS)
     kafka.create_topics(topics.specs())
     wait_topics(kafka.bootstrap, topics.specs())
     evs = gen_events.generate(5000, seed=4242)
