@@ -196,7 +196,10 @@ void fh_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    /* NULL when the group has no protocol (yet, or any more: a consumer closing during a
+     * rebalance); then it is an eager assignment. */
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    int cooperative = proto && strcmp(proto, "COOPERATIVE") == 0;
     (void)opaque;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
