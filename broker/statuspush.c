@@ -203,8 +203,7 @@ static int post_read(post *p, const json_t *build, char *param, size_t psize, ch
 
 /* A v1 event around data (stolen). id is stable for the build and phase, so a retried post is the
  * same event downstream. Returns NULL on allocation failure. */
-static json_t *event_new(const post *p, const char *type, const char *phase, double t, json_t *data,
-                         long long seq)
+static json_t *event_new(const post *p, const char *type, const char *phase, double t, json_t *data)
 {
     char id[160], ts[32], subject[48];
     long long buildid = json_integer_value(json_object_get(p->build, "buildid"));
@@ -216,12 +215,7 @@ static json_t *event_new(const post *p, const char *type, const char *phase, dou
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o}", "specversion", "1.0", "id", id,
                      "source", source, "type", type, "time", ts, "subject", subject,
                      "datacontenttype", "application/json", "master", p->master, "seq",
-                     (json_int_t)seq, "data", data);
-}
-
-static json_t *data_with_ctx(const post *p)
-{
-    return json_deep_copy(p->ctx);
+                     (json_int_t)0, "data", data); /* seq is stamped when produced */
 }
 
 /* The events a post stands for, in order. Returns how many were made (0 on allocation failure). */
@@ -231,18 +225,21 @@ static size_t post_events(post *p, json_t **evs)
     json_t *d;
     const char *worker = prop_str(p->props, "workername");
     if (p->props && json_object_size(p->props)) {
-        if ((d = data_with_ctx(p)) && !json_object_set(d, "properties", (json_t *)p->props))
-            evs[n++] = event_new(p, "property.set",
-                                 p->complete ? "properties-finished" : "properties-started",
-                                 p->complete ? p->complete_at : p->started_at, d, 0);
+        if (!(d = json_deep_copy(p->ctx)) || json_object_set(d, "properties", (json_t *)p->props)) {
+            json_decref(d);
+            return 0;
+        }
+        evs[n++] =
+            event_new(p, "property.set", p->complete ? "properties-finished" : "properties-started",
+                      p->complete ? p->complete_at : p->started_at, d);
     }
-    if (!(d = data_with_ctx(p)))
+    if (!(d = json_deep_copy(p->ctx)))
         return 0;
     json_object_set(d, "number", json_object_get(p->build, "number"));
     if (!p->complete) {
         json_object_set_new(d, "worker", json_string(worker ? worker : ""));
         json_object_set_new(d, "started_at", json_real(p->started_at));
-        evs[n++] = event_new(p, "build.started", "started", p->started_at, d, 0);
+        evs[n++] = event_new(p, "build.started", "started", p->started_at, d);
     } else {
         json_object_set_new(d, "complete_at", json_real(p->complete_at));
         json_object_set(d, "results", json_object_get(p->build, "results"));
@@ -250,7 +247,7 @@ static size_t post_events(post *p, json_t **evs)
         double dur = p->complete_at - p->started_at;
         json_object_set_new(d, "duration_s",
                             json_real(dur > 0 ? round(dur * 1000.0) / 1000.0 : 0.0));
-        evs[n++] = event_new(p, "build.finished", "finished", p->complete_at, d, 0);
+        evs[n++] = event_new(p, "build.finished", "finished", p->complete_at, d);
     }
     for (size_t i = 0; i < n; i++)
         if (!evs[i])
@@ -261,7 +258,9 @@ static size_t post_events(post *p, json_t **evs)
 static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     fh_broker *b = ctx;
-    char param[64] = "body", msg[320], err[384], key[64];
+    char param[64] = "body", msg[320], err[384], keys[MAX_EVENTS][64];
+    const char *topics[MAX_EVENTS];
+    size_t klen[MAX_EVENTS];
     json_error_t jerr;
     json_t *evs[MAX_EVENTS] = {0}, *build = NULL;
     post p = {0};
@@ -302,7 +301,8 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         goto out;
     }
-    /* Each event must pass the contract as any producer's would; a failure names the member. */
+    /* Each event must pass the contract as any producer's would; a failure names the member.
+     * The key and topic come from the same decode (seq, stamped later, changes neither). */
     for (size_t i = 0; i < n; i++) {
         fh_event ev;
         if (fh_event_from_json(b->contract, evs[i], &ev, err, sizeof(err))) {
@@ -315,6 +315,8 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
                           param, json_string_value(json_object_get(evs[i], "type")), err);
             goto out;
         }
+        klen[i] = fh_event_key(&ev, keys[i], sizeof(keys[i]));
+        topics[i] = fh_kafka_topic(&b->cfg, fh_event_topic(&ev));
         fh_event_clear(&ev);
     }
 
@@ -330,18 +332,13 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
         }
         json_object_set_new(evs[i], "seq", json_integer(seq));
         char *text = json_dumps(evs[i], JSON_COMPACT);
-        fh_event ev;
-        if (!text || fh_event_from_json(b->contract, evs[i], &ev, err, sizeof(err))) {
-            free(text);
+        if (!text) {
             sp.failed++;
             snprintf(sp.failure, sizeof(sp.failure), "out of memory");
             break;
         }
-        size_t klen = fh_event_key(&ev, key, sizeof(key));
-        const char *topic = fh_kafka_topic(&b->cfg, fh_event_topic(&ev));
-        fh_event_clear(&ev);
         rd_kafka_resp_err_t kerr = rd_kafka_producev(
-            sp.rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, klen),
+            sp.rk, RD_KAFKA_V_TOPIC(topics[i]), RD_KAFKA_V_KEY(keys[i], klen[i]),
             RD_KAFKA_V_VALUE(text, strlen(text)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
             RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1), RD_KAFKA_V_END);
         if (kerr) {
