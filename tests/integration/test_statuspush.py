@@ -13,7 +13,10 @@ import requests
 
 from buildbot_harness import REPO, REVISION, TEST_BODY, Deployment
 from conftest import wait_for
-from view_helpers import Broker
+from view_helpers import Broker, OpenAPI
+
+PATH = "/api/v1/ingest/buildbot"
+SPEC = OpenAPI()
 
 ADMIN = "statuspush-admin-token-0123456789"
 INGEST = "statuspush-ingest-token-0123456789"
@@ -38,7 +41,9 @@ def post(b, body, token=INGEST, master="bb-push"):
     headers = {"Authorization": "Bearer " + token} if token else {}
     params = {"master": master} if master else {}
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return requests.post(b.url + "api/v1/ingest/buildbot", params=params, data=data, headers=headers, timeout=30)
+    r = requests.post(b.url + "api/v1/ingest/buildbot", params=params, data=data, headers=headers, timeout=30)
+    SPEC.check(PATH, r, method="post")          # every answer is the one docs/openapi.yaml declares
+    return r
 
 
 def read(b, path, params=None):

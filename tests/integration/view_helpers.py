@@ -189,10 +189,10 @@ class OpenAPI:
     def _ptr(*parts):
         return "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
-    def check(self, template, resp):
-        """Validates a requests.Response against paths[template].get.responses[status]."""
+    def check(self, template, resp, method="get"):
+        """Validates a requests.Response against paths[template][method].responses[status]."""
         status = str(resp.status_code)
-        op = self.doc["paths"][template]["get"]
+        op = self.doc["paths"][template][method]
         assert status in op["responses"], "%s: status %s is not documented" % (template, status)
         r = op["responses"][status]
         if "$ref" in r:
@@ -202,7 +202,7 @@ class OpenAPI:
                 r = r[p]
             pointer = "#/" + ptr
         else:
-            pointer = "#/" + self._ptr("paths", template, "get", "responses", status)
+            pointer = "#/" + self._ptr("paths", template, method, "responses", status)
         self.checked.add((template, status))
         if "content" not in r:
             assert not resp.content, "%s %s: documented without a body" % (template, status)
