@@ -63,6 +63,10 @@ static const char *const consumer_defaults[] = {
     "enable.auto.offset.store=false",
     "auto.offset.reset=earliest",
     "log_level=4",
+    /* it only judges records: a small prefetch keeps memory bounded (librdkafka's default is
+     * 64 MiB) */
+    "queued.max.messages.kbytes=8192",
+    "fetch.max.bytes=4194304",
     NULL,
 };
 static const char *const producer_defaults[] = {
@@ -82,6 +86,7 @@ typedef struct ingest {
     rd_kafka_t *consumer, *producer;
     long long logged_total, logged_dlq;
     size_t max_bytes;
+    fh_json_doc doc; /* each record is validated in it, in place */
 } ingest;
 
 static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -195,15 +200,15 @@ static int send_to_dlq(ingest *in, const rd_kafka_message_t *m, const char *reas
 static void handle_message(ingest *in, rd_kafka_message_t *m)
 {
     char err[384], q[420];
-    fh_event ev;
+    fh_event_view ev;
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             fh_log(FH_LOG_WARN, "kafka.consume", "error=%s",
                    fh_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
         return;
     }
-    if (fh_event_decode(in->b->contract, m->payload, m->len, in->max_bytes, &ev, err,
-                        sizeof(err))) {
+    if (fh_event_check(in->b->contract, &in->doc, m->payload, m->len, in->max_bytes, &ev, err,
+                       sizeof(err))) {
         fh_log(FH_LOG_WARN, "event.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), err));
@@ -211,7 +216,6 @@ static void handle_message(ingest *in, rd_kafka_message_t *m)
             return; /* not stored: the record is consumed again after a restart */
     } else {
         fh_metric_add(in->b->events_in[ev.type], 1);
-        fh_event_clear(&ev);
     }
     rd_kafka_offset_store(m->rkt, m->partition, m->offset);
 }
@@ -246,6 +250,7 @@ static int ingest_start(ingest *in)
     rd_kafka_conf_t *conf;
     fh_broker *b = in->b;
     in->max_bytes = (size_t)fh_config_int(&b->cfg, "events.max_bytes");
+    fh_json_doc_init(&in->doc, FH_EVENT_DOC_CAP(in->max_bytes));
 
     if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
         goto conf_err;
@@ -300,6 +305,7 @@ static void ingest_stop(ingest *in)
         rd_kafka_flush(in->producer, 10000);
         rd_kafka_destroy(in->producer);
     }
+    fh_json_doc_free(&in->doc);
 }
 
 static void register_metrics(fh_broker *b)

@@ -68,8 +68,9 @@ enum {
  * thread before its first use and never changes afterwards). Freed when refs reaches 0. */
 typedef struct sev {
     _Atomic int refs;
-    fh_event ev;
-    int part; /* index into the partition table */
+    fh_event_type type;
+    fh_filter_facts facts; /* what filters and the routing index read: no parse tree is kept */
+    int part;              /* index into the partition table */
     int64_t offset;
     uint64_t seq; /* position in the ring's merged order (0 for catch-up events) */
     char *tail;   /* `","cursor":"C","event":RAW}`; cursor part is absent for catch-up events */
@@ -78,12 +79,13 @@ typedef struct sev {
     char *sse;               /* "event: T\ndata: RAW\n\n" */
     size_t sse_len;
     size_t bytes; /* what this event costs in memory, for the caps */
+    int in_ring;  /* counted in the ring's bytes (stream thread only) */
 } sev;
 
 static void sev_unref(sev *e)
 {
     if (e && atomic_fetch_sub(&e->refs, 1) == 1) {
-        fh_event_clear(&e->ev);
+        fh_filter_facts_free(&e->facts);
         free(e->tail);
         free(e->sse);
         free(e);
@@ -294,6 +296,8 @@ struct fh_stream {
     size_t max_total_queued, client_queue_max;
     int max_conns, max_subs;
     size_t max_message;
+    size_t max_event_bytes; /* events.max_bytes */
+    fh_json_doc doc;        /* the stream thread's: each record is validated in it */
     int heartbeat_s;
     conn *dirty;
     conn *over; /* queues past client_queue_max, waiting to drain */
@@ -555,6 +559,7 @@ static void ring_evict_one(fh_stream *s)
     s->ring_head = (s->ring_head + 1) % s->ring_cap;
     s->ring_count--;
     s->ring_bytes -= e->bytes;
+    e->in_ring = 0;
     if (e->offset + 1 > s->evicted_hw[e->part])
         s->evicted_hw[e->part] = e->offset + 1;
     sev_unref(e);
@@ -566,6 +571,7 @@ static void ring_push(fh_stream *s, sev *e)
            (s->ring_count == s->ring_cap || s->ring_bytes + e->bytes > s->ring_max_bytes))
         ring_evict_one(s);
     s->ring[(s->ring_head + s->ring_count) % s->ring_cap] = sev_ref(e);
+    e->in_ring = 1;
     s->ring_count++;
     s->ring_bytes += e->bytes;
     fh_metric_set(s->m_ring_events, (long long)s->ring_count);
@@ -583,20 +589,25 @@ static int ring_covers(const fh_stream *s, const int64_t *vec)
 /* ---- building events --------------------------------------------------------------------------
  */
 
-/* Builds a stream event from a Kafka record. with_cursor: ring events carry the cursor of the
- * position after them (s->hw must already include this record). Returns NULL for invalid
- * records (the ingest consumer dead-letters those). */
-static sev *sev_build(fh_stream *s, const rd_kafka_message_t *m, int part, int with_cursor)
+/* Builds a stream event from a Kafka record, validating it in doc (the calling thread's; reset
+ * here). with_cursor: ring events carry the cursor of the position after them (s->hw must
+ * already include this record). Returns NULL for invalid records (the ingest consumer
+ * dead-letters those). */
+static sev *sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *m, int part,
+                      int with_cursor)
 {
     char err[256], cur[CURSOR_MAX];
     size_t clen = 0;
+    fh_event_view view;
+    if (fh_event_check(s->b->contract, doc, m->payload, m->len, s->max_event_bytes, &view, err,
+                       sizeof(err)))
+        return NULL;
     sev *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
     atomic_init(&e->refs, 1);
-    if (fh_event_decode(s->b->contract, m->payload, m->len,
-                        (size_t)fh_config_int(&s->b->cfg, "events.max_bytes"), &e->ev, err,
-                        sizeof(err))) {
+    e->type = view.type;
+    if (fh_filter_facts_from_view(&view, &e->facts)) {
         free(e);
         return NULL;
     }
@@ -608,7 +619,7 @@ static sev *sev_build(fh_stream *s, const rd_kafka_message_t *m, int part, int w
     size_t a_len = with_cursor ? 12 + clen + 1 : 0;
     e->tail_len = a_len + 9 + m->len + 1;
     if (!(e->tail = malloc(e->tail_len + 1))) {
-        fh_event_clear(&e->ev);
+        fh_filter_facts_free(&e->facts);
         free(e);
         return NULL;
     }
@@ -628,18 +639,20 @@ static sev *sev_build(fh_stream *s, const rd_kafka_message_t *m, int part, int w
     e->raw_off = e->b_off + 9;
     e->raw_len = m->len;
     e->tail[e->tail_len] = '\0';
-    e->bytes = sizeof(*e) + e->tail_len + 2 * m->len; /* decoded JSON costs about as much again */
+    /* the three blocks, with malloc's overhead of about 16 bytes each */
+    e->bytes = sizeof(*e) + e->tail_len + 1 + e->facts.blob_len + 3 * 16;
     return e;
 }
 
-/* "event: TYPE\ndata: RAW\n\n", with one data: line per line of RAW. Built once per event. */
-static int sev_sse(sev *e)
+/* "event: TYPE\ndata: RAW\n\n", with one data: line per line of RAW. Built once per event, by
+ * the stream thread; a ring event's bytes then count it. */
+static int sev_sse(fh_stream *s, sev *e)
 {
     if (e->sse)
         return 0;
     fh_buf b;
     fh_buf_init(&b, e->raw_len * 2 + 256);
-    fh_buf_printf(&b, "event: %s\n", fh_event_type_name(e->ev.type));
+    fh_buf_printf(&b, "event: %s\n", fh_event_type_name(e->type));
     const char *raw = e->tail + e->raw_off, *end = raw + e->raw_len;
     while (raw < end) {
         const char *nl = memchr(raw, '\n', (size_t)(end - raw));
@@ -657,6 +670,9 @@ static int sev_sse(sev *e)
     }
     e->sse = b.data;
     e->sse_len = b.len;
+    e->bytes += b.cap + 16;
+    if (e->in_ring)
+        s->ring_bytes += b.cap + 16;
     return 0;
 }
 
@@ -665,9 +681,10 @@ static int sev_sse(sev *e)
 
 static int sub_matches(const sub *u, const sev *e)
 {
-    if (!fh_filter_match(&u->filter, &e->ev))
+    if (!fh_filter_match_facts(&u->filter, &e->facts))
         return 0;
-    return !u->c->who || !u->c->who->constrained || fh_filter_match(&u->c->who->constraint, &e->ev);
+    return !u->c->who || !u->c->who->constrained ||
+           fh_filter_match_facts(&u->c->who->constraint, &e->facts);
 }
 
 /* Queues e for u (which matched). paced: a replay or catch-up, which stops at half the queue cap
@@ -691,7 +708,7 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
         cs = e->tail + 12;
         clen = e->b_off - 13;
     }
-    if (c->kind == CONN_SSE && sev_sse(e))
+    if (c->kind == CONN_SSE && sev_sse(s, e))
         return -1;
     /* the head: SSE `id: C\n`; firehose the frame header and `{"op":"event","sub":"ID` (the
      * shared tail carries `","cursor":"C"`) or, with its own cursor, up to `"cursor":"C"`;
@@ -867,33 +884,16 @@ static void index_remove(fh_stream *s, sub *u)
     u->indexed = -2;
 }
 
-/* The event's value of an indexable field as text; 0 when absent. */
-static int event_field_text(const sev *e, int field, char *buf, size_t size)
+/* The event's value of an indexable field as text (integers written into buf); NULL when the
+ * event lacks it. */
+static const char *event_field_text(const sev *e, int field, char *buf, size_t size)
 {
-    long long n;
-    const char *str = NULL;
-    switch (field) {
-    case FH_F_TYPE:
-        str = fh_event_type_name(e->ev.type);
-        break;
-    case FH_F_MASTER:
-        str = e->ev.master;
-        break;
-    case FH_F_BUILDID:
-    case FH_F_BUILDREQUESTID:
-    case FH_F_BUILDERID:
-        if (fh_event_int(&e->ev, fh_filter_field_name((fh_filter_field)field), &n))
-            return 0;
-        snprintf(buf, size, "%lld", n);
-        return 1;
-    default:
-        str = fh_event_str(&e->ev, fh_filter_field_name((fh_filter_field)field));
-        break;
-    }
-    if (!str)
-        return 0;
-    snprintf(buf, size, "%s", str);
-    return 1;
+    if (!(e->facts.present & (1u << field)))
+        return NULL;
+    if (!fh_filter_field_integer((fh_filter_field)field))
+        return e->facts.str[field];
+    snprintf(buf, size, "%lld", e->facts.num[field]);
+    return buf;
 }
 
 static void route_to(fh_stream *s, sub *u, sev *e)
@@ -917,9 +917,10 @@ static void route(fh_stream *s, sev *e)
             i++;
     }
     for (int f = 0; f < FH_F__COUNT; f++) {
-        if (!s->field_used[f] || !event_field_text(e, f, val, sizeof(val)))
+        const char *v;
+        if (!s->field_used[f] || !(v = event_field_text(e, f, val, sizeof(val))))
             continue;
-        ientry *ie = index_find(s, f, val, 0);
+        ientry *ie = index_find(s, f, v, 0);
         for (size_t i = 0; ie && i < ie->n; i++)
             route_to(s, ie->subs[i], e);
     }
@@ -1399,7 +1400,7 @@ static void part_done(fh_stream *s, rd_kafka_t *rk, rd_kafka_topic_partition_lis
 }
 
 /* Reads [from, to) of every partition of job j and posts batches, waiting for credit between. */
-static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
+static void run_job(fh_stream *s, rd_kafka_t *rk, fh_json_doc *doc, cjob *j)
 {
     char err[256];
     int64_t *earliest = vec_new(s), *pos = vec_new(s);
@@ -1454,7 +1455,7 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, cjob *j)
                 idle_until = fh_now_ms() + 60000;
                 /* offsets may skip (compaction, transaction markers): past the end is the end */
                 pos[p] = m->offset < j->to[p] ? m->offset + 1 : j->to[p];
-                sev *e = m->offset < j->to[p] ? sev_build(s, m, p, 0) : NULL;
+                sev *e = m->offset < j->to[p] ? sev_build(s, doc, m, p, 0) : NULL;
                 if (e)
                     evs[n++] = e;
                 if (pos[p] >= j->to[p]) {
@@ -1508,6 +1509,8 @@ static void *catchup_main(void *arg)
         fh_log(FH_LOG_ERROR, "stream.catchup", "error=\"%s\"", err);
         return NULL;
     }
+    fh_json_doc doc;
+    fh_json_doc_init(&doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
     while (!atomic_load(&s->stop)) {
         pthread_mutex_lock(&s->cmu);
         while (!s->jobs_first && !atomic_load(&s->stop))
@@ -1523,7 +1526,7 @@ static void *catchup_main(void *arg)
         if (!j)
             continue;
         if (!atomic_load(&j->cancel))
-            run_job(s, rk, j);
+            run_job(s, rk, &doc, j);
         pthread_mutex_lock(&s->cmu);
         s->running_job = NULL;
         s->njobs--;
@@ -1532,6 +1535,7 @@ static void *catchup_main(void *arg)
         free(j->to);
         free(j);
     }
+    fh_json_doc_free(&doc);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return NULL;
@@ -2027,7 +2031,8 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
                                            "log_level=4",
                                            "fetch.wait.max.ms=5",
                                            "fetch.error.backoff.ms=50",
-                                           "queued.max.messages.kbytes=65536",
+                                           "queued.max.messages.kbytes=16384",
+                                           "fetch.max.bytes=4194304",
                                            NULL};
     if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, errsize))
         return -1;
@@ -2072,7 +2077,7 @@ static void kafka_route(fh_stream *s, rd_kafka_message_t *m)
     if (!m->err && (p = part_index(s, rd_kafka_topic_name(m->rkt), m->partition)) >= 0 &&
         m->offset >= s->hw[p]) {
         s->hw[p] = m->offset + 1;
-        sev *e = sev_build(s, m, p, 1);
+        sev *e = sev_build(s, &s->doc, m, p, 1);
         if (e) {
             e->seq = s->next_seq;
             ring_push(s, e);
@@ -2525,6 +2530,8 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->max_conns = (int)fh_config_int(&b->cfg, "stream.max_connections");
     s->max_subs = (int)fh_config_int(&b->cfg, "stream.max_subscriptions");
     s->max_message = (size_t)fh_config_int(&b->cfg, "stream.max_message_bytes");
+    s->max_event_bytes = (size_t)fh_config_int(&b->cfg, "events.max_bytes");
+    fh_json_doc_init(&s->doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
     s->heartbeat_s = (int)fh_config_int(&b->cfg, "stream.heartbeat_s");
     s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
     s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
@@ -2591,6 +2598,7 @@ void fh_stream_free(fh_stream *s)
             free(e);
         }
     free(s->wild);
+    fh_json_doc_free(&s->doc);
     while (s->kb_i < s->kb_n)
         rd_kafka_message_destroy(s->kbatch[s->kb_i++]);
     if (s->rkq)

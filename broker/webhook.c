@@ -177,6 +177,7 @@ static struct wh {
     int paused;
     int64_t next_scan_ms, next_prune_ms, next_recount_ms;
     fh_buf body;
+    fh_json_doc doc; /* each record is checked in it before any jansson tree is built */
 
     fh_metric *m_created, *m_delivered, *m_failed_attempts, *m_dead, *m_refused, *m_disabled,
         *m_inflight, *m_pending, *m_paused, *m_lat[LAT_BUCKETS + 1], *m_lat_count, *m_lat_sum;
@@ -949,6 +950,25 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         W.eps[i].has_work = 1;
 }
 
+/* 1 when some enabled endpoint's filter matches the record: checked in place (no jansson tree),
+ * so records nobody subscribed to cost a parse and no allocation. 0 also for invalid records. */
+static int wanted(const rd_kafka_message_t *m)
+{
+    fh_event_view view;
+    fh_filter_facts facts;
+    char err[384];
+    int any = 0;
+    if (fh_event_check(W.b->contract, &W.doc, m->payload, m->len, W.max_record_bytes, &view, err,
+                       sizeof(err)))
+        return 0;
+    if (fh_filter_facts_from_view(&view, &facts))
+        return 1; /* out of memory: let the full path decide */
+    for (size_t i = 0; i < W.neps && !any; i++)
+        any = W.eps[i].enabled && fh_filter_match_facts(&W.eps[i].filter, &facts);
+    fh_filter_facts_free(&facts);
+    return any;
+}
+
 /* Turns one record into deliveries: one row per matching enabled endpoint and body, inside the
  * open transaction. Bodies are rendered once per format and shared through the payloads table. */
 static int ingest(const rd_kafka_message_t *m)
@@ -957,7 +977,7 @@ static int ingest(const rd_kafka_message_t *m)
     int64_t payload[FH_WH__COUNT][FH_WH_MAX_BODIES];
     const char *pvariant[FH_WH__COUNT][FH_WH_MAX_BODIES];
     fh_event ev;
-    if (m->partition < 0 || m->partition >= MAX_PARTS)
+    if (m->partition < 0 || m->partition >= MAX_PARTS || !wanted(m))
         return 0;
     if (fh_event_decode(W.b->contract, m->payload, m->len, W.max_record_bytes, &ev, err,
                         sizeof(err)))
@@ -1208,6 +1228,8 @@ static const char *const consumer_defaults[] = {
     "session.timeout.ms=10000",
     "heartbeat.interval.ms=1000",
     "log_level=4",
+    "queued.max.messages.kbytes=8192",
+    "fetch.max.bytes=4194304",
     NULL,
 };
 
@@ -1282,6 +1304,7 @@ int webhook_start(fh_broker *b)
     for (int p = 0; p < MAX_PARTS; p++)
         W.to_store[p] = W.first_in_txn[p] = -1;
     fh_buf_init(&W.body, W.max_record_bytes * 4 + 65536);
+    fh_json_doc_init(&W.doc, FH_EVENT_DOC_CAP(W.max_record_bytes));
     if ((W.nschedule = whs_schedule_parse(fh_config_str(c, "webhooks.retry_schedule"), W.schedule,
                                           MAX_SCHEDULE, err, sizeof(err))) < 0 ||
         fh_netguard_init(&W.guard, fh_config_str(c, "webhooks.allow_cidrs"), err, sizeof(err)))
@@ -1372,4 +1395,5 @@ void webhook_stop(void)
             close(W.wake[i]);
     W.wake[0] = W.wake[1] = -1;
     fh_buf_free(&W.body);
+    fh_json_doc_free(&W.doc);
 }

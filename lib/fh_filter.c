@@ -224,6 +224,87 @@ int fh_filter_match(const fh_filter *f, const fh_event *ev)
     return fh_filter_match_with(f, event_lookup, (void *)ev);
 }
 
+/* The event's value of field in the view: like event_value, from an fh_json tree. */
+static int view_value(const fh_event_view *ev, fh_filter_field field, const char **s, size_t *len,
+                      long long *n)
+{
+    int64_t i;
+    switch (field) {
+    case FH_F_TYPE:
+        *s = fh_event_type_name(ev->type);
+        *len = *s ? strlen(*s) : 0;
+        return *s != NULL;
+    case FH_F_MASTER:
+        *s = ev->master;
+        *len = *s ? strlen(*s) : 0;
+        return *s != NULL;
+    default:
+        break;
+    }
+    const fh_jv *v = fh_jv_get(ev->data, fields[field].name);
+    if (fields[field].integer) {
+        if (fh_jv_int(v, &i))
+            return 0;
+        *n = (long long)i;
+        return 1;
+    }
+    *s = fh_jv_str(v, len);
+    return *s != NULL;
+}
+
+fh_err fh_filter_facts_from_view(const fh_event_view *ev, fh_filter_facts *out)
+{
+    const char *str[FH_F__COUNT] = {0};
+    size_t len[FH_F__COUNT] = {0}, total = 0;
+    memset(out, 0, sizeof(*out));
+    for (int f = 0; f < FH_F__COUNT; f++) {
+        if (!view_value(ev, (fh_filter_field)f, &str[f], &len[f], &out->num[f]))
+            continue;
+        out->present |= 1u << f;
+        if (str[f] && f != FH_F_TYPE)
+            total += len[f] + 1;
+    }
+    if (total && !(out->blob = malloc(total))) {
+        memset(out, 0, sizeof(*out));
+        return FH_ERR_NOMEM;
+    }
+    out->blob_len = total;
+    char *p = out->blob;
+    for (int f = 0; f < FH_F__COUNT; f++) {
+        if (!str[f])
+            continue;
+        if (f == FH_F_TYPE) {
+            out->str[f] = str[f]; /* a static name */
+            continue;
+        }
+        memcpy(p, str[f], len[f] + 1);
+        out->str[f] = p;
+        p += len[f] + 1;
+    }
+    return FH_OK;
+}
+
+int fh_filter_facts_lookup(void *ctx, fh_filter_field field, const char **s, long long *n)
+{
+    const fh_filter_facts *x = ctx;
+    if (field >= FH_F__COUNT || !(x->present & (1u << field)))
+        return 0;
+    *s = x->str[field];
+    *n = x->num[field];
+    return 1;
+}
+
+int fh_filter_match_facts(const fh_filter *f, const fh_filter_facts *facts)
+{
+    return fh_filter_match_with(f, fh_filter_facts_lookup, (void *)facts);
+}
+
+void fh_filter_facts_free(fh_filter_facts *facts)
+{
+    free(facts->blob);
+    memset(facts, 0, sizeof(*facts));
+}
+
 int fh_filter_field_integer(fh_filter_field f)
 {
     return f < FH_F__COUNT && fields[f].integer;

@@ -79,6 +79,25 @@ typedef int (*fh_filter_lookup)(void *ctx, fh_filter_field field, const char **s
  * of decoding them): the same rules, fields read through lookup. Returns 1 when it matches. */
 int fh_filter_match_with(const fh_filter *f, fh_filter_lookup lookup, void *ctx);
 
+/* The values of an event that filters read, copied out of its JSON into one block so the parse
+ * tree can go (the stream keeps these per event instead of a tree). Immutable once built. */
+typedef struct fh_filter_facts {
+    unsigned present;             /* bit f: the event has field f, with its type */
+    long long num[FH_F__COUNT];   /* integer fields */
+    const char *str[FH_F__COUNT]; /* string fields: inside blob, or static (type) */
+    char *blob;                   /* owned */
+    size_t blob_len;
+} fh_filter_facts;
+
+/* Fills *out from a validated event (fh_event_check). Returns FH_OK or FH_ERR_NOMEM (then *out
+ * is empty). Release with fh_filter_facts_free. */
+fh_err fh_filter_facts_from_view(const fh_event_view *ev, fh_filter_facts *out);
+/* An fh_filter_lookup over fh_filter_facts (ctx is a const fh_filter_facts *). */
+int fh_filter_facts_lookup(void *ctx, fh_filter_field field, const char **s, long long *n);
+/* fh_filter_match for facts: the same answer fh_filter_match gives for the same event. */
+int fh_filter_match_facts(const fh_filter *f, const fh_filter_facts *facts);
+void fh_filter_facts_free(fh_filter_facts *facts);
+
 /* Returns 1 when s matches the glob pattern (only `*` is special). */
 int fh_glob_match(const char *pattern, const char *s);
 

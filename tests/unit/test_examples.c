@@ -2,6 +2,7 @@
  * ones decode, invalid ones fail at the documented path; and the two ways in (fh_event_decode
  * through jansson, fh_event_check in place) agree on every verdict, message, key and topic. */
 #include "fh_event.h"
+#include "fh_filter.h"
 #include "fh_test.h"
 
 #include <dirent.h>
@@ -76,6 +77,44 @@ static fh_json_doc *doc(void)
     return &shared_doc;
 }
 
+/* The facts the stream keeps per event must give every filter field the value the jansson event
+ * gives, and a filter on that value must match both ways. */
+static void check_facts(const char *name, const fh_event_view *v, const fh_event *ev)
+{
+    fh_filter_facts x;
+    char err[256];
+    CHECK(fh_filter_facts_from_view(v, &x) == FH_OK);
+    for (int f = 0; f < FH_F__COUNT; f++) {
+        const char *fname = fh_filter_field_name((fh_filter_field)f), *s = NULL, *want = NULL;
+        long long n = 0, wn = 0;
+        int have = fh_filter_facts_lookup(&x, (fh_filter_field)f, &s, &n), want_have;
+        if (f == FH_F_TYPE)
+            want = fh_event_type_name((int)ev->type);
+        else if (f == FH_F_MASTER)
+            want = ev->master;
+        if (fh_filter_field_integer((fh_filter_field)f))
+            want_have = fh_event_int(ev, fname, &wn) == 0;
+        else
+            want_have = (want = want ? want : fh_event_str(ev, fname)) != NULL;
+        if (have != want_have)
+            printf("  %s: field %s: facts %d, event %d\n", name, fname, have, want_have);
+        CHECK(have == want_have);
+        if (!have || have != want_have)
+            continue;
+        json_t *fj = want ? json_pack("{s:s}", fname, want) : json_pack("{s:I}", fname, wn);
+        fh_filter flt;
+        CHECK(fh_filter_parse(fj, &flt, err, sizeof(err)) == FH_OK);
+        if (want)
+            CHECK_STR(s, want);
+        else
+            CHECK(n == wn);
+        CHECK(fh_filter_match_facts(&flt, &x) == 1 && fh_filter_match(&flt, ev) == 1);
+        fh_filter_free(&flt);
+        json_decref(fj);
+    }
+    fh_filter_facts_free(&x);
+}
+
 /* fh_event_check must say what fh_event_decode says. Schema and size errors word for word; a
  * parse error comes from another parser, so only its "not JSON: " start must match. */
 static void check_agrees(const char *name, const char *text, size_t len, size_t max, fh_err want,
@@ -102,6 +141,7 @@ static void check_agrees(const char *name, const char *text, size_t len, size_t 
         fh_event_key(ev, k1, sizeof(k1));
         fh_event_view_key(&v, k2, sizeof(k2));
         CHECK_STR(k2, k1);
+        check_facts(name, &v, ev);
     }
 }
 
