@@ -66,6 +66,7 @@ static const char *const consumer_defaults[] = {
     /* it only judges records: a small prefetch keeps memory bounded (librdkafka's default is
      * 64 MiB) */
     "queued.max.messages.kbytes=8192",
+    "queued.min.messages=10000",
     "fetch.max.bytes=4194304",
     NULL,
 };

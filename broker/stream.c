@@ -211,6 +211,7 @@ struct conn {
     sub *subs;
     int nsubs;
     int closing;                          /* close frame queued; drop after flushing */
+    int64_t closing_ms;                   /* when (WebSocket): dropped unflushed after a while */
     int want_write;                       /* EPOLLOUT armed */
     _Atomic int want_room;                /* a replay or catch-up waits for the queue to drain */
     int64_t over_ms;                      /* when the queue passed the cap (0: it has not) */
@@ -302,6 +303,7 @@ struct fh_stream {
     conn *dirty;
     conn *over; /* queues past client_queue_max, waiting to drain */
     int64_t drain_grace_ms;
+    int64_t close_timeout_ms; /* a closed WebSocket that has not taken its close frame by then */
     rd_kafka_message_t *kbatch[KAFKA_BATCH]; /* records taken from Kafka, not yet routed */
     size_t kb_n, kb_i;
     /* index */
@@ -321,7 +323,8 @@ struct fh_stream {
     unsigned next_job;
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
-        *m_catchups, *m_in;
+        *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes;
+    int64_t held_since_ms; /* when the stream last stopped for a connection past its cap; 0 */
     int ready;
 };
 
@@ -525,6 +528,7 @@ static void close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
             q_push(s, c, e);
         }
         c->closing = 1;
+        c->closing_ms = fh_now_ms();
     } else {
         pthread_mutex_lock(&c->mu);
         if (code == CLOSE_SLOW_CONSUMER)
@@ -575,6 +579,7 @@ static void ring_push(fh_stream *s, sev *e)
     s->ring_count++;
     s->ring_bytes += e->bytes;
     fh_metric_set(s->m_ring_events, (long long)s->ring_count);
+    fh_metric_set(s->m_ring_bytes, (long long)s->ring_bytes);
 }
 
 /* 1 when every event at or after vec (per partition) is in the ring (or not yet produced). */
@@ -756,6 +761,7 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
         c->over_ms = now | 1; /* never 0 */
         c->next_over = s->over;
         s->over = c;
+        fh_metric_add(s->m_holds, 1);
         /* the budget refills at 1/HOLD_SHARE of the time, up to HOLD_BURSTS grace periods */
         c->hold_budget_ms += (now - c->hold_seen_ms) / HOLD_SHARE;
         if (c->hold_budget_ms > HOLD_BURSTS * s->drain_grace_ms)
@@ -2032,6 +2038,7 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
                                            "fetch.wait.max.ms=5",
                                            "fetch.error.backoff.ms=50",
                                            "queued.max.messages.kbytes=16384",
+                                           "queued.min.messages=20000",
                                            "fetch.max.bytes=4194304",
                                            NULL};
     if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, errsize))
@@ -2106,8 +2113,14 @@ static void kafka_drain(fh_stream *s)
         }
         while (s->kb_i < s->kb_n) {
             if (s->over && !holds_clear(s)) {
+                if (!s->held_since_ms)
+                    s->held_since_ms = fh_now_ms();
                 flush_dirty(s);
                 return;
+            }
+            if (s->held_since_ms) {
+                fh_metric_add(s->m_held_ms, fh_now_ms() - s->held_since_ms);
+                s->held_since_ms = 0;
             }
             kafka_route(s, s->kbatch[s->kb_i++]);
         }
@@ -2136,11 +2149,27 @@ static void heartbeat(fh_stream *s)
     flush_dirty(s);
 }
 
+/* Drops WebSocket connections the broker closed whose client has not read the close frame (a
+ * slow consumer that stopped reading altogether would otherwise keep its socket and the frame
+ * half written on it forever). */
+static void close_timeouts(fh_stream *s)
+{
+    int64_t now = fh_now_ms();
+    for (conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->kind == CONN_WS && c->closing && now - c->closing_ms > s->close_timeout_ms) {
+            fh_log(FH_LOG_INFO, "stream.close_timeout",
+                   "queued=%zu note=\"client did not read its close frame\"", c->q.bytes);
+            conn_drop(s, c);
+        }
+    }
+}
+
 static void *stream_main(void *arg)
 {
     fh_stream *s = arg;
     struct epoll_event evs[256];
-    int64_t next_hb = fh_now_ms() + s->heartbeat_s * 1000;
+    int64_t next_hb = fh_now_ms() + s->heartbeat_s * 1000, next_sweep = fh_now_ms() + 1000;
     int timeout = 100;
     kafka_drain(s);
     while (!atomic_load(&s->stop)) {
@@ -2180,6 +2209,10 @@ static void *stream_main(void *arg)
         if (fh_now_ms() >= next_hb) {
             heartbeat(s);
             next_hb = fh_now_ms() + s->heartbeat_s * 1000;
+        }
+        if (fh_now_ms() >= next_sweep) {
+            close_timeouts(s);
+            next_sweep = fh_now_ms() + 1000;
         }
     }
     /* shutting down: tell every client, flush what we can */
@@ -2515,6 +2548,14 @@ static void register_metrics(fh_stream *s)
         fh_metric_new("firehose_stream_ring_events", NULL, "Recent events held for resume.", 1);
     s->m_catchups =
         fh_metric_new("firehose_stream_catchups_total", NULL, "Resumes served from Kafka.", 0);
+    s->m_ring_bytes = fh_metric_new("firehose_stream_ring_bytes", NULL,
+                                    "Bytes the recent events held for resume cost.", 1);
+    s->m_holds = fh_metric_new("firehose_stream_holds_total", NULL,
+                               "Times a connection past stream.client_queue_bytes held the "
+                               "stream (no record routed until it drained or was dropped).",
+                               0);
+    s->m_held_ms = fh_metric_new("firehose_stream_held_milliseconds_total", NULL,
+                                 "Time the stream spent held by connections past their cap.", 0);
 }
 
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)
@@ -2535,6 +2576,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->heartbeat_s = (int)fh_config_int(&b->cfg, "stream.heartbeat_s");
     s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
     s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
+    s->close_timeout_ms = fh_config_int(&b->cfg, "stream.close_timeout_ms");
     s->ring = calloc(s->ring_cap, sizeof(sev *));
     s->next_seq = 1; /* 0 is "no event" in sub->mark */
     pthread_mutex_init(&s->inbox_mu, NULL);

@@ -27,7 +27,10 @@
         {"stream.catchup_max", NULL, FH_CFG_INT, "32", 1, 10000,                                   \
          "resumes served from Kafka at once; more wait their turn"},                               \
         {"stream.drain_grace_ms", NULL, FH_CFG_INT, "500", 0, 60000,                               \
-         "how long a client past stream.client_queue_bytes may hold the stream while it drains"}
+         "how long a client past stream.client_queue_bytes may hold the stream while it drains"}, \
+        {"stream.close_timeout_ms", NULL, FH_CFG_INT, "5000", 100, 600000,                         \
+         "how long a WebSocket client the broker closed may take to read its close frame before "  \
+         "the socket is dropped"}
 
 typedef struct fh_stream fh_stream;
 

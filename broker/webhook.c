@@ -1229,6 +1229,7 @@ static const char *const consumer_defaults[] = {
     "heartbeat.interval.ms=1000",
     "log_level=4",
     "queued.max.messages.kbytes=8192",
+    "queued.min.messages=10000",
     "fetch.max.bytes=4194304",
     NULL,
 };

@@ -44,7 +44,8 @@ BROKERS = {
     "sse": ("main", ["--stream.heartbeat_s=1"], True),
     "ring": ("ring", ["--stream.ring_events=100"], True),
     "slow": ("live", ["--stream.client_queue_bytes=262144", "--stream.heartbeat_s=1"], True),
-    "tight": ("live", ["--stream.ring_events=100", "--stream.client_queue_bytes=65536"], True),
+    "tight": ("live", ["--stream.ring_events=100", "--stream.client_queue_bytes=65536",
+                       "--stream.close_timeout_ms=1000"], True),
     "auth": ("live", ["--stream.heartbeat_s=1"], False),
     "limits": ("live", ["--stream.max_connections=2"], True),
     "wide": ("wide", [], True),
@@ -563,9 +564,11 @@ def test_a_prompt_client_survives_a_burst_bigger_than_its_queue(fresh):
     try:
         c.subscribe("all", {})
         base = b.metric("firehose_stream_events_total")
+        holds = b.metric("firehose_stream_holds_total")
         b.emit(evs)
         wait_for(lambda: b.metric("firehose_stream_events_total") >= base + len(evs) or c.done, 30,
                  what="the broker to read the burst")
+        assert b.metric("firehose_stream_holds_total") > holds, "the burst never passed the queue cap"
         assert c.close_code is None, "disconnected with %s %r after %d events" % (
             c.close_code, c.close_reason, len(c.events()))
         c.barrier()
@@ -573,6 +576,24 @@ def test_a_prompt_client_survives_a_burst_bigger_than_its_queue(fresh):
         assert not problems, "\n".join(problems)
     finally:
         c.close()
+
+
+def test_a_closed_client_that_never_reads_its_close_frame_is_dropped(fresh):
+    """A slow consumer that stopped reading for good cannot keep its socket: once closed, it has
+    stream.close_timeout_ms (1 s here) to take the close frame, then the broker drops the connection."""
+    b = fresh("tight")                         # client queue 64 KiB, close timeout 1 s
+    b.wait_connections(0)
+    slow = _slow_client(b)
+    try:
+        b.wait_connections(1)
+        before = b.metric("firehose_stream_disconnects_total", '{reason="slow_consumer"}')
+        b.emit(gen_events.generate(8000, seed=331))   # ~7 MB: more than the queue and both socket buffers
+        wait_for(lambda: b.metric("firehose_stream_disconnects_total", '{reason="slow_consumer"}') > before,
+                 30, what="the slow consumer to be closed")
+        b.wait_connections(0)                  # not a socket kept open behind an unread close frame
+        assert "stream.close_timeout" in b.log(), "the drop was not logged"
+    finally:
+        slow.close()
 
 
 def test_an_sse_client_leaving_does_not_hurt_the_broker(fresh):
@@ -897,7 +918,9 @@ def test_metrics_count_deliveries_connections_and_disconnects(brokers):
     b.wait_connections(0)
     m0 = b.metrics()
     for name in ("firehose_stream_events_total", "firehose_stream_deliveries_total", "firehose_stream_connections",
-                 "firehose_stream_queued_bytes", "firehose_stream_ring_events", "firehose_stream_catchups_total"):
+                 "firehose_stream_queued_bytes", "firehose_stream_ring_events", "firehose_stream_ring_bytes",
+                 "firehose_stream_catchups_total", "firehose_stream_holds_total",
+                 "firehose_stream_held_milliseconds_total"):
         assert (name, "") in m0, "no %s in /metrics" % name
     for reason in ("slow_consumer", "other"):
         assert ("firehose_stream_disconnects_total", '{reason="%s"}' % reason) in m0
@@ -916,6 +939,9 @@ def test_metrics_count_deliveries_connections_and_disconnects(brokers):
         assert received > 0
         assert m1[("firehose_stream_deliveries_total", "")] - m0[("firehose_stream_deliveries_total", "")] == received
         assert m1[("firehose_stream_ring_events", "")] >= min(len(evs), 200000)
+        # every event's record is held whole, so the ring costs at least the records' bytes
+        record_bytes = sum(len(json.dumps(e, separators=(",", ":"))) for e in evs)
+        assert m1[("firehose_stream_ring_bytes", "")] >= record_bytes
         assert sum(v for (n, _), v in m1.items() if n == "firehose_events_in_total") >= len(evs)
         raw = RawWs("127.0.0.1", b.port)
         raw.send_frame(OP_BINARY, b"x")
