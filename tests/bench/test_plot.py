@@ -1,7 +1,10 @@
 """bench/plot.py draws well-formed, deterministic SVG charts with the series and points it is given,
-ticks at round numbers."""
+ticks at round numbers; and bench/fanout/report.py turns a fan-out run's TSVs into the three plots
+and the section that links them. No Kafka, no servers: the TSVs are written here."""
 
+import os
 import pathlib
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
@@ -60,3 +63,53 @@ def test_log_axis_leaves_out_nonpositive_points_and_dense_series_lose_markers():
     empty = plot.render("t", "x", "y", [])
     assert "no data" in empty and ET.fromstring(empty) is not None
 
+
+PACER = "pacer: sent={sent} builder_events={sent} failed=0 rate={rate} elapsed=5.000 start_ns=1 end_ns=5000000000"
+LC = ("loadclient: conns=110 subscribed=110 deliveries={d} filtered=0 full={full} full_min=0 full_max=0 first_ns=1 "
+      "last_ns=5000000000 deliveries_per_s={dps} disconnects=0 close_codes=- errors=0 samples={d} p50_ms={p50} "
+      "p99_ms={p99} p999_ms={p999} max_ms=9.00")
+
+
+def result(server, kind, rate, filtered, dps, p50, check="all"):
+    sent = rate * 5
+    return "\t".join([server, kind, str(rate), PACER.format(sent=sent, rate=rate),
+                      LC.format(d=dps * 5, full=10 * sent, dps=dps, p50=p50, p99=p50 * 4, p999=p50 * 6),
+                      "30", "204800", "yes", "5", str(10 * sent), str(filtered), check])
+
+
+def test_fanout_report_writes_three_plots_and_links_them(tmp_path):
+    rows = [result(s, "step", r, 1000, r * 11, p) for s in ("centrifugo", "firehose")
+            for r, p in ((2000, 3.0), (5000, 8.0))]
+    rows += [result(s, "sweep", 5000, n, 5000 * (10 + n / 1000), 2.0, "full") for s in ("centrifugo", "firehose")
+             for n in (10, 100)]
+    (tmp_path / "results.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "soak.tsv").write_text("start\t0\t15000\t0\n" + "".join(
+        "sample\t%d\t%d\t%.3f\n" % (i * 30000, 300000 + i * 100, i * 0.5) for i in range(1, 11))
+        + "30000\t30001\t300500\t1\nend\t300000\t301500\t5\tcpu_ticks=300\tloadclient: conns=100 deliveries=300\n")
+    doc = tmp_path / "docs" / "performance.md"
+    doc.parent.mkdir()
+    doc.write_text("# Performance\n")
+    env = dict(os.environ, RESULTS=str(tmp_path / "results.tsv"), SOAK=str(tmp_path / "soak.tsv"), DOC=str(doc),
+               FILTERED="1000", FULL="10", NBUILDERS="1000", AVG_BYTES="656", STEP_S="5", LAT_RATE="10000",
+               LAT_RUNS="1", LAT_S="5", MAX_LAG_MS="1000", SWEEP_RATE="5000", SWEEP_SUBS="10 100",
+               SOAK_EVENTS="300000", SOAK_SUBS="100", CENTRIFUGO_NOTE="", CENTRIFUGO_VERSION="Centrifugo v6 (test)",
+               INPUT_COUNT="1200000", NPROC="2", KERNEL="Linux", DATE="2026-12-01T00:00:00Z", HZ="100",
+               CPU_MODEL="test CPU", MEM_KB="1048576", RDKAFKA="2.0.2", WRITER=str(ROOT / "bench" / "write_section.py"),
+               KNOBS="FANOUT_SWEEP_SUBS=10\\ 100 ", WRITE_DOC="1")
+    report = [sys.executable, str(ROOT / "bench" / "fanout" / "report.py")]
+    subprocess.run(report, env=env, check=True, stdout=subprocess.DEVNULL, timeout=60)
+    plots = doc.parent / "plots"
+    svgs = {p.name: p.read_text() for p in plots.iterdir()}
+    assert sorted(svgs) == ["fanout-deliveries-vs-subscribers.svg", "fanout-latency.svg", "fanout-soak-rss.svg"]
+    assert series_of(svgs["fanout-deliveries-vs-subscribers.svg"]) == {"Centrifugo": (2, 2), "firehose-broker": (2, 2)}
+    lat = series_of(svgs["fanout-latency.svg"])
+    assert sorted(lat) == sorted("%s %s" % (s, p) for s in ("Centrifugo", "firehose-broker") for p in ("p50", "p99", "p999"))
+    assert set(lat.values()) == {(2, 2)}
+    assert series_of(svgs["fanout-soak-rss.svg"]) == {"firehose-broker": (13, 13)}   # start, 10 samples, mark, end
+    text = doc.read_text()
+    for name in svgs:
+        assert "](plots/%s)" % name in text
+    assert "- Command: `FANOUT_SWEEP_SUBS=10\\ 100 flock /tmp/firehose-cpu.lock bash bench/fanout.sh`" in text
+    assert "| Centrifugo | 100 |" in text and "full-stream: 250,000 / 250,000" in text
+    subprocess.run(report, env=env, check=True, stdout=subprocess.DEVNULL, timeout=60)
+    assert {p.name: p.read_text() for p in plots.iterdir()} == svgs, "a re-run must not change the plots"
