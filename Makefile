@@ -22,7 +22,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: fanout-tools all deps run test unit unit-asan integration bench docs install uninstall clean format format-check
+.PHONY: fanout-tools all deps run test unit unit-asan integration bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -129,12 +129,17 @@ unit-asan:
 integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
+# The benchmarks' own Python (bench/plot.py, the fan-out report): no Kafka, no build, a second.
+bench-test:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/bench
+
 test: deps
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory unit-asan
 	$(MAKE) --no-print-directory fuzz-smoke
+	$(MAKE) --no-print-directory bench-test
 	$(MAKE) --no-print-directory integration
 
 bench: deps all

@@ -17,19 +17,27 @@
 #    Sustained = every expected delivery arrived, no disconnect, no error, and the last delivery
 #    came at most FANOUT_MAX_LAG_MS after the producer stopped. Server CPU (utime+stime from
 #    /proc/PID/stat over the producing interval) and RSS (VmRSS at the end of producing).
-#    Centrifugo runs first (a fresh consumer group on an empty topic starts at the beginning, so
-#    it must see an empty topic; the firehose broker starts at the high watermark by design).
+#    Then the subscriber sweep: at FANOUT_SWEEP_RATE, one step per count in FANOUT_SWEEP_SUBS of
+#    filtered clients (connection i filters builder i mod 1,000), each with the FANOUT_FULL
+#    full-stream clients too. Centrifugo runs first (a fresh consumer group on an empty topic
+#    starts at the beginning, so it must see an empty topic; the firehose broker starts at the
+#    high watermark by design).
 # 6. Memory soak: a fresh broker, FANOUT_SOAK_SUBS connections each filtering one builder,
-#    FANOUT_SOAK_EVENTS status events (firehose-sim | firehose-emit, flat out); VmRSS sampled when
-#    firehose_stream_events_total passes 1M and 10M (and a few points between).
-# Results go to docs/performance.md between the bench:fanout markers (bench/write_section.py).
+#    FANOUT_SOAK_EVENTS status events (firehose-sim | firehose-emit, flat out); VmRSS and
+#    firehose_stream_events_total sampled every ~0.5 s, and marks when the count passes 1M and 10M
+#    (and a few points between; all scaled by FANOUT_SOAK_EVENTS / 10M).
+# Results go to docs/performance.md between the bench:fanout markers (bench/write_section.py), and
+# bench/fanout/report.py draws three plots into docs/plots/ (bench/plot.py) that the section links.
+# The raw results stay in build/bench/fanout-{results,soak}.tsv, with fanout-report.env to run the
+# report on them again (see bench/fanout/report.py).
 #
 # Knobs (environment): FANOUT_RATES ("2000 5000 10000 20000 50000 100000"), FANOUT_STEP_S (10),
 #   FANOUT_LAT_RATE (10000), FANOUT_LAT_RUNS (3), FANOUT_LAT_S (10), FANOUT_FILTERED (1000),
-#   FANOUT_FULL (10), FANOUT_MAX_LAG_MS (1000), FANOUT_SOAK_EVENTS (10000000), FANOUT_SOAK_SUBS
-#   (100), FANOUT_CENTRIFUGO (path, default ~/go/bin/centrifugo; "none" to skip), FANOUT_SKIP
-#   (words: centrifugo firehose soak), FANOUT_BROKER (another firehose-broker binary),
-#   FANOUT_NO_DOC=1 (do not touch docs/performance.md).
+#   FANOUT_FULL (10), FANOUT_MAX_LAG_MS (1000), FANOUT_SWEEP_RATE (5000), FANOUT_SWEEP_SUBS
+#   ("10 100 1000 3000"), FANOUT_SOAK_EVENTS (10000000), FANOUT_SOAK_SUBS (100), FANOUT_CENTRIFUGO
+#   (path, default ~/go/bin/centrifugo; "none" to skip), FANOUT_SKIP (words: centrifugo firehose
+#   sweep soak), FANOUT_BROKER (another firehose-broker binary), FANOUT_NO_DOC=1 (do not touch
+#   docs/performance.md or docs/plots/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -48,6 +56,8 @@ LAT_S="${FANOUT_LAT_S:-10}"
 FILTERED="${FANOUT_FILTERED:-1000}"
 FULL="${FANOUT_FULL:-10}"
 MAX_LAG_MS="${FANOUT_MAX_LAG_MS:-1000}"
+SWEEP_RATE="${FANOUT_SWEEP_RATE:-5000}"
+SWEEP_SUBS="${FANOUT_SWEEP_SUBS:-10 100 1000 3000}"
 SOAK_EVENTS="${FANOUT_SOAK_EVENTS:-10000000}"
 SOAK_SUBS="${FANOUT_SOAK_SUBS:-100}"
 CENTRIFUGO="${FANOUT_CENTRIFUGO:-$HOME/go/bin/centrifugo}"
@@ -123,13 +133,17 @@ RESULTS="$RUN/results.tsv"
 : >"$RESULTS"
 FIRST=0   # next input record, so successive runs do not repeat records
 
-# run_step SERVER PROTO URL RATE SECONDS KIND: one set of connections, one paced run.
-# Appends: server kind rate pacer-line loadclient-line cpu% rss_kb sustained lag_ms expected
+# run_step SERVER PROTO URL RATE SECONDS KIND [FILTERED]: one set of connections (FILTERED, default
+# FANOUT_FILTERED, filtered clients + FANOUT_FULL full-stream ones), one paced run. Appends:
+#   server kind rate pacer-line loadclient-line cpu% rss_kb sustained lag_ms expected filtered check
+# check: "all" when every delivery is predicted (FILTERED a multiple of the builder count: each
+# builder has FILTERED/NBUILDERS clients), else "full" (only the full-stream clients' count), or
+# "none" (no full-stream clients either: sustained is then "unchecked" at best).
 run_step() {
-    local server="$1" proto="$2" url="$3" rate="$4" secs="$5" kind="$6"
+    local server="$1" proto="$2" url="$3" rate="$4" secs="$5" kind="$6" filtered="${7:-$FILTERED}"
     local tag="$server-$kind-$rate-$RANDOM" ready lcpid pline lline c0 c1 w0 w1 rss
     ready="$RUN/ready.$tag"
-    "$LC" --url "$url" --proto "$proto" --builders "$BUILDERS" --filtered "$FILTERED" --full "$FULL" \
+    "$LC" --url "$url" --proto "$proto" --builders "$BUILDERS" --filtered "$filtered" --full "$FULL" \
         --threads 2 --max-s "$((secs + 90))" --quiet-ms 3000 --ready-file "$ready" \
         >"$RUN/lc.$tag.out" 2>"$RUN/lc.$tag.err" &
     lcpid=$!
@@ -139,8 +153,8 @@ run_step() {
         kill -TERM "$lcpid" 2>/dev/null || true; wait "$lcpid" 2>/dev/null || true
         cat "$RUN/lc.$tag.err" >&2
         say "$server $rate/s: the connections did not all subscribe"
-        printf '%s\t%s\t%s\tpacer: sent=0\t%s\t0\t0\tno\t0\t0\n' "$server" "$kind" "$rate" \
-            "$(cat "$RUN/lc.$tag.out" 2>/dev/null)" >>"$RESULTS"
+        printf '%s\t%s\t%s\tpacer: sent=0\t%s\t0\t0\tno\t0\t0\t%s\tnone\n' "$server" "$kind" "$rate" \
+            "$(cat "$RUN/lc.$tag.out" 2>/dev/null)" "$filtered" >>"$RESULTS"
         return 1
     fi
     sleep 0.5
@@ -151,31 +165,42 @@ run_step() {
     local nsent; nsent="$(kv "$pline" sent)"; FIRST=$((FIRST + ${nsent:-0}))
     wait "$lcpid" 2>/dev/null || true
     lline="$(cat "$RUN/lc.$tag.out")"
-    local hz cpu sent bev expected got disc errs last end lag ok=yes
+    local hz cpu sent bev expected got disc errs last end lag ok=yes check=all
     hz="$(getconf CLK_TCK)"
     cpu="$(python3 -c "import sys; c0,c1,w0,w1,hz=map(float,sys.argv[1:]); print(round(100*(c1-c0)/hz/((w1-w0)/1e9)))" "$c0" "$c1" "$w0" "$w1" "$hz")"
     sent="$(kv "$pline" sent)"; bev="$(kv "$pline" builder_events)"; end="$(kv "$pline" end_ns)"
-    expected=$(( (FILTERED >= NBUILDERS ? bev : 0) + FULL * sent ))
+    sent="${sent:-0}"; bev="${bev:-0}"   # a pacer that failed prints nothing
     got="$(kv "$lline" deliveries)"; disc="$(kv "$lline" disconnects)"; errs="$(kv "$lline" errors)"
+    if [ $((filtered % NBUILDERS)) = 0 ]; then
+        expected=$(( filtered / NBUILDERS * bev + FULL * sent ))
+    else
+        check=full; expected=$((FULL * sent)); got="$(kv "$lline" full)"
+        [ "$FULL" -gt 0 ] || check=none
+    fi
     last="$(kv "$lline" last_ns)"
     lag=$(( ( ${last:-0} - ${end:-0} ) / 1000000 ))
     if [ "${got:-0}" != "$expected" ] || [ "${disc:-1}" != 0 ] || [ "${errs:-1}" != 0 ] || [ "$lag" -gt "$MAX_LAG_MS" ]; then ok=no; fi
-    [ "$FILTERED" -ge "$NBUILDERS" ] || [ "${disc:-1}" != 0 ] || ok=unchecked
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$kind" "$rate" "$pline" "$lline" \
-        "$cpu" "$rss" "$ok" "$lag" "$expected" >>"$RESULTS"
-    say "$server $kind $rate/s: sustained=$ok sent=$sent delivered=$got/$expected lag=${lag}ms" \
+    [ "$check" != none ] || [ "$ok" = no ] || ok=unchecked
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$kind" "$rate" "$pline" "$lline" \
+        "$cpu" "$rss" "$ok" "$lag" "$expected" "$filtered" "$check" >>"$RESULTS"
+    say "$server $kind $rate/s, $filtered+$FULL clients: sustained=$ok sent=$sent delivered=$got/$expected ($check)" \
+        "lag=${lag}ms" \
         "deliveries/s=$(kv "$lline" deliveries_per_s) p50=$(kv "$lline" p50_ms) p99=$(kv "$lline" p99_ms)" \
         "p999=$(kv "$lline" p999_ms) disconnects=$disc codes=$(kv "$lline" close_codes) cpu=${cpu}% rss=$((rss / 1024))MiB"
     [ "$ok" != no ]
 }
 
-run_server() {   # run_server NAME PROTO URL: the ladder, then the latency runs
+run_server() {   # run_server NAME PROTO URL: the ladder, the latency runs, then the sweep
     local name="$1" proto="$2" url="$3" r
     for r in $RATES; do
         run_step "$name" "$proto" "$url" "$r" "$STEP_S" step || break
     done
     for r in $(seq 1 "$LAT_RUNS"); do
         run_step "$name" "$proto" "$url" "$LAT_RATE" "$LAT_S" latency || true
+    done
+    [[ "$SKIP" != *" sweep "* ]] || return 0
+    for r in $SWEEP_SUBS; do   # every count, even after one not sustained: the curve is the point
+        run_step "$name" "$proto" "$url" "$SWEEP_RATE" "$STEP_S" sweep "$r" || true
     done
 }
 
@@ -267,9 +292,16 @@ if [[ "$SKIP" != *" soak "* ]]; then
     prod=$!; BG_PIDS+=("$prod")   # firehose-emit; firehose-sim ends when the pipe closes
     marks=(1000000 2000000 5000000 8000000 10000000)
     mi=0
+    us0="${EPOCHREALTIME/./}"; next_us="$us0"   # the samples: one per ~0.5 s (microseconds)
     while [ "$mi" -lt "${#marks[@]}" ] && [ $((SECONDS - s0)) -lt 900 ]; do
         n="$(curl -fsS "${URL%/}/metrics" 2>/dev/null | awk '/^firehose_stream_events_total/ {print $2}' | head -n1)"
         n="${n%.*}"; n="${n:-0}"
+        us="${EPOCHREALTIME/./}"
+        if [ "$us" -ge "$next_us" ]; then
+            printf 'sample\t%s\t%s\t%d.%03d\n' "$n" "$(rss_kb "$SERVER_PID")" $(((us - us0) / 1000000)) \
+                $(((us - us0) / 1000 % 1000)) >>"$SOAK"
+            next_us=$((us + 500000))
+        fi
         while [ "$mi" -lt "${#marks[@]}" ] && [ "$n" -ge "$((marks[mi] * SOAK_EVENTS / 10000000))" ]; do
             printf '%s\t%s\t%s\t%s\n' "${marks[$mi]}" "$n" "$(rss_kb "$SERVER_PID")" $((SECONDS - s0)) >>"$SOAK"
             say "soak: $n events read, RSS $(( $(rss_kb "$SERVER_PID") / 1024 )) MiB after $((SECONDS - s0)) s"
@@ -288,12 +320,18 @@ fi
 
 # ---- report --------------------------------------------------------------------------------
 cp "$RESULTS" "$DATA/fanout-results.tsv"; cp "$SOAK" "$DATA/fanout-soak.tsv"
-export RESULTS SOAK DOC BOOTSTRAP FILTERED FULL NBUILDERS AVG_BYTES STEP_S LAT_RATE LAT_RUNS LAT_S MAX_LAG_MS
-export SOAK_EVENTS SOAK_SUBS CENTRIFUGO_NOTE CENTRIFUGO_VERSION INPUT_COUNT
-export NPROC="$(nproc)" KERNEL="$(uname -sr)" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" HZ="$(getconf CLK_TCK)"
-export CPU_MODEL="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
-export MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
-export RDKAFKA="$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)"
-export WRITE_DOC="$([ -n "${FANOUT_NO_DOC:-}" ] && echo 0 || echo 1)" WRITER="$ROOT/bench/write_section.py"
-python3 "$ROOT/bench/fanout/report.py"
+RESULTS="$DATA/fanout-results.tsv"; SOAK="$DATA/fanout-soak.tsv"
+NPROC="$(nproc)" KERNEL="$(uname -sr)" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" HZ="$(getconf CLK_TCK)"
+CPU_MODEL="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
+MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+RDKAFKA="$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)"
+WRITER="$ROOT/bench/write_section.py"
+KNOBS=""   # the FANOUT_* settings of this run, for the section's command line
+for v in $(compgen -e | grep '^FANOUT_' | sort); do KNOBS+="$v=$(printf '%q' "${!v}") "; done
+REPORT_VARS=(RESULTS SOAK DOC BOOTSTRAP FILTERED FULL NBUILDERS AVG_BYTES STEP_S LAT_RATE LAT_RUNS LAT_S
+    MAX_LAG_MS SWEEP_RATE SWEEP_SUBS SOAK_EVENTS SOAK_SUBS CENTRIFUGO_NOTE CENTRIFUGO_VERSION INPUT_COUNT
+    NPROC KERNEL DATE HZ CPU_MODEL MEM_KB RDKAFKA WRITER KNOBS)
+for v in "${REPORT_VARS[@]}"; do printf '%s=%q\n' "$v" "${!v}"; done >"$DATA/fanout-report.env"
+export "${REPORT_VARS[@]}"
+WRITE_DOC="$([ -n "${FANOUT_NO_DOC:-}" ] && echo 0 || echo 1)" python3 "$ROOT/bench/fanout/report.py"
 say "done in $((SECONDS - T0)) s"

@@ -1,11 +1,25 @@
 #!/usr/bin/env python3
-"""Turns bench/fanout.sh's results (environment: RESULTS, SOAK, ...) into a summary on stdout and
-the bench:fanout section of docs/performance.md (through bench/write_section.py)."""
+"""Turns bench/fanout.sh's results (environment: RESULTS, SOAK, ...) into a summary on stdout and,
+with WRITE_DOC=1, the bench:fanout section of DOC (through bench/write_section.py) and its three
+plots (bench/plot.py) in the plots/ directory beside DOC, which the section links:
+
+    fanout-deliveries-vs-subscribers.svg   deliveries/s against filtered subscribers (the sweep)
+    fanout-latency.svg                     p50/p99/p999 against offered rate (the ladder), log y
+    fanout-soak-rss.svg                    broker RSS against events read (the soak's samples)
+
+bench/fanout.sh also leaves build/bench/fanout-report.env, so the report and plots of its last run
+can be made again elsewhere:
+    set -a; . build/bench/fanout-report.env; set +a
+    DOC=/tmp/p/performance.md WRITE_DOC=1 python3 bench/fanout/report.py
+"""
 import os
 import re
 import statistics
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import plot  # noqa: E402  (bench/plot.py)
 
 env = os.environ
 
@@ -31,28 +45,68 @@ for line in open(env["RESULTS"]):
     if len(f) < 10:
         continue
     server, kind, rate, pline, lline, cpu, rss, ok, lag, expected = f[:10]
+    # columns 11-12 (filtered clients, what was checked) came with the sweep; older files lack them
+    filtered = int(f[10]) if len(f) > 10 and f[10] else int(env["FILTERED"])
     rows.append(dict(server=server, kind=kind, rate=int(rate), p=kv(pline), l=kv(lline),
                      cpu=float(cpu or 0), rss=int(rss or 0), ok=ok, lag=int(lag or 0),
-                     expected=int(expected or 0)))
+                     expected=int(expected or 0), filtered=filtered, check=f[11] if len(f) > 11 else "all"))
 
 servers = [s for s in ("firehose", "centrifugo") if any(r["server"] == s for r in rows)]
 label = {"firehose": "firehose-broker", "centrifugo": "Centrifugo"}
 
 
-def ladder_table():
-    out = ["| server | offered events/s | sent | delivered / expected | deliveries/s | p50 | p99 | p999 "
-           "| last delivery after producer stop | disconnects (close codes) | server CPU | server RSS | sustained |",
+def step_table(kind, head, cell):
+    """The rows of one kind (step, sweep) as a table; head/cell: the first column after server."""
+    out = ["| server | %s | sent | delivered / expected | deliveries/s | p50 | p99 | p999 "
+           "| last delivery after producer stop | disconnects (close codes) | server CPU | server RSS | sustained |" % head,
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        if r["kind"] != "step":
+        if r["kind"] != kind:
             continue
         l, p = r["l"], r["p"]
-        out.append("| %s | %s | %s | %s / %s | **%s** | %.2f ms | **%.2f ms** | %.2f ms | %s ms | %s (%s) | %d%% | %.0f MiB | %s |" % (
-            label[r["server"]], fmt(r["rate"]), fmt(num(p, "sent")), fmt(num(l, "deliveries")),
-            fmt(r["expected"]), fmt(num(l, "deliveries_per_s")), num(l, "p50_ms"), num(l, "p99_ms"),
-            num(l, "p999_ms"), fmt(r["lag"]), l.get("disconnects", "?"), l.get("close_codes", "-"),
-            r["cpu"], r["rss"] / 1024, r["ok"]))
+        got = "%s / %s" % (fmt(num(l, "deliveries")), fmt(r["expected"]))
+        if r["check"] == "full":   # the filtered clients' share cannot be predicted: full-stream only
+            got = "full-stream: %s / %s" % (fmt(num(l, "full")), fmt(r["expected"]))
+        out.append("| %s | %s | %s | %s | **%s** | %.2f ms | **%.2f ms** | %.2f ms | %s ms | %s (%s) | %d%% | %.0f MiB | %s |" % (
+            label[r["server"]], cell(r), fmt(num(p, "sent")), got, fmt(num(l, "deliveries_per_s")),
+            num(l, "p50_ms"), num(l, "p99_ms"), num(l, "p999_ms"), fmt(r["lag"]), l.get("disconnects", "?"),
+            l.get("close_codes", "-"), r["cpu"], r["rss"] / 1024, r["ok"]))
     return out
+
+
+def ladder_table():
+    return step_table("step", "offered events/s", lambda r: fmt(r["rate"]))
+
+
+def sweep(server):
+    return sorted((r for r in rows if r["server"] == server and r["kind"] == "sweep"), key=lambda r: r["filtered"])
+
+
+def sweep_lines():
+    if not any(sweep(s) for s in servers):
+        return ["Subscriber sweep: not run.", ""]
+    out = ["Sustained as in the ladder. Where the filtered count is not a multiple of the %s builders, which "
+           "events reach the filtered clients is not predicted, so only the full-stream clients' deliveries are "
+           "counted (`full-stream:`); disconnects, errors and the lag are checked for all." % env["NBUILDERS"], ""]
+    out += step_table("sweep", "filtered clients", lambda r: fmt(r["filtered"])) + [""]
+    if len(servers) < 2:
+        return out
+    by = {s: {r["filtered"]: r for r in sweep(s)} for s in servers}
+    common = sorted(set(by["firehose"]) & set(by["centrifugo"]))
+    if common:
+        out += ["Ratios, firehose-broker / Centrifugo, at each sweep step:", ""]
+    for n in common:
+        a, b = by["firehose"][n], by["centrifugo"][n]
+        parts = []
+        for key, name in (("deliveries_per_s", "deliveries/s"), ("p50_ms", "p50"), ("p99_ms", "p99")):
+            if num(b["l"], key):
+                parts.append("%s **%.2fx**" % (name, num(a["l"], key) / num(b["l"], key)))
+        if b["cpu"]:
+            parts.append("CPU **%.2fx**" % (a["cpu"] / b["cpu"]))
+        if b["rss"]:
+            parts.append("RSS **%.2fx**" % (a["rss"] / b["rss"]))
+        out.append("- %s filtered + %s full-stream clients: %s" % (fmt(n), env["FULL"], ", ".join(parts)))
+    return out + ([""] if common else [])
 
 
 def best(server):
@@ -128,31 +182,47 @@ def ratio_lines():
     return out + [""]
 
 
-def soak_lines():
-    marks, end = [], None
+def read_soak():
+    """The soak TSV: (RSS kB before, [(mark, events, rss_kb, s)], [(events, rss_kb, s)] samples,
+    end row's fields or None)."""
+    start_rss, marks, samples, end = 0, [], [], None
     for line in open(env["SOAK"]):
         f = line.rstrip("\n").split("\t")
         if f[0] == "end":
             end = f
-        elif f[0] != "start":
-            marks.append((int(f[0]), int(f[1]), int(f[2]), int(f[3])))
-        else:
+        elif f[0] == "start":
             start_rss = int(f[2])
+        elif f[0] == "sample":
+            samples.append((int(f[1]), int(f[2]), float(f[3])))
+        elif f[0]:
+            marks.append((int(f[0]), int(f[1]), int(f[2]), int(f[3])))
+    return start_rss, marks, samples, end
+
+
+def soak_lines():
+    start_rss, marks, samples, end = read_soak()
     if not marks:
         return ["Memory soak: not run."]
     out = ["| mark | events read by the stream | broker RSS | seconds since the producer started |",
            "|---:|---:|---:|---:|",
            "| before | 0 | %.1f MiB | 0 |" % (start_rss / 1024)]
+    scale = int(env["SOAK_EVENTS"]) / 10000000   # the marks are for 10M events, scaled to the soak
     for m, n, rss, s in marks:
-        out.append("| %s | %s | %.1f MiB | %d |" % (fmt(m), fmt(n), rss / 1024, s))
+        out.append("| %s | %s | %.1f MiB | %d |" % (fmt(m * scale), fmt(n), rss / 1024, s))
+    if samples:
+        rs = [rss for _, rss, _ in samples]
+        out += ["", "Sampled every ~0.5 s: %d samples, RSS %.1f-%.1f MiB (lowest-highest), the last %.1f MiB at %s events." % (
+            len(samples), min(rs) / 1024, max(rs) / 1024, samples[-1][1] / 1024, fmt(samples[-1][0]))]
     r1 = next((rss for m, n, rss, s in marks if m == 1000000), None)
     r10 = next((rss for m, n, rss, s in marks if m == 10000000), None)
     out.append("")
     if r1 and r10:
-        out.append("RSS after 10M / after 1M: %.1f / %.1f MiB = **%.3f** (goal: within 5%%, i.e. <= 1.05, and under 256 MiB)." % (
-            r10 / 1024, r1 / 1024, r10 / r1))
+        out.append("RSS after %s / after %s events: %.1f / %.1f MiB = **%.3f** (goal, for 10M / 1M: within 5%%, "
+                   "i.e. <= 1.05, and under 256 MiB)." % (fmt(10000000 * scale), fmt(1000000 * scale), r10 / 1024,
+                                                          r1 / 1024, r10 / r1))
     else:
-        out.append("The soak did not reach 10M events within its time bound (last mark: %s events)." % fmt(marks[-1][1]))
+        out.append("The soak did not reach %s events within its time bound (last mark: %s events)." % (
+            fmt(int(env["SOAK_EVENTS"])), fmt(marks[-1][1])))
     if end:
         lc = kv(end[5] if len(end) > 5 else "")
         ticks = int(end[4].split("=")[1])
@@ -162,6 +232,58 @@ def soak_lines():
                        lc.get("conns", "?"), fmt(num(lc, "deliveries")), lc.get("disconnects", "?"),
                        lc.get("close_codes", "-"), 100 * ticks / int(env["HZ"]) / secs, secs))
     return out
+
+
+COLOR = {"firehose": "#1f77b4", "centrifugo": "#ff7f0e"}
+NOTE = "bench/fanout.sh, %s, %s CPUs" % (env["DATE"], env["NPROC"])
+
+
+def plots():
+    """{file name: (alt text, SVG)} for each plot this run has data for."""
+    out = {}
+    # both servers deliver the same rate while they keep up: dashes let the lower line show through
+    series = [plot.Series(label[s], [(r["filtered"], num(r["l"], "deliveries_per_s")) for r in sweep(s)], COLOR[s],
+                          "dash" if s == "centrifugo" else "solid") for s in servers if sweep(s)]
+    if series:
+        rate = fmt(next(r["rate"] for r in rows if r["kind"] == "sweep"))
+        out["fanout-deliveries-vs-subscribers.svg"] = (
+            "Deliveries/s against the number of filtered subscribers at %s events/s, one line per server" % rate,
+            plot.render("Fan-out: deliveries/s at %s events/s in" % rate,
+                        "filtered subscribers (plus %s full-stream)" % env["FULL"], "deliveries/s", series,
+                        xlog=True, yzero=True, note=NOTE))
+    series = []
+    for s in servers:
+        steps = sorted((r for r in rows if r["server"] == s and r["kind"] == "step"), key=lambda r: r["rate"])
+        for key, name, dash in (("p50_ms", "p50", "solid"), ("p99_ms", "p99", "dash"), ("p999_ms", "p999", "dot")):
+            if steps:
+                series.append(plot.Series("%s %s" % (label[s], name), [(r["rate"], num(r["l"], key)) for r in steps],
+                                          COLOR[s], dash))
+    if series:
+        out["fanout-latency.svg"] = (
+            "Delivery latency p50, p99 and p999 in ms (log scale) against offered events/s in the rate ladder, per server",
+            plot.render("Fan-out: latency over the rate ladder (%s filtered + %s full-stream clients)" % (
+                fmt(int(env["FILTERED"])), env["FULL"]), "offered events/s", "latency, ms", series,
+                xlog=True, ylog=True, note=NOTE))
+    start_rss, marks, samples, end = read_soak()
+    pts = [(0, start_rss)] + [(n, rss) for n, rss, _ in samples] + [(n, rss) for _, n, rss, _ in marks]
+    pts = sorted(set(pts + ([(int(end[1]), int(end[2]))] if end else [])))
+    if marks or samples:
+        out["fanout-soak-rss.svg"] = (
+            "firehose-broker RSS in MiB against events read during the memory soak",
+            plot.render("Memory soak: broker RSS, %s subscribers" % env["SOAK_SUBS"],
+                        "events read by the stream (firehose_stream_events_total)", "VmRSS, MiB",
+                        [plot.Series("firehose-broker", [(n, rss / 1024) for n, rss in pts], COLOR["firehose"],
+                                     markers=len(pts) <= 60)],
+                        yzero=True, note=NOTE))
+    return out
+
+
+PLOTS = plots()
+
+
+def link(name):
+    """The markdown image line for one plot, if this run has it."""
+    return ["![%s](plots/%s)" % (PLOTS[name][0], name), ""] if name in PLOTS else []
 
 
 mem_gib = int(env["MEM_KB"]) / 1024 / 1024
@@ -183,7 +305,8 @@ centrifugo_line = ("- Centrifugo: %s, Kafka async consumer in publication data m
 section = [
     "## Fan-out: Kafka -> broker -> %s filtered + %s full-stream WebSocket clients" % (fmt(int(env["FILTERED"])), env["FULL"]),
     "",
-    "- Command: `flock /tmp/firehose-cpu.lock bash bench/fanout.sh` (what `make bench` runs, without the lock)",
+    "- Command: `%sflock /tmp/firehose-cpu.lock bash bench/fanout.sh` (what `make bench` runs, without the lock%s)" % (
+        env.get("KNOBS", ""), " and the settings" if env.get("KNOBS") else ""),
     "- Date: %s" % env["DATE"],
     "- Machine: %s CPUs (%s), %.1f GiB RAM, %s. Kafka, the broker, the producer and the load client all share "
     "these two cores (and other engineers' jobs may run between locked benchmarks)." % (
@@ -208,14 +331,27 @@ section = [
     "- Goals (DESIGN.md): >= 1,000,000 deliveries/s with no drops; p99 <= 10 ms at 10,000 events/s; RSS after 10M "
     "events within 5% of RSS after 1M and under 256 MiB.",
     "",
-] + summary + ["", "### Rate ladder", ""] + ladder_table() + [
-    "", "### Latency at %s events/s (%s runs of %s s; median (min-max))" % (fmt(int(env["LAT_RATE"])), env["LAT_RUNS"], env["LAT_S"]), ""
+] + summary + ["", "### Rate ladder", ""] + ladder_table() + [""] + link("fanout-latency.svg") + [
+    "### Latency at %s events/s (%s runs of %s s; median (min-max))" % (fmt(int(env["LAT_RATE"])), env["LAT_RUNS"], env["LAT_S"]), ""
 ] + lat_table() + [""] + ratio_lines() + [
+    "### Subscriber sweep: %s events/s offered, %s filtered clients (one builder each, builders reused past %s) "
+    "+ %s full-stream, %s s per step" % (
+        fmt(int(env["SWEEP_RATE"])), ", ".join(fmt(int(n)) for n in env["SWEEP_SUBS"].split()), env["NBUILDERS"],
+        env["FULL"], env["STEP_S"]), ""
+] + sweep_lines() + link("fanout-deliveries-vs-subscribers.svg") + [
     "### Memory soak: %s status events, %s subscribers (one builder each), firehose-sim | firehose-emit flat out" % (
         fmt(int(env["SOAK_EVENTS"])), env["SOAK_SUBS"]), ""
-] + soak_lines()
+] + soak_lines() + [""] + link("fanout-soak-rss.svg")
 
 text = "\n".join(section)
 print(text)
 if env.get("WRITE_DOC") == "1":
+    plot_dir = os.path.join(os.path.dirname(os.path.abspath(env["DOC"])), "plots")
+    for name in ("fanout-deliveries-vs-subscribers.svg", "fanout-latency.svg", "fanout-soak-rss.svg"):
+        path = os.path.join(plot_dir, name)
+        if name in PLOTS:
+            plot.write(path, PLOTS[name][1])
+            print("wrote %s" % path)
+        elif os.path.exists(path):   # no data for it in this run: the section no longer links it
+            os.remove(path)
     subprocess.run([sys.executable, env["WRITER"], "fanout", env["DOC"]], input=text.encode(), check=True)
