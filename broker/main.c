@@ -65,9 +65,9 @@ static const char *const consumer_defaults[] = {
     "log_level=4",
     /* it only judges records: a small prefetch keeps memory bounded (librdkafka's default is
      * 64 MiB) */
-    "queued.max.messages.kbytes=8192",
-    "queued.min.messages=10000",
-    "fetch.max.bytes=4194304",
+    "queued.max.messages.kbytes=4096",
+    "queued.min.messages=5000",
+    "fetch.max.bytes=2097152",
     NULL,
 };
 static const char *const producer_defaults[] = {

@@ -42,6 +42,7 @@
 #define INDEX_BUCKETS 8192
 #define IOV_BATCH 128
 #define KAFKA_BATCH 512
+#define QFREE_MAX 8192 /* delivery entries kept for reuse by the stream thread */
 /* A connection may hold the stream (drain a burst) for up to HOLD_BURSTS x stream.drain_grace_ms
  * in all, earning it back at 1/HOLD_SHARE of the time: one that keeps everybody waiting more than
  * that in the long run (it reads a little slower than events come) is a slow consumer too. */
@@ -73,7 +74,8 @@ typedef struct sev {
     int part;              /* index into the partition table */
     int64_t offset;
     uint64_t seq; /* position in the ring's merged order (0 for catch-up events) */
-    char *tail;   /* `","cursor":"C","event":RAW}`; cursor part is absent for catch-up events */
+    char *tail;   /* `","cursor":"C","event":RAW}` (in this block, after the struct); the cursor
+                   * part is absent for catch-up events */
     size_t tail_len, b_off;  /* tail + b_off starts `,"event":` */
     size_t raw_off, raw_len; /* the CloudEvent bytes inside tail */
     char *sse;               /* "event: T\ndata: RAW\n\n" */
@@ -86,7 +88,6 @@ static void sev_unref(sev *e)
 {
     if (e && atomic_fetch_sub(&e->refs, 1) == 1) {
         fh_filter_facts_free(&e->facts);
-        free(e->tail);
         free(e->sse);
         free(e);
     }
@@ -159,6 +160,7 @@ typedef struct qent {
     size_t shared_len;
     size_t head_len;
     size_t done; /* bytes already written of head + shared */
+    int small;   /* the head holds exactly HEAD_MAX bytes: reusable (qent_put) */
     char head[];
 } qent;
 
@@ -166,7 +168,10 @@ typedef struct qent {
  * Freed with free() after sev_unref(e->ev). */
 static qent *qent_new(size_t head_cap)
 {
-    return calloc(1, sizeof(qent) + (head_cap > HEAD_MAX ? head_cap : HEAD_MAX));
+    qent *e = calloc(1, sizeof(qent) + (head_cap > HEAD_MAX ? head_cap : HEAD_MAX));
+    if (e)
+        e->small = head_cap <= HEAD_MAX;
+    return e;
 }
 
 typedef struct outq {
@@ -304,6 +309,8 @@ struct fh_stream {
     conn *over; /* queues past client_queue_max, waiting to drain */
     int64_t drain_grace_ms;
     int64_t close_timeout_ms; /* a closed WebSocket that has not taken its close frame by then */
+    qent *qfree;              /* small entries for reuse (stream thread only), QFREE_MAX at most */
+    size_t nqfree;
     rd_kafka_message_t *kbatch[KAFKA_BATCH]; /* records taken from Kafka, not yet routed */
     size_t kb_n, kb_i;
     /* index */
@@ -330,6 +337,32 @@ struct fh_stream {
 
 /* ---- small helpers ----------------------------------------------------------------------------
  */
+
+/* qent_new on the stream thread, reusing a freed small entry when it can (a delivery each
+ * event and subscriber: malloc was a tenth of the stream thread's time). */
+static qent *qent_get(fh_stream *s, size_t head_cap)
+{
+    qent *e = s->qfree;
+    if (head_cap > HEAD_MAX || !e)
+        return qent_new(head_cap);
+    s->qfree = e->next;
+    s->nqfree--;
+    memset(e, 0, sizeof(*e));
+    e->small = 1;
+    return e;
+}
+
+/* Frees an entry the stream thread is done with (its event already released). */
+static void qent_put(fh_stream *s, qent *e)
+{
+    if (!e->small || s->nqfree >= QFREE_MAX) {
+        free(e);
+        return;
+    }
+    e->next = s->qfree;
+    s->qfree = e;
+    s->nqfree++;
+}
 
 static void wake(int efd)
 {
@@ -607,7 +640,11 @@ static sev *sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *
     if (fh_event_check(s->b->contract, doc, m->payload, m->len, s->max_event_bytes, &view, err,
                        sizeof(err)))
         return NULL;
-    sev *e = calloc(1, sizeof(*e));
+    if (with_cursor)
+        clen = cursor_encode(s->hw, s->nparts, cur, sizeof(cur));
+    /* tail: `","cursor":"C"` + `,"event":` + RAW + `}` */
+    size_t a_len = with_cursor ? 12 + clen + 1 : 0, tail_len = a_len + 9 + m->len + 1;
+    sev *e = calloc(1, sizeof(*e) + tail_len + 1);
     if (!e)
         return NULL;
     atomic_init(&e->refs, 1);
@@ -618,16 +655,8 @@ static sev *sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *
     }
     e->part = part;
     e->offset = m->offset;
-    if (with_cursor)
-        clen = cursor_encode(s->hw, s->nparts, cur, sizeof(cur));
-    /* tail: `","cursor":"C"` + `,"event":` + RAW + `}` */
-    size_t a_len = with_cursor ? 12 + clen + 1 : 0;
-    e->tail_len = a_len + 9 + m->len + 1;
-    if (!(e->tail = malloc(e->tail_len + 1))) {
-        fh_filter_facts_free(&e->facts);
-        free(e);
-        return NULL;
-    }
+    e->tail = (char *)(e + 1);
+    e->tail_len = tail_len;
     char *p = e->tail;
     if (with_cursor) {
         memcpy(p, "\",\"cursor\":\"", 12);
@@ -644,8 +673,8 @@ static sev *sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *
     e->raw_off = e->b_off + 9;
     e->raw_len = m->len;
     e->tail[e->tail_len] = '\0';
-    /* the three blocks, with malloc's overhead of about 16 bytes each */
-    e->bytes = sizeof(*e) + e->tail_len + 1 + e->facts.blob_len + 3 * 16;
+    /* the two blocks, with malloc's overhead of about 16 bytes each */
+    e->bytes = sizeof(*e) + e->tail_len + 1 + e->facts.blob_len + 2 * 16;
     return e;
 }
 
@@ -718,7 +747,9 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
     /* the head: SSE `id: C\n`; firehose the frame header and `{"op":"event","sub":"ID` (the
      * shared tail carries `","cursor":"C"`) or, with its own cursor, up to `"cursor":"C"`;
      * cloudevents.json the frame header only */
-    qent *q = qent_new(WS_HEADER_MAX + 48 + sizeof(u->id) + clen);
+    /* the cursor is in the head for SSE and for own cursors; else in the shared tail */
+    int cursor_in_head = c->kind == CONN_SSE || u->own_cursors;
+    qent *q = qent_get(s, WS_HEADER_MAX + 48 + sizeof(u->id) + (cursor_in_head ? clen : 0));
     if (!q)
         return -1;
     q->ev = sev_ref(e);
@@ -1718,7 +1749,7 @@ static int ws_flush(fh_stream *s, conn *c)
             if (!c->q.first)
                 c->q.last = NULL;
             sev_unref(e->ev);
-            free(e);
+            qent_put(s, e);
         }
     }
     if (c->want_write) {
@@ -2037,8 +2068,8 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
                                            "log_level=4",
                                            "fetch.wait.max.ms=5",
                                            "fetch.error.backoff.ms=50",
-                                           "queued.max.messages.kbytes=16384",
-                                           "queued.min.messages=20000",
+                                           "queued.max.messages.kbytes=8192",
+                                           "queued.min.messages=10000",
                                            "fetch.max.bytes=4194304",
                                            NULL};
     if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, errsize))
@@ -2640,6 +2671,11 @@ void fh_stream_free(fh_stream *s)
             free(e);
         }
     free(s->wild);
+    while (s->qfree) {
+        qent *e = s->qfree;
+        s->qfree = e->next;
+        free(e);
+    }
     fh_json_doc_free(&s->doc);
     while (s->kb_i < s->kb_n)
         rd_kafka_message_destroy(s->kbatch[s->kb_i++]);

@@ -1228,9 +1228,9 @@ static const char *const consumer_defaults[] = {
     "session.timeout.ms=10000",
     "heartbeat.interval.ms=1000",
     "log_level=4",
-    "queued.max.messages.kbytes=8192",
-    "queued.min.messages=10000",
-    "fetch.max.bytes=4194304",
+    "queued.max.messages.kbytes=4096",
+    "queued.min.messages=5000",
+    "fetch.max.bytes=2097152",
     NULL,
 };
 
