@@ -35,7 +35,9 @@ static const fh_cfg_opt broker_opts[] = {
     {"http.listen", "listen", FH_CFG_STR, "127.0.0.1:8080", 0, 0,
      "address of REST, stream, SSE and dashboard (HOST:PORT, [V6]:PORT; port 0 picks one)"},
     {"http.threads", NULL, FH_CFG_INT, "2", 1, 64, "HTTP worker threads"},
-    {"http.max_connections", NULL, FH_CFG_INT, "4096", 1, 1000000, "open HTTP connections at most"},
+    {"http.max_connections", NULL, FH_CFG_INT, "24576", 1, 1000000,
+     "open connections on the HTTP port at most, stream ones included (keep it above "
+     "stream.max_connections); past it new connections wait in the listen queue"},
     {"http.max_body_bytes", NULL, FH_CFG_INT, "65536", 1024, 16777216,
      "largest request body; larger ones get 413"},
     {"http.max_response_bytes", NULL, FH_CFG_INT, "16777216", 65536, 1073741824,
@@ -87,19 +89,22 @@ typedef struct ingest {
     rd_kafka_t *consumer, *producer;
     long long logged_total, logged_dlq;
     size_t max_bytes;
-    fh_json_doc doc; /* each record is validated in it, in place */
+    fh_json_doc doc;             /* each record is validated in it, in place */
+    rd_kafka_resp_err_t dlq_err; /* delivery result of the last dead-letter record */
 } ingest;
 
+/* A record too large for the dead-letter topic (Kafka's message.max.bytes, with the headers) is
+ * dead-lettered with its first DLQ_TRUNCATE_BYTES bytes and header firehose-truncated. */
+#define DLQ_TRUNCATE_BYTES 65536
+
+/* Runs inside rd_kafka_flush on the thread that sent the record (send_to_dlq). */
 static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    fh_broker *b = opaque;
+    ingest *in = opaque;
     (void)rk;
-    if (m->err) {
-        fh_metric_add(b->dlq_failed, 1);
-        fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(m->err));
-    } else {
-        fh_metric_add(b->dlq_total, 1);
-    }
+    in->dlq_err = m->err;
+    if (!m->err)
+        fh_metric_add(in->b->dlq_total, 1);
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -163,24 +168,27 @@ static void log_counts(ingest *in, const char *event)
     fh_log(FH_LOG_INFO, event, "total=%lld dlq=%lld%s", in->logged_total, in->logged_dlq, line);
 }
 
-/* Hands a rejected record to the dead-letter topic and waits for it to be durable there, so its
- * offset is stored only once the record is safe (invalid records are rare; the wait is cheap).
- * Returns 0 when delivered. */
-static int send_to_dlq(ingest *in, const rd_kafka_message_t *m, const char *reason)
+/* Produces m's key and first len bytes to the dead-letter topic with the reason and the source
+ * as headers, and waits until Kafka has it. Returns the delivery error (0 when delivered). */
+static rd_kafka_resp_err_t dlq_produce(ingest *in, const rd_kafka_message_t *m, const char *reason,
+                                       size_t len)
 {
-    char part[16], off[32];
-    long long failed_before = fh_metric_get(in->b->dlq_failed);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    char part[16], off[32], size[32];
+    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
     snprintf(part, sizeof(part), "%d", m->partition);
     snprintf(off, sizeof(off), "%lld", (long long)m->offset);
     rd_kafka_header_add(h, "firehose-error", -1, reason, -1);
     rd_kafka_header_add(h, "firehose-source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
     rd_kafka_header_add(h, "firehose-source-partition", -1, part, -1);
     rd_kafka_header_add(h, "firehose-source-offset", -1, off, -1);
+    if (len < m->len) {
+        snprintf(size, sizeof(size), "%zu", m->len);
+        rd_kafka_header_add(h, "firehose-truncated", -1, size, -1);
+    }
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             in->producer, RD_KAFKA_V_TOPIC(fh_kafka_topic(&in->b->cfg, FH_TOPIC_DLQ)),
-            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
         if (!err)
             break;
@@ -188,14 +196,27 @@ static int send_to_dlq(ingest *in, const rd_kafka_message_t *m, const char *reas
             rd_kafka_poll(in->producer, 50);
             continue;
         }
-        fh_metric_add(in->b->dlq_failed, 1);
-        fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(err));
         rd_kafka_headers_destroy(h);
-        return -1;
+        return err;
     }
-    if (rd_kafka_flush(in->producer, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    return fh_metric_get(in->b->dlq_failed) == failed_before ? 0 : -1;
+    in->dlq_err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    rd_kafka_flush(in->producer, 10000);
+    return in->dlq_err;
+}
+
+/* Hands a rejected record to the dead-letter topic and waits for it to be durable there, so its
+ * offset is stored only once the record is safe (invalid records are rare; the wait is cheap).
+ * One too large for that topic goes there cut to DLQ_TRUNCATE_BYTES. Returns 0 when delivered. */
+static int send_to_dlq(ingest *in, const rd_kafka_message_t *m, const char *reason)
+{
+    rd_kafka_resp_err_t err = dlq_produce(in, m, reason, m->len);
+    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->len > DLQ_TRUNCATE_BYTES)
+        err = dlq_produce(in, m, reason, DLQ_TRUNCATE_BYTES);
+    if (!err)
+        return 0;
+    fh_metric_add(in->b->dlq_failed, 1);
+    fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(err));
+    return -1;
 }
 
 static void handle_message(ingest *in, rd_kafka_message_t *m)
@@ -256,7 +277,7 @@ static int ingest_start(ingest *in)
     if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
         goto conf_err;
     rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
-    rd_kafka_conf_set_opaque(conf, b);
+    rd_kafka_conf_set_opaque(conf, in);
     if (!(in->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
         goto conf_err;
     if (!b->embedded && fh_config_bool(&b->cfg, "topics.create") &&
@@ -327,6 +348,15 @@ static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
 {
     char err[512];
     fh_http *h = NULL;
+    long long http_max = fh_config_int(&b->cfg, "http.max_connections"),
+              stream_max = fh_config_int(&b->cfg, "stream.max_connections");
+    /* WebSocket and SSE connections hold HTTP connections: at http.max_connections the port stops
+     * accepting (REST and health checks included) before a stream client is refused with 4029. */
+    if (http_max <= stream_max)
+        fh_log(FH_LOG_WARN, "http.limits",
+               "http.max_connections=%lld is not above stream.max_connections=%lld: past %lld "
+               "connections the port stops accepting, REST and health checks included",
+               http_max, stream_max, http_max);
     fh_http_config hc = {
         .listen = fh_config_str(&b->cfg, "http.listen"),
         .threads = (int)fh_config_int(&b->cfg, "http.threads"),

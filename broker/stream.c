@@ -1955,6 +1955,7 @@ static void on_new_ws(fh_stream *s, inmsg *m)
 static void on_new_sse(fh_stream *s, conn *c)
 {
     if (s->nconns >= s->max_conns) {
+        fh_metric_add(s->m_closed_other, 1); /* as for a WebSocket refused with 4029 */
         pthread_mutex_lock(&c->mu);
         c->sse_end = 1;
         if (c->sse_waiting) {

@@ -1,10 +1,12 @@
 #include "fh_kafka.h"
 #include "fh_log.h"
+#include "fh_util.h"
 
 #include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct fh_kafka_embedded {
     rd_kafka_t *rk; /* owns the mock cluster */
@@ -135,6 +137,32 @@ void fh_kafka_embedded_stop(fh_kafka_embedded *e)
     free(e);
 }
 
+/* A topic Kafka has just created answers "not leader for partition" until its leaders have
+ * taken over (a moment after CreateTopics returns): waits until every partition of topic answers
+ * a watermark query, or until deadline_ms. Returns 0, or the last error. */
+static rd_kafka_resp_err_t await_leaders(rd_kafka_t *rk, const char *topic, int64_t deadline_ms)
+{
+    const struct timespec pause = {0, 100 * 1000 * 1000};
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 2000);
+        rd_kafka_topic_destroy(rkt);
+        if (!e && (md->topic_cnt != 1 || md->topics[0].err))
+            e = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        for (int i = 0; !e && i < md->topics[0].partition_cnt; i++) {
+            int64_t lo, hi;
+            e = rd_kafka_query_watermark_offsets(rk, topic, md->topics[0].partitions[i].id, &lo,
+                                                 &hi, 2000);
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (!e || fh_now_ms() >= deadline_ms)
+            return e;
+        nanosleep(&pause, NULL);
+    }
+}
+
 fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,
                               int timeout_ms, char *errbuf, size_t errsize)
 {
@@ -177,6 +205,19 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
             rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "creating topic %s: %s",
                          rd_kafka_topic_result_name(res[i]),
                          rd_kafka_topic_result_error_string(res[i]));
+            goto done;
+        }
+    }
+    /* Consumers starting right after this (the stream reads watermarks at start-up) must find
+     * the new topics led. */
+    int64_t deadline = fh_now_ms() + timeout_ms;
+    for (size_t i = 0; i < n; i++) {
+        if (rd_kafka_topic_result_error(res[i]))
+            continue;
+        rd_kafka_resp_err_t lerr = await_leaders(rk, rd_kafka_topic_result_name(res[i]), deadline);
+        if (lerr) {
+            rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "topic %s has no leaders: %s",
+                         rd_kafka_topic_result_name(res[i]), rd_kafka_err2str(lerr));
             goto done;
         }
     }

@@ -30,7 +30,8 @@ const char *fh_kafka_embedded_bootstrap(const fh_kafka_embedded *e);
 void fh_kafka_embedded_stop(fh_kafka_embedded *e);
 
 /* Creates the events, logs and dlq topics on a real cluster through rk (any client handle);
- * topics that already exist are left as they are. */
+ * topics that already exist are left as they are. Returns once every partition of the topics it
+ * created has a leader that answers (all within timeout_ms), so consumers can start at once. */
 fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,
                               int timeout_ms, char *errbuf, size_t errsize);
 

@@ -2,11 +2,12 @@
 
 Kafka comes from tests/kafka/kafka.sh (Apache Kafka 3.9 KRaft on loopback), started once per
 session in a temporary directory and stopped at the end (FIREHOSE_TEST_KEEP_KAFKA=1 keeps the
-directory).  FIREHOSE_TEST_BOOTSTRAP=HOST:PORT uses an already running Kafka instead; topics are
+directory). KafkaCluster is a three-node cluster of the same, for the tests that stop a node.  FIREHOSE_TEST_BOOTSTRAP=HOST:PORT uses an already running Kafka instead; topics are
 then created with Kafka's TopicCommand if tests/kafka/lib is present, else assumed to exist
 (or auto-created by the broker).
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -68,6 +69,72 @@ class Kafka:
 
     def __repr__(self):
         return "Kafka(%r)" % self.bootstrap
+
+
+class KafkaCluster(Kafka):
+    """Three (or n) KRaft nodes on loopback from `kafka.sh start-cluster`: replication 3,
+    min.insync.replicas 2. Nodes are numbered from 1; kill() and restart() act on one of them."""
+
+    def __init__(self, state_dir, n=3):
+        self.n = n
+        env = dict(os.environ, KAFKA_WATCH_PID=str(os.getpid()))
+        t0 = time.monotonic()
+        proc = subprocess.run([str(KAFKA_SH), "start-cluster", str(state_dir), str(n)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=300, env=env)
+        if proc.returncode != 0:
+            self.destroy(state_dir)
+            pytest.fail("kafka.sh start-cluster failed (%d):\n%s" % (proc.returncode, proc.stderr[-4000:]))
+        super().__init__(proc.stdout.strip().splitlines()[-1], state_dir)
+        self.started_in = time.monotonic() - t0
+
+    def node_dir(self, k):
+        return pathlib.Path(self.state_dir) / ("node%d" % k)
+
+    def create_topics(self, topics, leader=None):
+        """As Kafka.create_topics; leader: the node every partition prefers as its leader."""
+        specs = ["%s:%d%s" % (name, parts, "@%d" % leader if leader else "") for name, parts in topics.items()]
+        subprocess.run([str(KAFKA_SH), "create-topics", str(self.state_dir)] + specs, check=True, timeout=180,
+                       stdout=subprocess.DEVNULL)
+
+    def kill(self, k):
+        """SIGKILL node k (no controlled shutdown: its partitions move once it is fenced)."""
+        pid = int((self.node_dir(k) / "pid").read_text())
+        os.kill(pid, 9)
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                 open("/proc/%d/stat" % pid).read().split()[2] == "Z", 30, what="node %d to die" % k)
+
+    def restart(self, k):
+        env = dict(os.environ, KAFKA_WATCH_PID=str(os.getpid()))
+        subprocess.run([str(KAFKA_SH), "start", str(self.node_dir(k))], check=True, timeout=180,
+                       stdout=subprocess.DEVNULL, env=env)
+
+    def elect_preferred_leaders(self):
+        subprocess.run([str(KAFKA_SH), "elect-leaders", str(self.state_dir)], check=True, timeout=120,
+                       stdout=subprocess.DEVNULL)
+
+    def partitions(self, topic):
+        """{partition: (leader, isr list)} from the metadata of any live node; {} if none answers."""
+        r = subprocess.run(["kcat", "-L", "-J", "-b", self.bootstrap, "-t", topic, "-m", "3"],
+                           capture_output=True, timeout=30)
+        try:
+            md = json.loads(r.stdout)
+        except ValueError:
+            return {}
+        out = {}
+        for t in md.get("topics", []):
+            if t.get("topic") == topic and not t.get("error"):
+                for p in t.get("partitions", []):
+                    if not p.get("error"):
+                        out[p["partition"]] = (p.get("leader", -1), sorted(r["id"] for r in p.get("isrs", [])))
+        return out
+
+    def destroy(self, state_dir=None):
+        """Stops every node without waiting for controlled shutdowns and deletes the state."""
+        state_dir = state_dir or self.state_dir
+        subprocess.run([str(KAFKA_SH), "stop", str(state_dir), "--purge"], timeout=120,
+                       env=dict(os.environ, KAFKA_STOP_TIMEOUT="2"), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
