@@ -32,6 +32,7 @@
 # report on them again (see bench/fanout/report.py).
 #
 # Knobs (environment): FANOUT_RATES ("2000 5000 10000 20000 50000 100000"), FANOUT_STEP_S (10),
+#   FANOUT_WARMUP_S (5: one unreported run at FANOUT_LAT_RATE before each server's ladder; 0: none),
 #   FANOUT_LAT_RATE (10000), FANOUT_LAT_RUNS (3), FANOUT_LAT_S (10), FANOUT_FILTERED (1000),
 #   FANOUT_FULL (10), FANOUT_MAX_LAG_MS (1000), FANOUT_SWEEP_RATE (5000), FANOUT_SWEEP_SUBS
 #   ("10 100 1000 3000"), FANOUT_SOAK_EVENTS (10000000), FANOUT_SOAK_SUBS (100), FANOUT_CENTRIFUGO
@@ -50,6 +51,7 @@ BROKER="${FANOUT_BROKER:-$ROOT/bin/firehose-broker}"
 
 RATES="${FANOUT_RATES:-2000 5000 10000 20000 50000 100000}"
 STEP_S="${FANOUT_STEP_S:-10}"
+WARMUP_S="${FANOUT_WARMUP_S:-5}"
 LAT_RATE="${FANOUT_LAT_RATE:-10000}"
 LAT_RUNS="${FANOUT_LAT_RUNS:-3}"
 LAT_S="${FANOUT_LAT_S:-10}"
@@ -192,6 +194,9 @@ run_step() {
 
 run_server() {   # run_server NAME PROTO URL: the ladder, the latency runs, then the sweep
     local name="$1" proto="$2" url="$3" r
+    # warm-up, not reported: a server's first run (its consumer's first fetches, the JIT of the
+    # Kafka broker serving them) had a p99 of 0.4-1 s for both servers whatever came after
+    [ "$WARMUP_S" -gt 0 ] && { run_step "$name" "$proto" "$url" "$LAT_RATE" "$WARMUP_S" warmup || true; }
     for r in $RATES; do
         run_step "$name" "$proto" "$url" "$r" "$STEP_S" step || break
     done
@@ -328,7 +333,7 @@ RDKAFKA="$(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)"
 WRITER="$ROOT/bench/write_section.py"
 KNOBS=""   # the FANOUT_* settings of this run, for the section's command line
 for v in $(compgen -e | grep '^FANOUT_' | sort); do KNOBS+="$v=$(printf '%q' "${!v}") "; done
-REPORT_VARS=(RESULTS SOAK DOC BOOTSTRAP FILTERED FULL NBUILDERS AVG_BYTES STEP_S LAT_RATE LAT_RUNS LAT_S
+REPORT_VARS=(RESULTS SOAK DOC BOOTSTRAP FILTERED FULL NBUILDERS AVG_BYTES STEP_S WARMUP_S LAT_RATE LAT_RUNS LAT_S
     MAX_LAG_MS SWEEP_RATE SWEEP_SUBS SOAK_EVENTS SOAK_SUBS CENTRIFUGO_NOTE CENTRIFUGO_VERSION INPUT_COUNT
     NPROC KERNEL DATE HZ CPU_MODEL MEM_KB RDKAFKA WRITER KNOBS)
 for v in "${REPORT_VARS[@]}"; do printf '%s=%q\n' "$v" "${!v}"; done >"$DATA/fanout-report.env"

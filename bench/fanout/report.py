@@ -323,11 +323,12 @@ section = [
     "subscribing `{\"builder\": NAME}` (one builder each) and %s subscribing `{}`, `from: latest`; latency = receive "
     "time - `sentns` on the same clock, 10 us buckets. A fresh set of connections for every run." % (
         fmt(int(env["FILTERED"])), env["FULL"]),
-    "- Ladder: each offered rate for %s s; it stops after the first rate not sustained. Sustained = every expected "
+    "- Ladder: after %s s of warm-up at %s events/s (not reported), each offered rate for %s s; it stops after the "
+    "first rate not sustained. Sustained = every expected "
     "delivery arrived (each event to its builder's client and to every full-stream client), no disconnect, no "
     "error, and the last delivery at most %s ms after the producer stopped. Server CPU = utime+stime of the "
     "server process over the producing interval (100%% = one core); RSS = VmRSS at the end of it." % (
-        env["STEP_S"], env["MAX_LAG_MS"]),
+        env.get("WARMUP_S", "0"), fmt(int(env["LAT_RATE"])), env["STEP_S"], env["MAX_LAG_MS"]),
     "- Goals (DESIGN.md): >= 1,000,000 deliveries/s with no drops; p99 <= 10 ms at 10,000 events/s; RSS after 10M "
     "events within 5% of RSS after 1M and under 256 MiB.",
     "",
