@@ -15,7 +15,7 @@
 # priority, nice says so and the run goes on at the normal one (the section reports which).
 #
 # Knobs (environment): BENCH_BB_CHANGES (5 changes per burst), BENCH_BB_BUILDERS (4 builders per
-#   change), BENCH_BB_LINES (2000 log lines per build), BENCH_BB_PAIRS (20 bursts with the
+#   change), BENCH_BB_LINES (2000 log lines per build), BENCH_BB_PAIRS (25 bursts with the
 #   integration, one more without), BENCH_BB_NICE (-10), BENCH_BB_JSON (also keep the raw numbers
 #   there), BENCH_BOOTSTRAP (use that Kafka; its priority is then its own) with BENCH_KAFKA_PID (its
 #   pid, so its CPU is not counted as other work).
@@ -49,7 +49,7 @@ fi
 
 SECTION="$(nice -n "$NICE" python3 "$ROOT/bench/buildbot_bench.py" --bootstrap "$BOOTSTRAP" \
     --changes "${BENCH_BB_CHANGES:-5}" --builders "${BENCH_BB_BUILDERS:-4}" --lines "${BENCH_BB_LINES:-2000}" \
-    --pairs "${BENCH_BB_PAIRS:-20}" ${BENCH_BB_JSON:+--json "$BENCH_BB_JSON"} \
+    --pairs "${BENCH_BB_PAIRS:-25}" ${BENCH_BB_JSON:+--json "$BENCH_BB_JSON"} \
     ${STATE:+--kafka-pid "$(cat "$STATE/pid")"} ${BENCH_KAFKA_PID:+--kafka-pid "$BENCH_KAFKA_PID"})"
 printf '%s\n' "$SECTION"
 if [ -z "${BENCH_NO_DOC:-}" ]; then

@@ -421,7 +421,7 @@ def main():
     ap.add_argument("--changes", type=int, default=5, help="changes per burst")
     ap.add_argument("--builders", type=int, default=4)
     ap.add_argument("--lines", type=int, default=2000, help="log lines per build")
-    ap.add_argument("--pairs", type=int, default=20, help="B bursts (A bursts: one more)")
+    ap.add_argument("--pairs", type=int, default=25, help="B bursts (A bursts: one more)")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds before and after each burst")
     ap.add_argument("--quiet", type=float, default=0.10,
                     help="a burst is undisturbed when other work below nice 10 used at most this share of the CPUs")
