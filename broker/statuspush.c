@@ -1,5 +1,6 @@
 #include "statuspush.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -121,9 +122,57 @@ static const char *str_or_empty(const json_t *obj, const char *key)
 static const char *prop_str(const json_t *props, const char *name)
 {
     json_t *pair = json_object_get(props, name), *v = json_array_get(pair, 0);
-    if (json_is_array(v)) /* "owners": [["alice@example.org"], "Build"] */
+    if (json_is_array(v)) /* "owners": [["Alice <alice@example.org>"], "Build"] */
         v = json_array_get(v, 0);
     return json_string_value(v);
+}
+
+/* The build's owner as firehose_buildbot finds it (docs/buildbot.md, "Context"): the "owner"
+ * property as it is (ForceScheduler, try), else the e-mail address in the first of "owners"
+ * (Buildbot's blamelist, change authors such as "Alice <alice@example.org>"), else the author
+ * trimmed of white space; "" when neither is set. Points into props; *len gets the length. */
+static const char *owner_of(const json_t *props, size_t *len)
+{
+    const char *s = prop_str(props, "owner");
+    if (s && *s) {
+        *len = strlen(s);
+        return s;
+    }
+    if (!(s = prop_str(props, "owners")))
+        s = "";
+    for (const char *lt = strchr(s, '<'); lt; lt = strchr(lt + 1, '<')) {
+        const char *p = lt + 1, *at;
+        while (*p && !strchr("<>@", *p) && !isspace((unsigned char)*p))
+            p++;
+        if (p == lt + 1 || *p != '@')
+            continue;
+        at = p++;
+        while (*p && !strchr("<>", *p) && !isspace((unsigned char)*p))
+            p++;
+        if (p == at + 1 || *p != '>')
+            continue;
+        *len = (size_t)(p - lt - 1);
+        return lt + 1;
+    }
+    while (isspace((unsigned char)*s))
+        s++;
+    *len = strlen(s);
+    while (*len && isspace((unsigned char)s[*len - 1]))
+        (*len)--;
+    return s;
+}
+
+/* The source stamp that fills the context: the default codebase's ("") when there is one, else
+ * the first by codebase name; firehose_buildbot's rule, so both give one build the same context. */
+static const json_t *context_sourcestamp(const json_t *sourcestamps)
+{
+    const json_t *best = NULL;
+    for (size_t i = 0; i < json_array_size(sourcestamps); i++) {
+        const json_t *ss = json_array_get(sourcestamps, i);
+        if (!best || strcmp(str_or_empty(ss, "codebase"), str_or_empty(best, "codebase")) < 0)
+            best = ss;
+    }
+    return best;
 }
 
 typedef struct post {
@@ -141,7 +190,7 @@ static int post_read(post *p, const json_t *build, char *param, size_t psize, ch
     static const char *const ints[] = {"buildid", "number", "builderid", "buildrequestid"};
     const json_t *builder = json_object_get(build, "builder");
     const json_t *bset = json_object_get(build, "buildset");
-    const json_t *ss = json_array_get(json_object_get(bset, "sourcestamps"), 0);
+    const json_t *ss = context_sourcestamp(json_object_get(bset, "sourcestamps"));
     p->build = build;
     p->props = json_object_get(build, "properties");
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
@@ -183,16 +232,15 @@ static int post_read(post *p, const json_t *build, char *param, size_t psize, ch
                  (long long)json_integer_value(json_object_get(build, "builderid")));
         name = fallback;
     }
-    const char *owner = prop_str(p->props, "owner");
-    if (!owner)
-        owner = prop_str(p->props, "owners");
-    p->ctx = json_pack("{s:O,s:O,s:s,s:O,s:s,s:s,s:s,s:s,s:s,s:s}", "buildrequestid",
+    size_t owner_len;
+    const char *owner = owner_of(p->props, &owner_len);
+    p->ctx = json_pack("{s:O,s:O,s:s,s:O,s:s,s:s,s:s,s:s,s:s,s:s%}", "buildrequestid",
                        json_object_get(build, "buildrequestid"), "buildid",
                        json_object_get(build, "buildid"), "builder", name, "builderid",
                        json_object_get(build, "builderid"), "branch", str_or_empty(ss, "branch"),
                        "revision", str_or_empty(ss, "revision"), "repository",
                        str_or_empty(ss, "repository"), "project", str_or_empty(ss, "project"),
-                       "codebase", str_or_empty(ss, "codebase"), "owner", owner ? owner : "");
+                       "codebase", str_or_empty(ss, "codebase"), "owner", owner, owner_len);
     if (!p->ctx) {
         snprintf(param, psize, "body");
         snprintf(msg, msize, "out of memory");
@@ -218,37 +266,66 @@ static json_t *event_new(const post *p, const char *type, const char *phase, dou
                      (json_int_t)0, "data", data); /* seq is stamped when produced */
 }
 
-/* The events a post stands for, in order. Returns how many were made (0 on allocation failure). */
+/* The worker's name: the "workername" property, else what firehose_buildbot says for a worker
+ * whose name it cannot look up ("worker-<workerid>", or "unknown" without a workerid). */
+static const char *worker_of(const post *p, char *buf, size_t size)
+{
+    const char *w = prop_str(p->props, "workername");
+    const json_t *id = json_object_get(p->build, "workerid");
+    if (w && *w)
+        return w;
+    if (!json_is_integer(id))
+        return "unknown";
+    snprintf(buf, size, "worker-%lld", (long long)json_integer_value(id));
+    return buf;
+}
+
+/* property.set for the properties the post carries, or NULL (and *ok 0 on allocation failure). */
+static json_t *props_event(const post *p, int *ok)
+{
+    json_t *d;
+    if (!p->props || !json_object_size(p->props))
+        return NULL;
+    if (!(d = json_deep_copy(p->ctx)) || json_object_set(d, "properties", (json_t *)p->props)) {
+        json_decref(d);
+        *ok = 0;
+        return NULL;
+    }
+    return event_new(p, "property.set", p->complete ? "properties-finished" : "properties-started",
+                     p->complete ? p->complete_at : p->started_at, d);
+}
+
+/* The events a post stands for, in the order firehose_buildbot emits them: build.started, then
+ * the properties; the final properties, then build.finished. Returns how many were made (0 on
+ * allocation failure). */
 static size_t post_events(post *p, json_t **evs)
 {
     size_t n = 0;
+    int ok = 1;
+    char wbuf[32];
     json_t *d;
-    const char *worker = prop_str(p->props, "workername");
-    if (p->props && json_object_size(p->props)) {
-        if (!(d = json_deep_copy(p->ctx)) || json_object_set(d, "properties", (json_t *)p->props)) {
-            json_decref(d);
-            return 0;
-        }
-        evs[n++] =
-            event_new(p, "property.set", p->complete ? "properties-finished" : "properties-started",
-                      p->complete ? p->complete_at : p->started_at, d);
-    }
-    if (!(d = json_deep_copy(p->ctx)))
+    if (p->complete && (evs[n] = props_event(p, &ok)))
+        n++;
+    if (!ok || !(d = json_deep_copy(p->ctx)))
         return 0;
     json_object_set(d, "number", json_object_get(p->build, "number"));
     if (!p->complete) {
-        json_object_set_new(d, "worker", json_string(worker ? worker : ""));
+        json_object_set_new(d, "worker", json_string(worker_of(p, wbuf, sizeof(wbuf))));
         json_object_set_new(d, "started_at", json_real(p->started_at));
         evs[n++] = event_new(p, "build.started", "started", p->started_at, d);
+        if ((evs[n] = props_event(p, &ok)))
+            n++;
     } else {
         json_object_set_new(d, "complete_at", json_real(p->complete_at));
         json_object_set(d, "results", json_object_get(p->build, "results"));
         json_object_set_new(d, "state_string", json_string(str_or_empty(p->build, "state_string")));
+        /* complete_at minus started_at, unrounded: the same double firehose_buildbot computes */
         double dur = p->complete_at - p->started_at;
-        json_object_set_new(d, "duration_s",
-                            json_real(dur > 0 ? round(dur * 1000.0) / 1000.0 : 0.0));
+        json_object_set_new(d, "duration_s", json_real(dur > 0 ? dur : 0.0));
         evs[n++] = event_new(p, "build.finished", "finished", p->complete_at, d);
     }
+    if (!ok)
+        return 0;
     for (size_t i = 0; i < n; i++)
         if (!evs[i])
             return 0;

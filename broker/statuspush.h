@@ -1,9 +1,10 @@
 /* statuspush: POST /api/v1/ingest/buildbot?master=NAME, for masters that cannot run the firehose
  * plugin. Buildbot's stock HttpStatusPush reporter posts each build's data-API dictionary when the
- * build starts and when it finishes; each post becomes v1 events (property.set, then build.started
- * or build.finished) that pass the contract and are produced to the events topic before the
- * answer (202), so a 503 makes the reporter retry and a retried post is the same events (stable
- * ids). What this mode cannot see is in docs/buildbot.md. Needs a token with the ingest scope. */
+ * build starts and when it finishes; each post becomes v1 events (build.started then property.set;
+ * property.set then build.finished) that pass the contract and are produced to the events topic
+ * before the answer (202), so a 503 makes the reporter retry and a retried post is the same events
+ * (stable ids). What this mode cannot see is in docs/buildbot.md. Needs a token with the ingest
+ * scope. */
 #ifndef FH_BROKER_STATUSPUSH_H
 #define FH_BROKER_STATUSPUSH_H
 

@@ -182,9 +182,25 @@ class Deployment:
             out.append({k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", m.group(1))})
         return out
 
+    def pause(self):
+        """SIGSTOP the master and the worker: an idle deployment takes no CPU while another is
+        measured (bench/buildbot_bench.py). resume() or stop() lets them run again."""
+        for proc in (self.master, self.worker):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        for proc in (self.master, self.worker):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+
+    def finished_count(self):
+        return self.db("SELECT count(*) FROM builds WHERE complete_at IS NOT NULL")[0][0]
+
     def _stop(self, proc, timeout=30):
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)           # a paused process would not act on SIGTERM
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout)

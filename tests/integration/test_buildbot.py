@@ -12,31 +12,19 @@ Run: flock /tmp/firehose-cpu.lock python3 -m pytest -q -p no:cacheprovider tests
 """
 
 import collections
-import json
 import time
 import uuid
 
 import pytest
 
-from conftest import ROOT, wait_for
+from conftest import wait_for
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 pytest.importorskip("buildbot")
 pytest.importorskip("buildbot_worker")
-from jsonschema import Draft202012Validator  # noqa: E402
-from referencing import Registry  # noqa: E402
-from referencing.jsonschema import DRAFT202012  # noqa: E402
-
 from buildbot_harness import AUTHOR, BIG_ERR_EVERY, BIG_LINES, REPO, REVISION, Deployment, free_port  # noqa: E402
-
-
-def _validator():
-    reg = Registry()
-    for f in sorted((ROOT / "schemas").rglob("*.schema.json")):
-        doc = json.loads(f.read_text(encoding="utf-8"))
-        reg = reg.with_resource(doc["$id"], DRAFT202012.create_resource(doc))
-    entry = json.loads((ROOT / "schemas" / "event.schema.json").read_text(encoding="utf-8"))
-    return Draft202012Validator(entry, registry=reg)
+from kafka_reader import TopicReader  # noqa: E402
+from test_schemas import EVENT_VALIDATOR  # noqa: E402
 
 
 @pytest.fixture
@@ -45,47 +33,6 @@ def deployments():
     yield made
     for d in made:
         d.stop()
-
-
-class TopicReader:
-    """Every record of some topics from the beginning: read() catches up to the high watermarks."""
-
-    def __init__(self, bootstrap, topics):
-        self.c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "t-" + uuid.uuid4().hex,
-                                           "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        md = self.c.list_topics(timeout=20)
-        self.tps = []
-        for t in topics:
-            assert t in md.topics, "topic %s missing" % t
-            for p in md.topics[t].partitions:
-                self.tps.append(confluent_kafka.TopicPartition(t, p, confluent_kafka.OFFSET_BEGINNING))
-        self.c.assign(self.tps)
-        self.records = []
-        self.pos = {(tp.topic, tp.partition): 0 for tp in self.tps}
-
-    def read(self, timeout=30):
-        high = {}
-        for tp in self.tps:
-            _, hi = self.c.get_watermark_offsets(tp, timeout=10)
-            high[(tp.topic, tp.partition)] = hi
-        deadline = time.monotonic() + timeout
-        while any(self.pos[k] < high[k] for k in high) and time.monotonic() < deadline:
-            for m in self.c.consume(1000, timeout=0.5):
-                if m.error():
-                    continue
-                self.pos[(m.topic(), m.partition())] = m.offset() + 1
-                self.records.append({"topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
-                                     "key": m.key().decode() if m.key() is not None else None,
-                                     "event": json.loads(m.value())})
-        return self.records
-
-    def count(self, etype):
-        """Catch up (briefly), then count the events of one type read so far."""
-        self.read(timeout=2)
-        return sum(r["event"]["type"] == etype for r in self.records)
-
-    def close(self):
-        self.c.close()
 
 
 def _expected_key(e):
@@ -155,9 +102,10 @@ def _log_text(evs, logid):
 
 
 def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_path, deployments):
-    topics = {"bb.events": 3, "bb.logs": 3}
+    prefix = "bb-%s." % uuid.uuid4().hex[:8]     # per run: a reused external Kafka keeps old records
+    topics = {prefix + "events": 3, prefix + "logs": 3}
     kafka.create_topics(topics)
-    d = Deployment(tmp_path, {"brokers": kafka.bootstrap, "master_name": "bb-test-1", "topic_prefix": "bb.",
+    d = Deployment(tmp_path, {"brokers": kafka.bootstrap, "master_name": "bb-test-1", "topic_prefix": prefix,
                               "log_flush_interval": 0.2, "stats_interval": 1.0, "cache_size": 64})
     deployments.append(d)
     d.start()
@@ -182,13 +130,13 @@ def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_
     log_tail = d.log()[-3000:]
 
     # 1. Every record validates against schemas/ and sits on its topic under its key.
-    validator = _validator()
+    validator = EVENT_VALIDATOR
     problems = []
     for r in recs:
         e = r["event"]
         for err in validator.iter_errors(e):
             problems.append("%s seq %s: %s: %s" % (e.get("type"), e.get("seq"), err.json_path, err.message[:200]))
-        want_topic = "bb.logs" if e["type"].startswith("log.") else "bb.events"
+        want_topic = prefix + ("logs" if e["type"].startswith("log.") else "events")
         if r["topic"] != want_topic:
             problems.append("%s on %s, want %s" % (e["type"], r["topic"], want_topic))
         if r["key"] != _expected_key(e):

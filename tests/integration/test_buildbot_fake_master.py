@@ -8,165 +8,19 @@ Run: python3 -m pytest -q -p no:cacheprovider tests/integration/test_buildbot_fa
 """
 
 import datetime
-import json
-import pathlib
 import sys
 
 import pytest
 from twisted.internet import defer
-from twisted.internet import task
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "producers" / "buildbot"))
 pytest.importorskip("buildbot")
 pytest.importorskip("confluent_kafka")
 
-from firehose_buildbot import service as svcmod  # noqa: E402
+from bb_fake import feed, make_service, stop_service, svcmod  # noqa: E402
 from firehose_buildbot.events import split_lines  # noqa: E402
+from test_schemas import EVENT_VALIDATOR as VALIDATOR  # noqa: E402
 
-from jsonschema import Draft202012Validator  # noqa: E402
-from referencing import Registry  # noqa: E402
-from referencing.jsonschema import DRAFT202012  # noqa: E402
-
-
-def _validator():
-    reg = Registry()
-    for f in sorted((ROOT / "schemas").rglob("*.schema.json")):
-        doc = json.loads(f.read_text(encoding="utf-8"))
-        reg = reg.with_resource(doc["$id"], DRAFT202012.create_resource(doc))
-    entry = json.loads((ROOT / "schemas" / "event.schema.json").read_text(encoding="utf-8"))
-    return Draft202012Validator(entry, registry=reg)
-
-
-VALIDATOR = _validator()
 T0 = datetime.datetime(2026, 11, 22, 5, 0, 0, tzinfo=datetime.timezone.utc)
-
-
-class FakeSink:
-    def __init__(self, cap=1000):
-        self.cap = cap
-        self.sent = []
-        self.dropped_full = self.dropped_failed = self.dropped_error = 0
-        self.queued = self.delivered = 0
-        self.last_error = None
-        self.conf = {}
-
-    dropped = property(lambda s: s.dropped_full + s.dropped_failed + s.dropped_error)
-
-    def buffered(self):
-        return len(self.sent)
-
-    def send(self, topic, key, value):
-        if len(self.sent) >= self.cap:
-            self.dropped_full += 1
-            return False
-        self.sent.append((topic, key.decode(), json.loads(value)))
-        self.queued += 1
-        return True
-
-    def poll(self):
-        return 0
-
-    def flush(self, timeout):
-        return 0
-
-
-class FakeMQ:
-    def __init__(self):
-        self.consumers = []
-
-    def startConsuming(self, cb, f):
-        self.consumers.append((cb, f))
-
-        class Q:
-            def stopConsuming(q):
-                return None
-        return defer.succeed(Q())
-
-
-class FakeData:
-    def __init__(self):
-        self.store = {}
-        self.gets = []
-
-    def get(self, path):
-        self.gets.append(path)
-        return defer.succeed(self.store.get(path))
-
-
-class FakeState:
-    def __init__(self):
-        self.values = {}
-
-    def getObjectId(self, name, cls):
-        return defer.succeed(7)
-
-    def getState(self, oid, key, default=None):
-        return defer.succeed(self.values.get(key, default))
-
-    def setState(self, oid, key, value):
-        self.values[key] = value
-        return defer.succeed(None)
-
-
-class FakeLogs:
-    def __init__(self):
-        self.lines = {}
-        self.reads = 0
-
-    def getLogLines(self, logid, first, last):
-        self.reads += 1
-        return defer.succeed("".join(self.lines.get(logid, [])[first:last + 1]))
-
-
-class FakeDB:
-    def __init__(self):
-        self.state = FakeState()
-        self.logs = FakeLogs()
-
-
-class FakeMaster:
-    name = "host:/srv/master"
-    masterid = 1
-
-    @property
-    def master(self):
-        return self
-
-    def __init__(self):
-        self.reactor = task.Clock()
-        self.mq = FakeMQ()
-        self.data = FakeData()
-        self.db = FakeDB()
-
-
-def make_service(**kw):
-    master = FakeMaster()
-    opts = dict(brokers="127.0.0.1:1", master_name="m1", stats_interval=0, log_flush_interval=1.0)
-    opts.update(kw)
-    svc = svcmod.FirehoseService(**opts)
-    svc.parent = master      # BuildbotService.master walks up to parent.master
-    orig = svcmod.KafkaSink
-    svcmod.KafkaSink = lambda conf, logger: FakeSink()
-    try:
-        d = defer.ensureDeferred(_start(svc))
-        master.reactor.advance(0)
-        assert d.called
-        d.result if not hasattr(d.result, "raiseException") else d.result.raiseException()
-    finally:
-        svcmod.KafkaSink = orig
-    return svc, master
-
-
-async def _start(svc):
-    await svc.startService()
-
-
-def feed(svc, master, key, msg):
-    for cb, f in master.mq.consumers:
-        if len(f) == len(key) and all(a is None or a == b for a, b in zip(f, key)):
-            cb(key, msg)
-    master.reactor.advance(0)
 
 
 def bb_records(master):
@@ -339,21 +193,10 @@ def test_seq_survives_a_restart_and_stop_stores_it():
     svc, m = make_service()
     assert m.db.state.values["seq_next"] == svcmod.SEQ_BLOCK
     feed(svc, m, ("workers", "1", "connected"), {"workerid": 1, "name": "w"})
-    d = defer.ensureDeferred(_stop(svc, m))
-    for _ in range(300):
-        m.reactor.advance(0.05)
+    d = stop_service(svc, m)
     assert d.called
     assert m.db.state.values["seq_next"] == 2     # worker.connected 0, master.stopped 1
     assert svc.sink.sent[-1][2]["type"] == "master.stopped"
-
-
-async def _stop(svc, m):
-    orig = svcmod.threads.deferToThread
-    svcmod.threads.deferToThread = lambda f, *a: defer.succeed(f(*a))
-    try:
-        await svc.stopService()
-    finally:
-        svcmod.threads.deferToThread = orig
 
 
 def test_split_lines_respects_the_chunk_limit():

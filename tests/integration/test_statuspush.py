@@ -74,7 +74,7 @@ def test_post_becomes_events_the_view_serves_and_a_retry_is_applied_once(broker)
     b, _ = broker
     r = post(b, build_dict(41, False))
     assert r.status_code == 202, r.text
-    assert r.json()["ids"] == ["statuspush:bb-push:41:properties-started", "statuspush:bb-push:41:started"]
+    assert r.json()["ids"] == ["statuspush:bb-push:41:started", "statuspush:bb-push:41:properties-started"]
     wait_for(lambda: [x for x in read(b, "/api/v1/running")["running"] if x["buildid"] == 41], 30,
              what="build 41 running in the view")
     run = [x for x in read(b, "/api/v1/running")["running"] if x["buildid"] == 41][0]
@@ -90,6 +90,18 @@ def test_post_becomes_events_the_view_serves_and_a_retry_is_applied_once(broker)
     builds = read(b, "/api/v1/builds", {"builder": "linux-push"})["builds"]
     assert [x["buildid"] for x in builds] == [41]
     assert not [x for x in read(b, "/api/v1/running")["running"] if x["buildid"] == 41]
+
+
+def test_a_post_without_workername_names_the_worker_as_the_plugin_does(broker):
+    # firehose_buildbot names a worker it cannot look up worker-<workerid>; "" would fail the contract.
+    b, _ = broker
+    body = build_dict(70, False)
+    del body["properties"]["workername"]
+    r = post(b, body)
+    assert r.status_code == 202, r.text
+    run = wait_for(lambda: [x for x in read(b, "/api/v1/running")["running"] if x["buildid"] == 70], 30,
+                   what="build 70 running in the view")
+    assert run[0]["worker"] == "worker-1", run
 
 
 def test_bad_posts_get_400_naming_what_is_wrong(broker):

@@ -61,8 +61,19 @@ def owner_from_author(author):
     return m.group(1) if m else author.strip()
 
 
+def with_buildid(ctx, buildid):
+    """A copy of a request's context with buildid (when there is one) in its documented place,
+    right after buildrequestid, as docs/events.md orders the context."""
+    out = {"buildrequestid": ctx["buildrequestid"]}
+    if buildid:
+        out["buildid"] = buildid
+    out.update(ctx)
+    return out
+
+
 def owner_from_properties(props):
-    """Buildbot's owner: the 'owner' property (ForceScheduler, try) or the first of 'owners'."""
+    """Buildbot's owner: the 'owner' property as it is (ForceScheduler, try), else the e-mail
+    address in the first of 'owners' (Buildbot's blamelist: change authors)."""
     if not props:
         return ""
     v = props.get("owner")
@@ -74,9 +85,9 @@ def owner_from_properties(props):
     if v is not None:
         v = v[0] if isinstance(v, (list, tuple)) else v
         if isinstance(v, (list, tuple)) and v and isinstance(v[0], str):
-            return v[0]
+            return owner_from_author(v[0])
         if isinstance(v, str) and v:
-            return v
+            return owner_from_author(v)
     return ""
 
 

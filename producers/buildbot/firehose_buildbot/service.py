@@ -510,10 +510,8 @@ class FirehoseService(service.BuildbotService):
                 "started": False, "finished": False, "state": None, "ctx": None})
         if b["ctx"] is None:
             br = await self._br(b["brid"])
-            ctx = dict(br["ctx"])
-            ctx["buildid"] = buildid
             br["buildid"] = buildid
-            b["ctx"] = ctx
+            b["ctx"] = ev.with_buildid(br["ctx"], buildid)
         return b
 
     async def _step(self, stepid, msg=None):
@@ -539,9 +537,7 @@ class FirehoseService(service.BuildbotService):
         if msg is None:
             msg = await self._get(("buildrequests", brid)) or {}
         bs = await self._buildset(br["bsid"])
-        data = dict(br["ctx"])
-        if br["buildid"]:
-            data["buildid"] = br["buildid"]
+        data = ev.with_buildid(br["ctx"], br["buildid"])
         data.update({"buildsetid": br["bsid"], "priority": int(msg.get("priority") or 0),
                      "submitted_at": ev.epoch(msg.get("submitted_at")) or time.time(),
                      "reason": bs["reason"]})
@@ -555,9 +551,7 @@ class FirehoseService(service.BuildbotService):
         await self._ensure_br_new(brid, br, msg)
         if event == "new":
             return
-        data = dict(br["ctx"])
-        if br["buildid"]:
-            data["buildid"] = br["buildid"]
+        data = ev.with_buildid(br["ctx"], br["buildid"])
         if event == "claimed":
             data["claimed_at"] = ev.epoch(msg.get("claimed_at")) or time.time()
             data["claimed_by_master"] = await self._master_name_of(msg.get("claimed_by_masterid")) or "unknown"

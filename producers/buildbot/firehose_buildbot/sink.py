@@ -13,6 +13,11 @@ from confluent_kafka import KafkaException
 from confluent_kafka import Producer
 
 
+# The CloudEvents Kafka binding's structured mode: the content-type header names the event
+# format.  firehose-emit and the broker's HttpStatusPush ingest send the same header.
+HEADERS = [("content-type", b"application/cloudevents+json")]
+
+
 def producer_config(brokers, buffer_max_messages, buffer_max_kbytes, extra=None):
     conf = {
         "bootstrap.servers": brokers,
@@ -67,7 +72,7 @@ class KafkaSink:
 
     def send(self, topic, key, value):
         try:
-            self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+            self.producer.produce(topic, value=value, key=key, headers=HEADERS, on_delivery=self._on_delivery)
         except BufferError:
             self.dropped_full += 1
             return False
