@@ -249,7 +249,12 @@ def test_failing_receiver_gets_everything_with_unchanged_ids(env):
             assert verify(ep["secret"], r["id"], r["ts"], r["body"], r["sig"])
     assert sorted(event_id_of(r, "firehose") for r in recv.got("/x")) == sorted(want)
     d = b.api("GET", "/api/v1/webhooks/%s/deliveries" % ep["id"], params={"limit": 1}).json()["deliveries"][0]
-    one = b.api("GET", "/api/v1/webhooks/%s/deliveries/%s" % (ep["id"], d["id"])).json()
+
+    def recorded():
+        # the receiver answers before the broker records the answer: await the attempt's row
+        one = b.api("GET", "/api/v1/webhooks/%s/deliveries/%s" % (ep["id"], d["id"])).json()
+        return len(one["attempts"]) >= fails + 1 and one
+    one = wait_for(recorded, 10, what="the last attempt recorded")
     assert [a["status"] for a in one["attempts"]] == [500, 500, 200]
     assert one["attempts"][0]["error"] == "HTTP 500" and "test says no" in one["attempts"][0]["response"]
 
