@@ -1,5 +1,6 @@
 #include "http.h"
 #include "fh_log.h"
+#include "fh_route.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -61,33 +62,6 @@ const char *fh_http_query(const fh_http_request *req, const char *name)
 const char *fh_http_header(const fh_http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
-/* Matches path against pattern; fills params for "{}" segments. Returns 1 on a match. */
-static int path_match(const char *pattern, const char *path, const char **params, char *scratch,
-                      size_t scratch_size)
-{
-    size_t np = 0, used = 0;
-    while (*pattern && *path) {
-        if (pattern[0] == '{' && pattern[1] == '}') {
-            const char *end = strchr(path, '/');
-            size_t n = end ? (size_t)(end - path) : strlen(path);
-            if (n == 0 || np == FH_HTTP_MAX_PATH_PARAMS || used + n + 1 > scratch_size)
-                return 0;
-            memcpy(scratch + used, path, n);
-            scratch[used + n] = '\0';
-            params[np++] = scratch + used;
-            used += n + 1;
-            path += n;
-            pattern += 2;
-            continue;
-        }
-        if (*pattern != *path)
-            return 0;
-        pattern++;
-        path++;
-    }
-    return *pattern == '\0' && *path == '\0';
 }
 
 typedef struct param_check {
@@ -220,7 +194,8 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
 
     for (size_t i = 0; i < h->nroutes; i++) {
         const char *params[FH_HTTP_MAX_PATH_PARAMS] = {0};
-        if (!path_match(h->routes[i].pattern, url, params, scratch, sizeof(scratch)))
+        if (!fh_route_match(h->routes[i].pattern, url, params, FH_HTTP_MAX_PATH_PARAMS, scratch,
+                            sizeof(scratch)))
             continue;
         if (strlen(allow) + strlen(h->routes[i].method) + 3 < sizeof(allow))
             snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",

@@ -29,16 +29,19 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "fh_cursor.h"
 #include "fh_log.h"
 #include "fh_util.h"
 #include "fh_ws.h"
+#include "fh_wsmsg.h"
 
-#define MAX_PARTS 1024
+#define MAX_PARTS FH_CURSOR_MAX_PARTS /* events and logs topics together; more: start fails */
 #define HEAD_MAX 176 /* inline head of a delivery; longer heads get a bigger qent */
 #define WS_HEADER_MAX 10
-#define CURSOR_MAX 1400
+#define CURSOR_MAX FH_CURSOR_SIZE(MAX_PARTS)
 #define INDEX_BUCKETS 8192
 #define IOV_BATCH 128
 #define KAFKA_BATCH 512
@@ -97,55 +100,6 @@ static sev *sev_ref(sev *e)
 {
     atomic_fetch_add(&e->refs, 1);
     return e;
-}
-
-/* ---- cursors ----------------------------------------------------------------------------------
- */
-
-/* A cursor is the next offset of every partition: "<nparts>.<o0>.<o1>..." in base 36. */
-static size_t cursor_encode(const int64_t *vec, int n, char *out, size_t size)
-{
-    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-    size_t o = 0;
-    int w = snprintf(out, size, "%d", n);
-    if (w < 0 || (size_t)w >= size)
-        return 0;
-    o = (size_t)w;
-    for (int i = 0; i < n; i++) {
-        char tmp[16];
-        int t = 0;
-        uint64_t v = vec[i] < 0 ? 0 : (uint64_t)vec[i];
-        do {
-            tmp[t++] = digits[v % 36];
-            v /= 36;
-        } while (v);
-        if (o + (size_t)t + 2 >= size)
-            return 0;
-        out[o++] = '.';
-        while (t)
-            out[o++] = tmp[--t];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int cursor_decode(const char *s, int n, int64_t *vec)
-{
-    char *end;
-    long parts = strtol(s, &end, 10);
-    if (end == s || parts != n)
-        return -1;
-    s = end;
-    for (int i = 0; i < n; i++) {
-        if (*s++ != '.')
-            return -1;
-        unsigned long long v = strtoull(s, &end, 36);
-        if (end == s || v > (unsigned long long)INT64_MAX)
-            return -1;
-        vec[i] = (int64_t)v;
-        s = end;
-    }
-    return *s ? -1 : 0;
 }
 
 /* ---- outbound queues --------------------------------------------------------------------------
@@ -234,7 +188,7 @@ struct conn {
     fh_stream *owner;
     /* SSE request, parsed in the handler */
     fh_filter sse_filter;
-    char sse_from[CURSOR_MAX];
+    char *sse_from; /* owned; NULL: latest */
 };
 
 /* ---- routing index: (field, value) -> subscriptions --------------------------------------------
@@ -519,25 +473,13 @@ static void sse_send(fh_stream *s, conn *c, const char *text, size_t len)
 static void send_error(fh_stream *s, conn *c, const char *id, const char *code, const char *message)
 {
     fh_buf b;
-    fh_buf_init(&b, 4096);
-    if (c->kind == CONN_SSE)
-        fh_buf_printf(&b, "event: error\ndata: {\"code\":");
-    else
-        fh_buf_printf(&b, "{\"op\":\"error\"");
-    if (id && c->kind == CONN_WS) {
-        fh_buf_printf(&b, ",\"id\":");
-        fh_buf_json_str(&b, id);
+    /* out of memory: nothing rather than half a frame */
+    if (fh_wsmsg_error_frame(&b, c->kind == CONN_SSE, id, code, message) == FH_OK) {
+        if (c->kind == CONN_SSE)
+            sse_send(s, c, b.data, b.len);
+        else
+            send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
     }
-    if (c->kind == CONN_WS)
-        fh_buf_printf(&b, ",\"code\":");
-    fh_buf_json_str(&b, code);
-    fh_buf_printf(&b, ",\"message\":");
-    fh_buf_json_str(&b, message);
-    fh_buf_printf(&b, c->kind == CONN_SSE ? "}\n\n" : "}");
-    if (b.data && c->kind == CONN_SSE)
-        sse_send(s, c, b.data, b.len);
-    else if (b.data)
-        send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
     fh_buf_free(&b);
 }
 
@@ -641,7 +583,7 @@ static sev *sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *
                        sizeof(err)))
         return NULL;
     if (with_cursor)
-        clen = cursor_encode(s->hw, s->nparts, cur, sizeof(cur));
+        clen = fh_cursor_encode(s->hw, s->nparts, cur, sizeof(cur));
     /* tail: `","cursor":"C"` + `,"event":` + RAW + `}` */
     size_t a_len = with_cursor ? 12 + clen + 1 : 0, tail_len = a_len + 9 + m->len + 1;
     sev *e = calloc(1, sizeof(*e) + tail_len + 1);
@@ -736,7 +678,7 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
     if (u->own_cursors) {
         if (u->progress[e->part] < e->offset + 1)
             u->progress[e->part] = e->offset + 1;
-        clen = cursor_encode(u->progress, s->nparts, cur, sizeof(cur));
+        clen = fh_cursor_encode(u->progress, s->nparts, cur, sizeof(cur));
     } else {
         /* the shared cursor sits inside the tail: `","cursor":"C"` */
         cs = e->tail + 12;
@@ -1116,47 +1058,13 @@ static int begin_from(fh_stream *s, sub *u, const int64_t *vec)
     return start_catchup(s, u, 0);
 }
 
-/* Parses "from": "latest" | "earliest" | {"time": T} | {"cursor": C}. Returns 0 and fills vec,
- * or 1 for latest, -1 with an error message. Time and earliest need Kafka: they are resolved by
- * the catch-up thread (vec entries set to -1 for earliest, -2-ms for a time). */
-static int parse_from(fh_stream *s, const json_t *from, int64_t *vec, char *err, size_t errsize)
-{
-    if (!from || (json_is_string(from) && strcmp(json_string_value(from), "latest") == 0))
-        return 1;
-    if (json_is_string(from) && strcmp(json_string_value(from), "earliest") == 0) {
-        for (int p = 0; p < s->nparts; p++)
-            vec[p] = -1;
-        return 0;
-    }
-    const char *t = json_string_value(json_object_get(from, "time"));
-    const char *c = json_string_value(json_object_get(from, "cursor"));
-    if (json_is_object(from) && t && json_object_size(from) == 1) {
-        int64_t ms;
-        if (fh_time_parse(t, &ms)) {
-            snprintf(err, errsize, "from.time: expected an RFC 3339 time");
-            return -1;
-        }
-        for (int p = 0; p < s->nparts; p++)
-            vec[p] = -2 - ms;
-        return 0;
-    }
-    if (json_is_object(from) && c && json_object_size(from) == 1) {
-        if (cursor_decode(c, s->nparts, vec)) {
-            snprintf(err, errsize, "from.cursor: not a cursor of this stream");
-            return -1;
-        }
-        return 0;
-    }
-    snprintf(err, errsize,
-             "from: expected \"latest\", \"earliest\", {\"time\": RFC 3339} or {\"cursor\": C}");
-    return -1;
-}
-
-/* Creates a subscription on c. from_json as in parse_from; from_text (SSE) is a cursor, "latest",
- * "earliest" or a time. Sends "subscribed" (WebSocket) or errors. Returns the sub or NULL. */
+/* Creates a subscription on c starting at from (fh_wsmsg_from; on_new_sse turns the SSE text into
+ * the same JSON). Time and earliest need Kafka: the catch-up thread resolves them. Sends
+ * "subscribed" (WebSocket) or errors. Returns the sub or NULL. */
 static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, const json_t *from)
 {
     char err[256], cur[CURSOR_MAX];
+    fh_wsmsg_from_kind kind = FH_FROM_LATEST;
     sub *u = calloc(1, sizeof(*u));
     int64_t *vec = vec_new(s);
     if (!u || !vec || !(u->progress = vec_new(s))) {
@@ -1172,8 +1080,7 @@ static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
     u->filter = *filter; /* ownership moves to the subscription */
     memset(filter, 0, sizeof(*filter));
     u->indexed = -2;
-    int kind = parse_from(s, from, vec, err, sizeof(err));
-    if (kind < 0) {
+    if (fh_wsmsg_from(from, s->nparts, vec, &kind, err, sizeof(err))) {
         send_error(s, c, id, "bad_request", err);
         sub_free(s, u);
         free(vec);
@@ -1183,7 +1090,7 @@ static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
     c->subs = u;
     c->nsubs++;
     index_add(s, u);
-    if (kind == 1) {
+    if (kind == FH_FROM_LATEST) {
         u->state = SUB_LIVE;
         u->mark = s->next_seq - 1; /* "latest": after the newest ring event, not the next one */
         memcpy(u->progress, s->hw, (size_t)s->nparts * sizeof(int64_t));
@@ -1194,12 +1101,13 @@ static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
     }
     if (c->kind == CONN_WS && !c->closing && !c->cloudevents) {
         /* earliest and time are resolved to offsets later: their cursor comes with each event */
-        if (kind == 1 || vec[0] >= 0) {
-            cursor_encode(kind == 1 ? s->hw : vec, s->nparts, cur, sizeof(cur));
-            send_json(s, c, "{\"op\":\"subscribed\",\"id\":\"%s\",\"cursor\":\"%s\"}", u->id, cur);
-        } else {
-            send_json(s, c, "{\"op\":\"subscribed\",\"id\":\"%s\"}", u->id);
-        }
+        int with_cursor = kind == FH_FROM_LATEST || kind == FH_FROM_CURSOR;
+        fh_buf b;
+        if (with_cursor)
+            fh_cursor_encode(kind == FH_FROM_LATEST ? s->hw : vec, s->nparts, cur, sizeof(cur));
+        if (fh_wsmsg_subscribed_frame(&b, u->id, with_cursor ? cur : NULL) == FH_OK)
+            send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
+        fh_buf_free(&b);
     }
     free(vec);
     if (u->state == SUB_REPLAY)
@@ -1207,70 +1115,38 @@ static sub *subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
     return u;
 }
 
-static int valid_sub_id(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = id[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-' || ch == '.' || ch == ':'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Handles one client text message on the "firehose" protocol. */
 static void handle_client_message(fh_stream *s, conn *c, const char *data, size_t len)
 {
-    json_error_t jerr;
     char err[320];
-    json_t *m = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(m)) {
-        snprintf(err, sizeof(err), m ? "expected a JSON object" : "not JSON: %s", jerr.text);
-        send_error(s, c, NULL, "bad_request", err);
-        json_decref(m);
-        return;
-    }
-    const char *op = json_string_value(json_object_get(m, "op"));
-    const char *id = json_string_value(json_object_get(m, "id"));
-    if (!op) {
-        send_error(s, c, id, "bad_request",
-                   "op: expected \"subscribe\", \"unsubscribe\" or \"ping\"");
-    } else if (strcmp(op, "ping") == 0) {
+    fh_wsmsg m;
+    if (fh_wsmsg_parse(data, len, &m, err, sizeof(err))) {
+        send_error(s, c, m.id[0] ? m.id : NULL, m.code, err);
+    } else if (m.op == FH_WSMSG_PING) {
         send_json(s, c, "{\"op\":\"pong\"}");
-    } else if (strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0) {
-        if (!id || !valid_sub_id(id)) {
-            send_error(s, c, NULL, "bad_request",
-                       "id: expected 1-64 characters of A-Z a-z 0-9 _ - . :");
-        } else if (op[0] == 'u') {
-            sub *u = find_sub(c, id);
-            if (u) {
-                sub_remove(s, c, u);
-                send_json(s, c, "{\"op\":\"unsubscribed\",\"id\":\"%s\"}", id);
-            } else {
-                send_error(s, c, id, "unknown_subscription", "no subscription with this id");
-            }
-        } else if (find_sub(c, id)) {
-            send_error(s, c, id, "duplicate_id", "a subscription with this id exists");
-        } else if (c->nsubs >= s->max_subs) {
-            snprintf(err, sizeof(err), "at most %d subscriptions per connection", s->max_subs);
-            send_error(s, c, id, "too_many_subscriptions", err);
+    } else if (m.op == FH_WSMSG_UNSUBSCRIBE) {
+        sub *u = find_sub(c, m.id);
+        if (u) {
+            sub_remove(s, c, u);
+            send_json(s, c, "{\"op\":\"unsubscribed\",\"id\":\"%s\"}", m.id);
         } else {
-            fh_filter f;
-            if (fh_filter_parse(json_object_get(m, "filter"), &f, err, sizeof(err))) {
-                send_error(s, c, id, "bad_filter", err);
-                fh_filter_free(&f);
-            } else {
-                subscribe(s, c, id, &f, json_object_get(m, "from"));
-            }
+            send_error(s, c, m.id, "unknown_subscription", "no subscription with this id");
         }
+    } else if (find_sub(c, m.id)) {
+        send_error(s, c, m.id, "duplicate_id", "a subscription with this id exists");
+    } else if (c->nsubs >= s->max_subs) {
+        snprintf(err, sizeof(err), "at most %d subscriptions per connection", s->max_subs);
+        send_error(s, c, m.id, "too_many_subscriptions", err);
     } else {
-        snprintf(err, sizeof(err), "op: unknown operation \"%.40s\"", op);
-        send_error(s, c, id, "bad_request", err);
+        fh_filter f;
+        if (fh_filter_parse(json_object_get(m.msg, "filter"), &f, err, sizeof(err))) {
+            send_error(s, c, m.id, "bad_filter", err);
+            fh_filter_free(&f);
+        } else {
+            subscribe(s, c, m.id, &f, json_object_get(m.msg, "from"));
+        }
     }
-    json_decref(m);
+    fh_wsmsg_clear(&m);
 }
 
 /* ---- catch-up from Kafka ----------------------------------------------------------------------
@@ -1362,6 +1238,28 @@ static void post_catchup(fh_stream *s, int kind, unsigned job, sev **evs, size_t
     inbox_post(s, m);
 }
 
+/* rd_kafka_query_watermark_offsets, asked again within budget_ms while the answer is one a
+ * cluster gives in passing (a leader moving, a topic just created): each of those otherwise
+ * failed a start or a resume for good. */
+static rd_kafka_resp_err_t watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t *lo,
+                                      int64_t *hi, int budget_ms)
+{
+    int64_t until = fh_now_ms() + budget_ms;
+    for (;;) {
+        int64_t left = until - fh_now_ms();
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi,
+                                                                 left > 100 ? (int)left : 100);
+        int passing = e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                      e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                      e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                      e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+        if (!passing || fh_now_ms() + 200 >= until)
+            return e;
+        struct timespec pause = {0, 200 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
 /* Resolves earliest (-1) and time (-2-ms) entries, and checks retention. A partition without a
  * record at or after the time gets its current end (what comes later is newer). Returns 0, 1 when
  * the cursor is older than what Kafka keeps (earliest gets the oldest position), -1 on error. */
@@ -1377,8 +1275,7 @@ static int resolve_positions(fh_stream *s, rd_kafka_t *rk, int64_t *from, int64_
     }
     for (int p = 0; p < s->nparts; p++) {
         int64_t lo;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, s->part_topic[p],
-                                                                 s->part_id[p], &lo, hi + p, 5000);
+        rd_kafka_resp_err_t e = watermarks(rk, s->part_topic[p], s->part_id[p], &lo, hi + p, 5000);
         if (e) {
             snprintf(err, errsize, "kafka: %s", rd_kafka_err2str(e));
             expired = -1;
@@ -1616,7 +1513,7 @@ static void on_catchup(fh_stream *s, inmsg *m)
                c->kind == CONN_SSE, m->error);
         pend_clear(u);
         if (m->vec) {
-            cursor_encode(m->vec, s->nparts, cur, sizeof(cur));
+            fh_cursor_encode(m->vec, s->nparts, cur, sizeof(cur));
             snprintf(msg, sizeof(msg), "%s; the earliest position is cursor %s", m->error, cur);
             send_error(s, c, u->id, "cursor_expired", msg);
         } else {
@@ -1636,6 +1533,7 @@ static void conn_unref(conn *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) == 1) {
         fh_filter_free(&c->sse_filter);
+        free(c->sse_from);
         fh_ws_parser_free(&c->parser);
         pthread_mutex_destroy(&c->mu);
         free(c);
@@ -1968,7 +1866,7 @@ static void on_new_sse(fh_stream *s, conn *c)
     }
     conn_link(s, c);
     json_t *from = NULL;
-    if (c->sse_from[0]) {
+    if (c->sse_from) {
         int64_t ms;
         if (strcmp(c->sse_from, "latest") == 0 || strcmp(c->sse_from, "earliest") == 0)
             from = json_string(c->sse_from);
@@ -2041,7 +1939,14 @@ static int discover_partitions(fh_stream *s, char *err, size_t errsize)
                 rd_kafka_metadata_destroy(md);
             return -1;
         }
-        for (int i = 0; i < md->topics[0].partition_cnt && s->nparts < MAX_PARTS; i++) {
+        if (md->topics[0].partition_cnt > MAX_PARTS - s->nparts) {
+            /* a cursor names every partition: reading only some would lose events silently */
+            snprintf(err, errsize, "%s and %s have more than %d partitions together", topics[0],
+                     topics[1], MAX_PARTS);
+            rd_kafka_metadata_destroy(md);
+            return -1;
+        }
+        for (int i = 0; i < md->topics[0].partition_cnt; i++) {
             s->part_topic[s->nparts] = strdup(topics[t]);
             s->part_id[s->nparts] = md->topics[0].partitions[i].id;
             s->nparts++;
@@ -2083,8 +1988,7 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(s->nparts);
     for (int p = 0; p < s->nparts; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(s->rk, s->part_topic[p],
-                                                                 s->part_id[p], &lo, &hi, 10000);
+        rd_kafka_resp_err_t e = watermarks(s->rk, s->part_topic[p], s->part_id[p], &lo, &hi, 10000);
         if (e) {
             snprintf(err, errsize, "watermarks of %s/%d: %s", s->part_topic[p], s->part_id[p],
                      rd_kafka_err2str(e));
@@ -2506,20 +2410,24 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     const char *from = fh_http_query(req, "from");
     const char *start = last && *last ? last : from;
     if (start) {
-        int64_t ms;
+        char err[256];
+        fh_wsmsg_from_kind kind;
         int64_t *vec = vec_new(s);
-        int ok = strcmp(start, "latest") == 0 || strcmp(start, "earliest") == 0 ||
-                 fh_time_parse(start, &ms) == 0 ||
-                 (vec && cursor_decode(start, s->nparts, vec) == 0);
+        fh_err rc =
+            vec ? fh_wsmsg_from_text(start, s->nparts, vec, &kind, err, sizeof(err)) : FH_ERR_NOMEM;
         free(vec);
-        if (!ok) {
+        if (rc == FH_OK && !(c->sse_from = strdup(start)))
+            rc = FH_ERR_NOMEM;
+        if (rc) {
             conn_unref(c);
             free(m);
-            fh_http_error(resp, 400, "bad_parameter", last && *last ? "Last-Event-ID" : "from",
-                          "expected latest, earliest, an RFC 3339 time or a cursor");
+            if (rc == FH_ERR_NOMEM)
+                fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
+            else
+                fh_http_error(resp, 400, "bad_parameter", last && *last ? "Last-Event-ID" : "from",
+                              "%s", err);
             return;
         }
-        snprintf(c->sse_from, sizeof(c->sse_from), "%s", start);
     }
     c->mhd = req->conn;
     c->owner = s;

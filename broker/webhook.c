@@ -1,7 +1,7 @@
 /* webhook: see webhook.h and docs/webhooks.md. This file is the webhook thread: it owns the
  * webhook consumer, its SQLite connection (statements, the temp table of owned partitions), the
  * in-memory endpoint table, the curl multi handle and every transfer. One loop does, in turn:
- *   wait (curl sockets, the consumer queue's wake-up pipe, the API's curl_multi_wakeup)
+ *   wait (epoll: curl's sockets, its timer, the wake-up pipe of the consumer queue and the API)
  *   -> finish transfers (attempt rows, retry or dead-letter, endpoint health)
  *   -> consume records (one delivery row per matching endpoint and body)
  *   -> COMMIT, then store the offsets of the records that COMMIT covers
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -163,7 +164,9 @@ static struct wh {
     int in_txn;
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkq;
-    int wake[2];
+    int wake[2];         /* the consumer queue's io event and the API's pokes write to wake[1] */
+    int epfd;            /* curl's sockets (CURLMOPT_SOCKETFUNCTION) and wake[0] */
+    int64_t timer_at_ms; /* curl's timer (CURLMOPT_TIMERFUNCTION), monotonic ms; -1: none */
     CURLM *multi;
     wh_ep *eps;
     size_t neps;
@@ -192,11 +195,19 @@ const fh_netguard *webhook_guard(void)
     return &W.guard;
 }
 
+/* Wakes the webhook thread from any thread (a pipe write is async-signal and thread safe). */
+static void wake_thread(void)
+{
+    if (W.multi && W.wake[1] >= 0) {
+        ssize_t w = write(W.wake[1], "1", 1);
+        (void)w; /* a full pipe is awake already */
+    }
+}
+
 void webhook_poke(void)
 {
     atomic_store(&W.poke, 1);
-    if (W.multi)
-        curl_multi_wakeup(W.multi);
+    wake_thread();
 }
 
 static int running(void)
@@ -483,19 +494,74 @@ static void xfers_done(void)
     }
 }
 
-/* Runs the multi handle: waits up to timeout_ms for sockets, the wake-up pipe or a
- * curl_multi_wakeup, then progresses transfers and finishes the completed ones. */
+static int64_t mono_ms(void)
+{
+    return (int64_t)(fh_mono_ns() / 1000000u);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: curl says which of its sockets to watch for what. */
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    (void)userp;
+    (void)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(W.epfd, EPOLL_CTL_DEL, fd, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {.data.fd = fd};
+    if (what & CURL_POLL_IN)
+        ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev.events |= EPOLLOUT;
+    if (epoll_ctl(W.epfd, EPOLL_CTL_MOD, fd, &ev) && errno == ENOENT)
+        epoll_ctl(W.epfd, EPOLL_CTL_ADD, fd, &ev);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when curl wants CURL_SOCKET_TIMEOUT next (-1: never). */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    (void)userp;
+    W.timer_at_ms = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+    return 0;
+}
+
+/* Runs the multi handle: waits up to timeout_ms for curl's sockets, its timer or the wake-up
+ * pipe, tells curl what happened (only the sockets that are ready: the cost follows the
+ * transfers that progress, not all of those in flight), then finishes the completed ones. */
 static void pump(int timeout_ms)
 {
-    struct curl_waitfd wfd = {.fd = W.wake[0], .events = CURL_WAIT_POLLIN};
+    struct epoll_event evs[256];
     int still;
-    curl_multi_poll(W.multi, &wfd, 1, timeout_ms, NULL);
-    if (wfd.revents) {
-        char junk[64];
-        while (read(W.wake[0], junk, sizeof(junk)) > 0) {
-        }
+    if (W.timer_at_ms >= 0) {
+        int64_t left = W.timer_at_ms - mono_ms();
+        if (left < timeout_ms)
+            timeout_ms = left < 0 ? 0 : (int)left;
     }
-    curl_multi_perform(W.multi, &still);
+    int n = epoll_wait(W.epfd, evs, 256, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        if (fd == W.wake[0]) {
+            char junk[64];
+            while (read(W.wake[0], junk, sizeof(junk)) > 0) {
+            }
+            continue;
+        }
+        int flags = 0;
+        if (evs[i].events & (EPOLLIN | EPOLLHUP))
+            flags |= CURL_CSELECT_IN;
+        if (evs[i].events & EPOLLOUT)
+            flags |= CURL_CSELECT_OUT;
+        if (evs[i].events & EPOLLERR)
+            flags |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(W.multi, fd, flags, &still);
+    }
+    if (W.timer_at_ms >= 0 && mono_ms() >= W.timer_at_ms) {
+        W.timer_at_ms = -1;
+        curl_multi_socket_action(W.multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    }
     xfers_done();
 }
 
@@ -586,6 +652,35 @@ static xfer *xfer_get(void)
     return NULL;
 }
 
+/* An easy handle for x with every option that is the same for each of its attempts (set once:
+ * resetting and setting them all again per attempt cost more than the HTTP exchange). */
+static CURL *xfer_easy(xfer *x)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_PRIVATE, (char *)x);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)W.connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)W.timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* a redirect is an answer, not a 2xx */
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* no proxy from the environment around the guard */
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, x);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+    return c;
+}
+
 /* Starts one attempt of the delivery in the current row of st (S_DUE / S_DUE_ORDERED). */
 static int xfer_start(wh_ep *e, size_t ep_index, sqlite3_stmt *st)
 {
@@ -642,37 +737,18 @@ static int xfer_start(wh_ep *e, size_t ep_index, sqlite3_stmt *st)
         }
         h = nh;
     }
-    if (!x->easy && !(x->easy = curl_easy_init())) {
+    if (!x->easy && !(x->easy = xfer_easy(x))) {
         curl_slist_free_all(h);
         return -1;
     }
-    curl_easy_reset(x->easy);
     curl_slist_free_all(x->hdrs);
     x->hdrs = h;
     CURL *c = x->easy;
+    /* only what differs between attempts: the handle keeps the rest (and its connection) */
     curl_easy_setopt(c, CURLOPT_URL, e->url);
-    curl_easy_setopt(c, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)W.connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)W.timeout_ms);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* a redirect is an answer, not a 2xx */
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* no proxy from the environment around the guard */
-    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, x);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
     x->t0 = fh_mono_ns();
     if (curl_multi_add_handle(W.multi, c) != CURLM_OK)
         return -1;
@@ -1254,7 +1330,7 @@ static int start_consumer(char *err, size_t errsize)
     rd_kafka_poll_set_consumer(W.rk);
     W.rkq = rd_kafka_queue_get_consumer(W.rk);
     /* The consumer queue writes a byte to the pipe when it becomes non-empty: the loop sleeps in
-     * curl_multi_poll and still wakes for records at once. */
+     * epoll_wait (pump) and still wakes for records at once. */
     rd_kafka_queue_io_event_enable(W.rkq, W.wake[1], "1", 1);
     rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(t, W.topic, RD_KAFKA_PARTITION_UA);
@@ -1301,7 +1377,7 @@ int webhook_start(fh_broker *b)
     W.retention_ms = fh_config_int(c, "webhooks.retention_s") * 1000;
     W.scan_ms = fh_config_int(c, "webhooks.scan_interval_ms");
     W.max_record_bytes = (size_t)fh_config_int(c, "events.max_bytes");
-    W.wake[0] = W.wake[1] = -1;
+    W.wake[0] = W.wake[1] = W.epfd = -1;
     for (int p = 0; p < MAX_PARTS; p++)
         W.to_store[p] = W.first_in_txn[p] = -1;
     fh_buf_init(&W.body, W.max_record_bytes * 4 + 65536);
@@ -1327,6 +1403,15 @@ int webhook_start(fh_broker *b)
         goto err;
     }
     curl_multi_setopt(W.multi, CURLMOPT_MAXCONNECTS, (long)W.max_in_flight);
+    curl_multi_setopt(W.multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(W.multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    W.timer_at_ms = -1;
+    struct epoll_event wev = {.events = EPOLLIN, .data.fd = W.wake[0]};
+    if ((W.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+        epoll_ctl(W.epfd, EPOLL_CTL_ADD, W.wake[0], &wev)) {
+        snprintf(err, sizeof(err), "epoll: %s", strerror(errno));
+        goto err;
+    }
     register_metrics();
     eps_reload(1);
     recount_pending();
@@ -1351,7 +1436,7 @@ void webhook_stop(void)
 {
     if (W.started) {
         atomic_store(&W.stop, 1);
-        curl_multi_wakeup(W.multi);
+        wake_thread();
         pthread_join(W.thread, NULL);
         W.started = 0;
     }
@@ -1394,7 +1479,9 @@ void webhook_stop(void)
     for (int i = 0; i < 2; i++)
         if (W.wake[i] >= 0)
             close(W.wake[i]);
-    W.wake[0] = W.wake[1] = -1;
+    if (W.epfd >= 0)
+        close(W.epfd);
+    W.wake[0] = W.wake[1] = W.epfd = -1;
     fh_buf_free(&W.body);
     fh_json_doc_free(&W.doc);
 }

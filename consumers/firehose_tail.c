@@ -13,6 +13,7 @@
 
 #include "cli_filter.h"
 #include "fh_config.h"
+#include "fh_cursor.h"
 #include "fh_event.h"
 #include "fh_json.h"
 #include "fh_log.h"
@@ -29,7 +30,7 @@
 #define EXIT_USAGE 64
 #define EXIT_INTERRUPTED 130
 
-#define CURSOR_MAX 8192
+#define CURSOR_MAX (FH_CURSOR_SIZE(FH_CURSOR_MAX_PARTS) + 1) /* the longest the broker sends */
 #define MAX_REQUESTS 65536 /* build requests tracked by --wait revision */
 #define SUB_ID "tail"
 
@@ -155,6 +156,10 @@ static void cursor_set(tail *t, const char *v, const char *ve)
     if (n > 0) {
         t->have_cursor = 1;
         t->cursor_dirty = 1;
+    } else if (n < 0) {
+        fh_log(FH_LOG_WARN, "tail.cursor",
+               "bytes=%zu note=\"cursor longer than %zu bytes not kept\"", (size_t)(ve - v),
+               sizeof(t->cursor));
     }
 }
 

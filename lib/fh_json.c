@@ -567,6 +567,11 @@ static size_t utf8_seq(const unsigned char *q, const unsigned char *end)
     return 0;
 }
 
+size_t fh_json_utf8_seq(const unsigned char *q, const unsigned char *end)
+{
+    return utf8_seq(q, end);
+}
+
 static int hex4(const unsigned char *p, unsigned *out)
 {
     unsigned v = 0;

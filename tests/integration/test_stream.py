@@ -28,6 +28,7 @@ from stream_ws import HandshakeError, OP_BINARY, OP_TEXT, RawWs
 
 PARTS = 3          # partitions of each topic of a topic set (events + logs: a cursor has 6 offsets)
 WIDE_PARTS = 100   # the wide topic set: cursors of 200 offsets
+HUGE_PARTS = 1024  # test_cursors_of_1024_partitions_per_topic's own topics: cursors of 2048 offsets
 
 TOKENS = [
     {"name": "alice-ci", "token": "alice-token-0123456789", "scopes": ["read"],
@@ -86,6 +87,20 @@ def exact_problems(got, expected, topics, what):
     if order:
         problems.append("%s: per-build order broken: %s" % (what, order[:5]))
     return problems
+
+
+def resume_problems(broker, sid, cursor, want, what):
+    """A new client subscribes sid from cursor and waits for len(want) events; returns its
+    subscribed message and exact_problems of what it got against want."""
+    again = Client(broker)
+    try:
+        subscribed = again.subscribe(sid, {}, {"cursor": cursor})
+        again.wait_events(sid, len(want))
+        again.barrier()
+        return subscribed, exact_problems([m["event"] for m in again.events(sid)], want,
+                                          broker.topics, what)
+    finally:
+        again.close()
 
 
 def settle(broker, n_in, clients=(), timeout=30):
@@ -540,16 +555,9 @@ def test_slow_consumer_is_disconnected_and_a_fast_one_keeps_up(brokers, kafka):
         assert p50 < 0.25 and lat[-1] < 2.0, "the fast client was slowed down: p50 %.3fs max %.3fs" % (p50, lat[-1])
         # the disconnected client resumes from its last cursor and gets exactly the rest
         last = [m for m in msgs if m.get("op") == "event"][-1]["cursor"]
-        again = Client(b)
-        try:
-            again.subscribe("slow", {}, {"cursor": last})
-            rest = [e for e in evs if e["id"] not in set(ids)]
-            again.wait_events("slow", len(rest))
-            again.barrier()
-            problems = exact_problems([m["event"] for m in again.events("slow")], rest, b.topics, "resumed")
-            assert not problems, "\n".join(problems)
-        finally:
-            again.close()
+        rest = [e for e in evs if e["id"] not in set(ids)]
+        _, problems = resume_problems(b, "slow", last, rest, "resumed")
+        assert not problems, "\n".join(problems)
     finally:
         fast.close()
         if slow:
@@ -697,6 +705,11 @@ def test_bad_messages_get_errors_and_the_connection_stays_usable(brokers):
         assert error_for({"op": "subscribe", "filter": {}})["message"].startswith("id:")
         assert error_for({"op": "subscribe", "id": "bad id!"})["message"].startswith("id:")
         assert error_for({"op": "subscribe", "id": "x" * 65})["message"].startswith("id:")
+        # an invalid id is not echoed: one this long made the error frame overflow its buffer
+        # (`"id":,` — not JSON), and the op is quoted whole characters at a time (UTF-8)
+        assert error_for({"op": "dance", "id": "x" * 4060})["code"] == "bad_request"
+        m = error_for({"op": "a" * 39 + "\u00e9\u00e9"})
+        assert m["message"] == 'op: unknown operation "%s"' % ("a" * 39), m
         for flt, key in (({"colour": "red"}, "filter.colour"), ({"results": [9]}, "filter.results"),
                          ({"results": "green"}, "filter.results"), ({"type": "build.nope"}, "filter.type"),
                          ({"builderid": "abc"}, "filter.builderid"), ({"builder": []}, "filter.builder"),
@@ -706,7 +719,8 @@ def test_bad_messages_get_errors_and_the_connection_stays_usable(brokers):
             assert m["code"] == "bad_filter" and m["message"].startswith(key + ":"), (flt, m)
         for frm, prefix in (("yesterday", "from:"), ({"cursor": "garbage"}, "from.cursor:"),
                             ({"cursor": "3.0.0.0"}, "from.cursor:"), ({"time": "last tuesday"}, "from.time:"),
-                            ({"time": "2026-11-22T05:00:00Z", "cursor": "6.0.0.0.0.0.0"}, "from:"), (7, "from:")):
+                            ({"time": "2026-11-22T05:00:00Z", "cursor": "6.0.0.0.0.0.0"}, "from:"), (7, "from:"),
+                            ({"time": "1969-12-31T23:59:59.990Z"}, "from.time: before 1970")):
             m = error_for({"op": "subscribe", "id": "t", "filter": {}, "from": frm}, "t")
             assert m["code"] == "bad_request" and m["message"].startswith(prefix), (frm, m)
         c.subscribe("s1", {"type": "build.finished"})
@@ -864,13 +878,16 @@ def test_sse_filter_earliest_cursor_ids_resume_and_heartbeats(fresh):
     ("from=yesterday", {}, "from"),
     ("from=3.0.0.0", {}, "from"),
     ("", {"Last-Event-ID": "not-a-cursor"}, "Last-Event-ID"),
+    ("from=1969-12-31T23:59:59.990Z", {}, "from"),     # before Kafka timestamps: once offset 8
 ])
 def test_sse_bad_parameters_get_400_naming_them(brokers, query, headers, param):
     """A bad SSE query parameter or Last-Event-ID gets a 400 JSON error naming it."""
     b = brokers("main")
-    r = requests.get(b.url + "v1/events" + ("?" + query if query else ""), headers=headers, timeout=5)
-    assert r.status_code == 400, (r.status_code, r.text)
-    body = r.json()
+    # stream=True: a stream wrongly accepted (200) would otherwise be read forever
+    with requests.get(b.url + "v1/events" + ("?" + query if query else ""), headers=headers,
+                      timeout=5, stream=True) as r:
+        assert r.status_code == 400, r.status_code
+        body = r.json()
     assert body.get("parameter") == param, body
     assert body.get("error") and body.get("message"), body
 
@@ -992,6 +1009,66 @@ def test_long_cursors_with_many_partitions(fresh):
     finally:
         c.close()
         sse.close()
+
+
+def test_cursors_of_1024_partitions_per_topic(kafka, topics, tmp_path):
+    """With 1024 partitions per topic a cursor holds 2048 offsets, past the 1400 bytes the stream's cursor buffers once had: subscribed, every event and every SSE id carry it whole, resuming from one over WebSocket and SSE works, and a 16 KiB cursor fits an SSE request."""
+    huge = TopicSet(topics["dlq"][:-len(".dlq")], "huge", HUGE_PARTS)
+    kafka.create_topics(huge.specs())
+    wait_topics(kafka.bootstrap, huge.specs(), timeout=180)
+    # Right after 2048 partitions are created the stream's start-up watermark query can still meet
+    # "Not leader for partition" (fatal to the broker: it does not retry); start again then.
+    for attempt in range(5):
+        try:
+            b = Broker(kafka, huge, topics["dlq"], "huge-%d" % attempt, tmp_path)
+            break
+        except AssertionError as e:
+            if "Not leader" not in str(e) or attempt == 4:
+                raise
+            time.sleep(2)
+    c = Client(b)
+    sses = []
+    try:
+        first = c.subscribe("all", {})["cursor"]
+        assert cursor_re(2 * HUGE_PARTS).match(first), first[:80] + "..."
+        sses.append(Sse(b))
+        b.wait_connections(2)
+        evs = gen_events.generate(300, seed=929)
+        base = b.metric("firehose_stream_events_total")
+        b.emit(evs)
+        settle(b, base + len(evs), [c])
+        got = c.events("all")
+        problems = exact_problems([m["event"] for m in got], evs, b.topics, "huge live")
+        assert not problems, "\n".join(problems)
+        assert all(cursor_re(2 * HUGE_PARTS).match(m["cursor"]) for m in got), got[0]["cursor"][:80]
+        assert len(got[-1]["cursor"]) > 4096
+        cur = {m["event"]["id"]: m["cursor"] for m in got}
+        sse = sses[0].wait_count(len(got), idle=5)
+        bad = [(s["data"] or {}).get("id") for s in sse
+               if not isinstance(s["data"], dict) or s.get("id") != cur.get(s["data"].get("id"))]
+        assert not bad, "%d SSE ids are not the event's cursor, e.g. %s" % (len(bad), bad[:2])
+        # resume after event k: over WebSocket (a replay from the ring, per-subscriber cursors)
+        k = len(got) // 2
+        want = [m["event"] for m in got[k + 1:]]
+        subscribed, problems = resume_problems(b, "r", got[k]["cursor"], want, "huge resume")
+        assert subscribed["cursor"] == got[k]["cursor"]
+        assert not problems, "\n".join(problems)
+        # and over SSE, with the cursor in Last-Event-ID
+        sses.append(Sse(b, headers={"Last-Event-ID": got[k]["cursor"]}))
+        resumed = sses[-1].wait_count(len(want), idle=5)
+        problems = exact_problems([s["data"] for s in resumed], want, b.topics, "huge SSE resume")
+        assert not problems, "\n".join(problems)
+        # offsets of 7 base-36 digits (below 36^7, 78 billion): 8 bytes a partition, 16 KiB in all
+        big = "%d." % (2 * HUGE_PARTS) + ".".join(["zzzzzzz"] * (2 * HUGE_PARTS))
+        assert len(big) > 16000
+        sses.append(Sse(b, headers={"Last-Event-ID": big}))
+        sses[-1].wait(lambda s: ("firehose stream" in [t for _, t in s.comments]) or None,
+                      what="the stream's opening comment for a 16 KiB cursor")
+    finally:
+        c.close()
+        for s in sses:
+            s.close()
+        b.stop()
 
 
 # ---- retention and shutdown -------------------------------------------------------------------------
