@@ -5,8 +5,11 @@
 #
 # Starts Kafka with tests/kafka/kafka.sh, creates firehose.events/firehose.logs (6 partitions),
 # generates two inputs once with firehose-sim (cached in build/bench/): status events (every
-# type but log.*) and ~4 KiB log.chunk events, runs firehose-emit on each BENCH_RUNS times, prints the medians and
-# writes them into docs/performance.md between the bench:ingest markers.  Kafka is stopped on exit.
+# type but log.*) and ~4 KiB log.chunk events, runs firehose-emit on each BENCH_RUNS times (the two
+# inputs alternating, after a warm-up run), prints each figure as the median of the runs with their
+# range (min-max) and writes them into docs/performance.md between the bench:ingest markers
+# (bench/write_section.py). Kafka is stopped on exit. With the defaults it takes well under a
+# minute once the inputs exist (a run is about a second; Kafka's start is most of it).
 #
 # Knobs (environment): BENCH_STATUS_COUNT (300000), BENCH_LOG_COUNT (50000), BENCH_RUNS (5),
 #   BENCH_LOG_CHUNK_BYTES (3500 -> ~4 KiB records), BENCH_RUN_TIMEOUT (s per run, 120),
@@ -34,6 +37,7 @@ die() { say "$*"; exit 1; }
 command -v python3 >/dev/null || die "python3 is needed"
 T0=$SECONDS
 mkdir -p "$DATA"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/firehose-bench-ingest.XXXXXX")"
 
 STATE=""
 cleanup() {
@@ -41,6 +45,7 @@ cleanup() {
         "$KAFKA_SH" stop "$STATE" >/dev/null 2>&1 || true
         rm -rf "$STATE"
     fi
+    rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -64,13 +69,16 @@ gen() {   # gen FILE FILTER ARGS...: firehose-sim ARGS, lines matching FILTER (g
     local file="$1" filter="$2"; shift 2
     if [ -s "$file" ] && [ "$file" -nt "$SIM" ]; then return 0; fi
     say "generating $file"
+    local g0=$SECONDS
     if [ -n "$filter" ]; then
         "$SIM" -q "$@" | grep -E "$filter" >"$file.tmp" || true
     else
         "$SIM" -q "$@" >"$file.tmp"
     fi
     mv "$file.tmp" "$file"
+    ONCE_S=$((ONCE_S + SECONDS - g0))
 }
+ONCE_S=0   # of the run time, what went to generating inputs (cached for later runs)
 STATUS_FILE="$DATA/sim-status-$STATUS_COUNT.ndjson"
 LOG_FILE="$DATA/sim-logchunk-$LOG_COUNT-$CHUNK.ndjson"
 WARM_FILE="$DATA/sim-warmup-2000.ndjson"
@@ -107,18 +115,16 @@ for i in $(seq 1 "$RUNS"); do
 done
 
 # ---- report ----------------------------------------------------------------------------------
-CPU="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
-MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 RDKAFKA="$(pkg-config --modversion rdkafka 2>/dev/null || dpkg-query -W -f '${Version}' librdkafka1 2>/dev/null || echo unknown)"
 JAVA="$(java -version 2>&1 | head -n 1 || true)"
 
-export RESULTS STATUS_FILE LOG_FILE DOC CPU MEM_KB RDKAFKA JAVA RUNS STATUS_COUNT LOG_COUNT
-export NPROC="$(nproc)" KERNEL="$(uname -sr)" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-export EMIT_ARGS="${BENCH_EMIT_ARGS:-}" WRITE_DOC="$([ -n "${BENCH_NO_DOC:-}" ] && echo 0 || echo 1)"
+export RESULTS STATUS_FILE LOG_FILE RDKAFKA JAVA RUNS STATUS_COUNT LOG_COUNT ONCE_S
+export DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" RUN_S=$((SECONDS - T0))
 export KAFKA_DESC="$([ -n "${BENCH_BOOTSTRAP:-}" ] && echo "external Kafka at $BENCH_BOOTSTRAP" \
     || echo "Apache Kafka 3.9.1 (KRaft, one combined node on loopback, same machine, -Xmx512m), topics with 6 partitions")"
-python3 - <<'EOF'
-import os, re, statistics
+PYTHONPATH="$ROOT/bench" python3 - >"$WORK/section.md" <<'EOF'
+import os, re, sys
+import stats
 
 env = os.environ
 rows = {}
@@ -134,51 +140,40 @@ def size(path):
 
 inputs = {"status": ("status events (every type but log.*)", env["STATUS_FILE"]),
           "logchunk": ("log.chunk events", env["LOG_FILE"])}
-table = ["| input | events | avg record | runs | median events/s | median MB/s | events/s min-max |",
-         "|---|---:|---:|---:|---:|---:|---:|"]
-print()
+table = ["| input | events | avg record | runs | events/s | MB/s |",
+         "|---|---:|---:|---:|---:|---:|"]
+print(file=sys.stderr)
 for label, (desc, path) in inputs.items():
     r = rows[label]
     eps = [x[0] for x in r]; mbs = [x[1] for x in r]
-    line = "| %s | %s | %s B | %d | **%s** | **%.1f** | %s-%s |" % (
-        desc, format(r[0][3], ","), format(round(size(path)), ","), len(r),
-        format(round(statistics.median(eps)), ","), statistics.median(mbs),
-        format(round(min(eps)), ","), format(round(max(eps)), ","))
-    table.append(line)
-    print("%-10s median %10s events/s  %7.1f MB/s   (runs: %s)" % (
-        label, format(round(statistics.median(eps)), ","), statistics.median(mbs),
-        ", ".join(format(round(x), ",") for x in eps)))
+    table.append("| %s | %s | %s B | %d | %s | %s |" % (
+        desc, stats.num(r[0][3]), stats.num(size(path)), len(r),
+        stats.med_range(eps, bold=True), stats.med_range(mbs, 1, bold=True)))
+    print("%-10s events/s %s  MB/s %s  (runs: %s)" % (
+        label, stats.med_range(eps), stats.med_range(mbs, 1), ", ".join(stats.num(x) for x in eps)), file=sys.stderr)
 
-if env["WRITE_DOC"] != "1":
-    raise SystemExit(0)
-
-mem_gib = int(env["MEM_KB"]) / 1024 / 1024
-cmd = "make bench" + ("  (BENCH_EMIT_ARGS=%r)" % env["EMIT_ARGS"] if env["EMIT_ARGS"] else "")
-section = "\n".join([
-    "<!-- bench:ingest:begin (written by bench/ingest.sh; edits inside these markers are overwritten) -->",
+print("\n".join([
     "## Ingest: firehose-emit to Kafka",
     "",
-    "- Command: `%s` (bench/ingest.sh: `bin/firehose-emit --brokers 127.0.0.1:PORT FILE`, %s runs per input after a warm-up run)" % (cmd, env["RUNS"]),
-    "- Date: %s" % env["DATE"],
-    "- Machine: %s CPUs (%s), %.1f GiB RAM, %s" % (env["NPROC"], env["CPU"] or "unknown CPU", mem_gib, env["KERNEL"]),
+    "- Command: %s (what `make bench` runs; each run `bin/firehose-emit --brokers 127.0.0.1:PORT%s FILE`, %s runs "
+    "per input, the inputs alternating, after a warm-up run)" % (
+        stats.command("bench/ingest.sh"), (" " + env["BENCH_EMIT_ARGS"]) if env.get("BENCH_EMIT_ARGS") else "",
+        env["RUNS"]),
+    "- Date: %s; the script took %s s (%s s of it generating inputs, cached for later runs)" % (
+        env["DATE"], env["RUN_S"], env["ONCE_S"]),
+    "- Machine: %s" % stats.machine(),
     "- Software: librdkafka %s; %s; %s" % (env["RDKAFKA"], env["KAFKA_DESC"], env["JAVA"]),
-    "- Inputs: bin/firehose-sim (profile mozilla-2010: status events with --logs=false, and its log.chunk events), generated once into build/bench/; events/s = sent / elapsed and "
-    "MB/s = bytes / elapsed / 10^6, both from firehose-emit's summary line (elapsed as firehose-emit reports it).",
+    "- Inputs: bin/firehose-sim (profile mozilla-2010: status events with --logs=false, and its log.chunk events), "
+    "generated once into build/bench/; events/s = sent / elapsed and MB/s = bytes / elapsed / 10^6, both from "
+    "firehose-emit's summary line (elapsed as firehose-emit reports it). Each figure is the median of the runs, "
+    "with the lowest and highest run in parentheses.",
     "- Goal (DESIGN.md): at least 200,000 events/s. Kafka runs on the same two cores as firehose-emit.",
     "",
-] + table + ["", "<!-- bench:ingest:end -->"])
-
-doc = env["DOC"]
-text = open(doc).read() if os.path.exists(doc) else (
-    "# Performance\n\nMeasured with `make bench`; each section is rewritten by the benchmark that owns it.\n")
-pat = re.compile(r"<!-- bench:ingest:begin.*?<!-- bench:ingest:end -->", re.S)
-if pat.search(text):
-    text = pat.sub(lambda m: section, text)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-with open(doc + ".tmp", "w") as f:
-    f.write(text)
-os.replace(doc + ".tmp", doc)
-print("\nwrote the ingest section of %s" % doc)
+] + table))
 EOF
+if [ -n "${BENCH_NO_DOC:-}" ]; then
+    cat "$WORK/section.md"
+else
+    python3 "$ROOT/bench/write_section.py" ingest "$DOC" <"$WORK/section.md"
+fi
 say "done in $((SECONDS - T0)) s"

@@ -10,10 +10,13 @@
 # each rate of BENCH_RATES, paces a generated event stream into bin/firehose-emit's stdin at that
 # many events/s. While it flows, wrk (Debian package; installed with apt-get when missing) runs
 # BENCH_WRK_SECONDS against each endpoint, and probe requests injected into the stream are polled
-# through REST until visible. Writes docs/performance.md between the bench:rest markers.
+# through REST until visible. That is done BENCH_REST_RUNS times per rate, interleaved (2000,
+# 10000, 2000, 10000, ...), each run with its own ingest session, wrk runs and probes; the report
+# gives every figure as the median of the runs with their range. Writes docs/performance.md
+# between the bench:rest markers (bench/write_section.py).
 #
-# Knobs (environment): BENCH_RATES (events/s, one run each; "2000 10000"), BENCH_PENDING
-#   (10000), BENCH_WRK_SECONDS (10),
+# Knobs (environment): BENCH_RATES (events/s; "2000 10000"), BENCH_REST_RUNS (runs per rate and
+#   per side-by-side URL; 3), BENCH_PENDING (10000), BENCH_WRK_SECONDS (10),
 #   BENCH_WRK_THREADS (1), BENCH_WRK_CONNECTIONS (16), BENCH_HTTP_THREADS (2),
 #   BENCH_KAFKA_STATE (the DIR of a Kafka already started with `tests/kafka/kafka.sh start DIR`),
 #   BENCH_NO_DOC=1 (do not touch docs/performance.md), BENCH_BUILDBOT=0 (skip the Buildbot side).
@@ -23,7 +26,12 @@
 # pending build requests (bench/buildbot/load.py), its data API on a loopback port; wrk runs
 # against /api/v2/buildrequests?claimed=false (every pending request, as Buildbot answers it) and
 # with limit=100 (one page like ours), and against our /api/v1/pending with limit=100 and
-# limit=10000, all after the ingest has stopped so both sides see the same machine.
+# limit=10000, all after the ingest has stopped so both sides see the same machine. The four URLs
+# run back to back (Buildbot first, per answer size) BENCH_REST_RUNS times; each firehose /
+# Buildbot ratio is of the two medians, beside the range of the per-round ratios.
+#
+# Time with the defaults: about 7-8 minutes (6 ingest sessions of ~40 s, 12 side-by-side wrk runs
+# of 10 s, Kafka and the Buildbot master starting), plus, once, the stream file and Buildbot's venv.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -35,8 +43,9 @@ DATA="$ROOT/build/bench"
 DOC="$ROOT/docs/performance.md"
 
 read -r -a RATES <<<"${BENCH_RATES:-2000 10000}"
-MAX_RATE=0
-for r in "${RATES[@]}"; do [ "$r" -gt "$MAX_RATE" ] && MAX_RATE=$r; done
+RUNS="${BENCH_REST_RUNS:-3}"
+SUM_RATES=0
+for r in "${RATES[@]}"; do SUM_RATES=$((SUM_RATES + r)); done
 PENDING="${BENCH_PENDING:-10000}"
 WRK_SECONDS="${BENCH_WRK_SECONDS:-10}"
 WRK_THREADS="${BENCH_WRK_THREADS:-1}"
@@ -44,7 +53,7 @@ WRK_CONN="${BENCH_WRK_CONNECTIONS:-16}"
 HTTP_THREADS="${BENCH_HTTP_THREADS:-2}"
 # The stream must outlast warm-up + two wrk runs + probes.
 STREAM_SECONDS=$((WRK_SECONDS * 2 + 15))
-STREAM_COUNT=$((MAX_RATE * STREAM_SECONDS * ${#RATES[@]}))
+STREAM_COUNT=$((SUM_RATES * STREAM_SECONDS * RUNS))
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -56,6 +65,7 @@ if ! command -v wrk >/dev/null; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >&2 || die "cannot install wrk"
 fi
 T0=$SECONDS
+ONCE_S=0   # of the run time, what went to things cached for later runs (stream file, Buildbot venv)
 mkdir -p "$DATA"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/firehose-bench-rest.XXXXXX")"
 STATE=""
@@ -93,8 +103,10 @@ TOPICS=(--topic-events "$PREFIX.events" --topic-logs "$PREFIX.logs" --topic-dlq 
 STREAM_FILE="$DATA/rest-stream-$STREAM_COUNT.ndjson"
 if ! [ -s "$STREAM_FILE" ] || [ "$GEN" -nt "$STREAM_FILE" ]; then
     say "generating $STREAM_FILE"
+    g0=$SECONDS
     python3 "$GEN" --count "$STREAM_COUNT" --seed 21 --start "$(date -u +%Y-%m-%dT%H:00:00Z)" >"$STREAM_FILE.tmp"
     mv "$STREAM_FILE.tmp" "$STREAM_FILE"
+    ONCE_S=$((ONCE_S + SECONDS - g0))
 fi
 PENDING_FILE="$WORK/pending.ndjson"
 python3 - "$PENDING" >"$PENDING_FILE" <<'EOF'
@@ -267,33 +279,36 @@ cpu_ticks() {   # cpu_ticks PID: user + system CPU of a process, in clock ticks
 export URL BOOTSTRAP EMIT STREAM_FILE STREAM_SECONDS
 export TOPIC_ARGS="${TOPICS[*]}"
 START_LINE=0
-for RATE in "${RATES[@]}"; do
-    say "ingest at $RATE events/s"
-    OUT="$WORK/rate-$RATE"
-    RATE="$RATE" START_LINE="$START_LINE" OUT="$OUT.stream.json" python3 "$WORK/pacer.py" &
-    PACER=$!
-    sleep 5
-    metrics >"$OUT.metrics-before.json"
-    c0=$(cpu_ticks "$BROKER_PID")
-    v0=$(view_ticks "$BROKER_PID")
-    t0=$(date +%s.%N)
-    for ep in last-green pending; do
-        path="$LG_PATH"
-        [ "$ep" = pending ] && path="$PD_PATH"
-        say "  wrk ${WRK_SECONDS}s -t$WRK_THREADS -c$WRK_CONN /$path"
-        wrk -t"$WRK_THREADS" -c"$WRK_CONN" -d"${WRK_SECONDS}s" --latency "$URL$path" >"$OUT.wrk-$ep.txt"
-    done
-    c1=$(cpu_ticks "$BROKER_PID")
-    v1=$(view_ticks "$BROKER_PID")
-    t1=$(date +%s.%N)
-    echo "$c0 $c1 $t0 $t1 $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg) $v0 $v1" >"$OUT.cpu"
-    metrics >"$OUT.metrics-after.json"
-    curl -s "$URL$LG_PATH" >"$OUT.last-green.json" || true
-    curl -s "$URL$PD_PATH?limit=1" >"$OUT.pending.json" || true
-    wait "$PACER" || die "the ingest pacer failed at $RATE events/s"
-    START_LINE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["next_line"])' "$OUT.stream.json")"
-    # Let the view catch up before the next rate, so that run does not inherit a backlog.
-    python3 - "$URL" <<'EOF' || say "the view did not catch up within 120 s"
+: >"$WORK/sessions.txt"
+for run in $(seq 1 "$RUNS"); do
+    for RATE in "${RATES[@]}"; do
+        say "run $run of $RUNS: ingest at $RATE events/s"
+        OUT="$WORK/rate-$RATE-run$run"
+        RATE="$RATE" START_LINE="$START_LINE" OUT="$OUT.stream.json" python3 "$WORK/pacer.py" &
+        PACER=$!
+        sleep 5
+        metrics >"$OUT.metrics-before.json"
+        c0=$(cpu_ticks "$BROKER_PID")
+        v0=$(view_ticks "$BROKER_PID")
+        t0=$(date +%s.%N)
+        for ep in last-green pending; do
+            path="$LG_PATH"
+            [ "$ep" = pending ] && path="$PD_PATH"
+            say "  wrk ${WRK_SECONDS}s -t$WRK_THREADS -c$WRK_CONN /$path"
+            wrk -t"$WRK_THREADS" -c"$WRK_CONN" -d"${WRK_SECONDS}s" --latency "$URL$path" >"$OUT.wrk-$ep.txt"
+        done
+        c1=$(cpu_ticks "$BROKER_PID")
+        v1=$(view_ticks "$BROKER_PID")
+        t1=$(date +%s.%N)
+        echo "$c0 $c1 $t0 $t1 $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg) $v0 $v1" >"$OUT.cpu"
+        metrics >"$OUT.metrics-after.json"
+        curl -s "$URL$LG_PATH" >"$OUT.last-green.json" || true
+        curl -s "$URL$PD_PATH?limit=1" >"$OUT.pending.json" || true
+        wait "$PACER" || die "the ingest pacer failed at $RATE events/s"
+        START_LINE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["next_line"])' "$OUT.stream.json")"
+        echo "$RATE $run $OUT" >>"$WORK/sessions.txt"
+        # Let the view catch up before the next session, so that one does not inherit a backlog.
+        python3 - "$URL" <<'EOF' || say "the view did not catch up within 120 s"
 import json, sys, time, urllib.request
 deadline = time.time() + 120
 while time.time() < deadline:
@@ -302,6 +317,7 @@ while time.time() < deadline:
     time.sleep(0.5)
 sys.exit(1)
 EOF
+    done
 done
 
 # ---- Buildbot's own data API, side by side -----------------------------------------------------
@@ -310,8 +326,10 @@ BB_OK=0
 if [ "${BENCH_BUILDBOT:-1}" != 0 ]; then
     if ! [ -x "$BB_VENV/bin/buildbot" ]; then
         say "installing Buildbot from PyPI into $BB_VENV"
+        g0=$SECONDS
         { python3 -m venv "$BB_VENV" && "$BB_VENV/bin/pip" install -q buildbot buildbot-www; } >"$WORK/bb-install.log" 2>&1 ||
             { tail -n 20 "$WORK/bb-install.log" >&2; say "Buildbot did not install: skipping it"; }
+        ONCE_S=$((ONCE_S + SECONDS - g0))
     fi
 fi
 if [ "${BENCH_BUILDBOT:-1}" != 0 ] && [ -x "$BB_VENV/bin/buildbot" ]; then
@@ -332,15 +350,17 @@ if [ "${BENCH_BUILDBOT:-1}" != 0 ] && [ -x "$BB_VENV/bin/buildbot" ]; then
         BB_OK=1
         # Same wrk settings on both sides; the whole-queue answers are MB-sized, so they get
         # fewer connections and a long timeout.
-        run_wrk() {   # run_wrk NAME CONNECTIONS URL
-            wrk -t"$WRK_THREADS" -c"$2" -d"${WRK_SECONDS}s" --timeout 30s --latency "$3" >"$WORK/side-$1.txt" 2>&1 || true
-            curl -s -o /dev/null -w '%{size_download}' "$3" >"$WORK/side-$1.bytes" || echo 0 >"$WORK/side-$1.bytes"
+        run_wrk() {   # run_wrk NAME RUN CONNECTIONS URL: wrk into side-NAME-RUN.txt; the answer's size once
+            wrk -t"$WRK_THREADS" -c"$3" -d"${WRK_SECONDS}s" --timeout 30s --latency "$4" >"$WORK/side-$1-$2.txt" 2>&1 || true
+            [ "$2" != 1 ] || curl -s -o /dev/null -w '%{size_download}' "$4" >"$WORK/side-$1.bytes" || echo 0 >"$WORK/side-$1.bytes"
         }
-        say "  side by side: wrk ${WRK_SECONDS}s on each of four URLs"
-        run_wrk bb-page "$WRK_CONN" "${BB_URL}api/v2/buildrequests?claimed=false&limit=100"
-        run_wrk fh-page "$WRK_CONN" "${URL}api/v1/pending?limit=100"
-        run_wrk bb-all 2 "${BB_URL}api/v2/buildrequests?claimed=false"
-        run_wrk fh-all 2 "${URL}api/v1/pending?limit=10000"
+        for run in $(seq 1 "$RUNS"); do
+            say "  side by side, run $run of $RUNS: wrk ${WRK_SECONDS}s on each of four URLs"
+            run_wrk bb-page "$run" "$WRK_CONN" "${BB_URL}api/v2/buildrequests?claimed=false&limit=100"
+            run_wrk fh-page "$run" "$WRK_CONN" "${URL}api/v1/pending?limit=100"
+            run_wrk bb-all "$run" 2 "${BB_URL}api/v2/buildrequests?claimed=false"
+            run_wrk fh-all "$run" 2 "${URL}api/v1/pending?limit=10000"
+        done
         echo "$BB_TOTAL $("$BB_VENV/bin/python" -c 'import buildbot; print(buildbot.version)')" >"$WORK/side.meta"
     else
         tail -n 30 "$WORK/bb.log" >&2
@@ -351,125 +371,23 @@ if [ "${BENCH_BUILDBOT:-1}" != 0 ] && [ -x "$BB_VENV/bin/buildbot" ]; then
 fi
 
 # ---- report ------------------------------------------------------------------------------------
-CPU="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
-MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
-export WORK DOC CPU MEM_KB PENDING WRK_SECONDS WRK_THREADS WRK_CONN HTTP_THREADS LG_PATH PD_PATH
-export RATES_LIST="${RATES[*]}" NPROC="$(nproc)" KERNEL="$(uname -sr)" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+export WORK PENDING WRK_SECONDS WRK_THREADS WRK_CONN HTTP_THREADS LG_PATH PD_PATH RUNS
+export RATES_LIST="${RATES[*]}" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" RUN_S=$((SECONDS - T0)) ONCE_S
 export WRK_VERSION="$(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
-export WRITE_DOC="$([ -n "${BENCH_NO_DOC:-}" ] && echo 0 || echo 1)"
-python3 - <<'EOF'
-import json, os, re
+PYTHONPATH="$ROOT/bench" python3 - >"$WORK/section.md" <<'EOF'
+import json, os, re, statistics, sys
+import stats
 
 env = os.environ
 W = env["WORK"]
+med, med_range, num = statistics.median, stats.med_range, stats.num
 
-def wrk(prefix, label):
-    text = open("%s.wrk-%s.txt" % (prefix, label)).read()
-    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", text).group(1))
-    def lat(p):
-        m = re.search(r"^\s+%s%%\s+([0-9.]+)(us|ms|s)\s*$" % p, text, re.M)
-        v, u = float(m.group(1)), m.group(2)
-        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {"rps": rps, "p50": lat(50), "p99": lat(99), "non2xx": int(bad.group(1)) if bad else 0}
+def say(*a):
+    print(*a, file=sys.stderr)
 
-def hist(before, after, p):
-    les = sorted((k for k in after if re.fullmatch(r"[0-9]+|\+Inf", k)),
-                 key=lambda k: float("inf") if k == "+Inf" else float(k))
-    total = after.get("+Inf", 0) - before.get("+Inf", 0)
-    if not total:
-        return "n/a", 0
-    for k in les:
-        if after[k] - before.get(k, 0) >= p / 100 * total:
-            return ("<= %s ms" % k if k != "+Inf" else "> %s ms" % les[-2]), total
-    return "n/a", total
-
-rows = []
-for rate in env["RATES_LIST"].split():
-    pre = os.path.join(W, "rate-%s" % rate)
-    st = json.load(open(pre + ".stream.json"))
-    mb, ma = json.load(open(pre + ".metrics-before.json")), json.load(open(pre + ".metrics-after.json"))
-    c0, c1, t0, t1, hz, load, v0, v1 = open(pre + ".cpu").read().split()
-    secs = float(t1) - float(t0)
-    applied = sum(ma.get(k, 0) - mb.get(k, 0) for k in ("firehose_view_events_applied_total",
-                                                         "firehose_view_skipped_total"))
-    h50, n = hist(mb, ma, 50)
-    h99, _ = hist(mb, ma, 99)
-    rows.append({"rate": int(rate), "achieved": st["rate"], "applied": applied / secs,
-                 "lg": wrk(pre, "last-green"), "pd": wrk(pre, "pending"), "h50": h50, "h99": h99, "hn": n,
-                 "st": st, "cpu": (int(c1) - int(c0)) / int(hz) / secs * 100,
-                 "vcpu": (int(v1) - int(v0)) / int(hz) / secs * 100, "load": float(load),
-                 "rss": ma.get("process_resident_memory_bytes", 0) / 2**20,
-                 "pending_total": json.load(open(pre + ".pending.json"))["total"]})
-
-def ms(v):
-    return "%.1f ms" % v if v is not None else "n/a"
-
-print()
-for r in rows:
-    print("ingest %6d/s (achieved %.0f/s; view applied %.0f/s while wrk ran; broker CPU %.0f%% (view thread %.0f%%), "
-          "RSS %.0f MiB; load average %.1f)" % (r["rate"], r["achieved"], r["applied"], r["cpu"], r["vcpu"], r["rss"],
-                                               r["load"]))
-    for name, x in (("last-green", r["lg"]), ("pending", r["pd"])):
-        print("  %-10s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-2xx %d" % (name, x["rps"], x["p50"], x["p99"], x["non2xx"]))
-    s = r["st"]
-    print("  freshness: produce->committed p50 %s p99 %s (%d records); probes p50 %s p99 %s max %s (%d/%d seen)" % (
-        r["h50"], r["h99"], r["hn"], ms(s["probe_p50_ms"]), ms(s["probe_p99_ms"]), ms(s["probe_max_ms"]),
-        s["probes_seen"], s["probes"]))
-
-for name in ("bb-page", "fh-page", "bb-all", "fh-all"):
-    path = os.path.join(W, "side-%s.txt" % name)
-    if os.path.exists(path):
-        m = re.search(r"Requests/sec:\s+([0-9.]+)", open(path).read())
-        print("side by side %-8s %s req/s" % (name, m.group(1) if m else "n/a"))
-
-if env["WRITE_DOC"] != "1":
-    raise SystemExit(0)
-mem_gib = int(env["MEM_KB"]) / 1024 / 1024
-lines = [
-    "<!-- bench:rest:begin (written by bench/rest.sh; edits inside these markers are overwritten) -->",
-    "## REST: last-green and pending under ingest",
-    "",
-    "- Command: `make bench` (bench/rest.sh)",
-    "- Date: %s" % env["DATE"],
-    "- Machine: %s CPUs (%s), %.1f GiB RAM, %s. Kafka, the broker, firehose-emit, the pacer and wrk all "
-    "share these CPUs." % (env["NPROC"], env["CPU"] or "unknown CPU", mem_gib, env["KERNEL"]),
-    "- Software: Apache Kafka 3.9.1 (KRaft, one node on loopback), topics with 6 partitions; wrk %s "
-    "(`-t%s -c%s -d%ss --latency`, same machine); broker `http.threads=%s`, view defaults." % (
-        env["WRK_VERSION"], env["WRK_THREADS"], env["WRK_CONN"], env["WRK_SECONDS"], env["HTTP_THREADS"]),
-    "- View: %s pending requests loaded first; then tests/integration/gen_events.py events (every type, log.chunk "
-    "included) paced into `firehose-emit` stdin at each rate below while wrk runs, first `/%s`, then `/%s` "
-    "(default limit 100: the first 100 of ~%s pending requests, about 40 KB)." % (
-        format(int(env["PENDING"]), ","), env["LG_PATH"], env["PD_PATH"], format(rows[0]["pending_total"], ",")),
-    "- Freshness, two ways: the view's `firehose_view_freshness_ms` histogram (Kafka timestamp of each record to "
-    "the commit that makes it visible; bucket bounds), and probe requests injected into the stream every 250 ms, "
-    "timed from being written to firehose-emit until a client polling `/api/v1/pending?builder=probe` every 2 ms "
-    "sees them.",
-    "- Goals (DESIGN.md): >= 50,000 requests/s and p99 <= 5 ms at 10,000 events/s of ingest; freshness p99 <= 100 ms.",
-    "- \"view applied\" is what the view's thread applied while wrk ran (below the offered rate means it fell behind); "
-    "\"broker CPU\" is the broker process (all threads) over the same time; \"load avg\" is the machine's 1-minute "
-    "load average at the end (other work on the machine inflates it); \"view thread CPU\" is the view's "
-    "apply thread alone (`fh-view`), the figure least disturbed by other load.",
-    "",
-    "| ingest offered | view applied | broker CPU | view thread CPU | load avg | endpoint | requests/s | p50 | p99 |",
-    "|---:|---:|---:|---:|---:|---|---:|---:|---:|",
-]
-for r in rows:
-    for i, (name, x) in enumerate((("`/api/v1/last-green`", r["lg"]), ("`/api/v1/pending`", r["pd"]))):
-        lead = ("%s/s" % format(round(r["achieved"]), ","), "%s/s" % format(round(r["applied"]), ","),
-                "%.0f%%" % r["cpu"], "%.0f%%" % r["vcpu"], "%.1f" % r["load"]) if i == 0 else ("", "", "", "", "")
-        lines.append("| %s | %s | %s | %s | %s | %s | **%s** | %.2f ms | **%.2f ms** |" % (
-            lead + (name, format(round(x["rps"]), ","), x["p50"], x["p99"])))
-lines += ["", "| ingest offered | produce -> committed p50 | p99 | probe -> visible p50 | p99 | max | probes seen |",
-          "|---:|---:|---:|---:|---:|---:|---:|"]
-for r in rows:
-    s = r["st"]
-    lines.append("| %s/s | %s | **%s** | %s | **%s** | %s | %d of %d |" % (
-        format(round(r["achieved"]), ","), r["h50"], r["h99"], ms(s["probe_p50_ms"]), ms(s["probe_p99_ms"]),
-        ms(s["probe_max_ms"]), s["probes_seen"], s["probes"]))
-def side(name):
-    path = os.path.join(W, "side-%s.txt" % name)
-    text = open(path).read()
+def wrk(path):
+    """wrk --latency output: requests/s, p50/p99 in ms, requests, timeouts, non-2xx; None without an answer."""
+    text = open(path).read() if os.path.exists(path) else ""
     m = re.search(r"Requests/sec:\s+([0-9.]+)", text)
     if not m:
         return None
@@ -479,16 +397,138 @@ def side(name):
             return None
         v, u = float(m.group(1)), m.group(2)
         return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-    reqs = re.search(r"(\d+) requests in", text)
-    to = re.search(r"timeout (\d+)", text)
-    size = open(os.path.join(W, "side-%s.bytes" % name)).read().strip() or "0"
-    return {"rps": float(m.group(1)), "p50": lat(50), "p99": lat(99), "n": int(reqs.group(1)) if reqs else 0,
-            "timeouts": int(to.group(1)) if to else 0, "bytes": int(size)}
+    def count(pat):
+        m = re.search(pat, text)
+        return int(m.group(1)) if m else 0
+    return {"rps": float(m.group(1)), "p50": lat(50), "p99": lat(99), "n": count(r"(\d+) requests in"),
+            "timeouts": count(r"timeout (\d+)"), "non2xx": count(r"Non-2xx or 3xx responses: (\d+)")}
 
+def hist(before, after, p):
+    """Upper bound (ms) of the freshness bucket holding the p-th percentile over the session; inf past the
+    last bound; None without samples. Also the number of samples."""
+    les = sorted((k for k in after if re.fullmatch(r"[0-9]+|\+Inf", k)),
+                 key=lambda k: float("inf") if k == "+Inf" else float(k))
+    total = after.get("+Inf", 0) - before.get("+Inf", 0)
+    if not total:
+        return None, 0
+    for k in les:
+        if after[k] - before.get(k, 0) >= p / 100 * total:
+            return float("inf") if k == "+Inf" else float(k), total
+    return None, total
+
+# ---- under ingest: one record per session (rate, run) ----
+sessions = []
+for line in open(os.path.join(W, "sessions.txt")):
+    rate, run, pre = line.split()
+    st = json.load(open(pre + ".stream.json"))
+    mb, ma = json.load(open(pre + ".metrics-before.json")), json.load(open(pre + ".metrics-after.json"))
+    c0, c1, t0, t1, hz, load, v0, v1 = open(pre + ".cpu").read().split()
+    secs = float(t1) - float(t0)
+    applied = sum(ma.get(k, 0) - mb.get(k, 0) for k in ("firehose_view_events_applied_total",
+                                                         "firehose_view_skipped_total"))
+    h50, n = hist(mb, ma, 50)
+    h99, _ = hist(mb, ma, 99)
+    sessions.append({"rate": int(rate), "run": int(run), "achieved": st["rate"], "applied": applied / secs,
+                     "lg": wrk(pre + ".wrk-last-green.txt"), "pd": wrk(pre + ".wrk-pending.txt"),
+                     "h50": h50, "h99": h99, "hn": n, "st": st,
+                     "cpu": (int(c1) - int(c0)) / int(hz) / secs * 100,
+                     "vcpu": (int(v1) - int(v0)) / int(hz) / secs * 100, "load": float(load),
+                     "rss": ma.get("process_resident_memory_bytes", 0) / 2**20,
+                     "pending_total": json.load(open(pre + ".pending.json"))["total"]})
+    r = sessions[-1]
+    say("run %d, ingest %6d/s (achieved %.0f/s; view applied %.0f/s while wrk ran; broker CPU %.0f%% (view thread "
+        "%.0f%%), RSS %.0f MiB; load average %.1f)" % (r["run"], r["rate"], r["achieved"], r["applied"], r["cpu"],
+                                                     r["vcpu"], r["rss"], r["load"]))
+    for name, x in (("last-green", r["lg"]), ("pending", r["pd"])):
+        say("  %-10s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-2xx %d" % (name, x["rps"], x["p50"], x["p99"], x["non2xx"]))
+    say("  freshness: produce->committed p50 <= %s ms p99 <= %s ms (%d records); probes p50 %s p99 %s max %s ms "
+        "(%d/%d seen)" % (num(h50 or 0), num(h99 or 0), n, num(st["probe_p50_ms"] or 0, 1),
+                          num(st["probe_p99_ms"] or 0, 1), num(st["probe_max_ms"] or 0, 1),
+                          st["probes_seen"], st["probes"]))
+
+rates = [int(x) for x in env["RATES_LIST"].split()]
+by_rate = {rate: [s for s in sessions if s["rate"] == rate] for rate in rates}
+
+def col(ss, f):
+    return [f(s) for s in ss]
+
+def bound(vals, bold=False):
+    """Freshness bucket bounds (ms) of the runs: '<= median (min-max)'."""
+    return "<= " + med_range(vals, unit=" ms", bold=bold) if any(v is not None for v in vals) else "n/a"
+
+say()
+for rate, ss in by_rate.items():
+    say("ingest %d/s, %d runs: last-green %s req/s, pending %s req/s, probe p99 %s ms" % (
+        rate, len(ss), med_range(col(ss, lambda s: s["lg"]["rps"])), med_range(col(ss, lambda s: s["pd"]["rps"])),
+        med_range(col(ss, lambda s: s["st"]["probe_p99_ms"]), 1)))
+
+lines = [
+    "## REST: last-green and pending under ingest",
+    "",
+    "- Command: %s (what `make bench` runs; %s runs per rate, interleaved by rate)" % (
+        stats.command("bench/rest.sh"), env["RUNS"]),
+    "- Date: %s; the script took %s s (%s s of it generating the stream file or installing Buildbot, "
+    "both cached for later runs)" % (env["DATE"], env["RUN_S"], env["ONCE_S"]),
+    "- Machine: %s. Kafka, the broker, firehose-emit, the pacer and wrk all share these CPUs." % stats.machine(),
+    "- Software: Apache Kafka 3.9.1 (KRaft, one node on loopback), topics with 6 partitions; wrk %s "
+    "(`-t%s -c%s -d%ss --latency`, same machine); broker `http.threads=%s`, view defaults." % (
+        env["WRK_VERSION"], env["WRK_THREADS"], env["WRK_CONN"], env["WRK_SECONDS"], env["HTTP_THREADS"]),
+    "- View: %s pending requests loaded first; then tests/integration/gen_events.py events (every type, log.chunk "
+    "included) paced into `firehose-emit` stdin, one session per run and rate (%s), each continuing the stream "
+    "where the last stopped: 5 s of ingest, then wrk on `/%s`, then on `/%s` (default limit 100: the first 100 of "
+    "%s-%s pending requests, about 40 KB), then the rest of the session; the view catches up before the next one." % (
+        num(int(env["PENDING"])), ", ".join(num(s["rate"]) for s in sessions), env["LG_PATH"], env["PD_PATH"],
+        num(min(col(sessions, lambda s: s["pending_total"]))), num(max(col(sessions, lambda s: s["pending_total"])))),
+    "- Freshness, two ways: the view's `firehose_view_freshness_ms` histogram (Kafka timestamp of each record to "
+    "the commit that makes it visible; bucket bounds), and probe requests injected into the stream every 250 ms, "
+    "timed from being written to firehose-emit until a client polling `/api/v1/pending?builder=probe` every 2 ms "
+    "sees them.",
+    "- Goals (DESIGN.md): >= 50,000 requests/s and p99 <= 5 ms at 10,000 events/s of ingest; freshness p99 <= 100 ms.",
+    "- Every figure is the median of the runs, with the lowest and highest run in parentheses. \"view applied\" is "
+    "what the view's thread applied while wrk ran (below the offered rate means it fell behind); \"broker CPU\" is "
+    "the broker process (all threads) over the same time; \"view thread CPU\" is the view's apply thread alone "
+    "(`fh-view`), the figure least disturbed by other load; \"load avg\" is the machine's 1-minute load average at "
+    "the end of wrk (other work on the machine inflates it).",
+    "",
+    "| ingest offered | runs | sent | view applied | broker CPU | view thread CPU | load avg |",
+    "|---:|---:|---:|---:|---:|---:|---:|",
+]
+for rate, ss in by_rate.items():
+    lines.append("| %s/s | %d | %s | %s | %s | %s | %s |" % (
+        num(rate), len(ss), med_range(col(ss, lambda s: s["achieved"]), unit="/s"),
+        med_range(col(ss, lambda s: s["applied"]), unit="/s"),
+        med_range(col(ss, lambda s: s["cpu"]), unit="%"), med_range(col(ss, lambda s: s["vcpu"]), unit="%"),
+        med_range(col(ss, lambda s: s["load"]), 1)))
+lines += ["", "| ingest offered | endpoint | requests/s | p50 | p99 |", "|---:|---|---:|---:|---:|"]
+bad = []
+for rate, ss in by_rate.items():
+    for i, (key, name) in enumerate((("lg", "`/api/v1/last-green`"), ("pd", "`/api/v1/pending`"))):
+        xs = col(ss, lambda s: s[key])
+        lines.append("| %s | %s | %s | %s | %s |" % (
+            "%s/s" % num(rate) if i == 0 else "", name, med_range(col(xs, lambda x: x["rps"]), bold=True),
+            med_range(col(xs, lambda x: x["p50"]), 2, " ms"), med_range(col(xs, lambda x: x["p99"]), 2, " ms", True)))
+        bad += ["%s at %s/s: %d" % (name, num(rate), x["non2xx"]) for x in xs if x["non2xx"]]
+if bad:
+    lines += ["", "Non-2xx answers: " + "; ".join(bad) + "."]
+lines += ["", "| ingest offered | produce -> committed p50 | p99 | probe -> visible p50 | p99 | max | probes seen |",
+          "|---:|---:|---:|---:|---:|---:|---:|"]
+for rate, ss in by_rate.items():
+    sts = col(ss, lambda s: s["st"])
+    lines.append("| %s/s | %s | %s | %s | %s | %s | %s of %s |" % (
+        num(rate), bound(col(ss, lambda s: s["h50"])), bound(col(ss, lambda s: s["h99"]), True),
+        med_range(col(sts, lambda s: s["probe_p50_ms"]), 1, " ms"),
+        med_range(col(sts, lambda s: s["probe_p99_ms"]), 1, " ms", True),
+        med_range(col(sts, lambda s: s["probe_max_ms"]), 1, " ms"),
+        num(sum(col(sts, lambda s: s["probes_seen"]))), num(sum(col(sts, lambda s: s["probes"])))))
+
+# ---- side by side: every URL once per round, Buildbot first ----
 lines += ["", "### Side by side: Buildbot's own data API", ""]
+runs = int(env["RUNS"])
 if os.path.exists(os.path.join(W, "side.meta")):
     bb_total, bb_version = open(os.path.join(W, "side.meta")).read().split()
-    res = {k: side(k) for k in ("bb-page", "fh-page", "bb-all", "fh-all")}
+    res = {k: [wrk(os.path.join(W, "side-%s-%d.txt" % (k, i))) for i in range(1, runs + 1)]
+           for k in ("bb-page", "fh-page", "bb-all", "fh-all")}
+    size = {k: int(open(os.path.join(W, "side-%s.bytes" % k)).read().strip() or 0) for k in res}
     lines += [
         "- Buildbot %s from PyPI (`buildbot`, `buildbot-www`), one master with its SQLite database and the www data "
         "API on loopback, same machine, measured in the same run right after the firehose rows above (ingest "
@@ -496,42 +536,52 @@ if os.path.exists(os.path.join(W, "side.meta")):
         "- Both hold the same %s pending build requests (Buildbot: %s unclaimed, inserted by bench/buildbot/load.py "
         "into its own schema: sourcestamp, buildset, buildrequest each, over the same 40 builders, no worker ever "
         "connects). wrk `-t%s -d%ss --timeout 30s --latency`; `-c%s` for one page, `-c2` for the whole queue "
-        "(each answer is megabytes)." % (format(int(env["PENDING"]), ","), format(int(bb_total), ","),
+        "(each answer is megabytes)." % (num(int(env["PENDING"])), num(int(bb_total)),
                                         env["WRK_THREADS"], env["WRK_SECONDS"], env["WRK_CONN"]),
+        "- %d rounds; each round runs the four URLs back to back (Buildbot's page, ours, Buildbot's whole queue, ours). "
+        "Figures are the median of the rounds (lowest-highest); the ratio is firehose's median requests/s over "
+        "Buildbot's, and in parentheses the lowest and highest of the per-round ratios." % runs,
         "",
-        "| what | URL | answer | requests | requests/s | p50 | p99 | firehose / Buildbot |",
+        "| what | URL | answer | requests per run | requests/s | p50 | p99 | firehose / Buildbot |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    def row(label, url, x, ratio):
-        if not x:
+    def row(label, url, k, peer):
+        xs = [x for x in res[k] if x]
+        if not xs:
             return "| %s | `%s` | | | no answer | | | |" % (label, url)
-        return "| %s | `%s` | %s B | %s | **%s** | %s | %s | %s |" % (
-            label, url, format(x["bytes"], ","), format(x["n"], ","), format(round(x["rps"], 1 if x["rps"] < 100 else None), ","),
-            "%.2f ms" % x["p50"] if x["p50"] is not None else "n/a",
-            "%.2f ms" % x["p99"] if x["p99"] is not None else "n/a", ratio)
-    def ratio(a, b):
-        return "**%sx**" % format(round(res[a]["rps"] / res[b]["rps"]), ",") if res[a] and res[b] and res[b]["rps"] else "n/a"
-    lines += [row("one page, Buildbot", "/api/v2/buildrequests?claimed=false&limit=100", res["bb-page"], ""),
-              row("one page, firehose", "/api/v1/pending?limit=100", res["fh-page"], ratio("fh-page", "bb-page")),
-              row("whole queue, Buildbot", "/api/v2/buildrequests?claimed=false", res["bb-all"], ""),
-              row("whole queue, firehose", "/api/v1/pending?limit=10000", res["fh-all"], ratio("fh-all", "bb-all"))]
-    bad = [k for k, x in res.items() if x and x["timeouts"]]
-    if bad:
-        lines += ["", "wrk timeouts (30 s): " + ", ".join("%s %d" % (k, res[k]["timeouts"]) for k in bad)]
+        rps = col(xs, lambda x: x["rps"])
+        cell = ""
+        if peer:
+            per_round = [stats.ratio(a["rps"], b["rps"]) for a, b in zip(res[k], res[peer]) if a and b]
+            ys = [y for y in res[peer] if y]
+            r = stats.ratio(med(rps), med(col(ys, lambda y: y["rps"]))) if ys else None
+            cell = "**%sx**" % r if r else "n/a"
+            if len(per_round) > 1:
+                vals = sorted(per_round, key=lambda t: float(t.replace(",", "")))
+                cell += " (%s-%sx)" % (vals[0], vals[-1])
+        return "| %s | `%s` | %s B | %s | %s | %s | %s | %s |" % (
+            label, url, num(size[k]), med_range(col(xs, lambda x: x["n"])),
+            med_range(rps, 1 if med(rps) < 100 else 0, bold=True), med_range(col(xs, lambda x: x["p50"]), 2, " ms"),
+            med_range(col(xs, lambda x: x["p99"]), 2, " ms"), cell)
+    lines += [row("one page, Buildbot", "/api/v2/buildrequests?claimed=false&limit=100", "bb-page", None),
+              row("one page, firehose", "/api/v1/pending?limit=100", "fh-page", "bb-page"),
+              row("whole queue, Buildbot", "/api/v2/buildrequests?claimed=false", "bb-all", None),
+              row("whole queue, firehose", "/api/v1/pending?limit=10000", "fh-all", "bb-all")]
+    timeouts = ["%s run %d: %d" % (k, i + 1, x["timeouts"]) for k, xs in res.items() for i, x in enumerate(xs)
+                if x and x["timeouts"]]
+    if timeouts:
+        lines += ["", "wrk timeouts (30 s): " + ", ".join(timeouts)]
+    for k, xs in res.items():
+        say("side by side %-8s %s req/s" % (k, med_range([x["rps"] if x else None for x in xs], 1)))
 elif os.path.exists(os.path.join(W, "side.failed")):
     lines += ["Not measured in this run: " + open(os.path.join(W, "side.failed")).read().strip() + "."]
 else:
     lines += ["Not measured in this run (BENCH_BUILDBOT=0, or Buildbot did not install)."]
-lines += ["", "<!-- bench:rest:end -->"]
-section = "\n".join(lines)
-doc = env["DOC"]
-text = open(doc).read() if os.path.exists(doc) else (
-    "# Performance\n\nMeasured with `make bench`; each section is rewritten by the benchmark that owns it.\n")
-pat = re.compile(r"<!-- bench:rest:begin.*?<!-- bench:rest:end -->", re.S)
-text = pat.sub(lambda m: section, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
-with open(doc + ".tmp", "w") as f:
-    f.write(text)
-os.replace(doc + ".tmp", doc)
-print("\nwrote the rest section of %s" % doc)
+print("\n".join(lines))
 EOF
+if [ -n "${BENCH_NO_DOC:-}" ]; then
+    cat "$WORK/section.md"
+else
+    python3 "$ROOT/bench/write_section.py" rest "$DOC" <"$WORK/section.md"
+fi
 say "done in $((SECONDS - T0)) s"

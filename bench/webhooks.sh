@@ -5,16 +5,19 @@
 #
 # Starts Kafka with tests/kafka/kafka.sh (or uses BENCH_BOOTSTRAP), the C receiver
 # bench/webhook_sink.c on 127.0.0.1, and one broker with webhooks on; creates BENCH_WH_ENDPOINTS
-# endpoints that all match every event (filter {}), then
-#   throughput: BENCH_WH_RUNS times, emits BENCH_WH_EVENTS fresh events at once and times until the
-#               broker has every delivery acknowledged (firehose_webhook_delivered_total): signed
-#               deliveries/s = events x endpoints / (last ack - start of emit);
+# endpoints that all match every event (filter {}), then BENCH_WH_RUNS rounds of
+#   throughput: emits BENCH_WH_EVENTS fresh events at once and times until the broker has every
+#               delivery acknowledged (firehose_webhook_delivered_total): signed deliveries/s =
+#               events x endpoints / (last ack - start of emit);
 #   latency:    emits BENCH_WH_LAT_RATE events/s for BENCH_WH_LAT_SECONDS and reads the broker's
-#               histogram of Kafka timestamp (produce) -> 2xx of the first attempt.
-# Prints the medians and writes them into docs/performance.md between the bench:webhooks markers.
+#               histogram of Kafka timestamp (produce) -> 2xx of the first attempt over that window.
+# Prints each figure as the median of the rounds with their range (min-max) and writes them into
+# docs/performance.md between the bench:webhooks markers (bench/write_section.py).
 # Everything listens on 127.0.0.1. Knobs: BENCH_WH_ENDPOINTS (100), BENCH_WH_EVENTS (2000),
 # BENCH_WH_RUNS (3), BENCH_WH_LAT_RATE (50), BENCH_WH_LAT_SECONDS (10), BENCH_WH_ARGS (extra broker
 # arguments, recorded in the doc), BENCH_BOOTSTRAP, BENCH_NO_DOC=1.
+# Time with the defaults: about 2 minutes at ~12,000 deliveries/s (a round is a ~17 s burst and a
+# 10 s window; Kafka's start and the warm-up besides).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -119,7 +122,7 @@ TOTAL=$((200 * ENDPOINTS))
 wait_delivered "$TOTAL" 120 >/dev/null
 say "warm-up: $TOTAL deliveries to $ENDPOINTS endpoints"
 
-# ---- throughput ------------------------------------------------------------------------------
+# ---- rounds: a throughput burst, then latency at a steady rate ---------------------------------
 : >"$WORK/runs.txt"
 for r in $(seq 1 "$RUNS"); do
     gen "$WORK/run$r.ndjson" "$EVENTS" $((600 + r))
@@ -129,13 +132,11 @@ for r in $(seq 1 "$RUNS"); do
     t1="$(wait_delivered "$TOTAL" 600)"
     rate="$(python3 -c "print(round($EVENTS * $ENDPOINTS / ($t1 - $t0)))")"
     echo "$rate" >>"$WORK/runs.txt"
-    say "run $r: $((EVENTS * ENDPOINTS)) signed deliveries in $(python3 -c "print(round($t1 - $t0, 2))") s = $rate/s"
-done
+    say "round $r: $((EVENTS * ENDPOINTS)) signed deliveries in $(python3 -c "print(round($t1 - $t0, 2))") s = $rate/s"
 
-# ---- latency at a steady rate ------------------------------------------------------------------
-curl -sf "${URL}metrics" | grep '^firehose_webhook_latency_ms' >"$WORK/lat0.txt"
-gen "$WORK/lat.ndjson" $((LAT_RATE * LAT_SECONDS)) 999
-python3 - "$WORK/lat.ndjson" "$LAT_RATE" <<'EOF' | emit
+    gen "$WORK/lat$r.ndjson" $((LAT_RATE * LAT_SECONDS)) $((900 + r))
+    curl -sf "${URL}metrics" | grep '^firehose_webhook_latency_ms' >"$WORK/lat$r-0.txt"
+    python3 - "$WORK/lat$r.ndjson" "$LAT_RATE" <<'EOF' | emit
 import sys, time
 lines = open(sys.argv[1]).read().splitlines()
 rate = int(sys.argv[2])
@@ -147,9 +148,11 @@ for i, line in enumerate(lines):
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 EOF
-TOTAL=$((TOTAL + LAT_RATE * LAT_SECONDS * ENDPOINTS))
-wait_delivered "$TOTAL" 300 >/dev/null
-curl -sf "${URL}metrics" | grep '^firehose_webhook_latency_ms' >"$WORK/lat1.txt"
+    TOTAL=$((TOTAL + LAT_RATE * LAT_SECONDS * ENDPOINTS))
+    wait_delivered "$TOTAL" 300 >/dev/null
+    curl -sf "${URL}metrics" | grep '^firehose_webhook_latency_ms' >"$WORK/lat$r-1.txt"
+    say "round $r: $((LAT_RATE * LAT_SECONDS)) events at $LAT_RATE/s delivered"
+done
 kill "$BROKER_PID"; wait "$BROKER_PID" || true; BROKER_PID=""
 kill "$SINK_PID"; wait "$SINK_PID" || true; SINK_PID=""
 SINK="$(tail -n 1 "$WORK/sink.out")"
@@ -157,18 +160,17 @@ say "receiver: $SINK (expected requests=$TOTAL)"
 case "$SINK" in "requests=$TOTAL signed=$TOTAL") ;; *) die "the receiver saw $SINK, expected $TOTAL signed requests" ;; esac
 
 # ---- report ----------------------------------------------------------------------------------
-export WORK DOC ENDPOINTS EVENTS RUNS LAT_RATE LAT_SECONDS TOTAL
-export CPU="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
-export MEM_KB="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)" NPROC="$(nproc)" KERNEL="$(uname -sr)"
+export WORK ENDPOINTS EVENTS RUNS LAT_RATE LAT_SECONDS TOTAL
 export DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" CURL="$(curl-config --version 2>/dev/null || echo libcurl)"
-export SQLITE="$(sqlite3 --version 2>/dev/null | cut -d' ' -f1 || echo '?')" ARGS="${BENCH_WH_ARGS:-}"
-export WRITE_DOC="$([ -n "${BENCH_NO_DOC:-}" ] && echo 0 || echo 1)"
+export SQLITE="$(sqlite3 --version 2>/dev/null | cut -d' ' -f1 || echo '?')" RUN_S=$((SECONDS - T0))
 export KAFKA_DESC="$([ -n "${BENCH_BOOTSTRAP:-}" ] && echo "external Kafka at $BENCH_BOOTSTRAP" \
     || echo "Apache Kafka 3.9.1 (KRaft, one node on loopback, same machine), events topic with 6 partitions")"
-python3 - <<'EOF'
-import os, re, statistics
+PYTHONPATH="$ROOT/bench" python3 - >"$WORK/section.md" <<'EOF'
+import os, re, sys
+import stats
 env = os.environ
-rates = [int(x) for x in open(os.path.join(env["WORK"], "runs.txt")).read().split()]
+W = env["WORK"]
+rates = [int(x) for x in open(os.path.join(W, "runs.txt")).read().split()]
 
 def hist(path):
     b = {}
@@ -177,58 +179,56 @@ def hist(path):
         if m:
             b[float("inf") if m.group(1) == "+Inf" else float(m.group(1))] = int(m.group(2))
     return b
-h0, h1 = hist(os.path.join(env["WORK"], "lat0.txt")), hist(os.path.join(env["WORK"], "lat1.txt"))
-d = sorted((le, h1[le] - h0.get(le, 0)) for le in h1)
-n = d[-1][1]
 
-def q(p):   # upper bound of the bucket holding the p-quantile (buckets are cumulative)
-    for le, c in d:
-        if c >= p * n:
-            return le
-    return float("inf")
-p50, p99 = q(0.50), q(0.99)
-med = statistics.median(rates)
-print("\nwebhooks: median %s signed deliveries/s (runs: %s); latency at %s deliveries/s: p50 <= %g ms, p99 <= %g ms (%d samples)"
-      % (format(round(med), ","), ", ".join(format(r, ",") for r in rates),
-         format(int(env["LAT_RATE"]) * int(env["ENDPOINTS"]), ","), p50, p99, n))
-if env["WRITE_DOC"] != "1":
-    raise SystemExit(0)
-mem_gib = int(env["MEM_KB"]) / 1024 / 1024
-cmd = "make bench" + ("  (BENCH_WH_ARGS=%r)" % env["ARGS"] if env["ARGS"] else "")
-section = "\n".join([
-    "<!-- bench:webhooks:begin (written by bench/webhooks.sh; edits inside these markers are overwritten) -->",
-    "## Webhooks: Kafka to 100 endpoints on a local receiver",
+def window(r):
+    """p50, p99 (upper bounds of the buckets holding them; buckets are cumulative) and samples of round r."""
+    h0, h1 = hist(os.path.join(W, "lat%d-0.txt" % r)), hist(os.path.join(W, "lat%d-1.txt" % r))
+    d = sorted((le, h1[le] - h0.get(le, 0)) for le in h1)
+    n = d[-1][1]
+    q = lambda p: next((le for le, c in d if c >= p * n), float("inf"))
+    return q(0.50), q(0.99), n
+lat = [window(r) for r in range(1, int(env["RUNS"]) + 1)]
+p50, p99, samples = [x[0] for x in lat], [x[1] for x in lat], [x[2] for x in lat]
+at = stats.num(int(env["LAT_RATE"]) * int(env["ENDPOINTS"]))
+runs = lambda vals: ", ".join("%g" % v for v in vals)
+print("\nwebhooks: %s signed deliveries/s (rounds: %s); latency at %s deliveries/s: p50 <= %s ms, p99 <= %s ms "
+      "(bucket bounds, rounds: %s / %s)" % (stats.med_range(rates), runs(rates), at, stats.med_range(p50),
+                                            stats.med_range(p99), runs(p50), runs(p99)), file=sys.stderr)
+print("\n".join([
+    "## Webhooks: Kafka to %s endpoints on a local receiver" % env["ENDPOINTS"],
     "",
-    "- Command: `%s` (bench/webhooks.sh: one broker, %s endpoints with filter `{}` on bench/webhook_sink.c, a C "
-    "epoll HTTP/1.1 keep-alive receiver on 127.0.0.1 answering 204; %s throughput runs of %s events each)"
-    % (cmd, env["ENDPOINTS"], env["RUNS"], format(int(env["EVENTS"]), ",")),
-    "- Date: %s" % env["DATE"],
-    "- Machine: %s CPUs (%s), %.1f GiB RAM, %s; Kafka, broker, receiver and emitter share them" % (
-        env["NPROC"], env["CPU"] or "unknown CPU", mem_gib, env["KERNEL"]),
+    "- Command: %s (what `make bench` runs; one broker%s, %s endpoints with filter `{}` on bench/webhook_sink.c, "
+    "a C epoll HTTP/1.1 keep-alive receiver on 127.0.0.1 answering 204; %s rounds, each a throughput burst of %s "
+    "events, then a latency window)" % (
+        stats.command("bench/webhooks.sh"), (" with `%s`" % env["BENCH_WH_ARGS"]) if env.get("BENCH_WH_ARGS") else "",
+        env["ENDPOINTS"], env["RUNS"], stats.num(int(env["EVENTS"]))),
+    "- Date: %s; the script took %s s" % (env["DATE"], env["RUN_S"]),
+    "- Machine: %s; Kafka, broker, receiver and emitter share them" % stats.machine(),
     "- Software: %s, SQLite %s; %s" % (env["CURL"], env["SQLITE"], env["KAFKA_DESC"]),
     "- Throughput: signed deliveries/s = events x endpoints / (broker's last 2xx - start of emit); every "
-    "delivery is recorded in SQLite before its offset is committed, signed (HMAC-SHA256), POSTed and its attempt "
-    "logged. The receiver counted %s requests, all with webhook-id, webhook-timestamp and a v1 signature." % format(int(env["TOTAL"]), ","),
-    "- Latency: %s events/s for %s s (%s deliveries/s), from the broker's histogram "
-    "`firehose_webhook_latency_ms` (Kafka produce timestamp to the 2xx of the first attempt); values are bucket "
-    "upper bounds." % (env["LAT_RATE"], env["LAT_SECONDS"], format(int(env["LAT_RATE"]) * int(env["ENDPOINTS"]), ",")),
+    "delivery is recorded in SQLite before its offset is committed, signed (HMAC-SHA256), POSTed and its result "
+    "recorded. The receiver counted %s requests, all with webhook-id, webhook-timestamp and a v1 signature."
+    % stats.num(int(env["TOTAL"])),
+    "- Latency: in each round, %s events/s for %s s (%s deliveries/s), from the broker's histogram "
+    "`firehose_webhook_latency_ms` over that window (Kafka produce timestamp to the 2xx of the first attempt); "
+    "values are bucket upper bounds." % (env["LAT_RATE"], env["LAT_SECONDS"], at),
+    "- Each figure is the median of the rounds, with the lowest and highest round in parentheses.",
     "- Goal (DESIGN.md): at least 20,000 signed deliveries/s.",
     "",
-    "| measure | median | runs |",
+    "| measure | median (min-max) | rounds |",
     "|---|---:|---|",
-    "| signed deliveries/s (burst of %s x %s) | **%s** | %s |" % (
-        format(int(env["EVENTS"]), ","), env["ENDPOINTS"], format(round(med), ","), ", ".join(format(r, ",") for r in rates)),
-    "| produce -> 2xx p50 at %s deliveries/s | %g ms | %d samples |" % (format(int(env["LAT_RATE"]) * int(env["ENDPOINTS"]), ","), p50, n),
-    "| produce -> 2xx p99 at %s deliveries/s | **%g ms** | |" % (format(int(env["LAT_RATE"]) * int(env["ENDPOINTS"]), ","), p99),
-    "",
-    "<!-- bench:webhooks:end -->"])
-doc = env["DOC"]
-text = open(doc).read() if os.path.exists(doc) else "# Performance\n"
-pat = re.compile(r"<!-- bench:webhooks:begin.*?<!-- bench:webhooks:end -->", re.S)
-text = pat.sub(lambda m: section, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
-with open(doc + ".tmp", "w") as f:
-    f.write(text)
-os.replace(doc + ".tmp", doc)
-print("wrote the webhooks section of %s" % doc)
+    "| signed deliveries/s (burst of %s x %s) | %s | %s |" % (
+        stats.num(int(env["EVENTS"])), env["ENDPOINTS"], stats.med_range(rates, bold=True),
+        ", ".join(stats.num(r) for r in rates)),
+    "| produce -> 2xx p50 at %s deliveries/s | <= %s | %s ms; %s samples per round |" % (
+        at, stats.med_range(p50, unit=" ms"), runs(p50), "/".join(stats.num(n) for n in samples)),
+    "| produce -> 2xx p99 at %s deliveries/s | <= %s | %s ms |" % (at, stats.med_range(p99, unit=" ms", bold=True),
+                                                                 runs(p99)),
+]))
 EOF
+if [ -n "${BENCH_NO_DOC:-}" ]; then
+    cat "$WORK/section.md"
+else
+    python3 "$ROOT/bench/write_section.py" webhooks "$DOC" <"$WORK/section.md"
+fi
 say "done in $((SECONDS - T0)) s"
