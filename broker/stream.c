@@ -258,6 +258,7 @@ struct fh_stream {
     size_t max_message;
     size_t max_event_bytes; /* events.max_bytes */
     fh_json_doc doc;        /* the stream thread's: each record is validated in it */
+    char *cur;              /* the stream thread's cursor scratch, CURSOR_MAX bytes */
     int heartbeat_s;
     conn *dirty;
     conn *over; /* queues past client_queue_max, waiting to drain */
@@ -576,14 +577,14 @@ static int ring_covers(const fh_stream *s, const int64_t *vec)
 static sev *sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *m, int part,
                       int with_cursor)
 {
-    char err[256], cur[CURSOR_MAX];
+    char err[256];
     size_t clen = 0;
     fh_event_view view;
     if (fh_event_check(s->b->contract, doc, m->payload, m->len, s->max_event_bytes, &view, err,
                        sizeof(err)))
         return NULL;
-    if (with_cursor)
-        clen = fh_cursor_encode(s->hw, s->nparts, cur, sizeof(cur));
+    if (with_cursor) /* only on the stream thread: its scratch */
+        clen = fh_cursor_encode(s->hw, s->nparts, s->cur, CURSOR_MAX);
     /* tail: `","cursor":"C"` + `,"event":` + RAW + `}` */
     size_t a_len = with_cursor ? 12 + clen + 1 : 0, tail_len = a_len + 9 + m->len + 1;
     sev *e = calloc(1, sizeof(*e) + tail_len + 1);
@@ -602,7 +603,7 @@ static sev *sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *
     char *p = e->tail;
     if (with_cursor) {
         memcpy(p, "\",\"cursor\":\"", 12);
-        memcpy(p + 12, cur, clen);
+        memcpy(p + 12, s->cur, clen);
         p[12 + clen] = '"';
         p += a_len;
     } else {
@@ -670,7 +671,8 @@ static int sub_matches(const sub *u, const sev *e)
 static int deliver(fh_stream *s, sub *u, sev *e, int paced)
 {
     conn *c = u->c;
-    char cur[CURSOR_MAX];
+    char *cur = s->cur; /* the stream thread's scratch: a large array here cost a stack probe
+                         * per page on every delivery */
     const char *cs = cur;
     size_t clen = 0;
     if (c->closing)
@@ -678,7 +680,7 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
     if (u->own_cursors) {
         if (u->progress[e->part] < e->offset + 1)
             u->progress[e->part] = e->offset + 1;
-        clen = fh_cursor_encode(u->progress, s->nparts, cur, sizeof(cur));
+        clen = fh_cursor_encode(u->progress, s->nparts, cur, CURSOR_MAX);
     } else {
         /* the shared cursor sits inside the tail: `","cursor":"C"` */
         cs = e->tail + 12;
@@ -2518,6 +2520,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
     s->close_timeout_ms = fh_config_int(&b->cfg, "stream.close_timeout_ms");
     s->ring = calloc(s->ring_cap, sizeof(sev *));
+    s->cur = malloc(CURSOR_MAX);
     s->next_seq = 1; /* 0 is "no event" in sub->mark */
     pthread_mutex_init(&s->inbox_mu, NULL);
     pthread_mutex_init(&s->cmu, NULL);
@@ -2525,7 +2528,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     s->inbox_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!s->ring || s->epfd < 0 || s->kafka_efd < 0 || s->inbox_efd < 0) {
+    if (!s->ring || !s->cur || s->epfd < 0 || s->kafka_efd < 0 || s->inbox_efd < 0) {
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");
         goto err;
     }
@@ -2572,6 +2575,7 @@ void fh_stream_free(fh_stream *s)
     while (s->ring_count)
         ring_evict_one(s);
     free(s->ring);
+    free(s->cur);
     for (int i = 0; i < INDEX_BUCKETS; i++)
         for (ientry *e = s->buckets[i], *n; e; e = n) {
             n = e->next;
