@@ -40,6 +40,9 @@ import tempfile
 import textwrap
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stats  # noqa: E402  (bench/stats.py: one machine line for every bench)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
@@ -307,19 +310,6 @@ def run(args):
             "loadavg": [r["loadavg"] for r in runs]}
 
 
-def machine():
-    cpu = ""
-    with open("/proc/cpuinfo") as f:
-        for ln in f:
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem_kb = int(next(ln for ln in f if ln.startswith("MemTotal:")).split()[1])
-    return "%d CPUs (%s), %.1f GiB RAM, %s %s" % (os.cpu_count(), cpu, mem_kb / 1048576, platform.system(),
-                                                 platform.release())
-
-
 def software():
     import buildbot
     import buildbot_worker
@@ -390,7 +380,7 @@ def markdown(r):
         "- Machine: %s; Kafka (KRaft, one node on loopback) on the same cores; shared with other work: it used "
         "%.0f-%.0f%% of the CPUs per burst (median %.0f%%), %.0f-%.0f%% (median %.0f%%) below nice 10; 1-min "
         "load average %.1f-%.1f"
-        % (machine(), min(others), max(others), statistics.median(others), min(fg), max(fg),
+        % (stats.machine(), min(others), max(others), statistics.median(others), min(fg), max(fg),
            statistics.median(fg), min(load), max(load)),
         "- Software: %s" % software(),
         "- Goal: the integration costs at most 5% of the master's build throughput (ratio >= 0.95).",
