@@ -22,27 +22,22 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: fanout-tools all deps run test unit unit-asan integration bench-test bench docs install uninstall clean format format-check
+.PHONY: fanout-tools all deps deps-run deps-check lone-clone run test unit unit-asan integration bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
-APT_PKGS := librdkafka-dev libjansson-dev libssl-dev libmicrohttpd-dev libcurl4-openssl-dev \
-            libsqlite3-dev pkg-config kcat clang libclang-rt-14-dev openjdk-17-jre-headless maven \
-            chromium nodejs npm docker-compose clang-format
+# The package lists are tools/deps/*.txt; tools/deps.sh installs what is missing and never a
+# package that another build of the same tool already stands in for (see its --help).
+# deps-run: what building and running the broker needs; deps: that plus the test stack.
+deps-run:
+	@bash tools/deps.sh install run
+
 deps:
-	@missing=""; \
-	for p in rdkafka jansson libmicrohttpd libcurl sqlite3 libcrypto; do \
-	  pkg-config --exists $$p 2>/dev/null || missing=1; done; \
-	for c in kcat clang clang-format java mvn pkg-config chromium node npm docker-compose; do command -v $$c >/dev/null || missing=1; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing Debian packages: $(APT_PKGS)"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PKGS) >/dev/null; \
-	fi
-	@$(PYTHON) -c "import jsonschema, referencing, pytest, requests, websockets, yaml, buildbot, buildbot_worker, confluent_kafka" 2>/dev/null || \
-	  $(PYTHON) -m pip install -q jsonschema referencing pytest requests websockets pyyaml buildbot buildbot-worker confluent-kafka
-	@[ -d tests/dashboard/node_modules/playwright-core ] || \
-	  (cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error)
+	@bash tools/deps.sh install test
+
+# deps-check: simulate installing every Debian package `make deps` may ask for on this machine.
+deps-check:
+	@bash tools/deps.sh check
 
 # ---- build ----------------------------------------------------------------------------------
 $(BUILD)/tools/embed: tools/embed.c
@@ -134,6 +129,7 @@ bench-test:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/bench
 
 test: deps
+	$(MAKE) --no-print-directory deps-check
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory unit
@@ -224,7 +220,8 @@ fuzz-run-%:
 	echo "fuzz $(FUZZ_MODE): $* ok: $$(grep -E '^#[0-9]+' $$log | tail -n 1)"
 
 # ---- run: the broker on the embedded Kafka, with demo traffic -------------------------------
-run: deps all
+run: deps-run
+	@$(MAKE) --no-print-directory all
 	@bash tools/run-demo.sh
 
 # ---- install --------------------------------------------------------------------------------
