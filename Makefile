@@ -22,7 +22,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: fanout-tools all deps deps-run deps-check lone-clone run test unit unit-asan integration bench-test bench docs install uninstall clean format format-check
+.PHONY: fanout-tools all deps deps-run deps-check lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -124,6 +124,15 @@ unit-asan:
 integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
+# The stream, webhook and fault tests again, against the broker built with ASan+UBSan (unit-asan
+# builds it): a use after free or a leak ends the process, and the tests check its exit status.
+ASAN_INTEGRATION ?= tests/integration/test_stream_storm.py tests/integration/test_stream.py \
+                    tests/integration/test_webhooks.py tests/integration/test_faults.py
+integration-asan: all
+	FIREHOSE_TEST_BROKER=build/asan/bin/firehose-broker FIREHOSE_TEST_ASAN=1 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION)
+
 # The benchmarks' own Python (bench/plot.py, the fan-out report): no Kafka, no build, a second.
 bench-test:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/bench
@@ -137,6 +146,7 @@ test: deps
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory bench-test
 	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory integration-asan
 
 bench: deps all
 	bash bench/ingest.sh

@@ -185,6 +185,8 @@ struct conn {
     int sse_waiting, sse_gone, sse_end;
     _Atomic int refs; /* SSE: the stream thread and the MHD response */
     int registered;   /* linked into the stream's list */
+    int dropped;      /* unlinked by conn_drop; its memory lives until the pass ends (reap) */
+    conn *next_dead;  /* s->dead */
     fh_stream *owner;
     /* SSE request, parsed in the handler */
     fh_filter sse_filter;
@@ -262,6 +264,7 @@ struct fh_stream {
     int heartbeat_s;
     conn *dirty;
     conn *over; /* queues past client_queue_max, waiting to drain */
+    conn *dead; /* dropped this pass; released by reap() once nothing can point at them */
     int64_t drain_grace_ms;
     int64_t close_timeout_ms; /* a closed WebSocket that has not taken its close frame by then */
     qent *qfree;              /* small entries for reuse (stream thread only), QFREE_MAX at most */
@@ -1542,8 +1545,15 @@ static void conn_unref(conn *c)
     }
 }
 
+/* Unlinks c from everything the stream thread walks and closes its transport. The stream
+ * thread's reference is released later, by reap() at the end of the loop's pass: an epoll batch
+ * or a list walk earlier in the same pass may still hold c, and must find it marked dropped
+ * rather than freed. Dropping twice is a no-op. */
 static void conn_drop(fh_stream *s, conn *c)
 {
+    if (c->dropped)
+        return;
+    c->dropped = 1;
     while (c->subs)
         sub_remove(s, c, c->subs);
     conn_lock(c);
@@ -1582,7 +1592,19 @@ static void conn_drop(fh_stream *s, conn *c)
             *pp = c->next_over;
             break;
         }
-    conn_unref(c);
+    c->next_dead = s->dead;
+    s->dead = c;
+}
+
+/* Releases the stream thread's reference to every connection dropped since the last call. Called
+ * only where no pointer to a connection survives: between passes of the loop, and at shutdown. */
+static void reap(fh_stream *s)
+{
+    while (s->dead) {
+        conn *c = s->dead;
+        s->dead = c->next_dead;
+        conn_unref(c);
+    }
 }
 
 static void conn_link(fh_stream *s, conn *c)
@@ -1602,6 +1624,8 @@ static void conn_link(fh_stream *s, conn *c)
 /* Writes as much of c's queue as the socket takes. Returns -1 when c was dropped. */
 static int ws_flush(fh_stream *s, conn *c)
 {
+    if (c->dropped)
+        return -1;
     while (c->q.first) {
         struct iovec iov[IOV_BATCH];
         int n = 0;
@@ -1725,7 +1749,7 @@ static int room_service(fh_stream *s)
 {
     int waiting = 0;
     for (conn *c = s->conns; c; c = c->next)
-        if (c->want_room && !c->closing) {
+        if (c->want_room && !c->closing && !c->dropped) {
             on_drained(s, c);
             waiting |= c->want_room;
         }
@@ -1764,7 +1788,7 @@ static int holds_clear(fh_stream *s)
 static void ws_read(fh_stream *s, conn *c)
 {
     unsigned char buf[16384];
-    for (;;) {
+    while (!c->dropped) {
         ssize_t r = read(c->fd, buf, sizeof(buf));
         if (r == 0) {
             conn_drop(s, c);
@@ -2122,6 +2146,8 @@ static void *stream_main(void *arg)
                 drain_inbox(s);
             } else {
                 conn *c = p;
+                if (c->dropped)
+                    continue; /* dropped earlier in this batch; reap() frees it after */
                 if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
                     conn_drop(s, c);
                     continue;
@@ -2152,6 +2178,8 @@ static void *stream_main(void *arg)
             close_timeouts(s);
             next_sweep = fh_now_ms() + 1000;
         }
+        fh_metric_set(s->m_queued, (long long)s->total_queued);
+        reap(s);
     }
     /* shutting down: tell every client, flush what we can */
     for (conn *c = s->conns; c; c = c->next)
@@ -2163,6 +2191,7 @@ static void *stream_main(void *arg)
     }
     while (s->conns)
         conn_drop(s, s->conns);
+    reap(s);
     return NULL;
 }
 
@@ -2377,6 +2406,12 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void sse_free(void *cls)
 {
     conn *c = cls;
+    /* the MHD connection is going: nothing may resume it from now on (every resume is guarded by
+     * sse_waiting, under mu) */
+    pthread_mutex_lock(&c->mu);
+    c->sse_waiting = 0;
+    c->sse_gone = 1;
+    pthread_mutex_unlock(&c->mu);
     inmsg *m = calloc(1, sizeof(*m));
     if (!m) {
         /* cannot tell the stream thread: leak the conn rather than free it under its feet */

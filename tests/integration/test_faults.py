@@ -266,8 +266,10 @@ def test_a_thousand_never_reading_clients_are_cut_off_and_a_fast_one_gets_everyt
         wait_for(lambda: _metric(b, "firehose_stream_disconnects_total", '{reason="slow_consumer"}') >= n_slow, 120,
                  interval=0.5, what="every never-reading client cut off as a slow consumer")
         wait_for(lambda: _metric(b, "firehose_stream_queued_bytes") < 1 << 20, 60, what="queues drained")
-        rss = _rss_kib(b.proc.pid)
-        assert rss < 256 * 1024, "broker RSS %d KiB with %d slow clients" % (rss, n_slow)
+        # (not under ASan: its shadow memory and quarantine are most of the RSS there)
+        if not os.environ.get("FIREHOSE_TEST_ASAN"):
+            rss = _rss_kib(b.proc.pid)
+            assert rss < 256 * 1024, "broker RSS %d KiB with %d slow clients" % (rss, n_slow)
     finally:
         for ws in slow:
             try:
