@@ -23,7 +23,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: fanout-tools all deps deps-run deps-check lone-clone run test unit unit-asan integration bench-test bench docs install uninstall clean format format-check
+.PHONY: fanout-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -39,6 +39,11 @@ deps:
 # deps-check: simulate installing every Debian package `make deps` may ask for on this machine.
 deps-check:
 	@bash tools/deps.sh check
+
+# deps-test: tools/deps.sh's own tests (its check passes here and catches a conflicting package;
+# an npm already on PATH keeps Debian's npm out). Simulations only, a few seconds.
+deps-test:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/deps
 
 # ---- build ----------------------------------------------------------------------------------
 $(BUILD)/tools/embed: tools/embed.c
@@ -143,6 +148,7 @@ bench-test:
 
 test: deps
 	$(MAKE) --no-print-directory deps-check
+	$(MAKE) --no-print-directory deps-test
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory unit
