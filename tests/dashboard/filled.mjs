@@ -59,8 +59,12 @@ try {
   }
   out.panels = await page.evaluate(`(${panels})()`);
   if (shot) {
-    // The live feed grows by the second; the screenshot shows the panels above it and its top.
-    await page.screenshot({ path: shot, fullPage: false });
+    // Every panel down to the charts, and the top of the live feed (which grows by the second).
+    const bottom = await page.evaluate(() => {
+      const feed = document.getElementById("feed").getBoundingClientRect();
+      return Math.ceil(feed.top + window.scrollY + 160);
+    });
+    await page.screenshot({ path: shot, fullPage: true, clip: { x: 0, y: 0, width: 1400, height: bottom } });
   }
 } catch (e) {
   out.failure = String(e);
