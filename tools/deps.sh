@@ -70,7 +70,8 @@ apt_updated=""
 apt_update() {
     [ -n "$apt_updated" ] && return 0
     say "apt-get update (the package lists)"
-    $SUDO apt-get update -qq || die "apt-get update failed; see docs/operations.md (installing by hand)"
+    $SUDO apt-get update -qq ||
+        die "apt-get update failed; see README.md, \"When a package install is refused\""
     apt_updated=1
 }
 
@@ -83,14 +84,19 @@ install_apt() {
     fi
     apt_update
     say "installing Debian packages: $pkgs"
+    # apt-get's whole output goes to a file; progress lines are shown, its reasons on failure.
+    local aptlog left
+    aptlog=$(mktemp)
     # shellcheck disable=SC2086
-    if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $pkgs \
-        | grep --line-buffered -E '^(Setting up|Unpacking) ' | sed -u 's/^/deps:   /' >&2; then
-        :
-    fi
-    local left
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $pkgs 2>&1 |
+        tee "$aptlog" | grep --line-buffered -E '^(Setting up|Unpacking) ' | sed -u 's/^/deps:   /' >&2 || true
     left=$(missing "$1" | tr '\n' ' ')
-    [ -z "${left// /}" ] || die "apt-get did not install: $left(run: $SUDO apt-get install $left)"
+    if [ -n "${left// /}" ]; then
+        grep -E '^ *[a-z0-9.+-]+ : |^E: ' "$aptlog" | sed 's/^/deps:   /' >&2 || true
+        rm -f "$aptlog"
+        die "apt-get did not install: ${left% } (by hand: ${SUDO:+$SUDO }apt-get install ${left% }; see README.md, \"When a package install is refused\")"
+    fi
+    rm -f "$aptlog"
 }
 
 install_pip() {

@@ -85,3 +85,30 @@ def test_wanted_leaves_debian_npm_out_when_an_npm_is_on_path(tmp_path):
     # And on this machine's own PATH, where an npm may come from anywhere (NodeSource's nodejs).
     if shutil.which("npm"):
         assert "npm" not in deps("wanted", "test").stdout.split()
+
+
+def test_a_refused_install_says_why_and_how_to_install_by_hand(tmp_path):
+    # apt-get and dpkg-query stand-ins: nothing is installed, and apt-get refuses the way it does
+    # beside a conflicting package (its reasons on stdout, the error on stderr, status 100).
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    scripts = {
+        "dpkg-query": "#!/bin/sh\necho 'unknown ok not-installed'\n",
+        "apt-get": "#!/bin/sh\n[ \"$1\" = update ] && exit 0\n"
+                   "echo 'The following packages have unmet dependencies:'\n"
+                   "echo ' libjansson-dev : Conflicts: something-here'\n"
+                   "echo 'E: Unable to correct problems, you have held broken packages.' >&2\nexit 100\n",
+        "sudo": "#!/bin/sh\nexec \"$@\"\n",
+    }
+    for name, text in scripts.items():
+        (fake / name).write_text(text)
+        (fake / name).chmod(0o755)
+    r = deps("install", "run", env={"PATH": "%s:%s" % (fake, os.environ["PATH"])}, timeout=60)
+    assert r.returncode != 0
+    assert "libjansson-dev : Conflicts: something-here" in r.stderr, r.stderr
+    assert "E: Unable to correct problems" in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    # (gcc is left out where a cc is on PATH: another compiler stands in for it)
+    assert last.startswith("deps: apt-get did not install: "), last
+    assert "make pkg-config librdkafka-dev" in last and "libsqlite3-dev (by hand: " in last, last
+    assert "apt-get install " in last and "When a package install is refused" in last, last
