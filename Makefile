@@ -1,5 +1,6 @@
 # firehose: one entry point. `make` builds bin/; `make test` installs what is missing, builds,
-# and runs unit tests (plain and under ASan+UBSan) and integration tests against real Kafka.
+# and runs unit tests (plain, in a lone clone of HEAD, and under ASan+UBSan) and integration tests
+# against real Kafka.
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -22,7 +23,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: fanout-tools all deps deps-run deps-check lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
+.PHONY: fanout-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -38,6 +39,11 @@ deps:
 # deps-check: simulate installing every Debian package `make deps` may ask for on this machine.
 deps-check:
 	@bash tools/deps.sh check
+
+# deps-test: tools/deps.sh's own tests (its check passes here and catches a conflicting package;
+# an npm already on PATH keeps Debian's npm out). Simulations only, a few seconds.
+deps-test:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/deps
 
 # ---- build ----------------------------------------------------------------------------------
 $(BUILD)/tools/embed: tools/embed.c
@@ -114,6 +120,18 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 unit: $(UNIT_BIN)
 	$(UNIT_BIN)
 
+# lone-clone: the committed tree is enough on its own. Clones HEAD into a fresh empty directory
+# (nothing beside the clone, so a path that leaves the repository finds nothing), builds and runs
+# the unit tests there, and removes it; fails when the build or any unit test fails there.
+lone-clone:
+	@tmp=$$(mktemp -d) && log=$$(mktemp) && trap 'rm -rf "$$tmp" "$$log"' EXIT && \
+	git clone -q --no-local "$$(pwd)" "$$tmp/firehose" && \
+	if $(MAKE) --no-print-directory -C "$$tmp/firehose" -j2 unit >"$$log" 2>&1; then \
+	  echo "lone-clone: $$(git rev-parse --short HEAD) cloned alone: $$(tail -n 1 "$$log")"; \
+	else \
+	  grep -v '^ok   ' "$$log" | tail -n 40; echo "lone-clone: FAILED in a lone clone of $$(git rev-parse --short HEAD)"; exit 1; \
+	fi
+
 # The same unit tests, built with clang under AddressSanitizer + UndefinedBehaviorSanitizer.
 unit-asan:
 	$(MAKE) --no-print-directory CC=clang BUILD=build/asan BIN=build/asan/bin SANFLAGS="$(SAN)" \
@@ -139,9 +157,11 @@ bench-test:
 
 test: deps
 	$(MAKE) --no-print-directory deps-check
+	$(MAKE) --no-print-directory deps-test
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory lone-clone
 	$(MAKE) --no-print-directory unit-asan
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory bench-test

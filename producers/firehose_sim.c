@@ -8,6 +8,11 @@
  * only decides when each event is written: flat out (default), at a fixed rate (--rate), or on
  * the simulated clock (--realtime, optionally faster with --speed).
  *
+ * History (--history S): the simulation starts S seconds before --start and writes those seconds
+ * flat out, whatever the pacing, without log events and at their own job rate; the pacing applies
+ * from --start on. One world and one clock throughout, so ids, build numbers and seq go on across
+ * the boundary.
+ *
  * Memory is bounded: at most sim.max_inflight build requests are alive at once; arrivals past
  * that are not simulated and are counted in the closing summary. */
 #include <errno.h>
@@ -57,7 +62,13 @@ static const fh_cfg_opt sim_opts[] = {
      "approximate content bytes per log.chunk (0: the profile's)"},
     {"sim.max_inflight", NULL, FH_CFG_INT, "200000", 100, 10000000,
      "cap on build requests alive at once; arrivals past it are skipped and counted"},
-    {"sim.quiet", "q", FH_CFG_BOOL, "false", 0, 0, "print no summary"},
+    {"sim.history_s", "history", FH_CFG_INT, "0", 0, 31536000,
+     "first simulate this many seconds before --start, written flat out and status only (no log "
+     "events), then go on from --start at the chosen pacing; stderr gets a line when the history "
+     "is written"},
+    {"sim.history_jobs_per_hour", "history-jobs-per-hour", FH_CFG_INT, "0", 0, 100000000,
+     "job rate during --history (0: the profile's, times --scale)"},
+    {"sim.quiet", "q", FH_CFG_BOOL, "false", 0, 0, "print no summary (nor the history line)"},
 };
 
 /* ---- profiles ------------------------------------------------------------------------------ */
@@ -240,6 +251,8 @@ typedef struct sim {
     profile p;
     rng r;
     int logs;
+    int64_t live_from; /* --start: before it is history (status only, its own job rate) */
+    double history_jobs_per_hour;
     int chunk_bytes;
     double chunk_interval_s;    /* per build: one chunk every this many seconds */
     double requests_per_change; /* expected, so changes arrive at the rate that gives jobs/h */
@@ -611,8 +624,17 @@ static int job_run(sim *s, job *j)
     builder *b = &s->builders[j->builder];
     switch (j->state) {
     case J_ARRIVAL: {
+        double per_change_h = 3600.0 * s->requests_per_change;
         land_change(s, t);
-        j->t = t + rng_exp_ms(&s->r, 3600.0 * s->requests_per_change / s->p.jobs_per_hour);
+        if (t >= s->live_from) {
+            j->t = t + rng_exp_ms(&s->r, per_change_h / s->p.jobs_per_hour);
+        } else {
+            /* The rate steps up at live_from: a gap drawn at the history's rate that reaches past
+             * it is drawn again from there at the live rate (arrivals are memoryless). */
+            j->t = t + rng_exp_ms(&s->r, per_change_h / s->history_jobs_per_hour);
+            if (j->t >= s->live_from)
+                j->t = s->live_from + rng_exp_ms(&s->r, per_change_h / s->p.jobs_per_hour);
+        }
         return 0;
     }
     case J_FLAP:
@@ -710,7 +732,9 @@ static int job_run(sim *s, job *j)
             put_str(s, "state_string", state);
             event_end(s);
         }
-        j->logs_left = j->failed || !s->logs ? 0 : 1 + (strstr(step_name(j), "test") != NULL);
+        j->logs_left = j->failed || !s->logs || t < s->live_from
+                           ? 0
+                           : 1 + (strstr(step_name(j), "test") != NULL);
         j->state = j->logs_left ? J_LOG_NEW : J_STEP_FIN;
         j->t = j->logs_left ? t + rng_int(&s->r, 1, 50) : j->step_end;
         return 0;
@@ -982,6 +1006,12 @@ int main(int argc, char **argv)
                         ? (int)fh_config_int(&cfg, "sim.log_chunk_bytes")
                         : s.p.chunk_bytes;
     s.logs = fh_config_bool(&cfg, "sim.logs");
+    s.live_from = start;
+    s.history_jobs_per_hour = fh_config_int(&cfg, "sim.history_jobs_per_hour")
+                                  ? (double)fh_config_int(&cfg, "sim.history_jobs_per_hour")
+                                  : s.p.jobs_per_hour;
+    long long history_s = fh_config_int(&cfg, "sim.history_s");
+    int64_t world_start = start - history_s * 1000;
     s.max_inflight = fh_config_int(&cfg, "sim.max_inflight");
     {
         /* Each running build's share of the log traffic: builds alive at once = arrival rate x
@@ -1007,7 +1037,7 @@ int main(int argc, char **argv)
     rng_seed(&s.r, (uint64_t)fh_config_int(&cfg, "sim.seed"));
     fh_buf_init(&s.out, 64 * 1024 * 1024);
     fh_buf_init(&s.content, 128 * 1024);
-    if (world_build(&s, start, err, sizeof(err))) {
+    if (world_build(&s, world_start, err, sizeof(err))) {
         fprintf(stderr, "firehose-sim: %s\n", err);
         status = EXIT_WRITE;
         goto out;
@@ -1021,10 +1051,10 @@ int main(int argc, char **argv)
         goto out;
     }
     arrival->state = J_ARRIVAL;
-    arrival->t = start + 1000;
+    arrival->t = world_start + 1000;
     flap->state = J_FLAP;
     flap->flap_worker = -1;
-    flap->t = start + rng_exp_ms(&s.r, 600.0);
+    flap->t = world_start + rng_exp_ms(&s.r, 600.0);
     heap_push(&s, arrival);
     heap_push(&s, flap);
 
@@ -1032,7 +1062,9 @@ int main(int argc, char **argv)
     long long rate = fh_config_int(&cfg, "sim.rate");
     int realtime = fh_config_bool(&cfg, "sim.realtime");
     long long speed = fh_config_int(&cfg, "sim.speed");
-    uint64_t t0 = fh_mono_ns(), stop_at = 0;
+    uint64_t t0 = fh_mono_ns(), stop_at = 0, rate_t0 = t0;
+    long long rate_events0 = 0; /* --rate paces the events after the history */
+    int in_history = history_s > 0;
     if (fh_config_int(&cfg, "sim.duration_s"))
         stop_at = t0 + (uint64_t)fh_config_int(&cfg, "sim.duration_s") * 1000000000ULL;
 
@@ -1045,9 +1077,26 @@ int main(int argc, char **argv)
         job *j = heap_pop(&s);
         if (!j)
             break;
-        if (realtime || rate) {
-            uint64_t due = realtime ? t0 + (uint64_t)((j->t - start) * 1000000LL / speed)
-                                    : t0 + (uint64_t)((double)s.events * 1e9 / (double)rate);
+        if (in_history && j->t >= start) {
+            /* The history is written: say so once it is on stdout (run-demo.sh waits for it). */
+            in_history = 0;
+            if (flush_out(&s)) {
+                heap_push(&s, j);
+                break;
+            }
+            if (!fh_config_bool(&cfg, "sim.quiet"))
+                fprintf(stderr,
+                        "firehose-sim: history events=%lld bytes=%lld simulated_s=%lld "
+                        "elapsed=%.3fs\n",
+                        s.events, s.bytes, history_s, (double)(fh_mono_ns() - t0) / 1e9);
+            rate_t0 = fh_mono_ns();
+            rate_events0 = s.events;
+        }
+        if (!in_history && (realtime || rate)) {
+            uint64_t due =
+                realtime
+                    ? t0 + (uint64_t)((j->t - start) * 1000000LL / speed)
+                    : rate_t0 + (uint64_t)((double)(s.events - rate_events0) * 1e9 / (double)rate);
             if (due > fh_mono_ns() + 1000000ULL) { /* more than 1 ms early: write what we have */
                 if (flush_out(&s))
                     break;
@@ -1085,7 +1134,7 @@ int main(int argc, char **argv)
         status = EXIT_WRITE;
     }
     if (!fh_config_bool(&cfg, "sim.quiet")) {
-        double span = (double)(s.last_t - start) / 1000.0; /* simulated seconds covered */
+        double span = (double)(s.last_t - world_start) / 1000.0; /* simulated seconds covered */
         fprintf(stderr,
                 "firehose-sim: events=%lld bytes=%lld elapsed=%.3fs rate=%.0f events/s "
                 "MB/s=%.1f requests_done=%lld inflight=%lld skipped_at_cap=%lld profile=%s "

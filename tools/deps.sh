@@ -9,6 +9,9 @@
 #   tools/deps.sh check           simulate (apt-get install -s) every Debian package `install test`
 #                                 may ask for on this machine and fail naming any that conflict
 #
+# Environment: FIREHOSE_DEPS_EXTRA="pkg ..." adds Debian packages to the set `check` simulates
+# (to ask whether a package would install beside ours; tests/deps/test_deps.py adds npm).
+#
 # A list line is "package [command]": when the command is already on PATH and the package is not
 # installed, another build of that tool is here (NodeSource's nodejs bundles npm, and Debian's npm
 # conflicts with it), so the package is never asked for.
@@ -67,7 +70,8 @@ apt_updated=""
 apt_update() {
     [ -n "$apt_updated" ] && return 0
     say "apt-get update (the package lists)"
-    $SUDO apt-get update -qq || die "apt-get update failed; see docs/operations.md (installing by hand)"
+    $SUDO apt-get update -qq ||
+        die "apt-get update failed; see README.md, \"When a package install is refused\""
     apt_updated=1
 }
 
@@ -80,14 +84,19 @@ install_apt() {
     fi
     apt_update
     say "installing Debian packages: $pkgs"
+    # apt-get's whole output goes to a file; progress lines are shown, its reasons on failure.
+    local aptlog left
+    aptlog=$(mktemp)
     # shellcheck disable=SC2086
-    if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $pkgs \
-        | grep --line-buffered -E '^(Setting up|Unpacking) ' | sed -u 's/^/deps:   /' >&2; then
-        :
-    fi
-    local left
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $pkgs 2>&1 |
+        tee "$aptlog" | grep --line-buffered -E '^(Setting up|Unpacking) ' | sed -u 's/^/deps:   /' >&2 || true
     left=$(missing "$1" | tr '\n' ' ')
-    [ -z "${left// /}" ] || die "apt-get did not install: $left(run: $SUDO apt-get install $left)"
+    if [ -n "${left// /}" ]; then
+        grep -E '^ *[a-z0-9.+-]+ : |^E: ' "$aptlog" | sed 's/^/deps:   /' >&2 || true
+        rm -f "$aptlog"
+        die "apt-get did not install: ${left% } (by hand: ${SUDO:+$SUDO }apt-get install ${left% }; see README.md, \"When a package install is refused\")"
+    fi
+    rm -f "$aptlog"
 }
 
 install_pip() {
@@ -120,8 +129,12 @@ install_jars() {
 }
 
 check() {
-    local pkgs out rc=0
-    pkgs=$(wanted test | tr '\n' ' ')
+    local pkgs out rc=0 extra="${FIREHOSE_DEPS_EXTRA:-}"
+    [[ "$extra" =~ ^[[:space:]a-z0-9.+-]*$ ]] ||
+        die "FIREHOSE_DEPS_EXTRA: Debian package names only, separated by spaces (got '$extra')"
+    pkgs="$(wanted test | tr '\n' ' ')$extra"
+    # shellcheck disable=SC2086
+    [ -z "${extra// /}" ] || say "check: with FIREHOSE_DEPS_EXTRA:$(printf ' %s' $extra)"
     # The simulation needs the package lists; fetch them once if they do not know our packages.
     # shellcheck disable=SC2086
     if [ -z "$(apt-cache policy $pkgs 2>/dev/null | grep 'Candidate: [^(]')" ] ||
@@ -132,9 +145,13 @@ check() {
     out=$(LC_ALL=C apt-get install -s -q --no-install-recommends $pkgs 2>&1) || rc=$?
     if [ "$rc" -ne 0 ]; then
         printf '%s\n' "$out" | sed 's/^/deps check:   /' >&2
+        # apt-get's "pkg : Conflicts: other" lines, one clause each: "nodejs conflicts with npm"
         local named
-        named=$(printf '%s\n' "$out" | sed -n 's/^ *\([a-z0-9.+-]*\) : \(Conflicts\|Breaks\|Depends\).*/\1/p' | sort -u | tr '\n' ' ')
-        die "check failed: apt-get cannot install the package set together (trouble with: ${named:-see above})"
+        named=$(printf '%s\n' "$out" |
+            sed -n 's/^ *\([a-z0-9.+-]*\) : \(Conflicts\|Breaks\|Depends\): *\([^ ]*\).*/\1 \2 \3/p' |
+            sed 's/ Conflicts / conflicts with /; s/ Breaks / breaks /; s/ Depends / depends on /' |
+            sort -u | paste -sd ';' - | sed 's/;/; /g')
+        die "check failed: apt-get cannot install the package set together (${named:-see above})"
     fi
     say "check: the $(echo "$pkgs" | wc -w) Debian packages make test may ask for install together"
 }
@@ -156,6 +173,6 @@ install)
     ;;
 wanted) wanted "${2:?usage: tools/deps.sh wanted run|test}" ;;
 check) check ;;
--h | --help | help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
 *) die "usage: tools/deps.sh install run|test | wanted run|test | check (see --help)" ;;
 esac

@@ -1,14 +1,18 @@
 """The dashboard at / works in a real browser: Debian's headless Chromium, driven by playwright-core,
 loads it from a broker on real Kafka, shows the pending queue, running builds, the revision matrix
 and the charts from the view, and shows a newly produced event in its live feed within a second.
-The test saves a screenshot (build/dashboard.png).
+`make run`'s demo (tools/run-demo.sh, embedded Kafka) fills every panel at once from its day of
+history. The tests save screenshots (build/dashboard.png, build/dashboard-demo.png).
 """
 
 import datetime
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -18,6 +22,10 @@ from view_helpers import Broker, emit, write_ndjson
 
 NODE_DIR = ROOT / "tests" / "dashboard"
 SHOT = ROOT / "build" / "dashboard.png"
+DEMO_SHOT = ROOT / "build" / "dashboard-demo.png"
+needs_browser = pytest.mark.skipif(
+    not shutil.which("node") or not (NODE_DIR / "node_modules" / "playwright-core").is_dir(),
+    reason="node and tests/dashboard/node_modules are installed by `make deps`")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +60,7 @@ def test_pages_are_served_with_their_types(broker):
     assert b.get("/nope.js").status_code == 404
 
 
-@pytest.mark.skipif(not shutil.which("node") or not (NODE_DIR / "node_modules" / "playwright-core").is_dir(),
-                    reason="node and tests/dashboard/node_modules are installed by `make deps`")
+@needs_browser
 def test_dashboard_shows_the_view_and_a_new_event_within_a_second(kafka, broker):
     b, names, tmp = broker
     ev = json.loads((ROOT / "schemas" / "examples" / "valid" / "build-finished.json").read_text())
@@ -75,3 +82,82 @@ def test_dashboard_shows_the_view_and_a_new_event_within_a_second(kafka, broker)
     assert out["running_rows"] > 0 and out["matrix_cells"] > 0 and out["step_bars"] > 0, out
     assert out["trend_lines"] >= 1 and out["lastgreen_rows"] > 0, out
     assert SHOT.stat().st_size > 10000
+
+
+def stop_group(proc, timeout=20):
+    """SIGTERM to the process group proc leads (run-demo.sh, its broker, sim, emit, tee), then
+    SIGKILL if it has not gone within timeout; waits until no process of the group is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def group_gone():
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    try:
+        wait_for(group_gone, timeout, what="the demo's processes to exit")
+    except TimeoutError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        wait_for(group_gone, 10, what="the demo's processes to exit after SIGKILL")
+
+
+@needs_browser
+def test_make_run_demo_fills_every_dashboard_panel_within_10_s(tmp_path):
+    """Someone trying `make run` opens the dashboard it prints and sees a day of CI at once:
+    numbers in the 24 h cards, a last green revision, a revisions x builders grid and both charts,
+    within 10 s of opening the page. Runs tools/run-demo.sh itself (what `make run` runs after
+    building), on a free port with its files in a temporary directory. The seed is pinned: a
+    branch has a last green revision only when every builder it requires was green there, and
+    with a random seed a day of the demo's history can, rarely, leave every branch without one."""
+    env = dict(os.environ, FIREHOSE_DEMO_DIR=str(tmp_path), FIREHOSE_DEMO_SEED="1")
+    out_path, err_path = tmp_path / "demo.out", tmp_path / "demo.err"
+    t0 = time.monotonic()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        demo = subprocess.Popen(["bash", str(ROOT / "tools" / "run-demo.sh"), "--http.listen", "127.0.0.1:0"],
+                                cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        def banner():
+            assert demo.poll() is None, (out_path.read_text(), err_path.read_text()[-3000:])
+            m = re.search(r"^ +http: +(http://\S+)", out_path.read_text(), re.M)
+            return m and m.group(1)
+
+        # The banner comes once the history is in the view (the script waits at most 120 s).
+        url = wait_for(banner, 150, what="run-demo.sh's banner")
+        ready_s = time.monotonic() - t0
+        text = out_path.read_text()
+        loaded = re.search(r"loading 24 h of simulated history into the embedded Kafka \.\.\. "
+                           r"(\d+) events in ([\d.]+) s", text)
+        assert loaded, text
+        events = int(loaded.group(1))
+        assert events > 20000, text
+
+        DEMO_SHOT.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["node", str(NODE_DIR / "filled.mjs"), url, "10000", str(DEMO_SHOT)], cwd=NODE_DIR,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert proc.stdout.strip(), proc.stderr[-3000:]
+        seen = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert proc.returncode == 0 and "failure" not in seen, (seen, proc.stderr[-2000:])
+        assert seen["errors"] == [], seen["errors"]
+        panels = seen["panels"]
+        assert panels["empty"] == [], panels
+        assert seen["filled_ms"] <= 10000, seen
+        # A day of history, not a few seconds of live traffic: thousands of builds, a trend line
+        # through most of the 24 hours.
+        assert int(panels["builds_24h"]) > 1000, panels
+        assert panels["trend_points"] >= 2 * 20, panels
+        print("demo: %d events of history, banner after %.1f s, every panel filled %d ms after opening the page"
+              % (events, ready_s, seen["filled_ms"]))
+    finally:
+        stop_group(demo)
+    assert "firehose-broker exited" not in out_path.read_text() + err_path.read_text()

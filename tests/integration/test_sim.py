@@ -165,6 +165,59 @@ def test_mozilla_2010_profile_runs_at_the_seeds_rates():
     assert 3700 <= steps_h <= 6100, steps_h          # seeds: ~4,773 steps an hour
 
 
+def test_history_comes_first_status_only_at_its_own_rate_and_the_stream_goes_on():
+    # What `make run` loads before live traffic: the hours before --start, then the live stream
+    # from one simulation (ids, build numbers and seq carry on across the boundary).
+    args = ["--history", "7200", "--history-jobs-per-hour", "600", "--start", "2026-11-22T05:00:00.000Z",
+            "--count", "40000", "--seed", "4"]
+    raw, err = sim(*args)
+    n = int(re.search(r"^firehose-sim: history events=(\d+) bytes=\d+ simulated_s=7200 ", err, re.M).group(1))
+    evs = events(raw)
+    start = "2026-11-22T05:00:00.000Z"
+    assert evs[0]["time"] == "2026-11-22T03:00:00.000Z"
+    assert all(e["time"] < start for e in evs[:n]) and all(e["time"] >= start for e in evs[n:])
+    assert len(evs) - n > 1000, "the live stream goes on after the history"
+    # Status only before --start; the live part has its logs.
+    assert not [e for e in evs[:n] if e["type"].startswith("log.")]
+    assert any(e["type"] == "log.chunk" for e in evs[n:])
+    # The history's own job rate (600 an hour for 2 hours), not the profile's 1,200; the live rate
+    # from --start on (a change every few seconds, not a gap drawn at the history's rate).
+    jobs = sum(1 for e in evs[:n] if e["type"] == "buildrequest.new")
+    assert 900 <= jobs <= 1500, jobs
+    first_live_change = next(e["time"] for e in evs[n:] if e["type"] == "change.new")
+    assert first_live_change < "2026-11-22T05:01:00.000Z", first_live_change
+    # One world: seq without gaps per master, unique ids, build numbers rising per builder, and
+    # requests made in the history finish in the live part.
+    seq, numbers, ids = {}, {}, set()
+    for e in evs:
+        assert seq.get(e["master"], 0) + 1 == e["seq"], e
+        seq[e["master"]] = e["seq"]
+        assert e["id"] not in ids
+        ids.add(e["id"])
+        if e["type"] == "build.started":
+            d = e["data"]
+            assert d["number"] > numbers.get(d["builder"], -1), e
+            numbers[d["builder"]] = d["number"]
+    open_ = {e["data"]["buildrequestid"] for e in evs[:n] if e["type"] == "buildrequest.new"}
+    open_ -= {e["data"]["buildrequestid"] for e in evs[:n] if e["type"] == "buildrequest.complete"}
+    assert open_, "requests are under way when the history ends"
+    assert open_ <= {e["data"]["buildrequestid"] for e in evs[n:] if e["type"] == "buildrequest.complete"}
+    # Pacing applies from --start on and never changes the bytes.
+    paced, _ = sim(*args, "--rate", "5000000")
+    assert paced == raw
+
+
+def test_history_is_written_at_once_before_realtime_traffic():
+    # --realtime --start now: an hour of history flat out, then the wall clock (stopped after 2 s).
+    proc = subprocess.run([SIM, "--history", "3600", "--realtime", "--start", "now", "--duration", "2", "--seed", "2"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    m = re.search(r"^firehose-sim: history events=(\d+) .* elapsed=([\d.]+)s$", proc.stderr, re.M)
+    assert m, proc.stderr
+    assert int(m.group(1)) > 1000 and float(m.group(2)) < 2.0, m.group(0)
+    assert len(proc.stdout.splitlines()) >= int(m.group(1))
+
+
 def test_bad_options_are_usage_errors():
     for args, needle in ((["--profile", "nope"], "unknown profile"), (["--start", "yesterday"], "--start"),
                          (["--scale", "0"], "sim.scale"), (["extra"], "unexpected argument")):

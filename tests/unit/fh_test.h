@@ -34,6 +34,11 @@ void fh_test_fail(const char *file, int line, const char *expr);
         }                                                                                          \
     } while (0)
 
+/* The official JSON Schema Test Suite's draft 2020-12 files, copied into the project
+ * (tests/data/json-schema-test-suite/README.md); relative to the repository root, where the
+ * tests run. */
+#define FH_TEST_SCHEMA_SUITE "tests/data/json-schema-test-suite/draft2020-12"
+
 /* Reads a whole file; caller frees. NULL when it cannot be read. */
 char *fh_test_read_file(const char *path, size_t *len);
 

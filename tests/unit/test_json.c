@@ -966,7 +966,7 @@ TEST(schema_validate_jv_agrees_with_json_schema_test_suite)
 {
     const char *dir = getenv("FH_JSON_SCHEMA_SUITE");
     if (!dir)
-        dir = "../shared/json-schema-test-suite/draft2020-12";
+        dir = FH_TEST_SCHEMA_SUITE;
     DIR *d = opendir(dir);
     struct dirent *de;
     int passed = 0, failed = 0;

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The suite's files as copied into tests/data (tests run from the repository root);
+ * FH_JSON_SCHEMA_SUITE points at another copy. */
 static const char *suite_dir(void)
 {
     const char *d = getenv("FH_JSON_SCHEMA_SUITE");
-    return d ? d : "../shared/json-schema-test-suite/draft2020-12";
+    return d ? d : FH_TEST_SCHEMA_SUITE;
 }
 
 static int run_file(const char *path, int *passed, int *failed, int *skipped)

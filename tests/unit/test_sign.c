@@ -1,4 +1,4 @@
-/* Standard Webhooks signing must reproduce the shared vectors byte for byte (they come from the
+/* Standard Webhooks signing must reproduce the outside vectors byte for byte (they come from the
  * reference libraries), and base64 must round-trip. */
 #include "fh_sign.h"
 #include "fh_test.h"
@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The CI clone has ../shared beside the repository; tests run from the repository root. */
-#define VECTORS "../shared/vectors/webhook-signatures.json"
+/* Copied into the project (tests/data/README.md); tests run from the repository root. */
+#define VECTORS "tests/data/webhook-signatures.json"
 
 TEST(sign_reproduces_standard_webhooks_vectors)
 {
