@@ -16,7 +16,6 @@
  * bytes, written with writev.
  */
 #include "stream.h"
-#include "health.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +38,7 @@
 #include "fh_util.h"
 #include "fh_ws.h"
 #include "fh_wsmsg.h"
+#include "health.h"
 
 #define MAX_PARTS FH_CURSOR_MAX_PARTS /* events and logs topics together; more: start fails */
 #define HEAD_MAX 176 /* inline head of a delivery; longer heads get a bigger qent */
