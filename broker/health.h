@@ -1,6 +1,8 @@
-/* health: /healthz, /readyz and /metrics. */
+/* health: /healthz, /readyz and /metrics, and what they report of records lost. */
 #ifndef FH_BROKER_HEALTH_H
 #define FH_BROKER_HEALTH_H
+
+#include <stdint.h>
 
 #include "broker.h"
 #include "http.h"
@@ -8,5 +10,13 @@
 /* Appends the health routes to routes (which has room for FH_HEALTH_ROUTES more). */
 #define FH_HEALTH_ROUTES 3
 size_t health_routes(fh_broker *b, fh_http_route *routes);
+
+/* Reports that consumer ("ingest", "stream", "stream.catchup", "view", "webhooks") skipped
+ * [from, to) of topic/partition because Kafka had deleted those records before it read them
+ * (fh_lost.h): logs records.lost with the range, counts them in
+ * firehose_records_lost_total{consumer,topic,partition}, and from then on /readyz says
+ * "degraded" (still 200) with the counts. Any thread. */
+void health_records_lost(const char *consumer, const char *topic, int partition, int64_t from,
+                         int64_t to);
 
 #endif

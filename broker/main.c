@@ -9,6 +9,7 @@
 
 #include "broker.h"
 #include "fh_log.h"
+#include "fh_lost.h"
 #include "fh_util.h"
 #include "dashboard.h"
 #include "health.h"
@@ -91,6 +92,7 @@ typedef struct ingest {
     size_t max_bytes;
     fh_json_doc doc;             /* each record is validated in it, in place */
     rd_kafka_resp_err_t dlq_err; /* delivery result of the last dead-letter record */
+    fh_lost_table next;          /* per partition, the next offset the group still needs */
 } ingest;
 
 /* A record too large for the dead-letter topic (Kafka's message.max.bytes, with the headers) is
@@ -110,17 +112,22 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
-    fh_broker *b = opaque;
+    ingest *in = opaque;
     fh_kafka_rebalance_cb(rk, err, parts, opaque);
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
-        atomic_store(&b->ready, 1);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* records below the committed offsets that Kafka deleted meanwhile are lost to us */
+        fh_lost_table_assigned(&in->next, rk, parts, 5000);
+        atomic_store(&in->b->ready, 1);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        fh_lost_table_revoked(&in->next, parts);
+    }
 }
 
 /* Runs on the main thread (inside rd_kafka_consumer_poll). Kafka being away is not fatal: the
  * broker stays up, /readyz says why it is not ready, and the main loop probes for its return. */
 static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    fh_broker *b = opaque;
+    fh_broker *b = ((ingest *)opaque)->b;
     (void)rk;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !atomic_exchange(&b->kafka_down, 1))
         fh_log(FH_LOG_WARN, "kafka.down", "reason=\"%s\"", reason);
@@ -229,6 +236,9 @@ static void handle_message(ingest *in, rd_kafka_message_t *m)
                    fh_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
         return;
     }
+    int64_t from, to;
+    if (fh_lost_table_check(&in->next, in->consumer, m, &from, &to))
+        health_records_lost("ingest", rd_kafka_topic_name(m->rkt), m->partition, from, to);
     if (fh_event_check(in->b->contract, &in->doc, m->payload, m->len, in->max_bytes, &ev, err,
                        sizeof(err))) {
         fh_log(FH_LOG_WARN, "event.invalid", "topic=%s partition=%d offset=%lld reason=%s",
@@ -249,6 +259,17 @@ static int start_kafka(fh_broker *b)
     int partitions = (int)fh_config_int(&b->cfg, "topics.partitions");
 
     if (strcmp(brokers, "embedded") == 0) {
+        long long max = fh_config_int(&b->cfg, "events.max_bytes");
+        if (max > FH_KAFKA_EMBEDDED_MAX_RECORD) {
+            fh_log(FH_LOG_ERROR, "kafka.embedded",
+                   "error=\"events.max_bytes=%lld is more than the embedded Kafka can hold: it "
+                   "keeps %d bytes per partition and drops the oldest records past that, read or "
+                   "not, so records over %d bytes are refused; set events.max_bytes to at most "
+                   "%d, or kafka.brokers for a real cluster\"",
+                   max, FH_KAFKA_EMBEDDED_PARTITION_BYTES, FH_KAFKA_EMBEDDED_MAX_RECORD,
+                   FH_KAFKA_EMBEDDED_MAX_RECORD);
+            return -1;
+        }
         if (fh_kafka_embedded_start(&b->cfg, partitions, &b->embedded, err, sizeof(err))) {
             fh_log(FH_LOG_ERROR, "kafka.embedded", "error=\"%s\"", err);
             return -1;
@@ -256,10 +277,11 @@ static int start_kafka(fh_broker *b)
         snprintf(b->bootstrap, sizeof(b->bootstrap), "%s",
                  fh_kafka_embedded_bootstrap(b->embedded));
         fh_log(FH_LOG_WARN, "kafka.embedded",
-               "bootstrap=%s partitions=%d note=\"embedded Kafka (librdkafka mock cluster) keeps "
-               "everything in memory: every event is lost when the broker stops; set "
-               "kafka.brokers for a real cluster\"",
-               b->bootstrap, partitions);
+               "bootstrap=%s partitions=%d partition_bytes=%d note=\"embedded Kafka (librdkafka "
+               "mock cluster) keeps everything in memory, at most partition_bytes per partition "
+               "(older records are dropped, read or not: records.lost); every event is lost when "
+               "the broker stops; set kafka.brokers for a real cluster\"",
+               b->bootstrap, partitions, FH_KAFKA_EMBEDDED_PARTITION_BYTES);
     } else {
         snprintf(b->bootstrap, sizeof(b->bootstrap), "%s", brokers);
     }
@@ -295,7 +317,7 @@ static int ingest_start(ingest *in)
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_error_cb(conf, on_kafka_error);
-    rd_kafka_conf_set_opaque(conf, b);
+    rd_kafka_conf_set_opaque(conf, in);
     if (!(in->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))))
         goto conf_err;
     rd_kafka_poll_set_consumer(in->consumer);
@@ -328,6 +350,7 @@ static void ingest_stop(ingest *in)
         rd_kafka_destroy(in->producer);
     }
     fh_json_doc_free(&in->doc);
+    fh_lost_table_free(&in->next);
 }
 
 static void register_metrics(fh_broker *b)

@@ -34,9 +34,11 @@
 
 #include "fh_cursor.h"
 #include "fh_log.h"
+#include "fh_lost.h"
 #include "fh_util.h"
 #include "fh_ws.h"
 #include "fh_wsmsg.h"
+#include "health.h"
 
 #define MAX_PARTS FH_CURSOR_MAX_PARTS /* events and logs topics together; more: start fails */
 #define HEAD_MAX 176 /* inline head of a delivery; longer heads get a bigger qent */
@@ -1373,7 +1375,8 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, fh_json_doc *doc, cjob *j)
     memcpy(pos, j->from, (size_t)s->nparts * sizeof(int64_t));
     /* Kafka must make progress; waiting for the client (credit) does not count */
     int64_t idle_until = fh_now_ms() + 60000;
-    while (pending && !atomic_load(&j->cancel) && !atomic_load(&s->stop) &&
+    int lost = 0; /* Kafka deleted records of the gap before they were read */
+    while (pending && !lost && !atomic_load(&j->cancel) && !atomic_load(&s->stop) &&
            fh_now_ms() < idle_until) {
         int64_t waited = fh_now_ms();
         pthread_mutex_lock(&s->cmu);
@@ -1385,12 +1388,22 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, fh_json_doc *doc, cjob *j)
         size_t cap = 1000, n = 0;
         sev **evs = calloc(cap, sizeof(*evs));
         int64_t batch_end = fh_now_ms() + 200;
-        while (evs && n < cap && pending && fh_now_ms() < batch_end) {
+        while (evs && n < cap && pending && !lost && fh_now_ms() < batch_end) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
             if (!m)
                 continue;
             int p = m->err ? -1 : part_index(s, rd_kafka_topic_name(m->rkt), m->partition);
-            if (p >= 0 && pos[p] < j->to[p] && m->offset >= pos[p]) {
+            int64_t lost_to;
+            if (p >= 0 && pos[p] < j->to[p] && m->offset > pos[p] &&
+                fh_lost_check(rk, s->part_topic[p], s->part_id[p], pos[p],
+                              m->offset < j->to[p] ? m->offset : j->to[p], &lost_to)) {
+                /* the resume cannot be whole: the subscriber gets cursor_expired */
+                health_records_lost("stream.catchup", s->part_topic[p], s->part_id[p], pos[p],
+                                    lost_to);
+                if (earliest[p] < lost_to)
+                    earliest[p] = lost_to;
+                lost = 1;
+            } else if (p >= 0 && pos[p] < j->to[p] && m->offset >= pos[p]) {
                 idle_until = fh_now_ms() + 60000;
                 /* offsets may skip (compaction, transaction markers): past the end is the end */
                 pos[p] = m->offset < j->to[p] ? m->offset + 1 : j->to[p];
@@ -1409,6 +1422,10 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, fh_json_doc *doc, cjob *j)
     /* tell the subscriber first: unassigning can wait for a fetch in flight */
     if (atomic_load(&j->cancel) || atomic_load(&s->stop)) {
         /* nobody waits for this job */
+    } else if (lost) {
+        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, earliest,
+                     "cursor is older than what Kafka keeps (Kafka deleted records of the resume "
+                     "before they were read)");
     } else if (pending) {
         post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL,
                      "reading the gap from Kafka timed out");
@@ -1435,8 +1452,11 @@ static void *catchup_main(void *arg)
     fh_stream *s = arg;
     char err[512];
     rd_kafka_conf_t *conf;
+    /* auto.offset.reset=earliest: a position Kafka deleted moves to the oldest record it kept
+     * (not to the end, librdkafka's default), so only deleted records are skipped */
     static const char *const defaults[] = {"enable.auto.commit=false",
                                            "enable.auto.offset.store=false",
+                                           "auto.offset.reset=earliest",
                                            "group.id=firehose-stream-catchup",
                                            "log_level=3",
                                            "fetch.wait.max.ms=20",
@@ -1994,8 +2014,11 @@ static int discover_partitions(fh_stream *s, char *err, size_t errsize)
 static int kafka_start(fh_stream *s, char *err, size_t errsize)
 {
     rd_kafka_conf_t *conf;
+    /* auto.offset.reset=earliest: a position Kafka deleted (the stream fell that far behind)
+     * moves to the oldest record it kept, not to the end (librdkafka's default) */
     static const char *const defaults[] = {"enable.auto.commit=false",
                                            "enable.auto.offset.store=false",
+                                           "auto.offset.reset=earliest",
                                            "group.id=firehose-stream",
                                            "log_level=4",
                                            "fetch.wait.max.ms=5",
@@ -2045,6 +2068,10 @@ static void kafka_route(fh_stream *s, rd_kafka_message_t *m)
     int p;
     if (!m->err && (p = part_index(s, rd_kafka_topic_name(m->rkt), m->partition)) >= 0 &&
         m->offset >= s->hw[p]) {
+        int64_t to;
+        if (m->offset > s->hw[p] &&
+            fh_lost_check(s->rk, s->part_topic[p], s->part_id[p], s->hw[p], m->offset, &to))
+            health_records_lost("stream", s->part_topic[p], s->part_id[p], s->hw[p], to);
         s->hw[p] = m->offset + 1;
         sev *e = sev_build(s, &s->doc, m, p, 1);
         if (e) {

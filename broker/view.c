@@ -15,7 +15,9 @@
 #include <time.h>
 
 #include "fh_log.h"
+#include "fh_lost.h"
 #include "fh_metrics.h"
+#include "health.h"
 
 /* Bumped when the tables change shape; an older file is rebuilt from Kafka. */
 #define VIEW_SCHEMA 1
@@ -28,6 +30,9 @@ typedef struct vpart {
     int64_t committed; /* next offset as committed in SQLite */
     int64_t lo, hi;    /* watermarks as librdkafka last saw them; -1 unknown */
     int dirty;         /* next changed in the open batch */
+    /* records lost below this were logged and counted (a rolled-back batch meets the same gap
+     * again); -1 none */
+    int64_t lost_reported;
 } vpart;
 
 /* Writer statements, prepared once on the writer connection. */
@@ -56,6 +61,7 @@ enum wst {
     W_WORKER,
     W_OFFSET,
     W_STATE,
+    W_LOST,
     W__COUNT
 };
 
@@ -102,7 +108,7 @@ static struct view {
     double clock;
     int64_t max_record_ts; /* newest Kafka timestamp committed, ms */
     int64_t batch_first_ms;
-    long long batch_n, batch_events, batch_dups, batch_invalid, batch_skipped;
+    long long batch_n, batch_events, batch_dups, batch_invalid, batch_skipped, batch_lost;
     int64_t batch_record_ts;
     int64_t *batch_ts; /* Kafka timestamps of the open batch, for freshness (capped) */
     size_t batch_ts_n, batch_ts_cap;
@@ -121,6 +127,7 @@ static struct view {
     /* published by the view thread */
     _Atomic long long version;
     _Atomic long long end_total; /* sum over partitions of what can be applied (high watermarks) */
+    _Atomic long long records_lost; /* committed in view_lost: records Kafka deleted unread */
 
     /* gate for REST requests */
     _Atomic int closing;
@@ -212,14 +219,19 @@ static const char schema_sql[] =
     " PRIMARY KEY (repository, branch, revision)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS revisions_order ON revisions(repository, branch, pos);"
     "CREATE TABLE IF NOT EXISTS workers(workerid INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-    " master TEXT, connected INTEGER NOT NULL DEFAULT 0, state_t INTEGER NOT NULL DEFAULT -1);";
+    " master TEXT, connected INTEGER NOT NULL DEFAULT 0, state_t INTEGER NOT NULL DEFAULT -1);"
+    /* Records Kafka deleted before the view read them, per partition: the view misses their
+     * events for good (as_of.records_lost); only a rebuild clears it. */
+    "CREATE TABLE IF NOT EXISTS view_lost(topic TEXT NOT NULL, part INTEGER NOT NULL,"
+    " records INTEGER NOT NULL, first_offset INTEGER NOT NULL, last_offset INTEGER NOT NULL,"
+    " at_ms INTEGER NOT NULL, PRIMARY KEY (topic, part)) WITHOUT ROWID;";
 
 static const char *const drop_sql =
     "DROP TABLE IF EXISTS view_state; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS applied;"
     "DROP TABLE IF EXISTS builders; DROP TABLE IF EXISTS buildrequests;"
     "DROP TABLE IF EXISTS builds; DROP TABLE IF EXISTS steps; DROP TABLE IF EXISTS properties;"
     "DROP TABLE IF EXISTS logs; DROP TABLE IF EXISTS changes; DROP TABLE IF EXISTS revisions;"
-    "DROP TABLE IF EXISTS workers;";
+    "DROP TABLE IF EXISTS workers; DROP TABLE IF EXISTS view_lost;";
 
 /* Context columns of build-scoped rows, bound as ?2..?9 (?1 is the row's id). A later event
  * fills a field only with a non-empty value, so an unresolved revision ("") never erases one. */
@@ -365,6 +377,11 @@ static const char *const wsql[W__COUNT] = {
     [W_STATE] = "UPDATE view_state SET version=version+1, view_offsets=?1, applied_at_ms=?2,"
                 " record_ts_ms=max(record_ts_ms, ?3), clock=?4, events=events+?5,"
                 " duplicates=duplicates+?6, invalid=invalid+?7, skipped=skipped+?8 WHERE id=1",
+    [W_LOST] = "INSERT INTO view_lost(topic, part, records, first_offset, last_offset, at_ms)"
+               " VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT DO UPDATE SET"
+               " records=records+excluded.records,"
+               " first_offset=min(first_offset, excluded.first_offset),"
+               " last_offset=max(last_offset, excluded.last_offset), at_ms=excluded.at_ms",
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -810,6 +827,7 @@ static int begin_batch(void)
     V.in_txn = 1;
     V.batch_first_ms = fh_now_ms();
     V.batch_n = V.batch_events = V.batch_dups = V.batch_invalid = V.batch_skipped = 0;
+    V.batch_lost = 0;
     V.batch_record_ts = 0;
     V.batch_ts_n = 0;
     return 0;
@@ -876,6 +894,37 @@ static int is_log_chunk(const char *p, size_t n)
     return 0;
 }
 
+/* The view expected p->next and got m past it: records Kafka deleted in between are recorded in
+ * view_lost inside the open batch (so the mark commits with the offsets that skip them), and
+ * reported once. Returns 0, or -1 when the batch must be rolled back. */
+static int note_lost(vpart *p, const rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    int64_t to, n = fh_lost_check(V.rk, topic, m->partition, p->next, m->offset, &to);
+    if (n <= 0)
+        return 0;
+    sqlite3_stmt *st = V.w[W_LOST];
+    bind_text(st, 1, topic);
+    sqlite3_bind_int(st, 2, m->partition);
+    sqlite3_bind_int64(st, 3, n);
+    sqlite3_bind_int64(st, 4, p->next);
+    sqlite3_bind_int64(st, 5, to);
+    sqlite3_bind_int64(st, 6, fh_now_ms());
+    if (wrun(st)) {
+        char q[420];
+        fh_log(FH_LOG_ERROR, "view.sqlite", "op=lost error=%s",
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(V.db)));
+        return -1;
+    }
+    V.batch_lost += n;
+    int64_t from = p->next > p->lost_reported ? p->next : p->lost_reported;
+    if (to > from) {
+        health_records_lost("view", topic, m->partition, from, to);
+        p->lost_reported = to;
+    }
+    return 0;
+}
+
 /* Handles one record inside the open batch. Returns 0, or -1 when the batch must be rolled
  * back. */
 static int handle_record(rd_kafka_message_t *m)
@@ -885,6 +934,8 @@ static int handle_record(rd_kafka_message_t *m)
     vpart *p = part_of(m);
     if (!p)
         return 0; /* a partition we were not assigned: cannot happen with manual assignment */
+    if (p->next >= 0 && m->offset > p->next && note_lost(p, m))
+        return -1;
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
     if (m->payload && is_log_chunk(m->payload, m->len)) {
         V.batch_skipped++; /* nothing stored; a malformed one is the ingest consumer's to report */
@@ -1036,6 +1087,7 @@ static int commit_batch(void)
         return -1;
     }
     V.in_txn = 0;
+    atomic_fetch_add(&V.records_lost, V.batch_lost);
     if (V.batch_record_ts > V.max_record_ts)
         V.max_record_ts = V.batch_record_ts;
     for (int k = 0; k < NTOPICS; k++)
@@ -1177,6 +1229,7 @@ static void refresh_partitions(void)
         for (int i = V.nparts[k]; i < n; i++) {
             np[i].committed = np[i].next = stored_offset(k, i);
             np[i].lo = np[i].hi = -1;
+            np[i].lost_reported = -1;
             np[i].dirty = 0;
         }
         V.parts[k] = np;
@@ -1505,6 +1558,16 @@ static int db_open(char *errbuf, size_t errsize)
         V.max_record_ts = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(V.db, "SELECT total(records) FROM view_lost", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        atomic_store(&V.records_lost, (long long)sqlite3_column_double(st, 0));
+    sqlite3_finalize(st);
+    if (atomic_load(&V.records_lost) > 0)
+        fh_log(FH_LOG_WARN, "view.records_lost",
+               "path=%s records=%lld note=\"Kafka deleted records before the view read them; "
+               "answers may miss their events (as_of.records_lost) until the view is rebuilt\"",
+               V.path, atomic_load(&V.records_lost));
     return 0;
 }
 
@@ -1789,7 +1852,8 @@ view_reader *view_reader_get(view_asof *asof, char *errbuf, size_t errsize)
     if (!st || sqlite3_step(st) != SQLITE_DONE)
         goto err;
     st = view_reader_stmt(r, 1,
-                          "SELECT version, view_offsets, applied_at_ms, record_ts_ms, clock"
+                          "SELECT version, view_offsets, applied_at_ms, record_ts_ms, clock,"
+                          " (SELECT total(records) FROM view_lost)"
                           " FROM view_state WHERE id = 1");
     if (!st || sqlite3_step(st) != SQLITE_ROW)
         goto err;
@@ -1798,6 +1862,7 @@ view_reader *view_reader_get(view_asof *asof, char *errbuf, size_t errsize)
     asof->applied_at_ms = sqlite3_column_int64(st, 2);
     asof->record_ts_ms = sqlite3_column_int64(st, 3);
     asof->clock = sqlite3_column_double(st, 4);
+    asof->records_lost = (long long)sqlite3_column_double(st, 5);
     sqlite3_reset(st);
     return r;
 err:
@@ -1871,10 +1936,16 @@ void view_asof_json(const view_asof *a, fh_buf *out)
     else
         fh_buf_printf(out, "\"applied_at\":null,");
     if (a->clock > 0)
-        fh_buf_printf(out, "\"clock\":\"%s\"}",
+        fh_buf_printf(out, "\"clock\":\"%s\",",
                       fh_time_rfc3339((int64_t)(a->clock * 1000.0 + 0.5), clock, sizeof(clock)));
     else
-        fh_buf_printf(out, "\"clock\":null}");
+        fh_buf_printf(out, "\"clock\":null,");
+    fh_buf_printf(out, "\"records_lost\":%lld}", a->records_lost);
+}
+
+long long view_records_lost(void)
+{
+    return atomic_load(&V.records_lost);
 }
 
 /* ---- the answer cache ------------------------------------------------------------------- */

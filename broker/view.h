@@ -81,11 +81,17 @@ typedef struct view_asof {
     int64_t applied_at_ms;  /* wall time of that commit; 0 before the first */
     int64_t record_ts_ms;   /* Kafka timestamp of the newest record applied; 0 when none */
     double clock;           /* the view clock: newest event time applied (epoch s); 0 when none */
+    long long records_lost; /* records Kafka deleted before the view read them, in every run
+                               since the file was made: answers may miss their events */
 } view_asof;
 
 /* Appends "\"as_of\":{...}" describing an answer that reflects a; "behind" and "lag_ms" are
  * computed now, against what the consumer knows of the topics. */
 void view_asof_json(const view_asof *a, fh_buf *out);
+
+/* Records Kafka deleted before the view read them, as committed (any run of this view file; 0
+ * when the view is off). Any thread. */
+long long view_records_lost(void);
 
 /* Enters a request: returns 0 and counts it in flight, or -1 when the view is stopping or off
  * (the caller answers 503). Every 0 must be paired with view_leave. */

@@ -25,8 +25,10 @@
 #include <unistd.h>
 
 #include "fh_log.h"
+#include "fh_lost.h"
 #include "fh_metrics.h"
 #include "fh_sign.h"
+#include "health.h"
 #include "fh_whformat.h"
 #include "webhook_store.h"
 
@@ -176,6 +178,7 @@ static struct wh {
     unsigned char owned[MAX_PARTS];
     int64_t to_store[MAX_PARTS];     /* next offset to store after the open transaction; -1 none */
     int64_t first_in_txn[MAX_PARTS]; /* first offset consumed in the open transaction; -1 none */
+    fh_lost_table next;              /* per partition, the next offset the group still needs */
     long long pending;
     int paused;
     int64_t next_scan_ms, next_prune_ms, next_recount_ms;
@@ -282,8 +285,10 @@ static void seek_back(void)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int p = 0; p < MAX_PARTS; p++) {
-        if (W.first_in_txn[p] >= 0)
+        if (W.first_in_txn[p] >= 0) {
             rd_kafka_topic_partition_list_add(l, W.topic, p)->offset = W.first_in_txn[p];
+            fh_lost_table_set(&W.next, W.topic, p, W.first_in_txn[p]);
+        }
         W.first_in_txn[p] = -1;
         W.to_store[p] = -1;
     }
@@ -996,6 +1001,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
+        /* records below the committed offsets that Kafka deleted meanwhile are lost to us */
+        fh_lost_table_assigned(&W.next, rk, parts, 5000);
         for (int i = 0; i < parts->cnt; i++)
             if (strcmp(parts->elems[i].topic, W.topic) == 0)
                 own(parts->elems[i].partition, 1);
@@ -1011,6 +1018,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (strcmp(parts->elems[i].topic, W.topic) == 0)
                 own(parts->elems[i].partition, 0);
         drain(parts);
+        fh_lost_table_revoked(&W.next, parts);
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
     } else {
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
@@ -1140,6 +1148,9 @@ static void consume(void)
             continue;
         }
         int p = m->partition;
+        int64_t from, to;
+        if (fh_lost_table_check(&W.next, W.rk, m, &from, &to))
+            health_records_lost("webhooks", W.topic, p, from, to);
         if (p >= 0 && p < MAX_PARTS) {
             txn_begin();
             if (W.first_in_txn[p] < 0)
@@ -1484,4 +1495,5 @@ void webhook_stop(void)
     W.wake[0] = W.wake[1] = W.epfd = -1;
     fh_buf_free(&W.body);
     fh_json_doc_free(&W.doc);
+    fh_lost_table_free(&W.next);
 }

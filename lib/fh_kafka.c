@@ -126,6 +126,17 @@ const char *fh_kafka_embedded_bootstrap(const fh_kafka_embedded *e)
     return e->bootstrap;
 }
 
+int fh_kafka_is_embedded(rd_kafka_t *rk, int timeout_ms)
+{
+    /* rdkafka_mock names its clusters "mockCluster<hex>"; a real Kafka's id is 22 characters of
+     * base64. */
+    char *id = rd_kafka_clusterid(rk, timeout_ms);
+    int mock = id && strncmp(id, "mockCluster", 11) == 0;
+    if (id)
+        rd_kafka_mem_free(rk, id);
+    return mock;
+}
+
 void fh_kafka_embedded_stop(fh_kafka_embedded *e)
 {
     if (!e)

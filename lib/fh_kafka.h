@@ -19,7 +19,14 @@ fh_err fh_kafka_conf(const fh_config *c, const char *bootstrap, const char *cons
                      rd_kafka_conf_t **out, char *errbuf, size_t errsize);
 
 /* An in-process mock cluster: librdkafka's rdkafka_mock, listening on loopback. Everything it
- * holds lives in memory and is gone when it is destroyed. */
+ * holds lives in memory and is gone when it is destroyed. It keeps at most
+ * FH_KAFKA_EMBEDDED_PARTITION_BYTES of record batches (or 100,000 batches) per partition: each
+ * append drops the oldest batches past that, whether a consumer read them or not (librdkafka's
+ * fixed limits; nothing configures them). */
+#define FH_KAFKA_EMBEDDED_PARTITION_BYTES (5 * 1024 * 1024)
+/* The largest record firehose lets into the embedded cluster: a fifth of a partition, so one
+ * record cannot push out more than a fifth of what a consumer may still need. */
+#define FH_KAFKA_EMBEDDED_MAX_RECORD (1024 * 1024)
 typedef struct fh_kafka_embedded fh_kafka_embedded;
 
 /* Starts a one-broker mock cluster and creates the events, logs and dlq topics of c with
@@ -28,6 +35,10 @@ fh_err fh_kafka_embedded_start(const fh_config *c, int partitions, fh_kafka_embe
                                char *errbuf, size_t errsize);
 const char *fh_kafka_embedded_bootstrap(const fh_kafka_embedded *e);
 void fh_kafka_embedded_stop(fh_kafka_embedded *e);
+
+/* 1 when rk talks to a librdkafka mock cluster (an embedded Kafka, this process's or a broker's):
+ * its cluster id says so. Waits at most timeout_ms for the id; 0 when none came. */
+int fh_kafka_is_embedded(rd_kafka_t *rk, int timeout_ms);
 
 /* Creates the events, logs and dlq topics on a real cluster through rk (any client handle);
  * topics that already exist are left as they are. Returns once every partition of the topics it

@@ -1,6 +1,7 @@
 /* fh_metrics: counters and gauges with fixed names, updated lock-free from any thread and
- * rendered as Prometheus text. Metrics are registered at start-up (not on the hot path); the
- * registry has a hard cap (FH_METRICS_MAX). */
+ * rendered as Prometheus text. Metrics are registered at start-up, or rarely later from any
+ * thread (a labelled series first seen at run time); never on the hot path. The registry has a
+ * hard cap (FH_METRICS_MAX). */
 #ifndef FH_METRICS_H
 #define FH_METRICS_H
 
@@ -13,13 +14,14 @@
 
 typedef struct fh_metric {
     const char *name;   /* static: "firehose_events_in_total" */
-    const char *labels; /* static or NULL: "type=\"build.finished\"" */
+    const char *labels; /* static (or kept until exit) or NULL: "type=\"build.finished\"" */
     const char *help;   /* static */
     int gauge;          /* 0 counter, 1 gauge */
     _Atomic long long value;
 } fh_metric;
 
-/* Registers a metric and returns it (NULL past the cap). Not thread-safe: call at start-up. */
+/* Registers a metric and returns it (NULL past the cap). Thread-safe; a metric registered while
+ * another thread renders shows from the next rendering on. */
 fh_metric *fh_metric_new(const char *name, const char *labels, const char *help, int gauge);
 
 static inline void fh_metric_add(fh_metric *m, long long n)

@@ -80,6 +80,7 @@ typedef struct emitter {
     master_seq masters[MAX_MASTERS];
     size_t nmasters;
     int fill_id, fill_time, fill_seq, dry_run, skip_invalid, dlq;
+    int embedded; /* the cluster is a broker's embedded one: max_bytes is capped for it */
     size_t max_bytes;
 } emitter;
 
@@ -191,8 +192,14 @@ static int handle_line(emitter *e, const char *where, long lineno, const char *l
     fh_err rc;
 
     if (len > e->max_bytes) {
-        snprintf(err, sizeof(err), "record is over the %zu-byte limit (events.max_bytes)",
-                 e->max_bytes);
+        if (e->embedded)
+            snprintf(err, sizeof(err),
+                     "record is over the %zu-byte limit of the embedded Kafka (it keeps %d bytes "
+                     "per partition and drops the oldest records past that, read or not)",
+                     e->max_bytes, FH_KAFKA_EMBEDDED_PARTITION_BYTES);
+        else
+            snprintf(err, sizeof(err), "record is over the %zu-byte limit (events.max_bytes)",
+                     e->max_bytes);
         reject(e, where, lineno, line, e->max_bytes, err);
         return !e->skip_invalid;
     }
@@ -290,6 +297,12 @@ static int start_kafka(emitter *e)
     }
     for (int k = 0; k < 3; k++)
         e->topics[k] = rd_kafka_topic_new(e->rk, fh_kafka_topic(&e->cfg, (fh_topic_kind)k), NULL);
+    /* A broker's embedded Kafka drops old records to make room: a record it cannot hold would
+     * push out others before the broker reads them, so it is refused here, with the reason. */
+    if (fh_kafka_is_embedded(e->rk, 2000) && e->max_bytes > FH_KAFKA_EMBEDDED_MAX_RECORD) {
+        e->embedded = 1;
+        e->max_bytes = FH_KAFKA_EMBEDDED_MAX_RECORD;
+    }
     return 0;
 }
 

@@ -175,13 +175,15 @@ async function refreshSteps() {
 function showAsOf(a) {
   if (!a) return;
   $("asof").textContent = `view v${a.version}, ${a.behind ? a.behind + " records behind" : "up to date"}` +
-    (a.lag_ms != null ? `, lag ${a.lag_ms} ms` : "");
+    (a.lag_ms != null ? `, lag ${a.lag_ms} ms` : "") +
+    (a.records_lost ? `, ${a.records_lost} records lost (Kafka deleted them unread)` : "");
 }
 
 async function refreshReady() {
   const r = await fetch("/readyz", { cache: "no-store" });
-  $("ready").textContent = r.ok ? "ready" : "not ready";
-  $("ready").className = "pill " + (r.ok ? "ok" : "bad");
+  const degraded = r.ok && (await r.json().catch(() => ({}))).status === "degraded";
+  $("ready").textContent = degraded ? "degraded: records lost" : r.ok ? "ready" : "not ready";
+  $("ready").className = "pill " + (degraded ? "bad" : r.ok ? "ok" : "bad");
 }
 
 let refreshing = false;

@@ -18,7 +18,9 @@
 # Environment: KAFKA_START_TIMEOUT (s, default 90), KAFKA_STOP_TIMEOUT (s, default 30),
 #              KAFKA_HEAP (default -Xmx512m -Xms256m; cluster nodes -Xmx256m -Xms128m),
 #              KAFKA_LOG_LEVEL (root log4j level, default WARN),
-#              KAFKA_WATCH_PID (stop the broker when that process exits).
+#              KAFKA_WATCH_PID (stop the broker when that process exits),
+#              KAFKA_SERVER_PROPS (extra server.properties lines, key=value separated by newlines
+#              or spaces, appended last so they win; e.g. log.retention.check.interval.ms=500).
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
@@ -39,7 +41,7 @@ log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit "${1:-64}"
 }
 
@@ -238,6 +240,7 @@ auto.create.topics.enable=true
 num.network.threads=2
 num.io.threads=4
 $extra
+$(printf '%s\n' ${KAFKA_SERVER_PROPS:-})
 EOF
     cat >"$dir/log4j.properties" <<EOF
 log4j.rootLogger=$LOG_LEVEL, stdout
