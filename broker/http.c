@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct fh_http {
     struct MHD_Daemon *daemon;
@@ -162,6 +163,8 @@ static enum MHD_Result send_response(fh_http *h, struct MHD_Connection *conn,
         MHD_add_response_header(r, "Location", resp->location);
     if (status == 401)
         MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    for (size_t i = 0; i < FH_HTTP_MAX_HEADERS && resp->headers[i].name; i++)
+        MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
     add_common_headers(h, r);
     ret = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -182,7 +185,7 @@ static enum MHD_Result respond_preflight(fh_http *h, struct MHD_Connection *conn
 }
 
 static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, const char *method,
-                     req_state *st, fh_http_response *resp)
+                     const char *version, req_state *st, fh_http_response *resp)
 {
     char scratch[512], allow[128] = "";
     const fh_http_route *route = NULL;
@@ -190,6 +193,7 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     memset(&req, 0, sizeof(req));
     req.conn = conn;
     req.method = method;
+    req.version = version;
     req.path = url;
 
     for (size_t i = 0; i < h->nroutes; i++) {
@@ -259,15 +263,56 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     route->handler(route->ctx, &req, resp);
 }
 
+/* Collects a request's Content-Length headers: a second one with another value is a conflict. */
+typedef struct length_scan {
+    const char *first;
+    int conflict;
+} length_scan;
+
+static enum MHD_Result scan_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    length_scan *ls = cls;
+    (void)kind;
+    if (strcasecmp(key, "Content-Length") != 0)
+        return MHD_YES;
+    if (!ls->first) {
+        ls->first = value ? value : "";
+        return MHD_YES;
+    }
+    ls->conflict = strcmp(ls->first, value ? value : "") != 0;
+    return ls->conflict ? MHD_NO : MHD_YES;
+}
+
+/* Answers a request before its body is read (libmicrohttpd then closes the connection). */
+static enum MHD_Result respond_early(fh_http *h, struct MHD_Connection *conn, int status,
+                                     const char *code, const char *param, const char *msg)
+{
+    fh_http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    fh_buf_init(&resp.body, h->cfg.max_response_bytes);
+    fh_http_error(&resp, status, code, param, "%s", msg);
+    enum MHD_Result ret = send_response(h, conn, &resp);
+    fh_buf_free(&resp.body);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
 {
     fh_http *h = cls;
     req_state *st = *req_cls;
-    (void)version;
 
     if (!st) {
+        /* libmicrohttpd reads the body by the first Content-Length and ignores the others; a
+         * proxy in front may have used another one, so two lengths are two readings of where this
+         * request ends (request smuggling): refuse it. */
+        length_scan ls = {NULL, 0};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_length, &ls);
+        if (ls.conflict)
+            return respond_early(h, conn, 400, "bad_request", "Content-Length",
+                                 "conflicting Content-Length headers");
         if (!(st = calloc(1, sizeof(*st))))
             return MHD_NO;
         fh_buf_init(&st->body, h->cfg.max_body_bytes);
@@ -286,7 +331,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     fh_http_response resp;
     memset(&resp, 0, sizeof(resp));
     fh_buf_init(&resp.body, h->cfg.max_response_bytes);
-    dispatch(h, conn, url, method, st, &resp);
+    dispatch(h, conn, url, method, version, st, &resp);
     enum MHD_Result ret = send_response(h, conn, &resp);
     fh_buf_free(&resp.body);
     return ret;

@@ -2263,6 +2263,20 @@ static const char *filter_param(const char *err)
     return name;
 }
 
+/* A 426 says what to upgrade to (RFC 7231 6.5.15) and which WebSocket version (RFC 6455 4.2.2). */
+static void upgrade_required(fh_http_response *resp, const char *code, const char *param,
+                             const char *msg)
+{
+    fh_http_error(resp, 426, code, param, "%s", msg);
+    resp->headers[0].name = "Upgrade";
+    resp->headers[0].value = "websocket";
+    resp->headers[1].name = "Connection";
+    resp->headers[1].value = "Upgrade";
+    resp->headers[2].name = "Sec-WebSocket-Version";
+    resp->headers[2].value = "13";
+}
+
+/* Checks the opening handshake (RFC 6455 4.2.1) before anything is allocated. */
 static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     fh_stream *s = ctx;
@@ -2272,15 +2286,30 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     const char *key = fh_http_header(req, "Sec-WebSocket-Key");
     const char *version = fh_http_header(req, "Sec-WebSocket-Version");
     const char *protos = fh_http_header(req, "Sec-WebSocket-Protocol");
-    if (!upgrade || strcasecmp(upgrade, "websocket") != 0 || !connection ||
-        !header_has_token(connection, "upgrade")) {
-        fh_http_error(resp, 426, "upgrade_required", NULL,
-                      "/v1/stream is a WebSocket endpoint (for plain HTTP use /v1/events)");
+    int wants_ws = upgrade && strcasecmp(upgrade, "websocket") == 0;
+    /* HTTP/1.0 has no upgrade: libmicrohttpd would refuse the 101 and drop the connection. */
+    if (wants_ws && req->version && strcmp(req->version, "HTTP/1.1") < 0) {
+        fh_http_error(resp, 400, "bad_request", NULL,
+                      "a WebSocket upgrade needs HTTP/1.1 (this request is %.16s)", req->version);
+        return;
+    }
+    if (!wants_ws || !connection || !header_has_token(connection, "upgrade")) {
+        upgrade_required(resp, "upgrade_required", NULL,
+                         "/v1/stream is a WebSocket endpoint (for plain HTTP use /v1/events)");
+        return;
+    }
+    if (strcmp(req->method, "GET") != 0) {
+        fh_http_error(resp, 400, "bad_request", NULL, "a WebSocket upgrade is a GET, not %.16s",
+                      req->method);
+        return;
+    }
+    if (!fh_http_header(req, "Host")) {
+        fh_http_error(resp, 400, "bad_request", "Host", "a WebSocket upgrade needs a Host header");
         return;
     }
     if (!version || strcmp(version, "13") != 0) {
-        fh_http_error(resp, 426, "unsupported_version", "Sec-WebSocket-Version",
-                      "Sec-WebSocket-Version must be 13");
+        upgrade_required(resp, "unsupported_version", "Sec-WebSocket-Version",
+                         "Sec-WebSocket-Version must be 13");
         return;
     }
     if (!key || !fh_ws_key_valid(key)) {
@@ -2314,7 +2343,10 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         return;
     }
     MHD_add_response_header(r, "Upgrade", "websocket");
-    MHD_add_response_header(r, "Connection", "Upgrade");
+    /* libmicrohttpd 0.9.74 and later put "Connection: Upgrade" in every upgrade response; adding
+     * it again would say "Upgrade, Upgrade". */
+    if (!MHD_get_response_header(r, "Connection"))
+        MHD_add_response_header(r, "Connection", "Upgrade");
     MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);
     if (ce)
         MHD_add_response_header(r, "Sec-WebSocket-Protocol", "cloudevents.json");

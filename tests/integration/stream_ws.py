@@ -28,6 +28,54 @@ class Closed(Exception):
     """The server closed the TCP connection (EOF) or reset it."""
 
 
+def http_exchange(host, port, lines, body=b"", timeout=10.0):
+    """Sends one request written out by hand (lines of the head, then body) and reads one
+    response. Returns (status, headers as a list of (lowercase name, value), body bytes); the
+    body is what Content-Length says, or everything until EOF. Raises TimeoutError when the
+    server neither answers nor closes in time, Closed on EOF before a status line."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        deadline = time.monotonic() + timeout
+        buf = b""
+
+        def more():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no complete HTTP response in %.1fs: %r" % (timeout, buf[:300]))
+            sock.settimeout(left)
+            try:
+                return sock.recv(65536)
+            except socket.timeout:
+                raise TimeoutError("no complete HTTP response in %.1fs: %r" % (timeout, buf[:300]))
+            except ConnectionResetError:
+                return b""
+
+        while b"\r\n\r\n" not in buf:
+            chunk = more()
+            if not chunk:
+                raise Closed("EOF before a complete HTTP response head: %r" % buf[:300])
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        status_line, *hdr_lines = head.decode("latin-1").split("\r\n")
+        headers = []
+        for h in hdr_lines:
+            k, _, v = h.partition(":")
+            headers.append((k.strip().lower(), v.strip()))
+        status = int(status_line.split()[1])
+        length = [int(v) for k, v in headers if k == "content-length"]
+        if status == 101:
+            return status, headers, rest
+        while (len(rest) < length[0]) if length else True:
+            chunk = more()
+            if not chunk:
+                break
+            rest += chunk
+        return status, headers, rest
+    finally:
+        sock.close()
+
+
 class RawWs:
     """One WebSocket connection. recv_frame() returns (opcode, payload) of each server frame."""
 

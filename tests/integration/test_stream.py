@@ -8,9 +8,12 @@ of event ids: nothing missing, nothing extra, nothing twice, and per build reque
 production.
 """
 
+import base64
 import collections
 import datetime
+import hashlib
 import json
+import os
 import re
 import subprocess
 import time
@@ -24,7 +27,7 @@ import gen_events
 from conftest import ROOT, wait_for
 from stream_support import (Broker, Client, PacedEmitter, Sse, TopicSet, build_order_problems,
                             matches, wait_topics, ws_status)
-from stream_ws import HandshakeError, OP_BINARY, OP_TEXT, RawWs
+from stream_ws import HandshakeError, OP_BINARY, OP_TEXT, RawWs, http_exchange
 
 PARTS = 3          # partitions of each topic of a topic set (events + logs: a cursor has 6 offsets)
 WIDE_PARTS = 100   # the wide topic set: cursors of 200 offsets
@@ -786,6 +789,62 @@ def test_bad_frames_close_with_the_documented_codes(brokers):
     with pytest.raises(HandshakeError) as e:
         RawWs("127.0.0.1", b.port, version="8")
     assert e.value.status == 426 and json.loads(e.value.body)["parameter"] == "Sec-WebSocket-Version"
+
+
+def _tokens(headers, name):
+    """Every comma-separated token of every header called name, lowercase."""
+    return [t.strip().lower() for k, v in headers if k == name for t in v.split(",") if t.strip()]
+
+
+def test_handshake_answers_follow_rfc_6455(brokers):
+    """Every refused handshake gets an answer that says how to succeed (426 with Upgrade, Connection and Sec-WebSocket-Version: 13; 400 naming Host; 400 saying HTTP/1.1 for HTTP/1.0); the 101 says Connection: Upgrade once; conflicting Content-Length headers are a 400."""
+    b = brokers("main")
+    key = base64.b64encode(os.urandom(16)).decode()
+    accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+    host = "Host: 127.0.0.1:%d" % b.port
+
+    def ask(first, *lines, body=b""):
+        return http_exchange("127.0.0.1", b.port, [first] + list(lines), body, timeout=10)
+
+    upgrade = ("Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " + key)
+    for what, lines, code, param in [
+            ("plain GET", (host,), "upgrade_required", None),
+            ("version 8", (host,) + upgrade + ("Sec-WebSocket-Version: 8",), "unsupported_version",
+             "Sec-WebSocket-Version"),
+            ("no version", (host,) + upgrade, "unsupported_version", "Sec-WebSocket-Version")]:
+        status, headers, body = ask("GET /v1/stream HTTP/1.1", *lines)
+        assert status == 426, (what, status, body)
+        assert _tokens(headers, "upgrade") == ["websocket"], (what, headers)
+        assert "upgrade" in _tokens(headers, "connection"), (what, headers)
+        assert _tokens(headers, "sec-websocket-version") == ["13"], (what, headers)
+        err = json.loads(body)
+        assert err["error"] == code and err.get("parameter") == param, (what, err)
+
+    status, headers, body = ask("GET /v1/stream HTTP/1.1", *upgrade, "Sec-WebSocket-Version: 13")
+    assert status == 400 and json.loads(body)["parameter"] == "Host", (status, body)
+
+    # HTTP/1.0 has no upgrade: an answer in JSON, not a silently closed connection
+    status, headers, body = ask("GET /v1/stream HTTP/1.0", host, *upgrade, "Sec-WebSocket-Version: 13")
+    err = json.loads(body)
+    assert status == 400 and err["error"] == "bad_request" and "HTTP/1.1" in err["message"], (status, body)
+
+    status, headers, rest = ask("GET /v1/stream HTTP/1.1", host, *upgrade, "Sec-WebSocket-Version: 13")
+    assert status == 101, (status, rest)
+    assert [v for k, v in headers if k == "connection"] == ["Upgrade"], headers
+    assert _tokens(headers, "upgrade") == ["websocket"], headers
+    assert [v for k, v in headers if k == "sec-websocket-accept"] == [accept], headers
+
+    # two lengths are two readings of where the request ends: refused before any route runs
+    status, headers, body = ask("GET /healthz HTTP/1.1", host, "Content-Length: 2", "Content-Length: 7",
+                                body=b"{}")
+    err = json.loads(body)
+    assert status == 400 and err["parameter"] == "Content-Length", (status, body)
+    status, headers, body = ask("POST /v1/stream HTTP/1.1", host, "Content-Length: 7", "Content-Length: 2",
+                                body=b"{}abcde")
+    assert status == 400 and json.loads(body)["parameter"] == "Content-Length", (status, body)
+    status, headers, body = ask("GET /healthz HTTP/1.1", host, "Content-Length: 2", "Content-Length: 2",
+                                body=b"{}")
+    assert status == 200 and json.loads(body) == {"status": "ok"}, (status, body)
 
 
 def test_connection_limit_closes_with_4029(brokers):
