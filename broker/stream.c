@@ -286,6 +286,7 @@ struct fh_stream {
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
         *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes;
+    fh_metric *m_refused;  /* connections refused for want of memory or descriptors */
     int64_t held_since_ms; /* when the stream last stopped for a connection past its cap; 0 */
     int ready;
 };
@@ -1813,6 +1814,19 @@ static void ws_read(fh_stream *s, conn *c)
 /* ---- the inbox --------------------------------------------------------------------------------
  */
 
+/* Refuses an upgraded socket the stream cannot take for want of resources: close 4029 (retry
+ * later), as for too many connections, and counted. Any thread. */
+static void ws_refuse(fh_stream *s, int fd, struct MHD_UpgradeResponseHandle *urh)
+{
+    unsigned char frame[128];
+    size_t n = fh_ws_close_frame(frame, CLOSE_TOO_MANY, "the broker is out of resources");
+    ssize_t w = send(fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    shutdown(fd, SHUT_RDWR);
+    MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+    fh_metric_add(s->m_refused, 1);
+}
+
 static void on_new_ws(fh_stream *s, inmsg *m)
 {
     conn *c = m->c;
@@ -1827,9 +1841,14 @@ static void on_new_ws(fh_stream *s, inmsg *m)
         fh_metric_add(s->m_closed_other, 1);
         return;
     }
-    conn_link(s, c);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-    epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev);
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        /* the kernel will not watch one more socket (ENOMEM, fs.epoll.max_user_watches) */
+        ws_refuse(s, c->fd, c->urh);
+        conn_unref(c);
+        return;
+    }
+    conn_link(s, c);
     if (m->extra_len) {
         size_t off = 0;
         while (off < m->extra_len) {
@@ -2182,8 +2201,13 @@ static void on_upgraded(void *cls, struct MHD_Connection *connection, void *req_
     c->urh = urh;
     /* the stream thread never blocks on a client */
     int fl = fcntl(sock, F_GETFL, 0);
-    if (!m || fl < 0 || fcntl(sock, F_SETFL, fl | O_NONBLOCK) < 0 ||
-        extra_in_size > sizeof(m->extra)) {
+    if (!m || fl < 0 || fcntl(sock, F_SETFL, fl | O_NONBLOCK) < 0) {
+        free(m);
+        ws_refuse(s, sock, urh);
+        conn_unref(c);
+        return;
+    }
+    if (extra_in_size > sizeof(m->extra)) {
         free(m);
         MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
         conn_unref(c);
@@ -2321,6 +2345,7 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     int fh = protos && header_has_token(protos, "firehose.v1");
     conn *c = conn_new(s, CONN_WS, req->who);
     if (!c) {
+        fh_metric_add(s->m_refused, 1);
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         return;
     }
@@ -2339,7 +2364,8 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgraded, c);
     if (!r) {
         conn_unref(c);
-        fh_http_error(resp, 503, "unavailable", NULL, "cannot upgrade");
+        fh_metric_add(s->m_refused, 1);
+        fh_http_error(resp, 503, "unavailable", NULL, "cannot upgrade: out of memory");
         return;
     }
     MHD_add_response_header(r, "Upgrade", "websocket");
@@ -2495,6 +2521,11 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     resp->status = 200;
 }
 
+void fh_stream_set_max_connections(fh_stream *s, int max)
+{
+    s->max_conns = max;
+}
+
 size_t fh_stream_routes(fh_stream *s, fh_http_route *routes)
 {
     routes[0] = (fh_http_route){"GET", "/v1/stream", FH_SCOPE_READ, NULL, ws_handler, s};
@@ -2530,6 +2561,10 @@ static void register_metrics(fh_stream *s)
                                0);
     s->m_held_ms = fh_metric_new("firehose_stream_held_milliseconds_total", NULL,
                                  "Time the stream spent held by connections past their cap.", 0);
+    s->m_refused = fh_metric_new("firehose_stream_refused_total", "reason=\"resources\"",
+                                 "WebSocket connections refused for want of memory or file "
+                                 "descriptors (HTTP 503 before the upgrade, close 4029 after it).",
+                                 0);
 }
 
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)
