@@ -523,8 +523,10 @@ static int accept_some(fh_http *h)
                 continue;
             return 0; /* EAGAIN: nothing more waits */
         }
+        /* Counted until libmicrohttpd reports it closed (on_connection). On failure
+         * libmicrohttpd has closed the socket; the one failure it cannot report, no memory for
+         * the connection's pool in its own thread, leaves a slot counted. */
         atomic_fetch_add(&h->conns, 1);
-        /* on failure libmicrohttpd has closed the socket */
         if (MHD_add_connection(h->daemon, fd, (struct sockaddr *)&ss, len) != MHD_YES)
             atomic_fetch_sub(&h->conns, 1);
     }
