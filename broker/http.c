@@ -4,12 +4,29 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "fh_metrics.h"
+
+/* The acceptor thread owns the listening socket and hands each connection to libmicrohttpd
+ * (MHD_add_connection). libmicrohttpd accepting by itself stops accepting when accept() fails
+ * with EMFILE, until one of its connections closes: with long-lived WebSockets that is never, and
+ * clients wait unanswered. The acceptor instead gives back a descriptor it holds in reserve,
+ * takes the client with it, answers it (503; /healthz its 200) and closes it. At
+ * http.max_connections it stops accepting until a connection closes, as libmicrohttpd did. */
 struct fh_http {
     struct MHD_Daemon *daemon;
     const fh_http_route *routes;
@@ -18,6 +35,16 @@ struct fh_http {
     fh_http_config cfg;
     unsigned short port;
     char *tls_cert, *tls_key; /* owned PEM texts; libmicrohttpd reads them while it runs */
+    int lfd;                  /* listening socket (the acceptor's) */
+    int spare;                /* held back for refusing a client when accept() hits EMFILE */
+    int wake;                 /* eventfd: stop, or a connection closed (room again) */
+    pthread_t acceptor;
+    int acceptor_running;
+    _Atomic int stop;
+    _Atomic int waiting;    /* the acceptor waits for room under http.max_connections */
+    _Atomic long conns;     /* handed to libmicrohttpd and not closed yet */
+    int64_t refused_log_ms; /* acceptor only: when descriptors_exhausted was last logged */
+    fh_metric *m_refused;
 };
 
 /* Per-request state kept between libmicrohttpd's calls of the access handler. */
@@ -162,6 +189,8 @@ static enum MHD_Result send_response(fh_http *h, struct MHD_Connection *conn,
         MHD_add_response_header(r, "Location", resp->location);
     if (status == 401)
         MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    for (size_t i = 0; i < FH_HTTP_MAX_HEADERS && resp->headers[i].name; i++)
+        MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
     add_common_headers(h, r);
     ret = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -182,7 +211,7 @@ static enum MHD_Result respond_preflight(fh_http *h, struct MHD_Connection *conn
 }
 
 static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, const char *method,
-                     req_state *st, fh_http_response *resp)
+                     const char *version, req_state *st, fh_http_response *resp)
 {
     char scratch[512], allow[128] = "";
     const fh_http_route *route = NULL;
@@ -190,6 +219,7 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     memset(&req, 0, sizeof(req));
     req.conn = conn;
     req.method = method;
+    req.version = version;
     req.path = url;
 
     for (size_t i = 0; i < h->nroutes; i++) {
@@ -259,15 +289,56 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     route->handler(route->ctx, &req, resp);
 }
 
+/* Collects a request's Content-Length headers: a second one with another value is a conflict. */
+typedef struct length_scan {
+    const char *first;
+    int conflict;
+} length_scan;
+
+static enum MHD_Result scan_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    length_scan *ls = cls;
+    (void)kind;
+    if (strcasecmp(key, "Content-Length") != 0)
+        return MHD_YES;
+    if (!ls->first) {
+        ls->first = value ? value : "";
+        return MHD_YES;
+    }
+    ls->conflict = strcmp(ls->first, value ? value : "") != 0;
+    return ls->conflict ? MHD_NO : MHD_YES;
+}
+
+/* Answers a request before its body is read (libmicrohttpd then closes the connection). */
+static enum MHD_Result respond_early(fh_http *h, struct MHD_Connection *conn, int status,
+                                     const char *code, const char *param, const char *msg)
+{
+    fh_http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    fh_buf_init(&resp.body, h->cfg.max_response_bytes);
+    fh_http_error(&resp, status, code, param, "%s", msg);
+    enum MHD_Result ret = send_response(h, conn, &resp);
+    fh_buf_free(&resp.body);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
 {
     fh_http *h = cls;
     req_state *st = *req_cls;
-    (void)version;
 
     if (!st) {
+        /* libmicrohttpd reads the body by the first Content-Length and ignores the others; a
+         * proxy in front may have used another one, so two lengths are two readings of where this
+         * request ends (request smuggling): refuse it. */
+        length_scan ls = {NULL, 0};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_length, &ls);
+        if (ls.conflict)
+            return respond_early(h, conn, 400, "bad_request", "Content-Length",
+                                 "conflicting Content-Length headers");
         if (!(st = calloc(1, sizeof(*st))))
             return MHD_NO;
         fh_buf_init(&st->body, h->cfg.max_body_bytes);
@@ -286,7 +357,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     fh_http_response resp;
     memset(&resp, 0, sizeof(resp));
     fh_buf_init(&resp.body, h->cfg.max_response_bytes);
-    dispatch(h, conn, url, method, st, &resp);
+    dispatch(h, conn, url, method, version, st, &resp);
     enum MHD_Result ret = send_response(h, conn, &resp);
     fh_buf_free(&resp.body);
     return ret;
@@ -365,8 +436,157 @@ static char *read_pem(const char *path)
     return buf;
 }
 
+/* MHD_OPTION_NOTIFY_CONNECTION (libmicrohttpd's threads): a closed connection makes room. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    fh_http *h = cls;
+    (void)conn;
+    (void)socket_ctx;
+    if (code != MHD_CONNECTION_NOTIFY_CLOSED)
+        return;
+    atomic_fetch_sub(&h->conns, 1);
+    if (atomic_load(&h->waiting)) {
+        uint64_t one = 1;
+        ssize_t w = write(h->wake, &one, sizeof(one));
+        (void)w;
+    }
+}
+
+/* Answers a connection libmicrohttpd never sees, at most 20 ms after its request arrives:
+ * GET /healthz gets its usual 200 (the process is alive and will serve again once descriptors
+ * are free), anything else 503. Then reads what the client sent: closing a socket with unread
+ * input resets the connection, and the reset may destroy the answer before it is read. Returns 1
+ * when the client was refused. */
+static int answer_unaccepted(int fd)
+{
+    static const char health[] = "{\"status\":\"ok\"}\n",
+                      busy[] = "{\"error\":\"unavailable\",\"message\":\"the broker is out of "
+                               "file descriptors; retry later\"}\n";
+    char req[4096], msg[512];
+    ssize_t got = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 20) > 0)
+        got = recv(fd, req, sizeof(req), MSG_DONTWAIT);
+    int alive = got >= 13 && memcmp(req, "GET /healthz ", 13) == 0;
+    int n =
+        snprintf(msg, sizeof(msg),
+                 "HTTP/1.1 %s\r\nContent-Type: application/json\r\nCache-Control: "
+                 "no-store\r\n%sConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                 alive ? "200 OK" : "503 Service Unavailable", alive ? "" : "Retry-After: 1\r\n",
+                 alive ? sizeof(health) - 1 : sizeof(busy) - 1, alive ? health : busy);
+    if (n > 0 && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) > 0) {
+        shutdown(fd, SHUT_WR);
+        if (poll(&p, 1, 20) > 0)
+            for (int i = 0; i < 16 && recv(fd, req, sizeof(req), MSG_DONTWAIT) > 0; i++)
+                ;
+    }
+    return !alive;
+}
+
+/* accept() failed for want of descriptors: gives back the spare one, takes the waiting client
+ * with it, answers it (answer_unaccepted; under TLS it is only closed: there is no session to
+ * answer in), and takes the spare again. Returns 1 when a client was taken, 0 when none could. */
+static int refuse_one(fh_http *h)
+{
+    if (h->spare >= 0)
+        close(h->spare);
+    int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        if (h->tls_cert || answer_unaccepted(fd))
+            fh_metric_add(h->m_refused, 1);
+        close(fd);
+        if (fh_now_ms() - h->refused_log_ms >= 10000) {
+            h->refused_log_ms = fh_now_ms();
+            fh_log(FH_LOG_WARN, "http.descriptors_exhausted",
+                   "connections=%ld refused_total=%lld note=\"accept() hit the file descriptor "
+                   "limit: new clients get 503 until descriptors are free\"",
+                   atomic_load(&h->conns), fh_metric_get(h->m_refused));
+        }
+    }
+    h->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
+/* Accepts what is waiting, up to http.max_connections. Returns how long to wait before trying
+ * again: 0, or 100 ms when descriptors ran out and no client could be refused either. */
+static int accept_some(fh_http *h)
+{
+    for (int i = 0; i < 64 && atomic_load(&h->conns) < h->cfg.max_connections; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(h->lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                return refuse_one(h) ? 0 : 100;
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            return 0; /* EAGAIN: nothing more waits */
+        }
+        /* Counted until libmicrohttpd reports it closed (on_connection). On failure
+         * libmicrohttpd has closed the socket; the one failure it cannot report, no memory for
+         * the connection's pool in its own thread, leaves a slot counted. */
+        atomic_fetch_add(&h->conns, 1);
+        if (MHD_add_connection(h->daemon, fd, (struct sockaddr *)&ss, len) != MHD_YES)
+            atomic_fetch_sub(&h->conns, 1);
+    }
+    return 0;
+}
+
+static void *acceptor_main(void *arg)
+{
+    fh_http *h = arg;
+    int backoff_ms = 0;
+    while (!atomic_load(&h->stop)) {
+        struct pollfd p[2] = {{.fd = h->wake, .events = POLLIN}, {.fd = h->lfd, .events = POLLIN}};
+        int full = 0;
+        if (atomic_load(&h->conns) >= h->cfg.max_connections) {
+            /* at the limit new clients wait in the listen queue; a closed connection wakes us */
+            atomic_store(&h->waiting, 1);
+            full = atomic_load(&h->conns) >= h->cfg.max_connections;
+        }
+        int n = poll(p, full || backoff_ms ? 1 : 2, full ? -1 : backoff_ms ? backoff_ms : -1);
+        atomic_store(&h->waiting, 0);
+        if (n > 0 && (p[0].revents & POLLIN)) {
+            uint64_t v;
+            ssize_t r = read(h->wake, &v, sizeof(v));
+            (void)r;
+        }
+        if (full || (n > 0 && !backoff_ms && !(p[1].revents & POLLIN)))
+            continue;
+        backoff_ms = accept_some(h);
+    }
+    return NULL;
+}
+
+/* Opens the listening socket as libmicrohttpd did: SO_REUSEADDR and SO_REUSEPORT, IPv6 only on
+ * an IPv6 address. Returns it, or -1 with errno set. */
+static int listen_on(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int on = 1, fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on));
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 static void http_free(fh_http *h)
 {
+    if (h->lfd >= 0)
+        close(h->lfd);
+    if (h->spare >= 0)
+        close(h->spare);
+    if (h->wake >= 0)
+        close(h->wake);
     free(h->tls_cert);
     free(h->tls_key);
     free(h);
@@ -387,19 +607,37 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
     h->nroutes = nroutes;
     h->auth = auth;
     h->cfg = *cfg;
+    h->spare = h->wake = -1;
+    if ((h->lfd = listen_on(&ss, sslen)) < 0) {
+        http_free(h);
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "http.listen: cannot listen on %s (%s)",
+                       cfg->listen, strerror(errno));
+    }
+    h->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    h->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->spare < 0 || h->wake < 0) {
+        http_free(h);
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "http: cannot open descriptors (%s)",
+                       strerror(errno));
+    }
+    h->m_refused = fh_metric_new("firehose_http_refused_total", "reason=\"descriptors\"",
+                                 "Connections answered 503 (closed, under TLS) because the "
+                                 "process was out of file descriptors.",
+                                 0);
+    int threads = cfg->threads > 0 ? cfg->threads : 1;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET |
+                     MHD_USE_ITC;
     struct MHD_OptionItem ops[12];
     size_t n = 0;
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
-                                       cfg->threads > 0 ? cfg->threads : 1, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    /* The acceptor keeps http.max_connections; libmicrohttpd splits its own limit between its
+     * threads and would close, unanswered, a connection handed to a thread holding its share. */
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                       (intptr_t)cfg->max_connections * threads, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 120, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
     if (cfg->tls_cert && *cfg->tls_cert) {
         fh_err rc = FH_OK;
         if (!cfg->tls_key || !*cfg->tls_key)
@@ -423,12 +661,23 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
                                  MHD_OPTION_END);
     if (!h->daemon) {
         http_free(h);
-        return fh_errf(errbuf, errsize, FH_ERR_IO, "http.listen: cannot listen on %s%s",
-                       cfg->listen,
-                       flags & MHD_USE_TLS ? " (or the TLS certificate/key is unusable)" : "");
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "%s",
+                       flags & MHD_USE_TLS
+                           ? "http.tls_cert: libmicrohttpd cannot start with this TLS certificate "
+                             "and key"
+                           : "http: libmicrohttpd cannot start");
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : 0;
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    if (getsockname(h->lfd, (struct sockaddr *)&bound, &blen) == 0)
+        h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+    if (pthread_create(&h->acceptor, NULL, acceptor_main, h) != 0) {
+        MHD_stop_daemon(h->daemon);
+        http_free(h);
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "http: cannot start the acceptor thread");
+    }
+    h->acceptor_running = 1;
     *out = h;
     return FH_OK;
 }
@@ -442,6 +691,13 @@ void fh_http_stop(fh_http *h)
 {
     if (!h)
         return;
+    if (h->acceptor_running) {
+        uint64_t one = 1;
+        atomic_store(&h->stop, 1);
+        ssize_t w = write(h->wake, &one, sizeof(one));
+        (void)w;
+        pthread_join(h->acceptor, NULL);
+    }
     MHD_stop_daemon(h->daemon);
     http_free(h);
 }

@@ -12,10 +12,12 @@
 #include "fh_util.h"
 
 #define FH_HTTP_MAX_PATH_PARAMS 4
+#define FH_HTTP_MAX_HEADERS 4
 
 typedef struct fh_http_request {
     struct MHD_Connection *conn;
     const char *method;
+    const char *version; /* "HTTP/1.1", "HTTP/1.0", ... as the request line says */
     const char *path;
     const char *path_params[FH_HTTP_MAX_PATH_PARAMS]; /* segments matched by "{}" */
     const fh_principal *who;                         /* never NULL when the route needs a scope */
@@ -32,6 +34,10 @@ typedef struct fh_http_response {
     int etag_given;           /* 1: etag below is the body's hash, so it is not hashed again */
     unsigned long long etag;  /* with etag_given: a 64-bit hash identifying the body's bytes */
     const char *location;     /* Location header for 201 (static or owned by the handler ctx) */
+    /* Further headers, name and value (static strings); the first with a NULL name ends them. */
+    struct {
+        const char *name, *value;
+    } headers[FH_HTTP_MAX_HEADERS];
     struct MHD_Response *raw; /* handler-made response (upgrade, streams); overrides the rest */
 } fh_http_response;
 

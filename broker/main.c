@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "fh_fdlimit.h"
 #include "fh_log.h"
 #include "fh_lost.h"
 #include "fh_util.h"
@@ -38,7 +39,8 @@ static const fh_cfg_opt broker_opts[] = {
     {"http.threads", NULL, FH_CFG_INT, "2", 1, 64, "HTTP worker threads"},
     {"http.max_connections", NULL, FH_CFG_INT, "24576", 1, 1000000,
      "open connections on the HTTP port at most, stream ones included (keep it above "
-     "stream.max_connections); past it new connections wait in the listen queue"},
+     "stream.max_connections); past it new connections wait in the listen queue; lowered at "
+     "start-up to what RLIMIT_NOFILE allows"},
     {"http.max_body_bytes", NULL, FH_CFG_INT, "65536", 1024, 16777216,
      "largest request body; larger ones get 413"},
     {"http.max_response_bytes", NULL, FH_CFG_INT, "16777216", 65536, 1073741824,
@@ -367,6 +369,40 @@ static void register_metrics(fh_broker *b)
                                   "Malformed records that could not be dead-lettered.", 0);
 }
 
+/* Fits http.max_connections and stream.max_connections into the descriptors RLIMIT_NOFILE leaves
+ * (lib/fh_fdlimit.h), once every module but the HTTP server holds what it opens at start-up.
+ * nofile: the soft limit before and after main raised it, and the hard limit. */
+static void fit_connection_limits(fh_broker *b, fh_stream *stream, const long long nofile[3])
+{
+    char err[256], v[32];
+    long long open = fh_fdlimit_open();
+    long long http = fh_config_int(&b->cfg, "http.max_connections"),
+              strm = fh_config_int(&b->cfg, "stream.max_connections"), http_was = http,
+              strm_was = strm;
+    /* under TLS libmicrohttpd relays each upgraded connection through a socket pair */
+    int per_stream = *fh_config_str(&b->cfg, "http.tls_cert") ? 3 : 1;
+    if (open < 0)
+        open = 2 * FH_FDLIMIT_RESERVE; /* no /proc: about what a broker holds at start-up */
+    int lowered = fh_fdlimit_fit(nofile[1], open, per_stream, &http, &strm);
+    if (lowered) {
+        snprintf(v, sizeof(v), "%lld", http);
+        fh_config_set(&b->cfg, "http.max_connections", v, err, sizeof(err));
+        snprintf(v, sizeof(v), "%lld", strm);
+        fh_config_set(&b->cfg, "stream.max_connections", v, err, sizeof(err));
+        fh_stream_set_max_connections(stream, (int)strm);
+    }
+    if (lowered || nofile[0] != nofile[1])
+        fh_log(lowered ? FH_LOG_WARN : FH_LOG_INFO, "limits.adjusted",
+               "nofile=%lld nofile_was=%lld nofile_hard=%lld open=%lld reserve=%d "
+               "http.max_connections=%lld http.max_connections_was=%lld "
+               "stream.max_connections=%lld stream.max_connections_was=%lld%s",
+               nofile[1], nofile[0], nofile[2], open, FH_FDLIMIT_RESERVE, http, http_was, strm,
+               strm_was,
+               lowered ? " note=\"the configured connection limits need more file descriptors "
+                         "than RLIMIT_NOFILE allows: raise it (LimitNOFILE, ulimit -n)\""
+                       : "");
+}
+
 static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
 {
     char err[512];
@@ -414,6 +450,7 @@ int main(int argc, char **argv)
     char err[512];
     int help, status = 0;
     size_t nroutes = 0;
+    long long nofile[3]; /* RLIMIT_NOFILE: soft before and after raising it, hard */
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -439,6 +476,9 @@ int main(int argc, char **argv)
     }
     int level = fh_log_level_parse(fh_config_str(&b.cfg, "log.level"));
     fh_log_init("firehose-broker", level < 0 ? FH_LOG_INFO : (enum fh_log_level)level);
+    /* before anything opens: every connection needs a descriptor */
+    if (fh_fdlimit_raise(&nofile[0], &nofile[1], &nofile[2]))
+        nofile[0] = nofile[1] = nofile[2] = 1024;
     if (fh_auth_init(&b.auth, fh_config_str(&b.cfg, "auth.admin_token"),
                      fh_config_str(&b.cfg, "auth.tokens_file"),
                      fh_config_bool(&b.cfg, "auth.anonymous_read"), err, sizeof(err))) {
@@ -482,6 +522,7 @@ int main(int argc, char **argv)
     nroutes += dashboard_routes(routes + nroutes);
 
     nroutes += webhook_routes(&b, routes + nroutes); /* issue 5: /api/v1/webhooks */
+    fit_connection_limits(&b, stream, nofile);
     if (!(http = start_http(&b, routes, nroutes))) {
         status = 1;
         goto out;

@@ -291,6 +291,7 @@ struct fh_stream {
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
         *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes;
+    fh_metric *m_refused;  /* connections refused for want of memory or descriptors */
     int64_t held_since_ms; /* when the stream last stopped for a connection past its cap; 0 */
     int ready;
 };
@@ -1857,6 +1858,19 @@ static void ws_read(fh_stream *s, conn *c)
 /* ---- the inbox --------------------------------------------------------------------------------
  */
 
+/* Refuses an upgraded socket the stream cannot take for want of resources: close 4029 (retry
+ * later), as for too many connections, and counted. Any thread. */
+static void ws_refuse(fh_stream *s, int fd, struct MHD_UpgradeResponseHandle *urh)
+{
+    unsigned char frame[128];
+    size_t n = fh_ws_close_frame(frame, CLOSE_TOO_MANY, "the broker is out of resources");
+    ssize_t w = send(fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    shutdown(fd, SHUT_RDWR);
+    MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+    fh_metric_add(s->m_refused, 1);
+}
+
 static void on_new_ws(fh_stream *s, inmsg *m)
 {
     conn *c = m->c;
@@ -1871,9 +1885,14 @@ static void on_new_ws(fh_stream *s, inmsg *m)
         fh_metric_add(s->m_closed_other, 1);
         return;
     }
-    conn_link(s, c);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-    epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev);
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        /* the kernel will not watch one more socket (ENOMEM, fs.epoll.max_user_watches) */
+        ws_refuse(s, c->fd, c->urh);
+        conn_unref(c);
+        return;
+    }
+    conn_link(s, c);
     if (m->extra_len) {
         size_t off = 0;
         while (off < m->extra_len) {
@@ -2238,8 +2257,13 @@ static void on_upgraded(void *cls, struct MHD_Connection *connection, void *req_
     c->urh = urh;
     /* the stream thread never blocks on a client */
     int fl = fcntl(sock, F_GETFL, 0);
-    if (!m || fl < 0 || fcntl(sock, F_SETFL, fl | O_NONBLOCK) < 0 ||
-        extra_in_size > sizeof(m->extra)) {
+    if (!m || fl < 0 || fcntl(sock, F_SETFL, fl | O_NONBLOCK) < 0) {
+        free(m);
+        ws_refuse(s, sock, urh);
+        conn_unref(c);
+        return;
+    }
+    if (extra_in_size > sizeof(m->extra)) {
         free(m);
         MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
         conn_unref(c);
@@ -2319,6 +2343,20 @@ static const char *filter_param(const char *err)
     return name;
 }
 
+/* A 426 says what to upgrade to (RFC 7231 6.5.15) and which WebSocket version (RFC 6455 4.2.2). */
+static void upgrade_required(fh_http_response *resp, const char *code, const char *param,
+                             const char *msg)
+{
+    fh_http_error(resp, 426, code, param, "%s", msg);
+    resp->headers[0].name = "Upgrade";
+    resp->headers[0].value = "websocket";
+    resp->headers[1].name = "Connection";
+    resp->headers[1].value = "Upgrade";
+    resp->headers[2].name = "Sec-WebSocket-Version";
+    resp->headers[2].value = "13";
+}
+
+/* Checks the opening handshake (RFC 6455 4.2.1) before anything is allocated. */
 static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     fh_stream *s = ctx;
@@ -2328,15 +2366,30 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     const char *key = fh_http_header(req, "Sec-WebSocket-Key");
     const char *version = fh_http_header(req, "Sec-WebSocket-Version");
     const char *protos = fh_http_header(req, "Sec-WebSocket-Protocol");
-    if (!upgrade || strcasecmp(upgrade, "websocket") != 0 || !connection ||
-        !header_has_token(connection, "upgrade")) {
-        fh_http_error(resp, 426, "upgrade_required", NULL,
-                      "/v1/stream is a WebSocket endpoint (for plain HTTP use /v1/events)");
+    int wants_ws = upgrade && strcasecmp(upgrade, "websocket") == 0;
+    /* HTTP/1.0 has no upgrade: libmicrohttpd would refuse the 101 and drop the connection. */
+    if (wants_ws && req->version && strcmp(req->version, "HTTP/1.1") < 0) {
+        fh_http_error(resp, 400, "bad_request", NULL,
+                      "a WebSocket upgrade needs HTTP/1.1 (this request is %.16s)", req->version);
+        return;
+    }
+    if (!wants_ws || !connection || !header_has_token(connection, "upgrade")) {
+        upgrade_required(resp, "upgrade_required", NULL,
+                         "/v1/stream is a WebSocket endpoint (for plain HTTP use /v1/events)");
+        return;
+    }
+    if (strcmp(req->method, "GET") != 0) {
+        fh_http_error(resp, 400, "bad_request", NULL, "a WebSocket upgrade is a GET, not %.16s",
+                      req->method);
+        return;
+    }
+    if (!fh_http_header(req, "Host")) {
+        fh_http_error(resp, 400, "bad_request", "Host", "a WebSocket upgrade needs a Host header");
         return;
     }
     if (!version || strcmp(version, "13") != 0) {
-        fh_http_error(resp, 426, "unsupported_version", "Sec-WebSocket-Version",
-                      "Sec-WebSocket-Version must be 13");
+        upgrade_required(resp, "unsupported_version", "Sec-WebSocket-Version",
+                         "Sec-WebSocket-Version must be 13");
         return;
     }
     if (!key || !fh_ws_key_valid(key)) {
@@ -2348,6 +2401,7 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     int fh = protos && header_has_token(protos, "firehose.v1");
     conn *c = conn_new(s, CONN_WS, req->who);
     if (!c) {
+        fh_metric_add(s->m_refused, 1);
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         return;
     }
@@ -2366,11 +2420,15 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgraded, c);
     if (!r) {
         conn_unref(c);
-        fh_http_error(resp, 503, "unavailable", NULL, "cannot upgrade");
+        fh_metric_add(s->m_refused, 1);
+        fh_http_error(resp, 503, "unavailable", NULL, "cannot upgrade: out of memory");
         return;
     }
     MHD_add_response_header(r, "Upgrade", "websocket");
-    MHD_add_response_header(r, "Connection", "Upgrade");
+    /* libmicrohttpd 0.9.74 and later put "Connection: Upgrade" in every upgrade response; adding
+     * it again would say "Upgrade, Upgrade". */
+    if (!MHD_get_response_header(r, "Connection"))
+        MHD_add_response_header(r, "Connection", "Upgrade");
     MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);
     if (ce)
         MHD_add_response_header(r, "Sec-WebSocket-Protocol", "cloudevents.json");
@@ -2525,6 +2583,11 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     resp->status = 200;
 }
 
+void fh_stream_set_max_connections(fh_stream *s, int max)
+{
+    s->max_conns = max;
+}
+
 size_t fh_stream_routes(fh_stream *s, fh_http_route *routes)
 {
     routes[0] = (fh_http_route){"GET", "/v1/stream", FH_SCOPE_READ, NULL, ws_handler, s};
@@ -2560,6 +2623,10 @@ static void register_metrics(fh_stream *s)
                                0);
     s->m_held_ms = fh_metric_new("firehose_stream_held_milliseconds_total", NULL,
                                  "Time the stream spent held by connections past their cap.", 0);
+    s->m_refused = fh_metric_new("firehose_stream_refused_total", "reason=\"resources\"",
+                                 "WebSocket connections refused for want of memory or file "
+                                 "descriptors (HTTP 503 before the upgrade, close 4029 after it).",
+                                 0);
 }
 
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)

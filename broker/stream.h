@@ -17,7 +17,8 @@
         {"stream.total_queue_bytes", NULL, FH_CFG_INT, "536870912", 65536, 68719476736LL,          \
          "outbound bytes queued for all clients together; past it the largest queue is dropped"},  \
         {"stream.max_connections", NULL, FH_CFG_INT, "20000", 1, 1000000,                          \
-         "stream connections (WebSocket + SSE) at most"},                                          \
+         "stream connections (WebSocket + SSE) at most; lowered at start-up below "                \
+         "http.max_connections when RLIMIT_NOFILE does not allow both"},                           \
         {"stream.max_subscriptions", NULL, FH_CFG_INT, "64", 1, 10000,                             \
          "subscriptions per WebSocket connection"},                                                \
         {"stream.max_message_bytes", NULL, FH_CFG_INT, "65536", 256, 16777216,                     \
@@ -37,6 +38,10 @@ typedef struct fh_stream fh_stream;
 /* Starts the stream thread and its Kafka consumer (every partition of the events and logs
  * topics, from their current end). */
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize);
+
+/* Lowers stream.max_connections to max (main.c fits it to the file descriptors). Call before the
+ * HTTP server starts: the stream thread reads it as connections arrive. */
+void fh_stream_set_max_connections(fh_stream *s, int max);
 
 #define FH_STREAM_ROUTES 2
 /* Writes the stream's routes (GET /v1/stream, GET /v1/events) into routes; returns how many. */

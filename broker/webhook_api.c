@@ -49,7 +49,14 @@ static void put_endpoint(fh_buf *o, sqlite3_stmt *st)
     int64_t now = fh_now_ms();
     fh_buf_printf(o, "{\"id\":");
     fh_buf_json_str(o, (const char *)sqlite3_column_text(st, 0));
-    put_text(o, "url", st, 1);
+    /* URLs with credentials are refused, but a row stored before they were may hold some: a
+     * listing never shows them. */
+    const char *url = sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "";
+    size_t n = strlen(url) + 1;
+    char *shown = malloc(n);
+    fh_buf_printf(o, ",\"url\":");
+    fh_buf_json_str(o, shown ? fh_netguard_url_redact(url, shown, n) : "");
+    free(shown);
     fh_buf_printf(o, ",\"filter\":%s", (const char *)sqlite3_column_text(st, 2));
     put_text(o, "format", st, 3);
     put_text(o, "description", st, 4);

@@ -1,6 +1,5 @@
 #include "webhook_store.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/sha.h>
@@ -241,40 +240,11 @@ int whs_schedule_parse(const char *text, int64_t *out, int max, char *errbuf, si
 
 fh_err whs_url_check(const char *url, const fh_netguard *guard, char *errbuf, size_t errsize)
 {
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL;
-    struct addrinfo hints, *res = NULL;
-    fh_err rc = FH_OK;
-    if (!u)
-        return FH_ERR_NOMEM;
-    if (strlen(url) > 2048) {
-        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "longer than 2048 bytes");
-        goto done;
-    }
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
-        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "expected an absolute http:// or https:// URL");
-        goto done;
-    }
-    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
-        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "scheme must be http or https, not %.16s",
-                     scheme);
-        goto done;
-    }
-    /* curl gives IPv6 hosts in brackets. */
     char name[256];
-    size_t hn = strlen(host);
-    if (hn >= sizeof(name)) {
-        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "host name too long");
-        goto done;
-    }
-    if (host[0] == '[' && hn > 2) {
-        memcpy(name, host + 1, hn - 2);
-        name[hn - 2] = '\0';
-    } else {
-        memcpy(name, host, hn + 1);
-    }
+    struct addrinfo hints, *res = NULL;
+    fh_err rc = fh_netguard_url_check(url, name, sizeof(name), errbuf, errsize);
+    if (rc)
+        return rc;
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     int gai = getaddrinfo(name, NULL, &hints, &res);
@@ -299,8 +269,5 @@ fh_err whs_url_check(const char *url, const fh_netguard *guard, char *errbuf, si
 done:
     if (res)
         freeaddrinfo(res);
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
     return rc;
 }

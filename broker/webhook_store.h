@@ -40,8 +40,9 @@ int whs_state_parse(const char *name);
  * (errbuf names the entry). */
 int whs_schedule_parse(const char *text, int64_t *out, int max, char *errbuf, size_t errsize);
 
-/* Checks an endpoint URL: http or https, a host, no more than 2048 bytes; then resolves the host
- * and refuses it when any address it resolves to is refused by guard. errbuf explains. */
+/* Checks an endpoint URL (fh_netguard_url_check: http or https, a host, no credentials, a port
+ * from 1 to 65535, no more than 2048 bytes); then resolves the host and refuses it when any
+ * address it resolves to is refused by guard. errbuf explains. */
 fh_err whs_url_check(const char *url, const fh_netguard *guard, char *errbuf, size_t errsize);
 
 /* Runs sql (no result rows); errbuf gets SQLite's message. */

@@ -1,6 +1,7 @@
 #include "fh_netguard.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,4 +215,82 @@ char *fh_netguard_addr_text(const struct sockaddr *sa, char *buf, size_t size)
     if (!family || !inet_ntop(family, a, buf, (socklen_t)size))
         snprintf(buf, size, "?");
     return buf;
+}
+
+fh_err fh_netguard_url_check(const char *url, char *host, size_t hostsize, char *errbuf,
+                             size_t errsize)
+{
+    CURLU *u;
+    char *scheme = NULL, *name = NULL, *user = NULL, *password = NULL, *port = NULL;
+    fh_err rc = FH_OK;
+    if (strlen(url) > FH_NETGUARD_URL_MAX)
+        return fh_errf(errbuf, errsize, FH_ERR_INVAL, "longer than %d bytes", FH_NETGUARD_URL_MAX);
+    if (!(u = curl_url()))
+        return FH_ERR_NOMEM;
+    CURLUcode set = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (set == CURLUE_BAD_PORT_NUMBER) {
+        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "bad port (expected 1-65535)");
+        goto done;
+    }
+    if (set != CURLUE_OK || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &name, 0) != CURLUE_OK || !*name) {
+        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "expected an absolute http:// or https:// URL");
+        goto done;
+    }
+    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "scheme must be http or https, not %.16s",
+                     scheme);
+        goto done;
+    }
+    /* "user@", "user:password@", ":password@" and even "@" alone: curl would send them as Basic
+     * credentials, and the URL would keep them in the store and in every listing. */
+    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK) {
+        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL,
+                     "credentials in the URL (user:password@) are refused: they would be stored "
+                     "and listed in clear; receivers authenticate deliveries by their signature "
+                     "(the endpoint's secret)");
+        goto done;
+    }
+    /* curl refuses ports over 65535 and takes 0, which no server listens on. */
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && strtol(port, NULL, 10) == 0) {
+        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "bad port 0 (expected 1-65535)");
+        goto done;
+    }
+    /* curl gives IPv6 hosts in brackets. */
+    size_t hn = strlen(name);
+    if (name[0] == '[' && hn > 2) {
+        name[hn - 1] = '\0';
+        memmove(name, name + 1, hn - 1);
+        hn -= 2;
+    }
+    if (hn >= hostsize) {
+        rc = fh_errf(errbuf, errsize, FH_ERR_INVAL, "host name too long");
+        goto done;
+    }
+    memcpy(host, name, hn + 1);
+done:
+    curl_free(scheme);
+    curl_free(name);
+    curl_free(user);
+    curl_free(password);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+char *fh_netguard_url_redact(const char *url, char *out, size_t size)
+{
+    const char *auth = strstr(url, "://"), *at = NULL;
+    if (auth) {
+        auth += 3;
+        for (const char *p = auth; *p && !strchr("/?#", *p); p++)
+            if (*p == '@')
+                at = p;
+    }
+    if (!at)
+        snprintf(out, size, "%s", url);
+    else
+        snprintf(out, size, "%.*s%s", (int)(auth - url), url, at + 1);
+    return out;
 }

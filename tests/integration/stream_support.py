@@ -183,7 +183,7 @@ class Broker:
     switch the materialised view off when the broker has one (it is not what they test, and it
     would write var/view.db in the working directory)."""
 
-    def __init__(self, kafka, topics, dlq, name, tmp, args=(), anonymous=True):
+    def __init__(self, kafka, topics, dlq, name, tmp, args=(), anonymous=True, preexec_fn=None):
         self.kafka = kafka
         self.topics = topics
         self.name = name
@@ -199,7 +199,7 @@ class Broker:
         cmd += list(args)
         self.cmd = cmd
         self.logf = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         try:
             self.url = wait_for(self._url, 30, what="broker %s to log http.listening" % name)
             self.port = int(urllib.parse.urlparse(self.url).port)

@@ -9,6 +9,7 @@ after a partial event. Traffic goes to 127.0.0.1 only.
 import base64
 import json
 import os
+import selectors
 import socket
 import struct
 import time
@@ -26,6 +27,54 @@ class HandshakeError(Exception):
 
 class Closed(Exception):
     """The server closed the TCP connection (EOF) or reset it."""
+
+
+def http_exchange(host, port, lines, body=b"", timeout=10.0):
+    """Sends one request written out by hand (lines of the head, then body) and reads one
+    response. Returns (status, headers as a list of (lowercase name, value), body bytes); the
+    body is what Content-Length says, or everything until EOF. Raises TimeoutError when the
+    server neither answers nor closes in time, Closed on EOF before a status line."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        deadline = time.monotonic() + timeout
+        buf = b""
+
+        def more():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no complete HTTP response in %.1fs: %r" % (timeout, buf[:300]))
+            sock.settimeout(left)
+            try:
+                return sock.recv(65536)
+            except socket.timeout:
+                raise TimeoutError("no complete HTTP response in %.1fs: %r" % (timeout, buf[:300]))
+            except ConnectionResetError:
+                return b""
+
+        while b"\r\n\r\n" not in buf:
+            chunk = more()
+            if not chunk:
+                raise Closed("EOF before a complete HTTP response head: %r" % buf[:300])
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        status_line, *hdr_lines = head.decode("latin-1").split("\r\n")
+        headers = []
+        for h in hdr_lines:
+            k, _, v = h.partition(":")
+            headers.append((k.strip().lower(), v.strip()))
+        status = int(status_line.split()[1])
+        length = [int(v) for k, v in headers if k == "content-length"]
+        if status == 101:
+            return status, headers, rest
+        while (len(rest) < length[0]) if length else True:
+            chunk = more()
+            if not chunk:
+                break
+            rest += chunk
+        return status, headers, rest
+    finally:
+        sock.close()
 
 
 class RawWs:
@@ -186,3 +235,125 @@ class RawWs:
             self.sock.close()
         except OSError:
             pass
+
+
+class HandshakeStorm:
+    """n WebSocket handshakes at once on non-blocking sockets, driven by step(); no thread per
+    client. Each client's state: "connecting", "waiting" (request sent, no answer yet), "open"
+    (101 and no close frame so far), "closed" (101 then a close frame: .code), "refused" (an HTTP
+    answer other than 101: .status, .body) or "eof" (the server closed without an answer)."""
+
+    class Client:
+        def __init__(self, sock):
+            self.sock = sock
+            self.state = "connecting"
+            self.buf = b""
+            self.status = self.code = None
+            self.body = b""
+
+    def __init__(self, host, port, n, path="/v1/stream"):
+        self.sel = selectors.DefaultSelector()
+        self.request = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.host, self.port, self.path = host, port, path
+        self.clients = []
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex((host, port))
+            c = self.Client(s)
+            self.clients.append(c)
+            self.sel.register(s, selectors.EVENT_WRITE, c)
+
+    def count(self, state):
+        return sum(1 for c in self.clients if c.state == state)
+
+    def states(self):
+        out = {}
+        for c in self.clients:
+            out[c.state] = out.get(c.state, 0) + 1
+        return out
+
+    def _finish(self, c, state):
+        c.state = state
+        try:
+            self.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        c.sock.close()
+
+    def _read(self, c):
+        try:
+            chunk = c.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        was_open = c.state == "open"
+        if c.state == "waiting":
+            c.buf += chunk
+            if b"\r\n\r\n" in c.buf:
+                head, rest = c.buf.split(b"\r\n\r\n", 1)
+                c.status = int(head.split(b" ", 2)[1])
+                if c.status == 101:
+                    c.state, c.buf = "open", rest
+                else:
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        k, _, v = line.partition(b":")
+                        if k.strip().lower() == b"content-length":
+                            length = int(v)
+                    c.body = rest
+                    if len(rest) >= length or not chunk:
+                        c.body = rest[:length]
+                        self._finish(c, "refused")
+                    else:
+                        c.state = "body"
+                        c.length = length
+            elif not chunk:
+                self._finish(c, "eof")
+        elif c.state == "body":
+            c.body += chunk
+            if len(c.body) >= c.length or not chunk:
+                self._finish(c, "refused")
+        if c.state == "open":
+            if was_open:
+                c.buf += chunk
+            while len(c.buf) >= 2:
+                n = c.buf[1] & 0x7F
+                if n >= 126 or len(c.buf) < 2 + n:
+                    break
+                op, payload, c.buf = c.buf[0] & 0x0F, c.buf[2:2 + n], c.buf[2 + n:]
+                if op == OP_CLOSE:
+                    c.code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                    self._finish(c, "closed")
+                    return
+            if was_open and not chunk:
+                self._finish(c, "closed")
+
+    def step(self, seconds):
+        """Drives every socket for up to seconds."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.get_map():
+                return
+            for key, events in self.sel.select(min(left, 0.05)):
+                c = key.data
+                if c.state == "connecting":
+                    err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        self._finish(c, "eof")
+                        continue
+                    key_b64 = base64.b64encode(os.urandom(16)).decode()
+                    c.sock.sendall((self.request % (self.path, self.host, self.port, key_b64)).encode())
+                    c.state = "waiting"
+                    self.sel.modify(c.sock, selectors.EVENT_READ, c)
+                else:
+                    self._read(c)
+
+    def close(self):
+        for c in self.clients:
+            if c.state not in ("refused", "closed", "eof"):
+                self._finish(c, c.state)
+        self.sel.close()

@@ -8,11 +8,16 @@ of event ids: nothing missing, nothing extra, nothing twice, and per build reque
 production.
 """
 
+import base64
 import collections
 import datetime
+import hashlib
 import json
+import os
 import re
+import resource
 import subprocess
+import sys
 import time
 import uuid
 
@@ -24,7 +29,7 @@ import gen_events
 from conftest import ROOT, wait_for
 from stream_support import (Broker, Client, PacedEmitter, Sse, TopicSet, build_order_problems,
                             matches, wait_topics, ws_status)
-from stream_ws import HandshakeError, OP_BINARY, OP_TEXT, RawWs
+from stream_ws import HandshakeError, HandshakeStorm, OP_BINARY, OP_TEXT, RawWs, http_exchange
 
 PARTS = 3          # partitions of each topic of a topic set (events + logs: a cursor has 6 offsets)
 WIDE_PARTS = 100   # the wide topic set: cursors of 200 offsets
@@ -788,6 +793,62 @@ def test_bad_frames_close_with_the_documented_codes(brokers):
     assert e.value.status == 426 and json.loads(e.value.body)["parameter"] == "Sec-WebSocket-Version"
 
 
+def _tokens(headers, name):
+    """Every comma-separated token of every header called name, lowercase."""
+    return [t.strip().lower() for k, v in headers if k == name for t in v.split(",") if t.strip()]
+
+
+def test_handshake_answers_follow_rfc_6455(brokers):
+    """Every refused handshake gets an answer that says how to succeed (426 with Upgrade, Connection and Sec-WebSocket-Version: 13; 400 naming Host; 400 saying HTTP/1.1 for HTTP/1.0); the 101 says Connection: Upgrade once; conflicting Content-Length headers are a 400."""
+    b = brokers("main")
+    key = base64.b64encode(os.urandom(16)).decode()
+    accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+    host = "Host: 127.0.0.1:%d" % b.port
+
+    def ask(first, *lines, body=b""):
+        return http_exchange("127.0.0.1", b.port, [first] + list(lines), body, timeout=10)
+
+    upgrade = ("Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " + key)
+    for what, lines, code, param in [
+            ("plain GET", (host,), "upgrade_required", None),
+            ("version 8", (host,) + upgrade + ("Sec-WebSocket-Version: 8",), "unsupported_version",
+             "Sec-WebSocket-Version"),
+            ("no version", (host,) + upgrade, "unsupported_version", "Sec-WebSocket-Version")]:
+        status, headers, body = ask("GET /v1/stream HTTP/1.1", *lines)
+        assert status == 426, (what, status, body)
+        assert _tokens(headers, "upgrade") == ["websocket"], (what, headers)
+        assert "upgrade" in _tokens(headers, "connection"), (what, headers)
+        assert _tokens(headers, "sec-websocket-version") == ["13"], (what, headers)
+        err = json.loads(body)
+        assert err["error"] == code and err.get("parameter") == param, (what, err)
+
+    status, headers, body = ask("GET /v1/stream HTTP/1.1", *upgrade, "Sec-WebSocket-Version: 13")
+    assert status == 400 and json.loads(body)["parameter"] == "Host", (status, body)
+
+    # HTTP/1.0 has no upgrade: an answer in JSON, not a silently closed connection
+    status, headers, body = ask("GET /v1/stream HTTP/1.0", host, *upgrade, "Sec-WebSocket-Version: 13")
+    err = json.loads(body)
+    assert status == 400 and err["error"] == "bad_request" and "HTTP/1.1" in err["message"], (status, body)
+
+    status, headers, rest = ask("GET /v1/stream HTTP/1.1", host, *upgrade, "Sec-WebSocket-Version: 13")
+    assert status == 101, (status, rest)
+    assert [v for k, v in headers if k == "connection"] == ["Upgrade"], headers
+    assert _tokens(headers, "upgrade") == ["websocket"], headers
+    assert [v for k, v in headers if k == "sec-websocket-accept"] == [accept], headers
+
+    # two lengths are two readings of where the request ends: refused before any route runs
+    status, headers, body = ask("GET /healthz HTTP/1.1", host, "Content-Length: 2", "Content-Length: 7",
+                                body=b"{}")
+    err = json.loads(body)
+    assert status == 400 and err["parameter"] == "Content-Length", (status, body)
+    status, headers, body = ask("POST /v1/stream HTTP/1.1", host, "Content-Length: 7", "Content-Length: 2",
+                                body=b"{}abcde")
+    assert status == 400 and json.loads(body)["parameter"] == "Content-Length", (status, body)
+    status, headers, body = ask("GET /healthz HTTP/1.1", host, "Content-Length: 2", "Content-Length: 2",
+                                body=b"{}")
+    assert status == 200 and json.loads(body) == {"status": "ok"}, (status, body)
+
+
 def test_connection_limit_closes_with_4029(brokers):
     """Past stream.max_connections a new WebSocket is closed with 4029 right after the upgrade; a slot freed is usable again."""
     b = brokers("limits")                      # stream.max_connections=2
@@ -811,6 +872,76 @@ def test_connection_limit_closes_with_4029(brokers):
     finally:
         one.close()
         two.close()
+
+
+def test_connection_limits_fit_the_descriptor_limit_and_every_client_gets_an_answer(kafka, topics, tmp_path):
+    """Under ulimit -n 256 the broker lowers its connection limits to fit and logs limits.adjusted; of 400 WebSocket clients at once each upgrades or is refused with 4029 within seconds while /healthz answers; out of descriptors, new clients get 503 at once (counted) and /healthz still answers."""
+    b = Broker(kafka, topics["live"], topics["dlq"], "fds", tmp_path,
+               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    storms = []
+    try:
+        m = re.search(r"event=limits\.adjusted nofile=256 .*http\.max_connections=(\d+) "
+                      r"http\.max_connections_was=24576 stream\.max_connections=(\d+) "
+                      r"stream\.max_connections_was=20000", b.log())
+        assert m, b.log_tail()
+        http_max, stream_max = int(m.group(1)), int(m.group(2))
+        assert 16 <= stream_max < http_max <= 256 - 64, (http_max, stream_max)
+
+        storm = HandshakeStorm("127.0.0.1", b.port, 400)
+        storms.append(storm)
+        health = []
+
+        def settled():
+            storm.step(0.2)
+            if not health:        # asked while the 400 are still arriving
+                health.append(requests.get(b.url + "healthz", timeout=10).status_code)
+            if storm.count("connecting") or storm.count("waiting") or storm.count("open") > stream_max:
+                return False
+            return storm.count("open") == stream_max and b.metric("firehose_stream_connections") == stream_max
+        t0 = time.monotonic()
+        wait_for(settled, 60, interval=0, what="400 clients upgraded or refused: %s" % storm.states())
+        assert health == [200]
+        answers = collections.Counter((c.state, c.status, c.code) for c in storm.clients)
+        assert set(answers) <= {("open", 101, None), ("closed", 101, 4029)}, answers
+        assert answers[("closed", 101, 4029)] == 400 - stream_max, answers
+        sys.stderr.write("\n[fds] http.max_connections=%d stream.max_connections=%d: 400 answered in %.1fs\n"
+                         % (http_max, stream_max, time.monotonic() - t0))
+
+        # Now the process runs out of descriptors: its soft limit drops to what it holds.
+        fds = lambda: len(os.listdir("/proc/%d/fd" % b.proc.pid))
+        last = []
+        wait_for(lambda: last.append(fds()) or (len(last) > 3 and len(set(last[-3:])) == 1), 10,
+                 interval=0.2, what="the broker's descriptors to settle")
+        resource.prlimit(b.proc.pid, resource.RLIMIT_NOFILE, (last[-1], 256))
+        try:
+            late = HandshakeStorm("127.0.0.1", b.port, 20)
+            storms.append(late)
+
+            def answered():
+                late.step(0.2)
+                return not (late.count("connecting") or late.count("waiting") or late.count("open"))
+            wait_for(answered, 10, interval=0, what="20 clients answered out of descriptors: %s" % late.states())
+            status, _, body = http_exchange("127.0.0.1", b.port, ["GET /healthz HTTP/1.1", "Host: x"])
+            assert status == 200 and json.loads(body) == {"status": "ok"}, (status, body)
+        finally:
+            resource.prlimit(b.proc.pid, resource.RLIMIT_NOFILE, (256, 256))
+        answers = collections.Counter((c.state, c.status, c.code) for c in late.clients)
+        busy = [c for c in late.clients if c.status == 503]
+        assert busy and set(answers) <= {("refused", 503, None), ("closed", 101, 4029)}, answers
+        assert all(json.loads(c.body)["error"] == "unavailable" for c in busy)
+        assert b.metric("firehose_http_refused_total", '{reason="descriptors"}') >= len(busy)
+        assert "event=http.descriptors_exhausted" in b.log()
+        # descriptors back: the port serves again, the stream still refuses past its limit
+        assert requests.get(b.url + "healthz", timeout=10).status_code == 200
+        raw = RawWs("127.0.0.1", b.port)
+        try:
+            assert raw.recv_message(timeout=10) is None and raw.close_frame[0] == 4029, raw.close_frame
+        finally:
+            raw.close()
+    finally:
+        for s in storms:
+            s.close()
+        assert b.stop() == 0, b.log_tail()
 
 
 # ---- 6. SSE -----------------------------------------------------------------------------------------

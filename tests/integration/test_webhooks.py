@@ -163,6 +163,45 @@ def test_endpoint_crud_validation_auth_and_ssrf_refusals(env):
     assert ep["secret"] not in b.log() and given not in b.log()
 
 
+def test_urls_with_credentials_or_port_zero_are_refused_and_never_listed(env):
+    """A URL with port 0, or with credentials in any spelling, is a 400 naming url that does not
+    echo them; an endpoint stored with credentials before they were refused is listed without them."""
+    b = start(env)
+    port = env["recv"].port
+    refused = [("http://127.0.0.1:0/a", "port 0"),
+               ("http://alice:s3cret-pw@127.0.0.1:%d/a" % port, "credentials"),
+               ("http://alice@127.0.0.1:%d/a" % port, "credentials"),
+               ("http://:s3cret-pw@127.0.0.1:%d/a" % port, "credentials"),
+               ("https://alice:s3cret-pw@127.0.0.1:%d/a" % port, "credentials")]
+    ep = b.create(env["recv"].url("/ok"))
+    for url, why in refused:
+        for method, path in (("POST", "/api/v1/webhooks"), ("PATCH", "/api/v1/webhooks/" + ep["id"])):
+            r = b.api(method, path, {"url": url})
+            assert r.status_code == 400, (method, url, r.status_code, r.text)
+            assert r.json()["parameter"] == "url" and why in r.json()["message"], (url, r.json())
+            assert "s3cret-pw" not in r.text and "alice" not in r.text, r.text
+            openapi_check(method, "/api/v1/webhooks" if method == "POST" else "/api/v1/webhooks/{id}", r)
+    assert b.api("GET", "/api/v1/webhooks/" + ep["id"]).json()["url"] == env["recv"].url("/ok")
+
+    legacy = "http://alice:s3cret-pw@127.0.0.1:%d/legacy?token=x@y" % port
+    now = int(time.time() * 1000)
+    db = sqlite3.connect(str(b.store), timeout=30)
+    with db:
+        db.execute("INSERT INTO endpoints(id, url, filter, format, secret, created_ms, updated_ms)"
+                   " VALUES('ep_legacy', ?, '{}', 'firehose', ?, ?, ?)",
+                   (legacy, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", now, now))
+    db.close()
+    shown = "http://127.0.0.1:%d/legacy?token=x@y" % port
+    r = b.api("GET", "/api/v1/webhooks")
+    assert r.status_code == 200 and "s3cret-pw" not in r.text and "alice" not in r.text, r.text
+    assert {e["id"]: e["url"] for e in r.json()["webhooks"]}["ep_legacy"] == shown
+    r = b.api("GET", "/api/v1/webhooks/ep_legacy")
+    assert r.json()["url"] == shown and "s3cret-pw" not in r.text, r.text
+    r = b.api("PATCH", "/api/v1/webhooks/ep_legacy", {"description": "kept"})
+    assert r.status_code == 200 and r.json()["url"] == shown and "s3cret-pw" not in r.text, r.text
+    assert "s3cret-pw" not in b.log()
+
+
 # ---- delivery -----------------------------------------------------------------------------
 
 def test_each_matching_event_reaches_each_endpoint_exactly_once_signed(env):

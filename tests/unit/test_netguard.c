@@ -77,3 +77,66 @@ TEST(netguard_allow_list_exempts_exactly_its_ranges)
     CHECK(fh_netguard_init(&g, "example.org", err, sizeof(err)) != FH_OK);
     CHECK(fh_netguard_init(&g, "::1", err, sizeof(err)) == FH_OK && g.allow[0].bits == 128);
 }
+
+/* 1 when fh_netguard_url_check accepts url and finds host want. */
+static int url_ok(const char *url, const char *want)
+{
+    char host[256], err[512];
+    return fh_netguard_url_check(url, host, sizeof(host), err, sizeof(err)) == FH_OK &&
+           strcmp(host, want) == 0;
+}
+
+/* 1 when fh_netguard_url_check refuses url with a message containing needle and none of the
+ * URL's userinfo (alice, s3cret). */
+static int url_refused(const char *url, const char *needle)
+{
+    char host[256], err[512];
+    if (fh_netguard_url_check(url, host, sizeof(host), err, sizeof(err)) == FH_OK)
+        return 0;
+    if (!strstr(err, needle) || strstr(err, "alice") || strstr(err, "s3cret")) {
+        printf("  %s: %s\n", url, err);
+        return 0;
+    }
+    return 1;
+}
+
+TEST(netguard_url_check_refuses_credentials_and_port_zero)
+{
+    char big[FH_NETGUARD_URL_MAX + 32];
+    CHECK(url_ok("https://hooks.example.org/x?y=1", "hooks.example.org"));
+    CHECK(url_ok("http://hooks.example.org:8080/x", "hooks.example.org"));
+    CHECK(url_ok("http://hooks.example.org:65535/", "hooks.example.org"));
+    CHECK(url_ok("http://[2001:db8::1]:443/x", "2001:db8::1"));
+    /* every spelling of userinfo; the message never repeats it */
+    CHECK(url_refused("http://alice:s3cret@hooks.example.org/x", "credentials"));
+    CHECK(url_refused("http://alice@hooks.example.org/", "credentials"));
+    CHECK(url_refused("http://:s3cret@hooks.example.org/", "credentials"));
+    CHECK(url_refused("http://@hooks.example.org/", "credentials"));
+    CHECK(url_refused("https://alice:s3cret@[2001:db8::1]:8443/", "credentials"));
+    CHECK(url_refused("http://hooks.example.org:0/x", "bad port 0"));
+    CHECK(url_refused("http://hooks.example.org:000/x", "bad port 0"));
+    CHECK(url_refused("http://hooks.example.org:65536/", "bad port"));
+    CHECK(url_refused("http://hooks.example.org:-1/", "bad port"));
+    CHECK(url_refused("ftp://hooks.example.org/", "scheme"));
+    CHECK(url_refused("not a url", "absolute"));
+    CHECK(url_refused("/relative/only", "absolute"));
+    memcpy(big, "http://hooks.example.org/", 25);
+    memset(big + 25, 'a', sizeof(big) - 26);
+    big[sizeof(big) - 1] = '\0';
+    CHECK(url_refused(big, "longer than 2048"));
+}
+
+TEST(netguard_url_redact_drops_userinfo_only)
+{
+    char out[256];
+    CHECK_STR(fh_netguard_url_redact("https://alice:s3cret@hooks.example.org:8443/x?a=b@c", out,
+                                     sizeof(out)),
+              "https://hooks.example.org:8443/x?a=b@c");
+    CHECK_STR(fh_netguard_url_redact("http://a:b@c:d@host/", out, sizeof(out)), "http://host/");
+    CHECK_STR(fh_netguard_url_redact("http://token@host", out, sizeof(out)), "http://host");
+    CHECK_STR(fh_netguard_url_redact("http://host/p@th#f@g", out, sizeof(out)),
+              "http://host/p@th#f@g");
+    CHECK_STR(fh_netguard_url_redact("http://host?x=@y", out, sizeof(out)), "http://host?x=@y");
+    CHECK_STR(fh_netguard_url_redact("no scheme@all", out, sizeof(out)), "no scheme@all");
+    CHECK_STR(fh_netguard_url_redact("", out, sizeof(out)), "");
+}
