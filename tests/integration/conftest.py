@@ -40,6 +40,19 @@ def wait_for(predicate, timeout, interval=0.1, what="condition"):
         time.sleep(interval)
 
 
+def thread_stacks(pid):
+    """Every thread's stack of a hung process (gdb, bounded), for a failure message; '' when gdb
+    is not there."""
+    if not shutil.which("gdb"):
+        return ""
+    try:
+        r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt"],
+                           capture_output=True, text=True, timeout=60)
+    except (subprocess.TimeoutExpired, OSError) as e:
+        return "gdb: %s" % e
+    return r.stdout[-20000:]
+
+
 class Kafka:
     """A running Kafka: .bootstrap is HOST:PORT; create_topics({"name": partitions, ...})."""
 

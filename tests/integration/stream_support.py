@@ -18,7 +18,7 @@ import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import BIN, wait_for
+from conftest import BIN, thread_stacks, wait_for
 
 BROKER = pathlib.Path(os.environ.get("FIREHOSE_TEST_BROKER", str(BIN / "firehose-broker")))
 EMIT = BIN / "firehose-emit"
@@ -196,6 +196,10 @@ class Broker:
             cmd.append("--auth.anonymous_read")
         if broker_supports("--view.enabled"):
             cmd.append("--view.enabled=false")
+        # nor webhooks: every broker here would join one webhook consumer group and share
+        # var/webhooks.db in the working directory, and a stop could wait on that group's rebalance
+        if broker_supports("--webhooks.enabled"):
+            cmd.append("--webhooks.enabled=false")
         cmd += list(args)
         self.cmd = cmd
         self.logf = open(self.log_path, "wb")
@@ -237,6 +241,9 @@ class Broker:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                # hung on the way out: keep where every thread was, in the log the test shows
+                self.logf.write(("\nshutdown hung; threads:\n" + thread_stacks(self.proc.pid)).encode())
+                self.logf.flush()
                 self.proc.kill()
                 self.proc.wait(10)
         self.logf.close()

@@ -19,7 +19,7 @@ import uuid
 import requests
 import yaml
 
-from conftest import BIN, ROOT, wait_for
+from conftest import BIN, ROOT, thread_stacks, wait_for
 
 BROKER = pathlib.Path(os.environ.get("FIREHOSE_TEST_BROKER") or (BIN / "firehose-broker"))
 EMIT = BIN / "firehose-emit"
@@ -106,9 +106,10 @@ class Broker:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                stacks = thread_stacks(self.proc.pid)
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError("broker did not stop within %ds" % timeout)
+                raise AssertionError("broker did not stop within %ds; threads:\n%s" % (timeout, stacks))
         self._close()
         return self.proc.returncode if self.proc else None
 
