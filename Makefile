@@ -184,7 +184,8 @@ docs: all
 # Each target compiles the library sources it exercises (so libFuzzer's coverage reaches them)
 # and takes the rest from the ASan+UBSan archive that unit-asan builds.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query fuzz_wsmsg fuzz_route
+FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query fuzz_wsmsg fuzz_route \
+                fuzz_rest
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
                 -D_GNU_SOURCE -pthread -Wall -Wextra -Werror -Ilib \
                 $(shell pkg-config --cflags rdkafka jansson libcrypto 2>/dev/null)
@@ -198,6 +199,11 @@ fuzz_config_SRC := lib/fh_config.c lib/fh_error.c
 fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
 fuzz_wsmsg_SRC  := lib/fh_wsmsg.c lib/fh_cursor.c lib/fh_filter.c lib/fh_util.c
 fuzz_route_SRC  := lib/fh_route.c
+# fuzz_rest drives the broker's HTTP checks, REST handlers and an empty view (tests/fuzz/fuzz_rest.c).
+fuzz_rest_SRC   := broker/http.c broker/rest.c broker/view.c broker/dlq.c broker/health.c broker/dashboard.c \
+                   lib/fh_util.c lib/fh_param.c lib/fh_route.c build/asan/gen/web_embed.c
+fuzz_rest_CFLAGS := -Ibroker $(shell pkg-config --cflags libmicrohttpd sqlite3 2>/dev/null)
+fuzz_rest_LIBS  := $(shell pkg-config --libs libmicrohttpd sqlite3 2>/dev/null)
 # Seeds (read-only) and extra flags per target.
 fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
 fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid
@@ -207,11 +213,13 @@ fuzz_config_SEEDS := tests/fuzz/seeds/config
 fuzz_query_SEEDS  := tests/fuzz/seeds/query
 fuzz_wsmsg_SEEDS  := tests/fuzz/seeds/wsmsg
 fuzz_route_SEEDS  := tests/fuzz/seeds/route
+fuzz_rest_SEEDS   := tests/fuzz/seeds/rest
 fuzz_json_FLAGS   := -dict=tests/fuzz/json.dict
 fuzz_event_FLAGS  := -dict=tests/fuzz/json.dict
 fuzz_filter_FLAGS := -dict=tests/fuzz/json.dict
 fuzz_config_FLAGS := -max_len=16384
 fuzz_wsmsg_FLAGS  := -dict=tests/fuzz/wsmsg.dict -max_len=16384
+fuzz_rest_FLAGS   := -dict=tests/fuzz/rest.dict -max_len=4096
 # fuzz-smoke: bounded in count and in time (each target stops at whichever comes first).
 FUZZ_SMOKE_RUNS    ?= 50000
 FUZZ_SMOKE_SECONDS ?= 8
@@ -222,12 +230,12 @@ FUZZ_RUNS    ?= -1
 .PHONY: fuzz fuzz-smoke fuzz-long
 fuzz:
 	$(MAKE) --no-print-directory CC=clang BUILD=build/asan BIN=build/asan/bin SANFLAGS="$(SAN)" \
-	  CFLAGS="-O1 -g" build/asan/libfirehose.a build/asan/gen/schemas_embed.c
+	  CFLAGS="-O1 -g" build/asan/libfirehose.a build/asan/gen/schemas_embed.c build/asan/gen/web_embed.c
 	$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/%)
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard lib/*.c lib/*.h) build/asan/libfirehose.a
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard lib/*.c lib/*.h broker/*.c broker/*.h) build/asan/libfirehose.a
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(fuzz_$*_SRC) $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(fuzz_$*_CFLAGS) -o $@ $< $(fuzz_$*_SRC) $(FUZZ_LIBS) $(fuzz_$*_LIBS)
 
 # fuzz-run-NAME runs one target from its working corpus build/fuzz/corpus/NAME plus its seeds;
 # a crash, leak, timeout or failed check leaves build/fuzz/NAME-crash-* and fails the make.

@@ -47,13 +47,22 @@ struct fh_http {
     fh_metric *m_refused;
 };
 
-/* Per-request state kept between libmicrohttpd's calls of the access handler. */
+/* Per-request state kept between libmicrohttpd's calls of the access handler. Made by on_uri
+ * (or the handler's first call), freed by on_completed. */
 typedef struct req_state {
     fh_buf body;
     int too_big;
+    int args_oom; /* the query did not fit in memory */
+    int seen;     /* the handler's first call (headers only) is over */
+    char *path;   /* the path as on_uri decoded it: "%00" stays a NUL byte here */
+    size_t path_len;
+    fh_http_arg *args; /* the query, collected with its lengths before dispatch */
+    size_t nargs, args_cap;
 } req_state;
 
-static void put_error_json(fh_buf *b, const char *code, const char *param, const char *msg)
+/* param (param_len bytes, which may hold NUL) is NULL when the error names none. */
+static void put_error_json(fh_buf *b, const char *code, const char *param, size_t param_len,
+                           const char *msg)
 {
     fh_buf_reset(b);
     fh_buf_printf(b, "{\"error\":");
@@ -62,56 +71,93 @@ static void put_error_json(fh_buf *b, const char *code, const char *param, const
     fh_buf_json_str(b, msg);
     if (param) {
         fh_buf_printf(b, ",\"parameter\":");
-        fh_buf_json_str(b, param);
+        fh_buf_json_strn(b, param, param_len);
     }
     fh_buf_printf(b, "}\n");
+}
+
+static void __attribute__((format(printf, 6, 0)))
+http_error_va(fh_http_response *resp, int status, const char *code, const char *param,
+              size_t param_len, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    resp->status = status;
+    resp->max_age = -1;
+    resp->no_etag = 1;
+    put_error_json(&resp->body, code, param, param_len, msg);
 }
 
 void fh_http_error(fh_http_response *resp, int status, const char *code, const char *param,
                    const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    http_error_va(resp, status, code, param, param ? strlen(param) : 0, fmt, ap);
     va_end(ap);
-    resp->status = status;
-    resp->max_age = -1;
-    resp->no_etag = 1;
-    put_error_json(&resp->body, code, param, msg);
+}
+
+/* fh_http_error for a parameter name that may hold NUL bytes. */
+static void __attribute__((format(printf, 6, 7)))
+http_error_n(fh_http_response *resp, int status, const char *code, const char *param,
+             size_t param_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    http_error_va(resp, status, code, param, param_len, fmt, ap);
+    va_end(ap);
 }
 
 const char *fh_http_query(const fh_http_request *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    size_t n = strlen(name);
+    for (size_t i = 0; i < req->nargs; i++)
+        if (req->args[i].key_len == n && memcmp(req->args[i].key, name, n) == 0)
+            return req->args[i].value;
+    return NULL;
 }
 
 const char *fh_http_header(const fh_http_request *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+    return req->conn ? MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name) : NULL;
 }
 
-typedef struct param_check {
-    const char *allowed;
-    const char *bad;
-} param_check;
-
-static enum MHD_Result check_param(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   const char *value)
+/* 1 when key (n bytes) is one of the comma-separated names in allowed. */
+static int param_allowed(const char *allowed, const char *key, size_t n)
 {
-    param_check *pc = cls;
-    size_t n = strlen(key);
-    (void)kind;
-    (void)value;
-    for (const char *p = pc->allowed; p && *p;) {
+    for (const char *p = allowed; p && *p;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == n && strncmp(p, key, n) == 0)
-            return MHD_YES;
+        if (len == n && memcmp(p, key, n) == 0)
+            return 1;
         p = comma ? comma + 1 : p + len;
     }
-    pc->bad = key;
-    return MHD_NO;
+    return 0;
+}
+
+/* 1 when the n bytes at s are fit to reach a handler: no NUL (a C string would end there, so
+ * "limit=1%00" would read as 1) and valid UTF-8 (answers echo them into JSON). */
+static int text_ok(const char *s, size_t n)
+{
+    return !memchr(s, '\0', n) && fh_utf8_valid(s, n);
+}
+
+/* Sets a 400 for a parameter whose key or value is not text_ok. The name is rendered by the JSON
+ * escaper, so even a name holding NUL or stray bytes comes out as valid JSON. */
+static void bad_text_param(fh_http_response *resp, const fh_http_arg *a)
+{
+    const char *why = "is not valid UTF-8";
+    if (!text_ok(a->key, a->key_len)) {
+        if (memchr(a->key, '\0', a->key_len))
+            why = "contains a NUL byte (%00)";
+        http_error_n(resp, 400, "bad_parameter", a->key, a->key_len, "a query parameter's name %s",
+                     why);
+        return;
+    }
+    if (memchr(a->value, '\0', a->value_len))
+        why = "contains a NUL byte (%00)";
+    http_error_n(resp, 400, "bad_parameter", a->key, a->key_len, "%.*s: the value %s",
+                 (int)fh_utf8_cut(a->key, a->key_len, 64), a->key, why);
 }
 
 /* 64-bit FNV-1a over the body: a strong enough validator for If-None-Match. */
@@ -210,30 +256,31 @@ static enum MHD_Result respond_preflight(fh_http *h, struct MHD_Connection *conn
     return ret;
 }
 
-static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, const char *method,
-                     const char *version, req_state *st, fh_http_response *resp)
+void fh_http_route_request(const fh_http_route *routes, size_t nroutes, const fh_auth *auth,
+                           fh_http_request *req, fh_http_response *resp)
 {
     char scratch[512], allow[128] = "";
     const fh_http_route *route = NULL;
-    fh_http_request req;
-    memset(&req, 0, sizeof(req));
-    req.conn = conn;
-    req.method = method;
-    req.version = version;
-    req.path = url;
+    const char *method = req->method, *url = req->path;
 
-    for (size_t i = 0; i < h->nroutes; i++) {
+    if (!text_ok(url, req->path_len)) {
+        fh_http_error(resp, 400, "bad_path", NULL, "the path %s",
+                      memchr(url, '\0', req->path_len) ? "contains a NUL byte (%00)"
+                                                       : "is not valid UTF-8");
+        return;
+    }
+    for (size_t i = 0; i < nroutes; i++) {
         const char *params[FH_HTTP_MAX_PATH_PARAMS] = {0};
-        if (!fh_route_match(h->routes[i].pattern, url, params, FH_HTTP_MAX_PATH_PARAMS, scratch,
+        if (!fh_route_match(routes[i].pattern, url, params, FH_HTTP_MAX_PATH_PARAMS, scratch,
                             sizeof(scratch)))
             continue;
-        if (strlen(allow) + strlen(h->routes[i].method) + 3 < sizeof(allow))
+        if (strlen(allow) + strlen(routes[i].method) + 3 < sizeof(allow))
             snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
-                     *allow ? ", " : "", h->routes[i].method);
-        if (strcmp(h->routes[i].method, method) == 0 ||
-            (strcmp(method, "HEAD") == 0 && strcmp(h->routes[i].method, "GET") == 0)) {
-            route = &h->routes[i];
-            memcpy(req.path_params, params, sizeof(params));
+                     *allow ? ", " : "", routes[i].method);
+        if (strcmp(routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
+            route = &routes[i];
+            memcpy(req->path_params, params, sizeof(params));
             break;
         }
     }
@@ -242,36 +289,34 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
             fh_http_error(resp, 405, "method_not_allowed", NULL,
                           "%s is not allowed here (allowed: %s)", method, allow);
         else
-            fh_http_error(resp, 404, "not_found", NULL, "no such resource: %.200s", url);
+            fh_http_error(resp, 404, "not_found", NULL, "no such resource: %.*s",
+                          (int)fh_utf8_cut(url, req->path_len, 200), url);
         return;
     }
-    if (st->too_big) {
-        fh_http_error(resp, 413, "body_too_large", NULL, "request body is over %zu bytes",
-                      h->cfg.max_body_bytes);
-        return;
-    }
-    if (route->params) {
-        param_check pc = {route->params, NULL};
-        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, check_param, &pc);
-        if (pc.bad) {
-            fh_http_error(resp, 400, "unknown_parameter", pc.bad,
-                          "unknown query parameter '%.64s' (allowed: %s)", pc.bad,
-                          *route->params ? route->params : "none");
+    for (size_t i = 0; i < req->nargs; i++) {
+        const fh_http_arg *a = &req->args[i];
+        if (!text_ok(a->key, a->key_len) || (a->value && !text_ok(a->value, a->value_len))) {
+            bad_text_param(resp, a);
+            return;
+        }
+        if (route->params && !param_allowed(route->params, a->key, a->key_len)) {
+            http_error_n(resp, 400, "unknown_parameter", a->key, a->key_len,
+                         "unknown query parameter '%.*s' (allowed: %s)",
+                         (int)fh_utf8_cut(a->key, a->key_len, 64), a->key,
+                         *route->params ? route->params : "none");
             return;
         }
     }
     if (route->scope) {
-        const char *hdr = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-        const char *token =
-            hdr ? fh_auth_bearer(hdr)
-                : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "access_token");
+        const char *hdr = fh_http_header(req, "Authorization");
+        const char *token = hdr ? fh_auth_bearer(hdr) : fh_http_query(req, "access_token");
         if (hdr && !token) {
             fh_http_error(resp, 401, "unauthorized", NULL, "Authorization must be 'Bearer TOKEN'");
             return;
         }
-        req.who = fh_auth_check(h->auth, token);
-        unsigned missing = req.who ? route->scope & ~req.who->scopes : route->scope;
-        if (!req.who) {
+        req->who = fh_auth_check(auth, token);
+        unsigned missing = req->who ? route->scope & ~req->who->scopes : route->scope;
+        if (!req->who) {
             fh_http_error(resp, 401, "unauthorized", NULL,
                           token ? "unknown token" : "a bearer token is required");
             return;
@@ -284,9 +329,98 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
             return;
         }
     }
+    route->handler(route->ctx, req, resp);
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    req_state *st = cls;
+    (void)kind;
+    if (st->nargs == st->args_cap) {
+        size_t cap = st->args_cap ? st->args_cap * 2 : 8;
+        fh_http_arg *n = realloc(st->args, cap * sizeof(*n));
+        if (!n) {
+            st->args_oom = 1;
+            return MHD_NO;
+        }
+        st->args = n;
+        st->args_cap = cap;
+    }
+    st->args[st->nargs++] = (fh_http_arg){key, value, key_size, value ? value_size : 0};
+    return MHD_YES;
+}
+
+static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, const char *method,
+                     const char *version, req_state *st, fh_http_response *resp)
+{
+    fh_http_request req;
+    memset(&req, 0, sizeof(req));
+    req.conn = conn;
+    req.method = method;
+    req.version = version;
+    req.path = st->path ? st->path : url;
+    req.path_len = st->path ? st->path_len : strlen(url);
+    st->nargs = 0;
+    st->args_oom = 0;
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, collect_arg, st);
+    if (st->args_oom) {
+        fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    req.args = st->args;
+    req.nargs = st->nargs;
+    if (st->too_big) {
+        fh_http_error(resp, 413, "body_too_large", NULL, "request body is over %zu bytes",
+                      h->cfg.max_body_bytes);
+        return;
+    }
     req.body = st->body.data ? st->body.data : "";
     req.body_len = st->body.len;
-    route->handler(route->ctx, &req, resp);
+    fh_http_route_request(h->routes, h->nroutes, h->auth, &req, resp);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Called by libmicrohttpd with the raw request target before it decodes it. It decodes the path
+ * (up to '?') as libmicrohttpd does (%HH; anything else literally) but keeps its length: the URL
+ * libmicrohttpd hands the handler is a C string that a "%00" cuts short, so "/index.html%00.js"
+ * would otherwise serve /index.html. Returns the request's state (libmicrohttpd passes it back
+ * as *req_cls); NULL when out of memory (the handler then falls back to its URL). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)conn;
+    fh_http *h = cls;
+    req_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    fh_buf_init(&st->body, h->cfg.max_body_bytes);
+    size_t n = strcspn(uri, "?");
+    if (!(st->path = malloc(n + 1)))
+        return st;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (uri[i] == '%' && i + 2 < n && (hi = hexval(uri[i + 1])) >= 0 &&
+            (lo = hexval(uri[i + 2])) >= 0) {
+            st->path[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            st->path[o++] = uri[i];
+        }
+    }
+    st->path[o] = '\0';
+    st->path_len = o;
+    return st;
 }
 
 /* Collects a request's Content-Length headers: a second one with another value is a conflict. */
@@ -343,6 +477,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         fh_buf_init(&st->body, h->cfg.max_body_bytes);
         *req_cls = st;
+    }
+    if (!st->seen) {
+        st->seen = 1;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -372,6 +509,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     if (st) {
         fh_buf_free(&st->body);
+        free(st->path);
+        free(st->args);
         free(st);
         *req_cls = NULL;
     }
@@ -628,7 +767,7 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET |
                      MHD_USE_ITC;
-    struct MHD_OptionItem ops[12];
+    struct MHD_OptionItem ops[13];
     size_t n = 0;
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
     /* The acceptor keeps http.max_connections; libmicrohttpd splits its own limit between its
@@ -638,6 +777,7 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 120, NULL};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h};
     ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h};
+    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, h};
     if (cfg->tls_cert && *cfg->tls_cert) {
         fh_err rc = FH_OK;
         if (!cfg->tls_key || !*cfg->tls_key)

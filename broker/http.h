@@ -14,20 +14,31 @@
 #define FH_HTTP_MAX_PATH_PARAMS 4
 #define FH_HTTP_MAX_HEADERS 4
 
+/* One query argument as the client sent it, URL-decoded: key and value with their lengths, since
+ * "%00" decodes to a NUL byte that C strings would hide. value is NULL for "?key" without '='. */
+typedef struct fh_http_arg {
+    const char *key, *value;
+    size_t key_len, value_len;
+} fh_http_arg;
+
 typedef struct fh_http_request {
-    struct MHD_Connection *conn;
+    struct MHD_Connection *conn; /* NULL when the request does not come from a socket */
     const char *method;
-    const char *version; /* "HTTP/1.1", "HTTP/1.0", ... as the request line says */
-    const char *path;
+    const char *version;     /* "HTTP/1.1", "HTTP/1.0", ... as the request line says */
+    const char *path;        /* URL-decoded; by the time a handler runs, valid UTF-8 without NUL */
+    size_t path_len;         /* bytes of path (a decoded "%00" would end the C string early) */
+    const fh_http_arg *args; /* the query, in order; by the time a handler runs every key and
+                                value is valid UTF-8 without NUL */
+    size_t nargs;
     const char *path_params[FH_HTTP_MAX_PATH_PARAMS]; /* segments matched by "{}" */
-    const fh_principal *who;                         /* never NULL when the route needs a scope */
-    const char *body;                                /* NUL-terminated; "" when none */
+    const fh_principal *who;                          /* never NULL when the route needs a scope */
+    const char *body;                                 /* NUL-terminated; "" when none */
     size_t body_len;
 } fh_http_request;
 
 typedef struct fh_http_response {
-    int status;               /* 200 unless set */
-    fh_buf body;              /* the handler appends JSON here (capped by http.max_response_bytes) */
+    int status;  /* 200 unless set */
+    fh_buf body; /* the handler appends JSON here (capped by http.max_response_bytes) */
     const char *content_type; /* "application/json" unless set */
     int max_age;              /* Cache-Control max-age seconds; -1 for no-store */
     int no_etag;              /* 1: do not add an ETag */
@@ -53,8 +64,8 @@ typedef struct fh_http_route {
 } fh_http_route;
 
 typedef struct fh_http_config {
-    const char *listen;      /* "127.0.0.1:8080", "[::1]:8080", ":8080" */
-    int threads;             /* worker threads */
+    const char *listen; /* "127.0.0.1:8080", "[::1]:8080", ":8080" */
+    int threads;        /* worker threads */
     int max_connections;
     size_t max_body_bytes;
     size_t max_response_bytes;
@@ -72,7 +83,17 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
 unsigned short fh_http_port(const fh_http *h);
 void fh_http_stop(fh_http *h);
 
-/* A query parameter's value, or NULL. */
+/* Routes req (method, path, path_len, args, body filled by the caller; conn may be NULL, and then
+ * no header is seen) through the checks every request passes, then the handler: a path holding
+ * NUL or bytes that are not UTF-8 is a 400 bad_path; no route 404, wrong method 405; a query key
+ * or value holding NUL or bytes that are not UTF-8 a 400 bad_parameter naming it; an unknown
+ * parameter a 400 unknown_parameter; then the auth scope. on_request uses it for every request;
+ * tests and fuzzers call it without a socket. */
+void fh_http_route_request(const fh_http_route *routes, size_t nroutes, const fh_auth *auth,
+                           fh_http_request *req, fh_http_response *resp);
+
+/* A query parameter's value (the first, when repeated), or NULL when absent or given without
+ * '='. */
 const char *fh_http_query(const fh_http_request *req, const char *name);
 /* A request header's value, or NULL. */
 const char *fh_http_header(const fh_http_request *req, const char *name);

@@ -443,9 +443,10 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     fh_metric_add(sp.produced, (long long)n);
     resp->status = 202;
     fh_buf_printf(&resp->body, "{\"accepted\":%zu,\"ids\":[", n);
-    for (size_t i = 0; i < n; i++)
-        fh_buf_printf(&resp->body, "%s\"%s\"", i ? "," : "",
-                      json_string_value(json_object_get(evs[i], "id")));
+    for (size_t i = 0; i < n; i++) {
+        fh_buf_printf(&resp->body, "%s", i ? "," : "");
+        fh_buf_json_str(&resp->body, json_string_value(json_object_get(evs[i], "id")));
+    }
     fh_buf_printf(&resp->body, "]}\n");
 out:
     for (size_t i = 0; i < MAX_EVENTS; i++)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "dlq.h"
 #include "fh_log.h"
 #include "fh_lost.h"
 #include "fh_metrics.h"
@@ -100,6 +101,7 @@ static struct view {
     pthread_t thread;
     _Atomic int stop;
     rd_kafka_t *rk;
+    fh_dlq *dlq; /* valid records the view cannot store go there, never silently away */
     sqlite3 *db;
     sqlite3_stmt *w[W__COUNT];
     vpart *parts[NTOPICS];
@@ -929,8 +931,9 @@ static int note_lost(vpart *p, const rd_kafka_message_t *m)
  * back. */
 static int handle_record(rd_kafka_message_t *m)
 {
-    char err[384], q[420];
+    char err[384], q[420], reason[512];
     fh_event ev;
+    fh_err drc;
     vpart *p = part_of(m);
     if (!p)
         return 0; /* a partition we were not assigned: cannot happen with manual assignment */
@@ -939,12 +942,16 @@ static int handle_record(rd_kafka_message_t *m)
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
     if (m->payload && is_log_chunk(m->payload, m->len)) {
         V.batch_skipped++; /* nothing stored; a malformed one is the ingest consumer's to report */
-    } else if (fh_event_decode(V.b->contract, m->payload, m->len, V.max_record_bytes, &ev, err,
-                               sizeof(err))) {
-        V.batch_invalid++; /* the ingest consumer dead-letters it */
+    } else if ((drc = fh_event_decode(V.b->contract, m->payload, m->len, V.max_record_bytes, &ev,
+                                      err, sizeof(err)))) {
+        V.batch_invalid++;
         fh_log(FH_LOG_DEBUG, "view.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), err));
+        /* What the contract refuses, the ingest consumer dead-letters; decoding uses the same
+         * parser and check, so any other failure (memory) may be a valid record: say so. */
+        if (drc == FH_ERR_NOMEM && fh_dlq_send(V.dlq, m, "view: cannot decode: out of memory"))
+            return -1;
     } else {
         int rc, stored = 1;
         if (ev.type == FH_EV_LOG_CHUNK || ev.type == FH_EV_MASTER_STARTED ||
@@ -977,11 +984,17 @@ static int handle_record(rd_kafka_message_t *m)
         if (!event_level_error(rc))
             goto fail;
         fh_metric_add(V.m_errors, 1);
+        snprintf(reason, sizeof(reason), "view: SQLite refused the event: %s",
+                 sqlite3_errmsg(V.db));
         fh_log(FH_LOG_ERROR, "view.apply", "topic=%s partition=%d offset=%lld id=%s error=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), ev.id),
                fh_log_quote(err, sizeof(err), sqlite3_errmsg(V.db)));
         if (wexec(W_UNDO) || wexec(W_RELEASE))
+            goto fail;
+        /* A valid event the view cannot store: dead-lettered, so it is not lost silently. If
+         * even that fails, the batch is retried rather than the event skipped. */
+        if (fh_dlq_send(V.dlq, m, reason))
             goto fail;
         V.batch_invalid++;
         goto done;
@@ -1658,6 +1671,7 @@ int view_start(fh_broker *b)
     }
     memset(&V, 0, sizeof(V));
     V.b = b;
+    V.dlq = fh_dlq_new(b, "view");
     snprintf(V.path, sizeof(V.path), "%s", fh_config_str(c, "view.path"));
     V.topic[TOPIC_EVENTS] = fh_kafka_topic(c, FH_TOPIC_EVENTS);
     V.topic[TOPIC_LOGS] = fh_kafka_topic(c, FH_TOPIC_LOGS);
@@ -1687,7 +1701,7 @@ int view_start(fh_broker *b)
     pthread_mutex_init(&V.ckpt_mu, NULL);
     pthread_cond_init(&V.ckpt_cv, NULL);
     fh_buf_init(&V.scratch, (size_t)fh_config_int(c, "events.max_bytes") * 2 + 65536);
-    if (!(V.buckets = calloc(V.nbuckets, sizeof(*V.buckets))) ||
+    if (!V.dlq || !(V.buckets = calloc(V.nbuckets, sizeof(*V.buckets))) ||
         !(V.batch_ts = malloc(V.batch_ts_cap * sizeof(*V.batch_ts)))) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
@@ -1781,6 +1795,8 @@ void view_stop(void)
     free(V.batch_ts);
     V.batch_ts = NULL;
     fh_buf_free(&V.scratch);
+    fh_dlq_free(V.dlq);
+    V.dlq = NULL;
     pthread_mutex_destroy(&V.pool_mu);
     pthread_cond_destroy(&V.pool_cv);
     pthread_rwlock_destroy(&V.cache_mu);

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dlq.h"
 #include "fh_log.h"
 #include "fh_lost.h"
 #include "fh_metrics.h"
@@ -184,6 +185,7 @@ static struct wh {
     int64_t next_scan_ms, next_prune_ms, next_recount_ms;
     fh_buf body;
     fh_json_doc doc; /* each record is checked in it before any jansson tree is built */
+    fh_dlq *dlq;     /* valid records some endpoint wants but that cannot be delivered */
 
     fh_metric *m_created, *m_delivered, *m_failed_attempts, *m_dead, *m_refused, *m_disabled,
         *m_inflight, *m_pending, *m_paused, *m_lat[LAT_BUCKETS + 1], *m_lat_count, *m_lat_sum;
@@ -1060,12 +1062,17 @@ static int ingest(const rd_kafka_message_t *m)
     char err[384], key[160], msg_id[WHS_ID_SIZE], kind[48];
     int64_t payload[FH_WH__COUNT][FH_WH_MAX_BODIES];
     const char *pvariant[FH_WH__COUNT][FH_WH_MAX_BODIES];
+    char reason[512];
     fh_event ev;
     if (m->partition < 0 || m->partition >= MAX_PARTS || !wanted(m))
         return 0;
+    /* wanted() found it valid, and decoding uses the same parser and check: a failure here is
+     * not the contract's (memory), so the record is dead-lettered rather than dropped. */
     if (fh_event_decode(W.b->contract, m->payload, m->len, W.max_record_bytes, &ev, err,
-                        sizeof(err)))
-        return 0; /* the ingest consumer dead-letters it; here it is simply not an event */
+                        sizeof(err))) {
+        snprintf(reason, sizeof(reason), "webhooks: cannot decode: %s", err);
+        return fh_dlq_send(W.dlq, m, reason);
+    }
     memset(payload, 0xff, sizeof(payload));
     int64_t now = fh_now_ms();
     rd_kafka_timestamp_type_t tst;
@@ -1073,7 +1080,7 @@ static int ingest(const rd_kafka_message_t *m)
     if (produced <= 0)
         produced = now;
     fh_event_key(&ev, key, sizeof(key));
-    int rc = 0;
+    int rc = 0, dead = 0; /* dead: already dead-lettered once */
     for (size_t i = 0; i < W.neps && rc == 0; i++) {
         wh_ep *e = &W.eps[i];
         if (!e->enabled || !fh_filter_match(&e->filter, &ev))
@@ -1084,8 +1091,19 @@ static int ingest(const rd_kafka_message_t *m)
             if (payload[e->format][b] < 0) {
                 fh_buf_reset(&W.body);
                 if (fh_wh_render(e->format, &ev, b, &W.body, &variant)) {
+                    /* Over the body cap (re-encoding can grow a record: 1E-9 becomes
+                     * 1.0000000000000001e-09): no endpoint of this format gets it, so the
+                     * record goes to the dead-letter topic instead of vanishing. */
                     fh_log(FH_LOG_WARN, "webhook.render", "event=%s format=%s", ev.id,
                            fh_wh_format_name(e->format));
+                    snprintf(reason, sizeof(reason),
+                             "webhooks: cannot render the %s body (over %zu bytes)",
+                             fh_wh_format_name(e->format), W.body.max);
+                    if (!dead && fh_dlq_send(W.dlq, m, reason)) {
+                        rc = -1;
+                        break;
+                    }
+                    dead = 1;
                     continue;
                 }
                 snprintf(kind, sizeof(kind), "%s%s%s", fh_wh_format_name(e->format),
@@ -1393,6 +1411,10 @@ int webhook_start(fh_broker *b)
         W.to_store[p] = W.first_in_txn[p] = -1;
     fh_buf_init(&W.body, W.max_record_bytes * 4 + 65536);
     fh_json_doc_init(&W.doc, FH_EVENT_DOC_CAP(W.max_record_bytes));
+    if (!(W.dlq = fh_dlq_new(b, "webhooks"))) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto err;
+    }
     if ((W.nschedule = whs_schedule_parse(fh_config_str(c, "webhooks.retry_schedule"), W.schedule,
                                           MAX_SCHEDULE, err, sizeof(err))) < 0 ||
         fh_netguard_init(&W.guard, fh_config_str(c, "webhooks.allow_cidrs"), err, sizeof(err)))
@@ -1496,4 +1518,6 @@ void webhook_stop(void)
     fh_buf_free(&W.body);
     fh_json_doc_free(&W.doc);
     fh_lost_table_free(&W.next);
+    fh_dlq_free(W.dlq);
+    W.dlq = NULL;
 }

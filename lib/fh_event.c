@@ -41,6 +41,8 @@ struct fh_contract {
     fh_schema *event;
 };
 
+static int json_int(const json_t *v, long long *out);
+
 const char *fh_event_type_name(int type)
 {
     return type >= 0 && type < FH_EV__COUNT ? type_names[type] : NULL;
@@ -125,7 +127,8 @@ fh_err fh_event_from_json(const fh_contract *c, json_t *root, fh_event *ev, char
     ev->type = (fh_event_type)fh_event_type_parse(json_string_value(json_object_get(root, "type")));
     ev->id = json_string_value(json_object_get(root, "id"));
     ev->master = json_string_value(json_object_get(root, "master"));
-    ev->seq = json_integer_value(json_object_get(root, "seq"));
+    if (json_int(json_object_get(root, "seq"), &ev->seq))
+        ev->seq = 0;
     if (fh_event_int(ev, "buildrequestid", &ev->buildrequestid))
         ev->buildrequestid = 0;
     return FH_OK;
@@ -134,17 +137,29 @@ fh_err fh_event_from_json(const fh_contract *c, json_t *root, fh_event *ev, char
 fh_err fh_event_decode(const fh_contract *c, const char *buf, size_t len, size_t max_bytes,
                        fh_event *ev, char *errbuf, size_t errsize)
 {
-    json_error_t jerr;
+    /* The same parser and check as fh_event_check (the ingest path): jansson alone would refuse
+     * what fh_json accepts (an integer past int64 in a member the contract leaves open), so a
+     * record the broker let through would not decode here. */
+    fh_json_doc doc;
+    fh_event_view view;
     memset(ev, 0, sizeof(*ev));
-    if (len > max_bytes)
-        return fh_errf(errbuf, errsize, FH_ERR_TOOBIG,
-                       "record is %zu bytes, over the %zu-byte limit", len, max_bytes);
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return fh_errf(errbuf, errsize, FH_ERR_PARSE, "not JSON: %s (column %d)", jerr.text,
-                       jerr.column);
-    fh_err rc = fh_event_from_json(c, root, ev, errbuf, errsize);
-    json_decref(root);
+    fh_json_doc_init(&doc, FH_EVENT_DOC_CAP(max_bytes));
+    fh_err rc = fh_event_check(c, &doc, buf, len, max_bytes, &view, errbuf, errsize);
+    if (!rc) {
+        json_t *root = fh_jv_to_jansson(view.root);
+        if (!root) {
+            rc = fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
+        } else {
+            ev->root = root; /* the reference fh_jv_to_jansson returned */
+            ev->data = json_object_get(root, "data");
+            ev->type = view.type;
+            ev->id = json_string_value(json_object_get(root, "id"));
+            ev->master = json_string_value(json_object_get(root, "master"));
+            ev->seq = view.seq;
+            ev->buildrequestid = view.buildrequestid;
+        }
+    }
+    fh_json_doc_free(&doc);
     return rc;
 }
 
@@ -183,7 +198,20 @@ const char *fh_event_str(const fh_event *ev, const char *field)
 
 int fh_event_int(const fh_event *ev, const char *field, long long *out)
 {
-    json_t *v = json_object_get(ev->data, field);
+    return json_int(json_object_get(ev->data, field), out);
+}
+
+static int json_int(const json_t *v, long long *out)
+{
+    if (json_is_real(v)) {
+        /* JSON Schema counts 5.0 and 5e0 as integers, and jansson keeps them as reals. */
+        double d = json_real_value(v);
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+            d != (double)(long long)d)
+            return -1;
+        *out = (long long)d;
+        return 0;
+    }
     if (!json_is_integer(v))
         return -1;
     *out = json_integer_value(v);
@@ -231,7 +259,7 @@ size_t fh_event_view_key(const fh_event_view *ev, char *buf, size_t size)
 {
     int64_t id = 0;
     const char *f = id_field(ev->type);
-    int have_id = f && fh_jv_int(fh_jv_get(ev->data, f), &id) == 0;
+    int have_id = f && fh_jv_integer(fh_jv_get(ev->data, f), &id) == 0;
     return key_format(ev->type, ev->buildrequestid, have_id, id,
                       fh_jv_str(fh_jv_get(ev->data, "name"), NULL), ev->master, buf, size);
 }
@@ -264,9 +292,9 @@ fh_err fh_event_check(const fh_contract *c, fh_json_doc *doc, const char *buf, s
     ev->type = (fh_event_type)fh_event_type_parse(fh_jv_str(fh_jv_get(root, "type"), NULL));
     ev->id = fh_jv_str(fh_jv_get(root, "id"), NULL);
     ev->master = fh_jv_str(fh_jv_get(root, "master"), NULL);
-    if (fh_jv_int(fh_jv_get(root, "seq"), &n) == 0)
+    if (fh_jv_integer(fh_jv_get(root, "seq"), &n) == 0)
         ev->seq = n;
-    if (fh_jv_int(fh_jv_get(ev->data, "buildrequestid"), &n) == 0)
+    if (fh_jv_integer(fh_jv_get(ev->data, "buildrequestid"), &n) == 0)
         ev->buildrequestid = n;
     return FH_OK;
 }

@@ -111,7 +111,8 @@ size_t fh_event_view_key(const fh_event_view *ev, char *buf, size_t size);
 
 /* Reads a string member of data (NULL when absent or not a string). */
 const char *fh_event_str(const fh_event *ev, const char *field);
-/* Reads an integer member of data into *out; returns 0, or -1 when absent or not an integer. */
+/* Reads an integer member of data into *out; returns 0, or -1 when absent or not an integer.
+ * An integral real within the int64 range (5.0, 5e0) counts, as JSON Schema counts it. */
 int fh_event_int(const fh_event *ev, const char *field, long long *out);
 /* Reads a number member of data (integer or real) into *out; returns 0, or -1. */
 int fh_event_num(const fh_event *ev, const char *field, double *out);

@@ -243,7 +243,7 @@ static int view_value(const fh_event_view *ev, fh_filter_field field, const char
     }
     const fh_jv *v = fh_jv_get(ev->data, fields[field].name);
     if (fields[field].integer) {
-        if (fh_jv_int(v, &i))
+        if (fh_jv_integer(v, &i))
             return 0;
         *n = (long long)i;
         return 1;

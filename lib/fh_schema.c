@@ -55,6 +55,9 @@ struct fh_schema {
     const char *pattern_src;
     int has_min, has_max, has_xmin, has_xmax, has_mult;
     double min, max, xmin, xmax, mult;
+    /* An integer bound is also kept exactly: a double cannot tell 2^63 - 1 from 2^63. */
+    int min_is_int, max_is_int, xmin_is_int, xmax_is_int;
+    long long imin, imax, ixmin, ixmax;
 };
 
 typedef struct schema_doc {
@@ -302,12 +305,18 @@ static int is_annotation(const char *k)
     return 0;
 }
 
-static fh_err compile_number(cctx *c, const char *k, const json_t *v, int *has, double *out)
+/* is_int and iout may be NULL (multipleOf); else they record an integer bound exactly. */
+static fh_err compile_number(cctx *c, const char *k, const json_t *v, int *has, double *out,
+                             int *is_int, long long *iout)
 {
     if (!json_is_number(v))
         return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "%s: expected a number", k);
     *has = 1;
     *out = json_number_value(v);
+    if (is_int && json_is_integer(v)) {
+        *is_int = 1;
+        *iout = json_integer_value(v);
+    }
     return FH_OK;
 }
 
@@ -423,15 +432,15 @@ static fh_err compile_keyword(cctx *c, const json_t *root, fh_schema *s, const c
                            "pattern: cannot compile /%s/", s->pattern_src);
         s->has_pattern = 1;
     } else if (strcmp(k, "minimum") == 0) {
-        rc = compile_number(c, k, v, &s->has_min, &s->min);
+        rc = compile_number(c, k, v, &s->has_min, &s->min, &s->min_is_int, &s->imin);
     } else if (strcmp(k, "maximum") == 0) {
-        rc = compile_number(c, k, v, &s->has_max, &s->max);
+        rc = compile_number(c, k, v, &s->has_max, &s->max, &s->max_is_int, &s->imax);
     } else if (strcmp(k, "exclusiveMinimum") == 0) {
-        rc = compile_number(c, k, v, &s->has_xmin, &s->xmin);
+        rc = compile_number(c, k, v, &s->has_xmin, &s->xmin, &s->xmin_is_int, &s->ixmin);
     } else if (strcmp(k, "exclusiveMaximum") == 0) {
-        rc = compile_number(c, k, v, &s->has_xmax, &s->xmax);
+        rc = compile_number(c, k, v, &s->has_xmax, &s->xmax, &s->xmax_is_int, &s->ixmax);
     } else if (strcmp(k, "multipleOf") == 0) {
-        rc = compile_number(c, k, v, &s->has_mult, &s->mult);
+        rc = compile_number(c, k, v, &s->has_mult, &s->mult, NULL, NULL);
         if (!rc && s->mult <= 0)
             return fh_errf(c->errbuf, c->errsize, FH_ERR_INVAL, "multipleOf: must be > 0");
     } else if (strcmp(k, "allOf") == 0) {
@@ -777,17 +786,38 @@ static int validate_array(const fh_schema *s, const fh_jv *j, vpath *p, fh_schem
     return 1;
 }
 
+/* Compares the number j with the integer m exactly: -1, 0 or 1. A REAL beyond the int64 range
+ * (18446744073709551616 is one: fh_json keeps integers past int64 as REAL) is beyond every m. */
+static int cmp_int_bound(const fh_jv *j, long long m)
+{
+    if (j->type == FH_JV_INT)
+        return j->u.i < m ? -1 : j->u.i > m;
+    double d = j->u.d;
+    if (d >= 9223372036854775808.0)
+        return 1;
+    if (d < -9223372036854775808.0)
+        return -1;
+    long long t = (long long)d; /* toward zero, exact: |d| < 2^63 */
+    if (t != m)
+        return t < m ? -1 : 1;
+    return d < (double)t ? -1 : d > (double)t;
+}
+
 static int validate_number(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_error *err)
 {
     double d = fh_jv_number(j);
-    if (s->has_min && d < s->min)
-        return fail(p, err, "must be >= %g", s->min);
-    if (s->has_max && d > s->max)
-        return fail(p, err, "must be <= %g", s->max);
-    if (s->has_xmin && d <= s->xmin)
-        return fail(p, err, "must be > %g", s->xmin);
-    if (s->has_xmax && d >= s->xmax)
-        return fail(p, err, "must be < %g", s->xmax);
+    if (s->has_min && (s->min_is_int ? cmp_int_bound(j, s->imin) < 0 : d < s->min))
+        return s->min_is_int ? fail(p, err, "must be >= %lld", s->imin)
+                             : fail(p, err, "must be >= %g", s->min);
+    if (s->has_max && (s->max_is_int ? cmp_int_bound(j, s->imax) > 0 : d > s->max))
+        return s->max_is_int ? fail(p, err, "must be <= %lld", s->imax)
+                             : fail(p, err, "must be <= %g", s->max);
+    if (s->has_xmin && (s->xmin_is_int ? cmp_int_bound(j, s->ixmin) <= 0 : d <= s->xmin))
+        return s->xmin_is_int ? fail(p, err, "must be > %lld", s->ixmin)
+                              : fail(p, err, "must be > %g", s->xmin);
+    if (s->has_xmax && (s->xmax_is_int ? cmp_int_bound(j, s->ixmax) >= 0 : d >= s->xmax))
+        return s->xmax_is_int ? fail(p, err, "must be < %lld", s->ixmax)
+                              : fail(p, err, "must be < %g", s->xmax);
     if (s->has_mult) {
         double q = d / s->mult;
         if (!isfinite(q) || fabs(q - nearbyint(q)) > 1e-9 * fmax(1.0, fabs(q)))

@@ -1,4 +1,5 @@
 #include "fh_util.h"
+#include "fh_json.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -176,35 +177,52 @@ int fh_buf_printf(fh_buf *b, const char *fmt, ...)
 
 int fh_buf_json_str(fh_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t start = b->len;
     if (!s)
         return fh_buf_append(b, "null", 4);
+    return fh_buf_json_strn(b, s, strlen(s));
+}
+
+int fh_buf_json_strn(fh_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t start = b->len;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
     if (fh_buf_append(b, "\"", 1))
         return -1;
-    const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s;; p++) {
-        if (*p && *p >= 0x20 && *p != '"' && *p != '\\')
+    const unsigned char *run = p;
+    while (p < end) {
+        size_t seq = 0;
+        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+            p++;
             continue;
-        if (p > (const unsigned char *)run &&
-            fh_buf_append(b, run, (size_t)((const char *)p - run)))
+        }
+        if (*p >= 0x80 && (seq = fh_json_utf8_seq(p, end)) != 0) {
+            p += seq;
+            continue;
+        }
+        if (p > run && fh_buf_append(b, run, (size_t)(p - run)))
             goto cap;
-        if (!*p)
-            break;
         char esc[6] = {'\\', (char)*p, 0, 0, 0, 0};
-        size_t n = 2;
-        if (*p < 0x20) {
+        size_t len = 2;
+        if (*p >= 0x80) {
+            /* Not UTF-8 (a stray byte, or a character cut short): JSON text must be UTF-8, so
+             * each such byte becomes U+FFFD, as a decoder replaces it. */
+            memcpy(esc, "\\ufffd", 6);
+            len = 6;
+        } else if (*p < 0x20) {
             esc[1] = 'u';
             esc[2] = '0';
             esc[3] = '0';
             esc[4] = hex[*p >> 4];
             esc[5] = hex[*p & 15];
-            n = 6;
+            len = 6;
         }
-        if (fh_buf_append(b, esc, n))
+        if (fh_buf_append(b, esc, len))
             goto cap;
-        run = (const char *)p + 1;
+        run = ++p;
     }
+    if (p > run && fh_buf_append(b, run, (size_t)(p - run)))
+        goto cap;
     if (fh_buf_append(b, "\"", 1))
         goto cap;
     return 0;
@@ -213,4 +231,31 @@ cap:
     if (b->data)
         b->data[start] = '\0';
     return -1;
+}
+
+int fh_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        size_t seq = fh_json_utf8_seq(p, end);
+        if (!seq)
+            return 0;
+        p += seq;
+    }
+    return 1;
+}
+
+size_t fh_utf8_cut(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    /* Back off continuation bytes (10xxxxxx) so the cut falls before a lead byte. */
+    size_t k = max;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+        k--;
+    return k;
 }

@@ -1,6 +1,6 @@
 /* Every example in schemas/examples is judged by the C contract as expected.json says: valid
  * ones decode, invalid ones fail at the documented path; and the two ways in (fh_event_decode
- * through jansson, fh_event_check in place) agree on every verdict, message, key and topic. */
+ * into a jansson tree, fh_event_check in place) agree on every verdict, message, key and topic. */
 #include "fh_event.h"
 #include "fh_filter.h"
 #include "fh_test.h"
@@ -263,6 +263,65 @@ TEST(event_keys_and_topics_follow_the_layout)
         CHECK(fh_event_topic(&ev) == cases[i].topic);
         check_agrees("key case", cases[i].json, strlen(cases[i].json), FH_EVENT_MAX_BYTES_DEFAULT,
                      FH_OK, &ev, err);
+        fh_event_clear(&ev);
+    }
+}
+
+/* Every integer the contract defines fits the int64 the view stores: a record past that is
+ * refused at ingest (and dead-lettered) instead of passing and then being skipped by the view.
+ * Bounds are compared exactly (a double cannot tell 2^63 - 1 from 2^63), integral reals count as
+ * the integers JSON Schema says they are, and a big integer in a member the contract leaves open
+ * decodes the same way on both paths. */
+TEST(contract_integers_are_bounded_to_int64_on_both_paths)
+{
+    static const char head[] =
+        "{\"specversion\":\"1.0\",\"id\":\"i\",\"source\":\"buildbot://m\","
+        "\"type\":\"build.finished\",\"time\":\"2026-11-22T05:00:00.000Z\",\"master\":\"m\",";
+    static const char ctx[] =
+        "\"buildrequestid\":7,\"buildid\":8,\"builder\":\"b\",\"builderid\":1,\"branch\":\"\","
+        "\"revision\":\"\",\"repository\":\"\",\"project\":\"\",\"codebase\":\"\",\"owner\":\"\","
+        "\"complete_at\":1.5,\"results\":0,\"state_string\":\"s\",\"duration_s\":1";
+    static const struct {
+        const char *seq, *number, *extra;
+        fh_err want;
+        const char *err; /* with a refusal */
+        long long got;   /* data.number when valid */
+    } cases[] = {
+        {"1", "9223372036854775807", "", FH_OK, NULL, 9223372036854775807LL},
+        {"1", "18446744073709551616", "", FH_ERR_SCHEMA,
+         "data.number: must be <= 9223372036854775807", 0},
+        {"1", "9223372036854775808", "", FH_ERR_SCHEMA,
+         "data.number: must be <= 9223372036854775807", 0},
+        {"1", "9223372036854775807.0", "", FH_ERR_SCHEMA, /* the double is 2^63 */
+         "data.number: must be <= 9223372036854775807", 0},
+        {"1", "1e300", "", FH_ERR_SCHEMA, "data.number: must be <= 9223372036854775807", 0},
+        {"1", "-1", "", FH_ERR_SCHEMA, "data.number: must be >= 0", 0},
+        {"1", "1e3", "", FH_OK, NULL, 1000},
+        {"1", "12.0", "", FH_OK, NULL, 12},
+        {"9223372036854775807", "1", "", FH_OK, NULL, 1},
+        {"9223372036854775808", "1", "", FH_ERR_SCHEMA, "seq: must be <= 9223372036854775807", 0},
+        {"1", "1", ",\"extra\":18446744073709551616", FH_OK, NULL, 1},
+        {"1", "1", ",\"extra\":[-9223372036854775809,1e308]", FH_OK, NULL, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char json[1024], err[384], name[32];
+        fh_event ev;
+        snprintf(json, sizeof(json), "%s\"seq\":%s,\"data\":{%s,\"number\":%s%s}}", head,
+                 cases[i].seq, ctx, cases[i].number, cases[i].extra);
+        snprintf(name, sizeof(name), "int case %zu", i);
+        fh_err rc = fh_event_decode(contract(), json, strlen(json), FH_EVENT_MAX_BYTES_DEFAULT, &ev,
+                                    err, sizeof(err));
+        if (rc != cases[i].want)
+            printf("  %s: rc=%d %s\n", name, rc, rc ? err : "");
+        CHECK(rc == cases[i].want);
+        check_agrees(name, json, strlen(json), FH_EVENT_MAX_BYTES_DEFAULT, rc, &ev, err);
+        if (rc) {
+            CHECK_STR(err, cases[i].err);
+            continue;
+        }
+        long long n = -1;
+        CHECK(fh_event_int(&ev, "number", &n) == 0 && n == cases[i].got);
+        CHECK(ev.buildrequestid == 7);
         fh_event_clear(&ev);
     }
 }

@@ -865,7 +865,15 @@ static void check_example(const char *path)
     fh_json_doc_init(&doc, DOC_CAP);
     fh_err rc = parse_exact(&doc, text, len, 0, &v, perr, sizeof(perr));
     json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    CHECK((rc == FH_OK) == (j != NULL));
+    /* jansson refuses integers past int64; fh_json keeps them as reals (and the contract's
+     * bounds refuse them: examples/invalid has such records). */
+    int too_big = !j && strstr(jerr.text, "too big integer") != NULL;
+    CHECK((rc == FH_OK) == (j != NULL || too_big));
+    if (!rc && too_big) {
+        fh_schema_error a;
+        CHECK(fh_schema_validate_jv(contract_schema, v, &a) == 0);
+        examples_seen++;
+    }
     if (!rc && j) {
         fh_schema_error a, b;
         int got = fh_schema_validate_jv(contract_schema, v, &a);

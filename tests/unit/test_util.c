@@ -1,8 +1,10 @@
-/* Small shared pieces: the bounded line reader, time parsing and formatting, capped buffers. */
+/* Small shared pieces: the bounded line reader, time parsing and formatting, capped buffers,
+ * the JSON string escaper and UTF-8 checks. */
 #include "fh_lines.h"
 #include "fh_test.h"
 #include "fh_util.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,4 +81,62 @@ TEST(uuid4_shape)
     fh_uuid4(b);
     CHECK(strlen(a) == 36 && a[14] == '4' && a[8] == '-');
     CHECK(strcmp(a, b) != 0);
+}
+
+/* Answers echo request text (paths, parameters) into JSON: whatever the bytes, the literal must
+ * parse as UTF-8 JSON and say the same thing where the bytes were text. */
+TEST(buf_json_str_replaces_bytes_that_are_not_utf8)
+{
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"plain", 5, "\"plain\""},
+        {"q\"b\\s\n", 6, "\"q\\\"b\\\\s\\u000a\""},
+        {"\xc3\xa9t\xc3\xa9", 5, "\"\xc3\xa9t\xc3\xa9\""}, /* été kept as is */
+        {"\xf0\x9f\x94\xa5", 4, "\"\xf0\x9f\x94\xa5\""},   /* a 4-byte character */
+        {"a\xff"
+         "b",
+         3, "\"a\\ufffdb\""},                                        /* a stray byte */
+        {"\xc3", 1, "\"\\ufffd\""},                                  /* cut short at the end */
+        {"\xe2\x82z", 3, "\"\\ufffd\\ufffdz\""},                     /* cut short in the middle */
+        {"\xc0\xaf", 2, "\"\\ufffd\\ufffd\""},                       /* overlong '/' */
+        {"\xed\xa0\x80", 3, "\"\\ufffd\\ufffd\\ufffd\""},            /* a UTF-16 surrogate */
+        {"\xf4\x90\x80\x80", 4, "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* above U+10FFFF */
+        {"a\0b", 3, "\"a\\u0000b\""},                                /* NUL with a length */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fh_buf b;
+        fh_buf_init(&b, 1024);
+        CHECK(fh_buf_json_strn(&b, cases[i].in, cases[i].n) == 0);
+        CHECK_STR(b.data, cases[i].want);
+        json_error_t e;
+        json_t *j = json_loadb(b.data, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        CHECK(json_is_string(j));
+        json_decref(j);
+        fh_buf_free(&b);
+    }
+    fh_buf b;
+    fh_buf_init(&b, 8);
+    CHECK(fh_buf_json_str(&b, "\xff\xff") == -1); /* 14 bytes over a cap of 8: nothing written */
+    CHECK(b.len == 0);
+    CHECK(fh_buf_json_str(&b, NULL) == 0);
+    CHECK_STR(b.data, "null");
+    fh_buf_free(&b);
+}
+
+TEST(utf8_valid_and_cut_at_character_boundaries)
+{
+    CHECK(fh_utf8_valid("", 0));
+    CHECK(fh_utf8_valid("a\0b", 3));
+    CHECK(fh_utf8_valid("\xc3\xa9", 2));
+    CHECK(!fh_utf8_valid("\xc3\xa9", 1));
+    CHECK(!fh_utf8_valid("\xff", 1));
+    CHECK(!fh_utf8_valid("\xed\xbf\xbf", 3));
+    CHECK(fh_utf8_cut("abc", 3, 10) == 3);
+    CHECK(fh_utf8_cut("abc", 3, 2) == 2);
+    CHECK(fh_utf8_cut("a\xc3\xa9", 3, 2) == 1); /* never half of é */
+    CHECK(fh_utf8_cut("\xf0\x9f\x94\xa5z", 5, 3) == 0);
+    CHECK(fh_utf8_cut("\xf0\x9f\x94\xa5z", 5, 4) == 4);
 }
