@@ -80,7 +80,9 @@ $(BIN)/firehose-sim: $(BUILD)/producers/firehose_sim.o $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-BROKER_SRC := $(sort $(wildcard broker/*.c))
+BROKER_SRC := $(sort $(wildcard broker/*.c broker/*/*.c))
+# broker/ is a folder per subsystem; their headers include the shared ones (broker.h, http.h)
+$(BUILD)/broker/%.o: ALL_CFLAGS += -Ibroker
 $(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_embed.o $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
@@ -277,10 +279,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/firehose
 
 format:
-	clang-format -i lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
+	clang-format -i lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
 
 format-check:
-	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
+	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
 
 clean:
 	rm -rf $(BUILD) $(BIN)

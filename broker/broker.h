@@ -17,7 +17,7 @@ typedef struct fh_broker {
     fh_contract *contract; /* immutable after start-up: shared by every thread */
     fh_auth auth;          /* immutable after start-up */
     fh_kafka_embedded *embedded;
-    char bootstrap[512];   /* the Kafka actually used (embedded or kafka.brokers) */
+    char bootstrap[512]; /* the Kafka actually used (embedded or kafka.brokers) */
     volatile sig_atomic_t *run;
     _Atomic int ready;      /* 1 once the ingest consumer has its partitions */
     _Atomic int kafka_down; /* 1 while librdkafka reports every broker down (ALL_BROKERS_DOWN) */

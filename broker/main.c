@@ -18,7 +18,7 @@
 #include "rest.h" /* issue 4: view + REST */
 #include "view.h" /* issue 4: view + REST */
 #include "statuspush.h"
-#include "stream.h"
+#include "stream/stream.h"
 #include "webhook.h" /* issue 5: webhooks */
 
 #define MAX_ROUTES 64

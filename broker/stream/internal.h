@@ -1,0 +1,354 @@
+/* stream/internal.h: what the files of the stream module share, and nothing outside it
+ * includes. The module as a whole is described in stream.c; docs/architecture.md draws its
+ * threads. */
+#ifndef FH_STREAM_INTERNAL_H
+#define FH_STREAM_INTERNAL_H
+
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include "fh_cursor.h"
+#include "fh_log.h"
+#include "fh_lost.h"
+#include "fh_util.h"
+#include "fh_ws.h"
+#include "fh_wsmsg.h"
+#include "health.h"
+
+#define MAX_PARTS FH_CURSOR_MAX_PARTS /* events and logs topics together; more: start fails */
+#define HEAD_MAX 176 /* inline head of a delivery; longer heads get a bigger qent */
+#define WS_HEADER_MAX 10
+#define CURSOR_MAX FH_CURSOR_SIZE(MAX_PARTS)
+#define INDEX_BUCKETS 8192
+#define IOV_BATCH 128
+#define KAFKA_BATCH 512
+#define QFREE_MAX 8192 /* delivery entries kept for reuse by the stream thread */
+/* A connection may hold the stream (drain a burst) for up to HOLD_BURSTS x stream.drain_grace_ms
+ * in all, earning it back at 1/HOLD_SHARE of the time: one that keeps everybody waiting more than
+ * that in the long run (it reads a little slower than events come) is a slow consumer too. */
+#define HOLD_BURSTS 4
+#define HOLD_SHARE 20
+
+/* WebSocket close codes (docs/stream.md). */
+enum {
+    CLOSE_NORMAL = 1000,
+    CLOSE_SHUTDOWN = 1001,
+    CLOSE_PROTOCOL = 1002,
+    CLOSE_TOO_BIG = 1009,
+    CLOSE_INTERNAL = 1011,
+    CLOSE_BAD_REQUEST = 4000,
+    CLOSE_UNAUTHORIZED = 4001,
+    CLOSE_SLOW_CONSUMER = 4008,
+    CLOSE_TOO_MANY = 4029,
+};
+
+/* ---- events -----------------------------------------------------------------------------------
+ */
+
+/* One event as the stream holds it. Immutable once built (sse is filled lazily by the stream
+ * thread before its first use and never changes afterwards). Freed when refs reaches 0. */
+typedef struct sev {
+    _Atomic int refs;
+    fh_event_type type;
+    fh_filter_facts facts; /* what filters and the routing index read: no parse tree is kept */
+    int part;              /* index into the partition table */
+    int64_t offset;
+    uint64_t seq; /* position in the ring's merged order (0 for catch-up events) */
+    char *tail;   /* `","cursor":"C","event":RAW}` (in this block, after the struct); the cursor
+                   * part is absent for catch-up events */
+    size_t tail_len, b_off;  /* tail + b_off starts `,"event":` */
+    size_t raw_off, raw_len; /* the CloudEvent bytes inside tail */
+    char *sse;               /* "event: T\ndata: RAW\n\n" */
+    size_t sse_len;
+    size_t bytes; /* what this event costs in memory, for the caps */
+    int in_ring;  /* counted in the ring's bytes (stream thread only) */
+} sev;
+
+static inline void sev_unref(sev *e)
+{
+    if (e && atomic_fetch_sub(&e->refs, 1) == 1) {
+        fh_filter_facts_free(&e->facts);
+        free(e->sse);
+        free(e);
+    }
+}
+
+static inline sev *sev_ref(sev *e)
+{
+    atomic_fetch_add(&e->refs, 1);
+    return e;
+}
+
+/* ---- outbound queues --------------------------------------------------------------------------
+ */
+
+/* One delivery: a per-recipient head and an optional shared segment of an event. The head is
+ * allocated with the entry (qent_new), at least HEAD_MAX bytes. */
+typedef struct qent {
+    struct qent *next;
+    sev *ev;            /* reference held, or NULL */
+    const char *shared; /* inside ev's buffers */
+    size_t shared_len;
+    size_t head_len;
+    size_t done; /* bytes already written of head + shared */
+    int small;   /* the head holds exactly HEAD_MAX bytes: reusable (qent_put) */
+    char head[];
+} qent;
+
+/* A zeroed entry whose head holds head_cap bytes (HEAD_MAX at least); NULL when out of memory.
+ * Freed with free() after sev_unref(e->ev). */
+static inline qent *qent_new(size_t head_cap)
+{
+    qent *e = calloc(1, sizeof(qent) + (head_cap > HEAD_MAX ? head_cap : HEAD_MAX));
+    if (e)
+        e->small = head_cap <= HEAD_MAX;
+    return e;
+}
+
+typedef struct outq {
+    qent *first, *last;
+    size_t bytes;
+} outq;
+
+/* ---- connections and subscriptions ------------------------------------------------------------
+ */
+
+enum { SUB_LIVE = 0, SUB_REPLAY, SUB_CATCHUP };
+enum { CONN_WS = 0, CONN_SSE };
+
+typedef struct conn conn;
+
+typedef struct sub {
+    conn *c;
+    char id[65];
+    fh_filter filter;
+    int state;
+    int64_t *progress;   /* next offset per partition this subscriber still needs */
+    int own_cursors;     /* 1: build a cursor per delivery from progress (replay, catch-up) */
+    uint64_t replay_seq; /* next ring seq to replay */
+    uint64_t mark;       /* last event seq routed to this sub (dedupes index hits) */
+    unsigned job;        /* catch-up job id while catching up */
+    sev **pend; /* catch-up: the batch from Kafka still to stream_deliver (paced like a replay) */
+    size_t npend, ipend;
+    int64_t *done_vec; /* catch-up: where the job ended, once it has (applied after pend) */
+    int indexed;       /* how it is registered in the routing index */
+    struct sub *next_in_conn;
+} sub;
+
+struct conn {
+    int kind;
+    int fd;                                /* WebSocket socket; -1 for SSE */
+    struct MHD_UpgradeResponseHandle *urh; /* WebSocket */
+    struct MHD_Connection *mhd;            /* SSE */
+    const fh_principal *who;
+    int cloudevents; /* WebSocket subprotocol cloudevents.json */
+    fh_ws_parser parser;
+    outq q;
+    sub *subs;
+    int nsubs;
+    int closing;                          /* close frame queued; drop after flushing */
+    int64_t closing_ms;                   /* when (WebSocket): dropped unflushed after a while */
+    int want_write;                       /* EPOLLOUT armed */
+    _Atomic int want_room;                /* a replay or catch-up waits for the queue to drain */
+    int64_t over_ms;                      /* when the queue passed the cap (0: it has not) */
+    int64_t hold_budget_ms, hold_seen_ms; /* how long it may still hold the stream, as of when */
+    conn *next_over;                      /* s->over: the connections holding the stream */
+    int dirty;                            /* queued since the last flush */
+    conn *next_dirty;
+    conn *prev, *next; /* all connections */
+    int64_t last_active_ms;
+    /* SSE only: shared with libmicrohttpd's reader thread under mu */
+    pthread_mutex_t mu;
+    int sse_waiting, sse_gone, sse_end;
+    _Atomic int refs; /* SSE: the stream thread and the MHD response */
+    int registered;   /* linked into the stream's list */
+    int dropped;      /* unlinked by conn_drop; its memory lives until the pass ends (reap) */
+    conn *next_dead;  /* s->dead */
+    fh_stream *owner;
+    /* SSE request, parsed in the handler */
+    fh_filter sse_filter;
+    char *sse_from; /* owned; NULL: latest */
+};
+
+/* ---- routing index: (field, value) -> subscriptions --------------------------------------------
+ */
+
+typedef struct ientry {
+    struct ientry *next;
+    int field;
+    char *value;
+    sub **subs;
+    size_t n, cap;
+} ientry;
+
+/* ---- inbox: what other threads hand to the stream thread ----------------------------------------
+ */
+
+enum { IN_WS = 0, IN_SSE, IN_SSE_GONE, IN_CATCHUP_BATCH, IN_CATCHUP_DONE, IN_CATCHUP_FAIL };
+
+typedef struct inmsg {
+    struct inmsg *next;
+    int kind;
+    conn *c;
+    unsigned job;
+    sev **evs;
+    size_t nevs;
+    int64_t *vec; /* DONE: progress; FAIL: earliest cursor */
+    char error[256];
+    char extra[1024]; /* WebSocket bytes MHD read past the request */
+    size_t extra_len;
+} inmsg;
+
+/* ---- catch-up jobs ----------------------------------------------------------------------------
+ */
+
+typedef struct cjob {
+    struct cjob *next;
+    unsigned id;
+    int64_t *from, *to; /* per partition: read [from, to) */
+    _Atomic int credit; /* batches the stream thread allows */
+    _Atomic int cancel;
+} cjob;
+
+struct fh_stream {
+    fh_broker *b;
+    pthread_t thread, cthread;
+    int epfd, kafka_efd, inbox_efd;
+    _Atomic int stop;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *rkq;
+    /* partitions */
+    int nparts;
+    char *part_topic[MAX_PARTS];
+    int part_id[MAX_PARTS];
+    int64_t hw[MAX_PARTS];         /* next offset after the newest ring event, per partition */
+    int64_t evicted_hw[MAX_PARTS]; /* events below this were evicted (or predate the start) */
+    /* ring */
+    sev **ring;
+    size_t ring_cap, ring_count, ring_head; /* ring_head: slot of the oldest */
+    size_t ring_bytes, ring_max_bytes;
+    uint64_t next_seq;
+    /* clients */
+    conn *conns;
+    int nconns;
+    _Atomic size_t total_queued;
+    size_t max_total_queued, client_queue_max;
+    int max_conns, max_subs;
+    size_t max_message;
+    size_t max_event_bytes; /* events.max_bytes */
+    fh_json_doc doc;        /* the stream thread's: each record is validated in it */
+    char *cur;              /* the stream thread's cursor scratch, CURSOR_MAX bytes */
+    int heartbeat_s;
+    conn *dirty;
+    conn *over; /* queues past client_queue_max, waiting to drain */
+    conn *dead; /* dropped this pass; released by stream_reap() once nothing can point at them */
+    int64_t drain_grace_ms;
+    int64_t close_timeout_ms; /* a closed WebSocket that has not taken its close frame by then */
+    qent *qfree;              /* small entries for reuse (stream thread only), QFREE_MAX at most */
+    size_t nqfree;
+    rd_kafka_message_t *kbatch[KAFKA_BATCH]; /* records taken from Kafka, not yet routed */
+    size_t kb_n, kb_i;
+    /* index */
+    ientry *buckets[INDEX_BUCKETS];
+    sub **wild;
+    size_t nwild, capwild;
+    int field_used[FH_F__COUNT];
+    /* inbox */
+    pthread_mutex_t inbox_mu;
+    inmsg *inbox_first, *inbox_last;
+    /* catch-up */
+    pthread_mutex_t cmu;
+    pthread_cond_t ccond;
+    cjob *jobs_first, *jobs_last;
+    cjob *running_job;
+    int njobs, max_jobs;
+    unsigned next_job;
+    /* metrics */
+    fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
+        *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes;
+    fh_metric *m_refused;  /* connections refused for want of memory or descriptors */
+    int64_t held_since_ms; /* when the stream last stopped for a connection past its cap; 0 */
+    int ready;
+};
+
+/* ---- across the module's files ------------------------------------------------------------
+ */
+
+/* queue.c */
+void stream_close_conn(fh_stream *s, conn *c, unsigned code, const char *reason);
+void stream_conn_lock(conn *c);
+size_t stream_conn_queued(conn *c);
+void stream_conn_unlock(conn *c);
+int stream_deliver(fh_stream *s, sub *u, sev *e, int paced);
+void stream_drain(int efd);
+void stream_inbox_post(fh_stream *s, inmsg *m);
+void stream_q_free_all(fh_stream *s, conn *c);
+void stream_qent_put(fh_stream *s, qent *e);
+void stream_send_error(fh_stream *s, conn *c, const char *id, const char *code,
+                       const char *message);
+void stream_send_frame(fh_stream *s, conn *c, int opcode, const char *payload, size_t len);
+void stream_send_json(fh_stream *s, conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void stream_sse_send(fh_stream *s, conn *c, const char *text, size_t len);
+int stream_sub_matches(const sub *u, const sev *e);
+int64_t *stream_vec_new(const fh_stream *s);
+void stream_wake(int efd);
+
+/* ring.c */
+sev *stream_ring_at_seq(fh_stream *s, uint64_t seq);
+int stream_ring_covers(const fh_stream *s, const int64_t *vec);
+void stream_ring_evict_one(fh_stream *s);
+void stream_ring_push(fh_stream *s, sev *e);
+sev *stream_sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *m, int part,
+                      int with_cursor);
+int stream_sev_sse(fh_stream *s, sev *e);
+
+/* index.c */
+void stream_index_add(fh_stream *s, sub *u);
+void stream_index_remove(fh_stream *s, sub *u);
+void stream_route(fh_stream *s, sev *e);
+
+/* subs.c */
+void stream_catchup_step(fh_stream *s, sub *u);
+void stream_handle_client_message(fh_stream *s, conn *c, const char *data, size_t len);
+void stream_pend_clear(sub *u);
+void stream_replay_step(fh_stream *s, sub *u);
+void stream_sub_remove(fh_stream *s, conn *c, sub *u);
+sub *stream_subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, const json_t *from);
+
+/* catchup.c */
+void *stream_catchup_main(void *arg);
+void stream_grant_credit(fh_stream *s, sub *u);
+void stream_on_catchup(fh_stream *s, inmsg *m);
+int stream_part_index(const fh_stream *s, const char *topic, int partition);
+int stream_start_catchup(fh_stream *s, sub *u, int admitted);
+rd_kafka_resp_err_t stream_watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t *lo,
+                                      int64_t *hi, int budget_ms);
+
+/* conn.c */
+void stream_conn_drop(fh_stream *s, conn *c);
+void stream_conn_unref(conn *c);
+void stream_drain_inbox(fh_stream *s);
+void stream_flush_dirty(fh_stream *s);
+int stream_holds_clear(fh_stream *s);
+void stream_on_new_sse(fh_stream *s, conn *c);
+void stream_reap(fh_stream *s);
+int stream_room_service(fh_stream *s);
+int stream_ws_flush(fh_stream *s, conn *c);
+void stream_ws_read(fh_stream *s, conn *c);
+void stream_ws_refuse(fh_stream *s, int fd, struct MHD_UpgradeResponseHandle *urh);
+
+#endif

@@ -1,0 +1,323 @@
+/* queue: per-connection outbound queues and what goes into them (deliveries of shared events,
+ * control frames, SSE text, errors, close), and the hand-over inbox from other threads. */
+#include "internal.h"
+
+/* ---- small helpers ----------------------------------------------------------------------------
+ */
+
+/* qent_new on the stream thread, reusing a freed small entry when it can (a delivery each
+ * event and subscriber: malloc was a tenth of the stream thread's time). */
+static qent *qent_get(fh_stream *s, size_t head_cap)
+{
+    qent *e = s->qfree;
+    if (head_cap > HEAD_MAX || !e)
+        return qent_new(head_cap);
+    s->qfree = e->next;
+    s->nqfree--;
+    memset(e, 0, sizeof(*e));
+    e->small = 1;
+    return e;
+}
+
+/* Frees an entry the stream thread is done with (its event already released). */
+void stream_qent_put(fh_stream *s, qent *e)
+{
+    if (!e->small || s->nqfree >= QFREE_MAX) {
+        free(e);
+        return;
+    }
+    e->next = s->qfree;
+    s->qfree = e;
+    s->nqfree++;
+}
+
+void stream_wake(int efd)
+{
+    uint64_t one = 1;
+    ssize_t w = write(efd, &one, sizeof(one));
+    (void)w;
+}
+
+void stream_drain(int efd)
+{
+    uint64_t v;
+    ssize_t r = read(efd, &v, sizeof(v));
+    (void)r;
+}
+
+void stream_inbox_post(fh_stream *s, inmsg *m)
+{
+    pthread_mutex_lock(&s->inbox_mu);
+    m->next = NULL;
+    if (s->inbox_last)
+        s->inbox_last->next = m;
+    else
+        s->inbox_first = m;
+    s->inbox_last = m;
+    pthread_mutex_unlock(&s->inbox_mu);
+    stream_wake(s->inbox_efd);
+}
+
+int64_t *stream_vec_new(const fh_stream *s)
+{
+    return calloc((size_t)(s->nparts ? s->nparts : 1), sizeof(int64_t));
+}
+
+/* ---- queues -----------------------------------------------------------------------------------
+ */
+
+static void q_push(fh_stream *s, conn *c, qent *e)
+{
+    size_t n = e->head_len + e->shared_len;
+    e->next = NULL;
+    if (c->q.last)
+        c->q.last->next = e;
+    else
+        c->q.first = e;
+    c->q.last = e;
+    c->q.bytes += n;
+    s->total_queued += n;
+    if (!c->dirty) {
+        c->dirty = 1;
+        c->next_dirty = s->dirty;
+        s->dirty = c;
+    }
+}
+
+void stream_q_free_all(fh_stream *s, conn *c)
+{
+    qent *e = c->q.first;
+    while (e) {
+        qent *n = e->next;
+        s->total_queued -= e->head_len + e->shared_len - e->done;
+        sev_unref(e->ev);
+        free(e);
+        e = n;
+    }
+    c->q.first = c->q.last = NULL;
+    c->q.bytes = 0;
+}
+
+/* Drops queued deliveries that have not started to go out. */
+static void q_drop_unsent(fh_stream *s, conn *c)
+{
+    qent *keep = c->q.first && c->q.first->done ? c->q.first : NULL;
+    qent *e = keep ? keep->next : c->q.first;
+    while (e) {
+        qent *n = e->next;
+        size_t left = e->head_len + e->shared_len - e->done;
+        s->total_queued -= left;
+        c->q.bytes -= left;
+        sev_unref(e->ev);
+        free(e);
+        e = n;
+    }
+    if (keep)
+        keep->next = NULL;
+    c->q.first = c->q.last = keep;
+}
+
+void stream_conn_lock(conn *c)
+{
+    if (c->kind == CONN_SSE)
+        pthread_mutex_lock(&c->mu);
+}
+
+void stream_conn_unlock(conn *c)
+{
+    if (c->kind == CONN_SSE)
+        pthread_mutex_unlock(&c->mu);
+}
+
+/* Bytes queued for c (an SSE reader drains its queue on another thread). */
+size_t stream_conn_queued(conn *c)
+{
+    stream_conn_lock(c);
+    size_t n = c->q.bytes;
+    stream_conn_unlock(c);
+    return n;
+}
+
+/* Queues a whole WebSocket frame of inline bytes (control messages, JSON replies). */
+void stream_send_frame(fh_stream *s, conn *c, int opcode, const char *payload, size_t len)
+{
+    if (c->kind != CONN_WS || c->closing)
+        return;
+    qent *e = qent_new(WS_HEADER_MAX + len);
+    if (!e)
+        return;
+    size_t h = fh_ws_frame_header((unsigned char *)e->head, opcode, len);
+    memcpy(e->head + h, payload, len);
+    e->head_len = h + len;
+    q_push(s, c, e);
+}
+
+void stream_send_json(fh_stream *s, conn *c, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        stream_send_frame(s, c, FH_WS_OP_TEXT, buf,
+                          (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* Queues len bytes of SSE text (comments, error events) on an SSE connection. */
+void stream_sse_send(fh_stream *s, conn *c, const char *text, size_t len)
+{
+    if (c->kind != CONN_SSE || c->closing)
+        return;
+    qent *e = qent_new(len);
+    if (!e)
+        return;
+    memcpy(e->head, text, len);
+    e->head_len = len;
+    pthread_mutex_lock(&c->mu);
+    q_push(s, c, e);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Sends an error: on WebSocket an `error` message (id may be NULL); on SSE an `event: error`
+ * whose data is {"code":…,"message":…} (SSE has no subscription ids). */
+void stream_send_error(fh_stream *s, conn *c, const char *id, const char *code, const char *message)
+{
+    fh_buf b;
+    /* out of memory: nothing rather than half a frame */
+    if (fh_wsmsg_error_frame(&b, c->kind == CONN_SSE, id, code, message) == FH_OK) {
+        if (c->kind == CONN_SSE)
+            stream_sse_send(s, c, b.data, b.len);
+        else
+            stream_send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
+    }
+    fh_buf_free(&b);
+}
+
+/* Queues a close frame; the connection is dropped once it is flushed. */
+void stream_close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
+{
+    if (c->closing)
+        return;
+    if (code == CLOSE_SLOW_CONSUMER)
+        fh_metric_add(s->m_slow, 1);
+    else if (code != CLOSE_NORMAL && code != CLOSE_SHUTDOWN)
+        fh_metric_add(s->m_closed_other, 1);
+    if (c->kind == CONN_WS) {
+        /* a slow consumer would never read what is queued: drop it (but finish a frame that is
+         * half on the wire, or the close frame would land inside it) */
+        if (code == CLOSE_SLOW_CONSUMER)
+            q_drop_unsent(s, c);
+        qent *e = qent_new(0);
+        if (e) {
+            e->head_len = fh_ws_close_frame((unsigned char *)e->head, code, reason);
+            q_push(s, c, e);
+        }
+        c->closing = 1;
+        c->closing_ms = fh_now_ms();
+    } else {
+        pthread_mutex_lock(&c->mu);
+        if (code == CLOSE_SLOW_CONSUMER)
+            q_drop_unsent(s, c);
+        c->sse_end = 1;
+        c->closing = 1;
+        if (c->sse_waiting) {
+            c->sse_waiting = 0;
+            MHD_resume_connection(c->mhd);
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+/* ---- delivering -------------------------------------------------------------------------------
+ */
+
+int stream_sub_matches(const sub *u, const sev *e)
+{
+    if (!fh_filter_match_facts(&u->filter, &e->facts))
+        return 0;
+    return !u->c->who || !u->c->who->constrained ||
+           fh_filter_match_facts(&u->c->who->constraint, &e->facts);
+}
+
+/* Queues e for u (which matched). paced: a replay or catch-up, which stops at half the queue cap
+ * by itself; a live delivery that takes the queue past the cap puts the connection on s->over,
+ * which holds the stream until it drains (holds_clear). Returns -1 when c is closing or out of
+ * memory. */
+int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
+{
+    conn *c = u->c;
+    char *cur = s->cur; /* the stream thread's scratch: a large array here cost a stack probe
+                         * per page on every delivery */
+    const char *cs = cur;
+    size_t clen = 0;
+    if (c->closing)
+        return -1;
+    if (u->own_cursors) {
+        if (u->progress[e->part] < e->offset + 1)
+            u->progress[e->part] = e->offset + 1;
+        clen = fh_cursor_encode(u->progress, s->nparts, cur, CURSOR_MAX);
+    } else {
+        /* the shared cursor sits inside the tail: `","cursor":"C"` */
+        cs = e->tail + 12;
+        clen = e->b_off - 13;
+    }
+    if (c->kind == CONN_SSE && stream_sev_sse(s, e))
+        return -1;
+    /* the head: SSE `id: C\n`; firehose the frame header and `{"op":"event","sub":"ID` (the
+     * shared tail carries `","cursor":"C"`) or, with its own cursor, up to `"cursor":"C"`;
+     * cloudevents.json the frame header only */
+    /* the cursor is in the head for SSE and for own cursors; else in the shared tail */
+    int cursor_in_head = c->kind == CONN_SSE || u->own_cursors;
+    qent *q = qent_get(s, WS_HEADER_MAX + 48 + sizeof(u->id) + (cursor_in_head ? clen : 0));
+    if (!q)
+        return -1;
+    q->ev = sev_ref(e);
+    int n = 0;
+    if (c->kind == CONN_SSE) {
+        n = sprintf(q->head, "id: %.*s\n", (int)clen, cs);
+        q->shared = e->sse;
+        q->shared_len = e->sse_len;
+    } else if (c->cloudevents) {
+        n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT, e->raw_len);
+        q->shared = e->tail + e->raw_off;
+        q->shared_len = e->raw_len;
+    } else {
+        /* the body after room for the longest frame header, then the header in front of it */
+        char *body = q->head + WS_HEADER_MAX;
+        int bl;
+        if (u->own_cursors) {
+            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id,
+                         (int)clen, cur);
+            q->shared = e->tail + e->b_off;
+            q->shared_len = e->tail_len - e->b_off;
+        } else {
+            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s", u->id);
+            q->shared = e->tail;
+            q->shared_len = e->tail_len;
+        }
+        n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT,
+                                    (uint64_t)bl + q->shared_len);
+        memmove(q->head + n, body, (size_t)bl);
+        n += bl;
+    }
+    q->head_len = (size_t)n;
+    stream_conn_lock(c);
+    q_push(s, c, q);
+    size_t queued = c->q.bytes;
+    stream_conn_unlock(c);
+    fh_metric_add(s->m_deliveries, 1);
+    if (!paced && !c->over_ms && queued > s->client_queue_max) {
+        int64_t now = fh_now_ms();
+        c->over_ms = now | 1; /* never 0 */
+        c->next_over = s->over;
+        s->over = c;
+        fh_metric_add(s->m_holds, 1);
+        /* the budget refills at 1/HOLD_SHARE of the time, up to HOLD_BURSTS grace periods */
+        c->hold_budget_ms += (now - c->hold_seen_ms) / HOLD_SHARE;
+        if (c->hold_budget_ms > HOLD_BURSTS * s->drain_grace_ms)
+            c->hold_budget_ms = HOLD_BURSTS * s->drain_grace_ms;
+        c->hold_seen_ms = now;
+    }
+    return 0;
+}

@@ -1,0 +1,432 @@
+/* stream: the broker's live fan-out.
+ *
+ * Threads:
+ *  - the stream thread owns everything below: the Kafka consumer that reads every partition of the
+ *    events and logs topics, the ring of recent events, the subscriptions and their routing index,
+ *    and the WebSocket sockets (epoll). It never blocks on a client.
+ *  - libmicrohttpd threads run the HTTP handlers: they check the request, then hand a new
+ *    WebSocket socket or SSE client to the stream thread through a mutex-protected inbox and an
+ *    eventfd. SSE output is copied out of the client's queue by libmicrohttpd's content reader,
+ *    under the client's mutex.
+ *  - the catch-up thread serves resumes older than the ring from Kafka, one job at a time, with
+ *    flow control from the stream thread (it waits for credit), and posts batches to the inbox.
+ *
+ * Every event is decoded once, and its wire bytes are built once and shared (reference-counted)
+ * by every recipient: a delivery is a small per-recipient head plus a pointer into the shared
+ * bytes, written with writev.
+ */
+#include "internal.h"
+
+/* ---- Kafka side -------------------------------------------------------------------------------
+ */
+
+static int discover_partitions(fh_stream *s, char *err, size_t errsize)
+{
+    const char *topics[2] = {fh_kafka_topic(&s->b->cfg, FH_TOPIC_EVENTS),
+                             fh_kafka_topic(&s->b->cfg, FH_TOPIC_LOGS)};
+    s->nparts = 0;
+    for (int t = 0; t < 2; t++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->rk, topics[t], NULL);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(s->rk, 0, rkt, &md, 10000);
+        rd_kafka_topic_destroy(rkt);
+        if (e || !md || md->topic_cnt != 1 || md->topics[0].err ||
+            md->topics[0].partition_cnt == 0) {
+            snprintf(err, errsize, "metadata of %s: %s", topics[t],
+                     e                     ? rd_kafka_err2str(e)
+                     : md && md->topic_cnt ? rd_kafka_err2str(md->topics[0].err)
+                                           : "no partitions");
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            return -1;
+        }
+        if (md->topics[0].partition_cnt > MAX_PARTS - s->nparts) {
+            /* a cursor names every partition: reading only some would lose events silently */
+            snprintf(err, errsize, "%s and %s have more than %d partitions together", topics[0],
+                     topics[1], MAX_PARTS);
+            rd_kafka_metadata_destroy(md);
+            return -1;
+        }
+        for (int i = 0; i < md->topics[0].partition_cnt; i++) {
+            s->part_topic[s->nparts] = strdup(topics[t]);
+            s->part_id[s->nparts] = md->topics[0].partitions[i].id;
+            s->nparts++;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    /* stable order: topic order, then partition id */
+    for (int i = 1; i < s->nparts; i++)
+        for (int k = i; k > 0 && strcmp(s->part_topic[k - 1], s->part_topic[k]) == 0 &&
+                        s->part_id[k - 1] > s->part_id[k];
+             k--) {
+            int tmp = s->part_id[k];
+            s->part_id[k] = s->part_id[k - 1];
+            s->part_id[k - 1] = tmp;
+        }
+    return 0;
+}
+
+static int kafka_start(fh_stream *s, char *err, size_t errsize)
+{
+    rd_kafka_conf_t *conf;
+    /* auto.offset.reset=earliest: a position Kafka deleted (the stream fell that far behind)
+     * moves to the oldest record it kept, not to the end (librdkafka's default) */
+    static const char *const defaults[] = {"enable.auto.commit=false",
+                                           "enable.auto.offset.store=false",
+                                           "auto.offset.reset=earliest",
+                                           "group.id=firehose-stream",
+                                           "log_level=4",
+                                           "fetch.wait.max.ms=5",
+                                           "fetch.error.backoff.ms=50",
+                                           "queued.max.messages.kbytes=8192",
+                                           "queued.min.messages=10000",
+                                           "fetch.max.bytes=4194304",
+                                           NULL};
+    if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, errsize))
+        return -1;
+    if (!(s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errsize)))
+        return -1;
+    rd_kafka_poll_set_consumer(s->rk); /* errors and logs arrive on the same queue */
+    if (discover_partitions(s, err, errsize))
+        return -1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(s->nparts);
+    for (int p = 0; p < s->nparts; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e =
+            stream_watermarks(s->rk, s->part_topic[p], s->part_id[p], &lo, &hi, 10000);
+        if (e) {
+            snprintf(err, errsize, "watermarks of %s/%d: %s", s->part_topic[p], s->part_id[p],
+                     rd_kafka_err2str(e));
+            rd_kafka_topic_partition_list_destroy(l);
+            return -1;
+        }
+        s->hw[p] = s->evicted_hw[p] = hi;
+        rd_kafka_topic_partition_list_add(l, s->part_topic[p], s->part_id[p])->offset = hi;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(s->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        snprintf(err, errsize, "assign: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    /* a consumer created without subscribe still has a consumer queue to read from */
+    s->rkq = rd_kafka_queue_get_consumer(s->rk);
+    /* An eventfd takes only 8-byte writes: a shorter payload is refused and the stream thread
+     * would see new records only when its epoll timeout fires. */
+    static const uint64_t one = 1;
+    rd_kafka_queue_io_event_enable(s->rkq, s->kafka_efd, &one, sizeof(one));
+    return 0;
+}
+
+/* Routes one record of the events or logs topics: into the ring, then to live subscribers. */
+static void kafka_route(fh_stream *s, rd_kafka_message_t *m)
+{
+    int p;
+    if (!m->err && (p = stream_part_index(s, rd_kafka_topic_name(m->rkt), m->partition)) >= 0 &&
+        m->offset >= s->hw[p]) {
+        int64_t to;
+        if (m->offset > s->hw[p] &&
+            fh_lost_check(s->rk, s->part_topic[p], s->part_id[p], s->hw[p], m->offset, &to))
+            health_records_lost("stream", s->part_topic[p], s->part_id[p], s->hw[p], to);
+        s->hw[p] = m->offset + 1;
+        sev *e = stream_sev_build(s, &s->doc, m, p, 1);
+        if (e) {
+            e->seq = s->next_seq;
+            stream_ring_push(s, e);
+            s->next_seq++;
+            fh_metric_add(s->m_in, 1);
+            stream_route(s, e);
+            sev_unref(e);
+        }
+    } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        fh_log(FH_LOG_WARN, "stream.kafka", "error=\"%s\"", rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+}
+
+/* Takes records from Kafka and routes them, one at a time, stopping while a connection past its
+ * queue cap holds the stream (the rest of the batch waits in s->kbatch). */
+static void kafka_drain(fh_stream *s)
+{
+    for (int rounds = 0; rounds < 8; rounds++) {
+        if (s->kb_i == s->kb_n) {
+            ssize_t n = rd_kafka_consume_batch_queue(s->rkq, 0, s->kbatch, KAFKA_BATCH);
+            s->kb_i = s->kb_n = 0;
+            if (n <= 0)
+                return;
+            s->kb_n = (size_t)n;
+        }
+        while (s->kb_i < s->kb_n) {
+            if (s->over && !stream_holds_clear(s)) {
+                if (!s->held_since_ms)
+                    s->held_since_ms = fh_now_ms();
+                stream_flush_dirty(s);
+                return;
+            }
+            if (s->held_since_ms) {
+                fh_metric_add(s->m_held_ms, fh_now_ms() - s->held_since_ms);
+                s->held_since_ms = 0;
+            }
+            kafka_route(s, s->kbatch[s->kb_i++]);
+        }
+        stream_flush_dirty(s);
+        if (s->kb_n < KAFKA_BATCH)
+            return;
+    }
+}
+
+/* ---- the stream thread ------------------------------------------------------------------------
+ */
+
+static void heartbeat(fh_stream *s)
+{
+    int64_t now = fh_now_ms();
+    for (conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closing)
+            continue;
+        if (c->kind == CONN_SSE) {
+            stream_sse_send(s, c, ": heartbeat\n\n", 13);
+        } else if (now - c->last_active_ms > (int64_t)s->heartbeat_s * 1000) {
+            stream_send_frame(s, c, FH_WS_OP_PING, "hb", 2);
+        }
+    }
+    stream_flush_dirty(s);
+}
+
+/* Drops WebSocket connections the broker closed whose client has not read the close frame (a
+ * slow consumer that stopped reading altogether would otherwise keep its socket and the frame
+ * half written on it forever). */
+static void close_timeouts(fh_stream *s)
+{
+    int64_t now = fh_now_ms();
+    for (conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->kind == CONN_WS && c->closing && now - c->closing_ms > s->close_timeout_ms) {
+            fh_log(FH_LOG_INFO, "stream.close_timeout",
+                   "queued=%zu note=\"client did not read its close frame\"", c->q.bytes);
+            stream_conn_drop(s, c);
+        }
+    }
+}
+
+static void *stream_main(void *arg)
+{
+    fh_stream *s = arg;
+    struct epoll_event evs[256];
+    int64_t next_hb = fh_now_ms() + s->heartbeat_s * 1000, next_sweep = fh_now_ms() + 1000;
+    int timeout = 100;
+    kafka_drain(s);
+    while (!atomic_load(&s->stop)) {
+        int n = epoll_wait(s->epfd, evs, 256, timeout);
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+            if (p == &s->kafka_efd) {
+                stream_drain(s->kafka_efd);
+                kafka_drain(s);
+            } else if (p == &s->inbox_efd) {
+                stream_drain(s->inbox_efd);
+                stream_drain_inbox(s);
+            } else {
+                conn *c = p;
+                if (c->dropped)
+                    continue; /* dropped earlier in this batch; stream_reap() frees it after */
+                if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+                    stream_conn_drop(s, c);
+                    continue;
+                }
+                if ((evs[i].events & EPOLLOUT) && stream_ws_flush(s, c))
+                    continue;
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
+                    stream_ws_read(s, c);
+            }
+        }
+        /* Kafka's io-event fires on a non-empty queue; keep draining while there is work */
+        kafka_drain(s);
+        stream_flush_dirty(s);
+        int waiting = stream_room_service(s);
+        stream_flush_dirty(s);
+        /* do not sleep while work is ready (a replay whose queue drained meanwhile), nor long
+         * while the stream is held (its deadline, and SSE drains, signal nothing); otherwise
+         * EPOLLOUT and the SSE reader's wake-up say when a paced replay can go on */
+        timeout = s->over ? 5 : 100;
+        for (conn *c = s->conns; waiting && c; c = c->next)
+            if (c->want_room && !c->closing && stream_conn_queued(c) <= s->client_queue_max / 2)
+                timeout = 0;
+        if (fh_now_ms() >= next_hb) {
+            heartbeat(s);
+            next_hb = fh_now_ms() + s->heartbeat_s * 1000;
+        }
+        if (fh_now_ms() >= next_sweep) {
+            close_timeouts(s);
+            next_sweep = fh_now_ms() + 1000;
+        }
+        fh_metric_set(s->m_queued, (long long)s->total_queued);
+        stream_reap(s);
+    }
+    /* shutting down: tell every client, flush what we can */
+    for (conn *c = s->conns; c; c = c->next)
+        stream_close_conn(s, c, CLOSE_SHUTDOWN, "broker shutting down");
+    for (conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->kind == CONN_WS)
+            stream_ws_flush(s, c);
+    }
+    while (s->conns)
+        stream_conn_drop(s, s->conns);
+    stream_reap(s);
+    return NULL;
+}
+
+/* ---- start and stop ---------------------------------------------------------------------------
+ */
+
+static void register_metrics(fh_stream *s)
+{
+    s->m_in = fh_metric_new("firehose_stream_events_total", NULL, "Events read by the stream.", 0);
+    s->m_deliveries = fh_metric_new("firehose_stream_deliveries_total", NULL,
+                                    "Events queued to stream subscribers.", 0);
+    s->m_slow = fh_metric_new("firehose_stream_disconnects_total", "reason=\"slow_consumer\"",
+                              "Stream clients disconnected by the broker, by reason.", 0);
+    s->m_closed_other = fh_metric_new("firehose_stream_disconnects_total", "reason=\"other\"",
+                                      "Stream clients disconnected by the broker, by reason.", 0);
+    s->m_connections = fh_metric_new("firehose_stream_connections", NULL,
+                                     "Open WebSocket and SSE connections.", 1);
+    s->m_queued =
+        fh_metric_new("firehose_stream_queued_bytes", NULL, "Bytes queued for stream clients.", 1);
+    s->m_ring_events =
+        fh_metric_new("firehose_stream_ring_events", NULL, "Recent events held for resume.", 1);
+    s->m_catchups =
+        fh_metric_new("firehose_stream_catchups_total", NULL, "Resumes served from Kafka.", 0);
+    s->m_ring_bytes = fh_metric_new("firehose_stream_ring_bytes", NULL,
+                                    "Bytes the recent events held for resume cost.", 1);
+    s->m_holds = fh_metric_new("firehose_stream_holds_total", NULL,
+                               "Times a connection past stream.client_queue_bytes held the "
+                               "stream (no record routed until it drained or was dropped).",
+                               0);
+    s->m_held_ms = fh_metric_new("firehose_stream_held_milliseconds_total", NULL,
+                                 "Time the stream spent held by connections past their cap.", 0);
+    s->m_refused = fh_metric_new("firehose_stream_refused_total", "reason=\"resources\"",
+                                 "WebSocket connections refused for want of memory or file "
+                                 "descriptors (HTTP 503 before the upgrade, close 4029 after it).",
+                                 0);
+}
+
+fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)
+{
+    fh_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return FH_ERR_NOMEM;
+    s->b = b;
+    s->ring_cap = (size_t)fh_config_int(&b->cfg, "stream.ring_events");
+    s->ring_max_bytes = (size_t)fh_config_int(&b->cfg, "stream.ring_bytes");
+    s->client_queue_max = (size_t)fh_config_int(&b->cfg, "stream.client_queue_bytes");
+    s->max_total_queued = (size_t)fh_config_int(&b->cfg, "stream.total_queue_bytes");
+    s->max_conns = (int)fh_config_int(&b->cfg, "stream.max_connections");
+    s->max_subs = (int)fh_config_int(&b->cfg, "stream.max_subscriptions");
+    s->max_message = (size_t)fh_config_int(&b->cfg, "stream.max_message_bytes");
+    s->max_event_bytes = (size_t)fh_config_int(&b->cfg, "events.max_bytes");
+    fh_json_doc_init(&s->doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
+    s->heartbeat_s = (int)fh_config_int(&b->cfg, "stream.heartbeat_s");
+    s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
+    s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
+    s->close_timeout_ms = fh_config_int(&b->cfg, "stream.close_timeout_ms");
+    s->ring = calloc(s->ring_cap, sizeof(sev *));
+    s->cur = malloc(CURSOR_MAX);
+    s->next_seq = 1; /* 0 is "no event" in sub->mark */
+    pthread_mutex_init(&s->inbox_mu, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
+    pthread_cond_init(&s->ccond, NULL);
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->inbox_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!s->ring || !s->cur || s->epfd < 0 || s->kafka_efd < 0 || s->inbox_efd < 0) {
+        fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");
+        goto err;
+    }
+    register_metrics(s);
+    if (kafka_start(s, errbuf, errsize))
+        goto err;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->kafka_efd};
+    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->kafka_efd, &ev);
+    ev.data.ptr = &s->inbox_efd;
+    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->inbox_efd, &ev);
+    if (pthread_create(&s->thread, NULL, stream_main, s) ||
+        pthread_create(&s->cthread, NULL, stream_catchup_main, s)) {
+        fh_errf(errbuf, errsize, FH_ERR_IO, "stream: cannot start its threads");
+        goto err;
+    }
+    s->ready = 1;
+    *out = s;
+    return FH_OK;
+err:
+    *out = NULL;
+    fh_stream_free(s);
+    return FH_ERR_KAFKA;
+}
+
+void fh_stream_stop(fh_stream *s)
+{
+    if (!s || atomic_exchange(&s->stop, 1))
+        return;
+    pthread_mutex_lock(&s->cmu);
+    pthread_cond_broadcast(&s->ccond);
+    pthread_mutex_unlock(&s->cmu);
+    if (s->ready) {
+        pthread_join(s->thread, NULL);
+        pthread_join(s->cthread, NULL);
+    }
+}
+
+void fh_stream_free(fh_stream *s)
+{
+    if (!s)
+        return;
+    fh_stream_stop(s);
+    stream_drain_inbox(
+        s); /* SSE responses destroyed by the HTTP server left their last word here */
+    while (s->ring_count)
+        stream_ring_evict_one(s);
+    free(s->ring);
+    free(s->cur);
+    for (int i = 0; i < INDEX_BUCKETS; i++)
+        for (ientry *e = s->buckets[i], *n; e; e = n) {
+            n = e->next;
+            free(e->subs);
+            free(e->value);
+            free(e);
+        }
+    free(s->wild);
+    while (s->qfree) {
+        qent *e = s->qfree;
+        s->qfree = e->next;
+        free(e);
+    }
+    fh_json_doc_free(&s->doc);
+    while (s->kb_i < s->kb_n)
+        rd_kafka_message_destroy(s->kbatch[s->kb_i++]);
+    if (s->rkq)
+        rd_kafka_queue_destroy(s->rkq);
+    if (s->rk) {
+        rd_kafka_consumer_close(s->rk);
+        rd_kafka_destroy(s->rk);
+    }
+    for (int p = 0; p < s->nparts; p++)
+        free(s->part_topic[p]);
+    for (cjob *j = s->jobs_first, *n; j; j = n) {
+        n = j->next;
+        free(j->from);
+        free(j->to);
+        free(j);
+    }
+    if (s->epfd >= 0)
+        close(s->epfd);
+    if (s->kafka_efd >= 0)
+        close(s->kafka_efd);
+    if (s->inbox_efd >= 0)
+        close(s->inbox_efd);
+    pthread_mutex_destroy(&s->inbox_mu);
+    pthread_mutex_destroy(&s->cmu);
+    pthread_cond_destroy(&s->ccond);
+    free(s);
+}

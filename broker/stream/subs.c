@@ -1,0 +1,245 @@
+/* subs: subscriptions of a connection: subscribe and unsubscribe, replays from the ring and the
+ * pacing of replays and catch-ups, and the client messages that drive them. */
+#include "internal.h"
+
+/* ---- subscriptions ----------------------------------------------------------------------------
+ */
+
+static sub *find_sub(conn *c, const char *id)
+{
+    for (sub *u = c->subs; u; u = u->next_in_conn)
+        if (strcmp(u->id, id) == 0)
+            return u;
+    return NULL;
+}
+
+static void cancel_job(fh_stream *s, unsigned id)
+{
+    pthread_mutex_lock(&s->cmu);
+    for (cjob *j = s->jobs_first; j; j = j->next)
+        if (j->id == id)
+            atomic_store(&j->cancel, 1);
+    if (s->running_job && s->running_job->id == id)
+        atomic_store(&s->running_job->cancel, 1);
+    pthread_cond_broadcast(&s->ccond);
+    pthread_mutex_unlock(&s->cmu);
+}
+
+/* Drops a catch-up batch not yet delivered. */
+void stream_pend_clear(sub *u)
+{
+    for (size_t i = u->ipend; i < u->npend; i++)
+        sev_unref(u->pend[i]);
+    free(u->pend);
+    u->pend = NULL;
+    u->npend = u->ipend = 0;
+}
+
+static void sub_free(fh_stream *s, sub *u)
+{
+    if (u->state == SUB_CATCHUP)
+        cancel_job(s, u->job);
+    stream_index_remove(s, u);
+    fh_filter_free(&u->filter);
+    stream_pend_clear(u);
+    free(u->done_vec);
+    free(u->progress);
+    free(u);
+}
+
+void stream_sub_remove(fh_stream *s, conn *c, sub *u)
+{
+    for (sub **pp = &c->subs; *pp; pp = &(*pp)->next_in_conn)
+        if (*pp == u) {
+            *pp = u->next_in_conn;
+            break;
+        }
+    c->nsubs--;
+    sub_free(s, u);
+}
+
+/* 1 when c's queue has room for another slice of a replay or catch-up (at most half the cap is
+ * filled that way, so live events and replies still fit); else asks to be called again once it
+ * has drained (want_room) and returns 0. */
+static int paced_room(fh_stream *s, conn *c)
+{
+    /* flag first, then look: an SSE reader draining meanwhile sees the flag and wakes us */
+    c->want_room = 1;
+    if (stream_conn_queued(c) > s->client_queue_max / 2)
+        return 0;
+    c->want_room = 0;
+    return 1;
+}
+
+/* Replays ring events at or after u->progress while the queue has room (so a large replay never
+ * floods it); switches u to live once it reaches the ring's head. u->replay_seq 0 starts a
+ * replay: from the ring's oldest event if the ring covers u->progress, else from Kafka first. */
+void stream_replay_step(fh_stream *s, sub *u)
+{
+    uint64_t first = s->next_seq - s->ring_count;
+    if (u->replay_seq < first) {
+        /* the ring does not start at our position (any more): read the gap from Kafka */
+        if (!stream_ring_covers(s, u->progress)) {
+            if (stream_start_catchup(s, u, 1))
+                stream_close_conn(s, u->c, CLOSE_INTERNAL,
+                                  "out of memory"); /* cannot remove u here */
+            return;
+        }
+        u->replay_seq = first;
+    }
+    while (u->replay_seq < s->next_seq) {
+        if (u->c->closing || !paced_room(s, u->c))
+            return;
+        sev *e = stream_ring_at_seq(s, u->replay_seq++);
+        if (!e || e->offset < u->progress[e->part])
+            continue;
+        if (stream_sub_matches(u, e))
+            stream_deliver(s, u, e, 1);
+        else
+            u->progress[e->part] = e->offset + 1; /* a tighter cursor for the next delivery */
+    }
+    /* caught up: the ring's cursors are now at least this subscriber's progress */
+    u->state = SUB_LIVE;
+    u->own_cursors = 0;
+    /* the newest ring event has been replayed; the next one routed must be delivered */
+    u->mark = s->next_seq - 1;
+}
+
+/* Delivers u's pending catch-up batch while the queue has room; then asks the job for the next
+ * batch, or, once the job has ended, continues from the ring (replay_step reads from Kafka again
+ * if the ring moved past the job's end meanwhile). */
+void stream_catchup_step(fh_stream *s, sub *u)
+{
+    conn *c = u->c;
+    while (u->ipend < u->npend) {
+        if (c->closing || !paced_room(s, c))
+            return;
+        sev *e = u->pend[u->ipend++];
+        if (e->offset >= u->progress[e->part]) {
+            if (stream_sub_matches(u, e))
+                stream_deliver(s, u, e, 1);
+            else
+                u->progress[e->part] = e->offset + 1;
+        }
+        sev_unref(e);
+    }
+    stream_pend_clear(u);
+    if (u->done_vec) {
+        for (int p = 0; p < s->nparts; p++)
+            if (u->progress[p] < u->done_vec[p])
+                u->progress[p] = u->done_vec[p];
+        free(u->done_vec);
+        u->done_vec = NULL;
+        u->state = SUB_REPLAY;
+        u->replay_seq = 0;
+        stream_replay_step(s, u);
+    } else if (!c->closing && paced_room(s, c)) {
+        stream_grant_credit(s, u);
+    }
+}
+
+/* Positions u at vec: a replay from the ring when it covers vec, else a catch-up from Kafka.
+ * Sends nothing on success; on failure (busy, out of memory) the error has been sent and the
+ * caller removes u. The replay itself starts with replay_step. */
+static int begin_from(fh_stream *s, sub *u, const int64_t *vec)
+{
+    memcpy(u->progress, vec, (size_t)s->nparts * sizeof(int64_t));
+    u->own_cursors = 1;
+    if (stream_ring_covers(s, vec)) {
+        u->state = SUB_REPLAY;
+        u->replay_seq = s->next_seq - s->ring_count;
+        return 0;
+    }
+    return stream_start_catchup(s, u, 0);
+}
+
+/* Creates a subscription on c starting at from (fh_wsmsg_from; on_new_sse turns the SSE text into
+ * the same JSON). Time and earliest need Kafka: the catch-up thread resolves them. Sends
+ * "subscribed" (WebSocket) or errors. Returns the sub or NULL. */
+sub *stream_subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, const json_t *from)
+{
+    char err[256], cur[CURSOR_MAX];
+    fh_wsmsg_from_kind kind = FH_FROM_LATEST;
+    sub *u = calloc(1, sizeof(*u));
+    int64_t *vec = stream_vec_new(s);
+    if (!u || !vec || !(u->progress = stream_vec_new(s))) {
+        free(u ? u->progress : NULL);
+        free(u);
+        free(vec);
+        fh_filter_free(filter);
+        stream_send_error(s, c, id, "internal", "out of memory");
+        return NULL;
+    }
+    snprintf(u->id, sizeof(u->id), "%s", id);
+    u->c = c;
+    u->filter = *filter; /* ownership moves to the subscription */
+    memset(filter, 0, sizeof(*filter));
+    u->indexed = -2;
+    if (fh_wsmsg_from(from, s->nparts, vec, &kind, err, sizeof(err))) {
+        stream_send_error(s, c, id, "bad_request", err);
+        sub_free(s, u);
+        free(vec);
+        return NULL;
+    }
+    u->next_in_conn = c->subs;
+    c->subs = u;
+    c->nsubs++;
+    stream_index_add(s, u);
+    if (kind == FH_FROM_LATEST) {
+        u->state = SUB_LIVE;
+        u->mark = s->next_seq - 1; /* "latest": after the newest ring event, not the next one */
+        memcpy(u->progress, s->hw, (size_t)s->nparts * sizeof(int64_t));
+    } else if (begin_from(s, u, vec)) {
+        stream_sub_remove(s, c, u);
+        free(vec);
+        return NULL;
+    }
+    if (c->kind == CONN_WS && !c->closing && !c->cloudevents) {
+        /* earliest and time are resolved to offsets later: their cursor comes with each event */
+        int with_cursor = kind == FH_FROM_LATEST || kind == FH_FROM_CURSOR;
+        fh_buf b;
+        if (with_cursor)
+            fh_cursor_encode(kind == FH_FROM_LATEST ? s->hw : vec, s->nparts, cur, sizeof(cur));
+        if (fh_wsmsg_subscribed_frame(&b, u->id, with_cursor ? cur : NULL) == FH_OK)
+            stream_send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
+        fh_buf_free(&b);
+    }
+    free(vec);
+    if (u->state == SUB_REPLAY)
+        stream_replay_step(s, u); /* after "subscribed": the replayed events follow it */
+    return u;
+}
+
+/* Handles one client text message on the "firehose" protocol. */
+void stream_handle_client_message(fh_stream *s, conn *c, const char *data, size_t len)
+{
+    char err[320];
+    fh_wsmsg m;
+    if (fh_wsmsg_parse(data, len, &m, err, sizeof(err))) {
+        stream_send_error(s, c, m.id[0] ? m.id : NULL, m.code, err);
+    } else if (m.op == FH_WSMSG_PING) {
+        stream_send_json(s, c, "{\"op\":\"pong\"}");
+    } else if (m.op == FH_WSMSG_UNSUBSCRIBE) {
+        sub *u = find_sub(c, m.id);
+        if (u) {
+            stream_sub_remove(s, c, u);
+            stream_send_json(s, c, "{\"op\":\"unsubscribed\",\"id\":\"%s\"}", m.id);
+        } else {
+            stream_send_error(s, c, m.id, "unknown_subscription", "no subscription with this id");
+        }
+    } else if (find_sub(c, m.id)) {
+        stream_send_error(s, c, m.id, "duplicate_id", "a subscription with this id exists");
+    } else if (c->nsubs >= s->max_subs) {
+        snprintf(err, sizeof(err), "at most %d subscriptions per connection", s->max_subs);
+        stream_send_error(s, c, m.id, "too_many_subscriptions", err);
+    } else {
+        fh_filter f;
+        if (fh_filter_parse(json_object_get(m.msg, "filter"), &f, err, sizeof(err))) {
+            stream_send_error(s, c, m.id, "bad_filter", err);
+            fh_filter_free(&f);
+        } else {
+            stream_subscribe(s, c, m.id, &f, json_object_get(m.msg, "from"));
+        }
+    }
+    fh_wsmsg_clear(&m);
+}
