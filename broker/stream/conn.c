@@ -41,7 +41,7 @@ void stream_conn_drop(fh_stream *s, conn *c)
     c->registered = 0;
     fh_metric_set(s->m_connections, s->nconns);
     if (c->kind == CONN_WS) {
-        epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        fh_loop_unwatch(s->loop, &c->io);
         shutdown(c->fd, SHUT_RDWR);
         MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
     } else {
@@ -117,9 +117,7 @@ int stream_ws_flush(fh_stream *s, conn *c)
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if (!c->want_write) {
-                    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP,
-                                             .data.ptr = c};
-                    epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+                    fh_loop_rewatch(s->loop, &c->io, FH_LOOP_READ | FH_LOOP_WRITE);
                     c->want_write = 1;
                 }
                 return 0;
@@ -149,8 +147,7 @@ int stream_ws_flush(fh_stream *s, conn *c)
         }
     }
     if (c->want_write) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-        epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        fh_loop_rewatch(s->loop, &c->io, FH_LOOP_READ);
         c->want_write = 0;
     }
     if (c->closing) {
@@ -307,6 +304,24 @@ void stream_ws_read(fh_stream *s, conn *c)
     }
 }
 
+/* The loop's callback for a WebSocket: a hang-up drops it, room to write flushes its queue, input
+ * is read. (A connection dropped earlier in the same batch was unwatched, so it is never called.)
+ */
+void stream_conn_io(fh_loop *l, fh_loop_io *io, unsigned what)
+{
+    conn *c = io->arg;
+    fh_stream *s = c->owner;
+    (void)l;
+    if (what & FH_LOOP_HUP) {
+        stream_conn_drop(s, c);
+        return;
+    }
+    if ((what & FH_LOOP_WRITE) && stream_ws_flush(s, c))
+        return;
+    if (what & FH_LOOP_READ)
+        stream_ws_read(s, c);
+}
+
 /* ---- the inbox --------------------------------------------------------------------------------
  */
 
@@ -337,8 +352,8 @@ static void on_new_ws(fh_stream *s, inmsg *m)
         fh_metric_add(s->m_closed_other, 1);
         return;
     }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+    c->io = (fh_loop_io){.fd = c->fd, .fn = stream_conn_io, .arg = c};
+    if (fh_loop_watch(s->loop, &c->io, FH_LOOP_READ) != FH_OK) {
         /* the kernel will not watch one more socket (ENOMEM, fs.epoll.max_user_watches) */
         stream_ws_refuse(s, c->fd, c->urh);
         stream_conn_unref(c);

@@ -234,7 +234,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
     c->q.bytes -= out;
     c->owner->total_queued -= out;
     if (out && atomic_load(&c->want_room) && c->q.bytes <= c->owner->client_queue_max / 2)
-        stream_wake(c->owner->inbox_efd); /* a replay or catch-up can continue */
+        fh_loop_wake(c->owner->loop); /* a replay or catch-up can continue */
     if (out == 0) {
         if (c->sse_end) {
             pthread_mutex_unlock(&c->mu);

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 #include "fh_cursor.h"
 #include "fh_log.h"
+#include "fh_loop.h"
 #include "fh_lost.h"
 #include "fh_util.h"
 #include "fh_ws.h"
@@ -175,6 +175,7 @@ struct conn {
     int sse_waiting, sse_gone, sse_end;
     _Atomic int refs; /* SSE: the stream thread and the MHD response */
     int registered;   /* linked into the stream's list */
+    fh_loop_io io;    /* WebSocket: the socket on the stream thread's loop */
     int dropped;      /* unlinked by conn_drop; its memory lives until the pass ends (reap) */
     conn *next_dead;  /* s->dead */
     fh_stream *owner;
@@ -226,7 +227,9 @@ typedef struct cjob {
 struct fh_stream {
     fh_broker *b;
     pthread_t thread, cthread;
-    int epfd, kafka_efd, inbox_efd;
+    fh_loop *loop; /* the stream thread's; other threads only fh_loop_wake it */
+    int kafka_efd; /* librdkafka signals a non-empty queue here */
+    fh_loop_io kafka_io;
     _Atomic int stop;
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkq;
@@ -293,7 +296,6 @@ void stream_conn_lock(conn *c);
 size_t stream_conn_queued(conn *c);
 void stream_conn_unlock(conn *c);
 int stream_deliver(fh_stream *s, sub *u, sev *e, int paced);
-void stream_drain(int efd);
 void stream_inbox_post(fh_stream *s, inmsg *m);
 void stream_q_free_all(fh_stream *s, conn *c);
 void stream_qent_put(fh_stream *s, qent *e);
@@ -305,7 +307,6 @@ void stream_send_json(fh_stream *s, conn *c, const char *fmt, ...)
 void stream_sse_send(fh_stream *s, conn *c, const char *text, size_t len);
 int stream_sub_matches(const sub *u, const sev *e);
 int64_t *stream_vec_new(const fh_stream *s);
-void stream_wake(int efd);
 
 /* ring.c */
 sev *stream_ring_at_seq(fh_stream *s, uint64_t seq);
@@ -349,6 +350,7 @@ void stream_reap(fh_stream *s);
 int stream_room_service(fh_stream *s);
 int stream_ws_flush(fh_stream *s, conn *c);
 void stream_ws_read(fh_stream *s, conn *c);
+void stream_conn_io(fh_loop *l, fh_loop_io *io, unsigned what);
 void stream_ws_refuse(fh_stream *s, int fd, struct MHD_UpgradeResponseHandle *urh);
 
 #endif

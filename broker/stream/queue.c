@@ -31,20 +31,6 @@ void stream_qent_put(fh_stream *s, qent *e)
     s->nqfree++;
 }
 
-void stream_wake(int efd)
-{
-    uint64_t one = 1;
-    ssize_t w = write(efd, &one, sizeof(one));
-    (void)w;
-}
-
-void stream_drain(int efd)
-{
-    uint64_t v;
-    ssize_t r = read(efd, &v, sizeof(v));
-    (void)r;
-}
-
 void stream_inbox_post(fh_stream *s, inmsg *m)
 {
     pthread_mutex_lock(&s->inbox_mu);
@@ -55,7 +41,7 @@ void stream_inbox_post(fh_stream *s, inmsg *m)
         s->inbox_first = m;
     s->inbox_last = m;
     pthread_mutex_unlock(&s->inbox_mu);
-    stream_wake(s->inbox_efd);
+    fh_loop_wake(s->loop);
 }
 
 int64_t *stream_vec_new(const fh_stream *s)

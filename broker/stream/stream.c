@@ -210,60 +210,73 @@ static void close_timeouts(fh_stream *s)
     }
 }
 
+/* The stream thread's loop: Kafka's queue and the inbox wake it, sockets call stream_conn_io;
+ * before each sleep it routes what Kafka has, writes what was queued and continues paced
+ * replays; after each pass it frees the connections dropped during it. */
+static void on_kafka(fh_loop *l, fh_loop_io *io, unsigned what)
+{
+    fh_stream *s = io->arg;
+    uint64_t v;
+    ssize_t r = read(s->kafka_efd, &v, sizeof(v));
+    (void)l;
+    (void)what;
+    (void)r;
+    kafka_drain(s);
+}
+
+static void on_wake(fh_loop *l, void *arg)
+{
+    (void)l;
+    stream_drain_inbox(arg);
+}
+
+static void before_sleep(fh_loop *l, void *arg)
+{
+    fh_stream *s = arg;
+    /* Kafka's io-event fires on a non-empty queue; keep draining while there is work */
+    kafka_drain(s);
+    stream_flush_dirty(s);
+    int waiting = stream_room_service(s);
+    stream_flush_dirty(s);
+    /* do not sleep while work is ready (a replay whose queue drained meanwhile), nor long
+     * while the stream is held (its deadline, and SSE drains, signal nothing); otherwise
+     * EPOLLOUT and the SSE reader's wake-up say when a paced replay can go on */
+    fh_loop_sleep_at_most(l, s->over ? 5 : 100);
+    for (conn *c = s->conns; waiting && c; c = c->next)
+        if (c->want_room && !c->closing && stream_conn_queued(c) <= s->client_queue_max / 2) {
+            fh_loop_no_sleep(l);
+            break;
+        }
+}
+
+static void after_pass(fh_loop *l, void *arg)
+{
+    fh_stream *s = arg;
+    (void)l;
+    fh_metric_set(s->m_queued, (long long)s->total_queued);
+    stream_reap(s);
+}
+
+static int64_t heartbeat_timer(fh_loop *l, void *arg)
+{
+    fh_stream *s = arg;
+    (void)l;
+    heartbeat(s);
+    return (int64_t)s->heartbeat_s * 1000;
+}
+
+static int64_t sweep_timer(fh_loop *l, void *arg)
+{
+    (void)l;
+    close_timeouts(arg);
+    return 1000;
+}
+
 static void *stream_main(void *arg)
 {
     fh_stream *s = arg;
-    struct epoll_event evs[256];
-    int64_t next_hb = fh_now_ms() + s->heartbeat_s * 1000, next_sweep = fh_now_ms() + 1000;
-    int timeout = 100;
     kafka_drain(s);
-    while (!atomic_load(&s->stop)) {
-        int n = epoll_wait(s->epfd, evs, 256, timeout);
-        for (int i = 0; i < n; i++) {
-            void *p = evs[i].data.ptr;
-            if (p == &s->kafka_efd) {
-                stream_drain(s->kafka_efd);
-                kafka_drain(s);
-            } else if (p == &s->inbox_efd) {
-                stream_drain(s->inbox_efd);
-                stream_drain_inbox(s);
-            } else {
-                conn *c = p;
-                if (c->dropped)
-                    continue; /* dropped earlier in this batch; stream_reap() frees it after */
-                if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
-                    stream_conn_drop(s, c);
-                    continue;
-                }
-                if ((evs[i].events & EPOLLOUT) && stream_ws_flush(s, c))
-                    continue;
-                if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
-                    stream_ws_read(s, c);
-            }
-        }
-        /* Kafka's io-event fires on a non-empty queue; keep draining while there is work */
-        kafka_drain(s);
-        stream_flush_dirty(s);
-        int waiting = stream_room_service(s);
-        stream_flush_dirty(s);
-        /* do not sleep while work is ready (a replay whose queue drained meanwhile), nor long
-         * while the stream is held (its deadline, and SSE drains, signal nothing); otherwise
-         * EPOLLOUT and the SSE reader's wake-up say when a paced replay can go on */
-        timeout = s->over ? 5 : 100;
-        for (conn *c = s->conns; waiting && c; c = c->next)
-            if (c->want_room && !c->closing && stream_conn_queued(c) <= s->client_queue_max / 2)
-                timeout = 0;
-        if (fh_now_ms() >= next_hb) {
-            heartbeat(s);
-            next_hb = fh_now_ms() + s->heartbeat_s * 1000;
-        }
-        if (fh_now_ms() >= next_sweep) {
-            close_timeouts(s);
-            next_sweep = fh_now_ms() + 1000;
-        }
-        fh_metric_set(s->m_queued, (long long)s->total_queued);
-        stream_reap(s);
-    }
+    fh_loop_run(s->loop, 100);
     /* shutting down: tell every client, flush what we can */
     for (conn *c = s->conns; c; c = c->next)
         stream_close_conn(s, c, CLOSE_SHUTDOWN, "broker shutting down");
@@ -337,20 +350,25 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     pthread_mutex_init(&s->inbox_mu, NULL);
     pthread_mutex_init(&s->cmu, NULL);
     pthread_cond_init(&s->ccond, NULL);
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    s->inbox_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!s->ring || !s->cur || s->epfd < 0 || s->kafka_efd < 0 || s->inbox_efd < 0) {
+    if (!s->ring || !s->cur || s->kafka_efd < 0 ||
+        fh_loop_new(&s->loop, 256, 4, errbuf, errsize) != FH_OK) {
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");
         goto err;
     }
+    fh_loop_on_wake(s->loop, on_wake, s);
+    fh_loop_before_sleep(s->loop, before_sleep, s);
+    fh_loop_after_pass(s->loop, after_pass, s);
+    fh_loop_timer(s->loop, (int64_t)s->heartbeat_s * 1000, heartbeat_timer, s);
+    fh_loop_timer(s->loop, 1000, sweep_timer, s);
     register_metrics(s);
     if (kafka_start(s, errbuf, errsize))
         goto err;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->kafka_efd};
-    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->kafka_efd, &ev);
-    ev.data.ptr = &s->inbox_efd;
-    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->inbox_efd, &ev);
+    s->kafka_io = (fh_loop_io){.fd = s->kafka_efd, .fn = on_kafka, .arg = s};
+    if (fh_loop_watch(s->loop, &s->kafka_io, FH_LOOP_READ) != FH_OK) {
+        fh_errf(errbuf, errsize, FH_ERR_IO, "stream: cannot watch its Kafka queue");
+        goto err;
+    }
     if (pthread_create(&s->thread, NULL, stream_main, s) ||
         pthread_create(&s->cthread, NULL, stream_catchup_main, s)) {
         fh_errf(errbuf, errsize, FH_ERR_IO, "stream: cannot start its threads");
@@ -369,6 +387,8 @@ void fh_stream_stop(fh_stream *s)
 {
     if (!s || atomic_exchange(&s->stop, 1))
         return;
+    if (s->loop)
+        fh_loop_stop(s->loop);
     pthread_mutex_lock(&s->cmu);
     pthread_cond_broadcast(&s->ccond);
     pthread_mutex_unlock(&s->cmu);
@@ -383,8 +403,8 @@ void fh_stream_free(fh_stream *s)
     if (!s)
         return;
     fh_stream_stop(s);
-    stream_drain_inbox(
-        s); /* SSE responses destroyed by the HTTP server left their last word here */
+    /* SSE responses destroyed by the HTTP server left their last word in the inbox */
+    stream_drain_inbox(s);
     while (s->ring_count)
         stream_ring_evict_one(s);
     free(s->ring);
@@ -419,12 +439,9 @@ void fh_stream_free(fh_stream *s)
         free(j->to);
         free(j);
     }
-    if (s->epfd >= 0)
-        close(s->epfd);
+    fh_loop_free(s->loop);
     if (s->kafka_efd >= 0)
         close(s->kafka_efd);
-    if (s->inbox_efd >= 0)
-        close(s->inbox_efd);
     pthread_mutex_destroy(&s->inbox_mu);
     pthread_mutex_destroy(&s->cmu);
     pthread_cond_destroy(&s->ccond);
