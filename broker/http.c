@@ -465,20 +465,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     req_state *st = *req_cls;
 
     if (!st) {
-        /* libmicrohttpd reads the body by the first Content-Length and ignores the others; a
-         * proxy in front may have used another one, so two lengths are two readings of where this
-         * request ends (request smuggling): refuse it. */
-        length_scan ls = {NULL, 0};
-        MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_length, &ls);
-        if (ls.conflict)
-            return respond_early(h, conn, 400, "bad_request", "Content-Length",
-                                 "conflicting Content-Length headers");
+        /* on_uri made it, unless it ran out of memory */
         if (!(st = calloc(1, sizeof(*st))))
             return MHD_NO;
         fh_buf_init(&st->body, h->cfg.max_body_bytes);
         *req_cls = st;
     }
     if (!st->seen) {
+        /* the headers are in: libmicrohttpd reads the body by the first Content-Length and
+         * ignores the others; a proxy in front may have used another one, so two lengths are two
+         * readings of where this request ends (request smuggling): refuse it. */
+        length_scan ls = {NULL, 0};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_length, &ls);
+        if (ls.conflict)
+            return respond_early(h, conn, 400, "bad_request", "Content-Length",
+                                 "conflicting Content-Length headers");
         st->seen = 1;
         return MHD_YES;
     }
