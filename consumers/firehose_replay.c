@@ -14,6 +14,7 @@
 
 #include "cli_filter.h"
 #include "fh_config.h"
+#include "fh_consumer.h"
 #include "fh_event.h"
 #include "fh_json.h"
 #include "fh_kafka.h"
@@ -481,43 +482,34 @@ static fh_err plan_ranges(replay *r, char *errbuf, size_t errsize)
     fh_err rc;
 
     for (int t = 0; t < r->ntopics; t++) {
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, r->topics[t], NULL);
-        rd_kafka_resp_err_t err =
-            rkt ? rd_kafka_metadata(r->rk, 0, rkt, &md, timeout) : RD_KAFKA_RESP_ERR__INVALID_ARG;
-        r->rkts[t] = rkt;
-        if (err || md->topic_cnt != 1 || md->topics[0].err) {
-            rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "topic %s: %s", r->topics[t],
-                         rd_kafka_err2str(err             ? err
-                                          : md->topic_cnt ? md->topics[0].err
-                                                          : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
-            if (md)
-                rd_kafka_metadata_destroy(md);
+        static int32_t ids[MAX_PARTS];
+        int n = 0;
+        /* kept for mapping messages to topics by pointer */
+        if (!(r->rkts[t] = rd_kafka_topic_new(r->rk, r->topics[t], NULL)))
+            return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "topic %s: %s", r->topics[t],
+                           rd_kafka_err2str(rd_kafka_last_error()));
+        if ((rc = fh_consumer_partitions(r->rk, r->topics[t], timeout, ids, MAX_PARTS, &n, errbuf,
+                                         errsize)))
             return rc;
-        }
-        for (int i = 0; i < md->topics[0].partition_cnt; i++) {
-            int32_t p = md->topics[0].partitions[i].id;
+        for (int i = 0; i < n; i++) {
+            int32_t p = ids[i];
             int64_t lo, hi;
             if (!partition_wanted(plist, p))
                 continue;
-            if (r->nparts == MAX_PARTS) {
-                rd_kafka_metadata_destroy(md);
+            if (r->nparts == MAX_PARTS || i == MAX_PARTS)
                 return fh_errf(errbuf, errsize, FH_ERR_TOOBIG, "more than %d partitions",
                                MAX_PARTS);
-            }
-            err = rd_kafka_query_watermark_offsets(r->rk, r->topics[t], p, &lo, &hi, timeout);
-            if (err) {
-                rd_kafka_metadata_destroy(md);
+            rd_kafka_resp_err_t err =
+                fh_consumer_watermarks(r->rk, r->topics[t], p, &lo, &hi, timeout);
+            if (err)
                 return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "watermarks of %s [%d]: %s",
                                r->topics[t], (int)p, rd_kafka_err2str(err));
-            }
             part *pt = &r->parts[r->nparts++];
             pt->topic = t;
             pt->partition = p;
             pt->start = ostart >= 0 && ostart > lo ? ostart : lo;
             pt->end = oend >= 0 && oend < hi ? oend : hi; /* the end is fixed now: replay ends */
         }
-        rd_kafka_metadata_destroy(md);
     }
     if (r->nparts == 0 && plist && *plist)
         return fh_errf(errbuf, errsize, FH_ERR_NOTFOUND, "--partitions %s: no such partition",

@@ -92,28 +92,6 @@ static void post_catchup(fh_stream *s, int kind, unsigned job, sev **evs, size_t
     stream_inbox_post(s, m);
 }
 
-/* rd_kafka_query_watermark_offsets, asked again within budget_ms while the answer is one a
- * cluster gives in passing (a leader moving, a topic just created): each of those otherwise
- * failed a start or a resume for good. */
-rd_kafka_resp_err_t stream_watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t *lo,
-                                      int64_t *hi, int budget_ms)
-{
-    int64_t until = fh_now_ms() + budget_ms;
-    for (;;) {
-        int64_t left = until - fh_now_ms();
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi,
-                                                                 left > 100 ? (int)left : 100);
-        int passing = e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
-                      e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
-                      e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-                      e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
-        if (!passing || fh_now_ms() + 200 >= until)
-            return e;
-        struct timespec pause = {0, 200 * 1000000L};
-        nanosleep(&pause, NULL);
-    }
-}
-
 /* Resolves earliest (-1) and time (-2-ms) entries, and checks retention. A partition without a
  * record at or after the time gets its current end (what comes later is newer). Returns 0, 1 when
  * the cursor is older than what Kafka keeps (earliest gets the oldest position), -1 on error. */
@@ -130,7 +108,7 @@ static int resolve_positions(fh_stream *s, rd_kafka_t *rk, int64_t *from, int64_
     for (int p = 0; p < s->nparts; p++) {
         int64_t lo;
         rd_kafka_resp_err_t e =
-            stream_watermarks(rk, s->part_topic[p], s->part_id[p], &lo, hi + p, 5000);
+            fh_consumer_watermarks(rk, s->part_topic[p], s->part_id[p], &lo, hi + p, 5000);
         if (e) {
             snprintf(err, errsize, "kafka: %s", rd_kafka_err2str(e));
             expired = -1;

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include "fh_consumer.h"
 #include "fh_cursor.h"
 #include "fh_log.h"
 #include "fh_loop.h"
@@ -336,8 +337,6 @@ void stream_grant_credit(fh_stream *s, sub *u);
 void stream_on_catchup(fh_stream *s, inmsg *m);
 int stream_part_index(const fh_stream *s, const char *topic, int partition);
 int stream_start_catchup(fh_stream *s, sub *u, int admitted);
-rd_kafka_resp_err_t stream_watermarks(rd_kafka_t *rk, const char *topic, int partition, int64_t *lo,
-                                      int64_t *hi, int budget_ms);
 
 /* conn.c */
 void stream_conn_drop(fh_stream *s, conn *c);

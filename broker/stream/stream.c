@@ -26,43 +26,21 @@ static int discover_partitions(fh_stream *s, char *err, size_t errsize)
                              fh_kafka_topic(&s->b->cfg, FH_TOPIC_LOGS)};
     s->nparts = 0;
     for (int t = 0; t < 2; t++) {
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->rk, topics[t], NULL);
-        rd_kafka_resp_err_t e = rd_kafka_metadata(s->rk, 0, rkt, &md, 10000);
-        rd_kafka_topic_destroy(rkt);
-        if (e || !md || md->topic_cnt != 1 || md->topics[0].err ||
-            md->topics[0].partition_cnt == 0) {
-            snprintf(err, errsize, "metadata of %s: %s", topics[t],
-                     e                     ? rd_kafka_err2str(e)
-                     : md && md->topic_cnt ? rd_kafka_err2str(md->topics[0].err)
-                                           : "no partitions");
-            if (md)
-                rd_kafka_metadata_destroy(md);
+        int32_t *ids = s->part_id + s->nparts;
+        int n = 0;
+        if (fh_consumer_partitions(s->rk, topics[t], 10000, ids, MAX_PARTS - s->nparts, &n, err,
+                                   errsize))
             return -1;
-        }
-        if (md->topics[0].partition_cnt > MAX_PARTS - s->nparts) {
+        if (n > MAX_PARTS - s->nparts) {
             /* a cursor names every partition: reading only some would lose events silently */
             snprintf(err, errsize, "%s and %s have more than %d partitions together", topics[0],
                      topics[1], MAX_PARTS);
-            rd_kafka_metadata_destroy(md);
             return -1;
         }
-        for (int i = 0; i < md->topics[0].partition_cnt; i++) {
-            s->part_topic[s->nparts] = strdup(topics[t]);
-            s->part_id[s->nparts] = md->topics[0].partitions[i].id;
-            s->nparts++;
-        }
-        rd_kafka_metadata_destroy(md);
+        for (int i = 0; i < n; i++)
+            s->part_topic[s->nparts + i] = strdup(topics[t]);
+        s->nparts += n;
     }
-    /* stable order: topic order, then partition id */
-    for (int i = 1; i < s->nparts; i++)
-        for (int k = i; k > 0 && strcmp(s->part_topic[k - 1], s->part_topic[k]) == 0 &&
-                        s->part_id[k - 1] > s->part_id[k];
-             k--) {
-            int tmp = s->part_id[k];
-            s->part_id[k] = s->part_id[k - 1];
-            s->part_id[k - 1] = tmp;
-        }
     return 0;
 }
 
@@ -93,7 +71,7 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
     for (int p = 0; p < s->nparts; p++) {
         int64_t lo = 0, hi = 0;
         rd_kafka_resp_err_t e =
-            stream_watermarks(s->rk, s->part_topic[p], s->part_id[p], &lo, &hi, 10000);
+            fh_consumer_watermarks(s->rk, s->part_topic[p], s->part_id[p], &lo, &hi, 10000);
         if (e) {
             snprintf(err, errsize, "watermarks of %s/%d: %s", s->part_topic[p], s->part_id[p],
                      rd_kafka_err2str(e));
@@ -111,10 +89,7 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
     }
     /* a consumer created without subscribe still has a consumer queue to read from */
     s->rkq = rd_kafka_queue_get_consumer(s->rk);
-    /* An eventfd takes only 8-byte writes: a shorter payload is refused and the stream thread
-     * would see new records only when its epoll timeout fires. */
-    static const uint64_t one = 1;
-    rd_kafka_queue_io_event_enable(s->rkq, s->kafka_efd, &one, sizeof(one));
+    fh_consumer_wake_on(s->rkq, s->kafka_efd);
     return 0;
 }
 

@@ -1,0 +1,72 @@
+#include "fh_consumer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "fh_util.h"
+
+static int cmp_id(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+fh_err fh_consumer_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int32_t *ids,
+                              int cap, int *n, char *errbuf, size_t errsize)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    *n = 0;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt)
+        return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "topic %s: %s", topic,
+                       rd_kafka_err2str(rd_kafka_last_error()));
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (!e && (!md || md->topic_cnt != 1))
+        e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    if (!e)
+        e = md->topics[0].err;
+    if (e || md->topics[0].partition_cnt == 0) {
+        fh_err rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "metadata of %s: %s", topic,
+                            e ? rd_kafka_err2str(e) : "no partitions");
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        return rc;
+    }
+    *n = md->topics[0].partition_cnt;
+    int k = *n < cap ? *n : cap;
+    for (int i = 0; i < k; i++)
+        ids[i] = md->topics[0].partitions[i].id;
+    rd_kafka_metadata_destroy(md);
+    qsort(ids, (size_t)k, sizeof(*ids), cmp_id);
+    return FH_OK;
+}
+
+rd_kafka_resp_err_t fh_consumer_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                           int64_t *lo, int64_t *hi, int budget_ms)
+{
+    int64_t until = fh_now_ms() + budget_ms;
+    for (;;) {
+        int64_t left = until - fh_now_ms();
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi,
+                                                                 left > 100 ? (int)left : 100);
+        int passing = e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                      e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                      e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                      e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+        if (!passing || fh_now_ms() + 200 >= until)
+            return e;
+        struct timespec pause = {0, 200 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+}
+
+void fh_consumer_wake_on(rd_kafka_queue_t *q, int efd)
+{
+    static const uint64_t one = 1;
+    if (efd < 0)
+        rd_kafka_queue_io_event_enable(q, -1, NULL, 0);
+    else
+        rd_kafka_queue_io_event_enable(q, efd, &one, sizeof(one));
+}
