@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "dlq.h"
+#include "fh_acache.h"
 #include "fh_log.h"
 #include "fh_lost.h"
 #include "fh_metrics.h"
@@ -71,17 +72,6 @@ struct view_reader {
     sqlite3_stmt *st[VIEW_READER_SLOTS];
     view_reader *next;
 };
-
-typedef struct cache_entry {
-    char *key, *body;
-    size_t len;
-    unsigned long long hash; /* of body, from the renderer (ETags) */
-    view_asof asof;
-    int64_t expires_ms;              /* 0: valid until the view changes */
-    _Atomic unsigned long long used; /* LRU tick */
-    _Atomic int rendering;
-    struct cache_entry *next; /* hash chain */
-} cache_entry;
 
 typedef struct required_rule {
     char *branch, *builders;
@@ -142,11 +132,9 @@ static struct view {
     int pool_open, pool_max;
     int reader_cache_kib;
 
-    /* answer cache */
-    pthread_rwlock_t cache_mu;
-    cache_entry **buckets;
-    size_t nbuckets, centries, cbytes, max_entries, max_bytes;
-    _Atomic unsigned long long tick;
+    /* answer cache (its own locks) */
+    fh_acache *cache;
+    size_t max_entries, max_bytes;
 
     required_rule *rules;
     size_t nrules;
@@ -1690,18 +1678,14 @@ int view_start(fh_broker *b)
     V.max_bytes = (size_t)fh_config_int(c, "view.cache_bytes");
     V.checkpoint_pages = fh_config_int(c, "view.checkpoint_pages");
     V.nice = (int)fh_config_int(c, "view.nice");
-    V.nbuckets = 64;
-    while (V.nbuckets < 2 * V.max_entries && V.nbuckets < (1u << 20))
-        V.nbuckets *= 2;
     V.batch_ts_cap = V.batch_max < 65536 ? (size_t)V.batch_max : 65536;
     atomic_store(&V.end_total, -1);
     pthread_mutex_init(&V.pool_mu, NULL);
     pthread_cond_init(&V.pool_cv, NULL);
-    pthread_rwlock_init(&V.cache_mu, NULL);
     pthread_mutex_init(&V.ckpt_mu, NULL);
     pthread_cond_init(&V.ckpt_cv, NULL);
     fh_buf_init(&V.scratch, (size_t)fh_config_int(c, "events.max_bytes") * 2 + 65536);
-    if (!V.dlq || !(V.buckets = calloc(V.nbuckets, sizeof(*V.buckets))) ||
+    if (!V.dlq || !(V.cache = fh_acache_new(V.max_entries, V.max_bytes, sizeof(view_asof))) ||
         !(V.batch_ts = malloc(V.batch_ts_cap * sizeof(*V.batch_ts)))) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
@@ -1726,22 +1710,6 @@ fail:
     atomic_store(&V.closing, 1);
     view_stop();
     return -1;
-}
-
-static void cache_free_all(void)
-{
-    for (size_t i = 0; V.buckets && i < V.nbuckets; i++) {
-        cache_entry *e = V.buckets[i];
-        while (e) {
-            cache_entry *n = e->next;
-            free(e->key);
-            free(e->body);
-            free(e);
-            e = n;
-        }
-    }
-    free(V.buckets);
-    V.buckets = NULL;
 }
 
 void view_stop(void)
@@ -1779,7 +1747,8 @@ void view_stop(void)
         V.db = NULL;
         fh_log(FH_LOG_INFO, "view.stopped", "version=%lld", (long long)atomic_load(&V.version));
     }
-    cache_free_all();
+    fh_acache_free(V.cache);
+    V.cache = NULL;
     for (size_t i = 0; i < V.nrules; i++) {
         free(V.rules[i].branch);
         free(V.rules[i].builders);
@@ -1799,7 +1768,6 @@ void view_stop(void)
     V.dlq = NULL;
     pthread_mutex_destroy(&V.pool_mu);
     pthread_cond_destroy(&V.pool_cv);
-    pthread_rwlock_destroy(&V.cache_mu);
     pthread_mutex_destroy(&V.ckpt_mu);
     pthread_cond_destroy(&V.ckpt_cv);
     V.b = NULL;
@@ -1966,54 +1934,11 @@ long long view_records_lost(void)
 
 /* ---- the answer cache ------------------------------------------------------------------- */
 
-static size_t key_hash(const char *k)
-{
-    unsigned long long h = 1469598103934665603ULL;
-    for (; *k; k++) {
-        h ^= (unsigned char)*k;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)(h & (V.nbuckets - 1));
-}
-
-static cache_entry *cache_find(const char *key, cache_entry ***link)
-{
-    cache_entry **l = &V.buckets[key_hash(key)];
-    for (; *l; l = &(*l)->next)
-        if (strcmp((*l)->key, key) == 0) {
-            if (link)
-                *link = l;
-            return *l;
-        }
-    return NULL;
-}
-
 enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *asof,
                                       unsigned long long *hash)
 {
-    enum view_cache_result res = VIEW_CACHE_MISS;
-    pthread_rwlock_rdlock(&V.cache_mu);
-    cache_entry *e = cache_find(key, NULL);
-    if (e) {
-        atomic_store_explicit(&e->used, atomic_fetch_add(&V.tick, 1), memory_order_relaxed);
-        int expected = 0;
-        if (e->asof.version >= atomic_load(&V.version) &&
-            (!e->expires_ms || fh_now_ms() < e->expires_ms))
-            res = VIEW_CACHE_HIT;
-        else if (atomic_compare_exchange_strong(&e->rendering, &expected, 1))
-            res = VIEW_CACHE_RENDER;
-        else
-            res = VIEW_CACHE_STALE;
-        if (res != VIEW_CACHE_RENDER) {
-            if (fh_buf_append(out, e->body, e->len)) {
-                res = VIEW_CACHE_MISS;
-            } else {
-                *asof = e->asof;
-                *hash = e->hash;
-            }
-        }
-    }
-    pthread_rwlock_unlock(&V.cache_mu);
+    enum view_cache_result res = (enum view_cache_result)fh_acache_get(
+        V.cache, key, atomic_load(&V.version), fh_now_ms(), out, asof, hash);
     fh_metric_add(res == VIEW_CACHE_HIT     ? V.m_hits
                   : res == VIEW_CACHE_STALE ? V.m_stale
                                             : V.m_misses,
@@ -2021,86 +1946,16 @@ enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *a
     return res;
 }
 
-static void cache_evict(void)
-{
-    /* Evict down to 7/8 of the caps at once, so the O(n) scan runs rarely. */
-    while (V.centries > 0 && (V.centries > V.max_entries - V.max_entries / 8 ||
-                              V.cbytes > V.max_bytes - V.max_bytes / 8)) {
-        cache_entry **victim = NULL;
-        unsigned long long oldest = ~0ULL;
-        for (size_t i = 0; i < V.nbuckets; i++)
-            for (cache_entry **l = &V.buckets[i]; *l; l = &(*l)->next) {
-                unsigned long long u = atomic_load_explicit(&(*l)->used, memory_order_relaxed);
-                if (u < oldest) {
-                    oldest = u;
-                    victim = l;
-                }
-            }
-        if (!victim)
-            break;
-        cache_entry *e = *victim;
-        *victim = e->next;
-        V.centries--;
-        V.cbytes -= e->len + strlen(e->key) + sizeof(*e);
-        free(e->key);
-        free(e->body);
-        free(e);
-    }
-}
-
 void view_cache_put(const char *key, const char *body, size_t len, unsigned long long hash,
                     const view_asof *asof, int ttl_ms)
 {
-    int64_t expires = ttl_ms > 0 ? fh_now_ms() + ttl_ms : 0;
-    char *copy = malloc(len ? len : 1);
-    if (!copy) {
-        view_cache_abandon(key);
-        return;
-    }
-    memcpy(copy, body, len);
-    pthread_rwlock_wrlock(&V.cache_mu);
-    cache_entry *e = cache_find(key, NULL);
-    if (e) {
-        if (asof->version >= e->asof.version) {
-            V.cbytes = V.cbytes - e->len + len;
-            free(e->body);
-            e->body = copy;
-            e->len = len;
-            e->hash = hash;
-            e->asof = *asof;
-            e->expires_ms = expires;
-            copy = NULL;
-        }
-        atomic_store(&e->rendering, 0);
-    } else if ((e = calloc(1, sizeof(*e))) && (e->key = strdup(key))) {
-        size_t b = key_hash(key);
-        e->body = copy;
-        e->len = len;
-        e->hash = hash;
-        e->asof = *asof;
-        e->expires_ms = expires;
-        atomic_store(&e->used, atomic_fetch_add(&V.tick, 1));
-        e->next = V.buckets[b];
-        V.buckets[b] = e;
-        V.centries++;
-        V.cbytes += len + strlen(key) + sizeof(*e);
-        copy = NULL;
-        if (V.centries > V.max_entries || V.cbytes > V.max_bytes)
-            cache_evict();
-    } else {
-        free(e);
-    }
-    pthread_rwlock_unlock(&V.cache_mu);
-    free(copy);
+    fh_acache_put(V.cache, key, body, len, hash, asof->version, asof,
+                  ttl_ms > 0 ? fh_now_ms() + ttl_ms : 0);
 }
 
 void view_cache_abandon(const char *key)
 {
-    pthread_rwlock_rdlock(&V.cache_mu);
-    cache_entry *e = cache_find(key, NULL);
-    if (e)
-        atomic_store(&e->rendering, 0);
-    pthread_rwlock_unlock(&V.cache_mu);
+    fh_acache_abandon(V.cache, key);
 }
 
 /* ---- configuration ---------------------------------------------------------------------- */
