@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fh_lastgreen.h"
 #include "fh_log.h"
 #include "fh_param.h"
 #include "view.h"
@@ -760,107 +761,99 @@ static int branch_params(fh_http_request *req, fh_http_response *resp, branch_ar
 
 /* ---- last green ------------------------------------------------------------------------- */
 
-typedef struct lg_build {
-    long long buildid, number;
-    int results;
-    double complete_at;
-} lg_build;
-
-/* A builder's verdict at one revision: green when any build there is green. */
-typedef struct verdict {
-    long idx;
-    int green;
-    lg_build build; /* the newest green build there, or the newest build when none is green */
-} verdict;
-
-typedef struct lg_builder {
-    char *name;
-    verdict *v;
-    size_t n, cap;
-    long *prev_green; /* per verdict: index of the last green verdict at or before it, or -1 */
-} lg_builder;
-
-static int verdict_cmp(const void *a, const void *b)
+static void put_lg_build(fh_buf *out, const fh_lg_verdict *v, const rev_order *o)
 {
-    const verdict *x = a, *y = b;
-    if (x->idx != y->idx)
-        return x->idx < y->idx ? -1 : 1;
-    return x->build.buildid < y->build.buildid ? -1 : x->build.buildid > y->build.buildid;
-}
-
-/* Sorts and collapses a builder's verdicts to one per revision. */
-static int lg_collapse(lg_builder *b)
-{
-    if (!b->n)
-        return 0;
-    qsort(b->v, b->n, sizeof(*b->v), verdict_cmp);
-    size_t o = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        if (o && b->v[o - 1].idx == b->v[i].idx) {
-            verdict *d = &b->v[o - 1];
-            /* Builds come in buildid order: the later one replaces unless it would turn a
-             * green verdict red. */
-            if (b->v[i].green || !d->green) {
-                d->build = b->v[i].build;
-                d->green = d->green || b->v[i].green;
-            }
-            continue;
-        }
-        b->v[o++] = b->v[i];
-    }
-    b->n = o;
-    if (!(b->prev_green = malloc(b->n * sizeof(*b->prev_green))))
-        return -1;
-    long last = -1;
-    for (size_t i = 0; i < b->n; i++) {
-        if (b->v[i].green)
-            last = (long)i;
-        b->prev_green[i] = last;
-    }
-    return 0;
-}
-
-/* The index of the last verdict at or before revision c, or -1. */
-static long lg_at_or_before(const lg_builder *b, long c)
-{
-    long lo = 0, hi = (long)b->n - 1, ans = -1;
-    while (lo <= hi) {
-        long mid = (lo + hi) / 2;
-        if (b->v[mid].idx <= c) {
-            ans = mid;
-            lo = mid + 1;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    return ans;
-}
-
-/* The newest revision at or before c that is good for b (a green build there, or between two
- * consecutive green builds), or -1. */
-static long lg_largest_good(const lg_builder *b, long c)
-{
-    long j = lg_at_or_before(b, c);
-    if (j < 0)
-        return -1;
-    if (b->v[j].green && (b->v[j].idx == c || ((size_t)j + 1 < b->n && b->v[j + 1].green)))
-        return c;
-    long g = b->prev_green[j];
-    return g < 0 ? -1 : b->v[g].idx;
-}
-
-static void put_lg_build(fh_buf *out, const lg_build *x, const char *revision)
-{
-    fh_buf_printf(out, "{\"buildid\":%lld,\"number\":%lld,\"revision\":", x->buildid, x->number);
-    fh_buf_json_str(out, revision);
-    fh_buf_printf(out, ",\"results\":%d,\"complete_at\":", x->results);
-    put_double(out, x->complete_at);
+    fh_buf_printf(out, "{\"buildid\":%lld,\"number\":%lld,\"revision\":", v->build.buildid,
+                  v->build.number);
+    fh_buf_json_str(out, o->rev[v->rev]);
+    fh_buf_printf(out, ",\"results\":%d,\"complete_at\":", v->build.results);
+    put_double(out, v->build.complete_at);
     fh_buf_printf(out, "}");
 }
 
-static int names_cmp(const void *a, const void *b)
+/* The builders last-green requires on a branch: the configured ones (parsed once at start), or
+ * those that finished a build on it within view.required_window_s of its newest one. *names
+ * is sorted, each once; the caller frees it with free_names. Returns 0 or -1. */
+static int required_builders(view_reader *r, const char *repo, const char *branch, char ***names,
+                             size_t *n, int *from_config)
 {
-    return strcmp(((const lg_builder *)a)->name, ((const lg_builder *)b)->name);
+    *names = NULL;
+    *n = 0;
+    const fh_lg_rule *rule = view_required_builders(branch);
+    *from_config = rule != NULL;
+    if (rule) {
+        if (!rule->n)
+            return 0;
+        if (!(*names = calloc(rule->n, sizeof(**names))))
+            return -1;
+        for (; *n < rule->n; (*n)++)
+            if (!((*names)[*n] = strdup(rule->builders[*n])))
+                return -1;
+        return 0;
+    }
+    sqlite3_stmt *st = view_reader_stmt(
+        r, S_REQUIRED,
+        "SELECT DISTINCT builder FROM builds WHERE repository = ?1 AND branch = ?2"
+        " AND finished = 1 AND complete_at >= (SELECT max(complete_at) FROM builds"
+        " WHERE repository = ?1 AND branch = ?2 AND finished = 1) - ?3 ORDER BY builder");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, branch, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, view_required_window_s());
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char **nn = realloc(*names, (*n + 1) * sizeof(*nn));
+        if (!nn)
+            return -1;
+        *names = nn;
+        const char *s = (const char *)sqlite3_column_text(st, 0);
+        if (!(nn[*n] = strdup(s ? s : "")))
+            return -1;
+        (*n)++;
+    }
+    if (rc != SQLITE_DONE)
+        return -1;
+    *n = fh_lg_names_sort(*names, *n);
+    return 0;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Feeds every finished build with a verdict on the branch to lg (RETRY and CANCELLED say
+ * nothing about the code). */
+static int load_builds(view_reader *r, const char *repo, const char *branch, const rev_order *o,
+                       char *const *names, size_t nb, fh_lastgreen *lg)
+{
+    sqlite3_stmt *st = view_reader_stmt(
+        r, S_LG_BUILDS,
+        "SELECT builder, revision, buildid, number, results, complete_at FROM builds"
+        " WHERE repository = ?1 AND branch = ?2 AND finished = 1 AND revision <> ''"
+        " AND results IS NOT NULL AND results NOT IN (5, 6) ORDER BY buildid");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, branch, -1, SQLITE_TRANSIENT);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (!name)
+            continue;
+        long b = fh_lg_names_find(names, nb, name);
+        long idx = rev_index(o, (const char *)sqlite3_column_text(st, 1));
+        if (b < 0 || idx < 0)
+            continue;
+        fh_lg_build x = {sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+                         sqlite3_column_int(st, 4), sqlite3_column_double(st, 5)};
+        if (fh_lastgreen_add(lg, (size_t)b, idx, &x))
+            return -1;
+    }
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int render_last_green(view_reader *r, const view_asof *a, const void *args, fh_buf *out,
@@ -869,14 +862,16 @@ static int render_last_green(view_reader *r, const view_asof *a, const void *arg
     const branch_args *q = args;
     char repo[1024];
     rev_order o;
-    lg_builder *bs = NULL;
+    fh_lastgreen lg;
+    char **names = NULL;
     size_t nb = 0;
     int rc = -1, from_config = 0;
     const char *reason = NULL;
     char reason_buf[512];
-    long found = -1;
+    fh_lg_answer ans = {FH_LG_NO_GREEN, -1, 0};
     (void)a;
     memset(&o, 0, sizeof(o));
+    memset(&lg, 0, sizeof(lg));
 
     int rr = resolve_repo(r, q, repo, sizeof(repo), resp);
     if (rr < 0 || rr == 400)
@@ -899,153 +894,35 @@ static int render_last_green(view_reader *r, const view_asof *a, const void *arg
         reason = reason_buf;
         goto answer;
     }
-
-    /* Required builders: configured, or those that finished a build on the branch recently. */
-    const char *conf = view_required_builders(q->branch);
-    if (conf) {
-        from_config = 1;
-        for (const char *p = conf; *p;) {
-            const char *comma = strchr(p, ',');
-            size_t len = comma ? (size_t)(comma - p) : strlen(p);
-            const char *next = comma ? comma + 1 : p + len;
-            while (len && (*p == ' ' || *p == '\t')) {
-                p++;
-                len--;
-            }
-            while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-                len--;
-            if (len) {
-                lg_builder *nbs = realloc(bs, (nb + 1) * sizeof(*bs));
-                if (!nbs)
-                    goto out;
-                bs = nbs;
-                memset(&bs[nb], 0, sizeof(bs[nb]));
-                if (!(bs[nb].name = strndup(p, len)))
-                    goto out;
-                nb++;
-            }
-            p = next;
-        }
-    } else {
-        sqlite3_stmt *st = view_reader_stmt(
-            r, S_REQUIRED,
-            "SELECT DISTINCT builder FROM builds WHERE repository = ?1 AND branch = ?2"
-            " AND finished = 1 AND complete_at >= (SELECT max(complete_at) FROM builds"
-            " WHERE repository = ?1 AND branch = ?2 AND finished = 1) - ?3 ORDER BY builder");
-        if (!st)
-            goto out;
-        sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, q->branch, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 3, view_required_window_s());
-        int src;
-        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-            lg_builder *nbs = realloc(bs, (nb + 1) * sizeof(*bs));
-            if (!nbs)
-                goto out;
-            bs = nbs;
-            memset(&bs[nb], 0, sizeof(bs[nb]));
-            const char *s = (const char *)sqlite3_column_text(st, 0);
-            if (!(bs[nb].name = strdup(s ? s : "")))
-                goto out;
-            nb++;
-        }
-        if (src != SQLITE_DONE)
-            goto out;
-    }
-    if (nb) {
-        qsort(bs, nb, sizeof(*bs), names_cmp);
-        size_t kept = 1; /* a builder named twice in the config counts once */
-        for (size_t i = 1; i < nb; i++) {
-            if (strcmp(bs[i].name, bs[kept - 1].name) == 0)
-                free(bs[i].name);
-            else
-                bs[kept++] = bs[i];
-        }
-        nb = kept;
-    }
+    if (required_builders(r, repo, q->branch, &names, &nb, &from_config))
+        goto out;
     if (!nb) {
         snprintf(reason_buf, sizeof(reason_buf), "no finished builds on branch '%s'", q->branch);
         reason = reason_buf;
         goto answer;
     }
-
-    /* Every finished build with a verdict (RETRY and CANCELLED say nothing about the code). */
-    sqlite3_stmt *st = view_reader_stmt(
-        r, S_LG_BUILDS,
-        "SELECT builder, revision, buildid, number, results, complete_at FROM builds"
-        " WHERE repository = ?1 AND branch = ?2 AND finished = 1 AND revision <> ''"
-        " AND results IS NOT NULL AND results NOT IN (5, 6) ORDER BY buildid");
-    if (!st)
+    if (fh_lastgreen_init(&lg, o.n, nb) || load_builds(r, repo, q->branch, &o, names, nb, &lg) ||
+        fh_lastgreen_decide(&lg, &ans))
         goto out;
-    sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, q->branch, -1, SQLITE_TRANSIENT);
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        lg_builder key = {.name = (char *)sqlite3_column_text(st, 0)};
-        if (!key.name)
-            continue;
-        lg_builder *b = bsearch(&key, bs, nb, sizeof(*bs), names_cmp);
-        long idx = rev_index(&o, (const char *)sqlite3_column_text(st, 1));
-        if (!b || idx < 0)
-            continue;
-        if (b->n == b->cap) {
-            size_t cap = b->cap ? b->cap * 2 : 32;
-            verdict *nv = realloc(b->v, cap * sizeof(*nv));
-            if (!nv)
-                goto out;
-            b->v = nv;
-            b->cap = cap;
-        }
-        verdict *v = &b->v[b->n++];
-        v->idx = idx;
-        v->build.buildid = sqlite3_column_int64(st, 2);
-        v->build.number = sqlite3_column_int64(st, 3);
-        v->build.results = sqlite3_column_int(st, 4);
-        v->build.complete_at = sqlite3_column_double(st, 5);
-        v->green = v->build.results == 0 || v->build.results == 1;
+    if (ans.why != FH_LG_FOUND) {
+        snprintf(reason_buf, sizeof(reason_buf),
+                 ans.why == FH_LG_NO_GREEN
+                     ? "builder '%s' has no green build on branch '%s'"
+                     : "no revision is good for every required builder (builder '%s' has "
+                       "no good revision old enough on branch '%s')",
+                 names[ans.builder], q->branch);
+        reason = reason_buf;
     }
-    if (src != SQLITE_DONE)
-        goto out;
-    for (size_t i = 0; i < nb; i++)
-        if (lg_collapse(&bs[i]))
-            goto out;
-
-    /* The newest revision good for every builder: lower the candidate to each builder's
-     * newest good revision at or before it until all agree. */
-    long c = (long)o.n - 1;
-    for (;;) {
-        int changed = 0;
-        for (size_t i = 0; i < nb; i++) {
-            long g = lg_largest_good(&bs[i], c);
-            if (g < 0) {
-                snprintf(reason_buf, sizeof(reason_buf),
-                         c == (long)o.n - 1
-                             ? "builder '%s' has no green build on branch '%s'"
-                             : "no revision is good for every required builder (builder '%s' has "
-                               "no good revision old enough on branch '%s')",
-                         bs[i].name, q->branch);
-                reason = reason_buf;
-                goto answer;
-            }
-            if (g < c) {
-                c = g;
-                changed = 1;
-            }
-        }
-        if (!changed)
-            break;
-    }
-    found = c;
 
 answer:
     fh_buf_printf(out, ",\"revision\":");
-    if (found >= 0) {
-        fh_buf_json_str(out, o.rev[found]);
+    if (ans.rev >= 0) {
+        fh_buf_json_str(out, o.rev[ans.rev]);
         fh_buf_printf(out, ",\"position\":");
-        put_double(out, o.pos[found]);
+        put_double(out, o.pos[ans.rev]);
         fh_buf_printf(out, ",\"changeid\":");
-        if (o.changeid[found])
-            fh_buf_printf(out, "%lld", o.changeid[found]);
+        if (o.changeid[ans.rev])
+            fh_buf_printf(out, "%lld", o.changeid[ans.rev]);
         else
             fh_buf_printf(out, "null");
         fh_buf_printf(out, ",\"reason\":null");
@@ -1057,34 +934,30 @@ answer:
                   from_config ? "config" : "recent_builds");
     for (size_t i = 0; i < nb; i++) {
         fh_buf_printf(out, "%s", i ? "," : "");
-        fh_buf_json_str(out, bs[i].name);
+        fh_buf_json_str(out, names[i]);
     }
     fh_buf_printf(out, "],\"builders\":[");
-    for (size_t i = 0; found >= 0 && i < nb; i++) {
-        lg_builder *b = &bs[i];
-        long j = lg_at_or_before(b, found);
+    for (size_t i = 0; ans.rev >= 0 && i < nb; i++) {
+        fh_lg_reason why;
+        fh_lastgreen_reason(&lg, i, ans.rev, &why);
         fh_buf_printf(out, "%s{\"builder\":", i ? "," : "");
-        fh_buf_json_str(out, b->name);
-        if (b->v[j].idx == found) {
+        fh_buf_json_str(out, names[i]);
+        if (!why.between) {
             fh_buf_printf(out, ",\"good_by\":\"green_build\",\"build\":");
-            put_lg_build(out, &b->v[j].build, o.rev[b->v[j].idx]);
+            put_lg_build(out, why.build, &o);
         } else {
             fh_buf_printf(out, ",\"good_by\":\"between_green_builds\",\"build_before\":");
-            put_lg_build(out, &b->v[j].build, o.rev[b->v[j].idx]);
+            put_lg_build(out, why.before, &o);
             fh_buf_printf(out, ",\"build_after\":");
-            put_lg_build(out, &b->v[j + 1].build, o.rev[b->v[j + 1].idx]);
+            put_lg_build(out, why.after, &o);
         }
         fh_buf_printf(out, "}");
     }
     fh_buf_printf(out, "]");
     rc = 0;
 out:
-    for (size_t i = 0; i < nb; i++) {
-        free(bs[i].name);
-        free(bs[i].v);
-        free(bs[i].prev_green);
-    }
-    free(bs);
+    free_names(names, nb);
+    fh_lastgreen_free(&lg);
     rev_order_free(&o);
     return rc;
 }

@@ -16,6 +16,7 @@
 
 #include "dlq.h"
 #include "fh_acache.h"
+#include "fh_lastgreen.h"
 #include "fh_log.h"
 #include "fh_lost.h"
 #include "fh_metrics.h"
@@ -72,10 +73,6 @@ struct view_reader {
     sqlite3_stmt *st[VIEW_READER_SLOTS];
     view_reader *next;
 };
-
-typedef struct required_rule {
-    char *branch, *builders;
-} required_rule;
 
 static struct view {
     fh_broker *b;
@@ -136,8 +133,7 @@ static struct view {
     fh_acache *cache;
     size_t max_entries, max_bytes;
 
-    required_rule *rules;
-    size_t nrules;
+    fh_lg_rules rules; /* view.required_builders, parsed at start */
 
     fh_metric *m_applied, *m_dups, *m_invalid, *m_skipped, *m_batches, *m_errors, *m_version,
         *m_behind, *m_pruned, *m_hits, *m_misses, *m_stale, *m_fresh[FRESH_BUCKETS + 1],
@@ -1572,37 +1568,6 @@ static int db_open(char *errbuf, size_t errsize)
     return 0;
 }
 
-static int parse_required(const char *spec, char *errbuf, size_t errsize)
-{
-    /* "trunk=linux,mac;release=linux" */
-    const char *p = spec;
-    while (p && *p) {
-        const char *semi = strchr(p, ';');
-        size_t len = semi ? (size_t)(semi - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        if (len == 0) {
-            p = semi ? semi + 1 : NULL;
-            continue;
-        }
-        if (!eq || eq == p || (size_t)(eq - p) + 1 >= len) {
-            fh_errf(errbuf, errsize, FH_ERR_CONFIG,
-                    "view.required_builders: expected BRANCH=BUILDER[,BUILDER...] separated by "
-                    "';', got \"%.*s\"",
-                    (int)len, p);
-            return -1;
-        }
-        required_rule *r = realloc(V.rules, (V.nrules + 1) * sizeof(*r));
-        if (!r)
-            return -1;
-        V.rules = r;
-        r[V.nrules].branch = strndup(p, (size_t)(eq - p));
-        r[V.nrules].builders = strndup(eq + 1, len - (size_t)(eq - p) - 1);
-        V.nrules++;
-        p = semi ? semi + 1 : NULL;
-    }
-    return 0;
-}
-
 static void register_metrics(void)
 {
     static char labels[FRESH_BUCKETS + 1][32];
@@ -1690,7 +1655,7 @@ int view_start(fh_broker *b)
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
-    if (parse_required(fh_config_str(c, "view.required_builders"), err, sizeof(err)) ||
+    if (fh_lg_rules_parse(&V.rules, fh_config_str(c, "view.required_builders"), err, sizeof(err)) ||
         mkdirs_for(V.path, err, sizeof(err)) || db_open(err, sizeof(err)) ||
         kafka_open(err, sizeof(err)))
         goto fail;
@@ -1749,13 +1714,7 @@ void view_stop(void)
     }
     fh_acache_free(V.cache);
     V.cache = NULL;
-    for (size_t i = 0; i < V.nrules; i++) {
-        free(V.rules[i].branch);
-        free(V.rules[i].builders);
-    }
-    free(V.rules);
-    V.rules = NULL;
-    V.nrules = 0;
+    fh_lg_rules_free(&V.rules);
     for (int k = 0; k < NTOPICS; k++) {
         free(V.parts[k]);
         V.parts[k] = NULL;
@@ -1960,12 +1919,9 @@ void view_cache_abandon(const char *key)
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-const char *view_required_builders(const char *branch)
+const fh_lg_rule *view_required_builders(const char *branch)
 {
-    for (size_t i = 0; i < V.nrules; i++)
-        if (strcmp(V.rules[i].branch, branch) == 0)
-            return V.rules[i].builders;
-    return NULL;
+    return fh_lg_rules_find(&V.rules, branch);
 }
 
 long long view_required_window_s(void)
