@@ -11,7 +11,7 @@
 #include "fh_lastgreen.h"
 #include "fh_log.h"
 #include "fh_param.h"
-#include "view.h"
+#include "view/view.h"
 
 #define MAX_PARAM_BYTES 512
 

@@ -24,7 +24,7 @@
 #include "health.h"
 #include "http.h"
 #include "rest.h"
-#include "view.h"
+#include "view/view.h"
 
 #include <jansson.h>
 #include <stdint.h>
