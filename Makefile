@@ -202,7 +202,7 @@ fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
 fuzz_wsmsg_SRC  := lib/fh_wsmsg.c lib/fh_cursor.c lib/fh_filter.c lib/fh_util.c
 fuzz_route_SRC  := lib/fh_route.c
 # fuzz_rest drives the broker's HTTP checks, REST handlers and an empty view (tests/fuzz/fuzz_rest.c).
-fuzz_rest_SRC   := broker/http.c broker/rest.c $(wildcard broker/view/*.c) broker/dlq.c broker/health.c broker/dashboard.c \
+fuzz_rest_SRC   := broker/http.c $(wildcard broker/rest/*.c broker/view/*.c) broker/dlq.c broker/health.c broker/dashboard.c \
                    lib/fh_util.c lib/fh_param.c lib/fh_route.c build/asan/gen/web_embed.c
 fuzz_rest_CFLAGS := -Ibroker $(shell pkg-config --cflags libmicrohttpd sqlite3 2>/dev/null)
 fuzz_rest_LIBS  := $(shell pkg-config --libs libmicrohttpd sqlite3 2>/dev/null)

@@ -15,7 +15,7 @@
 #include "dashboard.h"
 #include "health.h"
 #include "http.h"
-#include "rest.h"
+#include "rest/rest.h"
 #include "view/view.h"
 #include "statuspush.h"
 #include "stream/stream.h"

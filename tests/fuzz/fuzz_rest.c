@@ -23,7 +23,7 @@
 #include "fh_util.h"
 #include "health.h"
 #include "http.h"
-#include "rest.h"
+#include "rest/rest.h"
 #include "view/view.h"
 
 #include <jansson.h>

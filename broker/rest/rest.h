@@ -1,0 +1,20 @@
+/* rest: the /api/v1 read endpoints over the materialised view (docs/api.md,
+ * docs/openapi.yaml): pending, running, last-green, revisions, builds, builders and stats.
+ *
+ * The endpoints are one table (rest/rest.c) served by one handler on libmicrohttpd's threads: it
+ * validates the query (400 naming the parameter), builds a canonical cache key, and serves the
+ * rendered answer from the view's cache when it is current; otherwise it renders it in one read
+ * transaction on a pooled read-only connection, so the answer and its "as_of" describe the same
+ * committed version of the view. */
+#ifndef FH_BROKER_REST_H
+#define FH_BROKER_REST_H
+
+#include "broker.h"
+#include "http.h"
+
+/* Appends the REST routes to routes (room for FH_REST_ROUTES more); returns how many. With the
+ * view disabled or stopping they answer 503. */
+#define FH_REST_ROUTES 9
+size_t rest_routes(fh_broker *b, fh_http_route *routes);
+
+#endif
