@@ -202,7 +202,7 @@ fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
 fuzz_wsmsg_SRC  := lib/fh_wsmsg.c lib/fh_cursor.c lib/fh_filter.c lib/fh_util.c
 fuzz_route_SRC  := lib/fh_route.c
 # fuzz_rest drives the broker's HTTP checks, REST handlers and an empty view (tests/fuzz/fuzz_rest.c).
-fuzz_rest_SRC   := broker/http.c broker/rest.c broker/view.c broker/dlq.c broker/health.c broker/dashboard.c \
+fuzz_rest_SRC   := broker/http.c $(wildcard broker/rest/*.c broker/view/*.c) broker/dlq.c broker/health.c broker/dashboard.c \
                    lib/fh_util.c lib/fh_param.c lib/fh_route.c build/asan/gen/web_embed.c
 fuzz_rest_CFLAGS := -Ibroker $(shell pkg-config --cflags libmicrohttpd sqlite3 2>/dev/null)
 fuzz_rest_LIBS  := $(shell pkg-config --libs libmicrohttpd sqlite3 2>/dev/null)
@@ -235,7 +235,7 @@ fuzz:
 	  CFLAGS="-O1 -g" build/asan/libfirehose.a build/asan/gen/schemas_embed.c build/asan/gen/web_embed.c
 	$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/%)
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard lib/*.c lib/*.h broker/*.c broker/*.h) build/asan/libfirehose.a
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard lib/*.c lib/*.h broker/*.c broker/*.h broker/*/*.c broker/*/*.h) build/asan/libfirehose.a
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(fuzz_$*_CFLAGS) -o $@ $< $(fuzz_$*_SRC) $(FUZZ_LIBS) $(fuzz_$*_LIBS)
 

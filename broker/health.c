@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fh_log.h"
-#include "view.h"
+#include "view/view.h"
 
 /* Records lost, for /metrics and /readyz. firehose_records_lost_total has one series per
  * consumer, topic and partition that lost records, made when the first loss is reported; past

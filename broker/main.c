@@ -15,11 +15,11 @@
 #include "dashboard.h"
 #include "health.h"
 #include "http.h"
-#include "rest.h" /* issue 4: view + REST */
-#include "view.h" /* issue 4: view + REST */
+#include "rest/rest.h"
+#include "view/view.h"
 #include "statuspush.h"
 #include "stream/stream.h"
-#include "webhook.h" /* issue 5: webhooks */
+#include "webhook.h"
 
 #define MAX_ROUTES 64
 
@@ -56,11 +56,11 @@ static const fh_cfg_opt broker_opts[] = {
      "JSON file of tokens with scopes and filter constraints (docs/security.md)"},
     {"auth.anonymous_read", NULL, FH_CFG_BOOL, "false", 0, 0,
      "let requests without a token read (REST, stream, SSE)"},
-    FH_VIEW_CFG, /* issue 4: view.* keys */
+    FH_VIEW_CFG, /* view.* keys */
     FH_STREAM_CFG,
     FH_STATUSPUSH_CFG,
 
-    FH_WEBHOOK_CFG, /* issue 5: webhooks.* keys */
+    FH_WEBHOOK_CFG, /* webhooks.* keys */
 };
 
 static const char *const consumer_defaults[] = {
@@ -497,11 +497,11 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    if (view_start(&b)) { /* issue 4: the materialised view's thread */
+    if (view_start(&b)) { /* the materialised view's thread */
         status = 1;
         goto out;
     }
-    if (webhook_start(&b)) { /* issue 5: the webhook delivery thread */
+    if (webhook_start(&b)) { /* the webhook delivery thread */
         status = 1;
         goto out;
     }
@@ -517,11 +517,11 @@ int main(int argc, char **argv)
     }
     nroutes += statuspush_routes(&b, routes + nroutes);
     nroutes += health_routes(&b, routes + nroutes);
-    nroutes += rest_routes(&b, routes + nroutes); /* issue 4: /api/v1 read endpoints */
+    nroutes += rest_routes(&b, routes + nroutes); /* /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
     nroutes += dashboard_routes(routes + nroutes);
 
-    nroutes += webhook_routes(&b, routes + nroutes); /* issue 5: /api/v1/webhooks */
+    nroutes += webhook_routes(&b, routes + nroutes); /* /api/v1/webhooks */
     fit_connection_limits(&b, stream, nofile);
     if (!(http = start_http(&b, routes, nroutes))) {
         status = 1;
@@ -554,12 +554,12 @@ int main(int argc, char **argv)
     log_counts(&in, "broker.stopping");
 out:
     fh_stream_stop(stream); /* closes upgraded sockets before the HTTP server stops */
-    view_stop();            /* issue 4: drains REST requests, commits and closes the view */
+    view_stop();            /* drains REST requests, commits and closes the view */
     fh_http_stop(http);
     statuspush_stop(); /* after the HTTP server: no handler is producing any more */
 
-    webhook_stop();      /* issue 5: finishes transfers in flight, commits, closes */
-    webhook_api_close(); /* issue 5 */
+    webhook_stop(); /* finishes transfers in flight, commits, closes */
+    webhook_api_close();
     fh_stream_free(stream);
     ingest_stop(&in);
     fh_kafka_embedded_stop(b.embedded);

@@ -23,8 +23,8 @@
 #include "fh_util.h"
 #include "health.h"
 #include "http.h"
-#include "rest.h"
-#include "view.h"
+#include "rest/rest.h"
+#include "view/view.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "broker.h"
+#include "fh_lastgreen.h"
 #include "fh_util.h"
 
 /* The view's keys, one entry of broker_opts in main.c (after the auth.* entries). */
@@ -141,9 +142,9 @@ void view_cache_abandon(const char *key);
 
 /* ---- configuration the REST layer reads ------------------------------------------------- */
 
-/* The builders view.required_builders names for branch ("a,b", borrowed), or NULL when the
- * branch uses the default rule. */
-const char *view_required_builders(const char *branch);
+/* The builders view.required_builders names for branch (parsed at start; borrowed), or NULL
+ * when the branch uses the default rule. */
+const fh_lg_rule *view_required_builders(const char *branch);
 long long view_required_window_s(void);
 long long view_max_revisions(void);
 

@@ -1,10 +1,11 @@
 /* rest: the /api/v1 read endpoints over the materialised view (docs/api.md,
  * docs/openapi.yaml): pending, running, last-green, revisions, builds, builders and stats.
  *
- * Handlers run on libmicrohttpd's threads. Each validates its query (400 naming the parameter),
- * builds a canonical cache key, and serves the rendered answer from the view's cache when it is
- * current; otherwise it renders it in one read transaction on a pooled read-only connection, so
- * the answer and its "as_of" describe the same committed version of the view. */
+ * The endpoints are one table (rest/rest.c) served by one handler on libmicrohttpd's threads: it
+ * validates the query (400 naming the parameter), builds a canonical cache key, and serves the
+ * rendered answer from the view's cache when it is current; otherwise it renders it in one read
+ * transaction on a pooled read-only connection, so the answer and its "as_of" describe the same
+ * committed version of the view. */
 #ifndef FH_BROKER_REST_H
 #define FH_BROKER_REST_H
 

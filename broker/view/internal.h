@@ -1,0 +1,203 @@
+/* view/internal.h: what the files of the view share, and nothing outside the view includes.
+ * The view is described in view.h and drawn in docs/architecture.md ("View"). Files:
+ *   view.c        start, stop, metrics, configuration
+ *   schema.c      tables, writer statements, opening the SQLite file
+ *   apply.c       one event into SQL (view thread)
+ *   batch.c       batches, their commit with the offsets, lost records, freshness, pruning
+ *   consumer.c    the Kafka consumer and the view thread's loop
+ *   checkpoint.c  the checkpointer thread and the WAL tail
+ *   readers.c     the request gate, the read connection pool, as_of (REST threads)
+ *   cache.c       the answer cache (REST threads) */
+#ifndef FH_VIEW_INTERNAL_H
+#define FH_VIEW_INTERNAL_H
+
+#include "view.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dlq.h"
+#include "fh_acache.h"
+#include "fh_event.h"
+#include "fh_lastgreen.h"
+#include "fh_log.h"
+#include "fh_lost.h"
+#include "fh_metrics.h"
+#include "health.h"
+
+/* Bumped when the tables change shape; an older file is rebuilt from Kafka. */
+#define VIEW_SCHEMA 1
+#define FRESH_BUCKETS 20
+
+enum { TOPIC_EVENTS = 0, TOPIC_LOGS = 1, NTOPICS = 2 };
+
+typedef struct vpart {
+    int64_t next;      /* next offset to apply (in the open batch); -1: from the beginning */
+    int64_t committed; /* next offset as committed in SQLite */
+    int64_t lo, hi;    /* watermarks as librdkafka last saw them; -1 unknown */
+    int dirty;         /* next changed in the open batch */
+    /* records lost below this were logged and counted (a rolled-back batch meets the same gap
+     * again); -1 none */
+    int64_t lost_reported;
+} vpart;
+
+/* Writer statements, prepared once on the writer connection. */
+enum wst {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_SAVE,
+    W_RELEASE,
+    W_UNDO,
+    W_APPLIED,
+    W_CHANGE,
+    W_REVISION,
+    W_BUILDER,
+    W_BR_NEW,
+    W_BR_CLAIM,
+    W_BR_COMPLETE,
+    W_BR_BUILD,
+    W_BUILD_STARTED,
+    W_BUILD_UPDATED,
+    W_BUILD_FINISHED,
+    W_STEP_STARTED,
+    W_STEP_FINISHED,
+    W_LOG,
+    W_PROPS,
+    W_WORKER,
+    W_OFFSET,
+    W_STATE,
+    W_LOST,
+    W__COUNT
+};
+
+struct view_reader {
+    sqlite3 *db;
+    sqlite3_stmt *st[VIEW_READER_SLOTS];
+    view_reader *next;
+};
+
+struct view {
+    fh_broker *b;
+    int started;
+    char path[1024];
+    const char *topic[NTOPICS];
+    long long batch_max, batch_ms, retention_s, prune_interval_s, dedup_window_s, metadata_ms;
+    long long required_window_s, max_revisions;
+    size_t max_record_bytes;
+    int nice;
+
+    /* view thread */
+    pthread_t thread;
+    _Atomic int stop;
+    rd_kafka_t *rk;
+    fh_dlq *dlq; /* valid records the view cannot store go there, never silently away */
+    sqlite3 *db;
+    sqlite3_stmt *w[W__COUNT];
+    vpart *parts[NTOPICS];
+    int nparts[NTOPICS];
+    fh_buf scratch;
+    double clock;
+    int64_t max_record_ts; /* newest Kafka timestamp committed, ms */
+    int64_t batch_first_ms;
+    long long batch_n, batch_events, batch_dups, batch_invalid, batch_skipped, batch_lost;
+    int64_t batch_record_ts;
+    int64_t *batch_ts; /* Kafka timestamps of the open batch, for freshness (capped) */
+    size_t batch_ts_n, batch_ts_cap;
+    int in_txn;
+
+    /* checkpointer thread: its own connection; the writer's WAL hook wakes it */
+    pthread_t ckpt_thread;
+    int ckpt_started;
+    sqlite3 *ckpt_db;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    int ckpt_wanted, ckpt_stop;
+    long long checkpoint_pages;
+    int wal_pages; /* frames in the WAL after the last commit (view thread) */
+
+    /* published by the view thread */
+    _Atomic long long version;
+    _Atomic long long end_total; /* sum over partitions of what can be applied (high watermarks) */
+    _Atomic long long records_lost; /* committed in view_lost: records Kafka deleted unread */
+
+    /* gate for REST requests */
+    _Atomic int closing;
+    _Atomic int inflight;
+
+    /* reader pool */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    view_reader *pool_free;
+    int pool_open, pool_max;
+    int reader_cache_kib;
+
+    /* answer cache (its own locks) */
+    fh_acache *cache;
+    size_t max_entries, max_bytes;
+
+    fh_lg_rules rules; /* view.required_builders, parsed at start */
+
+    fh_metric *m_applied, *m_dups, *m_invalid, *m_skipped, *m_batches, *m_errors, *m_version,
+        *m_behind, *m_pruned, *m_hits, *m_misses, *m_stale, *m_fresh[FRESH_BUCKETS + 1],
+        *m_fresh_count, *m_fresh_sum, *m_checkpoints, *m_checkpoints_tail;
+};
+
+/* The one view of the process. */
+extern struct view view_g;
+/* Upper bounds (ms) of the freshness histogram's buckets. */
+extern const int view_fresh_le[FRESH_BUCKETS];
+
+/* view.c */
+/* Gives the calling thread view.nice (logs when it may not). */
+void view_thread_nice(const char *who);
+/* Nonzero until view_stop or the broker's shutdown. */
+int view_running(void);
+
+/* schema.c */
+int view_mkdirs_for(const char *file, char *errbuf, size_t errsize);
+int view_exec_sql(sqlite3 *db, const char *sql, char *errbuf, size_t errsize);
+/* Opens (or rebuilds) the file, prepares the writer statements and loads view_state and the
+ * stored offsets. Returns 0 or -1 with errbuf saying why. */
+int view_db_open(char *errbuf, size_t errsize);
+
+/* apply.c */
+void view_bind_text(sqlite3_stmt *st, int i, const char *s);
+/* Steps a writer statement to its end and resets it: SQLITE_OK or the error. */
+int view_wrun(sqlite3_stmt *st);
+int view_wexec(enum wst w);
+/* Applies one valid event inside the open transaction: SQLITE_OK or the SQLite error; *stored
+ * is 0 for types the view skips. */
+int view_apply_event(const fh_event *ev, int *stored);
+
+/* batch.c */
+int view_begin_batch(void);
+/* Handles one record inside the open batch. Returns 0, or -1 when the batch must be rolled
+ * back. */
+int view_handle_record(rd_kafka_message_t *m);
+void view_abort_batch(void);
+/* Commits the open batch with its offsets and view_state. Returns 0, or -1 after rolling it
+ * back. */
+int view_commit_batch(void);
+void view_prune(void);
+
+/* consumer.c */
+void view_assign_all(void);
+int view_kafka_open(char *errbuf, size_t errsize);
+/* The view thread. */
+void *view_main(void *arg);
+
+/* checkpoint.c */
+void view_ckpt_start(void);
+void view_ckpt_tail(void);
+void view_ckpt_stop(void);
+
+#endif
