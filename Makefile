@@ -9,7 +9,7 @@ BUILD   ?= build
 BIN     ?= bin
 PYTHON  ?= python3
 
-PKGS      := rdkafka jansson libmicrohttpd sqlite3 libcurl libcrypto
+PKGS      := rdkafka jansson libmicrohttpd sqlite3 libcurl libcrypto zlib
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -Ilib -MMD -MP \
