@@ -112,6 +112,13 @@ $(BUILD)/bench/pacer: $(BUILD)/bench/fanout/pacer.o $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 fanout-tools: $(FANOUT_BIN)
 
+# bench/deflate_bench: permessage-deflate's cost per event and per delivery (docs/performance.md)
+$(BUILD)/bench/deflate_bench: $(BUILD)/bench/deflate_bench.o $(BUILD)/libfirehose.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+.PHONY: bench-deflate
+bench-deflate: $(BUILD)/bench/deflate_bench
+	nice $(BUILD)/bench/deflate_bench
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ---- tests ----------------------------------------------------------------------------------
@@ -269,10 +276,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/firehose
 
 format:
-	clang-format -i lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
+	clang-format -i lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/*.c
 
 format-check:
-	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
+	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/*.c
 
 clean:
 	rm -rf $(BUILD) $(BIN)

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "fh_cursor.h"
+#include "fh_deflate.h"
 #include "fh_log.h"
 #include "fh_util.h"
 #include "fh_ws.h"
@@ -83,8 +84,9 @@ typedef struct sev {
     size_t raw_off, raw_len; /* the CloudEvent bytes inside tail */
     char *sse;               /* "event: T\ndata: RAW\n\n" */
     size_t sse_len;
-    size_t bytes; /* what this event costs in memory, for the caps */
-    int in_ring;  /* counted in the ring's bytes (stream thread only) */
+    size_t bytes;         /* what this event costs in memory, for the caps */
+    int in_ring;          /* counted in the ring's bytes (stream thread only) */
+    fh_deflate_cache *zc; /* permessage-deflate forms, made by the stream thread on first use */
 } sev;
 
 static void sev_unref(sev *e)
@@ -92,6 +94,7 @@ static void sev_unref(sev *e)
     if (e && atomic_fetch_sub(&e->refs, 1) == 1) {
         fh_filter_facts_free(&e->facts);
         free(e->sse);
+        fh_deflate_cache_free(e->zc);
         free(e);
     }
 }
@@ -165,6 +168,7 @@ struct conn {
     struct MHD_Connection *mhd;            /* SSE */
     const fh_principal *who;
     int cloudevents; /* WebSocket subprotocol cloudevents.json */
+    int deflate;     /* permessage-deflate negotiated (see deliver_deflated) */
     fh_ws_parser parser;
     outq q;
     sub *subs;
@@ -289,6 +293,11 @@ struct fh_stream {
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
         *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes;
+    /* permessage-deflate: the stream thread's one deflater and one inflater (no connection
+     * keeps compression state); NULL when stream.permessage_deflate is off */
+    fh_deflater *zd;
+    fh_inflater *zi;
+    fh_metric *m_z_plain, *m_z_sent;
     int64_t held_since_ms; /* when the stream last stopped for a connection past its cap; 0 */
     int ready;
 };
@@ -659,6 +668,9 @@ static int sev_sse(fh_stream *s, sev *e)
 /* ---- delivering -------------------------------------------------------------------------------
  */
 
+#define ZHEAD_EXTRA 5 /* a compressed delivery's head holds a stored-block header too */
+static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *cur, size_t clen);
+
 static int sub_matches(const sub *u, const sev *e)
 {
     if (!fh_filter_match_facts(&u->filter, &e->facts))
@@ -696,7 +708,8 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
      * cloudevents.json the frame header only */
     /* the cursor is in the head for SSE and for own cursors; else in the shared tail */
     int cursor_in_head = c->kind == CONN_SSE || u->own_cursors;
-    qent *q = qent_get(s, WS_HEADER_MAX + 48 + sizeof(u->id) + (cursor_in_head ? clen : 0));
+    qent *q =
+        qent_get(s, WS_HEADER_MAX + ZHEAD_EXTRA + 48 + sizeof(u->id) + (cursor_in_head ? clen : 0));
     if (!q)
         return -1;
     q->ev = sev_ref(e);
@@ -705,6 +718,8 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
         n = sprintf(q->head, "id: %.*s\n", (int)clen, cs);
         q->shared = e->sse;
         q->shared_len = e->sse_len;
+    } else if (c->deflate && deliver_deflated(s, u, e, q, cur, clen) == 0) {
+        n = (int)q->head_len;
     } else if (c->cloudevents) {
         n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT, e->raw_len);
         q->shared = e->tail + e->raw_off;
@@ -747,6 +762,87 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
         c->hold_seen_ms = now;
     }
     return 0;
+}
+
+/* ---- permessage-deflate (RFC 7692; lib/fh_deflate.h, docs/stream.md) -------------------------
+ *
+ * Only event deliveries are compressed; replies, errors and control frames go out plain (RFC 7692
+ * lets each message choose). The shared bytes of an event are compressed once per protocol
+ * variant, on their first compressed delivery, and kept with the event (e->zc, counted in its
+ * bytes like the SSE text), so every deflate subscriber shares them as plain subscribers share
+ * the plain bytes. The per-subscriber head goes in front as a stored block.
+ */
+
+enum { ZV_FIREHOSE = 0, ZV_OWN_CURSOR = 1, ZV_CLOUDEVENTS = 2 };
+
+/* Fills q with e's delivery to u compressed: a frame header with RSV1, the head as a stored
+ * block (firehose protocol), then the shared compressed bytes. cur/clen: u's own cursor when it
+ * has one. Returns 0 when q is filled, -1 to send e uncompressed (too small, does not compress,
+ * out of memory). */
+static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *cur, size_t clen)
+{
+    conn *c = u->c;
+    unsigned v = c->cloudevents ? ZV_CLOUDEVENTS : u->own_cursors ? ZV_OWN_CURSOR : ZV_FIREHOSE;
+    const char *plain = v == ZV_CLOUDEVENTS  ? e->tail + e->raw_off
+                        : v == ZV_OWN_CURSOR ? e->tail + e->b_off
+                                             : e->tail;
+    size_t plain_len = v == ZV_CLOUDEVENTS  ? e->raw_len
+                       : v == ZV_OWN_CURSOR ? e->tail_len - e->b_off
+                                            : e->tail_len;
+    size_t zlen, added;
+    const unsigned char *z = fh_deflate_cached(&e->zc, s->zd, v, plain, plain_len, &zlen, &added);
+    e->bytes += added;
+    if (e->in_ring)
+        s->ring_bytes += added;
+    if (!z)
+        return -1;
+    char *body = q->head + WS_HEADER_MAX; /* room for the longest frame header in front */
+    size_t bl = 0;
+    if (v != ZV_CLOUDEVENTS) {
+        char *text = body + ZHEAD_EXTRA;
+        int tl = v == ZV_OWN_CURSOR
+                     ? sprintf(text, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id,
+                               (int)clen, cur)
+                     : sprintf(text, "{\"op\":\"event\",\"sub\":\"%s", u->id);
+        if (tl < 0 || (size_t)tl > FH_DEFLATE_STORED_MAX)
+            return -1;
+        fh_deflate_stored_header((unsigned char *)body, (size_t)tl);
+        bl = ZHEAD_EXTRA + (size_t)tl;
+        fh_metric_add(s->m_z_plain, tl);
+    }
+    size_t h = fh_deflate_frame_header((unsigned char *)q->head, (uint64_t)bl + zlen);
+    memmove(q->head + h, body, bl);
+    q->head_len = h + bl;
+    q->shared = (const char *)z;
+    q->shared_len = zlen;
+    fh_metric_add(s->m_z_plain, (long long)plain_len);
+    fh_metric_add(s->m_z_sent, (long long)(bl + zlen));
+    return 0;
+}
+
+/* The text of a client message: as received, or inflated when it came compressed (at most
+ * stream.max_message_bytes, like a plain one) and then UTF-8 checked. Returns NULL after
+ * closing c: 1009 over the cap, 1007 not DEFLATE or not UTF-8, 1011 out of memory. */
+static const char *client_text(fh_stream *s, conn *c, const fh_ws_msg *m, size_t *len)
+{
+    const unsigned char *out;
+    char err[128];
+    *len = m->len;
+    if (!m->compressed)
+        return (const char *)m->data;
+    fh_err rc = s->zi ? fh_inflate_message(s->zi, m->data, m->len, s->max_message, &out, len, err,
+                                           sizeof(err))
+                      : FH_ERR_NOMEM;
+    if (rc == FH_OK && fh_ws_utf8_valid(out, *len))
+        return (const char *)out;
+    close_conn(s, c,
+               rc == FH_ERR_TOOBIG  ? CLOSE_TOO_BIG
+               : rc == FH_ERR_NOMEM ? CLOSE_INTERNAL
+                                    : FH_WS_CLOSE_BAD_DATA,
+               rc == FH_ERR_TOOBIG ? "message too big"
+               : rc == FH_OK       ? "text is not UTF-8"
+                                   : "bad compressed data");
+    return NULL;
 }
 
 /* ---- routing index ----------------------------------------------------------------------------
@@ -1811,11 +1907,13 @@ static void ws_read(fh_stream *s, conn *c)
             off += used;
             if (rc == FH_WS_NEED_MORE)
                 break;
+            const char *text;
+            size_t tlen;
             if (rc == FH_WS_MESSAGE) {
                 if (msg.opcode != FH_WS_OP_TEXT)
                     close_conn(s, c, 1003, "binary messages are not supported");
-                else if (!c->cloudevents)
-                    handle_client_message(s, c, (const char *)msg.data, msg.len);
+                else if (!c->cloudevents && (text = client_text(s, c, &msg, &tlen)))
+                    handle_client_message(s, c, text, tlen);
             } else if (rc == FH_WS_PING) {
                 send_frame(s, c, FH_WS_OP_PONG, (const char *)msg.data, msg.len);
             } else if (rc == FH_WS_CLOSE) {
@@ -1864,8 +1962,11 @@ static void on_new_ws(fh_stream *s, inmsg *m)
             off += used;
             if (rc == FH_WS_NEED_MORE)
                 break;
-            if (rc == FH_WS_MESSAGE && msg.opcode == FH_WS_OP_TEXT && !c->cloudevents)
-                handle_client_message(s, c, (const char *)msg.data, msg.len);
+            const char *text;
+            size_t tlen;
+            if (rc == FH_WS_MESSAGE && msg.opcode == FH_WS_OP_TEXT && !c->cloudevents &&
+                (text = client_text(s, c, &msg, &tlen)))
+                handle_client_message(s, c, text, tlen);
         }
     }
     if (c->cloudevents) {
@@ -2319,12 +2420,18 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     int ce = protos && header_has_token(protos, "cloudevents.json");
     int fh = protos && header_has_token(protos, "firehose.v1");
+    char zext[128]; /* permessage-deflate, when offered and on */
+    int z = s->zd && fh_deflate_negotiate(fh_http_header(req, "Sec-WebSocket-Extensions"), zext,
+                                          sizeof(zext));
     conn *c = conn_new(s, CONN_WS, req->who);
     if (!c) {
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         return;
     }
     c->cloudevents = ce;
+    c->deflate = z;
+    if (z)
+        fh_ws_parser_allow_compressed(&c->parser);
     if (ce) {
         qfilter q = {&c->sse_filter, "", 0};
         MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query_field, &q);
@@ -2349,6 +2456,8 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         MHD_add_response_header(r, "Sec-WebSocket-Protocol", "cloudevents.json");
     else if (fh)
         MHD_add_response_header(r, "Sec-WebSocket-Protocol", "firehose.v1");
+    if (z)
+        MHD_add_response_header(r, "Sec-WebSocket-Extensions", zext);
     resp->status = MHD_HTTP_SWITCHING_PROTOCOLS;
     resp->raw = r;
 }
@@ -2533,6 +2642,14 @@ static void register_metrics(fh_stream *s)
                                0);
     s->m_held_ms = fh_metric_new("firehose_stream_held_milliseconds_total", NULL,
                                  "Time the stream spent held by connections past their cap.", 0);
+    s->m_z_plain = fh_metric_new("firehose_stream_deflate_bytes_total", "form=\"plain\"",
+                                 "Payload bytes of compressed deliveries (permessage-deflate), "
+                                 "before (plain) and after (sent) compression.",
+                                 0);
+    s->m_z_sent = fh_metric_new("firehose_stream_deflate_bytes_total", "form=\"sent\"",
+                                "Payload bytes of compressed deliveries (permessage-deflate), "
+                                "before (plain) and after (sent) compression.",
+                                0);
 }
 
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)
@@ -2565,6 +2682,12 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->inbox_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!s->ring || !s->cur || s->epfd < 0 || s->kafka_efd < 0 || s->inbox_efd < 0) {
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");
+        goto err;
+    }
+    if (fh_config_bool(&b->cfg, "stream.permessage_deflate") &&
+        (!(s->zd = fh_deflater_new((int)fh_config_int(&b->cfg, "stream.deflate_level"))) ||
+         !(s->zi = fh_inflater_new()))) {
+        fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its deflater");
         goto err;
     }
     register_metrics(s);
@@ -2625,6 +2748,8 @@ void fh_stream_free(fh_stream *s)
         free(e);
     }
     fh_json_doc_free(&s->doc);
+    fh_deflater_free(s->zd);
+    fh_inflater_free(s->zi);
     while (s->kb_i < s->kb_n)
         rd_kafka_message_destroy(s->kbatch[s->kb_i++]);
     if (s->rkq)
