@@ -86,7 +86,8 @@ $(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_embed.o 
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # consumers/: firehose-replay and firehose-tail, and the pieces they share (unit-tested too)
-CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/jscan.c consumers/summary.c consumers/ws_client.c
+CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/jscan.c consumers/summary.c consumers/ws_client.c \
+                     consumers/netpolicy.c consumers/lws_client.c
 $(BUILD)/libconsumers.a: $(CONSUMERS_LIB_SRC:%.c=$(BUILD)/%.o)
 	ar rcs $@ $^
 
@@ -94,9 +95,11 @@ $(BIN)/firehose-replay: $(BUILD)/consumers/firehose_replay.o $(BUILD)/libconsume
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
+# firehose-tail speaks WebSocket through libwebsockets (ws://, wss://, proxies, permessage-deflate)
+LWS_LIBS = $(shell pkg-config --libs libwebsockets 2>/dev/null)
 $(BIN)/firehose-tail: $(BUILD)/consumers/firehose_tail.o $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LWS_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/unit/%.o: ALL_CFLAGS += -Iconsumers
 

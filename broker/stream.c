@@ -443,6 +443,16 @@ static void send_frame(fh_stream *s, conn *c, int opcode, const char *payload, s
 {
     if (c->kind != CONN_WS || c->closing)
         return;
+    if (c->deflate && opcode == FH_WS_OP_TEXT) { /* as stored blocks: see deliver_deflated */
+        size_t n = FH_DEFLATE_STORED_SIZE(len);
+        qent *z = qent_new(WS_HEADER_MAX + n);
+        if (!z)
+            return;
+        size_t h = fh_deflate_frame_header((unsigned char *)z->head, n);
+        z->head_len = h + fh_deflate_stored((unsigned char *)z->head + h, payload, len);
+        q_push(s, c, z);
+        return;
+    }
     qent *e = qent_new(WS_HEADER_MAX + len);
     if (!e)
         return;
@@ -766,19 +776,23 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
 
 /* ---- permessage-deflate (RFC 7692; lib/fh_deflate.h, docs/stream.md) -------------------------
  *
- * Only event deliveries are compressed; replies, errors and control frames go out plain (RFC 7692
- * lets each message choose). The shared bytes of an event are compressed once per protocol
- * variant, on their first compressed delivery, and kept with the event (e->zc, counted in its
- * bytes like the SSE text), so every deflate subscriber shares them as plain subscribers share
+ * Every text message to a connection that negotiated the extension is marked compressed (RSV1):
+ * events compressed when it pays and as stored blocks otherwise, replies as stored blocks
+ * (send_frame). RFC 7692 would allow plain messages in between, but libwebsockets 4.1 clients
+ * (Debian 12's, so firehose-tail's) spin forever on an uncompressed message once the extension
+ * is on. Control frames are never compressed. The shared bytes of an event are compressed once per
+ * protocol variant, on their first compressed delivery, and kept with the event (e->zc, counted in
+ * its bytes like the SSE text), so every deflate subscriber shares them as plain subscribers share
  * the plain bytes. The per-subscriber head goes in front as a stored block.
  */
 
 enum { ZV_FIREHOSE = 0, ZV_OWN_CURSOR = 1, ZV_CLOUDEVENTS = 2 };
 
-/* Fills q with e's delivery to u compressed: a frame header with RSV1, the head as a stored
- * block (firehose protocol), then the shared compressed bytes. cur/clen: u's own cursor when it
- * has one. Returns 0 when q is filled, -1 to send e uncompressed (too small, does not compress,
- * out of memory). */
+/* Fills q with e's delivery to u marked compressed: a frame header with RSV1, the head as a stored
+ * block (empty for cloudevents.json), then the shared compressed bytes; or, when e is not worth
+ * compressing, one stored block of the head and the plain shared bytes. cur/clen: u's own cursor
+ * when it has one. Returns 0 when q is filled, -1 to send e plain (a stored block would pass
+ * 64 KiB: an event that large and incompressible). */
 static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *cur, size_t clen)
 {
     conn *c = u->c;
@@ -794,28 +808,32 @@ static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *c
     e->bytes += added;
     if (e->in_ring)
         s->ring_bytes += added;
-    if (!z)
-        return -1;
     char *body = q->head + WS_HEADER_MAX; /* room for the longest frame header in front */
+    char *text = body + ZHEAD_EXTRA;
+    int tl = 0;
+    if (v == ZV_OWN_CURSOR)
+        tl = sprintf(text, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen,
+                     cur);
+    else if (v == ZV_FIREHOSE)
+        tl = sprintf(text, "{\"op\":\"event\",\"sub\":\"%s", u->id);
+    size_t stored = (size_t)tl + (z ? 0 : plain_len);
+    if (tl < 0 || stored > FH_DEFLATE_STORED_MAX)
+        return -1;
     size_t bl = 0;
-    if (v != ZV_CLOUDEVENTS) {
-        char *text = body + ZHEAD_EXTRA;
-        int tl = v == ZV_OWN_CURSOR
-                     ? sprintf(text, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id,
-                               (int)clen, cur)
-                     : sprintf(text, "{\"op\":\"event\",\"sub\":\"%s", u->id);
-        if (tl < 0 || (size_t)tl > FH_DEFLATE_STORED_MAX)
-            return -1;
-        fh_deflate_stored_header((unsigned char *)body, (size_t)tl);
+    if (tl || !z) {
+        fh_deflate_stored_header((unsigned char *)body, stored);
         bl = ZHEAD_EXTRA + (size_t)tl;
-        fh_metric_add(s->m_z_plain, tl);
+    }
+    if (!z) {
+        z = (const unsigned char *)plain;
+        zlen = plain_len;
     }
     size_t h = fh_deflate_frame_header((unsigned char *)q->head, (uint64_t)bl + zlen);
     memmove(q->head + h, body, bl);
     q->head_len = h + bl;
     q->shared = (const char *)z;
     q->shared_len = zlen;
-    fh_metric_add(s->m_z_plain, (long long)plain_len);
+    fh_metric_add(s->m_z_plain, (long long)(plain_len + (size_t)tl));
     fh_metric_add(s->m_z_sent, (long long)(bl + zlen));
     return 0;
 }

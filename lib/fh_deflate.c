@@ -181,6 +181,22 @@ size_t fh_deflate_stored_header(unsigned char out[5], size_t len)
     return 5;
 }
 
+size_t fh_deflate_stored(unsigned char *out, const void *in, size_t len)
+{
+    const unsigned char *p = in;
+    size_t o = 0;
+    do {
+        size_t n = len > FH_DEFLATE_STORED_MAX ? FH_DEFLATE_STORED_MAX : len;
+        o += fh_deflate_stored_header(out + o, n);
+        if (n)
+            memcpy(out + o, p, n);
+        o += n;
+        p += n;
+        len -= n;
+    } while (len);
+    return o;
+}
+
 size_t fh_deflate_frame_header(unsigned char out[10], uint64_t payload_len)
 {
     size_t n = fh_ws_frame_header(out, FH_WS_OP_TEXT, payload_len);

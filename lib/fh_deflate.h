@@ -40,6 +40,13 @@ int fh_deflate_negotiate(const char *offers, char *out, size_t size);
 #define FH_DEFLATE_STORED_MAX 65535
 size_t fh_deflate_stored_header(unsigned char out[5], size_t len);
 
+/* in[0..len) as stored blocks (as many as needed, at least one): a "compressed" message that
+ * costs 5 bytes per 65535 and no CPU, for messages not worth compressing on a connection that
+ * negotiated the extension. out must hold FH_DEFLATE_STORED_SIZE(len) bytes; returns that. */
+#define FH_DEFLATE_STORED_SIZE(len)                                                                \
+    ((len) + 5 * ((len) ? ((len) + FH_DEFLATE_STORED_MAX - 1) / FH_DEFLATE_STORED_MAX : 1))
+size_t fh_deflate_stored(unsigned char *out, const void *in, size_t len);
+
 /* The header of an unmasked server text frame with FIN and RSV1 ("compressed") set; the
  * payload_len counts the compressed payload. Returns 2, 4 or 10 as fh_ws_frame_header. */
 size_t fh_deflate_frame_header(unsigned char out[10], uint64_t payload_len);

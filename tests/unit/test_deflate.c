@@ -145,6 +145,25 @@ TEST(deflate_stored_head_then_shared_bytes_is_one_message)
     fh_deflater_free(d);
 }
 
+TEST(deflate_stored_blocks_carry_any_length_uncompressed)
+{
+    size_t lens[] = {0, 1, 700, 65535, 65536, 200000};
+    unsigned char *in = malloc(200000), *st = malloc(FH_DEFLATE_STORED_SIZE(200000)),
+                  *out = malloc(200001);
+    for (size_t i = 0; i < 200000; i++)
+        in[i] = (unsigned char)(i * 7 + (i >> 9));
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        size_t n = fh_deflate_stored(st, in, lens[k]);
+        CHECK(n == FH_DEFLATE_STORED_SIZE(lens[k]));
+        CHECK(client_inflate(st, n, out, 200001) == (long)lens[k]);
+        CHECK(memcmp(out, in, lens[k]) == 0);
+    }
+    CHECK(FH_DEFLATE_STORED_SIZE(0) == 5 && FH_DEFLATE_STORED_SIZE(65536) == 65536 + 10);
+    free(in);
+    free(st);
+    free(out);
+}
+
 TEST(deflate_frame_header_sets_rsv1_and_the_parser_takes_it_once_allowed)
 {
     unsigned char h[10];
