@@ -23,7 +23,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: fanout-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
+.PHONY: python-client-test fanout-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -161,6 +161,18 @@ integration-asan: all
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION)
 
+# consumers/python: the Python client built as a wheel, installed into a fresh virtualenv
+# (websockets from PyPI), and its own tests run against the installed package, not the source.
+PY_CLIENT := $(BUILD)/python-client
+python-client-test:
+	rm -rf $(PY_CLIENT) consumers/python/build consumers/python/src/*.egg-info && mkdir -p $(PY_CLIENT)
+	$(PYTHON) -m pip wheel --no-deps -q -w $(PY_CLIENT)/dist ./consumers/python
+	rm -rf consumers/python/build consumers/python/src/*.egg-info
+	$(PYTHON) -m venv $(PY_CLIENT)/venv
+	$(PY_CLIENT)/venv/bin/pip install -q $(PY_CLIENT)/dist/firehose_client-*.whl
+	cd $(PY_CLIENT) && venv/bin/python -c 'import firehose_client as f; assert "site-packages" in f.__file__, f.__file__'
+	cd $(PY_CLIENT) && venv/bin/python -m unittest discover -s $(CURDIR)/consumers/python/tests
+
 # The benchmarks' own Python (bench/plot.py, the fan-out report): no Kafka, no build, a second.
 bench-test:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/bench
@@ -175,6 +187,7 @@ test: deps
 	$(MAKE) --no-print-directory unit-asan
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory bench-test
+	$(MAKE) --no-print-directory python-client-test
 	$(MAKE) --no-print-directory integration
 	$(MAKE) --no-print-directory integration-asan
 
