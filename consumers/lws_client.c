@@ -1,6 +1,7 @@
 #include "lws_client.h"
 
 #include <libwebsockets.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct fh_lwc {
     int http_status;
     int compressed;
     char error[256];
+    char tls_error[160]; /* why the broker's certificate did not verify, when it did not */
     const char *token;
     /* the message being assembled from fragments */
     unsigned char *msg;
@@ -186,10 +188,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         c->state = S_OPEN;
         break;
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        /* user: the X509_STORE_CTX; len: OpenSSL's verdict so far. Only noted, not changed: the
+         * reason goes into the error libwebsockets reports as an opaque TLS failure. */
+        if (!len && user) {
+            X509_STORE_CTX *x = user;
+            int e = X509_STORE_CTX_get_error(x);
+            snprintf(c->tls_error, sizeof(c->tls_error),
+                     "the broker's certificate did not verify: %s (depth %d)",
+                     X509_verify_cert_error_string(e), X509_STORE_CTX_get_error_depth(x));
+        }
+        break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (wsi == c->wsi || !c->wsi) {
             c->http_status = lws_http_client_http_response(wsi);
-            snprintf(c->error, sizeof(c->error), "%s", in ? (const char *)in : "connection failed");
+            snprintf(c->error, sizeof(c->error), "%s",
+                     c->tls_error[0] ? c->tls_error : in ? (const char *)in : "connection failed");
             c->state = S_FAILED;
             c->wsi = NULL;
         }
@@ -334,6 +348,7 @@ fh_err fh_lwc_connect(fh_lwc *c, const fh_wsc_url *url, const char *token, int t
     c->http_status = 0;
     c->compressed = 0;
     c->error[0] = '\0';
+    c->tls_error[0] = '\0';
     c->got_close = 0;
     c->too_big = 0;
     c->token = token;
