@@ -203,7 +203,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (wsi == c->wsi || !c->wsi) {
             c->http_status = lws_http_client_http_response(wsi);
             snprintf(c->error, sizeof(c->error), "%s",
-                     c->tls_error[0] ? c->tls_error : in ? (const char *)in : "connection failed");
+                     c->tls_error[0] ? c->tls_error
+                     : in            ? (const char *)in
+                                     : "connection failed");
             c->state = S_FAILED;
             c->wsi = NULL;
         }
