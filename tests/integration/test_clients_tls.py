@@ -13,6 +13,8 @@ Every connection goes to 127.0.0.1.
 
 import asyncio
 import collections
+import csv
+import io
 import json
 import os
 import pathlib
@@ -344,3 +346,38 @@ def test_tail_goes_through_the_https_proxy_and_guards_its_token(kafka, topics, t
     assert r.returncode == 64 and "--allow-insecure-token" in r.stderr, r.stderr
     with pytest.raises(fh.InsecureToken):
         asyncio.run(py_collect("ws://firehose.example.org", 1, token="secret"))
+
+
+EXAMPLES = ROOT / "consumers" / "python" / "examples"
+
+
+def run_example(name, *args, timeout=60):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "consumers" / "python" / "src"))
+    return subprocess.Popen([sys.executable, str(EXAMPLES / name)] + [str(a) for a in args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_examples_run_against_the_broker_over_wss(kafka, topics, tls_broker, certs):
+    """notify_build.py exits 1 for a red build with a bell, replay_csv.py writes one row per build.finished, dashboard.py reports the view it cannot reach."""
+    b = tls_broker()
+    ca = certs / "ca.pem"
+    brid = next_brid()
+    n = run_example("notify_build.py", "--url", b.ws_url, "--buildrequestid", brid, "--cafile", ca, "--timeout", 60)
+    wait_for(lambda: b.metric("firehose_stream_connections") >= 1 or n.poll() is not None, 30,
+             what="notify_build.py to connect")
+    evs = build_events(brid, 2)
+    emit(kafka, topics, evs)
+    out, err = n.communicate(timeout=60)
+    assert n.returncode == 1, err
+    assert out.startswith("\a") and "FAILURE" in out
+    r = run_example("replay_csv.py", "--url", b.ws_url, "--cafile", ca, "--from", "earliest", "--builder",
+                    "tail-linux-rel", "--idle", 3)
+    out, err = r.communicate(timeout=120)
+    assert r.returncode == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert any(row["buildid"] == str(brid + 500000) and row["results"] == "2" for row in rows), rows[-3:]
+    assert all(row["type"] == "build.finished" for row in rows)
+    assert "tail-linux-rel" in err
+    d = run_example("dashboard.py", "--url", b.url, "--cafile", ca, "--once")
+    out, err = d.communicate(timeout=60)
+    assert d.returncode == 1 and "view is unavailable" in err, (out, err)
