@@ -788,11 +788,10 @@ static int deliver(fh_stream *s, sub *u, sev *e, int paced)
 
 enum { ZV_FIREHOSE = 0, ZV_OWN_CURSOR = 1, ZV_CLOUDEVENTS = 2 };
 
-/* Fills q with e's delivery to u marked compressed: a frame header with RSV1, the head as a stored
- * block (empty for cloudevents.json), then the shared compressed bytes; or, when e is not worth
- * compressing, one stored block of the head and the plain shared bytes. cur/clen: u's own cursor
- * when it has one. Returns 0 when q is filled, -1 to send e plain (a stored block would pass
- * 64 KiB: an event that large and incompressible). */
+/* Fills q with e's delivery to u as a compressed message: a frame header with RSV1, the head as a
+ * stored block (none for cloudevents.json), then the shared bytes from e->zc: compressed, or
+ * stored blocks when e is not worth compressing. cur/clen: u's own cursor when it has one.
+ * Returns 0 when q is filled, -1 to send e plain (out of memory). */
 static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *cur, size_t clen)
 {
     conn *c = u->c;
@@ -804,10 +803,14 @@ static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *c
                        : v == ZV_OWN_CURSOR ? e->tail_len - e->b_off
                                             : e->tail_len;
     size_t zlen, added;
-    const unsigned char *z = fh_deflate_cached(&e->zc, s->zd, v, plain, plain_len, &zlen, &added);
+    int compressed;
+    const unsigned char *z =
+        fh_deflate_cached(&e->zc, s->zd, v, plain, plain_len, &zlen, &compressed, &added);
     e->bytes += added;
     if (e->in_ring)
         s->ring_bytes += added;
+    if (!z)
+        return -1;
     char *body = q->head + WS_HEADER_MAX; /* room for the longest frame header in front */
     char *text = body + ZHEAD_EXTRA;
     int tl = 0;
@@ -816,17 +819,12 @@ static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *c
                      cur);
     else if (v == ZV_FIREHOSE)
         tl = sprintf(text, "{\"op\":\"event\",\"sub\":\"%s", u->id);
-    size_t stored = (size_t)tl + (z ? 0 : plain_len);
-    if (tl < 0 || stored > FH_DEFLATE_STORED_MAX)
+    if (tl < 0 || (size_t)tl > FH_DEFLATE_STORED_MAX)
         return -1;
     size_t bl = 0;
-    if (tl || !z) {
-        fh_deflate_stored_header((unsigned char *)body, stored);
+    if (tl) {
+        fh_deflate_stored_header((unsigned char *)body, (size_t)tl);
         bl = ZHEAD_EXTRA + (size_t)tl;
-    }
-    if (!z) {
-        z = (const unsigned char *)plain;
-        zlen = plain_len;
     }
     size_t h = fh_deflate_frame_header((unsigned char *)q->head, (uint64_t)bl + zlen);
     memmove(q->head + h, body, bl);

@@ -185,15 +185,15 @@ size_t fh_deflate_stored(unsigned char *out, const void *in, size_t len)
 {
     const unsigned char *p = in;
     size_t o = 0;
-    do {
+    while (len) {
         size_t n = len > FH_DEFLATE_STORED_MAX ? FH_DEFLATE_STORED_MAX : len;
         o += fh_deflate_stored_header(out + o, n);
-        if (n)
-            memcpy(out + o, p, n);
+        memcpy(out + o, p, n);
         o += n;
         p += n;
         len -= n;
-    } while (len);
+    }
+    out[o++] = 0x00; /* an empty stored block's header: its 00 00 ff ff is the receiver's */
     return o;
 }
 
@@ -265,24 +265,23 @@ fh_err fh_deflate_message(fh_deflater *d, const void *in, size_t len, unsigned c
     return FH_OK;
 }
 
-/* state of a variant */
-enum { V_UNTRIED = 0, V_READY, V_PLAIN };
-
 struct fh_deflate_cache {
     unsigned char *data[FH_DEFLATE_VARIANTS];
-    uint32_t len[FH_DEFLATE_VARIANTS];
-    unsigned char state[FH_DEFLATE_VARIANTS];
+    size_t len[FH_DEFLATE_VARIANTS];
+    unsigned char compressed[FH_DEFLATE_VARIANTS];
 };
 
 #define MALLOC_OVERHEAD 16
 
 const unsigned char *fh_deflate_cached(fh_deflate_cache **cache, fh_deflater *d, unsigned v,
-                                       const void *in, size_t len, size_t *zlen, size_t *added)
+                                       const void *in, size_t len, size_t *zlen, int *compressed,
+                                       size_t *added)
 {
     fh_deflate_cache *c = *cache;
     *added = 0;
     *zlen = 0;
-    if (v >= FH_DEFLATE_VARIANTS || len < FH_DEFLATE_MIN_BYTES || !d)
+    *compressed = 0;
+    if (v >= FH_DEFLATE_VARIANTS)
         return NULL;
     if (!c) {
         if (!(c = calloc(1, sizeof(*c))))
@@ -290,26 +289,27 @@ const unsigned char *fh_deflate_cached(fh_deflate_cache **cache, fh_deflater *d,
         *cache = c;
         *added += sizeof(*c) + MALLOC_OVERHEAD;
     }
-    if (c->state[v] == V_UNTRIED) {
-        unsigned char *z;
-        size_t n;
-        c->state[v] = V_PLAIN;
-        if (fh_deflate_message(d, in, len, &z, &n) == FH_OK) {
-            if (n + 8 <= len && n <= UINT32_MAX) {
-                /* give back what deflateBound reserved beyond the result */
-                unsigned char *shrunk = realloc(z, n ? n : 1);
-                c->data[v] = shrunk ? shrunk : z;
-                c->len[v] = (uint32_t)n;
-                c->state[v] = V_READY;
-                *added += n + MALLOC_OVERHEAD;
-            } else {
-                free(z);
-            }
+    if (!c->data[v]) {
+        unsigned char *z = NULL;
+        size_t n = 0;
+        if (d && len >= FH_DEFLATE_MIN_BYTES && fh_deflate_message(d, in, len, &z, &n) == FH_OK &&
+            n + 8 <= len) {
+            /* give back what deflateBound reserved beyond the result */
+            unsigned char *shrunk = realloc(z, n ? n : 1);
+            c->data[v] = shrunk ? shrunk : z;
+            c->compressed[v] = 1;
+        } else {
+            free(z);
+            n = FH_DEFLATE_STORED_SIZE(len);
+            if (!(c->data[v] = malloc(n)))
+                return NULL;
+            fh_deflate_stored(c->data[v], in, len);
         }
+        c->len[v] = n;
+        *added += n + MALLOC_OVERHEAD;
     }
-    if (c->state[v] != V_READY)
-        return NULL;
     *zlen = c->len[v];
+    *compressed = c->compressed[v];
     return c->data[v];
 }
 

@@ -40,11 +40,12 @@ int fh_deflate_negotiate(const char *offers, char *out, size_t size);
 #define FH_DEFLATE_STORED_MAX 65535
 size_t fh_deflate_stored_header(unsigned char out[5], size_t len);
 
-/* in[0..len) as stored blocks (as many as needed, at least one): a "compressed" message that
- * costs 5 bytes per 65535 and no CPU, for messages not worth compressing on a connection that
- * negotiated the extension. out must hold FH_DEFLATE_STORED_SIZE(len) bytes; returns that. */
+/* in[0..len) as a whole message of stored blocks (as many as needed), ending as RFC 7692 7.2.1
+ * asks with the header byte of an empty stored block whose LEN/NLEN (00 00 ff ff) the receiver
+ * appends: a "compressed" message that costs 5 bytes per 65535 plus 1 and no CPU. out must hold
+ * FH_DEFLATE_STORED_SIZE(len) bytes; returns that. */
 #define FH_DEFLATE_STORED_SIZE(len)                                                                \
-    ((len) + 5 * ((len) ? ((len) + FH_DEFLATE_STORED_MAX - 1) / FH_DEFLATE_STORED_MAX : 1))
+    ((len) + 5 * (((len) + FH_DEFLATE_STORED_MAX - 1) / FH_DEFLATE_STORED_MAX) + 1)
 size_t fh_deflate_stored(unsigned char *out, const void *in, size_t len);
 
 /* The header of an unmasked server text frame with FIN and RSV1 ("compressed") set; the
@@ -71,18 +72,20 @@ fh_err fh_deflate_message(fh_deflater *d, const void *in, size_t len, unsigned c
  * slices of it (variant 0..N-1, chosen by the caller: which part of the string a protocol sends),
  * each compressed on first use and then shared. NULL until the first use. */
 #define FH_DEFLATE_VARIANTS 3
-/* Messages shorter than this go out uncompressed: the saving would not pay for the CPU. */
+/* Shorter messages go out as stored blocks: compressing them would not pay for the CPU. */
 #define FH_DEFLATE_MIN_BYTES 64
 typedef struct fh_deflate_cache fh_deflate_cache;
 
-/* The compressed bytes of variant v, whose uncompressed bytes are in[0..len): compressed with d
- * on the first call and kept in *cache. Returns NULL (send it uncompressed) when len is under
- * FH_DEFLATE_MIN_BYTES, when compressing would not save at least 8 bytes (a stored head costs
- * 5), or when out of memory; that answer is kept too. *added is what this call added to the
- * cache's memory (allocator overhead included), 0 when nothing; the caller counts it against its
- * caps. The returned bytes live until fh_deflate_cache_free. */
+/* The bytes to send for variant v, whose uncompressed bytes are in[0..len), as the end of a
+ * compressed message: compressed with d from an empty window when that saves at least 8 bytes
+ * (and len is at least FH_DEFLATE_MIN_BYTES), else the same bytes as stored blocks
+ * (fh_deflate_stored), which any inflater takes too. Made on the first call and kept in *cache;
+ * *compressed says which. NULL only when out of memory. *added is what this call added to the
+ * cache's memory (allocator overhead included), 0 when nothing; the caller counts it against
+ * its caps. The bytes live until fh_deflate_cache_free. */
 const unsigned char *fh_deflate_cached(fh_deflate_cache **cache, fh_deflater *d, unsigned v,
-                                       const void *in, size_t len, size_t *zlen, size_t *added);
+                                       const void *in, size_t len, size_t *zlen, int *compressed,
+                                       size_t *added);
 void fh_deflate_cache_free(fh_deflate_cache *cache);
 
 /* ---- decompressing ------------------------------------------------------------------------- */

@@ -33,6 +33,23 @@ static long client_inflate(const unsigned char *z, size_t zlen, unsigned char *o
     return n;
 }
 
+/* The broker's own inflater is strict (it notices a message that ends inside a block, which
+ * zlib alone lets pass): every form the broker sends must satisfy it. */
+static long strict_inflate(const unsigned char *z, size_t zlen, unsigned char *out, size_t cap)
+{
+    fh_inflater *f = fh_inflater_new();
+    const unsigned char *o;
+    size_t olen;
+    char err[128];
+    long n = -1;
+    if (fh_inflate_message(f, z, zlen, cap, &o, &olen, err, sizeof(err)) == FH_OK) {
+        memcpy(out, o, olen);
+        n = (long)olen;
+    }
+    fh_inflater_free(f);
+    return n;
+}
+
 static const char *EVENT =
     "\",\"cursor\":\"6.2a.2t.35.w.x.13\",\"event\":{\"specversion\":\"1.0\",\"id\":"
     "\"5d8f0c1e-9b7a-4c1e-8f2a-1b2c3d4e5f60\",\"source\":\"buildbot://master-1\",\"type\":"
@@ -155,10 +172,11 @@ TEST(deflate_stored_blocks_carry_any_length_uncompressed)
     for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
         size_t n = fh_deflate_stored(st, in, lens[k]);
         CHECK(n == FH_DEFLATE_STORED_SIZE(lens[k]));
-        CHECK(client_inflate(st, n, out, 200001) == (long)lens[k]);
+        CHECK(strict_inflate(st, n, out, 200001) == (long)lens[k]);
         CHECK(memcmp(out, in, lens[k]) == 0);
+        CHECK(client_inflate(st, n, out, 200001) == (long)lens[k]);
     }
-    CHECK(FH_DEFLATE_STORED_SIZE(0) == 5 && FH_DEFLATE_STORED_SIZE(65536) == 65536 + 10);
+    CHECK(FH_DEFLATE_STORED_SIZE(0) == 1 && FH_DEFLATE_STORED_SIZE(65536) == 65536 + 11);
     free(in);
     free(st);
     free(out);
@@ -205,24 +223,28 @@ TEST(deflate_frame_header_sets_rsv1_and_the_parser_takes_it_once_allowed)
     CHECK(!fh_ws_utf8_valid((const unsigned char *)"\xc3", 1));
 }
 
-TEST(deflate_cache_compresses_a_variant_once_and_skips_what_does_not_pay)
+TEST(deflate_cache_compresses_a_variant_once_and_stores_what_does_not_pay)
 {
     fh_deflater *d = fh_deflater_new(6);
     fh_deflate_cache *c = NULL;
-    size_t zlen, added, n = strlen(EVENT), total = 0;
-    const unsigned char *a = fh_deflate_cached(&c, d, 0, EVENT, n, &zlen, &added);
-    CHECK(a != NULL && zlen < n && added > zlen);
-    total += added;
+    size_t zlen, added, n = strlen(EVENT);
+    int z;
+    unsigned char out[4096];
+    const unsigned char *a = fh_deflate_cached(&c, d, 0, EVENT, n, &zlen, &z, &added);
+    CHECK(a != NULL && z && zlen < n && added > zlen);
+    CHECK(strict_inflate(a, zlen, out, sizeof(out)) == (long)n && memcmp(out, EVENT, n) == 0);
     size_t zlen2;
-    const unsigned char *b = fh_deflate_cached(&c, d, 0, EVENT, n, &zlen2, &added);
-    CHECK(b == a && zlen2 == zlen && added == 0);
+    const unsigned char *b = fh_deflate_cached(&c, d, 0, EVENT, n, &zlen2, &z, &added);
+    CHECK(b == a && zlen2 == zlen && added == 0 && z);
     /* another variant: its own bytes */
-    const unsigned char *v1 = fh_deflate_cached(&c, d, 1, EVENT + 20, n - 20, &zlen2, &added);
-    CHECK(v1 != NULL && v1 != a && added > 0);
-    /* too short */
-    CHECK(fh_deflate_cached(&c, d, 2, EVENT, 10, &zlen2, &added) == NULL);
+    const unsigned char *v1 = fh_deflate_cached(&c, d, 1, EVENT + 20, n - 20, &zlen2, &z, &added);
+    CHECK(v1 != NULL && v1 != a && added > 0 && z);
+    /* too short to compress: stored, and still a whole message */
+    const unsigned char *st = fh_deflate_cached(&c, d, 2, EVENT, 10, &zlen2, &z, &added);
+    CHECK(st != NULL && !z && zlen2 == FH_DEFLATE_STORED_SIZE(10));
+    CHECK(strict_inflate(st, zlen2, out, sizeof(out)) == 10 && memcmp(out, EVENT, 10) == 0);
     fh_deflate_cache_free(c);
-    /* random bytes do not compress: sent plain, and the answer is kept */
+    /* random bytes do not compress: stored, and that answer is kept */
     unsigned char rnd[512];
     uint32_t x = 2463534242u;
     for (size_t i = 0; i < sizeof(rnd); i++) {
@@ -232,14 +254,14 @@ TEST(deflate_cache_compresses_a_variant_once_and_skips_what_does_not_pay)
         rnd[i] = (unsigned char)x;
     }
     c = NULL;
-    CHECK(fh_deflate_cached(&c, d, 0, rnd, sizeof(rnd), &zlen, &added) == NULL);
-    CHECK(c != NULL && added > 0);
-    CHECK(fh_deflate_cached(&c, d, 0, rnd, sizeof(rnd), &zlen, &added) == NULL && added == 0);
-    CHECK(fh_deflate_cached(&c, d, FH_DEFLATE_VARIANTS, EVENT, n, &zlen, &added) == NULL);
+    a = fh_deflate_cached(&c, d, 0, rnd, sizeof(rnd), &zlen, &z, &added);
+    CHECK(a != NULL && !z && zlen == sizeof(rnd) + 6 && added > 0);
+    CHECK(strict_inflate(a, zlen, out, sizeof(out)) == (long)sizeof(rnd));
+    CHECK(fh_deflate_cached(&c, d, 0, rnd, sizeof(rnd), &zlen, &z, &added) == a && added == 0);
+    CHECK(fh_deflate_cached(&c, d, FH_DEFLATE_VARIANTS, EVENT, n, &zlen, &z, &added) == NULL);
     fh_deflate_cache_free(c);
     fh_deflate_cache_free(NULL);
     fh_deflater_free(d);
-    (void)total;
 }
 
 /* Compresses len bytes with zlib as a client would (sync flush, trailer removed). */
