@@ -86,12 +86,12 @@ class TlsBroker(Broker):
 
     def _ready(self):
         try:
-            return requests.get(self.url + "readyz", timeout=2, verify=False).status_code == 200
+            return requests.get(self.url + "readyz", timeout=2, verify=self.ca).status_code == 200
         except requests.RequestException:
             return False
 
     def metrics(self):
-        r = requests.get(self.url + "metrics", timeout=5, verify=False)
+        r = requests.get(self.url + "metrics", timeout=5, verify=self.ca)
         out = {}
         for line in r.text.splitlines():
             m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
