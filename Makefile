@@ -207,12 +207,12 @@ docs: all
 # Each target compiles the library sources it exercises (so libFuzzer's coverage reaches them)
 # and takes the rest from the ASan+UBSan archive that unit-asan builds.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query fuzz_wsmsg fuzz_route
+FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query fuzz_wsmsg fuzz_route fuzz_deflate
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
                 -D_GNU_SOURCE -pthread -Wall -Wextra -Werror -Ilib \
                 $(shell pkg-config --cflags rdkafka jansson libcrypto 2>/dev/null)
 FUZZ_LIBS     = build/asan/gen/schemas_embed.c build/asan/libfirehose.a \
-                $(shell pkg-config --libs rdkafka jansson libcrypto 2>/dev/null) -lm -pthread
+                $(shell pkg-config --libs rdkafka jansson libcrypto zlib 2>/dev/null) -lm -pthread
 fuzz_json_SRC   := lib/fh_json.c lib/fh_error.c
 fuzz_event_SRC  := lib/fh_json.c lib/fh_schema.c lib/fh_event.c lib/fh_error.c
 fuzz_ws_SRC     := lib/fh_ws.c
@@ -221,6 +221,7 @@ fuzz_config_SRC := lib/fh_config.c lib/fh_error.c
 fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
 fuzz_wsmsg_SRC  := lib/fh_wsmsg.c lib/fh_cursor.c lib/fh_filter.c lib/fh_util.c
 fuzz_route_SRC  := lib/fh_route.c
+fuzz_deflate_SRC := lib/fh_deflate.c lib/fh_ws.c lib/fh_error.c
 # Seeds (read-only) and extra flags per target.
 fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
 fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid
@@ -230,6 +231,7 @@ fuzz_config_SEEDS := tests/fuzz/seeds/config
 fuzz_query_SEEDS  := tests/fuzz/seeds/query
 fuzz_wsmsg_SEEDS  := tests/fuzz/seeds/wsmsg
 fuzz_route_SEEDS  := tests/fuzz/seeds/route
+fuzz_deflate_SEEDS := tests/fuzz/seeds/deflate
 fuzz_json_FLAGS   := -dict=tests/fuzz/json.dict
 fuzz_event_FLAGS  := -dict=tests/fuzz/json.dict
 fuzz_filter_FLAGS := -dict=tests/fuzz/json.dict
