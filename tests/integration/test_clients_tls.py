@@ -33,7 +33,7 @@ import requests
 import gen_events
 from conftest import ROOT, wait_for
 from stream_support import Broker, TopicSet, emit, wait_topics
-from test_tail import TAIL, Tail, build_events, next_brid
+from test_tail import TAIL, Tail, build_events, free_port, next_brid
 
 sys.path.insert(0, str(ROOT / "consumers" / "python" / "src"))
 import firehose_client as fh  # noqa: E402
@@ -122,14 +122,6 @@ def tls_broker(kafka, topics, tmp_path, certs):
     yield make
     for b in made:
         b.stop()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 RUN = uuid.uuid4().hex[:8]   # told apart from earlier runs on the same Kafka
