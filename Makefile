@@ -9,7 +9,7 @@ BUILD   ?= build
 BIN     ?= bin
 PYTHON  ?= python3
 
-PKGS      := rdkafka jansson libmicrohttpd sqlite3 libcurl libcrypto
+PKGS      := rdkafka jansson libmicrohttpd sqlite3 libcurl libcrypto zlib
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) -Ilib -MMD -MP \
@@ -23,7 +23,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: fanout-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
+.PHONY: python-client-test fanout-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -88,7 +88,8 @@ $(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_embed.o 
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # consumers/: firehose-replay and firehose-tail, and the pieces they share (unit-tested too)
-CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/jscan.c consumers/summary.c consumers/ws_client.c
+CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/jscan.c consumers/summary.c consumers/ws_client.c \
+                     consumers/netpolicy.c consumers/lws_client.c
 $(BUILD)/libconsumers.a: $(CONSUMERS_LIB_SRC:%.c=$(BUILD)/%.o)
 	ar rcs $@ $^
 
@@ -96,9 +97,11 @@ $(BIN)/firehose-replay: $(BUILD)/consumers/firehose_replay.o $(BUILD)/libconsume
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
+# firehose-tail speaks WebSocket through libwebsockets (ws://, wss://, proxies, permessage-deflate)
+LWS_LIBS = $(shell pkg-config --libs libwebsockets 2>/dev/null)
 $(BIN)/firehose-tail: $(BUILD)/consumers/firehose_tail.o $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LWS_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/unit/%.o: ALL_CFLAGS += -Iconsumers
 
@@ -113,6 +116,13 @@ $(BUILD)/bench/loadclient: $(BUILD)/bench/fanout/loadclient.o $(BUILD)/libconsum
 $(BUILD)/bench/pacer: $(BUILD)/bench/fanout/pacer.o $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 fanout-tools: $(FANOUT_BIN)
+
+# bench/deflate_bench: permessage-deflate's cost per event and per delivery (docs/performance.md)
+$(BUILD)/bench/deflate_bench: $(BUILD)/bench/deflate_bench.o $(BUILD)/libfirehose.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+.PHONY: bench-deflate
+bench-deflate: $(BUILD)/bench/deflate_bench
+	nice $(BUILD)/bench/deflate_bench
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -147,11 +157,24 @@ integration: all
 # The stream, webhook and fault tests again, against the broker built with ASan+UBSan (unit-asan
 # builds it): a use after free or a leak ends the process, and the tests check its exit status.
 ASAN_INTEGRATION ?= tests/integration/test_stream_storm.py tests/integration/test_stream.py \
-                    tests/integration/test_webhooks.py tests/integration/test_faults.py
+                    tests/integration/test_webhooks.py tests/integration/test_faults.py \
+                    tests/integration/test_stream_deflate.py
 integration-asan: all
 	FIREHOSE_TEST_BROKER=build/asan/bin/firehose-broker FIREHOSE_TEST_ASAN=1 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION)
+
+# consumers/python: the Python client built as a wheel, installed into a fresh virtualenv
+# (websockets from PyPI), and its own tests run against the installed package, not the source.
+PY_CLIENT := $(BUILD)/python-client
+python-client-test:
+	rm -rf $(PY_CLIENT) consumers/python/build consumers/python/src/*.egg-info && mkdir -p $(PY_CLIENT)
+	$(PYTHON) -m pip wheel --no-deps -q -w $(PY_CLIENT)/dist ./consumers/python
+	rm -rf consumers/python/build consumers/python/src/*.egg-info
+	$(PYTHON) -m venv $(PY_CLIENT)/venv
+	$(PY_CLIENT)/venv/bin/pip install -q $(PY_CLIENT)/dist/firehose_client-*.whl
+	cd $(PY_CLIENT) && venv/bin/python -c 'import firehose_client as f; assert "site-packages" in f.__file__, f.__file__'
+	cd $(PY_CLIENT) && venv/bin/python -m unittest discover -s $(CURDIR)/consumers/python/tests
 
 # The benchmarks' own Python (bench/plot.py, the fan-out report): no Kafka, no build, a second.
 bench-test:
@@ -167,6 +190,7 @@ test: deps
 	$(MAKE) --no-print-directory unit-asan
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory bench-test
+	$(MAKE) --no-print-directory python-client-test
 	$(MAKE) --no-print-directory integration
 	$(MAKE) --no-print-directory integration-asan
 
@@ -187,12 +211,12 @@ docs: all
 # and takes the rest from the ASan+UBSan archive that unit-asan builds.
 FUZZ_CC      ?= clang
 FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query fuzz_wsmsg fuzz_route \
-                fuzz_rest
+                fuzz_rest fuzz_deflate
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
                 -D_GNU_SOURCE -pthread -Wall -Wextra -Werror -Ilib \
                 $(shell pkg-config --cflags rdkafka jansson libcrypto 2>/dev/null)
 FUZZ_LIBS     = build/asan/gen/schemas_embed.c build/asan/libfirehose.a \
-                $(shell pkg-config --libs rdkafka jansson libcrypto 2>/dev/null) -lm -pthread
+                $(shell pkg-config --libs rdkafka jansson libcrypto zlib 2>/dev/null) -lm -pthread
 fuzz_json_SRC   := lib/fh_json.c lib/fh_error.c
 fuzz_event_SRC  := lib/fh_json.c lib/fh_schema.c lib/fh_event.c lib/fh_error.c
 fuzz_ws_SRC     := lib/fh_ws.c
@@ -206,6 +230,7 @@ fuzz_rest_SRC   := broker/http.c $(wildcard broker/rest/*.c broker/view/*.c) bro
                    lib/fh_util.c lib/fh_param.c lib/fh_route.c build/asan/gen/web_embed.c
 fuzz_rest_CFLAGS := -Ibroker $(shell pkg-config --cflags libmicrohttpd sqlite3 2>/dev/null)
 fuzz_rest_LIBS  := $(shell pkg-config --libs libmicrohttpd sqlite3 2>/dev/null)
+fuzz_deflate_SRC := lib/fh_deflate.c lib/fh_ws.c lib/fh_error.c
 # Seeds (read-only) and extra flags per target.
 fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
 fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid
@@ -216,6 +241,7 @@ fuzz_query_SEEDS  := tests/fuzz/seeds/query
 fuzz_wsmsg_SEEDS  := tests/fuzz/seeds/wsmsg
 fuzz_route_SEEDS  := tests/fuzz/seeds/route
 fuzz_rest_SEEDS   := tests/fuzz/seeds/rest
+fuzz_deflate_SEEDS := tests/fuzz/seeds/deflate
 fuzz_json_FLAGS   := -dict=tests/fuzz/json.dict
 fuzz_event_FLAGS  := -dict=tests/fuzz/json.dict
 fuzz_filter_FLAGS := -dict=tests/fuzz/json.dict
@@ -279,10 +305,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/firehose
 
 format:
-	clang-format -i lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
+	clang-format -i lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/*.c
 
 format-check:
-	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
+	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/*.c
 
 clean:
 	rm -rf $(BUILD) $(BIN)

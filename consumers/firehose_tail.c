@@ -19,6 +19,8 @@
 #include "fh_log.h"
 #include "fh_util.h"
 #include "jscan.h"
+#include "lws_client.h"
+#include "netpolicy.h"
 #include "ws_client.h"
 
 /* Exit status (also in --help and docs/consumers.md). */
@@ -36,10 +38,24 @@
 
 static const fh_cfg_opt tail_opts[] = {
     {"tail.url", "url", FH_CFG_STR, "ws://127.0.0.1:8080", 0, 0,
-     "broker stream URL, ws://HOST:PORT[/v1/stream] (plain TCP only: wss:// is not supported; "
-     "put a TLS proxy such as stunnel in front if you need it)"},
+     "broker stream URL: ws://HOST:PORT[/v1/stream], or wss://HOST:PORT[/v1/stream] for TLS "
+     "(the certificate and host name are verified)"},
     {"tail.token", "token", FH_CFG_STR, "", 0, 0,
-     "bearer token (read scope); FIREHOSE_TAIL_TOKEN keeps it out of ps"},
+     "bearer token (read scope); FIREHOSE_TAIL_TOKEN keeps it out of ps. Sent over plain ws:// "
+     "only to a loopback host unless --allow-insecure-token"},
+    {"tail.cacert", "cacert", FH_CFG_STR, "", 0, 0,
+     "wss://: trust the CA certificate(s) in this PEM file instead of the system's"},
+    {"tail.insecure", "insecure", FH_CFG_BOOL, "false", 0, 0,
+     "DANGEROUS: wss:// without any certificate or host name check; anyone on the path can "
+     "read and change the stream and take the token. For a throwaway test only; use --cacert"},
+    {"tail.allow_insecure_token", "allow-insecure-token", FH_CFG_BOOL, "false", 0, 0,
+     "DANGEROUS: send --token over plain ws:// to a host that is not loopback, where anyone on "
+     "the path can read it; use wss:// instead"},
+    {"tail.proxy", "proxy", FH_CFG_STR, "", 0, 0,
+     "HTTP CONNECT proxy, http://[USER:PASS@]HOST:PORT; empty: https_proxy or HTTPS_PROXY for "
+     "wss://, http_proxy for ws://, unless no_proxy or NO_PROXY names the host; none: no proxy"},
+    {"tail.deflate", "deflate", FH_CFG_BOOL, "true", 0, 0,
+     "offer permessage-deflate: the broker then sends events compressed"},
     {"tail.from", "from", FH_CFG_STR, "latest", 0, 0,
      "start position: latest, earliest, an RFC 3339 time, or a cursor"},
     {"tail.cursor_file", "cursor-file", FH_CFG_STR, "", 0, 0,
@@ -95,6 +111,8 @@ typedef struct tail {
     fh_filter filter;
     json_t *filter_json;
     fh_wsc_url url;
+    fh_lwc *lwc;
+    char proxy[512]; /* "host:port" of the proxy to use, "" for none */
     const char *token, *cursor_file;
     json_t *from; /* the start position of the first subscription */
     char cursor[CURSOR_MAX];
@@ -369,18 +387,18 @@ static json_t *position(tail *t)
  * subscription (the backoff starts over), 0 when it failed before. */
 static int run_connection(tail *t, uint64_t deadline_ns)
 {
-    static fh_wsc c;
+    fh_lwc *c = t->lwc;
     char err[512];
-    int subscribed = 0;
+    int subscribed = 0, pinged = 0;
     int idle_ms = (int)fh_config_int(&t->cfg, "tail.idle_timeout_s") * 1000;
     uint64_t last_rx = fh_mono_ns();
-    size_t max_msg = (size_t)fh_config_int(&t->cfg, "tail.max_message_bytes");
+    unsigned long activity = 0;
 
-    if (fh_wsc_connect(&c, &t->url, t->token, "firehose.v1", max_msg,
-                       (int)fh_config_int(&t->cfg, "tail.connect_timeout_ms"), err, sizeof(err))) {
-        int st = c.http_status;
+    if (fh_lwc_connect(c, &t->url, t->token, (int)fh_config_int(&t->cfg, "tail.connect_timeout_ms"),
+                       err, sizeof(err))) {
+        int st = fh_lwc_http_status(c);
         if (st == 400 || st == 401 || st == 403 || st == 404 || st == 426) {
-            fprintf(stderr, "firehose-tail: %s %s\n", err, c.http_body);
+            fprintf(stderr, "firehose-tail: %s\n", err);
             t->status = 1 + EXIT_FATAL;
         } else if (!t->quiet) {
             fprintf(stderr, "firehose-tail: %s\n", err);
@@ -391,17 +409,18 @@ static int run_connection(tail *t, uint64_t deadline_ns)
                             t->filter_json, "from", position(t));
     char *text = sub ? json_dumps(sub, JSON_COMPACT) : NULL;
     json_decref(sub);
-    if (!text || fh_wsc_send(&c, FH_WS_OP_TEXT, text, strlen(text), 5000, err, sizeof(err))) {
+    if (!text || fh_lwc_send_text(c, text, strlen(text), 5000, err, sizeof(err))) {
         if (!t->quiet)
             fprintf(stderr, "firehose-tail: subscribing: %s\n", text ? err : "out of memory");
         free(text);
-        fh_wsc_close(&c, 0, NULL);
+        fh_lwc_close(c, 0);
         return 0;
     }
     free(text);
     if (!t->quiet)
-        fprintf(stderr, "firehose-tail: connected to ws://%s:%s%s\n", t->url.host, t->url.port,
-                t->url.path);
+        fprintf(stderr, "firehose-tail: connected to %s://%s:%s%s%s%s\n", t->url.tls ? "wss" : "ws",
+                t->url.host, t->url.port, t->url.path, t->proxy[0] ? " through a proxy" : "",
+                fh_lwc_compressed(c) ? " (compressed)" : "");
     while (!stop_requested && !t->status) {
         fh_ws_msg m;
         int wait_ms = 500;
@@ -415,10 +434,21 @@ static int run_connection(tail *t, uint64_t deadline_ns)
             t->status = 1 + (t->any_bad ? EXIT_NOT_GREEN : EXIT_GREEN);
             break;
         }
-        int r = fh_wsc_next(&c, wait_ms, &m, err, sizeof(err));
+        int r = fh_lwc_next(c, wait_ms, &m, err, sizeof(err));
+        if (fh_lwc_activity(c) != activity) { /* a fragment or a pong: the broker is alive */
+            activity = fh_lwc_activity(c);
+            last_rx = fh_mono_ns();
+            pinged = 0;
+        }
         if (r == FH_WS_NEED_MORE) {
             cursor_save(t);
-            if (fh_mono_ns() - last_rx > (uint64_t)idle_ms * 1000000u) {
+            uint64_t quiet = fh_mono_ns() - last_rx;
+            if (!pinged && quiet > (uint64_t)idle_ms * 1000000u / 3) {
+                /* the broker's own pings do not reach us through libwebsockets: ask for a pong */
+                fh_lwc_ping(c);
+                pinged = 1;
+            }
+            if (quiet > (uint64_t)idle_ms * 1000000u) {
                 if (!t->quiet)
                     fprintf(stderr, "firehose-tail: nothing received for %d s; reconnecting\n",
                             idle_ms / 1000);
@@ -431,7 +461,7 @@ static int run_connection(tail *t, uint64_t deadline_ns)
             subscribed = 1;
             if (handle_message(t, (const char *)m.data, m.len))
                 break;
-            if (c.rpos >= c.rlen) /* nothing more buffered: a good moment to save */
+            if (!fh_lwc_queued(c)) /* nothing more received: a good moment to save */
                 cursor_save(t);
             continue;
         }
@@ -446,19 +476,12 @@ static int run_connection(tail *t, uint64_t deadline_ns)
                 t->status = 1 + EXIT_FATAL;
             break;
         }
-        if (r == FH_WS_ERROR) {
-            fprintf(stderr, "firehose-tail: protocol error from the broker: %s\n",
-                    m.reason ? m.reason : "");
-            fh_wsc_close(&c, m.close_code, m.reason);
-            cursor_save(t);
-            return subscribed;
-        }
         if (!t->quiet)
             fprintf(stderr, "firehose-tail: %s\n", err);
         break;
     }
     cursor_save(t);
-    fh_wsc_close(&c, t->status || stop_requested ? FH_WS_CLOSE_NORMAL : 0, NULL);
+    fh_lwc_close(c, t->status || stop_requested ? FH_WS_CLOSE_NORMAL : 0);
     return subscribed;
 }
 
@@ -474,6 +497,11 @@ static int sleep_interruptible(uint64_t ms, uint64_t deadline_ns)
         nanosleep(&ts, NULL);
     }
     return stop_requested;
+}
+
+static const char *env_get(const char *name)
+{
+    return getenv(name);
 }
 
 static int want_build_finished(int type)
@@ -494,7 +522,8 @@ static int setup(tail *t, int argc, char **argv, fh_cli_filter *cf, int *help, c
         fh_config_init(&t->cfg, "firehose-tail", "[OPTIONS] [FILTER FLAGS]",
                        "Subscribes to the broker's WebSocket stream with a filter and prints the "
                        "matching events; reconnects with backoff and resumes from the last cursor. "
-                       "Only ws:// (plain TCP) is supported, not wss://. Exit status: 0 done (or "
+                       "ws:// or wss:// (TLS, verified; --cacert, --insecure), through an HTTP "
+                       "proxy when the environment names one. Exit status: 0 done (or "
                        "--wait green), 1 --wait not green, 2 refused / bad filter / gave up, "
                        "3 --timeout, 4 cursor expired, 64 usage, 130 interrupted.",
                        tail_opts, sizeof(tail_opts) / sizeof(tail_opts[0])) ||
@@ -507,6 +536,18 @@ static int setup(tail *t, int argc, char **argv, fh_cli_filter *cf, int *help, c
                        t->cfg.args[0]),
                EXIT_USAGE;
     if (fh_wsc_url_parse(fh_config_str(&t->cfg, "tail.url"), &t->url, err, errsize))
+        return EXIT_USAGE;
+    t->token = fh_config_str(&t->cfg, "tail.token");
+    if (!t->url.tls && t->token && *t->token && !fh_host_is_loopback(t->url.host) &&
+        !fh_config_bool(&t->cfg, "tail.allow_insecure_token"))
+        return fh_errf(err, errsize, FH_ERR_CONFIG,
+                       "refusing to send the token in clear text over ws:// to %s: use wss:// "
+                       "(or --allow-insecure-token if you accept that anyone on the path can read "
+                       "it)",
+                       t->url.host),
+               EXIT_USAGE;
+    if (fh_proxy_for(&t->url, fh_config_str(&t->cfg, "tail.proxy"), env_get, t->proxy,
+                     sizeof(t->proxy), err, errsize))
         return EXIT_USAGE;
     s = fh_config_str(&t->cfg, "tail.wait");
     if (strcmp(s, "build") == 0) {
@@ -570,7 +611,6 @@ static int setup(tail *t, int argc, char **argv, fh_cli_filter *cf, int *help, c
         t->from = json_pack("{s:s}", "cursor", s);
     else
         return fh_errf(err, errsize, FH_ERR_CONFIG, "--from: empty"), EXIT_USAGE;
-    t->token = fh_config_str(&t->cfg, "tail.token");
     t->cursor_file = fh_config_str(&t->cfg, "tail.cursor_file");
     if (t->cursor_file && *t->cursor_file && cursor_load(t))
         return fh_errf(err, errsize, FH_ERR_IO, "--cursor-file %s: %s", t->cursor_file,
@@ -612,6 +652,22 @@ int main(int argc, char **argv)
     }
     fh_json_doc_init(&t.doc,
                      FH_EVENT_DOC_CAP((size_t)fh_config_int(&t.cfg, "tail.max_message_bytes")));
+    if (t.url.tls && fh_config_bool(&t.cfg, "tail.insecure"))
+        fprintf(stderr, "firehose-tail: --insecure: the broker's certificate is NOT checked\n");
+    fh_lwc_opts lo = {
+        .subprotocol = "firehose.v1",
+        .cacert = fh_config_str(&t.cfg, "tail.cacert"),
+        .insecure = fh_config_bool(&t.cfg, "tail.insecure"),
+        .proxy = t.proxy[0] ? t.proxy : NULL,
+        .deflate = fh_config_bool(&t.cfg, "tail.deflate"),
+        .max_message = (size_t)fh_config_int(&t.cfg, "tail.max_message_bytes"),
+        .debug = level == FH_LOG_DEBUG,
+    };
+    if (!(t.lwc = fh_lwc_new(&lo, err, sizeof(err)))) {
+        fprintf(stderr, "firehose-tail: %s\n", err);
+        status = EXIT_USAGE;
+        goto out;
+    }
 
     long long timeout_s = fh_config_int(&t.cfg, "tail.timeout_s");
     uint64_t deadline = timeout_s ? fh_mono_ns() + (uint64_t)timeout_s * 1000000000ull : 0;
@@ -657,6 +713,7 @@ int main(int argc, char **argv)
     if (status == EXIT_TIMEOUT)
         fprintf(stderr, "firehose-tail: timed out after %lld s\n", timeout_s);
 out:
+    fh_lwc_free(t.lwc);
     free(t.requests);
     fh_buf_free(&t.line);
     fh_json_doc_free(&t.doc);

@@ -22,11 +22,11 @@ fh_err fh_wsc_url_parse(const char *url, fh_wsc_url *out, char *errbuf, size_t e
     const char *p, *host, *hend, *port = NULL, *pend;
     memset(out, 0, sizeof(*out));
     if (strncasecmp(url, "wss://", 6) == 0)
-        return fh_errf(errbuf, errsize, FH_ERR_UNSUPPORTED,
-                       "%s: wss:// (TLS) is not supported; use ws:// (or a local TLS proxy)", url);
-    if (strncasecmp(url, "ws://", 5) != 0)
-        return fh_errf(errbuf, errsize, FH_ERR_UNSUPPORTED, "%s: expected a ws:// URL", url);
-    p = url + 5;
+        out->tls = 1;
+    else if (strncasecmp(url, "ws://", 5) != 0)
+        return fh_errf(errbuf, errsize, FH_ERR_UNSUPPORTED, "%s: expected a ws:// or wss:// URL",
+                       url);
+    p = url + (out->tls ? 6 : 5);
     if (*p == '[') {
         host = p + 1;
         if (!(hend = strchr(host, ']')))
@@ -48,7 +48,7 @@ fh_err fh_wsc_url_parse(const char *url, fh_wsc_url *out, char *errbuf, size_t e
                 return fh_errf(errbuf, errsize, FH_ERR_PARSE, "%s: bad port", url);
         memcpy(out->port, port, (size_t)(pend - port));
     } else {
-        strcpy(out->port, "80");
+        strcpy(out->port, out->tls ? "443" : "80");
     }
     if (hend == host || hend - host >= (long)sizeof(out->host))
         return fh_errf(errbuf, errsize, FH_ERR_PARSE, "%s: bad host", url);
@@ -97,6 +97,15 @@ static int header_value(const char *head, size_t len, const char *name, char *bu
 fh_err fh_wsc_check_response(const char *head, size_t len, const char *key, int *status,
                              char *errbuf, size_t errsize)
 {
+    int deflate = 0;
+    return fh_wsc_check_response_ext(head, len, key, status, &deflate, errbuf, errsize);
+}
+
+fh_err fh_wsc_check_response_ext(const char *head, size_t len, const char *key, int *status,
+                                 int *deflate, char *errbuf, size_t errsize)
+{
+    int offered = *deflate;
+    *deflate = 0;
     char accept[29], got[128], line[128];
     int st = 0;
     size_t l = strcspn(head, "\r\n");
@@ -115,9 +124,12 @@ fh_err fh_wsc_check_response(const char *head, size_t len, const char *key, int 
     if (!header_value(head, len, "Sec-WebSocket-Accept", got, sizeof(got)) || !accept[0] ||
         strcmp(got, accept) != 0)
         return fh_errf(errbuf, errsize, FH_ERR_PARSE, "wrong or missing Sec-WebSocket-Accept");
-    if (header_value(head, len, "Sec-WebSocket-Extensions", got, sizeof(got)) && got[0])
-        return fh_errf(errbuf, errsize, FH_ERR_PARSE,
-                       "the server chose extensions we did not ask for");
+    if (header_value(head, len, "Sec-WebSocket-Extensions", got, sizeof(got)) && got[0]) {
+        if (!offered || strncasecmp(got, "permessage-deflate", 18) != 0)
+            return fh_errf(errbuf, errsize, FH_ERR_PARSE,
+                           "the server chose extensions we did not ask for");
+        *deflate = 1;
+    }
     return FH_OK;
 }
 
@@ -218,6 +230,8 @@ fh_err fh_wsc_connect(fh_wsc *c, const fh_wsc_url *url, const char *token, const
 
     memset(c, 0, sizeof(*c));
     c->fd = -1;
+    if (url->tls)
+        return fh_errf(errbuf, errsize, FH_ERR_UNSUPPORTED, "wss:// is not supported here");
     random_bytes(nonce, sizeof(nonce));
     EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
     if ((rc = tcp_connect(url, deadline, &fd, errbuf, errsize)))

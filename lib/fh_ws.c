@@ -105,6 +105,11 @@ static int utf8_valid(const unsigned char *s, size_t n)
     return utf8_run(st, s, n) == 0 && st[0] == 0;
 }
 
+int fh_ws_utf8_valid(const unsigned char *s, size_t n)
+{
+    return utf8_valid(s, n);
+}
+
 void fh_ws_parser_init(fh_ws_parser *p, size_t max_message)
 {
     memset(p, 0, sizeof(*p));
@@ -118,6 +123,11 @@ void fh_ws_parser_init_client(fh_ws_parser *p, size_t max_message)
 {
     fh_ws_parser_init(p, max_message);
     p->client = 1;
+}
+
+void fh_ws_parser_allow_compressed(fh_ws_parser *p)
+{
+    p->compressed_ok = 1;
 }
 
 void fh_ws_parser_free(fh_ws_parser *p)
@@ -142,7 +152,9 @@ static int header_start(fh_ws_parser *p)
     unsigned b0 = p->hdr[0], b1 = p->hdr[1], len7 = b1 & 0x7F;
     p->fin = (int)(b0 >> 7);
     p->opcode = (int)(b0 & 0x0F);
-    if (b0 & 0x70)
+    /* RSV1 marks a compressed message: on its first frame only, and only once negotiated */
+    int rsv1_ok = p->compressed_ok && (p->opcode == FH_WS_OP_TEXT || p->opcode == FH_WS_OP_BINARY);
+    if (b0 & (rsv1_ok ? 0x30 : 0x70))
         return fail(p, FH_WS_CLOSE_PROTOCOL, "reserved bits set");
     if (p->client && (b1 & 0x80))
         return fail(p, FH_WS_CLOSE_PROTOCOL, "masked server frame");
@@ -204,6 +216,7 @@ static int header_end(fh_ws_parser *p)
     } else {
         if (p->opcode != FH_WS_OP_CONT) {
             p->msg_opcode = p->opcode;
+            p->msg_compressed = (p->hdr[0] & 0x40) != 0;
             p->msg_len = 0;
             memset(p->utf8, 0, sizeof(p->utf8));
         }
@@ -257,7 +270,7 @@ static int payload(fh_ws_parser *p, const unsigned char *src, size_t n)
     dst = p->msg + p->msg_len;
     p->msg_len += n;
     unmask(dst, src, n, p->mask, &p->mask_pos);
-    if (p->msg_opcode == FH_WS_OP_TEXT && utf8_run(p->utf8, dst, n))
+    if (p->msg_opcode == FH_WS_OP_TEXT && !p->msg_compressed && utf8_run(p->utf8, dst, n))
         return fail(p, FH_WS_CLOSE_BAD_DATA, "text is not UTF-8");
     return 0;
 }
@@ -310,9 +323,10 @@ static int frame_done(fh_ws_parser *p, fh_ws_msg *out)
     default:
         if (!p->fin)
             return FH_WS_NEED_MORE;
-        if (p->msg_opcode == FH_WS_OP_TEXT && p->utf8[0])
+        if (p->msg_opcode == FH_WS_OP_TEXT && !p->msg_compressed && p->utf8[0])
             return fail(p, FH_WS_CLOSE_BAD_DATA, "text ends inside a character");
         out->opcode = p->msg_opcode;
+        out->compressed = p->msg_compressed;
         out->len = p->msg_len;
         if (p->msg) {
             p->msg[p->msg_len] = '\0'; /* the buffer keeps its content until the next call */
@@ -321,6 +335,7 @@ static int frame_done(fh_ws_parser *p, fh_ws_msg *out)
             out->data = (const unsigned char *)"";
         }
         p->msg_opcode = 0;
+        p->msg_compressed = 0;
         p->msg_len = 0;
         return FH_WS_MESSAGE;
     }

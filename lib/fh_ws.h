@@ -2,8 +2,10 @@
  * broker reads bytes after the HTTP upgrade and pushes them through fh_ws_parse, and writes frames
  * whose headers come from fh_ws_frame_header / fh_ws_close_frame. A client (firehose-tail) parses
  * the server's unmasked frames with a parser from fh_ws_parser_init_client and masks what it sends
- * with fh_ws_client_frame_header + fh_ws_mask. No extensions are negotiated, so the RSV bits must
- * be zero. */
+ * with fh_ws_client_frame_header + fh_ws_mask. The one extension it knows is RFC 7692
+ * permessage-deflate, and only as far as framing goes: after fh_ws_parser_allow_compressed a
+ * message may arrive with RSV1 set (out->compressed), and the caller inflates it (lib/fh_deflate)
+ * and checks its UTF-8 with fh_ws_utf8_valid. Otherwise every RSV bit must be zero. */
 #ifndef FH_WS_H
 #define FH_WS_H
 
@@ -57,6 +59,8 @@ typedef struct fh_ws_msg {
     const char *reason;  /* CLOSE: the peer's UTF-8 reason (NUL-terminated, may be "");
                             ERROR: a short static description. NULL otherwise. */
     size_t reason_len;
+    int compressed; /* MESSAGE: its first frame had RSV1 set (permessage-deflate): data is the
+                       compressed payload, not yet UTF-8 checked */
 } fh_ws_msg;
 
 /* Parser state for one connection's client-to-server stream. Fields are private. */
@@ -81,7 +85,9 @@ typedef struct fh_ws_parser {
     /* the sticky error */
     unsigned err_code;
     const char *err_reason;
-    int client; /* 1: parses a server's stream (frames must be unmasked) */
+    int client;         /* 1: parses a server's stream (frames must be unmasked) */
+    int compressed_ok;  /* RSV1 allowed on a message's first frame (permessage-deflate) */
+    int msg_compressed; /* the message being assembled is compressed */
 } fh_ws_parser;
 
 /* Initialises p; allocates nothing until payload arrives. */
@@ -90,6 +96,16 @@ void fh_ws_parser_init(fh_ws_parser *p, size_t max_message);
 /* The same for a client reading a server's stream: every rule of fh_ws_parse holds, except that
  * frames must be unmasked (a masked frame is error 1002, "masked server frame"). */
 void fh_ws_parser_init_client(fh_ws_parser *p, size_t max_message);
+
+/* Allows RSV1 ("per-message compressed", RFC 7692) on the first frame of a data message, once
+ * permessage-deflate has been negotiated. RSV1 on a control frame or a continuation, and RSV2 or
+ * RSV3 anywhere, stay protocol errors (1002). A compressed message is capped at max_message
+ * bytes as received; the caller caps what it inflates to. */
+void fh_ws_parser_allow_compressed(fh_ws_parser *p);
+
+/* 1 when s[0..n) is UTF-8 (RFC 3629: no overlong forms, surrogates or code points over
+ * U+10FFFF), else 0: the check fh_ws_parse makes of text, for inflated messages. */
+int fh_ws_utf8_valid(const unsigned char *s, size_t n);
 
 /* Frees the message buffer; p may be initialised again afterwards. */
 void fh_ws_parser_free(fh_ws_parser *p);

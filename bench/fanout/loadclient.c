@@ -13,7 +13,11 @@
  *
  *   loadclient --url ws://127.0.0.1:PORT/PATH --builders FILE --filtered N --full M
  *              [--proto firehose|centrifugo] [--threads 2] [--max-s 120] [--quiet-ms 3000]
- *              [--ready-file F]
+ *              [--ready-file F] [--deflate 1]
+ *
+ * --deflate 1 offers permessage-deflate (firehose protocol); compressed messages are inflated
+ * (one inflater per thread, as the broker compresses without context takeover) before they are
+ * counted, and the bytes received on the wire are reported (wire_bytes=).
  *
  * Connection i < N filters on line (i mod lines) of FILE. Once every connection has its
  * subscription confirmed it prints "loadclient: ready ..." on stderr and creates --ready-file.
@@ -39,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fh_deflate.h"
 #include "fh_ws.h"
 #include "ws_client.h"
 
@@ -58,6 +63,7 @@ typedef struct conn {
     fh_ws_parser parser;
     char head[FH_WSC_HEAD_MAX];
     size_t head_len;
+    int deflate; /* the server accepted permessage-deflate */
     long long deliveries;
     unsigned close_code; /* 0: none seen */
 } conn;
@@ -70,10 +76,13 @@ typedef struct worker {
     uint32_t *hist;
     long long overflow;
     unsigned char *rbuf;
+    fh_inflater *zi; /* --deflate */
+    long long wire_bytes, inflated;
     pthread_t th;
 } worker;
 
 static int proto = PROTO_FIREHOSE;
+static int want_deflate;
 static struct sockaddr_in addr;
 static char host_hdr[300], path[1024];
 static volatile sig_atomic_t stop_flag;
@@ -177,9 +186,10 @@ static void on_connected(worker *w, conn *c)
     char req[1600];
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s%s\r\n",
                      path, host_hdr,
-                     proto == PROTO_CENTRIFUGO ? "" : "Sec-WebSocket-Protocol: firehose.v1\r\n");
+                     proto == PROTO_CENTRIFUGO ? "" : "Sec-WebSocket-Protocol: firehose.v1\r\n",
+                     want_deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
     if (write_all(c->fd, req, (size_t)n) < 0) {
         conn_close(w, c, 1);
         return;
@@ -293,6 +303,7 @@ static void on_readable(worker *w, conn *c)
             return;
         }
         long long now = now_real();
+        w->wire_bytes += r;
         const unsigned char *p = w->rbuf;
         size_t left = (size_t)r;
         if (c->state == ST_HANDSHAKE) {
@@ -311,7 +322,9 @@ static void on_readable(worker *w, conn *c)
             size_t hl = (size_t)(eoh + 4 - c->head);
             int status = 0;
             char err[256];
-            if (fh_wsc_check_response(c->head, hl, WS_KEY, &status, err, sizeof(err))) {
+            c->deflate = want_deflate;
+            if (fh_wsc_check_response_ext(c->head, hl, WS_KEY, &status, &c->deflate, err,
+                                          sizeof(err))) {
                 record_error("upgrade refused", err, strlen(err));
                 conn_close(w, c, (unsigned)(status ? status : 1));
                 return;
@@ -321,6 +334,8 @@ static void on_readable(worker *w, conn *c)
             p += used;
             left -= used;
             c->state = ST_OPEN;
+            if (c->deflate)
+                fh_ws_parser_allow_compressed(&c->parser);
             w->handshaking--;
             atomic_fetch_add(&open_total, 1);
             send_subscribe(c);
@@ -338,6 +353,18 @@ static void on_readable(worker *w, conn *c)
                     continue;
                 const char *t = (const char *)m.data;
                 size_t tl = m.len;
+                if (m.compressed) {
+                    const unsigned char *o;
+                    char zerr[128];
+                    if (fh_inflate_message(w->zi, m.data, m.len, 4 << 20, &o, &tl, zerr,
+                                           sizeof(zerr))) {
+                        record_error("inflate", zerr, strlen(zerr));
+                        conn_close(w, c, 1007);
+                        return;
+                    }
+                    t = (const char *)o;
+                    w->inflated++;
+                }
                 if (proto == PROTO_CENTRIFUGO) {
                     while (tl) {
                         const char *nl = memchr(t, '\n', tl);
@@ -438,7 +465,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: loadclient --url ws://127.0.0.1:PORT/PATH --builders FILE --filtered N "
                     "--full M [--proto firehose|centrifugo] [--threads T] [--max-s S] "
-                    "[--quiet-ms MS] [--ready-file F]\n");
+                    "[--quiet-ms MS] [--ready-file F] [--deflate 1]\n");
     exit(64);
 }
 
@@ -465,6 +492,8 @@ int main(int argc, char **argv)
             quiet_ms = atof(v);
         else if (!strcmp(a, "--ready-file"))
             ready_file = v;
+        else if (!strcmp(a, "--deflate"))
+            want_deflate = atoi(v) != 0;
         else if (!strcmp(a, "--proto"))
             proto = !strcmp(v, "centrifugo") ? PROTO_CENTRIFUGO : PROTO_FIREHOSE;
         else
@@ -510,7 +539,8 @@ int main(int argc, char **argv)
         ws[t].conns = calloc(total_conns, sizeof(conn *));
         ws[t].hist = calloc(HIST_N, sizeof(uint32_t));
         ws[t].rbuf = malloc(RBUF);
-        if (!ws[t].conns || !ws[t].hist || !ws[t].rbuf) {
+        ws[t].zi = fh_inflater_new();
+        if (!ws[t].conns || !ws[t].hist || !ws[t].rbuf || !ws[t].zi) {
             fprintf(stderr, "loadclient: out of memory\n");
             return 1;
         }
@@ -554,8 +584,12 @@ int main(int argc, char **argv)
     /* ---- merge and report ---- */
     long long deliveries = 0, nfilt = 0, nfull = 0, errors = 0, samples = 0, overflow = 0;
     long long first = 0, last = 0, full_min = -1, full_max = 0, disconnects = 0, nsub = 0;
+    long long wire = 0, inflated = 0;
     for (long t = 0; t < threads; t++) {
         worker *w = &ws[t];
+        wire += w->wire_bytes;
+        inflated += w->inflated;
+        fh_inflater_free(w->zi);
         deliveries += w->deliveries;
         nfilt += w->filtered;
         nfull += w->full;
@@ -613,10 +647,10 @@ int main(int argc, char **argv)
     printf("loadclient: conns=%zu subscribed=%lld deliveries=%lld filtered=%lld full=%lld "
            "full_min=%lld full_max=%lld first_ns=%lld last_ns=%lld deliveries_per_s=%.0f "
            "disconnects=%lld close_codes=%s errors=%lld samples=%lld p50_ms=%.2f p99_ms=%.2f "
-           "p999_ms=%.2f max_ms=%.2f\n",
+           "p999_ms=%.2f max_ms=%.2f wire_bytes=%lld inflated=%lld\n",
            total_conns, nsub, deliveries, nfilt, nfull, full_min < 0 ? 0 : full_min, full_max,
            first, last, span > 0 ? (double)deliveries / span : 0.0, disconnects, codebuf, errors,
            samples, pct(ws[0].hist, samples, 0.50), pct(ws[0].hist, samples, 0.99),
-           pct(ws[0].hist, samples, 0.999), maxv);
+           pct(ws[0].hist, samples, 0.999), maxv, wire, inflated);
     return 0;
 }

@@ -281,11 +281,13 @@ void stream_ws_read(fh_stream *s, conn *c)
             off += used;
             if (rc == FH_WS_NEED_MORE)
                 break;
+            const char *text;
+            size_t tlen;
             if (rc == FH_WS_MESSAGE) {
                 if (msg.opcode != FH_WS_OP_TEXT)
                     stream_close_conn(s, c, 1003, "binary messages are not supported");
-                else if (!c->cloudevents)
-                    stream_handle_client_message(s, c, (const char *)msg.data, msg.len);
+                else if (!c->cloudevents && (text = stream_client_text(s, c, &msg, &tlen)))
+                    stream_handle_client_message(s, c, text, tlen);
             } else if (rc == FH_WS_PING) {
                 stream_send_frame(s, c, FH_WS_OP_PONG, (const char *)msg.data, msg.len);
             } else if (rc == FH_WS_CLOSE) {
@@ -370,8 +372,11 @@ static void on_new_ws(fh_stream *s, inmsg *m)
             off += used;
             if (rc == FH_WS_NEED_MORE)
                 break;
-            if (rc == FH_WS_MESSAGE && msg.opcode == FH_WS_OP_TEXT && !c->cloudevents)
-                stream_handle_client_message(s, c, (const char *)msg.data, msg.len);
+            const char *text;
+            size_t tlen;
+            if (rc == FH_WS_MESSAGE && msg.opcode == FH_WS_OP_TEXT && !c->cloudevents &&
+                (text = stream_client_text(s, c, &msg, &tlen)))
+                stream_handle_client_message(s, c, text, tlen);
         }
     }
     if (c->cloudevents) {

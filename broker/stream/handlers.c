@@ -160,6 +160,9 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     int ce = protos && header_has_token(protos, "cloudevents.json");
     int fh = protos && header_has_token(protos, "firehose.v1");
+    char zext[128]; /* permessage-deflate, when offered and on */
+    int z = s->zd && fh_deflate_negotiate(fh_http_header(req, "Sec-WebSocket-Extensions"), zext,
+                                          sizeof(zext));
     conn *c = conn_new(s, CONN_WS, req->who);
     if (!c) {
         fh_metric_add(s->m_refused, 1);
@@ -167,6 +170,9 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         return;
     }
     c->cloudevents = ce;
+    c->deflate = z;
+    if (z)
+        fh_ws_parser_allow_compressed(&c->parser);
     if (ce) {
         qfilter q = {&c->sse_filter, "", 0};
         MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query_field, &q);
@@ -195,6 +201,8 @@ static void ws_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         MHD_add_response_header(r, "Sec-WebSocket-Protocol", "cloudevents.json");
     else if (fh)
         MHD_add_response_header(r, "Sec-WebSocket-Protocol", "firehose.v1");
+    if (z)
+        MHD_add_response_header(r, "Sec-WebSocket-Extensions", zext);
     resp->status = MHD_HTTP_SWITCHING_PROTOCOLS;
     resp->raw = r;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include "fh_consumer.h"
 #include "fh_cursor.h"
+#include "fh_deflate.h"
 #include "fh_log.h"
 #include "fh_loop.h"
 #include "fh_lost.h"
@@ -74,8 +75,9 @@ typedef struct sev {
     size_t raw_off, raw_len; /* the CloudEvent bytes inside tail */
     char *sse;               /* "event: T\ndata: RAW\n\n" */
     size_t sse_len;
-    size_t bytes; /* what this event costs in memory, for the caps */
-    int in_ring;  /* counted in the ring's bytes (stream thread only) */
+    size_t bytes;         /* what this event costs in memory, for the caps */
+    int in_ring;          /* counted in the ring's bytes (stream thread only) */
+    fh_deflate_cache *zc; /* permessage-deflate forms, made by the stream thread on first use */
 } sev;
 
 static inline void sev_unref(sev *e)
@@ -83,6 +85,7 @@ static inline void sev_unref(sev *e)
     if (e && atomic_fetch_sub(&e->refs, 1) == 1) {
         fh_filter_facts_free(&e->facts);
         free(e->sse);
+        fh_deflate_cache_free(e->zc);
         free(e);
     }
 }
@@ -156,6 +159,7 @@ struct conn {
     struct MHD_Connection *mhd;            /* SSE */
     const fh_principal *who;
     int cloudevents; /* WebSocket subprotocol cloudevents.json */
+    int deflate;     /* permessage-deflate negotiated (see deliver_deflated) */
     fh_ws_parser parser;
     outq q;
     sub *subs;
@@ -283,6 +287,11 @@ struct fh_stream {
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
         *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes;
+    /* permessage-deflate: the stream thread's one deflater and one inflater (no connection
+     * keeps compression state); NULL when stream.permessage_deflate is off */
+    fh_deflater *zd;
+    fh_inflater *zi;
+    fh_metric *m_z_plain, *m_z_sent;
     fh_metric *m_refused;  /* connections refused for want of memory or descriptors */
     int64_t held_since_ms; /* when the stream last stopped for a connection past its cap; 0 */
     int ready;
@@ -292,6 +301,7 @@ struct fh_stream {
  */
 
 /* queue.c */
+const char *stream_client_text(fh_stream *s, conn *c, const fh_ws_msg *m, size_t *len);
 void stream_close_conn(fh_stream *s, conn *c, unsigned code, const char *reason);
 void stream_conn_lock(conn *c);
 size_t stream_conn_queued(conn *c);

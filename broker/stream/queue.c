@@ -129,6 +129,16 @@ void stream_send_frame(fh_stream *s, conn *c, int opcode, const char *payload, s
 {
     if (c->kind != CONN_WS || c->closing)
         return;
+    if (c->deflate && opcode == FH_WS_OP_TEXT) { /* as stored blocks: see deliver_deflated */
+        size_t n = FH_DEFLATE_STORED_SIZE(len);
+        qent *z = qent_new(WS_HEADER_MAX + n);
+        if (!z)
+            return;
+        size_t h = fh_deflate_frame_header((unsigned char *)z->head, n);
+        z->head_len = h + fh_deflate_stored((unsigned char *)z->head + h, payload, len);
+        q_push(s, c, z);
+        return;
+    }
     qent *e = qent_new(WS_HEADER_MAX + len);
     if (!e)
         return;
@@ -218,6 +228,9 @@ void stream_close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
 /* ---- delivering -------------------------------------------------------------------------------
  */
 
+#define ZHEAD_EXTRA 5 /* a compressed delivery's head holds a stored-block header too */
+static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *cur, size_t clen);
+
 int stream_sub_matches(const sub *u, const sev *e)
 {
     if (!fh_filter_match_facts(&u->filter, &e->facts))
@@ -255,7 +268,8 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
      * cloudevents.json the frame header only */
     /* the cursor is in the head for SSE and for own cursors; else in the shared tail */
     int cursor_in_head = c->kind == CONN_SSE || u->own_cursors;
-    qent *q = qent_get(s, WS_HEADER_MAX + 48 + sizeof(u->id) + (cursor_in_head ? clen : 0));
+    qent *q =
+        qent_get(s, WS_HEADER_MAX + ZHEAD_EXTRA + 48 + sizeof(u->id) + (cursor_in_head ? clen : 0));
     if (!q)
         return -1;
     q->ev = sev_ref(e);
@@ -264,6 +278,8 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
         n = sprintf(q->head, "id: %.*s\n", (int)clen, cs);
         q->shared = e->sse;
         q->shared_len = e->sse_len;
+    } else if (c->deflate && deliver_deflated(s, u, e, q, cur, clen) == 0) {
+        n = (int)q->head_len;
     } else if (c->cloudevents) {
         n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT, e->raw_len);
         q->shared = e->tail + e->raw_off;
@@ -306,4 +322,91 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
         c->hold_seen_ms = now;
     }
     return 0;
+}
+
+/* ---- permessage-deflate (RFC 7692; lib/fh_deflate.h, docs/stream.md) -------------------------
+ *
+ * Every text message to a connection that negotiated the extension is marked compressed (RSV1):
+ * events compressed when it pays and as stored blocks otherwise, replies as stored blocks
+ * (send_frame). RFC 7692 would allow plain messages in between, but libwebsockets 4.1 clients
+ * (Debian 12's, so firehose-tail's) spin forever on an uncompressed message once the extension
+ * is on. Control frames are never compressed. The shared bytes of an event are compressed once per
+ * protocol variant, on their first compressed delivery, and kept with the event (e->zc, counted in
+ * its bytes like the SSE text), so every deflate subscriber shares them as plain subscribers share
+ * the plain bytes. The per-subscriber head goes in front as a stored block.
+ */
+
+enum { ZV_FIREHOSE = 0, ZV_OWN_CURSOR = 1, ZV_CLOUDEVENTS = 2 };
+
+/* Fills q with e's delivery to u as a compressed message: a frame header with RSV1, the head as a
+ * stored block (none for cloudevents.json), then the shared bytes from e->zc: compressed, or
+ * stored blocks when e is not worth compressing. cur/clen: u's own cursor when it has one.
+ * Returns 0 when q is filled, -1 to send e plain (out of memory). */
+static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *cur, size_t clen)
+{
+    conn *c = u->c;
+    unsigned v = c->cloudevents ? ZV_CLOUDEVENTS : u->own_cursors ? ZV_OWN_CURSOR : ZV_FIREHOSE;
+    const char *plain = v == ZV_CLOUDEVENTS  ? e->tail + e->raw_off
+                        : v == ZV_OWN_CURSOR ? e->tail + e->b_off
+                                             : e->tail;
+    size_t plain_len = v == ZV_CLOUDEVENTS  ? e->raw_len
+                       : v == ZV_OWN_CURSOR ? e->tail_len - e->b_off
+                                            : e->tail_len;
+    size_t zlen, added;
+    int compressed;
+    const unsigned char *z =
+        fh_deflate_cached(&e->zc, s->zd, v, plain, plain_len, &zlen, &compressed, &added);
+    e->bytes += added;
+    if (e->in_ring)
+        s->ring_bytes += added;
+    if (!z)
+        return -1;
+    char *body = q->head + WS_HEADER_MAX; /* room for the longest frame header in front */
+    char *text = body + ZHEAD_EXTRA;
+    int tl = 0;
+    if (v == ZV_OWN_CURSOR)
+        tl = sprintf(text, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen,
+                     cur);
+    else if (v == ZV_FIREHOSE)
+        tl = sprintf(text, "{\"op\":\"event\",\"sub\":\"%s", u->id);
+    if (tl < 0 || (size_t)tl > FH_DEFLATE_STORED_MAX)
+        return -1;
+    size_t bl = 0;
+    if (tl) {
+        fh_deflate_stored_header((unsigned char *)body, (size_t)tl);
+        bl = ZHEAD_EXTRA + (size_t)tl;
+    }
+    size_t h = fh_deflate_frame_header((unsigned char *)q->head, (uint64_t)bl + zlen);
+    memmove(q->head + h, body, bl);
+    q->head_len = h + bl;
+    q->shared = (const char *)z;
+    q->shared_len = zlen;
+    fh_metric_add(s->m_z_plain, (long long)(plain_len + (size_t)tl));
+    fh_metric_add(s->m_z_sent, (long long)(bl + zlen));
+    return 0;
+}
+
+/* The text of a client message: as received, or inflated when it came compressed (at most
+ * stream.max_message_bytes, like a plain one) and then UTF-8 checked. Returns NULL after
+ * closing c: 1009 over the cap, 1007 not DEFLATE or not UTF-8, 1011 out of memory. */
+const char *stream_client_text(fh_stream *s, conn *c, const fh_ws_msg *m, size_t *len)
+{
+    const unsigned char *out;
+    char err[128];
+    *len = m->len;
+    if (!m->compressed)
+        return (const char *)m->data;
+    fh_err rc = s->zi ? fh_inflate_message(s->zi, m->data, m->len, s->max_message, &out, len, err,
+                                           sizeof(err))
+                      : FH_ERR_NOMEM;
+    if (rc == FH_OK && fh_ws_utf8_valid(out, *len))
+        return (const char *)out;
+    stream_close_conn(s, c,
+                      rc == FH_ERR_TOOBIG  ? CLOSE_TOO_BIG
+                      : rc == FH_ERR_NOMEM ? CLOSE_INTERNAL
+                                           : FH_WS_CLOSE_BAD_DATA,
+                      rc == FH_ERR_TOOBIG ? "message too big"
+                      : rc == FH_OK       ? "text is not UTF-8"
+                                          : "bad compressed data");
+    return NULL;
 }

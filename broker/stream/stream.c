@@ -292,6 +292,14 @@ static void register_metrics(fh_stream *s)
                                "Times a connection past stream.client_queue_bytes held the "
                                "stream (no record routed until it drained or was dropped).",
                                0);
+    s->m_z_plain = fh_metric_new("firehose_stream_deflate_bytes_total", "form=\"plain\"",
+                                 "Payload bytes of compressed deliveries (permessage-deflate), "
+                                 "before (plain) and after (sent) compression.",
+                                 0);
+    s->m_z_sent = fh_metric_new("firehose_stream_deflate_bytes_total", "form=\"sent\"",
+                                "Payload bytes of compressed deliveries (permessage-deflate), "
+                                "before (plain) and after (sent) compression.",
+                                0);
     s->m_held_ms = fh_metric_new("firehose_stream_held_milliseconds_total", NULL,
                                  "Time the stream spent held by connections past their cap.", 0);
     s->m_refused = fh_metric_new("firehose_stream_refused_total", "reason=\"resources\"",
@@ -336,6 +344,12 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     fh_loop_after_pass(s->loop, after_pass, s);
     fh_loop_timer(s->loop, (int64_t)s->heartbeat_s * 1000, heartbeat_timer, s);
     fh_loop_timer(s->loop, 1000, sweep_timer, s);
+    if (fh_config_bool(&b->cfg, "stream.permessage_deflate") &&
+        (!(s->zd = fh_deflater_new((int)fh_config_int(&b->cfg, "stream.deflate_level"))) ||
+         !(s->zi = fh_inflater_new()))) {
+        fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its deflater");
+        goto err;
+    }
     register_metrics(s);
     if (kafka_start(s, errbuf, errsize))
         goto err;
@@ -398,6 +412,8 @@ void fh_stream_free(fh_stream *s)
         free(e);
     }
     fh_json_doc_free(&s->doc);
+    fh_deflater_free(s->zd);
+    fh_inflater_free(s->zi);
     while (s->kb_i < s->kb_n)
         rd_kafka_message_destroy(s->kbatch[s->kb_i++]);
     if (s->rkq)

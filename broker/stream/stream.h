@@ -7,79 +7,38 @@
 #include "broker.h"
 #include "http.h"
 
+/* clang-format off */
 #define FH_STREAM_CFG                                                                              \
-    {"stream.ring_events",                                                                         \
-     NULL,                                                                                         \
-     FH_CFG_INT,                                                                                   \
-     "200000",                                                                                     \
-     100,                                                                                          \
-     100000000,                                                                                    \
+    {"stream.ring_events", NULL, FH_CFG_INT, "200000", 100, 100000000,                             \
      "recent events kept in memory for resume (older resumes read Kafka)"},                        \
-        {"stream.ring_bytes",                                                                      \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "67108864",                                                                               \
-         1048576,                                                                                  \
-         68719476736LL,                                                                            \
-         "bytes of recent events kept in memory"},                                                 \
-        {"stream.client_queue_bytes",                                                              \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "4194304",                                                                                \
-         4096,                                                                                     \
-         1073741824,                                                                               \
-         "outbound queue per client; a client past it is disconnected as a slow consumer"},        \
-        {"stream.total_queue_bytes",                                                               \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "536870912",                                                                              \
-         65536,                                                                                    \
-         68719476736LL,                                                                            \
-         "outbound bytes queued for all clients together; past it the largest queue is dropped"},  \
-        {"stream.max_connections",                                                                 \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "20000",                                                                                  \
-         1,                                                                                        \
-         1000000,                                                                                  \
-         "stream connections (WebSocket + SSE) at most; lowered at start-up below "                \
-         "http.max_connections when RLIMIT_NOFILE does not allow both"},                           \
-        {"stream.max_subscriptions",                                                               \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "64",                                                                                     \
-         1,                                                                                        \
-         10000,                                                                                    \
-         "subscriptions per WebSocket connection"},                                                \
-        {"stream.max_message_bytes",        NULL, FH_CFG_INT, "65536", 256, 16777216,              \
-         "largest client WebSocket message"},                                                      \
-        {"stream.heartbeat_s",                                                                     \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "15",                                                                                     \
-         1,                                                                                        \
-         3600,                                                                                     \
-         "SSE comment heartbeat and WebSocket ping interval"},                                     \
-        {"stream.catchup_max",                                                                     \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "32",                                                                                     \
-         1,                                                                                        \
-         10000,                                                                                    \
-         "resumes served from Kafka at once; more wait their turn"},                               \
-        {"stream.drain_grace_ms",                                                                  \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "500",                                                                                    \
-         0,                                                                                        \
-         60000,                                                                                    \
-         "how long a client past stream.client_queue_bytes may hold the stream while it drains"},  \
-    {                                                                                              \
-        "stream.close_timeout_ms", NULL, FH_CFG_INT, "5000", 100, 600000,                          \
-            "how long a WebSocket client the broker closed may take to read its close frame "      \
-            "before "                                                                              \
-            "the socket is dropped"                                                                \
-    }
+    {"stream.ring_bytes", NULL, FH_CFG_INT, "67108864", 1048576, 68719476736LL,                    \
+     "bytes of recent events kept in memory"},                                                     \
+    {"stream.client_queue_bytes", NULL, FH_CFG_INT, "4194304", 4096, 1073741824,                   \
+     "outbound queue per client; a client past it is disconnected as a slow consumer"},            \
+    {"stream.total_queue_bytes", NULL, FH_CFG_INT, "536870912", 65536, 68719476736LL,              \
+     "outbound bytes queued for all clients together; past it the largest queue is dropped"},      \
+    {"stream.max_connections", NULL, FH_CFG_INT, "20000", 1, 1000000,                              \
+     "stream connections (WebSocket + SSE) at most; lowered at start-up below "                    \
+     "http.max_connections when RLIMIT_NOFILE does not allow both"},                               \
+    {"stream.max_subscriptions", NULL, FH_CFG_INT, "64", 1, 10000,                                 \
+     "subscriptions per WebSocket connection"},                                                    \
+    {"stream.max_message_bytes", NULL, FH_CFG_INT, "65536", 256, 16777216,                         \
+     "largest client WebSocket message"},                                                          \
+    {"stream.heartbeat_s", NULL, FH_CFG_INT, "15", 1, 3600,                                        \
+     "SSE comment heartbeat and WebSocket ping interval"},                                         \
+    {"stream.catchup_max", NULL, FH_CFG_INT, "32", 1, 10000,                                       \
+     "resumes served from Kafka at once; more wait their turn"},                                   \
+    {"stream.drain_grace_ms", NULL, FH_CFG_INT, "500", 0, 60000,                                   \
+     "how long a client past stream.client_queue_bytes may hold the stream while it drains"},      \
+    {"stream.close_timeout_ms", NULL, FH_CFG_INT, "5000", 100, 600000,                             \
+     "how long a WebSocket client the broker closed may take to read its close frame before "      \
+     "the socket is dropped"},                                                                     \
+    {"stream.permessage_deflate", NULL, FH_CFG_BOOL, "true", 0, 0,                                 \
+     "offer RFC 7692 permessage-deflate on /v1/stream to clients that ask for it (events "         \
+     "compressed once each, shared by every compressed subscriber)"},                              \
+    {"stream.deflate_level", NULL, FH_CFG_INT, "6", 1, 9,                                          \
+     "zlib level for permessage-deflate (1 fastest, 9 smallest)"}
+/* clang-format on */
 
 typedef struct fh_stream fh_stream;
 

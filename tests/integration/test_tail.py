@@ -280,7 +280,8 @@ def test_refusals_are_fatal_and_documented(kafka, topics, broker):
         auth.stop()
     t = Tail(b.ws_url, "--results", "9")
     assert t.wait(30) == 64 and "filter.results" in t.stderr()
-    t = Tail("wss://127.0.0.1:1/")
+    t = Tail("http://127.0.0.1:1/")
     assert t.wait(30) == 64 and "wss://" in t.stderr()
     r = subprocess.run([str(TAIL), "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "wss://" in r.stdout and "--cursor-file" in r.stdout
+    assert "--insecure" in r.stdout and "DANGEROUS" in r.stdout

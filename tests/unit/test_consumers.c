@@ -113,7 +113,7 @@ TEST(ws_client_sees_ping_and_close_from_the_server)
 /* ---- ws:// URLs and the upgrade response ------------------------------------------------------
  */
 
-TEST(ws_url_parse_accepts_ws_and_refuses_wss)
+TEST(ws_url_parse_accepts_ws_and_wss)
 {
     fh_wsc_url u;
     char err[256];
@@ -128,8 +128,9 @@ TEST(ws_url_parse_accepts_ws_and_refuses_wss)
     CHECK(fh_wsc_url_parse("ws://example.org?x=1", &u, err, sizeof(err)) == FH_OK);
     CHECK_STR(u.port, "80");
     CHECK(strcmp(u.path, "/v1/stream?x=1") == 0);
-    CHECK(fh_wsc_url_parse("wss://example.org", &u, err, sizeof(err)) == FH_ERR_UNSUPPORTED);
-    CHECK(strstr(err, "wss://") != NULL);
+    CHECK(fh_wsc_url_parse("wss://example.org", &u, err, sizeof(err)) == FH_OK);
+    CHECK(u.tls && strcmp(u.port, "443") == 0 && strcmp(u.path, "/v1/stream") == 0);
+    CHECK(fh_wsc_url_parse("ws://example.org", &u, err, sizeof(err)) == FH_OK && !u.tls);
     CHECK(fh_wsc_url_parse("http://example.org", &u, err, sizeof(err)) == FH_ERR_UNSUPPORTED);
     CHECK(fh_wsc_url_parse("ws://h:80x", &u, err, sizeof(err)) == FH_ERR_PARSE);
     CHECK(fh_wsc_url_parse("ws://:80", &u, err, sizeof(err)) == FH_ERR_PARSE);
@@ -383,4 +384,78 @@ TEST(summary_num_is_the_shortest_exact_form)
     CHECK_STR(fh_summary_num(0.1, buf, sizeof(buf)), "0.1");
     CHECK_STR(fh_summary_num(37.857, buf, sizeof(buf)), "37.857");
     CHECK(strtod(fh_summary_num(1.0 / 3.0, buf, sizeof(buf)), NULL) == 1.0 / 3.0);
+}
+
+/* ---- firehose-tail's network policy (consumers/netpolicy.c) -------------------------------- */
+
+#include "netpolicy.h"
+
+static const char *const *fake_env;
+
+static const char *env_lookup(const char *name)
+{
+    for (const char *const *e = fake_env; e && *e; e += 2)
+        if (strcmp(e[0], name) == 0)
+            return e[1];
+    return NULL;
+}
+
+TEST(netpolicy_loopback_is_decided_by_the_text_alone)
+{
+    CHECK(fh_host_is_loopback("127.0.0.1") && fh_host_is_loopback("127.8.9.10"));
+    CHECK(fh_host_is_loopback("::1") && fh_host_is_loopback("localhost"));
+    CHECK(fh_host_is_loopback("LocalHost") && fh_host_is_loopback("broker.localhost"));
+    CHECK(!fh_host_is_loopback("128.0.0.1") && !fh_host_is_loopback("10.0.0.1"));
+    CHECK(!fh_host_is_loopback("localhost.example.org") && !fh_host_is_loopback("::2"));
+    CHECK(!fh_host_is_loopback("firehose.example.org") && !fh_host_is_loopback(""));
+}
+
+TEST(netpolicy_proxy_follows_curls_environment_conventions)
+{
+    fh_wsc_url ws, wss;
+    char out[256], err[256];
+    fh_wsc_url_parse("ws://firehose.example.org", &ws, err, sizeof(err));
+    fh_wsc_url_parse("wss://firehose.example.org:8443", &wss, err, sizeof(err));
+    static const char *const env1[] = {
+        "https_proxy", "http://proxy.corp:3128", "HTTPS_PROXY", "http://upper:1",
+        "http_proxy",  "http://plain.corp",      "HTTP_PROXY",  "http://never:2",
+        NULL};
+    fake_env = env1;
+    CHECK(fh_proxy_for(&wss, NULL, env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, "proxy.corp:3128");
+    CHECK(fh_proxy_for(&ws, "", env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, "plain.corp:80"); /* lower-case http_proxy only; port 80 added */
+    CHECK(fh_proxy_for(&wss, "none", env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, "");
+    CHECK(fh_proxy_for(&wss, "http://u:p@[::1]:8080/", env_lookup, out, sizeof(out), err,
+                       sizeof(err)) == FH_OK);
+    CHECK_STR(out, "u:p@[::1]:8080");
+    static const char *const env2[] = {"HTTPS_PROXY", "127.0.0.1:9", "no_proxy",
+                                       "localhost, .example.org,10.1.2.3:443", NULL};
+    fake_env = env2;
+    CHECK(fh_proxy_for(&wss, NULL, env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, ""); /* a domain suffix in no_proxy */
+    fh_wsc_url other;
+    fh_wsc_url_parse("wss://example.com", &other, err, sizeof(err));
+    CHECK(fh_proxy_for(&other, NULL, env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, "127.0.0.1:9"); /* HTTPS_PROXY, upper case, counts for wss:// */
+    fh_wsc_url_parse("wss://notexample.org", &other, err, sizeof(err));
+    CHECK(fh_proxy_for(&other, NULL, env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, "127.0.0.1:9"); /* a suffix match is at a dot */
+    fh_wsc_url_parse("wss://10.1.2.3", &other, err, sizeof(err));
+    CHECK(fh_proxy_for(&other, NULL, env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, "");
+    static const char *const env3[] = {"NO_PROXY", "*", "https_proxy", "http://p:1", NULL};
+    fake_env = env3;
+    CHECK(fh_proxy_for(&wss, NULL, env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, "");
+    fake_env = NULL;
+    CHECK(fh_proxy_for(&wss, NULL, env_lookup, out, sizeof(out), err, sizeof(err)) == FH_OK);
+    CHECK_STR(out, "");
+    CHECK(fh_proxy_for(&wss, "https://p:1", env_lookup, out, sizeof(out), err, sizeof(err)) ==
+          FH_ERR_UNSUPPORTED);
+    CHECK(fh_proxy_for(&wss, "http://:1", env_lookup, out, sizeof(out), err, sizeof(err)) ==
+          FH_ERR_PARSE);
+    CHECK(fh_proxy_for(&wss, "http://proxy:1", env_lookup, out, 5, err, sizeof(err)) ==
+          FH_ERR_TOOBIG);
 }
