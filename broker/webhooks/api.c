@@ -294,6 +294,8 @@ static int render_endpoint(fh_webhooks *w, const char *id, int stats, const char
 
 static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
+    /* resp->location is read by the HTTP layer after this returns, and handlers run on several
+     * threads at once: the module's one piece of static state is this buffer per thread. */
     static _Thread_local char location[96];
     ep_input in;
     char id[WHS_ID_SIZE], uuid[37];

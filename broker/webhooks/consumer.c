@@ -237,9 +237,8 @@ int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize)
     fh_broker *b = w->b;
     if (fh_kafka_conf(&b->cfg, b->bootstrap, consumer_defaults, &conf, err, errsize))
         return -1;
-    const char *inst = fh_config_str(&b->cfg, "webhooks.instance_id");
-    if (rd_kafka_conf_set(conf, "group.id", fh_config_str(&b->cfg, "webhooks.group"), err,
-                          errsize) != RD_KAFKA_CONF_OK ||
+    const char *inst = w->cfg.instance_id;
+    if (rd_kafka_conf_set(conf, "group.id", w->cfg.group, err, errsize) != RD_KAFKA_CONF_OK ||
         (*inst &&
          rd_kafka_conf_set(conf, "group.instance.id", inst, err, errsize) != RD_KAFKA_CONF_OK)) {
         rd_kafka_conf_destroy(conf);

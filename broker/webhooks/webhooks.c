@@ -10,8 +10,9 @@
  * So a delivery is durable before the offset of its record can be committed (at-least-once),
  * and a partition's deliveries are sent only by the instance the group gave the partition to.
  *
- * No file-scope mutable state: every callback (curl's, librdkafka's rebalance, the thread) gets
- * the handle through its user pointer. */
+ * No file-scope mutable state: every callback (curl's, librdkafka's rebalance, the thread, the
+ * HTTP handlers) gets the handle through its user pointer; the one static buffer is api.c's
+ * per-thread Location header of a 201. */
 #include "internal.h"
 
 #include <errno.h>
