@@ -19,7 +19,7 @@
 #include "view/view.h"
 #include "statuspush.h"
 #include "stream/stream.h"
-#include "webhook.h"
+#include "webhooks/webhooks.h"
 
 #define MAX_ROUTES 64
 
@@ -60,7 +60,7 @@ static const fh_cfg_opt broker_opts[] = {
     FH_STREAM_CFG,
     FH_STATUSPUSH_CFG,
 
-    FH_WEBHOOK_CFG, /* webhooks.* keys */
+    FH_WEBHOOK_CFG,
 };
 
 static const char *const consumer_defaults[] = {
@@ -447,6 +447,8 @@ int main(int argc, char **argv)
     static fh_http_route routes[MAX_ROUTES];
     fh_http *http = NULL;
     fh_stream *stream = NULL;
+    fh_webhooks *webhooks = NULL;
+    fh_webhooks_config webhooks_cfg;
     char err[512];
     int help, status = 0;
     size_t nroutes = 0;
@@ -501,7 +503,9 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    if (webhook_start(&b)) { /* the webhook delivery thread */
+    fh_webhooks_config_read(&b.cfg, &webhooks_cfg);
+    if (fh_webhooks_start(&b, &webhooks_cfg, &webhooks, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "webhook.start", "error=\"%s\"", err);
         status = 1;
         goto out;
     }
@@ -521,7 +525,7 @@ int main(int argc, char **argv)
     nroutes += fh_stream_routes(stream, routes + nroutes);
     nroutes += dashboard_routes(routes + nroutes);
 
-    nroutes += webhook_routes(&b, routes + nroutes); /* /api/v1/webhooks */
+    nroutes += fh_webhooks_routes(webhooks, routes + nroutes);
     fit_connection_limits(&b, stream, nofile);
     if (!(http = start_http(&b, routes, nroutes))) {
         status = 1;
@@ -558,8 +562,8 @@ out:
     fh_http_stop(http);
     statuspush_stop(); /* after the HTTP server: no handler is producing any more */
 
-    webhook_stop(); /* finishes transfers in flight, commits, closes */
-    webhook_api_close();
+    fh_webhooks_stop(webhooks); /* finishes transfers in flight, commits, closes */
+    fh_webhooks_free(webhooks);
     fh_stream_free(stream);
     ingest_stop(&in);
     fh_kafka_embedded_stop(b.embedded);

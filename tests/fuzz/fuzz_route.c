@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_PARAMS 7
 #define REF_MAX 64
 
-/* The patterns the broker registers (rest.c, webhook_api.c, statuspush.c, stream.c, health.c,
+/* The patterns the broker registers (rest.c, webhooks/api.c, statuspush.c, stream.c, health.c,
  * dashboard.c). */
 static const char *const patterns[] = {
     "/api/v1/pending",

@@ -1,4 +1,6 @@
-#include "webhook_store.h"
+/* webhooks/store.c: the SQLite file behind webhooks (webhooks.path); see internal.h for its
+ * tables and functions. */
+#include "internal.h"
 
 #include <errno.h>
 #include <netdb.h>

@@ -1,17 +1,18 @@
-/* webhook: signed, retried, durable delivery of events to HTTP endpoints (docs/webhooks.md).
+/* webhooks: signed, retried, durable delivery of events to HTTP endpoints (docs/webhooks.md),
+ * and the /api/v1/webhooks API that manages them. One module, one handle (fh_webhooks).
  *
- * Threads: the webhook thread (webhook.c) owns the webhook consumer (group webhooks.group,
- * shared by every broker instance), its SQLite connection, the curl multi handle and every
- * transfer. HTTP handlers (webhook_api.c, libmicrohttpd threads) manage endpoints and the
- * delivery log through a connection of their own, then poke the webhook thread (an atomic flag
- * and curl_multi_wakeup). The SQLite file (webhooks.path) is the only state they share. */
-#ifndef FH_BROKER_WEBHOOK_H
-#define FH_BROKER_WEBHOOK_H
+ * Threads: the webhook thread owns the webhook consumer (group webhooks.group, shared by every
+ * broker instance), its SQLite connection, the curl multi handle and every transfer. HTTP
+ * handlers (libmicrohttpd threads) manage endpoints and the delivery log through a connection of
+ * their own, then poke the webhook thread (an atomic flag and a pipe write). The SQLite file
+ * (webhooks.path) is the only state they share. */
+#ifndef FH_BROKER_WEBHOOKS_H
+#define FH_BROKER_WEBHOOKS_H
 
 #include "broker.h"
 #include "http.h"
 
-/* The webhook keys, one entry of broker_opts in main.c. */
+/* The webhook keys, one entry of broker_opts in main.c; fh_webhooks_config_read reads them. */
 /* clang-format off */
 #define FH_WEBHOOK_CFG \
     {"webhooks.enabled", NULL, FH_CFG_BOOL, "true", 0, 0, \
@@ -60,20 +61,43 @@
     {"webhooks.max_endpoints", NULL, FH_CFG_INT, "10000", 1, 1000000, "endpoints at most"}
 /* clang-format on */
 
-/* Starts webhook delivery (a no-op when webhooks.enabled is false): opens the store, starts the
- * thread and its consumer. b must outlive webhook_stop. Returns 0, or -1 after logging why. */
-int webhook_start(fh_broker *b);
+/* Every key the module reads, read once by fh_webhooks_config_read. Strings are borrowed from
+ * the fh_config they were read from, which must outlive the handle. */
+typedef struct fh_webhooks_config {
+    int enabled;
+    const char *path, *group, *instance_id, *retry_schedule, *allow_cidrs;
+    int retry_jitter_pct;
+    long long retry_after_max_s, connect_timeout_ms, timeout_ms, response_max_bytes,
+        response_log_bytes, endpoint_concurrency, max_in_flight, queue_max, batch_max,
+        disable_after_s, secret_overlap_s, retention_s, scan_interval_ms, max_endpoints;
+    const char *topic;       /* the events topic (kafka.topic_events) */
+    size_t max_record_bytes; /* events.max_bytes */
+} fh_webhooks_config;
+
+/* Fills cfg from c: every webhooks.* key of FH_WEBHOOK_CFG, the events topic and
+ * events.max_bytes. */
+void fh_webhooks_config_read(const fh_config *c, fh_webhooks_config *cfg);
+
+typedef struct fh_webhooks fh_webhooks;
+
+/* Starts webhook delivery: opens the store, starts the thread and its consumer. With
+ * cfg->enabled false it starts nothing, and the routes answer 503. b (the Kafka bootstrap, the
+ * contract, the run flag) must outlive the handle. On success *out is the handle (free it with
+ * fh_webhooks_free); on error *out is NULL and errbuf says why. */
+fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhooks **out,
+                         char *errbuf, size_t errsize);
+
+/* Writes the /api/v1/webhooks routes (FH_WEBHOOK_ROUTES of them) into routes; returns how many.
+ * Their ctx is w. */
+#define FH_WEBHOOK_ROUTES 9
+size_t fh_webhooks_routes(fh_webhooks *w, fh_http_route *routes);
 
 /* Stops the thread: lets transfers in flight finish (bounded by webhooks.timeout_ms), records
- * them, closes the consumer (committing stored offsets) and the store. Safe when never started. */
-void webhook_stop(void);
-
-/* Appends the /api/v1/webhooks routes (FH_WEBHOOK_ROUTES of them); returns how many. Call after
- * webhook_start. With webhooks disabled they answer 503. */
-#define FH_WEBHOOK_ROUTES 9
-size_t webhook_routes(fh_broker *b, fh_http_route *routes);
-
-/* Closes the API's store connection; call after the HTTP server stopped. */
-void webhook_api_close(void);
+ * them, closes the consumer (committing stored offsets) and the thread's store connection.
+ * NULL and a stopped handle are fine. */
+void fh_webhooks_stop(fh_webhooks *w);
+/* Stops if needed, closes the API's store connection and frees w. Call after the HTTP server
+ * stopped (its handlers use w). NULL is fine. */
+void fh_webhooks_free(fh_webhooks *w);
 
 #endif

@@ -1,8 +1,10 @@
-/* webhook_api: /api/v1/webhooks, endpoint management and the delivery log (docs/webhooks.md,
- * docs/openapi.yaml). Handlers run on libmicrohttpd's threads and share one SQLite connection
- * under a mutex (management traffic is light; the webhook thread has its own). Every change is
- * committed before the answer, bumps the endpoints version when endpoints changed, and pokes the
- * webhook thread. Secrets are shown once: in the answer that created them. */
+/* webhooks/api.c: /api/v1/webhooks, endpoint management (docs/webhooks.md, docs/openapi.yaml);
+ * the delivery log is api_log.c. Handlers run on libmicrohttpd's threads and share one SQLite
+ * connection under a mutex (management traffic is light; the webhook thread has its own). Every
+ * change is committed before the answer, bumps the endpoints version when endpoints changed, and
+ * pokes the webhook thread. Secrets are shown once: in the answer that created them. */
+#include "internal.h"
+
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,22 +14,12 @@
 #include "fh_log.h"
 #include "fh_sign.h"
 #include "fh_whformat.h"
-#include "webhook.h"
-#include "webhook_store.h"
-
-static struct api {
-    fh_broker *b;
-    int enabled;
-    pthread_mutex_t mu;
-    sqlite3 *db;
-    long long overlap_s, max_endpoints;
-} A = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static const char ep_cols[] =
     "id, url, filter, format, description, enabled, disabled_reason, ordered, failing_since_ms,"
     " created_ms, updated_ms, old_secret_until_ms";
 
-static void put_time(fh_buf *o, const char *name, sqlite3_stmt *st, int col)
+void wh_api_put_time(fh_buf *o, const char *name, sqlite3_stmt *st, int col)
 {
     char t[32];
     fh_buf_printf(o, ",\"%s\":", name);
@@ -37,7 +29,7 @@ static void put_time(fh_buf *o, const char *name, sqlite3_stmt *st, int col)
         fh_buf_printf(o, "\"%s\"", fh_time_rfc3339(sqlite3_column_int64(st, col), t, sizeof(t)));
 }
 
-static void put_text(fh_buf *o, const char *name, sqlite3_stmt *st, int col)
+void wh_api_put_text(fh_buf *o, const char *name, sqlite3_stmt *st, int col)
 {
     fh_buf_printf(o, ",\"%s\":", name);
     fh_buf_json_str(o, (const char *)sqlite3_column_text(st, col));
@@ -58,58 +50,57 @@ static void put_endpoint(fh_buf *o, sqlite3_stmt *st)
     fh_buf_json_str(o, shown ? fh_netguard_url_redact(url, shown, n) : "");
     free(shown);
     fh_buf_printf(o, ",\"filter\":%s", (const char *)sqlite3_column_text(st, 2));
-    put_text(o, "format", st, 3);
-    put_text(o, "description", st, 4);
+    wh_api_put_text(o, "format", st, 3);
+    wh_api_put_text(o, "description", st, 4);
     fh_buf_printf(o, ",\"enabled\":%s", sqlite3_column_int(st, 5) ? "true" : "false");
-    put_text(o, "disabled_reason", st, 6);
+    wh_api_put_text(o, "disabled_reason", st, 6);
     fh_buf_printf(o, ",\"ordered\":%s", sqlite3_column_int(st, 7) ? "true" : "false");
-    put_time(o, "failing_since", st, 8);
-    put_time(o, "created", st, 9);
-    put_time(o, "updated", st, 10);
+    wh_api_put_time(o, "failing_since", st, 8);
+    wh_api_put_time(o, "created", st, 9);
+    wh_api_put_time(o, "updated", st, 10);
     if (sqlite3_column_type(st, 11) != SQLITE_NULL && sqlite3_column_int64(st, 11) > now)
-        put_time(o, "previous_secret_expires", st, 11);
+        wh_api_put_time(o, "previous_secret_expires", st, 11);
     else
         fh_buf_printf(o, ",\"previous_secret_expires\":null");
 }
 
-/* Common gate: 503 when webhooks are off. Takes the lock on success. */
-static int enter(fh_http_response *resp)
+int wh_api_enter(fh_webhooks *w, fh_http_response *resp)
 {
-    if (!A.enabled || !A.db) {
+    if (!w->cfg.enabled || !w->api_db) {
         fh_http_error(resp, 503, "unavailable", NULL,
                       "webhooks are disabled (webhooks.enabled=false)");
         return -1;
     }
-    pthread_mutex_lock(&A.mu);
+    pthread_mutex_lock(&w->api_mu);
     resp->max_age = -1;
     resp->no_etag = 1;
     return 0;
 }
 
-static void leave(void)
+void wh_api_leave(fh_webhooks *w)
 {
-    pthread_mutex_unlock(&A.mu);
+    pthread_mutex_unlock(&w->api_mu);
 }
 
-static sqlite3_stmt *prep(const char *sql, fh_http_response *resp)
+sqlite3_stmt *wh_api_prep(fh_webhooks *w, const char *sql, fh_http_response *resp)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(A.db, sql, -1, &st, NULL) != SQLITE_OK) {
-        fh_log(FH_LOG_ERROR, "webhook.api_sql", "error=\"%s\"", sqlite3_errmsg(A.db));
+    if (sqlite3_prepare_v2(w->api_db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fh_log(FH_LOG_ERROR, "webhook.api_sql", "error=\"%s\"", sqlite3_errmsg(w->api_db));
         fh_http_error(resp, 500, "internal", NULL, "store error");
         return NULL;
     }
     return st;
 }
 
-static void store_error(fh_http_response *resp)
+void wh_api_store_error(fh_webhooks *w, fh_http_response *resp)
 {
-    fh_log(FH_LOG_ERROR, "webhook.api_sql", "error=\"%s\"", sqlite3_errmsg(A.db));
-    fh_http_error(resp, 500, "internal", NULL, "store error: %s", sqlite3_errmsg(A.db));
+    fh_log(FH_LOG_ERROR, "webhook.api_sql", "error=\"%s\"", sqlite3_errmsg(w->api_db));
+    fh_http_error(resp, 500, "internal", NULL, "store error: %s", sqlite3_errmsg(w->api_db));
 }
 
 /* Parses the request body as a JSON object; 400 otherwise. Caller decrefs. */
-static json_t *body_object(const fh_http_request *req, fh_http_response *resp)
+json_t *wh_api_body_object(const fh_http_request *req, fh_http_response *resp)
 {
     json_error_t jerr;
     json_t *j = json_loadb(req->body, req->body_len, 0, &jerr);
@@ -122,7 +113,7 @@ static json_t *body_object(const fh_http_request *req, fh_http_response *resp)
     return j;
 }
 
-static int check_fields(json_t *j, const char *const *allowed, fh_http_response *resp)
+int wh_api_check_fields(json_t *j, const char *const *allowed, fh_http_response *resp)
 {
     const char *k;
     json_t *v;
@@ -150,7 +141,7 @@ typedef struct ep_input {
     char gen[FH_SIGN_SECRET_SIZE];
 } ep_input;
 
-static int parse_input(json_t *j, ep_input *in, int create, fh_http_response *resp)
+static int parse_input(fh_webhooks *w, json_t *j, ep_input *in, int create, fh_http_response *resp)
 {
     static const char *const create_fields[] = {"url",    "filter",  "format",  "description",
                                                 "secret", "enabled", "ordered", NULL};
@@ -161,8 +152,8 @@ static int parse_input(json_t *j, ep_input *in, int create, fh_http_response *re
     json_t *v;
     memset(in, 0, sizeof(*in));
     in->enabled = in->ordered = -1;
-    in->overlap_s = A.overlap_s;
-    if (check_fields(j, create ? create_fields : patch_fields, resp))
+    in->overlap_s = w->cfg.secret_overlap_s;
+    if (wh_api_check_fields(j, create ? create_fields : patch_fields, resp))
         return -1;
     if ((v = json_object_get(j, "url")) || create) {
         if (!json_is_string(v)) {
@@ -170,7 +161,7 @@ static int parse_input(json_t *j, ep_input *in, int create, fh_http_response *re
             return -1;
         }
         in->url = json_string_value(v);
-        if (whs_url_check(in->url, webhook_guard(), err, sizeof(err))) {
+        if (whs_url_check(in->url, &w->guard, err, sizeof(err))) {
             fh_http_error(resp, 400, "bad_request", "url", "url: %s", err);
             return -1;
         }
@@ -259,11 +250,12 @@ static int parse_input(json_t *j, ep_input *in, int create, fh_http_response *re
 
 /* Appends the endpoint id, then closes the object with stats (detail) and the secret (when
  * just created or rotated). */
-static int render_endpoint(const char *id, int stats, const char *secret, fh_http_response *resp)
+static int render_endpoint(fh_webhooks *w, const char *id, int stats, const char *secret,
+                           fh_http_response *resp)
 {
     char sql[256];
     snprintf(sql, sizeof(sql), "SELECT %s FROM endpoints WHERE id = ?1", ep_cols);
-    sqlite3_stmt *st = prep(sql, resp);
+    sqlite3_stmt *st = wh_api_prep(w, sql, resp);
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -275,8 +267,9 @@ static int render_endpoint(const char *id, int stats, const char *secret, fh_htt
     put_endpoint(&resp->body, st);
     sqlite3_finalize(st);
     if (stats) {
-        st = prep("SELECT state, count(*) FROM deliveries WHERE endpoint_id = ?1 GROUP BY state",
-                  resp);
+        st = wh_api_prep(
+            w, "SELECT state, count(*) FROM deliveries WHERE endpoint_id = ?1 GROUP BY state",
+            resp);
         if (!st)
             return -1;
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -301,14 +294,16 @@ static int render_endpoint(const char *id, int stats, const char *secret, fh_htt
 
 static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
+    /* resp->location is read by the HTTP layer after this returns, and handlers run on several
+     * threads at once: the module's one piece of static state is this buffer per thread. */
     static _Thread_local char location[96];
     ep_input in;
     char id[WHS_ID_SIZE], uuid[37];
-    (void)ctx;
-    json_t *j = body_object(req, resp);
+    fh_webhooks *w = ctx;
+    json_t *j = wh_api_body_object(req, resp);
     if (!j)
         return;
-    if (parse_input(j, &in, 1, resp)) {
+    if (parse_input(w, j, &in, 1, resp)) {
         free(in.filter);
         json_decref(j);
         return;
@@ -318,22 +313,23 @@ static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
     for (size_t i = 0, o = 3; uuid[i] && o < 27; i++)
         if (uuid[i] != '-')
             id[o++] = uuid[i], id[o] = '\0';
-    if (enter(resp)) {
+    if (wh_api_enter(w, resp)) {
         free(in.filter);
         json_decref(j);
         return;
     }
     sqlite3_stmt *st = NULL;
-    sqlite3_exec(A.db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if ((st = prep("SELECT count(*) FROM endpoints", resp)) && sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_int64(st, 0) >= A.max_endpoints) {
+    sqlite3_exec(w->api_db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if ((st = wh_api_prep(w, "SELECT count(*) FROM endpoints", resp)) &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) >= w->cfg.max_endpoints) {
         fh_http_error(resp, 409, "too_many", NULL,
-                      "already %lld endpoints (webhooks.max_endpoints)", A.max_endpoints);
+                      "already %lld endpoints (webhooks.max_endpoints)", w->cfg.max_endpoints);
         goto rollback;
     }
     sqlite3_finalize(st);
     int64_t now = fh_now_ms();
-    if (!(st = prep(
+    if (!(st = wh_api_prep(
+              w,
               "INSERT INTO endpoints(id, url, filter, format, description, secret, enabled,"
               " ordered, created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
               resp)))
@@ -347,9 +343,9 @@ static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
     sqlite3_bind_int(st, 7, in.enabled != 0);
     sqlite3_bind_int(st, 8, in.ordered == 1);
     sqlite3_bind_int64(st, 9, now);
-    if (sqlite3_step(st) != SQLITE_DONE || whs_bump_version(A.db) ||
-        sqlite3_exec(A.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        store_error(resp);
+    if (sqlite3_step(st) != SQLITE_DONE || whs_bump_version(w->api_db) ||
+        sqlite3_exec(w->api_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        wh_api_store_error(w, resp);
         goto rollback;
     }
     sqlite3_finalize(st);
@@ -357,16 +353,16 @@ static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
     resp->status = 201;
     snprintf(location, sizeof(location), "/api/v1/webhooks/%s", id);
     resp->location = location;
-    render_endpoint(id, 0, in.secret, resp);
+    render_endpoint(w, id, 0, in.secret, resp);
     resp->status = 201;
     fh_log(FH_LOG_INFO, "webhook.created", "endpoint=%s format=%s", id, in.format);
     goto out;
 rollback:
     sqlite3_finalize(st);
-    sqlite3_exec(A.db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
 out:
-    leave();
-    webhook_poke();
+    wh_api_leave(w);
+    wh_poke(w);
     free(in.filter);
     json_decref(j);
 }
@@ -374,12 +370,12 @@ out:
 static void list(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     char sql[256];
-    (void)ctx;
+    fh_webhooks *w = ctx;
     (void)req;
-    if (enter(resp))
+    if (wh_api_enter(w, resp))
         return;
     snprintf(sql, sizeof(sql), "SELECT %s FROM endpoints ORDER BY created_ms, id", ep_cols);
-    sqlite3_stmt *st = prep(sql, resp);
+    sqlite3_stmt *st = wh_api_prep(w, sql, resp);
     if (st) {
         fh_buf_printf(&resp->body, "{\"webhooks\":[");
         int n = 0;
@@ -392,41 +388,42 @@ static void list(void *ctx, fh_http_request *req, fh_http_response *resp)
         fh_buf_printf(&resp->body, "]}\n");
         sqlite3_finalize(st);
     }
-    leave();
+    wh_api_leave(w);
 }
 
 static void get_one(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
-    (void)ctx;
-    if (enter(resp))
+    fh_webhooks *w = ctx;
+    if (wh_api_enter(w, resp))
         return;
-    render_endpoint(req->path_params[0], 1, NULL, resp);
-    leave();
+    render_endpoint(w, req->path_params[0], 1, NULL, resp);
+    wh_api_leave(w);
 }
 
 static void patch(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     ep_input in;
     const char *id = req->path_params[0];
-    (void)ctx;
-    json_t *j = body_object(req, resp);
+    fh_webhooks *w = ctx;
+    json_t *j = wh_api_body_object(req, resp);
     if (!j)
         return;
-    if (parse_input(j, &in, 0, resp)) {
+    if (parse_input(w, j, &in, 0, resp)) {
         free(in.filter);
         json_decref(j);
         return;
     }
-    if (enter(resp)) {
+    if (wh_api_enter(w, resp)) {
         free(in.filter);
         json_decref(j);
         return;
     }
     int64_t now = fh_now_ms();
     sqlite3_stmt *st = NULL;
-    sqlite3_exec(A.db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    sqlite3_exec(w->api_db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     /* One statement: each ?N is NULL when the field is absent and keeps the column then. */
-    if (!(st = prep(
+    if (!(st = wh_api_prep(
+              w,
               "UPDATE endpoints SET url = coalesce(?2, url), filter = coalesce(?3, filter),"
               " format = coalesce(?4, format), description = coalesce(?5, description),"
               " ordered = coalesce(?6, ordered), updated_ms = ?8,"
@@ -458,29 +455,30 @@ static void patch(void *ctx, fh_http_request *req, fh_http_response *resp)
         sqlite3_bind_text(st, 9, in.secret, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 10, in.overlap_s);
     if (sqlite3_step(st) != SQLITE_DONE) {
-        store_error(resp);
+        wh_api_store_error(w, resp);
         goto rollback;
     }
-    if (sqlite3_changes(A.db) == 0) {
+    if (sqlite3_changes(w->api_db) == 0) {
         fh_http_error(resp, 404, "not_found", "id", "no webhook endpoint %.64s", id);
         goto rollback;
     }
-    if (whs_bump_version(A.db) || sqlite3_exec(A.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        store_error(resp);
+    if (whs_bump_version(w->api_db) ||
+        sqlite3_exec(w->api_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        wh_api_store_error(w, resp);
         goto rollback;
     }
     sqlite3_finalize(st);
     st = NULL;
-    render_endpoint(id, 1, in.rotate ? in.secret : NULL, resp);
+    render_endpoint(w, id, 1, in.rotate ? in.secret : NULL, resp);
     fh_log(FH_LOG_INFO, "webhook.updated", "endpoint=%.64s secret_rotated=%s", id,
            in.rotate ? "true" : "false");
     goto out;
 rollback:
     sqlite3_finalize(st);
-    sqlite3_exec(A.db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
 out:
-    leave();
-    webhook_poke();
+    wh_api_leave(w);
+    wh_poke(w);
     free(in.filter);
     json_decref(j);
 }
@@ -489,39 +487,40 @@ static void delete_one(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     const char *id = req->path_params[0];
     char err[256];
-    (void)ctx;
-    if (enter(resp))
+    fh_webhooks *w = ctx;
+    if (wh_api_enter(w, resp))
         return;
-    sqlite3_stmt *st = prep("DELETE FROM endpoints WHERE id = ?1", resp);
+    sqlite3_stmt *st = wh_api_prep(w, "DELETE FROM endpoints WHERE id = ?1", resp);
     if (!st)
         goto out;
-    sqlite3_exec(A.db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    sqlite3_exec(w->api_db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int ok = sqlite3_step(st) == SQLITE_DONE;
-    int n = sqlite3_changes(A.db);
+    int n = sqlite3_changes(w->api_db);
     sqlite3_finalize(st);
     if (ok && n) {
         /* Its pending deliveries go with it; the log of what was sent goes too. */
-        st = prep("DELETE FROM attempts WHERE delivery_id IN"
-                  " (SELECT id FROM deliveries WHERE endpoint_id = ?1)",
-                  resp);
+        st = wh_api_prep(w,
+                         "DELETE FROM attempts WHERE delivery_id IN"
+                         " (SELECT id FROM deliveries WHERE endpoint_id = ?1)",
+                         resp);
         if (st) {
             sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
             ok = sqlite3_step(st) == SQLITE_DONE;
             sqlite3_finalize(st);
         }
-        st = prep("DELETE FROM deliveries WHERE endpoint_id = ?1", resp);
+        st = wh_api_prep(w, "DELETE FROM deliveries WHERE endpoint_id = ?1", resp);
         if (st && ok) {
             sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
             ok = sqlite3_step(st) == SQLITE_DONE;
             sqlite3_finalize(st);
         }
-        ok = ok && whs_bump_version(A.db) == 0;
+        ok = ok && whs_bump_version(w->api_db) == 0;
     }
-    if (!ok || !n || whs_exec(A.db, "COMMIT", err, sizeof(err))) {
-        sqlite3_exec(A.db, "ROLLBACK", NULL, NULL, NULL);
+    if (!ok || !n || whs_exec(w->api_db, "COMMIT", err, sizeof(err))) {
+        sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
         if (!ok)
-            store_error(resp);
+            wh_api_store_error(w, resp);
         else
             fh_http_error(resp, 404, "not_found", "id", "no webhook endpoint %.64s", id);
         goto out;
@@ -529,280 +528,32 @@ static void delete_one(void *ctx, fh_http_request *req, fh_http_response *resp)
     resp->status = 204;
     fh_log(FH_LOG_INFO, "webhook.deleted", "endpoint=%.64s", id);
 out:
-    leave();
-    webhook_poke();
+    wh_api_leave(w);
+    wh_poke(w);
 }
 
-static int endpoint_exists(const char *id, fh_http_response *resp)
-{
-    sqlite3_stmt *st = prep("SELECT 1 FROM endpoints WHERE id = ?1", resp);
-    if (!st)
-        return 0;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int ok = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (!ok)
-        fh_http_error(resp, 404, "not_found", "id", "no webhook endpoint %.64s", id);
-    return ok;
-}
-
-#define DELIVERY_COLS                                                                              \
-    "id, msg_id, event_id, event_type, state, attempts, next_ms, created_ms, updated_ms,"          \
-    " last_status, last_error, tries"
-
-static void put_delivery(fh_buf *o, sqlite3_stmt *st)
-{
-    int state = sqlite3_column_int(st, 4);
-    fh_buf_printf(o, "{\"id\":");
-    fh_buf_json_str(o, (const char *)sqlite3_column_text(st, 1));
-    put_text(o, "event_id", st, 2);
-    put_text(o, "event_type", st, 3);
-    fh_buf_printf(o, ",\"state\":\"%s\",\"attempt_count\":%d", whs_state_name(state),
-                  sqlite3_column_int(st, 5));
-    if (state == WHS_PENDING)
-        put_time(o, "next_attempt", st, 6);
-    else
-        fh_buf_printf(o, ",\"next_attempt\":null");
-    put_time(o, "created", st, 7);
-    put_time(o, "updated", st, 8);
-    fh_buf_printf(o, ",\"last_status\":");
-    if (sqlite3_column_type(st, 9) == SQLITE_NULL)
-        fh_buf_printf(o, "null");
-    else
-        fh_buf_printf(o, "%d", sqlite3_column_int(st, 9));
-    put_text(o, "last_error", st, 10);
-}
-
-static void deliveries(void *ctx, fh_http_request *req, fh_http_response *resp)
-{
-    const char *id = req->path_params[0];
-    const char *state = fh_http_query(req, "state"), *since = fh_http_query(req, "since");
-    const char *limit_s = fh_http_query(req, "limit"), *before = fh_http_query(req, "before");
-    long long limit = 100, before_id = -1;
-    int64_t since_ms = 0;
-    int st_filter = -1;
-    char *end;
-    (void)ctx;
-    if (state && (st_filter = whs_state_parse(state)) < 0) {
-        fh_http_error(resp, 400, "bad_parameter", "state",
-                      "state: expected pending, delivered or failed");
-        return;
-    }
-    if (since && fh_time_parse(since, &since_ms)) {
-        fh_http_error(resp, 400, "bad_parameter", "since", "since: expected an RFC 3339 time");
-        return;
-    }
-    if (limit_s && ((limit = strtoll(limit_s, &end, 10)) < 1 || limit > 1000 || *end)) {
-        fh_http_error(resp, 400, "bad_parameter", "limit", "limit: expected an integer 1-1000");
-        return;
-    }
-    if (before && ((before_id = strtoll(before, &end, 10)) < 1 || *end)) {
-        fh_http_error(resp, 400, "bad_parameter", "before",
-                      "before: expected the \"next\" cursor of a previous page");
-        return;
-    }
-    if (enter(resp))
-        return;
-    if (!endpoint_exists(id, resp))
-        goto out;
-    sqlite3_stmt *st =
-        prep("SELECT " DELIVERY_COLS " FROM deliveries WHERE endpoint_id = ?1"
-             " AND (?2 < 0 OR state = ?2) AND created_ms >= ?3 AND (?4 < 0 OR id < ?4)"
-             " ORDER BY id DESC LIMIT ?5",
-             resp);
-    if (!st)
-        goto out;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, st_filter);
-    sqlite3_bind_int64(st, 3, since_ms);
-    sqlite3_bind_int64(st, 4, before_id);
-    sqlite3_bind_int64(st, 5, limit + 1);
-    fh_buf_printf(&resp->body, "{\"deliveries\":[");
-    long long n = 0, last = -1;
-    int more = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (n == limit) {
-            more = 1;
-            break;
-        }
-        if (n++)
-            fh_buf_printf(&resp->body, ",");
-        put_delivery(&resp->body, st);
-        fh_buf_printf(&resp->body, "}");
-        last = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    if (more)
-        fh_buf_printf(&resp->body, "],\"next\":\"%lld\"}\n", last);
-    else
-        fh_buf_printf(&resp->body, "],\"next\":null}\n");
-out:
-    leave();
-}
-
-static void delivery(void *ctx, fh_http_request *req, fh_http_response *resp)
-{
-    const char *id = req->path_params[0], *msg = req->path_params[1];
-    (void)ctx;
-    if (enter(resp))
-        return;
-    sqlite3_stmt *st = prep("SELECT " DELIVERY_COLS " FROM deliveries WHERE endpoint_id = ?1"
-                            " AND msg_id = ?2",
-                            resp);
-    if (!st)
-        goto out;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, msg, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        fh_http_error(resp, 404, "not_found", "delivery", "no delivery %.64s for endpoint %.64s",
-                      msg, id);
-        goto out;
-    }
-    long long did = sqlite3_column_int64(st, 0);
-    put_delivery(&resp->body, st);
-    sqlite3_finalize(st);
-    /* Failed attempts are rows of attempts; the successful one lives in the delivery's last_*
-     * columns (webhook_store.c). */
-    st = prep("SELECT at_ms, status, latency_ms, error, response, instance FROM attempts"
-              " WHERE delivery_id = ?1 UNION ALL SELECT updated_ms, last_status, last_latency_ms,"
-              " NULL, last_response, last_instance FROM deliveries WHERE id = ?1 AND state = 1"
-              " ORDER BY 1",
-              resp);
-    if (!st)
-        goto out;
-    sqlite3_bind_int64(st, 1, did);
-    fh_buf_printf(&resp->body, ",\"attempts\":[");
-    int n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        char t[32];
-        fh_buf_printf(&resp->body, "%s{\"at\":\"%s\",\"status\":%d,\"latency_ms\":%lld",
-                      n++ ? "," : "", fh_time_rfc3339(sqlite3_column_int64(st, 0), t, sizeof(t)),
-                      sqlite3_column_int(st, 1), (long long)sqlite3_column_int64(st, 2));
-        put_text(&resp->body, "error", st, 3);
-        put_text(&resp->body, "response", st, 4);
-        put_text(&resp->body, "instance", st, 5);
-        fh_buf_printf(&resp->body, "}");
-    }
-    sqlite3_finalize(st);
-    fh_buf_printf(&resp->body, "]}\n");
-out:
-    leave();
-}
-
-/* Puts deliveries back in the queue with a fresh retry schedule (same webhook-id, same body). */
-static void requeue(const char *sql, const char *id, const char *arg, int64_t num,
-                    fh_http_response *resp, long long *changed)
-{
-    sqlite3_stmt *st = prep(sql, resp);
-    *changed = -1;
-    if (!st)
-        return;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (arg)
-        sqlite3_bind_text(st, 2, arg, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_int64(st, 2, num);
-    sqlite3_bind_int64(st, 3, fh_now_ms());
-    if (sqlite3_step(st) == SQLITE_DONE)
-        *changed = sqlite3_changes(A.db);
-    else
-        store_error(resp);
-    sqlite3_finalize(st);
-}
-
-static void redeliver(void *ctx, fh_http_request *req, fh_http_response *resp)
-{
-    const char *id = req->path_params[0], *msg = req->path_params[1];
-    long long n;
-    (void)ctx;
-    if (enter(resp))
-        return;
-    requeue("UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
-            " requeued = requeued + 1 WHERE endpoint_id = ?1 AND msg_id = ?2",
-            id, msg, 0, resp, &n);
-    if (n == 0)
-        fh_http_error(resp, 404, "not_found", "delivery", "no delivery %.64s for endpoint %.64s",
-                      msg, id);
-    else if (n > 0) {
-        resp->status = 202;
-        fh_buf_printf(&resp->body, "{\"id\":");
-        fh_buf_json_str(&resp->body, msg);
-        fh_buf_printf(&resp->body, ",\"state\":\"pending\"}\n");
-    }
-    leave();
-    webhook_poke();
-}
-
-static void recover(void *ctx, fh_http_request *req, fh_http_response *resp)
-{
-    const char *id = req->path_params[0];
-    int64_t since;
-    long long n;
-    (void)ctx;
-    json_t *j = body_object(req, resp);
-    if (!j)
-        return;
-    static const char *const fields[] = {"since", NULL};
-    json_t *v = json_object_get(j, "since");
-    if (check_fields(j, fields, resp))
-        goto done;
-    if (!json_is_string(v) || fh_time_parse(json_string_value(v), &since)) {
-        fh_http_error(resp, 400, "bad_request", "since", "since: expected an RFC 3339 time");
-        goto done;
-    }
-    if (enter(resp))
-        goto done;
-    if (endpoint_exists(id, resp)) {
-        requeue(
-            "UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
-            " requeued = requeued + 1 WHERE endpoint_id = ?1 AND state = 2 AND created_ms >= ?2",
-            id, NULL, since, resp, &n);
-        if (n >= 0) {
-            resp->status = 202;
-            fh_buf_printf(&resp->body, "{\"recovered\":%lld}\n", n);
-        }
-    }
-    leave();
-    webhook_poke();
-done:
-    json_decref(j);
-}
-
-size_t webhook_routes(fh_broker *b, fh_http_route *routes)
+size_t fh_webhooks_routes(fh_webhooks *w, fh_http_route *routes)
 {
     char err[512];
-    A.b = b;
-    A.enabled = fh_config_bool(&b->cfg, "webhooks.enabled");
-    A.overlap_s = fh_config_int(&b->cfg, "webhooks.secret_overlap_s");
-    A.max_endpoints = fh_config_int(&b->cfg, "webhooks.max_endpoints");
-    if (A.enabled && !A.db &&
-        whs_open(fh_config_str(&b->cfg, "webhooks.path"), &A.db, err, sizeof(err))) {
+    if (w->cfg.enabled && !w->api_db && whs_open(w->cfg.path, &w->api_db, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "webhook.api", "error=\"%s\"", err);
-        A.db = NULL;
+        w->api_db = NULL;
     }
     const fh_http_route r[FH_WEBHOOK_ROUTES] = {
-        {"POST", "/api/v1/webhooks", FH_SCOPE_ADMIN, "access_token", create, NULL},
-        {"GET", "/api/v1/webhooks", FH_SCOPE_ADMIN, "access_token", list, NULL},
-        {"GET", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", get_one, NULL},
-        {"PATCH", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", patch, NULL},
-        {"DELETE", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", delete_one, NULL},
+        {"POST", "/api/v1/webhooks", FH_SCOPE_ADMIN, "access_token", create, w},
+        {"GET", "/api/v1/webhooks", FH_SCOPE_ADMIN, "access_token", list, w},
+        {"GET", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", get_one, w},
+        {"PATCH", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", patch, w},
+        {"DELETE", "/api/v1/webhooks/{}", FH_SCOPE_ADMIN, "access_token", delete_one, w},
         {"GET", "/api/v1/webhooks/{}/deliveries", FH_SCOPE_ADMIN,
-         "state,since,limit,before,access_token", deliveries, NULL},
-        {"GET", "/api/v1/webhooks/{}/deliveries/{}", FH_SCOPE_ADMIN, "access_token", delivery,
-         NULL},
+         "state,since,limit,before,access_token", wh_api_deliveries, w},
+        {"GET", "/api/v1/webhooks/{}/deliveries/{}", FH_SCOPE_ADMIN, "access_token",
+         wh_api_delivery, w},
         {"POST", "/api/v1/webhooks/{}/deliveries/{}/redeliver", FH_SCOPE_ADMIN, "access_token",
-         redeliver, NULL},
-        {"POST", "/api/v1/webhooks/{}/recover", FH_SCOPE_ADMIN, "access_token", recover, NULL},
+         wh_api_redeliver, w},
+        {"POST", "/api/v1/webhooks/{}/recover", FH_SCOPE_ADMIN, "access_token", wh_api_recover, w},
     };
     for (size_t i = 0; i < FH_WEBHOOK_ROUTES; i++)
         routes[i] = r[i];
     return FH_WEBHOOK_ROUTES;
-}
-
-void webhook_api_close(void)
-{
-    if (A.db)
-        sqlite3_close(A.db);
-    A.db = NULL;
 }

@@ -1,0 +1,265 @@
+/* webhooks/consumer.c: the webhook consumer (group webhooks.group, shared by every broker
+ * instance), on the webhook thread. Records become deliveries inside one SQLite transaction; its
+ * COMMIT comes before the offsets of the records it covers are stored, so a delivery is durable
+ * before its record's offset can be committed (at-least-once). At webhooks.queue_max pending
+ * deliveries the partitions are paused; a revoke first records and commits what was consumed and
+ * lets the transfers on the lost partitions finish. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fh_log.h"
+#include "health.h"
+
+/* ---- the transaction ------------------------------------------------------------------------ */
+
+void wh_txn_begin(fh_webhooks *w)
+{
+    if (w->in_txn)
+        return;
+    if (wh_step_done(w->st[S_BEGIN]) == 0)
+        w->in_txn = 1;
+    else
+        wh_sql_warn(w, "begin");
+}
+
+static void seek_back(fh_webhooks *w);
+
+/* Commits the open transaction, then stores the offsets of the records it covers. On a failed
+ * commit the consumer goes back to the first record of the transaction (nothing is lost; the
+ * deliveries are inserted again, deduplicated by their ids). */
+void wh_txn_commit(fh_webhooks *w)
+{
+    if (!w->in_txn)
+        return;
+    w->in_txn = 0;
+    if (wh_step_done(w->st[S_COMMIT])) {
+        wh_sql_warn(w, "commit");
+        wh_step_done(w->st[S_ROLLBACK]);
+        seek_back(w);
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int p = 0; p < MAX_PARTS; p++) {
+        if (w->to_store[p] < 0)
+            continue;
+        if (!l)
+            l = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(l, w->cfg.topic, p)->offset = w->to_store[p];
+        w->to_store[p] = -1;
+        w->first_in_txn[p] = -1;
+    }
+    if (l) {
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(w->rk, l);
+        /* A partition revoked meanwhile refuses the store: its next owner starts from the last
+         * committed offset and finds these deliveries already recorded. */
+        if (err && err != RD_KAFKA_RESP_ERR__STATE)
+            fh_log(FH_LOG_WARN, "webhook.offsets", "error=\"%s\"", rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+}
+
+static void seek_back(fh_webhooks *w)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int p = 0; p < MAX_PARTS; p++) {
+        if (w->first_in_txn[p] >= 0) {
+            rd_kafka_topic_partition_list_add(l, w->cfg.topic, p)->offset = w->first_in_txn[p];
+            fh_lost_table_set(&w->next, w->cfg.topic, p, w->first_in_txn[p]);
+        }
+        w->first_in_txn[p] = -1;
+        w->to_store[p] = -1;
+    }
+    if (l->cnt) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(w->rk, l, 5000);
+        if (e) {
+            fh_log(FH_LOG_ERROR, "webhook.seek", "error=\"%s\"", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* ---- partitions ---------------------------------------------------------------------------- */
+
+void wh_recount_pending(fh_webhooks *w)
+{
+    sqlite3_stmt *st = w->st[S_PENDING];
+    if (sqlite3_step(st) == SQLITE_ROW)
+        w->pending = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    fh_metric_set(w->m_pending, w->pending);
+}
+
+static void own(fh_webhooks *w, int p, int yes)
+{
+    if (p < 0 || p >= MAX_PARTS)
+        return;
+    w->owned[p] = (unsigned char)yes;
+    sqlite3_stmt *st = w->st[yes ? S_OWN_ADD : S_OWN_DEL];
+    sqlite3_bind_int(st, 1, p);
+    wh_step_done(st);
+}
+
+static void pause_parts(fh_webhooks *w, rd_kafka_topic_partition_list_t *l, int pause)
+{
+    rd_kafka_resp_err_t err =
+        pause ? rd_kafka_pause_partitions(w->rk, l) : rd_kafka_resume_partitions(w->rk, l);
+    if (err)
+        fh_log(FH_LOG_WARN, "webhook.pause", "error=\"%s\"", rd_kafka_err2str(err));
+}
+
+/* At webhooks.queue_max pending deliveries the consumer stops fetching (records already fetched
+ * are still turned into deliveries: nothing fetched is dropped); below 90% it fetches again. */
+void wh_check_pause(fh_webhooks *w)
+{
+    int want;
+    if (!w->paused)
+        want = w->pending >= w->cfg.queue_max;
+    else
+        want = w->pending >= w->cfg.queue_max - w->cfg.queue_max / 10;
+    if (want == w->paused)
+        return;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(w->rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
+        pause_parts(w, l, want);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    w->paused = want;
+    fh_metric_set(w->m_paused, want);
+    fh_log(want ? FH_LOG_WARN : FH_LOG_INFO, want ? "webhook.paused" : "webhook.resumed",
+           "pending=%lld queue_max=%lld", w->pending, w->cfg.queue_max);
+}
+
+/* ---- consuming ------------------------------------------------------------------------------ */
+
+/* The handle is the consumer's opaque (rd_kafka_conf_set_opaque). */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    fh_webhooks *w = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && atomic_load(&w->stop)) {
+        /* The first join can complete while the consumer is closing: take nothing on. */
+        fh_kafka_rebalance_cb(rk, err, parts, opaque);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        fh_kafka_rebalance_cb(rk, err, parts, opaque);
+        /* records below the committed offsets that Kafka deleted meanwhile are lost to us */
+        fh_lost_table_assigned(&w->next, rk, parts, 5000);
+        for (int i = 0; i < parts->cnt; i++)
+            if (strcmp(parts->elems[i].topic, w->cfg.topic) == 0)
+                own(w, parts->elems[i].partition, 1);
+        if (w->paused)
+            pause_parts(w, parts, 1);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        /* Record what was consumed so far and commit its offsets while the partitions are
+         * still ours, stop starting new attempts on them, and let the running ones finish. */
+        wh_txn_commit(w);
+        if (!rd_kafka_assignment_lost(rk))
+            rd_kafka_commit(rk, NULL, 0);
+        for (int i = 0; i < parts->cnt; i++)
+            if (strcmp(parts->elems[i].topic, w->cfg.topic) == 0)
+                own(w, parts->elems[i].partition, 0);
+        wh_drain(w, parts);
+        fh_lost_table_revoked(&w->next, parts);
+        fh_kafka_rebalance_cb(rk, err, parts, opaque);
+    } else {
+        fh_kafka_rebalance_cb(rk, err, parts, opaque);
+    }
+    wh_recount_pending(w);
+    int owned = 0;
+    for (int p = 0; p < MAX_PARTS; p++)
+        owned += w->owned[p];
+    fh_log(FH_LOG_INFO, "webhook.partitions", "change=%s count=%d owned=%d pending=%lld",
+           err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assigned" : "revoked", parts->cnt, owned,
+           w->pending);
+    for (size_t i = 0; i < w->neps; i++)
+        w->eps[i].has_work = 1;
+}
+
+void wh_consume(fh_webhooks *w)
+{
+    for (long long n = 0; n < w->cfg.batch_max && wh_running(w); n++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rk, 0);
+        if (!m)
+            return;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fh_log(FH_LOG_WARN, "webhook.consume", "error=\"%s\"", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        int p = m->partition;
+        int64_t from, to;
+        if (fh_lost_table_check(&w->next, w->rk, m, &from, &to))
+            health_records_lost("webhooks", w->cfg.topic, p, from, to);
+        if (p >= 0 && p < MAX_PARTS) {
+            wh_txn_begin(w);
+            if (w->first_in_txn[p] < 0)
+                w->first_in_txn[p] = m->offset;
+            if (wh_ingest(w, m)) {
+                wh_sql_warn(w, "ingest");
+                rd_kafka_message_destroy(m);
+                w->in_txn = 0;
+                wh_step_done(w->st[S_ROLLBACK]);
+                seek_back(w);
+                usleep(100000); /* a failing disk: do not spin */
+                return;
+            }
+            w->to_store[p] = m->offset + 1;
+        }
+        rd_kafka_message_destroy(m);
+    }
+}
+
+static const char *const consumer_defaults[] = {
+    "enable.auto.commit=true",
+    "enable.auto.offset.store=false",
+    "auto.commit.interval.ms=1000",
+    "auto.offset.reset=earliest",
+    "partition.assignment.strategy=cooperative-sticky",
+    "session.timeout.ms=10000",
+    "heartbeat.interval.ms=1000",
+    "log_level=4",
+    "queued.max.messages.kbytes=4096",
+    "queued.min.messages=5000",
+    "fetch.max.bytes=2097152",
+    NULL,
+};
+
+int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize)
+{
+    rd_kafka_conf_t *conf;
+    fh_broker *b = w->b;
+    if (fh_kafka_conf(&b->cfg, b->bootstrap, consumer_defaults, &conf, err, errsize))
+        return -1;
+    const char *inst = w->cfg.instance_id;
+    if (rd_kafka_conf_set(conf, "group.id", w->cfg.group, err, errsize) != RD_KAFKA_CONF_OK ||
+        (*inst &&
+         rd_kafka_conf_set(conf, "group.instance.id", inst, err, errsize) != RD_KAFKA_CONF_OK)) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, w);
+    if (!(w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errsize)))
+        return -1;
+    rd_kafka_poll_set_consumer(w->rk);
+    w->rkq = rd_kafka_queue_get_consumer(w->rk);
+    /* The consumer queue writes a byte to the pipe when it becomes non-empty: the loop sleeps in
+     * epoll_wait (pump) and still wakes for records at once. */
+    rd_kafka_queue_io_event_enable(w->rkq, w->wake[1], "1", 1);
+    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(t, w->cfg.topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t serr = rd_kafka_subscribe(w->rk, t);
+    rd_kafka_topic_partition_list_destroy(t);
+    if (serr) {
+        fh_errf(err, errsize, FH_ERR_KAFKA, "subscribe: %s", rd_kafka_err2str(serr));
+        return -1;
+    }
+    return 0;
+}

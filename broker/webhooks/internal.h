@@ -1,0 +1,264 @@
+/* webhooks/internal.h: what the files of the webhooks module share, and nothing outside it
+ * includes. The module as a whole is described in webhooks.c; docs/architecture.md draws its
+ * threads.
+ *
+ *   webhooks.c   the handle: config, start and stop, the thread's loop, housekeeping, metrics
+ *   consumer.c   the webhook consumer: transactions and offsets, partitions, pause, rebalance
+ *   render.c     a record into deliveries: filter match, bodies rendered once per format
+ *   delivery.c   the delivery engine: curl multi on epoll, signing, retries, dispatch, drain
+ *   endpoints.c  the in-memory endpoint table and endpoint health
+ *   api.c        /api/v1/webhooks: endpoint management
+ *   api_log.c    /api/v1/webhooks: the delivery log, redelivery and recovery
+ *   store.c      the SQLite file (schema, ids, schedule and URL checks) */
+#ifndef FH_WEBHOOKS_INTERNAL_H
+#define FH_WEBHOOKS_INTERNAL_H
+
+#include "webhooks.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dlq.h"
+#include "fh_error.h"
+#include "fh_lost.h"
+#include "fh_metrics.h"
+#include "fh_netguard.h"
+#include "fh_sign.h"
+
+/* ---- the store (store.c): the SQLite file behind webhooks (webhooks.path), shared by the
+ * webhook thread, the API handlers and every broker instance pointing at the same file.
+ *
+ * Tables: endpoints; payloads (one body per event and format, shared by the deliveries that
+ * carry it); deliveries (one per endpoint and body: the durable queue and the delivery log);
+ * attempts; wh_meta (schema version and the endpoints version, bumped by every endpoint change so
+ * every instance reloads). */
+
+enum whs_state { WHS_PENDING = 0, WHS_DELIVERED = 1, WHS_FAILED = 2 };
+
+#define WHS_ID_SIZE 40
+
+/* Opens (creating when missing) the store: WAL, busy timeout, schema. Caller closes. */
+fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize);
+
+/* Bumps the endpoints version (inside the caller's transaction, if any). */
+int whs_bump_version(sqlite3 *db);
+/* The endpoints version, -1 on error. */
+long long whs_version(sqlite3 *db);
+
+/* The stable webhook-id of one body of one event for one endpoint: "msg_" + 26 base32 chars of
+ * SHA-256(endpoint "/" event "/" variant). Deterministic, so a retry, a redelivery and even a
+ * record consumed twice carry the same id. */
+void whs_msg_id(const char *endpoint_id, const char *event_id, const char *variant,
+                char out[WHS_ID_SIZE]);
+
+const char *whs_state_name(int state);
+int whs_state_parse(const char *name);
+
+/* Parses webhooks.retry_schedule: delays in ms into out (at most max). Returns the count, or -1
+ * (errbuf names the entry). */
+int whs_schedule_parse(const char *text, int64_t *out, int max, char *errbuf, size_t errsize);
+
+/* Checks an endpoint URL (fh_netguard_url_check: http or https, a host, no credentials, a port
+ * from 1 to 65535, no more than 2048 bytes); then resolves the host and refuses it when any
+ * address it resolves to is refused by guard. errbuf explains. */
+fh_err whs_url_check(const char *url, const fh_netguard *guard, char *errbuf, size_t errsize);
+
+/* Runs sql (no result rows); errbuf gets SQLite's message. */
+int whs_exec(sqlite3 *db, const char *sql, char *errbuf, size_t errsize);
+
+/* ---- the handle ----------------------------------------------------------------------------- */
+
+#define MAX_SCHEDULE 32
+#define MAX_PARTS 4096
+#define LAT_BUCKETS 24
+
+/* The webhook thread's prepared statements (stmt_sql in webhooks.c). */
+enum stmt {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_VERSION,
+    S_EPS,
+    S_PAYLOAD,
+    S_INSERT,
+    S_DUE,
+    S_DUE_ORDERED,
+    S_NEXT_DUE,
+    S_DONE,
+    S_ATTEMPT,
+    S_EP_OK,
+    S_EP_FAIL,
+    S_EP_DISABLE,
+    S_OWN_ADD,
+    S_OWN_DEL,
+    S_PENDING,
+    S__COUNT
+};
+
+typedef struct wh_key {
+    unsigned char k[FH_SIGN_MAX_KEY];
+    size_t len;
+} wh_key;
+
+/* An endpoint as the thread holds it (rebuilt from the store when its version moves). */
+typedef struct wh_ep {
+    char id[WHS_ID_SIZE];
+    char *url; /* owned */
+    int format, enabled, ordered;
+    fh_filter filter;    /* owned */
+    wh_key key, old_key; /* the previous key signs too until old_until_ms */
+    int64_t old_until_ms;
+    int64_t failing_since_ms; /* 0: not failing */
+    int inflight;
+    int64_t *flying;     /* owned: delivery ids in flight, inflight of them */
+    int has_work;        /* something may be due: look now */
+    int64_t next_due_ms; /* look again at the latest then */
+} wh_ep;
+
+struct fh_webhooks;
+
+/* One attempt in flight (a slot of max_in_flight; its easy handle is kept between attempts). */
+typedef struct xfer {
+    struct fh_webhooks *w;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char errbuf[CURL_ERROR_SIZE];
+    char guard_err[160]; /* why the SSRF guard refused the connection; "" when it did not */
+    char ep_id[WHS_ID_SIZE], msg_id[WHS_ID_SIZE];
+    size_t ep; /* index into w->eps (re-mapped on reload; checked against ep_id) */
+    int64_t delivery_id, produced_ms;
+    int part, tries;
+    long long requeued;
+    char *body;
+    size_t body_len, body_cap;
+    fh_buf resp;
+    size_t resp_total;
+    int cut;            /* the response was longer than webhooks.response_max_bytes */
+    long retry_after_s; /* -1 when absent */
+    uint64_t t0;
+    int busy;
+} xfer;
+
+struct fh_webhooks {
+    fh_broker *b;
+    fh_webhooks_config cfg; /* strings borrowed from b->cfg */
+    int started;
+    pthread_t thread;
+    _Atomic int stop;
+    _Atomic int poke;
+    char instance[160]; /* webhooks.instance_id, or host:pid */
+    fh_netguard guard;  /* from webhooks.allow_cidrs; immutable while running, read by the API */
+    int64_t schedule[MAX_SCHEDULE];
+    int nschedule;
+    long long disable_after_ms, retention_ms;
+
+    /* webhook thread */
+    sqlite3 *db;
+    sqlite3_stmt *st[S__COUNT];
+    int in_txn;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *rkq;
+    int wake[2];         /* the consumer queue's io event and the API's pokes write to wake[1] */
+    int epfd;            /* curl's sockets (CURLMOPT_SOCKETFUNCTION) and wake[0] */
+    int64_t timer_at_ms; /* curl's timer (CURLMOPT_TIMERFUNCTION), monotonic ms; -1: none */
+    CURLM *multi;
+    wh_ep *eps;
+    size_t neps;
+    long long eps_version;
+    xfer *xfers; /* max_in_flight of them */
+    long long inflight;
+    unsigned char owned[MAX_PARTS];
+    int64_t to_store[MAX_PARTS];     /* next offset to store after the open transaction; -1 none */
+    int64_t first_in_txn[MAX_PARTS]; /* first offset consumed in the open transaction; -1 none */
+    fh_lost_table next;              /* per partition, the next offset the group still needs */
+    long long pending;
+    int paused;
+    int64_t next_scan_ms, next_prune_ms, next_recount_ms;
+    fh_buf body;
+    fh_json_doc doc; /* each record is checked in it before any jansson tree is built */
+    fh_dlq *dlq;     /* valid records some endpoint wants but that cannot be delivered */
+
+    fh_metric *m_created, *m_delivered, *m_failed_attempts, *m_dead, *m_refused, *m_disabled,
+        *m_inflight, *m_pending, *m_paused, *m_lat[LAT_BUCKETS + 1], *m_lat_count, *m_lat_sum;
+
+    /* API handlers (libmicrohttpd threads): one connection of their own, under api_mu */
+    pthread_mutex_t api_mu;
+    sqlite3 *api_db;
+};
+
+/* ---- webhooks.c ------------------------------------------------------------------------------ */
+
+/* Tells the webhook thread that endpoints or deliveries changed: it reloads endpoints when their
+ * version moved and looks for due work at once. Thread-safe, never blocks. */
+void wh_poke(fh_webhooks *w);
+/* Wakes the webhook thread from any thread (a pipe write). */
+void wh_wake_thread(fh_webhooks *w);
+/* 1 until stop or the broker's run flag says otherwise. */
+int wh_running(fh_webhooks *w);
+/* Steps st to its end, then resets it and clears its bindings; 0 when it ended in SQLITE_DONE. */
+int wh_step_done(sqlite3_stmt *st);
+/* Logs the thread connection's last SQLite error. */
+void wh_sql_warn(fh_webhooks *w, const char *what);
+void wh_observe_latency(fh_webhooks *w, int64_t ms);
+
+/* ---- consumer.c (webhook thread) ------------------------------------------------------------- */
+
+/* Opens the transaction records become deliveries in, unless one is open. */
+void wh_txn_begin(fh_webhooks *w);
+/* Commits the open transaction, then stores the offsets of the records it covers. */
+void wh_txn_commit(fh_webhooks *w);
+void wh_recount_pending(fh_webhooks *w);
+void wh_check_pause(fh_webhooks *w);
+/* Turns up to webhooks.batch_max fetched records into deliveries. */
+void wh_consume(fh_webhooks *w);
+/* Creates the consumer (its queue wakes wake[1]) and subscribes to the events topic. */
+int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize);
+
+/* ---- render.c -------------------------------------------------------------------------------- */
+
+/* Turns one record into deliveries inside the open transaction; 0, or -1 on a store error. */
+int wh_ingest(fh_webhooks *w, const rd_kafka_message_t *m);
+
+/* ---- delivery.c (webhook thread) ------------------------------------------------------------- */
+
+/* The multi handle, the transfer slots and epoll; wh_delivery_close frees what was made. */
+int wh_delivery_open(fh_webhooks *w, char *err, size_t errsize);
+void wh_delivery_close(fh_webhooks *w);
+/* Waits up to timeout_ms for curl's sockets, its timer or the wake-up pipe, and runs curl. */
+void wh_pump(fh_webhooks *w, int timeout_ms);
+/* Starts due deliveries within the concurrency caps. */
+void wh_dispatch(fh_webhooks *w);
+/* Lets transfers on parts (NULL: all) finish and be recorded, bounded by webhooks.timeout_ms. */
+void wh_drain(fh_webhooks *w, const rd_kafka_topic_partition_list_t *parts);
+
+/* ---- endpoints.c (webhook thread) ------------------------------------------------------------ */
+
+void wh_ep_free(wh_ep *e);
+wh_ep *wh_ep_find(fh_webhooks *w, const char *id);
+/* Rebuilds the endpoint table from the store when its version moved (force: always). */
+void wh_eps_reload(fh_webhooks *w, int force);
+void wh_ep_set_failing(fh_webhooks *w, wh_ep *e, int64_t since);
+void wh_ep_disable(fh_webhooks *w, wh_ep *e, const char *reason);
+
+/* ---- api.c, api_log.c (HTTP handlers) -------------------------------------------------------- */
+
+/* Common gate: 503 when webhooks are off. Takes api_mu on success; wh_api_leave drops it. */
+int wh_api_enter(fh_webhooks *w, fh_http_response *resp);
+void wh_api_leave(fh_webhooks *w);
+sqlite3_stmt *wh_api_prep(fh_webhooks *w, const char *sql, fh_http_response *resp);
+void wh_api_store_error(fh_webhooks *w, fh_http_response *resp);
+json_t *wh_api_body_object(const fh_http_request *req, fh_http_response *resp);
+int wh_api_check_fields(json_t *j, const char *const *allowed, fh_http_response *resp);
+int wh_api_endpoint_exists(fh_webhooks *w, const char *id, fh_http_response *resp);
+void wh_api_put_time(fh_buf *o, const char *name, sqlite3_stmt *st, int col);
+void wh_api_put_text(fh_buf *o, const char *name, sqlite3_stmt *st, int col);
+void wh_api_deliveries(void *ctx, fh_http_request *req, fh_http_response *resp);
+void wh_api_delivery(void *ctx, fh_http_request *req, fh_http_response *resp);
+void wh_api_redeliver(void *ctx, fh_http_request *req, fh_http_response *resp);
+void wh_api_recover(void *ctx, fh_http_request *req, fh_http_response *resp);
+
+#endif

@@ -1,0 +1,417 @@
+/* webhooks: see webhooks.h and docs/webhooks.md. This file is the handle (config, start, stop)
+ * and the webhook thread's loop. The thread owns the webhook consumer (consumer.c), its SQLite
+ * connection (statements, the temp table of owned partitions), the in-memory endpoint table
+ * (endpoints.c), the curl multi handle and every transfer (delivery.c). One loop does, in turn:
+ *   wait (epoll: curl's sockets, its timer, the wake-up pipe of the consumer queue and the API)
+ *   -> finish transfers (attempt rows, retry or dead-letter, endpoint health)
+ *   -> consume records (one delivery row per matching endpoint and body, render.c)
+ *   -> COMMIT, then store the offsets of the records that COMMIT covers
+ *   -> start due deliveries of owned partitions, within the concurrency caps.
+ * So a delivery is durable before the offset of its record can be committed (at-least-once),
+ * and a partition's deliveries are sent only by the instance the group gave the partition to.
+ *
+ * No file-scope mutable state: every callback (curl's, librdkafka's rebalance, the thread, the
+ * HTTP handlers) gets the handle through its user pointer; the one static buffer is api.c's
+ * per-thread Location header of a 201. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fh_log.h"
+
+static const char *const stmt_sql[S__COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_VERSION] = "SELECT endpoints_version FROM wh_meta WHERE id = 1",
+    [S_EPS] = "SELECT id, url, filter, format, secret, old_secret, old_secret_until_ms, enabled,"
+              " ordered, failing_since_ms FROM endpoints ORDER BY created_ms, id",
+    [S_PAYLOAD] = "INSERT INTO payloads(event_id, kind, body, created_ms) VALUES(?1, ?2, ?3, ?4)"
+                  " ON CONFLICT(event_id, kind) DO UPDATE SET kind = excluded.kind RETURNING id",
+    [S_INSERT] =
+        "INSERT INTO deliveries(msg_id, endpoint_id, event_id, event_type, payload_id, part,"
+        " kafka_offset, produced_ms, build_key, next_ms, created_ms, updated_ms)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)"
+        " ON CONFLICT(msg_id) DO NOTHING",
+    [S_DUE] =
+        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
+        " FROM deliveries d JOIN payloads p ON p.id = d.payload_id"
+        " WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_ms <= ?2"
+        " AND d.part IN (SELECT part FROM temp.owned) ORDER BY d.next_ms LIMIT ?3",
+    /* A build's later deliveries wait while an earlier one is pending (in flight included). */
+    [S_DUE_ORDERED] =
+        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
+        " FROM deliveries d JOIN payloads p ON p.id = d.payload_id"
+        " WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_ms <= ?2"
+        " AND d.part IN (SELECT part FROM temp.owned) AND (d.build_key = '' OR NOT EXISTS ("
+        "  SELECT 1 FROM deliveries e WHERE e.endpoint_id = d.endpoint_id AND e.state = 0"
+        "  AND e.build_key = d.build_key AND e.build_key <> '' AND e.id < d.id))"
+        " ORDER BY d.next_ms LIMIT ?3",
+    [S_NEXT_DUE] = "SELECT min(next_ms) FROM deliveries WHERE endpoint_id = ?1 AND state = 0"
+                   " AND next_ms > ?2 AND part IN (SELECT part FROM temp.owned)",
+    [S_DONE] =
+        "UPDATE deliveries SET state = ?2, tries = ?3, attempts = attempts + 1, next_ms = ?4,"
+        " updated_ms = ?5, last_status = ?6, last_error = ?7, last_latency_ms = ?8,"
+        " last_response = ?9, last_instance = ?10 WHERE id = ?1 AND state = 0 AND requeued = ?11",
+    [S_ATTEMPT] = "INSERT INTO attempts(delivery_id, at_ms, status, latency_ms, error, response,"
+                  " instance) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_EP_OK] = "UPDATE endpoints SET failing_since_ms = NULL WHERE id = ?1"
+                " AND failing_since_ms IS NOT NULL",
+    [S_EP_FAIL] = "UPDATE endpoints SET failing_since_ms = ?2 WHERE id = ?1"
+                  " AND failing_since_ms IS NULL",
+    [S_EP_DISABLE] = "UPDATE endpoints SET enabled = 0, disabled_reason = ?2, updated_ms = ?3"
+                     " WHERE id = ?1 AND enabled = 1",
+    [S_OWN_ADD] = "INSERT OR IGNORE INTO temp.owned(part) VALUES(?1)",
+    [S_OWN_DEL] = "DELETE FROM temp.owned WHERE part = ?1",
+    [S_PENDING] = "SELECT count(*) FROM deliveries WHERE state = 0"
+                  " AND part IN (SELECT part FROM temp.owned)",
+};
+
+/* Latency histogram buckets (ms) and their labels (fh_metric_new keeps the label pointer). */
+static const int lat_le[LAT_BUCKETS] = {1,   2,    3,    4,    5,     7,     10,    15,
+                                        20,  30,   50,   75,   100,   150,   200,   300,
+                                        500, 1000, 2000, 5000, 10000, 30000, 60000, 300000};
+static const char *const lat_labels[LAT_BUCKETS + 1] = {
+    "le=\"1\"",     "le=\"2\"",     "le=\"3\"",     "le=\"4\"",      "le=\"5\"",
+    "le=\"7\"",     "le=\"10\"",    "le=\"15\"",    "le=\"20\"",     "le=\"30\"",
+    "le=\"50\"",    "le=\"75\"",    "le=\"100\"",   "le=\"150\"",    "le=\"200\"",
+    "le=\"300\"",   "le=\"500\"",   "le=\"1000\"",  "le=\"2000\"",   "le=\"5000\"",
+    "le=\"10000\"", "le=\"30000\"", "le=\"60000\"", "le=\"300000\"", "le=\"+Inf\""};
+
+/* A pipe write is async-signal and thread safe. */
+void wh_wake_thread(fh_webhooks *w)
+{
+    if (w->multi && w->wake[1] >= 0) {
+        ssize_t wr = write(w->wake[1], "1", 1);
+        (void)wr; /* a full pipe is awake already */
+    }
+}
+
+void wh_poke(fh_webhooks *w)
+{
+    atomic_store(&w->poke, 1);
+    wh_wake_thread(w);
+}
+
+int wh_running(fh_webhooks *w)
+{
+    return !atomic_load(&w->stop) && *w->b->run;
+}
+
+/* ---- SQL helpers ------------------------------------------------------------------------- */
+
+int wh_step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void wh_sql_warn(fh_webhooks *w, const char *what)
+{
+    fh_log(FH_LOG_ERROR, "webhook.sql", "what=%s error=\"%s\"", what, sqlite3_errmsg(w->db));
+}
+
+void wh_observe_latency(fh_webhooks *w, int64_t ms)
+{
+    if (ms < 0)
+        ms = 0;
+    int i = 0;
+    while (i < LAT_BUCKETS && ms > lat_le[i])
+        i++;
+    for (; i <= LAT_BUCKETS; i++) /* Prometheus buckets are cumulative */
+        fh_metric_add(w->m_lat[i], 1);
+    fh_metric_add(w->m_lat_count, 1);
+    fh_metric_add(w->m_lat_sum, ms);
+}
+
+/* ---- housekeeping -------------------------------------------------------------------------- */
+
+/* Deletes delivered and failed deliveries older than webhooks.retention_s, with their attempts
+ * and the bodies nothing refers to any more, a bounded amount per round. */
+static void prune(fh_webhooks *w)
+{
+    char sql[768], err[256];
+    int64_t cutoff = fh_now_ms() - w->retention_ms;
+    snprintf(
+        sql, sizeof(sql),
+        "BEGIN IMMEDIATE;"
+        "CREATE TEMP TABLE IF NOT EXISTS gone(id INTEGER PRIMARY KEY);"
+        "DELETE FROM temp.gone;"
+        "INSERT INTO temp.gone SELECT id FROM deliveries WHERE state <> 0 AND updated_ms < %lld"
+        " LIMIT 20000;"
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM temp.gone);"
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM temp.gone);"
+        "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE created_ms < %lld"
+        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.payload_id = payloads.id)"
+        " LIMIT 20000);"
+        "COMMIT;",
+        (long long)cutoff, (long long)cutoff);
+    if (whs_exec(w->db, sql, err, sizeof(err))) {
+        sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+        fh_log(FH_LOG_WARN, "webhook.prune", "error=\"%s\"", err);
+    }
+}
+
+static void housekeeping(fh_webhooks *w)
+{
+    int64_t now = fh_now_ms();
+    if (atomic_exchange(&w->poke, 0) || now >= w->next_scan_ms) {
+        wh_eps_reload(w, 0);
+        for (size_t i = 0; i < w->neps; i++)
+            w->eps[i].has_work = 1;
+        w->next_scan_ms = now + w->cfg.scan_interval_ms;
+    }
+    if (now >= w->next_recount_ms) {
+        wh_recount_pending(w);
+        w->next_recount_ms = now + 10000;
+    }
+    if (now >= w->next_prune_ms) {
+        prune(w);
+        w->next_prune_ms = now + 60000;
+    }
+    fh_metric_set(w->m_pending, w->pending);
+    wh_check_pause(w);
+}
+
+/* How long the loop may wait: until the earliest endpoint look, at most 100 ms. */
+static int wait_ms(fh_webhooks *w, long long consumed_full)
+{
+    if (consumed_full || atomic_load(&w->poke))
+        return 0;
+    int64_t now = fh_now_ms(), t = 100;
+    for (size_t i = 0; i < w->neps; i++) {
+        wh_ep *e = &w->eps[i];
+        if (!e->enabled || e->inflight >= w->cfg.endpoint_concurrency)
+            continue;
+        if (e->has_work)
+            return 0;
+        if (e->next_due_ms - now < t)
+            t = e->next_due_ms - now;
+    }
+    return t < 0 ? 0 : (int)t;
+}
+
+static void *thread_main(void *arg)
+{
+    fh_webhooks *w = arg;
+    while (wh_running(w)) {
+        wh_pump(w, wait_ms(w, 0));
+        wh_txn_commit(w);
+        housekeeping(w);
+        wh_consume(w);
+        wh_txn_commit(w);
+        wh_dispatch(w);
+    }
+    fh_log(FH_LOG_INFO, "webhook.stopping", "in_flight=%lld", w->inflight);
+    wh_drain(w, NULL);
+    return NULL;
+}
+
+/* ---- start and stop -------------------------------------------------------------------------- */
+
+static void register_metrics(fh_webhooks *w)
+{
+    w->m_created = fh_metric_new("firehose_webhook_deliveries_created_total", NULL,
+                                 "Deliveries recorded (one per matching endpoint and body).", 0);
+    w->m_delivered = fh_metric_new("firehose_webhook_delivered_total", NULL,
+                                   "Deliveries acknowledged with a 2xx.", 0);
+    w->m_failed_attempts = fh_metric_new("firehose_webhook_failed_attempts_total", NULL,
+                                         "Attempts that did not get a 2xx.", 0);
+    w->m_dead = fh_metric_new("firehose_webhook_dead_total", NULL,
+                              "Deliveries dead-lettered after the last scheduled attempt.", 0);
+    w->m_refused = fh_metric_new("firehose_webhook_ssrf_refused_total", NULL,
+                                 "Connections refused by the SSRF guard.", 0);
+    w->m_disabled =
+        fh_metric_new("firehose_webhook_endpoints_disabled_total", NULL,
+                      "Endpoints disabled by delivery (410 Gone, failing too long).", 0);
+    w->m_inflight = fh_metric_new("firehose_webhook_in_flight", NULL, "Attempts in flight.", 1);
+    w->m_pending = fh_metric_new("firehose_webhook_pending", NULL,
+                                 "Pending deliveries on this instance's partitions.", 1);
+    w->m_paused = fh_metric_new("firehose_webhook_paused", NULL,
+                                "1 while the webhook consumer is paused at webhooks.queue_max.", 1);
+    for (int i = 0; i <= LAT_BUCKETS; i++) {
+        w->m_lat[i] = fh_metric_new("firehose_webhook_latency_ms_bucket", lat_labels[i],
+                                    "Produce (Kafka timestamp) to 2xx of first attempts, ms.", 0);
+    }
+    w->m_lat_count =
+        fh_metric_new("firehose_webhook_latency_ms_count", NULL, "First attempts acknowledged.", 0);
+    w->m_lat_sum = fh_metric_new("firehose_webhook_latency_ms_sum", NULL,
+                                 "Sum of produce to acknowledgement, ms.", 0);
+}
+
+static int open_store(fh_webhooks *w, char *err, size_t errsize)
+{
+    if (whs_open(w->cfg.path, &w->db, err, errsize))
+        return -1;
+    if (whs_exec(w->db, "CREATE TEMP TABLE owned(part INTEGER PRIMARY KEY)", err, errsize))
+        return -1;
+    for (int i = 0; i < S__COUNT; i++) {
+        if (sqlite3_prepare_v3(w->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->st[i],
+                               NULL) != SQLITE_OK) {
+            fh_errf(err, errsize, FH_ERR_IO, "webhooks.path: preparing statement %d: %s", i,
+                    sqlite3_errmsg(w->db));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- config, start and stop ------------------------------------------------------------------ */
+
+void fh_webhooks_config_read(const fh_config *c, fh_webhooks_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->enabled = fh_config_bool(c, "webhooks.enabled");
+    cfg->path = fh_config_str(c, "webhooks.path");
+    cfg->group = fh_config_str(c, "webhooks.group");
+    cfg->instance_id = fh_config_str(c, "webhooks.instance_id");
+    cfg->retry_schedule = fh_config_str(c, "webhooks.retry_schedule");
+    cfg->retry_jitter_pct = (int)fh_config_int(c, "webhooks.retry_jitter_pct");
+    cfg->retry_after_max_s = fh_config_int(c, "webhooks.retry_after_max_s");
+    cfg->allow_cidrs = fh_config_str(c, "webhooks.allow_cidrs");
+    cfg->connect_timeout_ms = fh_config_int(c, "webhooks.connect_timeout_ms");
+    cfg->timeout_ms = fh_config_int(c, "webhooks.timeout_ms");
+    cfg->response_max_bytes = fh_config_int(c, "webhooks.response_max_bytes");
+    cfg->response_log_bytes = fh_config_int(c, "webhooks.response_log_bytes");
+    cfg->endpoint_concurrency = fh_config_int(c, "webhooks.endpoint_concurrency");
+    cfg->max_in_flight = fh_config_int(c, "webhooks.max_in_flight");
+    cfg->queue_max = fh_config_int(c, "webhooks.queue_max");
+    cfg->batch_max = fh_config_int(c, "webhooks.batch_max");
+    cfg->disable_after_s = fh_config_int(c, "webhooks.disable_after_s");
+    cfg->secret_overlap_s = fh_config_int(c, "webhooks.secret_overlap_s");
+    cfg->retention_s = fh_config_int(c, "webhooks.retention_s");
+    cfg->scan_interval_ms = fh_config_int(c, "webhooks.scan_interval_ms");
+    cfg->max_endpoints = fh_config_int(c, "webhooks.max_endpoints");
+    cfg->topic = fh_kafka_topic(c, FH_TOPIC_EVENTS);
+    cfg->max_record_bytes = (size_t)fh_config_int(c, "events.max_bytes");
+}
+
+fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhooks **out,
+                         char *errbuf, size_t errsize)
+{
+    char host[64] = "";
+    *out = NULL;
+    fh_webhooks *w = calloc(1, sizeof(*w));
+    if (!w)
+        return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
+    w->b = b;
+    w->cfg = *cfg;
+    w->wake[0] = w->wake[1] = w->epfd = -1;
+    pthread_mutex_init(&w->api_mu, NULL);
+    if (!cfg->enabled) {
+        *out = w;
+        return FH_OK;
+    }
+    /* Before any other thread uses curl (the API parses URLs with it). */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
+        snprintf(errbuf, errsize, "curl_global_init failed");
+        goto err;
+    }
+    gethostname(host, sizeof(host) - 1);
+    if (*cfg->instance_id)
+        snprintf(w->instance, sizeof(w->instance), "%s", cfg->instance_id);
+    else
+        snprintf(w->instance, sizeof(w->instance), "%s:%d", host, (int)getpid());
+    w->disable_after_ms = cfg->disable_after_s * 1000;
+    w->retention_ms = cfg->retention_s * 1000;
+    for (int p = 0; p < MAX_PARTS; p++)
+        w->to_store[p] = w->first_in_txn[p] = -1;
+    fh_buf_init(&w->body, cfg->max_record_bytes * 4 + 65536);
+    fh_json_doc_init(&w->doc, FH_EVENT_DOC_CAP(cfg->max_record_bytes));
+    if (!(w->dlq = fh_dlq_new(b, "webhooks"))) {
+        snprintf(errbuf, errsize, "out of memory");
+        goto err;
+    }
+    if ((w->nschedule = whs_schedule_parse(cfg->retry_schedule, w->schedule, MAX_SCHEDULE, errbuf,
+                                           errsize)) < 0 ||
+        fh_netguard_init(&w->guard, cfg->allow_cidrs, errbuf, errsize))
+        goto err;
+    if (open_store(w, errbuf, errsize))
+        goto err;
+    if (pipe2(w->wake, O_NONBLOCK | O_CLOEXEC)) {
+        snprintf(errbuf, errsize, "pipe: %s", strerror(errno));
+        goto err;
+    }
+    if (wh_delivery_open(w, errbuf, errsize))
+        goto err;
+    register_metrics(w);
+    wh_eps_reload(w, 1);
+    wh_recount_pending(w);
+    if (wh_start_consumer(w, errbuf, errsize))
+        goto err;
+    if (pthread_create(&w->thread, NULL, thread_main, w)) {
+        snprintf(errbuf, errsize, "cannot start the webhook thread");
+        goto err;
+    }
+    w->started = 1;
+    fh_log(FH_LOG_INFO, "webhook.started",
+           "path=%s group=%s instance=%s endpoints=%zu schedule_attempts=%d allow_cidrs=%zu",
+           cfg->path, cfg->group, w->instance, w->neps, w->nschedule, w->guard.nallow);
+    *out = w;
+    return FH_OK;
+err:
+    fh_webhooks_free(w);
+    return FH_ERR_IO;
+}
+
+void fh_webhooks_stop(fh_webhooks *w)
+{
+    if (!w)
+        return;
+    if (w->started) {
+        atomic_store(&w->stop, 1);
+        wh_wake_thread(w);
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+    }
+    if (w->rk) {
+        rd_kafka_queue_io_event_enable(w->rkq, -1, NULL, 0);
+        rd_kafka_consumer_close(w->rk); /* the revoke drains nothing more, commits stored offsets */
+        wh_txn_commit(w);
+        rd_kafka_queue_destroy(w->rkq);
+        rd_kafka_destroy(w->rk);
+        w->rk = NULL;
+    }
+    wh_delivery_close(w);
+    for (size_t i = 0; i < w->neps; i++)
+        wh_ep_free(&w->eps[i]);
+    free(w->eps);
+    w->eps = NULL;
+    w->neps = 0;
+    for (int i = 0; i < S__COUNT; i++)
+        if (w->st[i])
+            sqlite3_finalize(w->st[i]);
+    memset(w->st, 0, sizeof(w->st));
+    if (w->db)
+        sqlite3_close(w->db);
+    w->db = NULL;
+    for (int i = 0; i < 2; i++)
+        if (w->wake[i] >= 0)
+            close(w->wake[i]);
+    w->wake[0] = w->wake[1] = -1;
+    fh_buf_free(&w->body);
+    fh_json_doc_free(&w->doc);
+    fh_lost_table_free(&w->next);
+    fh_dlq_free(w->dlq);
+    w->dlq = NULL;
+}
+
+void fh_webhooks_free(fh_webhooks *w)
+{
+    if (!w)
+        return;
+    fh_webhooks_stop(w);
+    if (w->api_db)
+        sqlite3_close(w->api_db);
+    pthread_mutex_destroy(&w->api_mu);
+    free(w);
+}
