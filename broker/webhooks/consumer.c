@@ -216,12 +216,17 @@ void wh_consume(fh_webhooks *w)
     }
 }
 
+/* The eager assignors, not cooperative-sticky: librdkafka before 2.3 aborts when a
+ * cooperative-sticky consumer is closed before its first assignment (an assertion in
+ * rd_kafka_sticky_assignor_state_destroy) and can hang closing one while an assignment arrives,
+ * and Debian 12 ships 2.0.2. A rebalance then revokes every partition of the group for a moment;
+ * deliveries stay at least once with unchanged webhook ids either way. */
 static const char *const consumer_defaults[] = {
     "enable.auto.commit=true",
     "enable.auto.offset.store=false",
     "auto.commit.interval.ms=1000",
     "auto.offset.reset=earliest",
-    "partition.assignment.strategy=cooperative-sticky",
+    "partition.assignment.strategy=range,roundrobin",
     "session.timeout.ms=10000",
     "heartbeat.interval.ms=1000",
     "log_level=4",
