@@ -217,7 +217,7 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     }
     if (st->too_big) {
         fh_http_error(resp, 413, "body_too_large", NULL, "request body is over %zu bytes",
-                      h->cfg.max_body_bytes);
+                      st->body.max);
         return;
     }
     if (route->params) {
@@ -259,6 +259,18 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     route->handler(route->ctx, &req, resp);
 }
 
+/* The body cap of a request's path: its own (cfg.body_caps), else http.max_body_bytes. */
+static size_t body_cap(const fh_http *h, const char *url)
+{
+    char scratch[512];
+    const char *params[FH_HTTP_MAX_PATH_PARAMS];
+    for (size_t i = 0; i < h->cfg.nbody_caps; i++)
+        if (fh_route_match(h->cfg.body_caps[i].pattern, url, params, FH_HTTP_MAX_PATH_PARAMS,
+                           scratch, sizeof(scratch)))
+            return h->cfg.body_caps[i].max_body;
+    return h->cfg.max_body_bytes;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
@@ -270,7 +282,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!st) {
         if (!(st = calloc(1, sizeof(*st))))
             return MHD_NO;
-        fh_buf_init(&st->body, h->cfg.max_body_bytes);
+        fh_buf_init(&st->body, body_cap(h, url));
         *req_cls = st;
         return MHD_YES;
     }

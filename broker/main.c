@@ -13,6 +13,7 @@
 #include "dashboard.h"
 #include "health.h"
 #include "http.h"
+#include "ingest_ci.h"
 #include "rest.h" /* issue 4: view + REST */
 #include "view.h" /* issue 4: view + REST */
 #include "statuspush.h"
@@ -56,6 +57,7 @@ static const fh_cfg_opt broker_opts[] = {
     FH_VIEW_CFG, /* issue 4: view.* keys */
     FH_STREAM_CFG,
     FH_STATUSPUSH_CFG,
+    FH_INGEST_CI_CFG, /* ingest.github.*, ingest.gitlab.*, ingest.ci.* */
 
     FH_WEBHOOK_CFG, /* issue 5: webhooks.* keys */
 };
@@ -344,7 +346,8 @@ static void register_metrics(fh_broker *b)
                                   "Malformed records that could not be dead-lettered.", 0);
 }
 
-static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
+static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes,
+                           const fh_http_body_cap *caps, size_t ncaps)
 {
     char err[512];
     fh_http *h = NULL;
@@ -366,6 +369,8 @@ static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
         .cors_origin = fh_config_str(&b->cfg, "http.cors_origin"),
         .tls_cert = fh_config_str(&b->cfg, "http.tls_cert"),
         .tls_key = fh_config_str(&b->cfg, "http.tls_key"),
+        .body_caps = caps,
+        .nbody_caps = ncaps,
     };
     if (fh_http_start(&hc, routes, nroutes, &b->auth, &h, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "http.start", "error=\"%s\"", err);
@@ -390,7 +395,8 @@ int main(int argc, char **argv)
     fh_stream *stream = NULL;
     char err[512];
     int help, status = 0;
-    size_t nroutes = 0;
+    size_t nroutes = 0, ncaps = 0;
+    const fh_http_body_cap *caps = NULL;
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -453,13 +459,20 @@ int main(int argc, char **argv)
         goto out;
     }
     nroutes += statuspush_routes(&b, routes + nroutes);
+    if (ingest_ci_start(&b, err, sizeof(err))) { /* GitHub and GitLab webhooks */
+        fh_log(FH_LOG_ERROR, "ingest_ci.start", "error=\"%s\"", err);
+        status = 1;
+        goto out;
+    }
+    nroutes += ingest_ci_routes(&b, routes + nroutes);
+    ncaps = ingest_ci_body_caps(&caps);
     nroutes += health_routes(&b, routes + nroutes);
     nroutes += rest_routes(&b, routes + nroutes); /* issue 4: /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
     nroutes += dashboard_routes(routes + nroutes);
 
     nroutes += webhook_routes(&b, routes + nroutes); /* issue 5: /api/v1/webhooks */
-    if (!(http = start_http(&b, routes, nroutes))) {
+    if (!(http = start_http(&b, routes, nroutes, caps, ncaps))) {
         status = 1;
         goto out;
     }
@@ -493,6 +506,7 @@ out:
     view_stop();            /* issue 4: drains REST requests, commits and closes the view */
     fh_http_stop(http);
     statuspush_stop(); /* after the HTTP server: no handler is producing any more */
+    ingest_ci_stop();  /* after the HTTP server, as statuspush */
 
     webhook_stop();      /* issue 5: finishes transfers in flight, commits, closes */
     webhook_api_close(); /* issue 5 */
