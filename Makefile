@@ -184,7 +184,8 @@ docs: all
 # Each target compiles the library sources it exercises (so libFuzzer's coverage reaches them)
 # and takes the rest from the ASan+UBSan archive that unit-asan builds.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query fuzz_wsmsg fuzz_route
+FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query fuzz_wsmsg fuzz_route \
+                fuzz_ci
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
                 -D_GNU_SOURCE -pthread -Wall -Wextra -Werror -Ilib \
                 $(shell pkg-config --cflags rdkafka jansson libcrypto 2>/dev/null)
@@ -198,6 +199,7 @@ fuzz_config_SRC := lib/fh_config.c lib/fh_error.c
 fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
 fuzz_wsmsg_SRC  := lib/fh_wsmsg.c lib/fh_cursor.c lib/fh_filter.c lib/fh_util.c
 fuzz_route_SRC  := lib/fh_route.c
+fuzz_ci_SRC     := lib/fh_ci.c lib/fh_sign.c lib/fh_util.c
 # Seeds (read-only) and extra flags per target.
 fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
 fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid
@@ -207,11 +209,13 @@ fuzz_config_SEEDS := tests/fuzz/seeds/config
 fuzz_query_SEEDS  := tests/fuzz/seeds/query
 fuzz_wsmsg_SEEDS  := tests/fuzz/seeds/wsmsg
 fuzz_route_SEEDS  := tests/fuzz/seeds/route
+fuzz_ci_SEEDS     := tests/fuzz/seeds/ci
 fuzz_json_FLAGS   := -dict=tests/fuzz/json.dict
 fuzz_event_FLAGS  := -dict=tests/fuzz/json.dict
 fuzz_filter_FLAGS := -dict=tests/fuzz/json.dict
 fuzz_config_FLAGS := -max_len=16384
 fuzz_wsmsg_FLAGS  := -dict=tests/fuzz/wsmsg.dict -max_len=16384
+fuzz_ci_FLAGS     := -dict=tests/fuzz/ci.dict -max_len=16384
 # fuzz-smoke: bounded in count and in time (each target stops at whichever comes first).
 FUZZ_SMOKE_RUNS    ?= 50000
 FUZZ_SMOKE_SECONDS ?= 8

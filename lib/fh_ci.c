@@ -74,16 +74,13 @@ static int ignored(mapper *x, const char *fmt, ...)
     return IGNORED;
 }
 
-/* s cut to at most 64 bytes at a character boundary (for messages that quote the payload). */
+/* s for a message: at most 64 bytes, anything but printable ASCII as '?', so the message is
+ * text whatever the payload or header held (it goes into a JSON answer). */
 static const char *clip(const char *s, char buf[72])
 {
-    size_t n = strlen(s);
-    if (n > 64) {
-        n = 64;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    memcpy(buf, s, n);
+    size_t n = 0;
+    for (; s[n] && n < 64; n++)
+        buf[n] = s[n] >= 0x20 && s[n] < 0x7f ? s[n] : '?';
     buf[n] = '\0';
     return buf;
 }

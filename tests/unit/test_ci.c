@@ -149,6 +149,20 @@ TEST(ci_bad_payloads_name_the_member)
     }
 }
 
+TEST(ci_ignored_messages_are_text_whatever_the_event_name)
+{
+    /* found by fuzz_ci: a name with bytes that are not UTF-8 went into the message as they were */
+    json_t *body = json_loads("{\"action\":\"queued\"}", 0, NULL), *out = json_array();
+    fh_ci_why why;
+    CHECK(fh_ci_map(FH_CI_GITHUB, "wor\xff\xfe\n", body, NULL, out, &why) == FH_CI_IGNORED);
+    CHECK_STR(why.msg, "event \"wor???\" is not mapped");
+    CHECK(fh_ci_map(FH_CI_GITLAB, "Job Hook\x80", body, NULL, out, &why) == FH_CI_IGNORED);
+    CHECK_STR(why.msg, "event \"Job Hook?\" is not mapped");
+    CHECK(json_array_size(out) == 0);
+    json_decref(body);
+    json_decref(out);
+}
+
 TEST(ci_repository_field_is_configurable)
 {
     json_t *body = json_loads(
