@@ -177,7 +177,9 @@ static int host_of(mapper *x, const char *url, const char *at, const char *key)
             c = (char)(c - 'A' + 'a');
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
               c == ':' || c == '[' || c == ']' || c == '_'))
-            return bad(x, at, key, "expected an http(s) URL; its host has a '%c'", p[i]);
+            return bad(x, at, key,
+                       "expected an http(s) URL whose host has only letters, digits and . - _ : "
+                       "[ ]");
         x->master[i] = c;
     }
     x->master[n] = '\0';

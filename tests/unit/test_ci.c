@@ -133,6 +133,10 @@ TEST(ci_bad_payloads_name_the_member)
          "\"head_sha\":\"\",\"created_at\":\"1969-12-31T23:59:59Z\"},\"repository\":{\"html_url\":"
          "\"https://github.com/x/y\"}}",
          "body.workflow_job.created_at"},
+        {FH_CI_GITHUB, "workflow_job", /* found by fuzz_ci: the host's byte went into the message */
+         "{\"action\":\"queued\",\"workflow_job\":{\"id\":7,\"run_id\":8,\"name\":\"b\","
+         "\"head_sha\":\"\"},\"repository\":{\"html_url\":\"https://gith\u00e9b.com/x/y\"}}",
+         "body.repository.html_url"},
         {FH_CI_GITLAB, "Job Hook", "{\"object_kind\":\"pipeline\"}", "body.object_kind"},
         {FH_CI_GITLAB, "Job Hook", "{\"object_kind\":\"build\",\"build_status\":\"running\"}",
          "body.build_id"},
@@ -143,6 +147,9 @@ TEST(ci_bad_payloads_name_the_member)
         CHECK(fh_ci_map(cases[i].sys, cases[i].event, body, NULL, out, &why) == FH_CI_BAD);
         CHECK_STR(why.param, cases[i].param);
         CHECK(why.msg[0] != '\0');
+        json_t *text = json_string(why.msg); /* UTF-8: it goes into a JSON answer */
+        CHECK(text != NULL);
+        json_decref(text);
         CHECK(json_array_size(out) == 0);
         json_decref(body);
         json_decref(out);
