@@ -23,7 +23,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: fanout-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
+.PHONY: fanout-tools ingest-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -111,6 +111,11 @@ $(BUILD)/bench/loadclient: $(BUILD)/bench/fanout/loadclient.o $(BUILD)/libconsum
 $(BUILD)/bench/pacer: $(BUILD)/bench/fanout/pacer.o $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 fanout-tools: $(FANOUT_BIN)
+
+# bench/ingest_post: the ingest benchmark's HTTP client (HttpStatusPush, GitHub, GitLab posts)
+$(BUILD)/bench/ingest_post: $(BUILD)/bench/ingest_post.o $(BUILD)/libfirehose.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+ingest-tools: $(BUILD)/bench/ingest_post
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -273,10 +278,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/firehose
 
 format:
-	clang-format -i lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
+	clang-format -i lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/ingest_post.c
 
 format-check:
-	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c
+	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.c consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/ingest_post.c
 
 clean:
 	rm -rf $(BUILD) $(BIN)
