@@ -147,10 +147,11 @@ unit-asan:
 integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
-# The stream, webhook and fault tests again, against the broker built with ASan+UBSan (unit-asan
+# The stream, webhook, fault and CI-ingest tests again, against the broker built with ASan+UBSan (unit-asan
 # builds it): a use after free or a leak ends the process, and the tests check its exit status.
 ASAN_INTEGRATION ?= tests/integration/test_stream_storm.py tests/integration/test_stream.py \
-                    tests/integration/test_webhooks.py tests/integration/test_faults.py
+                    tests/integration/test_webhooks.py tests/integration/test_faults.py \
+                    tests/integration/test_ingest_ci.py
 integration-asan: all
 	FIREHOSE_TEST_BROKER=build/asan/bin/firehose-broker FIREHOSE_TEST_ASAN=1 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
