@@ -23,7 +23,7 @@ PROGRAMS  := $(BIN)/firehose-emit $(BIN)/firehose-sim $(BIN)/firehose-broker $(B
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit-tests
 
-.PHONY: python-client-test fanout-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
+.PHONY: python-client-test fanout-tools ingest-tools all deps deps-run deps-check deps-test lone-clone run test unit unit-asan integration integration-asan bench-test bench docs install uninstall clean format format-check
 all: $(PROGRAMS)
 
 # ---- dependencies: installed on a fresh machine when missing --------------------------------
@@ -123,6 +123,10 @@ $(BUILD)/bench/deflate_bench: $(BUILD)/bench/deflate_bench.o $(BUILD)/libfirehos
 .PHONY: bench-deflate
 bench-deflate: $(BUILD)/bench/deflate_bench
 	nice $(BUILD)/bench/deflate_bench
+# bench/ingest_post: the ingest benchmark's HTTP client (HttpStatusPush, GitHub, GitLab posts)
+$(BUILD)/bench/ingest_post: $(BUILD)/bench/ingest_post.o $(BUILD)/libfirehose.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+ingest-tools: $(BUILD)/bench/ingest_post
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -154,11 +158,12 @@ unit-asan:
 integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
-# The stream, webhook and fault tests again, against the broker built with ASan+UBSan (unit-asan
+# The stream, webhook, fault and CI-ingest tests again, against the broker built with ASan+UBSan (unit-asan
 # builds it): a use after free or a leak ends the process, and the tests check its exit status.
 ASAN_INTEGRATION ?= tests/integration/test_stream_storm.py tests/integration/test_stream.py \
                     tests/integration/test_webhooks.py tests/integration/test_faults.py \
-                    tests/integration/test_stream_deflate.py
+                    tests/integration/test_stream_deflate.py \
+                    tests/integration/test_ingest_ci.py
 integration-asan: all
 	FIREHOSE_TEST_BROKER=build/asan/bin/firehose-broker FIREHOSE_TEST_ASAN=1 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -211,7 +216,7 @@ docs: all
 # and takes the rest from the ASan+UBSan archive that unit-asan builds.
 FUZZ_CC      ?= clang
 FUZZ_TARGETS ?= fuzz_json fuzz_event fuzz_ws fuzz_filter fuzz_config fuzz_query fuzz_wsmsg fuzz_route \
-                fuzz_rest fuzz_deflate
+                fuzz_rest fuzz_deflate fuzz_ci
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
                 -D_GNU_SOURCE -pthread -Wall -Wextra -Werror -Ilib \
                 $(shell pkg-config --cflags rdkafka jansson libcrypto 2>/dev/null)
@@ -231,6 +236,7 @@ fuzz_rest_SRC   := broker/http.c $(wildcard broker/rest/*.c broker/view/*.c) bro
 fuzz_rest_CFLAGS := -Ibroker $(shell pkg-config --cflags libmicrohttpd sqlite3 2>/dev/null)
 fuzz_rest_LIBS  := $(shell pkg-config --libs libmicrohttpd sqlite3 2>/dev/null)
 fuzz_deflate_SRC := lib/fh_deflate.c lib/fh_ws.c lib/fh_error.c
+fuzz_ci_SRC     := lib/fh_ci.c lib/fh_sign.c lib/fh_util.c
 # Seeds (read-only) and extra flags per target.
 fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
 fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid
@@ -242,12 +248,14 @@ fuzz_wsmsg_SEEDS  := tests/fuzz/seeds/wsmsg
 fuzz_route_SEEDS  := tests/fuzz/seeds/route
 fuzz_rest_SEEDS   := tests/fuzz/seeds/rest
 fuzz_deflate_SEEDS := tests/fuzz/seeds/deflate
+fuzz_ci_SEEDS     := tests/fuzz/seeds/ci
 fuzz_json_FLAGS   := -dict=tests/fuzz/json.dict
 fuzz_event_FLAGS  := -dict=tests/fuzz/json.dict
 fuzz_filter_FLAGS := -dict=tests/fuzz/json.dict
 fuzz_config_FLAGS := -max_len=16384
 fuzz_wsmsg_FLAGS  := -dict=tests/fuzz/wsmsg.dict -max_len=16384
 fuzz_rest_FLAGS   := -dict=tests/fuzz/rest.dict -max_len=4096
+fuzz_ci_FLAGS     := -dict=tests/fuzz/ci.dict -max_len=16384
 # fuzz-smoke: bounded in count and in time (each target stops at whichever comes first).
 FUZZ_SMOKE_RUNS    ?= 50000
 FUZZ_SMOKE_SECONDS ?= 8

@@ -372,7 +372,7 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     req.nargs = st->nargs;
     if (st->too_big) {
         fh_http_error(resp, 413, "body_too_large", NULL, "request body is over %zu bytes",
-                      h->cfg.max_body_bytes);
+                      st->body.max);
         return;
     }
     req.body = st->body.data ? st->body.data : "";
@@ -396,6 +396,18 @@ static int hexval(char c)
  * libmicrohttpd hands the handler is a C string that a "%00" cuts short, so "/index.html%00.js"
  * would otherwise serve /index.html. Returns the request's state (libmicrohttpd passes it back
  * as *req_cls); NULL when out of memory (the handler then falls back to its URL). */
+/* The body cap of a request's path: its own (cfg.body_caps), else http.max_body_bytes. */
+static size_t body_cap(const fh_http *h, const char *path)
+{
+    char scratch[512];
+    const char *params[FH_HTTP_MAX_PATH_PARAMS];
+    for (size_t i = 0; path && i < h->cfg.nbody_caps; i++)
+        if (fh_route_match(h->cfg.body_caps[i].pattern, path, params, FH_HTTP_MAX_PATH_PARAMS,
+                           scratch, sizeof(scratch)))
+            return h->cfg.body_caps[i].max_body;
+    return h->cfg.max_body_bytes;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)conn;
@@ -403,10 +415,11 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     req_state *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
-    fh_buf_init(&st->body, h->cfg.max_body_bytes);
     size_t n = strcspn(uri, "?");
-    if (!(st->path = malloc(n + 1)))
+    if (!(st->path = malloc(n + 1))) {
+        fh_buf_init(&st->body, h->cfg.max_body_bytes);
         return st;
+    }
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
@@ -420,6 +433,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     }
     st->path[o] = '\0';
     st->path_len = o;
+    fh_buf_init(&st->body, body_cap(h, st->path));
     return st;
 }
 
@@ -468,7 +482,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* on_uri made it, unless it ran out of memory */
         if (!(st = calloc(1, sizeof(*st))))
             return MHD_NO;
-        fh_buf_init(&st->body, h->cfg.max_body_bytes);
+        fh_buf_init(&st->body, body_cap(h, url));
         *req_cls = st;
     }
     if (!st->seen) {

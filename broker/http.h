@@ -63,6 +63,13 @@ typedef struct fh_http_route {
     void *ctx;
 } fh_http_route;
 
+/* A body cap of its own for the routes of one path pattern (webhook payloads are larger than
+ * what REST clients send). */
+typedef struct fh_http_body_cap {
+    const char *pattern; /* as in fh_http_route */
+    size_t max_body;
+} fh_http_body_cap;
+
 typedef struct fh_http_config {
     const char *listen; /* "127.0.0.1:8080", "[::1]:8080", ":8080" */
     int threads;        /* worker threads */
@@ -72,6 +79,8 @@ typedef struct fh_http_config {
     const char *cors_origin; /* Access-Control-Allow-Origin; "" disables CORS headers */
     const char *tls_cert;    /* PEM certificate (chain) file; NULL or "" serves plain HTTP */
     const char *tls_key;     /* PEM private key file, required with tls_cert */
+    const fh_http_body_cap *body_caps; /* paths with a body cap of their own; outlive the server */
+    size_t nbody_caps;
 } fh_http_config;
 
 typedef struct fh_http fh_http;

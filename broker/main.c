@@ -15,6 +15,7 @@
 #include "dashboard.h"
 #include "health.h"
 #include "http.h"
+#include "ingest_ci.h"
 #include "rest/rest.h"
 #include "view/view.h"
 #include "statuspush.h"
@@ -59,6 +60,7 @@ static const fh_cfg_opt broker_opts[] = {
     FH_VIEW_CFG, /* view.* keys */
     FH_STREAM_CFG,
     FH_STATUSPUSH_CFG,
+    FH_INGEST_CI_CFG, /* ingest.github.*, ingest.gitlab.*, ingest.ci.* */
 
     FH_WEBHOOK_CFG,
 };
@@ -403,7 +405,8 @@ static void fit_connection_limits(fh_broker *b, fh_stream *stream, const long lo
                        : "");
 }
 
-static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
+static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes,
+                           const fh_http_body_cap *caps, size_t ncaps)
 {
     char err[512];
     fh_http *h = NULL;
@@ -425,6 +428,8 @@ static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes)
         .cors_origin = fh_config_str(&b->cfg, "http.cors_origin"),
         .tls_cert = fh_config_str(&b->cfg, "http.tls_cert"),
         .tls_key = fh_config_str(&b->cfg, "http.tls_key"),
+        .body_caps = caps,
+        .nbody_caps = ncaps,
     };
     if (fh_http_start(&hc, routes, nroutes, &b->auth, &h, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "http.start", "error=\"%s\"", err);
@@ -451,7 +456,8 @@ int main(int argc, char **argv)
     fh_webhooks_config webhooks_cfg;
     char err[512];
     int help, status = 0;
-    size_t nroutes = 0;
+    size_t nroutes = 0, ncaps = 0;
+    const fh_http_body_cap *caps = NULL;
     long long nofile[3]; /* RLIMIT_NOFILE: soft before and after raising it, hard */
 
     signal(SIGINT, on_signal);
@@ -520,6 +526,13 @@ int main(int argc, char **argv)
         goto out;
     }
     nroutes += statuspush_routes(&b, routes + nroutes);
+    if (ingest_ci_start(&b, err, sizeof(err))) { /* GitHub and GitLab webhooks */
+        fh_log(FH_LOG_ERROR, "ingest_ci.start", "error=\"%s\"", err);
+        status = 1;
+        goto out;
+    }
+    nroutes += ingest_ci_routes(&b, routes + nroutes);
+    ncaps = ingest_ci_body_caps(&caps);
     nroutes += health_routes(&b, routes + nroutes);
     nroutes += rest_routes(&b, routes + nroutes); /* /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
@@ -527,7 +540,7 @@ int main(int argc, char **argv)
 
     nroutes += fh_webhooks_routes(webhooks, routes + nroutes);
     fit_connection_limits(&b, stream, nofile);
-    if (!(http = start_http(&b, routes, nroutes))) {
+    if (!(http = start_http(&b, routes, nroutes, caps, ncaps))) {
         status = 1;
         goto out;
     }
@@ -561,6 +574,7 @@ out:
     view_stop();            /* drains REST requests, commits and closes the view */
     fh_http_stop(http);
     statuspush_stop(); /* after the HTTP server: no handler is producing any more */
+    ingest_ci_stop();  /* after the HTTP server, as statuspush */
 
     fh_webhooks_stop(webhooks); /* finishes transfers in flight, commits, closes */
     fh_webhooks_free(webhooks);

@@ -143,3 +143,15 @@ fh_err fh_sign(const unsigned char *key, size_t keylen, const char *msg_id, int6
     fh_b64_encode(mac, maclen, out + 3, FH_SIGN_SIG_SIZE - 3);
     return FH_OK;
 }
+
+fh_err fh_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                      unsigned char mac[FH_HMAC_SHA256_BYTES])
+{
+    unsigned maclen = 0;
+    /* One-shot HMAC(): OpenSSL 3 keeps it (not deprecated); a zero-length key needs a non-NULL
+     * pointer. */
+    if (!HMAC(EVP_sha256(), keylen ? key : "", (int)keylen, data, len, mac, &maclen) ||
+        maclen != FH_HMAC_SHA256_BYTES)
+        return FH_ERR_INVAL;
+    return FH_OK;
+}

@@ -39,6 +39,14 @@ fh_err fh_sign_secret_check(const char *secret, char *errbuf, size_t errsize);
 /* Writes a new random secret ("whsec_" + base64 of FH_SIGN_KEY_BYTES bytes from getrandom). */
 fh_err fh_sign_secret_new(char out[FH_SIGN_SECRET_SIZE]);
 
+/* Bytes of an HMAC-SHA256. */
+#define FH_HMAC_SHA256_BYTES 32
+
+/* HMAC-SHA256 of data under key (any length, as RFC 2104 allows) into mac. Returns FH_OK, or
+ * FH_ERR_INVAL when OpenSSL fails. */
+fh_err fh_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                      unsigned char mac[FH_HMAC_SHA256_BYTES]);
+
 /* Writes "v1,<base64 HMAC-SHA256(key, id "." timestamp "." body)>" into out. */
 fh_err fh_sign(const unsigned char *key, size_t keylen, const char *msg_id, int64_t timestamp,
                const char *body, size_t body_len, char out[FH_SIGN_SIG_SIZE]);

@@ -24,6 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "fh_ci.h"
 #include "fh_config.h"
 #include "fh_util.h"
 
@@ -33,11 +36,13 @@
 #define MAX_BUILDERS 100000
 #define MAX_MASTERS 1000
 #define MAX_WORKERS 20000
+#define MAX_PROJECTS 3 /* projects of a profile at most */
 
 static const fh_cfg_opt sim_opts[] = {
     {"sim.profile", "profile", FH_CFG_STR, "demo", 0, 0,
-     "traffic profile: demo (small, fast builds) or mozilla-2010 (the seeds' figures: ~130 jobs/h, "
-     "~4,773 steps/h, log traffic at 10 Mbit/s)"},
+     "traffic profile: demo (small, fast builds), mozilla-2010 (the seeds' figures: ~130 jobs/h, "
+     "~4,773 steps/h, log traffic at 10 Mbit/s) or mixed (one repository built by a Buildbot "
+     "master and by GitHub Actions, its events as the GitHub ingest makes them)"},
     {"sim.scale", "scale", FH_CFG_INT, "1", 1, 10000,
      "multiplies the profile's job and log rates (and its builders and masters, within their "
      "caps)"},
@@ -71,7 +76,51 @@ static const fh_cfg_opt sim_opts[] = {
     {"sim.quiet", "q", FH_CFG_BOOL, "false", 0, 0, "print no summary (nor the history line)"},
 };
 
-/* ---- profiles ------------------------------------------------------------------------------ */
+/* ---- projects and profiles ----------------------------------------------------------------- */
+
+typedef struct project {
+    const char *name, *repository, *codebase, *revlink;
+    const char *branches[3];
+    int weights[3];
+    const char *builder_prefix; /* builder names start with it; NULL: the name */
+} project;
+
+static const project projects[] = {
+    {"chromium",
+     "https://git.example.org/chromium/src.git",
+     "",
+     "https://git.example.org/chromium/src/+/",
+     {"main", "refs/branch-heads/6723", "try"},
+     {6, 1, 4},
+     NULL},
+    {"skia",
+     "https://git.example.org/skia.git",
+     "skia",
+     "https://git.example.org/skia/+/",
+     {"main", "try", NULL},
+     {3, 2, 0},
+     NULL},
+    {"firefox",
+     "https://hg.example.org/mozilla-central",
+     "",
+     "https://hg.example.org/mozilla-central/rev/",
+     {"default", "try", "release"},
+     {4, 3, 1},
+     NULL},
+};
+
+/* The mixed profile's one repository, built by a Buildbot master and by GitHub Actions. Its
+ * repository and project are what the GitHub ingest writes for it by default (html_url,
+ * full_name), so both systems' builds meet in one revision. */
+static const project mixed_projects[] = {
+    {"acme-ci/widget",
+     "https://github.com/acme-ci/widget",
+     "",
+     "https://github.com/acme-ci/widget/commit/",
+     {"main", "release/2026.11", "try"},
+     {6, 1, 2},
+     "widget"},
+};
 
 typedef struct profile {
     const char *name;
@@ -83,15 +132,22 @@ typedef struct profile {
     double log_bytes_per_s;         /* all log content together, at scale 1 */
     int chunk_bytes;                /* content per log.chunk */
     int requests_min, requests_max; /* build requests per change */
+    const project *projects;        /* the repositories changes land in */
+    int nprojects;
+    int github; /* 1: GitHub Actions also builds every change but try (workflow runs, jobs) */
 } profile;
 
 static const profile profiles[] = {
     /* Small and quick, so `make run` shows builds start and finish within a minute. */
-    {"demo", 3, 24, 1200, 5, 9, 3.0, 8.0, 60000, 600, 1, 4},
+    {"demo", 3, 24, 1200, 5, 9, 3.0, 8.0, 60000, 600, 1, 4, projects, 3, 0},
     /* The seeds: 6-10 masters, ~130 jobs/h, ~4,773 steps/h (36.7 steps a job), log traffic at
      * 10 Mbit/s (kept up as a sustained rate, the peak of the posts). Step time is chosen so a
      * build lasts about an hour, as 2010's builds and test runs did. */
-    {"mozilla-2010", 8, 120, 130, 30, 44, 100.0, 300.0, 1250000, 4000, 4, 16},
+    {"mozilla-2010", 8, 120, 130, 30, 44, 100.0, 300.0, 1250000, 4000, 4, 16, projects, 3, 0},
+    /* One repository built by one Buildbot master (6 builders) and by GitHub Actions (two
+     * workflows, four jobs, for every change but try), at the demo's pace, so pending, running
+     * and last-green show both systems side by side. */
+    {"mixed", 1, 6, 600, 4, 8, 4.0, 8.0, 30000, 600, 1, 3, mixed_projects, 1, 1},
 };
 
 /* ---- deterministic randomness (xoshiro256**, seeded by splitmix64) ------------------------- */
@@ -152,34 +208,6 @@ static int64_t rng_exp_ms(rng *r, double mean_s)
 
 /* ---- the world ----------------------------------------------------------------------------- */
 
-typedef struct project {
-    const char *name, *repository, *codebase, *revlink;
-    const char *branches[3];
-    int weights[3];
-} project;
-
-static const project projects[] = {
-    {"chromium",
-     "https://git.example.org/chromium/src.git",
-     "",
-     "https://git.example.org/chromium/src/+/",
-     {"main", "refs/branch-heads/6723", "try"},
-     {6, 1, 4}},
-    {"skia",
-     "https://git.example.org/skia.git",
-     "skia",
-     "https://git.example.org/skia/+/",
-     {"main", "try", NULL},
-     {3, 2, 0}},
-    {"firefox",
-     "https://hg.example.org/mozilla-central",
-     "",
-     "https://hg.example.org/mozilla-central/rev/",
-     {"default", "try", "release"},
-     {4, 3, 1}},
-};
-#define NPROJECTS (sizeof(projects) / sizeof(projects[0]))
-
 static const char *const platforms[] = {"linux-x64", "linux-arm64", "mac-x64",  "mac-arm64",
                                         "win-x64",   "android-arm", "ios-arm64"};
 static const char *const variants[] = {"rel", "dbg", "asan", "tsan", "tests", "perf", "msan"};
@@ -233,7 +261,13 @@ enum job_state {
     J_BFIN,
     J_UNCLAIM,
     J_COMPLETE,
+    J_GH_RUN,    /* GitHub Actions: a workflow run is requested; it queues its jobs */
+    J_GH_QUEUED, /* a job is queued for a runner */
+    J_GH_START,  /* a runner takes it */
+    J_GH_DONE,   /* it completes (or is cancelled while queued) */
 };
+
+#define GH_STEPS 5
 
 typedef struct job {
     int64_t t;      /* simulated time of its next event, ms */
@@ -245,6 +279,12 @@ typedef struct job {
     int64_t submitted, started, step_started, step_end;
     char revision[41];
     int flap_worker; /* J_FLAP: the worker now disconnected, -1 when none */
+    /* GitHub Actions (the mixed profile): the workflow (J_GH_RUN) or job definition, ids as
+     * GitHub numbers them, the outcome drawn at the start and each step's end */
+    int gh_def, gh_outcome;
+    long long gh_run, gh_job, gh_runner;
+    int64_t change_t, gh_step_end[GH_STEPS];
+    char gh_message[160];
 } job;
 
 typedef struct sim {
@@ -258,12 +298,13 @@ typedef struct sim {
     double requests_per_change; /* expected, so changes arrive at the rate that gives jobs/h */
     builder *builders;
     int nbuilders;
-    int proj_first[NPROJECTS], proj_count[NPROJECTS]; /* each project's run of builders */
+    int proj_first[MAX_PROJECTS], proj_count[MAX_PROJECTS]; /* each project's builders */
     worker *workers;
     int nworkers;
     master *masters;
     int nmasters;
     long long ids_change, ids_buildset, ids_br, ids_build, ids_step, ids_log;
+    long long gh_seq, gh_run, gh_job, gh_runner, gh_unmapped; /* the mixed profile's GitHub side */
     job **heap;
     size_t nheap, capheap;
     uint64_t order;
@@ -410,7 +451,7 @@ static int flush_out(sim *s)
 static void put_context(sim *s, const job *j, int with_build)
 {
     const builder *b = &s->builders[j->builder];
-    const project *pr = &projects[b->project];
+    const project *pr = &s->p.projects[b->project];
     put_int(s, "buildrequestid", j->brid);
     if (with_build)
         put_int(s, "buildid", j->buildid);
@@ -509,11 +550,229 @@ static int pick_branch(sim *s, const project *pr)
     return 0;
 }
 
+/* ---- GitHub Actions (the mixed profile) --------------------------------------------------- */
+
+/* GitHub's side is written as its webhooks would reach the broker: the sim builds each
+ * delivery's payload and maps it with lib/fh_ci (the ingest's own mapper), so the events are
+ * those POST /api/v1/ingest/github makes, ids included; seq counts up for master github.com.
+ * GitHub stamps whole seconds, so every GitHub event falls on one. */
+
+typedef struct gh_def {
+    int workflow;               /* index into gh_workflows */
+    const char *name, *command; /* the job's name, and the step that does its work */
+    double mean_s;              /* that step's mean duration */
+} gh_def;
+
+static const char *const gh_workflows[] = {"CI", "Lint"};
+static const gh_def gh_defs[] = {
+    {0, "build (ubuntu-24.04)", "Run make -j4 all", 60.0},
+    {0, "build (macos-14)", "Run make -j4 all", 90.0},
+    {0, "test", "Run make test", 120.0},
+    {1, "lint", "Run make lint", 20.0},
+};
+static const char *const gh_step_names[GH_STEPS] = {"Set up job", "Run actions/checkout@v4", NULL,
+                                                    "Post Run actions/checkout@v4", "Complete job"};
+enum { GH_SUCCESS = 0, GH_FAILURE, GH_TIMED_OUT, GH_CANCELLED };
+
+static int64_t whole_s(int64_t ms)
+{
+    return (ms + 999) / 1000 * 1000;
+}
+
+/* GitHub's timestamp form: "2026-11-22T05:00:00Z". */
+static const char *gh_time(int64_t ms, char out[32])
+{
+    fh_time_rfc3339(ms / 1000 * 1000, out, 32);
+    out[19] = 'Z';
+    out[20] = '\0';
+    return out;
+}
+
+static json_t *gh_repository(const sim *s)
+{
+    const project *pr = &s->p.projects[0];
+    return json_pack("{s:s,s:s,s:s+,s:s+,s:s}", "html_url", pr->repository, "full_name", pr->name,
+                     "clone_url", pr->repository, ".git", "ssh_url", "git@github.com:", pr->name,
+                     "default_branch", "main");
+}
+
+/* Maps one delivery (body stolen) and writes its events at simulated time t. */
+static void gh_deliver(sim *s, int64_t t, const char *event, json_t *body)
+{
+    json_t *evs = json_array(), *ev;
+    fh_ci_why why;
+    size_t i;
+    if (!body || !evs || fh_ci_map(FH_CI_GITHUB, event, body, NULL, evs, &why) != FH_CI_EVENTS) {
+        s->gh_unmapped++; /* a payload this sim built wrong; counted in the summary */
+    } else {
+        json_array_foreach(evs, i, ev)
+        {
+            json_object_set_new(ev, "seq", json_integer(++s->gh_seq));
+            char *text = json_dumps(ev, JSON_COMPACT);
+            if (!text)
+                continue;
+            size_t n = strlen(text);
+            fh_buf_append(&s->out, text, n);
+            fh_buf_append(&s->out, "\n", 1);
+            s->events++;
+            s->bytes += (long long)n + 1;
+            free(text);
+        }
+        s->last_t = t;
+    }
+    json_decref(evs);
+    json_decref(body);
+}
+
+/* A change GitHub Actions builds: one workflow run per workflow, requested a few seconds
+ * later. */
+static void gh_schedule_runs(sim *s, int64_t t, int branch, int author, const char *rev,
+                             const char *message)
+{
+    for (size_t w = 0; w < NELEM(gh_workflows); w++) {
+        job *j = calloc(1, sizeof(*j));
+        if (!j)
+            return;
+        j->state = J_GH_RUN;
+        j->gh_def = (int)w;
+        j->gh_run = 12000000000LL + ++s->gh_run;
+        j->t = whole_s(t + rng_int(&s->r, 1000, 3000));
+        j->change_t = t;
+        j->branch = branch;
+        j->owner = author;
+        memcpy(j->revision, rev, 41);
+        snprintf(j->gh_message, sizeof(j->gh_message), "%s", message);
+        if (heap_push(s, j)) {
+            free(j);
+            return;
+        }
+        s->inflight++;
+    }
+}
+
+/* The workflow_job payload of job j in state status, at time t. */
+static json_t *gh_job_body(const sim *s, const job *j, const char *action, int64_t t)
+{
+    static const char *const conclusions[] = {"success", "failure", "timed_out", "cancelled"};
+    const gh_def *d = &gh_defs[j->gh_def];
+    char created[32], started[32], done[32], runner[48], url[160];
+    int ran = j->gh_runner > 0, complete = !strcmp(action, "completed");
+    json_t *steps = json_array();
+    snprintf(runner, sizeof(runner), "GitHub Actions %lld", j->gh_runner);
+    snprintf(url, sizeof(url), "%s/actions/runs/%lld/job/%lld", s->p.projects[0].repository,
+             j->gh_run, j->gh_job);
+    for (int k = 0; ran && k < GH_STEPS && (complete || k == 0); k++) {
+        int64_t t0 = k ? j->gh_step_end[k - 1] : j->started;
+        const char *c = "success";
+        if (k == 2 && j->gh_outcome != GH_SUCCESS)
+            c = j->gh_outcome == GH_FAILURE ? "failure" : "cancelled";
+        else if (k > 2 && j->gh_outcome == GH_CANCELLED)
+            c = "skipped";
+        json_array_append_new(steps, json_pack("{s:s,s:s,s:s?,s:i,s:s,s:s?}", "name",
+                                               k == 2 ? d->command : gh_step_names[k], "status",
+                                               complete ? "completed" : "in_progress", "conclusion",
+                                               complete ? c : NULL, "number", k + 1, "started_at",
+                                               gh_time(t0, started), "completed_at",
+                                               complete ? gh_time(j->gh_step_end[k], done) : NULL));
+    }
+    json_t *job_obj = json_pack(
+        "{s:I,s:I,s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s?,s:o,s:[s],s:o,s:o,s:o}", "id",
+        (json_int_t)j->gh_job, "run_id", (json_int_t)j->gh_run, "run_attempt", 1, "workflow_name",
+        gh_workflows[d->workflow], "name", d->name, "head_branch",
+        s->p.projects[0].branches[j->branch], "head_sha", j->revision, "html_url", url, "status",
+        complete ? "completed" : action, "conclusion", complete ? conclusions[j->gh_outcome] : NULL,
+        "created_at", gh_time(j->submitted, created), "started_at",
+        gh_time(ran ? j->started : j->submitted, started), "completed_at",
+        complete ? gh_time(t, done) : NULL, "steps", steps, "labels",
+        j->gh_def == 1 ? "macos-14" : "ubuntu-24.04", "runner_id",
+        ran ? json_integer(j->gh_runner) : json_null(), "runner_name",
+        ran ? json_string(runner) : json_null(), "runner_group_name",
+        ran ? json_string("GitHub Actions") : json_null());
+    return json_pack("{s:s,s:o,s:o,s:{s:s}}", "action", action, "workflow_job", job_obj,
+                     "repository", gh_repository(s), "sender", "login", authors[j->owner]);
+}
+
+/* Writes a GitHub job's next delivery. Returns 0 to requeue it, 1 when it is over. */
+static int gh_run_job(sim *s, job *j)
+{
+    int64_t t = j->t;
+    char when[32], created[32];
+    switch (j->state) {
+    case J_GH_RUN: {
+        char name[64], email[64];
+        snprintf(name, sizeof(name), "%c%s", authors[j->owner][0] - 32, authors[j->owner] + 1);
+        snprintf(email, sizeof(email), "%s@example.org", authors[j->owner]);
+        json_t *run = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:n,s:i,s:s,s:{s:s,s:s,s:s,s:{s:s,s:s}}}",
+                                "id", (json_int_t)j->gh_run, "name", gh_workflows[j->gh_def],
+                                "head_branch", s->p.projects[0].branches[j->branch], "head_sha",
+                                j->revision, "event", "push", "status", "queued", "conclusion",
+                                "run_attempt", 1, "created_at", gh_time(t, created), "head_commit",
+                                "id", j->revision, "message", j->gh_message, "timestamp",
+                                gh_time(j->change_t, when), "author", "name", name, "email", email);
+        gh_deliver(s, t, "workflow_run",
+                   json_pack("{s:s,s:o,s:o,s:{s:s}}", "action", "requested", "workflow_run", run,
+                             "repository", gh_repository(s), "sender", "login", authors[j->owner]));
+        int k = 0;
+        for (size_t d = 0; d < NELEM(gh_defs); d++) {
+            if (gh_defs[d].workflow != j->gh_def)
+                continue;
+            job *q = calloc(1, sizeof(*q));
+            if (!q)
+                break;
+            *q = *j;
+            q->state = J_GH_QUEUED;
+            q->gh_def = (int)d;
+            q->gh_job = 31000000000LL + ++s->gh_job;
+            q->t = t + 1000 * ++k;
+            if (heap_push(s, q)) {
+                free(q);
+                break;
+            }
+            s->inflight++;
+        }
+        return 1;
+    }
+    case J_GH_QUEUED:
+        j->submitted = t;
+        gh_deliver(s, t, "workflow_job", gh_job_body(s, j, "queued", t));
+        if (rng_unit(&s->r) < 0.02) { /* cancelled before a runner took it */
+            j->gh_outcome = GH_CANCELLED;
+            j->state = J_GH_DONE;
+        } else {
+            j->state = J_GH_START;
+        }
+        j->t = whole_s(t + rng_exp_ms(&s->r, s->p.wait_s));
+        return 0;
+    case J_GH_START: {
+        double r = rng_unit(&s->r);
+        j->started = t;
+        j->gh_runner = 1000000000LL + ++s->gh_runner;
+        j->gh_outcome = r < 0.93   ? GH_SUCCESS
+                        : r < 0.98 ? GH_FAILURE
+                        : r < 0.99 ? GH_TIMED_OUT
+                                   : GH_CANCELLED;
+        int64_t at = t;
+        for (int k = 0; k < GH_STEPS; k++) {
+            at += k == 2 ? whole_s(rng_exp_ms(&s->r, gh_defs[j->gh_def].mean_s))
+                         : 1000 * rng_int(&s->r, 0, 3);
+            j->gh_step_end[k] = at;
+        }
+        gh_deliver(s, t, "workflow_job", gh_job_body(s, j, "in_progress", t));
+        j->state = J_GH_DONE;
+        j->t = at > t ? at : t + 1000;
+        return 0;
+    }
+    default: /* J_GH_DONE */
+        gh_deliver(s, t, "workflow_job", gh_job_body(s, j, "completed", t));
+        return 1;
+    }
+}
+
 /* Lands one change and schedules its build requests. */
 static void land_change(sim *s, int64_t t)
 {
-    int prj = rng_int(&s->r, 0, NPROJECTS - 1);
-    const project *pr = &projects[prj];
+    int prj = rng_int(&s->r, 0, s->p.nprojects - 1);
+    const project *pr = &s->p.projects[prj];
     int branch = pick_branch(s, pr), author = rng_int(&s->r, 0, NELEM(authors) - 1);
     int try_ = strcmp(pr->branches[branch], "try") == 0;
     int m = rng_int(&s->r, 0, s->nmasters - 1);
@@ -532,6 +791,8 @@ static void land_change(sim *s, int64_t t)
              suites[rng_int(&s->r, 0, NELEM(suites) - 1)], dirs[rng_int(&s->r, 0, NELEM(dirs) - 1)],
              rng_int(&s->r, 100000, 999999));
     put_str(s, "comments", url);
+    char message[160];
+    snprintf(message, sizeof(message), "%s", url);
     sep(s);
     fh_buf_append(&s->out, "\"files\":[", 9);
     int nfiles = rng_int(&s->r, 1, 5);
@@ -587,6 +848,8 @@ static void land_change(sim *s, int64_t t)
         }
         s->inflight++;
     }
+    if (s->p.github && !try_)
+        gh_schedule_runs(s, t, branch, author, rev, message);
 }
 
 /* A connected worker of master m (workers are dealt round-robin: m, m + nmasters, ...), found by
@@ -659,7 +922,7 @@ static int job_run(sim *s, job *j)
         put_int(s, "priority", rng_unit(&s->r) < 0.8 ? 0 : 10);
         put_epoch(s, "submitted_at", t);
         put_str(s, "reason",
-                j->owner >= 0 && strcmp(projects[b->project].branches[j->branch], "try") == 0
+                j->owner >= 0 && strcmp(s->p.projects[b->project].branches[j->branch], "try") == 0
                     ? "The Try_Jobdir scheduler named 'try' triggered this build"
                     : "The SingleBranchScheduler scheduler named 'main' triggered this build");
         event_end(s);
@@ -855,6 +1118,11 @@ static int job_run(sim *s, job *j)
         j->state = j->build_results == RETRY ? J_UNCLAIM : J_COMPLETE;
         j->t = t + rng_int(&s->r, 1, 100);
         return 0;
+    case J_GH_RUN:
+    case J_GH_QUEUED:
+    case J_GH_START:
+    case J_GH_DONE:
+        return gh_run_job(s, j);
     case J_UNCLAIM:
         open_request_event(s, j, t, j->master, "buildrequest.unclaimed", 1);
         fh_buf_printf(&s->out, ",\"claimed_at\":null,\"claimed_by_master\":null");
@@ -887,7 +1155,7 @@ static int world_build(sim *s, int64_t start, char *err, size_t errsize)
     const int combos = (int)(NELEM(platforms) * NELEM(variants));
     for (int i = 0, prev = -1, k = 0; i < s->nbuilders; i++, k++) {
         builder *b = &s->builders[i];
-        int prj = (int)((long long)i * (long long)NPROJECTS / s->nbuilders);
+        int prj = (int)((long long)i * (long long)s->p.nprojects / s->nbuilders);
         if (prj != prev) {
             prev = prj;
             k = 0;
@@ -897,7 +1165,9 @@ static int world_build(sim *s, int64_t start, char *err, size_t errsize)
             s->proj_first[prj] = i;
         b->id = i + 1;
         b->next_number = rng_int(&s->r, 0, 5000);
-        int n = snprintf(b->name, sizeof(b->name), "%s-%s-%s", projects[prj].name,
+        const project *pr = &s->p.projects[prj];
+        int n = snprintf(b->name, sizeof(b->name), "%s-%s-%s",
+                         pr->builder_prefix ? pr->builder_prefix : pr->name,
                          platforms[k % NELEM(platforms)],
                          variants[(k / NELEM(platforms)) % NELEM(variants)]);
         if (k >= combos && n > 0 && (size_t)n < sizeof(b->name))
@@ -977,7 +1247,8 @@ int main(int argc, char **argv)
         if (strcmp(profiles[pi].name, pname) == 0)
             break;
     if (pi == NELEM(profiles)) {
-        fprintf(stderr, "firehose-sim: --profile: unknown profile '%s' (demo, mozilla-2010)\n",
+        fprintf(stderr,
+                "firehose-sim: --profile: unknown profile '%s' (demo, mozilla-2010, mixed)\n",
                 pname);
         status = EXIT_USAGE;
         goto out;
@@ -1022,17 +1293,18 @@ int main(int argc, char **argv)
         s.chunk_interval_s = s.chunk_bytes / share;
     }
     s.requests_per_change = 0;
-    for (size_t k = 0; k < NPROJECTS; k++) { /* land_change: try changes ask for 1-3 builds */
+    for (int k = 0; k < s.p.nprojects; k++) { /* land_change: try changes ask for 1-3 builds */
         int total = 0, try_w = 0;
-        for (int b = 0; b < 3 && projects[k].branches[b]; b++) {
-            total += projects[k].weights[b];
-            if (strcmp(projects[k].branches[b], "try") == 0)
-                try_w = projects[k].weights[b];
+        const project *pk = &s.p.projects[k];
+        for (int b = 0; b < 3 && pk->branches[b]; b++) {
+            total += pk->weights[b];
+            if (strcmp(pk->branches[b], "try") == 0)
+                try_w = pk->weights[b];
         }
         double p_try = (double)try_w / total;
         s.requests_per_change +=
             (p_try * 2.0 + (1 - p_try) * (s.p.requests_min + s.p.requests_max) / 2.0) /
-            (double)NPROJECTS;
+            (double)s.p.nprojects;
     }
     rng_seed(&s.r, (uint64_t)fh_config_int(&cfg, "sim.seed"));
     fh_buf_init(&s.out, 64 * 1024 * 1024);
@@ -1104,9 +1376,9 @@ int main(int argc, char **argv)
             }
         }
         if (job_run(&s, j)) {
+            s.jobs_done += j->state != J_GH_RUN; /* a workflow run is not a job */
             free(j);
             s.inflight--;
-            s.jobs_done++;
         } else {
             heap_push(&s, j);
         }
@@ -1142,6 +1414,9 @@ int main(int argc, char **argv)
                 s.events, s.bytes, secs, secs > 0 ? (double)s.events / secs : 0.0,
                 secs > 0 ? (double)s.bytes / secs / 1e6 : 0.0, s.jobs_done, s.inflight, s.skipped,
                 s.p.name, scale, span, s.log_bytes);
+        if (s.p.github)
+            fprintf(stderr, "firehose-sim: github events=%lld unmapped_deliveries=%lld\n", s.gh_seq,
+                    s.gh_unmapped);
     }
     for (size_t i = 0; i < s.nheap; i++)
         free(s.heap[i]);

@@ -32,10 +32,13 @@ static void check(int ok, const char *what, const char *err)
     }
 }
 
-/* The column in "... at column N" must lie inside the input or just past its end. */
+/* The column in "... at column N" must lie inside the input or just past its end. The last
+ * "at column " is the one: a duplicate key's message quotes the key, which may hold the words. */
 static void check_column(const char *err, size_t size)
 {
-    const char *c = strstr(err, "at column ");
+    const char *c = NULL;
+    for (const char *p = strstr(err, "at column "); p; p = strstr(p + 1, "at column "))
+        c = p;
     if (!c)
         return; /* "document over the N-byte cap", "out of memory" */
     unsigned long long col = strtoull(c + 10, NULL, 10);

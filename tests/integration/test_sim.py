@@ -226,3 +226,71 @@ def test_bad_options_are_usage_errors():
         assert needle in proc.stderr, (args, proc.stderr)
     help_ = subprocess.run([SIM, "--help"], stdout=subprocess.PIPE, text=True, timeout=30)
     assert help_.returncode == 0 and "--profile" in help_.stdout and "mozilla-2010" in help_.stdout
+
+
+# ---------------------------------------------------------------- the mixed profile
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    raw, err = sim("--profile", "mixed", "--logs=false", "--count", "30000", "--seed", "7")
+    return raw, events(raw), err
+
+
+def test_mixed_profile_builds_one_repository_with_buildbot_and_github_actions(mixed, tmp_path):
+    raw, evs, err = mixed
+    path = tmp_path / "mixed.ndjson"
+    path.write_bytes(raw)
+    proc = subprocess.run([EMIT, "--dry-run", str(path)], stderr=subprocess.PIPE, text=True, timeout=120)
+    assert "valid=%d rejected=0" % len(evs) in proc.stderr, proc.stderr[-2000:]
+    assert re.search(r"github events=\d+ unmapped_deliveries=0$", err, re.M), err
+    again, _ = sim("--profile", "mixed", "--logs=false", "--count", "30000", "--seed", "7")
+    assert again == raw
+    scoped = [e for e in evs if "buildrequestid" in e["data"] or e["type"] == "change.new"]
+    assert {e["data"]["repository"] for e in scoped} == {"https://github.com/acme-ci/widget"}
+    gh = [e for e in evs if e["master"] == "github.com"]
+    bb = [e for e in evs if e["master"] == "master-1"]
+    assert len(gh) > 2000 and len(bb) > 2000
+    # GitHub's events are those the ingest makes: its ids, sources and id ranges.
+    assert all(e["source"] == "github://github.com" and e["id"].startswith("github:github.com:") for e in gh)
+    assert all(10**15 < e["data"]["buildrequestid"] < 2 * 10**15 for e in gh if "buildrequestid" in e["data"])
+    builders = {e["data"]["builder"] for e in gh if "builder" in e["data"]}
+    assert builders == {"CI / build (ubuntu-24.04)", "CI / build (macos-14)", "CI / test", "Lint / lint"}
+    # The same revisions are built by both systems.
+    built = collections.defaultdict(set)
+    for e in evs:
+        if e["type"] == "build.finished":
+            built[e["data"]["revision"]].add(e["master"])
+    assert sum(1 for m in built.values() if m == {"master-1", "github.com"}) > 20
+    # A job's life as GitHub reports it: requested, claimed, started, properties, then its steps
+    # and finish together (or, cancelled while queued, complete alone).
+    lives = collections.defaultdict(list)
+    for e in gh:
+        if "buildrequestid" in e["data"]:
+            lives[e["data"]["buildrequestid"]].append(e["type"])
+    whole = [k for k in lives.values() if k[-1] == "buildrequest.complete"]
+    assert len(whole) > 100
+    for kinds in whole:
+        assert kinds[0] == "buildrequest.new"
+        assert kinds[1:] == ["buildrequest.complete"] or (
+            kinds[1:4] == ["buildrequest.claimed", "build.started", "property.set"]
+            and kinds[-2:] == ["build.finished", "buildrequest.complete"]
+            and kinds[4:-2] == ["step.started", "step.finished"] * 5), kinds
+    results = collections.Counter(e["data"]["results"] for e in gh if e["type"] == "buildrequest.complete")
+    assert results[0] > results[2] > 0 and results[6] > 0
+
+
+def test_mixed_profile_seq_counts_up_and_only_githubs_steps_come_late(mixed):
+    _, evs, _ = mixed
+    last = {}
+    for e in evs:
+        assert e["seq"] == last.get(e["master"], 0) + 1, e
+        last[e["master"]] = e["seq"]
+    # GitHub sends a job's steps with its completion, so their times lie before the events around
+    # them; every other event's time never goes back.
+    timely = [e["time"] for e in evs if not (e["master"] == "github.com" and e["type"].startswith("step."))]
+    assert timely == sorted(timely)
+    # Ids are unique but where GitHub reports one fact twice: every workflow of a push names the
+    # same change.
+    ids = collections.Counter(e["id"] for e in evs)
+    assert {i for i, n in ids.items() if n > 1} <= {e["id"] for e in evs if e["type"] == "change.new"}
