@@ -12,35 +12,59 @@ static int cmp_id(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A metadata error that goes away by itself: the topic is being created, or its leaders are being
+ * elected (a new topic on a cluster, or metadata that has not reached the node asked yet). */
+static int passing_error(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+           e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+           e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+           e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+}
+
+static void pause_200ms(void)
+{
+    struct timespec pause = {0, 200 * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
 fh_err fh_consumer_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int32_t *ids,
                               int cap, int *n, char *errbuf, size_t errsize)
 {
-    const struct rd_kafka_metadata *md = NULL;
+    int64_t until = fh_now_ms() + timeout_ms;
     *n = 0;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     if (!rkt)
         return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "topic %s: %s", topic,
                        rd_kafka_err2str(rd_kafka_last_error()));
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-    rd_kafka_topic_destroy(rkt);
-    if (!e && (!md || md->topic_cnt != 1))
-        e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-    if (!e)
-        e = md->topics[0].err;
-    if (e || md->topics[0].partition_cnt == 0) {
-        fh_err rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "metadata of %s: %s", topic,
-                            e ? rd_kafka_err2str(e) : "no partitions");
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        int64_t left = until - fh_now_ms();
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, left > 100 ? (int)left : 100);
+        if (!e && (!md || md->topic_cnt != 1))
+            e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (!e)
+            e = md->topics[0].err;
+        int count = e ? 0 : md->topics[0].partition_cnt;
+        if (!e && count > 0) {
+            int k = count < cap ? count : cap;
+            for (int i = 0; i < k; i++)
+                ids[i] = md->topics[0].partitions[i].id;
+            rd_kafka_metadata_destroy(md);
+            rd_kafka_topic_destroy(rkt);
+            qsort(ids, (size_t)k, sizeof(*ids), cmp_id);
+            *n = count;
+            return FH_OK;
+        }
         if (md)
             rd_kafka_metadata_destroy(md);
-        return rc;
+        if ((e && !passing_error(e)) || fh_now_ms() + 200 >= until) {
+            rd_kafka_topic_destroy(rkt);
+            return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "metadata of %s: %s", topic,
+                           e ? rd_kafka_err2str(e) : "no partitions");
+        }
+        pause_200ms(); /* being created, or its leaders elected: ask again */
     }
-    *n = md->topics[0].partition_cnt;
-    int k = *n < cap ? *n : cap;
-    for (int i = 0; i < k; i++)
-        ids[i] = md->topics[0].partitions[i].id;
-    rd_kafka_metadata_destroy(md);
-    qsort(ids, (size_t)k, sizeof(*ids), cmp_id);
-    return FH_OK;
 }
 
 rd_kafka_resp_err_t fh_consumer_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
@@ -51,14 +75,9 @@ rd_kafka_resp_err_t fh_consumer_watermarks(rd_kafka_t *rk, const char *topic, in
         int64_t left = until - fh_now_ms();
         rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi,
                                                                  left > 100 ? (int)left : 100);
-        int passing = e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
-                      e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
-                      e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-                      e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
-        if (!passing || fh_now_ms() + 200 >= until)
+        if (!passing_error(e) || fh_now_ms() + 200 >= until)
             return e;
-        struct timespec pause = {0, 200 * 1000000L};
-        nanosleep(&pause, NULL);
+        pause_200ms();
     }
 }
 

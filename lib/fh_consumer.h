@@ -10,9 +10,9 @@
 #include "fh_error.h"
 
 /* The partition ids of topic, ascending, into ids (at most cap; *n gets how many the topic has,
- * which may exceed cap: the caller decides whether that is an error). Waits at most timeout_ms.
- * FH_ERR_KAFKA when the metadata request fails, the topic is unknown or has no partitions (errbuf
- * says which). */
+ * which may exceed cap: the caller decides whether that is an error). Asks again every 200 ms,
+ * within timeout_ms in all, while the topic is unknown, has no partitions yet or no leaders (being
+ * created, or metadata not yet on the node asked). FH_ERR_KAFKA when it fails (errbuf says why). */
 fh_err fh_consumer_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int32_t *ids,
                               int cap, int *n, char *errbuf, size_t errsize);
 
