@@ -2,6 +2,8 @@
  * offsets stored in SQLite, watermarks for as_of.behind) and the view thread's loop. */
 #include "internal.h"
 
+#include "fh_consumer.h"
+
 /* ---- Kafka ------------------------------------------------------------------------------ */
 
 /* Sends the consumer to every known partition at its committed position. */
@@ -44,28 +46,18 @@ static void refresh_partitions(void)
 {
     int changed = 0;
     for (int k = 0; k < NTOPICS; k++) {
-        const rd_kafka_metadata_t *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(view_g.rk, view_g.topic[k], NULL);
-        if (!rkt)
-            continue;
-        rd_kafka_resp_err_t err = rd_kafka_metadata(view_g.rk, 0, rkt, &md, 2000);
-        rd_kafka_topic_destroy(rkt);
-        if (err || !md || md->topic_cnt < 1 || md->topics[0].err) {
+        char err[512];
+        int32_t first;
+        int n = 0;
+        if (fh_consumer_partitions(view_g.rk, view_g.topic[k], 2000, &first, 1, &n, err,
+                                   sizeof(err))) {
             static int64_t warned;
             if (fh_now_ms() - warned > 60000) {
                 warned = fh_now_ms();
-                rd_kafka_resp_err_t e = err;
-                if (!e)
-                    e = md && md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-                fh_log(FH_LOG_WARN, "view.metadata", "topic=%s error=\"%s\"", view_g.topic[k],
-                       rd_kafka_err2str(e));
+                fh_log(FH_LOG_WARN, "view.metadata", "topic=%s error=\"%s\"", view_g.topic[k], err);
             }
-            if (md)
-                rd_kafka_metadata_destroy(md);
             continue;
         }
-        int n = md->topics[0].partition_cnt;
-        rd_kafka_metadata_destroy(md);
         if (n <= view_g.nparts[k])
             continue;
         vpart *np = realloc(view_g.parts[k], (size_t)n * sizeof(*np));
