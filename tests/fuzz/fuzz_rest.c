@@ -2,7 +2,8 @@
  * (path and query text, unknown parameters, auth scope), each handler's parameter parsing, and
  * the answers themselves, rendered from a real materialised view (broker/view.c) that is empty:
  * it runs on a temporary SQLite file and follows librdkafka's in-process mock cluster (the
- * embedded Kafka), so nothing leaves the process.
+ * embedded Kafka), so nothing leaves the process. The file lives in /tmp/fuzz_rest.XXXXXX, removed
+ * at exit (a run that dies on a crash leaves it behind).
  *
  * Input: the first byte picks the method ('H' HEAD, 'P' POST, 'X' PATCH, 'D' DELETE, any other
  * GET), the rest is the request target as a client sends it, "PATH?QUERY", still percent-encoded.
