@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const format_names[FH_WH__COUNT] = {"firehose", "cloudevents", "cdevents"};
+#include "fh_whchat.h"
+
+static const char *const format_names[FH_WH__COUNT] = {"firehose", "cloudevents", "cdevents",
+                                                       "slack", "matrix"};
 
 const char *fh_wh_format_name(int f)
 {
@@ -55,6 +58,8 @@ static const cd_map *cd_find(const fh_event *ev)
 
 int fh_wh_body_count(int f, const fh_event *ev)
 {
+    if (f == FH_WH_SLACK || f == FH_WH_MATRIX)
+        return fh_chat_wanted(ev);
     if (f != FH_WH_CDEVENTS)
         return 1;
     const cd_map *m = cd_find(ev);
@@ -176,6 +181,11 @@ fh_err fh_wh_render(int f, const fh_event *ev, int i, fh_buf *out, const char **
         *variant = m->variant[i];
         return render_cdevent(ev, m, i, out);
     }
+    case FH_WH_SLACK:
+    case FH_WH_MATRIX:
+        if (i != 0)
+            return FH_ERR_INVAL;
+        return fh_chat_render(f == FH_WH_SLACK ? FH_CHAT_SLACK : FH_CHAT_MATRIX, ev, out);
     default:
         return FH_ERR_INVAL;
     }

@@ -2,9 +2,12 @@
  *   firehose     {"type":..., "timestamp":..., "data": <the CloudEvent>}   application/json
  *   cloudevents  the CloudEvent itself (structured mode)          application/cloudevents+json
  *   cdevents     CDEvents v0.4.1 for build and step events        application/json
+ *   slack        a short message for a Slack incoming webhook     application/json
+ *   matrix       a short m.text room message (Matrix)             application/json
  * One firehose event becomes one body, except in cdevents where a build event is both a CDEvents
  * build and a pipelineRun (two bodies, two deliveries) and events without a CDEvents counterpart
- * become none. Rendering is deterministic: the same event always gives the same bytes. */
+ * become none; slack and matrix (lib/fh_whchat) skip the types not worth a message. Rendering is
+ * deterministic: the same event always gives the same bytes. */
 #ifndef FH_WHFORMAT_H
 #define FH_WHFORMAT_H
 
@@ -16,6 +19,8 @@ typedef enum fh_wh_format {
     FH_WH_FIREHOSE = 0,
     FH_WH_CLOUDEVENTS,
     FH_WH_CDEVENTS,
+    FH_WH_SLACK,
+    FH_WH_MATRIX,
     FH_WH__COUNT
 } fh_wh_format;
 

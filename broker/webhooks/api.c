@@ -187,7 +187,8 @@ static int parse_input(fh_webhooks *w, json_t *j, ep_input *in, int create, fh_h
     if ((v = json_object_get(j, "format"))) {
         if (!json_is_string(v) || fh_wh_format_parse(json_string_value(v)) < 0) {
             fh_http_error(resp, 400, "bad_request", "format",
-                          "format: expected \"firehose\", \"cloudevents\" or \"cdevents\"");
+                          "format: expected \"firehose\", \"cloudevents\", \"cdevents\", \"slack\" "
+                          "or \"matrix\"");
             return -1;
         }
         in->format = json_string_value(v);
