@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fh_log.h"
+#include "view/cimetrics.h"
 #include "view/view.h"
 
 /* Records lost, for /metrics and /readyz. firehose_records_lost_total has one series per
@@ -176,6 +177,8 @@ size_t health_routes(fh_broker *b, fh_http_route *routes)
         {"GET", "/healthz", 0, "", healthz, b},
         {"GET", "/readyz", 0, "", readyz, b},
         {"GET", "/metrics", 0, "", metrics, b},
+        /* CI metrics name builders and branches, as the REST answers do: read scope */
+        {"GET", "/metrics/ci", FH_SCOPE_READ, "", view_ci_handle, NULL},
     };
     for (size_t i = 0; i < FH_HEALTH_ROUTES; i++)
         routes[i] = r[i];

@@ -8,7 +8,7 @@
 #include "http.h"
 
 /* Appends the health routes to routes (which has room for FH_HEALTH_ROUTES more). */
-#define FH_HEALTH_ROUTES 3
+#define FH_HEALTH_ROUTES 4
 size_t health_routes(fh_broker *b, fh_http_route *routes);
 
 /* Reports that consumer ("ingest", "stream", "stream.catchup", "view", "webhooks") skipped

@@ -17,6 +17,7 @@
 #include "http.h"
 #include "ingest_ci.h"
 #include "rest/rest.h"
+#include "view/cimetrics.h"
 #include "view/view.h"
 #include "statuspush.h"
 #include "stream/stream.h"
@@ -58,6 +59,7 @@ static const fh_cfg_opt broker_opts[] = {
     {"auth.anonymous_read", NULL, FH_CFG_BOOL, "false", 0, 0,
      "let requests without a token read (REST, stream, SSE)"},
     FH_VIEW_CFG, /* view.* keys */
+    FH_CIMETRICS_CFG,
     FH_STREAM_CFG,
     FH_STATUSPUSH_CFG,
     FH_INGEST_CI_CFG, /* ingest.github.*, ingest.gitlab.*, ingest.ci.* */

@@ -7,7 +7,8 @@
  *   builds.c     builds, one build
  *   revisions.c  a branch's repository and revision order; revisions
  *   lastgreen.c  last-green (the rules are lib/fh_lastgreen)
- *   stats.c      step and build statistics */
+ *   stats.c      step and build statistics
+ *   state.c      builder state (green or broken, since when) */
 #ifndef FH_REST_INTERNAL_H
 #define FH_REST_INTERNAL_H
 
@@ -53,6 +54,7 @@ enum {
     S_MATRIX_BUILDERS,
     S_STEP_STATS,
     S_BUILD_STATS,
+    S_STATE,
 };
 
 /* ---- answer.c --------------------------------------------------------------------------- */
@@ -92,6 +94,8 @@ int rest_render_step_stats(view_reader *r, const view_asof *a, const rest_args *
                            fh_http_response *resp);
 int rest_render_build_stats(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
                             fh_http_response *resp);
+int rest_render_state(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
+                      fh_http_response *resp);
 
 /* ---- revisions.c: a branch's revisions, for revisions and last-green -------------------- */
 

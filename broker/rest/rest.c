@@ -221,6 +221,16 @@ static int bucket_check(rest_args *q, fh_http_response *resp)
     return 0;
 }
 
+static int state_check(rest_args *q, fh_http_response *resp)
+{
+    if (q->state && strcmp(q->state, "green") && strcmp(q->state, "broken")) {
+        fh_http_error(resp, 400, "bad_parameter", "state",
+                      "state: expected \"green\" or \"broken\"");
+        return -1;
+    }
+    return 0;
+}
+
 /* clang-format off */
 #define STR(n, f) {n, P_STR, offsetof(rest_args, f), 0, 0, 0}
 #define INT(n, f, d, lo, hi) {n, P_INT, offsetof(rest_args, f), d, lo, hi}
@@ -276,6 +286,13 @@ static const rest_endpoint endpoints[FH_REST_ROUTES] = {
      .query = "access_token",
      .key = "builders",
      .render = rest_render_builders},
+    {.path = "/api/v1/builders/state",
+     .query = "builder,branch,state,limit,access_token",
+     .key = "builders-state",
+     .params = {STR("builder", builder), STR("branch", branch), STR("state", state),
+                INT("limit", limit, 1000, 1, 10000)},
+     .check = state_check,
+     .render = rest_render_state},
     {.path = "/api/v1/stats/steps",
      .query = "builder,window,limit,access_token",
      .key = "stats-steps",

@@ -14,7 +14,7 @@
 
 /* Appends the REST routes to routes (room for FH_REST_ROUTES more); returns how many. With the
  * view disabled or stopping they answer 503. */
-#define FH_REST_ROUTES 9
+#define FH_REST_ROUTES 10
 size_t rest_routes(fh_broker *b, fh_http_route *routes);
 
 #endif

@@ -3,6 +3,8 @@
  * only. */
 #include "internal.h"
 
+#include "cimetrics.h"
+
 const int view_fresh_le[FRESH_BUCKETS] = {1,  2,   3,   5,   7,   10,  15,   20,   30,   50,
                                           75, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000};
 
@@ -178,6 +180,7 @@ int view_handle_record(rd_kafka_message_t *m)
             goto undo;
         } else if (stored) {
             view_g.batch_events++;
+            view_ci_observe(view_g.db, &ev);
         } else {
             view_g.batch_skipped++;
         }
@@ -243,6 +246,7 @@ void view_abort_batch(void)
             view_g.parts[k][i].dirty = 0;
         }
     view_g.batch_n = 0;
+    view_ci_abort();
     fh_metric_add(view_g.m_errors, 1);
     view_assign_all();
 }
@@ -319,6 +323,7 @@ int view_commit_batch(void)
     fh_metric_add(view_g.m_skipped, view_g.batch_skipped);
     fh_metric_add(view_g.m_batches, 1);
     record_freshness(fh_now_ms());
+    view_ci_commit();
     view_g.batch_n = 0;
     return 0;
 }

@@ -4,6 +4,8 @@
  * and stops the view; view/internal.h lists the files and what each owns. */
 #include "internal.h"
 
+#include "cimetrics.h"
+
 struct view view_g;
 
 /* Freshness is a promise and every reader depends on the one writer: on two cores shared with
@@ -122,6 +124,7 @@ int view_start(fh_broker *b)
     if (fh_lg_rules_parse(&view_g.rules, fh_config_str(c, "view.required_builders"), err,
                           sizeof(err)) ||
         view_mkdirs_for(view_g.path, err, sizeof(err)) || view_db_open(err, sizeof(err)) ||
+        (view_ci_init(c) && snprintf(err, sizeof(err), "out of memory")) ||
         view_kafka_open(err, sizeof(err)))
         goto fail;
     register_metrics();
