@@ -58,6 +58,25 @@ async function refreshPending() {
   showAsOf(j.as_of);
 }
 
+// Builder state (GET /api/v1/builders/state): broken ones first, each with how long it has been
+// so and the build that made it so.
+async function refreshStates() {
+  const j = await api("/api/v1/builders/state?limit=500");
+  const now = Date.now() / 1000;
+  const broken = j.states.filter((s) => s.state === "broken");
+  const rows = broken.concat(j.states.filter((s) => s.state !== "broken")).slice(0, 40);
+  $("state-note").textContent = `(${broken.length} broken, ${j.states.length - broken.length} green` +
+    (j.total > j.states.length ? ` of ${j.total})` : ")");
+  setRows("states", rows.map((s) => {
+    const b = s.since_build || {};
+    const since = s.since ? new Date(s.since * 1000).toISOString().replace(".000", "") : "";
+    return `<tr data-state="${esc(s.state)}"><td>${esc(s.builder)}</td><td>${esc(s.branch)}</td>` +
+      `<td><span class="pill ${s.state === "broken" ? "bad" : "ok"}">${esc(s.state)}</span> ` +
+      `<span class="muted" title="${esc(shortRev(b.revision))}">#${esc(b.number ?? b.buildid)} ${esc(b.owner || "")}</span></td>` +
+      `<td class="num" title="since ${esc(since)}">${s.since ? dur(now - s.since) : "–"}</td></tr>`;
+  }), "no finished builds yet");
+}
+
 async function refreshRunning() {
   const j = await api("/api/v1/running?limit=50");
   $("n-running").textContent = j.total ?? j.running.length;
@@ -192,7 +211,7 @@ async function refresh() {
   refreshing = true;
   try {
     await refreshReady().catch(() => { $("ready").textContent = "broker unreachable"; $("ready").className = "pill bad"; });
-    await Promise.all([refreshPending(), refreshRunning(), refreshBranches().then(() => Promise.all([refreshLastGreen(), refreshMatrix()])),
+    await Promise.all([refreshPending(), refreshRunning(), refreshStates(), refreshBranches().then(() => Promise.all([refreshLastGreen(), refreshMatrix()])),
       refreshTrend(), refreshSteps()]);
   } catch (e) {
     $("asof").textContent = "error: " + e.message;

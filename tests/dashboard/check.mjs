@@ -21,7 +21,8 @@ try {
   await page.waitForSelector('#feed[data-live="1"]', { state: "attached", timeout: 20000 });
   await page.waitForFunction(() => document.querySelectorAll("#running tbody td.num").length > 0 &&
     document.querySelectorAll("#matrix .cell").length > 0 &&
-    document.querySelectorAll("#chart-steps rect").length > 0, null, { timeout: 20000 });
+    document.querySelectorAll("#chart-steps rect").length > 0 &&
+    document.querySelectorAll("#states tbody tr[data-state]").length > 0, null, { timeout: 20000 });
   const emit = JSON.parse(emitJson);
   const r = spawnSync(emit[0], emit.slice(1), { encoding: "utf8", timeout: 60000 });
   if (r.status !== 0) throw new Error("emit failed: " + r.stderr);
@@ -36,6 +37,14 @@ try {
   out.trend_lines = await page.locator("#chart-trend polyline").count();
   out.lastgreen_rows = await page.locator("#lastgreen tbody tr").count();
   out.n_running = await page.textContent("#n-running");
+  // the builder state panel shows the event's builder once the view has applied it (the states
+  // read below are then the same the test asks REST for)
+  await page.waitForFunction(() => [...document.querySelectorAll("#states tbody td:first-child")]
+    .some((td) => td.textContent === "linux-x64-rel"), null, { timeout: 10000 });
+  out.state_rows = await page.locator("#states tbody tr[data-state]").count();
+  out.state_broken = await page.locator('#states tbody tr[data-state="broken"]').count();
+  out.state_note = await page.textContent("#state-note");
+  out.state_first = await page.textContent("#states tbody tr[data-state]");
   await page.screenshot({ path: shot, fullPage: true });
 } catch (e) {
   out.failure = String(e);

@@ -81,6 +81,15 @@ def test_dashboard_shows_the_view_and_a_new_event_within_a_second(kafka, broker)
     assert int(out["n_running"]) == running.get("total", len(running["running"]))
     assert out["running_rows"] > 0 and out["matrix_cells"] > 0 and out["step_bars"] > 0, out
     assert out["trend_lines"] >= 1 and out["lastgreen_rows"] > 0, out
+    # Builder state, from /api/v1/builders/state: broken ones first, with how long and since which build.
+    states = b.json("/api/v1/builders/state", {"limit": 500})["states"]
+    broken = [s for s in states if s["state"] == "broken"]
+    assert out["state_rows"] == min(40, len(states)) and out["state_rows"] > 0, out
+    assert out["state_broken"] == min(40, len(broken)), out
+    assert out["state_note"].startswith("(%d broken, %d green" % (len(broken), len(states) - len(broken))), out
+    first = (broken or states)[0]
+    assert first["builder"] in out["state_first"] and first["state"] in out["state_first"], out
+    assert "#%s" % first["since_build"]["number"] in out["state_first"], out
     assert SHOT.stat().st_size > 10000
 
 
