@@ -27,6 +27,7 @@ function panels() {
     trend_lines: count("#chart-trend polyline"),
     trend_points: count("#chart-trend circle"),
     step_bars: count("#chart-steps rect"),
+    state_rows: count("#states tbody tr[data-state]"),
   };
   const empty = [];
   if (!(/^\d+$/.test(p.builds_24h) && Number(p.builds_24h) > 0)) empty.push("builds_24h");
@@ -36,6 +37,7 @@ function panels() {
   if (!p.matrix_cells) empty.push("matrix");
   if (p.trend_lines < 2 || p.trend_points < 4) empty.push("trend_chart"); // both lines, several hours
   if (!p.step_bars) empty.push("steps_chart");
+  if (!p.state_rows) empty.push("builder_state");
   p.empty = empty;
   return p;
 }
