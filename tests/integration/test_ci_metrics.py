@@ -17,7 +17,8 @@ from conftest import wait_for
 from view_helpers import Broker, OpenAPI, Script, emit, write_ndjson
 
 R = "https://git.example.org/firehose.git"
-BUILDERS = {"linux": 1, "mac": 2, "win": 3}
+WEIRD = 'q"uote\\back\nline'  # label values must escape ", \\ and newline
+BUILDERS = {"linux": 1, "mac": 2, "win": 3, WEIRD: 4}
 # The buckets /metrics/ci uses (broker/view/cimetrics.c).
 WAIT_LE = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200]
 DUR_LE = [10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 14400]
@@ -97,6 +98,7 @@ def history(t0):
     h.build(8, "win", "main", 100, 10, 7300, 0)
     h.build(9, "win", "main", 8000, 1, 1, 5)
     h.build(10, "win", "main", 8100, 2, 2, 6)
+    h.build(11, WEIRD, "main", 150, 1, 5, 0)
     # Pending: two linux, one mac. Running: one linux, one win.
     h.new(20, "linux", "main", 9000)
     h.new(21, "linux", "release", 9100)
@@ -115,6 +117,7 @@ EXPECT_STATE = {  # (builder, branch) -> (state, since build, last build)
     ("linux", "release"): ("broken", 1004, 1004),
     ("mac", "main"): ("green", 1006, 1006),
     ("win", "main"): ("green", 1008, 1008),
+    (WEIRD, "main"): ("green", 1011, 1011),
 }
 
 
@@ -165,14 +168,14 @@ def test_pending_and_running_equal_the_rest_answers(ci):
     for builder in BUILDERS:
         assert pending[builder] == b.json("/api/v1/pending", {"builder": builder})["total"]
         assert running[builder] == b.json("/api/v1/running", {"builder": builder})["total"]
-    assert pending == {"linux": 2, "mac": 1, "win": 0}
-    assert running == {"linux": 1, "mac": 0, "win": 1}
+    assert pending == {"linux": 2, "mac": 1, "win": 0, WEIRD: 0}
+    assert running == {"linux": 1, "mac": 0, "win": 1, WEIRD: 0}
     oldest = by_builder(f["firehose_ci_oldest_pending_seconds"])
     now = time.time()
     # linux's oldest pending request was submitted at t0 + 9000; the answer is read "now"
     assert now - (ci["t0"] + 9000) - 30 <= oldest["linux"] <= now - (ci["t0"] + 9000) + 1
     assert oldest["win"] == 0
-    assert f["firehose_ci_builders"].samples[0].value == 3
+    assert f["firehose_ci_builders"].samples[0].value == 4
     assert f["firehose_ci_builders_other"].samples[0].value == 0
     assert '{builder="_other"' not in text
 
@@ -216,7 +219,7 @@ def test_builders_state_rest_answer(ci):
     openapi.check("/api/v1/builders/state", r)
     body = r.json()
     got = {(s["builder"], s["branch"]): s for s in body["states"]}
-    assert set(got) == set(EXPECT_STATE) and body["total"] == 4
+    assert set(got) == set(EXPECT_STATE) and body["total"] == 5
     for k, (state, since_build, last_build) in EXPECT_STATE.items():
         s = got[k]
         assert s["state"] == state, k
@@ -275,7 +278,7 @@ def test_builders_past_the_cap_are_summed_into_other(ci, kafka, tmp_path):
         assert sum(pending.values()) == b.json("/api/v1/pending")["total"]
         assert sum(by_builder(f["firehose_ci_running_builds"]).values()) == \
             b.json("/api/v1/running")["total"]
-        assert f["firehose_ci_builders_other"].samples[0].value == 1
+        assert f["firehose_ci_builders_other"].samples[0].value == 2
         assert f["firehose_ci_builders"].samples[0].value == 2
         counts = by_builder(f["firehose_ci_build_duration_seconds"],
                             "firehose_ci_build_duration_seconds_count")
