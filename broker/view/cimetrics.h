@@ -58,20 +58,20 @@ void view_ci_handle(void *ctx, fh_http_request *req, fh_http_response *resp);
  * and ?2 branch filter (NULL: all). Columns: 0 builder, 1 branch, 2 green (0/1), then the last
  * build: 3 buildid, 4 number, 5 complete_at, 6 results, 7 revision; then the first build of the
  * state: 8 buildid, 9 number, 10 complete_at, 11 results, 12 revision, 13 owner. Newest last
- * build first. */
+ * build first. The builds_state index (builder, branch, complete_at, buildid) gives each group's
+ * builds in order without a sort: the last row of a group is the state, the last row where green
+ * changed is the first build of it. */
 #define VIEW_CI_STATE_SQL                                                                          \
     "WITH f AS (SELECT builder, branch, buildid, number, complete_at, results, revision, owner,"   \
-    " (results <= 1) AS green, lag(results <= 1) OVER (PARTITION BY builder, branch"               \
-    " ORDER BY complete_at, buildid) AS prev FROM builds WHERE finished = 1"                       \
-    " AND complete_at IS NOT NULL AND results IN (0, 1, 2, 4)"                                     \
-    " AND (?1 IS NULL OR builder = ?1) AND (?2 IS NULL OR branch = ?2)),"                          \
-    " l AS (SELECT *, row_number() OVER (PARTITION BY builder, branch"                             \
-    " ORDER BY complete_at DESC, buildid DESC) AS rn FROM f),"                                     \
-    " s AS (SELECT *, row_number() OVER (PARTITION BY builder, branch"                             \
-    " ORDER BY complete_at DESC, buildid DESC) AS rn FROM f WHERE prev IS NULL OR prev <> green)"  \
+    " (results <= 1) AS green, lag(results <= 1) OVER w AS prev, lead(buildid) OVER w AS next"     \
+    " FROM builds WHERE finished = 1 AND complete_at IS NOT NULL AND results IN (0, 1, 2, 4)"      \
+    " AND (?1 IS NULL OR builder = ?1) AND (?2 IS NULL OR branch = ?2)"                            \
+    " WINDOW w AS (PARTITION BY builder, branch ORDER BY complete_at, buildid)),"                  \
+    " s AS (SELECT *, lead(buildid) OVER (PARTITION BY builder, branch"                            \
+    " ORDER BY complete_at, buildid) AS next_flip FROM f WHERE prev IS NULL OR prev <> green)"     \
     " SELECT l.builder, l.branch, l.green, l.buildid, l.number, l.complete_at, l.results,"         \
     " l.revision, s.buildid, s.number, s.complete_at, s.results, s.revision, s.owner"              \
-    " FROM l JOIN s ON s.builder = l.builder AND s.branch = l.branch AND s.rn = 1"                 \
-    " WHERE l.rn = 1 ORDER BY l.complete_at DESC, l.builder, l.branch"
+    " FROM f AS l JOIN s ON s.builder = l.builder AND s.branch = l.branch AND s.next_flip IS NULL" \
+    " WHERE l.next IS NULL ORDER BY l.complete_at DESC, l.builder, l.branch"
 
 #endif

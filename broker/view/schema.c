@@ -41,6 +41,9 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS builds_builder ON builds(builder, buildid);"
     "CREATE INDEX IF NOT EXISTS builds_complete ON builds(complete_at) WHERE finished = 1;"
     "CREATE INDEX IF NOT EXISTS builds_request ON builds(buildrequestid);"
+    /* builder state (view/cimetrics.h): each builder and branch's finished builds in order */
+    "CREATE INDEX IF NOT EXISTS builds_state ON builds(builder, branch, complete_at, buildid)"
+    " WHERE finished = 1;"
     "CREATE TABLE IF NOT EXISTS steps(stepid INTEGER PRIMARY KEY, buildid INTEGER NOT NULL,"
     " builder TEXT NOT NULL DEFAULT '', number INTEGER, name TEXT, started_at REAL,"
     " finished INTEGER NOT NULL DEFAULT 0, complete_at REAL, results INTEGER, state_string TEXT,"
