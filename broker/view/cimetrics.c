@@ -32,6 +32,10 @@ typedef struct ci_builder {
     ci_hist h[2];
 } ci_builder;
 
+/* Names of builders in _other remembered to count them once each; past this many the count
+ * stops (a lower bound; the help text says so). */
+#define OTHER_NAMES 1024
+
 typedef struct ci_obs {
     int slot; /* -1: _other */
     int kind;
@@ -45,9 +49,8 @@ static struct {
     ci_builder *b;
     size_t nb;
     ci_hist other[2];         /* _other's histograms */
-    long long other_builders; /* distinct names folded into _other (counted once each, by a
-                                 small memory of recent ones; see other_seen) */
-    char *other_seen[64];
+    long long other_builders; /* distinct names folded into _other: exact up to OTHER_NAMES */
+    char *other_seen[OTHER_NAMES];
     /* view thread only */
     ci_obs *stage;
     size_t nstage, stage_cap;
@@ -100,12 +103,8 @@ static int slot_of(const char *name)
     size_t n = sizeof(ci.other_seen) / sizeof(ci.other_seen[0]), i = 0;
     while (i < n && ci.other_seen[i] && strcmp(ci.other_seen[i], name) != 0)
         i++;
-    if (i < n && !ci.other_seen[i]) {
-        ci.other_seen[i] = strdup(name);
+    if (i < n && !ci.other_seen[i] && (ci.other_seen[i] = strdup(name)))
         ci.other_builders++;
-    } else if (i == n) {
-        ci.other_builders++; /* past the memory: an estimate that only grows */
-    }
     return -1;
 }
 
@@ -363,7 +362,8 @@ static int render(fh_buf *out, char *err, size_t errsize)
                      "Builders with their own series (at most metrics.ci_max_builders).") ||
               fh_buf_printf(out, "firehose_ci_builders %zu\n", nb) ||
               family(out, "firehose_ci_builders_other", "gauge",
-                     "Builders past metrics.ci_max_builders, summed into builder=\"_other\".") ||
+                     "Builders past metrics.ci_max_builders, summed into builder=\"_other\" "
+                     "(counted up to 1024).") ||
               fh_buf_printf(out, "firehose_ci_builders_other %lld\n", ci.other_builders);
     pthread_mutex_unlock(&ci.mu);
     if (bad) {
