@@ -123,14 +123,14 @@ static void stage(const char *builder, int kind, double v)
 void view_ci_observe(sqlite3 *db, const fh_event *ev)
 {
     double v, started;
-    const char *builder = fh_event_str(ev, "builder");
     if (ev->type == FH_EV_BUILD_FINISHED) {
         if (fh_event_num(ev, "duration_s", &v) == 0)
-            stage(builder, H_DURATION, v);
+            stage(fh_event_str(ev, "builder"), H_DURATION, v);
         return;
     }
     if (ev->type != FH_EV_BUILD_STARTED || fh_event_num(ev, "started_at", &started))
         return;
+    const char *builder = fh_event_str(ev, "builder");
     /* Queue wait: from the request's submission to this build's start. The request's events
      * share the build's partition key, so buildrequest.new was applied before this. */
     sqlite3_stmt *st = NULL;
