@@ -25,6 +25,7 @@
 #include "health.h"
 #include "http.h"
 #include "rest/rest.h"
+#include "view/cimetrics.h"
 #include "view/view.h"
 
 #include <jansson.h>
@@ -51,6 +52,7 @@ static const fh_cfg_opt opts[] = {
     {"kafka.group", NULL, FH_CFG_STR, "fuzz-rest", 0, 0, "consumer group"},
     {"topics.partitions", NULL, FH_CFG_INT, "1", 1, 10000, "partitions"},
     FH_VIEW_CFG,
+    FH_CIMETRICS_CFG,
 };
 
 static fh_broker b;
