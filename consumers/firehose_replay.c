@@ -387,7 +387,7 @@ static void handle(replay *r, const rd_kafka_message_t *m)
 
 static int want_log(int t)
 {
-    return fh_event_type_name(t)[0] == 'l'; /* log.* */
+    return fh_event_type_topic((fh_event_type)t) == FH_TOPIC_LOGS; /* log.*, test.results */
 }
 
 static int want_nonlog(int t)
