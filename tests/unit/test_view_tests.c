@@ -1,0 +1,167 @@
+/* view/tests.c on a real SQLite file, without Kafka: results stored once, the caps hold, and
+ * view_test_flaky_first reports a (builder, test, revision) exactly once, whether its pass and
+ * failure come in one chunk or in two builds. The derived-events code relies on that "once". */
+#include "fh_test.h"
+
+/* The view's own sources, so the test drives the real statements and tables. */
+#include "../../broker/view/apply.c"
+#include "../../broker/view/schema.c"
+#include "../../broker/view/tests.c"
+
+struct view view_g;
+
+static fh_broker tb;
+static fh_contract *tc;
+static char tpath[64];
+static int tseq;
+
+static const fh_cfg_opt view_opts[] = {FH_VIEW_CFG};
+
+static int open_view(const char *max_tests, const char *max_runs)
+{
+    char err[512];
+    memset(&view_g, 0, sizeof(view_g));
+    fh_config_init(&tb.cfg, "t", "", NULL, view_opts, sizeof(view_opts) / sizeof(view_opts[0]));
+    if (fh_config_set(&tb.cfg, "view.max_tests", max_tests, err, sizeof(err)) ||
+        fh_config_set(&tb.cfg, "view.max_test_runs", max_runs, err, sizeof(err)))
+        return -1;
+    if (!tc && fh_contract_load(&tc, err, sizeof(err)))
+        return -1;
+    snprintf(tpath, sizeof(tpath), "/tmp/fh-test-view-%d.db", (int)getpid());
+    unlink(tpath);
+    view_g.b = &tb;
+    snprintf(view_g.path, sizeof(view_g.path), "%s", tpath);
+    view_g.retention_s = 7 * 86400;
+    fh_buf_init(&view_g.scratch, 1 << 20);
+    if (view_db_open(err, sizeof(err))) {
+        printf("  %s\n", err);
+        return -1;
+    }
+    return view_wexec(W_BEGIN) ? -1 : 0;
+}
+
+static void close_view(void)
+{
+    char p[80];
+    view_wexec(W_COMMIT);
+    for (int i = 0; i < W__COUNT; i++)
+        sqlite3_finalize(view_g.w[i]);
+    sqlite3_close(view_g.db);
+    fh_buf_free(&view_g.scratch);
+    fh_config_free(&tb.cfg);
+    unlink(tpath);
+    snprintf(p, sizeof(p), "%s-wal", tpath);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", tpath);
+    unlink(p);
+}
+
+/* Applies one test.results chunk of set setid on builder at revision; tests is the JSON array's
+ * members. Returns view_apply_event's result. */
+static int apply_chunk(const char *builder, const char *revision, long long setid, int chunk,
+                       const char *tests)
+{
+    fh_buf j;
+    fh_event ev;
+    char err[384];
+    int stored, rc = -1;
+    fh_buf_init(&j, 1 << 20);
+    fh_buf_printf(&j,
+                  "{\"specversion\":\"1.0\",\"id\":\"u-%d\",\"source\":\"buildbot://m\",\"type\":"
+                  "\"test.results\",\"time\":\"2026-11-22T05:00:%02d.000Z\",\"master\":\"m\","
+                  "\"seq\":%d,\"data\":{\"buildrequestid\":1,\"buildid\":%lld,\"builder\":\"%s\","
+                  "\"builderid\":1,\"branch\":\"trunk\",\"revision\":\"%s\",\"repository\":\"r\","
+                  "\"project\":\"p\",\"codebase\":\"\",\"owner\":\"\",\"test_result_setid\":%lld,"
+                  "\"stepid\":1,\"category\":\"pass_fail\",\"value_unit\":\"boolean\",\"chunk\":%d,"
+                  "\"last\":true,\"tests\":[%s]}}",
+                  tseq, tseq % 60, tseq + 1, setid, builder, revision, setid, chunk, tests);
+    tseq++;
+    if (fh_event_decode(tc, j.data, j.len, 1 << 20, &ev, err, sizeof(err)) == FH_OK) {
+        rc = view_apply_event(&ev, &stored);
+        fh_event_clear(&ev);
+    } else {
+        printf("  decode: %s\n", err);
+    }
+    fh_buf_free(&j);
+    return rc;
+}
+
+static long long count(const char *sql)
+{
+    sqlite3_stmt *st;
+    long long n = -1;
+    if (sqlite3_prepare_v2(view_g.db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+#define T(name, outcome)                                                                           \
+    "{\"name\":\"" name "\",\"value\":\"1\",\"outcome\":" outcome ",\"duration_s\":0.5}"
+
+TEST(view_tests_flaky_first_reports_a_revision_once)
+{
+    CHECK(open_view("20000", "1000000") == 0);
+    /* F fails and passes on r1 in one chunk (a retry); A only passes */
+    CHECK(apply_chunk("linux", "r1", 7, 0,
+                      T("F", "\"fail\"") "," T("F", "\"pass\"") "," T("A", "\"pass\"")) ==
+          SQLITE_OK);
+    CHECK(view_test_flaky_first("linux", "F", "r1", 0) == 1);
+    CHECK(view_test_flaky_first("linux", "F", "r1", 1) == 0); /* the same pair: once */
+    CHECK(view_test_flaky_first("linux", "A", "r1", 1) == 0);
+    CHECK(view_test_flaky_first("mac", "F", "r1", 1) == 0); /* another builder */
+    CHECK(view_test_flaky_first("linux", "F", "r2", 1) == 0);
+    CHECK(view_test_flaky_first("linux", "F", "", 1) == 0);
+    CHECK(view_test_flaky_first("linux", "nope", "r1", 1) == 0);
+    /* C fails on r2 in one build, passes in another: flaky when the pass arrives */
+    CHECK(apply_chunk("linux", "r2", 8, 0, T("C", "\"fail\"")) == SQLITE_OK);
+    CHECK(view_test_flaky_first("linux", "C", "r2", 0) == 0);
+    CHECK(view_test_flaky_first("linux", "C", "r2", 1) == 0); /* no pass yet */
+    CHECK(apply_chunk("linux", "r2", 9, 0, T("C", "\"pass\"")) == SQLITE_OK);
+    CHECK(view_test_flaky_first("linux", "C", "r2", 1) == 1);
+    CHECK(view_test_flaky_first("linux", "C", "r2", 1) == 0);
+    /* a skip or a measurement is neither */
+    CHECK(apply_chunk("linux", "r3", 10, 0,
+                      T("S", "\"skip\"") "," T("S", "null") "," T("S", "\"pass\"")) == SQLITE_OK);
+    CHECK(view_test_flaky_first("linux", "S", "r3", 1) == 0);
+    /* a chunk applied again (the same set, chunk and positions) adds no result */
+    long long runs = count("SELECT count(*) FROM test_runs");
+    CHECK(apply_chunk("linux", "r1", 7, 0,
+                      T("F", "\"fail\"") "," T("F", "\"pass\"") "," T("A", "\"pass\"")) ==
+          SQLITE_OK);
+    CHECK(count("SELECT count(*) FROM test_runs") == runs);
+    CHECK(runs == 8);
+    CHECK(count("SELECT count(*) FROM test_flaky") == 2);
+    close_view();
+}
+
+TEST(view_tests_history_stays_within_its_caps)
+{
+    fh_buf t;
+    CHECK(open_view("10", "1000") == 0);
+    fh_buf_init(&t, 1 << 20);
+    for (int i = 0; i < 15; i++)
+        fh_buf_printf(
+            &t, "%s{\"name\":\"T%02d\",\"value\":\"0\",\"outcome\":\"fail\",\"duration_s\":null}",
+            i ? "," : "", i);
+    CHECK(apply_chunk("linux", "r1", 1, 0, t.data) == SQLITE_OK);
+    CHECK(count("SELECT count(*) FROM tests") == 10);
+    /* the most recent stay (equal times: the last inserted) */
+    CHECK(count("SELECT count(*) FROM tests WHERE name >= 'T05'") == 10);
+    CHECK(count("SELECT count(*) FROM test_runs") == 10);
+    fh_buf_reset(&t);
+    for (int i = 0; i < 400; i++)
+        fh_buf_printf(
+            &t, "%s{\"name\":\"T%02d\",\"value\":\"1\",\"outcome\":\"pass\",\"duration_s\":1}",
+            i ? "," : "", 5 + i % 10);
+    for (int c = 0; c < 3; c++)
+        CHECK(apply_chunk("linux", "r2", 2, c, t.data) == SQLITE_OK);
+    CHECK(count("SELECT count(*) FROM test_runs") == 1000);
+    CHECK(count("SELECT min(chunk) FROM test_runs WHERE setid = 2") >= 0);
+    CHECK(count("SELECT count(*) FROM test_runs WHERE setid = 2 AND chunk = 2") == 400);
+    fh_buf_free(&t);
+    close_view();
+    fh_contract_free(tc);
+    tc = NULL;
+}
