@@ -24,6 +24,7 @@ pytest.importorskip("buildbot")
 pytest.importorskip("buildbot_worker")
 from buildbot_harness import (AUTHOR, BIG_ERR_EVERY, BIG_LINES, REPO, REVISION, TEST_RESULTS,  # noqa: E402
                               TESTS_BODY, Deployment, free_port)
+from gen_events import topic_for  # noqa: E402
 from kafka_reader import TopicReader  # noqa: E402
 from test_schemas import EVENT_VALIDATOR  # noqa: E402
 
@@ -137,7 +138,7 @@ def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_
         e = r["event"]
         for err in validator.iter_errors(e):
             problems.append("%s seq %s: %s: %s" % (e.get("type"), e.get("seq"), err.json_path, err.message[:200]))
-        want_topic = prefix + ("logs" if e["type"].startswith("log.") else "events")
+        want_topic = topic_for(e, prefix + "events", prefix + "logs")
         if r["topic"] != want_topic:
             problems.append("%s on %s, want %s" % (e["type"], r["topic"], want_topic))
         if r["key"] != _expected_key(e):
@@ -327,8 +328,7 @@ def test_buildbot_test_result_set_arrives_as_events_and_in_the_view(kafka, tmp_p
         for err in EVENT_VALIDATOR.iter_errors(e):
             problems.append("%s seq %s: %s: %s" % (e["type"], e["seq"], err.json_path, err.message[:200]))
         if e["type"].startswith("test."):
-            want = prefix + ("logs" if e["type"] == "test.results" else "events")
-            if r["topic"] != want or r["key"] != _expected_key(e):
+            if r["topic"] != topic_for(e, prefix + "events", prefix + "logs") or r["key"] != _expected_key(e):
                 problems.append("%s on %s key %s" % (e["type"], r["topic"], r["key"]))
     assert not problems, "\n".join(problems[:30])
     evs = sorted((r["event"] for r in recs), key=lambda e: e["seq"])

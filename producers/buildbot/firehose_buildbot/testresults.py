@@ -79,19 +79,20 @@ class TestResults:
     async def _rows(self, setid, offset):
         """(rows from offset on, in id order; True when they are the set's last)."""
         data = self.svc.master.data
+        path = ("test_result_sets", str(setid), "results")
         self.svc.counters["queries"] += 1
         try:
             # No order: Buildbot's results endpoint maps no field for SQL ordering, and an order it
             # cannot push down makes it read the whole set and slice it in Python.  Without one,
             # limit and offset go into its SQL query (one plan, so pages neither overlap nor skip);
             # rows are put in id order within the page.
-            rows = await data.get(("test_result_sets", setid, "results"), limit=self.page, offset=offset)
+            rows = await data.get(path, limit=self.page, offset=offset)
             last = len(rows or []) < self.page
         except Exception:
             if offset:
                 raise
             log.err(None, "firehose-buildbot: paged test result read failed; reading set %d whole" % setid)
-            rows, last = await data.get(("test_result_sets", setid, "results")), True
+            rows, last = await data.get(path), True
         return sorted(rows or [], key=lambda r: r.get("test_resultid") or 0), last
 
     async def on_completed(self, msg):
