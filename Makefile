@@ -104,6 +104,8 @@ $(BIN)/firehose-tail: $(BUILD)/consumers/firehose_tail.o $(BUILD)/libconsumers.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LWS_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/unit/%.o: ALL_CFLAGS += -Iconsumers
+# test_view_tests.c includes the view's sources (broker/view/tests.c and what it runs on)
+$(BUILD)/tests/unit/test_view_tests.o: ALL_CFLAGS += -Ibroker
 
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
@@ -123,6 +125,13 @@ $(BUILD)/bench/deflate_bench: $(BUILD)/bench/deflate_bench.o $(BUILD)/libfirehos
 .PHONY: bench-deflate
 bench-deflate: $(BUILD)/bench/deflate_bench
 	nice $(BUILD)/bench/deflate_bench
+# bench/view_tests_bench: the view applying test.results on its own SQLite file (docs/performance.md)
+$(BUILD)/bench/view_tests_bench.o: ALL_CFLAGS += -Ibroker
+$(BUILD)/bench/view_tests_bench: $(BUILD)/bench/view_tests_bench.o $(BUILD)/libfirehose.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+.PHONY: bench-view-tests
+bench-view-tests: $(BUILD)/bench/view_tests_bench
+	nice $(BUILD)/bench/view_tests_bench
 # bench/ingest_post: the ingest benchmark's HTTP client (HttpStatusPush, GitHub, GitLab posts)
 $(BUILD)/bench/ingest_post: $(BUILD)/bench/ingest_post.o $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)

@@ -37,7 +37,7 @@ static const fh_cfg_opt replay_opts[] = {
     FH_CFG_COMMON,
     {"replay.topics", "topics", FH_CFG_STR, "", 0, 0,
      "topics to read, comma-separated; empty: topics.events and topics.logs (the logs topic is "
-     "skipped when the type filter excludes log.*, and for --summary)"},
+     "skipped when the type filter excludes log.* and test.results, and for --summary)"},
     {"replay.since", "since", FH_CFG_STR, "", 0, 0,
      "start at the first record produced at or after this RFC 3339 time (Kafka timestamp)"},
     {"replay.until", "until", FH_CFG_STR, "", 0, 0,
@@ -387,7 +387,7 @@ static void handle(replay *r, const rd_kafka_message_t *m)
 
 static int want_log(int t)
 {
-    return fh_event_type_name(t)[0] == 'l'; /* log.* */
+    return fh_event_type_topic((fh_event_type)t) == FH_TOPIC_LOGS; /* log.*, test.results */
 }
 
 static int want_nonlog(int t)

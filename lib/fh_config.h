@@ -40,8 +40,8 @@ typedef struct fh_cfg_opt {
          "firehose.events",                                                                         \
          0,                                                                                         \
          0,                                                                                         \
-         "topic for every event type but log.*"},                                                   \
-        {"topics.logs", "topic-logs", FH_CFG_STR, "firehose.logs", 0, 0, "topic for log.* events"}, \
+         "topic for every event type but log.* and test.results"},                                  \
+        {"topics.logs", "topic-logs", FH_CFG_STR, "firehose.logs", 0, 0, "log.* and test.results"}, \
         {"topics.dlq",                                                                              \
          "topic-dlq",                                                                               \
          FH_CFG_STR,                                                                                \

@@ -32,6 +32,8 @@ static const char *const type_names[FH_EV__COUNT] = {
     "worker.disconnected",
     "master.started",
     "master.stopped",
+    "test.result_set",
+    "test.results",
 };
 
 #define EVENT_SCHEMA_URI "urn:firehose:v1:event"
@@ -169,12 +171,13 @@ void fh_event_clear(fh_event *ev)
     memset(ev, 0, sizeof(*ev));
 }
 
-static fh_topic_kind topic_of(fh_event_type type)
+fh_topic_kind fh_event_type_topic(fh_event_type type)
 {
     switch (type) {
     case FH_EV_LOG_NEW:
     case FH_EV_LOG_FINISHED:
     case FH_EV_LOG_CHUNK:
+    case FH_EV_TEST_RESULTS: /* up to 500 results a chunk: bulk, like log.chunk */
         return FH_TOPIC_LOGS;
     default:
         return FH_TOPIC_EVENTS;
@@ -183,12 +186,12 @@ static fh_topic_kind topic_of(fh_event_type type)
 
 fh_topic_kind fh_event_topic(const fh_event *ev)
 {
-    return topic_of(ev->type);
+    return fh_event_type_topic(ev->type);
 }
 
 fh_topic_kind fh_event_view_topic(const fh_event_view *ev)
 {
-    return topic_of(ev->type);
+    return fh_event_type_topic(ev->type);
 }
 
 const char *fh_event_str(const fh_event *ev, const char *field)

@@ -30,6 +30,8 @@ typedef enum fh_event_type {
     FH_EV_WORKER_DISCONNECTED,
     FH_EV_MASTER_STARTED,
     FH_EV_MASTER_STOPPED,
+    FH_EV_TEST_RESULT_SET,
+    FH_EV_TEST_RESULTS,
     FH_EV__COUNT
 } fh_event_type;
 
@@ -77,7 +79,9 @@ fh_err fh_event_from_json(const fh_contract *c, json_t *root, fh_event *ev, char
 
 void fh_event_clear(fh_event *ev);
 
-/* Which topic the event belongs on: log.* to the logs topic, everything else to events. */
+/* Which topic an event type belongs on: log.* and test.results (bulk: lines and per-test
+ * results) to the logs topic, everything else to events. */
+fh_topic_kind fh_event_type_topic(fh_event_type type);
 fh_topic_kind fh_event_topic(const fh_event *ev);
 
 /* Writes the partition key: "buildrequest/<id>" for build-scoped events, "change/<changeid>",

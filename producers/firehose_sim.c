@@ -28,6 +28,7 @@
 
 #include "fh_ci.h"
 #include "fh_config.h"
+#include "fh_testres.h"
 #include "fh_util.h"
 
 #define EXIT_WRITE 1
@@ -65,6 +66,12 @@ static const fh_cfg_opt sim_opts[] = {
      "emit log.* events (--logs=false: status only)"},
     {"sim.log_chunk_bytes", "log-chunk-bytes", FH_CFG_INT, "0", 0, 60000,
      "approximate content bytes per log.chunk (0: the profile's)"},
+    {"sim.tests", "tests", FH_CFG_INT, "0", 0, 100000,
+     "tests in each test step's test result set (steps named *test*): test.results chunks and a "
+     "test.result_set before step.finished; a few tests are flaky (failed, then passed on retry "
+     "in the same set); 0: none"},
+    {"sim.test_chunk", "test-chunk", FH_CFG_INT, "500", 1, 500,
+     "results per test.results event at most (also cut at 256 KiB)"},
     {"sim.max_inflight", NULL, FH_CFG_INT, "200000", 100, 10000000,
      "cap on build requests alive at once; arrivals past it are skipped and counted"},
     {"sim.history_s", "history", FH_CFG_INT, "0", 0, 31536000,
@@ -291,6 +298,8 @@ typedef struct sim {
     profile p;
     rng r;
     int logs;
+    int tests, test_chunk; /* --tests, --test-chunk */
+    long long ids_testset;
     int64_t live_from; /* --start: before it is history (status only, its own job rate) */
     double history_jobs_per_hour;
     int chunk_bytes;
@@ -880,6 +889,99 @@ static void worker_event(sim *s, int64_t t, int w, const char *type)
 
 /* Writes the job's next event(s) at j->t and moves it on. Returns 0 to requeue it, 1 when the
  * job is over (the caller frees it). */
+/* A test step's test result set, as a Buildbot step records one (category pass_fail, values
+ * "1"/"0") and the plugin emits it: test.results chunks of at most --test-chunk results and
+ * FH_TESTRES_CHUNK_BYTES, then test.result_set. The tests of a step name are the same in every
+ * build: every 23rd is flaky (fails a third of the time, then passes on retry: two results),
+ * every 31st is skipped, and a failed step fails one test. Out of memory, the set is left out
+ * (said on stderr). */
+static void emit_test_results(sim *s, const job *j, int64_t t, int res)
+{
+    size_t cap = (size_t)s->tests * 2, n = 0, *sizes = malloc(cap * sizeof(*sizes));
+    size_t *offs = malloc((cap + 1) * sizeof(*offs));
+    long long passed = 0, failed = 0, skipped = 0;
+    const char *step = step_name(j);
+    char subject[128];
+    unsigned h = 0;
+    int ok = sizes && offs;
+    fh_buf c; /* the results' JSON, one after the other; offs[i] is where result i starts */
+    fh_buf_init(&c, 512 * cap + 4096);
+    for (const char *p = step; *p; p++)
+        h = h * 31 + (unsigned char)*p;
+    int broken = res == FAILURE ? rng_int(&s->r, 0, s->tests - 1) : -1;
+    for (int i = 0; i < s->tests && ok; i++) {
+        int flaky = i % 23 == 5 && rng_unit(&s->r) < 0.33;
+        const char *suite = suites[(h + (unsigned)i) % NELEM(suites)];
+        for (int k = 0; k <= flaky && ok; k++) {
+            /* value and outcome as fh_testres reads them; a skip is the producer's own word */
+            const char *value = i % 31 == 7                      ? "skipped"
+                                : (i == broken || (flaky && !k)) ? "0"
+                                                                 : "1";
+            const char *outcome =
+                i % 31 == 7 ? "skip" : fh_testres_outcome("pass_fail", "boolean", value);
+            int64_t ms = rng_exp_ms(&s->r, 0.2);
+            offs[n] = c.len;
+            ok = fh_buf_printf(&c,
+                               "{\"name\":\"%s.Case%d\",\"code_path\":\"%s/%s_unittest.cc\","
+                               "\"line\":%d,\"value\":\"%s\",\"outcome\":\"%s\","
+                               "\"duration_s\":%lld.%03lld}",
+                               suite, i, dirs[(h + (unsigned)i) % NELEM(dirs)], suite, 10 + i,
+                               value, outcome, (long long)(ms / 1000), (long long)(ms % 1000)) == 0;
+            sizes[n] = c.len - offs[n] + 1;
+            n++;
+            passed += outcome[0] == 'p';
+            failed += outcome[0] == 'f';
+            skipped += outcome[1] == 'k';
+        }
+    }
+    if (!ok) {
+        fprintf(stderr, "firehose-sim: out of memory for %d test results: set left out\n",
+                s->tests);
+        goto out;
+    }
+    offs[n] = c.len;
+    long long setid = ++s->ids_testset, chunks = 0;
+    snprintf(subject, sizeof(subject), "builds/%lld/steps/%d/test_result_sets/%lld", j->buildid,
+             j->step, setid);
+    for (size_t start = 0; start < n; chunks++) {
+        size_t end =
+            fh_testres_chunk_end(sizes, n, start, (size_t)s->test_chunk, FH_TESTRES_CHUNK_BYTES);
+        event_open(s, t, j->master, "test.results", subject);
+        put_context(s, j, 1);
+        put_int(s, "test_result_setid", setid);
+        put_int(s, "stepid", j->stepid);
+        put_str(s, "category", "pass_fail");
+        put_str(s, "value_unit", "boolean");
+        put_int(s, "chunk", chunks);
+        fh_buf_printf(&s->out, ",\"last\":%s,\"tests\":[", end == n ? "true" : "false");
+        for (size_t i = start; i < end; i++) {
+            if (i > start)
+                fh_buf_append(&s->out, ",", 1);
+            fh_buf_append(&s->out, c.data + offs[i], offs[i + 1] - offs[i]);
+        }
+        fh_buf_append(&s->out, "]", 1);
+        event_end(s);
+        start = end;
+    }
+    event_open(s, t, j->master, "test.result_set", subject);
+    put_context(s, j, 1);
+    put_int(s, "test_result_setid", setid);
+    put_int(s, "stepid", j->stepid);
+    put_str(s, "description", step);
+    put_str(s, "category", "pass_fail");
+    put_str(s, "value_unit", "boolean");
+    put_int(s, "tests_passed", passed);
+    put_int(s, "tests_failed", failed);
+    put_int(s, "tests_skipped", skipped);
+    put_int(s, "results", (long long)n);
+    put_int(s, "chunks", chunks);
+    event_end(s);
+out:
+    fh_buf_free(&c);
+    free(sizes);
+    free(offs);
+}
+
 static int job_run(sim *s, job *j)
 {
     char subject[96], state[96];
@@ -1082,6 +1184,8 @@ static int job_run(sim *s, job *j)
             j->failed = 1;
         if (res != SKIPPED && res > j->build_results)
             j->build_results = res;
+        if (s->tests && res != SKIPPED && t >= s->live_from && strstr(step_name(j), "test"))
+            emit_test_results(s, j, t, res);
         snprintf(subject, sizeof(subject), "builds/%lld/steps/%d", j->buildid, j->step);
         event_open(s, t, j->master, "step.finished", subject);
         put_context(s, j, 1);
@@ -1277,6 +1381,8 @@ int main(int argc, char **argv)
                         ? (int)fh_config_int(&cfg, "sim.log_chunk_bytes")
                         : s.p.chunk_bytes;
     s.logs = fh_config_bool(&cfg, "sim.logs");
+    s.tests = (int)fh_config_int(&cfg, "sim.tests");
+    s.test_chunk = (int)fh_config_int(&cfg, "sim.test_chunk");
     s.live_from = start;
     s.history_jobs_per_hour = fh_config_int(&cfg, "sim.history_jobs_per_hour")
                                   ? (double)fh_config_int(&cfg, "sim.history_jobs_per_hour")

@@ -8,7 +8,8 @@
  *   revisions.c  a branch's repository and revision order; revisions
  *   lastgreen.c  last-green (the rules are lib/fh_lastgreen)
  *   stats.c      step and build statistics
- *   state.c      builder state (green or broken, since when) */
+ *   state.c      builder state (green or broken, since when)
+ *   tests.c      test statistics and flaky tests (per-test history: view/tests.c) */
 #ifndef FH_REST_INTERNAL_H
 #define FH_REST_INTERNAL_H
 
@@ -55,6 +56,10 @@ enum {
     S_STEP_STATS,
     S_BUILD_STATS,
     S_STATE,
+    S_TEST_SLOWEST,
+    S_TEST_FAILING,
+    S_TEST_COUNT,
+    S_FLAKY,
 };
 
 /* ---- answer.c --------------------------------------------------------------------------- */
@@ -71,6 +76,8 @@ void rest_bind_opt(sqlite3_stmt *st, int i, const char *s);
 int rest_one_json(sqlite3_stmt *st, fh_buf *out);
 /* The one integer a statement yields, or -1. */
 long long rest_one_int(sqlite3_stmt *st);
+/* Appends "builder", "window_s", "from" and "to" of a windowed answer (the stats endpoints). */
+void rest_put_window(fh_buf *out, const view_asof *a, const rest_args *s);
 /* Binds builder, branch, project, owner, repository as ?1..?5 (NULL when absent). */
 void rest_bind_list(sqlite3_stmt *st, const rest_args *l);
 
@@ -95,6 +102,10 @@ int rest_render_step_stats(view_reader *r, const view_asof *a, const rest_args *
 int rest_render_build_stats(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
                             fh_http_response *resp);
 int rest_render_state(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
+                      fh_http_response *resp);
+int rest_render_test_stats(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
+                           fh_http_response *resp);
+int rest_render_flaky(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
                       fh_http_response *resp);
 
 /* ---- revisions.c: a branch's revisions, for revisions and last-green -------------------- */

@@ -306,6 +306,18 @@ static const rest_endpoint endpoints[FH_REST_ROUTES] = {
                 DUR("bucket", bucket, 3600, 1, MAX_WINDOW)},
      .check = bucket_check,
      .render = rest_render_build_stats},
+    {.path = "/api/v1/stats/tests",
+     .query = "builder,window,limit,access_token",
+     .key = "stats-tests",
+     .params = {STR("builder", builder), DUR("window", window, 86400, 1, MAX_WINDOW),
+                INT("limit", limit, 20, 1, 1000)},
+     .render = rest_render_test_stats},
+    {.path = "/api/v1/flaky",
+     .query = "builder,window,limit,access_token",
+     .key = "flaky",
+     .params = {STR("builder", builder), DUR("window", window, 86400, 1, MAX_WINDOW),
+                INT("limit", limit, 50, 1, 1000)},
+     .render = rest_render_flaky},
 };
 
 /* Reads one parameter into q as p says. Returns 0, or -1 after a 400. */

@@ -1,5 +1,5 @@
 /* rest: the /api/v1 read endpoints over the materialised view (docs/api.md,
- * docs/openapi.yaml): pending, running, last-green, revisions, builds, builders and stats.
+ * docs/openapi.yaml): pending, running, last-green, revisions, builds, builders, stats and flaky.
  *
  * The endpoints are one table (rest/rest.c) served by one handler on libmicrohttpd's threads: it
  * validates the query (400 naming the parameter), builds a canonical cache key, and serves the
@@ -14,7 +14,7 @@
 
 /* Appends the REST routes to routes (room for FH_REST_ROUTES more); returns how many. With the
  * view disabled or stopping they answer 503. */
-#define FH_REST_ROUTES 10
+#define FH_REST_ROUTES 12
 size_t rest_routes(fh_broker *b, fh_http_route *routes);
 
 #endif

@@ -33,7 +33,7 @@ static int step_stat_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static void put_window(fh_buf *out, const view_asof *a, const rest_args *s)
+void rest_put_window(fh_buf *out, const view_asof *a, const rest_args *s)
 {
     fh_buf_printf(out, "\"builder\":");
     fh_buf_json_str(out, s->builder);
@@ -102,7 +102,7 @@ int rest_render_step_stats(view_reader *r, const view_asof *a, const rest_args *
     }
     if (nstats)
         qsort(stats, nstats, sizeof(*stats), step_stat_cmp);
-    put_window(out, a, s);
+    rest_put_window(out, a, s);
     fh_buf_printf(out, ",\"steps\":[");
     for (size_t i = 0; i < nstats && i < (size_t)s->limit; i++) {
         fh_buf_printf(out, "%s{\"name\":", i ? "," : "");
@@ -208,7 +208,7 @@ int rest_render_build_stats(view_reader *r, const view_asof *a, const rest_args 
     }
     if (src != SQLITE_DONE)
         goto out;
-    put_window(out, a, s);
+    rest_put_window(out, a, s);
     fh_buf_printf(out, ",\"bucket_s\":%lld,\"buckets\":[", s->bucket);
     for (size_t i = 0; i < nbk; i++) {
         bucket_acc *b = &bk[i];

@@ -88,7 +88,7 @@ int view_wexec(enum wst w)
 
 /* The envelope time of ev in epoch ms (orders claims and worker presence); -1 when unreadable.
  * The schema guarantees "time" is an RFC 3339 string. */
-static int64_t event_time_ms(const fh_event *ev)
+int64_t view_event_time_ms(const fh_event *ev)
 {
     int64_t ms = -1;
     const char *t = json_string_value(json_object_get(ev->root, "time"));
@@ -188,7 +188,7 @@ static int apply_buildrequest(const fh_event *ev)
         return put_build_revision(ev, "submitted_at");
     case FH_EV_BUILDREQUEST_CLAIMED:
     case FH_EV_BUILDREQUEST_UNCLAIMED: {
-        int64_t t = event_time_ms(ev);
+        int64_t t = view_event_time_ms(ev);
         st = view_g.w[W_BR_CLAIM];
         sqlite3_bind_int64(st, 1, ev->buildrequestid);
         bind_ctx(st, ev);
@@ -317,7 +317,7 @@ static int apply_properties(const fh_event *ev)
 static int apply_worker(const fh_event *ev)
 {
     sqlite3_stmt *st = view_g.w[W_WORKER];
-    int64_t t = event_time_ms(ev);
+    int64_t t = view_event_time_ms(ev);
     bind_int(st, 1, ev, "workerid");
     bind_str(st, 2, ev, "name");
     view_bind_text(st, 3, ev->master);
@@ -354,6 +354,9 @@ int view_apply_event(const fh_event *ev, int *stored)
     case FH_EV_WORKER_CONNECTED:
     case FH_EV_WORKER_DISCONNECTED:
         return apply_worker(ev);
+    case FH_EV_TEST_RESULT_SET:
+    case FH_EV_TEST_RESULTS:
+        return view_tests_apply(ev, stored);
     default:
         *stored = 0;
         return SQLITE_OK; /* log.chunk, master.* */

@@ -3,6 +3,7 @@
  *   view.c        start, stop, metrics, configuration
  *   schema.c      tables, writer statements, opening the SQLite file
  *   apply.c       one event into SQL (view thread)
+ *   tests.c       test.results into per-test history; test-level flakiness (view thread)
  *   batch.c       batches, their commit with the offsets, lost records, freshness, pruning
  *   consumer.c    the Kafka consumer and the view thread's loop
  *   checkpoint.c  the checkpointer thread and the WAL tail
@@ -76,6 +77,21 @@ enum wst {
     W_OFFSET,
     W_STATE,
     W_LOST,
+    W_TEST_GET, /* view/tests.c from here */
+    W_TEST_NEW,
+    W_TEST_SEEN,
+    W_TEST_COUNT,
+    W_TEST_OLDEST,
+    W_TEST_DROP,
+    W_TEST_DROP_RUNS,
+    W_TEST_DROP_FLAKY,
+    W_TEST_RUN,
+    W_TEST_TRIM,
+    W_TEST_EXPIRE,
+    W_TEST_EXPIRE_TESTS,
+    W_TEST_EXPIRE_FLAKY,
+    W_TEST_OUTCOMES,
+    W_TEST_FLAKY_MARK,
     W__COUNT
 };
 
@@ -177,6 +193,22 @@ int view_wexec(enum wst w);
 /* Applies one valid event inside the open transaction: SQLITE_OK or the SQLite error; *stored
  * is 0 for types the view skips. */
 int view_apply_event(const fh_event *ev, int *stored);
+
+/* The envelope time of ev in epoch ms, advancing the view clock; -1 when unreadable. */
+int64_t view_event_time_ms(const fh_event *ev);
+
+/* tests.c: per-test history (test.results; test.result_set is not stored: *stored = 0). Same
+ * contract as view_apply_event. */
+int view_tests_apply(const fh_event *ev, int *stored);
+/* Test-level flakiness, for derived events. Call after applying a result of test name on
+ * builder at revision (passed: 1 it passed, 0 it failed), inside the open transaction. Returns
+ * 1 when the test has now both passed and failed on that revision and this is the first call
+ * that finds so (the pair is remembered in test_flaky, so calling again for the same or a later
+ * result returns 0, whether called per result or once per chunk); 0 otherwise (also for an
+ * empty revision, a test not tracked, or when the applied outcome is not there); -1 on a SQLite
+ * error. A pair is forgotten with its test's history (view.retention_s, view.max_tests,
+ * view.max_test_runs), after which it can be reported again. */
+int view_test_flaky_first(const char *builder, const char *name, const char *revision, int passed);
 
 /* batch.c */
 int view_begin_batch(void);

@@ -72,14 +72,30 @@ static const char schema_sql[] =
      * events for good (as_of.records_lost); only a rebuild clears it. */
     "CREATE TABLE IF NOT EXISTS view_lost(topic TEXT NOT NULL, part INTEGER NOT NULL,"
     " records INTEGER NOT NULL, first_offset INTEGER NOT NULL, last_offset INTEGER NOT NULL,"
-    " at_ms INTEGER NOT NULL, PRIMARY KEY (topic, part)) WITHOUT ROWID;";
+    " at_ms INTEGER NOT NULL, PRIMARY KEY (topic, part)) WITHOUT ROWID;"
+    /* Per-test history from test.results (view/tests.c): the tests tracked (view.max_tests),
+     * one row per result (view.max_test_runs, oldest first; at is the event time), and the
+     * (test, revision) pairs view_test_flaky_first has reported. outcome: 1 pass, 0 fail, 2 skip,
+     * NULL a measurement. */
+    "CREATE TABLE IF NOT EXISTS tests(testid INTEGER PRIMARY KEY, builder TEXT NOT NULL,"
+    " name TEXT NOT NULL, last_seen REAL NOT NULL, UNIQUE (builder, name));"
+    "CREATE INDEX IF NOT EXISTS tests_seen ON tests(last_seen);"
+    "CREATE TABLE IF NOT EXISTS test_runs(runid INTEGER PRIMARY KEY, testid INTEGER NOT NULL,"
+    " setid INTEGER NOT NULL, chunk INTEGER NOT NULL, pos INTEGER NOT NULL, buildid INTEGER,"
+    " revision TEXT NOT NULL DEFAULT '', branch TEXT NOT NULL DEFAULT '', outcome INTEGER,"
+    " duration_s REAL, at REAL NOT NULL, UNIQUE (setid, chunk, pos));"
+    "CREATE INDEX IF NOT EXISTS test_runs_at ON test_runs(at);"
+    "CREATE INDEX IF NOT EXISTS test_runs_rev ON test_runs(testid, revision);"
+    "CREATE TABLE IF NOT EXISTS test_flaky(testid INTEGER NOT NULL, revision TEXT NOT NULL,"
+    " at REAL NOT NULL, PRIMARY KEY (testid, revision));";
 
 static const char *const drop_sql =
     "DROP TABLE IF EXISTS view_state; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS applied;"
     "DROP TABLE IF EXISTS builders; DROP TABLE IF EXISTS buildrequests;"
     "DROP TABLE IF EXISTS builds; DROP TABLE IF EXISTS steps; DROP TABLE IF EXISTS properties;"
     "DROP TABLE IF EXISTS logs; DROP TABLE IF EXISTS changes; DROP TABLE IF EXISTS revisions;"
-    "DROP TABLE IF EXISTS workers; DROP TABLE IF EXISTS view_lost;";
+    "DROP TABLE IF EXISTS workers; DROP TABLE IF EXISTS view_lost; DROP TABLE IF EXISTS tests;"
+    "DROP TABLE IF EXISTS test_runs; DROP TABLE IF EXISTS test_flaky;";
 
 /* Context columns of build-scoped rows, bound as ?2..?9 (?1 is the row's id). A later event
  * fills a field only with a non-empty value, so an unresolved revision ("") never erases one. */
@@ -230,6 +246,33 @@ static const char *const wsql[W__COUNT] = {
                " records=records+excluded.records,"
                " first_offset=min(first_offset, excluded.first_offset),"
                " last_offset=max(last_offset, excluded.last_offset), at_ms=excluded.at_ms",
+    /* view/tests.c */
+    [W_TEST_GET] = "SELECT testid FROM tests WHERE builder = ?1 AND name = ?2",
+    [W_TEST_NEW] = "INSERT INTO tests(builder, name, last_seen) VALUES(?1, ?2, ?3)",
+    [W_TEST_SEEN] = "UPDATE tests SET last_seen = max(last_seen, ?2) WHERE testid = ?1",
+    [W_TEST_COUNT] = "SELECT count(*) FROM tests",
+    [W_TEST_OLDEST] = "SELECT testid FROM tests ORDER BY last_seen, testid LIMIT 1",
+    [W_TEST_DROP] = "DELETE FROM tests WHERE testid = ?1",
+    [W_TEST_DROP_RUNS] = "DELETE FROM test_runs WHERE testid = ?1",
+    [W_TEST_DROP_FLAKY] = "DELETE FROM test_flaky WHERE testid = ?1",
+    [W_TEST_RUN] = "INSERT INTO test_runs(testid, setid, chunk, pos, buildid, revision, branch,"
+                   " outcome, duration_s, at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"
+                   " ON CONFLICT DO NOTHING",
+    /* Oldest rows first, by id: runids only grow, so the newest max rows are a range. */
+    [W_TEST_TRIM] = "DELETE FROM test_runs WHERE runid <= (SELECT max(runid) FROM test_runs) - ?1",
+    [W_TEST_EXPIRE] = "DELETE FROM test_runs WHERE runid IN (SELECT runid FROM test_runs"
+                      " WHERE at < ?1 ORDER BY at LIMIT 1000)",
+    [W_TEST_EXPIRE_TESTS] = "DELETE FROM tests WHERE testid IN (SELECT testid FROM tests"
+                            " WHERE last_seen < ?1 ORDER BY last_seen LIMIT 1000)",
+    [W_TEST_EXPIRE_FLAKY] = "DELETE FROM test_flaky WHERE rowid IN (SELECT rowid FROM test_flaky"
+                            " WHERE at < ?1 LIMIT 1000) OR rowid <= (SELECT max(rowid)"
+                            " FROM test_flaky) - ?2",
+    [W_TEST_OUTCOMES] = "SELECT t.testid, total(r.outcome = 1), total(r.outcome = 0)"
+                        " FROM tests t JOIN test_runs r ON r.testid = t.testid"
+                        " WHERE t.builder = ?1 AND t.name = ?2 AND r.revision = ?3"
+                        " GROUP BY t.testid",
+    [W_TEST_FLAKY_MARK] = "INSERT INTO test_flaky(testid, revision, at) VALUES(?1, ?2, ?3)"
+                          " ON CONFLICT DO NOTHING",
 };
 
 int view_mkdirs_for(const char *file, char *errbuf, size_t errsize)

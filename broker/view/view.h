@@ -62,7 +62,12 @@
     {"view.checkpoint_pages", NULL, FH_CFG_INT, "2000", 100, 10000000, \
      "WAL pages (4 KiB) after which the view's checkpointer thread copies them into the database"}, \
     {"view.metadata_refresh_ms", NULL, FH_CFG_INT, "5000", 100, 3600000, \
-     "how often the view looks for new partitions of its topics"}
+     "how often the view looks for new partitions of its topics"}, \
+    {"view.max_tests", NULL, FH_CFG_INT, "20000", 10, 10000000, \
+     "tests (builder and test name) whose history the view keeps; a new test past it evicts " \
+     "the least recently seen one with its history"}, \
+    {"view.max_test_runs", NULL, FH_CFG_INT, "1000000", 1000, 1000000000, \
+     "test results the view keeps (stats/tests, flaky); past it the oldest go first"}
 /* clang-format on */
 
 /* Starts the view (a no-op when view.enabled is false): opens or creates the SQLite file and

@@ -71,9 +71,12 @@ class FakeData:
         self.store = {}
         self.gets = []
 
-    def get(self, path):
+    def get(self, path, limit=None, offset=None):
         self.gets.append(path)
-        return defer.succeed(self.store.get(path))
+        rows = self.store.get(path)
+        if isinstance(rows, list) and (limit is not None or offset):   # a page, as Buildbot's SQL cuts it
+            rows = rows[offset or 0:][:limit]
+        return defer.succeed(rows)
 
 
 class FakeState:

@@ -102,6 +102,35 @@ TEST_BODY = textwrap.dedent('''\
 ''').format(big_lines=BIG_LINES, err_every=BIG_ERR_EVERY)
 
 
+# One builder whose "unittests" step records a test result set through Buildbot's own step API
+# (addTestResultSet / addTestResult): TEST_RESULTS results, every tenth a failure, then
+# "test_flaky" failed and passed again (a retried test, recorded twice).
+TEST_RESULTS = 1200
+TESTS_BODY = textwrap.dedent('''\
+    from buildbot.process import buildstep
+    from twisted.internet import defer
+
+    class RecordTests(buildstep.BuildStep):
+        @defer.inlineCallbacks
+        def run(self):
+            setid = yield self.addTestResultSet("unit tests", "pass_fail", "boolean")
+            for i in range({n}):
+                self.addTestResult(setid, "0" if i % 10 == 0 else "1", test_name="test_%04d" % i,
+                                   test_code_path="tests/test_unit.py", line=i + 1,
+                                   duration_ns=i * 1000000)
+            self.addTestResult(setid, "0", test_name="test_flaky", duration_ns=5000000000)
+            self.addTestResult(setid, "1", test_name="test_flaky", duration_ns=7000000000)
+            return util.SUCCESS
+
+    c["schedulers"] = [schedulers.SingleBranchScheduler(
+        name="trunk", change_filter=util.ChangeFilter(branch="trunk"), treeStableTimer=None,
+        builderNames=["tests"])]
+    ft = util.BuildFactory()
+    ft.addStep(RecordTests(name="unittests"))
+    c["builders"] = [util.BuilderConfig(name="tests", workernames=["w1"], factory=ft)]
+''').format(n=TEST_RESULTS)
+
+
 class Deployment:
     """A Buildbot master (with the integration) and one worker, each its own process."""
 

@@ -101,7 +101,9 @@ def kafka_key(ev):
 
 
 def topic_for(ev, events="firehose.events", logs="firehose.logs"):
-    return logs if ev.get("type", "").startswith("log.") else events
+    """docs/events.md, "Topics and keys": log.* and test.results (bulk) on the logs topic."""
+    t = ev.get("type", "")
+    return logs if t.startswith("log.") or t == "test.results" else events
 
 
 class _World:

@@ -22,7 +22,9 @@ from conftest import wait_for
 confluent_kafka = pytest.importorskip("confluent_kafka")
 pytest.importorskip("buildbot")
 pytest.importorskip("buildbot_worker")
-from buildbot_harness import AUTHOR, BIG_ERR_EVERY, BIG_LINES, REPO, REVISION, Deployment, free_port  # noqa: E402
+from buildbot_harness import (AUTHOR, BIG_ERR_EVERY, BIG_LINES, REPO, REVISION, TEST_RESULTS,  # noqa: E402
+                              TESTS_BODY, Deployment, free_port)
+from gen_events import topic_for  # noqa: E402
 from kafka_reader import TopicReader  # noqa: E402
 from test_schemas import EVENT_VALIDATOR  # noqa: E402
 
@@ -136,7 +138,7 @@ def test_buildbot_master_emits_every_event_schema_valid_and_in_order(kafka, tmp_
         e = r["event"]
         for err in validator.iter_errors(e):
             problems.append("%s seq %s: %s: %s" % (e.get("type"), e.get("seq"), err.json_path, err.message[:200]))
-        want_topic = prefix + ("logs" if e["type"].startswith("log.") else "events")
+        want_topic = topic_for(e, prefix + "events", prefix + "logs")
         if r["topic"] != want_topic:
             problems.append("%s on %s, want %s" % (e["type"], r["topic"], want_topic))
         if r["key"] != _expected_key(e):
@@ -295,3 +297,84 @@ def test_buildbot_master_keeps_building_when_kafka_is_down(tmp_path, deployments
     assert elapsed < 90, elapsed
     d.stop()
     assert d.master.returncode is not None
+
+
+def test_buildbot_test_result_set_arrives_as_events_and_in_the_view(kafka, tmp_path, deployments):
+    """A step's test result set (Buildbot's addTestResultSet/addTestResult) becomes test.results
+    chunks on the logs topic and one test.result_set on the events topic, every result in
+    Buildbot's order, read through the data API in pages; a broker on those topics then lists the
+    retried test as flaky and the failures in /api/v1/stats/tests."""
+    from view_helpers import Broker, OpenAPI
+    prefix = "bbt-%s." % uuid.uuid4().hex[:8]
+    topics = {prefix + "events": 3, prefix + "logs": 3, prefix + "dlq": 1}
+    kafka.create_topics(topics)
+    page = 250
+    d = Deployment(tmp_path, {"brokers": kafka.bootstrap, "master_name": "bb-tests", "topic_prefix": prefix,
+                              "log_flush_interval": 0.2, "stats_interval": 1.0, "test_results_page": page},
+                   body=TESTS_BODY)
+    deployments.append(d)
+    d.start()
+    d.sendchange("add tests", ["tests/test_unit.py"])
+    reader = TopicReader(kafka.bootstrap, [prefix + "events", prefix + "logs"])
+    try:
+        wait_for(lambda: reader.count("buildrequest.complete") >= 1, 90, interval=0.3,
+                 what="buildrequest.complete in Kafka")
+        recs = reader.read()
+    finally:
+        reader.close()
+    problems = []
+    for r in recs:
+        e = r["event"]
+        for err in EVENT_VALIDATOR.iter_errors(e):
+            problems.append("%s seq %s: %s: %s" % (e["type"], e["seq"], err.json_path, err.message[:200]))
+        if e["type"].startswith("test."):
+            if r["topic"] != topic_for(e, prefix + "events", prefix + "logs") or r["key"] != _expected_key(e):
+                problems.append("%s on %s key %s" % (e["type"], r["topic"], r["key"]))
+    assert not problems, "\n".join(problems[:30])
+    evs = sorted((r["event"] for r in recs), key=lambda e: e["seq"])
+    sets = [e for e in evs if e["type"] == "test.result_set"]
+    chunks = [e for e in evs if e["type"] == "test.results"]
+    assert len(sets) == 1, [e["type"] for e in evs]
+    s = sets[0]["data"]
+    total = TEST_RESULTS + 2
+    failed = len(range(0, TEST_RESULTS, 10)) + 1
+    assert (s["category"], s["value_unit"], s["description"]) == ("pass_fail", "boolean", "unit tests")
+    assert (s["tests_passed"], s["tests_failed"], s["results"]) == (total - failed, failed, total), s
+    # one chunk per page of the data API read: every chunk within the contract's 500
+    assert s["chunks"] == len(chunks) == -(-total // page), (s["chunks"], len(chunks))
+    assert [c["data"]["chunk"] for c in chunks] == list(range(len(chunks)))
+    assert [c["data"]["last"] for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert all(c["seq"] < sets[0]["seq"] for c in chunks)
+    step = next(e["data"] for e in evs if e["type"] == "step.started" and e["data"]["name"] == "unittests")
+    build = next(e["data"] for e in evs if e["type"] == "build.started")
+    for c in chunks + sets:
+        dd = c["data"]
+        assert (dd["stepid"], dd["buildid"], dd["builder"], dd["revision"], dd["branch"],
+                dd["test_result_setid"]) == (step["stepid"], build["buildid"], "tests", REVISION, "trunk",
+                                             s["test_result_setid"]), dd
+    tests = [t for c in chunks for t in c["data"]["tests"]]
+    assert [t["name"] for t in tests] == ["test_%04d" % i for i in range(TEST_RESULTS)] + ["test_flaky"] * 2
+    assert tests[3] == {"name": "test_0003", "code_path": "tests/test_unit.py", "line": 4, "value": "1",
+                        "outcome": "pass", "duration_s": 0.003}, tests[3]
+    assert [t["outcome"] for t in tests[:11]] == ["fail"] + ["pass"] * 9 + ["fail"]
+    assert [(t["outcome"], t["duration_s"]) for t in tests[-2:]] == [("fail", 5.0), ("pass", 7.0)]
+
+    # The same records through the broker's view: the REST answers.
+    openapi = OpenAPI()
+    b = Broker(kafka, {"events": prefix + "events", "logs": prefix + "logs", "dlq": prefix + "dlq"},
+               tmp_path / "view.db", tmp_path / "broker.log").start()
+    try:
+        b.wait_applied(len(recs))
+        r = b.get("/api/v1/flaky")
+        openapi.check("/api/v1/flaky", r)
+        flaky = r.json()["flaky"]
+        assert [(f["builder"], f["name"], f["passed"], f["failed"], f["last_revision"]) for f in flaky] == [
+            ("tests", "test_flaky", 1, 1, REVISION)], flaky
+        r = b.get("/api/v1/stats/tests", {"builder": "tests", "limit": 3})
+        openapi.check("/api/v1/stats/tests", r)
+        st = r.json()
+        assert st["tests"] == TEST_RESULTS + 1
+        assert [(x["name"], x["runs"], x["mean_s"]) for x in st["slowest"]][0] == ("test_flaky", 2, 6.0)
+        assert len(st["failing"]) == 3 and all(x["failed"] == 1 for x in st["failing"])
+    finally:
+        assert b.stop() == 0, b.log()[-3000:]

@@ -18,6 +18,7 @@ pytest.importorskip("confluent_kafka")
 
 from bb_fake import feed, make_service, stop_service, svcmod  # noqa: E402
 from firehose_buildbot.events import split_lines  # noqa: E402
+from gen_events import topic_for  # noqa: E402
 from test_schemas import EVENT_VALIDATOR as VALIDATOR  # noqa: E402
 
 T0 = datetime.datetime(2026, 11, 22, 5, 0, 0, tzinfo=datetime.timezone.utc)
@@ -93,7 +94,7 @@ def test_normal_order_maps_every_message_to_a_valid_event():
     assert [e["seq"] for _, _, e in sent] == list(range(len(sent)))
     for topic, key, e in sent[1:]:
         assert key == "buildrequest/31"
-        assert topic == ("firehose.logs" if e["type"].startswith("log.") else "firehose.events")
+        assert topic == topic_for(e)
         d = e["data"]
         assert (d["builder"], d["branch"], d["revision"], d["owner"]) == ("linux", "trunk", "abc",
                                                                           "bob@example.org")

@@ -333,7 +333,7 @@ def test_patterns_match_the_same_under_regcomp_reg_extended():
 
 
 def test_every_type_has_a_data_schema_and_an_event_branch():
-    assert len(TYPES) == len(set(TYPES)) == 18
+    assert len(TYPES) == len(set(TYPES)) == 20
     data_types = {sid[len(DATA_PREFIX):] for sid in SCHEMA_BY_ID if sid.startswith(DATA_PREFIX)}
     assert data_types == set(TYPES)
     branches = {}
@@ -360,7 +360,9 @@ def test_data_schema_types_every_field_and_requires_only_known_ones(t):
         assert "type" in resolve(s), f"{t}.{name} has no type"
 
 
-BUILD_SCOPED_WITH_BUILD = [t for t in TYPES if t.split(".")[0] in ("build", "step", "log")] + ["property.set"]
+BUILD_SCOPED_WITH_BUILD = [t for t in TYPES if t.split(".")[0] in ("build", "step", "log", "test")] + ["property.set"]
+# Bulk types on the logs topic (docs/events.md, "Topics and keys").
+LOGS_TOPIC_TYPES = {t for t in TYPES if t.startswith("log.")} | {"test.results"}
 REQUEST_SCOPED = [t for t in TYPES if t.startswith("buildrequest.")]
 
 
@@ -494,7 +496,7 @@ SECTIONS = _md_sections() if EVENTS_MD.exists() else {}
 
 def test_events_md_exists_with_a_section_per_type_and_no_other_type_sections():
     assert EVENTS_MD.exists()
-    type_like = {h for h in SECTIONS if re.fullmatch(r"[a-z]+\.[a-z]+", h)}
+    type_like = {h for h in SECTIONS if re.fullmatch(r"[a-z]+\.[a-z_]+", h)}
     assert type_like == set(TYPES)
 
 
@@ -549,7 +551,7 @@ def test_events_md_section_names_topic_key_and_a_valid_example(t):
     body = "\n".join(SECTIONS[t])
     m = re.search(r"Topic `([^`]+)`, key `([^`]+)`", body)
     assert m, f"{t}: no 'Topic `...`, key `...`' line"
-    assert m.group(1) == ("firehose.logs" if t.startswith("log.") else "firehose.events")
+    assert m.group(1) == ("firehose.logs" if t in LOGS_TOPIC_TYPES else "firehose.events")
     assert m.group(2) == _expected_key(t)
     links = re.findall(r"\]\((\.\./schemas/examples/valid/[^)]+)\)", body)
     assert links, f"{t}: no link to a valid example"

@@ -294,3 +294,42 @@ def test_mixed_profile_seq_counts_up_and_only_githubs_steps_come_late(mixed):
     # same change.
     ids = collections.Counter(e["id"] for e in evs)
     assert {i for i, n in ids.items() if n > 1} <= {e["id"] for e in evs if e["type"] == "change.new"}
+
+
+def test_test_steps_record_chunked_results_with_flaky_tests(tmp_path):
+    """--tests: every test step records a result set: chunks within --test-chunk and in order,
+    set counts that add up, the contract accepts them (firehose-emit), the same seed gives the
+    same bytes, and some tests both fail and pass on one revision (flaky)."""
+    args = ("--count", "20000", "--seed", "5", "--tests", "120", "--test-chunk", "50")
+    raw, _ = sim(*args)
+    assert sim(*args)[0] == raw
+    path = tmp_path / "tests.ndjson"
+    path.write_bytes(raw)
+    proc = subprocess.run([EMIT, "--dry-run", str(path)], stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 0 and " rejected=0" in proc.stderr, proc.stderr[-2000:]
+    evs = events(raw)
+    chunks = collections.defaultdict(list)
+    sets = {}
+    for e in evs:
+        if e["type"] == "test.results":
+            chunks[e["data"]["test_result_setid"]].append(e["data"])
+        elif e["type"] == "test.result_set":
+            sets[e["data"]["test_result_setid"]] = e["data"]
+    assert len(sets) >= 5, len(sets)
+    runs = collections.defaultdict(set)     # (builder, test, revision) -> outcomes seen
+    for sid, s in sets.items():
+        cs = chunks[sid]
+        assert [c["chunk"] for c in cs] == list(range(s["chunks"])) and len(cs) == s["chunks"]
+        assert [c["last"] for c in cs] == [False] * (len(cs) - 1) + [True]
+        assert all(1 <= len(c["tests"]) <= 50 for c in cs)
+        tests = [t for c in cs for t in c["tests"]]
+        outcomes = collections.Counter(t["outcome"] for t in tests)
+        assert (s["results"], s["tests_passed"], s["tests_failed"], s["tests_skipped"]) == (
+            len(tests), outcomes["pass"], outcomes["fail"], outcomes["skip"])
+        assert len(tests) >= 120 and "test" in s["description"]
+        for t in tests:
+            runs[(s["builder"], t["name"], s["revision"])].add(t["outcome"])
+    flaky = [k for k, o in runs.items() if {"pass", "fail"} <= o]
+    assert flaky, "no test both passed and failed on one revision"
+    # without --tests the stream has none (and stays as it was)
+    assert b"test.result" not in sim("--count", "20000", "--seed", "5")[0]

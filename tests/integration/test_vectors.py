@@ -29,7 +29,7 @@ pytest.importorskip("confluent_kafka")
 from bb_fake import feed, make_service, stop_service, svcmod  # noqa: E402
 from conftest import BIN, ROOT  # noqa: E402
 from firehose_buildbot.sink import KafkaSink  # noqa: E402
-from gen_events import kafka_key  # noqa: E402
+from gen_events import kafka_key, topic_for  # noqa: E402
 from kafka_reader import TopicReader  # noqa: E402
 from test_schemas import EVENT_VALIDATOR  # noqa: E402
 from view_helpers import Broker  # noqa: E402
@@ -128,7 +128,7 @@ def test_vector_events_are_valid_and_routed_as_the_contract_says(v):
             problems.append("event %d (%s): %s: %s" % (i, ev["type"], err.json_path, err.message[:200]))
         if e["key"] != kafka_key(ev):
             problems.append("event %d (%s): key %r, the contract says %r" % (i, ev["type"], e["key"], kafka_key(ev)))
-        want = "logs" if ev["type"].startswith("log.") else "events"
+        want = topic_for(ev, "events", "logs")
         if e["topic"] != want:
             problems.append("event %d (%s): topic %s, the contract says %s" % (i, ev["type"], e["topic"], want))
         if (ev["seq"], ev["id"], ev["time"], ev["master"]) != (v["seq"] + i, "%s-%d" % (v["master"], v["seq"] + i),

@@ -15,6 +15,9 @@ or one query says, and the late message is then suppressed.
 Log content never travels on Buildbot's queue: ('logs', id, 'append') only says num_lines.  Open
 logs are marked dirty and read in batches (one getLogLines per log per log_flush_interval, or at
 log/step/build end), then cut into log.chunk events of whole lines (<= 65536 characters).
+
+Test results do not travel on the queue either: a completed test result set is read through the
+data API in pages and emitted as test.results chunks, then test.result_set (testresults.py).
 """
 
 import json
@@ -34,6 +37,7 @@ from firehose_buildbot import events as ev
 from firehose_buildbot.cache import LRU
 from firehose_buildbot.sink import KafkaSink
 from firehose_buildbot.sink import producer_config
+from firehose_buildbot.testresults import TestResults
 
 LOG_PREFIX = "firehose-buildbot: "
 # seq is persisted in the master's state table in blocks: one DB write per SEQ_BLOCK events.
@@ -54,6 +58,7 @@ CONSUME = [
     ("workers", None, None),
     ("masters", None, None),
     ("builders", None, None),
+    ("test_result_sets", None, "completed"),
 ]
 
 _FLUSH = ("_firehose", "flush-logs")
@@ -94,6 +99,8 @@ class FirehoseService(service.BuildbotService):
       max_open_logs        cap of logs followed at once (default 4096)
       log_flush_interval   seconds between batched reads of growing logs (default 1.0)
       log_read_max_lines   most lines fetched by one log read (default 20000)
+      test_results_page    most test results fetched by one data API read of a completed test
+                           result set (default 5000); each read becomes test.results chunks
       stats_interval       seconds between stats lines in twistd.log (default 60; 0: none)
       flush_timeout        seconds to wait for Kafka at stop (default 10)
       kafka                dict of extra librdkafka producer properties (override defaults)
@@ -105,14 +112,16 @@ class FirehoseService(service.BuildbotService):
                     topic_logs=None, builders=None, types=None, log_content=True,
                     buffer_max_messages=100000, buffer_max_kbytes=262144, inbox_max=50000,
                     cache_size=4096, max_open_logs=4096, log_flush_interval=1.0,
-                    log_read_max_lines=20000, stats_interval=60.0, flush_timeout=10.0, kafka=None):
+                    log_read_max_lines=20000, stats_interval=60.0, flush_timeout=10.0, kafka=None,
+                    test_results_page=5000):
         if not brokers or not isinstance(brokers, str):
             config.error("FirehoseService: brokers must be 'host:port[,host:port...]'")
         if master_name is not None and (not isinstance(master_name, str) or not master_name):
             config.error("FirehoseService: master_name must be a non-empty string")
         for n, v, lo in (("buffer_max_messages", buffer_max_messages, 1), ("buffer_max_kbytes", buffer_max_kbytes, 1),
                          ("inbox_max", inbox_max, 1), ("cache_size", cache_size, 1),
-                         ("max_open_logs", max_open_logs, 1), ("log_read_max_lines", log_read_max_lines, 1)):
+                         ("max_open_logs", max_open_logs, 1), ("log_read_max_lines", log_read_max_lines, 1),
+                         ("test_results_page", test_results_page, 1)):
             if not isinstance(v, int) or v < lo:
                 config.error("FirehoseService: %s must be an integer >= %d" % (n, lo))
         for n, v in (("log_flush_interval", log_flush_interval), ("stats_interval", stats_interval),
@@ -145,14 +154,16 @@ class FirehoseService(service.BuildbotService):
         self._dropped_logged = 0
         self.counters = {"inbox_dropped": 0, "filtered": 0, "errors": 0, "queries": 0,
                          "log_reads": 0, "log_lines": 0, "lines_truncated": 0, "logs_evicted": 0,
-                         "emitted": 0}
+                         "emitted": 0, "test_results": 0}
+        self._tests = TestResults(self)
         super().__init__(*args, **kwargs)
 
     def reconfigService(self, brokers=None, master_name=None, topic_prefix="firehose.", topic_events=None,
                         topic_logs=None, builders=None, types=None, log_content=True,
                         buffer_max_messages=100000, buffer_max_kbytes=262144, inbox_max=50000,
                         cache_size=4096, max_open_logs=4096, log_flush_interval=1.0,
-                        log_read_max_lines=20000, stats_interval=60.0, flush_timeout=10.0, kafka=None):
+                        log_read_max_lines=20000, stats_interval=60.0, flush_timeout=10.0, kafka=None,
+                    test_results_page=5000):
         prefix = topic_prefix or ""
         self.topic_events = topic_events or prefix + "events"
         self.topic_logs = topic_logs or prefix + "logs"
@@ -163,6 +174,7 @@ class FirehoseService(service.BuildbotService):
         self.max_open_logs = max_open_logs
         self.log_flush_interval = float(log_flush_interval)
         self.log_read_max_lines = log_read_max_lines
+        self._tests.page = test_results_page
         self.stats_interval = float(stats_interval)
         self.flush_timeout = float(flush_timeout)
         name = master_name or self.master.name
@@ -337,6 +349,8 @@ class FirehoseService(service.BuildbotService):
         elif kind == "builders":
             if msg and msg.get("name"):
                 self.c_builders.put(msg["builderid"], msg["name"])
+        elif kind == "test_result_sets":
+            await self._tests.on_completed(msg)
 
     # ------------------------------------------------------------------ emit
 
@@ -375,7 +389,8 @@ class FirehoseService(service.BuildbotService):
                "data": data}
         # "replace": a lone surrogate in a log line must not cost the event.
         payload = json.dumps(env, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8", "replace")
-        topic = self.topic_logs if etype.startswith("log.") else self.topic_events
+        # Bulk types go to the logs topic (docs/events.md, "Topics and keys").
+        topic = self.topic_logs if etype.startswith("log.") or etype == "test.results" else self.topic_events
         self.counters["emitted"] += 1
         if not self.sink.send(topic, key.encode("utf-8"), payload):
             self._note_drop()

@@ -1,0 +1,102 @@
+/* view_harness: the view's own sources on a SQLite file of their own, without Kafka or threads,
+ * for tests/unit/test_view_tests.c and bench/view_tests_bench.c. Include it once per program. */
+#ifndef FH_VIEW_HARNESS_H
+#define FH_VIEW_HARNESS_H
+
+#include <stdio.h>
+
+/* The view's own sources, so the test drives the real statements and tables. */
+#include "../../broker/view/apply.c"
+#include "../../broker/view/schema.c"
+#include "../../broker/view/tests.c"
+
+struct view view_g;
+
+static fh_broker tb;
+static fh_contract *tc;
+static char tpath[64];
+static int tseq;
+
+static const fh_cfg_opt view_opts[] = {FH_VIEW_CFG};
+
+static int open_view(const char *max_tests, const char *max_runs)
+{
+    char err[512];
+    memset(&view_g, 0, sizeof(view_g));
+    fh_config_init(&tb.cfg, "t", "", NULL, view_opts, sizeof(view_opts) / sizeof(view_opts[0]));
+    if (fh_config_set(&tb.cfg, "view.max_tests", max_tests, err, sizeof(err)) ||
+        fh_config_set(&tb.cfg, "view.max_test_runs", max_runs, err, sizeof(err)))
+        return -1;
+    if (!tc && fh_contract_load(&tc, err, sizeof(err)))
+        return -1;
+    snprintf(tpath, sizeof(tpath), "/tmp/fh-test-view-%d.db", (int)getpid());
+    unlink(tpath);
+    view_g.b = &tb;
+    snprintf(view_g.path, sizeof(view_g.path), "%s", tpath);
+    view_g.retention_s = 7 * 86400;
+    fh_buf_init(&view_g.scratch, 1 << 20);
+    if (view_db_open(err, sizeof(err))) {
+        printf("  %s\n", err);
+        return -1;
+    }
+    return view_wexec(W_BEGIN) ? -1 : 0;
+}
+
+static void close_view(void)
+{
+    char p[80];
+    view_wexec(W_COMMIT);
+    for (int i = 0; i < W__COUNT; i++)
+        sqlite3_finalize(view_g.w[i]);
+    sqlite3_close(view_g.db);
+    fh_buf_free(&view_g.scratch);
+    fh_config_free(&tb.cfg);
+    unlink(tpath);
+    snprintf(p, sizeof(p), "%s-wal", tpath);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", tpath);
+    unlink(p);
+}
+
+/* Applies one test.results chunk of set setid on builder at revision; tests is the JSON array's
+ * members. Returns view_apply_event's result. */
+static int apply_chunk(const char *builder, const char *revision, long long setid, int chunk,
+                       const char *tests)
+{
+    fh_buf j;
+    fh_event ev;
+    char err[384];
+    int stored, rc = -1;
+    fh_buf_init(&j, 1 << 20);
+    fh_buf_printf(&j,
+                  "{\"specversion\":\"1.0\",\"id\":\"u-%d\",\"source\":\"buildbot://m\",\"type\":"
+                  "\"test.results\",\"time\":\"2026-11-22T05:00:%02d.000Z\",\"master\":\"m\","
+                  "\"seq\":%d,\"data\":{\"buildrequestid\":1,\"buildid\":%lld,\"builder\":\"%s\","
+                  "\"builderid\":1,\"branch\":\"trunk\",\"revision\":\"%s\",\"repository\":\"r\","
+                  "\"project\":\"p\",\"codebase\":\"\",\"owner\":\"\",\"test_result_setid\":%lld,"
+                  "\"stepid\":1,\"category\":\"pass_fail\",\"value_unit\":\"boolean\",\"chunk\":%d,"
+                  "\"last\":true,\"tests\":[%s]}}",
+                  tseq, tseq % 60, tseq + 1, setid, builder, revision, setid, chunk, tests);
+    tseq++;
+    if (fh_event_decode(tc, j.data, j.len, 1 << 20, &ev, err, sizeof(err)) == FH_OK) {
+        rc = view_apply_event(&ev, &stored);
+        fh_event_clear(&ev);
+    } else {
+        printf("  decode: %s\n", err);
+    }
+    fh_buf_free(&j);
+    return rc;
+}
+
+static long long count(const char *sql)
+{
+    sqlite3_stmt *st;
+    long long n = -1;
+    if (sqlite3_prepare_v2(view_g.db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+#endif
