@@ -32,6 +32,11 @@ static const char *const type_names[FH_EV__COUNT] = {
     "worker.disconnected",
     "master.started",
     "master.stopped",
+    "builder.broken",
+    "builder.fixed",
+    "lkgr.advanced",
+    "request.stale",
+    "test.flaky",
 };
 
 #define EVENT_SCHEMA_URI "urn:firehose:v1:event"
@@ -176,6 +181,12 @@ static fh_topic_kind topic_of(fh_event_type type)
     case FH_EV_LOG_FINISHED:
     case FH_EV_LOG_CHUNK:
         return FH_TOPIC_LOGS;
+    case FH_EV_BUILDER_BROKEN:
+    case FH_EV_BUILDER_FIXED:
+    case FH_EV_LKGR_ADVANCED:
+    case FH_EV_REQUEST_STALE:
+    case FH_EV_TEST_FLAKY:
+        return FH_TOPIC_DERIVED;
     default:
         return FH_TOPIC_EVENTS;
     }
