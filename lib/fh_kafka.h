@@ -9,7 +9,8 @@
 #include "fh_error.h"
 #include "fh_event.h"
 
-/* Returns the topic name for kind from c (topics.events, topics.logs, topics.dlq, topics.derived). */
+/* Returns the topic name for kind from c (topics.events, topics.logs, topics.dlq, topics.derived).
+ */
 const char *fh_kafka_topic(const fh_config *c, fh_topic_kind kind);
 
 /* Builds a librdkafka conf: bootstrap.servers = bootstrap, then the defaults given as
