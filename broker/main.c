@@ -17,6 +17,7 @@
 #include "http.h"
 #include "ingest_ci.h"
 #include "rest/rest.h"
+#include "view/derive.h"
 #include "view/view.h"
 #include "statuspush.h"
 #include "stream/stream.h"
@@ -57,7 +58,8 @@ static const fh_cfg_opt broker_opts[] = {
      "JSON file of tokens with scopes and filter constraints (docs/security.md)"},
     {"auth.anonymous_read", NULL, FH_CFG_BOOL, "false", 0, 0,
      "let requests without a token read (REST, stream, SSE)"},
-    FH_VIEW_CFG, /* view.* keys */
+    FH_VIEW_CFG,   /* view.* keys */
+    FH_DERIVE_CFG, /* derive.* keys (the view's derived events) */
     FH_STREAM_CFG,
     FH_STATUSPUSH_CFG,
     FH_INGEST_CI_CFG, /* ingest.github.*, ingest.gitlab.*, ingest.ci.* */

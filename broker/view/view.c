@@ -4,6 +4,8 @@
  * and stops the view; view/internal.h lists the files and what each owns. */
 #include "internal.h"
 
+#include "derive.h"
+
 struct view view_g;
 
 /* Freshness is a promise and every reader depends on the one writer: on two cores shared with
@@ -122,7 +124,7 @@ int view_start(fh_broker *b)
     if (fh_lg_rules_parse(&view_g.rules, fh_config_str(c, "view.required_builders"), err,
                           sizeof(err)) ||
         view_mkdirs_for(view_g.path, err, sizeof(err)) || view_db_open(err, sizeof(err)) ||
-        view_kafka_open(err, sizeof(err)))
+        view_kafka_open(err, sizeof(err)) || derive_open(err, sizeof(err)))
         goto fail;
     register_metrics();
     view_ckpt_start();
@@ -170,6 +172,7 @@ void view_stop(void)
         sqlite3_close(r->db);
         free(r);
     }
+    derive_close();
     for (int i = 0; i < W__COUNT; i++)
         sqlite3_finalize(view_g.w[i]);
     if (view_g.db) {
