@@ -168,3 +168,35 @@ def test_break_fix_lkgr_stale_flake_once_each_across_restart_and_rebuild(kafka, 
     st = one["request.stale"][0]["data"]
     assert (st["buildrequestid"], st["builder"], st["threshold_s"]) == (301, "queue-x", 60)
     assert st["stale_at"] == pytest.approx(st["submitted_at"] + 60)
+
+
+def test_webhook_with_type_and_branch_filter_receives_builder_broken(kafka, tmp_path):
+    """The webhook consumer reads the derived topic too: the same filter language selects them."""
+    from webhook_support import Receiver, WebhookBroker
+    topics = topics_for(kafka, "derivedwh-%s" % uuid.uuid4().hex[:8])
+    recv = Receiver()
+    b = WebhookBroker(kafka, topics, tmp_path, extra=[
+        "--view.enabled=true", "--derive.enabled=true", "--topic-derived", topics["derived"],
+        "--view.required_builders=%s=linux" % BRANCH, "--derive.stale_after="])
+    b.start()
+    try:
+        flt = {"type": ["builder.broken", "builder.fixed"], "branch": BRANCH}
+        b.create(recv.url("/bf"), filter=flt, format="cloudevents")
+        b.create(recv.url("/other"), filter={"type": ["builder.broken"], "branch": "other"},
+                 format="cloudevents")
+        b.wait_consumer()
+        w = World(time.time() - 600)
+        w.full(401, "linux", BRANCH, "m1", 501, 0, 10)
+        w.full(402, "linux", BRANCH, "m2", 502, 2, 20)
+        w.full(403, "linux", "other", "m2", 503, 2, 30)      # red before green: no event
+        write_ndjson(tmp_path / "wh.ndjson", w.events)
+        emit(kafka, topics, tmp_path / "wh.ndjson", expected=len(w.events))
+        got = wait_for(lambda: recv.got("/bf"), 60, interval=0.1, what="builder.broken by webhook")
+        evs = [json.loads(r["body"]) for r in got]
+        assert [(e["type"], e["data"]["buildid"], e["data"]["branch"]) for e in evs] == [
+            ("builder.broken", 502, BRANCH)], evs
+        b.wait_applied(len(w.events))
+        assert recv.got("/other") == []
+    finally:
+        b.stop()
+        recv.close()
