@@ -26,8 +26,11 @@ static const char tables_sql[] =
     "CREATE TABLE IF NOT EXISTS derive_lkgr(repository TEXT NOT NULL, branch TEXT NOT NULL,"
     " revision TEXT NOT NULL, position REAL NOT NULL, PRIMARY KEY (repository, branch))"
     " WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS derive_stale(buildrequestid INTEGER PRIMARY KEY, at REAL NOT "
-    "NULL);";
+    "CREATE TABLE IF NOT EXISTS derive_stale(buildrequestid INTEGER PRIMARY KEY, at REAL NOT NULL);"
+    /* Branches whose last-green is due for a look, with the newest build.finished on each:
+     * in the file, so a crash between a batch and the look loses nothing. */
+    "CREATE TABLE IF NOT EXISTS derive_dirty(repository TEXT NOT NULL, branch TEXT NOT NULL,"
+    " trigger TEXT NOT NULL, PRIMARY KEY (repository, branch)) WITHOUT ROWID;";
 
 static const char *const dsql[D__COUNT] = {
     [D_SEEN] = "INSERT INTO derive_seen(id, at) VALUES(?1, ?2) ON CONFLICT DO NOTHING",
@@ -61,6 +64,10 @@ static const char *const dsql[D__COUNT] = {
                      " claimed = 0 AND complete = 0 AND submitted_at IS NOT NULL AND"
                      " submitted_at <= ?1 AND NOT EXISTS (SELECT 1 FROM derive_stale s WHERE"
                      " s.buildrequestid = b.buildrequestid) ORDER BY submitted_at LIMIT 500",
+    [D_DIRTY_PUT] = "INSERT OR REPLACE INTO derive_dirty(repository, branch, trigger)"
+                    " VALUES(?1, ?2, ?3)",
+    [D_DIRTY_READ] = "SELECT repository, branch, trigger FROM derive_dirty LIMIT 64",
+    [D_DIRTY_DEL] = "DELETE FROM derive_dirty WHERE repository = ?1 AND branch = ?2",
     [D_STALE_PUT] = "INSERT OR IGNORE INTO derive_stale(buildrequestid, at) VALUES(?1, ?2)",
 };
 
@@ -320,6 +327,7 @@ int derive_open(char *errbuf, size_t errsize)
     derive_g.topic = fh_kafka_topic(c, FH_TOPIC_DERIVED);
     derive_g.check_ms = fh_config_int(c, "derive.check_interval_ms");
     derive_g.max_suspects = fh_config_int(c, "derive.max_suspects");
+    derive_g.lkgr_ms = fh_config_int(c, "derive.lkgr_interval_ms");
     derive_g.outbox_max = fh_config_int(c, "derive.outbox_max");
     if (fh_stale_rules_parse(&derive_g.stale, fh_config_str(c, "derive.stale_after"), errbuf,
                              errsize))
@@ -342,6 +350,7 @@ int derive_open(char *errbuf, size_t errsize)
     derive_g.m_emitted = fh_metric_new("firehose_derived_events_total", NULL,
                                        "Derived events Kafka acknowledged.", 0);
     derive_g.outbox_pending = 1; /* a previous run may have left some */
+    derive_g.dirty_pending = 1;
     if (!seeded()) {
         char err[512];
         if (seed_from_topic(err, sizeof(err))) {
@@ -368,7 +377,6 @@ void derive_close(void)
         sqlite3_finalize(derive_g.rd.st[i]);
     for (int i = 0; i < D__COUNT; i++)
         sqlite3_finalize(derive_g.st[i]);
-    derive_rules_reset();
     if (derive_g.producer) {
         rd_kafka_flush(derive_g.producer, 5000);
         rd_kafka_destroy(derive_g.producer);
@@ -397,7 +405,10 @@ static int caught_up(void)
 
 void derive_tick(int64_t now_ms)
 {
-    if (!derive_g.on || view_g.in_txn || now_ms < derive_g.next_check)
+    if (!derive_g.on || view_g.in_txn)
+        return;
+    derive_lkgr_due(now_ms);
+    if (now_ms < derive_g.next_check)
         return;
     derive_g.next_check = now_ms + derive_g.check_ms;
     if (caught_up())

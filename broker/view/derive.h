@@ -24,6 +24,9 @@
      "that matches wins; no match: never stale), e.g. \"release-*=600,*=3600\""}, \
     {"derive.check_interval_ms", NULL, FH_CFG_INT, "1000", 100, 3600000, \
      "how often the view looks for stale requests and retries undelivered derived events"}, \
+    {"derive.lkgr_interval_ms", NULL, FH_CFG_INT, "1000", 0, 3600000, \
+     "last-green of the branches that got finished builds is recomputed at most this often " \
+     "(at a batch's commit, or between batches); 0: at every batch"}, \
     {"derive.max_suspects", NULL, FH_CFG_INT, "100", 1, 10000, \
      "suspect revisions a builder.broken event lists at most (the newest)"}, \
     {"derive.outbox_max", NULL, FH_CFG_INT, "10000", 10, 10000000, \

@@ -8,8 +8,7 @@
 #include "fh_derive.h"
 
 #define DERIVE_FLUSH_MAX 256
-/* Branches whose last-green a batch must look at again; more in one batch are computed at
- * once (before the batch goes on). */
+/* Rows of derive_dirty looked at in one go. */
 #define DERIVE_DIRTY_MAX 64
 
 enum dst {
@@ -29,11 +28,14 @@ enum dst {
     D_LKGR_PUT,
     D_STALE_SCAN,
     D_STALE_PUT,
+    D_DIRTY_PUT,
+    D_DIRTY_READ,
+    D_DIRTY_DEL,
     D__COUNT
 };
 
-/* A branch the batch touched, and the newest build.finished on it (its data, for the context
- * of lkgr.advanced). Owned: the strings and the reference. */
+/* A branch of derive_dirty and the newest build.finished on it (for the context of
+ * lkgr.advanced). Owned: the strings and the reference. */
 typedef struct derive_dirty {
     char *repository, *branch;
     json_t *trigger; /* the whole event */
@@ -42,15 +44,15 @@ typedef struct derive_dirty {
 struct derive {
     int on;
     const char *topic;
-    long long check_ms, max_suspects, outbox_max;
+    long long check_ms, max_suspects, outbox_max, lkgr_ms;
+    int64_t next_lkgr;
     fh_stale_rules stale;
     sqlite3_stmt *st[D__COUNT];
     struct view_reader rd; /* last-green's queries, on the writer connection */
     rd_kafka_t *producer;
     int outbox_pending;
     int delivered[DERIVE_FLUSH_MAX];
-    derive_dirty dirty[DERIVE_DIRTY_MAX];
-    int ndirty;
+    int dirty_pending; /* derive_dirty may have rows */
     int64_t next_check, next_prune;
     fh_metric *m_emitted;
 };
@@ -67,7 +69,8 @@ int derive_emit(const char *type, const char *const *parts, size_t nparts, json_
 /* derive_rules.c */
 int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *ref);
 void derive_stale_check(int64_t now_ms);
+/* Between batches: last-green of the touched branches when derive.lkgr_interval_ms is up. */
+void derive_lkgr_due(int64_t now_ms);
 void derive_prune(void);
-void derive_rules_reset(void);
 
 #endif

@@ -268,13 +268,6 @@ static void dirty_free(derive_dirty *d)
     memset(d, 0, sizeof(*d));
 }
 
-void derive_rules_reset(void)
-{
-    for (int i = 0; i < derive_g.ndirty; i++)
-        dirty_free(&derive_g.dirty[i]);
-    derive_g.ndirty = 0;
-}
-
 /* Last-green of one branch by rest_render_last_green itself (on the writer connection, so it
  * sees the open batch); emits lkgr.advanced when it moved forward. */
 static int lkgr_check(const derive_dirty *d)
@@ -339,40 +332,78 @@ out:
     return rc;
 }
 
+/* Last-green of every branch in derive_dirty, inside the open transaction; each row goes
+ * once looked at. */
+static int lkgr_all(void)
+{
+    derive_dirty d[DERIVE_DIRTY_MAX];
+    int rc = SQLITE_OK, n;
+    do {
+        sqlite3_stmt *st = derive_g.st[D_DIRTY_READ];
+        for (n = 0; n < DERIVE_DIRTY_MAX && sqlite3_step(st) == SQLITE_ROW; n++) {
+            d[n].repository = strdup((const char *)sqlite3_column_text(st, 0));
+            d[n].branch = strdup((const char *)sqlite3_column_text(st, 1));
+            d[n].trigger = parse_col(st, 2);
+        }
+        sqlite3_reset(st);
+        for (int i = 0; i < n; i++) {
+            if (!rc && (!d[i].repository || !d[i].branch))
+                rc = SQLITE_NOMEM;
+            if (!rc && d[i].trigger)
+                rc = lkgr_check(&d[i]);
+            if (!rc) {
+                st = derive_g.st[D_DIRTY_DEL];
+                view_bind_text(st, 1, d[i].repository);
+                view_bind_text(st, 2, d[i].branch);
+                rc = view_wrun(st);
+            }
+            dirty_free(&d[i]);
+        }
+    } while (!rc && n == DERIVE_DIRTY_MAX);
+    if (!rc)
+        derive_g.dirty_pending = 0;
+    derive_g.next_lkgr = fh_now_ms() + derive_g.lkgr_ms;
+    return rc;
+}
+
 int derive_batch_end(void)
 {
-    int rc = SQLITE_OK;
-    for (int i = 0; i < derive_g.ndirty && !rc; i++)
-        rc = lkgr_check(&derive_g.dirty[i]);
-    derive_rules_reset();
-    return rc;
+    if (!derive_g.on || !derive_g.dirty_pending || fh_now_ms() < derive_g.next_lkgr)
+        return SQLITE_OK;
+    return lkgr_all();
+}
+
+void derive_lkgr_due(int64_t now_ms)
+{
+    if (!derive_g.dirty_pending || now_ms < derive_g.next_lkgr || view_wexec(W_BEGIN))
+        return;
+    if (lkgr_all() || view_wexec(W_COMMIT)) {
+        char q[420];
+        fh_log(FH_LOG_ERROR, "derive.lkgr", "error=%s",
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
+        view_wexec(W_ROLLBACK);
+        return;
+    }
+    derive_after_commit();
 }
 
 static int mark_dirty(const fh_event *ev)
 {
     const char *repo = fh_event_str(ev, "repository"), *branch = fh_event_str(ev, "branch");
-    int i = 0, rc;
     if (!repo || !branch)
         return SQLITE_OK;
-    while (i < derive_g.ndirty && (strcmp(derive_g.dirty[i].repository, repo) != 0 ||
-                                   strcmp(derive_g.dirty[i].branch, branch) != 0))
-        i++;
-    if (i == DERIVE_DIRTY_MAX) {
-        if ((rc = derive_batch_end()))
-            return rc;
-        i = 0;
-    }
-    derive_dirty *d = &derive_g.dirty[i];
-    if (i == derive_g.ndirty) {
-        if (!(d->repository = strdup(repo)) || !(d->branch = strdup(branch))) {
-            dirty_free(d);
-            return SQLITE_NOMEM;
-        }
-        derive_g.ndirty++;
-    }
-    json_decref(d->trigger);
-    d->trigger = json_incref(ev->root);
-    return SQLITE_OK;
+    char *text = dump(ev->root);
+    if (!text)
+        return SQLITE_NOMEM;
+    sqlite3_stmt *st = derive_g.st[D_DIRTY_PUT];
+    view_bind_text(st, 1, repo);
+    view_bind_text(st, 2, branch);
+    view_bind_text(st, 3, text);
+    free(text);
+    int rc = view_wrun(st);
+    if (!rc)
+        derive_g.dirty_pending = 1;
+    return rc;
 }
 
 /* ---- the hook ---------------------------------------------------------------------------- */
