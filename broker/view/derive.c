@@ -89,13 +89,14 @@ void derive_time_text(double epoch_s, char out[48])
 int derive_emit(const char *type, const char *const *parts, size_t nparts, json_t *data,
                 const char *time, const char *subject)
 {
-    char id[FH_DERIVE_ID_SIZE], key[64];
+    char id[FH_DERIVE_ID_SIZE], key[64], subj[64];
     long long brid = 0;
     int rc;
     fh_derive_id(type, parts, nparts, id);
     sqlite3_stmt *st = derive_g.st[D_SEEN];
     view_bind_text(st, 1, id);
-    sqlite3_bind_double(st, 2, view_g.clock);
+    /* Wall time: the view clock may still be 0 or far behind while a history replays. */
+    sqlite3_bind_double(st, 2, (double)fh_now_ms() / 1000.0);
     if ((rc = view_wrun(st))) {
         json_decref(data);
         return rc;
@@ -113,10 +114,14 @@ int derive_emit(const char *type, const char *const *parts, size_t nparts, json_
         fh_log(FH_LOG_WARN, "derive.outbox_full", "queued=%lld", queued);
         return SQLITE_FULL; /* not one event's fault: the batch is retried */
     }
+    /* "builds/<buildid>" or "buildrequests/<buildrequestid>", as masters name them */
+    snprintf(subj, sizeof(subj), "%s/%lld", subject,
+             (long long)json_integer_value(json_object_get(
+                 data, strcmp(subject, "builds") == 0 ? "buildid" : "buildrequestid")));
     json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o}", "specversion", "1.0", "id",
                            id, "source", "firehose://derive", "type", type, "time", time, "subject",
-                           subject, "datacontenttype", "application/json", "master",
-                           "firehose.derive", "seq", 0, "data", data);
+                           subj, "datacontenttype", "application/json", "master", "firehose.derive",
+                           "seq", 0, "data", data);
     if (!ev)
         return SQLITE_NOMEM;
     json_int_t b = json_integer_value(json_object_get(data, "buildrequestid"));

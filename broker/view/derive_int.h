@@ -62,7 +62,8 @@ extern struct derive derive_g;
 /* derive.c */
 void derive_time_text(double epoch_s, char out[48]);
 /* Records the event (type, id from parts) in derive_seen and the outbox unless its id was
- * emitted before. Takes data (its reference). SQLITE_OK or the error. */
+ * emitted before. Takes data (its reference). subject is "builds" or "buildrequests" (the
+ * envelope's subject names data's buildid or buildrequestid). SQLITE_OK or the error. */
 int derive_emit(const char *type, const char *const *parts, size_t nparts, json_t *data,
                 const char *time, const char *subject);
 

@@ -157,13 +157,13 @@ static int builder_step(const fh_event *ev, enum fh_verdict v, json_t *ref, doub
         json_object_set(d, "last_green", green);
         json_object_set_new(d, "suspects", s);
         json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
-        rc = derive_emit("builder.broken", parts, 3, d, time_of(ev), "builder");
+        rc = derive_emit("builder.broken", parts, 3, d, time_of(ev), "builds");
     } else if (tr == FH_BT_FIXED) {
         json_t *d = ctx_of(ev->data);
         json_object_set_new(d, "buildid", json_integer(buildid));
         json_object_set(d, "build", ref);
         json_object_set(d, "broken_since", broken);
-        rc = derive_emit("builder.fixed", parts, 3, d, time_of(ev), "builder");
+        rc = derive_emit("builder.fixed", parts, 3, d, time_of(ev), "builds");
     }
     if (rc)
         goto out;
@@ -235,7 +235,7 @@ int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *
         json_object_set_new(d, "test", test ? json_string(test) : json_null());
         json_object_set(d, "passed", p);
         json_object_set(d, "failed", f);
-        if ((rc = derive_emit("test.flaky", parts, 5, d, time_of(ev), "builder")))
+        if ((rc = derive_emit("test.flaky", parts, 5, d, time_of(ev), "builds")))
             goto out;
     }
     fh_event_num(ev, "complete_at", &at);
@@ -314,7 +314,7 @@ static int lkgr_check(const derive_dirty *d)
         json_object_set(e, "required_builders", json_object_get(a, "required_builders"));
         json_object_set(e, "builders", json_object_get(a, "builders"));
         if ((rc = derive_emit("lkgr.advanced", parts, 3, e,
-                              json_string_value(json_object_get(d->trigger, "time")), "branch")))
+                              json_string_value(json_object_get(d->trigger, "time")), "builds")))
             goto out;
     }
     st = derive_g.st[D_LKGR_PUT];
@@ -476,7 +476,7 @@ void derive_stale_check(int64_t now_ms)
             json_object_set_new(d, "threshold_s", json_integer(thr));
             json_object_set_new(d, "stale_at", json_real(sub + (double)thr));
             derive_time_text(sub + (double)thr, when);
-            if ((rc = derive_emit("request.stale", parts, 1, d, when, "buildrequest")))
+            if ((rc = derive_emit("request.stale", parts, 1, d, when, "buildrequests")))
                 break;
         }
         /* Once per request; a request no rule covers is marked too, so it is not looked at
@@ -500,12 +500,14 @@ void derive_prune(void)
     char err[512], sql[512];
     if (view_g.clock <= 0)
         return;
+    /* derive_seen goes by wall time (when an id was recorded), the others by the view clock. */
     double cutoff = view_g.clock - (double)view_g.retention_s;
+    double seen_cutoff = (double)fh_now_ms() / 1000.0 - (double)view_g.retention_s;
     snprintf(sql, sizeof(sql),
              "BEGIN IMMEDIATE; DELETE FROM derive_seen WHERE at < %.3f;"
              " DELETE FROM derive_flaky WHERE at < %.3f; DELETE FROM derive_stale WHERE at < %.3f;"
              " COMMIT;",
-             cutoff, cutoff, cutoff);
+             seen_cutoff, cutoff, cutoff);
     if (view_exec_sql(view_g.db, sql, err, sizeof(err))) {
         char q[560];
         fh_log(FH_LOG_ERROR, "derive.prune", "error=%s", fh_log_quote(q, sizeof(q), err));

@@ -149,6 +149,8 @@ def test_break_fix_lkgr_stale_flake_once_each_across_restart_and_rebuild(kafka, 
     for i, recs in after.items():
         e = recs[0]["event"]
         assert i.startswith("derived-") and e["master"] == "firehose.derive"
+        assert e["subject"] == ("buildrequests/%d" % e["data"]["buildrequestid"] if e["type"] == "request.stale"
+                                else "builds/%d" % e["data"]["buildid"]), e
         assert recs[0]["key"] == "buildrequest/%d" % e["data"]["buildrequestid"], recs[0]["key"]
     one = {t: [e for e in evs.values() if e["type"] == t] for t in set(kinds)}
     br = one["builder.broken"][0]["data"]
