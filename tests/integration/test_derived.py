@@ -17,7 +17,7 @@ import pytest
 
 from conftest import wait_for
 from kafka_reader import TopicReader
-from stream_support import Client
+from stream_support import Client, Sse
 import test_view_rest as tvr
 from test_view_rest import World, rev, R
 from view_helpers import Broker, emit, write_ndjson
@@ -99,6 +99,7 @@ def test_break_fix_lkgr_stale_flake_once_each_across_restart_and_rebuild(kafka, 
     derived = Derived(kafka, topics["derived"])
     b = start(kafka, topics, view, log)
     ws = Client(type("B", (), {"ws_url": "ws" + b.url[4:] + "v1/stream"})())
+    sse = Sse(b, query="type=builder.broken,builder.fixed&branch=" + BRANCH)
     try:
         ws.subscribe("bf", {"type": ["builder.broken", "builder.fixed"], "branch": BRANCH})
         total = step(kafka, topics, b, w, tmp_path / "a1.ndjson", 0)
@@ -113,8 +114,11 @@ def test_break_fix_lkgr_stale_flake_once_each_across_restart_and_rebuild(kafka, 
         got = ws.wait(lambda msgs: [m["event"] for m in msgs if m.get("op") == "event"],
                       timeout=30, what="builder.broken on the WebSocket")
         assert [(e["type"], e["data"]["buildid"]) for e in got] == [("builder.broken", 103)], got
+        sse.wait(lambda s: s.events, timeout=30, what="builder.broken over SSE")
+        assert [(e["event"], e["data"]["data"]["buildid"]) for e in sse.events] == [("builder.broken", 103)], sse.events
     finally:
         ws.close()
+        sse.close()
     # A crash: the view re-applies from its stored offsets.
     b.kill()
     b = start(kafka, topics, view, log)
