@@ -34,12 +34,23 @@ def topics_for(kafka, prefix):
     return t
 
 
+STARTED = []   # every broker a test started: killed at its end if it is still running
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_brokers():
+    yield
+    while STARTED:
+        STARTED.pop().kill()
+
+
 def start(kafka, topics, view, log, extra=()):
     b = Broker(kafka, topics, view, log,
                extra=["--derive.enabled=true", "--topic-derived", topics["derived"],
                       "--view.required_builders=%s=linux" % BRANCH,
                       "--derive.stale_after=queue-*=60,*=100000",
                       "--derive.check_interval_ms=200"] + list(extra))
+    STARTED.append(b)
     b.start()
     return b
 
@@ -184,6 +195,7 @@ def test_webhook_with_type_and_branch_filter_receives_builder_broken(kafka, tmp_
     b = WebhookBroker(kafka, topics, tmp_path, extra=[
         "--view.enabled=true", "--derive.enabled=true", "--topic-derived", topics["derived"],
         "--view.required_builders=%s=linux" % BRANCH, "--derive.stale_after="])
+    STARTED.append(b)
     b.start()
     try:
         flt = {"type": ["builder.broken", "builder.fixed"], "branch": BRANCH}
