@@ -18,6 +18,7 @@
 #include "ingest_ci.h"
 #include "rest/rest.h"
 #include "view/cimetrics.h"
+#include "view/derive.h"
 #include "view/view.h"
 #include "statuspush.h"
 #include "stream/stream.h"
@@ -58,8 +59,9 @@ static const fh_cfg_opt broker_opts[] = {
      "JSON file of tokens with scopes and filter constraints (docs/security.md)"},
     {"auth.anonymous_read", NULL, FH_CFG_BOOL, "false", 0, 0,
      "let requests without a token read (REST, stream, SSE)"},
-    FH_VIEW_CFG, /* view.* keys */
+    FH_VIEW_CFG,   /* view.* keys */
     FH_CIMETRICS_CFG,
+    FH_DERIVE_CFG, /* derive.* keys (the view's derived events) */
     FH_STREAM_CFG,
     FH_STATUSPUSH_CFG,
     FH_INGEST_CI_CFG, /* ingest.github.*, ingest.gitlab.*, ingest.ci.* */

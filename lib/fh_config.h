@@ -49,6 +49,13 @@ typedef struct fh_cfg_opt {
          0,                                                                                         \
          0,                                                                                         \
          "dead-letter topic for records that fail validation (reason in header firehose-error)"},   \
+        {"topics.derived",                                                                          \
+         "topic-derived",                                                                           \
+         FH_CFG_STR,                                                                                \
+         "firehose.derived",                                                                        \
+         0,                                                                                         \
+         0,                                                                                         \
+         "topic of the events the view derives (builder.broken, lkgr.advanced, ...)"},              \
         {"events.max_bytes",                                                                        \
          NULL,                                                                                      \
          FH_CFG_INT,                                                                                \

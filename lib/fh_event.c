@@ -34,6 +34,11 @@ static const char *const type_names[FH_EV__COUNT] = {
     "master.stopped",
     "test.result_set",
     "test.results",
+    "builder.broken",
+    "builder.fixed",
+    "lkgr.advanced",
+    "request.stale",
+    "test.flaky",
 };
 
 #define EVENT_SCHEMA_URI "urn:firehose:v1:event"
@@ -179,6 +184,12 @@ fh_topic_kind fh_event_type_topic(fh_event_type type)
     case FH_EV_LOG_CHUNK:
     case FH_EV_TEST_RESULTS: /* up to 500 results a chunk: bulk, like log.chunk */
         return FH_TOPIC_LOGS;
+    case FH_EV_BUILDER_BROKEN:
+    case FH_EV_BUILDER_FIXED:
+    case FH_EV_LKGR_ADVANCED:
+    case FH_EV_REQUEST_STALE:
+    case FH_EV_TEST_FLAKY:
+        return FH_TOPIC_DERIVED;
     default:
         return FH_TOPIC_EVENTS;
     }

@@ -32,6 +32,13 @@ typedef enum fh_event_type {
     FH_EV_MASTER_STOPPED,
     FH_EV_TEST_RESULT_SET,
     FH_EV_TEST_RESULTS,
+    /* Derived by the broker's view from the events above (topics.derived; docs/events.md,
+     * "Derived events"); never sent by a master. */
+    FH_EV_BUILDER_BROKEN,
+    FH_EV_BUILDER_FIXED,
+    FH_EV_LKGR_ADVANCED,
+    FH_EV_REQUEST_STALE,
+    FH_EV_TEST_FLAKY,
     FH_EV__COUNT
 } fh_event_type;
 
@@ -43,7 +50,13 @@ const char *fh_event_type_name(int type);
 /* Returns the fh_event_type, or -1 when name is not a v1 type. */
 int fh_event_type_parse(const char *name);
 
-typedef enum fh_topic_kind { FH_TOPIC_EVENTS = 0, FH_TOPIC_LOGS, FH_TOPIC_DLQ } fh_topic_kind;
+/* FH_TOPIC_DERIVED holds the derived types (builder.broken ... test.flaky). */
+typedef enum fh_topic_kind {
+    FH_TOPIC_EVENTS = 0,
+    FH_TOPIC_LOGS,
+    FH_TOPIC_DLQ,
+    FH_TOPIC_DERIVED
+} fh_topic_kind;
 
 /* The compiled contract. Immutable once loaded: share it between threads freely. */
 typedef struct fh_contract fh_contract;
@@ -80,7 +93,8 @@ fh_err fh_event_from_json(const fh_contract *c, json_t *root, fh_event *ev, char
 void fh_event_clear(fh_event *ev);
 
 /* Which topic an event type belongs on: log.* and test.results (bulk: lines and per-test
- * results) to the logs topic, everything else to events. */
+ * results) to the logs topic, the derived types to the derived topic, everything else to
+ * events. */
 fh_topic_kind fh_event_type_topic(fh_event_type type);
 fh_topic_kind fh_event_topic(const fh_event *ev);
 

@@ -21,6 +21,8 @@ const char *fh_kafka_topic(const fh_config *c, fh_topic_kind kind)
         return fh_config_str(c, "topics.logs");
     case FH_TOPIC_DLQ:
         return fh_config_str(c, "topics.dlq");
+    case FH_TOPIC_DERIVED:
+        return fh_config_str(c, "topics.derived");
     default:
         return fh_config_str(c, "topics.events");
     }
@@ -102,7 +104,7 @@ fh_err fh_kafka_embedded_start(const fh_config *c, int partitions, fh_kafka_embe
         goto err;
     }
     snprintf(e->bootstrap, sizeof(e->bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(e->mc));
-    for (int k = FH_TOPIC_EVENTS; k <= FH_TOPIC_DLQ; k++) {
+    for (int k = FH_TOPIC_EVENTS; k <= FH_TOPIC_DERIVED; k++) {
         const char *t = fh_kafka_topic(c, (fh_topic_kind)k);
         rd_kafka_resp_err_t kerr = rd_kafka_mock_topic_create(e->mc, t, partitions, 1);
         if (kerr) {
@@ -177,7 +179,7 @@ static rd_kafka_resp_err_t await_leaders(rd_kafka_t *rk, const char *topic, int6
 fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,
                               int timeout_ms, char *errbuf, size_t errsize)
 {
-    rd_kafka_NewTopic_t *nt[3] = {NULL, NULL, NULL};
+    rd_kafka_NewTopic_t *nt[4] = {NULL, NULL, NULL, NULL};
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_event_t *ev = NULL;
@@ -186,7 +188,7 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
 
     rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, err, sizeof(err));
     rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, err, sizeof(err));
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         nt[k] = rd_kafka_NewTopic_new(fh_kafka_topic(c, (fh_topic_kind)k), partitions, replication,
                                       err, sizeof(err));
         if (!nt[k]) {
@@ -195,7 +197,7 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
             goto done;
         }
     }
-    rd_kafka_CreateTopics(rk, nt, 3, opts, q);
+    rd_kafka_CreateTopics(rk, nt, 4, opts, q);
     ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
     if (!ev) {
         rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "creating topics: no answer in %d ms",
@@ -235,7 +237,7 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
 done:
     if (ev)
         rd_kafka_event_destroy(ev);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         if (nt[k])
             rd_kafka_NewTopic_destroy(nt[k]);
     rd_kafka_AdminOptions_destroy(opts);

@@ -9,7 +9,8 @@
 #include "fh_error.h"
 #include "fh_event.h"
 
-/* Returns the topic name for kind from c (topics.events, topics.logs, topics.dlq). */
+/* Returns the topic name for kind from c (topics.events, topics.logs, topics.dlq, topics.derived).
+ */
 const char *fh_kafka_topic(const fh_config *c, fh_topic_kind kind);
 
 /* Builds a librdkafka conf: bootstrap.servers = bootstrap, then the defaults given as
@@ -29,7 +30,7 @@ fh_err fh_kafka_conf(const fh_config *c, const char *bootstrap, const char *cons
 #define FH_KAFKA_EMBEDDED_MAX_RECORD (1024 * 1024)
 typedef struct fh_kafka_embedded fh_kafka_embedded;
 
-/* Starts a one-broker mock cluster and creates the events, logs and dlq topics of c with
+/* Starts a one-broker mock cluster and creates the events, logs, dlq and derived topics of c with
  * `partitions` partitions. *out owns the cluster; fh_kafka_embedded_bootstrap names it. */
 fh_err fh_kafka_embedded_start(const fh_config *c, int partitions, fh_kafka_embedded **out,
                                char *errbuf, size_t errsize);
@@ -40,7 +41,7 @@ void fh_kafka_embedded_stop(fh_kafka_embedded *e);
  * its cluster id says so. Waits at most timeout_ms for the id; 0 when none came. */
 int fh_kafka_is_embedded(rd_kafka_t *rk, int timeout_ms);
 
-/* Creates the events, logs and dlq topics on a real cluster through rk (any client handle);
+/* Creates the events, logs, dlq and derived topics on a real cluster through rk (any handle);
  * topics that already exist are left as they are. Returns once every partition of the topics it
  * created has a leader that answers (all within timeout_ms), so consumers can start at once. */
 fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,

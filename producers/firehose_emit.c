@@ -75,7 +75,7 @@ typedef struct emitter {
     fh_contract *contract;
     fh_json_doc doc; /* reused for every record checked without jansson */
     rd_kafka_t *rk;
-    rd_kafka_topic_t *topics[3];
+    rd_kafka_topic_t *topics[4];
     emit_stats st;
     master_seq masters[MAX_MASTERS];
     size_t nmasters;
@@ -295,7 +295,7 @@ static int start_kafka(emitter *e)
         fprintf(stderr, "firehose-emit: %s\n", err);
         return EXIT_DELIVERY;
     }
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         e->topics[k] = rd_kafka_topic_new(e->rk, fh_kafka_topic(&e->cfg, (fh_topic_kind)k), NULL);
     /* A broker's embedded Kafka drops old records to make room: a record it cannot hold would
      * push out others before the broker reads them, so it is refused here, with the reason. */
@@ -316,7 +316,7 @@ static void finish_kafka(emitter *e)
                      "%lld records still undelivered after %d ms", left, timeout);
         e->st.failed += left;
     }
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         if (e->topics[k])
             rd_kafka_topic_destroy(e->topics[k]);
     rd_kafka_destroy(e->rk);

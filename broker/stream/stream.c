@@ -20,21 +20,40 @@
 /* ---- Kafka side -------------------------------------------------------------------------------
  */
 
+/* The topics the stream reads: events, logs, and (when the view derives events) the derived
+ * topic last, so a cursor of a broker without derivation is the same as before. */
+static int stream_topics(const fh_stream *s, const char *topics[3])
+{
+    const fh_config *c = &s->b->cfg;
+    topics[0] = fh_kafka_topic(c, FH_TOPIC_EVENTS);
+    topics[1] = fh_kafka_topic(c, FH_TOPIC_LOGS);
+    topics[2] = fh_kafka_topic(c, FH_TOPIC_DERIVED);
+    return fh_config_bool(c, "view.enabled") && fh_config_bool(c, "derive.enabled") ? 3 : 2;
+}
+
 static int discover_partitions(fh_stream *s, char *err, size_t errsize)
 {
-    const char *topics[2] = {fh_kafka_topic(&s->b->cfg, FH_TOPIC_EVENTS),
-                             fh_kafka_topic(&s->b->cfg, FH_TOPIC_LOGS)};
+    const char *topics[3];
+    int nt = stream_topics(s, topics);
     s->nparts = 0;
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < nt; t++) {
         int32_t *ids = s->part_id + s->nparts;
         int n = 0;
         if (fh_consumer_partitions(s->rk, topics[t], 10000, ids, MAX_PARTS - s->nparts, &n, err,
-                                   errsize))
-            return -1;
+                                   errsize)) {
+            if (t < 2)
+                return -1;
+            /* No derived topic (topics.create=false and nobody made it): the stream goes on
+             * without derived events rather than not at all. */
+            char q[420];
+            fh_log(FH_LOG_WARN, "stream.derived_topic", "topic=%s error=%s", topics[t],
+                   fh_log_quote(q, sizeof(q), err));
+            break;
+        }
         if (n > MAX_PARTS - s->nparts) {
             /* a cursor names every partition: reading only some would lose events silently */
-            snprintf(err, errsize, "%s and %s have more than %d partitions together", topics[0],
-                     topics[1], MAX_PARTS);
+            snprintf(err, errsize, "the topics %s, %s... have more than %d partitions together",
+                     topics[0], topics[1], MAX_PARTS);
             return -1;
         }
         for (int i = 0; i < n; i++)

@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include "cimetrics.h"
+#include "derive.h"
 
 const int view_fresh_le[FRESH_BUCKETS] = {1,  2,   3,   5,   7,   10,  15,   20,   30,   50,
                                           75, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000};
@@ -176,7 +177,7 @@ int view_handle_record(rd_kafka_message_t *m)
             goto undo;
         if (sqlite3_changes(view_g.db) == 0) {
             view_g.batch_dups++;
-        } else if ((rc = view_apply_event(&ev, &stored))) {
+        } else if ((rc = view_apply_event(&ev, &stored)) || (rc = derive_event(&ev))) {
             goto undo;
         } else if (stored) {
             view_g.batch_events++;
@@ -281,6 +282,8 @@ int view_commit_batch(void)
             sqlite3_bind_int64(st, 3, p->next);
             rc = view_wrun(st);
         }
+    if (!rc)
+        rc = derive_batch_end();
     int64_t now = fh_now_ms();
     long long total = offsets_total();
     if (!rc) {
@@ -325,6 +328,7 @@ int view_commit_batch(void)
     record_freshness(fh_now_ms());
     view_ci_commit();
     view_g.batch_n = 0;
+    derive_after_commit();
     return 0;
 }
 

@@ -2,6 +2,7 @@
  * offsets stored in SQLite, watermarks for as_of.behind) and the view thread's loop. */
 #include "internal.h"
 
+#include "derive.h"
 #include "fh_consumer.h"
 
 /* ---- Kafka ------------------------------------------------------------------------------ */
@@ -161,6 +162,7 @@ void *view_main(void *arg)
                 view_prune();
                 next_prune = now + view_g.prune_interval_s * 1000;
             }
+            derive_tick(now);
         }
         if (now >= next_end) {
             publish_end();

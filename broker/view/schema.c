@@ -95,7 +95,11 @@ static const char *const drop_sql =
     "DROP TABLE IF EXISTS builds; DROP TABLE IF EXISTS steps; DROP TABLE IF EXISTS properties;"
     "DROP TABLE IF EXISTS logs; DROP TABLE IF EXISTS changes; DROP TABLE IF EXISTS revisions;"
     "DROP TABLE IF EXISTS workers; DROP TABLE IF EXISTS view_lost; DROP TABLE IF EXISTS tests;"
-    "DROP TABLE IF EXISTS test_runs; DROP TABLE IF EXISTS test_flaky;";
+    "DROP TABLE IF EXISTS test_runs; DROP TABLE IF EXISTS test_flaky;"
+    "DROP TABLE IF EXISTS derive_meta; DROP TABLE IF EXISTS derive_seen;"
+    "DROP TABLE IF EXISTS derive_outbox; DROP TABLE IF EXISTS derive_builder;"
+    "DROP TABLE IF EXISTS derive_flaky; DROP TABLE IF EXISTS derive_lkgr;"
+    "DROP TABLE IF EXISTS derive_stale; DROP TABLE IF EXISTS derive_dirty;";
 
 /* Context columns of build-scoped rows, bound as ?2..?9 (?1 is the row's id). A later event
  * fills a field only with a non-empty value, so an unresolved revision ("") never erases one. */

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include "cimetrics.h"
+#include "derive.h"
 
 struct view view_g;
 
@@ -125,7 +126,7 @@ int view_start(fh_broker *b)
                           sizeof(err)) ||
         view_mkdirs_for(view_g.path, err, sizeof(err)) || view_db_open(err, sizeof(err)) ||
         (view_ci_init(c) && snprintf(err, sizeof(err), "out of memory")) ||
-        view_kafka_open(err, sizeof(err)))
+        view_kafka_open(err, sizeof(err)) || derive_open(err, sizeof(err)))
         goto fail;
     register_metrics();
     view_ckpt_start();
@@ -173,6 +174,7 @@ void view_stop(void)
         sqlite3_close(r->db);
         free(r);
     }
+    derive_close();
     for (int i = 0; i < W__COUNT; i++)
         sqlite3_finalize(view_g.w[i]);
     if (view_g.db) {

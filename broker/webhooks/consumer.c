@@ -48,7 +48,8 @@ void wh_txn_commit(fh_webhooks *w)
             continue;
         if (!l)
             l = rd_kafka_topic_partition_list_new(8);
-        rd_kafka_topic_partition_list_add(l, w->cfg.topic, p)->offset = w->to_store[p];
+        rd_kafka_topic_partition_list_add(l, wh_slot_topic(w, p), wh_slot_partition(p))->offset =
+            w->to_store[p];
         w->to_store[p] = -1;
         w->first_in_txn[p] = -1;
     }
@@ -67,8 +68,10 @@ static void seek_back(fh_webhooks *w)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int p = 0; p < MAX_PARTS; p++) {
         if (w->first_in_txn[p] >= 0) {
-            rd_kafka_topic_partition_list_add(l, w->cfg.topic, p)->offset = w->first_in_txn[p];
-            fh_lost_table_set(&w->next, w->cfg.topic, p, w->first_in_txn[p]);
+            rd_kafka_topic_partition_list_add(l, wh_slot_topic(w, p), wh_slot_partition(p))
+                ->offset = w->first_in_txn[p];
+            fh_lost_table_set(&w->next, wh_slot_topic(w, p), wh_slot_partition(p),
+                              w->first_in_txn[p]);
         }
         w->first_in_txn[p] = -1;
         w->to_store[p] = -1;
@@ -151,8 +154,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* records below the committed offsets that Kafka deleted meanwhile are lost to us */
         fh_lost_table_assigned(&w->next, rk, parts, 5000);
         for (int i = 0; i < parts->cnt; i++)
-            if (strcmp(parts->elems[i].topic, w->cfg.topic) == 0)
-                own(w, parts->elems[i].partition, 1);
+            own(w, wh_slot(w, parts->elems[i].topic, parts->elems[i].partition), 1);
         if (w->paused)
             pause_parts(w, parts, 1);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -162,8 +164,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (!rd_kafka_assignment_lost(rk))
             rd_kafka_commit(rk, NULL, 0);
         for (int i = 0; i < parts->cnt; i++)
-            if (strcmp(parts->elems[i].topic, w->cfg.topic) == 0)
-                own(w, parts->elems[i].partition, 0);
+            own(w, wh_slot(w, parts->elems[i].topic, parts->elems[i].partition), 0);
         wh_drain(w, parts);
         fh_lost_table_revoked(&w->next, parts);
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
@@ -193,10 +194,10 @@ void wh_consume(fh_webhooks *w)
             rd_kafka_message_destroy(m);
             continue;
         }
-        int p = m->partition;
+        int p = wh_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
         int64_t from, to;
         if (fh_lost_table_check(&w->next, w->rk, m, &from, &to))
-            health_records_lost("webhooks", w->cfg.topic, p, from, to);
+            health_records_lost("webhooks", rd_kafka_topic_name(m->rkt), m->partition, from, to);
         if (p >= 0 && p < MAX_PARTS) {
             wh_txn_begin(w);
             if (w->first_in_txn[p] < 0)
@@ -258,8 +259,8 @@ int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize)
     /* The consumer queue writes a byte to the pipe when it becomes non-empty: the loop sleeps in
      * epoll_wait (pump) and still wakes for records at once. */
     rd_kafka_queue_io_event_enable(w->rkq, w->wake[1], "1", 1);
-    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(t, w->cfg.topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(2);
+    wh_subscribe_list(w, t);
     rd_kafka_resp_err_t serr = rd_kafka_subscribe(w->rk, t);
     rd_kafka_topic_partition_list_destroy(t);
     if (serr) {

@@ -505,8 +505,8 @@ void wh_drain(fh_webhooks *w, const rd_kafka_topic_partition_list_t *parts)
                 break;
             }
             for (int k = 0; k < parts->cnt; k++)
-                if (parts->elems[k].partition == w->xfers[i].part &&
-                    strcmp(parts->elems[k].topic, w->cfg.topic) == 0)
+                if (wh_slot(w, parts->elems[k].topic, parts->elems[k].partition) ==
+                    w->xfers[i].part)
                     left = 1;
         }
         if (!left || fh_mono_ns() > deadline)

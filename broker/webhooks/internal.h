@@ -74,6 +74,10 @@ int whs_exec(sqlite3 *db, const char *sql, char *errbuf, size_t errsize);
 
 #define MAX_SCHEDULE 32
 #define MAX_PARTS 4096
+/* Partition slots (topics.c): partition p of the events topic is slot p, partition p of the
+ * derived topic slot DERIVED_SLOT0 + p. Per-partition state and the partition column of stored
+ * deliveries hold slots, so the events topic's numbers are what they always were. */
+#define DERIVED_SLOT0 (MAX_PARTS / 2)
 #define LAT_BUCKETS 24
 
 /* The webhook thread's prepared statements (stmt_sql in webhooks.c). */
@@ -260,5 +264,13 @@ void wh_api_deliveries(void *ctx, fh_http_request *req, fh_http_response *resp);
 void wh_api_delivery(void *ctx, fh_http_request *req, fh_http_response *resp);
 void wh_api_redeliver(void *ctx, fh_http_request *req, fh_http_response *resp);
 void wh_api_recover(void *ctx, fh_http_request *req, fh_http_response *resp);
+
+/* topics.c */
+/* The slot of (topic, partition), or -1 when it is not one of ours or out of range. */
+int wh_slot(const fh_webhooks *w, const char *topic, int32_t partition);
+const char *wh_slot_topic(const fh_webhooks *w, int slot);
+int32_t wh_slot_partition(int slot);
+/* Adds the topics the consumer subscribes to (events, and derived when on) to t. */
+void wh_subscribe_list(const fh_webhooks *w, rd_kafka_topic_partition_list_t *t);
 
 #endif

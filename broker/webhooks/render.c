@@ -38,7 +38,8 @@ int wh_ingest(fh_webhooks *w, const rd_kafka_message_t *m)
     const char *pvariant[FH_WH__COUNT][FH_WH_MAX_BODIES];
     char reason[512];
     fh_event ev;
-    if (m->partition < 0 || m->partition >= MAX_PARTS || !wanted(w, m))
+    int slot = wh_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
+    if (slot < 0 || !wanted(w, m))
         return 0;
     /* wanted() found it valid, and decoding uses the same parser and check: a failure here is
      * not the contract's (memory), so the record is dead-lettered rather than dropped. */
@@ -107,7 +108,7 @@ int wh_ingest(fh_webhooks *w, const rd_kafka_message_t *m)
             sqlite3_bind_text(st, 3, ev.id, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 4, fh_event_type_name(ev.type), -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 5, payload[e->format][b]);
-            sqlite3_bind_int(st, 6, m->partition);
+            sqlite3_bind_int(st, 6, slot);
             sqlite3_bind_int64(st, 7, m->offset);
             sqlite3_bind_int64(st, 8, produced);
             sqlite3_bind_text(st, 9, e->ordered ? key : "", -1, SQLITE_STATIC);

@@ -292,6 +292,9 @@ void fh_webhooks_config_read(const fh_config *c, fh_webhooks_config *cfg)
     cfg->scan_interval_ms = fh_config_int(c, "webhooks.scan_interval_ms");
     cfg->max_endpoints = fh_config_int(c, "webhooks.max_endpoints");
     cfg->topic = fh_kafka_topic(c, FH_TOPIC_EVENTS);
+    cfg->derived_topic = fh_config_bool(c, "view.enabled") && fh_config_bool(c, "derive.enabled")
+                             ? fh_kafka_topic(c, FH_TOPIC_DERIVED)
+                             : NULL;
     cfg->max_record_bytes = (size_t)fh_config_int(c, "events.max_bytes");
 }
 

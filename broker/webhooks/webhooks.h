@@ -70,8 +70,9 @@ typedef struct fh_webhooks_config {
     long long retry_after_max_s, connect_timeout_ms, timeout_ms, response_max_bytes,
         response_log_bytes, endpoint_concurrency, max_in_flight, queue_max, batch_max,
         disable_after_s, secret_overlap_s, retention_s, scan_interval_ms, max_endpoints;
-    const char *topic;       /* the events topic (kafka.topic_events) */
-    size_t max_record_bytes; /* events.max_bytes */
+    const char *topic;         /* the events topic (kafka.topic_events) */
+    const char *derived_topic; /* topics.derived when the view derives events, else NULL */
+    size_t max_record_bytes;   /* events.max_bytes */
 } fh_webhooks_config;
 
 /* Fills cfg from c: every webhooks.* key of FH_WEBHOOK_CFG, the events topic and

@@ -26,6 +26,7 @@
 #include "http.h"
 #include "rest/rest.h"
 #include "view/cimetrics.h"
+#include "view/derive.h"
 #include "view/view.h"
 
 #include <jansson.h>
@@ -53,6 +54,7 @@ static const fh_cfg_opt opts[] = {
     {"topics.partitions", NULL, FH_CFG_INT, "1", 1, 10000, "partitions"},
     FH_VIEW_CFG,
     FH_CIMETRICS_CFG,
+    FH_DERIVE_CFG,
 };
 
 static fh_broker b;
@@ -87,12 +89,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!mkdtemp(dir))
         die("mkdtemp", "cannot create a temporary directory");
     snprintf(path, sizeof(path), "--view.path=%s/view.db", dir);
-    /* view.nice=0: the fuzzer may not raise priorities; one reader keeps the pool small. */
-    char *args[] = {"fuzz_rest", path, "--view.nice=0", "--view.read_connections=2", NULL};
+    /* view.nice=0: the fuzzer may not raise priorities; one reader keeps the pool small; no
+     * derived events (nothing of the REST surface). */
+    char *args[] = {"fuzz_rest", path, "--view.nice=0", "--view.read_connections=2",
+                    "--derive.enabled=false", NULL};
     int help = 0;
     b.run = &run;
     if (fh_config_init(&b.cfg, "fuzz_rest", "", "", opts, sizeof(opts) / sizeof(opts[0])) ||
-        fh_config_load(&b.cfg, 4, args, &help, err, sizeof(err)))
+        fh_config_load(&b.cfg, 5, args, &help, err, sizeof(err)))
         die("config", err);
     if (fh_auth_init(&b.auth, "fuzz-admin-token", "", 1, err, sizeof(err)))
         die("auth", err);

@@ -49,6 +49,9 @@ FORBIDDEN_REGEX = ["\\d", "\\D", "\\w", "\\W", "\\s", "\\S", "\\b", "\\B",
                    "(?", "*?", "+?", "??", "}?"]
 
 # Valid examples that deliberately carry data fields no schema defines (forward compatibility).
+# Types the broker derives (topics.derived), never sent by a master.
+DERIVED_TYPES = {"builder.broken", "builder.fixed", "lkgr.advanced", "request.stale", "test.flaky"}
+
 DELIBERATE_EXTRA_DATA = {"build-finished-extensions.json": {"flaky_tests"}}
 
 
@@ -333,7 +336,7 @@ def test_patterns_match_the_same_under_regcomp_reg_extended():
 
 
 def test_every_type_has_a_data_schema_and_an_event_branch():
-    assert len(TYPES) == len(set(TYPES)) == 20
+    assert len(TYPES) == len(set(TYPES)) == 20 + len(DERIVED_TYPES)
     data_types = {sid[len(DATA_PREFIX):] for sid in SCHEMA_BY_ID if sid.startswith(DATA_PREFIX)}
     assert data_types == set(TYPES)
     branches = {}
@@ -380,6 +383,9 @@ def test_context_is_shared_and_required_where_the_design_says():
         elif t in REQUEST_SCOPED:
             assert CONTEXT_REF in refs, t
             assert ctx_req <= required and "buildid" not in required, t
+        elif t in DERIVED_TYPES:  # the context of the build or request they derive from
+            assert CONTEXT_REF in refs, t
+            assert ctx_req <= required, t
         else:
             assert CONTEXT_REF not in refs, t
             assert "buildrequestid" not in props, t
@@ -551,7 +557,8 @@ def test_events_md_section_names_topic_key_and_a_valid_example(t):
     body = "\n".join(SECTIONS[t])
     m = re.search(r"Topic `([^`]+)`, key `([^`]+)`", body)
     assert m, f"{t}: no 'Topic `...`, key `...`' line"
-    assert m.group(1) == ("firehose.logs" if t in LOGS_TOPIC_TYPES else "firehose.events")
+    assert m.group(1) == ("firehose.logs" if t in LOGS_TOPIC_TYPES else
+                          "firehose.derived" if t in DERIVED_TYPES else "firehose.events")
     assert m.group(2) == _expected_key(t)
     links = re.findall(r"\]\((\.\./schemas/examples/valid/[^)]+)\)", body)
     assert links, f"{t}: no link to a valid example"

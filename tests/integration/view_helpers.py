@@ -42,7 +42,8 @@ class Broker:
                      "--kafka.group", "view-test-%s" % uuid.uuid4().hex[:10],
                      "--topic-events", topics["events"], "--topic-logs", topics["logs"],
                      "--topic-dlq", topics["dlq"], "--view.path", str(view_path),
-                     "--topics.create=false", "--broker.stats_interval_ms=60000"]
+                     "--topics.create=false", "--broker.stats_interval_ms=60000",
+                     "--derive.enabled=false"]  # tests of derived events turn it on
         if anonymous:
             self.args.append("--auth.anonymous_read")
         self.args += list(extra)

@@ -1,0 +1,426 @@
+/* view/derive: see derive.h. This file holds the state, the emission (ids, outbox, producer)
+ * and reading the derived topic back; derive_rules.c decides what to derive. */
+#include "derive_int.h"
+
+#include "fh_config.h"
+#include "fh_consumer.h"
+#include "fh_kafka.h"
+
+struct derive derive_g;
+
+static const char tables_sql[] =
+    "CREATE TABLE IF NOT EXISTS derive_meta(id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " seeded INTEGER NOT NULL DEFAULT 0);"
+    "INSERT OR IGNORE INTO derive_meta(id, seeded) VALUES(1, 0);"
+    "CREATE TABLE IF NOT EXISTS derive_seen(id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS derive_seen_at ON derive_seen(at);"
+    "CREATE TABLE IF NOT EXISTS derive_outbox(seq INTEGER PRIMARY KEY, key TEXT NOT NULL,"
+    " payload TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS derive_builder(builder TEXT NOT NULL, branch TEXT NOT NULL,"
+    " state INTEGER NOT NULL, last_t REAL NOT NULL, last_id INTEGER NOT NULL, green TEXT,"
+    " broken TEXT, PRIMARY KEY (builder, branch)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS derive_flaky(builder TEXT NOT NULL, test TEXT NOT NULL,"
+    " branch TEXT NOT NULL, revision TEXT NOT NULL, seen INTEGER NOT NULL, passed TEXT,"
+    " failed TEXT, at REAL NOT NULL, PRIMARY KEY (builder, test, branch, revision)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS derive_flaky_at ON derive_flaky(at);"
+    "CREATE TABLE IF NOT EXISTS derive_lkgr(repository TEXT NOT NULL, branch TEXT NOT NULL,"
+    " revision TEXT NOT NULL, position REAL NOT NULL, PRIMARY KEY (repository, branch))"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS derive_stale(buildrequestid INTEGER PRIMARY KEY, at REAL NOT NULL);"
+    /* Branches whose last-green is due for a look, with the newest build.finished on each:
+     * in the file, so a crash between a batch and the look loses nothing. */
+    "CREATE TABLE IF NOT EXISTS derive_dirty(repository TEXT NOT NULL, branch TEXT NOT NULL,"
+    " trigger TEXT NOT NULL, PRIMARY KEY (repository, branch)) WITHOUT ROWID;";
+
+static const char *const dsql[D__COUNT] = {
+    [D_SEEN] = "INSERT INTO derive_seen(id, at) VALUES(?1, ?2) ON CONFLICT DO NOTHING",
+    [D_OUTBOX] = "INSERT INTO derive_outbox(key, payload) VALUES(?1, ?2)",
+    [D_OUTBOX_COUNT] = "SELECT count(*) FROM derive_outbox",
+    [D_OUTBOX_READ] = "SELECT seq, key, payload FROM derive_outbox ORDER BY seq LIMIT 256",
+    [D_OUTBOX_DEL] = "DELETE FROM derive_outbox WHERE seq = ?1",
+    [D_BUILDER_GET] = "SELECT state, last_t, last_id, green, broken FROM derive_builder"
+                      " WHERE builder = ?1 AND branch = ?2",
+    [D_BUILDER_PUT] = "INSERT OR REPLACE INTO derive_builder(builder, branch, state, last_t,"
+                      " last_id, green, broken) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [D_FLAKY_GET] = "SELECT seen, passed, failed FROM derive_flaky WHERE builder = ?1 AND"
+                    " test = ?2 AND branch = ?3 AND revision = ?4",
+    [D_FLAKY_PUT] = "INSERT OR REPLACE INTO derive_flaky(builder, test, branch, revision, seen,"
+                    " passed, failed, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [D_REVS] = "SELECT revision, changeid FROM revisions WHERE repository = ?1 AND branch = ?2"
+               " AND pos <= coalesce((SELECT pos FROM revisions WHERE repository = ?1 AND"
+               " branch = ?2 AND revision = ?3), 1e300) ORDER BY pos DESC, revision DESC"
+               " LIMIT ?4",
+    [D_AUTHOR] = "SELECT author FROM changes WHERE changeid = ?1",
+    [D_OWNERS] = "SELECT owner FROM builds WHERE repository = ?1 AND branch = ?2 AND"
+                 " revision = ?3 AND owner <> '' UNION SELECT owner FROM buildrequests WHERE"
+                 " repository = ?1 AND branch = ?2 AND revision = ?3 AND owner <> ''"
+                 " ORDER BY 1 LIMIT 20",
+    [D_LKGR_GET] = "SELECT revision, position FROM derive_lkgr WHERE repository = ?1 AND"
+                   " branch = ?2",
+    [D_LKGR_PUT] = "INSERT OR REPLACE INTO derive_lkgr(repository, branch, revision, position)"
+                   " VALUES(?1, ?2, ?3, ?4)",
+    [D_STALE_SCAN] = "SELECT buildrequestid, builderid, builder, branch, revision, repository,"
+                     " project, codebase, owner, submitted_at FROM buildrequests b WHERE"
+                     " claimed = 0 AND complete = 0 AND submitted_at IS NOT NULL AND"
+                     " submitted_at <= ?1 AND NOT EXISTS (SELECT 1 FROM derive_stale s WHERE"
+                     " s.buildrequestid = b.buildrequestid) ORDER BY submitted_at LIMIT 500",
+    [D_DIRTY_PUT] = "INSERT OR REPLACE INTO derive_dirty(repository, branch, trigger)"
+                    " VALUES(?1, ?2, ?3)",
+    [D_DIRTY_READ] = "SELECT repository, branch, trigger FROM derive_dirty LIMIT 64",
+    [D_DIRTY_DEL] = "DELETE FROM derive_dirty WHERE repository = ?1 AND branch = ?2",
+    [D_STALE_PUT] = "INSERT OR IGNORE INTO derive_stale(buildrequestid, at) VALUES(?1, ?2)",
+};
+
+/* ---- emission --------------------------------------------------------------------------- */
+
+/* RFC 3339 UTC with milliseconds, as the envelope wants it. */
+void derive_time_text(double epoch_s, char out[48])
+{
+    time_t s = (time_t)epoch_s;
+    int ms = (int)((epoch_s - (double)s) * 1000.0);
+    struct tm tm;
+    if (ms < 0 || ms > 999)
+        ms = 0;
+    gmtime_r(&s, &tm);
+    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+int derive_emit(const char *type, const char *const *parts, size_t nparts, json_t *data,
+                const char *time, const char *subject)
+{
+    char id[FH_DERIVE_ID_SIZE], key[64], subj[64];
+    long long brid = 0;
+    int rc;
+    fh_derive_id(type, parts, nparts, id);
+    sqlite3_stmt *st = derive_g.st[D_SEEN];
+    view_bind_text(st, 1, id);
+    /* Wall time: the view clock may still be 0 or far behind while a history replays. */
+    sqlite3_bind_double(st, 2, (double)fh_now_ms() / 1000.0);
+    if ((rc = view_wrun(st))) {
+        json_decref(data);
+        return rc;
+    }
+    if (sqlite3_changes(view_g.db) == 0) {
+        json_decref(data); /* emitted before (this run, an earlier one, or read back) */
+        return SQLITE_OK;
+    }
+    st = derive_g.st[D_OUTBOX_COUNT];
+    rc = sqlite3_step(st);
+    long long queued = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (queued >= derive_g.outbox_max) {
+        json_decref(data);
+        fh_log(FH_LOG_WARN, "derive.outbox_full", "queued=%lld", queued);
+        return SQLITE_FULL; /* not one event's fault: the batch is retried */
+    }
+    /* "builds/<buildid>" or "buildrequests/<buildrequestid>", as masters name them */
+    snprintf(subj, sizeof(subj), "%s/%lld", subject,
+             (long long)json_integer_value(json_object_get(
+                 data, strcmp(subject, "builds") == 0 ? "buildid" : "buildrequestid")));
+    json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o}", "specversion", "1.0", "id",
+                           id, "source", "firehose://derive", "type", type, "time", time, "subject",
+                           subj, "datacontenttype", "application/json", "master", "firehose.derive",
+                           "seq", 0, "data", data);
+    if (!ev)
+        return SQLITE_NOMEM;
+    json_int_t b = json_integer_value(json_object_get(data, "buildrequestid"));
+    brid = (long long)b;
+    snprintf(key, sizeof(key), "buildrequest/%lld", brid);
+    char *text = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(ev);
+    if (!text)
+        return SQLITE_NOMEM;
+    st = derive_g.st[D_OUTBOX];
+    view_bind_text(st, 1, key);
+    view_bind_text(st, 2, text);
+    free(text);
+    if ((rc = view_wrun(st)))
+        return rc;
+    derive_g.outbox_pending = 1;
+    fh_log(FH_LOG_INFO, "derive.emitted", "type=%s id=%s key=%s", type, id, key);
+    return SQLITE_OK;
+}
+
+/* ---- the producer ----------------------------------------------------------------------- */
+
+static const char *const producer_defaults[] = {"acks=all", "enable.idempotence=true",
+                                                "linger.ms=0", "log_level=4", NULL};
+
+/* Runs inside rd_kafka_flush on the view thread. */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    intptr_t i = (intptr_t)m->_private;
+    if (i >= 0 && i < DERIVE_FLUSH_MAX)
+        derive_g.delivered[i] = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* Produces up to DERIVE_FLUSH_MAX outbox rows and waits for Kafka; deletes the acknowledged
+ * ones. Outside any transaction. */
+static void flush_outbox(void)
+{
+    long long seq[DERIVE_FLUSH_MAX];
+    int n = 0, done = 0, rc;
+    char q[420];
+    if (!derive_g.producer || view_g.in_txn)
+        return;
+    sqlite3_stmt *st = derive_g.st[D_OUTBOX_READ];
+    while (n < DERIVE_FLUSH_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(st, 1);
+        const void *val = sqlite3_column_text(st, 2);
+        size_t vlen = (size_t)sqlite3_column_bytes(st, 2);
+        seq[n] = sqlite3_column_int64(st, 0);
+        derive_g.delivered[n] = 0;
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            derive_g.producer, RD_KAFKA_V_TOPIC(derive_g.topic), RD_KAFKA_V_KEY(key, strlen(key)),
+            RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
+            RD_KAFKA_V_OPAQUE((void *)(intptr_t)n), RD_KAFKA_V_END);
+        if (e) {
+            fh_log(FH_LOG_WARN, "derive.produce", "error=%s",
+                   fh_log_quote(q, sizeof(q), rd_kafka_err2str(e)));
+            break;
+        }
+        n++;
+    }
+    sqlite3_reset(st);
+    if (n == 0)
+        return;
+    rd_kafka_flush(derive_g.producer, 10000);
+    if (view_wexec(W_BEGIN))
+        return;
+    for (int i = 0; i < n; i++) {
+        if (!derive_g.delivered[i])
+            continue;
+        sqlite3_bind_int64(derive_g.st[D_OUTBOX_DEL], 1, seq[i]);
+        if (view_wrun(derive_g.st[D_OUTBOX_DEL]))
+            break;
+        done++;
+    }
+    if (view_wexec(W_COMMIT)) {
+        view_wexec(W_ROLLBACK);
+        return;
+    }
+    fh_metric_add(derive_g.m_emitted, done);
+    if (done < n)
+        fh_log(FH_LOG_WARN, "derive.undelivered", "records=%d retry_ms=%lld", n - done,
+               derive_g.check_ms);
+    else if (n < DERIVE_FLUSH_MAX)
+        derive_g.outbox_pending = 0;
+}
+
+void derive_after_commit(void)
+{
+    if (derive_g.on && derive_g.outbox_pending)
+        flush_outbox();
+}
+
+/* ---- reading the derived topic back ------------------------------------------------------ */
+
+/* Records every id on topics.derived in derive_seen (one transaction), then marks the file
+ * seeded. A new view file does this before it applies anything, so a rebuild never emits an id
+ * with other content than the one already on the topic. Returns 0, or -1 with errbuf. */
+static int seed_from_topic(char *errbuf, size_t errsize)
+{
+    static const char *const defaults[] = {"enable.auto.commit=false", "log_level=4", NULL};
+    int32_t ids[256];
+    int64_t hi[256], lo[256];
+    int n = 0, rc = -1, left = 0;
+    long long read = 0;
+    char group[512];
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk = NULL;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    int64_t deadline = fh_now_ms() + 120000;
+    if (fh_kafka_conf(&view_g.b->cfg, view_g.b->bootstrap, defaults, &conf, errbuf, errsize))
+        return -1;
+    snprintf(group, sizeof(group), "%s.derive", fh_config_str(&view_g.b->cfg, "kafka.group"));
+    if (rd_kafka_conf_set(conf, "group.id", group, errbuf, errsize) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
+        return -1;
+    if (fh_consumer_partitions(rk, derive_g.topic, 5000, ids, 256, &n, errbuf, errsize))
+        goto out;
+    if (n > 256)
+        n = 256;
+    l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e =
+            fh_consumer_watermarks(rk, derive_g.topic, ids[i], &lo[i], &hi[i], 15000);
+        if (e) {
+            snprintf(errbuf, errsize, "%s[%d]: %s", derive_g.topic, ids[i], rd_kafka_err2str(e));
+            goto out;
+        }
+        rd_kafka_topic_partition_list_add(l, derive_g.topic, ids[i])->offset = lo[i];
+        if (hi[i] > lo[i])
+            left++;
+    }
+    if (rd_kafka_assign(rk, l) || view_wexec(W_BEGIN)) {
+        snprintf(errbuf, errsize, "cannot assign %s or begin", derive_g.topic);
+        goto out;
+    }
+    while (left > 0 && fh_now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        int i = 0;
+        while (i < n && ids[i] != m->partition)
+            i++;
+        if (!m->err && i < n && m->offset < hi[i]) {
+            json_t *root = json_loadb(m->payload, m->len, 0, NULL);
+            const char *id = json_string_value(json_object_get(root, "id"));
+            if (id) {
+                view_bind_text(derive_g.st[D_SEEN], 1, id);
+                sqlite3_bind_double(derive_g.st[D_SEEN], 2, (double)fh_now_ms() / 1000.0);
+                view_wrun(derive_g.st[D_SEEN]);
+                read++;
+            }
+            json_decref(root);
+            if (m->offset + 1 >= hi[i])
+                left--;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    if (left > 0 || view_exec_sql(view_g.db, "UPDATE derive_meta SET seeded = 1 WHERE id = 1",
+                                  errbuf, errsize)) {
+        if (left > 0)
+            snprintf(errbuf, errsize, "%s: not read to its end in 120 s", derive_g.topic);
+        view_wexec(W_ROLLBACK);
+        goto out;
+    }
+    if (view_wexec(W_COMMIT)) {
+        snprintf(errbuf, errsize, "commit: %s", sqlite3_errmsg(view_g.db));
+        view_wexec(W_ROLLBACK);
+        goto out;
+    }
+    fh_log(FH_LOG_INFO, "derive.seeded", "topic=%s ids=%lld", derive_g.topic, read);
+    rc = 0;
+out:
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+static int seeded(void)
+{
+    sqlite3_stmt *st = NULL;
+    int s = 0;
+    if (sqlite3_prepare_v2(view_g.db, "SELECT seeded FROM derive_meta WHERE id = 1", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        s = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return s;
+}
+
+/* ---- start, stop, tick ------------------------------------------------------------------ */
+
+int derive_open(char *errbuf, size_t errsize)
+{
+    const fh_config *c = &view_g.b->cfg;
+    char q[560];
+    rd_kafka_conf_t *conf;
+    memset(&derive_g, 0, sizeof(derive_g));
+    if (!fh_config_bool(c, "derive.enabled"))
+        return 0;
+    derive_g.topic = fh_kafka_topic(c, FH_TOPIC_DERIVED);
+    derive_g.check_ms = fh_config_int(c, "derive.check_interval_ms");
+    derive_g.max_suspects = fh_config_int(c, "derive.max_suspects");
+    derive_g.lkgr_ms = fh_config_int(c, "derive.lkgr_interval_ms");
+    derive_g.outbox_max = fh_config_int(c, "derive.outbox_max");
+    if (fh_stale_rules_parse(&derive_g.stale, fh_config_str(c, "derive.stale_after"), errbuf,
+                             errsize))
+        return -1;
+    if (view_exec_sql(view_g.db, tables_sql, errbuf, errsize))
+        return -1;
+    for (int i = 0; i < D__COUNT; i++)
+        if (sqlite3_prepare_v3(view_g.db, dsql[i], -1, SQLITE_PREPARE_PERSISTENT, &derive_g.st[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(errbuf, errsize, "derive: preparing statement %d: %s", i,
+                     sqlite3_errmsg(view_g.db));
+            return -1;
+        }
+    derive_g.rd.db = view_g.db;
+    if (fh_kafka_conf(c, view_g.b->bootstrap, producer_defaults, &conf, errbuf, errsize))
+        return -1;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    if (!(derive_g.producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errsize)))
+        return -1;
+    derive_g.m_emitted = fh_metric_new("firehose_derived_events_total", NULL,
+                                       "Derived events Kafka acknowledged.", 0);
+    derive_g.outbox_pending = 1; /* a previous run may have left some */
+    derive_g.dirty_pending = 1;
+    if (!seeded()) {
+        char err[512];
+        if (seed_from_topic(err, sizeof(err))) {
+            /* Without the ids already on the topic a rebuild could emit an id twice with
+             * different content: derivation stays off for this run (the next start tries
+             * again). */
+            fh_log(FH_LOG_ERROR, "derive.seed", "error=%s derivation=off",
+                   fh_log_quote(q, sizeof(q), err));
+            derive_close();
+            return 0;
+        }
+    }
+    derive_g.on = 1;
+    fh_log(FH_LOG_INFO, "derive.started", "topic=%s stale_rules=%zu", derive_g.topic,
+           derive_g.stale.n);
+    return 0;
+}
+
+void derive_close(void)
+{
+    if (derive_g.on && derive_g.outbox_pending && !view_g.in_txn)
+        flush_outbox();
+    for (int i = 0; i < VIEW_READER_SLOTS; i++)
+        sqlite3_finalize(derive_g.rd.st[i]);
+    for (int i = 0; i < D__COUNT; i++)
+        sqlite3_finalize(derive_g.st[i]);
+    if (derive_g.producer) {
+        rd_kafka_flush(derive_g.producer, 5000);
+        rd_kafka_destroy(derive_g.producer);
+    }
+    fh_stale_rules_free(&derive_g.stale);
+    memset(&derive_g, 0, sizeof(derive_g));
+}
+
+/* 1 when every partition the view reads has been applied up to its high watermark, as the
+ * loop last saw them: request.stale looks at pending requests only then, so a view replaying
+ * old history does not call requests stale that a later event claims. */
+static int caught_up(void)
+{
+    for (int k = 0; k < NTOPICS; k++) {
+        if (view_g.nparts[k] == 0)
+            return 0;
+        for (int i = 0; i < view_g.nparts[k]; i++) {
+            vpart *p = &view_g.parts[k][i];
+            int64_t at = p->committed > p->lo ? p->committed : p->lo;
+            if (p->hi < 0 || at < p->hi)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+void derive_tick(int64_t now_ms)
+{
+    if (!derive_g.on || view_g.in_txn)
+        return;
+    derive_lkgr_due(now_ms);
+    if (now_ms < derive_g.next_check)
+        return;
+    derive_g.next_check = now_ms + derive_g.check_ms;
+    if (caught_up())
+        derive_stale_check(now_ms);
+    if (now_ms >= derive_g.next_prune) {
+        derive_prune();
+        derive_g.next_prune = now_ms + view_g.prune_interval_s * 1000;
+    }
+    derive_after_commit();
+}

@@ -1,0 +1,77 @@
+/* view/derive_int.h: what derive.c and derive_rules.c share (view thread only). */
+#ifndef FH_VIEW_DERIVE_INT_H
+#define FH_VIEW_DERIVE_INT_H
+
+#include "derive.h"
+#include "internal.h"
+
+#include "fh_derive.h"
+
+#define DERIVE_FLUSH_MAX 256
+/* Rows of derive_dirty looked at in one go. */
+#define DERIVE_DIRTY_MAX 64
+
+enum dst {
+    D_SEEN,
+    D_OUTBOX,
+    D_OUTBOX_COUNT,
+    D_OUTBOX_READ,
+    D_OUTBOX_DEL,
+    D_BUILDER_GET,
+    D_BUILDER_PUT,
+    D_FLAKY_GET,
+    D_FLAKY_PUT,
+    D_REVS,
+    D_AUTHOR,
+    D_OWNERS,
+    D_LKGR_GET,
+    D_LKGR_PUT,
+    D_STALE_SCAN,
+    D_STALE_PUT,
+    D_DIRTY_PUT,
+    D_DIRTY_READ,
+    D_DIRTY_DEL,
+    D__COUNT
+};
+
+/* A branch of derive_dirty and the newest build.finished on it (for the context of
+ * lkgr.advanced). Owned: the strings and the reference. */
+typedef struct derive_dirty {
+    char *repository, *branch;
+    json_t *trigger; /* the whole event */
+} derive_dirty;
+
+struct derive {
+    int on;
+    const char *topic;
+    long long check_ms, max_suspects, outbox_max, lkgr_ms;
+    int64_t next_lkgr;
+    fh_stale_rules stale;
+    sqlite3_stmt *st[D__COUNT];
+    struct view_reader rd; /* last-green's queries, on the writer connection */
+    rd_kafka_t *producer;
+    int outbox_pending;
+    int delivered[DERIVE_FLUSH_MAX];
+    int dirty_pending; /* derive_dirty may have rows */
+    int64_t next_check, next_prune;
+    fh_metric *m_emitted;
+};
+
+extern struct derive derive_g;
+
+/* derive.c */
+void derive_time_text(double epoch_s, char out[48]);
+/* Records the event (type, id from parts) in derive_seen and the outbox unless its id was
+ * emitted before. Takes data (its reference). subject is "builds" or "buildrequests" (the
+ * envelope's subject names data's buildid or buildrequestid). SQLITE_OK or the error. */
+int derive_emit(const char *type, const char *const *parts, size_t nparts, json_t *data,
+                const char *time, const char *subject);
+
+/* derive_rules.c */
+int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *ref);
+void derive_stale_check(int64_t now_ms);
+/* Between batches: last-green of the touched branches when derive.lkgr_interval_ms is up. */
+void derive_lkgr_due(int64_t now_ms);
+void derive_prune(void);
+
+#endif

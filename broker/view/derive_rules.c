@@ -1,0 +1,516 @@
+/* view/derive_rules: what the view derives from an applied event (docs/events.md, "Derived
+ * events"): builder.broken and builder.fixed (a state machine per builder and branch, in build
+ * completion order), test.flaky (builder-level; the same function takes a test name), lkgr.advanced
+ * (last-green of the branches a batch touched, by the REST layer's own code) and request.stale
+ * (time-driven, from derive_tick). View thread only, inside the view's transactions. */
+#include "derive_int.h"
+
+#include "rest/internal.h"
+
+static const char *const ctx_fields[] = {"buildrequestid", "builder",  "builderid",
+                                         "branch",         "revision", "repository",
+                                         "project",        "codebase", "owner"};
+
+/* A new data object with the context fields of src (an event's data). */
+static json_t *ctx_of(const json_t *src)
+{
+    json_t *d = json_object();
+    for (size_t i = 0; d && i < sizeof(ctx_fields) / sizeof(ctx_fields[0]); i++) {
+        json_t *v = json_object_get(src, ctx_fields[i]);
+        if (v)
+            json_object_set(d, ctx_fields[i], v);
+    }
+    return d;
+}
+
+static json_t *build_ref(const fh_event *ev)
+{
+    json_t *r = json_object();
+    static const char *const f[] = {"buildid", "number", "revision", "results", "complete_at"};
+    for (size_t i = 0; r && i < 5; i++)
+        json_object_set(r, f[i], json_object_get(ev->data, f[i]));
+    return r;
+}
+
+static json_t *parse_col(sqlite3_stmt *st, int col)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    return s ? json_loads(s, 0, NULL) : NULL;
+}
+
+static char *dump(const json_t *v)
+{
+    return v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+}
+
+static const char *time_of(const fh_event *ev)
+{
+    return json_string_value(json_object_get(ev->root, "time"));
+}
+
+/* ---- suspects --------------------------------------------------------------------------- */
+
+/* The suspects array of a break at bad after green (both revisions, either may be NULL). */
+static json_t *suspects(const char *repo, const char *branch, const char *green, const char *bad,
+                        int *truncated)
+{
+    json_t *out = json_array();
+    size_t cap = (size_t)view_g.max_revisions, n = 0, from, to;
+    char **revs = calloc(cap, sizeof(*revs));
+    long long *cid = calloc(cap, sizeof(*cid));
+    *truncated = 0;
+    if (!out || !revs || !cid)
+        goto done;
+    sqlite3_stmt *st = derive_g.st[D_REVS];
+    view_bind_text(st, 1, repo);
+    view_bind_text(st, 2, branch);
+    view_bind_text(st, 3, bad);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)cap);
+    while (n < cap && sqlite3_step(st) == SQLITE_ROW) {
+        revs[n] = strdup((const char *)sqlite3_column_text(st, 0));
+        cid[n] = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 1);
+        if (!revs[n])
+            break;
+        n++;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; i < n / 2; i++) { /* oldest first */
+        char *t = revs[i];
+        long long c = cid[i];
+        revs[i] = revs[n - 1 - i], cid[i] = cid[n - 1 - i];
+        revs[n - 1 - i] = t, cid[n - 1 - i] = c;
+    }
+    if (fh_derive_suspects((const char *const *)revs, n, green, bad, (size_t)derive_g.max_suspects,
+                           &from, &to, truncated)) {
+        json_array_append_new(
+            out, json_pack("{s:s,s:n,s:n,s:[]}", "revision", bad, "changeid", "author", "owners"));
+        goto done;
+    }
+    for (size_t i = from; i < to; i++) {
+        json_t *owners = json_array(), *author = json_null();
+        if (cid[i]) {
+            st = derive_g.st[D_AUTHOR];
+            sqlite3_bind_int64(st, 1, cid[i]);
+            if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+                author = json_string((const char *)sqlite3_column_text(st, 0));
+            sqlite3_reset(st);
+        }
+        st = derive_g.st[D_OWNERS];
+        view_bind_text(st, 1, repo);
+        view_bind_text(st, 2, branch);
+        view_bind_text(st, 3, revs[i]);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            json_array_append_new(owners, json_string((const char *)sqlite3_column_text(st, 0)));
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        json_array_append_new(out, json_pack("{s:s,s:o,s:o,s:o}", "revision", revs[i], "changeid",
+                                             cid[i] ? json_integer(cid[i]) : json_null(), "author",
+                                             author ? author : json_null(), "owners", owners));
+    }
+done:
+    for (size_t i = 0; revs && i < n; i++)
+        free(revs[i]);
+    free(revs);
+    free(cid);
+    return out;
+}
+
+/* ---- builder.broken / builder.fixed ----------------------------------------------------- */
+
+static int builder_step(const fh_event *ev, enum fh_verdict v, json_t *ref, double t,
+                        long long buildid)
+{
+    const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
+    enum fh_bstate state = FH_BSTATE_UNKNOWN, next;
+    json_t *green = NULL, *broken = NULL;
+    int rc = SQLITE_OK, late = 0;
+    sqlite3_stmt *st = derive_g.st[D_BUILDER_GET];
+    view_bind_text(st, 1, builder);
+    view_bind_text(st, 2, branch);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        double last_t = sqlite3_column_double(st, 1);
+        long long last_id = sqlite3_column_int64(st, 2);
+        state = (enum fh_bstate)sqlite3_column_int(st, 0);
+        green = parse_col(st, 3);
+        broken = parse_col(st, 4);
+        /* Order is by completion: a build that completed before the newest one seen is late,
+         * and changes nothing (the ids stay what they were). */
+        late = t < last_t || (t == last_t && buildid <= last_id);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (late)
+        goto out;
+    enum fh_btransition tr = fh_derive_step(state, v, &next);
+    char idtext[32];
+    snprintf(idtext, sizeof(idtext), "%lld", buildid);
+    const char *parts[] = {builder, branch, idtext};
+    if (tr == FH_BT_BROKEN) {
+        int trunc;
+        const char *grev = json_string_value(json_object_get(green, "revision"));
+        json_t *s = suspects(fh_event_str(ev, "repository"), branch, grev,
+                             fh_event_str(ev, "revision"), &trunc);
+        json_t *d = ctx_of(ev->data);
+        json_object_set_new(d, "buildid", json_integer(buildid));
+        json_object_set(d, "build", ref);
+        json_object_set(d, "last_green", green);
+        json_object_set_new(d, "suspects", s);
+        json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
+        rc = derive_emit("builder.broken", parts, 3, d, time_of(ev), "builds");
+    } else if (tr == FH_BT_FIXED) {
+        json_t *d = ctx_of(ev->data);
+        json_object_set_new(d, "buildid", json_integer(buildid));
+        json_object_set(d, "build", ref);
+        json_object_set(d, "broken_since", broken);
+        rc = derive_emit("builder.fixed", parts, 3, d, time_of(ev), "builds");
+    }
+    if (rc)
+        goto out;
+    if (v == FH_VERDICT_GREEN) {
+        json_decref(green);
+        green = json_incref(ref);
+        json_decref(broken);
+        broken = NULL;
+    } else if (tr == FH_BT_BROKEN) {
+        json_decref(broken);
+        broken = json_incref(ref);
+    }
+    char *gt = dump(green), *bt = dump(broken);
+    st = derive_g.st[D_BUILDER_PUT];
+    view_bind_text(st, 1, builder);
+    view_bind_text(st, 2, branch);
+    sqlite3_bind_int(st, 3, (int)next);
+    sqlite3_bind_double(st, 4, t);
+    sqlite3_bind_int64(st, 5, buildid);
+    view_bind_text(st, 6, gt);
+    view_bind_text(st, 7, bt);
+    rc = view_wrun(st);
+    free(gt);
+    free(bt);
+out:
+    json_decref(green);
+    json_decref(broken);
+    return rc;
+}
+
+/* ---- test.flaky ------------------------------------------------------------------------- */
+
+/* One result of builder (test NULL: the build as a whole) at the revision and branch of ev:
+ * remembers whether it has passed and failed there, and emits test.flaky when this result is
+ * the first flip (once per builder, test, branch and revision). ref is the build ev names.
+ * A test-level detector calls this per test result. SQLITE_OK or the error. */
+int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *ref)
+{
+    const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
+    const char *rev = fh_event_str(ev, "revision");
+    int seen = 0, flip, rc;
+    double at = 0;
+    json_t *p = NULL, *f = NULL;
+    if (!rev || !*rev || !builder || !branch)
+        return SQLITE_OK;
+    sqlite3_stmt *st = derive_g.st[D_FLAKY_GET];
+    view_bind_text(st, 1, builder);
+    view_bind_text(st, 2, test ? test : "");
+    view_bind_text(st, 3, branch);
+    view_bind_text(st, 4, rev);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        seen = sqlite3_column_int(st, 0);
+        p = parse_col(st, 1);
+        f = parse_col(st, 2);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    int next = fh_derive_flaky(seen, passed, &flip);
+    if (passed && !p)
+        p = json_incref(ref);
+    if (!passed && !f)
+        f = json_incref(ref);
+    if (flip) {
+        long long buildid = 0;
+        fh_event_int(ev, "buildid", &buildid);
+        const char *parts[] = {builder, test ? test : "", test ? "test" : "builder", branch, rev};
+        json_t *d = ctx_of(ev->data);
+        json_object_set_new(d, "buildid", json_integer(buildid));
+        json_object_set_new(d, "test", test ? json_string(test) : json_null());
+        json_object_set(d, "passed", p);
+        json_object_set(d, "failed", f);
+        if ((rc = derive_emit("test.flaky", parts, 5, d, time_of(ev), "builds")))
+            goto out;
+    }
+    fh_event_num(ev, "complete_at", &at);
+    char *pt = dump(p), *ft = dump(f);
+    st = derive_g.st[D_FLAKY_PUT];
+    view_bind_text(st, 1, builder);
+    view_bind_text(st, 2, test ? test : "");
+    view_bind_text(st, 3, branch);
+    view_bind_text(st, 4, rev);
+    sqlite3_bind_int(st, 5, next);
+    view_bind_text(st, 6, pt);
+    view_bind_text(st, 7, ft);
+    sqlite3_bind_double(st, 8, at);
+    rc = view_wrun(st);
+    free(pt);
+    free(ft);
+out:
+    json_decref(p);
+    json_decref(f);
+    return rc;
+}
+
+/* ---- lkgr.advanced ---------------------------------------------------------------------- */
+
+static void dirty_free(derive_dirty *d)
+{
+    free(d->repository);
+    free(d->branch);
+    json_decref(d->trigger);
+    memset(d, 0, sizeof(*d));
+}
+
+/* Last-green of one branch by rest_render_last_green itself (on the writer connection, so it
+ * sees the open batch); emits lkgr.advanced when it moved forward. */
+static int lkgr_check(const derive_dirty *d)
+{
+    rest_args q;
+    fh_buf out;
+    int rc = SQLITE_OK, have_old = 0;
+    double old_pos = 0;
+    char *old_rev = NULL;
+    memset(&q, 0, sizeof(q));
+    q.branch = d->branch;
+    q.repository = d->repository;
+    fh_buf_init(&out, 64 << 20);
+    fh_buf_printf(&out, "{");
+    int rr = rest_render_last_green(&derive_g.rd, NULL, &q, &out, NULL);
+    json_t *a =
+        rr == 0 && fh_buf_printf(&out, "}") == 0 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
+    fh_buf_free(&out);
+    const char *rev = json_string_value(json_object_get(a, "revision"));
+    double pos = json_number_value(json_object_get(a, "position"));
+    if (!rev)
+        goto out;
+    sqlite3_stmt *st = derive_g.st[D_LKGR_GET];
+    view_bind_text(st, 1, d->repository);
+    view_bind_text(st, 2, d->branch);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        have_old = 1;
+        old_rev = strdup((const char *)sqlite3_column_text(st, 0));
+        old_pos = sqlite3_column_double(st, 1);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (have_old && old_rev && strcmp(old_rev, rev) == 0)
+        goto out;
+    if (!have_old || pos > old_pos) {
+        json_t *data = json_object_get(d->trigger, "data");
+        json_t *e = ctx_of(data);
+        const char *parts[] = {d->repository, d->branch, rev};
+        json_object_set(e, "buildid", json_object_get(data, "buildid"));
+        json_object_set_new(e, "old_revision", old_rev ? json_string(old_rev) : json_null());
+        json_object_set_new(e, "new_revision", json_string(rev));
+        json_object_set(e, "position", json_object_get(a, "position"));
+        json_object_set(e, "changeid", json_object_get(a, "changeid"));
+        json_object_set(e, "required_builders", json_object_get(a, "required_builders"));
+        json_object_set(e, "builders", json_object_get(a, "builders"));
+        if ((rc = derive_emit("lkgr.advanced", parts, 3, e,
+                              json_string_value(json_object_get(d->trigger, "time")), "builds")))
+            goto out;
+    }
+    st = derive_g.st[D_LKGR_PUT];
+    view_bind_text(st, 1, d->repository);
+    view_bind_text(st, 2, d->branch);
+    view_bind_text(st, 3, rev);
+    sqlite3_bind_double(st, 4, pos);
+    rc = view_wrun(st);
+out:
+    if (rr < 0)
+        fh_log(FH_LOG_WARN, "derive.lkgr", "repository=%s branch=%s error=last-green failed",
+               d->repository, d->branch);
+    free(old_rev);
+    json_decref(a);
+    return rc;
+}
+
+/* Last-green of every branch in derive_dirty, inside the open transaction; each row goes
+ * once looked at. */
+static int lkgr_all(void)
+{
+    derive_dirty d[DERIVE_DIRTY_MAX];
+    int rc = SQLITE_OK, n;
+    do {
+        sqlite3_stmt *st = derive_g.st[D_DIRTY_READ];
+        for (n = 0; n < DERIVE_DIRTY_MAX && sqlite3_step(st) == SQLITE_ROW; n++) {
+            d[n].repository = strdup((const char *)sqlite3_column_text(st, 0));
+            d[n].branch = strdup((const char *)sqlite3_column_text(st, 1));
+            d[n].trigger = parse_col(st, 2);
+        }
+        sqlite3_reset(st);
+        for (int i = 0; i < n; i++) {
+            if (!rc && (!d[i].repository || !d[i].branch))
+                rc = SQLITE_NOMEM;
+            if (!rc && d[i].trigger)
+                rc = lkgr_check(&d[i]);
+            if (!rc) {
+                st = derive_g.st[D_DIRTY_DEL];
+                view_bind_text(st, 1, d[i].repository);
+                view_bind_text(st, 2, d[i].branch);
+                rc = view_wrun(st);
+            }
+            dirty_free(&d[i]);
+        }
+    } while (!rc && n == DERIVE_DIRTY_MAX);
+    if (!rc)
+        derive_g.dirty_pending = 0;
+    derive_g.next_lkgr = fh_now_ms() + derive_g.lkgr_ms;
+    return rc;
+}
+
+int derive_batch_end(void)
+{
+    if (!derive_g.on || !derive_g.dirty_pending || fh_now_ms() < derive_g.next_lkgr)
+        return SQLITE_OK;
+    return lkgr_all();
+}
+
+void derive_lkgr_due(int64_t now_ms)
+{
+    if (!derive_g.dirty_pending || now_ms < derive_g.next_lkgr || view_wexec(W_BEGIN))
+        return;
+    if (lkgr_all() || view_wexec(W_COMMIT)) {
+        char q[420];
+        fh_log(FH_LOG_ERROR, "derive.lkgr", "error=%s",
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
+        view_wexec(W_ROLLBACK);
+        return;
+    }
+    derive_after_commit();
+}
+
+static int mark_dirty(const fh_event *ev)
+{
+    const char *repo = fh_event_str(ev, "repository"), *branch = fh_event_str(ev, "branch");
+    if (!repo || !branch)
+        return SQLITE_OK;
+    char *text = dump(ev->root);
+    if (!text)
+        return SQLITE_NOMEM;
+    sqlite3_stmt *st = derive_g.st[D_DIRTY_PUT];
+    view_bind_text(st, 1, repo);
+    view_bind_text(st, 2, branch);
+    view_bind_text(st, 3, text);
+    free(text);
+    int rc = view_wrun(st);
+    if (!rc)
+        derive_g.dirty_pending = 1;
+    return rc;
+}
+
+/* ---- the hook ---------------------------------------------------------------------------- */
+
+int derive_event(const fh_event *ev)
+{
+    long long results, buildid;
+    double t;
+    int rc;
+    if (!derive_g.on || ev->type != FH_EV_BUILD_FINISHED || fh_event_int(ev, "results", &results) ||
+        fh_event_int(ev, "buildid", &buildid) || fh_event_num(ev, "complete_at", &t) ||
+        !fh_event_str(ev, "builder") || !fh_event_str(ev, "branch"))
+        return SQLITE_OK;
+    enum fh_verdict v = fh_derive_verdict(results);
+    if (v == FH_VERDICT_NONE)
+        return SQLITE_OK;
+    json_t *ref = build_ref(ev);
+    if (!ref)
+        return SQLITE_NOMEM;
+    if (!(rc = builder_step(ev, v, ref, t, buildid)) &&
+        !(rc = derive_flaky_note(ev, NULL, v == FH_VERDICT_GREEN, ref)))
+        rc = mark_dirty(ev);
+    json_decref(ref);
+    return rc;
+}
+
+/* ---- request.stale ---------------------------------------------------------------------- */
+
+void derive_stale_check(int64_t now_ms)
+{
+    static const char *const cols[] = {"buildrequestid", "builderid", "builder",
+                                       "branch",         "revision",  "repository",
+                                       "project",        "codebase",  "owner"};
+    long long min = fh_stale_rules_min(&derive_g.stale);
+    double now = (double)now_ms / 1000.0;
+    json_t *rows = json_array();
+    int rc = SQLITE_OK;
+    if (min < 0 || !rows || view_wexec(W_BEGIN)) {
+        json_decref(rows);
+        return;
+    }
+    sqlite3_stmt *st = derive_g.st[D_STALE_SCAN];
+    sqlite3_bind_double(st, 1, now - (double)min);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        json_t *r = json_object();
+        for (int i = 0; i < 9; i++)
+            json_object_set_new(r, cols[i],
+                                i < 2 ? json_integer(sqlite3_column_int64(st, i))
+                                      : json_string((const char *)sqlite3_column_text(st, i)));
+        json_object_set_new(r, "submitted_at", json_real(sqlite3_column_double(st, 9)));
+        json_array_append_new(rows, r);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        long long brid = json_integer_value(json_object_get(r, "buildrequestid"));
+        double sub = json_real_value(json_object_get(r, "submitted_at"));
+        long long thr =
+            fh_stale_rules_find(&derive_g.stale, json_string_value(json_object_get(r, "builder")));
+        if (thr > 0 && sub + (double)thr > now)
+            continue; /* not yet */
+        if (thr > 0 && json_integer_value(json_object_get(r, "builderid")) > 0) {
+            char idtext[32], when[48];
+            snprintf(idtext, sizeof(idtext), "%lld", brid);
+            const char *parts[] = {idtext};
+            json_t *d = json_deep_copy(r);
+            json_object_set_new(d, "threshold_s", json_integer(thr));
+            json_object_set_new(d, "stale_at", json_real(sub + (double)thr));
+            derive_time_text(sub + (double)thr, when);
+            if ((rc = derive_emit("request.stale", parts, 1, d, when, "buildrequests")))
+                break;
+        }
+        /* Once per request; a request no rule covers is marked too, so it is not looked at
+         * again. */
+        sqlite3_bind_int64(derive_g.st[D_STALE_PUT], 1, brid);
+        sqlite3_bind_double(derive_g.st[D_STALE_PUT], 2, sub);
+        if ((rc = view_wrun(derive_g.st[D_STALE_PUT])))
+            break;
+    }
+    json_decref(rows);
+    if (rc || view_wexec(W_COMMIT)) {
+        char q[420];
+        fh_log(FH_LOG_ERROR, "derive.stale", "error=%s",
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
+        view_wexec(W_ROLLBACK);
+    }
+}
+
+void derive_prune(void)
+{
+    char err[512], sql[512];
+    if (view_g.clock <= 0)
+        return;
+    /* derive_seen goes by wall time (when an id was recorded), the others by the view clock. */
+    double cutoff = view_g.clock - (double)view_g.retention_s;
+    double seen_cutoff = (double)fh_now_ms() / 1000.0 - (double)view_g.retention_s;
+    snprintf(sql, sizeof(sql),
+             "BEGIN IMMEDIATE; DELETE FROM derive_seen WHERE at < %.3f;"
+             " DELETE FROM derive_flaky WHERE at < %.3f; DELETE FROM derive_stale WHERE at < %.3f;"
+             " COMMIT;",
+             seen_cutoff, cutoff, cutoff);
+    if (view_exec_sql(view_g.db, sql, err, sizeof(err))) {
+        char q[560];
+        fh_log(FH_LOG_ERROR, "derive.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
+        sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);
+    }
+}

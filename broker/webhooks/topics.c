@@ -1,0 +1,34 @@
+/* webhooks/topics.c: the topics the webhook consumer reads (the events topic, and the derived
+ * topic when the view derives events) and the partition slots that number their partitions in
+ * one space (internal.h, DERIVED_SLOT0). */
+#include "internal.h"
+
+#include <string.h>
+
+int wh_slot(const fh_webhooks *w, const char *topic, int32_t partition)
+{
+    if (partition < 0 || partition >= DERIVED_SLOT0 || !topic)
+        return -1;
+    if (strcmp(topic, w->cfg.topic) == 0)
+        return partition;
+    if (w->cfg.derived_topic && strcmp(topic, w->cfg.derived_topic) == 0)
+        return DERIVED_SLOT0 + partition;
+    return -1;
+}
+
+const char *wh_slot_topic(const fh_webhooks *w, int slot)
+{
+    return slot >= DERIVED_SLOT0 && w->cfg.derived_topic ? w->cfg.derived_topic : w->cfg.topic;
+}
+
+int32_t wh_slot_partition(int slot)
+{
+    return slot >= DERIVED_SLOT0 ? slot - DERIVED_SLOT0 : slot;
+}
+
+void wh_subscribe_list(const fh_webhooks *w, rd_kafka_topic_partition_list_t *t)
+{
+    rd_kafka_topic_partition_list_add(t, w->cfg.topic, RD_KAFKA_PARTITION_UA);
+    if (w->cfg.derived_topic)
+        rd_kafka_topic_partition_list_add(t, w->cfg.derived_topic, RD_KAFKA_PARTITION_UA);
+}

@@ -1,0 +1,220 @@
+"""Derived events on real Kafka: builder.broken, builder.fixed, lkgr.advanced, request.stale and
+test.flaky, each exactly once by id with the right content, across a broker SIGKILL and a full
+view rebuild; and a WebSocket subscriber with a type+branch filter receives builder.broken.
+
+Why: consumers page people and move release branches on these events; a second, different copy
+of one (or a missing one) after a restart or a rebuild is a wrong page or a wrong ship.
+
+Run: python3 -m pytest -q tests/integration/test_derived.py
+"""
+
+import json
+import re
+import time
+import uuid
+
+import pytest
+
+from conftest import wait_for
+from kafka_reader import TopicReader
+from stream_support import Client, Sse
+import test_view_rest as tvr
+from test_view_rest import World, rev, R
+from view_helpers import Broker, emit, write_ndjson
+
+PARTS = 3
+BRANCH = "main"
+tvr.BUILDERS.update({"queue-x": 7, "queue-y": 8})
+
+
+def topics_for(kafka, prefix):
+    t = {"events": prefix + ".events", "logs": prefix + ".logs", "dlq": prefix + ".dlq",
+         "derived": prefix + ".derived"}
+    kafka.create_topics({t["events"]: PARTS, t["logs"]: PARTS, t["dlq"]: 1, t["derived"]: PARTS})
+    return t
+
+
+STARTED = []   # every broker a test started: killed at its end if it is still running
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_brokers():
+    yield
+    while STARTED:
+        STARTED.pop().kill()
+
+
+def start(kafka, topics, view, log, extra=()):
+    b = Broker(kafka, topics, view, log,
+               extra=["--derive.enabled=true", "--topic-derived", topics["derived"],
+                      "--view.required_builders=%s=linux" % BRANCH,
+                      "--derive.stale_after=queue-*=60,*=100000",
+                      "--derive.check_interval_ms=200"] + list(extra))
+    STARTED.append(b)
+    b.start()
+    return b
+
+
+class Derived:
+    """Every record of the derived topic, grouped by id."""
+
+    def __init__(self, kafka, topic):
+        self.r = TopicReader(kafka.bootstrap, [topic])
+
+    def close(self):
+        self.r.close()
+
+    def by_id(self):
+        self.r.read()
+        out = {}
+        for rec in self.r.records:
+            out.setdefault(rec["event"]["id"], []).append(rec)
+        return out
+
+    def of(self, etype):
+        return [recs[0]["event"] for recs in self.by_id().values() if recs[0]["event"]["type"] == etype]
+
+    def wait(self, pred, what, timeout=60):
+        return wait_for(lambda: pred(self), timeout, interval=0.2, what=what)
+
+
+def step(kafka, topics, broker, world, path, total):
+    """Emits what world gathered since the last step and waits until the view applied it."""
+    write_ndjson(path, world.events)
+    emit(kafka, topics, path, expected=len(world.events))
+    total += len(world.events)
+    world.events = []
+    broker.wait_applied(total)
+    return total
+
+
+def same_copies(d):
+    """Each id's copies are byte-identical (a re-send after a crash is allowed, a different one is not)."""
+    bad = {i: [r["value"] for r in recs] for i, recs in d.items() if len({r["value"] for r in recs}) > 1}
+    assert not bad, "ids with different copies: %s" % json.dumps({k: [v.decode() for v in vs] for k, vs in bad.items()})[:3000]
+
+
+def test_break_fix_lkgr_stale_flake_once_each_across_restart_and_rebuild(kafka, tmp_path):
+    topics = topics_for(kafka, "derived-%s" % uuid.uuid4().hex[:8])
+    view = tmp_path / "view.db"
+    log = tmp_path / "broker.log"
+    now = time.time()
+    w = World(now - 900)
+    for i in range(1, 5):
+        w.change(i, BRANCH, "m%d" % i, 10 * i)
+    # A request of queue-x waits from t0 (15 minutes, rule 60 s): stale. queue-y's was claimed.
+    w.new(301, "queue-x", BRANCH, "m1", 0)
+    w.new(302, "queue-y", BRANCH, "m1", 1)
+    w.claimed(302, 2)
+    w.full(201, "linux", BRANCH, "m1", 101, 0, 50)
+    derived = Derived(kafka, topics["derived"])
+    b = start(kafka, topics, view, log)
+    ws = Client(type("B", (), {"ws_url": "ws" + b.url[4:] + "v1/stream"})())
+    sse = Sse(b, query="type=builder.broken,builder.fixed&branch=" + BRANCH)
+    try:
+        ws.subscribe("bf", {"type": ["builder.broken", "builder.fixed"], "branch": BRANCH})
+        total = step(kafka, topics, b, w, tmp_path / "a1.ndjson", 0)
+        derived.wait(lambda d: d.of("request.stale") and d.of("lkgr.advanced"), "stale and first lkgr")
+        w.full(202, "linux", BRANCH, "m2", 102, 0, 60)
+        total = step(kafka, topics, b, w, tmp_path / "a2.ndjson", total)
+        derived.wait(lambda d: len(d.of("lkgr.advanced")) == 2, "lkgr m1 -> m2")
+        w.full(203, "linux", BRANCH, "m4", 103, 2, 70)       # breaks: suspects m3, m4
+        w.full(204, "linux", "other", "m4", 104, 2, 71)     # red before any green: nothing
+        total = step(kafka, topics, b, w, tmp_path / "a3.ndjson", total)
+        derived.wait(lambda d: d.of("builder.broken"), "builder.broken")
+        got = ws.wait(lambda msgs: [m["event"] for m in msgs if m.get("op") == "event"],
+                      timeout=30, what="builder.broken on the WebSocket")
+        assert [(e["type"], e["data"]["buildid"]) for e in got] == [("builder.broken", 103)], got
+        sse.wait(lambda s: s.events, timeout=30, what="builder.broken over SSE")
+        assert [(e["event"], e["data"]["data"]["buildid"]) for e in sse.events] == [("builder.broken", 103)], sse.events
+    finally:
+        ws.close()
+        sse.close()
+    # A crash: the view re-applies from its stored offsets.
+    b.kill()
+    b = start(kafka, topics, view, log)
+    w.full(205, "linux", BRANCH, "m4", 105, 0, 80)          # fixes; m4 passed and failed: flaky
+    total = step(kafka, topics, b, w, tmp_path / "b1.ndjson", total)
+    derived.wait(lambda d: d.of("builder.fixed") and d.of("test.flaky") and len(d.of("lkgr.advanced")) == 3,
+                 "fixed, flaky, lkgr m2 -> m4")
+    before = derived.by_id()
+    # A full rebuild: the file goes, the view re-applies everything from the topics.
+    b.stop()
+    for suffix in ("", "-wal", "-shm"):
+        p = tmp_path / ("view.db" + suffix)
+        if p.exists():
+            p.unlink()
+    b = start(kafka, topics, view, log)
+    b.wait_applied(total)
+    assert re.search(r"event=derive\.seeded topic=\S+ ids=%d" % len(before), b.log()), b.log()[-2000:]
+    # one more tick and commit after the rebuild: nothing new may appear
+    w.full(206, "linux", BRANCH, "m4", 106, 0, 90)
+    total = step(kafka, topics, b, w, tmp_path / "c1.ndjson", total)
+    time.sleep(1.0)  # two check intervals: a wrong re-emission would have been produced by now
+    b.stop()
+    after = derived.by_id()
+    derived.close()
+    same_copies(after)
+    assert set(after) == set(before), "the rebuild emitted new ids: %s" % (set(after) - set(before))
+
+    evs = {i: recs[0]["event"] for i, recs in after.items()}
+    kinds = sorted(e["type"] for e in evs.values())
+    assert kinds == ["builder.broken", "builder.fixed", "lkgr.advanced", "lkgr.advanced",
+                     "lkgr.advanced", "request.stale", "test.flaky"], kinds
+    for i, recs in after.items():
+        e = recs[0]["event"]
+        assert i.startswith("derived-") and e["master"] == "firehose.derive"
+        assert e["subject"] == ("buildrequests/%d" % e["data"]["buildrequestid"] if e["type"] == "request.stale"
+                                else "builds/%d" % e["data"]["buildid"]), e
+        assert recs[0]["key"] == "buildrequest/%d" % e["data"]["buildrequestid"], recs[0]["key"]
+    one = {t: [e for e in evs.values() if e["type"] == t] for t in set(kinds)}
+    br = one["builder.broken"][0]["data"]
+    assert (br["builder"], br["branch"], br["buildid"], br["last_green"]["buildid"]) == ("linux", BRANCH, 103, 102)
+    assert [s["revision"] for s in br["suspects"]] == [rev("m3"), rev("m4")], br["suspects"]
+    assert [s["author"] for s in br["suspects"]] == ["Dev 3 <dev3@example.org>", "Dev 4 <dev4@example.org>"]
+    assert [s["changeid"] for s in br["suspects"]] == [3, 4] and br["suspects_truncated"] is False
+    fx = one["builder.fixed"][0]["data"]
+    assert (fx["buildid"], fx["broken_since"]["buildid"]) == (105, 103)
+    fl = one["test.flaky"][0]["data"]
+    assert (fl["test"], fl["revision"], fl["failed"]["buildid"], fl["passed"]["buildid"]) == (None, rev("m4"), 103, 105)
+    moves = {(e["data"]["old_revision"], e["data"]["new_revision"]) for e in one["lkgr.advanced"]}
+    assert moves == {(None, rev("m1")), (rev("m1"), rev("m2")), (rev("m2"), rev("m4"))}, moves
+    for e in one["lkgr.advanced"]:
+        assert e["data"]["required_builders"] == ["linux"]
+        assert e["data"]["builders"][0]["builder"] == "linux"
+    st = one["request.stale"][0]["data"]
+    assert (st["buildrequestid"], st["builder"], st["threshold_s"]) == (301, "queue-x", 60)
+    assert st["stale_at"] == pytest.approx(st["submitted_at"] + 60)
+
+
+def test_webhook_with_type_and_branch_filter_receives_builder_broken(kafka, tmp_path):
+    """The webhook consumer reads the derived topic too: the same filter language selects them."""
+    from webhook_support import Receiver, WebhookBroker
+    topics = topics_for(kafka, "derivedwh-%s" % uuid.uuid4().hex[:8])
+    recv = Receiver()
+    b = WebhookBroker(kafka, topics, tmp_path, extra=[
+        "--view.enabled=true", "--derive.enabled=true", "--topic-derived", topics["derived"],
+        "--view.required_builders=%s=linux" % BRANCH, "--derive.stale_after="])
+    STARTED.append(b)
+    b.start()
+    try:
+        flt = {"type": ["builder.broken", "builder.fixed"], "branch": BRANCH}
+        b.create(recv.url("/bf"), filter=flt, format="cloudevents")
+        b.create(recv.url("/other"), filter={"type": ["builder.broken"], "branch": "other"},
+                 format="cloudevents")
+        b.wait_consumer()
+        w = World(time.time() - 600)
+        w.full(401, "linux", BRANCH, "m1", 501, 0, 10)
+        w.full(402, "linux", BRANCH, "m2", 502, 2, 20)
+        w.full(403, "linux", "other", "m2", 503, 2, 30)      # red before green: no event
+        write_ndjson(tmp_path / "wh.ndjson", w.events)
+        emit(kafka, topics, tmp_path / "wh.ndjson", expected=len(w.events))
+        got = wait_for(lambda: recv.got("/bf"), 60, interval=0.1, what="builder.broken by webhook")
+        evs = [json.loads(r["body"]) for r in got]
+        assert [(e["type"], e["data"]["buildid"], e["data"]["branch"]) for e in evs] == [
+            ("builder.broken", 502, BRANCH)], evs
+        b.wait_applied(len(w.events))
+        assert recv.got("/other") == []
+    finally:
+        b.stop()
+        recv.close()
