@@ -59,7 +59,7 @@ static const fh_cfg_opt broker_opts[] = {
      "JSON file of tokens with scopes and filter constraints (docs/security.md)"},
     {"auth.anonymous_read", NULL, FH_CFG_BOOL, "false", 0, 0,
      "let requests without a token read (REST, stream, SSE)"},
-    FH_VIEW_CFG,   /* view.* keys */
+    FH_VIEW_CFG, /* view.* keys */
     FH_CIMETRICS_CFG,
     FH_DERIVE_CFG, /* derive.* keys (the view's derived events) */
     FH_STREAM_CFG,
