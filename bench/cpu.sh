@@ -163,7 +163,7 @@ one_run() {
     local perfpid=""
     if [ -n "${CPU_PERF_DIR:-}" ]; then
         mkdir -p "$CPU_PERF_DIR"
-        perf record -q -F 499 -g -p "$pid" -o "$CPU_PERF_DIR/$name.data" >/dev/null 2>&1 &
+        perf record -q -F 499 ${CPU_PERF_ARGS:--g} -p "$pid" -o "$CPU_PERF_DIR/$name.data" >/dev/null 2>&1 &
         perfpid=$!
     fi
     c0="$(ticks "$pid")"
