@@ -53,52 +53,6 @@ static int event_level_error(int rc)
     }
 }
 
-/* 1 when the record is a JSON object whose top-level "type" is "log.chunk": the view stores
- * nothing of those, so it skips them without decoding (they are the bulk of the logs topic).
- * A cheap scan of the raw bytes; anything unusual (escapes in keys, malformed text) returns 0
- * and the record takes the normal path. */
-static int is_log_chunk(const char *p, size_t n)
-{
-    const char *end = p + n;
-    int depth = 0, expect_key = 1;
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    if (p == end || *p != '{')
-        return 0;
-    for (; p < end; p++) {
-        char c = *p;
-        if (c == '"') {
-            const char *s = ++p;
-            while (p < end && *p != '"') {
-                if (*p == '\\') {
-                    if (depth == 1 && expect_key)
-                        return 0;
-                    p++;
-                }
-                p++;
-            }
-            if (p >= end)
-                return 0;
-            if (depth == 1 && expect_key && p - s == 4 && memcmp(s, "type", 4) == 0) {
-                const char *v = p + 1;
-                while (v < end &&
-                       (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ':'))
-                    v++;
-                return (size_t)(end - v) >= 11 && memcmp(v, "\"log.chunk\"", 11) == 0;
-            }
-            if (depth == 1)
-                expect_key = 0;
-        } else if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        } else if (c == ',' && depth == 1) {
-            expect_key = 1;
-        }
-    }
-    return 0;
-}
-
 /* The view expected p->next and got m past it: records Kafka deleted in between are recorded in
  * view_lost inside the open batch (so the mark commits with the offsets that skip them), and
  * reported once. Returns 0, or -1 when the batch must be rolled back. */
@@ -135,7 +89,7 @@ static int note_lost(vpart *p, const rd_kafka_message_t *m)
 int view_handle_record(rd_kafka_message_t *m)
 {
     char err[384], q[420], reason[512];
-    fh_event ev;
+    fh_event_view ev;
     fh_err drc;
     vpart *p = part_of(m);
     if (!p)
@@ -143,11 +97,12 @@ int view_handle_record(rd_kafka_message_t *m)
     if (p->next >= 0 && m->offset > p->next && note_lost(p, m))
         return -1;
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
-    if (m->payload && is_log_chunk(m->payload, m->len)) {
-        view_g.batch_skipped++; /* nothing stored; a malformed one is the ingest consumer's to
-                                   report */
-    } else if ((drc = fh_event_decode(view_g.b->contract, m->payload, m->len,
-                                      view_g.max_record_bytes, &ev, err, sizeof(err)))) {
+    /* log.chunk: nothing stored, so skipped without checking (the bulk of the logs topic); a
+     * malformed one is the ingest consumer's to report */
+    if (m->payload && fh_event_peek_type(m->payload, m->len) == FH_EV_LOG_CHUNK) {
+        view_g.batch_skipped++;
+    } else if ((drc = fh_event_check(view_g.b->contract, &view_g.doc, m->payload, m->len,
+                                     view_g.max_record_bytes, &ev, err, sizeof(err)))) {
         view_g.batch_invalid++;
         fh_log(FH_LOG_DEBUG, "view.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
@@ -205,10 +160,8 @@ int view_handle_record(rd_kafka_message_t *m)
     fail:
         fh_log(FH_LOG_ERROR, "view.sqlite", "op=apply error=%s",
                fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
-        fh_event_clear(&ev);
         return -1;
-    done:
-        fh_event_clear(&ev);
+    done:;
     }
     p->next = m->offset + 1;
     p->dirty = 1;

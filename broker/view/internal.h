@@ -105,6 +105,7 @@ struct view {
     vpart *parts[NTOPICS];
     int nparts[NTOPICS];
     fh_buf scratch;
+    fh_json_doc doc; /* the record being applied, parsed in place (reused: no malloc per record) */
     double clock;
     int64_t max_record_ts; /* newest Kafka timestamp committed, ms */
     int64_t batch_first_ms;
@@ -176,7 +177,7 @@ int view_wrun(sqlite3_stmt *st);
 int view_wexec(enum wst w);
 /* Applies one valid event inside the open transaction: SQLITE_OK or the SQLite error; *stored
  * is 0 for types the view skips. */
-int view_apply_event(const fh_event *ev, int *stored);
+int view_apply_event(const fh_event_view *ev, int *stored);
 
 /* batch.c */
 int view_begin_batch(void);

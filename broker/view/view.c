@@ -113,6 +113,7 @@ int view_start(fh_broker *b)
     pthread_mutex_init(&view_g.ckpt_mu, NULL);
     pthread_cond_init(&view_g.ckpt_cv, NULL);
     fh_buf_init(&view_g.scratch, (size_t)fh_config_int(c, "events.max_bytes") * 2 + 65536);
+    fh_json_doc_init(&view_g.doc, FH_EVENT_DOC_CAP(view_g.max_record_bytes));
     if (!view_g.dlq ||
         !(view_g.cache = fh_acache_new(view_g.max_entries, view_g.max_bytes, sizeof(view_asof))) ||
         !(view_g.batch_ts = malloc(view_g.batch_ts_cap * sizeof(*view_g.batch_ts)))) {
@@ -189,6 +190,7 @@ void view_stop(void)
     free(view_g.batch_ts);
     view_g.batch_ts = NULL;
     fh_buf_free(&view_g.scratch);
+    fh_json_doc_free(&view_g.doc);
     fh_dlq_free(view_g.dlq);
     view_g.dlq = NULL;
     pthread_mutex_destroy(&view_g.pool_mu);
