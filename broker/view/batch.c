@@ -84,6 +84,15 @@ static int note_lost(vpart *p, const rd_kafka_message_t *m)
     return 0;
 }
 
+/* The applied row of an id (kept for the next start; see view/dedup.c). */
+static int applied_row(const char *id, int64_t at_ms)
+{
+    sqlite3_stmt *st = view_g.w[W_APPLIED];
+    view_bind_text(st, 1, id);
+    sqlite3_bind_double(st, 2, (double)at_ms / 1000.0);
+    return view_wrun(st);
+}
+
 /* Handles one record inside the open batch. Returns 0, or -1 when the batch must be rolled
  * back. */
 int view_handle_record(rd_kafka_message_t *m)
@@ -118,24 +127,21 @@ int view_handle_record(rd_kafka_message_t *m)
             view_g.batch_skipped++;
             goto done;
         }
-        if ((rc = view_wexec(W_SAVE)))
-            goto fail;
-        sqlite3_stmt *st = view_g.w[W_APPLIED];
-        view_bind_text(st, 1, ev.id);
         /* Ids are remembered by when they were produced: a duplicate produced within
          * view.dedup_window_s of the original is dropped. */
-        sqlite3_bind_double(st, 2, (double)(ts > 0 ? ts : fh_now_ms()) / 1000.0);
-        if ((rc = view_wrun(st)))
-            goto undo;
-        if (sqlite3_changes(view_g.db) == 0) {
+        int64_t at = ts > 0 ? ts : fh_now_ms();
+        if (view_dedup_begin(ev.id, at)) {
             view_g.batch_dups++;
-        } else if ((rc = view_apply_event(&ev, &stored))) {
-            goto undo;
-        } else if (stored) {
-            view_g.batch_events++;
-        } else {
-            view_g.batch_skipped++;
+            goto done;
         }
+        if ((rc = view_wexec(W_SAVE)))
+            goto fail;
+        if ((rc = applied_row(ev.id, at)) || (rc = view_apply_event(&ev, &stored)))
+            goto undo;
+        if (stored)
+            view_g.batch_events++;
+        else
+            view_g.batch_skipped++;
         if ((rc = view_wexec(W_RELEASE)))
             goto fail;
         goto done;
@@ -151,6 +157,7 @@ int view_handle_record(rd_kafka_message_t *m)
                fh_log_quote(err, sizeof(err), sqlite3_errmsg(view_g.db)));
         if (view_wexec(W_UNDO) || view_wexec(W_RELEASE))
             goto fail;
+        view_dedup_undo_last(ev.id);
         /* A valid event the view cannot store: dead-lettered, so it is not lost silently. If
          * even that fails, the batch is retried rather than the event skipped. */
         if (fh_dlq_send(view_g.dlq, m, reason))
@@ -190,6 +197,7 @@ void view_abort_batch(void)
     if (view_g.in_txn)
         view_wexec(W_ROLLBACK);
     view_g.in_txn = 0;
+    view_dedup_abort();
     for (int k = 0; k < NTOPICS; k++)
         for (int i = 0; i < view_g.nparts[k]; i++) {
             view_g.parts[k][i].next = view_g.parts[k][i].committed;
@@ -256,6 +264,7 @@ int view_commit_batch(void)
         return -1;
     }
     view_g.in_txn = 0;
+    view_dedup_commit();
     atomic_fetch_add(&view_g.records_lost, view_g.batch_lost);
     if (view_g.batch_record_ts > view_g.max_record_ts)
         view_g.max_record_ts = view_g.batch_record_ts;

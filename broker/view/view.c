@@ -96,6 +96,7 @@ int view_start(fh_broker *b)
     view_g.retention_s = fh_config_int(c, "view.retention_s");
     view_g.prune_interval_s = fh_config_int(c, "view.prune_interval_s");
     view_g.dedup_window_s = fh_config_int(c, "view.dedup_window_s");
+    view_g.dedup_entries = fh_config_int(c, "view.dedup_entries");
     view_g.metadata_ms = fh_config_int(c, "view.metadata_refresh_ms");
     view_g.required_window_s = fh_config_int(c, "view.required_window_s");
     view_g.max_revisions = fh_config_int(c, "view.max_revisions");
@@ -123,7 +124,7 @@ int view_start(fh_broker *b)
     if (fh_lg_rules_parse(&view_g.rules, fh_config_str(c, "view.required_builders"), err,
                           sizeof(err)) ||
         view_mkdirs_for(view_g.path, err, sizeof(err)) || view_db_open(err, sizeof(err)) ||
-        view_kafka_open(err, sizeof(err)))
+        view_dedup_open(err, sizeof(err)) || view_kafka_open(err, sizeof(err)))
         goto fail;
     register_metrics();
     view_ckpt_start();
@@ -191,6 +192,7 @@ void view_stop(void)
     view_g.batch_ts = NULL;
     fh_buf_free(&view_g.scratch);
     fh_json_doc_free(&view_g.doc);
+    view_dedup_close();
     fh_dlq_free(view_g.dlq);
     view_g.dlq = NULL;
     pthread_mutex_destroy(&view_g.pool_mu);
