@@ -79,6 +79,9 @@ static const char *const consumer_defaults[] = {
     "queued.max.messages.kbytes=4096",
     "queued.min.messages=5000",
     "fetch.max.bytes=2097152",
+    /* nothing waits on it: fetch in batches of 64 KiB or 20 ms, not a fetch per record */
+    "fetch.min.bytes=65536",
+    "fetch.wait.max.ms=20",
     NULL,
 };
 static const char *const producer_defaults[] = {

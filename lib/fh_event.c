@@ -344,6 +344,125 @@ int fh_event_member_json(const fh_event *ev, const char *field, fh_buf *out)
     return json_dump_callback(v, dump_cb, out, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int fh_event_peek_type(const char *p, size_t n)
+{
+    const char *end = p + n;
+    int depth = 0, expect_key = 1;
+    while (p < end && is_ws(*p))
+        p++;
+    if (p == end || *p != '{')
+        return -1;
+    for (; p < end; p++) {
+        char c = *p;
+        if (c == '"') {
+            const char *s = ++p;
+            while (p < end && *p != '"') {
+                if (*p == '\\') {
+                    if (depth == 1 && expect_key)
+                        return -1;
+                    p++;
+                }
+                p++;
+            }
+            if (p >= end)
+                return -1;
+            if (depth == 1 && expect_key && p - s == 4 && memcmp(s, "type", 4) == 0) {
+                const char *v = p + 1;
+                while (v < end && is_ws(*v))
+                    v++;
+                if (v == end || *v++ != ':')
+                    return -1;
+                while (v < end && is_ws(*v))
+                    v++;
+                if (v == end || *v++ != '"')
+                    return -1;
+                char name[32];
+                size_t k = 0;
+                while (v < end && *v != '"' && *v != '\\' && k < sizeof(name) - 1)
+                    name[k++] = *v++;
+                if (v == end || *v != '"')
+                    return -1;
+                name[k] = '\0';
+                return fh_event_type_parse(name);
+            }
+            if (depth == 1)
+                expect_key = 0;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ',' && depth == 1) {
+            expect_key = 1;
+        }
+    }
+    return -1;
+}
+
+int fh_event_from_view(const fh_event_view *ev, fh_event *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!(out->root = fh_jv_to_jansson(ev->root)))
+        return -1;
+    out->data = json_object_get(out->root, "data");
+    out->type = ev->type;
+    out->id = json_string_value(json_object_get(out->root, "id"));
+    out->master = json_string_value(json_object_get(out->root, "master"));
+    out->seq = ev->seq;
+    out->buildrequestid = ev->buildrequestid;
+    return 0;
+}
+
+const char *fh_event_view_str(const fh_event_view *ev, const char *field)
+{
+    return fh_jv_str(fh_jv_get(ev->data, field), NULL);
+}
+
+int fh_event_view_int(const fh_event_view *ev, const char *field, long long *out)
+{
+    int64_t v;
+    if (fh_jv_integer(fh_jv_get(ev->data, field), &v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int fh_event_view_num(const fh_event_view *ev, const char *field, double *out)
+{
+    const fh_jv *v = fh_jv_get(ev->data, field);
+    if (!v || (fh_jv_type(v) != FH_JV_INT && fh_jv_type(v) != FH_JV_REAL))
+        return -1;
+    *out = fh_jv_number(v);
+    return 0;
+}
+
+int fh_event_view_bool(const fh_event_view *ev, const char *field, int *out)
+{
+    const fh_jv *v = fh_jv_get(ev->data, field);
+    if (!v || (fh_jv_type(v) != FH_JV_TRUE && fh_jv_type(v) != FH_JV_FALSE))
+        return -1;
+    *out = fh_jv_type(v) == FH_JV_TRUE;
+    return 0;
+}
+
+int fh_event_view_member_json(const fh_event_view *ev, const char *field, fh_buf *out)
+{
+    const fh_jv *v = fh_jv_get(ev->data, field);
+    if (!v)
+        return fh_buf_append(out, "null", 4);
+    /* only the member goes through jansson, so its text is exactly fh_event_member_json's */
+    json_t *j = fh_jv_to_jansson(v);
+    if (!j)
+        return -1;
+    int rc = json_dump_callback(j, dump_cb, out, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    return rc;
+}
+
 int fh_event_to_json(const fh_event *ev, fh_buf *out)
 {
     return json_dump_callback(ev->root, dump_cb, out, JSON_COMPACT);

@@ -124,8 +124,26 @@ typedef struct fh_event_view {
 fh_err fh_event_check(const fh_contract *c, fh_json_doc *doc, const char *buf, size_t len,
                       size_t max_bytes, fh_event_view *ev, char *errbuf, size_t errsize);
 fh_topic_kind fh_event_view_topic(const fh_event_view *ev);
+/* The jansson form of an event seen in place, as fh_event_decode would give it (ev is not checked
+ * again). 0, or -1 out of memory (*out empty). Release with fh_event_clear. */
+int fh_event_from_view(const fh_event_view *ev, fh_event *out);
+/* fh_event_str, _int, _num, _bool and _member_json for an event seen in place: the same answers
+ * and the same JSON text (a member's text is jansson's compact form of it, as for fh_event). */
+const char *fh_event_view_str(const fh_event_view *ev, const char *field);
+int fh_event_view_int(const fh_event_view *ev, const char *field, long long *out);
+int fh_event_view_num(const fh_event_view *ev, const char *field, double *out);
+int fh_event_view_bool(const fh_event_view *ev, const char *field, int *out);
+int fh_event_view_member_json(const fh_event_view *ev, const char *field, fh_buf *out);
 /* The same key as fh_event_key. */
 size_t fh_event_view_key(const fh_event_view *ev, char *buf, size_t size);
+
+/* The type a record says it has, read from its raw bytes without parsing them: the value of the
+ * top-level "type" member when the record is an object whose members up to that one are plainly
+ * written (no escapes in keys, strings closed) and the value is a v1 type name without escapes.
+ * -1 when it cannot tell (then decode the record; it may still be valid). A record it names a
+ * type for is not thereby valid: it tells what a valid record would be, so a consumer may skip a
+ * record of a type nobody wants without checking it. */
+int fh_event_peek_type(const char *buf, size_t len);
 
 /* Reads a string member of data (NULL when absent or not a string). */
 const char *fh_event_str(const fh_event *ev, const char *field);

@@ -334,6 +334,31 @@ int fh_filter_match_with(const fh_filter *f, fh_filter_lookup lookup, void *ctx)
     return 1;
 }
 
+static int type_only(void *ctx, fh_filter_field field, const char **s, long long *n)
+{
+    (void)n;
+    if (field != FH_F_TYPE)
+        return 0;
+    *s = ctx;
+    return 1;
+}
+
+uint64_t fh_filter_type_mask(const fh_filter *f)
+{
+    uint64_t all = FH_EV__COUNT >= 64 ? ~0ull : (1ull << FH_EV__COUNT) - 1, mask = 0;
+    for (size_t i = 0; i < f->nclauses; i++) {
+        if (f->clauses[i].field != FH_F_TYPE)
+            continue;
+        /* the type clause alone, judged by the same rules as a whole match */
+        fh_filter only = {.nclauses = 1, .clauses = {f->clauses[i]}};
+        for (int t = 0; t < FH_EV__COUNT && t < 64; t++)
+            if (fh_filter_match_with(&only, type_only, (void *)fh_event_type_name(t)))
+                mask |= 1ull << t;
+        return mask;
+    }
+    return all;
+}
+
 void fh_filter_free(fh_filter *f)
 {
     for (size_t i = 0; i < f->nclauses; i++) {

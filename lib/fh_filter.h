@@ -8,6 +8,7 @@
 #define FH_FILTER_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "fh_error.h"
 #include "fh_event.h"
@@ -66,6 +67,11 @@ fh_err fh_filter_add_text(fh_filter *f, const char *field, const char *text, cha
 
 /* Returns 1 when ev matches. */
 int fh_filter_match(const fh_filter *f, const fh_event *ev);
+
+/* The event types f can match, as bits (1 << fh_event_type): every type when f has no type
+ * clause. A record whose type (fh_event_peek_type) is outside the mask cannot match, so it can be
+ * passed over without being checked. */
+uint64_t fh_filter_type_mask(const fh_filter *f);
 
 /* 1 for the integer fields (results, buildrequestid, buildid, builderid), 0 for strings. */
 int fh_filter_field_integer(fh_filter_field f);

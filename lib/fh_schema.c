@@ -1,5 +1,7 @@
 #include "fh_schema.h"
 
+#include "fh_pattern.h"
+
 #include <math.h>
 #include <regex.h>
 #include <stdio.h>
@@ -32,6 +34,15 @@ typedef struct patprop {
     fh_schema *s;
 } patprop;
 
+/* An allOf entry of the form {"if": {"properties": {K: {"const": V}}, "required": [K]},
+ * "then": T} (how the event schema picks the data schema by "type"): it applies T exactly when
+ * the instance is an object whose member K is the string V, so validate compares V with the
+ * member it looked up once instead of validating the "if" per entry. */
+typedef struct disc {
+    const char *val; /* NULL: an ordinary allOf entry */
+    size_t len;
+} disc;
+
 struct fh_schema {
     const json_t *src;                  /* the JSON this node was compiled from (cache key) */
     fh_schema *next;                    /* every node, for freeing */
@@ -53,6 +64,10 @@ struct fh_schema {
     regex_t pattern;
     int has_pattern;
     const char *pattern_src;
+    fh_pattern_fn fast_pattern; /* NULL: regexec (lib/fh_pattern.h) */
+    disc *discs;          /* nall entries, or NULL when no allOf entry is a discriminated if */
+    const char *disc_key; /* the member every discriminated entry tests */
+    size_t disc_klen;
     int has_min, has_max, has_xmin, has_xmax, has_mult;
     double min, max, xmin, xmax, mult;
     /* An integer bound is also kept exactly: a double cannot tell 2^63 - 1 from 2^63. */
@@ -91,6 +106,7 @@ static void node_free(fh_schema *s)
     free(s->pats);
     free(s->prefix);
     free(s->all_of);
+    free(s->discs);
     free(s->any_of);
     free(s->one_of);
     free(s);
@@ -431,6 +447,7 @@ static fh_err compile_keyword(cctx *c, const json_t *root, fh_schema *s, const c
             return fh_errf(c->errbuf, c->errsize, FH_ERR_UNSUPPORTED,
                            "pattern: cannot compile /%s/", s->pattern_src);
         s->has_pattern = 1;
+        s->fast_pattern = fh_pattern_fast(s->pattern_src);
     } else if (strcmp(k, "minimum") == 0) {
         rc = compile_number(c, k, v, &s->has_min, &s->min, &s->min_is_int, &s->imin);
     } else if (strcmp(k, "maximum") == 0) {
@@ -465,6 +482,53 @@ static fh_err compile_keyword(cctx *c, const json_t *root, fh_schema *s, const c
         return fh_errf(c->errbuf, c->errsize, FH_ERR_UNSUPPORTED, "keyword %s is not supported", k);
     }
     return rc;
+}
+
+/* V when js is {"if": {"properties": {K: {"const": V}}, "required": [K]}, "then": ...} with V a
+ * string (and K into *key, *klen), else NULL. Nothing else may be in either object: any other
+ * keyword would make "if" mean more than "member K is V". */
+static const char *disc_of(const json_t *js, const char **key, size_t *vlen)
+{
+    const json_t *iff = json_object_get(js, "if"), *props, *req, *k0, *cv;
+    if (!json_is_object(js) || json_object_size(js) != 2 || !iff || !json_object_get(js, "then") ||
+        !json_is_object(iff) || json_object_size(iff) != 2)
+        return NULL;
+    props = json_object_get(iff, "properties");
+    req = json_object_get(iff, "required");
+    if (!json_is_object(props) || json_object_size(props) != 1 || !json_is_array(req) ||
+        json_array_size(req) != 1 || !json_is_string(k0 = json_array_get(req, 0)))
+        return NULL;
+    const json_t *m = json_object_get(props, json_string_value(k0));
+    if (!json_is_object(m) || json_object_size(m) != 1 ||
+        !json_is_string(cv = json_object_get(m, "const")))
+        return NULL;
+    *key = json_string_value(k0);
+    *vlen = json_string_length(cv);
+    return json_string_value(cv);
+}
+
+/* Marks the allOf entries disc_of recognises, when at least two test the same member. */
+static fh_err compile_discs(fh_schema *s)
+{
+    const char *key = NULL, *k, *v;
+    size_t n = 0, len;
+    for (size_t i = 0; i < s->nall; i++)
+        if ((v = disc_of(s->all_of[i]->src, &k, &len)) && (!key || strcmp(k, key) == 0)) {
+            key = k;
+            n++;
+        }
+    if (n < 2)
+        return FH_OK;
+    if (!(s->discs = calloc(s->nall, sizeof(*s->discs))))
+        return FH_ERR_NOMEM;
+    for (size_t i = 0; i < s->nall; i++)
+        if ((v = disc_of(s->all_of[i]->src, &k, &len)) && strcmp(k, key) == 0) {
+            s->discs[i].val = v;
+            s->discs[i].len = len;
+        }
+    s->disc_key = key;
+    s->disc_klen = strlen(key);
+    return FH_OK;
 }
 
 static fh_err compile(cctx *c, const json_t *root, const json_t *js, fh_schema **out)
@@ -509,6 +573,8 @@ static fh_err compile(cctx *c, const json_t *root, const json_t *js, fh_schema *
         if (rc)
             return rc;
     }
+    if (s->nall && compile_discs(s))
+        return FH_ERR_NOMEM;
     for (size_t i = 0; i < s->nprops; i++) {
         s->props[i].req = SIZE_MAX;
         for (size_t r = 0; r < s->nreq && r < REQ_MEMO; r++)
@@ -838,7 +904,10 @@ static int validate_string(const fh_schema *s, const fh_jv *j, vpath *p, fh_sche
         if (s->max_len >= 0 && (long long)n > s->max_len)
             return fail(p, err, "longer than %lld characters", s->max_len);
     }
-    if (s->has_pattern && regexec(&s->pattern, str, 0, NULL, 0) != 0)
+    /* regexec sees the string up to its first NUL (only possible with FH_JSON_ALLOW_NUL), and so
+     * does the C matcher */
+    if (s->has_pattern && (s->fast_pattern ? !s->fast_pattern(str, strnlen(str, bytes))
+                                           : regexec(&s->pattern, str, 0, NULL, 0) != 0))
         return fail(p, err, "does not match /%s/", s->pattern_src);
     return 1;
 }
@@ -867,6 +936,31 @@ static __attribute__((noinline)) int fail_enum(const vpath *p, fh_schema_error *
     char v[160];
     value_text(vals, v, sizeof(v));
     return fail(p, err, "expected one of %s", v);
+}
+
+/* allOf. A discriminated entry (see disc) applies its "then" only when the member it tests is its
+ * string: the member is looked up once for all of them. Entries stay in their order, so the
+ * first failure reported is the one plain evaluation would report. */
+static int validate_all_of(const fh_schema *s, const fh_jv *j, unsigned it, vpath *p,
+                           fh_schema_error *err)
+{
+    const fh_jv *m = NULL;
+    if (s->discs && (it & T_OBJECT)) {
+        m = fh_jv_get_n(j, s->disc_key, s->disc_klen);
+        if (m && fh_jv_type(m) != FH_JV_STRING)
+            m = NULL; /* no string const matches it */
+    }
+    for (size_t i = 0; i < s->nall; i++) {
+        const fh_schema *e = s->all_of[i];
+        if (s->discs && s->discs[i].val && (it & T_OBJECT)) {
+            if (!m || m->n != s->discs[i].len || memcmp(m->u.s, s->discs[i].val, m->n) != 0)
+                continue;
+            e = e->then_;
+        }
+        if (!validate(e, j, p, err))
+            return 0;
+    }
+    return 1;
 }
 
 static int validate(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_error *err)
@@ -906,9 +1000,8 @@ static int validate(const fh_schema *s, const fh_jv *j, vpath *p, fh_schema_erro
         return 0;
     if (s->ref && !validate(s->ref, j, p, err))
         return 0;
-    for (size_t i = 0; i < s->nall; i++)
-        if (!validate(s->all_of[i], j, p, err))
-            return 0;
+    if (s->nall && !validate_all_of(s, j, it, p, err))
+        return 0;
     if (s->nany) {
         size_t i;
         for (i = 0; i < s->nany; i++)

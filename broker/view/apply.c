@@ -11,25 +11,25 @@ void view_bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-static void bind_str(sqlite3_stmt *st, int i, const fh_event *ev, const char *field)
+static void bind_str(sqlite3_stmt *st, int i, const fh_event_view *ev, const char *field)
 {
-    view_bind_text(st, i, fh_event_str(ev, field));
+    view_bind_text(st, i, fh_event_view_str(ev, field));
 }
 
-static void bind_int(sqlite3_stmt *st, int i, const fh_event *ev, const char *field)
+static void bind_int(sqlite3_stmt *st, int i, const fh_event_view *ev, const char *field)
 {
     long long v;
-    if (fh_event_int(ev, field, &v) == 0)
+    if (fh_event_view_int(ev, field, &v) == 0)
         sqlite3_bind_int64(st, i, v);
     else
         sqlite3_bind_null(st, i);
 }
 
 /* Binds a number and advances the view clock with it (times in data are epoch seconds). */
-static void bind_time(sqlite3_stmt *st, int i, const fh_event *ev, const char *field)
+static void bind_time(sqlite3_stmt *st, int i, const fh_event_view *ev, const char *field)
 {
     double v;
-    if (fh_event_num(ev, field, &v) == 0) {
+    if (fh_event_view_num(ev, field, &v) == 0) {
         sqlite3_bind_double(st, i, v);
         /* A producer's clock far in the future must not prune the whole view. */
         if (v > view_g.clock && v < (double)fh_now_ms() / 1000.0 + 86400.0)
@@ -39,19 +39,19 @@ static void bind_time(sqlite3_stmt *st, int i, const fh_event *ev, const char *f
     }
 }
 
-static void bind_num(sqlite3_stmt *st, int i, const fh_event *ev, const char *field)
+static void bind_num(sqlite3_stmt *st, int i, const fh_event_view *ev, const char *field)
 {
     double v;
-    if (fh_event_num(ev, field, &v) == 0)
+    if (fh_event_view_num(ev, field, &v) == 0)
         sqlite3_bind_double(st, i, v);
     else
         sqlite3_bind_null(st, i);
 }
 
-static void bind_json(sqlite3_stmt *st, int i, const fh_event *ev, const char *field)
+static void bind_json(sqlite3_stmt *st, int i, const fh_event_view *ev, const char *field)
 {
     fh_buf_reset(&view_g.scratch);
-    if (fh_event_member_json(ev, field, &view_g.scratch) == 0)
+    if (fh_event_view_member_json(ev, field, &view_g.scratch) == 0)
         sqlite3_bind_text(st, i, view_g.scratch.data ? view_g.scratch.data : "null",
                           (int)view_g.scratch.len, SQLITE_TRANSIENT);
     else
@@ -59,13 +59,13 @@ static void bind_json(sqlite3_stmt *st, int i, const fh_event *ev, const char *f
 }
 
 /* Binds the context as ?2..?9 (strings default to "" so rows never hold NULL context). */
-static void bind_ctx(sqlite3_stmt *st, const fh_event *ev)
+static void bind_ctx(sqlite3_stmt *st, const fh_event_view *ev)
 {
     static const char *const f[] = {"builder", "branch",   "revision", "repository",
                                     "project", "codebase", "owner"};
     bind_int(st, 2, ev, "builderid");
     for (int i = 0; i < 7; i++) {
-        const char *s = fh_event_str(ev, f[i]);
+        const char *s = fh_event_view_str(ev, f[i]);
         sqlite3_bind_text(st, 3 + i, s ? s : "", -1, SQLITE_TRANSIENT);
     }
 }
@@ -88,10 +88,10 @@ int view_wexec(enum wst w)
 
 /* The envelope time of ev in epoch ms (orders claims and worker presence); -1 when unreadable.
  * The schema guarantees "time" is an RFC 3339 string. */
-int64_t view_event_time_ms(const fh_event *ev)
+/* ms from an RFC 3339 "time", advancing the view clock with it; -1 when unreadable. */
+static int64_t time_ms(const char *t)
 {
     int64_t ms = -1;
-    const char *t = json_string_value(json_object_get(ev->root, "time"));
     if (!t || fh_time_parse(t, &ms))
         return -1;
     if (ms > 0 && ms / 1000.0 > view_g.clock && ms / 1000.0 < fh_now_ms() / 1000.0 + 86400.0)
@@ -99,23 +99,33 @@ int64_t view_event_time_ms(const fh_event *ev)
     return ms;
 }
 
+int64_t view_event_time_ms(const fh_event *ev)
+{
+    return time_ms(json_string_value(json_object_get(ev->root, "time")));
+}
+
+static int64_t event_time_ms(const fh_event_view *ev)
+{
+    return time_ms(fh_jv_str(fh_jv_get(ev->root, "time"), NULL));
+}
+
 /* ---- applying one event ----------------------------------------------------------------- */
 
 /* Upserts the event's builder; last_seen is the event's own time (field), so the row does not
  * depend on the order partitions are read in. */
-static int put_builder(const fh_event *ev, const char *field)
+static int put_builder(const fh_event_view *ev, const char *field)
 {
     long long id;
     double t = 0;
-    const char *name = fh_event_str(ev, "builder");
-    if (fh_event_int(ev, "builderid", &id) || !name)
+    const char *name = fh_event_view_str(ev, "builder");
+    if (fh_event_view_int(ev, "builderid", &id) || !name)
         return SQLITE_OK;
     sqlite3_stmt *st = view_g.w[W_BUILDER];
-    const char *project = fh_event_str(ev, "project");
+    const char *project = fh_event_view_str(ev, "project");
     sqlite3_bind_int64(st, 1, id);
     view_bind_text(st, 2, name);
     view_bind_text(st, 3, project ? project : "");
-    if (fh_event_num(ev, field, &t))
+    if (fh_event_view_num(ev, field, &t))
         sqlite3_bind_null(st, 4);
     else
         sqlite3_bind_double(st, 4, t);
@@ -124,12 +134,12 @@ static int put_builder(const fh_event *ev, const char *field)
 
 /* A revision seen in a build or request joins its branch's order (at time field of ev) unless
  * a change already placed it. */
-static int put_build_revision(const fh_event *ev, const char *field)
+static int put_build_revision(const fh_event_view *ev, const char *field)
 {
-    const char *rev = fh_event_str(ev, "revision"), *branch = fh_event_str(ev, "branch");
-    const char *repo = fh_event_str(ev, "repository");
+    const char *rev = fh_event_view_str(ev, "revision"), *branch = fh_event_view_str(ev, "branch");
+    const char *repo = fh_event_view_str(ev, "repository");
     double t;
-    if (!rev || !*rev || !branch || !repo || fh_event_num(ev, field, &t))
+    if (!rev || !*rev || !branch || !repo || fh_event_view_num(ev, field, &t))
         return SQLITE_OK;
     sqlite3_stmt *st = view_g.w[W_REVISION];
     view_bind_text(st, 1, repo);
@@ -140,7 +150,7 @@ static int put_build_revision(const fh_event *ev, const char *field)
     return view_wrun(st);
 }
 
-static int apply_change(const fh_event *ev)
+static int apply_change(const fh_event_view *ev)
 {
     sqlite3_stmt *st = view_g.w[W_CHANGE];
     int rc;
@@ -158,7 +168,7 @@ static int apply_change(const fh_event *ev)
     bind_str(st, 12, ev, "codebase");
     if ((rc = view_wrun(st)))
         return rc;
-    const char *rev = fh_event_str(ev, "revision");
+    const char *rev = fh_event_view_str(ev, "revision");
     if (!rev || !*rev)
         return SQLITE_OK;
     st = view_g.w[W_REVISION];
@@ -170,7 +180,7 @@ static int apply_change(const fh_event *ev)
     return view_wrun(st);
 }
 
-static int apply_buildrequest(const fh_event *ev)
+static int apply_buildrequest(const fh_event_view *ev)
 {
     sqlite3_stmt *st;
     int rc;
@@ -188,7 +198,7 @@ static int apply_buildrequest(const fh_event *ev)
         return put_build_revision(ev, "submitted_at");
     case FH_EV_BUILDREQUEST_CLAIMED:
     case FH_EV_BUILDREQUEST_UNCLAIMED: {
-        int64_t t = view_event_time_ms(ev);
+        int64_t t = event_time_ms(ev);
         st = view_g.w[W_BR_CLAIM];
         sqlite3_bind_int64(st, 1, ev->buildrequestid);
         bind_ctx(st, ev);
@@ -209,12 +219,12 @@ static int apply_buildrequest(const fh_event *ev)
     }
 }
 
-static int apply_build(const fh_event *ev)
+static int apply_build(const fh_event_view *ev)
 {
     long long buildid;
     sqlite3_stmt *st;
     int rc;
-    if (fh_event_int(ev, "buildid", &buildid))
+    if (fh_event_view_int(ev, "buildid", &buildid))
         return SQLITE_OK;
     switch (ev->type) {
     case FH_EV_BUILD_STARTED:
@@ -261,10 +271,10 @@ static int apply_build(const fh_event *ev)
     return view_wrun(st);
 }
 
-static int apply_step(const fh_event *ev)
+static int apply_step(const fh_event_view *ev)
 {
     sqlite3_stmt *st;
-    const char *builder = fh_event_str(ev, "builder");
+    const char *builder = fh_event_view_str(ev, "builder");
     if (ev->type == FH_EV_STEP_STARTED) {
         st = view_g.w[W_STEP_STARTED];
         bind_int(st, 1, ev, "stepid");
@@ -287,12 +297,12 @@ static int apply_step(const fh_event *ev)
     bind_str(st, 8, ev, "state_string");
     bind_num(st, 9, ev, "duration_s");
     bind_json(st, 10, ev, "urls");
-    if (fh_event_bool(ev, "hidden", &hidden) == 0)
+    if (fh_event_view_bool(ev, "hidden", &hidden) == 0)
         sqlite3_bind_int(st, 11, hidden);
     return view_wrun(st);
 }
 
-static int apply_log(const fh_event *ev)
+static int apply_log(const fh_event_view *ev)
 {
     sqlite3_stmt *st = view_g.w[W_LOG];
     bind_int(st, 1, ev, "logid");
@@ -306,7 +316,7 @@ static int apply_log(const fh_event *ev)
     return view_wrun(st);
 }
 
-static int apply_properties(const fh_event *ev)
+static int apply_properties(const fh_event_view *ev)
 {
     sqlite3_stmt *st = view_g.w[W_PROPS];
     bind_int(st, 1, ev, "buildid");
@@ -314,10 +324,10 @@ static int apply_properties(const fh_event *ev)
     return view_wrun(st);
 }
 
-static int apply_worker(const fh_event *ev)
+static int apply_worker(const fh_event_view *ev)
 {
     sqlite3_stmt *st = view_g.w[W_WORKER];
-    int64_t t = view_event_time_ms(ev);
+    int64_t t = event_time_ms(ev);
     bind_int(st, 1, ev, "workerid");
     bind_str(st, 2, ev, "name");
     view_bind_text(st, 3, ev->master);
@@ -328,7 +338,7 @@ static int apply_worker(const fh_event *ev)
 
 /* Applies one valid event inside the open transaction. Returns SQLITE_OK, or the SQLite error
  * (the caller undoes the event's partial work). *stored is 0 for types the view skips. */
-int view_apply_event(const fh_event *ev, int *stored)
+int view_apply_event(const fh_event_view *ev, const fh_event *tree, int *stored)
 {
     *stored = 1;
     switch (ev->type) {
@@ -356,7 +366,7 @@ int view_apply_event(const fh_event *ev, int *stored)
         return apply_worker(ev);
     case FH_EV_TEST_RESULT_SET:
     case FH_EV_TEST_RESULTS:
-        return view_tests_apply(ev, stored);
+        return tree ? view_tests_apply(tree, stored) : SQLITE_NOMEM;
     default:
         *stored = 0;
         return SQLITE_OK; /* log.chunk, master.* */

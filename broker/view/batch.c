@@ -56,52 +56,6 @@ static int event_level_error(int rc)
     }
 }
 
-/* 1 when the record is a JSON object whose top-level "type" is "log.chunk": the view stores
- * nothing of those, so it skips them without decoding (they are the bulk of the logs topic).
- * A cheap scan of the raw bytes; anything unusual (escapes in keys, malformed text) returns 0
- * and the record takes the normal path. */
-static int is_log_chunk(const char *p, size_t n)
-{
-    const char *end = p + n;
-    int depth = 0, expect_key = 1;
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    if (p == end || *p != '{')
-        return 0;
-    for (; p < end; p++) {
-        char c = *p;
-        if (c == '"') {
-            const char *s = ++p;
-            while (p < end && *p != '"') {
-                if (*p == '\\') {
-                    if (depth == 1 && expect_key)
-                        return 0;
-                    p++;
-                }
-                p++;
-            }
-            if (p >= end)
-                return 0;
-            if (depth == 1 && expect_key && p - s == 4 && memcmp(s, "type", 4) == 0) {
-                const char *v = p + 1;
-                while (v < end &&
-                       (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ':'))
-                    v++;
-                return (size_t)(end - v) >= 11 && memcmp(v, "\"log.chunk\"", 11) == 0;
-            }
-            if (depth == 1)
-                expect_key = 0;
-        } else if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        } else if (c == ',' && depth == 1) {
-            expect_key = 1;
-        }
-    }
-    return 0;
-}
-
 /* The view expected p->next and got m past it: records Kafka deleted in between are recorded in
  * view_lost inside the open batch (so the mark commits with the offsets that skip them), and
  * reported once. Returns 0, or -1 when the batch must be rolled back. */
@@ -133,12 +87,29 @@ static int note_lost(vpart *p, const rd_kafka_message_t *m)
     return 0;
 }
 
+/* The types some part of the view reads as a jansson tree (derive.c and cimetrics.c: builds;
+ * tests.c: test results). */
+static int needs_tree(fh_event_type t)
+{
+    return t == FH_EV_BUILD_STARTED || t == FH_EV_BUILD_FINISHED || t == FH_EV_TEST_RESULT_SET ||
+           t == FH_EV_TEST_RESULTS;
+}
+
+/* The applied row of an id (kept for the next start; see view/dedup.c). */
+static int applied_row(const char *id, int64_t at_ms)
+{
+    sqlite3_stmt *st = view_g.w[W_APPLIED];
+    view_bind_text(st, 1, id);
+    sqlite3_bind_double(st, 2, (double)at_ms / 1000.0);
+    return view_wrun(st);
+}
+
 /* Handles one record inside the open batch. Returns 0, or -1 when the batch must be rolled
  * back. */
 int view_handle_record(rd_kafka_message_t *m)
 {
     char err[384], q[420], reason[512];
-    fh_event ev;
+    fh_event_view ev;
     fh_err drc;
     vpart *p = part_of(m);
     if (!p)
@@ -146,11 +117,12 @@ int view_handle_record(rd_kafka_message_t *m)
     if (p->next >= 0 && m->offset > p->next && note_lost(p, m))
         return -1;
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
-    if (m->payload && is_log_chunk(m->payload, m->len)) {
-        view_g.batch_skipped++; /* nothing stored; a malformed one is the ingest consumer's to
-                                   report */
-    } else if ((drc = fh_event_decode(view_g.b->contract, m->payload, m->len,
-                                      view_g.max_record_bytes, &ev, err, sizeof(err)))) {
+    /* log.chunk: nothing stored, so skipped without checking (the bulk of the logs topic); a
+     * malformed one is the ingest consumer's to report */
+    if (m->payload && fh_event_peek_type(m->payload, m->len) == FH_EV_LOG_CHUNK) {
+        view_g.batch_skipped++;
+    } else if ((drc = fh_event_check(view_g.b->contract, &view_g.doc, m->payload, m->len,
+                                     view_g.max_record_bytes, &ev, err, sizeof(err)))) {
         view_g.batch_invalid++;
         fh_log(FH_LOG_DEBUG, "view.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
@@ -161,27 +133,35 @@ int view_handle_record(rd_kafka_message_t *m)
             return -1;
     } else {
         int rc, stored = 1;
+        fh_event tree = {0};
         if (ev.type == FH_EV_LOG_CHUNK || ev.type == FH_EV_MASTER_STARTED ||
             ev.type == FH_EV_MASTER_STOPPED) {
             view_g.batch_skipped++;
             goto done;
         }
-        if ((rc = view_wexec(W_SAVE)))
-            goto fail;
-        sqlite3_stmt *st = view_g.w[W_APPLIED];
-        view_bind_text(st, 1, ev.id);
         /* Ids are remembered by when they were produced: a duplicate produced within
          * view.dedup_window_s of the original is dropped. */
-        sqlite3_bind_double(st, 2, (double)(ts > 0 ? ts : fh_now_ms()) / 1000.0);
-        if ((rc = view_wrun(st)))
-            goto undo;
-        if (sqlite3_changes(view_g.db) == 0) {
+        int64_t at = ts > 0 ? ts : fh_now_ms();
+        if (view_dedup_begin(ev.id, at)) {
             view_g.batch_dups++;
-        } else if ((rc = view_apply_event(&ev, &stored)) || (rc = derive_event(&ev))) {
+            goto done;
+        }
+        if ((rc = view_wexec(W_SAVE)))
+            goto fail;
+        /* derivation, CI metrics and test results read a jansson tree: built for their few
+         * types only */
+        if (needs_tree(ev.type) && fh_event_from_view(&ev, &tree)) {
+            rc = SQLITE_NOMEM;
             goto undo;
-        } else if (stored) {
+        }
+        if ((rc = applied_row(ev.id, at)) ||
+            (rc = view_apply_event(&ev, tree.root ? &tree : NULL, &stored)) ||
+            (tree.root && (rc = derive_event(&tree))))
+            goto undo;
+        if (stored) {
             view_g.batch_events++;
-            view_ci_observe(view_g.db, &ev);
+            if (tree.root)
+                view_ci_observe(view_g.db, &tree);
         } else {
             view_g.batch_skipped++;
         }
@@ -200,6 +180,7 @@ int view_handle_record(rd_kafka_message_t *m)
                fh_log_quote(err, sizeof(err), sqlite3_errmsg(view_g.db)));
         if (view_wexec(W_UNDO) || view_wexec(W_RELEASE))
             goto fail;
+        view_dedup_undo_last(ev.id);
         /* A valid event the view cannot store: dead-lettered, so it is not lost silently. If
          * even that fails, the batch is retried rather than the event skipped. */
         if (fh_dlq_send(view_g.dlq, m, reason))
@@ -209,10 +190,10 @@ int view_handle_record(rd_kafka_message_t *m)
     fail:
         fh_log(FH_LOG_ERROR, "view.sqlite", "op=apply error=%s",
                fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
-        fh_event_clear(&ev);
+        fh_event_clear(&tree);
         return -1;
     done:
-        fh_event_clear(&ev);
+        fh_event_clear(&tree);
     }
     p->next = m->offset + 1;
     p->dirty = 1;
@@ -241,6 +222,7 @@ void view_abort_batch(void)
     if (view_g.in_txn)
         view_wexec(W_ROLLBACK);
     view_g.in_txn = 0;
+    view_dedup_abort();
     for (int k = 0; k < NTOPICS; k++)
         for (int i = 0; i < view_g.nparts[k]; i++) {
             view_g.parts[k][i].next = view_g.parts[k][i].committed;
@@ -310,6 +292,7 @@ int view_commit_batch(void)
         return -1;
     }
     view_g.in_txn = 0;
+    view_dedup_commit();
     atomic_fetch_add(&view_g.records_lost, view_g.batch_lost);
     if (view_g.batch_record_ts > view_g.max_record_ts)
         view_g.max_record_ts = view_g.batch_record_ts;

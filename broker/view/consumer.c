@@ -112,13 +112,16 @@ static void publish_end(void)
 
 /* Prefetching is capped (8 MiB queued, 4 MiB per fetch) so a view that is far behind does not
  * hold hundreds of MiB of fetched records; it still catches up at tens of thousands of records
- * a second. kafka.* keys override these. */
+ * a second. A fetch waits for 64 KiB or 10 ms (the view commits every view.batch_ms anyway),
+ * where an answer per record would cost a wake-up of every thread on the way. kafka.* keys
+ * override these. */
 static const char *const view_consumer_defaults[] = {
     "enable.auto.commit=false",
     "enable.auto.offset.store=false",
     "auto.offset.reset=earliest",
     "enable.partition.eof=false",
-    "fetch.wait.max.ms=100",
+    "fetch.wait.max.ms=10",
+    "fetch.min.bytes=65536",
     "queued.max.messages.kbytes=8192",
     "queued.min.messages=10000",
     "fetch.max.bytes=4194304",

@@ -27,6 +27,7 @@
 
 #include "dlq.h"
 #include "fh_acache.h"
+#include "fh_dedup.h"
 #include "fh_event.h"
 #include "fh_lastgreen.h"
 #include "fh_log.h"
@@ -35,7 +36,7 @@
 #include "health.h"
 
 /* Bumped when the tables change shape; an older file is rebuilt from Kafka. */
-#define VIEW_SCHEMA 1
+#define VIEW_SCHEMA 2
 #define FRESH_BUCKETS 20
 
 enum { TOPIC_EVENTS = 0, TOPIC_LOGS = 1, NTOPICS = 2 };
@@ -107,7 +108,7 @@ struct view {
     char path[1024];
     const char *topic[NTOPICS];
     long long batch_max, batch_ms, retention_s, prune_interval_s, dedup_window_s, metadata_ms;
-    long long required_window_s, max_revisions;
+    long long required_window_s, max_revisions, dedup_entries;
     size_t max_record_bytes;
     int nice;
 
@@ -121,6 +122,9 @@ struct view {
     vpart *parts[NTOPICS];
     int nparts[NTOPICS];
     fh_buf scratch;
+    fh_json_doc doc; /* the record being applied, parsed in place (reused: no malloc per record) */
+    fh_dedup *dedup; /* applied ids (dedup.c) */
+    fh_buf dedup_pending; /* ids applied in the open batch */
     double clock;
     int64_t max_record_ts; /* newest Kafka timestamp committed, ms */
     int64_t batch_first_ms;
@@ -192,7 +196,20 @@ int view_wrun(sqlite3_stmt *st);
 int view_wexec(enum wst w);
 /* Applies one valid event inside the open transaction: SQLITE_OK or the SQLite error; *stored
  * is 0 for types the view skips. */
-int view_apply_event(const fh_event *ev, int *stored);
+int view_apply_event(const fh_event_view *ev, const fh_event *tree, int *stored);
+
+/* dedup.c: applied ids in memory, kept in SQLite's applied table across restarts */
+/* Creates the memory and loads the stored ids (after view_db_open). 0, or -1 with errbuf. */
+int view_dedup_open(char *errbuf, size_t errsize);
+void view_dedup_close(void);
+/* 1 when id was applied (or is earlier in the open batch): drop the record. 0: new, now in
+ * flight in the open batch. */
+int view_dedup_begin(const char *id, int64_t ts_ms);
+/* Forgets id, the last one begun (its event was undone). */
+void view_dedup_undo_last(const char *id);
+/* The open batch committed: its ids are remembered. / It rolled back: they are forgotten. */
+void view_dedup_commit(void);
+void view_dedup_abort(void);
 
 /* The envelope time of ev in epoch ms, advancing the view clock; -1 when unreadable. */
 int64_t view_event_time_ms(const fh_event *ev);

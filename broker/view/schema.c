@@ -14,8 +14,9 @@ static const char schema_sql[] =
     " skipped INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS offsets(topic TEXT NOT NULL, part INTEGER NOT NULL,"
     " next_offset INTEGER NOT NULL, PRIMARY KEY (topic, part)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS applied(id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS applied_at ON applied(at);"
+    /* keyed by time first: a batch's ids append to the end of the table (view/dedup.c) */
+    "CREATE TABLE IF NOT EXISTS applied(at REAL NOT NULL, id TEXT NOT NULL, PRIMARY KEY(at, id))"
+    " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS builders(builderid INTEGER PRIMARY KEY, name TEXT NOT NULL,"
     " project TEXT NOT NULL DEFAULT '', last_seen REAL);"
     "CREATE TABLE IF NOT EXISTS buildrequests(buildrequestid INTEGER PRIMARY KEY,"
@@ -125,7 +126,7 @@ static const char *const wsql[W__COUNT] = {
     [W_SAVE] = "SAVEPOINT ev",
     [W_RELEASE] = "RELEASE ev",
     [W_UNDO] = "ROLLBACK TO ev",
-    [W_APPLIED] = "INSERT INTO applied(id, at) VALUES(?1, ?2) ON CONFLICT DO NOTHING",
+    [W_APPLIED] = "INSERT INTO applied(at, id) VALUES(?2, ?1) ON CONFLICT DO NOTHING",
     [W_CHANGE] =
         "INSERT INTO changes(changeid, author, comments, files, when_ts, category, revlink, branch,"
         " revision, repository, project, codebase) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"

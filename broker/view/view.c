@@ -99,6 +99,7 @@ int view_start(fh_broker *b)
     view_g.retention_s = fh_config_int(c, "view.retention_s");
     view_g.prune_interval_s = fh_config_int(c, "view.prune_interval_s");
     view_g.dedup_window_s = fh_config_int(c, "view.dedup_window_s");
+    view_g.dedup_entries = fh_config_int(c, "view.dedup_entries");
     view_g.metadata_ms = fh_config_int(c, "view.metadata_refresh_ms");
     view_g.required_window_s = fh_config_int(c, "view.required_window_s");
     view_g.max_revisions = fh_config_int(c, "view.max_revisions");
@@ -116,6 +117,7 @@ int view_start(fh_broker *b)
     pthread_mutex_init(&view_g.ckpt_mu, NULL);
     pthread_cond_init(&view_g.ckpt_cv, NULL);
     fh_buf_init(&view_g.scratch, (size_t)fh_config_int(c, "events.max_bytes") * 2 + 65536);
+    fh_json_doc_init(&view_g.doc, FH_EVENT_DOC_CAP(view_g.max_record_bytes));
     if (!view_g.dlq ||
         !(view_g.cache = fh_acache_new(view_g.max_entries, view_g.max_bytes, sizeof(view_asof))) ||
         !(view_g.batch_ts = malloc(view_g.batch_ts_cap * sizeof(*view_g.batch_ts)))) {
@@ -126,7 +128,8 @@ int view_start(fh_broker *b)
                           sizeof(err)) ||
         view_mkdirs_for(view_g.path, err, sizeof(err)) || view_db_open(err, sizeof(err)) ||
         (view_ci_init(c) && snprintf(err, sizeof(err), "out of memory")) ||
-        view_kafka_open(err, sizeof(err)) || derive_open(err, sizeof(err)))
+        view_dedup_open(err, sizeof(err)) || view_kafka_open(err, sizeof(err)) ||
+        derive_open(err, sizeof(err)))
         goto fail;
     register_metrics();
     view_ckpt_start();
@@ -194,6 +197,8 @@ void view_stop(void)
     free(view_g.batch_ts);
     view_g.batch_ts = NULL;
     fh_buf_free(&view_g.scratch);
+    fh_json_doc_free(&view_g.doc);
+    view_dedup_close();
     fh_dlq_free(view_g.dlq);
     view_g.dlq = NULL;
     pthread_mutex_destroy(&view_g.pool_mu);

@@ -39,6 +39,9 @@
     {"view.prune_interval_s", NULL, FH_CFG_INT, "60", 1, 86400, "how often pruning runs"}, \
     {"view.dedup_window_s", NULL, FH_CFG_INT, "900", 60, 31536000, \
      "applied event ids are remembered this long (by Kafka timestamp) to drop duplicates"}, \
+    {"view.dedup_entries", NULL, FH_CFG_INT, "1000000", 1000, 100000000, \
+     "most applied event ids remembered (32 bytes each, in memory); past it the oldest are " \
+     "forgotten first, before view.dedup_window_s"}, \
     {"view.required_builders", NULL, FH_CFG_STR, "", 0, 0, \
      "builders last-green requires, per branch: \"trunk=linux,mac;release=linux\"; other " \
      "branches require every builder that finished a build on them within " \

@@ -234,6 +234,9 @@ static const char *const consumer_defaults[] = {
     "queued.max.messages.kbytes=4096",
     "queued.min.messages=5000",
     "fetch.max.bytes=2097152",
+    /* a fetch waits for 64 KiB or 10 ms rather than answering per record */
+    "fetch.min.bytes=65536",
+    "fetch.wait.max.ms=10",
     NULL,
 };
 

@@ -57,6 +57,7 @@ void wh_eps_reload(fh_webhooks *w, int force)
         int bad =
             !e->url || !e->flying || fh_filter_parse(fj, &e->filter, err, sizeof(err)) != FH_OK;
         json_decref(fj);
+        e->types = bad ? 0 : fh_filter_type_mask(&e->filter);
         e->format = fh_wh_format_parse((const char *)sqlite3_column_text(st, 3));
         long kl = fh_sign_secret_key((const char *)sqlite3_column_text(st, 4), e->key.k, err,
                                      sizeof(err));

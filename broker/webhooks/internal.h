@@ -114,6 +114,7 @@ typedef struct wh_ep {
     char *url; /* owned */
     int format, enabled, ordered;
     fh_filter filter;    /* owned */
+    uint64_t types;      /* the event types filter can match (fh_filter_type_mask) */
     wh_key key, old_key; /* the previous key signs too until old_until_ms */
     int64_t old_until_ms;
     int64_t failing_since_ms; /* 0: not failing */

@@ -325,3 +325,113 @@ TEST(contract_integers_are_bounded_to_int64_on_both_paths)
         fh_event_clear(&ev);
     }
 }
+
+/* The in-place readers the view uses give what the jansson readers give, member by member, for
+ * every valid example (strings, integers written as reals, numbers, booleans, nested JSON). */
+static size_t readers_checked;
+static void check_readers_agree(const char *name, const char *text, size_t len)
+{
+    char err[256];
+    fh_event ev;
+    fh_event_view v;
+    fh_json_doc doc;
+    fh_json_doc_init(&doc, FH_EVENT_DOC_CAP(len));
+    if (fh_event_decode(contract(), text, len, len, &ev, err, sizeof(err)) ||
+        fh_event_check(contract(), &doc, text, len, len, &v, err, sizeof(err))) {
+        printf("  %s: %s\n", name, err);
+        CHECK(!"a valid example decodes both ways");
+        fh_json_doc_free(&doc);
+        return;
+    }
+    const char *k;
+    json_t *val;
+    json_object_foreach(ev.data, k, val)
+    {
+        const char *fields[] = {k, "no-such-member"};
+        for (int f = 0; f < 2; f++) {
+            long long i1 = 0, i2 = 0;
+            double d1 = 0, d2 = 0;
+            int b1 = 0, b2 = 0;
+            fh_buf j1, j2;
+            const char *s1 = fh_event_str(&ev, fields[f]), *s2 = fh_event_view_str(&v, fields[f]);
+            CHECK((!s1 && !s2) || (s1 && s2 && strcmp(s1, s2) == 0));
+            CHECK(fh_event_int(&ev, fields[f], &i1) == fh_event_view_int(&v, fields[f], &i2));
+            CHECK(i1 == i2);
+            CHECK(fh_event_num(&ev, fields[f], &d1) == fh_event_view_num(&v, fields[f], &d2));
+            CHECK(d1 == d2);
+            CHECK(fh_event_bool(&ev, fields[f], &b1) == fh_event_view_bool(&v, fields[f], &b2));
+            CHECK(b1 == b2);
+            fh_buf_init(&j1, 1 << 20);
+            fh_buf_init(&j2, 1 << 20);
+            CHECK(fh_event_member_json(&ev, fields[f], &j1) == 0);
+            CHECK(fh_event_view_member_json(&v, fields[f], &j2) == 0);
+            CHECK(j1.len == j2.len && memcmp(j1.data, j2.data, j1.len) == 0);
+            fh_buf_free(&j1);
+            fh_buf_free(&j2);
+            readers_checked++;
+        }
+    }
+    CHECK(ev.type == v.type && ev.seq == v.seq && ev.buildrequestid == v.buildrequestid);
+    CHECK_STR(ev.id, v.id);
+    fh_event tree;
+    CHECK(fh_event_from_view(&v, &tree) == 0);
+    CHECK(json_equal(tree.root, ev.root) && tree.type == ev.type && tree.seq == ev.seq &&
+          tree.buildrequestid == ev.buildrequestid && json_equal(tree.data, ev.data));
+    CHECK_STR(tree.id, ev.id);
+    CHECK_STR(tree.master, ev.master);
+    fh_event_clear(&tree);
+    fh_event_clear(&ev);
+    fh_json_doc_free(&doc);
+}
+
+TEST(in_place_readers_agree_with_jansson_readers)
+{
+    CHECK(contract() != NULL);
+    readers_checked = 0;
+    size_t n = each_example("schemas/examples/valid", check_readers_agree);
+    CHECK(n >= FH_EV__COUNT);
+    CHECK(readers_checked > 100);
+}
+
+/* fh_event_peek_type names the type every valid example decodes to, and says "cannot tell"
+ * rather than guess when the bytes are unusual. */
+static void check_peek(const char *name, const char *text, size_t len)
+{
+    char err[256];
+    fh_event ev;
+    if (fh_event_decode(contract(), text, len, len, &ev, err, sizeof(err)) == FH_OK) {
+        if (fh_event_peek_type(text, len) != (int)ev.type)
+            printf("  %s: peeked %d, decoded %d\n", name, fh_event_peek_type(text, len), ev.type);
+        CHECK(fh_event_peek_type(text, len) == (int)ev.type);
+        fh_event_clear(&ev);
+    }
+}
+
+TEST(peek_type_reads_the_top_level_type_or_says_it_cannot)
+{
+    CHECK(each_example("schemas/examples/valid", check_peek) >= FH_EV__COUNT);
+    static const struct {
+        const char *text;
+        int want;
+    } cases[] = {
+        {"{\"type\":\"build.finished\"}", FH_EV_BUILD_FINISHED},
+        {" {\n \"type\" :\t\"log.chunk\" }", FH_EV_LOG_CHUNK},
+        {"{\"data\":{\"type\":\"log.chunk\"},\"type\":\"step.started\"}", FH_EV_STEP_STARTED},
+        {"{\"a\":\"x\\\"type\\\":\",\"type\":\"change.new\"}", FH_EV_CHANGE_NEW},
+        {"{\"a\":[{\"type\":\"log.chunk\"}],\"type\":\"build.started\"}", FH_EV_BUILD_STARTED},
+        {"{\"ty\\u0070e\":\"build.finished\"}", -1}, /* an escaped key: cannot tell */
+        {"{\"type\":\"build\\u002efinished\"}", -1}, /* an escaped value */
+        {"{\"type\":\"build.exploded\"}", -1},       /* not a v1 type */
+        {"{\"type\":7}", -1},
+        {"{\"type\":\"build.finished", -1}, /* cut short */
+        {"[\"type\",\"build.finished\"]", -1},
+        {"{\"data\":{\"type\":\"log.chunk\"}}", -1},
+        {"", -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = fh_event_peek_type(cases[i].text, strlen(cases[i].text));
+        if (got != cases[i].want)
+            printf("  %s: peeked %d, expected %d\n", cases[i].text, got, cases[i].want);
+        CHECK(got == cases[i].want);
+    }
+}

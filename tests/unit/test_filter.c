@@ -132,3 +132,37 @@ TEST(filter_refuses_int64_overflow_and_nul_in_strings)
     fh_filter_free(&f);
     json_decref(o);
 }
+
+static uint64_t mask_of(const char *filter_json)
+{
+    char err[256];
+    fh_filter f;
+    json_t *j = json_loads(filter_json, 0, NULL);
+    CHECK(fh_filter_parse(j, &f, err, sizeof(err)) == FH_OK);
+    uint64_t m = fh_filter_type_mask(&f);
+    fh_filter_free(&f);
+    json_decref(j);
+    return m;
+}
+
+/* The type mask admits exactly the types whose events the filter could match. */
+TEST(filter_type_mask_admits_the_types_the_filter_can_match)
+{
+    uint64_t all = (1ull << FH_EV__COUNT) - 1;
+    CHECK(mask_of("{}") == all);
+    CHECK(mask_of("{\"branch\": \"main\"}") == all);
+    CHECK(mask_of("{\"type\": \"build.finished\"}") == 1ull << FH_EV_BUILD_FINISHED);
+    CHECK(mask_of("{\"type\": [\"build.finished\", \"step.started\"], \"branch\": \"main\"}") ==
+          ((1ull << FH_EV_BUILD_FINISHED) | (1ull << FH_EV_STEP_STARTED)));
+    CHECK(mask_of("{\"type\": \"build.*\"}") ==
+          ((1ull << FH_EV_BUILD_STARTED) | (1ull << FH_EV_BUILD_UPDATED) |
+           (1ull << FH_EV_BUILD_FINISHED)));
+    CHECK(mask_of("{\"type\": \"no.*\"}") == 0);
+    /* agrees with whole matches: every type outside the mask fails, every one inside passes */
+    for (int t = 0; t < FH_EV__COUNT; t++) {
+        fh_event ev = make_event(fh_event_type_name(t), "main", "o", 0);
+        CHECK(matches("{\"type\": \"*.finished\"}", &ev) ==
+              !!(mask_of("{\"type\": \"*.finished\"}") & (1ull << t)));
+        json_decref(ev.root);
+    }
+}

@@ -65,6 +65,8 @@ static int apply_chunk(const char *builder, const char *revision, long long seti
 {
     fh_buf j;
     fh_event ev;
+    fh_event_view v;
+    fh_json_doc doc;
     char err[384];
     int stored, rc = -1;
     fh_buf_init(&j, 1 << 20);
@@ -78,12 +80,15 @@ static int apply_chunk(const char *builder, const char *revision, long long seti
                   "\"last\":true,\"tests\":[%s]}}",
                   tseq, tseq % 60, tseq + 1, setid, builder, revision, setid, chunk, tests);
     tseq++;
-    if (fh_event_decode(tc, j.data, j.len, 1 << 20, &ev, err, sizeof(err)) == FH_OK) {
-        rc = view_apply_event(&ev, &stored);
+    fh_json_doc_init(&doc, FH_EVENT_DOC_CAP(1 << 20));
+    if (fh_event_check(tc, &doc, j.data, j.len, 1 << 20, &v, err, sizeof(err)) == FH_OK &&
+        fh_event_from_view(&v, &ev) == 0) {
+        rc = view_apply_event(&v, &ev, &stored);
         fh_event_clear(&ev);
     } else {
         printf("  decode: %s\n", err);
     }
+    fh_json_doc_free(&doc);
     fh_buf_free(&j);
     return rc;
 }
