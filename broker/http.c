@@ -1,6 +1,7 @@
 #include "http.h"
 #include "fh_log.h"
 #include "fh_route.h"
+#include "fh_utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,4 +1,5 @@
 #include "fh_json.h"
+#include "fh_utf8.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -537,41 +538,6 @@ static inline uint64_t str_special(uint64_t x)
     return (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x) | x) & high;
 }
 
-static inline int is_cont(unsigned c)
-{
-    return (c & 0xC0) == 0x80;
-}
-
-/* Length (2-4) of the well-formed UTF-8 sequence starting at q (a byte >= 0x80) that ends by
- * end, or 0: RFC 3629 table 3-7, so no overlongs, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *q, const unsigned char *end)
-{
-    size_t avail = (size_t)(end - q);
-    unsigned c = q[0], lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        return avail >= 2 && is_cont(q[1]) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-        return avail >= 3 && q[1] >= lo && q[1] <= hi && is_cont(q[2]) ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-        return avail >= 4 && q[1] >= lo && q[1] <= hi && is_cont(q[2]) && is_cont(q[3]) ? 4 : 0;
-    }
-    return 0;
-}
-
-size_t fh_json_utf8_seq(const unsigned char *q, const unsigned char *end)
-{
-    return utf8_seq(q, end);
-}
-
 static int hex4(const unsigned char *p, unsigned *out)
 {
     unsigned v = 0;
@@ -589,30 +555,6 @@ static int hex4(const unsigned char *p, unsigned *out)
     }
     *out = v;
     return 0;
-}
-
-static size_t utf8_put(unsigned char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | cp >> 6);
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | cp >> 12);
-        o[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | cp >> 18);
-    o[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
-    o[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 static int push_string(parser *P, const char *s, size_t n)
@@ -694,7 +636,7 @@ static int parse_string_escaped(parser *P, const unsigned char *s, const unsigne
                     return perr(P, FH_ERR_PARSE, "\\u0000 is not allowed at column %zu",
                                 col(P, esc));
                 }
-                o += utf8_put(mem + o, cp);
+                o += fh_utf8_put(mem + o, cp);
                 break;
             default:
                 return perr(P, FH_ERR_PARSE, "invalid escape at column %zu", col(P, esc));
@@ -706,7 +648,7 @@ static int parse_string_escaped(parser *P, const unsigned char *s, const unsigne
             mem[o++] = (unsigned char)c;
             q++;
         } else {
-            size_t k = utf8_seq(q, r);
+            size_t k = fh_utf8_seq(q, r);
             if (!k)
                 return perr(P, FH_ERR_PARSE, "invalid UTF-8 at column %zu", col(P, q));
             memcpy(mem + o, q, k);
@@ -752,7 +694,7 @@ static int parse_string(parser *P)
             q++;
             continue;
         }
-        size_t k = utf8_seq(q, end);
+        size_t k = fh_utf8_seq(q, end);
         if (!k)
             return perr(P, FH_ERR_PARSE, "invalid UTF-8 at column %zu", col(P, q));
         q += k;

@@ -102,10 +102,6 @@ size_t fh_json_doc_bytes(const fh_json_doc *doc);
 fh_err fh_json_parse(fh_json_doc *doc, const char *buf, size_t len, unsigned flags,
                      const fh_jv **root, char *errbuf, size_t errsize);
 
-/* Length (2-4) of the well-formed UTF-8 sequence starting at q (a byte >= 0x80) that ends by
- * end, or 0: RFC 3629 table 3-7, so no overlongs, no surrogates, nothing above U+10FFFF. */
-size_t fh_json_utf8_seq(const unsigned char *q, const unsigned char *end);
-
 /* ---- accessors: none allocates; every pointer returned lives until reset/free of the doc ---- */
 
 static inline fh_jv_kind fh_jv_type(const fh_jv *v)

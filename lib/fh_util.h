@@ -40,12 +40,6 @@ int fh_buf_printf(fh_buf *b, const char *fmt, ...) __attribute__((format(printf,
 int fh_buf_json_str(fh_buf *b, const char *s);
 /* The same for the n bytes at s, which may hold NUL bytes (written as \u0000). */
 int fh_buf_json_strn(fh_buf *b, const char *s, size_t n);
-/* 1 when the n bytes at s are well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, nothing
- * above U+10FFFF), else 0. NUL bytes are valid UTF-8. */
-int fh_utf8_valid(const char *s, size_t n);
-/* The largest length <= max at which s (n bytes) can be cut without splitting a UTF-8
- * sequence; n when n <= max. */
-size_t fh_utf8_cut(const char *s, size_t n, size_t max);
 void fh_buf_free(fh_buf *b);
 
 #endif

@@ -21,6 +21,7 @@
 #include "fh_json.h"
 #include "fh_kafka.h"
 #include "fh_log.h"
+#include "fh_utf8.h"
 #include "fh_util.h"
 #include "health.h"
 #include "http.h"

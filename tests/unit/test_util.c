@@ -125,18 +125,3 @@ TEST(buf_json_str_replaces_bytes_that_are_not_utf8)
     CHECK_STR(b.data, "null");
     fh_buf_free(&b);
 }
-
-TEST(utf8_valid_and_cut_at_character_boundaries)
-{
-    CHECK(fh_utf8_valid("", 0));
-    CHECK(fh_utf8_valid("a\0b", 3));
-    CHECK(fh_utf8_valid("\xc3\xa9", 2));
-    CHECK(!fh_utf8_valid("\xc3\xa9", 1));
-    CHECK(!fh_utf8_valid("\xff", 1));
-    CHECK(!fh_utf8_valid("\xed\xbf\xbf", 3));
-    CHECK(fh_utf8_cut("abc", 3, 10) == 3);
-    CHECK(fh_utf8_cut("abc", 3, 2) == 2);
-    CHECK(fh_utf8_cut("a\xc3\xa9", 3, 2) == 1); /* never half of é */
-    CHECK(fh_utf8_cut("\xf0\x9f\x94\xa5z", 5, 3) == 0);
-    CHECK(fh_utf8_cut("\xf0\x9f\x94\xa5z", 5, 4) == 4);
-}
