@@ -224,7 +224,7 @@ FUZZ_LIBS     = build/asan/gen/schemas_embed.c build/asan/libfirehose.a \
                 $(shell pkg-config --libs rdkafka jansson libcrypto zlib 2>/dev/null) -lm -pthread
 fuzz_json_SRC   := lib/fh_json.c lib/fh_utf8.c lib/fh_error.c
 fuzz_event_SRC  := lib/fh_json.c lib/fh_schema.c lib/fh_event.c lib/fh_error.c
-fuzz_ws_SRC     := lib/fh_ws.c lib/fh_utf8.c
+fuzz_ws_SRC     := lib/fh_ws.c lib/fh_utf8.c lib/fh_base64.c
 fuzz_filter_SRC := lib/fh_filter.c
 fuzz_config_SRC := lib/fh_config.c lib/fh_error.c
 fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
@@ -236,7 +236,7 @@ fuzz_rest_SRC   := broker/http.c $(wildcard broker/rest/*.c broker/view/*.c) bro
 fuzz_rest_CFLAGS := -Ibroker $(shell pkg-config --cflags libmicrohttpd sqlite3 2>/dev/null)
 fuzz_rest_LIBS  := $(shell pkg-config --libs libmicrohttpd sqlite3 2>/dev/null)
 fuzz_deflate_SRC := lib/fh_deflate.c lib/fh_ws.c lib/fh_error.c
-fuzz_ci_SRC     := lib/fh_ci.c lib/fh_sign.c lib/fh_util.c
+fuzz_ci_SRC     := lib/fh_ci.c lib/fh_sign.c lib/fh_base64.c lib/fh_util.c
 # Seeds (read-only) and extra flags per target.
 fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
 fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid

@@ -1,4 +1,5 @@
 #include "fh_ws.h"
+#include "fh_base64.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -22,23 +23,7 @@ void fh_ws_accept_key(const char *client_key, char out[29])
     memcpy(buf + klen, guid, sizeof(guid) - 1);
     if (!EVP_Digest(buf, klen + sizeof(guid) - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
         return;
-    EVP_EncodeBlock((unsigned char *)out, md, 20);
-}
-
-/* Returns the 6-bit value of a base64 digit, or -1. */
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
+    fh_b64_encode(md, 20, out, 29);
 }
 
 int fh_ws_key_valid(const char *key)
@@ -47,7 +32,7 @@ int fh_ws_key_valid(const char *key)
     if (!key)
         return 0;
     for (int i = 0; i < 22; i++)
-        if ((v = b64_value(key[i])) < 0)
+        if ((v = fh_b64_digit(key[i])) < 0)
             return 0;
     /* 16 bytes fill 22 digits and 2 bits: the last digit's low 4 bits must be zero. */
     return (v & 0x0F) == 0 && key[22] == '=' && key[23] == '=' && key[24] == '\0';
