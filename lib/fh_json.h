@@ -8,7 +8,9 @@
  * Ownership: every pointer this module returns (nodes, strings, keys) points into the fh_json_doc
  * it was parsed or converted into, and lives until fh_json_doc_reset or fh_json_doc_free on that
  * doc. Nothing returned is ever freed on its own. A doc is not thread-safe; the nodes are
- * immutable, so once parsed they may be read from any thread while the doc is left alone. */
+ * immutable, so once parsed they may be read from any thread while the doc is left alone.
+ *
+ * The parser is fh_json.c; the arena, accessors, equality and conversions are fh_json_doc.c. */
 #ifndef FH_JSON_H
 #define FH_JSON_H
 
