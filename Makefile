@@ -88,7 +88,7 @@ $(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_embed.o 
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # consumers/: firehose-replay and firehose-tail, and the pieces they share (unit-tested too)
-CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/jscan.c consumers/summary.c consumers/ws_client.c \
+CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/summary.c consumers/ws_client.c \
                      consumers/netpolicy.c consumers/lws_client.c
 $(BUILD)/libconsumers.a: $(CONSUMERS_LIB_SRC:%.c=$(BUILD)/%.o)
 	ar rcs $@ $^

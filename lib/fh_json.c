@@ -2,6 +2,7 @@
  * are in fh_json_doc.c; the contract in fh_json.h). */
 #include "fh_json_internal.h"
 #include "fh_utf8.h"
+#include "fh_util.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -357,25 +358,6 @@ static inline uint64_t str_special(uint64_t x)
     return (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x) | x) & high;
 }
 
-static int hex4(const unsigned char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return -1;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 0;
-}
-
 static int push_string(parser *P, const char *s, size_t n)
 {
     fh_jv *v = push(P, FH_JV_STRING);
@@ -438,12 +420,12 @@ static int parse_string_escaped(parser *P, const unsigned char *s, const unsigne
                 mem[o++] = '\t';
                 break;
             case 'u':
-                if (r - q < 6 || hex4(q + 2, &cp))
+                if (r - q < 6 || fh_hex4((const char *)q + 2, &cp))
                     return perr(P, FH_ERR_PARSE, "invalid \\u escape at column %zu", col(P, esc));
                 q += 4;
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    if (r - q < 8 || q[2] != '\\' || q[3] != 'u' || hex4(q + 4, &lo) ||
-                        lo < 0xDC00 || lo > 0xDFFF)
+                    if (r - q < 8 || q[2] != '\\' || q[3] != 'u' ||
+                        fh_hex4((const char *)q + 4, &lo) || lo < 0xDC00 || lo > 0xDFFF)
                         return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp,
                                     col(P, esc));
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);

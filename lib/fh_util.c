@@ -232,3 +232,20 @@ cap:
         b->data[start] = '\0';
     return -1;
 }
+
+size_t fh_pct_decode(const char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = fh_hex_digit(s[i + 1])) >= 0 &&
+            (lo = fh_hex_digit(s[i + 2])) >= 0) {
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return o;
+}

@@ -5,6 +5,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The value of one hex digit (0-9, a-f, A-F), or -1. */
+static inline int fh_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads the 4 hex digits at p (a JSON \u escape's) into *out. Returns 0, or -1 when one is not a
+ * hex digit. */
+static inline int fh_hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = fh_hex_digit(p[i]);
+        if (d < 0)
+            return -1;
+        v = v << 4 | (unsigned)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Percent-decodes s[0..n) into out (room for n + 1 bytes) as a URI path is: each "%HH" becomes
+ * its byte (so "%00" gives a NUL byte), anything else, a "%" without two hex digits included,
+ * stays as it is. Writes a NUL after the result and returns its length (NUL bytes counted). */
+size_t fh_pct_decode(const char *s, size_t n, char *out);
+
 /* Wall clock in milliseconds since the epoch. */
 int64_t fh_now_ms(void);
 

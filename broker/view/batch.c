@@ -3,6 +3,8 @@
  * only. */
 #include "internal.h"
 
+#include "fh_jscan.h"
+
 const int view_fresh_le[FRESH_BUCKETS] = {1,  2,   3,   5,   7,   10,  15,   20,   30,   50,
                                           75, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000};
 
@@ -55,48 +57,14 @@ static int event_level_error(int rc)
 
 /* 1 when the record is a JSON object whose top-level "type" is "log.chunk": the view stores
  * nothing of those, so it skips them without decoding (they are the bulk of the logs topic).
- * A cheap scan of the raw bytes; anything unusual (escapes in keys, malformed text) returns 0
- * and the record takes the normal path. */
+ * A scan of the raw bytes (fh_jscan); anything unusual (malformed text, a type spelt with
+ * escapes) returns 0 and the record takes the normal path. */
 static int is_log_chunk(const char *p, size_t n)
 {
-    const char *end = p + n;
-    int depth = 0, expect_key = 1;
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    if (p == end || *p != '{')
-        return 0;
-    for (; p < end; p++) {
-        char c = *p;
-        if (c == '"') {
-            const char *s = ++p;
-            while (p < end && *p != '"') {
-                if (*p == '\\') {
-                    if (depth == 1 && expect_key)
-                        return 0;
-                    p++;
-                }
-                p++;
-            }
-            if (p >= end)
-                return 0;
-            if (depth == 1 && expect_key && p - s == 4 && memcmp(s, "type", 4) == 0) {
-                const char *v = p + 1;
-                while (v < end &&
-                       (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r' || *v == ':'))
-                    v++;
-                return (size_t)(end - v) >= 11 && memcmp(v, "\"log.chunk\"", 11) == 0;
-            }
-            if (depth == 1)
-                expect_key = 0;
-        } else if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        } else if (c == ',' && depth == 1) {
-            expect_key = 1;
-        }
-    }
-    return 0;
+    static const char want[] = "\"log.chunk\"";
+    const char *v, *vend;
+    return fh_jscan_member(p, p + n, "type", 4, &v, &vend) == 1 &&
+           (size_t)(vend - v) == sizeof(want) - 1 && memcmp(v, want, sizeof(want) - 1) == 0;
 }
 
 /* The view expected p->next and got m past it: records Kafka deleted in between are recorded in

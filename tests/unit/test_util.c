@@ -125,3 +125,24 @@ TEST(buf_json_str_replaces_bytes_that_are_not_utf8)
     CHECK_STR(b.data, "null");
     fh_buf_free(&b);
 }
+
+TEST(pct_decode_keeps_nul_bytes_and_stray_percents)
+{
+    char out[32];
+    CHECK(fh_pct_decode("/a%2Fb%41", 9, out) == 5 && memcmp(out, "/a/bA", 6) == 0);
+    CHECK(fh_pct_decode("/x%00.js", 8, out) == 6 && memcmp(out, "/x\0.js", 7) == 0);
+    CHECK(fh_pct_decode("%zz%4", 5, out) == 5 && strcmp(out, "%zz%4") == 0);
+    CHECK(fh_pct_decode("%41", 2, out) == 2 && strcmp(out, "%4") == 0); /* only n bytes read */
+    CHECK(fh_pct_decode("", 0, out) == 0 && out[0] == '\0');
+}
+
+TEST(hex_digits_and_four_digit_escapes)
+{
+    CHECK(fh_hex_digit('0') == 0 && fh_hex_digit('9') == 9);
+    CHECK(fh_hex_digit('a') == 10 && fh_hex_digit('F') == 15);
+    CHECK(fh_hex_digit('g') == -1 && fh_hex_digit('%') == -1);
+    unsigned v = 0;
+    CHECK(fh_hex4("00e9", &v) == 0 && v == 0xE9);
+    CHECK(fh_hex4("D83D", &v) == 0 && v == 0xD83D);
+    CHECK(fh_hex4("12x4", &v) == -1);
+}
