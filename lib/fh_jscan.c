@@ -1,4 +1,5 @@
 #include "fh_jscan.h"
+#include "fh_json.h"
 #include "fh_utf8.h"
 #include "fh_util.h"
 
@@ -89,48 +90,10 @@ int fh_jscan_str(const char *v, const char *vend, char *buf, size_t size)
             buf[o++] = c;
             continue;
         }
-        if (p >= e)
+        int k = fh_json_escape(p - 1, e, &cp);
+        if (k < 0)
             return -1;
-        c = *p++;
-        switch (c) {
-        case '"':
-        case '\\':
-        case '/':
-            cp = (unsigned char)c;
-            break;
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
-        case 'u':
-            if (e - p < 4 || fh_hex4(p, &cp))
-                return -1;
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (e - p < 6 || p[0] != '\\' || p[1] != 'u' || fh_hex4(p + 2, &lo) ||
-                    lo < 0xDC00 || lo > 0xDFFF)
-                    return -1;
-                p += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                return -1;
-            }
-            break;
-        default:
-            return -1;
-        }
+        p += k - 1;
         unsigned char u[4];
         size_t n = fh_utf8_put(u, cp);
         if (o + n >= size)

@@ -368,6 +368,50 @@ static int push_string(parser *P, const char *s, size_t n)
     return 0;
 }
 
+int fh_json_escape(const char *p, const char *end, unsigned *cp)
+{
+    unsigned lo;
+    if (end - p < 2 || p[0] != '\\')
+        return FH_JSON_ESC_BAD;
+    switch (p[1]) {
+    case '"':
+    case '\\':
+    case '/':
+        *cp = (unsigned char)p[1];
+        return 2;
+    case 'b':
+        *cp = '\b';
+        return 2;
+    case 'f':
+        *cp = '\f';
+        return 2;
+    case 'n':
+        *cp = '\n';
+        return 2;
+    case 'r':
+        *cp = '\r';
+        return 2;
+    case 't':
+        *cp = '\t';
+        return 2;
+    case 'u':
+        break;
+    default:
+        return FH_JSON_ESC_BAD;
+    }
+    if (end - p < 6 || fh_hex4(p + 2, cp))
+        return FH_JSON_ESC_BAD_U;
+    if (*cp >= 0xDC00 && *cp <= 0xDFFF)
+        return FH_JSON_ESC_LONE_SURROGATE;
+    if (*cp < 0xD800 || *cp > 0xDBFF)
+        return 6;
+    if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || fh_hex4(p + 8, &lo) || lo < 0xDC00 ||
+        lo > 0xDFFF)
+        return FH_JSON_ESC_LONE_SURROGATE;
+    *cp = 0x10000 + ((*cp - 0xD800) << 10) + (lo - 0xDC00);
+    return 12;
+}
+
 /* The slow path of parse_string, from the first backslash at q (content starts at s). Finds the
  * closing quote first, so the decoded copy (never longer than its source) gets one allocation,
  * then decodes and validates everything after q. */
@@ -390,59 +434,20 @@ static int parse_string_escaped(parser *P, const unsigned char *s, const unsigne
     while (q < r) {
         unsigned c = *q;
         if (c == '\\') {
-            const unsigned char *esc = q;
-            unsigned cp, lo;
+            unsigned cp;
             if (r - q < 2)
                 return err_at(P, end); /* a backslash just before the end of input */
-            switch (q[1]) {
-            case '"':
-                mem[o++] = '"';
-                break;
-            case '\\':
-                mem[o++] = '\\';
-                break;
-            case '/':
-                mem[o++] = '/';
-                break;
-            case 'b':
-                mem[o++] = '\b';
-                break;
-            case 'f':
-                mem[o++] = '\f';
-                break;
-            case 'n':
-                mem[o++] = '\n';
-                break;
-            case 'r':
-                mem[o++] = '\r';
-                break;
-            case 't':
-                mem[o++] = '\t';
-                break;
-            case 'u':
-                if (r - q < 6 || fh_hex4((const char *)q + 2, &cp))
-                    return perr(P, FH_ERR_PARSE, "invalid \\u escape at column %zu", col(P, esc));
-                q += 4;
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    if (r - q < 8 || q[2] != '\\' || q[3] != 'u' ||
-                        fh_hex4((const char *)q + 4, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-                        return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp,
-                                    col(P, esc));
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    q += 6;
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp,
-                                col(P, esc));
-                } else if (cp == 0 && !(P->flags & FH_JSON_ALLOW_NUL)) {
-                    return perr(P, FH_ERR_PARSE, "\\u0000 is not allowed at column %zu",
-                                col(P, esc));
-                }
-                o += fh_utf8_put(mem + o, cp);
-                break;
-            default:
-                return perr(P, FH_ERR_PARSE, "invalid escape at column %zu", col(P, esc));
-            }
-            q += 2;
+            int k = fh_json_escape((const char *)q, (const char *)r, &cp);
+            if (k == FH_JSON_ESC_BAD_U)
+                return perr(P, FH_ERR_PARSE, "invalid \\u escape at column %zu", col(P, q));
+            if (k == FH_JSON_ESC_LONE_SURROGATE)
+                return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp, col(P, q));
+            if (k < 0)
+                return perr(P, FH_ERR_PARSE, "invalid escape at column %zu", col(P, q));
+            if (cp == 0 && !(P->flags & FH_JSON_ALLOW_NUL))
+                return perr(P, FH_ERR_PARSE, "\\u0000 is not allowed at column %zu", col(P, q));
+            o += fh_utf8_put(mem + o, cp);
+            q += k;
         } else if (c < 0x20) {
             return perr(P, FH_ERR_PARSE, "control character in string at column %zu", col(P, q));
         } else if (c < 0x80) {

@@ -104,6 +104,17 @@ size_t fh_json_doc_bytes(const fh_json_doc *doc);
 fh_err fh_json_parse(fh_json_doc *doc, const char *buf, size_t len, unsigned flags,
                      const fh_jv **root, char *errbuf, size_t errsize);
 
+/* Reads the escape at p (a backslash) inside a JSON string whose closing quote is at end: one of
+ * \" \\ \/ \b \f \n \r \t, a \uXXXX, or a \uXXXX\uXXXX surrogate pair. Returns the bytes it spans
+ * (2, 6 or 12) and sets *cp to the code point it stands for (\u0000 gives 0: refusing it is the
+ * caller's choice); FH_JSON_ESC_BAD for an unknown escape, FH_JSON_ESC_BAD_U for a \u without
+ * four hex digits, FH_JSON_ESC_LONE_SURROGATE (*cp the unpaired unit) for a surrogate that is not
+ * half of a pair. The parser and fh_jscan share it. */
+#define FH_JSON_ESC_BAD (-1)
+#define FH_JSON_ESC_BAD_U (-2)
+#define FH_JSON_ESC_LONE_SURROGATE (-3)
+int fh_json_escape(const char *p, const char *end, unsigned *cp);
+
 /* ---- accessors: none allocates; every pointer returned lives until reset/free of the doc ---- */
 
 static inline fh_jv_kind fh_jv_type(const fh_jv *v)
