@@ -410,7 +410,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         fh_buf_init(&st->body, h->cfg.max_body_bytes);
         return st;
     }
-    st->path_len = fh_pct_decode(uri, n, st->path);
+    st->path_len = fh_pct_decode(uri, n, st->path, 0);
     fh_buf_init(&st->body, body_cap(h, st->path));
     return st;
 }

@@ -121,6 +121,16 @@ static inline void skip_ws(parser *P)
 
 static int parse_value(parser *P);
 
+/* After an item or member: skips whitespace and then a ',' (returns 1: another follows) or the
+ * container's closing byte close (returns 0); anything else fails (-1). */
+static inline int next_or_close(parser *P, unsigned char close)
+{
+    skip_ws(P);
+    if (P->p < P->end && (*P->p == ',' || *P->p == close))
+        return *P->p++ == ',';
+    return err_at(P, P->p);
+}
+
 /* Moves the children above base on the scratch stack into one arena array and pushes their
  * container in their place. */
 static int close_container(parser *P, size_t base, unsigned type)
@@ -156,16 +166,11 @@ static int parse_array(parser *P)
         for (;;) {
             if (parse_value(P))
                 return -1;
-            skip_ws(P);
-            if (P->p < P->end && *P->p == ',') {
-                P->p++;
-                continue;
-            }
-            if (P->p < P->end && *P->p == ']') {
-                P->p++;
+            int more = next_or_close(P, ']');
+            if (more < 0)
+                return -1;
+            if (!more)
                 break;
-            }
-            return err_at(P, P->p);
         }
     }
     P->depth--;
@@ -332,16 +337,11 @@ static int parse_object(parser *P)
             P->p++;
             if (parse_value(P))
                 return -1;
-            skip_ws(P);
-            if (P->p < P->end && *P->p == ',') {
-                P->p++;
-                continue;
-            }
-            if (P->p < P->end && *P->p == '}') {
-                P->p++;
+            int more = next_or_close(P, '}');
+            if (more < 0)
+                return -1;
+            if (!more)
                 break;
-            }
-            return err_at(P, P->p);
         }
     }
     P->depth--;

@@ -233,7 +233,7 @@ cap:
     return -1;
 }
 
-size_t fh_pct_decode(const char *s, size_t n, char *out)
+size_t fh_pct_decode(const char *s, size_t n, char *out, int plus)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
@@ -243,7 +243,7 @@ size_t fh_pct_decode(const char *s, size_t n, char *out)
             out[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {
-            out[o++] = s[i];
+            out[o++] = plus && s[i] == '+' ? ' ' : s[i];
         }
     }
     out[o] = '\0';

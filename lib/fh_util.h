@@ -32,10 +32,11 @@ static inline int fh_hex4(const char *p, unsigned *out)
     return 0;
 }
 
-/* Percent-decodes s[0..n) into out (room for n + 1 bytes) as a URI path is: each "%HH" becomes
- * its byte (so "%00" gives a NUL byte), anything else, a "%" without two hex digits included,
- * stays as it is. Writes a NUL after the result and returns its length (NUL bytes counted). */
-size_t fh_pct_decode(const char *s, size_t n, char *out);
+/* Percent-decodes s[0..n) into out (room for n + 1 bytes; out may be s) as a URI path is: each
+ * "%HH" becomes its byte (so "%00" gives a NUL byte), anything else, a "%" without two hex digits
+ * included, stays as it is; with plus, '+' becomes a space too (form encoding). Writes a NUL
+ * after the result and returns its length (NUL bytes counted). */
+size_t fh_pct_decode(const char *s, size_t n, char *out, int plus);
 
 /* Wall clock in milliseconds since the epoch. */
 int64_t fh_now_ms(void);

@@ -255,26 +255,17 @@ static int apply_build(const fh_event *ev)
 
 static int apply_step(const fh_event *ev)
 {
-    sqlite3_stmt *st;
+    int started = ev->type == FH_EV_STEP_STARTED, hidden;
     const char *builder = fh_event_str(ev, "builder");
-    if (ev->type == FH_EV_STEP_STARTED) {
-        st = view_g.w[W_STEP_STARTED];
-        bind_int(st, 1, ev, "stepid");
-        bind_int(st, 2, ev, "buildid");
-        view_bind_text(st, 3, builder ? builder : "");
-        bind_int(st, 4, ev, "number");
-        bind_str(st, 5, ev, "name");
-        bind_time(st, 6, ev, "started_at");
-        return view_wrun(st);
-    }
-    int hidden;
-    st = view_g.w[W_STEP_FINISHED];
+    sqlite3_stmt *st = view_g.w[started ? W_STEP_STARTED : W_STEP_FINISHED];
     bind_int(st, 1, ev, "stepid");
     bind_int(st, 2, ev, "buildid");
     view_bind_text(st, 3, builder ? builder : "");
     bind_int(st, 4, ev, "number");
     bind_str(st, 5, ev, "name");
-    bind_time(st, 6, ev, "complete_at");
+    bind_time(st, 6, ev, started ? "started_at" : "complete_at");
+    if (started)
+        return view_wrun(st);
     bind_int(st, 7, ev, "results");
     bind_str(st, 8, ev, "state_string");
     bind_num(st, 9, ev, "duration_s");

@@ -265,6 +265,16 @@ static int parse_input(fh_webhooks *w, json_t *j, ep_input *in, int create, fh_h
     return 0;
 }
 
+/* What every create and patch does last, whatever happened: leaves the API's write section,
+ * wakes the delivery thread, and frees the request's JSON and validated input. */
+static void write_end(fh_webhooks *w, ep_input *in, json_t *j)
+{
+    wh_api_leave(w);
+    wh_poke(w);
+    free(in->filter);
+    json_decref(j);
+}
+
 /* Appends the endpoint id, then closes the object with stats (detail) and the secret (when
  * just created or rotated). */
 static int render_endpoint(fh_webhooks *w, const char *id, int stats, const char *secret,
@@ -378,10 +388,7 @@ rollback:
     sqlite3_finalize(st);
     sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
 out:
-    wh_api_leave(w);
-    wh_poke(w);
-    free(in.filter);
-    json_decref(j);
+    write_end(w, &in, j);
 }
 
 static void list(void *ctx, fh_http_request *req, fh_http_response *resp)
@@ -494,10 +501,7 @@ rollback:
     sqlite3_finalize(st);
     sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
 out:
-    wh_api_leave(w);
-    wh_poke(w);
-    free(in.filter);
-    json_decref(j);
+    write_end(w, &in, j);
 }
 
 static void delete_one(void *ctx, fh_http_request *req, fh_http_response *resp)

@@ -129,11 +129,15 @@ TEST(buf_json_str_replaces_bytes_that_are_not_utf8)
 TEST(pct_decode_keeps_nul_bytes_and_stray_percents)
 {
     char out[32];
-    CHECK(fh_pct_decode("/a%2Fb%41", 9, out) == 5 && memcmp(out, "/a/bA", 6) == 0);
-    CHECK(fh_pct_decode("/x%00.js", 8, out) == 6 && memcmp(out, "/x\0.js", 7) == 0);
-    CHECK(fh_pct_decode("%zz%4", 5, out) == 5 && strcmp(out, "%zz%4") == 0);
-    CHECK(fh_pct_decode("%41", 2, out) == 2 && strcmp(out, "%4") == 0); /* only n bytes read */
-    CHECK(fh_pct_decode("", 0, out) == 0 && out[0] == '\0');
+    CHECK(fh_pct_decode("/a%2Fb%41", 9, out, 0) == 5 && memcmp(out, "/a/bA", 6) == 0);
+    CHECK(fh_pct_decode("/x%00.js", 8, out, 0) == 6 && memcmp(out, "/x\0.js", 7) == 0);
+    CHECK(fh_pct_decode("%zz%4", 5, out, 0) == 5 && strcmp(out, "%zz%4") == 0);
+    CHECK(fh_pct_decode("%41", 2, out, 0) == 2 && strcmp(out, "%4") == 0); /* only n bytes read */
+    CHECK(fh_pct_decode("", 0, out, 0) == 0 && out[0] == '\0');
+    CHECK(fh_pct_decode("a+b%2B", 6, out, 1) == 4 && strcmp(out, "a b+") == 0);
+    CHECK(fh_pct_decode("a+b", 3, out, 0) == 3 && strcmp(out, "a+b") == 0);
+    char in_place[] = "x%41y";
+    CHECK(fh_pct_decode(in_place, 5, in_place, 0) == 3 && strcmp(in_place, "xAy") == 0);
 }
 
 TEST(hex_digits_and_four_digit_escapes)
