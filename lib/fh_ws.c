@@ -369,11 +369,7 @@ size_t fh_ws_close_frame(unsigned char out[128], unsigned code, const char *reas
     if (reason) {
         while (rlen < 124 && reason[rlen])
             rlen++;
-        if (rlen > 123) {
-            rlen = 123;
-            while (rlen > 0 && ((unsigned char)reason[rlen] & 0xC0) == 0x80)
-                rlen--; /* do not cut inside a character */
-        }
+        rlen = fh_utf8_cut(reason, rlen, 123); /* not inside a character */
         memcpy(out + 4, reason, rlen);
     }
     out[1] = (unsigned char)(2 + rlen);
