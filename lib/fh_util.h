@@ -1,4 +1,5 @@
-/* fh_util: small helpers shared by every program: time, random ids, string buffers. */
+/* fh_util: small helpers shared by every program: hex and percent decoding, time, random ids,
+ * string buffers. */
 #ifndef FH_UTIL_H
 #define FH_UTIL_H
 
