@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fh_utf8.h" /* fh_buf_json_str writes UTF-8; callers cut and check it with fh_utf8 */
+
 /* The value of one hex digit (0-9, a-f, A-F), or -1. */
 static inline int fh_hex_digit(char c)
 {
