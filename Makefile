@@ -88,7 +88,7 @@ $(BIN)/firehose-broker: $(BROKER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_embed.o 
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # consumers/: firehose-replay and firehose-tail, and the pieces they share (unit-tested too)
-CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/jscan.c consumers/summary.c consumers/ws_client.c \
+CONSUMERS_LIB_SRC := consumers/cli_filter.c consumers/summary.c consumers/ws_client.c \
                      consumers/netpolicy.c consumers/lws_client.c
 $(BUILD)/libconsumers.a: $(CONSUMERS_LIB_SRC:%.c=$(BUILD)/%.o)
 	ar rcs $@ $^
@@ -232,9 +232,9 @@ FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
                 $(shell pkg-config --cflags rdkafka jansson libcrypto 2>/dev/null)
 FUZZ_LIBS     = build/asan/gen/schemas_embed.c build/asan/libfirehose.a \
                 $(shell pkg-config --libs rdkafka jansson libcrypto zlib 2>/dev/null) -lm -pthread
-fuzz_json_SRC   := lib/fh_json.c lib/fh_error.c
-fuzz_event_SRC  := lib/fh_json.c lib/fh_schema.c lib/fh_event.c lib/fh_error.c
-fuzz_ws_SRC     := lib/fh_ws.c
+fuzz_json_SRC   := lib/fh_json.c lib/fh_json_doc.c lib/fh_utf8.c lib/fh_error.c
+fuzz_event_SRC  := lib/fh_json.c lib/fh_json_doc.c lib/fh_schema.c lib/fh_event.c lib/fh_error.c
+fuzz_ws_SRC     := lib/fh_ws.c lib/fh_utf8.c lib/fh_base64.c
 fuzz_filter_SRC := lib/fh_filter.c
 fuzz_config_SRC := lib/fh_config.c lib/fh_error.c
 fuzz_query_SRC  := lib/fh_param.c lib/fh_util.c lib/fh_auth.c
@@ -246,7 +246,7 @@ fuzz_rest_SRC   := broker/http.c $(wildcard broker/rest/*.c broker/view/*.c) bro
 fuzz_rest_CFLAGS := -Ibroker $(shell pkg-config --cflags libmicrohttpd sqlite3 2>/dev/null)
 fuzz_rest_LIBS  := $(shell pkg-config --libs libmicrohttpd sqlite3 2>/dev/null)
 fuzz_deflate_SRC := lib/fh_deflate.c lib/fh_ws.c lib/fh_error.c
-fuzz_ci_SRC     := lib/fh_ci.c lib/fh_sign.c lib/fh_util.c
+fuzz_ci_SRC     := lib/fh_ci.c lib/fh_sign.c lib/fh_base64.c lib/fh_util.c
 # Seeds (read-only) and extra flags per target.
 fuzz_json_SEEDS   := schemas/examples/valid schemas/examples/invalid tests/fuzz/seeds
 fuzz_event_SEEDS  := schemas/examples/valid schemas/examples/invalid

@@ -1,6 +1,7 @@
 #include "http.h"
 #include "fh_log.h"
 #include "fh_route.h"
+#include "fh_utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -380,22 +381,6 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     fh_http_route_request(h->routes, h->nroutes, h->auth, &req, resp);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Called by libmicrohttpd with the raw request target before it decodes it. It decodes the path
- * (up to '?') as libmicrohttpd does (%HH; anything else literally) but keeps its length: the URL
- * libmicrohttpd hands the handler is a C string that a "%00" cuts short, so "/index.html%00.js"
- * would otherwise serve /index.html. Returns the request's state (libmicrohttpd passes it back
- * as *req_cls); NULL when out of memory (the handler then falls back to its URL). */
 /* The body cap of a request's path: its own (cfg.body_caps), else http.max_body_bytes. */
 static size_t body_cap(const fh_http *h, const char *path)
 {
@@ -408,6 +393,11 @@ static size_t body_cap(const fh_http *h, const char *path)
     return h->cfg.max_body_bytes;
 }
 
+/* Called by libmicrohttpd with the raw request target before it decodes it. It decodes the path
+ * (up to '?') as libmicrohttpd does (%HH; anything else literally) but keeps its length: the URL
+ * libmicrohttpd hands the handler is a C string that a "%00" cuts short, so "/index.html%00.js"
+ * would otherwise serve /index.html. Returns the request's state (libmicrohttpd passes it back
+ * as *req_cls); NULL when out of memory (the handler then falls back to its URL). */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)conn;
@@ -420,19 +410,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         fh_buf_init(&st->body, h->cfg.max_body_bytes);
         return st;
     }
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (uri[i] == '%' && i + 2 < n && (hi = hexval(uri[i + 1])) >= 0 &&
-            (lo = hexval(uri[i + 2])) >= 0) {
-            st->path[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            st->path[o++] = uri[i];
-        }
-    }
-    st->path[o] = '\0';
-    st->path_len = o;
+    st->path_len = fh_pct_decode(uri, n, st->path, 0);
     fh_buf_init(&st->body, body_cap(h, st->path));
     return st;
 }

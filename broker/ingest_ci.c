@@ -12,6 +12,7 @@
 #include "fh_ci.h"
 #include "fh_dedup.h"
 #include "fh_log.h"
+#include "fh_seq.h"
 
 #define MAX_MASTERS 256           /* CI hosts with a seq of their own */
 #define DELIVERY_WAIT_MS 15000    /* librdkafka gives up on a record after message.timeout.ms */
@@ -36,10 +37,7 @@ typedef struct ci_system {
     _Atomic long long last_unauthorized_log;
 } ci_system;
 
-typedef struct master_seq {
-    char name[65];
-    long long last;
-} master_seq;
+static fh_seq_entry ci_masters[MAX_MASTERS]; /* the seq table's entries (ci.seqs), under ci.mu */
 
 /* Module state. mu guards the delivery-id memory and the seq table; cv wakes a redelivery that
  * waits for its first copy. The producer is shared by every HTTP thread; each request waits for
@@ -50,12 +48,11 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     fh_dedup *dedup;
-    master_seq masters[MAX_MASTERS];
-    size_t nmasters;
+    fh_seq_table seqs;
     ci_system systems[2];
     fh_http_body_cap caps[2];
     fh_metric *dedup_entries, *dedup_evicted;
-} ci = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} ci = {.mu = PTHREAD_MUTEX_INITIALIZER, .seqs = {ci_masters, 0, MAX_MASTERS}};
 
 /* One request's records in flight. The request and each record hold a reference, so a request
  * that gives up waiting leaves it to the last delivery report to free. */
@@ -184,26 +181,6 @@ static int header_ok(const char *v, size_t max)
     return v && n > 0 && n <= max;
 }
 
-/* Per-master seq: epoch ms, or the last + 1 when the clock has not moved, so it only grows, also
- * across restarts (as statuspush.c does). Caller holds ci.mu. -1 when the table is full. */
-static long long seq_next(const char *master)
-{
-    long long now = (long long)fh_now_ms();
-    master_seq *m = NULL;
-    for (size_t i = 0; i < ci.nmasters && !m; i++)
-        if (!strcmp(ci.masters[i].name, master))
-            m = &ci.masters[i];
-    if (!m) {
-        if (ci.nmasters == MAX_MASTERS)
-            return -1;
-        m = &ci.masters[ci.nmasters++];
-        snprintf(m->name, sizeof(m->name), "%s", master);
-        m->last = 0;
-    }
-    m->last = now > m->last ? now : m->last + 1;
-    return m->last;
-}
-
 static void note_unauthorized(ci_system *s, const char *why)
 {
     long long now = (long long)fh_now_ms(), last = atomic_load(&s->last_unauthorized_log);
@@ -262,7 +239,8 @@ static int produce(json_t *evs, char keys[][64], size_t *klen, const char **topi
     pthread_mutex_lock(&ci.mu);
     for (i = 0; i < n; i++) {
         json_t *ev = json_array_get(evs, i);
-        long long seq = seq_next(json_string_value(json_object_get(ev, "master")));
+        long long seq = fh_seq_next(&ci.seqs, json_string_value(json_object_get(ev, "master")),
+                                    (long long)fh_now_ms());
         if (seq < 0)
             break;
         json_object_set_new(ev, "seq", json_integer(seq));

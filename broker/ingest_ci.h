@@ -16,61 +16,31 @@
 
 #define FH_INGEST_CI_ROUTES 2
 
+/* clang-format off */
 #define FH_INGEST_CI_CFG                                                                           \
-    {"ingest.github.secret",                                                                       \
-     NULL,                                                                                         \
-     FH_CFG_STR,                                                                                   \
-     "",                                                                                           \
-     0,                                                                                            \
-     0,                                                                                            \
+    {"ingest.github.secret", NULL, FH_CFG_STR, "", 0, 0,                                           \
      "secret of the GitHub webhook: POST /api/v1/ingest/github needs X-Hub-Signature-256 made "    \
      "with it; empty turns the endpoint off (503). Set it through the environment or the config "  \
      "file, not a flag others can read in the process list"},                                      \
-        {"ingest.github.repository",                                                               \
-         NULL,                                                                                     \
-         FH_CFG_STR,                                                                               \
-         "html_url",                                                                               \
-         0,                                                                                        \
-         0,                                                                                        \
-         "member of a GitHub payload's repository that becomes the events' repository: html_url, " \
-         "clone_url or ssh_url (the same text Buildbot's change sources use for that repository, " \
-         "so both systems' builds meet in one revision)"},                                         \
-        {"ingest.gitlab.token",                                                                    \
-         NULL,                                                                                     \
-         FH_CFG_STR,                                                                               \
-         "",                                                                                       \
-         0,                                                                                        \
-         0,                                                                                        \
-         "secret token of the GitLab webhook: POST /api/v1/ingest/gitlab needs it as "             \
-         "X-Gitlab-Token; empty turns the endpoint off (503)"},                                    \
-        {"ingest.gitlab.repository",                                                               \
-         NULL,                                                                                     \
-         FH_CFG_STR,                                                                               \
-         "web_url",                                                                                \
-         0,                                                                                        \
-         0,                                                                                        \
-         "member of a GitLab payload's project that becomes the events' repository: web_url, "     \
-         "git_http_url or git_ssh_url"},                                                           \
-        {"ingest.ci.max_body_bytes",                                                               \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "1048576",                                                                                \
-         1024,                                                                                     \
-         26214400,                                                                                 \
-         "largest GitHub or GitLab webhook body; a larger one gets 413 and produces nothing"},     \
-        {"ingest.ci.dedup_entries",                                                                \
-         NULL,                                                                                     \
-         FH_CFG_INT,                                                                               \
-         "100000",                                                                                 \
-         1024,                                                                                     \
-         10000000,                                                                                 \
-         "GitHub and GitLab delivery ids remembered at most (up to 48 bytes each); past it the "   \
-         "oldest is forgotten first"},                                                             \
-    {                                                                                              \
-        "ingest.ci.dedup_ttl_s", NULL, FH_CFG_INT, "259200", 60, 2592000,                          \
-            "how long a delivery id is remembered: a redelivery within it is answered 200 and "    \
-            "produces nothing (GitHub lets deliveries of the last 3 days be redelivered)"          \
-    }
+    {"ingest.github.repository", NULL, FH_CFG_STR, "html_url", 0, 0,                               \
+     "member of a GitHub payload's repository that becomes the events' repository: html_url, "     \
+     "clone_url or ssh_url (the same text Buildbot's change sources use for that repository, "     \
+     "so both systems' builds meet in one revision)"},                                             \
+    {"ingest.gitlab.token", NULL, FH_CFG_STR, "", 0, 0,                                            \
+     "secret token of the GitLab webhook: POST /api/v1/ingest/gitlab needs it as "                 \
+     "X-Gitlab-Token; empty turns the endpoint off (503)"},                                        \
+    {"ingest.gitlab.repository", NULL, FH_CFG_STR, "web_url", 0, 0,                                \
+     "member of a GitLab payload's project that becomes the events' repository: web_url, "         \
+     "git_http_url or git_ssh_url"},                                                               \
+    {"ingest.ci.max_body_bytes", NULL, FH_CFG_INT, "1048576", 1024, 26214400,                      \
+     "largest GitHub or GitLab webhook body; a larger one gets 413 and produces nothing"},         \
+    {"ingest.ci.dedup_entries", NULL, FH_CFG_INT, "100000", 1024, 10000000,                        \
+     "GitHub and GitLab delivery ids remembered at most (up to 48 bytes each); past it the "       \
+     "oldest is forgotten first"},                                                                 \
+    {"ingest.ci.dedup_ttl_s", NULL, FH_CFG_INT, "259200", 60, 2592000,                             \
+     "how long a delivery id is remembered: a redelivery within it is answered 200 and "           \
+     "produces nothing (GitHub lets deliveries of the last 3 days be redelivered)"}
+/* clang-format on */
 
 /* Checks the keys and, when either endpoint is on, creates the module's producer. Call after
  * the Kafka address is known. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fh_log.h"
+#include "fh_seq.h"
 
 #define MAX_MASTERS 1024
 #define MAX_EVENTS 3 /* property.set + build.started or build.finished, per post */
@@ -23,24 +24,20 @@ static const char *const producer_defaults[] = {
     NULL,
 };
 
+static fh_seq_entry sp_masters[MAX_MASTERS]; /* the seq table's entries (sp.seqs), under sp.mu */
+
 /* Module state: one producer for every HTTP worker thread; posts are serialised by mu so each
  * waits for exactly its own delivery reports (HttpStatusPush sends a few posts a second at most).
  */
-typedef struct master_seq {
-    char name[65];
-    long long last;
-} master_seq;
-
 static struct {
     fh_broker *b;
     rd_kafka_t *rk;
     pthread_mutex_t mu;
-    master_seq masters[MAX_MASTERS];
-    size_t nmasters;
+    fh_seq_table seqs;
     int outstanding, failed; /* this post's delivery reports still due, and failures among them */
     char failure[256];
     fh_metric *posts, *rejected, *produced;
-} sp = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} sp = {.mu = PTHREAD_MUTEX_INITIALIZER, .seqs = {sp_masters, 0, MAX_MASTERS}};
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -81,24 +78,6 @@ void statuspush_stop(void)
     rd_kafka_flush(sp.rk, 5000);
     rd_kafka_destroy(sp.rk);
     sp.rk = NULL;
-}
-
-/* Per-master seq for this mode: time-based (epoch ms, or the last + 1 when the clock has not
- * moved), so it only grows, also across broker restarts. A gap means nothing here: the reporter
- * sends builds only. Caller holds sp.mu. Returns -1 when the master table is full. */
-static long long next_seq(const char *master)
-{
-    long long now = (long long)fh_now_ms();
-    for (size_t i = 0; i < sp.nmasters; i++)
-        if (strcmp(sp.masters[i].name, master) == 0) {
-            sp.masters[i].last = now > sp.masters[i].last ? now : sp.masters[i].last + 1;
-            return sp.masters[i].last;
-        }
-    if (sp.nmasters == MAX_MASTERS)
-        return -1;
-    snprintf(sp.masters[sp.nmasters].name, sizeof(sp.masters[0].name), "%s", master);
-    sp.masters[sp.nmasters].last = now;
-    return sp.masters[sp.nmasters++].last;
 }
 
 static int master_name_ok(const char *s)
@@ -401,7 +380,7 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     sp.outstanding = 0;
     sp.failed = 0;
     for (size_t i = 0; i < n; i++) {
-        long long seq = next_seq(p.master);
+        long long seq = fh_seq_next(&sp.seqs, p.master, (long long)fh_now_ms());
         if (seq < 0) {
             sp.failed++;
             snprintf(sp.failure, sizeof(sp.failure), "more than %d masters", MAX_MASTERS);

@@ -13,13 +13,12 @@
 
 #define FH_STATUSPUSH_ROUTES 1
 
+/* clang-format off */
 #define FH_STATUSPUSH_CFG                                                                          \
-    {                                                                                              \
-        "ingest.statuspush", NULL, FH_CFG_BOOL, "true", 0, 0,                                      \
-            "accept Buildbot HttpStatusPush posts at /api/v1/ingest/buildbot (tokens with the "    \
-            "ingest "                                                                              \
-            "scope)"                                                                               \
-    }
+    {"ingest.statuspush", NULL, FH_CFG_BOOL, "true", 0, 0,                                         \
+     "accept Buildbot HttpStatusPush posts at /api/v1/ingest/buildbot (tokens with the "           \
+     "ingest scope)"}
+/* clang-format on */
 
 /* Creates the module's producer (when ingest.statuspush is on). Call after the Kafka address is
  * known. */

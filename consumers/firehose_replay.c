@@ -20,7 +20,7 @@
 #include "fh_kafka.h"
 #include "fh_log.h"
 #include "fh_util.h"
-#include "jscan.h"
+#include "fh_jscan.h"
 #include "summary.h"
 
 #define EXIT_FAILED 1

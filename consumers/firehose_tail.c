@@ -18,7 +18,7 @@
 #include "fh_json.h"
 #include "fh_log.h"
 #include "fh_util.h"
-#include "jscan.h"
+#include "fh_jscan.h"
 #include "lws_client.h"
 #include "netpolicy.h"
 #include "ws_client.h"

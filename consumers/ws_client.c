@@ -5,7 +5,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fh_base64.h"
 #include "fh_util.h"
 
 fh_err fh_wsc_url_parse(const char *url, fh_wsc_url *out, char *errbuf, size_t errsize)
@@ -233,7 +233,7 @@ fh_err fh_wsc_connect(fh_wsc *c, const fh_wsc_url *url, const char *token, const
     if (url->tls)
         return fh_errf(errbuf, errsize, FH_ERR_UNSUPPORTED, "wss:// is not supported here");
     random_bytes(nonce, sizeof(nonce));
-    EVP_EncodeBlock((unsigned char *)key, nonce, sizeof(nonce));
+    fh_b64_encode(nonce, sizeof(nonce), key, sizeof(key));
     if ((rc = tcp_connect(url, deadline, &fd, errbuf, errsize)))
         goto err;
     size_t cap = 2048 + strlen(url->path) + (token ? strlen(token) : 0);

@@ -840,24 +840,13 @@ fh_ci_result fh_ci_map(fh_ci_system sys, const char *event, const json_t *body, 
 
 /* ---- signatures and times ------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int fh_ci_github_verify(const char *secret, const char *header, const char *body, size_t len)
 {
     unsigned char want[FH_HMAC_SHA256_BYTES], got[FH_HMAC_SHA256_BYTES];
     if (!header || strncmp(header, "sha256=", 7) || strlen(header + 7) != 2 * sizeof(got))
         return -1;
     for (size_t i = 0; i < sizeof(got); i++) {
-        int hi = hexval(header[7 + 2 * i]), lo = hexval(header[8 + 2 * i]);
+        int hi = fh_hex_digit(header[7 + 2 * i]), lo = fh_hex_digit(header[8 + 2 * i]);
         if (hi < 0 || lo < 0)
             return -1;
         got[i] = (unsigned char)(hi << 4 | lo);

@@ -26,46 +26,23 @@ typedef struct fh_cfg_opt {
 } fh_cfg_opt;
 
 /* Keys every program shares; programs list them in their tables with FH_CFG_COMMON. */
-#define FH_CFG_COMMON                                                                               \
-    {"kafka.brokers",                                                                               \
-     "brokers",                                                                                     \
-     FH_CFG_STR,                                                                                    \
-     "embedded",                                                                                    \
-     0,                                                                                             \
-     0,                                                                                             \
-     "Kafka bootstrap servers (host:port,...), or \"embedded\" for the in-memory mock cluster"},    \
-        {"topics.events",                                                                           \
-         "topic-events",                                                                            \
-         FH_CFG_STR,                                                                                \
-         "firehose.events",                                                                         \
-         0,                                                                                         \
-         0,                                                                                         \
-         "topic for every event type but log.* and test.results"},                                  \
-        {"topics.logs", "topic-logs", FH_CFG_STR, "firehose.logs", 0, 0, "log.* and test.results"}, \
-        {"topics.dlq",                                                                              \
-         "topic-dlq",                                                                               \
-         FH_CFG_STR,                                                                                \
-         "firehose.dlq",                                                                            \
-         0,                                                                                         \
-         0,                                                                                         \
-         "dead-letter topic for records that fail validation (reason in header firehose-error)"},   \
-        {"topics.derived",                                                                          \
-         "topic-derived",                                                                           \
-         FH_CFG_STR,                                                                                \
-         "firehose.derived",                                                                        \
-         0,                                                                                         \
-         0,                                                                                         \
-         "topic of the events the view derives (builder.broken, lkgr.advanced, ...)"},              \
-        {"events.max_bytes",                                                                        \
-         NULL,                                                                                      \
-         FH_CFG_INT,                                                                                \
-         "1048576",                                                                                 \
-         1024,                                                                                      \
-         16777216,                                                                                  \
-         "largest record accepted, in bytes"},                                                      \
-    {                                                                                               \
-        "log.level", NULL, FH_CFG_STR, "info", 0, 0, "debug, info, warn or error"                   \
-    }
+/* clang-format off */
+#define FH_CFG_COMMON                                                                              \
+    {"kafka.brokers", "brokers", FH_CFG_STR, "embedded", 0, 0,                                     \
+     "Kafka bootstrap servers (host:port,...), or \"embedded\" for the in-memory mock cluster"},   \
+    {"topics.events", "topic-events", FH_CFG_STR, "firehose.events", 0, 0,                         \
+     "topic for every event type but log.* and test.results"},                                                      \
+    {"topics.logs", "topic-logs", FH_CFG_STR, "firehose.logs", 0, 0,                               \
+     "log.* and test.results"},                                                                    \
+    {"topics.dlq", "topic-dlq", FH_CFG_STR, "firehose.dlq", 0, 0,                                  \
+     "dead-letter topic for records that fail validation (reason in header firehose-error)"},      \
+    {"topics.derived", "topic-derived", FH_CFG_STR, "firehose.derived", 0, 0,                      \
+     "topic of the events the view derives (builder.broken, lkgr.advanced, ...)"},               \
+    {"events.max_bytes", NULL, FH_CFG_INT, "1048576", 1024, 16777216,                              \
+     "largest record accepted, in bytes"},                                                         \
+    {"log.level", NULL, FH_CFG_STR, "info", 0, 0,                                                  \
+     "debug, info, warn or error"}
+/* clang-format on */
 
 typedef struct fh_config {
     const char *prog;

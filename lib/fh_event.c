@@ -1,4 +1,6 @@
 #include "fh_event.h"
+
+#include "fh_jscan.h"
 #include "fh_schema.h"
 
 #include <stdio.h>
@@ -344,63 +346,14 @@ int fh_event_member_json(const fh_event *ev, const char *field, fh_buf *out)
     return json_dump_callback(v, dump_cb, out, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-static int is_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 int fh_event_peek_type(const char *p, size_t n)
 {
-    const char *end = p + n;
-    int depth = 0, expect_key = 1;
-    while (p < end && is_ws(*p))
-        p++;
-    if (p == end || *p != '{')
+    const char *v, *vend;
+    char name[32];
+    if (fh_jscan_member(p, p + n, "type", 4, &v, &vend) != 1 ||
+        fh_jscan_str(v, vend, name, sizeof(name)) < 0)
         return -1;
-    for (; p < end; p++) {
-        char c = *p;
-        if (c == '"') {
-            const char *s = ++p;
-            while (p < end && *p != '"') {
-                if (*p == '\\') {
-                    if (depth == 1 && expect_key)
-                        return -1;
-                    p++;
-                }
-                p++;
-            }
-            if (p >= end)
-                return -1;
-            if (depth == 1 && expect_key && p - s == 4 && memcmp(s, "type", 4) == 0) {
-                const char *v = p + 1;
-                while (v < end && is_ws(*v))
-                    v++;
-                if (v == end || *v++ != ':')
-                    return -1;
-                while (v < end && is_ws(*v))
-                    v++;
-                if (v == end || *v++ != '"')
-                    return -1;
-                char name[32];
-                size_t k = 0;
-                while (v < end && *v != '"' && *v != '\\' && k < sizeof(name) - 1)
-                    name[k++] = *v++;
-                if (v == end || *v != '"')
-                    return -1;
-                name[k] = '\0';
-                return fh_event_type_parse(name);
-            }
-            if (depth == 1)
-                expect_key = 0;
-        } else if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        } else if (c == ',' && depth == 1) {
-            expect_key = 1;
-        }
-    }
-    return -1;
+    return fh_event_type_parse(name);
 }
 
 int fh_event_from_view(const fh_event_view *ev, fh_event *out)

@@ -137,10 +137,9 @@ int fh_event_view_member_json(const fh_event_view *ev, const char *field, fh_buf
 /* The same key as fh_event_key. */
 size_t fh_event_view_key(const fh_event_view *ev, char *buf, size_t size);
 
-/* The type a record says it has, read from its raw bytes without parsing them: the value of the
- * top-level "type" member when the record is an object whose members up to that one are plainly
- * written (no escapes in keys, strings closed) and the value is a v1 type name without escapes.
- * -1 when it cannot tell (then decode the record; it may still be valid). A record it names a
+/* The type a record says it has, read from its raw bytes without parsing them (fh_jscan): the
+ * value of the top-level "type" member when it is a v1 type name. -1 when it cannot tell (then
+ * decode the record; it may still be valid). A record it names a
  * type for is not thereby valid: it tells what a valid record would be, so a consumer may skip a
  * record of a type nobody wants without checking it. */
 int fh_event_peek_type(const char *buf, size_t len);

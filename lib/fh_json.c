@@ -1,4 +1,8 @@
-#include "fh_json.h"
+/* fh_json's parser: JSON text into nodes in a doc's arena (the arena, accessors and conversions
+ * are in fh_json_doc.c; the contract in fh_json.h). */
+#include "fh_json_internal.h"
+#include "fh_utf8.h"
+#include "fh_util.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -9,170 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the arena -------------------------------------------------------------------------------
- * A list of blocks; allocation bumps a pointer in the newest one. The first block is kept across
- * resets. Every byte the doc mallocs (blocks, scratch stack, key table) is counted in held, and
- * held never exceeds cap. */
-
-struct fh_json_block {
-    fh_json_block *next;
-    size_t size; /* bytes in data */
-    size_t used;
-    max_align_t data[];
-};
-
-struct fh_json_keyslot {
-    uint64_t serial; /* the object the key belongs to; 0: empty slot */
-    uint64_t hash;
-    size_t idx; /* the key's index in the scratch stack */
-};
-
-#define FIRST_BLOCK_BYTES ((size_t)16384)         /* malloc'd size, header included */
-#define MAX_BLOCK_BYTES ((size_t)4 * 1024 * 1024) /* doubling stops here */
-#define STACK_INIT ((size_t)64)                   /* scratch nodes allocated up front */
-#define DUP_LINEAR_MAX 32           /* objects with more keys check duplicates with a hash table */
-#define FROM_JANSSON_MAX_DEPTH 2048 /* jansson's own parser limit */
-
-/* Scratch nodes allocated up front: STACK_INIT, fewer under a small cap (a quarter of it). */
-static size_t stack_first(const fh_json_doc *d)
-{
-    size_t n = d->cap / 4 / sizeof(fh_jv);
-    return n >= STACK_INIT ? STACK_INIT : n ? n : 1;
-}
-
-void fh_json_doc_init(fh_json_doc *doc, size_t cap)
-{
-    memset(doc, 0, sizeof(*doc));
-    doc->cap = cap;
-}
-
-static void keys_drop(fh_json_doc *d)
-{
-    free(d->keys);
-    d->held -= d->keys_cap * sizeof(fh_json_keyslot);
-    d->keys = NULL;
-    d->keys_cap = d->keys_used = 0;
-}
-
-void fh_json_doc_reset(fh_json_doc *doc)
-{
-    if (!doc)
-        return;
-    fh_json_block *b = doc->first ? doc->first->next : NULL;
-    while (b) {
-        fh_json_block *next = b->next;
-        doc->held -= sizeof(fh_json_block) + b->size;
-        free(b);
-        b = next;
-    }
-    if (doc->first) {
-        doc->first->next = NULL;
-        doc->first->used = 0;
-    }
-    doc->cur = doc->first;
-    if (doc->stack_cap > stack_first(doc)) { /* back to its first size */
-        free(doc->stack);
-        doc->held -= doc->stack_cap * sizeof(fh_jv);
-        doc->stack_cap = 0;
-        if ((doc->stack = malloc(stack_first(doc) * sizeof(fh_jv)))) {
-            doc->stack_cap = stack_first(doc);
-            doc->held += doc->stack_cap * sizeof(fh_jv);
-        }
-    }
-    doc->stack_len = 0;
-    keys_drop(doc);
-}
-
-void fh_json_doc_free(fh_json_doc *doc)
-{
-    if (!doc)
-        return;
-    for (fh_json_block *b = doc->first, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
-    free(doc->stack);
-    free(doc->keys);
-    fh_json_doc_init(doc, doc->cap);
-}
-
-size_t fh_json_doc_bytes(const fh_json_doc *doc)
-{
-    return doc ? doc->held : 0;
-}
-
-static size_t room(const fh_json_doc *d)
-{
-    return d->cap - d->held;
-}
-
-/* Appends a block with at least n bytes of data (the first block: FIRST_BLOCK_BYTES or the room
- * left); *rc gets FH_ERR_TOOBIG past the cap. */
-static fh_json_block *block_add(fh_json_doc *d, size_t n, fh_err *rc)
-{
-    const size_t hdr = sizeof(fh_json_block);
-    size_t want;
-    if (room(d) < hdr || n > room(d) - hdr) {
-        *rc = FH_ERR_TOOBIG;
-        return NULL;
-    }
-    if (!d->first) {
-        want = FIRST_BLOCK_BYTES;
-    } else {
-        size_t prev = hdr + d->cur->size;
-        want = prev > MAX_BLOCK_BYTES / 2 ? MAX_BLOCK_BYTES : 2 * prev;
-    }
-    if (want < hdr + n)
-        want = hdr + n;
-    if (want > room(d))
-        want = d->first ? hdr + n : room(d);
-    fh_json_block *b = malloc(want);
-    if (!b) {
-        *rc = FH_ERR_NOMEM;
-        return NULL;
-    }
-    b->next = NULL;
-    b->size = want - hdr;
-    b->used = 0;
-    d->held += want;
-    if (d->cur)
-        d->cur->next = b;
-    else
-        d->first = b;
-    d->cur = b;
-    return b;
-}
-
-static void *block_take(fh_json_block *b, size_t n, size_t align)
-{
-    size_t off = (b->used + align - 1) & ~(align - 1);
-    if (off > b->size || n > b->size - off)
-        return NULL;
-    b->used = off + n;
-    return (unsigned char *)b->data + off;
-}
-
-/* Returns n bytes aligned to align (a power of two, at most max_align_t), or NULL with *rc set. */
-static void *arena_alloc(fh_json_doc *d, size_t n, size_t align, fh_err *rc)
-{
-    void *m;
-    if (d->cur && (m = block_take(d->cur, n, align)))
-        return m;
-    if (!block_add(d, n, rc))
-        return NULL;
-    /* a fresh block's data is max-aligned and holds at least n bytes */
-    return block_take(d->cur, n, align);
-}
-
-/* Gives back the tail of the most recent allocation p (old bytes) keeping its first keep bytes. */
-static void arena_trim(fh_json_doc *d, void *p, size_t old, size_t keep)
-{
-    fh_json_block *b = d->cur;
-    if (b && (unsigned char *)p + old == (unsigned char *)b->data + b->used)
-        b->used -= old - keep;
-}
-
 /* ---- the parser ------------------------------------------------------------------------------ */
+
+#define DUP_LINEAR_MAX 32 /* objects with more keys check duplicates with a hash table */
 
 typedef struct parser {
     const unsigned char *start, *p, *end;
@@ -223,7 +66,7 @@ static int err_at(parser *P, const unsigned char *at)
 static void *palloc_slow(parser *P, size_t n, size_t align)
 {
     fh_err rc = FH_OK;
-    void *m = arena_alloc(P->d, n, align, &rc);
+    void *m = fh_json_arena_alloc(P->d, n, align, &rc);
     if (!m)
         err_mem(P, rc);
     return m;
@@ -232,14 +75,9 @@ static void *palloc_slow(parser *P, size_t n, size_t align)
 /* The bump in the current block, inline; anything else (a new block, the cap) out of line. */
 static inline void *palloc(parser *P, size_t n, size_t align)
 {
-    fh_json_block *b = P->d->cur;
-    if (b) {
-        size_t off = (b->used + align - 1) & ~(align - 1);
-        if (off <= b->size && n <= b->size - off) {
-            b->used = off + n;
-            return (unsigned char *)b->data + off;
-        }
-    }
+    void *m;
+    if (P->d->cur && (m = fh_json_block_take(P->d->cur, n, align)))
+        return m;
     return palloc_slow(P, n, align);
 }
 
@@ -247,8 +85,8 @@ static int stack_grow(parser *P)
 {
     fh_json_doc *d = P->d;
     size_t old = d->stack_cap * sizeof(fh_jv);
-    size_t ncap = d->stack_cap ? 2 * d->stack_cap : stack_first(d);
-    size_t avail = room(d) + old; /* what the stack may grow to */
+    size_t ncap = d->stack_cap ? 2 * d->stack_cap : fh_json_stack_first(d);
+    size_t avail = fh_json_room(d) + old; /* what the stack may grow to */
     if (ncap > avail / sizeof(fh_jv))
         ncap = avail / sizeof(fh_jv);
     if (ncap <= d->stack_cap)
@@ -282,6 +120,16 @@ static inline void skip_ws(parser *P)
 }
 
 static int parse_value(parser *P);
+
+/* After an item or member: skips whitespace and then a ',' (returns 1: another follows) or the
+ * container's closing byte close (returns 0); anything else fails (-1). */
+static inline int next_or_close(parser *P, unsigned char close)
+{
+    skip_ws(P);
+    if (P->p < P->end && (*P->p == ',' || *P->p == close))
+        return *P->p++ == ',';
+    return err_at(P, P->p);
+}
 
 /* Moves the children above base on the scratch stack into one arena array and pushes their
  * container in their place. */
@@ -318,37 +166,15 @@ static int parse_array(parser *P)
         for (;;) {
             if (parse_value(P))
                 return -1;
-            skip_ws(P);
-            if (P->p < P->end && *P->p == ',') {
-                P->p++;
-                continue;
-            }
-            if (P->p < P->end && *P->p == ']') {
-                P->p++;
+            int more = next_or_close(P, ']');
+            if (more < 0)
+                return -1;
+            if (!more)
                 break;
-            }
-            return err_at(P, P->p);
         }
     }
     P->depth--;
     return close_container(P, base, FH_JV_ARRAY);
-}
-
-/* Equal lengths first, then the first byte, before paying for a memcmp call: most keys that
- * share a length still differ there. */
-static inline int same_bytes(const char *a, const char *b, size_t n)
-{
-    if (n > 16)
-        return memcmp(a, b, n) == 0;
-    for (size_t i = 0; i < n; i++) /* keys are short: cheaper than a call */
-        if (a[i] != b[i])
-            return 0;
-    return 1;
-}
-
-static int same_str(const fh_jv *a, const fh_jv *b)
-{
-    return a->n == b->n && same_bytes(a->u.s, b->u.s, a->n);
 }
 
 static uint64_t str_hash(const fh_jv *k)
@@ -397,7 +223,7 @@ static int keys_grow(parser *P)
     fh_json_doc *d = P->d;
     size_t ncap = d->keys_cap ? 2 * d->keys_cap : 64;
     size_t old = d->keys_cap * sizeof(fh_json_keyslot);
-    if (ncap > (room(d) + old) / sizeof(fh_json_keyslot))
+    if (ncap > (fh_json_room(d) + old) / sizeof(fh_json_keyslot))
         return err_mem(P, FH_ERR_TOOBIG);
     fh_json_keyslot *nk = calloc(ncap, sizeof(fh_json_keyslot));
     if (!nk)
@@ -430,7 +256,7 @@ static int keys_insert(parser *P, uint64_t serial, size_t idx)
     size_t j = (size_t)h & (d->keys_cap - 1);
     while (d->keys[j].serial) {
         const fh_json_keyslot *e = &d->keys[j];
-        if (e->serial == serial && e->hash == h && same_str(&d->stack[e->idx], k))
+        if (e->serial == serial && e->hash == h && fh_json_same_str(&d->stack[e->idx], k))
             return 1;
         j = (j + 1) & (d->keys_cap - 1);
     }
@@ -467,7 +293,7 @@ static int check_dup(parser *P, size_t base, uint64_t *seen, uint64_t *serial,
             if (!maybe)
                 return 0;
             for (size_t i = base; i < ki; i += 2)
-                if (same_str(&d->stack[i], &d->stack[ki]))
+                if (fh_json_same_str(&d->stack[i], &d->stack[ki]))
                     return dup_error(P, &d->stack[ki], at);
             return 0;
         }
@@ -511,16 +337,11 @@ static int parse_object(parser *P)
             P->p++;
             if (parse_value(P))
                 return -1;
-            skip_ws(P);
-            if (P->p < P->end && *P->p == ',') {
-                P->p++;
-                continue;
-            }
-            if (P->p < P->end && *P->p == '}') {
-                P->p++;
+            int more = next_or_close(P, '}');
+            if (more < 0)
+                return -1;
+            if (!more)
                 break;
-            }
-            return err_at(P, P->p);
         }
     }
     P->depth--;
@@ -537,84 +358,6 @@ static inline uint64_t str_special(uint64_t x)
     return (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x) | x) & high;
 }
 
-static inline int is_cont(unsigned c)
-{
-    return (c & 0xC0) == 0x80;
-}
-
-/* Length (2-4) of the well-formed UTF-8 sequence starting at q (a byte >= 0x80) that ends by
- * end, or 0: RFC 3629 table 3-7, so no overlongs, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *q, const unsigned char *end)
-{
-    size_t avail = (size_t)(end - q);
-    unsigned c = q[0], lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        return avail >= 2 && is_cont(q[1]) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-        return avail >= 3 && q[1] >= lo && q[1] <= hi && is_cont(q[2]) ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-        return avail >= 4 && q[1] >= lo && q[1] <= hi && is_cont(q[2]) && is_cont(q[3]) ? 4 : 0;
-    }
-    return 0;
-}
-
-size_t fh_json_utf8_seq(const unsigned char *q, const unsigned char *end)
-{
-    return utf8_seq(q, end);
-}
-
-static int hex4(const unsigned char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = p[i], d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return -1;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 0;
-}
-
-static size_t utf8_put(unsigned char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | cp >> 6);
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | cp >> 12);
-        o[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | cp >> 18);
-    o[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
-    o[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 static int push_string(parser *P, const char *s, size_t n)
 {
     fh_jv *v = push(P, FH_JV_STRING);
@@ -623,6 +366,50 @@ static int push_string(parser *P, const char *s, size_t n)
     v->n = n;
     v->u.s = s;
     return 0;
+}
+
+int fh_json_escape(const char *p, const char *end, unsigned *cp)
+{
+    unsigned lo;
+    if (end - p < 2 || p[0] != '\\')
+        return FH_JSON_ESC_BAD;
+    switch (p[1]) {
+    case '"':
+    case '\\':
+    case '/':
+        *cp = (unsigned char)p[1];
+        return 2;
+    case 'b':
+        *cp = '\b';
+        return 2;
+    case 'f':
+        *cp = '\f';
+        return 2;
+    case 'n':
+        *cp = '\n';
+        return 2;
+    case 'r':
+        *cp = '\r';
+        return 2;
+    case 't':
+        *cp = '\t';
+        return 2;
+    case 'u':
+        break;
+    default:
+        return FH_JSON_ESC_BAD;
+    }
+    if (end - p < 6 || fh_hex4(p + 2, cp))
+        return FH_JSON_ESC_BAD_U;
+    if (*cp >= 0xDC00 && *cp <= 0xDFFF)
+        return FH_JSON_ESC_LONE_SURROGATE;
+    if (*cp < 0xD800 || *cp > 0xDBFF)
+        return 6;
+    if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || fh_hex4(p + 8, &lo) || lo < 0xDC00 ||
+        lo > 0xDFFF)
+        return FH_JSON_ESC_LONE_SURROGATE;
+    *cp = 0x10000 + ((*cp - 0xD800) << 10) + (lo - 0xDC00);
+    return 12;
 }
 
 /* The slow path of parse_string, from the first backslash at q (content starts at s). Finds the
@@ -647,66 +434,27 @@ static int parse_string_escaped(parser *P, const unsigned char *s, const unsigne
     while (q < r) {
         unsigned c = *q;
         if (c == '\\') {
-            const unsigned char *esc = q;
-            unsigned cp, lo;
+            unsigned cp;
             if (r - q < 2)
                 return err_at(P, end); /* a backslash just before the end of input */
-            switch (q[1]) {
-            case '"':
-                mem[o++] = '"';
-                break;
-            case '\\':
-                mem[o++] = '\\';
-                break;
-            case '/':
-                mem[o++] = '/';
-                break;
-            case 'b':
-                mem[o++] = '\b';
-                break;
-            case 'f':
-                mem[o++] = '\f';
-                break;
-            case 'n':
-                mem[o++] = '\n';
-                break;
-            case 'r':
-                mem[o++] = '\r';
-                break;
-            case 't':
-                mem[o++] = '\t';
-                break;
-            case 'u':
-                if (r - q < 6 || hex4(q + 2, &cp))
-                    return perr(P, FH_ERR_PARSE, "invalid \\u escape at column %zu", col(P, esc));
-                q += 4;
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    if (r - q < 8 || q[2] != '\\' || q[3] != 'u' || hex4(q + 4, &lo) ||
-                        lo < 0xDC00 || lo > 0xDFFF)
-                        return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp,
-                                    col(P, esc));
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    q += 6;
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp,
-                                col(P, esc));
-                } else if (cp == 0 && !(P->flags & FH_JSON_ALLOW_NUL)) {
-                    return perr(P, FH_ERR_PARSE, "\\u0000 is not allowed at column %zu",
-                                col(P, esc));
-                }
-                o += utf8_put(mem + o, cp);
-                break;
-            default:
-                return perr(P, FH_ERR_PARSE, "invalid escape at column %zu", col(P, esc));
-            }
-            q += 2;
+            int k = fh_json_escape((const char *)q, (const char *)r, &cp);
+            if (k == FH_JSON_ESC_BAD_U)
+                return perr(P, FH_ERR_PARSE, "invalid \\u escape at column %zu", col(P, q));
+            if (k == FH_JSON_ESC_LONE_SURROGATE)
+                return perr(P, FH_ERR_PARSE, "lone surrogate \\u%04X at column %zu", cp, col(P, q));
+            if (k < 0)
+                return perr(P, FH_ERR_PARSE, "invalid escape at column %zu", col(P, q));
+            if (cp == 0 && !(P->flags & FH_JSON_ALLOW_NUL))
+                return perr(P, FH_ERR_PARSE, "\\u0000 is not allowed at column %zu", col(P, q));
+            o += fh_utf8_put(mem + o, cp);
+            q += k;
         } else if (c < 0x20) {
             return perr(P, FH_ERR_PARSE, "control character in string at column %zu", col(P, q));
         } else if (c < 0x80) {
             mem[o++] = (unsigned char)c;
             q++;
         } else {
-            size_t k = utf8_seq(q, r);
+            size_t k = fh_utf8_seq(q, r);
             if (!k)
                 return perr(P, FH_ERR_PARSE, "invalid UTF-8 at column %zu", col(P, q));
             memcpy(mem + o, q, k);
@@ -717,7 +465,7 @@ static int parse_string_escaped(parser *P, const unsigned char *s, const unsigne
     if (r == end)
         return err_at(P, end);
     mem[o] = '\0';
-    arena_trim(P->d, mem, raw + 1, o + 1);
+    fh_json_arena_trim(P->d, mem, raw + 1, o + 1);
     P->p = r + 1;
     return push_string(P, (const char *)mem, o);
 }
@@ -752,7 +500,7 @@ static int parse_string(parser *P)
             q++;
             continue;
         }
-        size_t k = utf8_seq(q, end);
+        size_t k = fh_utf8_seq(q, end);
         if (!k)
             return perr(P, FH_ERR_PARSE, "invalid UTF-8 at column %zu", col(P, q));
         q += k;
@@ -846,7 +594,7 @@ static int parse_number(parser *P)
     int overflow = errno == ERANGE && fabs(d) > 1.0;
     int complete = e == buf + n;
     if (buf != tmp)
-        arena_trim(P->d, buf, n + 1, 0);
+        fh_json_arena_trim(P->d, buf, n + 1, 0);
     if (!complete)
         return perr(P, FH_ERR_PARSE, "invalid number at column %zu", col(P, s));
     if (overflow || !isfinite(d))
@@ -924,7 +672,7 @@ fh_err fh_json_parse(fh_json_doc *doc, const char *buf, size_t len, unsigned fla
         return P.rc;
     if (!doc->first) {
         fh_err rc = FH_OK;
-        if (!block_add(doc, 0, &rc)) {
+        if (!fh_json_block_add(doc, 0, &rc)) {
             err_mem(&P, rc);
             return P.rc;
         }
@@ -943,204 +691,4 @@ fh_err fh_json_parse(fh_json_doc *doc, const char *buf, size_t len, unsigned fla
     }
     doc->stack_len = 0;
     return P.rc;
-}
-
-/* ---- accessors ------------------------------------------------------------------------------- */
-
-const fh_jv *fh_jv_get_n(const fh_jv *obj, const char *key, size_t keylen)
-{
-    if (!obj || obj->type != FH_JV_OBJECT || !key)
-        return NULL;
-    const fh_jv *it = obj->u.items;
-    for (size_t i = 0; i < obj->n; i++, it += 2)
-        if (it->n == keylen && same_bytes(it->u.s, key, keylen))
-            return it + 1;
-    return NULL;
-}
-
-const fh_jv *fh_jv_get(const fh_jv *obj, const char *key)
-{
-    return key ? fh_jv_get_n(obj, key, strlen(key)) : NULL;
-}
-
-/* An INT and a REAL are equal only when the REAL is exactly that integer. */
-static int int_equals_real(int64_t i, double d)
-{
-    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != floor(d))
-        return 0;
-    return (int64_t)d == i;
-}
-
-int fh_jv_equal(const fh_jv *a, const fh_jv *b)
-{
-    if (!a || !b)
-        return a == b;
-    if (a->type == FH_JV_INT && b->type == FH_JV_INT)
-        return a->u.i == b->u.i;
-    if (a->type == FH_JV_REAL && b->type == FH_JV_REAL)
-        return a->u.d == b->u.d;
-    if (a->type == FH_JV_INT && b->type == FH_JV_REAL)
-        return int_equals_real(a->u.i, b->u.d);
-    if (a->type == FH_JV_REAL && b->type == FH_JV_INT)
-        return int_equals_real(b->u.i, a->u.d);
-    if (a->type != b->type)
-        return 0;
-    switch (a->type) {
-    case FH_JV_STRING:
-        return same_str(a, b);
-    case FH_JV_ARRAY:
-        if (a->n != b->n)
-            return 0;
-        for (size_t i = 0; i < a->n; i++)
-            if (!fh_jv_equal(&a->u.items[i], &b->u.items[i]))
-                return 0;
-        return 1;
-    case FH_JV_OBJECT:
-        if (a->n != b->n)
-            return 0;
-        for (size_t i = 0; i < a->n; i++) {
-            const fh_jv *k = &a->u.items[2 * i];
-            const fh_jv *w = fh_jv_get_n(b, k->u.s, k->n);
-            if (!w || !fh_jv_equal(&a->u.items[2 * i + 1], w))
-                return 0;
-        }
-        return 1;
-    default:
-        return 1; /* null, true, false */
-    }
-}
-
-/* ---- conversions ----------------------------------------------------------------------------- */
-
-json_t *fh_jv_to_jansson(const fh_jv *v)
-{
-    json_t *j = NULL;
-    if (!v)
-        return NULL;
-    switch (v->type) {
-    case FH_JV_NULL:
-        return json_null();
-    case FH_JV_FALSE:
-        return json_false();
-    case FH_JV_TRUE:
-        return json_true();
-    case FH_JV_INT:
-        return json_integer((json_int_t)v->u.i);
-    case FH_JV_REAL:
-        return json_real(v->u.d);
-    case FH_JV_STRING:
-        return json_stringn(v->u.s, v->n);
-    case FH_JV_ARRAY:
-        if (!(j = json_array()))
-            return NULL;
-        for (size_t i = 0; i < v->n; i++)
-            if (json_array_append_new(j, fh_jv_to_jansson(&v->u.items[i])))
-                goto fail;
-        return j;
-    case FH_JV_OBJECT:
-        if (!(j = json_object()))
-            return NULL;
-        for (size_t i = 0; i < v->n; i++) {
-            const fh_jv *k = &v->u.items[2 * i];
-            if (json_object_setn_new(j, k->u.s, k->n, fh_jv_to_jansson(&v->u.items[2 * i + 1])))
-                goto fail;
-        }
-        return j;
-    }
-fail:
-    json_decref(j);
-    return NULL;
-}
-
-static fh_err copy_str(fh_json_doc *d, const char *s, size_t n, fh_jv *out)
-{
-    fh_err rc = FH_OK;
-    char *m = arena_alloc(d, n + 1, 1, &rc);
-    if (!m)
-        return rc;
-    memcpy(m, s, n);
-    m[n] = '\0';
-    out->type = FH_JV_STRING;
-    out->n = n;
-    out->u.s = m;
-    return FH_OK;
-}
-
-static fh_err from_jansson(fh_json_doc *d, const json_t *j, fh_jv *out, int depth)
-{
-    fh_err rc = FH_OK;
-    fh_jv *items;
-    size_t n;
-    out->n = 0;
-    switch (json_typeof(j)) {
-    case JSON_NULL:
-        out->type = FH_JV_NULL;
-        return FH_OK;
-    case JSON_FALSE:
-        out->type = FH_JV_FALSE;
-        return FH_OK;
-    case JSON_TRUE:
-        out->type = FH_JV_TRUE;
-        return FH_OK;
-    case JSON_INTEGER:
-        out->type = FH_JV_INT;
-        out->u.i = (int64_t)json_integer_value(j);
-        return FH_OK;
-    case JSON_REAL:
-        out->type = FH_JV_REAL;
-        out->u.d = json_real_value(j);
-        return FH_OK;
-    case JSON_STRING:
-        return copy_str(d, json_string_value(j), json_string_length(j), out);
-    case JSON_ARRAY:
-    case JSON_OBJECT:
-        break;
-    }
-    if (depth >= FROM_JANSSON_MAX_DEPTH)
-        return FH_ERR_TOOBIG;
-    int obj = json_is_object(j);
-    n = obj ? json_object_size(j) : json_array_size(j);
-    if (n > SIZE_MAX / (2 * sizeof(fh_jv)))
-        return FH_ERR_TOOBIG;
-    items = NULL;
-    if (n && !(items = arena_alloc(d, (obj ? 2 : 1) * n * sizeof(fh_jv), _Alignof(fh_jv), &rc)))
-        return rc;
-    out->type = obj ? FH_JV_OBJECT : FH_JV_ARRAY;
-    out->n = n;
-    out->u.items = items;
-    if (!obj) {
-        for (size_t i = 0; i < n; i++)
-            if ((rc = from_jansson(d, json_array_get(j, i), &items[i], depth + 1)))
-                return rc;
-        return FH_OK;
-    }
-    const char *key;
-    size_t klen, i = 0;
-    json_t *v;
-    json_object_keylen_foreach((json_t *)j, key, klen, v)
-    {
-        if (i == n)
-            break;
-        if ((rc = copy_str(d, key, klen, &items[2 * i])) ||
-            (rc = from_jansson(d, v, &items[2 * i + 1], depth + 1)))
-            return rc;
-        i++;
-    }
-    return FH_OK;
-}
-
-fh_err fh_jv_from_jansson(fh_json_doc *doc, const json_t *j, const fh_jv **out)
-{
-    fh_err rc = FH_OK;
-    if (out)
-        *out = NULL;
-    if (!doc || !j || !out)
-        return FH_ERR_INVAL;
-    fh_jv *r = arena_alloc(doc, sizeof(fh_jv), _Alignof(fh_jv), &rc);
-    if (!r)
-        return rc;
-    if ((rc = from_jansson(doc, j, r, 0)))
-        return rc;
-    *out = r;
-    return FH_OK;
 }

@@ -8,7 +8,9 @@
  * Ownership: every pointer this module returns (nodes, strings, keys) points into the fh_json_doc
  * it was parsed or converted into, and lives until fh_json_doc_reset or fh_json_doc_free on that
  * doc. Nothing returned is ever freed on its own. A doc is not thread-safe; the nodes are
- * immutable, so once parsed they may be read from any thread while the doc is left alone. */
+ * immutable, so once parsed they may be read from any thread while the doc is left alone.
+ *
+ * The parser is fh_json.c; the arena, accessors, equality and conversions are fh_json_doc.c. */
 #ifndef FH_JSON_H
 #define FH_JSON_H
 
@@ -102,9 +104,16 @@ size_t fh_json_doc_bytes(const fh_json_doc *doc);
 fh_err fh_json_parse(fh_json_doc *doc, const char *buf, size_t len, unsigned flags,
                      const fh_jv **root, char *errbuf, size_t errsize);
 
-/* Length (2-4) of the well-formed UTF-8 sequence starting at q (a byte >= 0x80) that ends by
- * end, or 0: RFC 3629 table 3-7, so no overlongs, no surrogates, nothing above U+10FFFF. */
-size_t fh_json_utf8_seq(const unsigned char *q, const unsigned char *end);
+/* Reads the escape at p (a backslash) inside a JSON string whose closing quote is at end: one of
+ * \" \\ \/ \b \f \n \r \t, a \uXXXX, or a \uXXXX\uXXXX surrogate pair. Returns the bytes it spans
+ * (2, 6 or 12) and sets *cp to the code point it stands for (\u0000 gives 0: refusing it is the
+ * caller's choice); FH_JSON_ESC_BAD for an unknown escape, FH_JSON_ESC_BAD_U for a \u without
+ * four hex digits, FH_JSON_ESC_LONE_SURROGATE (*cp the unpaired unit) for a surrogate that is not
+ * half of a pair. The parser and fh_jscan share it. */
+#define FH_JSON_ESC_BAD (-1)
+#define FH_JSON_ESC_BAD_U (-2)
+#define FH_JSON_ESC_LONE_SURROGATE (-3)
+int fh_json_escape(const char *p, const char *end, unsigned *cp);
 
 /* ---- accessors: none allocates; every pointer returned lives until reset/free of the doc ---- */
 

@@ -42,20 +42,6 @@ long long fh_rss_bytes(void)
     return resident * sysconf(_SC_PAGESIZE);
 }
 
-static int appendf(fh_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int appendf(fh_buf *out, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -1;
-    return fh_buf_append(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-}
-
 int fh_metrics_render(fh_buf *out)
 {
     size_t n = atomic_load_explicit(&nmetrics, memory_order_acquire);
@@ -69,19 +55,19 @@ int fh_metrics_render(fh_buf *out)
                 first = 0;
         if (!first)
             continue;
-        if (appendf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
-                    m->gauge ? "gauge" : "counter"))
+        if (fh_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+                          m->gauge ? "gauge" : "counter"))
             return -1;
         for (size_t k = i; k < n; k++) {
             fh_metric *s = &metrics[k];
             if (k > i && strcmp(s->name, m->name) != 0)
                 continue;
-            if (appendf(out, "%s%s%s%s %lld\n", s->name, s->labels ? "{" : "",
-                        s->labels ? s->labels : "", s->labels ? "}" : "", fh_metric_get(s)))
+            if (fh_buf_printf(out, "%s%s%s%s %lld\n", s->name, s->labels ? "{" : "",
+                              s->labels ? s->labels : "", s->labels ? "}" : "", fh_metric_get(s)))
                 return -1;
         }
     }
-    return appendf(
+    return fh_buf_printf(
         out,
         "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
         "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n",

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fh_utf8.h"
+
 enum {
     T_NULL = 1,
     T_BOOL = 2,
@@ -701,48 +703,6 @@ static void types_text(unsigned types, char *buf, size_t size)
     }
 }
 
-int fh_json_equal(const json_t *a, const json_t *b)
-{
-    if (json_is_number(a) && json_is_number(b)) {
-        if (json_is_integer(a) && json_is_integer(b))
-            return json_integer_value(a) == json_integer_value(b);
-        return json_number_value(a) == json_number_value(b);
-    }
-    if (json_typeof(a) != json_typeof(b))
-        return 0;
-    if (json_is_array(a)) {
-        if (json_array_size(a) != json_array_size(b))
-            return 0;
-        for (size_t i = 0; i < json_array_size(a); i++)
-            if (!fh_json_equal(json_array_get(a, i), json_array_get(b, i)))
-                return 0;
-        return 1;
-    }
-    if (json_is_object(a)) {
-        const char *k;
-        json_t *v;
-        if (json_object_size(a) != json_object_size(b))
-            return 0;
-        json_object_foreach((json_t *)a, k, v)
-        {
-            const json_t *w = json_object_get(b, k);
-            if (!w || !fh_json_equal(v, w))
-                return 0;
-        }
-        return 1;
-    }
-    return json_equal((json_t *)a, (json_t *)b);
-}
-
-static size_t utf8_len(const char *s, size_t bytes)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < bytes; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
 static void value_text(const json_t *v, char *buf, size_t size)
 {
     char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
@@ -898,7 +858,7 @@ static int validate_string(const fh_schema *s, const fh_jv *j, vpath *p, fh_sche
     const char *str = j->u.s;
     size_t bytes = j->n;
     if (s->min_len >= 0 || s->max_len >= 0) {
-        size_t n = utf8_len(str, bytes);
+        size_t n = fh_utf8_count(str, bytes);
         if (s->min_len >= 0 && (long long)n < s->min_len)
             return fail(p, err, "shorter than %lld characters", s->min_len);
         if (s->max_len >= 0 && (long long)n > s->max_len)

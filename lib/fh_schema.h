@@ -52,7 +52,4 @@ int fh_schema_validate_jv(const fh_schema *schema, const fh_jv *instance, fh_sch
  * the message "cannot validate: out of memory". Prefer fh_schema_validate_jv on hot paths. */
 int fh_schema_validate(const fh_schema *schema, const json_t *instance, fh_schema_error *err);
 
-/* JSON Schema equality: numbers compare by value (1 == 1.0), objects ignore key order. */
-int fh_json_equal(const json_t *a, const json_t *b);
-
 #endif

@@ -1,8 +1,8 @@
-/* fh_sign: Standard Webhooks signatures (https://www.standardwebhooks.com/): secrets, base64 and
- * the "v1,<base64 HMAC-SHA256>" header value over "{webhook-id}.{webhook-timestamp}.{body}".
+/* fh_sign: Standard Webhooks signatures (https://www.standardwebhooks.com/): secrets and the
+ * "v1,<base64 HMAC-SHA256>" header value over "{webhook-id}.{webhook-timestamp}.{body}".
  *
- * A secret is "whsec_" + base64 of the key bytes; the key is what HMAC uses. Nothing here
- * allocates: callers supply every buffer and its size. */
+ * A secret is "whsec_" + base64 (lib/fh_base64) of the key bytes; the key is what HMAC uses.
+ * Nothing here allocates: callers supply every buffer and its size. */
 #ifndef FH_SIGN_H
 #define FH_SIGN_H
 
@@ -19,13 +19,6 @@
 #define FH_SIGN_SIG_SIZE 48
 /* Room for a generated secret and its NUL. */
 #define FH_SIGN_SECRET_SIZE 64
-
-/* Standard base64 with padding. fh_b64_encode writes the text and a NUL into out (size at least
- * 4 * ceil(n / 3) + 1) and returns its length, or 0 when out is too small. */
-size_t fh_b64_encode(const unsigned char *in, size_t n, char *out, size_t size);
-/* Decodes standard base64 (padding optional; no whitespace). Returns the byte count, or -1 for
- * text that is not base64 or does not fit in size. */
-long fh_b64_decode(const char *in, size_t n, unsigned char *out, size_t size);
 
 /* Decodes a "whsec_..." secret into its key. Returns the key length, or -1 when the text is not
  * a secret (errbuf says why, never quoting the secret). A secret without the prefix is accepted

@@ -1,5 +1,5 @@
 #include "fh_util.h"
-#include "fh_json.h"
+#include "fh_utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -196,7 +196,7 @@ int fh_buf_json_strn(fh_buf *b, const char *s, size_t n)
             p++;
             continue;
         }
-        if (*p >= 0x80 && (seq = fh_json_utf8_seq(p, end)) != 0) {
+        if (*p >= 0x80 && (seq = fh_utf8_seq(p, end)) != 0) {
             p += seq;
             continue;
         }
@@ -233,29 +233,19 @@ cap:
     return -1;
 }
 
-int fh_utf8_valid(const char *s, size_t n)
+size_t fh_pct_decode(const char *s, size_t n, char *out, int plus)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    while (p < end) {
-        if (*p < 0x80) {
-            p++;
-            continue;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = fh_hex_digit(s[i + 1])) >= 0 &&
+            (lo = fh_hex_digit(s[i + 2])) >= 0) {
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = plus && s[i] == '+' ? ' ' : s[i];
         }
-        size_t seq = fh_json_utf8_seq(p, end);
-        if (!seq)
-            return 0;
-        p += seq;
     }
-    return 1;
-}
-
-size_t fh_utf8_cut(const char *s, size_t n, size_t max)
-{
-    if (n <= max)
-        return n;
-    /* Back off continuation bytes (10xxxxxx) so the cut falls before a lead byte. */
-    size_t k = max;
-    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
-        k--;
-    return k;
+    out[o] = '\0';
+    return o;
 }

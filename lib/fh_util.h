@@ -1,9 +1,45 @@
-/* fh_util: small helpers shared by every program: time, random ids, string buffers. */
+/* fh_util: small helpers shared by every program: hex and percent decoding, time, random ids,
+ * string buffers. */
 #ifndef FH_UTIL_H
 #define FH_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "fh_utf8.h" /* fh_buf_json_str writes UTF-8; callers cut and check it with fh_utf8 */
+
+/* The value of one hex digit (0-9, a-f, A-F), or -1. */
+static inline int fh_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads the 4 hex digits at p (a JSON \u escape's) into *out. Returns 0, or -1 when one is not a
+ * hex digit. */
+static inline int fh_hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = fh_hex_digit(p[i]);
+        if (d < 0)
+            return -1;
+        v = v << 4 | (unsigned)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Percent-decodes s[0..n) into out (room for n + 1 bytes; out may be s) as a URI path is: each
+ * "%HH" becomes its byte (so "%00" gives a NUL byte), anything else, a "%" without two hex digits
+ * included, stays as it is; with plus, '+' becomes a space too (form encoding). Writes a NUL
+ * after the result and returns its length (NUL bytes counted). */
+size_t fh_pct_decode(const char *s, size_t n, char *out, int plus);
 
 /* Wall clock in milliseconds since the epoch. */
 int64_t fh_now_ms(void);
@@ -40,12 +76,6 @@ int fh_buf_printf(fh_buf *b, const char *fmt, ...) __attribute__((format(printf,
 int fh_buf_json_str(fh_buf *b, const char *s);
 /* The same for the n bytes at s, which may hold NUL bytes (written as \u0000). */
 int fh_buf_json_strn(fh_buf *b, const char *s, size_t n);
-/* 1 when the n bytes at s are well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, nothing
- * above U+10FFFF), else 0. NUL bytes are valid UTF-8. */
-int fh_utf8_valid(const char *s, size_t n);
-/* The largest length <= max at which s (n bytes) can be cut without splitting a UTF-8
- * sequence; n when n <= max. */
-size_t fh_utf8_cut(const char *s, size_t n, size_t max);
 void fh_buf_free(fh_buf *b);
 
 #endif

@@ -1,4 +1,5 @@
 #include "fh_ws.h"
+#include "fh_base64.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -22,23 +23,7 @@ void fh_ws_accept_key(const char *client_key, char out[29])
     memcpy(buf + klen, guid, sizeof(guid) - 1);
     if (!EVP_Digest(buf, klen + sizeof(guid) - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
         return;
-    EVP_EncodeBlock((unsigned char *)out, md, 20);
-}
-
-/* Returns the 6-bit value of a base64 digit, or -1. */
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
+    fh_b64_encode(md, 20, out, 29);
 }
 
 int fh_ws_key_valid(const char *key)
@@ -47,68 +32,13 @@ int fh_ws_key_valid(const char *key)
     if (!key)
         return 0;
     for (int i = 0; i < 22; i++)
-        if ((v = b64_value(key[i])) < 0)
+        if ((v = fh_b64_digit(key[i])) < 0)
             return 0;
     /* 16 bytes fill 22 digits and 2 bits: the last digit's low 4 bits must be zero. */
     return (v & 0x0F) == 0 && key[22] == '=' && key[23] == '=' && key[24] == '\0';
 }
 
 /* ---- parser -------------------------------------------------------------------------------- */
-
-/* Advances the incremental UTF-8 check st (bytes still owed, allowed range of the next byte) over
- * s[0..n). Returns 0, or -1 at an invalid byte: overlong forms, surrogates and code points over
- * U+10FFFF are rejected as in RFC 3629. */
-static int utf8_run(unsigned char st[3], const unsigned char *s, size_t n)
-{
-    unsigned need = st[0], lo = st[1], hi = st[2];
-    for (size_t i = 0; i < n; i++) {
-        unsigned c = s[i];
-        if (need == 0) {
-            if (c < 0x80)
-                continue;
-            lo = 0x80;
-            hi = 0xBF;
-            if (c >= 0xC2 && c <= 0xDF) {
-                need = 1;
-            } else if (c >= 0xE0 && c <= 0xEF) {
-                need = 2;
-                if (c == 0xE0)
-                    lo = 0xA0;
-                else if (c == 0xED)
-                    hi = 0x9F;
-            } else if (c >= 0xF0 && c <= 0xF4) {
-                need = 3;
-                if (c == 0xF0)
-                    lo = 0x90;
-                else if (c == 0xF4)
-                    hi = 0x8F;
-            } else {
-                return -1;
-            }
-            continue;
-        }
-        if (c < lo || c > hi)
-            return -1;
-        lo = 0x80;
-        hi = 0xBF;
-        need--;
-    }
-    st[0] = (unsigned char)need;
-    st[1] = (unsigned char)lo;
-    st[2] = (unsigned char)hi;
-    return 0;
-}
-
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    unsigned char st[3] = {0, 0, 0};
-    return utf8_run(st, s, n) == 0 && st[0] == 0;
-}
-
-int fh_ws_utf8_valid(const unsigned char *s, size_t n)
-{
-    return utf8_valid(s, n);
-}
 
 void fh_ws_parser_init(fh_ws_parser *p, size_t max_message)
 {
@@ -218,7 +148,7 @@ static int header_end(fh_ws_parser *p)
             p->msg_opcode = p->opcode;
             p->msg_compressed = (p->hdr[0] & 0x40) != 0;
             p->msg_len = 0;
-            memset(p->utf8, 0, sizeof(p->utf8));
+            memset(&p->utf8, 0, sizeof(p->utf8));
         }
         if (n > p->max_message - p->msg_len)
             return fail(p, FH_WS_CLOSE_TOO_BIG, "message too big");
@@ -270,7 +200,7 @@ static int payload(fh_ws_parser *p, const unsigned char *src, size_t n)
     dst = p->msg + p->msg_len;
     p->msg_len += n;
     unmask(dst, src, n, p->mask, &p->mask_pos);
-    if (p->msg_opcode == FH_WS_OP_TEXT && !p->msg_compressed && utf8_run(p->utf8, dst, n))
+    if (p->msg_opcode == FH_WS_OP_TEXT && !p->msg_compressed && fh_utf8_feed(&p->utf8, dst, n))
         return fail(p, FH_WS_CLOSE_BAD_DATA, "text is not UTF-8");
     return 0;
 }
@@ -293,7 +223,7 @@ static int close_done(fh_ws_parser *p, fh_ws_msg *out)
         out->close_code = (unsigned)p->ctl[0] << 8 | p->ctl[1];
         if (!close_code_ok(out->close_code))
             return fail(p, FH_WS_CLOSE_PROTOCOL, "invalid close code");
-        if (!utf8_valid(p->ctl + 2, p->ctl_len - 2))
+        if (!fh_utf8_valid(p->ctl + 2, p->ctl_len - 2))
             return fail(p, FH_WS_CLOSE_PROTOCOL, "close reason is not UTF-8");
         p->ctl[p->ctl_len] = '\0';
         out->reason = (const char *)p->ctl + 2;
@@ -323,7 +253,7 @@ static int frame_done(fh_ws_parser *p, fh_ws_msg *out)
     default:
         if (!p->fin)
             return FH_WS_NEED_MORE;
-        if (p->msg_opcode == FH_WS_OP_TEXT && !p->msg_compressed && p->utf8[0])
+        if (p->msg_opcode == FH_WS_OP_TEXT && !p->msg_compressed && p->utf8.need)
             return fail(p, FH_WS_CLOSE_BAD_DATA, "text ends inside a character");
         out->opcode = p->msg_opcode;
         out->compressed = p->msg_compressed;
@@ -439,11 +369,7 @@ size_t fh_ws_close_frame(unsigned char out[128], unsigned code, const char *reas
     if (reason) {
         while (rlen < 124 && reason[rlen])
             rlen++;
-        if (rlen > 123) {
-            rlen = 123;
-            while (rlen > 0 && ((unsigned char)reason[rlen] & 0xC0) == 0x80)
-                rlen--; /* do not cut inside a character */
-        }
+        rlen = fh_utf8_cut(reason, rlen, 123); /* not inside a character */
         memcpy(out + 4, reason, rlen);
     }
     out[1] = (unsigned char)(2 + rlen);

@@ -5,12 +5,14 @@
  * with fh_ws_client_frame_header + fh_ws_mask. The one extension it knows is RFC 7692
  * permessage-deflate, and only as far as framing goes: after fh_ws_parser_allow_compressed a
  * message may arrive with RSV1 set (out->compressed), and the caller inflates it (lib/fh_deflate)
- * and checks its UTF-8 with fh_ws_utf8_valid. Otherwise every RSV bit must be zero. */
+ * and checks its UTF-8 with fh_utf8_valid. Otherwise every RSV bit must be zero. */
 #ifndef FH_WS_H
 #define FH_WS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "fh_utf8.h"
 
 enum {
     FH_WS_OP_CONT = 0x0,
@@ -78,7 +80,7 @@ typedef struct fh_ws_parser {
     int msg_opcode;
     unsigned char *msg; /* owned; capacity msg_cap, at most max_message + 1 */
     size_t msg_len, msg_cap;
-    unsigned char utf8[3]; /* incremental UTF-8 check of a text message: bytes owed, next range */
+    fh_utf8_state utf8; /* incremental UTF-8 check of a text message */
     /* the control frame being read (at most 125 bytes, plus a NUL) */
     unsigned char ctl[126];
     size_t ctl_len;
@@ -102,10 +104,6 @@ void fh_ws_parser_init_client(fh_ws_parser *p, size_t max_message);
  * RSV3 anywhere, stay protocol errors (1002). A compressed message is capped at max_message
  * bytes as received; the caller caps what it inflates to. */
 void fh_ws_parser_allow_compressed(fh_ws_parser *p);
-
-/* 1 when s[0..n) is UTF-8 (RFC 3629: no overlong forms, surrogates or code points over
- * U+10FFFF), else 0: the check fh_ws_parse makes of text, for inflated messages. */
-int fh_ws_utf8_valid(const unsigned char *s, size_t n);
 
 /* Frees the message buffer; p may be initialised again afterwards. */
 void fh_ws_parser_free(fh_ws_parser *p);

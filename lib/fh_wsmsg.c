@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "fh_cursor.h"
-#include "fh_json.h"
+#include "fh_utf8.h"
 
 int fh_wsmsg_id_valid(const char *id)
 {
@@ -24,12 +24,7 @@ int fh_wsmsg_id_valid(const char *id)
  * quoted from the client stays UTF-8 (jansson gave us UTF-8). */
 static void quote_cut(const char *s, size_t max, char *out)
 {
-    size_t n = strnlen(s, max + 1);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
+    size_t n = fh_utf8_cut(s, strnlen(s, max + 1), max);
     memcpy(out, s, n);
     out[n] = '\0';
 }
@@ -162,44 +157,6 @@ fh_err fh_wsmsg_from_text(const char *text, int nparts, int64_t *vec, fh_wsmsg_f
                    "expected latest, earliest, an RFC 3339 time or a cursor");
 }
 
-/* Appends s as a JSON string literal whose text is UTF-8: bytes that do not start a well-formed
- * sequence become \ufffd. At most 6 bytes out per byte in, plus the quotes. */
-static int json_str_utf8(fh_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s), *run = p;
-    if (fh_buf_append(b, "\"", 1))
-        return -1;
-    while (p < end) {
-        size_t k = 1;
-        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
-            p++;
-            continue;
-        }
-        if (*p >= 0x80 && (k = fh_json_utf8_seq(p, end)) > 0) {
-            p += k;
-            continue;
-        }
-        char esc[6] = {'\\', (char)*p, 0, 0, 0, 0};
-        size_t n = 2;
-        if (*p < 0x20) {
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[*p >> 4];
-            esc[5] = hex[*p & 15];
-            n = 6;
-        } else if (*p >= 0x80) {
-            memcpy(esc, "\\ufffd", 6);
-            n = 6;
-        }
-        if (fh_buf_append(b, run, (size_t)(p - run)) || fh_buf_append(b, esc, n))
-            return -1;
-        run = ++p;
-    }
-    if (fh_buf_append(b, run, (size_t)(p - run)) || fh_buf_append(b, "\"", 1))
-        return -1;
-    return 0;
-}
-
 fh_err fh_wsmsg_error_frame(fh_buf *out, int sse, const char *id, const char *code,
                             const char *message)
 {
@@ -208,11 +165,11 @@ fh_err fh_wsmsg_error_frame(fh_buf *out, int sse, const char *id, const char *co
     int bad = sse ? fh_buf_printf(out, "event: error\ndata: {\"code\":")
                   : fh_buf_printf(out, "{\"op\":\"error\"");
     if (!sse && id)
-        bad = bad || fh_buf_printf(out, ",\"id\":") || json_str_utf8(out, id);
+        bad = bad || fh_buf_printf(out, ",\"id\":") || fh_buf_json_str(out, id);
     if (!sse)
         bad = bad || fh_buf_printf(out, ",\"code\":");
-    bad = bad || json_str_utf8(out, code) || fh_buf_printf(out, ",\"message\":") ||
-          json_str_utf8(out, message) || fh_buf_printf(out, sse ? "}\n\n" : "}");
+    bad = bad || fh_buf_json_str(out, code) || fh_buf_printf(out, ",\"message\":") ||
+          fh_buf_json_str(out, message) || fh_buf_printf(out, sse ? "}\n\n" : "}");
     return bad ? FH_ERR_NOMEM : FH_OK;
 }
 

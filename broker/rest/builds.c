@@ -22,9 +22,7 @@ int rest_render_builds(view_reader *r, const view_asof *a, const rest_args *q, f
     sqlite3_stmt *st = view_reader_stmt(
         r, S_BUILDS,
         "SELECT " BUILD_JSON(
-            "b") "), b.buildid FROM builds b WHERE (?1 IS NULL OR builder = ?1)"
-                 " AND (?2 IS NULL OR branch = ?2) AND (?3 IS NULL OR project = ?3)"
-                 " AND (?4 IS NULL OR owner = ?4) AND (?5 IS NULL OR repository = ?5)"
+            "b") "), b.buildid FROM builds b WHERE" REST_LIST_FILTER
                  " AND (?6 IS NULL OR worker = ?6) AND (?7 IS NULL OR revision = ?7)"
                  " AND (?8 < 0 OR (finished = 1 AND results = ?8))"
                  " AND (?9 IS NULL OR (?9 = 'running' AND finished = 0 AND started_at IS NOT NULL)"

@@ -34,8 +34,9 @@ typedef struct rest_args {
 
 /* A render function writes the answer's members into out. Returns 0, an HTTP status it has
  * already set on resp with fh_http_error (4xx; not cached), or -1 on an internal error. */
-typedef int (*rest_render_fn)(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                              fh_http_response *resp);
+typedef int rest_renderer(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
+                          fh_http_response *resp);
+typedef rest_renderer *rest_render_fn;
 
 /* Reader statement slots (0 and 1 are the view's). */
 enum {
@@ -78,35 +79,20 @@ int rest_one_json(sqlite3_stmt *st, fh_buf *out);
 long long rest_one_int(sqlite3_stmt *st);
 /* Appends "builder", "window_s", "from" and "to" of a windowed answer (the stats endpoints). */
 void rest_put_window(fh_buf *out, const view_asof *a, const rest_args *s);
+/* The SQL condition rest_bind_list's ?1..?5 stand for: a NULL parameter matches every row. */
+#define REST_LIST_FILTER                                                                           \
+    " (?1 IS NULL OR builder = ?1) AND (?2 IS NULL OR branch = ?2)"                                \
+    " AND (?3 IS NULL OR project = ?3) AND (?4 IS NULL OR owner = ?4)"                             \
+    " AND (?5 IS NULL OR repository = ?5)"
 /* Binds builder, branch, project, owner, repository as ?1..?5 (NULL when absent). */
 void rest_bind_list(sqlite3_stmt *st, const rest_args *l);
 
 /* ---- the renderers ---------------------------------------------------------------------- */
 
-int rest_render_pending(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                        fh_http_response *resp);
-int rest_render_running(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                        fh_http_response *resp);
-int rest_render_builders(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                         fh_http_response *resp);
-int rest_render_builds(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                       fh_http_response *resp);
-int rest_render_build(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                      fh_http_response *resp);
-int rest_render_revisions(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                          fh_http_response *resp);
-int rest_render_last_green(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                           fh_http_response *resp);
-int rest_render_step_stats(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                           fh_http_response *resp);
-int rest_render_build_stats(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                            fh_http_response *resp);
-int rest_render_state(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                      fh_http_response *resp);
-int rest_render_test_stats(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                           fh_http_response *resp);
-int rest_render_flaky(view_reader *r, const view_asof *a, const rest_args *q, fh_buf *out,
-                      fh_http_response *resp);
+/* Each has rest_renderer's contract (above). */
+rest_renderer rest_render_pending, rest_render_running, rest_render_builders, rest_render_builds,
+    rest_render_build, rest_render_revisions, rest_render_last_green, rest_render_step_stats,
+    rest_render_build_stats, rest_render_state, rest_render_test_stats, rest_render_flaky;
 
 /* ---- revisions.c: a branch's revisions, for revisions and last-green -------------------- */
 
@@ -125,6 +111,10 @@ typedef struct rest_rev_order {
  * repositories, -1 on error. */
 int rest_resolve_repo(view_reader *r, const rest_args *q, char *repo, size_t size,
                       fh_http_response *resp);
+/* rest_resolve_repo, then on 0 or 1 writes the answer's "branch" and "repository" members into
+ * out (the repository asked for, or the one found). Returns what rest_resolve_repo returned. */
+int rest_branch_head(view_reader *r, const rest_args *q, char *repo, size_t size, fh_buf *out,
+                     fh_http_response *resp);
 /* Loads the newest max revisions of repo/branch into o (zeroed here; free with
  * rest_rev_order_free, also after an error). Returns 0 or -1. */
 int rest_rev_order_load(view_reader *r, const char *repo, const char *branch, long long max,

@@ -115,13 +115,9 @@ int rest_render_last_green(view_reader *r, const view_asof *a, const rest_args *
     memset(&o, 0, sizeof(o));
     memset(&lg, 0, sizeof(lg));
 
-    int rr = rest_resolve_repo(r, q, repo, sizeof(repo), resp);
+    int rr = rest_branch_head(r, q, repo, sizeof(repo), out, resp);
     if (rr < 0 || rr == 400)
         return rr;
-    fh_buf_printf(out, "\"branch\":");
-    fh_buf_json_str(out, q->branch);
-    fh_buf_printf(out, ",\"repository\":");
-    fh_buf_json_str(out, rr == 1 ? q->repository : repo);
     if (rr == 1) {
         snprintf(reason_buf, sizeof(reason_buf), "no revisions known for branch '%s'%s", q->branch,
                  q->repository ? " in this repository" : "");

@@ -4,10 +4,7 @@
 
 /* ---- pending ---------------------------------------------------------------------------- */
 
-#define BR_FILTER                                                                                  \
-    " claimed = 0 AND complete = 0 AND submitted_at IS NOT NULL AND (?1 IS NULL OR builder = ?1)"  \
-    " AND (?2 IS NULL OR branch = ?2) AND (?3 IS NULL OR project = ?3)"                            \
-    " AND (?4 IS NULL OR owner = ?4) AND (?5 IS NULL OR repository = ?5)"
+#define BR_FILTER " claimed = 0 AND complete = 0 AND submitted_at IS NOT NULL AND" REST_LIST_FILTER
 
 int rest_render_pending(view_reader *r, const view_asof *a, const rest_args *l, fh_buf *out,
                         fh_http_response *resp)
@@ -45,9 +42,7 @@ int rest_render_pending(view_reader *r, const view_asof *a, const rest_args *l, 
 /* ---- running ---------------------------------------------------------------------------- */
 
 #define RUN_FILTER                                                                                 \
-    " finished = 0 AND started_at IS NOT NULL AND (?1 IS NULL OR builder = ?1)"                    \
-    " AND (?2 IS NULL OR branch = ?2) AND (?3 IS NULL OR project = ?3)"                            \
-    " AND (?4 IS NULL OR owner = ?4) AND (?5 IS NULL OR repository = ?5)"                          \
+    " finished = 0 AND started_at IS NOT NULL AND" REST_LIST_FILTER                                \
     " AND (?6 IS NULL OR worker = ?6)"
 
 int rest_render_running(view_reader *r, const view_asof *a, const rest_args *l, fh_buf *out,

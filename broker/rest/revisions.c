@@ -42,6 +42,19 @@ int rest_resolve_repo(view_reader *r, const rest_args *q, char *repo, size_t siz
     return n == 0 ? 1 : 0;
 }
 
+int rest_branch_head(view_reader *r, const rest_args *q, char *repo, size_t size, fh_buf *out,
+                     fh_http_response *resp)
+{
+    int rr = rest_resolve_repo(r, q, repo, size, resp);
+    if (rr < 0 || rr == 400)
+        return rr;
+    fh_buf_printf(out, "\"branch\":");
+    fh_buf_json_str(out, q->branch);
+    fh_buf_printf(out, ",\"repository\":");
+    fh_buf_json_str(out, rr == 1 ? q->repository : repo);
+    return rr;
+}
+
 #define REV_ORDER_DESC "ORDER BY pos DESC, (changeid IS NULL) DESC, changeid DESC, revision DESC"
 
 void rest_rev_order_free(rest_rev_order *o)
@@ -150,13 +163,9 @@ int rest_render_revisions(view_reader *r, const view_asof *a, const rest_args *q
 {
     char repo[1024];
     (void)a;
-    int rr = rest_resolve_repo(r, q, repo, sizeof(repo), resp);
+    int rr = rest_branch_head(r, q, repo, sizeof(repo), out, resp);
     if (rr < 0 || rr == 400)
         return rr;
-    fh_buf_printf(out, "\"branch\":");
-    fh_buf_json_str(out, q->branch);
-    fh_buf_printf(out, ",\"repository\":");
-    fh_buf_json_str(out, rr == 1 ? q->repository : repo);
     if (rr == 1) {
         fh_buf_printf(out, ",\"builders\":[],\"revisions\":[],\"limit\":%lld", q->limit);
         return 0;

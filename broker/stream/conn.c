@@ -17,6 +17,18 @@ void stream_conn_unref(conn *c)
     }
 }
 
+/* Ends an SSE response: marks it and wakes it when it waits for data, so it finishes. */
+static void sse_end(conn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->sse_end = 1;
+    if (c->sse_waiting) {
+        c->sse_waiting = 0;
+        MHD_resume_connection(c->mhd);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 /* Unlinks c from everything the stream thread walks and closes its transport. The stream
  * thread's reference is released later, by stream_reap() at the end of the loop's pass: an epoll
  * batch or a list walk earlier in the same pass may still hold c, and must find it marked dropped
@@ -45,13 +57,7 @@ void stream_conn_drop(fh_stream *s, conn *c)
         shutdown(c->fd, SHUT_RDWR);
         MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
     } else {
-        pthread_mutex_lock(&c->mu);
-        c->sse_end = 1;
-        if (c->sse_waiting) {
-            c->sse_waiting = 0;
-            MHD_resume_connection(c->mhd);
-        }
-        pthread_mutex_unlock(&c->mu);
+        sse_end(c);
     }
     /* the dirty and over lists may still point at c: unlink it */
     for (conn **pp = &s->dirty; *pp; pp = &(*pp)->next_dirty)
@@ -391,13 +397,7 @@ void stream_on_new_sse(fh_stream *s, conn *c)
 {
     if (s->nconns >= s->max_conns) {
         fh_metric_add(s->m_closed_other, 1); /* as for a WebSocket refused with 4029 */
-        pthread_mutex_lock(&c->mu);
-        c->sse_end = 1;
-        if (c->sse_waiting) {
-            c->sse_waiting = 0;
-            MHD_resume_connection(c->mhd);
-        }
-        pthread_mutex_unlock(&c->mu);
+        sse_end(c);
         stream_conn_unref(c);
         return;
     }

@@ -399,7 +399,7 @@ const char *stream_client_text(fh_stream *s, conn *c, const fh_ws_msg *m, size_t
     fh_err rc = s->zi ? fh_inflate_message(s->zi, m->data, m->len, s->max_message, &out, len, err,
                                            sizeof(err))
                       : FH_ERR_NOMEM;
-    if (rc == FH_OK && fh_ws_utf8_valid(out, *len))
+    if (rc == FH_OK && fh_utf8_valid(out, *len))
         return (const char *)out;
     stream_close_conn(s, c,
                       rc == FH_ERR_TOOBIG  ? CLOSE_TOO_BIG

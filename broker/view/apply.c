@@ -226,43 +226,35 @@ static int apply_build(const fh_event_view *ev)
     int rc;
     if (fh_event_view_int(ev, "buildid", &buildid))
         return SQLITE_OK;
+    const char *at = "complete_at"; /* the time the builder and revision rows take */
+    st = view_g.w[ev->type == FH_EV_BUILD_STARTED   ? W_BUILD_STARTED
+                  : ev->type == FH_EV_BUILD_UPDATED ? W_BUILD_UPDATED
+                                                    : W_BUILD_FINISHED];
+    sqlite3_bind_int64(st, 1, buildid);
+    bind_ctx(st, ev);
+    sqlite3_bind_int64(st, 10, ev->buildrequestid);
     switch (ev->type) {
     case FH_EV_BUILD_STARTED:
-        st = view_g.w[W_BUILD_STARTED];
-        sqlite3_bind_int64(st, 1, buildid);
-        bind_ctx(st, ev);
-        sqlite3_bind_int64(st, 10, ev->buildrequestid);
         bind_int(st, 11, ev, "number");
         bind_str(st, 12, ev, "worker");
         bind_time(st, 13, ev, "started_at");
         view_bind_text(st, 14, ev->master);
-        if ((rc = view_wrun(st)) || (rc = put_builder(ev, "started_at")) ||
-            (rc = put_build_revision(ev, "started_at")))
-            return rc;
+        at = "started_at";
         break;
     case FH_EV_BUILD_UPDATED:
-        st = view_g.w[W_BUILD_UPDATED];
-        sqlite3_bind_int64(st, 1, buildid);
-        bind_ctx(st, ev);
-        sqlite3_bind_int64(st, 10, ev->buildrequestid);
         bind_str(st, 11, ev, "state_string");
         return view_wrun(st);
     default: /* finished */
-        st = view_g.w[W_BUILD_FINISHED];
-        sqlite3_bind_int64(st, 1, buildid);
-        bind_ctx(st, ev);
-        sqlite3_bind_int64(st, 10, ev->buildrequestid);
         bind_int(st, 11, ev, "number");
         bind_time(st, 12, ev, "complete_at");
         bind_int(st, 13, ev, "results");
         bind_str(st, 14, ev, "state_string");
         bind_num(st, 15, ev, "duration_s");
         view_bind_text(st, 16, ev->master);
-        if ((rc = view_wrun(st)) || (rc = put_builder(ev, "complete_at")) ||
-            (rc = put_build_revision(ev, "complete_at")))
-            return rc;
         break;
     }
+    if ((rc = view_wrun(st)) || (rc = put_builder(ev, at)) || (rc = put_build_revision(ev, at)))
+        return rc;
     /* The request's latest build. */
     st = view_g.w[W_BR_BUILD];
     sqlite3_bind_int64(st, 1, ev->buildrequestid);
@@ -273,26 +265,17 @@ static int apply_build(const fh_event_view *ev)
 
 static int apply_step(const fh_event_view *ev)
 {
-    sqlite3_stmt *st;
+    int started = ev->type == FH_EV_STEP_STARTED, hidden;
     const char *builder = fh_event_view_str(ev, "builder");
-    if (ev->type == FH_EV_STEP_STARTED) {
-        st = view_g.w[W_STEP_STARTED];
-        bind_int(st, 1, ev, "stepid");
-        bind_int(st, 2, ev, "buildid");
-        view_bind_text(st, 3, builder ? builder : "");
-        bind_int(st, 4, ev, "number");
-        bind_str(st, 5, ev, "name");
-        bind_time(st, 6, ev, "started_at");
-        return view_wrun(st);
-    }
-    int hidden;
-    st = view_g.w[W_STEP_FINISHED];
+    sqlite3_stmt *st = view_g.w[started ? W_STEP_STARTED : W_STEP_FINISHED];
     bind_int(st, 1, ev, "stepid");
     bind_int(st, 2, ev, "buildid");
     view_bind_text(st, 3, builder ? builder : "");
     bind_int(st, 4, ev, "number");
     bind_str(st, 5, ev, "name");
-    bind_time(st, 6, ev, "complete_at");
+    bind_time(st, 6, ev, started ? "started_at" : "complete_at");
+    if (started)
+        return view_wrun(st);
     bind_int(st, 7, ev, "results");
     bind_str(st, 8, ev, "state_string");
     bind_num(st, 9, ev, "duration_s");

@@ -342,20 +342,20 @@ void view_prune(void)
              "DELETE FROM applied WHERE at < %.3f;",
              cutoff, cutoff, cutoff, cutoff, dedup_cutoff);
     int before = sqlite3_total_changes(view_g.db);
-    if (view_exec_sql(view_g.db, sql, err, sizeof(err))) {
+    if (fh_sqlite_exec(view_g.db, sql, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "view.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
         sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);
         return;
     }
     int deleted = sqlite3_total_changes(view_g.db) - before;
     if (deleted > 0 &&
-        view_exec_sql(view_g.db, "UPDATE view_state SET version = version + 1 WHERE id = 1", err,
-                      sizeof(err))) {
+        fh_sqlite_exec(view_g.db, "UPDATE view_state SET version = version + 1 WHERE id = 1", err,
+                       sizeof(err))) {
         fh_log(FH_LOG_ERROR, "view.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
         sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);
         return;
     }
-    if (view_exec_sql(view_g.db, "COMMIT", err, sizeof(err))) {
+    if (fh_sqlite_exec(view_g.db, "COMMIT", err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "view.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
         sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);
         return;

@@ -285,8 +285,8 @@ static int seed_from_topic(char *errbuf, size_t errsize)
         }
         rd_kafka_message_destroy(m);
     }
-    if (left > 0 || view_exec_sql(view_g.db, "UPDATE derive_meta SET seeded = 1 WHERE id = 1",
-                                  errbuf, errsize)) {
+    if (left > 0 || fh_sqlite_exec(view_g.db, "UPDATE derive_meta SET seeded = 1 WHERE id = 1",
+                                   errbuf, errsize)) {
         if (left > 0)
             snprintf(errbuf, errsize, "%s: not read to its end in 120 s", derive_g.topic);
         view_wexec(W_ROLLBACK);
@@ -337,7 +337,7 @@ int derive_open(char *errbuf, size_t errsize)
     if (fh_stale_rules_parse(&derive_g.stale, fh_config_str(c, "derive.stale_after"), errbuf,
                              errsize))
         return -1;
-    if (view_exec_sql(view_g.db, tables_sql, errbuf, errsize))
+    if (fh_sqlite_exec(view_g.db, tables_sql, errbuf, errsize))
         return -1;
     for (int i = 0; i < D__COUNT; i++)
         if (sqlite3_prepare_v3(view_g.db, dsql[i], -1, SQLITE_PREPARE_PERSISTENT, &derive_g.st[i],

@@ -508,7 +508,7 @@ void derive_prune(void)
              " DELETE FROM derive_flaky WHERE at < %.3f; DELETE FROM derive_stale WHERE at < %.3f;"
              " COMMIT;",
              seen_cutoff, cutoff, cutoff);
-    if (view_exec_sql(view_g.db, sql, err, sizeof(err))) {
+    if (fh_sqlite_exec(view_g.db, sql, err, sizeof(err))) {
         char q[560];
         fh_log(FH_LOG_ERROR, "derive.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
         sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);

@@ -33,6 +33,7 @@
 #include "fh_log.h"
 #include "fh_lost.h"
 #include "fh_metrics.h"
+#include "fh_sqlite.h"
 #include "health.h"
 
 /* Bumped when the tables change shape; an older file is rebuilt from Kafka. */
@@ -184,7 +185,6 @@ int view_running(void);
 
 /* schema.c */
 int view_mkdirs_for(const char *file, char *errbuf, size_t errsize);
-int view_exec_sql(sqlite3 *db, const char *sql, char *errbuf, size_t errsize);
 /* Opens (or rebuilds) the file, prepares the writer statements and loads view_state and the
  * stored offsets. Returns 0 or -1 with errbuf saying why. */
 int view_db_open(char *errbuf, size_t errsize);

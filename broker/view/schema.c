@@ -283,37 +283,11 @@ static const char *const wsql[W__COUNT] = {
 int view_mkdirs_for(const char *file, char *errbuf, size_t errsize)
 {
     char dir[1024];
-    snprintf(dir, sizeof(dir), "%s", file);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
+    if (fh_mkdirs_for(file, 0755, dir, sizeof(dir)) == 0)
         return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) && errno != EEXIST)
-            goto err;
-        *p = '/';
-    }
-    if (*dir && mkdir(dir, 0755) && errno != EEXIST)
-        goto err;
-    return 0;
-err:
     fh_errf(errbuf, errsize, FH_ERR_IO, "view.path: cannot create directory %s: %s", dir,
             strerror(errno));
     return -1;
-}
-
-int view_exec_sql(sqlite3 *db, const char *sql, char *errbuf, size_t errsize)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fh_errf(errbuf, errsize, FH_ERR_IO, "%s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
 }
 
 /* Binds text or NULL. SQLITE_TRANSIENT: the event's strings die before the statement runs. */
@@ -336,7 +310,7 @@ int view_db_open(char *errbuf, size_t errsize)
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-%lld;"
              " PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
              fh_config_int(&view_g.b->cfg, "view.sqlite_cache_kib"));
-    if (view_exec_sql(view_g.db, sql, errbuf, errsize))
+    if (fh_sqlite_exec(view_g.db, sql, errbuf, errsize))
         return -1;
     /* A file from another schema version is derived data: rebuild it from Kafka. */
     sqlite3_stmt *st = NULL;
@@ -350,7 +324,7 @@ int view_db_open(char *errbuf, size_t errsize)
         fh_log(FH_LOG_WARN, "view.rebuild",
                "path=%s schema=%d want=%d note=\"rebuilding from Kafka\"", view_g.path, schema,
                VIEW_SCHEMA);
-        if (view_exec_sql(view_g.db, drop_sql, errbuf, errsize))
+        if (fh_sqlite_exec(view_g.db, drop_sql, errbuf, errsize))
             return -1;
     } else if (schema != -1 && view_g.b->embedded) {
         /* The embedded Kafka starts empty every time: a view of an earlier run's topics would
@@ -359,14 +333,14 @@ int view_db_open(char *errbuf, size_t errsize)
                "path=%s note=\"embedded Kafka is in memory and starts empty: the view starts empty "
                "too\"",
                view_g.path);
-        if (view_exec_sql(view_g.db, drop_sql, errbuf, errsize))
+        if (fh_sqlite_exec(view_g.db, drop_sql, errbuf, errsize))
             return -1;
     }
-    if (view_exec_sql(view_g.db, schema_sql, errbuf, errsize))
+    if (fh_sqlite_exec(view_g.db, schema_sql, errbuf, errsize))
         return -1;
     snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO view_state(id, schema) VALUES(1, %d)",
              VIEW_SCHEMA);
-    if (view_exec_sql(view_g.db, sql, errbuf, errsize))
+    if (fh_sqlite_exec(view_g.db, sql, errbuf, errsize))
         return -1;
     for (int i = 0; i < W__COUNT; i++)
         if (sqlite3_prepare_v3(view_g.db, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &view_g.w[i],

@@ -141,6 +141,50 @@ typedef struct ep_input {
     char gen[FH_SIGN_SECRET_SIZE];
 } ep_input;
 
+static int format_ok(const char *s)
+{
+    return fh_wh_format_parse(s) >= 0;
+}
+
+static int description_ok(const char *s)
+{
+    return strlen(s) <= 1024;
+}
+
+/* Reads the optional string member name into *out when it is a string ok() accepts; def (may be
+ * NULL) when it is absent. Returns 0, or -1 with a 400 naming the field and what it expects. */
+static int str_field(json_t *j, const char *name, const char *def, int (*ok)(const char *),
+                     const char *expected, const char **out, fh_http_response *resp)
+{
+    json_t *v = json_object_get(j, name);
+    if (!v) {
+        if (def)
+            *out = def;
+        return 0;
+    }
+    if (!json_is_string(v) || !ok(json_string_value(v))) {
+        fh_http_error(resp, 400, "bad_request", name, "%s: %s", name, expected);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* Reads the optional boolean member name into *out (left alone when absent). Returns 0, or -1
+ * with a 400. */
+static int bool_field(json_t *j, const char *name, int *out, fh_http_response *resp)
+{
+    json_t *v = json_object_get(j, name);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v)) {
+        fh_http_error(resp, 400, "bad_request", name, "%s: expected true or false", name);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
 static int parse_input(fh_webhooks *w, json_t *j, ep_input *in, int create, fh_http_response *resp)
 {
     static const char *const create_fields[] = {"url",    "filter",  "format",  "description",
@@ -184,41 +228,14 @@ static int parse_input(fh_webhooks *w, json_t *j, ep_input *in, int create, fh_h
             return -1;
         }
     }
-    if ((v = json_object_get(j, "format"))) {
-        if (!json_is_string(v) || fh_wh_format_parse(json_string_value(v)) < 0) {
-            fh_http_error(resp, 400, "bad_request", "format",
-                          "format: expected \"firehose\", \"cloudevents\", \"cdevents\", \"slack\" "
-                          "or \"matrix\"");
-            return -1;
-        }
-        in->format = json_string_value(v);
-    } else if (create) {
-        in->format = "firehose";
-    }
-    if ((v = json_object_get(j, "description"))) {
-        if (!json_is_string(v) || strlen(json_string_value(v)) > 1024) {
-            fh_http_error(resp, 400, "bad_request", "description",
-                          "description: expected a string of at most 1024 bytes");
-            return -1;
-        }
-        in->description = json_string_value(v);
-    } else if (create) {
-        in->description = "";
-    }
-    if ((v = json_object_get(j, "enabled"))) {
-        if (!json_is_boolean(v)) {
-            fh_http_error(resp, 400, "bad_request", "enabled", "enabled: expected true or false");
-            return -1;
-        }
-        in->enabled = json_is_true(v);
-    }
-    if ((v = json_object_get(j, "ordered"))) {
-        if (!json_is_boolean(v)) {
-            fh_http_error(resp, 400, "bad_request", "ordered", "ordered: expected true or false");
-            return -1;
-        }
-        in->ordered = json_is_true(v);
-    }
+    if (str_field(j, "format", create ? "firehose" : NULL, format_ok,
+                  "expected \"firehose\", \"cloudevents\", \"cdevents\", \"slack\" or \"matrix\"",
+                  &in->format, resp) ||
+        str_field(j, "description", create ? "" : NULL, description_ok,
+                  "expected a string of at most 1024 bytes", &in->description, resp) ||
+        bool_field(j, "enabled", &in->enabled, resp) ||
+        bool_field(j, "ordered", &in->ordered, resp))
+        return -1;
     if ((v = json_object_get(j, "secret_overlap_s"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 2592000) {
             fh_http_error(resp, 400, "bad_request", "secret_overlap_s",
@@ -247,6 +264,16 @@ static int parse_input(fh_webhooks *w, json_t *j, ep_input *in, int create, fh_h
         }
     }
     return 0;
+}
+
+/* What every create and patch does last, whatever happened: leaves the API's write section,
+ * wakes the delivery thread, and frees the request's JSON and validated input. */
+static void write_end(fh_webhooks *w, ep_input *in, json_t *j)
+{
+    wh_api_leave(w);
+    wh_poke(w);
+    free(in->filter);
+    json_decref(j);
 }
 
 /* Appends the endpoint id, then closes the object with stats (detail) and the secret (when
@@ -362,10 +389,7 @@ rollback:
     sqlite3_finalize(st);
     sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
 out:
-    wh_api_leave(w);
-    wh_poke(w);
-    free(in.filter);
-    json_decref(j);
+    write_end(w, &in, j);
 }
 
 static void list(void *ctx, fh_http_request *req, fh_http_response *resp)
@@ -478,10 +502,7 @@ rollback:
     sqlite3_finalize(st);
     sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
 out:
-    wh_api_leave(w);
-    wh_poke(w);
-    free(in.filter);
-    json_decref(j);
+    write_end(w, &in, j);
 }
 
 static void delete_one(void *ctx, fh_http_request *req, fh_http_response *resp)
@@ -518,7 +539,7 @@ static void delete_one(void *ctx, fh_http_request *req, fh_http_response *resp)
         }
         ok = ok && whs_bump_version(w->api_db) == 0;
     }
-    if (!ok || !n || whs_exec(w->api_db, "COMMIT", err, sizeof(err))) {
+    if (!ok || !n || fh_sqlite_exec(w->api_db, "COMMIT", err, sizeof(err))) {
         sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
         if (!ok)
             wh_api_store_error(w, resp);

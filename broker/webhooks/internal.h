@@ -28,6 +28,7 @@
 #include "fh_metrics.h"
 #include "fh_netguard.h"
 #include "fh_sign.h"
+#include "fh_sqlite.h"
 
 /* ---- the store (store.c): the SQLite file behind webhooks (webhooks.path), shared by the
  * webhook thread, the API handlers and every broker instance pointing at the same file.
@@ -66,9 +67,6 @@ int whs_schedule_parse(const char *text, int64_t *out, int max, char *errbuf, si
  * from 1 to 65535, no more than 2048 bytes); then resolves the host and refuses it when any
  * address it resolves to is refused by guard. errbuf explains. */
 fh_err whs_url_check(const char *url, const fh_netguard *guard, char *errbuf, size_t errsize);
-
-/* Runs sql (no result rows); errbuf gets SQLite's message. */
-int whs_exec(sqlite3 *db, const char *sql, char *errbuf, size_t errsize);
 
 /* ---- the handle ----------------------------------------------------------------------------- */
 

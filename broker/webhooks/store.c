@@ -53,42 +53,13 @@ static const char schema_sql[] =
     " error TEXT, response TEXT, instance TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);";
 
-int whs_exec(sqlite3 *db, const char *sql, char *errbuf, size_t errsize)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fh_errf(errbuf, errsize, FH_ERR_IO, "%s", msg ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int mkdirs_for(const char *file)
-{
-    char dir[1024];
-    snprintf(dir, sizeof(dir), "%s", file);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0700) && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(dir, 0700) && errno != EEXIST ? -1 : 0;
-}
-
 fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize)
 {
     sqlite3 *db = NULL;
     char err[256];
+    char dir[1024];
     *out = NULL;
-    if (mkdirs_for(path))
+    if (fh_mkdirs_for(path, 0700, dir, sizeof(dir)))
         return fh_errf(errbuf, errsize, FH_ERR_IO,
                        "webhooks.path: cannot create the directory of %s: %s", path,
                        strerror(errno));
@@ -105,17 +76,18 @@ fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize)
      * an OS crash or power loss can take the last transactions. */
     /* A 64 MiB page cache and mmap reads: the delivery thread touches the same hot pages (the
      * newest deliveries, the due index) thousands of times a second. */
-    if (whs_exec(db,
-                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-                 "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;",
-                 err, sizeof(err)) ||
-        whs_exec(db, "BEGIN IMMEDIATE", err, sizeof(err)))
+    if (fh_sqlite_exec(
+            db,
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
+            "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;",
+            err, sizeof(err)) ||
+        fh_sqlite_exec(db, "BEGIN IMMEDIATE", err, sizeof(err)))
         goto sql_err;
-    if (whs_exec(db, schema_sql, err, sizeof(err))) {
+    if (fh_sqlite_exec(db, schema_sql, err, sizeof(err))) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         goto sql_err;
     }
-    if (whs_exec(db, "COMMIT", err, sizeof(err)))
+    if (fh_sqlite_exec(db, "COMMIT", err, sizeof(err)))
         goto sql_err;
     sqlite3_stmt *st;
     int schema = -1;

@@ -155,7 +155,7 @@ static void prune(fh_webhooks *w)
         " LIMIT 20000);"
         "COMMIT;",
         (long long)cutoff, (long long)cutoff);
-    if (whs_exec(w->db, sql, err, sizeof(err))) {
+    if (fh_sqlite_exec(w->db, sql, err, sizeof(err))) {
         sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
         fh_log(FH_LOG_WARN, "webhook.prune", "error=\"%s\"", err);
     }
@@ -252,7 +252,7 @@ static int open_store(fh_webhooks *w, char *err, size_t errsize)
 {
     if (whs_open(w->cfg.path, &w->db, err, errsize))
         return -1;
-    if (whs_exec(w->db, "CREATE TEMP TABLE owned(part INTEGER PRIMARY KEY)", err, errsize))
+    if (fh_sqlite_exec(w->db, "CREATE TEMP TABLE owned(part INTEGER PRIMARY KEY)", err, errsize))
         return -1;
     for (int i = 0; i < S__COUNT; i++) {
         if (sqlite3_prepare_v3(w->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->st[i],

@@ -21,6 +21,7 @@
 #include "fh_json.h"
 #include "fh_kafka.h"
 #include "fh_log.h"
+#include "fh_utf8.h"
 #include "fh_util.h"
 #include "health.h"
 #include "http.h"
@@ -123,35 +124,6 @@ static void fail(const char *what, const fh_http_request *req, const fh_http_res
     abort();
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes %HH in s[0..n) in place ('+' too when plus); returns the new length. */
-static size_t unescape(char *s, size_t n, int plus)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
-            s[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            s[o++] = plus && s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    s[o] = '\0';
-    return o;
-}
-
 #define MAX_ARGS 64
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -177,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (q)
         *q++ = '\0';
     req.path = t;
-    req.path_len = unescape(t, strlen(t), 0);
+    req.path_len = fh_pct_decode(t, strlen(t), t, 0);
     /* libmicrohttpd's MHD_parse_arguments_: '&' separates, the first '=' splits key and value. */
     for (char *a = q; a && *a && req.nargs < MAX_ARGS;) {
         char *amp = strchr(a, '&');
@@ -188,9 +160,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (eq)
             *eq = '\0';
         g->key = a;
-        g->key_len = unescape(a, strlen(a), 1);
+        g->key_len = fh_pct_decode(a, strlen(a), a, 1);
         g->value = eq ? eq + 1 : NULL;
-        g->value_len = eq ? unescape(eq + 1, strlen(eq + 1), 1) : 0;
+        g->value_len = eq ? fh_pct_decode(eq + 1, strlen(eq + 1), eq + 1, 1) : 0;
         a = amp ? amp + 1 : NULL;
     }
     req.args = args;

@@ -1,6 +1,6 @@
 /* The consumers' pieces: the WebSocket client side of fh_ws (server frames parsed, client frames
- * masked), the ws:// URL and upgrade response checks, jscan's in-place member lookup, the filter
- * flags, and the summary's quantiles and caps. */
+ * masked), the ws:// URL and upgrade response checks, the filter flags, and the summary's
+ * quantiles and caps. */
 #include "fh_test.h"
 
 #include <jansson.h>
@@ -11,7 +11,6 @@
 #include "cli_filter.h"
 #include "fh_json.h"
 #include "fh_ws.h"
-#include "jscan.h"
 #include "summary.h"
 #include "ws_client.h"
 
@@ -156,53 +155,6 @@ TEST(ws_upgrade_response_checks_status_and_accept_key)
     CHECK(st == 401);
     CHECK(fh_wsc_check_response("garbage", 7, key, &st, err, sizeof(err)) == FH_ERR_PARSE);
     CHECK(st == 0);
-}
-
-/* ---- jscan -------------------------------------------------------------------------------------
- */
-
-TEST(jscan_finds_members_in_place_and_decodes_them)
-{
-    const char *rec = " {\"id\":\"x\",\"nested\":{\"a\":[1,{\"b\":\"}\"}],\"s\":\"q\\\"}\"},"
-                      "\"data\":{\"builder\":\"linux \\u00e9\\ud83d\\ude00\",\"results\":2,"
-                      "\"duration_s\":1.5e1,\"k\\u0065y\":true}} ";
-    const char *end = rec + strlen(rec), *v, *ve, *d, *de;
-    char buf[64];
-    long long n;
-    double x;
-    CHECK(fh_jscan_member(rec, end, "data", 4, &d, &de) == 1);
-    CHECK(*d == '{' && de[-1] == '}');
-    CHECK(fh_jscan_member(d, de, "builder", 7, &v, &ve) == 1);
-    CHECK(fh_jscan_str(v, ve, buf, sizeof(buf)) == 12);
-    CHECK_STR(buf, "linux \xc3\xa9\xf0\x9f\x98\x80");
-    CHECK(fh_jscan_member(d, de, "results", 7, &v, &ve) == 1);
-    CHECK(fh_jscan_int(v, ve, &n) == 0 && n == 2);
-    CHECK(fh_jscan_member(d, de, "duration_s", 10, &v, &ve) == 1);
-    CHECK(fh_jscan_int(v, ve, &n) == -1);
-    CHECK(fh_jscan_num(v, ve, &x) == 0 && x == 15.0);
-    CHECK(fh_jscan_member(d, de, "key", 3, &v, &ve) == 1); /* an escaped member name */
-    CHECK(fh_jscan_member(rec, end, "missing", 7, &v, &ve) == 0);
-    CHECK(fh_jscan_member(rec, end, "b", 1, &v, &ve) == 0); /* only top-level members */
-    CHECK(fh_jscan_str(v, v, buf, sizeof(buf)) == -1);
-}
-
-TEST(jscan_never_reads_past_a_truncated_record)
-{
-    const char *rec = "{\"type\":\"build.finished\",\"data\":{\"builder\":\"lin";
-    size_t len = strlen(rec);
-    const char *v, *ve;
-    for (size_t cut = 0; cut <= len; cut++) {
-        char *copy = malloc(cut ? cut : 1); /* exact size: ASan sees any over-read */
-        memcpy(copy, rec, cut);
-        int r = fh_jscan_member(copy, copy + cut, "data", 4, &v, &ve);
-        CHECK(r == -1 || r == 0);
-        free(copy);
-    }
-    static const char arr[] = "[1]", lone[] = "{\"a\":\"\\ud800\"}";
-    CHECK(fh_jscan_member(arr, arr + 3, "a", 1, &v, &ve) == -1);
-    CHECK(fh_jscan_member(lone, lone + sizeof(lone) - 1, "a", 1, &v, &ve) == 1);
-    char buf[16];
-    CHECK(fh_jscan_str(v, ve, buf, sizeof(buf)) == -1); /* a lone surrogate */
 }
 
 /* ---- filter flags ------------------------------------------------------------------------------

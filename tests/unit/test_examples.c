@@ -419,9 +419,9 @@ TEST(peek_type_reads_the_top_level_type_or_says_it_cannot)
         {"{\"data\":{\"type\":\"log.chunk\"},\"type\":\"step.started\"}", FH_EV_STEP_STARTED},
         {"{\"a\":\"x\\\"type\\\":\",\"type\":\"change.new\"}", FH_EV_CHANGE_NEW},
         {"{\"a\":[{\"type\":\"log.chunk\"}],\"type\":\"build.started\"}", FH_EV_BUILD_STARTED},
-        {"{\"ty\\u0070e\":\"build.finished\"}", -1}, /* an escaped key: cannot tell */
-        {"{\"type\":\"build\\u002efinished\"}", -1}, /* an escaped value */
-        {"{\"type\":\"build.exploded\"}", -1},       /* not a v1 type */
+        {"{\"ty\\u0070e\":\"build.finished\"}", FH_EV_BUILD_FINISHED}, /* escapes decoded */
+        {"{\"type\":\"build\\u002efinished\"}", FH_EV_BUILD_FINISHED},
+        {"{\"type\":\"build.exploded\"}", -1}, /* not a v1 type */
         {"{\"type\":7}", -1},
         {"{\"type\":\"build.finished", -1}, /* cut short */
         {"[\"type\",\"build.finished\"]", -1},

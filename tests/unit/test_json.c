@@ -994,3 +994,19 @@ TEST(schema_validate_jv_agrees_with_json_schema_test_suite)
     CHECK(passed > 500);
     CHECK(failed == 0);
 }
+
+TEST(json_escape_reads_each_kind_and_says_what_is_wrong)
+{
+    unsigned cp = 0;
+    const char *s = "\\n\\/\\u00e9\\ud83d\\ude00\\x\\u12g4\\udc00\\ud800x";
+    CHECK(fh_json_escape(s, s + 2, &cp) == 2 && cp == '\n');
+    CHECK(fh_json_escape(s + 2, s + 4, &cp) == 2 && cp == '/');
+    CHECK(fh_json_escape(s + 4, s + 10, &cp) == 6 && cp == 0xE9);
+    CHECK(fh_json_escape(s + 10, s + 22, &cp) == 12 && cp == 0x1F600);
+    CHECK(fh_json_escape(s + 10, s + 21, &cp) == FH_JSON_ESC_LONE_SURROGATE); /* pair cut */
+    CHECK(fh_json_escape(s + 22, s + 24, &cp) == FH_JSON_ESC_BAD);
+    CHECK(fh_json_escape(s + 24, s + 30, &cp) == FH_JSON_ESC_BAD_U);
+    CHECK(fh_json_escape(s + 30, s + 36, &cp) == FH_JSON_ESC_LONE_SURROGATE && cp == 0xDC00);
+    CHECK(fh_json_escape(s + 36, s + 43, &cp) == FH_JSON_ESC_LONE_SURROGATE && cp == 0xD800);
+    CHECK(fh_json_escape(s, s + 1, &cp) == FH_JSON_ESC_BAD); /* a backslash at the end */
+}

@@ -126,17 +126,27 @@ TEST(buf_json_str_replaces_bytes_that_are_not_utf8)
     fh_buf_free(&b);
 }
 
-TEST(utf8_valid_and_cut_at_character_boundaries)
+TEST(pct_decode_keeps_nul_bytes_and_stray_percents)
 {
-    CHECK(fh_utf8_valid("", 0));
-    CHECK(fh_utf8_valid("a\0b", 3));
-    CHECK(fh_utf8_valid("\xc3\xa9", 2));
-    CHECK(!fh_utf8_valid("\xc3\xa9", 1));
-    CHECK(!fh_utf8_valid("\xff", 1));
-    CHECK(!fh_utf8_valid("\xed\xbf\xbf", 3));
-    CHECK(fh_utf8_cut("abc", 3, 10) == 3);
-    CHECK(fh_utf8_cut("abc", 3, 2) == 2);
-    CHECK(fh_utf8_cut("a\xc3\xa9", 3, 2) == 1); /* never half of é */
-    CHECK(fh_utf8_cut("\xf0\x9f\x94\xa5z", 5, 3) == 0);
-    CHECK(fh_utf8_cut("\xf0\x9f\x94\xa5z", 5, 4) == 4);
+    char out[32];
+    CHECK(fh_pct_decode("/a%2Fb%41", 9, out, 0) == 5 && memcmp(out, "/a/bA", 6) == 0);
+    CHECK(fh_pct_decode("/x%00.js", 8, out, 0) == 6 && memcmp(out, "/x\0.js", 7) == 0);
+    CHECK(fh_pct_decode("%zz%4", 5, out, 0) == 5 && strcmp(out, "%zz%4") == 0);
+    CHECK(fh_pct_decode("%41", 2, out, 0) == 2 && strcmp(out, "%4") == 0); /* only n bytes read */
+    CHECK(fh_pct_decode("", 0, out, 0) == 0 && out[0] == '\0');
+    CHECK(fh_pct_decode("a+b%2B", 6, out, 1) == 4 && strcmp(out, "a b+") == 0);
+    CHECK(fh_pct_decode("a+b", 3, out, 0) == 3 && strcmp(out, "a+b") == 0);
+    char in_place[] = "x%41y";
+    CHECK(fh_pct_decode(in_place, 5, in_place, 0) == 3 && strcmp(in_place, "xAy") == 0);
+}
+
+TEST(hex_digits_and_four_digit_escapes)
+{
+    CHECK(fh_hex_digit('0') == 0 && fh_hex_digit('9') == 9);
+    CHECK(fh_hex_digit('a') == 10 && fh_hex_digit('F') == 15);
+    CHECK(fh_hex_digit('g') == -1 && fh_hex_digit('%') == -1);
+    unsigned v = 0;
+    CHECK(fh_hex4("00e9", &v) == 0 && v == 0xE9);
+    CHECK(fh_hex4("D83D", &v) == 0 && v == 0xD83D);
+    CHECK(fh_hex4("12x4", &v) == -1);
 }

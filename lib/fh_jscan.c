@@ -1,4 +1,7 @@
-#include "jscan.h"
+#include "fh_jscan.h"
+#include "fh_json.h"
+#include "fh_utf8.h"
+#include "fh_util.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -72,25 +75,6 @@ const char *fh_jscan_skip(const char *p, const char *end)
     return p;
 }
 
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int fh_jscan_str(const char *v, const char *vend, char *buf, size_t size)
 {
     size_t o = 0;
@@ -106,70 +90,12 @@ int fh_jscan_str(const char *v, const char *vend, char *buf, size_t size)
             buf[o++] = c;
             continue;
         }
-        if (p >= e)
+        int k = fh_json_escape(p - 1, e, &cp);
+        if (k < 0)
             return -1;
-        c = *p++;
-        switch (c) {
-        case '"':
-        case '\\':
-        case '/':
-            cp = (unsigned char)c;
-            break;
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
-        case 'u':
-            if (e - p < 4 || hex4(p, &cp))
-                return -1;
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (e - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) || lo < 0xDC00 ||
-                    lo > 0xDFFF)
-                    return -1;
-                p += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                return -1;
-            }
-            break;
-        default:
-            return -1;
-        }
-        /* UTF-8 encode cp */
+        p += k - 1;
         unsigned char u[4];
-        size_t n;
-        if (cp < 0x80) {
-            u[0] = (unsigned char)cp;
-            n = 1;
-        } else if (cp < 0x800) {
-            u[0] = (unsigned char)(0xC0 | cp >> 6);
-            u[1] = (unsigned char)(0x80 | (cp & 0x3F));
-            n = 2;
-        } else if (cp < 0x10000) {
-            u[0] = (unsigned char)(0xE0 | cp >> 12);
-            u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-            u[2] = (unsigned char)(0x80 | (cp & 0x3F));
-            n = 3;
-        } else {
-            u[0] = (unsigned char)(0xF0 | cp >> 18);
-            u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-            u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-            u[3] = (unsigned char)(0x80 | (cp & 0x3F));
-            n = 4;
-        }
+        size_t n = fh_utf8_put(u, cp);
         if (o + n >= size)
             return -1;
         memcpy(buf + o, u, n);

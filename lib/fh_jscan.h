@@ -1,10 +1,10 @@
 /* fh_jscan: finds members of a JSON record in place, without building anything.
  *
- * The consumers' hot paths (replay's NDJSON filter, tail's event extraction) need a handful of
- * members of records they otherwise pass through byte for byte; a full parse would cost more than
- * the rest of the work. These functions skip values by their delimiters and look only at what
- * is asked for. They are not validators: malformed input yields -1 or "not found", never a read
- * outside [p, end). */
+ * Hot paths that need a handful of members of records they otherwise pass through byte for byte
+ * or skip (replay's NDJSON filter, tail's event extraction, the view skipping log chunks) would
+ * pay more for a full parse than for the rest of the work. These functions skip values by their
+ * delimiters and look only at what is asked for. They are not validators: malformed input yields -1
+ * or "not found", never a read outside [p, end). */
 #ifndef FH_JSCAN_H
 #define FH_JSCAN_H
 

@@ -1,0 +1,47 @@
+/* fh_sqlite is what the view and the webhook store share: statements run with SQLite's own
+ * message on failure, and the directories of a store's file made with the store's mode. */
+#include "fh_sqlite.h"
+#include "fh_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+TEST(sqlite_exec_runs_statements_and_reports_sqlite_errors)
+{
+    sqlite3 *db = NULL;
+    char err[256];
+    CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
+    CHECK(fh_sqlite_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);", err, sizeof(err)) ==
+          0);
+    CHECK(fh_sqlite_exec(db, "INSERT INTO nope VALUES (1)", err, sizeof(err)) == -1);
+    CHECK(strstr(err, "no such table: nope") != NULL);
+    sqlite3_close(db);
+}
+
+TEST(mkdirs_for_makes_every_parent_with_the_mode_and_names_a_failure)
+{
+    char base[] = "/tmp/fh_sqlite_test.XXXXXX", file[256], dir[256], failed[256];
+    struct stat st;
+    CHECK(mkdtemp(base) != NULL);
+    snprintf(file, sizeof(file), "%s/a/b/store.db", base);
+    CHECK(fh_mkdirs_for(file, 0700, failed, sizeof(failed)) == 0);
+    snprintf(dir, sizeof(dir), "%s/a/b", base);
+    CHECK(stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+    CHECK(fh_mkdirs_for(file, 0700, failed, sizeof(failed)) == 0);       /* already there */
+    CHECK(fh_mkdirs_for("store.db", 0700, failed, sizeof(failed)) == 0); /* no directory */
+    /* a file where a directory must go */
+    snprintf(file, sizeof(file), "%s/a/b/f", base);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL);
+    if (f)
+        fclose(f);
+    snprintf(dir, sizeof(dir), "%s/a/b/f/x/y.db", base);
+    CHECK(fh_mkdirs_for(dir, 0700, failed, sizeof(failed)) == -1);
+    snprintf(dir, sizeof(dir), "%s/a/b/f/x", base); /* mkdir says EEXIST for f itself */
+    CHECK(strcmp(failed, dir) == 0);
+    snprintf(dir, sizeof(dir), "rm -rf '%s'", base);
+    CHECK(system(dir) == 0);
+}
