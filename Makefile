@@ -233,7 +233,7 @@ FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
 FUZZ_LIBS     = build/asan/gen/schemas_embed.c build/asan/libfirehose.a \
                 $(shell pkg-config --libs rdkafka jansson libcrypto zlib 2>/dev/null) -lm -pthread
 fuzz_json_SRC   := lib/fh_json.c lib/fh_json_doc.c lib/fh_utf8.c lib/fh_error.c
-fuzz_event_SRC  := lib/fh_json.c lib/fh_json_doc.c lib/fh_schema.c lib/fh_event.c lib/fh_error.c
+fuzz_event_SRC  := lib/fh_json.c lib/fh_json_doc.c lib/fh_schema.c lib/fh_schema_compile.c lib/fh_pattern.c lib/fh_event.c lib/fh_error.c
 fuzz_ws_SRC     := lib/fh_ws.c lib/fh_utf8.c lib/fh_base64.c
 fuzz_filter_SRC := lib/fh_filter.c
 fuzz_config_SRC := lib/fh_config.c lib/fh_error.c

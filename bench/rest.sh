@@ -19,7 +19,8 @@
 #   per side-by-side URL; 3), BENCH_PENDING (10000), BENCH_WRK_SECONDS (10),
 #   BENCH_WRK_THREADS (1), BENCH_WRK_CONNECTIONS (16), BENCH_HTTP_THREADS (2),
 #   BENCH_KAFKA_STATE (the DIR of a Kafka already started with `tests/kafka/kafka.sh start DIR`),
-#   BENCH_NO_DOC=1 (do not touch docs/performance.md), BENCH_BUILDBOT=0 (skip the Buildbot side).
+#   BENCH_NO_DOC=1 (do not touch docs/performance.md), BENCH_BUILDBOT=0 (skip the Buildbot side),
+#   BENCH_BROKER (another firehose-broker binary, e.g. an older commit's, for an A/B run).
 #
 # Side by side in the same run: a Buildbot master (PyPI `buildbot` + `buildbot-www`, installed
 # into build/bench/buildbot-venv when missing) whose own database holds the same number of
@@ -36,7 +37,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 EMIT="$ROOT/bin/firehose-emit"
-BROKER="$ROOT/bin/firehose-broker"
+BROKER="${BENCH_BROKER:-$ROOT/bin/firehose-broker}"
 KAFKA_SH="$ROOT/tests/kafka/kafka.sh"
 GEN="$ROOT/tests/integration/gen_events.py"
 DATA="$ROOT/build/bench"
