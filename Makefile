@@ -217,6 +217,7 @@ bench: deps all
 	bash bench/fanout.sh
 	bash bench/webhooks.sh
 	bash bench/buildbot.sh
+	bash bench/derive.sh
 
 docs: all
 	tools/gen-config-doc.sh bin > docs/configuration.md

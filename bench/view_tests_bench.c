@@ -1,7 +1,9 @@
 /* view_tests_bench: how fast the view applies test.results (broker/view/tests.c), on its own
  * SQLite file, without Kafka: chunks of 500 results decoded and applied as the view thread does,
- * committed ten chunks to a transaction. Prints one line per run; docs/performance.md has the
- * figures.
+ * committed ten chunks to a transaction. Each run is done twice side by side: with derivation
+ * off, and on (tests.c then asks view_test_flaky_first per stored pass or fail; the derive side is
+ * the harness's stub, so this measures the view's own per-result cost of spotting flips). Prints
+ * one line per run; docs/performance.md has the figures.
  *
  * Usage: view_tests_bench [CHUNKS (2000)] [RUNS (3)] */
 #include "../tests/unit/view_harness.h"
@@ -28,14 +30,17 @@ static int cmp_dbl(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int chunks = argc > 1 ? atoi(argv[1]) : 2000, runs = argc > 2 ? atoi(argv[2]) : 3;
-    double rate[16], cpu_rate[16];
+    double rate[2][16], cpu_rate[2][16];
     fh_buf t;
     if (chunks < 1 || runs < 1 || runs > 16) {
         fprintf(stderr, "usage: view_tests_bench [CHUNKS] [RUNS 1-16]\n");
         return 64;
     }
     fh_buf_init(&t, 1 << 20);
-    for (int r = 0; r < runs; r++) {
+    for (int r = 0; r < runs * 2; r++) {
+        int on = r % 2;
+        harness_derive_on = on;
+        harness_flips = 0;
         if (open_view("20000", "1000000")) {
             fprintf(stderr, "view_tests_bench: cannot open the view\n");
             return 1;
@@ -62,17 +67,23 @@ int main(int argc, char **argv)
                 return 1;
         }
         double s = (double)(fh_mono_ns() - t0) / 1e9, c = cpu_s() - c0;
-        rate[r] = 500.0 * chunks / s;
-        cpu_rate[r] = 500.0 * chunks / c;
-        printf("view_tests_bench: run=%d chunks=%d results=%d elapsed=%.3fs cpu=%.3fs "
-               "results_per_s=%.0f results_per_cpu_s=%.0f rows=%lld tests=%lld\n",
-               r + 1, chunks, 500 * chunks, s, c, rate[r], cpu_rate[r],
-               count("SELECT count(*) FROM test_runs"), count("SELECT count(*) FROM tests"));
+        rate[on][r / 2] = 500.0 * chunks / s;
+        cpu_rate[on][r / 2] = 500.0 * chunks / c;
+        printf("view_tests_bench: run=%d derive=%s chunks=%d results=%d elapsed=%.3fs cpu=%.3fs "
+               "results_per_s=%.0f results_per_cpu_s=%.0f rows=%lld tests=%lld flips=%d\n",
+               r / 2 + 1, on ? "on" : "off", chunks, 500 * chunks, s, c, rate[on][r / 2],
+               cpu_rate[on][r / 2], count("SELECT count(*) FROM test_runs"),
+               count("SELECT count(*) FROM tests"), harness_flips);
         close_view();
     }
-    qsort(rate, (size_t)runs, sizeof(rate[0]), cmp_dbl);
-    printf("view_tests_bench: results/s median=%.0f min=%.0f max=%.0f (%d runs)\n", rate[runs / 2],
-           rate[0], rate[runs - 1], runs);
+    for (int on = 0; on < 2; on++) {
+        qsort(rate[on], (size_t)runs, sizeof(rate[on][0]), cmp_dbl);
+        qsort(cpu_rate[on], (size_t)runs, sizeof(cpu_rate[on][0]), cmp_dbl);
+        printf("view_tests_bench: derive=%s results/s median=%.0f min=%.0f max=%.0f, per CPU s "
+               "median=%.0f min=%.0f max=%.0f (%d runs)\n",
+               on ? "on" : "off", rate[on][runs / 2], rate[on][0], rate[on][runs - 1],
+               cpu_rate[on][runs / 2], cpu_rate[on][0], cpu_rate[on][runs - 1], runs);
+    }
     fh_buf_free(&t);
     fh_contract_free(tc);
     return 0;

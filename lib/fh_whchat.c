@@ -7,7 +7,11 @@
  * two renderers turn the same list into mrkdwn or HTML, so both say the same thing. */
 enum seg_style { SEG_PLAIN = 0, SEG_BOLD, SEG_CODE };
 
-#define MAX_SEGS 24
+#define MAX_SEGS 64
+#define MAX_NUMS 8
+/* Suspects a builder.broken message names (then "and N more"), owners per suspect. */
+#define CHAT_SUSPECTS 3
+#define CHAT_OWNERS 2
 
 typedef struct chat_msg {
     struct {
@@ -16,7 +20,7 @@ typedef struct chat_msg {
         enum seg_style style;
     } seg[MAX_SEGS];
     int nseg;
-    char num[4][32]; /* numbers the segments point into */
+    char num[MAX_NUMS][32]; /* numbers the segments point into */
     int nnum;
     const char *link, *link_label;
 } chat_msg;
@@ -43,7 +47,7 @@ static void add(chat_msg *m, enum seg_style style, const char *s)
 /* Adds prefix and a number as plain text (kept in m). */
 static void add_num(chat_msg *m, const char *prefix, long long v)
 {
-    if (m->nnum >= 4)
+    if (m->nnum >= MAX_NUMS)
         return;
     snprintf(m->num[m->nnum], sizeof(m->num[0]), "%s%lld", prefix, v);
     add(m, SEG_PLAIN, m->num[m->nnum++]);
@@ -53,6 +57,16 @@ static const char *str(const fh_event *ev, const char *field)
 {
     const char *s = fh_event_str(ev, field);
     return s && *s ? s : NULL;
+}
+
+/* A revision as code, cut to 12 characters (a commit id reads fine short). */
+static void add_rev(chat_msg *m, const char *rev)
+{
+    if (!rev || !*rev)
+        return;
+    add(m, SEG_CODE, rev);
+    if (m->nseg > 0 && m->seg[m->nseg - 1].s == rev && m->seg[m->nseg - 1].n > 12)
+        m->seg[m->nseg - 1].n = 12;
 }
 
 /* " on `branch` at `rev12` (owner)": the context most messages end with. */
@@ -65,9 +79,7 @@ static void add_where(chat_msg *m, const fh_event *ev, const char *who_field)
     }
     if (rev) {
         add(m, SEG_PLAIN, " at ");
-        add(m, SEG_CODE, rev);
-        if (m->nseg > 0 && m->seg[m->nseg - 1].s == rev && m->seg[m->nseg - 1].n > 12)
-            m->seg[m->nseg - 1].n = 12; /* a commit id reads fine short */
+        add_rev(m, rev);
     }
     if (who) {
         add(m, SEG_PLAIN, " (");
@@ -117,6 +129,130 @@ int fh_chat_wanted(const fh_event *ev)
     }
 }
 
+/* A member of the object member obj of ev's data (NULL when either is missing). */
+static json_t *sub(const fh_event *ev, const char *obj, const char *field)
+{
+    return json_object_get(json_object_get(ev->data, obj), field);
+}
+
+/* prefix and " #number" of the build ref obj of ev's data (its build id when the view did not
+ * know the number). */
+static void add_build(chat_msg *m, const fh_event *ev, const char *prefix, const char *obj)
+{
+    json_t *n = sub(ev, obj, "number"), *id = sub(ev, obj, "buildid");
+    if (json_is_integer(n))
+        add_num(m, prefix, (long long)json_integer_value(n));
+    else if (json_is_integer(id))
+        add_num(m, prefix, (long long)json_integer_value(id));
+}
+
+/* "`rev12` by author (owner, owner)" per suspect, at most CHAT_SUSPECTS, then "and N more". */
+static void add_suspects(chat_msg *m, const fh_event *ev)
+{
+    json_t *all = json_object_get(ev->data, "suspects"), *s;
+    size_t n = json_array_size(all), i;
+    if (n == 0)
+        return;
+    add(m, SEG_PLAIN, n == 1 ? "; suspect " : "; suspects ");
+    json_array_foreach(all, i, s)
+    {
+        if (i == CHAT_SUSPECTS)
+            break;
+        const char *author = json_string_value(json_object_get(s, "author"));
+        json_t *owners = json_object_get(s, "owners"), *o;
+        size_t k, shown = 0;
+        if (i > 0)
+            add(m, SEG_PLAIN, ", ");
+        add_rev(m, json_string_value(json_object_get(s, "revision")));
+        if (author && *author) {
+            add(m, SEG_PLAIN, " by ");
+            add(m, SEG_PLAIN, author);
+        }
+        json_array_foreach(owners, k, o)
+        {
+            const char *w = json_string_value(o);
+            if (!w || !*w || shown == CHAT_OWNERS || (author && strcmp(w, author) == 0))
+                continue;
+            add(m, SEG_PLAIN, shown++ ? ", " : " (");
+            add(m, SEG_PLAIN, w);
+        }
+        if (shown)
+            add(m, SEG_PLAIN, ")");
+    }
+    if (n > CHAT_SUSPECTS) {
+        add_num(m, " and ", (long long)(n - CHAT_SUSPECTS));
+        add(m, SEG_PLAIN, " more");
+    }
+}
+
+/* "1h", "15m", "90s": a threshold as people say it. */
+static void add_duration(chat_msg *m, long long s)
+{
+    if (m->nnum >= MAX_NUMS)
+        return;
+    const char *unit = s % 3600 == 0 ? "h" : s % 60 == 0 ? "m" : "s";
+    long long v = s % 3600 == 0 ? s / 3600 : s % 60 == 0 ? s / 60 : s;
+    snprintf(m->num[m->nnum], sizeof(m->num[0]), "%lld%s", v, unit);
+    add(m, SEG_BOLD, m->num[m->nnum++]);
+}
+
+/* The derived events (docs/events.md, "Derived events"); 0 when ev is not one. */
+static int compose_derived(chat_msg *m, const fh_event *ev)
+{
+    const char *builder = str(ev, "builder");
+    long long n;
+    switch ((int)ev->type) {
+    case FH_EV_BUILDER_BROKEN:
+        add(m, SEG_BOLD, builder);
+        add(m, SEG_PLAIN, " broke");
+        add_where(m, ev, "owner");
+        add_build(m, ev, ": build #", "build");
+        add_suspects(m, ev);
+        return 1;
+    case FH_EV_BUILDER_FIXED:
+        add(m, SEG_BOLD, builder);
+        add(m, SEG_PLAIN, " fixed");
+        add_where(m, ev, "owner");
+        add_build(m, ev, " by build #", "build");
+        add_build(m, ev, ", broken since build #", "broken_since");
+        return 1;
+    case FH_EV_LKGR_ADVANCED:
+        add(m, SEG_PLAIN, "last green of ");
+        add(m, SEG_BOLD, str(ev, "branch"));
+        add(m, SEG_PLAIN, " advanced");
+        if (str(ev, "old_revision")) {
+            add(m, SEG_PLAIN, " from ");
+            add_rev(m, str(ev, "old_revision"));
+        }
+        add(m, SEG_PLAIN, " to ");
+        add_rev(m, str(ev, "new_revision"));
+        return 1;
+    case FH_EV_REQUEST_STALE:
+        add(m, SEG_BOLD, builder);
+        add_num(m, " request ", ev->buildrequestid);
+        add(m, SEG_PLAIN, " waiting over ");
+        if (fh_event_int(ev, "threshold_s", &n) == 0)
+            add_duration(m, n);
+        add_where(m, ev, "owner");
+        return 1;
+    case FH_EV_TEST_FLAKY:
+        if (str(ev, "test")) {
+            add(m, SEG_PLAIN, "test ");
+            add(m, SEG_CODE, str(ev, "test"));
+            add(m, SEG_PLAIN, " flaky on ");
+        } else {
+            add(m, SEG_PLAIN, "flaky: ");
+        }
+        add(m, SEG_BOLD, builder);
+        add_where(m, ev, "owner");
+        add_build(m, ev, ": passed in build #", "passed");
+        add_build(m, ev, ", failed in build #", "failed");
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Fills m with the message for ev. */
 static void compose(chat_msg *m, const fh_event *ev)
 {
@@ -125,6 +261,8 @@ static void compose(chat_msg *m, const fh_event *ev)
     memset(m, 0, sizeof(*m));
     m->link = link_of(ev, "url");
     m->link_label = "build";
+    if (compose_derived(m, ev))
+        goto done;
     switch ((int)ev->type) {
     case FH_EV_BUILD_FINISHED:
     case FH_EV_BUILD_STARTED:
@@ -210,6 +348,7 @@ static void compose(chat_msg *m, const fh_event *ev)
         }
         break;
     }
+done:
     if (m->nseg == 0)
         add(m, SEG_BOLD, type_name(ev));
 }

@@ -19,6 +19,10 @@ seed="${FIREHOSE_DEMO_SEED:-1}"
 # (about 53,000 events, status only) fits the embedded Kafka's 5 MiB per partition with room for
 # hours of live traffic, and the view applies it in a few seconds.
 history_jobs_per_hour=100
+# Test results in the live traffic's test steps (the history stays status only): 24 tests a set,
+# one of them flaky a third of the time, so the dashboard's flaky list fills within a minute and
+# the derived feed gets test-level test.flaky; a few KiB per test step.
+tests=24
 mkdir -p "$dir"
 log="$dir/broker.log"
 simlog="$dir/sim.log"
@@ -69,13 +73,13 @@ view_seen() {
 # Demo traffic, one firehose-sim and one long-lived firehose-emit feeding the embedded Kafka:
 # first the history (flat out, status only: the demo profile's builds of the 24 h before now, at
 # history_jobs_per_hour), then live traffic on the wall clock (the demo profile: builds of a few
-# steps that finish within a minute). One simulation throughout, so ids, build numbers and
+# steps that finish within a minute, with test results). One simulation throughout, so ids, build numbers and
 # revisions carry on from the history into the live traffic.
 t0=$(date +%s%N)
 if [ "$history_s" -gt 0 ]; then
     printf '  loading %s h of simulated history into the embedded Kafka ...' "$((history_s / 3600))"
 fi
-bin/firehose-sim --profile demo --realtime --start now --seed "$seed" \
+bin/firehose-sim --profile demo --realtime --start now --seed "$seed" --tests "$tests" \
     --history "$history_s" --history-jobs-per-hour "$history_jobs_per_hour" 2>"$simlog" |
     bin/firehose-emit --brokers "$bootstrap" --emit.flush_timeout_ms=3000 -q &
 feeder=$!

@@ -1,5 +1,7 @@
 // firehose dashboard: polls the REST API every 2 s (conditional requests, so unchanged answers are
-// 304s) and holds one live SSE stream. Plain JS, no dependencies, served by the broker itself.
+// 304s), holds one live SSE stream (the feed) and one WebSocket subscription to the derived events
+// (builder.broken ... test.flaky, the last 24 h and then live). Plain JS, no dependencies, served
+// by the broker itself.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -10,12 +12,17 @@ const TYPES = ["change.new", "buildrequest.new", "buildrequest.claimed", "buildr
   "step.finished", "log.new", "log.finished", "log.chunk", "property.set", "worker.connected",
   "worker.disconnected", "master.started", "master.stopped"];
 
+const DERIVED = ["builder.broken", "builder.fixed", "lkgr.advanced", "request.stale", "test.flaky"];
+const DERIVED_MAX = 40;
+
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let token = params.get("token") || localStorage.getItem("firehose.token") || "";
 let matrixKey = params.get("branch") || "";
 let branches = [];      // [{branch, repository}], newest activity first
 let source = null;
+let derivedWs = null;
+let derivedCursor = null;  // resume point of the derived subscription across reconnects
 
 function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -75,6 +82,17 @@ async function refreshStates() {
       `<span class="muted" title="${esc(shortRev(b.revision))}">#${esc(b.number ?? b.buildid)} ${esc(b.owner || "")}</span></td>` +
       `<td class="num" title="since ${esc(since)}">${s.since ? dur(now - s.since) : "–"}</td></tr>`;
   }), "no finished builds yet");
+}
+
+// Flaky tests (GET /api/v1/flaky): tests that passed and failed on one revision, most flaky first.
+async function refreshFlaky() {
+  const j = await api("/api/v1/flaky?limit=20");
+  $("flaky-note").textContent = j.total ? `(${j.flaky.length} of ${j.total})` : "";
+  const rows = j.flaky.map((f) =>
+    `<tr data-test="${esc(f.name)}"><td title="${esc(f.name)}">${esc(f.name.length > 48 ? "…" + f.name.slice(-47) : f.name)}</td>` +
+    `<td>${esc(f.builder)}</td><td title="${esc(f.last_branch)}"><code>${esc(shortRev(f.last_revision))}</code></td>` +
+    `<td class="num" title="on ${esc(f.revisions)} revision(s)">${esc(f.passed)} / ${esc(f.failed)}</td></tr>`);
+  setRows("flaky", rows, "no flaky tests");
 }
 
 async function refreshRunning() {
@@ -211,7 +229,7 @@ async function refresh() {
   refreshing = true;
   try {
     await refreshReady().catch(() => { $("ready").textContent = "broker unreachable"; $("ready").className = "pill bad"; });
-    await Promise.all([refreshPending(), refreshRunning(), refreshStates(), refreshBranches().then(() => Promise.all([refreshLastGreen(), refreshMatrix()])),
+    await Promise.all([refreshPending(), refreshRunning(), refreshStates(), refreshFlaky(), refreshBranches().then(() => Promise.all([refreshLastGreen(), refreshMatrix()])),
       refreshTrend(), refreshSteps()]);
   } catch (e) {
     $("asof").textContent = "error: " + e.message;
@@ -261,14 +279,88 @@ function connect() {
   source.addEventListener("error", () => { $("feed").dataset.live = "0"; $("feed-note").textContent = "(reconnecting…)"; });
 }
 
+// One line per derived event, in words: what broke or got fixed, where, and the evidence.
+function describeDerived(ev) {
+  const d = ev.data || {};
+  const b = (r) => (r && (r.number ?? r.buildid)) != null ? "#" + (r.number ?? r.buildid) : "";
+  switch (ev.type) {
+    case "builder.broken": {
+      const s = d.suspects || [];
+      const who = s.slice(0, 3).map((x) => shortRev(x.revision) + (x.author ? " " + x.author.replace(/ <.*/, "") : ""));
+      return [d.builder, d.branch, "build " + b(d.build), shortRev(d.revision),
+        s.length ? "suspects " + who.join(", ") + (s.length > 3 ? ` and ${s.length - 3} more` : "") : ""];
+    }
+    case "builder.fixed":
+      return [d.builder, d.branch, "fixed by " + b(d.build), "broken since " + b(d.broken_since)];
+    case "lkgr.advanced":
+      return [d.branch, (d.old_revision ? shortRev(d.old_revision) + " → " : "→ ") + shortRev(d.new_revision)];
+    case "request.stale":
+      return [d.builder, d.branch, "request " + d.buildrequestid, "waiting over " + dur(d.threshold_s)];
+    case "test.flaky":
+      return [d.test != null ? d.test : "(whole build)", d.builder, d.branch, shortRev(d.revision)];
+    default:
+      return [d.builder, d.branch];
+  }
+}
+
+function onDerived(ev) {
+  const feed = $("derived");
+  if (feed.querySelector(`li[data-id="${CSS.escape(ev.id)}"]`)) return; // a resume may repeat one
+  const li = document.createElement("li");
+  li.className = "fresh";
+  li.dataset.id = ev.id;
+  li.dataset.type = ev.type;
+  const cls = ev.type === "builder.broken" || ev.type === "test.flaky" ? "bad" : ev.type === "builder.fixed" ? "ok" : "";
+  li.innerHTML = `<span class="t">${esc((ev.time || "").slice(5, 16).replace("T", " "))}</span>` +
+    `<span class="ty ${cls}">${esc(ev.type)}</span>${esc(describeDerived(ev).filter(Boolean).join(" · "))}`;
+  feed.insertBefore(li, feed.firstChild);
+  setTimeout(() => li.classList.remove("fresh"), 50);
+  while (feed.children.length > DERIVED_MAX) feed.removeChild(feed.lastChild);
+}
+
+// The derived events over the WebSocket protocol (docs/stream.md): one subscription with a type
+// filter, from 24 h ago (then live); after a drop it resumes from the last cursor it saw.
+function connectDerived() {
+  if (derivedWs) { derivedWs.onclose = null; derivedWs.close(); }
+  let url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/v1/stream";
+  if (token) url += "?access_token=" + encodeURIComponent(token);
+  const ws = new WebSocket(url, "firehose.v1");
+  derivedWs = ws;
+  ws.onopen = () => {
+    const from = derivedCursor ? { cursor: derivedCursor } : { time: new Date(Date.now() - 86400e3).toISOString() };
+    ws.send(JSON.stringify({ op: "subscribe", id: "derived", filter: { type: DERIVED }, from }));
+  };
+  ws.onmessage = (m) => {
+    let msg;
+    try { msg = JSON.parse(m.data); } catch (e) { return; }
+    if (msg.op === "subscribed") {
+      $("derived").dataset.live = "1";
+      $("derived-note").textContent = "(newest first, live)";
+    } else if (msg.op === "event" && msg.event) {
+      derivedCursor = msg.cursor || derivedCursor;
+      onDerived(msg.event);
+    } else if (msg.op === "error") {
+      $("derived-note").textContent = "(" + (msg.message || msg.code) + ")";
+      if (derivedCursor) derivedCursor = null; // a cursor the broker no longer takes: start over
+    }
+  };
+  ws.onclose = () => {
+    $("derived").dataset.live = "0";
+    $("derived-note").textContent = "(reconnecting…)";
+    if (derivedWs === ws) setTimeout(connectDerived, 2000);
+  };
+}
+
 $("token").value = token;
 $("token").addEventListener("change", (e) => {
   token = e.target.value.trim();
   localStorage.setItem("firehose.token", token);
   connect();
+  connectDerived();
   refresh();
 });
 $("matrix-branch").addEventListener("change", (e) => { matrixKey = e.target.value; refreshMatrix().catch(() => {}); });
 connect();
+connectDerived();
 refresh();
 setInterval(refresh, REFRESH_MS);

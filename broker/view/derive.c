@@ -69,6 +69,11 @@ static const char *const dsql[D__COUNT] = {
     [D_DIRTY_READ] = "SELECT repository, branch, trigger FROM derive_dirty LIMIT 64",
     [D_DIRTY_DEL] = "DELETE FROM derive_dirty WHERE repository = ?1 AND branch = ?2",
     [D_STALE_PUT] = "INSERT OR IGNORE INTO derive_stale(buildrequestid, at) VALUES(?1, ?2)",
+    /* The first build in which test ?2 of builder ?1 had outcome ?4 at revision ?3. */
+    [D_TEST_OTHER] = "SELECT r.buildid FROM tests t JOIN test_runs r ON r.testid = t.testid"
+                     " WHERE t.builder = ?1 AND t.name = ?2 AND r.revision = ?3 AND"
+                     " r.outcome = ?4 AND r.buildid IS NOT NULL ORDER BY r.runid LIMIT 1",
+    [D_BUILD_REF] = "SELECT number, results, complete_at FROM builds WHERE buildid = ?1",
 };
 
 /* ---- emission --------------------------------------------------------------------------- */

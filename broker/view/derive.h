@@ -41,6 +41,12 @@ int derive_open(char *errbuf, size_t errsize);
 void derive_close(void);
 /* One event the view has just applied, inside its savepoint. SQLITE_OK or the error. */
 int derive_event(const fh_event *ev);
+/* A test result the view has just applied (view/tests.c) made test name flaky at ev's revision
+ * (view_test_flaky_first said 1): derives test.flaky for it. passed: what this result was.
+ * Inside the open batch; SQLITE_OK (also with derivation off) or the error. */
+int derive_test_flaky(const fh_event *ev, const char *name, int passed);
+/* 1 when derivation is on (so the view spends nothing on it otherwise). */
+int derive_on(void);
 /* Before the batch commits: last-green of the branches the batch touched. SQLITE_OK or the
  * error (the batch is rolled back). */
 int derive_batch_end(void);

@@ -31,6 +31,8 @@ enum dst {
     D_DIRTY_PUT,
     D_DIRTY_READ,
     D_DIRTY_DEL,
+    D_TEST_OTHER,
+    D_BUILD_REF,
     D__COUNT
 };
 

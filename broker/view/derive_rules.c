@@ -1,6 +1,7 @@
 /* view/derive_rules: what the view derives from an applied event (docs/events.md, "Derived
  * events"): builder.broken and builder.fixed (a state machine per builder and branch, in build
- * completion order), test.flaky (builder-level; the same function takes a test name), lkgr.advanced
+ * completion order), test.flaky (builder-level per build.finished, test-level when view/tests.c
+ * sees a test flip), lkgr.advanced
  * (last-green of the branches a batch touched, by the REST layer's own code) and request.stale
  * (time-driven, from derive_tick). View thread only, inside the view's transactions. */
 #include "derive_int.h"
@@ -238,7 +239,8 @@ int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *
         if ((rc = derive_emit("test.flaky", parts, 5, d, time_of(ev), "builds")))
             goto out;
     }
-    fh_event_num(ev, "complete_at", &at);
+    if (fh_event_num(ev, "complete_at", &at))
+        at = view_g.clock; /* a test.results chunk: no completion time of its own */
     char *pt = dump(p), *ft = dump(f);
     st = derive_g.st[D_FLAKY_PUT];
     view_bind_text(st, 1, builder);
@@ -255,6 +257,64 @@ int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *
 out:
     json_decref(p);
     json_decref(f);
+    return rc;
+}
+
+/* A build a test-level test.flaky points at: what the view has of it (number, results and
+ * complete_at are null while the build has not finished, as when its own test results flip). */
+static json_t *test_build_ref(long long buildid, const char *rev)
+{
+    sqlite3_stmt *st = derive_g.st[D_BUILD_REF];
+    json_t *r = json_pack("{s:I,s:n,s:s,s:n,s:n}", "buildid", (json_int_t)buildid, "number",
+                          "revision", rev, "results", "complete_at");
+    sqlite3_bind_int64(st, 1, buildid);
+    if (r && sqlite3_step(st) == SQLITE_ROW) {
+        static const char *const f[] = {"number", "results", "complete_at"};
+        for (int i = 0; i < 3; i++)
+            if (sqlite3_column_type(st, i) == SQLITE_INTEGER)
+                json_object_set_new(r, f[i], json_integer(sqlite3_column_int64(st, i)));
+            else if (sqlite3_column_type(st, i) == SQLITE_FLOAT)
+                json_object_set_new(r, f[i], json_real(sqlite3_column_double(st, i)));
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+int derive_on(void)
+{
+    return derive_g.on;
+}
+
+/* The flip is known (view_test_flaky_first): derive_flaky_note is told the first opposite
+ * result, then this one, so its own state (per branch) flips on the second and emits with both
+ * builds; a replay or a rebuild finds the id in derive_seen. */
+int derive_test_flaky(const fh_event *ev, const char *name, int passed)
+{
+    const char *builder = fh_event_str(ev, "builder"), *rev = fh_event_str(ev, "revision");
+    long long buildid = 0, other = 0;
+    int rc;
+    if (!derive_g.on || !builder || !rev || fh_event_int(ev, "buildid", &buildid))
+        return SQLITE_OK;
+    sqlite3_stmt *st = derive_g.st[D_TEST_OTHER];
+    view_bind_text(st, 1, builder);
+    view_bind_text(st, 2, name);
+    view_bind_text(st, 3, rev);
+    sqlite3_bind_int(st, 4, !passed);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        other = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    if (!other)
+        return SQLITE_OK;
+    json_t *mine = test_build_ref(buildid, rev), *theirs = test_build_ref(other, rev);
+    rc = mine && theirs ? derive_flaky_note(ev, name, !passed, theirs) : SQLITE_NOMEM;
+    if (!rc)
+        rc = derive_flaky_note(ev, name, passed, mine);
+    json_decref(mine);
+    json_decref(theirs);
     return rc;
 }
 

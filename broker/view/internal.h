@@ -94,6 +94,7 @@ enum wst {
     W_TEST_EXPIRE_FLAKY,
     W_TEST_OUTCOMES,
     W_TEST_FLAKY_MARK,
+    W_TEST_FLIP_MAYBE,
     W__COUNT
 };
 

@@ -278,6 +278,11 @@ static const char *const wsql[W__COUNT] = {
                         " GROUP BY t.testid",
     [W_TEST_FLAKY_MARK] = "INSERT INTO test_flaky(testid, revision, at) VALUES(?1, ?2, ?3)"
                           " ON CONFLICT DO NOTHING",
+    /* 1 when test ?1 has a result ?3 at revision ?2 and no flaky mark there yet: the one
+     * indexed look tests.c makes per stored pass or fail before view_test_flaky_first. */
+    [W_TEST_FLIP_MAYBE] = "SELECT EXISTS (SELECT 1 FROM test_runs WHERE testid = ?1 AND"
+                          " revision = ?2 AND outcome = ?3) AND NOT EXISTS (SELECT 1 FROM"
+                          " test_flaky WHERE testid = ?1 AND revision = ?2)",
 };
 
 int view_mkdirs_for(const char *file, char *errbuf, size_t errsize)

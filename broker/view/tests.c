@@ -6,6 +6,7 @@
  * (the oldest go first), and nothing older than view.retention_s by the view clock. A result is
  * stored once: (set, chunk, position) is unique, so a chunk Kafka delivers again after the
  * dedup window counts once too. */
+#include "derive.h"
 #include "internal.h"
 
 static long long cfg_int(const char *key)
@@ -156,6 +157,22 @@ int view_tests_apply(const fh_event *ev, int *stored)
         sqlite3_bind_double(st, 10, at);
         if ((rc = view_wrun(st)))
             return rc;
+        /* A stored pass or fail may make the test flaky at rev (when the other outcome is
+         * there and no mark yet); derive hears of flips only. */
+        if ((oc == 0 || oc == 1) && sqlite3_changes(view_g.db) == 1 && derive_on() && rev && *rev) {
+            long long maybe;
+            st = view_g.w[W_TEST_FLIP_MAYBE];
+            sqlite3_bind_int64(st, 1, id);
+            view_bind_text(st, 2, rev);
+            sqlite3_bind_int(st, 3, !oc);
+            if ((rc = one_int(st, &maybe)))
+                return rc;
+            int first = maybe ? view_test_flaky_first(builder, name, rev, oc) : 0;
+            if (first < 0)
+                return SQLITE_ERROR;
+            if (first && (rc = derive_test_flaky(ev, name, oc)))
+                return rc;
+        }
     }
     return trim();
 }

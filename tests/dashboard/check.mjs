@@ -1,6 +1,7 @@
 // Loads the broker's dashboard in Debian's headless Chromium, waits until it shows the view and
 // holds its live stream, sends one event with the command given, and reports how long the page
-// took to show it. Prints one JSON object on stdout; exits non-zero when a step fails.
+// took to show it, then waits for the builder.broken those events cause in the derived feed and
+// reads the flaky list. Prints one JSON object on stdout; exits non-zero when a step fails.
 //
 //   node check.mjs URL SCREENSHOT.png EVENT_ID EMIT_COMMAND_JSON
 import { chromium } from "playwright-core";
@@ -12,8 +13,9 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
+let page;
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
+  page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
   page.on("pageerror", (e) => out.errors.push(String(e)));
   page.on("console", (m) => { if (m.type() === "error") out.errors.push(m.text()); });
   await page.goto(url, { waitUntil: "load", timeout: 20000 });
@@ -45,9 +47,17 @@ try {
   out.state_broken = await page.locator('#states tbody tr[data-state="broken"]').count();
   out.state_note = await page.textContent("#state-note");
   out.state_first = await page.textContent("#states tbody tr[data-state]");
+  // the flaky list and the derived feed: the builder.broken the emitted builds caused, live
+  await page.waitForSelector('#derived li[data-type="builder.broken"]', { timeout: 20000 });
+  out.derived_text = await page.textContent('#derived li[data-type="builder.broken"]');
+  out.derived_live = await page.getAttribute("#derived", "data-live");
+  await page.waitForSelector("#flaky tbody tr[data-test]", { timeout: 10000 });
+  out.flaky_rows = await page.locator("#flaky tbody tr[data-test]").count();
+  out.flaky_first = await page.textContent("#flaky tbody tr[data-test] td");
   await page.screenshot({ path: shot, fullPage: true });
 } catch (e) {
   out.failure = String(e);
+  try { out.derived_note = await page.textContent("#derived-note"); } catch (e2) { /* no page */ }
 } finally {
   await browser.close();
 }

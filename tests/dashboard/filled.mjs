@@ -3,12 +3,15 @@
 // numbers, a branch has a last green revision, the revisions x builders grid has cells and both
 // charts have data points. Prints one JSON object on stdout (what each panel showed, and how long
 // the page took to show it all); exits non-zero when a panel stayed empty or the page failed.
+// Then, up to LIVE_MS more, until the panels live traffic fills show data too: the flaky list (the
+// demo's test results are live only) and the derived events feed.
 //
-//   node filled.mjs URL WAIT_MS [SCREENSHOT.png]
+//   node filled.mjs URL WAIT_MS [SCREENSHOT.png] [LIVE_MS]
 import { chromium } from "playwright-core";
 
-const [url, waitArg, shot] = process.argv.slice(2);
+const [url, waitArg, shot, liveArg] = process.argv.slice(2);
 const waitMs = Number(waitArg);
+const liveMs = Number(liveArg || 0);
 const out = { errors: [] };
 
 // Runs in the page: what each panel shows now, and which are still empty.
@@ -28,6 +31,9 @@ function panels() {
     trend_points: count("#chart-trend circle"),
     step_bars: count("#chart-steps rect"),
     state_rows: count("#states tbody tr[data-state]"),
+    flaky_rows: count("#flaky tbody tr[data-test]"),
+    derived_items: count("#derived li[data-type]"),
+    derived_types: [...new Set([...document.querySelectorAll("#derived li[data-type]")].map((li) => li.dataset.type))],
   };
   const empty = [];
   if (!(/^\d+$/.test(p.builds_24h) && Number(p.builds_24h) > 0)) empty.push("builds_24h");
@@ -58,6 +64,16 @@ try {
     out.filled_ms = Math.round(performance.now() - t0);
   } catch (e) {
     out.failure = "panels still empty after " + waitMs + " ms";
+  }
+  if (liveMs && !out.failure) {
+    const t1 = performance.now();
+    try {
+      await page.waitForFunction(() => document.querySelectorAll("#flaky tbody tr[data-test]").length > 0 &&
+        document.querySelectorAll("#derived li[data-type]").length > 0, null, { timeout: liveMs, polling: 250 });
+      out.live_ms = Math.round(performance.now() - t1);
+    } catch (e) {
+      out.failure = "flaky list or derived feed still empty after " + liveMs + " ms more";
+    }
   }
   out.panels = await page.evaluate(`(${panels})()`);
   if (shot) {

@@ -31,12 +31,14 @@ needs_browser = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def broker(kafka, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboard")
-    names = {k: "dash-%s-%s" % (k, uuid.uuid4().hex[:6]) for k in ("events", "logs", "dlq")}
-    kafka.create_topics({names["events"]: 3, names["logs"]: 3, names["dlq"]: 1})
-    b = Broker(kafka, names, tmp / "view.db", tmp / "broker.log").start()
+    names = {k: "dash-%s-%s" % (k, uuid.uuid4().hex[:6]) for k in ("events", "logs", "dlq", "derived")}
+    kafka.create_topics({names["events"]: 3, names["logs"]: 3, names["dlq"]: 1, names["derived"]: 3})
+    b = Broker(kafka, names, tmp / "view.db", tmp / "broker.log",
+               extra=["--derive.enabled=true", "--topic-derived", names["derived"]]).start()
     # Simulated builds that end about now (a first run measures the span the stream covers; the
     # seed makes the second run the same stream): some finished, some running, some pending.
-    sim = [str(BIN / "firehose-sim"), "--count", "6000", "--seed", "5"]
+    # With test results: seed 5 has tests that failed and passed on retry (the flaky list).
+    sim = [str(BIN / "firehose-sim"), "--count", "6000", "--seed", "5", "--tests", "24"]
     first = subprocess.run(sim, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True, timeout=60)
     span = int(re.search(r"simulated_s=(\d+)", first.stderr).group(1))
     start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=span + 2)
@@ -65,7 +67,21 @@ def test_dashboard_shows_the_view_and_a_new_event_within_a_second(kafka, broker)
     b, names, tmp = broker
     ev = json.loads((ROOT / "schemas" / "examples" / "valid" / "build-finished.json").read_text())
     ev["id"] = "dash-" + uuid.uuid4().hex
-    write_ndjson(tmp / "one.ndjson", [ev])
+    # and a builder that goes green, then red, after everything the sim finished: builder.broken,
+    # which the page's derived feed gets over its WebSocket subscription (one build request, so one
+    # partition: the view applies them in this order)
+    now = time.time()
+    flip = []
+    for i, results in enumerate((0, 2)):
+        e = json.loads(json.dumps(ev))
+        e["id"] = "dash-%d-%s" % (i, uuid.uuid4().hex)
+        e["data"].update(builder="dash-flip", builderid=900, buildid=990001 + i, number=1 + i,
+                         buildrequestid=880001, results=results, complete_at=now + i,
+                         state_string="failed" if results else "build successful")
+        e["time"] = datetime.datetime.fromtimestamp(now + i, datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z")
+        flip.append(e)
+    write_ndjson(tmp / "one.ndjson", [ev] + flip)
     cmd = [str(BIN / "firehose-emit"), "--brokers", kafka.bootstrap, "--topic-events", names["events"],
            "--topic-logs", names["logs"], "--topic-dlq", names["dlq"], "-q", str(tmp / "one.ndjson")]
     SHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +106,12 @@ def test_dashboard_shows_the_view_and_a_new_event_within_a_second(kafka, broker)
     first = (broken or states)[0]
     assert first["builder"] in out["state_first"] and first["state"] in out["state_first"], out
     assert "#%s" % first["since_build"]["number"] in out["state_first"], out
+    # The flaky list is /api/v1/flaky's; the derived feed shows the builder.broken of dash-flip.
+    flaky = b.json("/api/v1/flaky", {"limit": 20})
+    assert flaky["flaky"] and out["flaky_rows"] == len(flaky["flaky"]), (out, flaky)
+    assert out["flaky_first"].startswith(flaky["flaky"][0]["name"][-47:]), (out, flaky["flaky"][0])
+    assert out["derived_live"] == "1", out
+    assert "dash-flip" in out["derived_text"] and "build #2" in out["derived_text"], out
     assert SHOT.stat().st_size > 10000
 
 
@@ -152,8 +174,8 @@ def test_make_run_demo_fills_every_dashboard_panel_within_10_s(tmp_path):
         assert events > 20000, text
 
         DEMO_SHOT.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(["node", str(NODE_DIR / "filled.mjs"), url, "10000", str(DEMO_SHOT)], cwd=NODE_DIR,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = subprocess.run(["node", str(NODE_DIR / "filled.mjs"), url, "10000", str(DEMO_SHOT), "90000"],
+                              cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=210)
         assert proc.stdout.strip(), proc.stderr[-3000:]
         seen = json.loads(proc.stdout.strip().splitlines()[-1])
         assert proc.returncode == 0 and "failure" not in seen, (seen, proc.stderr[-2000:])
@@ -165,8 +187,13 @@ def test_make_run_demo_fills_every_dashboard_panel_within_10_s(tmp_path):
         # through most of the 24 hours.
         assert int(panels["builds_24h"]) > 1000, panels
         assert panels["trend_points"] >= 2 * 20, panels
-        print("demo: %d events of history, banner after %.1f s, every panel filled %d ms after opening the page"
-              % (events, ready_s, seen["filled_ms"]))
+        # The derived feed (the day's builder.broken and the like, then live) and, once the live
+        # traffic's first test steps flaked, the flaky list.
+        assert panels["derived_items"] > 0 and panels["flaky_rows"] > 0, panels
+        assert set(panels["derived_types"]) <= {"builder.broken", "builder.fixed", "lkgr.advanced",
+                                                "request.stale", "test.flaky"}, panels
+        print("demo: %d events of history, banner after %.1f s, every panel filled %d ms after opening the page,"
+              " flaky list and derived feed %d ms after that" % (events, ready_s, seen["filled_ms"], seen["live_ms"]))
     finally:
         stop_group(demo)
     assert "firehose-broker exited" not in out_path.read_text() + err_path.read_text()

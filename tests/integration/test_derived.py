@@ -218,3 +218,82 @@ def test_webhook_with_type_and_branch_filter_receives_builder_broken(kafka, tmp_
     finally:
         b.stop()
         recv.close()
+
+
+class ResultsWorld(World):
+    """World with test results: one test.results chunk per call, in the context of a build."""
+
+    def results(self, brid, buildid, setid, t, tests, chunk=0):
+        items = [{"name": n, "code_path": None, "line": None, "value": "1" if o == "pass" else "0",
+                  "outcome": o, "duration_s": 0.5} for n, o in tests]
+        return self.add("test.results", dict(self._c(brid, buildid), test_result_setid=setid,
+                                             stepid=buildid * 10, category="pass_fail",
+                                             value_unit="boolean", chunk=chunk, last=True,
+                                             tests=items), t, subject="builds/%d" % buildid)
+
+
+def test_test_level_flaky_once_across_restart_and_rebuild(kafka, tmp_path):
+    """One test passes then fails on one revision (others stable): exactly one test.flaky naming
+    it, with both builds; a crash, results arriving again (the same chunk under a new id, more
+    flips of the same test) and a rebuild add no second copy."""
+    from test_schemas import EVENT_VALIDATOR
+    topics = topics_for(kafka, "derivedtf-%s" % uuid.uuid4().hex[:8])
+    view = tmp_path / "view.db"
+    log = tmp_path / "broker.log"
+    w = ResultsWorld(time.time() - 900)
+    w.full(601, "linux", BRANCH, "m1", 701, 0, 10)                  # green at m1
+    w.results(601, 701, 7010, 13, [("A", "pass"), ("F", "pass"), ("B", "fail")])
+    w.new(602, "linux", BRANCH, "m1", 20)
+    w.claimed(602, 21)
+    w.started(602, 702, 1702, 22)
+    derived = Derived(kafka, topics["derived"])
+    b = start(kafka, topics, view, log)
+    # in two steps: the view applies the events and logs topics in no fixed order between them
+    total = step(kafka, topics, b, w, tmp_path / "t0.ndjson", 0)
+    second = w.results(602, 702, 7020, 23, [("A", "pass"), ("F", "fail"), ("B", "fail")])
+    total = step(kafka, topics, b, w, tmp_path / "t1.ndjson", total)
+    flaky = lambda d: [e for e in d.of("test.flaky") if e["data"]["test"] is not None]
+    derived.wait(flaky, "test.flaky of F")
+    b.kill()
+    b = start(kafka, topics, view, log)
+    w.events.append(dict(second, id="again-7020"))                   # the same chunk, a new id
+    w.results(602, 702, 7021, 24, [("F", "pass"), ("F", "fail"), ("A", "pass")])
+    w.finished(602, 702, 1702, 26, 2)                                 # builder-level flip too
+    w.complete(602, 27, 2, 702)
+    total = step(kafka, topics, b, w, tmp_path / "t2.ndjson", total)
+    # builder.broken and the builder-level test.flaky come after everything the results caused
+    derived.wait(lambda d: d.of("builder.broken") and len(d.of("test.flaky")) == 2,
+                 "builder.broken and builder-level test.flaky")
+    before = derived.by_id()
+    b.stop()
+    for suffix in ("", "-wal", "-shm"):
+        p = tmp_path / ("view.db" + suffix)
+        if p.exists():
+            p.unlink()
+    b = start(kafka, topics, view, log)
+    b.wait_applied(total)
+    assert re.search(r"event=derive\.seeded topic=\S+ ids=%d" % len(before), b.log()), b.log()[-2000:]
+    w.full(603, "linux", BRANCH, "m1", 703, 0, 40)                    # fixed: one more event
+    total = step(kafka, topics, b, w, tmp_path / "t3.ndjson", total)
+    derived.wait(lambda d: d.of("builder.fixed"), "builder.fixed after the rebuild")
+    b.stop()
+    after = derived.by_id()
+    derived.close()
+    same_copies(after)
+    assert set(after) - set(before) == {e["id"] for e in
+                                         [r[0]["event"] for r in after.values()]
+                                         if e["type"] == "builder.fixed"}, after.keys()
+    tests = sorted(([e["data"]["test"] for e in (r[0]["event"] for r in after.values())
+                     if e["type"] == "test.flaky"]), key=str)
+    assert tests == ["F", None], tests
+    ev = [r[0]["event"] for r in after.values()
+          if r[0]["event"]["type"] == "test.flaky" and r[0]["event"]["data"]["test"] == "F"][0]
+    assert list(EVENT_VALIDATOR.iter_errors(ev)) == [], ev
+    d = ev["data"]
+    assert (d["builder"], d["branch"], d["revision"], d["buildid"], ev["subject"]) == (
+        "linux", BRANCH, rev("m1"), 702, "builds/702"), ev
+    assert d["passed"] == {"buildid": 701, "number": 1701, "revision": rev("m1"), "results": 0,
+                           "complete_at": pytest.approx(w.t0 + 16)}, d
+    # build 702 had started but not finished when its results flipped F
+    assert d["failed"] == {"buildid": 702, "number": 1702, "revision": rev("m1"), "results": None,
+                           "complete_at": None}, d

@@ -44,6 +44,30 @@ TEST(view_tests_flaky_first_reports_a_revision_once)
     close_view();
 }
 
+/* With derivation on, applying results calls into derive once per flip, for the test that
+ * flipped, and never for stable tests, repeats, skips or a chunk delivered again. */
+TEST(view_tests_derive_hears_of_each_flip_once)
+{
+    CHECK(open_view("20000", "1000000") == 0);
+    harness_derive_on = 1;
+    harness_flips = 0;
+    CHECK(apply_chunk("linux", "r1", 7, 0, T("A", "\"pass\"") "," T("F", "\"pass\"")) == SQLITE_OK);
+    CHECK(harness_flips == 0);
+    CHECK(apply_chunk("linux", "r1", 8, 0,
+                      T("A", "\"pass\"") "," T("F", "\"fail\"") "," T("F", "\"fail\"")) ==
+          SQLITE_OK);
+    CHECK(harness_flips == 1);
+    CHECK_STR(harness_flip_test, "F");
+    CHECK(apply_chunk("linux", "r1", 8, 0,
+                      T("A", "\"pass\"") "," T("F", "\"fail\"") "," T("F", "\"fail\"")) ==
+          SQLITE_OK);
+    CHECK(apply_chunk("linux", "r1", 9, 0, T("F", "\"pass\"") "," T("S", "\"skip\"")) == SQLITE_OK);
+    CHECK(apply_chunk("linux", "r2", 10, 0, T("A", "\"fail\"")) == SQLITE_OK);
+    CHECK(harness_flips == 1);
+    harness_derive_on = 0;
+    close_view();
+}
+
 TEST(view_tests_history_stays_within_its_caps)
 {
     fh_buf t;

@@ -111,11 +111,39 @@ TEST(whchat_each_worthwhile_type_has_a_line)
         {"worker.connected", "{\"name\":\"w-1\"}", "worker *w-1* connected to m1"},
         {"worker.disconnected", "{\"name\":\"w-1\"}", "worker *w-1* disconnected from m1"},
         {"master.stopped", "{}", "master *m1* stopped"},
-        /* not a v1 type: the derived builder.* events render with the generic line */
-        {"builder.broken",
+        /* not a v1 type: the generic line, and only http(s) links */
+        {"deploy.done",
          "{\"builder\":\"linux\",\"branch\":\"main\",\"revision\":\"abc\",\"owner\":\"\","
          "\"url\":\"javascript:alert(1)\"}",
-         "*builder.broken* on *linux* on `main` at `abc`"},
+         "*deploy.done* on *linux* on `main` at `abc`"},
+        /* the derived events */
+        {"builder.fixed",
+         "{\"builder\":\"linux\",\"branch\":\"main\",\"revision\":\"0123456789abcdef\","
+         "\"owner\":\"bob\",\"buildid\":105,\"build\":{\"buildid\":105,\"number\":9},"
+         "\"broken_since\":{\"buildid\":103,\"number\":7}}",
+         "*linux* fixed on `main` at `0123456789ab` (bob) by build #9, broken since build #7"},
+        {"lkgr.advanced",
+         "{\"builder\":\"linux\",\"branch\":\"main\",\"old_revision\":\"aaaaaaaaaaaaaaaa\","
+         "\"new_revision\":\"bbbbbbbbbbbbbbbb\"}",
+         "last green of *main* advanced from `aaaaaaaaaaaa` to `bbbbbbbbbbbb`"},
+        {"lkgr.advanced", "{\"branch\":\"main\",\"old_revision\":null,\"new_revision\":\"b1\"}",
+         "last green of *main* advanced to `b1`"},
+        {"request.stale",
+         "{\"builder\":\"queue-x\",\"branch\":\"main\",\"revision\":\"\",\"owner\":\"\","
+         "\"threshold_s\":5400}",
+         "*queue-x* request 42 waiting over *90m* on `main`"},
+        {"request.stale", "{\"builder\":\"q\",\"threshold_s\":7200}",
+         "*q* request 42 waiting over *2h*"},
+        {"test.flaky",
+         "{\"builder\":\"linux\",\"branch\":\"main\",\"revision\":\"r1\",\"owner\":\"\","
+         "\"test\":\"net::<retry> & back\",\"passed\":{\"buildid\":50,\"number\":null},"
+         "\"failed\":{\"buildid\":51,\"number\":4}}",
+         "test `net::&lt;retry&gt; &amp; back` flaky on *linux* on `main` at `r1`: passed in build "
+         "#50, failed in build #4"},
+        {"test.flaky",
+         "{\"builder\":\"linux\",\"branch\":\"main\",\"revision\":\"r1\",\"test\":null,"
+         "\"passed\":{\"buildid\":50,\"number\":3},\"failed\":{\"buildid\":51,\"number\":4}}",
+         "flaky: *linux* on `main` at `r1`: passed in build #3, failed in build #4"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fh_event ev = make(cases[i].type, cases[i].data);
@@ -183,4 +211,47 @@ TEST(whchat_escapers)
     CHECK(fh_chat_escape_html(&b, "\"'<&>", 5) == 0);
     CHECK(b.len == 24 && memcmp(b.data, "&quot;&#39;&lt;&amp;&gt;", 24) == 0);
     fh_buf_free(&b);
+}
+
+#define BROKEN                                                                                     \
+    "{\"buildrequestid\":42,\"buildid\":103,\"builder\":\"linux & <co>\",\"branch\":\"main\","     \
+    "\"revision\":\"4444444444444444\",\"owner\":\"\",\"url\":\"https://ci/b/103\","               \
+    "\"build\":{\"buildid\":103,\"number\":12},\"suspects_truncated\":false,\"suspects\":["        \
+    "{\"revision\":\"1111111111111111\",\"author\":\"Dev 1 <d1@x.org>\",\"owners\":[]},"           \
+    "{\"revision\":\"2222222222222222\",\"author\":null,\"owners\":[\"o1\",\"o2\",\"o3\"]},"       \
+    "{\"revision\":\"3333333333333333\",\"author\":\"Dev 3\",\"owners\":[\"Dev 3\",\"x&y\"]},"     \
+    "{\"revision\":\"4444444444444444\",\"author\":\"Dev 4\",\"owners\":[]},"                      \
+    "{\"revision\":\"5555555555555555\",\"author\":\"Dev 5\",\"owners\":[]}]}"
+
+/* builder.broken names the failing build and the first suspects with who they are, then how many
+ * more; in both formats, escaped. */
+TEST(whchat_builder_broken_names_suspects_capped)
+{
+    fh_event ev = make("builder.broken", BROKEN);
+    json_t *j = render(FH_WH_SLACK, &ev);
+    CHECK_STR(member(j, "text"),
+              "*linux &amp; &lt;co&gt;* broke on `main` at `444444444444`: build #12; suspects "
+              "`111111111111` by Dev 1 &lt;d1@x.org&gt;, `222222222222` (o1, o2), `333333333333` "
+              "by Dev 3 (x&amp;y) and 2 more <https://ci/b/103|build>");
+    json_decref(j);
+    j = render(FH_WH_MATRIX, &ev);
+    CHECK_STR(member(j, "body"),
+              "linux & <co> broke on main at 444444444444: build #12; suspects 111111111111 by "
+              "Dev 1 <d1@x.org>, 222222222222 (o1, o2), 333333333333 by Dev 3 (x&y) and 2 more "
+              "https://ci/b/103");
+    /* a variable: the message of a failed CHECK_STR would not hold the literal */
+    const char *html =
+        "<b>linux &amp; &lt;co&gt;</b> broke on <code>main</code> at "
+        "<code>444444444444</code>: build #12; suspects <code>111111111111</code> by Dev 1 "
+        "&lt;d1@x.org&gt;, <code>222222222222</code> (o1, o2), <code>333333333333</code> by "
+        "Dev 3 (x&amp;y) and 2 more <a href=\"https://ci/b/103\">build</a>";
+    CHECK_STR(member(j, "formatted_body"), html);
+    json_decref(j);
+    json_decref(ev.root);
+    ev = make("builder.broken", "{\"builder\":\"b\",\"build\":{\"buildid\":7},\"suspects\":"
+                                "[{\"revision\":\"r9\",\"author\":null,\"owners\":[]}]}");
+    j = render(FH_WH_SLACK, &ev);
+    CHECK_STR(member(j, "text"), "*b* broke: build #7; suspect `r9`");
+    json_decref(j);
+    json_decref(ev.root);
 }
