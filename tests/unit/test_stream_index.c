@@ -37,6 +37,13 @@ static fh_contract *ix_contract;
 static fh_json_doc ix_doc;
 static conn ix_conn;
 
+/* Opens a test on a fresh stream s (its index empty), or fails it. */
+#define IX_OPEN(s)                                                                                 \
+    fh_stream *s = ix_new();                                                                       \
+    CHECK(s != NULL);                                                                              \
+    if (!s)                                                                                        \
+    return
+
 static fh_stream *ix_new(void)
 {
     char err[256];
@@ -193,14 +200,13 @@ static sev *ix_event(fh_stream *s, int k, const ix_ev *v, fh_event *ev)
     return e;
 }
 
-/* Routes a build.started of builder b (other values fixed) and returns how many subscriptions
- * routing offered it to; ix_hits counts the deliveries. */
-static int ix_route_builder(fh_stream *s, const char *b, const char *branch)
+/* Routes one record of kind k with v's values and returns how many subscriptions routing
+ * offered it to; ix_hits counts the deliveries. */
+static int ix_route(fh_stream *s, int k, const ix_ev *v)
 {
-    ix_ev v = {"m1", b, branch, "alice", "w1", 5, 0};
     memset(ix_hits, 0, sizeof(ix_hits));
     ix_offered = 0;
-    sev *e = ix_event(s, EV_STARTED, &v, NULL);
+    sev *e = ix_event(s, k, v, NULL);
     CHECK(e != NULL);
     if (e)
         stream_route(s, e);
@@ -208,14 +214,26 @@ static int ix_route_builder(fh_stream *s, const char *b, const char *branch)
     return ix_offered;
 }
 
+/* ix_route for a build.started of builder b on branch (other values fixed). */
+static int ix_route_builder(fh_stream *s, const char *b, const char *branch)
+{
+    ix_ev v = {"m1", b, branch, "alice", "w1", 5, 0};
+    return ix_route(s, EV_STARTED, &v);
+}
+
+/* Unsubscribes the n subscriptions of u and frees the stream. */
+static void ix_close(fh_stream *s, sub **u, int n)
+{
+    for (int i = 0; i < n; i++)
+        ix_unsub(s, u[i]);
+    ix_free(s);
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 TEST(stream_index_builder_filter_receives_only_that_builder)
 {
-    fh_stream *s = ix_new();
-    CHECK(s);
-    if (!s)
-        return;
+    IX_OPEN(s);
     sub *u = ix_sub(s, 0, "{\"builder\":\"x\"}");
     CHECK(u && u->indexed == FH_F_BUILDER && s->field_used[FH_F_BUILDER] == 1 && s->nwild == 0);
     ix_route_builder(s, "x", "trunk");
@@ -231,10 +249,7 @@ TEST(stream_index_builder_filter_receives_only_that_builder)
 
 TEST(stream_index_fields_and_lists_or_and_globs_match)
 {
-    fh_stream *s = ix_new();
-    CHECK(s);
-    if (!s)
-        return;
+    IX_OPEN(s);
     sub *u[6] = {
         ix_sub(s, 0, "{\"builder\":\"x\",\"branch\":\"trunk\"}"), /* AND */
         ix_sub(s, 1, "{\"builder\":[\"x\",\"y\"]}"),              /* OR */
@@ -269,34 +284,19 @@ TEST(stream_index_fields_and_lists_or_and_globs_match)
     }
     /* buildid 6 as the number it is in the event */
     ix_ev v = {"m1", "x", "trunk", "alice", "w1", 6, 0};
-    memset(ix_hits, 0, sizeof(ix_hits));
-    sev *e = ix_event(s, EV_FINISHED, &v, NULL);
-    CHECK(e != NULL);
-    if (e)
-        stream_route(s, e);
-    sev_unref(e);
+    ix_route(s, EV_FINISHED, &v);
     CHECK(ix_hits[5] == 1 && ix_hits[4] == 0 && ix_hits[0] == 1);
-    for (int i = 0; i < 6; i++)
-        ix_unsub(s, u[i]);
-    ix_free(s);
+    ix_close(s, u, 6);
 }
 
 TEST(stream_index_empty_filter_receives_everything)
 {
-    fh_stream *s = ix_new();
-    CHECK(s);
-    if (!s)
-        return;
+    IX_OPEN(s);
     sub *u = ix_sub(s, 0, "{}");
     CHECK(u && u->indexed == -1 && s->nwild == 1);
     ix_ev v = {"m2", "b", "dev", "bob", "w9", 77, 1};
     for (int k = EV_STARTED; k <= EV_CHANGE; k++) {
-        memset(ix_hits, 0, sizeof(ix_hits));
-        sev *e = ix_event(s, k, &v, NULL);
-        CHECK(e != NULL);
-        if (e)
-            stream_route(s, e);
-        sev_unref(e);
+        ix_route(s, k, &v);
         CHECK(ix_hits[0] == 1);
     }
     ix_unsub(s, u);
@@ -306,10 +306,7 @@ TEST(stream_index_empty_filter_receives_everything)
 
 TEST(stream_index_unsubscribe_removes_it_from_every_bucket)
 {
-    fh_stream *s = ix_new();
-    CHECK(s);
-    if (!s)
-        return;
+    IX_OPEN(s);
     sub *keep = ix_sub(s, 1, "{\"builder\":[\"x\",\"y\"]}");
     sub *u = ix_sub(s, 0, "{\"builder\":[\"x\",\"y\",\"z\"],\"branch\":\"trunk\"}");
     sub *w = ix_sub(s, 2, "{\"branch\":\"t*\"}");
@@ -344,10 +341,7 @@ TEST(stream_index_unsubscribe_removes_it_from_every_bucket)
 
 TEST(stream_index_many_subscriptions_on_one_value_each_get_it_once)
 {
-    fh_stream *s = ix_new();
-    CHECK(s);
-    if (!s)
-        return;
+    IX_OPEN(s);
     enum { N = 500 };
     static sub *u[N];
     for (int i = 0; i < N; i++)
@@ -368,44 +362,29 @@ TEST(stream_index_many_subscriptions_on_one_value_each_get_it_once)
     for (int i = 0; i < N; i++)
         odd_only &= ix_hits[i] == (i % 2);
     CHECK(odd_only);
-    for (int i = 0; i < N; i++)
-        ix_unsub(s, u[i]);
-    ix_free(s);
+    ix_close(s, u, N);
 }
 
 TEST(stream_index_event_lacking_a_filtered_field_does_not_match)
 {
-    fh_stream *s = ix_new();
-    CHECK(s);
-    if (!s)
-        return;
+    IX_OPEN(s);
     sub *u[3] = {ix_sub(s, 0, "{\"builder\":\"x\"}"), ix_sub(s, 1, "{\"builder\":\"*\"}"),
                  ix_sub(s, 2, "{\"results\":[0,2]}")};
     CHECK(u[0] && u[1] && u[2]);
     ix_ev v = {"m1", "x", "trunk", "alice", "x", 5, 1};
     /* a worker named x and a change: neither has a builder; build.started has no results */
     for (int k = EV_STARTED; k <= EV_CHANGE; k++) {
-        memset(ix_hits, 0, sizeof(ix_hits));
-        sev *e = ix_event(s, k, &v, NULL);
-        CHECK(e != NULL);
-        if (e)
-            stream_route(s, e);
-        sev_unref(e);
+        ix_route(s, k, &v);
         int build = k == EV_STARTED || k == EV_FINISHED;
         CHECK(ix_hits[0] == build && ix_hits[1] == build);
         CHECK(ix_hits[2] == (k == EV_FINISHED));
     }
-    for (int i = 0; i < 3; i++)
-        ix_unsub(s, u[i]);
-    ix_free(s);
+    ix_close(s, u, 3);
 }
 
 TEST(stream_index_routes_only_to_live_subscriptions)
 {
-    fh_stream *s = ix_new();
-    CHECK(s);
-    if (!s)
-        return;
+    IX_OPEN(s);
     sub *u[3] = {ix_sub(s, 0, "{\"builder\":\"x\"}"), ix_sub(s, 1, "{\"builder\":\"x\"}"),
                  ix_sub(s, 2, "{}")};
     CHECK(u[0] && u[1] && u[2]);
@@ -420,9 +399,7 @@ TEST(stream_index_routes_only_to_live_subscriptions)
         ix_route_builder(s, "x", "trunk");
         CHECK(ix_hits[0] == 0 && ix_hits[1] == 1);
     }
-    for (int i = 0; i < 3; i++)
-        ix_unsub(s, u[i]);
-    ix_free(s);
+    ix_close(s, u, 3);
 }
 
 /* ---- differential: the index against fh_filter_match ------------------------------------- */
@@ -492,10 +469,7 @@ static void ix_random_filter(char *buf, size_t size)
 TEST(stream_index_routes_exactly_the_subscriptions_fh_filter_match_accepts)
 {
     enum { NSUBS = 300, NEVENTS = 400 };
-    fh_stream *s = ix_new();
-    CHECK(s);
-    if (!s)
-        return;
+    IX_OPEN(s);
     static sub *u[NSUBS];
     char f[512];
     for (int i = 0; i < NSUBS; i++) {

@@ -39,6 +39,13 @@ static fh_stream *rt_new(size_t ring_events, size_t ring_bytes)
     return s;
 }
 
+/* Opens a test on a fresh stream s (see rt_new), or fails it. */
+#define RT_OPEN(s, ring_events, ring_bytes)                                                        \
+    fh_stream *s = rt_new(ring_events, ring_bytes);                                                \
+    CHECK(s != NULL);                                                                              \
+    if (!s)                                                                                        \
+    return
+
 static void rt_free(fh_stream *s)
 {
     while (s->ring_count)
@@ -85,6 +92,15 @@ static sev *rt_append(fh_stream *s, int part, int64_t offset, const char *builde
     return e;
 }
 
+/* Appends partition 0's first event (at RT_START) as e, or fails the test. */
+#define RT_FIRST(s, e)                                                                             \
+    sev *e = rt_append(s, 0, RT_START, "linux");                                                   \
+    CHECK(e != NULL);                                                                              \
+    if (!e) {                                                                                      \
+        rt_free(s);                                                                                \
+        return;                                                                                    \
+    }
+
 /* The offset of the ring's event seq, or -1 when the ring does not hold it. */
 static int64_t rt_offset_at(fh_stream *s, uint64_t seq)
 {
@@ -103,10 +119,7 @@ static size_t rt_sum_bytes(fh_stream *s)
 
 TEST(stream_ring_finds_appended_events_by_seq_and_offset_for_resume)
 {
-    fh_stream *s = rt_new(16, 1 << 20);
-    CHECK(s);
-    if (!s)
-        return;
+    RT_OPEN(s, 16, 1 << 20);
     /* six events, alternating partitions: offsets 100,100,101,101,102,102 */
     for (int i = 0; i < 6; i++)
         CHECK(rt_append(s, i % 2, RT_START + i / 2, "linux") != NULL);
@@ -141,16 +154,8 @@ TEST(stream_ring_finds_appended_events_by_seq_and_offset_for_resume)
 
 TEST(stream_ring_event_cap_evicts_oldest_first_and_records_what_went)
 {
-    fh_stream *s = rt_new(4, 1 << 20); /* stream.ring_events = 4 */
-    CHECK(s);
-    if (!s)
-        return;
-    sev *first = rt_append(s, 0, RT_START, "linux");
-    CHECK(first != NULL);
-    if (!first) {
-        rt_free(s);
-        return;
-    }
+    RT_OPEN(s, 4, 1 << 20); /* stream.ring_events = 4 */
+    RT_FIRST(s, first);
     sev_ref(first); /* kept by the test to see it leave the ring */
     for (int i = 1; i < 6; i++)
         CHECK(rt_append(s, i % 2, RT_START + i, "linux") != NULL);
@@ -171,16 +176,8 @@ TEST(stream_ring_event_cap_evicts_oldest_first_and_records_what_went)
 
 TEST(stream_ring_byte_cap_evicts_oldest_until_the_new_event_fits)
 {
-    fh_stream *s = rt_new(100, 1 << 20);
-    CHECK(s);
-    if (!s)
-        return;
-    sev *probe = rt_append(s, 0, RT_START, "linux");
-    CHECK(probe != NULL);
-    if (!probe) {
-        rt_free(s);
-        return;
-    }
+    RT_OPEN(s, 100, 1 << 20);
+    RT_FIRST(s, probe);
     size_t one = probe->bytes;
     stream_ring_evict_one(s);
     /* stream.ring_bytes = room for two and a half events of this size */
@@ -211,10 +208,7 @@ TEST(stream_ring_byte_cap_evicts_oldest_until_the_new_event_fits)
 
 TEST(stream_ring_resume_older_than_the_window_is_not_covered)
 {
-    fh_stream *s = rt_new(3, 1 << 20);
-    CHECK(s);
-    if (!s)
-        return;
+    RT_OPEN(s, 3, 1 << 20);
     /* before the start: events the stream never held are not in the ring either */
     int64_t before[RT_PARTS] = {RT_START - 1, RT_START};
     CHECK(!stream_ring_covers(s, before));
@@ -235,10 +229,7 @@ TEST(stream_ring_resume_older_than_the_window_is_not_covered)
 
 TEST(stream_ring_wraps_around_its_buffer_in_order)
 {
-    fh_stream *s = rt_new(4, 1 << 20);
-    CHECK(s);
-    if (!s)
-        return;
+    RT_OPEN(s, 4, 1 << 20);
     int wrapped = 0;
     for (int i = 0; i < 23; i++) {
         CHECK(rt_append(s, 0, RT_START + i, "linux") != NULL);
@@ -266,16 +257,8 @@ TEST(stream_ring_wraps_around_its_buffer_in_order)
 
 TEST(stream_event_built_once_is_shared_and_freed_with_its_last_reference)
 {
-    fh_stream *s = rt_new(2, 1 << 20);
-    CHECK(s);
-    if (!s)
-        return;
-    sev *e = rt_append(s, 0, RT_START, "linux");
-    CHECK(e != NULL);
-    if (!e) {
-        rt_free(s);
-        return;
-    }
+    RT_OPEN(s, 2, 1 << 20);
+    RT_FIRST(s, e);
     CHECK(atomic_load(&e->refs) == 1); /* the ring's */
     /* three recipients take the same event: one block, one set of bytes */
     sev *r[3];
@@ -317,10 +300,7 @@ TEST(stream_event_built_once_is_shared_and_freed_with_its_last_reference)
 
 TEST(stream_event_build_refuses_an_invalid_record)
 {
-    fh_stream *s = rt_new(2, 1 << 20);
-    CHECK(s);
-    if (!s)
-        return;
+    RT_OPEN(s, 2, 1 << 20);
     rd_kafka_message_t m;
     memset(&m, 0, sizeof(m));
     m.payload = "{\"type\":\"build.started\"}";
