@@ -103,6 +103,19 @@ void stream_index_add(fh_stream *s, sub *u)
     u->indexed = (int)c->field;
 }
 
+/* Frees the index's own memory (its entries and the unindexed list), not the subscriptions. */
+void stream_index_free(fh_stream *s)
+{
+    for (int i = 0; i < INDEX_BUCKETS; i++)
+        for (ientry *e = s->buckets[i], *n; e; e = n) {
+            n = e->next;
+            free(e->subs);
+            free(e->value);
+            free(e);
+        }
+    free(s->wild);
+}
+
 void stream_index_remove(fh_stream *s, sub *u)
 {
     char val[FH_FILTER_MAX_STRLEN + 32];

@@ -330,6 +330,7 @@ int stream_sev_sse(fh_stream *s, sev *e);
 
 /* index.c */
 void stream_index_add(fh_stream *s, sub *u);
+void stream_index_free(fh_stream *s);
 void stream_index_remove(fh_stream *s, sub *u);
 void stream_route(fh_stream *s, sev *e);
 

@@ -417,14 +417,7 @@ void fh_stream_free(fh_stream *s)
         stream_ring_evict_one(s);
     free(s->ring);
     free(s->cur);
-    for (int i = 0; i < INDEX_BUCKETS; i++)
-        for (ientry *e = s->buckets[i], *n; e; e = n) {
-            n = e->next;
-            free(e->subs);
-            free(e->value);
-            free(e);
-        }
-    free(s->wild);
+    stream_index_free(s);
     while (s->qfree) {
         qent *e = s->qfree;
         s->qfree = e->next;
