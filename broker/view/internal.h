@@ -4,7 +4,8 @@
  *   schema.c      tables, writer statements, opening the SQLite file
  *   apply.c       one event into SQL (view thread)
  *   batch.c       batches, their commit with the offsets, lost records, freshness, pruning
- *   consumer.c    the Kafka consumer and the view thread's loop
+ *   consumer.c    the Kafka consumer: assignment, partition discovery, watermarks
+ *   loop.c        the view thread on lib/fh_loop: consuming, batch and housekeeping timers
  *   checkpoint.c  the checkpointer thread and the WAL tail
  *   readers.c     the request gate, the read connection pool, as_of (REST threads)
  *   cache.c       the answer cache (REST threads) */
@@ -27,6 +28,7 @@
 #include "dlq.h"
 #include "fh_acache.h"
 #include "fh_event.h"
+#include "fh_loop.h"
 #include "fh_lastgreen.h"
 #include "fh_log.h"
 #include "fh_lost.h"
@@ -80,14 +82,17 @@ enum wst {
 };
 
 struct view_reader {
+    fh_view *view; /* the view it reads */
     sqlite3 *db;
     sqlite3_stmt *st[VIEW_READER_SLOTS];
     view_reader *next;
 };
 
-struct view {
+struct fh_view {
     fh_broker *b;
-    int started;
+    fh_view_config cfg; /* strings borrowed from b->cfg */
+    int started;        /* the view thread runs */
+    int stopped;        /* fh_view_stop ran */
     char path[1024];
     const char *topic[NTOPICS];
     long long batch_max, batch_ms, retention_s, prune_interval_s, dedup_window_s, metadata_ms;
@@ -98,8 +103,15 @@ struct view {
     /* view thread */
     pthread_t thread;
     _Atomic int stop;
+    fh_loop *loop;        /* the thread's; other threads only fh_loop_stop it */
+    int kafka_efd;        /* the consumer queue's io event (fh_consumer_wake_on) */
+    fh_loop_io kafka_io;  /* kafka_efd on the loop */
+    uint64_t batch_timer; /* commits the open batch view.batch_ms after its first record */
+    int held;             /* SQLite failed: consuming waits a second (the hold timer) */
+    int64_t kafka_warned_ms, meta_warned_ms; /* rate limits of two warnings */
     rd_kafka_t *rk;
-    fh_dlq *dlq; /* valid records the view cannot store go there, never silently away */
+    rd_kafka_queue_t *rkq; /* the consumer queue (loop.c) */
+    fh_dlq *dlq;           /* valid records the view cannot store go there, never silently away */
     sqlite3 *db;
     sqlite3_stmt *w[W__COUNT];
     vpart *parts[NTOPICS];
@@ -151,53 +163,61 @@ struct view {
         *m_fresh_count, *m_fresh_sum, *m_checkpoints, *m_checkpoints_tail;
 };
 
-/* The one view of the process. */
-extern struct view view_g;
 /* Upper bounds (ms) of the freshness histogram's buckets. */
 extern const int view_fresh_le[FRESH_BUCKETS];
 
 /* view.c */
 /* Gives the calling thread view.nice (logs when it may not). */
-void view_thread_nice(const char *who);
-/* Nonzero until view_stop or the broker's shutdown. */
-int view_running(void);
+void view_thread_nice(fh_view *v, const char *who);
+/* Nonzero until fh_view_stop or the broker's shutdown. */
+int view_running(fh_view *v);
 
 /* schema.c */
 int view_mkdirs_for(const char *file, char *errbuf, size_t errsize);
 int view_exec_sql(sqlite3 *db, const char *sql, char *errbuf, size_t errsize);
 /* Opens (or rebuilds) the file, prepares the writer statements and loads view_state and the
  * stored offsets. Returns 0 or -1 with errbuf saying why. */
-int view_db_open(char *errbuf, size_t errsize);
+int view_db_open(fh_view *v, char *errbuf, size_t errsize);
 
 /* apply.c */
 void view_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Steps a writer statement to its end and resets it: SQLITE_OK or the error. */
 int view_wrun(sqlite3_stmt *st);
-int view_wexec(enum wst w);
+int view_wexec(fh_view *v, enum wst w);
 /* Applies one valid event inside the open transaction: SQLITE_OK or the SQLite error; *stored
  * is 0 for types the view skips. */
-int view_apply_event(const fh_event *ev, int *stored);
+int view_apply_event(fh_view *v, const fh_event *ev, int *stored);
 
 /* batch.c */
-int view_begin_batch(void);
+int view_begin_batch(fh_view *v);
 /* Handles one record inside the open batch. Returns 0, or -1 when the batch must be rolled
  * back. */
-int view_handle_record(rd_kafka_message_t *m);
-void view_abort_batch(void);
+int view_handle_record(fh_view *v, rd_kafka_message_t *m);
+void view_abort_batch(fh_view *v);
 /* Commits the open batch with its offsets and view_state. Returns 0, or -1 after rolling it
  * back. */
-int view_commit_batch(void);
-void view_prune(void);
+int view_commit_batch(fh_view *v);
+void view_prune(fh_view *v);
 
 /* consumer.c */
-void view_assign_all(void);
-int view_kafka_open(char *errbuf, size_t errsize);
-/* The view thread. */
+void view_assign_all(fh_view *v);
+int view_kafka_open(fh_view *v, char *errbuf, size_t errsize);
+/* Looks up the partition counts; grows the partition table and reassigns when they grew.
+ * Between batches only. */
+void view_refresh_partitions(fh_view *v);
+/* Publishes how far the topics go (end_total, the behind metric). */
+void view_publish_end(fh_view *v);
+
+/* loop.c */
+/* Creates the thread's loop and watches the consumer queue (after view_kafka_open). */
+int view_loop_open(fh_view *v, char *errbuf, size_t errsize);
+void view_loop_close(fh_view *v);
+/* The view thread; arg is the handle. */
 void *view_main(void *arg);
 
 /* checkpoint.c */
-void view_ckpt_start(void);
-void view_ckpt_tail(void);
-void view_ckpt_stop(void);
+void view_ckpt_start(fh_view *v);
+void view_ckpt_tail(fh_view *v);
+void view_ckpt_stop(fh_view *v);
 
 #endif
