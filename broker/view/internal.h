@@ -27,6 +27,7 @@
 
 #include "dlq.h"
 #include "fh_acache.h"
+#include "fh_consumer.h"
 #include "fh_event.h"
 #include "fh_loop.h"
 #include "fh_lastgreen.h"
@@ -104,8 +105,7 @@ struct fh_view {
     pthread_t thread;
     _Atomic int stop;
     fh_loop *loop;        /* the thread's; other threads only fh_loop_stop it */
-    int kafka_efd;        /* the consumer queue's io event (fh_consumer_wake_on) */
-    fh_loop_io kafka_io;  /* kafka_efd on the loop */
+    fh_consumer_watch kq; /* the consumer queue's wake-up, watched on the loop */
     uint64_t batch_timer; /* commits the open batch view.batch_ms after its first record */
     int held;             /* SQLite failed: consuming waits a second (the hold timer) */
     int64_t kafka_warned_ms, meta_warned_ms; /* rate limits of two warnings */

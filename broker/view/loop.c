@@ -7,10 +7,6 @@
  * committed. */
 #include "internal.h"
 
-#include <sys/eventfd.h>
-
-#include "fh_consumer.h"
-
 /* A warning repeated by a broken consumer is logged once per this many ms. */
 #define KAFKA_WARN_MS 10000
 /* How long consuming rests after SQLite failed (disk full, I/O) before the batch is retried. */
@@ -136,15 +132,6 @@ static int64_t end_timer(fh_loop *l, void *arg)
     return 100;
 }
 
-static void on_kafka(fh_loop *l, fh_loop_io *io, unsigned what)
-{
-    uint64_t n;
-    ssize_t r = read(io->fd, &n, sizeof(n));
-    (void)l;
-    (void)what;
-    (void)r; /* the after-pass work polls */
-}
-
 /* The queue's io event fires when it becomes non-empty; records left after a pass (more than
  * view.batch_max) are polled on the next one without sleeping. */
 static void before_sleep(fh_loop *l, void *arg)
@@ -166,17 +153,13 @@ int view_loop_open(fh_view *v, char *errbuf, size_t errsize)
 {
     if (fh_loop_new(&v->loop, 16, 8, errbuf, errsize) != FH_OK)
         return -1;
-    if (!(v->rkq = rd_kafka_queue_get_consumer(v->rk)) ||
-        (v->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        fh_errf(errbuf, errsize, FH_ERR_IO, "view: cannot get the consumer queue or an eventfd");
+    /* the after-pass work polls what the queue's wake-up announced */
+    if (!(v->rkq = rd_kafka_queue_get_consumer(v->rk))) {
+        fh_errf(errbuf, errsize, FH_ERR_KAFKA, "view: the consumer has no queue");
         return -1;
     }
-    v->kafka_io = (fh_loop_io){.fd = v->kafka_efd, .fn = on_kafka, .arg = v};
-    if (fh_loop_watch(v->loop, &v->kafka_io, FH_LOOP_READ) != FH_OK) {
-        fh_errf(errbuf, errsize, FH_ERR_IO, "view: cannot watch the consumer queue");
+    if (fh_consumer_watch_start(&v->kq, v->loop, v->rkq, NULL, NULL, errbuf, errsize))
         return -1;
-    }
-    fh_consumer_wake_on(v->rkq, v->kafka_efd);
     fh_loop_before_sleep(v->loop, before_sleep, v);
     fh_loop_after_pass(v->loop, after_pass, v);
     fh_loop_timer(v->loop, 0, metadata_timer, v);
@@ -188,18 +171,12 @@ int view_loop_open(fh_view *v, char *errbuf, size_t errsize)
 /* After the thread ended and before the consumer closes. */
 void view_loop_close(fh_view *v)
 {
-    if (v->rkq) {
-        fh_consumer_wake_on(v->rkq, -1);
+    fh_consumer_watch_stop(&v->kq, v->loop);
+    if (v->rkq)
         rd_kafka_queue_destroy(v->rkq);
-        v->rkq = NULL;
-    }
-    if (v->loop)
-        fh_loop_unwatch(v->loop, &v->kafka_io);
+    v->rkq = NULL;
     fh_loop_free(v->loop);
     v->loop = NULL;
-    if (v->kafka_efd >= 0)
-        close(v->kafka_efd);
-    v->kafka_efd = -1;
 }
 
 void *view_main(void *arg)

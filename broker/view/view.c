@@ -110,7 +110,7 @@ fh_err fh_view_start(fh_broker *b, const fh_view_config *cfg, fh_view **out, cha
         return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "view: out of memory");
     v->b = b;
     v->cfg = *cfg;
-    v->kafka_efd = -1;
+    fh_consumer_watch_init(&v->kq);
     atomic_store(&v->end_total, -1);
     pthread_mutex_init(&v->pool_mu, NULL);
     pthread_cond_init(&v->pool_cv, NULL);

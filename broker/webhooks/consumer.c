@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fh_consumer.h"
 #include "fh_log.h"
 #include "health.h"
 
@@ -256,9 +255,6 @@ int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize)
         return -1;
     rd_kafka_poll_set_consumer(w->rk);
     w->rkq = rd_kafka_queue_get_consumer(w->rk);
-    /* The consumer queue signals kafka_efd when it becomes non-empty: the thread's loop sleeps
-     * and still wakes for records at once. */
-    fh_consumer_wake_on(w->rkq, w->kafka_efd);
     rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(t, w->cfg.topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t serr = rd_kafka_subscribe(w->rk, t);

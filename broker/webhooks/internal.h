@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "dlq.h"
+#include "fh_consumer.h"
 #include "fh_error.h"
 #include "fh_loop.h"
 #include "fh_lost.h"
@@ -145,6 +146,14 @@ typedef struct xfer {
     int busy;
 } xfer;
 
+/* A housekeeping chore of the webhook thread, run by a loop timer (webhooks.c). */
+#define WH_CHORES 3
+typedef struct wh_chore {
+    struct fh_webhooks *w;
+    void (*run)(struct fh_webhooks *w);
+    int64_t first_ms, period_ms;
+} wh_chore;
+
 struct fh_webhooks {
     fh_broker *b;
     fh_webhooks_config cfg; /* strings borrowed from b->cfg */
@@ -164,12 +173,12 @@ struct fh_webhooks {
     int in_txn;
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkq;
-    fh_loop *loop;         /* the thread's; other threads only fh_loop_wake / fh_loop_stop it */
-    int kafka_efd;         /* the consumer queue's io event (fh_consumer_wake_on) */
-    fh_loop_io kafka_io;   /* kafka_efd on the loop */
-    uint64_t curl_timer;   /* curl's timer (CURLMOPT_TIMERFUNCTION) on the loop; 0: none */
-    uint64_t due_timer;    /* the next endpoint look (a retry or a look coming due); 0: none */
-    int nested;            /* inside wh_pump's nested pass: the hooks only run curl and commit */
+    fh_loop *loop;        /* the thread's; other threads only fh_loop_wake / fh_loop_stop it */
+    fh_consumer_watch kq; /* the consumer queue's wake-up, watched on the loop */
+    uint64_t curl_timer;  /* curl's timer (CURLMOPT_TIMERFUNCTION) on the loop; 0: none */
+    uint64_t due_timer;   /* the next endpoint look (a retry or a look coming due); 0: none */
+    int nested;           /* inside wh_pump's nested pass: the hooks only run curl and commit */
+    wh_chore chores[WH_CHORES];
     struct wh_sock *socks; /* curl's sockets watched on the loop (delivery.c; owned) */
     CURLM *multi;
     wh_ep *eps;
@@ -224,7 +233,7 @@ void wh_recount_pending(fh_webhooks *w);
 void wh_check_pause(fh_webhooks *w);
 /* Turns up to webhooks.batch_max fetched records into deliveries. */
 void wh_consume(fh_webhooks *w);
-/* Creates the consumer (its queue wakes kafka_efd) and subscribes to the events topic. */
+/* Creates the consumer and subscribes to the events topic (webhooks.c watches its queue). */
 int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize);
 
 /* ---- render.c -------------------------------------------------------------------------------- */

@@ -22,10 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "fh_consumer.h"
 #include "fh_log.h"
 
 static const char *const stmt_sql[S__COUNT] = {
@@ -173,38 +171,24 @@ static void look_again(fh_webhooks *w)
 
 /* ---- the thread's loop ----------------------------------------------------------------------- */
 
-/* The housekeeping timers wait while a drain's nested pass runs (a rebalance or the stop): they
- * would reload the endpoint table under transfers being recorded, or open a transaction. */
+/* The housekeeping chores, each on a timer of its own (first run, then every period). They wait
+ * while a drain's nested pass runs (a rebalance or the stop): they would reload the endpoint
+ * table under transfers being recorded, or open a transaction. */
 #define DEFER_MS 100
 
-static int64_t scan_timer(fh_loop *l, void *arg)
+static void recount(fh_webhooks *w)
 {
-    fh_webhooks *w = arg;
-    (void)l;
-    if (w->nested)
-        return DEFER_MS;
-    look_again(w);
-    return w->cfg.scan_interval_ms;
-}
-
-static int64_t recount_timer(fh_loop *l, void *arg)
-{
-    fh_webhooks *w = arg;
-    (void)l;
-    if (w->nested)
-        return DEFER_MS;
     wh_recount_pending(w);
-    return 10000;
 }
 
-static int64_t prune_timer(fh_loop *l, void *arg)
+static int64_t chore_timer(fh_loop *l, void *arg)
 {
-    fh_webhooks *w = arg;
+    wh_chore *c = arg;
     (void)l;
-    if (w->nested)
+    if (c->w->nested)
         return DEFER_MS;
-    prune(w);
-    return 60000;
+    c->run(c->w);
+    return c->period_ms;
 }
 
 /* The next endpoint look came due: the pass it ends dispatches. */
@@ -214,16 +198,6 @@ static int64_t due_timer(fh_loop *l, void *arg)
     (void)l;
     w->due_timer = 0;
     return -1;
-}
-
-/* The consumer queue became non-empty: the pass's after-pass work consumes. */
-static void on_kafka(fh_loop *l, fh_loop_io *io, unsigned what)
-{
-    uint64_t v;
-    ssize_t r = read(io->fd, &v, sizeof(v));
-    (void)l;
-    (void)what;
-    (void)r;
 }
 
 /* Does not sleep while work is ready (a poke, records left in the consumer queue, an endpoint
@@ -303,21 +277,18 @@ static int open_loop(fh_webhooks *w, char *err, size_t errsize)
 {
     if (fh_loop_new(&w->loop, 256, 8, err, errsize) != FH_OK)
         return -1;
-    if ((w->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        snprintf(err, errsize, "eventfd: %s", strerror(errno));
-        return -1;
-    }
-    w->kafka_io = (fh_loop_io){.fd = w->kafka_efd, .fn = on_kafka, .arg = w};
-    if (fh_loop_watch(w->loop, &w->kafka_io, FH_LOOP_READ) != FH_OK) {
-        snprintf(err, errsize, "cannot watch the consumer queue: %s", strerror(errno));
-        return -1;
-    }
     fh_loop_before_sleep(w->loop, before_sleep, w);
     fh_loop_after_pass(w->loop, after_pass, w);
-    /* a poke only needs a pass: after_pass takes it */
-    fh_loop_timer(w->loop, 0, scan_timer, w);
-    fh_loop_timer(w->loop, 10000, recount_timer, w);
-    fh_loop_timer(w->loop, 0, prune_timer, w);
+    /* the endpoint scan (a poke only needs a pass: after_pass takes it), the pending recount
+     * (consumer.c keeps the count as it goes; this corrects drift from other instances), and
+     * pruning by webhooks.retention_s */
+    const wh_chore chores[WH_CHORES] = {{w, look_again, 0, w->cfg.scan_interval_ms},
+                                        {w, recount, 10000, 10000},
+                                        {w, prune, 0, 60000}};
+    for (int i = 0; i < WH_CHORES; i++) {
+        w->chores[i] = chores[i];
+        fh_loop_timer(w->loop, chores[i].first_ms, chore_timer, &w->chores[i]);
+    }
     return 0;
 }
 
@@ -410,7 +381,7 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
         return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
     w->b = b;
     w->cfg = *cfg;
-    w->kafka_efd = -1;
+    fh_consumer_watch_init(&w->kq);
     pthread_mutex_init(&w->api_mu, NULL);
     if (!cfg->enabled) {
         *out = w;
@@ -449,7 +420,10 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
     register_metrics(w);
     wh_eps_reload(w, 1);
     wh_recount_pending(w);
-    if (wh_start_consumer(w, errbuf, errsize))
+    /* the consumer queue wakes the loop when it becomes non-empty: the after-pass work
+     * consumes */
+    if (wh_start_consumer(w, errbuf, errsize) ||
+        fh_consumer_watch_start(&w->kq, w->loop, w->rkq, NULL, NULL, errbuf, errsize))
         goto err;
     if (pthread_create(&w->thread, NULL, thread_main, w)) {
         snprintf(errbuf, errsize, "cannot start the webhook thread");
@@ -477,7 +451,7 @@ void fh_webhooks_stop(fh_webhooks *w)
         w->started = 0;
     }
     if (w->rk) {
-        fh_consumer_wake_on(w->rkq, -1);
+        fh_consumer_watch_stop(&w->kq, w->loop);
         rd_kafka_consumer_close(w->rk); /* the revoke drains nothing more, commits stored offsets */
         wh_txn_commit(w);
         rd_kafka_queue_destroy(w->rkq);
@@ -497,13 +471,9 @@ void fh_webhooks_stop(fh_webhooks *w)
     if (w->db)
         sqlite3_close(w->db);
     w->db = NULL;
-    if (w->loop)
-        fh_loop_unwatch(w->loop, &w->kafka_io);
+    fh_consumer_watch_stop(&w->kq, w->loop);
     fh_loop_free(w->loop);
     w->loop = NULL;
-    if (w->kafka_efd >= 0)
-        close(w->kafka_efd);
-    w->kafka_efd = -1;
     fh_buf_free(&w->body);
     fh_json_doc_free(&w->doc);
     fh_lost_table_free(&w->next);
