@@ -455,6 +455,8 @@ int main(int argc, char **argv)
     fh_webhooks *webhooks = NULL;
     fh_webhooks_config webhooks_cfg;
     fh_view *view = NULL;
+    fh_statuspush *statuspush = NULL;
+    fh_ingest_ci *ingest_ci = NULL;
     fh_view_config view_cfg;
     health_ctx health = {&b, NULL};
     char err[512];
@@ -526,19 +528,19 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    if (statuspush_start(&b, err, sizeof(err))) {
+    if (statuspush_start(&b, &statuspush, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "statuspush.start", "error=\"%s\"", err);
         status = 1;
         goto out;
     }
-    nroutes += statuspush_routes(&b, routes + nroutes);
-    if (ingest_ci_start(&b, err, sizeof(err))) { /* GitHub and GitLab webhooks */
+    nroutes += statuspush_routes(statuspush, routes + nroutes);
+    if (ingest_ci_start(&b, &ingest_ci, err, sizeof(err))) { /* GitHub and GitLab webhooks */
         fh_log(FH_LOG_ERROR, "ingest_ci.start", "error=\"%s\"", err);
         status = 1;
         goto out;
     }
-    nroutes += ingest_ci_routes(&b, routes + nroutes);
-    ncaps = ingest_ci_body_caps(&caps);
+    nroutes += ingest_ci_routes(ingest_ci, routes + nroutes);
+    ncaps = ingest_ci_body_caps(ingest_ci, &caps);
     nroutes += health_routes(&health, routes + nroutes);
     nroutes += rest_routes(view, routes + nroutes); /* /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
@@ -579,8 +581,8 @@ out:
     fh_stream_stop(stream); /* closes upgraded sockets before the HTTP server stops */
     fh_view_stop(view);     /* drains REST requests, commits and closes the view */
     fh_http_stop(http);
-    statuspush_stop(); /* after the HTTP server: no handler is producing any more */
-    ingest_ci_stop();  /* after the HTTP server, as statuspush */
+    statuspush_free(statuspush); /* after the HTTP server: no handler is producing any more */
+    ingest_ci_free(ingest_ci);   /* after the HTTP server, as statuspush */
 
     fh_webhooks_stop(webhooks); /* finishes transfers in flight, commits, closes */
     fh_webhooks_free(webhooks);
