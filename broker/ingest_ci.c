@@ -160,7 +160,7 @@ static fh_err start(fh_ingest_ci *ci, fh_broker *b, char *errbuf, size_t errsize
             fh_metric_new("firehose_ingest_ci_duplicates_total", labels[i],
                           "GitHub and GitLab deliveries answered from the delivery-id memory", 0);
         ci->caps[i] = (fh_http_body_cap){
-            s->path, (size_t)fh_config_int(&b->cfg, "ingest.ci->max_body_bytes")};
+            s->path, (size_t)fh_config_int(&b->cfg, "ingest.ci.max_body_bytes")};
     }
     ci->dedup_entries = fh_metric_new("firehose_ingest_ci_dedup_entries", NULL,
                                       "delivery ids held by the delivery-id memory", 1);
@@ -169,8 +169,8 @@ static fh_err start(fh_ingest_ci *ci, fh_broker *b, char *errbuf, size_t errsize
                       "delivery ids forgotten before their TTL because the memory was full", 0);
     if (!*ci->systems[0].secret && !*ci->systems[1].secret)
         return FH_OK;
-    if (!(ci->dedup = fh_dedup_new((size_t)fh_config_int(&b->cfg, "ingest.ci->dedup_entries"),
-                                   fh_config_int(&b->cfg, "ingest.ci->dedup_ttl_s") * 1000)))
+    if (!(ci->dedup = fh_dedup_new((size_t)fh_config_int(&b->cfg, "ingest.ci.dedup_entries"),
+                                   fh_config_int(&b->cfg, "ingest.ci.dedup_ttl_s") * 1000)))
         return FH_ERR_NOMEM;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
