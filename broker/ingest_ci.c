@@ -159,8 +159,8 @@ static fh_err start(fh_ingest_ci *ci, fh_broker *b, char *errbuf, size_t errsize
         s->duplicates =
             fh_metric_new("firehose_ingest_ci_duplicates_total", labels[i],
                           "GitHub and GitLab deliveries answered from the delivery-id memory", 0);
-        ci->caps[i] = (fh_http_body_cap){
-            s->path, (size_t)fh_config_int(&b->cfg, "ingest.ci.max_body_bytes")};
+        ci->caps[i] =
+            (fh_http_body_cap){s->path, (size_t)fh_config_int(&b->cfg, "ingest.ci.max_body_bytes")};
     }
     ci->dedup_entries = fh_metric_new("firehose_ingest_ci_dedup_entries", NULL,
                                       "delivery ids held by the delivery-id memory", 1);

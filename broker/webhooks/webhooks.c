@@ -219,9 +219,10 @@ static void before_sleep(fh_loop *l, void *arg)
         long long free_slots = conc - e->inflight;
         if (!e->enabled || free_slots <= 0)
             continue;
-        /* dispatch waits for half the slots when some are busy: a finishing transfer's socket
-         * wakes the loop then */
-        int waits_for_slots = e->inflight > 0 && free_slots < (conc + 1) / 2;
+        /* dispatch waits for half the slots when some are busy, and for any slot when
+         * webhooks.max_in_flight are busy: a finishing transfer's socket wakes the loop then */
+        int waits_for_slots =
+            (e->inflight > 0 && free_slots < (conc + 1) / 2) || w->inflight >= w->cfg.max_in_flight;
         if (e->has_work && !waits_for_slots) {
             fh_loop_no_sleep(l);
             return;
