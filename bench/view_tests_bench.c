@@ -60,10 +60,10 @@ int main(int argc, char **argv)
             snprintf(builder, sizeof(builder), "b%d", (i / 4) % 5);
             snprintf(rev, sizeof(rev), "r%d", i / 40);
             if (apply_chunk(builder, rev, 1 + i / 4, i % 4, t.data) != SQLITE_OK) {
-                fprintf(stderr, "view_tests_bench: apply failed: %s\n", sqlite3_errmsg(view_g.db));
+                fprintf(stderr, "view_tests_bench: apply failed: %s\n", sqlite3_errmsg(hv->db));
                 return 1;
             }
-            if (i % 10 == 9 && (view_wexec(W_COMMIT) || view_wexec(W_BEGIN)))
+            if (i % 10 == 9 && (view_wexec(hv, W_COMMIT) || view_wexec(hv, W_BEGIN)))
                 return 1;
         }
         double s = (double)(fh_mono_ns() - t0) / 1e9, c = cpu_s() - c0;

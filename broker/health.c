@@ -88,9 +88,9 @@ void health_records_lost(const char *consumer, const char *topic, int partition,
 
 /* Appends ,"records_lost":{...} when some consumer lost records: those of this run, and for the
  * view, what its file says it lost in any run. Returns the total. */
-static long long lost_json(fh_buf *out)
+static long long lost_json(fh_view *v, fh_buf *out)
 {
-    long long total = 0, view = view_records_lost();
+    long long total = 0, view = view_records_lost(v);
     char body[1024];
     size_t o = 0;
     pthread_mutex_lock(&lost.mu);
@@ -127,7 +127,8 @@ static void healthz(void *ctx, fh_http_request *req, fh_http_response *resp)
 
 static void readyz(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
-    fh_broker *b = ctx;
+    health_ctx *h = ctx;
+    fh_broker *b = h->b;
     (void)req;
     resp->max_age = -1;
     resp->no_etag = 1;
@@ -136,7 +137,7 @@ static void readyz(void *ctx, fh_http_request *req, fh_http_response *resp)
          * in rotation (200) and says so; alert on firehose_records_lost_total. */
         fh_buf body;
         fh_buf_init(&body, 4096);
-        if (lost_json(&body))
+        if (lost_json(h->view, &body))
             fh_buf_printf(&resp->body,
                           "{\"status\":\"degraded\",\"reason\":\"Kafka deleted records before "
                           "this broker read them (topic retention, or the embedded Kafka's "
@@ -171,14 +172,15 @@ static void metrics(void *ctx, fh_http_request *req, fh_http_response *resp)
     fh_metrics_render(&resp->body);
 }
 
-size_t health_routes(fh_broker *b, fh_http_route *routes)
+size_t health_routes(health_ctx *ctx, fh_http_route *routes)
 {
     const fh_http_route r[FH_HEALTH_ROUTES] = {
-        {"GET", "/healthz", 0, "", healthz, b},
-        {"GET", "/readyz", 0, "", readyz, b},
-        {"GET", "/metrics", 0, "", metrics, b},
-        /* CI metrics name builders and branches, as the REST answers do: read scope */
-        {"GET", "/metrics/ci", FH_SCOPE_READ, "", view_ci_handle, NULL},
+        {"GET", "/healthz", 0, "", healthz, ctx},
+        {"GET", "/readyz", 0, "", readyz, ctx},
+        {"GET", "/metrics", 0, "", metrics, ctx},
+        /* CI metrics name builders and branches, as the REST answers do: read scope; its ctx is
+         * the view */
+        {"GET", "/metrics/ci", FH_SCOPE_READ, "", view_ci_handle, ctx->view},
     };
     for (size_t i = 0; i < FH_HEALTH_ROUTES; i++)
         routes[i] = r[i];

@@ -7,9 +7,19 @@
 #include "broker.h"
 #include "http.h"
 
-/* Appends the health routes to routes (which has room for FH_HEALTH_ROUTES more). */
+typedef struct fh_view fh_view;
+
+/* What the health routes read: the broker's state, and the view (records lost for /readyz, the
+ * CI metrics for /metrics/ci; NULL: none). The caller keeps it alive while the HTTP server runs. */
+typedef struct health_ctx {
+    fh_broker *b;
+    fh_view *view;
+} health_ctx;
+
+/* Appends the health routes to routes (which has room for FH_HEALTH_ROUTES more); their ctx is
+ * ctx (the view's for /metrics/ci). */
 #define FH_HEALTH_ROUTES 4
-size_t health_routes(fh_broker *b, fh_http_route *routes);
+size_t health_routes(health_ctx *ctx, fh_http_route *routes);
 
 /* Reports that consumer ("ingest", "stream", "stream.catchup", "view", "webhooks") skipped
  * [from, to) of topic/partition because Kafka had deleted those records before it read them

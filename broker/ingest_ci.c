@@ -24,10 +24,13 @@ static const char *const producer_defaults[] = {
     "message.timeout.ms=10000", NULL,
 };
 
+struct fh_ingest_ci;
+
 typedef struct ci_system {
+    struct fh_ingest_ci *ci; /* the handle it belongs to */
     fh_ci_system sys;
     const char *name;       /* "github" */
-    const char *path;       /* "/api/v1/ingest/github" */
+    char path[32];          /* "/api/v1/ingest/github" */
     const char *secret_key; /* the config key of secret, for messages */
     const char *sig_header; /* X-Hub-Signature-256, X-Gitlab-Token */
     const char *event_header;
@@ -37,22 +40,22 @@ typedef struct ci_system {
     _Atomic long long last_unauthorized_log;
 } ci_system;
 
-static fh_seq_entry ci_masters[MAX_MASTERS]; /* the seq table's entries (ci.seqs), under ci.mu */
-
-/* Module state. mu guards the delivery-id memory and the seq table; cv wakes a redelivery that
+/* The handle. mu guards the delivery-id memory and the seq table; cv wakes a redelivery that
  * waits for its first copy. The producer is shared by every HTTP thread; each request waits for
  * its own records' delivery reports (delivery below), whichever thread's poll serves them. */
-static struct {
+struct fh_ingest_ci {
     fh_broker *b;
     rd_kafka_t *rk;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    int cv_made; /* cv exists (made when an endpoint is on) */
     fh_dedup *dedup;
-    fh_seq_table seqs;
+    fh_seq_table seqs; /* over masters, under mu */
+    fh_seq_entry masters[MAX_MASTERS];
     ci_system systems[2];
     fh_http_body_cap caps[2];
     fh_metric *dedup_entries, *dedup_evicted;
-} ci = {.mu = PTHREAD_MUTEX_INITIALIZER, .seqs = {ci_masters, 0, MAX_MASTERS}};
+};
 
 /* One request's records in flight. The request and each record hold a reference, so a request
  * that gives up waiting leaves it to the last delivery report to free. */
@@ -84,13 +87,32 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     delivery_unref(d);
 }
 
-fh_err ingest_ci_start(fh_broker *b, char *errbuf, size_t errsize)
+static fh_err start(fh_ingest_ci *ci, fh_broker *b, char *errbuf, size_t errsize);
+
+fh_err ingest_ci_start(fh_broker *b, fh_ingest_ci **out, char *errbuf, size_t errsize)
+{
+    *out = NULL;
+    fh_ingest_ci *ci = calloc(1, sizeof(*ci));
+    if (!ci)
+        return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "ingest_ci: out of memory");
+    pthread_mutex_init(&ci->mu, NULL);
+    ci->seqs = (fh_seq_table){ci->masters, 0, MAX_MASTERS};
+    fh_err rc = start(ci, b, errbuf, errsize);
+    if (rc) {
+        ingest_ci_free(ci);
+        return rc;
+    }
+    *out = ci;
+    return FH_OK;
+}
+
+static fh_err start(fh_ingest_ci *ci, fh_broker *b, char *errbuf, size_t errsize)
 {
     static const char *const labels[2] = {"system=\"github\"", "system=\"gitlab\""};
     char err[512];
     rd_kafka_conf_t *conf;
     pthread_condattr_t ca;
-    ci.b = b;
+    ci->b = b;
     static const struct {
         fh_ci_system sys;
         const char *name, *secret_key, *sig_header, *event_header;
@@ -98,23 +120,24 @@ fh_err ingest_ci_start(fh_broker *b, char *errbuf, size_t errsize)
         {FH_CI_GITHUB, "github", "ingest.github.secret", "X-Hub-Signature-256", "X-GitHub-Event"},
         {FH_CI_GITLAB, "gitlab", "ingest.gitlab.token", "X-Gitlab-Token", "X-Gitlab-Event"},
     };
-    static char paths[2][32], repo_keys[2][32];
+    char repo_key[32];
     for (int i = 0; i < 2; i++) {
-        snprintf(paths[i], sizeof(paths[i]), "/api/v1/ingest/%s", known[i].name);
-        snprintf(repo_keys[i], sizeof(repo_keys[i]), "ingest.%s.repository", known[i].name);
-        ci.systems[i] = (ci_system){
+        snprintf(repo_key, sizeof(repo_key), "ingest.%s.repository", known[i].name);
+        ci->systems[i] = (ci_system){
+            .ci = ci,
             .sys = known[i].sys,
             .name = known[i].name,
-            .path = paths[i],
             .secret_key = known[i].secret_key,
             .sig_header = known[i].sig_header,
             .event_header = known[i].event_header,
             .secret = fh_config_str(&b->cfg, known[i].secret_key),
-            .opts = {.repo_field = fh_config_str(&b->cfg, repo_keys[i])},
+            .opts = {.repo_field = fh_config_str(&b->cfg, repo_key)},
         };
+        snprintf(ci->systems[i].path, sizeof(ci->systems[i].path), "/api/v1/ingest/%s",
+                 known[i].name);
     }
     for (int i = 0; i < 2; i++) {
-        ci_system *s = &ci.systems[i];
+        ci_system *s = &ci->systems[i];
         if (!fh_ci_repo_field_ok(s->sys, s->opts.repo_field))
             return fh_errf(
                 errbuf, errsize, FH_ERR_CONFIG, "ingest.%s.repository: expected %s", s->name,
@@ -133,42 +156,47 @@ fh_err ingest_ci_start(fh_broker *b, char *errbuf, size_t errsize)
         s->duplicates =
             fh_metric_new("firehose_ingest_ci_duplicates_total", labels[i],
                           "GitHub and GitLab deliveries answered from the delivery-id memory", 0);
-        ci.caps[i] =
+        ci->caps[i] =
             (fh_http_body_cap){s->path, (size_t)fh_config_int(&b->cfg, "ingest.ci.max_body_bytes")};
     }
-    ci.dedup_entries = fh_metric_new("firehose_ingest_ci_dedup_entries", NULL,
-                                     "delivery ids held by the delivery-id memory", 1);
-    ci.dedup_evicted =
+    ci->dedup_entries = fh_metric_new("firehose_ingest_ci_dedup_entries", NULL,
+                                      "delivery ids held by the delivery-id memory", 1);
+    ci->dedup_evicted =
         fh_metric_new("firehose_ingest_ci_dedup_evicted_total", NULL,
                       "delivery ids forgotten before their TTL because the memory was full", 0);
-    if (!*ci.systems[0].secret && !*ci.systems[1].secret)
+    if (!*ci->systems[0].secret && !*ci->systems[1].secret)
         return FH_OK;
-    if (!(ci.dedup = fh_dedup_new((size_t)fh_config_int(&b->cfg, "ingest.ci.dedup_entries"),
-                                  fh_config_int(&b->cfg, "ingest.ci.dedup_ttl_s") * 1000)))
+    if (!(ci->dedup = fh_dedup_new((size_t)fh_config_int(&b->cfg, "ingest.ci.dedup_entries"),
+                                   fh_config_int(&b->cfg, "ingest.ci.dedup_ttl_s") * 1000)))
         return FH_ERR_NOMEM;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ci.cv, &ca);
+    pthread_cond_init(&ci->cv, &ca);
     pthread_condattr_destroy(&ca);
+    ci->cv_made = 1;
     if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
         return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "ingest_ci producer: %s", err);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    if (!(ci.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
+    if (!(ci->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
         return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "ingest_ci producer: %s", err);
     fh_log(FH_LOG_INFO, "ingest_ci.ready", "github=%s gitlab=%s",
-           *ci.systems[0].secret ? "on" : "off", *ci.systems[1].secret ? "on" : "off");
+           *ci->systems[0].secret ? "on" : "off", *ci->systems[1].secret ? "on" : "off");
     return FH_OK;
 }
 
-void ingest_ci_stop(void)
+void ingest_ci_free(fh_ingest_ci *ci)
 {
-    if (ci.rk) {
-        rd_kafka_flush(ci.rk, 5000);
-        rd_kafka_destroy(ci.rk);
-        ci.rk = NULL;
+    if (!ci)
+        return;
+    if (ci->rk) {
+        rd_kafka_flush(ci->rk, 5000);
+        rd_kafka_destroy(ci->rk);
     }
-    fh_dedup_free(ci.dedup);
-    ci.dedup = NULL;
+    fh_dedup_free(ci->dedup);
+    if (ci->cv_made)
+        pthread_cond_destroy(&ci->cv);
+    pthread_mutex_destroy(&ci->mu);
+    free(ci);
 }
 
 /* A header value fit to quote in an answer and to key the memory: 1-max printable ASCII. */
@@ -193,40 +221,40 @@ static void note_unauthorized(ci_system *s, const char *why)
 
 /* Claims the delivery key in the memory: FH_DEDUP_NEW (the caller must end it), SEEN, or BUSY
  * once BUSY_WAIT_MS passed with another request still holding it. */
-static int dedup_claim(const char *key, size_t len)
+static int dedup_claim(fh_ingest_ci *ci, const char *key, size_t len)
 {
     struct timespec until;
     int r;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += BUSY_WAIT_MS / 1000;
-    pthread_mutex_lock(&ci.mu);
-    while ((r = fh_dedup_begin(ci.dedup, key, len, fh_now_ms())) == FH_DEDUP_BUSY)
-        if (pthread_cond_timedwait(&ci.cv, &ci.mu, &until) == ETIMEDOUT)
+    pthread_mutex_lock(&ci->mu);
+    while ((r = fh_dedup_begin(ci->dedup, key, len, fh_now_ms())) == FH_DEDUP_BUSY)
+        if (pthread_cond_timedwait(&ci->cv, &ci->mu, &until) == ETIMEDOUT)
             break;
-    fh_metric_set(ci.dedup_entries, (long long)fh_dedup_count(ci.dedup));
-    fh_metric_set(ci.dedup_evicted, (long long)fh_dedup_evicted(ci.dedup));
-    pthread_mutex_unlock(&ci.mu);
+    fh_metric_set(ci->dedup_entries, (long long)fh_dedup_count(ci->dedup));
+    fh_metric_set(ci->dedup_evicted, (long long)fh_dedup_evicted(ci->dedup));
+    pthread_mutex_unlock(&ci->mu);
     return r;
 }
 
 /* Ends a claim: kept (the events are in Kafka, or there were none) or forgotten (a retry must
  * produce them). */
-static void dedup_end(const char *key, size_t len, int keep)
+static void dedup_end(fh_ingest_ci *ci, const char *key, size_t len, int keep)
 {
-    pthread_mutex_lock(&ci.mu);
+    pthread_mutex_lock(&ci->mu);
     if (keep)
-        fh_dedup_done(ci.dedup, key, len, fh_now_ms());
+        fh_dedup_done(ci->dedup, key, len, fh_now_ms());
     else
-        fh_dedup_forget(ci.dedup, key, len);
-    fh_metric_set(ci.dedup_entries, (long long)fh_dedup_count(ci.dedup));
-    pthread_cond_broadcast(&ci.cv);
-    pthread_mutex_unlock(&ci.mu);
+        fh_dedup_forget(ci->dedup, key, len);
+    fh_metric_set(ci->dedup_entries, (long long)fh_dedup_count(ci->dedup));
+    pthread_cond_broadcast(&ci->cv);
+    pthread_mutex_unlock(&ci->mu);
 }
 
 /* Produces evs (validated; keys and topics given) in order and waits for Kafka's
  * acknowledgements. Returns 0, or -1 with the reason in why. */
-static int produce(json_t *evs, char keys[][64], size_t *klen, const char **topics, char *why,
-                   size_t wsize)
+static int produce(fh_ingest_ci *ci, json_t *evs, char keys[][64], size_t *klen,
+                   const char **topics, char *why, size_t wsize)
 {
     size_t n = json_array_size(evs), i;
     delivery *d = calloc(1, sizeof(*d));
@@ -236,16 +264,16 @@ static int produce(json_t *evs, char keys[][64], size_t *klen, const char **topi
         return -1;
     }
     atomic_store(&d->refs, 1);
-    pthread_mutex_lock(&ci.mu);
+    pthread_mutex_lock(&ci->mu);
     for (i = 0; i < n; i++) {
         json_t *ev = json_array_get(evs, i);
-        long long seq = fh_seq_next(&ci.seqs, json_string_value(json_object_get(ev, "master")),
+        long long seq = fh_seq_next(&ci->seqs, json_string_value(json_object_get(ev, "master")),
                                     (long long)fh_now_ms());
         if (seq < 0)
             break;
         json_object_set_new(ev, "seq", json_integer(seq));
     }
-    pthread_mutex_unlock(&ci.mu);
+    pthread_mutex_unlock(&ci->mu);
     if (i < n) {
         snprintf(why, wsize, "more than %d CI hosts", MAX_MASTERS);
         delivery_unref(d);
@@ -261,7 +289,7 @@ static int produce(json_t *evs, char keys[][64], size_t *klen, const char **topi
         atomic_fetch_add(&d->refs, 1);
         atomic_fetch_add(&d->left, 1);
         rd_kafka_resp_err_t kerr = rd_kafka_producev(
-            ci.rk, RD_KAFKA_V_TOPIC(topics[i]), RD_KAFKA_V_KEY(keys[i], klen[i]),
+            ci->rk, RD_KAFKA_V_TOPIC(topics[i]), RD_KAFKA_V_KEY(keys[i], klen[i]),
             RD_KAFKA_V_VALUE(text, strlen(text)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
             RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
             RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
@@ -277,7 +305,7 @@ static int produce(json_t *evs, char keys[][64], size_t *klen, const char **topi
     /* Answer only once Kafka has the records, so a 5xx leaves the sender's redelivery to it. */
     uint64_t deadline = fh_mono_ns() + (uint64_t)DELIVERY_WAIT_MS * 1000000ULL;
     while (atomic_load(&d->left) > 0 && fh_mono_ns() < deadline)
-        rd_kafka_poll(ci.rk, 5);
+        rd_kafka_poll(ci->rk, 5);
     if (!rc && atomic_load(&d->left) > 0) {
         snprintf(why, wsize, "delivery timed out");
         rc = -1;
@@ -291,8 +319,8 @@ static int produce(json_t *evs, char keys[][64], size_t *klen, const char **topi
 
 /* Validates each event against the contract and finds its key and topic. Returns 0, or sets a
  * 400 on resp (the mapping made an event the contract refuses: a bug worth reporting). */
-static int check_events(json_t *evs, char keys[][64], size_t *klen, const char **topics,
-                        fh_http_response *resp)
+static int check_events(fh_ingest_ci *ci, json_t *evs, char keys[][64], size_t *klen,
+                        const char **topics, fh_http_response *resp)
 {
     char err[384];
     size_t i;
@@ -300,14 +328,14 @@ static int check_events(json_t *evs, char keys[][64], size_t *klen, const char *
     json_array_foreach(evs, i, ev)
     {
         fh_event e;
-        if (fh_event_from_json(ci.b->contract, ev, &e, err, sizeof(err))) {
+        if (fh_event_from_json(ci->b->contract, ev, &e, err, sizeof(err))) {
             fh_http_error(resp, 400, "bad_body", "body",
                           "body: the %s event it maps to is invalid: %s",
                           json_string_value(json_object_get(ev, "type")), err);
             return -1;
         }
         klen[i] = fh_event_key(&e, keys[i], sizeof(keys[i]));
-        topics[i] = fh_kafka_topic(&ci.b->cfg, fh_event_topic(&e));
+        topics[i] = fh_kafka_topic(&ci->b->cfg, fh_event_topic(&e));
         fh_event_clear(&e);
     }
     return 0;
@@ -347,6 +375,7 @@ static int delivery_id(const ci_system *s, fh_http_request *req, fh_http_respons
 static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     ci_system *s = ctx;
+    fh_ingest_ci *ci = s->ci;
     const char *ct, *event, *did;
     char dkey[160], why[192];
     size_t dlen = 0;
@@ -361,7 +390,7 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     resp->max_age = -1;
     resp->no_etag = 1;
     fh_metric_add(s->posts, 1);
-    if (!*s->secret || !ci.rk) {
+    if (!*s->secret || !ci->rk) {
         fh_http_error(resp, 503, "disabled", NULL, "%s is not set: this endpoint is off",
                       s->secret_key);
         return;
@@ -401,7 +430,7 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     if (did) {
         dlen = (size_t)snprintf(dkey, sizeof(dkey), "%s:%s", s->name, did);
-        int r = dedup_claim(dkey, dlen);
+        int r = dedup_claim(ci, dkey, dlen);
         if (r == FH_DEDUP_SEEN) {
             fh_metric_add(s->duplicates, 1);
             resp->status = 200;
@@ -457,11 +486,11 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
         fh_http_error(resp, 503, "unavailable", NULL, "out of memory");
         goto out;
     }
-    if (check_events(evs, keys, klen, topics, resp)) {
+    if (check_events(ci, evs, keys, klen, topics, resp)) {
         fh_metric_add(s->rejected, 1);
         goto out;
     }
-    if (produce(evs, keys, klen, topics, why, sizeof(why))) {
+    if (produce(ci, evs, keys, klen, topics, why, sizeof(why))) {
         fh_log(FH_LOG_WARN, "ingest_ci.failed", "system=%s delivery=%s error=\"%s\"", s->name,
                did ? did : "-", why);
         fh_http_error(resp, 503, "unavailable", NULL, "Kafka did not take the events: %s", why);
@@ -479,7 +508,7 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     fh_buf_printf(&resp->body, "]}\n");
 out:
     if (claimed)
-        dedup_end(dkey, dlen, keep);
+        dedup_end(ci, dkey, dlen, keep);
     free(keys);
     free(klen);
     free(topics);
@@ -487,16 +516,15 @@ out:
     json_decref(body);
 }
 
-size_t ingest_ci_routes(fh_broker *b, fh_http_route *routes)
+size_t ingest_ci_routes(fh_ingest_ci *ci, fh_http_route *routes)
 {
-    (void)b;
     for (int i = 0; i < 2; i++)
-        routes[i] = (fh_http_route){"POST", ci.systems[i].path, 0, "", h_ingest, &ci.systems[i]};
+        routes[i] = (fh_http_route){"POST", ci->systems[i].path, 0, "", h_ingest, &ci->systems[i]};
     return FH_INGEST_CI_ROUTES;
 }
 
-size_t ingest_ci_body_caps(const fh_http_body_cap **caps)
+size_t ingest_ci_body_caps(fh_ingest_ci *ci, const fh_http_body_cap **caps)
 {
-    *caps = ci.caps;
+    *caps = ci->caps;
     return 2;
 }

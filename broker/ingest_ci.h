@@ -42,15 +42,21 @@
      "produces nothing (GitHub lets deliveries of the last 3 days be redelivered)"}
 /* clang-format on */
 
-/* Checks the keys and, when either endpoint is on, creates the module's producer. Call after
- * the Kafka address is known. */
-fh_err ingest_ci_start(fh_broker *b, char *errbuf, size_t errsize);
-/* Fills routes[0..FH_INGEST_CI_ROUTES); returns how many. */
-size_t ingest_ci_routes(fh_broker *b, fh_http_route *routes);
+/* The module's handle: its producer, the delivery-id memory, the per-master seq table, the two
+ * systems' settings and metrics. */
+typedef struct fh_ingest_ci fh_ingest_ci;
+
+/* Checks the keys and makes the handle; when either endpoint is on, also its producer. Call
+ * after the Kafka address is known. On success *out is the handle (free it with
+ * ingest_ci_free); on error *out is NULL and errbuf says why. */
+fh_err ingest_ci_start(fh_broker *b, fh_ingest_ci **out, char *errbuf, size_t errsize);
+/* Fills routes[0..FH_INGEST_CI_ROUTES); returns how many. Their ctx is inside ci. */
+size_t ingest_ci_routes(fh_ingest_ci *ci, fh_http_route *routes);
 /* The endpoints' body cap (ingest.ci.max_body_bytes) for fh_http_config.body_caps; *caps lives
- * as long as the process. Returns how many. Call after ingest_ci_start. */
-size_t ingest_ci_body_caps(const fh_http_body_cap **caps);
-/* Flushes and destroys the producer. Call after the HTTP server stopped. */
-void ingest_ci_stop(void);
+ * as long as ci. Returns how many. */
+size_t ingest_ci_body_caps(fh_ingest_ci *ci, const fh_http_body_cap **caps);
+/* Flushes and destroys the producer and frees ci. Call after the HTTP server stopped. NULL is
+ * fine. */
+void ingest_ci_free(fh_ingest_ci *ci);
 
 #endif

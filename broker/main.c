@@ -461,6 +461,11 @@ int main(int argc, char **argv)
     fh_stream *stream = NULL;
     fh_webhooks *webhooks = NULL;
     fh_webhooks_config webhooks_cfg;
+    fh_view *view = NULL;
+    fh_statuspush *statuspush = NULL;
+    fh_ingest_ci *ingest_ci = NULL;
+    fh_view_config view_cfg;
+    health_ctx health = {&b, NULL};
     char err[512];
     int help, status = 0;
     size_t nroutes = 0, ncaps = 0;
@@ -512,10 +517,13 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    if (view_start(&b)) { /* the materialised view's thread */
+    fh_view_config_read(&b.cfg, &view_cfg);
+    if (fh_view_start(&b, &view_cfg, &view, err, sizeof(err))) { /* the view's thread */
+        fh_log(FH_LOG_ERROR, "view.start", "error=\"%s\"", err);
         status = 1;
         goto out;
     }
+    health.view = view;
     fh_webhooks_config_read(&b.cfg, &webhooks_cfg);
     if (fh_webhooks_start(&b, &webhooks_cfg, &webhooks, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "webhook.start", "error=\"%s\"", err);
@@ -527,21 +535,21 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    if (statuspush_start(&b, err, sizeof(err))) {
+    if (statuspush_start(&b, &statuspush, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "statuspush.start", "error=\"%s\"", err);
         status = 1;
         goto out;
     }
-    nroutes += statuspush_routes(&b, routes + nroutes);
-    if (ingest_ci_start(&b, err, sizeof(err))) { /* GitHub and GitLab webhooks */
+    nroutes += statuspush_routes(statuspush, routes + nroutes);
+    if (ingest_ci_start(&b, &ingest_ci, err, sizeof(err))) { /* GitHub and GitLab webhooks */
         fh_log(FH_LOG_ERROR, "ingest_ci.start", "error=\"%s\"", err);
         status = 1;
         goto out;
     }
-    nroutes += ingest_ci_routes(&b, routes + nroutes);
-    ncaps = ingest_ci_body_caps(&caps);
-    nroutes += health_routes(&b, routes + nroutes);
-    nroutes += rest_routes(&b, routes + nroutes); /* /api/v1 read endpoints */
+    nroutes += ingest_ci_routes(ingest_ci, routes + nroutes);
+    ncaps = ingest_ci_body_caps(ingest_ci, &caps);
+    nroutes += health_routes(&health, routes + nroutes);
+    nroutes += rest_routes(view, routes + nroutes); /* /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
     nroutes += dashboard_routes(routes + nroutes);
 
@@ -578,13 +586,14 @@ int main(int argc, char **argv)
     log_counts(&in, "broker.stopping");
 out:
     fh_stream_stop(stream); /* closes upgraded sockets before the HTTP server stops */
-    view_stop();            /* drains REST requests, commits and closes the view */
+    fh_view_stop(view);     /* drains REST requests, commits and closes the view */
     fh_http_stop(http);
-    statuspush_stop(); /* after the HTTP server: no handler is producing any more */
-    ingest_ci_stop();  /* after the HTTP server, as statuspush */
+    statuspush_free(statuspush); /* after the HTTP server: no handler is producing any more */
+    ingest_ci_free(ingest_ci);   /* after the HTTP server, as statuspush */
 
     fh_webhooks_stop(webhooks); /* finishes transfers in flight, commits, closes */
     fh_webhooks_free(webhooks);
+    fh_view_free(view); /* after the HTTP server: its REST and /readyz handlers use it */
     fh_stream_free(stream);
     ingest_stop(&in);
     fh_kafka_embedded_stop(b.embedded);

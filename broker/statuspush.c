@@ -24,60 +24,77 @@ static const char *const producer_defaults[] = {
     NULL,
 };
 
-static fh_seq_entry sp_masters[MAX_MASTERS]; /* the seq table's entries (sp.seqs), under sp.mu */
-
-/* Module state: one producer for every HTTP worker thread; posts are serialised by mu so each
+/* The handle: one producer for every HTTP worker thread; posts are serialised by mu so each
  * waits for exactly its own delivery reports (HttpStatusPush sends a few posts a second at most).
  */
-static struct {
+struct fh_statuspush {
     fh_broker *b;
     rd_kafka_t *rk;
     pthread_mutex_t mu;
-    fh_seq_table seqs;
+    fh_seq_table seqs; /* over masters, under mu */
+    fh_seq_entry masters[MAX_MASTERS];
     int outstanding, failed; /* this post's delivery reports still due, and failures among them */
     char failure[256];
     fh_metric *posts, *rejected, *produced;
-} sp = {.mu = PTHREAD_MUTEX_INITIALIZER, .seqs = {sp_masters, 0, MAX_MASTERS}};
+};
 
+/* The handle is the producer's opaque (rd_kafka_conf_set_opaque). */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
+    fh_statuspush *sp = opaque;
     (void)rk;
-    (void)opaque;
     if (m->err) {
-        if (!sp.failed++)
-            snprintf(sp.failure, sizeof(sp.failure), "%s", rd_kafka_err2str(m->err));
+        if (!sp->failed++)
+            snprintf(sp->failure, sizeof(sp->failure), "%s", rd_kafka_err2str(m->err));
     }
-    sp.outstanding--;
+    sp->outstanding--;
 }
 
-fh_err statuspush_start(fh_broker *b, char *errbuf, size_t errsize)
+fh_err statuspush_start(fh_broker *b, fh_statuspush **out, char *errbuf, size_t errsize)
 {
     rd_kafka_conf_t *conf;
     char err[512];
-    sp.b = b;
+    *out = NULL;
+    fh_statuspush *sp = calloc(1, sizeof(*sp));
+    if (!sp)
+        return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "statuspush: out of memory");
+    sp->b = b;
+    pthread_mutex_init(&sp->mu, NULL);
+    sp->seqs = (fh_seq_table){sp->masters, 0, MAX_MASTERS};
+    *out = sp;
     if (!fh_config_bool(&b->cfg, "ingest.statuspush"))
-        return FH_OK;
-    if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
+        return FH_OK; /* the route answers 503 */
+    if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err))) {
+        *out = NULL;
+        statuspush_free(sp);
         return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "statuspush producer: %s", err);
+    }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    if (!(sp.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
+    rd_kafka_conf_set_opaque(conf, sp);
+    if (!(sp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
+        *out = NULL;
+        statuspush_free(sp);
         return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "statuspush producer: %s", err);
-    sp.posts = fh_metric_new("firehose_statuspush_posts_total", NULL,
-                             "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0);
-    sp.rejected = fh_metric_new("firehose_statuspush_rejected_total", NULL,
-                                "HttpStatusPush posts refused with a 4xx", 0);
-    sp.produced = fh_metric_new("firehose_statuspush_events_total", NULL,
-                                "events produced from HttpStatusPush posts", 0);
+    }
+    sp->posts = fh_metric_new("firehose_statuspush_posts_total", NULL,
+                              "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0);
+    sp->rejected = fh_metric_new("firehose_statuspush_rejected_total", NULL,
+                                 "HttpStatusPush posts refused with a 4xx", 0);
+    sp->produced = fh_metric_new("firehose_statuspush_events_total", NULL,
+                                 "events produced from HttpStatusPush posts", 0);
     return FH_OK;
 }
 
-void statuspush_stop(void)
+void statuspush_free(fh_statuspush *sp)
 {
-    if (!sp.rk)
+    if (!sp)
         return;
-    rd_kafka_flush(sp.rk, 5000);
-    rd_kafka_destroy(sp.rk);
-    sp.rk = NULL;
+    if (sp->rk) {
+        rd_kafka_flush(sp->rk, 5000);
+        rd_kafka_destroy(sp->rk);
+    }
+    pthread_mutex_destroy(&sp->mu);
+    free(sp);
 }
 
 static int master_name_ok(const char *s)
@@ -313,7 +330,8 @@ static size_t post_events(post *p, json_t **evs)
 
 static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
-    fh_broker *b = ctx;
+    fh_statuspush *sp = ctx;
+    fh_broker *b = sp->b;
     char param[64] = "body", msg[320], err[384], keys[MAX_EVENTS][64];
     const char *topics[MAX_EVENTS];
     size_t klen[MAX_EVENTS];
@@ -323,14 +341,14 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     size_t n = 0;
     resp->max_age = -1;
     resp->no_etag = 1;
-    fh_metric_add(sp.posts, 1);
-    if (!sp.rk) {
+    fh_metric_add(sp->posts, 1);
+    if (!sp->rk) {
         fh_http_error(resp, 503, "disabled", NULL, "ingest.statuspush is off");
         return;
     }
     p.master = fh_http_query(req, "master");
     if (!p.master || !master_name_ok(p.master)) {
-        fh_metric_add(sp.rejected, 1);
+        fh_metric_add(sp->rejected, 1);
         fh_http_error(resp, 400, "bad_parameter", "master",
                       "master: name the posting master (1-64 of A-Z a-z 0-9 . _ -), e.g. "
                       "?master=master-1");
@@ -338,7 +356,7 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     build = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(build)) {
-        fh_metric_add(sp.rejected, 1);
+        fh_metric_add(sp->rejected, 1);
         if (build)
             fh_http_error(resp, 400, "bad_body", "body",
                           "body: expected the build object "
@@ -349,7 +367,7 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
         goto out;
     }
     if (post_read(&p, build, param, sizeof(param), msg, sizeof(msg))) {
-        fh_metric_add(sp.rejected, 1);
+        fh_metric_add(sp->rejected, 1);
         fh_http_error(resp, 400, "bad_body", param, "%s: %s", param, msg);
         goto out;
     }
@@ -366,7 +384,7 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
             size_t plen = strcspn(err, ":");
             if (strncmp(err, "data.", 5) == 0 && plen - 5 < sizeof(param) - 6)
                 snprintf(param, sizeof(param), "body.%.*s", (int)(plen - 5), err + 5);
-            fh_metric_add(sp.rejected, 1);
+            fh_metric_add(sp->rejected, 1);
             fh_http_error(resp, 400, "bad_body", param, "%s: the %s event it makes is invalid: %s",
                           param, json_string_value(json_object_get(evs[i], "type")), err);
             goto out;
@@ -376,50 +394,50 @@ static void h_ingest(void *ctx, fh_http_request *req, fh_http_response *resp)
         fh_event_clear(&ev);
     }
 
-    pthread_mutex_lock(&sp.mu);
-    sp.outstanding = 0;
-    sp.failed = 0;
+    pthread_mutex_lock(&sp->mu);
+    sp->outstanding = 0;
+    sp->failed = 0;
     for (size_t i = 0; i < n; i++) {
-        long long seq = fh_seq_next(&sp.seqs, p.master, (long long)fh_now_ms());
+        long long seq = fh_seq_next(&sp->seqs, p.master, (long long)fh_now_ms());
         if (seq < 0) {
-            sp.failed++;
-            snprintf(sp.failure, sizeof(sp.failure), "more than %d masters", MAX_MASTERS);
+            sp->failed++;
+            snprintf(sp->failure, sizeof(sp->failure), "more than %d masters", MAX_MASTERS);
             break;
         }
         json_object_set_new(evs[i], "seq", json_integer(seq));
         char *text = json_dumps(evs[i], JSON_COMPACT);
         if (!text) {
-            sp.failed++;
-            snprintf(sp.failure, sizeof(sp.failure), "out of memory");
+            sp->failed++;
+            snprintf(sp->failure, sizeof(sp->failure), "out of memory");
             break;
         }
         rd_kafka_resp_err_t kerr = rd_kafka_producev(
-            sp.rk, RD_KAFKA_V_TOPIC(topics[i]), RD_KAFKA_V_KEY(keys[i], klen[i]),
+            sp->rk, RD_KAFKA_V_TOPIC(topics[i]), RD_KAFKA_V_KEY(keys[i], klen[i]),
             RD_KAFKA_V_VALUE(text, strlen(text)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
             RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1), RD_KAFKA_V_END);
         if (kerr) {
             free(text);
-            sp.failed++;
-            snprintf(sp.failure, sizeof(sp.failure), "%s", rd_kafka_err2str(kerr));
+            sp->failed++;
+            snprintf(sp->failure, sizeof(sp->failure), "%s", rd_kafka_err2str(kerr));
             break;
         }
-        sp.outstanding++;
+        sp->outstanding++;
     }
     /* Answer only once Kafka has the events, so the reporter's retry covers a failure. */
     uint64_t deadline = fh_mono_ns() + (uint64_t)DELIVERY_TIMEOUT_MS * 1000000ULL;
-    while (sp.outstanding > 0 && fh_mono_ns() < deadline)
-        rd_kafka_poll(sp.rk, 50);
-    int failed = sp.failed || sp.outstanding > 0;
+    while (sp->outstanding > 0 && fh_mono_ns() < deadline)
+        rd_kafka_poll(sp->rk, 50);
+    int failed = sp->failed || sp->outstanding > 0;
     if (failed) {
         fh_log(FH_LOG_WARN, "statuspush.failed", "master=%s error=\"%s\"", p.master,
-               sp.outstanding > 0 ? "delivery timed out" : sp.failure);
+               sp->outstanding > 0 ? "delivery timed out" : sp->failure);
         fh_http_error(resp, 503, "unavailable", NULL, "Kafka did not take the events: %s",
-                      sp.outstanding > 0 ? "delivery timed out" : sp.failure);
+                      sp->outstanding > 0 ? "delivery timed out" : sp->failure);
     }
-    pthread_mutex_unlock(&sp.mu);
+    pthread_mutex_unlock(&sp->mu);
     if (failed)
         goto out;
-    fh_metric_add(sp.produced, (long long)n);
+    fh_metric_add(sp->produced, (long long)n);
     resp->status = 202;
     fh_buf_printf(&resp->body, "{\"accepted\":%zu,\"ids\":[", n);
     for (size_t i = 0; i < n; i++) {
@@ -434,9 +452,9 @@ out:
     json_decref(build);
 }
 
-size_t statuspush_routes(fh_broker *b, fh_http_route *routes)
+size_t statuspush_routes(fh_statuspush *sp, fh_http_route *routes)
 {
     routes[0] =
-        (fh_http_route){"POST", "/api/v1/ingest/buildbot", FH_SCOPE_INGEST, "master", h_ingest, b};
+        (fh_http_route){"POST", "/api/v1/ingest/buildbot", FH_SCOPE_INGEST, "master", h_ingest, sp};
     return FH_STATUSPUSH_ROUTES;
 }

@@ -20,12 +20,17 @@
      "ingest scope)"}
 /* clang-format on */
 
-/* Creates the module's producer (when ingest.statuspush is on). Call after the Kafka address is
- * known. */
-fh_err statuspush_start(fh_broker *b, char *errbuf, size_t errsize);
-/* Fills routes[0..FH_STATUSPUSH_ROUTES); returns how many. */
-size_t statuspush_routes(fh_broker *b, fh_http_route *routes);
-/* Flushes and destroys the producer. Call after the HTTP server stopped. */
-void statuspush_stop(void);
+/* The module's handle: its producer, the per-master seq table, its metrics. */
+typedef struct fh_statuspush fh_statuspush;
+
+/* Makes the handle and, when ingest.statuspush is on, its producer (when off, the route answers
+ * 503). Call after the Kafka address is known. On success *out is the handle (free it with
+ * statuspush_free); on error *out is NULL and errbuf says why. */
+fh_err statuspush_start(fh_broker *b, fh_statuspush **out, char *errbuf, size_t errsize);
+/* Fills routes[0..FH_STATUSPUSH_ROUTES); returns how many. Their ctx is sp. */
+size_t statuspush_routes(fh_statuspush *sp, fh_http_route *routes);
+/* Flushes and destroys the producer, frees sp. Call after the HTTP server stopped. NULL is
+ * fine. */
+void statuspush_free(fh_statuspush *sp);
 
 #endif

@@ -1,8 +1,12 @@
 #include "fh_consumer.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fh_util.h"
 
@@ -88,4 +92,52 @@ void fh_consumer_wake_on(rd_kafka_queue_t *q, int efd)
         rd_kafka_queue_io_event_enable(q, -1, NULL, 0);
     else
         rd_kafka_queue_io_event_enable(q, efd, &one, sizeof(one));
+}
+
+void fh_consumer_watch_init(fh_consumer_watch *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->io.fd = -1;
+}
+
+static void on_queue(fh_loop *l, fh_loop_io *io, unsigned what)
+{
+    fh_consumer_watch *w = io->arg;
+    uint64_t n;
+    ssize_t r = read(io->fd, &n, sizeof(n));
+    (void)l;
+    (void)what;
+    (void)r; /* EAGAIN: another pass read it already */
+    if (w->fn)
+        w->fn(w->arg);
+}
+
+fh_err fh_consumer_watch_start(fh_consumer_watch *w, fh_loop *l, rd_kafka_queue_t *q,
+                               void (*fn)(void *arg), void *arg, char *errbuf, size_t errsize)
+{
+    fh_consumer_watch_init(w);
+    w->q = q;
+    w->fn = fn;
+    w->arg = arg;
+    w->io = (fh_loop_io){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = on_queue, .arg = w};
+    if (w->io.fd < 0)
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "consumer queue: eventfd: %s", strerror(errno));
+    if (fh_loop_watch(l, &w->io, FH_LOOP_READ) != FH_OK)
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "consumer queue: cannot watch its eventfd: %s",
+                       strerror(errno));
+    fh_consumer_wake_on(q, w->io.fd);
+    return FH_OK;
+}
+
+void fh_consumer_watch_stop(fh_consumer_watch *w, fh_loop *l)
+{
+    if (w->io.fd < 0)
+        return;
+    if (w->q)
+        fh_consumer_wake_on(w->q, -1);
+    if (l)
+        fh_loop_unwatch(l, &w->io);
+    close(w->io.fd);
+    w->io.fd = -1;
+    w->q = NULL;
 }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -11,7 +12,7 @@
 typedef struct ltimer {
     int64_t when;
     uint64_t id;
-    fh_loop_timer_fn fn; /* NULL: cancelled, dropped when it comes up */
+    fh_loop_timer_fn fn;
     void *arg;
 } ltimer;
 
@@ -189,11 +190,47 @@ uint64_t fh_loop_timer(fh_loop *l, int64_t delay_ms, fh_loop_timer_fn fn, void *
     return timer_push(l, mono_ms() + (delay_ms > 0 ? delay_ms : 0), l->next_id++, fn, arg);
 }
 
-void fh_loop_timer_cancel(fh_loop *l, uint64_t id)
+static size_t timer_find(const fh_loop *l, uint64_t id)
 {
     for (size_t i = 0; i < l->ntimers; i++)
         if (l->heap[i].id == id)
-            l->heap[i].fn = NULL;
+            return i;
+    return SIZE_MAX;
+}
+
+/* Puts the entry at i where its (possibly changed) time belongs. */
+static void heap_fix(fh_loop *l, size_t i)
+{
+    heap_up(l->heap, i);
+    heap_down(l->heap, l->ntimers, i);
+}
+
+/* Removes the entry at i at once, so cancelled timers never fill the heap up to its cap. */
+static void timer_remove(fh_loop *l, size_t i)
+{
+    l->heap[i] = l->heap[--l->ntimers];
+    if (i < l->ntimers)
+        heap_fix(l, i);
+}
+
+void fh_loop_timer_cancel(fh_loop *l, uint64_t id)
+{
+    size_t i = id ? timer_find(l, id) : SIZE_MAX;
+    if (i != SIZE_MAX)
+        timer_remove(l, i);
+}
+
+uint64_t fh_loop_timer_rearm(fh_loop *l, uint64_t id, int64_t delay_ms, fh_loop_timer_fn fn,
+                             void *arg)
+{
+    size_t i = id ? timer_find(l, id) : SIZE_MAX;
+    if (i == SIZE_MAX)
+        return fh_loop_timer(l, delay_ms, fn, arg);
+    l->heap[i].when = mono_ms() + (delay_ms > 0 ? delay_ms : 0);
+    l->heap[i].fn = fn;
+    l->heap[i].arg = arg;
+    heap_fix(l, i);
+    return id;
 }
 
 static int run_timers(fh_loop *l)
@@ -205,8 +242,6 @@ static int run_timers(fh_loop *l)
         ltimer t = l->heap[0];
         l->heap[0] = l->heap[--l->ntimers];
         heap_down(l->heap, l->ntimers, 0);
-        if (!t.fn)
-            continue;
         int64_t again = t.fn(l, t.arg);
         ran++;
         if (again >= 0)

@@ -60,8 +60,14 @@ void fh_loop_unwatch(fh_loop *l, fh_loop_io *io);
 
 /* Adds a timer that first runs after delay_ms. Returns its id (> 0), or 0 at the cap. */
 uint64_t fh_loop_timer(fh_loop *l, int64_t delay_ms, fh_loop_timer_fn fn, void *arg);
-/* Cancels a timer (a no-op when it already ended). */
+/* Cancels a timer (a no-op when it already ended, or for id 0); its slot is free at once. */
 void fh_loop_timer_cancel(fh_loop *l, uint64_t id);
+/* Moves timer id to run after delay_ms (with fn and arg) and returns id; when id is 0, already
+ * ended, or is the timer running now, adds a new timer instead and returns its id (0 at the
+ * cap). One timer that follows a changing deadline (curl's, a batch's) without filling the
+ * heap. */
+uint64_t fh_loop_timer_rearm(fh_loop *l, uint64_t id, int64_t delay_ms, fh_loop_timer_fn fn,
+                             void *arg);
 
 void fh_loop_on_wake(fh_loop *l, fh_loop_hook_fn fn, void *arg);
 void fh_loop_before_sleep(fh_loop *l, fh_loop_hook_fn fn, void *arg);
@@ -79,7 +85,9 @@ int fh_loop_stopped(fh_loop *l);
 
 /* One pass: waits at most timeout_ms (-1: until something happens; timers and hooks shorten it),
  * dispatches descriptor events, due timers, then the after-pass hook. Returns the number of
- * callbacks run, or -1 when the wait failed other than by EINTR. */
+ * callbacks run, or -1 when the wait failed other than by EINTR. It may be called again from the
+ * after-pass hook (a nested pass, to wait for something the hook needs before it returns; the
+ * hooks then run nested too and must know it); never from a descriptor or timer callback. */
 int fh_loop_once(fh_loop *l, int64_t timeout_ms);
 /* Passes until fh_loop_stop; max_sleep_ms bounds each wait (the loop's idle tick). */
 void fh_loop_run(fh_loop *l, int64_t max_sleep_ms);

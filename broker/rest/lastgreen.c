@@ -22,7 +22,7 @@ static int required_builders(view_reader *r, const char *repo, const char *branc
 {
     *names = NULL;
     *n = 0;
-    const fh_lg_rule *rule = view_required_builders(branch);
+    const fh_lg_rule *rule = view_required_builders(view_reader_view(r), branch);
     *from_config = rule != NULL;
     if (rule) {
         if (!rule->n)
@@ -43,7 +43,7 @@ static int required_builders(view_reader *r, const char *repo, const char *branc
         return -1;
     sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, branch, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, view_required_window_s());
+    sqlite3_bind_int64(st, 3, view_required_window_s(view_reader_view(r)));
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         char **nn = realloc(*names, (*n + 1) * sizeof(*nn));
@@ -124,7 +124,7 @@ int rest_render_last_green(view_reader *r, const view_asof *a, const rest_args *
         reason = reason_buf;
         goto answer;
     }
-    if (rest_rev_order_load(r, repo, q->branch, view_max_revisions(), &o))
+    if (rest_rev_order_load(r, repo, q->branch, view_max_revisions(view_reader_view(r)), &o))
         goto out;
     if (!o.n) {
         snprintf(reason_buf, sizeof(reason_buf), "no revisions known for branch '%.200s' in %.200s",

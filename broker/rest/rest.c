@@ -125,31 +125,31 @@ static unsigned long long fnv(const char *p, size_t n, unsigned long long h)
 }
 
 /* Serves key from the cache, or renders it with fn. */
-static void serve(fh_http_response *resp, const char *key, rest_render_fn fn, const rest_args *args,
-                  int ttl_ms)
+static void serve(fh_view *v, fh_http_response *resp, const char *key, rest_render_fn fn,
+                  const rest_args *args, int ttl_ms)
 {
     char err[512];
     view_asof a;
     fh_buf tmp;
     unsigned long long hash = 0;
-    if (view_enter()) {
+    if (view_enter(v)) {
         fh_http_error(resp, 503, "unavailable", NULL,
                       "the view is stopping or disabled (view.enabled=false)");
         return;
     }
     resp->max_age = 0;
     fh_buf_printf(&resp->body, "{");
-    enum view_cache_result cr = view_cache_get(key, &resp->body, &a, &hash);
+    enum view_cache_result cr = view_cache_get(v, key, &resp->body, &a, &hash);
     if (cr == VIEW_CACHE_HIT || cr == VIEW_CACHE_STALE)
         goto finish;
     fh_buf_init(&tmp, resp->body.max);
-    view_reader *r = view_reader_get(&a, err, sizeof(err));
+    view_reader *r = view_reader_get(v, &a, err, sizeof(err));
     int rc = -1;
     if (r) {
         rc = fn(r, &a, args, &tmp, resp);
         if (rc < 0)
             snprintf(err, sizeof(err), "%s", sqlite3_errmsg(view_reader_db(r)));
-        view_reader_put(r);
+        view_reader_put(v, r);
     }
     if (rc == 0 && fh_buf_append(&resp->body, tmp.data ? tmp.data : "", tmp.len)) {
         snprintf(err, sizeof(err), "the answer is over http.max_response_bytes");
@@ -157,10 +157,10 @@ static void serve(fh_http_response *resp, const char *key, rest_render_fn fn, co
     }
     if (rc == 0) {
         hash = fnv(tmp.data ? tmp.data : "", tmp.len, 1469598103934665603ULL);
-        view_cache_put(key, tmp.data ? tmp.data : "", tmp.len, hash, &a, ttl_ms);
+        view_cache_put(v, key, tmp.data ? tmp.data : "", tmp.len, hash, &a, ttl_ms);
     } else {
         if (cr == VIEW_CACHE_RENDER)
-            view_cache_abandon(key);
+            view_cache_abandon(v, key);
         if (rc < 0) {
             {
                 char qk[160], qe[600];
@@ -176,12 +176,12 @@ static void serve(fh_http_response *resp, const char *key, rest_render_fn fn, co
 finish:;
     size_t tail = resp->body.len;
     fh_buf_printf(&resp->body, ",");
-    view_asof_json(&a, &resp->body);
+    view_asof_json(v, &a, &resp->body);
     fh_buf_printf(&resp->body, "}\n");
     resp->etag = fnv(resp->body.data + tail, resp->body.len - tail, hash);
     resp->etag_given = 1;
 out:
-    view_leave();
+    view_leave(v);
 }
 
 /* ---- the table ------------------------------------------------------------------------ */
@@ -338,10 +338,9 @@ static int param_read(const rest_param *p, fh_http_request *req, fh_http_respons
     return 0;
 }
 
-/* The one handler: ctx is the route's row of endpoints[]. */
-static void handle(void *ctx, fh_http_request *req, fh_http_response *resp)
+/* The one handler, for row e of endpoints[]. */
+static void handle(fh_view *v, const rest_endpoint *e, fh_http_request *req, fh_http_response *resp)
 {
-    const rest_endpoint *e = ctx;
     rest_args q;
     fh_buf k;
     memset(&q, 0, sizeof(q));
@@ -368,16 +367,37 @@ static void handle(void *ctx, fh_http_request *req, fh_http_response *resp)
         else
             fh_buf_printf(&k, "%s=%lld|", p->name, *(const long long *)field);
     }
-    serve(resp, k.data, e->render, &q, e->ttl_ms);
+    serve(v, resp, k.data, e->render, &q, e->ttl_ms);
     fh_buf_free(&k);
 }
 
-size_t rest_routes(fh_broker *b, fh_http_route *routes)
+/* One entry point per row: a route's ctx is the view, so each binds its own row. */
+#define REST_ROW(i)                                                                                \
+    static void row_##i(void *ctx, fh_http_request *req, fh_http_response *resp)                   \
+    {                                                                                              \
+        handle(ctx, &endpoints[i], req, resp);                                                     \
+    }
+REST_ROW(0)
+REST_ROW(1)
+REST_ROW(2)
+REST_ROW(3)
+REST_ROW(4)
+REST_ROW(5)
+REST_ROW(6)
+REST_ROW(7)
+REST_ROW(8)
+REST_ROW(9)
+REST_ROW(10)
+REST_ROW(11)
+static const fh_http_handler rows[] = {row_0, row_1, row_2, row_3, row_4,  row_5,
+                                       row_6, row_7, row_8, row_9, row_10, row_11};
+_Static_assert(sizeof(rows) / sizeof(rows[0]) == FH_REST_ROUTES, "one entry point per row");
+
+size_t rest_routes(fh_view *v, fh_http_route *routes)
 {
-    (void)b;
     /* Registered even when view.enabled is false: they answer 503 saying so. */
     for (size_t i = 0; i < FH_REST_ROUTES; i++)
-        routes[i] = (fh_http_route){"GET",  endpoints[i].path,    FH_SCOPE_READ, endpoints[i].query,
-                                    handle, (void *)&endpoints[i]};
+        routes[i] = (fh_http_route){
+            "GET", endpoints[i].path, FH_SCOPE_READ, endpoints[i].query, rows[i], v};
     return FH_REST_ROUTES;
 }

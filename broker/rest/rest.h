@@ -12,9 +12,12 @@
 #include "broker.h"
 #include "http.h"
 
-/* Appends the REST routes to routes (room for FH_REST_ROUTES more); returns how many. With the
- * view disabled or stopping they answer 503. */
+typedef struct fh_view fh_view;
+
+/* Appends the REST routes over the view v to routes (room for FH_REST_ROUTES more); returns how
+ * many. Their ctx is v, which must outlive the HTTP server. With the view disabled or stopping
+ * they answer 503. */
 #define FH_REST_ROUTES 12
-size_t rest_routes(fh_broker *b, fh_http_route *routes);
+size_t rest_routes(fh_view *v, fh_http_route *routes);
 
 #endif

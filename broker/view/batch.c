@@ -11,33 +11,32 @@ const int view_fresh_le[FRESH_BUCKETS] = {1,  2,   3,   5,   7,   10,  15,   20,
 
 /* ---- batches ---------------------------------------------------------------------------- */
 
-static vpart *part_of(const rd_kafka_message_t *m)
+static vpart *part_of(fh_view *v, const rd_kafka_message_t *m)
 {
     const char *t = rd_kafka_topic_name(m->rkt);
     for (int k = 0; k < NTOPICS; k++)
-        if (strcmp(t, view_g.topic[k]) == 0 && m->partition >= 0 && m->partition < view_g.nparts[k])
-            return &view_g.parts[k][m->partition];
+        if (strcmp(t, v->topic[k]) == 0 && m->partition >= 0 && m->partition < v->nparts[k])
+            return &v->parts[k][m->partition];
     return NULL;
 }
 
-int view_begin_batch(void)
+int view_begin_batch(fh_view *v)
 {
-    int rc = view_wexec(W_BEGIN);
+    int rc = view_wexec(v, W_BEGIN);
     if (rc) {
         {
             char q[420];
             fh_log(FH_LOG_ERROR, "view.sqlite", "op=begin error=%s",
-                   fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
+                   fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->db)));
         }
         return -1;
     }
-    view_g.in_txn = 1;
-    view_g.batch_first_ms = fh_now_ms();
-    view_g.batch_n = view_g.batch_events = view_g.batch_dups = view_g.batch_invalid =
-        view_g.batch_skipped = 0;
-    view_g.batch_lost = 0;
-    view_g.batch_record_ts = 0;
-    view_g.batch_ts_n = 0;
+    v->in_txn = 1;
+    v->batch_first_ms = fh_now_ms();
+    v->batch_n = v->batch_events = v->batch_dups = v->batch_invalid = v->batch_skipped = 0;
+    v->batch_lost = 0;
+    v->batch_record_ts = 0;
+    v->batch_ts_n = 0;
     return 0;
 }
 
@@ -59,13 +58,13 @@ static int event_level_error(int rc)
 /* The view expected p->next and got m past it: records Kafka deleted in between are recorded in
  * view_lost inside the open batch (so the mark commits with the offsets that skip them), and
  * reported once. Returns 0, or -1 when the batch must be rolled back. */
-static int note_lost(vpart *p, const rd_kafka_message_t *m)
+static int note_lost(fh_view *v, vpart *p, const rd_kafka_message_t *m)
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
-    int64_t to, n = fh_lost_check(view_g.rk, topic, m->partition, p->next, m->offset, &to);
+    int64_t to, n = fh_lost_check(v->rk, topic, m->partition, p->next, m->offset, &to);
     if (n <= 0)
         return 0;
-    sqlite3_stmt *st = view_g.w[W_LOST];
+    sqlite3_stmt *st = v->w[W_LOST];
     view_bind_text(st, 1, topic);
     sqlite3_bind_int(st, 2, m->partition);
     sqlite3_bind_int64(st, 3, n);
@@ -75,10 +74,10 @@ static int note_lost(vpart *p, const rd_kafka_message_t *m)
     if (view_wrun(st)) {
         char q[420];
         fh_log(FH_LOG_ERROR, "view.sqlite", "op=lost error=%s",
-               fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->db)));
         return -1;
     }
-    view_g.batch_lost += n;
+    v->batch_lost += n;
     int64_t from = p->next > p->lost_reported ? p->next : p->lost_reported;
     if (to > from) {
         health_records_lost("view", topic, m->partition, from, to);
@@ -96,9 +95,9 @@ static int needs_tree(fh_event_type t)
 }
 
 /* The applied row of an id (kept for the next start; see view/dedup.c). */
-static int applied_row(const char *id, int64_t at_ms)
+static int applied_row(fh_view *v, const char *id, int64_t at_ms)
 {
-    sqlite3_stmt *st = view_g.w[W_APPLIED];
+    sqlite3_stmt *st = v->w[W_APPLIED];
     view_bind_text(st, 1, id);
     sqlite3_bind_double(st, 2, (double)at_ms / 1000.0);
     return view_wrun(st);
@@ -106,47 +105,47 @@ static int applied_row(const char *id, int64_t at_ms)
 
 /* Handles one record inside the open batch. Returns 0, or -1 when the batch must be rolled
  * back. */
-int view_handle_record(rd_kafka_message_t *m)
+int view_handle_record(fh_view *v, rd_kafka_message_t *m)
 {
     char err[384], q[420], reason[512];
     fh_event_view ev;
     fh_err drc;
-    vpart *p = part_of(m);
+    vpart *p = part_of(v, m);
     if (!p)
         return 0; /* a partition we were not assigned: cannot happen with manual assignment */
-    if (p->next >= 0 && m->offset > p->next && note_lost(p, m))
+    if (p->next >= 0 && m->offset > p->next && note_lost(v, p, m))
         return -1;
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
     /* log.chunk: nothing stored, so skipped without checking (the bulk of the logs topic); a
      * malformed one is the ingest consumer's to report */
     if (m->payload && fh_event_peek_type(m->payload, m->len) == FH_EV_LOG_CHUNK) {
-        view_g.batch_skipped++;
-    } else if ((drc = fh_event_check(view_g.b->contract, &view_g.doc, m->payload, m->len,
-                                     view_g.max_record_bytes, &ev, err, sizeof(err)))) {
-        view_g.batch_invalid++;
+        v->batch_skipped++;
+    } else if ((drc = fh_event_check(v->b->contract, &v->doc, m->payload, m->len,
+                                     v->max_record_bytes, &ev, err, sizeof(err)))) {
+        v->batch_invalid++;
         fh_log(FH_LOG_DEBUG, "view.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), err));
         /* What the contract refuses, the ingest consumer dead-letters; decoding uses the same
          * parser and check, so any other failure (memory) may be a valid record: say so. */
-        if (drc == FH_ERR_NOMEM && fh_dlq_send(view_g.dlq, m, "view: cannot decode: out of memory"))
+        if (drc == FH_ERR_NOMEM && fh_dlq_send(v->dlq, m, "view: cannot decode: out of memory"))
             return -1;
     } else {
         int rc, stored = 1;
         fh_event tree = {0};
         if (ev.type == FH_EV_LOG_CHUNK || ev.type == FH_EV_MASTER_STARTED ||
             ev.type == FH_EV_MASTER_STOPPED) {
-            view_g.batch_skipped++;
+            v->batch_skipped++;
             goto done;
         }
         /* Ids are remembered by when they were produced: a duplicate produced within
          * view.dedup_window_s of the original is dropped. */
         int64_t at = ts > 0 ? ts : fh_now_ms();
-        if (view_dedup_begin(ev.id, at)) {
-            view_g.batch_dups++;
+        if (view_dedup_begin(v, ev.id, at)) {
+            v->batch_dups++;
             goto done;
         }
-        if ((rc = view_wexec(W_SAVE)))
+        if ((rc = view_wexec(v, W_SAVE)))
             goto fail;
         /* derivation, CI metrics and test results read a jansson tree: built for their few
          * types only */
@@ -154,42 +153,42 @@ int view_handle_record(rd_kafka_message_t *m)
             rc = SQLITE_NOMEM;
             goto undo;
         }
-        if ((rc = applied_row(ev.id, at)) ||
-            (rc = view_apply_event(&ev, tree.root ? &tree : NULL, &stored)) ||
-            (tree.root && (rc = derive_event(&tree))))
+        if ((rc = applied_row(v, ev.id, at)) ||
+            (rc = view_apply_event(v, &ev, tree.root ? &tree : NULL, &stored)) ||
+            (tree.root && (rc = derive_event(v, &tree))))
             goto undo;
         if (stored) {
-            view_g.batch_events++;
+            v->batch_events++;
             if (tree.root)
-                view_ci_observe(view_g.db, &tree);
+                view_ci_observe(v, &tree);
         } else {
-            view_g.batch_skipped++;
+            v->batch_skipped++;
         }
-        if ((rc = view_wexec(W_RELEASE)))
+        if ((rc = view_wexec(v, W_RELEASE)))
             goto fail;
         goto done;
     undo:
         if (!event_level_error(rc))
             goto fail;
-        fh_metric_add(view_g.m_errors, 1);
+        fh_metric_add(v->m_errors, 1);
         snprintf(reason, sizeof(reason), "view: SQLite refused the event: %s",
-                 sqlite3_errmsg(view_g.db));
+                 sqlite3_errmsg(v->db));
         fh_log(FH_LOG_ERROR, "view.apply", "topic=%s partition=%d offset=%lld id=%s error=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), ev.id),
-               fh_log_quote(err, sizeof(err), sqlite3_errmsg(view_g.db)));
-        if (view_wexec(W_UNDO) || view_wexec(W_RELEASE))
+               fh_log_quote(err, sizeof(err), sqlite3_errmsg(v->db)));
+        if (view_wexec(v, W_UNDO) || view_wexec(v, W_RELEASE))
             goto fail;
-        view_dedup_undo_last(ev.id);
+        view_dedup_undo_last(v, ev.id);
         /* A valid event the view cannot store: dead-lettered, so it is not lost silently. If
          * even that fails, the batch is retried rather than the event skipped. */
-        if (fh_dlq_send(view_g.dlq, m, reason))
+        if (fh_dlq_send(v->dlq, m, reason))
             goto fail;
-        view_g.batch_invalid++;
+        v->batch_invalid++;
         goto done;
     fail:
         fh_log(FH_LOG_ERROR, "view.sqlite", "op=apply error=%s",
-               fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->db)));
         fh_event_clear(&tree);
         return -1;
     done:
@@ -197,133 +196,133 @@ int view_handle_record(rd_kafka_message_t *m)
     }
     p->next = m->offset + 1;
     p->dirty = 1;
-    view_g.batch_n++;
-    if (ts > view_g.batch_record_ts)
-        view_g.batch_record_ts = ts;
-    if (ts > 0 && view_g.batch_ts_n < view_g.batch_ts_cap)
-        view_g.batch_ts[view_g.batch_ts_n++] = ts;
+    v->batch_n++;
+    if (ts > v->batch_record_ts)
+        v->batch_record_ts = ts;
+    if (ts > 0 && v->batch_ts_n < v->batch_ts_cap)
+        v->batch_ts[v->batch_ts_n++] = ts;
     return 0;
 }
 
-static long long offsets_total(void)
+static long long offsets_total(fh_view *v)
 {
     long long t = 0;
     for (int k = 0; k < NTOPICS; k++)
-        for (int i = 0; i < view_g.nparts[k]; i++)
-            if (view_g.parts[k][i].next > 0)
-                t += view_g.parts[k][i].next;
+        for (int i = 0; i < v->nparts[k]; i++)
+            if (v->parts[k][i].next > 0)
+                t += v->parts[k][i].next;
     return t;
 }
 
 /* Forgets the open batch: positions go back to what SQLite holds and the consumer is sent
  * there again. */
-void view_abort_batch(void)
+void view_abort_batch(fh_view *v)
 {
-    if (view_g.in_txn)
-        view_wexec(W_ROLLBACK);
-    view_g.in_txn = 0;
-    view_dedup_abort();
+    if (v->in_txn)
+        view_wexec(v, W_ROLLBACK);
+    v->in_txn = 0;
+    view_dedup_abort(v);
     for (int k = 0; k < NTOPICS; k++)
-        for (int i = 0; i < view_g.nparts[k]; i++) {
-            view_g.parts[k][i].next = view_g.parts[k][i].committed;
-            view_g.parts[k][i].dirty = 0;
+        for (int i = 0; i < v->nparts[k]; i++) {
+            v->parts[k][i].next = v->parts[k][i].committed;
+            v->parts[k][i].dirty = 0;
         }
-    view_g.batch_n = 0;
-    view_ci_abort();
-    fh_metric_add(view_g.m_errors, 1);
-    view_assign_all();
+    v->batch_n = 0;
+    view_ci_abort(v);
+    fh_metric_add(v->m_errors, 1);
+    view_assign_all(v);
 }
 
-static void record_freshness(int64_t now_ms)
+static void record_freshness(fh_view *v, int64_t now_ms)
 {
-    for (size_t i = 0; i < view_g.batch_ts_n; i++) {
-        int64_t d = now_ms - view_g.batch_ts[i];
+    for (size_t i = 0; i < v->batch_ts_n; i++) {
+        int64_t d = now_ms - v->batch_ts[i];
         if (d < 0)
             d = 0;
         for (int b = 0; b < FRESH_BUCKETS; b++)
             if (d <= view_fresh_le[b])
-                fh_metric_add(view_g.m_fresh[b], 1);
-        fh_metric_add(view_g.m_fresh[FRESH_BUCKETS], 1);
-        fh_metric_add(view_g.m_fresh_sum, d);
+                fh_metric_add(v->m_fresh[b], 1);
+        fh_metric_add(v->m_fresh[FRESH_BUCKETS], 1);
+        fh_metric_add(v->m_fresh_sum, d);
     }
-    fh_metric_add(view_g.m_fresh_count, (long long)view_g.batch_ts_n);
+    fh_metric_add(v->m_fresh_count, (long long)v->batch_ts_n);
 }
 
 /* Commits the open batch with its offsets. Returns 0, or -1 after rolling it back. */
-int view_commit_batch(void)
+int view_commit_batch(fh_view *v)
 {
     int rc = SQLITE_OK;
     for (int k = 0; k < NTOPICS && !rc; k++)
-        for (int i = 0; i < view_g.nparts[k] && !rc; i++) {
-            vpart *p = &view_g.parts[k][i];
+        for (int i = 0; i < v->nparts[k] && !rc; i++) {
+            vpart *p = &v->parts[k][i];
             if (!p->dirty)
                 continue;
-            sqlite3_stmt *st = view_g.w[W_OFFSET];
-            view_bind_text(st, 1, view_g.topic[k]);
+            sqlite3_stmt *st = v->w[W_OFFSET];
+            view_bind_text(st, 1, v->topic[k]);
             sqlite3_bind_int(st, 2, i);
             sqlite3_bind_int64(st, 3, p->next);
             rc = view_wrun(st);
         }
     if (!rc)
-        rc = derive_batch_end();
+        rc = derive_batch_end(v);
     int64_t now = fh_now_ms();
-    long long total = offsets_total();
+    long long total = offsets_total(v);
     if (!rc) {
-        sqlite3_stmt *st = view_g.w[W_STATE];
+        sqlite3_stmt *st = v->w[W_STATE];
         sqlite3_bind_int64(st, 1, total);
         sqlite3_bind_int64(st, 2, now);
-        sqlite3_bind_int64(st, 3, view_g.batch_record_ts);
-        sqlite3_bind_double(st, 4, view_g.clock);
-        sqlite3_bind_int64(st, 5, view_g.batch_events);
-        sqlite3_bind_int64(st, 6, view_g.batch_dups);
-        sqlite3_bind_int64(st, 7, view_g.batch_invalid);
-        sqlite3_bind_int64(st, 8, view_g.batch_skipped);
+        sqlite3_bind_int64(st, 3, v->batch_record_ts);
+        sqlite3_bind_double(st, 4, v->clock);
+        sqlite3_bind_int64(st, 5, v->batch_events);
+        sqlite3_bind_int64(st, 6, v->batch_dups);
+        sqlite3_bind_int64(st, 7, v->batch_invalid);
+        sqlite3_bind_int64(st, 8, v->batch_skipped);
         rc = view_wrun(st);
     }
     if (!rc)
-        rc = view_wexec(W_COMMIT);
+        rc = view_wexec(v, W_COMMIT);
     if (rc) {
         {
             char q[420];
             fh_log(FH_LOG_ERROR, "view.sqlite", "op=commit error=%s",
-                   fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
+                   fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->db)));
         }
-        view_abort_batch();
+        view_abort_batch(v);
         return -1;
     }
-    view_g.in_txn = 0;
-    view_dedup_commit();
-    atomic_fetch_add(&view_g.records_lost, view_g.batch_lost);
-    if (view_g.batch_record_ts > view_g.max_record_ts)
-        view_g.max_record_ts = view_g.batch_record_ts;
+    v->in_txn = 0;
+    view_dedup_commit(v);
+    atomic_fetch_add(&v->records_lost, v->batch_lost);
+    if (v->batch_record_ts > v->max_record_ts)
+        v->max_record_ts = v->batch_record_ts;
     for (int k = 0; k < NTOPICS; k++)
-        for (int i = 0; i < view_g.nparts[k]; i++) {
-            view_g.parts[k][i].committed = view_g.parts[k][i].next;
-            view_g.parts[k][i].dirty = 0;
+        for (int i = 0; i < v->nparts[k]; i++) {
+            v->parts[k][i].committed = v->parts[k][i].next;
+            v->parts[k][i].dirty = 0;
         }
-    long long v = atomic_fetch_add(&view_g.version, 1) + 1;
-    fh_metric_set(view_g.m_version, v);
-    fh_metric_add(view_g.m_applied, view_g.batch_events);
-    fh_metric_add(view_g.m_dups, view_g.batch_dups);
-    fh_metric_add(view_g.m_invalid, view_g.batch_invalid);
-    fh_metric_add(view_g.m_skipped, view_g.batch_skipped);
-    fh_metric_add(view_g.m_batches, 1);
-    record_freshness(fh_now_ms());
-    view_ci_commit();
-    view_g.batch_n = 0;
-    derive_after_commit();
+    long long ver = atomic_fetch_add(&v->version, 1) + 1;
+    fh_metric_set(v->m_version, ver);
+    fh_metric_add(v->m_applied, v->batch_events);
+    fh_metric_add(v->m_dups, v->batch_dups);
+    fh_metric_add(v->m_invalid, v->batch_invalid);
+    fh_metric_add(v->m_skipped, v->batch_skipped);
+    fh_metric_add(v->m_batches, 1);
+    record_freshness(v, fh_now_ms());
+    view_ci_commit(v);
+    v->batch_n = 0;
+    derive_after_commit(v);
     return 0;
 }
 
 /* ---- pruning ---------------------------------------------------------------------------- */
 
-void view_prune(void)
+void view_prune(fh_view *v)
 {
     char err[512], q[560];
-    if (view_g.clock <= 0)
+    if (v->clock <= 0)
         return;
-    double cutoff = view_g.clock - (double)view_g.retention_s;
-    double dedup_cutoff = (double)view_g.max_record_ts / 1000.0 - (double)view_g.dedup_window_s;
+    double cutoff = v->clock - (double)v->retention_s;
+    double dedup_cutoff = (double)v->max_record_ts / 1000.0 - (double)v->dedup_window_s;
     char sql[2048];
     /* At most 20,000 builds per round keeps the transaction short; the next round goes on. */
     snprintf(sql, sizeof(sql),
@@ -341,29 +340,29 @@ void view_prune(void)
              "DELETE FROM revisions WHERE pos < %.3f;"
              "DELETE FROM applied WHERE at < %.3f;",
              cutoff, cutoff, cutoff, cutoff, dedup_cutoff);
-    int before = sqlite3_total_changes(view_g.db);
-    if (fh_sqlite_exec(view_g.db, sql, err, sizeof(err))) {
+    int before = sqlite3_total_changes(v->db);
+    if (fh_sqlite_exec(v->db, sql, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "view.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
-        sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
         return;
     }
-    int deleted = sqlite3_total_changes(view_g.db) - before;
+    int deleted = sqlite3_total_changes(v->db) - before;
     if (deleted > 0 &&
-        fh_sqlite_exec(view_g.db, "UPDATE view_state SET version = version + 1 WHERE id = 1", err,
+        fh_sqlite_exec(v->db, "UPDATE view_state SET version = version + 1 WHERE id = 1", err,
                        sizeof(err))) {
         fh_log(FH_LOG_ERROR, "view.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
-        sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
         return;
     }
-    if (fh_sqlite_exec(view_g.db, "COMMIT", err, sizeof(err))) {
+    if (fh_sqlite_exec(v->db, "COMMIT", err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "view.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
-        sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
         return;
     }
     if (deleted > 0) {
-        long long v = atomic_fetch_add(&view_g.version, 1) + 1;
-        fh_metric_set(view_g.m_version, v);
-        fh_metric_add(view_g.m_pruned, deleted);
+        long long ver = atomic_fetch_add(&v->version, 1) + 1;
+        fh_metric_set(v->m_version, ver);
+        fh_metric_add(v->m_pruned, deleted);
         fh_log(FH_LOG_INFO, "view.pruned", "rows=%d cutoff=%.3f", deleted, cutoff);
     }
 }

@@ -4,26 +4,26 @@
 
 /* ---- the answer cache ------------------------------------------------------------------- */
 
-enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *asof,
+enum view_cache_result view_cache_get(fh_view *v, const char *key, fh_buf *out, view_asof *asof,
                                       unsigned long long *hash)
 {
     enum view_cache_result res = (enum view_cache_result)fh_acache_get(
-        view_g.cache, key, atomic_load(&view_g.version), fh_now_ms(), out, asof, hash);
-    fh_metric_add(res == VIEW_CACHE_HIT     ? view_g.m_hits
-                  : res == VIEW_CACHE_STALE ? view_g.m_stale
-                                            : view_g.m_misses,
+        v->cache, key, atomic_load(&v->version), fh_now_ms(), out, asof, hash);
+    fh_metric_add(res == VIEW_CACHE_HIT     ? v->m_hits
+                  : res == VIEW_CACHE_STALE ? v->m_stale
+                                            : v->m_misses,
                   1);
     return res;
 }
 
-void view_cache_put(const char *key, const char *body, size_t len, unsigned long long hash,
-                    const view_asof *asof, int ttl_ms)
+void view_cache_put(fh_view *v, const char *key, const char *body, size_t len,
+                    unsigned long long hash, const view_asof *asof, int ttl_ms)
 {
-    fh_acache_put(view_g.cache, key, body, len, hash, asof->version, asof,
+    fh_acache_put(v->cache, key, body, len, hash, asof->version, asof,
                   ttl_ms > 0 ? fh_now_ms() + ttl_ms : 0);
 }
 
-void view_cache_abandon(const char *key)
+void view_cache_abandon(fh_view *v, const char *key)
 {
-    fh_acache_abandon(view_g.cache, key);
+    fh_acache_abandon(v->cache, key);
 }

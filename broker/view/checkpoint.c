@@ -11,77 +11,77 @@
  * in the WAL before COMMIT returns, whether or not it has been copied back yet. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
-    (void)arg;
+    fh_view *v = arg;
     (void)db;
     (void)name;
-    view_g.wal_pages = pages;
-    if (pages >= view_g.checkpoint_pages) {
-        pthread_mutex_lock(&view_g.ckpt_mu);
-        view_g.ckpt_wanted = 1;
-        pthread_cond_signal(&view_g.ckpt_cv);
-        pthread_mutex_unlock(&view_g.ckpt_mu);
+    v->wal_pages = pages;
+    if (pages >= v->checkpoint_pages) {
+        pthread_mutex_lock(&v->ckpt_mu);
+        v->ckpt_wanted = 1;
+        pthread_cond_signal(&v->ckpt_cv);
+        pthread_mutex_unlock(&v->ckpt_mu);
     }
     return SQLITE_OK;
 }
 
 static void *ckpt_main(void *arg)
 {
-    (void)arg;
+    fh_view *v = arg;
     pthread_setname_np(pthread_self(), "fh-view-ckpt");
-    view_thread_nice("checkpointer");
-    pthread_mutex_lock(&view_g.ckpt_mu);
-    while (!view_g.ckpt_stop) {
-        if (!view_g.ckpt_wanted) {
-            pthread_cond_wait(&view_g.ckpt_cv, &view_g.ckpt_mu);
+    view_thread_nice(v, "checkpointer");
+    pthread_mutex_lock(&v->ckpt_mu);
+    while (!v->ckpt_stop) {
+        if (!v->ckpt_wanted) {
+            pthread_cond_wait(&v->ckpt_cv, &v->ckpt_mu);
             continue;
         }
-        view_g.ckpt_wanted = 0;
-        pthread_mutex_unlock(&view_g.ckpt_mu);
+        v->ckpt_wanted = 0;
+        pthread_mutex_unlock(&v->ckpt_mu);
         int logged = 0, copied = 0;
-        int rc = sqlite3_wal_checkpoint_v2(view_g.ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logged,
+        int rc = sqlite3_wal_checkpoint_v2(v->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logged,
                                            &copied);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
             char q[420];
             fh_log(FH_LOG_WARN, "view.checkpoint", "error=%s",
-                   fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.ckpt_db)));
+                   fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->ckpt_db)));
         }
-        fh_metric_add(view_g.m_checkpoints, 1);
-        pthread_mutex_lock(&view_g.ckpt_mu);
+        fh_metric_add(v->m_checkpoints, 1);
+        pthread_mutex_lock(&v->ckpt_mu);
     }
-    pthread_mutex_unlock(&view_g.ckpt_mu);
+    pthread_mutex_unlock(&v->ckpt_mu);
     return NULL;
 }
 
 /* Opens the checkpointer's connection and starts it; on failure the writer keeps SQLite's
  * automatic checkpoints. */
-void view_ckpt_start(void)
+void view_ckpt_start(fh_view *v)
 {
-    if (sqlite3_open_v2(view_g.path, &view_g.ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(v->path, &v->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
         fh_log(FH_LOG_WARN, "view.checkpoint",
                "note=\"no checkpointer connection: automatic "
                "checkpoints\"");
-        sqlite3_close(view_g.ckpt_db);
-        view_g.ckpt_db = NULL;
+        sqlite3_close(v->ckpt_db);
+        v->ckpt_db = NULL;
         return;
     }
-    sqlite3_busy_timeout(view_g.ckpt_db, 1000);
+    sqlite3_busy_timeout(v->ckpt_db, 1000);
     /* A connection checkpoints only once its pager has seen the file in WAL mode: until it
      * reads, sqlite3_wal_checkpoint_v2 returns OK and does nothing. */
-    if (sqlite3_exec(view_g.ckpt_db, "PRAGMA journal_mode=WAL; SELECT count(*) FROM view_state;",
-                     NULL, NULL, NULL) != SQLITE_OK) {
-        sqlite3_close(view_g.ckpt_db);
-        view_g.ckpt_db = NULL;
+    if (sqlite3_exec(v->ckpt_db, "PRAGMA journal_mode=WAL; SELECT count(*) FROM view_state;", NULL,
+                     NULL, NULL) != SQLITE_OK) {
+        sqlite3_close(v->ckpt_db);
+        v->ckpt_db = NULL;
         return;
     }
-    if (pthread_create(&view_g.ckpt_thread, NULL, ckpt_main, NULL)) {
-        sqlite3_close(view_g.ckpt_db);
-        view_g.ckpt_db = NULL;
+    if (pthread_create(&v->ckpt_thread, NULL, ckpt_main, v)) {
+        sqlite3_close(v->ckpt_db);
+        v->ckpt_db = NULL;
         return;
     }
-    view_g.ckpt_started = 1;
-    sqlite3_exec(view_g.db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
-    sqlite3_wal_hook(view_g.db, wal_hook, NULL);
+    v->ckpt_started = 1;
+    sqlite3_exec(v->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
+    sqlite3_wal_hook(v->db, wal_hook, v);
 }
 
 /* SQLite starts the WAL over from its beginning only when a write transaction begins on a
@@ -90,27 +90,27 @@ void view_ckpt_start(void)
  * view.checkpoint_pages, the view thread finishes the copy itself between two batches: the
  * checkpointer has already copied (and synced) nearly everything, so this is the tail of a
  * batch or two. */
-void view_ckpt_tail(void)
+void view_ckpt_tail(fh_view *v)
 {
-    if (!view_g.ckpt_started || view_g.wal_pages < 2 * view_g.checkpoint_pages)
+    if (!v->ckpt_started || v->wal_pages < 2 * v->checkpoint_pages)
         return;
-    sqlite3_wal_checkpoint_v2(view_g.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    view_g.wal_pages = 0;
-    fh_metric_add(view_g.m_checkpoints_tail, 1);
+    sqlite3_wal_checkpoint_v2(v->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    v->wal_pages = 0;
+    fh_metric_add(v->m_checkpoints_tail, 1);
 }
 
-void view_ckpt_stop(void)
+void view_ckpt_stop(fh_view *v)
 {
-    if (view_g.ckpt_started) {
-        pthread_mutex_lock(&view_g.ckpt_mu);
-        view_g.ckpt_stop = 1;
-        pthread_cond_signal(&view_g.ckpt_cv);
-        pthread_mutex_unlock(&view_g.ckpt_mu);
-        pthread_join(view_g.ckpt_thread, NULL);
-        view_g.ckpt_started = 0;
+    if (v->ckpt_started) {
+        pthread_mutex_lock(&v->ckpt_mu);
+        v->ckpt_stop = 1;
+        pthread_cond_signal(&v->ckpt_cv);
+        pthread_mutex_unlock(&v->ckpt_mu);
+        pthread_join(v->ckpt_thread, NULL);
+        v->ckpt_started = 0;
     }
-    if (view_g.db)
-        sqlite3_wal_hook(view_g.db, NULL, NULL);
-    sqlite3_close(view_g.ckpt_db);
-    view_g.ckpt_db = NULL;
+    if (v->db)
+        sqlite3_wal_hook(v->db, NULL, NULL);
+    sqlite3_close(v->ckpt_db);
+    v->ckpt_db = NULL;
 }

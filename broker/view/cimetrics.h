@@ -37,19 +37,24 @@
      "how long a rendered /metrics/ci answer is reused (0: every scrape queries the view)"}
 /* clang-format on */
 
-/* Reads the metrics.ci_* keys and view.batch_max (the most observations one batch stages).
- * Called by view_start before the view thread runs. Returns 0, or -1 out of memory. */
-int view_ci_init(const fh_config *c);
+typedef struct fh_view fh_view;
+typedef struct view_ci view_ci;
 
-/* View thread: observes an applied event (inside the open batch, after view_apply_event);
- * db is the writer connection (a started build's request is looked up for its queue wait). */
-void view_ci_observe(sqlite3 *db, const fh_event *ev);
+/* Makes the view's CI metrics (v->ci) from v's configuration (metrics.ci_* and view.batch_max,
+ * the most observations one batch stages). Called by fh_view_start before the view thread runs.
+ * Returns 0, or -1 out of memory with errbuf. view_ci_free frees them (NULL v->ci is fine). */
+int view_ci_init(fh_view *v, char *errbuf, size_t errsize);
+void view_ci_free(fh_view *v);
+
+/* View thread: observes an applied event (inside the open batch, after view_apply_event); a
+ * started build's request is looked up on the writer connection for its queue wait. */
+void view_ci_observe(fh_view *v, const fh_event *ev);
 /* View thread: the open batch committed (staged observations count) or rolled back (they
  * are dropped). */
-void view_ci_commit(void);
-void view_ci_abort(void);
+void view_ci_commit(fh_view *v);
+void view_ci_abort(fh_view *v);
 
-/* GET /metrics/ci (route ctx unused). */
+/* GET /metrics/ci; the route's ctx is the view (fh_view *; NULL or disabled: 503). */
 void view_ci_handle(void *ctx, fh_http_request *req, fh_http_response *resp);
 
 /* Builder state per builder and branch, from the last finished build whose results decide one

@@ -1,5 +1,6 @@
 /* view/consumer: the view's Kafka consumer (manual assignment of every partition from the
- * offsets stored in SQLite, watermarks for as_of.behind) and the view thread's loop. */
+ * offsets stored in SQLite, watermarks for as_of.behind). The view thread's loop that polls it
+ * is loop.c. */
 #include "internal.h"
 
 #include "derive.h"
@@ -8,32 +9,31 @@
 /* ---- Kafka ------------------------------------------------------------------------------ */
 
 /* Sends the consumer to every known partition at its committed position. */
-void view_assign_all(void)
+void view_assign_all(fh_view *v)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(64);
     for (int k = 0; k < NTOPICS; k++)
-        for (int i = 0; i < view_g.nparts[k]; i++)
-            rd_kafka_topic_partition_list_add(l, view_g.topic[k], i)->offset =
-                view_g.parts[k][i].committed >= 0 ? view_g.parts[k][i].committed
-                                                  : RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_resp_err_t err = rd_kafka_assign(view_g.rk, l);
+        for (int i = 0; i < v->nparts[k]; i++)
+            rd_kafka_topic_partition_list_add(l, v->topic[k], i)->offset =
+                v->parts[k][i].committed >= 0 ? v->parts[k][i].committed
+                                              : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t err = rd_kafka_assign(v->rk, l);
     if (err)
         fh_log(FH_LOG_ERROR, "view.assign", "error=\"%s\"", rd_kafka_err2str(err));
     else
         fh_log(FH_LOG_INFO, "view.assign", "partitions=%d events=%d logs=%d", l->cnt,
-               view_g.nparts[TOPIC_EVENTS], view_g.nparts[TOPIC_LOGS]);
+               v->nparts[TOPIC_EVENTS], v->nparts[TOPIC_LOGS]);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-static int64_t stored_offset(int k, int part)
+static int64_t stored_offset(fh_view *v, int k, int part)
 {
     sqlite3_stmt *st = NULL;
     int64_t off = -1;
-    if (sqlite3_prepare_v2(view_g.db,
-                           "SELECT next_offset FROM offsets WHERE topic = ?1 AND part = ?2", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(v->db, "SELECT next_offset FROM offsets WHERE topic = ?1 AND part = ?2",
+                           -1, &st, NULL) != SQLITE_OK)
         return -1;
-    sqlite3_bind_text(st, 1, view_g.topic[k], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, v->topic[k], -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, part);
     if (sqlite3_step(st) == SQLITE_ROW)
         off = sqlite3_column_int64(st, 0);
@@ -43,54 +43,51 @@ static int64_t stored_offset(int k, int part)
 
 /* Looks up the partition counts; grows the partition table and reassigns when they grew.
  * Called only between batches, when every position equals its committed one. */
-static void refresh_partitions(void)
+void view_refresh_partitions(fh_view *v)
 {
     int changed = 0;
     for (int k = 0; k < NTOPICS; k++) {
         char err[512];
         int32_t first;
         int n = 0;
-        if (fh_consumer_partitions(view_g.rk, view_g.topic[k], 2000, &first, 1, &n, err,
-                                   sizeof(err))) {
-            static int64_t warned;
-            if (fh_now_ms() - warned > 60000) {
-                warned = fh_now_ms();
-                fh_log(FH_LOG_WARN, "view.metadata", "topic=%s error=\"%s\"", view_g.topic[k], err);
+        if (fh_consumer_partitions(v->rk, v->topic[k], 2000, &first, 1, &n, err, sizeof(err))) {
+            if (fh_now_ms() - v->meta_warned_ms > 60000) {
+                v->meta_warned_ms = fh_now_ms();
+                fh_log(FH_LOG_WARN, "view.metadata", "topic=%s error=\"%s\"", v->topic[k], err);
             }
             continue;
         }
-        if (n <= view_g.nparts[k])
+        if (n <= v->nparts[k])
             continue;
-        vpart *np = realloc(view_g.parts[k], (size_t)n * sizeof(*np));
+        vpart *np = realloc(v->parts[k], (size_t)n * sizeof(*np));
         if (!np)
             continue;
-        for (int i = view_g.nparts[k]; i < n; i++) {
-            np[i].committed = np[i].next = stored_offset(k, i);
+        for (int i = v->nparts[k]; i < n; i++) {
+            np[i].committed = np[i].next = stored_offset(v, k, i);
             np[i].lo = np[i].hi = -1;
             np[i].lost_reported = -1;
             np[i].dirty = 0;
         }
-        view_g.parts[k] = np;
-        view_g.nparts[k] = n;
+        v->parts[k] = np;
+        v->nparts[k] = n;
         changed = 1;
     }
     if (changed)
-        view_assign_all();
+        view_assign_all(v);
 }
 
 /* Publishes how far the topics go, from librdkafka's cached watermarks; -1 until every
  * partition's high watermark is known (no fetch answered yet), so nobody reads "0 behind" off a
  * view that has not looked. */
-static void publish_end(void)
+void view_publish_end(fh_view *v)
 {
     long long end = 0, behind = 0;
-    int unknown = view_g.nparts[TOPIC_EVENTS] == 0 || view_g.nparts[TOPIC_LOGS] == 0;
+    int unknown = v->nparts[TOPIC_EVENTS] == 0 || v->nparts[TOPIC_LOGS] == 0;
     for (int k = 0; k < NTOPICS; k++)
-        for (int i = 0; i < view_g.nparts[k]; i++) {
-            vpart *p = &view_g.parts[k][i];
+        for (int i = 0; i < v->nparts[k]; i++) {
+            vpart *p = &v->parts[k][i];
             int64_t lo, hi;
-            if (rd_kafka_get_watermark_offsets(view_g.rk, view_g.topic[k], i, &lo, &hi) == 0 &&
-                hi >= 0) {
+            if (rd_kafka_get_watermark_offsets(v->rk, v->topic[k], i, &lo, &hi) == 0 && hi >= 0) {
                 p->lo = lo;
                 p->hi = hi;
             }
@@ -106,8 +103,8 @@ static void publish_end(void)
             end += reach;
             behind += reach - next;
         }
-    atomic_store(&view_g.end_total, unknown ? -1 : end);
-    fh_metric_set(view_g.m_behind, unknown ? -1 : behind);
+    atomic_store(&v->end_total, unknown ? -1 : end);
+    fh_metric_set(v->m_behind, unknown ? -1 : behind);
 }
 
 /* Prefetching is capped (8 MiB queued, 4 MiB per fetch) so a view that is far behind does not
@@ -129,95 +126,20 @@ static const char *const view_consumer_defaults[] = {
     NULL,
 };
 
-int view_kafka_open(char *errbuf, size_t errsize)
+int view_kafka_open(fh_view *v, char *errbuf, size_t errsize)
 {
     rd_kafka_conf_t *conf;
     char group[512];
-    if (fh_kafka_conf(&view_g.b->cfg, view_g.b->bootstrap, view_consumer_defaults, &conf, errbuf,
-                      errsize))
+    if (fh_kafka_conf(&v->b->cfg, v->b->bootstrap, view_consumer_defaults, &conf, errbuf, errsize))
         return -1;
     /* librdkafka wants a group id before it lets a consumer assign(); the view never joins the
      * group (no subscribe) and never commits to Kafka: its offsets live in SQLite. */
-    snprintf(group, sizeof(group), "%s.view", fh_config_str(&view_g.b->cfg, "kafka.group"));
+    snprintf(group, sizeof(group), "%s.view", v->cfg.group);
     if (rd_kafka_conf_set(conf, "group.id", group, errbuf, errsize) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }
-    if (!(view_g.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
+    if (!(v->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
         return -1; /* rd_kafka_new destroyed conf */
     return 0;
-}
-
-void *view_main(void *arg)
-{
-    (void)arg;
-    pthread_setname_np(pthread_self(), "fh-view");
-    view_thread_nice("view");
-    int64_t next_meta = 0, next_prune = fh_now_ms() + 1000, next_end = 0;
-    while (view_running()) {
-        int64_t now = fh_now_ms();
-        if (!view_g.in_txn) {
-            if (now >= next_meta) {
-                refresh_partitions();
-                next_meta = now + view_g.metadata_ms;
-            }
-            if (now >= next_prune) {
-                view_prune();
-                next_prune = now + view_g.prune_interval_s * 1000;
-            }
-            derive_tick(now);
-        }
-        if (now >= next_end) {
-            publish_end();
-            next_end = now + 100;
-        }
-        int timeout = 100;
-        if (view_g.in_txn) {
-            int64_t left = view_g.batch_first_ms + view_g.batch_ms - now;
-            timeout = left < 0 ? 0 : (int)left;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(view_g.rk, timeout);
-        if (m) {
-            if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                    static int64_t warned;
-                    char q[420];
-                    if (fh_now_ms() - warned > 10000) {
-                        warned = fh_now_ms();
-                        fh_log(FH_LOG_WARN, "view.kafka", "error=%s",
-                               fh_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
-                    }
-                }
-            } else if ((!view_g.in_txn && view_begin_batch()) || view_handle_record(m)) {
-                /* SQLite failed (disk full, I/O): undo the batch and retry it from the committed
-                 * positions a second later. */
-                view_abort_batch();
-                rd_kafka_message_destroy(m);
-                struct timespec ts = {1, 0};
-                nanosleep(&ts, NULL);
-                continue;
-            }
-            rd_kafka_message_destroy(m);
-        }
-        if (view_g.in_txn && (view_g.batch_n >= view_g.batch_max ||
-                              fh_now_ms() >= view_g.batch_first_ms + view_g.batch_ms)) {
-            if (view_g.batch_n == 0) {
-                view_wexec(W_ROLLBACK);
-                view_g.in_txn = 0;
-            } else if (view_commit_batch()) {
-                struct timespec ts = {1, 0};
-                nanosleep(&ts, NULL);
-            } else {
-                view_ckpt_tail();
-            }
-        }
-    }
-    if (view_g.in_txn) {
-        if (view_g.batch_n)
-            view_commit_batch();
-        else
-            view_wexec(W_ROLLBACK);
-        view_g.in_txn = 0;
-    }
-    return NULL;
 }

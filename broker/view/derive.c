@@ -106,7 +106,7 @@ int derive_emit(const char *type, const char *const *parts, size_t nparts, json_
         json_decref(data);
         return rc;
     }
-    if (sqlite3_changes(view_g.db) == 0) {
+    if (sqlite3_changes(derive_g.view->db) == 0) {
         json_decref(data); /* emitted before (this run, an earlier one, or read back) */
         return SQLITE_OK;
     }
@@ -169,7 +169,7 @@ static void flush_outbox(void)
     long long seq[DERIVE_FLUSH_MAX];
     int n = 0, done = 0, rc;
     char q[420];
-    if (!derive_g.producer || view_g.in_txn)
+    if (!derive_g.producer || derive_g.view->in_txn)
         return;
     sqlite3_stmt *st = derive_g.st[D_OUTBOX_READ];
     while (n < DERIVE_FLUSH_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -194,7 +194,7 @@ static void flush_outbox(void)
     if (n == 0)
         return;
     rd_kafka_flush(derive_g.producer, 10000);
-    if (view_wexec(W_BEGIN))
+    if (view_wexec(derive_g.view, W_BEGIN))
         return;
     for (int i = 0; i < n; i++) {
         if (!derive_g.delivered[i])
@@ -204,8 +204,8 @@ static void flush_outbox(void)
             break;
         done++;
     }
-    if (view_wexec(W_COMMIT)) {
-        view_wexec(W_ROLLBACK);
+    if (view_wexec(derive_g.view, W_COMMIT)) {
+        view_wexec(derive_g.view, W_ROLLBACK);
         return;
     }
     fh_metric_add(derive_g.m_emitted, done);
@@ -216,8 +216,9 @@ static void flush_outbox(void)
         derive_g.outbox_pending = 0;
 }
 
-void derive_after_commit(void)
+void derive_after_commit(fh_view *v)
 {
+    (void)v; /* derive_g.view */
     if (derive_g.on && derive_g.outbox_pending)
         flush_outbox();
 }
@@ -239,9 +240,11 @@ static int seed_from_topic(char *errbuf, size_t errsize)
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_partition_list_t *l = NULL;
     int64_t deadline = fh_now_ms() + 120000;
-    if (fh_kafka_conf(&view_g.b->cfg, view_g.b->bootstrap, defaults, &conf, errbuf, errsize))
+    if (fh_kafka_conf(&derive_g.view->b->cfg, derive_g.view->b->bootstrap, defaults, &conf, errbuf,
+                      errsize))
         return -1;
-    snprintf(group, sizeof(group), "%s.derive", fh_config_str(&view_g.b->cfg, "kafka.group"));
+    snprintf(group, sizeof(group), "%s.derive",
+             fh_config_str(&derive_g.view->b->cfg, "kafka.group"));
     if (rd_kafka_conf_set(conf, "group.id", group, errbuf, errsize) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         return -1;
@@ -264,7 +267,7 @@ static int seed_from_topic(char *errbuf, size_t errsize)
         if (hi[i] > lo[i])
             left++;
     }
-    if (rd_kafka_assign(rk, l) || view_wexec(W_BEGIN)) {
+    if (rd_kafka_assign(rk, l) || view_wexec(derive_g.view, W_BEGIN)) {
         snprintf(errbuf, errsize, "cannot assign %s or begin", derive_g.topic);
         goto out;
     }
@@ -290,16 +293,17 @@ static int seed_from_topic(char *errbuf, size_t errsize)
         }
         rd_kafka_message_destroy(m);
     }
-    if (left > 0 || fh_sqlite_exec(view_g.db, "UPDATE derive_meta SET seeded = 1 WHERE id = 1",
-                                   errbuf, errsize)) {
+    if (left > 0 ||
+        fh_sqlite_exec(derive_g.view->db, "UPDATE derive_meta SET seeded = 1 WHERE id = 1", errbuf,
+                       errsize)) {
         if (left > 0)
             snprintf(errbuf, errsize, "%s: not read to its end in 120 s", derive_g.topic);
-        view_wexec(W_ROLLBACK);
+        view_wexec(derive_g.view, W_ROLLBACK);
         goto out;
     }
-    if (view_wexec(W_COMMIT)) {
-        snprintf(errbuf, errsize, "commit: %s", sqlite3_errmsg(view_g.db));
-        view_wexec(W_ROLLBACK);
+    if (view_wexec(derive_g.view, W_COMMIT)) {
+        snprintf(errbuf, errsize, "commit: %s", sqlite3_errmsg(derive_g.view->db));
+        view_wexec(derive_g.view, W_ROLLBACK);
         goto out;
     }
     fh_log(FH_LOG_INFO, "derive.seeded", "topic=%s ids=%lld", derive_g.topic, read);
@@ -316,8 +320,8 @@ static int seeded(void)
 {
     sqlite3_stmt *st = NULL;
     int s = 0;
-    if (sqlite3_prepare_v2(view_g.db, "SELECT seeded FROM derive_meta WHERE id = 1", -1, &st,
-                           NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(derive_g.view->db, "SELECT seeded FROM derive_meta WHERE id = 1", -1,
+                           &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         s = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
@@ -326,12 +330,13 @@ static int seeded(void)
 
 /* ---- start, stop, tick ------------------------------------------------------------------ */
 
-int derive_open(char *errbuf, size_t errsize)
+int derive_open(fh_view *v, char *errbuf, size_t errsize)
 {
-    const fh_config *c = &view_g.b->cfg;
+    const fh_config *c = &v->b->cfg;
     char q[560];
     rd_kafka_conf_t *conf;
     memset(&derive_g, 0, sizeof(derive_g));
+    derive_g.view = v;
     if (!fh_config_bool(c, "derive.enabled"))
         return 0;
     derive_g.topic = fh_kafka_topic(c, FH_TOPIC_DERIVED);
@@ -342,17 +347,18 @@ int derive_open(char *errbuf, size_t errsize)
     if (fh_stale_rules_parse(&derive_g.stale, fh_config_str(c, "derive.stale_after"), errbuf,
                              errsize))
         return -1;
-    if (fh_sqlite_exec(view_g.db, tables_sql, errbuf, errsize))
+    if (fh_sqlite_exec(derive_g.view->db, tables_sql, errbuf, errsize))
         return -1;
     for (int i = 0; i < D__COUNT; i++)
-        if (sqlite3_prepare_v3(view_g.db, dsql[i], -1, SQLITE_PREPARE_PERSISTENT, &derive_g.st[i],
-                               NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v3(derive_g.view->db, dsql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &derive_g.st[i], NULL) != SQLITE_OK) {
             snprintf(errbuf, errsize, "derive: preparing statement %d: %s", i,
-                     sqlite3_errmsg(view_g.db));
+                     sqlite3_errmsg(derive_g.view->db));
             return -1;
         }
-    derive_g.rd.db = view_g.db;
-    if (fh_kafka_conf(c, view_g.b->bootstrap, producer_defaults, &conf, errbuf, errsize))
+    derive_g.rd.db = v->db;
+    derive_g.rd.view = v;
+    if (fh_kafka_conf(c, derive_g.view->b->bootstrap, producer_defaults, &conf, errbuf, errsize))
         return -1;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     if (!(derive_g.producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errsize)))
@@ -369,7 +375,7 @@ int derive_open(char *errbuf, size_t errsize)
              * again). */
             fh_log(FH_LOG_ERROR, "derive.seed", "error=%s derivation=off",
                    fh_log_quote(q, sizeof(q), err));
-            derive_close();
+            derive_close(v);
             return 0;
         }
     }
@@ -379,9 +385,9 @@ int derive_open(char *errbuf, size_t errsize)
     return 0;
 }
 
-void derive_close(void)
+void derive_close(fh_view *v)
 {
-    if (derive_g.on && derive_g.outbox_pending && !view_g.in_txn)
+    if (derive_g.on && derive_g.outbox_pending && !v->in_txn)
         flush_outbox();
     for (int i = 0; i < VIEW_READER_SLOTS; i++)
         sqlite3_finalize(derive_g.rd.st[i]);
@@ -401,10 +407,10 @@ void derive_close(void)
 static int caught_up(void)
 {
     for (int k = 0; k < NTOPICS; k++) {
-        if (view_g.nparts[k] == 0)
+        if (derive_g.view->nparts[k] == 0)
             return 0;
-        for (int i = 0; i < view_g.nparts[k]; i++) {
-            vpart *p = &view_g.parts[k][i];
+        for (int i = 0; i < derive_g.view->nparts[k]; i++) {
+            vpart *p = &derive_g.view->parts[k][i];
             int64_t at = p->committed > p->lo ? p->committed : p->lo;
             if (p->hi < 0 || at < p->hi)
                 return 0;
@@ -413,9 +419,9 @@ static int caught_up(void)
     return 1;
 }
 
-void derive_tick(int64_t now_ms)
+void derive_tick(fh_view *v, int64_t now_ms)
 {
-    if (!derive_g.on || view_g.in_txn)
+    if (!derive_g.on || v->in_txn)
         return;
     derive_lkgr_due(now_ms);
     if (now_ms < derive_g.next_check)
@@ -425,7 +431,7 @@ void derive_tick(int64_t now_ms)
         derive_stale_check(now_ms);
     if (now_ms >= derive_g.next_prune) {
         derive_prune();
-        derive_g.next_prune = now_ms + view_g.prune_interval_s * 1000;
+        derive_g.next_prune = now_ms + v->prune_interval_s * 1000;
     }
-    derive_after_commit();
+    derive_after_commit(derive_g.view);
 }

@@ -14,6 +14,8 @@
 
 #include "fh_event.h"
 
+typedef struct fh_view fh_view;
+
 /* clang-format off */
 #define FH_DERIVE_CFG \
     {"derive.enabled", NULL, FH_CFG_BOOL, "true", 0, 0, \
@@ -36,24 +38,24 @@
 
 /* After view_db_open: reads the configuration, creates the tables, the producer, and (for a
  * new file) reads topics.derived back. Returns 0 (derivation off or on), or -1 with errbuf. */
-int derive_open(char *errbuf, size_t errsize);
+int derive_open(fh_view *v, char *errbuf, size_t errsize);
 /* Before the writer connection closes: flushes what it can, frees everything. */
-void derive_close(void);
+void derive_close(fh_view *v);
 /* One event the view has just applied, inside its savepoint. SQLITE_OK or the error. */
-int derive_event(const fh_event *ev);
+int derive_event(fh_view *v, const fh_event *ev);
 /* A test result the view has just applied (view/tests.c) made test name flaky at ev's revision
  * (view_test_flaky_first said 1): derives test.flaky for it. passed: what this result was.
  * Inside the open batch; SQLITE_OK (also with derivation off) or the error. */
-int derive_test_flaky(const fh_event *ev, const char *name, int passed);
+int derive_test_flaky(fh_view *v, const fh_event *ev, const char *name, int passed);
 /* 1 when derivation is on (so the view spends nothing on it otherwise). */
-int derive_on(void);
+int derive_on(fh_view *v);
 /* Before the batch commits: last-green of the branches the batch touched. SQLITE_OK or the
  * error (the batch is rolled back). */
-int derive_batch_end(void);
+int derive_batch_end(fh_view *v);
 /* After a commit: produces the outbox. */
-void derive_after_commit(void);
+void derive_after_commit(fh_view *v);
 /* Called by the view loop between batches: request.stale, delivery retries, pruning; acts at
  * most every derive.check_interval_ms. */
-void derive_tick(int64_t now_ms);
+void derive_tick(fh_view *v, int64_t now_ms);
 
 #endif

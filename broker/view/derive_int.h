@@ -44,6 +44,7 @@ typedef struct derive_dirty {
 } derive_dirty;
 
 struct derive {
+    fh_view *view; /* the view it derives from (derive_open) */
     int on;
     const char *topic;
     long long check_ms, max_suspects, outbox_max, lkgr_ms;
@@ -59,6 +60,7 @@ struct derive {
     fh_metric *m_emitted;
 };
 
+/* File-scope: one view derives per process (the handle is derive_g.view). */
 extern struct derive derive_g;
 
 /* derive.c */

@@ -56,7 +56,7 @@ static json_t *suspects(const char *repo, const char *branch, const char *green,
                         int *truncated)
 {
     json_t *out = json_array();
-    size_t cap = (size_t)view_g.max_revisions, n = 0, from, to;
+    size_t cap = (size_t)derive_g.view->max_revisions, n = 0, from, to;
     char **revs = calloc(cap, sizeof(*revs));
     long long *cid = calloc(cap, sizeof(*cid));
     *truncated = 0;
@@ -240,7 +240,7 @@ int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *
             goto out;
     }
     if (fh_event_num(ev, "complete_at", &at))
-        at = view_g.clock; /* a test.results chunk: no completion time of its own */
+        at = derive_g.view->clock; /* a test.results chunk: no completion time of its own */
     char *pt = dump(p), *ft = dump(f);
     st = derive_g.st[D_FLAKY_PUT];
     view_bind_text(st, 1, builder);
@@ -280,16 +280,18 @@ static json_t *test_build_ref(long long buildid, const char *rev)
     return r;
 }
 
-int derive_on(void)
+int derive_on(fh_view *view)
 {
+    (void)view; /* derive_g.view */
     return derive_g.on;
 }
 
 /* The flip is known (view_test_flaky_first): derive_flaky_note is told the first opposite
  * result, then this one, so its own state (per branch) flips on the second and emits with both
  * builds; a replay or a rebuild finds the id in derive_seen. */
-int derive_test_flaky(const fh_event *ev, const char *name, int passed)
+int derive_test_flaky(fh_view *view, const fh_event *ev, const char *name, int passed)
 {
+    (void)view; /* derive_g.view */
     const char *builder = fh_event_str(ev, "builder"), *rev = fh_event_str(ev, "revision");
     long long buildid = 0, other = 0;
     int rc;
@@ -426,8 +428,9 @@ static int lkgr_all(void)
     return rc;
 }
 
-int derive_batch_end(void)
+int derive_batch_end(fh_view *view)
 {
+    (void)view; /* derive_g.view */
     if (!derive_g.on || !derive_g.dirty_pending || fh_now_ms() < derive_g.next_lkgr)
         return SQLITE_OK;
     return lkgr_all();
@@ -435,16 +438,17 @@ int derive_batch_end(void)
 
 void derive_lkgr_due(int64_t now_ms)
 {
-    if (!derive_g.dirty_pending || now_ms < derive_g.next_lkgr || view_wexec(W_BEGIN))
+    if (!derive_g.dirty_pending || now_ms < derive_g.next_lkgr ||
+        view_wexec(derive_g.view, W_BEGIN))
         return;
-    if (lkgr_all() || view_wexec(W_COMMIT)) {
+    if (lkgr_all() || view_wexec(derive_g.view, W_COMMIT)) {
         char q[420];
         fh_log(FH_LOG_ERROR, "derive.lkgr", "error=%s",
-               fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
-        view_wexec(W_ROLLBACK);
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(derive_g.view->db)));
+        view_wexec(derive_g.view, W_ROLLBACK);
         return;
     }
-    derive_after_commit();
+    derive_after_commit(derive_g.view);
 }
 
 static int mark_dirty(const fh_event *ev)
@@ -468,8 +472,9 @@ static int mark_dirty(const fh_event *ev)
 
 /* ---- the hook ---------------------------------------------------------------------------- */
 
-int derive_event(const fh_event *ev)
+int derive_event(fh_view *view, const fh_event *ev)
 {
+    (void)view; /* derive_g.view */
     long long results, buildid;
     double t;
     int rc;
@@ -501,7 +506,7 @@ void derive_stale_check(int64_t now_ms)
     double now = (double)now_ms / 1000.0;
     json_t *rows = json_array();
     int rc = SQLITE_OK;
-    if (min < 0 || !rows || view_wexec(W_BEGIN)) {
+    if (min < 0 || !rows || view_wexec(derive_g.view, W_BEGIN)) {
         json_decref(rows);
         return;
     }
@@ -547,30 +552,30 @@ void derive_stale_check(int64_t now_ms)
             break;
     }
     json_decref(rows);
-    if (rc || view_wexec(W_COMMIT)) {
+    if (rc || view_wexec(derive_g.view, W_COMMIT)) {
         char q[420];
         fh_log(FH_LOG_ERROR, "derive.stale", "error=%s",
-               fh_log_quote(q, sizeof(q), sqlite3_errmsg(view_g.db)));
-        view_wexec(W_ROLLBACK);
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(derive_g.view->db)));
+        view_wexec(derive_g.view, W_ROLLBACK);
     }
 }
 
 void derive_prune(void)
 {
     char err[512], sql[512];
-    if (view_g.clock <= 0)
+    if (derive_g.view->clock <= 0)
         return;
     /* derive_seen goes by wall time (when an id was recorded), the others by the view clock. */
-    double cutoff = view_g.clock - (double)view_g.retention_s;
-    double seen_cutoff = (double)fh_now_ms() / 1000.0 - (double)view_g.retention_s;
+    double cutoff = derive_g.view->clock - (double)derive_g.view->retention_s;
+    double seen_cutoff = (double)fh_now_ms() / 1000.0 - (double)derive_g.view->retention_s;
     snprintf(sql, sizeof(sql),
              "BEGIN IMMEDIATE; DELETE FROM derive_seen WHERE at < %.3f;"
              " DELETE FROM derive_flaky WHERE at < %.3f; DELETE FROM derive_stale WHERE at < %.3f;"
              " COMMIT;",
              seen_cutoff, cutoff, cutoff);
-    if (fh_sqlite_exec(view_g.db, sql, err, sizeof(err))) {
+    if (fh_sqlite_exec(derive_g.view->db, sql, err, sizeof(err))) {
         char q[560];
         fh_log(FH_LOG_ERROR, "derive.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
-        sqlite3_exec(view_g.db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(derive_g.view->db, "ROLLBACK", NULL, NULL, NULL);
     }
 }

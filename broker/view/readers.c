@@ -4,22 +4,24 @@
 
 /* ---- readers ---------------------------------------------------------------------------- */
 
-int view_enter(void)
+int view_enter(fh_view *v)
 {
-    atomic_fetch_add(&view_g.inflight, 1);
-    if (atomic_load(&view_g.closing) || !view_g.started) {
-        atomic_fetch_sub(&view_g.inflight, 1);
+    if (!v)
+        return -1;
+    atomic_fetch_add(&v->inflight, 1);
+    if (atomic_load(&v->closing) || !v->started) {
+        atomic_fetch_sub(&v->inflight, 1);
         return -1;
     }
     return 0;
 }
 
-void view_leave(void)
+void view_leave(fh_view *v)
 {
-    atomic_fetch_sub(&view_g.inflight, 1);
+    atomic_fetch_sub(&v->inflight, 1);
 }
 
-static view_reader *reader_open(char *errbuf, size_t errsize)
+static view_reader *reader_open(fh_view *v, char *errbuf, size_t errsize)
 {
     char sql[128];
     view_reader *r = calloc(1, sizeof(*r));
@@ -27,7 +29,8 @@ static view_reader *reader_open(char *errbuf, size_t errsize)
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    if (sqlite3_open_v2(view_g.path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+    r->view = v;
+    if (sqlite3_open_v2(v->path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
         fh_errf(errbuf, errsize, FH_ERR_IO, "view: opening a reader: %s",
                 r->db ? sqlite3_errmsg(r->db) : "cannot open");
@@ -36,30 +39,29 @@ static view_reader *reader_open(char *errbuf, size_t errsize)
         return NULL;
     }
     sqlite3_busy_timeout(r->db, 5000);
-    snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%d; PRAGMA query_only=1;",
-             view_g.reader_cache_kib);
+    snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%d; PRAGMA query_only=1;", v->reader_cache_kib);
     sqlite3_exec(r->db, sql, NULL, NULL, NULL);
     return r;
 }
 
-view_reader *view_reader_get(view_asof *asof, char *errbuf, size_t errsize)
+view_reader *view_reader_get(fh_view *v, view_asof *asof, char *errbuf, size_t errsize)
 {
     view_reader *r = NULL;
-    pthread_mutex_lock(&view_g.pool_mu);
-    while (!view_g.pool_free && view_g.pool_open >= view_g.pool_max)
-        pthread_cond_wait(&view_g.pool_cv, &view_g.pool_mu);
-    if (view_g.pool_free) {
-        r = view_g.pool_free;
-        view_g.pool_free = r->next;
+    pthread_mutex_lock(&v->pool_mu);
+    while (!v->pool_free && v->pool_open >= v->pool_max)
+        pthread_cond_wait(&v->pool_cv, &v->pool_mu);
+    if (v->pool_free) {
+        r = v->pool_free;
+        v->pool_free = r->next;
     } else {
-        view_g.pool_open++;
+        v->pool_open++;
     }
-    pthread_mutex_unlock(&view_g.pool_mu);
-    if (!r && !(r = reader_open(errbuf, errsize))) {
-        pthread_mutex_lock(&view_g.pool_mu);
-        view_g.pool_open--;
-        pthread_cond_signal(&view_g.pool_cv);
-        pthread_mutex_unlock(&view_g.pool_mu);
+    pthread_mutex_unlock(&v->pool_mu);
+    if (!r && !(r = reader_open(v, errbuf, errsize))) {
+        pthread_mutex_lock(&v->pool_mu);
+        v->pool_open--;
+        pthread_cond_signal(&v->pool_cv);
+        pthread_mutex_unlock(&v->pool_mu);
         return NULL;
     }
     sqlite3_stmt *st = view_reader_stmt(r, 0, "BEGIN");
@@ -81,11 +83,11 @@ view_reader *view_reader_get(view_asof *asof, char *errbuf, size_t errsize)
     return r;
 err:
     fh_errf(errbuf, errsize, FH_ERR_IO, "view: read transaction: %s", sqlite3_errmsg(r->db));
-    view_reader_put(r);
+    view_reader_put(v, r);
     return NULL;
 }
 
-void view_reader_put(view_reader *r)
+void view_reader_put(fh_view *v, view_reader *r)
 {
     if (!r)
         return;
@@ -94,11 +96,16 @@ void view_reader_put(view_reader *r)
             sqlite3_reset(r->st[i]);
     if (!sqlite3_get_autocommit(r->db))
         sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
-    pthread_mutex_lock(&view_g.pool_mu);
-    r->next = view_g.pool_free;
-    view_g.pool_free = r;
-    pthread_cond_signal(&view_g.pool_cv);
-    pthread_mutex_unlock(&view_g.pool_mu);
+    pthread_mutex_lock(&v->pool_mu);
+    r->next = v->pool_free;
+    v->pool_free = r;
+    pthread_cond_signal(&v->pool_cv);
+    pthread_mutex_unlock(&v->pool_mu);
+}
+
+fh_view *view_reader_view(view_reader *r)
+{
+    return r->view;
 }
 
 sqlite3 *view_reader_db(view_reader *r)
@@ -127,10 +134,10 @@ sqlite3_stmt *view_reader_stmt(view_reader *r, int slot, const char *sql)
     return r->st[slot];
 }
 
-void view_asof_json(const view_asof *a, fh_buf *out)
+void view_asof_json(fh_view *v, const view_asof *a, fh_buf *out)
 {
     char applied[32], clock[32];
-    long long end = atomic_load(&view_g.end_total);
+    long long end = atomic_load(&v->end_total);
     long long behind = end < 0 ? -1 : end > a->view_offsets ? end - a->view_offsets : 0;
     int64_t now = fh_now_ms();
     fh_buf_printf(out, "\"as_of\":{\"version\":%lld,\"view_offsets\":%lld,", a->version,
@@ -157,7 +164,7 @@ void view_asof_json(const view_asof *a, fh_buf *out)
     fh_buf_printf(out, "\"records_lost\":%lld}", a->records_lost);
 }
 
-long long view_records_lost(void)
+long long view_records_lost(fh_view *v)
 {
-    return atomic_load(&view_g.records_lost);
+    return v ? atomic_load(&v->records_lost) : 0;
 }

@@ -298,80 +298,80 @@ int view_mkdirs_for(const char *file, char *errbuf, size_t errsize)
 /* Binds text or NULL. SQLITE_TRANSIENT: the event's strings die before the statement runs. */
 /* ---- open / close ----------------------------------------------------------------------- */
 
-int view_db_open(char *errbuf, size_t errsize)
+int view_db_open(fh_view *v, char *errbuf, size_t errsize)
 {
     char sql[256];
-    if (sqlite3_open_v2(view_g.path, &view_g.db,
+    if (sqlite3_open_v2(v->path, &v->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
-        fh_errf(errbuf, errsize, FH_ERR_IO, "view.path: %s: %s", view_g.path,
-                view_g.db ? sqlite3_errmsg(view_g.db) : "cannot open");
+        fh_errf(errbuf, errsize, FH_ERR_IO, "view.path: %s: %s", v->path,
+                v->db ? sqlite3_errmsg(v->db) : "cannot open");
         return -1;
     }
-    sqlite3_busy_timeout(view_g.db, 10000);
+    sqlite3_busy_timeout(v->db, 10000);
     /* WAL: readers never block the writer; synchronous=NORMAL: a process crash (SIGKILL) loses
      * nothing that was committed, only a power loss may lose the last transactions. */
     snprintf(sql, sizeof(sql),
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-%lld;"
              " PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
-             fh_config_int(&view_g.b->cfg, "view.sqlite_cache_kib"));
-    if (fh_sqlite_exec(view_g.db, sql, errbuf, errsize))
+             v->cfg.sqlite_cache_kib);
+    if (fh_sqlite_exec(v->db, sql, errbuf, errsize))
         return -1;
     /* A file from another schema version is derived data: rebuild it from Kafka. */
     sqlite3_stmt *st = NULL;
     int schema = -1;
-    if (sqlite3_prepare_v2(view_g.db, "SELECT schema FROM view_state WHERE id = 1", -1, &st,
-                           NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(v->db, "SELECT schema FROM view_state WHERE id = 1", -1, &st, NULL) ==
+            SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         schema = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (schema != -1 && schema != VIEW_SCHEMA) {
         fh_log(FH_LOG_WARN, "view.rebuild",
-               "path=%s schema=%d want=%d note=\"rebuilding from Kafka\"", view_g.path, schema,
+               "path=%s schema=%d want=%d note=\"rebuilding from Kafka\"", v->path, schema,
                VIEW_SCHEMA);
-        if (fh_sqlite_exec(view_g.db, drop_sql, errbuf, errsize))
+        if (fh_sqlite_exec(v->db, drop_sql, errbuf, errsize))
             return -1;
-    } else if (schema != -1 && view_g.b->embedded) {
+    } else if (schema != -1 && v->b->embedded) {
         /* The embedded Kafka starts empty every time: a view of an earlier run's topics would
          * describe events that no longer exist. */
         fh_log(FH_LOG_WARN, "view.rebuild",
                "path=%s note=\"embedded Kafka is in memory and starts empty: the view starts empty "
                "too\"",
-               view_g.path);
-        if (fh_sqlite_exec(view_g.db, drop_sql, errbuf, errsize))
+               v->path);
+        if (fh_sqlite_exec(v->db, drop_sql, errbuf, errsize))
             return -1;
     }
-    if (fh_sqlite_exec(view_g.db, schema_sql, errbuf, errsize))
+    if (fh_sqlite_exec(v->db, schema_sql, errbuf, errsize))
         return -1;
     snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO view_state(id, schema) VALUES(1, %d)",
              VIEW_SCHEMA);
-    if (fh_sqlite_exec(view_g.db, sql, errbuf, errsize))
+    if (fh_sqlite_exec(v->db, sql, errbuf, errsize))
         return -1;
     for (int i = 0; i < W__COUNT; i++)
-        if (sqlite3_prepare_v3(view_g.db, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &view_g.w[i],
-                               NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v3(v->db, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &v->w[i], NULL) !=
+            SQLITE_OK) {
             fh_errf(errbuf, errsize, FH_ERR_IO, "view: preparing statement %d: %s", i,
-                    sqlite3_errmsg(view_g.db));
+                    sqlite3_errmsg(v->db));
             return -1;
         }
-    if (sqlite3_prepare_v2(view_g.db,
+    if (sqlite3_prepare_v2(v->db,
                            "SELECT version, clock, record_ts_ms FROM view_state WHERE id = 1", -1,
                            &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
-        atomic_store(&view_g.version, sqlite3_column_int64(st, 0));
-        view_g.clock = sqlite3_column_double(st, 1);
-        view_g.max_record_ts = sqlite3_column_int64(st, 2);
+        atomic_store(&v->version, sqlite3_column_int64(st, 0));
+        v->clock = sqlite3_column_double(st, 1);
+        v->max_record_ts = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(view_g.db, "SELECT total(records) FROM view_lost", -1, &st, NULL) ==
+    if (sqlite3_prepare_v2(v->db, "SELECT total(records) FROM view_lost", -1, &st, NULL) ==
             SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
-        atomic_store(&view_g.records_lost, (long long)sqlite3_column_double(st, 0));
+        atomic_store(&v->records_lost, (long long)sqlite3_column_double(st, 0));
     sqlite3_finalize(st);
-    if (atomic_load(&view_g.records_lost) > 0)
+    if (atomic_load(&v->records_lost) > 0)
         fh_log(FH_LOG_WARN, "view.records_lost",
                "path=%s records=%lld note=\"Kafka deleted records before the view read them; "
                "answers may miss their events (as_of.records_lost) until the view is rebuilt\"",
-               view_g.path, atomic_load(&view_g.records_lost));
+               v->path, atomic_load(&v->records_lost));
     return 0;
 }

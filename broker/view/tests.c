@@ -9,11 +9,6 @@
 #include "derive.h"
 #include "internal.h"
 
-static long long cfg_int(const char *key)
-{
-    return fh_config_int(&view_g.b->cfg, key);
-}
-
 /* Runs the one-row, one-integer writer statement st; *out gets the value, or 0 with no row.
  * Returns the SQLite result code. */
 static int one_int(sqlite3_stmt *st, long long *out)
@@ -28,52 +23,52 @@ static int one_int(sqlite3_stmt *st, long long *out)
 }
 
 /* Forgets the least recently seen test with its runs and flaky marks. */
-static int evict_oldest(void)
+static int evict_oldest(fh_view *v)
 {
     long long victim;
-    int rc = one_int(view_g.w[W_TEST_OLDEST], &victim);
+    int rc = one_int(v->w[W_TEST_OLDEST], &victim);
     if (rc || !victim)
         return rc;
     static const enum wst drops[] = {W_TEST_DROP_RUNS, W_TEST_DROP_FLAKY, W_TEST_DROP};
     for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]) && !rc; i++) {
-        sqlite3_bind_int64(view_g.w[drops[i]], 1, victim);
-        rc = view_wexec(drops[i]);
+        sqlite3_bind_int64(v->w[drops[i]], 1, victim);
+        rc = view_wexec(v, drops[i]);
     }
     return rc;
 }
 
 /* The id of (builder, name), created when new (evicting past view.max_tests); *id is 0 when it
  * could not be had. Returns the SQLite result code. */
-static int test_id(const char *builder, const char *name, double at, long long *id)
+static int test_id(fh_view *v, const char *builder, const char *name, double at, long long *id)
 {
-    sqlite3_stmt *st = view_g.w[W_TEST_GET];
+    sqlite3_stmt *st = v->w[W_TEST_GET];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, name);
     int rc = one_int(st, id);
     if (rc)
         return rc;
     if (*id) {
-        st = view_g.w[W_TEST_SEEN];
+        st = v->w[W_TEST_SEEN];
         sqlite3_bind_int64(st, 1, *id);
         sqlite3_bind_double(st, 2, at);
         return view_wrun(st);
     }
-    st = view_g.w[W_TEST_NEW];
+    st = v->w[W_TEST_NEW];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, name);
     sqlite3_bind_double(st, 3, at);
     if ((rc = view_wrun(st)))
         return rc;
-    *id = sqlite3_last_insert_rowid(view_g.db);
-    long long n, cap = cfg_int("view.max_tests");
-    if ((rc = one_int(view_g.w[W_TEST_COUNT], &n)))
+    *id = sqlite3_last_insert_rowid(v->db);
+    long long n, cap = v->cfg.max_tests;
+    if ((rc = one_int(v->w[W_TEST_COUNT], &n)))
         return rc;
     /* The new test itself is the most recent (unless its time is behind every other's: then it
      * goes, and its results with it). */
     for (; n > cap && !rc; n--)
-        rc = evict_oldest();
+        rc = evict_oldest(v);
     if (!rc) {
-        st = view_g.w[W_TEST_GET];
+        st = v->w[W_TEST_GET];
         view_bind_text(st, 1, builder);
         view_bind_text(st, 2, name);
         rc = one_int(st, id);
@@ -91,28 +86,28 @@ static int outcome_code(const json_t *o)
 }
 
 /* Keeps the history within its caps and view.retention_s. */
-static int trim(void)
+static int trim(fh_view *v)
 {
     int rc;
-    long long runs_cap = cfg_int("view.max_test_runs");
-    double cutoff = view_g.clock - (double)view_g.retention_s;
-    sqlite3_bind_int64(view_g.w[W_TEST_TRIM], 1, runs_cap);
-    if ((rc = view_wexec(W_TEST_TRIM)))
+    long long runs_cap = v->cfg.max_test_runs;
+    double cutoff = v->clock - (double)v->retention_s;
+    sqlite3_bind_int64(v->w[W_TEST_TRIM], 1, runs_cap);
+    if ((rc = view_wexec(v, W_TEST_TRIM)))
         return rc;
-    if (view_g.clock <= 0)
+    if (v->clock <= 0)
         return SQLITE_OK;
-    sqlite3_bind_double(view_g.w[W_TEST_EXPIRE], 1, cutoff);
-    if ((rc = view_wexec(W_TEST_EXPIRE)))
+    sqlite3_bind_double(v->w[W_TEST_EXPIRE], 1, cutoff);
+    if ((rc = view_wexec(v, W_TEST_EXPIRE)))
         return rc;
-    sqlite3_bind_double(view_g.w[W_TEST_EXPIRE_TESTS], 1, cutoff);
-    if ((rc = view_wexec(W_TEST_EXPIRE_TESTS)))
+    sqlite3_bind_double(v->w[W_TEST_EXPIRE_TESTS], 1, cutoff);
+    if ((rc = view_wexec(v, W_TEST_EXPIRE_TESTS)))
         return rc;
-    sqlite3_bind_double(view_g.w[W_TEST_EXPIRE_FLAKY], 1, cutoff);
-    sqlite3_bind_int64(view_g.w[W_TEST_EXPIRE_FLAKY], 2, runs_cap);
-    return view_wexec(W_TEST_EXPIRE_FLAKY);
+    sqlite3_bind_double(v->w[W_TEST_EXPIRE_FLAKY], 1, cutoff);
+    sqlite3_bind_int64(v->w[W_TEST_EXPIRE_FLAKY], 2, runs_cap);
+    return view_wexec(v, W_TEST_EXPIRE_FLAKY);
 }
 
-int view_tests_apply(const fh_event *ev, int *stored)
+int view_tests_apply(fh_view *v, const fh_event *ev, int *stored)
 {
     long long setid, chunk, buildid;
     if (ev->type != FH_EV_TEST_RESULTS) {
@@ -122,8 +117,8 @@ int view_tests_apply(const fh_event *ev, int *stored)
     const char *builder = fh_event_str(ev, "builder"), *rev = fh_event_str(ev, "revision");
     const char *branch = fh_event_str(ev, "branch");
     json_t *tests = json_object_get(ev->data, "tests");
-    int64_t ms = view_event_time_ms(ev);
-    double at = ms > 0 ? (double)ms / 1000.0 : view_g.clock;
+    int64_t ms = view_event_time_ms(v, ev);
+    double at = ms > 0 ? (double)ms / 1000.0 : v->clock;
     /* The schema guarantees these. */
     if (!builder || fh_event_int(ev, "test_result_setid", &setid) ||
         fh_event_int(ev, "chunk", &chunk) || fh_event_int(ev, "buildid", &buildid))
@@ -138,11 +133,11 @@ int view_tests_apply(const fh_event *ev, int *stored)
         int rc, oc = outcome_code(json_object_get(t, "outcome"));
         if (!name)
             continue;
-        if ((rc = test_id(builder, name, at, &id)))
+        if ((rc = test_id(v, builder, name, at, &id)))
             return rc;
         if (!id)
             continue;
-        sqlite3_stmt *st = view_g.w[W_TEST_RUN];
+        sqlite3_stmt *st = v->w[W_TEST_RUN];
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, setid);
         sqlite3_bind_int64(st, 3, chunk);
@@ -159,29 +154,30 @@ int view_tests_apply(const fh_event *ev, int *stored)
             return rc;
         /* A stored pass or fail may make the test flaky at rev (when the other outcome is
          * there and no mark yet); derive hears of flips only. */
-        if ((oc == 0 || oc == 1) && sqlite3_changes(view_g.db) == 1 && derive_on() && rev && *rev) {
+        if ((oc == 0 || oc == 1) && sqlite3_changes(v->db) == 1 && derive_on(v) && rev && *rev) {
             long long maybe;
-            st = view_g.w[W_TEST_FLIP_MAYBE];
+            st = v->w[W_TEST_FLIP_MAYBE];
             sqlite3_bind_int64(st, 1, id);
             view_bind_text(st, 2, rev);
             sqlite3_bind_int(st, 3, !oc);
             if ((rc = one_int(st, &maybe)))
                 return rc;
-            int first = maybe ? view_test_flaky_first(builder, name, rev, oc) : 0;
+            int first = maybe ? view_test_flaky_first(v, builder, name, rev, oc) : 0;
             if (first < 0)
                 return SQLITE_ERROR;
-            if (first && (rc = derive_test_flaky(ev, name, oc)))
+            if (first && (rc = derive_test_flaky(v, ev, name, oc)))
                 return rc;
         }
     }
-    return trim();
+    return trim(v);
 }
 
-int view_test_flaky_first(const char *builder, const char *name, const char *revision, int passed)
+int view_test_flaky_first(fh_view *v, const char *builder, const char *name, const char *revision,
+                          int passed)
 {
     if (!builder || !name || !revision || !*revision)
         return 0;
-    sqlite3_stmt *st = view_g.w[W_TEST_OUTCOMES];
+    sqlite3_stmt *st = v->w[W_TEST_OUTCOMES];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, name);
     view_bind_text(st, 3, revision);
@@ -200,11 +196,11 @@ int view_test_flaky_first(const char *builder, const char *name, const char *rev
         return -1;
     if (!id || npass < 1 || nfail < 1 || (passed ? npass : nfail) < 1)
         return 0;
-    st = view_g.w[W_TEST_FLAKY_MARK];
+    st = v->w[W_TEST_FLAKY_MARK];
     sqlite3_bind_int64(st, 1, id);
     view_bind_text(st, 2, revision);
-    sqlite3_bind_double(st, 3, view_g.clock);
+    sqlite3_bind_double(st, 3, v->clock);
     if (view_wrun(st))
         return -1;
-    return sqlite3_changes(view_g.db) == 1;
+    return sqlite3_changes(v->db) == 1;
 }

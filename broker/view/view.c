@@ -7,220 +7,267 @@
 #include "cimetrics.h"
 #include "derive.h"
 
-struct view view_g;
+/* The freshness buckets' labels (fh_metric_new keeps the pointer), as view_fresh_le. */
+static const char *const fresh_labels[FRESH_BUCKETS + 1] = {
+    "le=\"1\"",    "le=\"2\"",     "le=\"3\"",   "le=\"5\"",   "le=\"7\"",    "le=\"10\"",
+    "le=\"15\"",   "le=\"20\"",    "le=\"30\"",  "le=\"50\"",  "le=\"75\"",   "le=\"100\"",
+    "le=\"150\"",  "le=\"200\"",   "le=\"300\"", "le=\"500\"", "le=\"1000\"", "le=\"2000\"",
+    "le=\"5000\"", "le=\"10000\"", "le=\"+Inf\""};
 
 /* Freshness is a promise and every reader depends on the one writer: on two cores shared with
  * Kafka and busy REST threads, the view thread at the default priority waits behind them and
  * freshness p99 grows to hundreds of ms. A lower niceness lets it run when it has records;
  * readers then get what is left. Without the privilege the thread keeps the process's. */
-void view_thread_nice(const char *who)
+void view_thread_nice(fh_view *v, const char *who)
 {
-    if (view_g.nice == 0)
+    if (v->nice == 0)
         return;
     errno = 0;
     int cur = getpriority(PRIO_PROCESS, (id_t)gettid());
-    if (errno == 0 && cur == view_g.nice)
+    if (errno == 0 && cur == v->nice)
         return;
-    if (setpriority(PRIO_PROCESS, (id_t)gettid(), view_g.nice))
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), v->nice))
         fh_log(FH_LOG_INFO, "view.nice", "thread=%s nice=%d applied=false error=\"%s\"", who,
-               view_g.nice, strerror(errno));
+               v->nice, strerror(errno));
 }
 
-int view_running(void)
+int view_running(fh_view *v)
 {
-    return !atomic_load(&view_g.stop) && *view_g.b->run;
+    return !atomic_load(&v->stop) && *v->b->run;
 }
 
-static void register_metrics(void)
+static void register_metrics(fh_view *v)
 {
-    static char labels[FRESH_BUCKETS + 1][32];
-    view_g.m_applied = fh_metric_new("firehose_view_events_applied_total", NULL,
-                                     "Events applied to the materialised view.", 0);
-    view_g.m_dups = fh_metric_new("firehose_view_duplicates_total", NULL,
-                                  "Events the view dropped as already applied (same id).", 0);
-    view_g.m_invalid = fh_metric_new("firehose_view_invalid_total", NULL,
-                                     "Records the view could not decode or apply (skipped).", 0);
-    view_g.m_skipped =
-        fh_metric_new("firehose_view_skipped_total", NULL,
-                      "Valid events the view does not store (log.chunk, master.*).", 0);
-    view_g.m_batches =
+    v->m_applied = fh_metric_new("firehose_view_events_applied_total", NULL,
+                                 "Events applied to the materialised view.", 0);
+    v->m_dups = fh_metric_new("firehose_view_duplicates_total", NULL,
+                              "Events the view dropped as already applied (same id).", 0);
+    v->m_invalid = fh_metric_new("firehose_view_invalid_total", NULL,
+                                 "Records the view could not decode or apply (skipped).", 0);
+    v->m_skipped = fh_metric_new("firehose_view_skipped_total", NULL,
+                                 "Valid events the view does not store (log.chunk, master.*).", 0);
+    v->m_batches =
         fh_metric_new("firehose_view_batches_total", NULL, "Transactions the view committed.", 0);
-    view_g.m_errors =
+    v->m_errors =
         fh_metric_new("firehose_view_errors_total", NULL,
                       "SQLite errors in the view (batches rolled back, events skipped).", 0);
-    view_g.m_version = fh_metric_new("firehose_view_version", NULL, "The view's version.", 1);
-    view_g.m_behind =
+    v->m_version = fh_metric_new("firehose_view_version", NULL, "The view's version.", 1);
+    v->m_behind =
         fh_metric_new("firehose_view_behind_records", NULL,
                       "Records on the topics the view has not applied yet (-1: not known yet).", 1);
-    view_g.m_checkpoints =
-        fh_metric_new("firehose_view_checkpoints_total", "thread=\"checkpointer\"",
-                      "WAL checkpoints, by the thread that ran them.", 0);
-    view_g.m_checkpoints_tail = fh_metric_new("firehose_view_checkpoints_total", "thread=\"view\"",
-                                              "WAL checkpoints, by the thread that ran them.", 0);
-    view_g.m_pruned =
+    v->m_checkpoints = fh_metric_new("firehose_view_checkpoints_total", "thread=\"checkpointer\"",
+                                     "WAL checkpoints, by the thread that ran them.", 0);
+    v->m_checkpoints_tail = fh_metric_new("firehose_view_checkpoints_total", "thread=\"view\"",
+                                          "WAL checkpoints, by the thread that ran them.", 0);
+    v->m_pruned =
         fh_metric_new("firehose_view_pruned_rows_total", NULL, "Rows removed by retention.", 0);
-    view_g.m_hits = fh_metric_new("firehose_rest_cache_total", "result=\"hit\"",
-                                  "REST answers by cache result.", 0);
-    view_g.m_stale = fh_metric_new("firehose_rest_cache_total", "result=\"stale\"",
-                                   "REST answers by cache result.", 0);
-    view_g.m_misses = fh_metric_new("firehose_rest_cache_total", "result=\"render\"",
-                                    "REST answers by cache result.", 0);
-    for (int i = 0; i <= FRESH_BUCKETS; i++) {
-        if (i < FRESH_BUCKETS)
-            snprintf(labels[i], sizeof(labels[i]), "le=\"%d\"", view_fresh_le[i]);
-        else
-            snprintf(labels[i], sizeof(labels[i]), "le=\"+Inf\"");
-        view_g.m_fresh[i] =
-            fh_metric_new("firehose_view_freshness_ms_bucket", labels[i],
-                          "Produce (Kafka timestamp) to committed in the view, ms.", 0);
-    }
-    view_g.m_fresh_count = fh_metric_new("firehose_view_freshness_ms_count", NULL,
-                                         "Records measured for freshness.", 0);
-    view_g.m_fresh_sum = fh_metric_new("firehose_view_freshness_ms_sum", NULL,
-                                       "Sum of produce-to-committed times, ms.", 0);
+    v->m_hits = fh_metric_new("firehose_rest_cache_total", "result=\"hit\"",
+                              "REST answers by cache result.", 0);
+    v->m_stale = fh_metric_new("firehose_rest_cache_total", "result=\"stale\"",
+                               "REST answers by cache result.", 0);
+    v->m_misses = fh_metric_new("firehose_rest_cache_total", "result=\"render\"",
+                                "REST answers by cache result.", 0);
+    for (int i = 0; i <= FRESH_BUCKETS; i++)
+        v->m_fresh[i] = fh_metric_new("firehose_view_freshness_ms_bucket", fresh_labels[i],
+                                      "Produce (Kafka timestamp) to committed in the view, ms.", 0);
+    v->m_fresh_count = fh_metric_new("firehose_view_freshness_ms_count", NULL,
+                                     "Records measured for freshness.", 0);
+    v->m_fresh_sum = fh_metric_new("firehose_view_freshness_ms_sum", NULL,
+                                   "Sum of produce-to-committed times, ms.", 0);
 }
 
-int view_start(fh_broker *b)
+/* ---- config, start and stop ------------------------------------------------------------- */
+
+void fh_view_config_read(const fh_config *c, fh_view_config *cfg)
 {
-    char err[512], q[560];
-    const fh_config *c = &b->cfg;
-    if (!fh_config_bool(c, "view.enabled")) {
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->enabled = fh_config_bool(c, "view.enabled");
+    cfg->path = fh_config_str(c, "view.path");
+    cfg->required_builders = fh_config_str(c, "view.required_builders");
+    cfg->batch_max = fh_config_int(c, "view.batch_max");
+    cfg->batch_ms = fh_config_int(c, "view.batch_ms");
+    cfg->retention_s = fh_config_int(c, "view.retention_s");
+    cfg->prune_interval_s = fh_config_int(c, "view.prune_interval_s");
+    cfg->dedup_window_s = fh_config_int(c, "view.dedup_window_s");
+    cfg->dedup_entries = fh_config_int(c, "view.dedup_entries");
+    cfg->required_window_s = fh_config_int(c, "view.required_window_s");
+    cfg->max_revisions = fh_config_int(c, "view.max_revisions");
+    cfg->cache_entries = fh_config_int(c, "view.cache_entries");
+    cfg->cache_bytes = fh_config_int(c, "view.cache_bytes");
+    cfg->read_connections = fh_config_int(c, "view.read_connections");
+    cfg->sqlite_cache_kib = fh_config_int(c, "view.sqlite_cache_kib");
+    cfg->checkpoint_pages = fh_config_int(c, "view.checkpoint_pages");
+    cfg->metadata_refresh_ms = fh_config_int(c, "view.metadata_refresh_ms");
+    cfg->max_tests = fh_config_int(c, "view.max_tests");
+    cfg->max_test_runs = fh_config_int(c, "view.max_test_runs");
+    cfg->nice = (int)fh_config_int(c, "view.nice");
+    cfg->ci_max_builders = fh_config_int(c, "metrics.ci_max_builders");
+    cfg->ci_max_state_series = fh_config_int(c, "metrics.ci_max_state_series");
+    cfg->ci_ttl_ms = fh_config_int(c, "metrics.ci_ttl_ms");
+    cfg->topic_events = fh_kafka_topic(c, FH_TOPIC_EVENTS);
+    cfg->topic_logs = fh_kafka_topic(c, FH_TOPIC_LOGS);
+    cfg->group = fh_config_str(c, "kafka.group");
+    cfg->max_record_bytes = (size_t)fh_config_int(c, "events.max_bytes");
+}
+
+fh_err fh_view_start(fh_broker *b, const fh_view_config *cfg, fh_view **out, char *errbuf,
+                     size_t errsize)
+{
+    *out = NULL;
+    fh_view *v = calloc(1, sizeof(*v));
+    if (!v)
+        return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "view: out of memory");
+    v->b = b;
+    v->cfg = *cfg;
+    fh_consumer_watch_init(&v->kq);
+    atomic_store(&v->end_total, -1);
+    pthread_mutex_init(&v->pool_mu, NULL);
+    pthread_cond_init(&v->pool_cv, NULL);
+    pthread_mutex_init(&v->ckpt_mu, NULL);
+    pthread_cond_init(&v->ckpt_cv, NULL);
+    if (!cfg->enabled) {
+        atomic_store(&v->closing, 1); /* the routes answer 503 */
         fh_log(FH_LOG_INFO, "view.disabled", NULL);
-        return 0;
+        *out = v;
+        return FH_OK;
     }
-    memset(&view_g, 0, sizeof(view_g));
-    view_g.b = b;
-    view_g.dlq = fh_dlq_new(b, "view");
-    snprintf(view_g.path, sizeof(view_g.path), "%s", fh_config_str(c, "view.path"));
-    view_g.topic[TOPIC_EVENTS] = fh_kafka_topic(c, FH_TOPIC_EVENTS);
-    view_g.topic[TOPIC_LOGS] = fh_kafka_topic(c, FH_TOPIC_LOGS);
-    view_g.batch_max = fh_config_int(c, "view.batch_max");
-    view_g.batch_ms = fh_config_int(c, "view.batch_ms");
-    view_g.retention_s = fh_config_int(c, "view.retention_s");
-    view_g.prune_interval_s = fh_config_int(c, "view.prune_interval_s");
-    view_g.dedup_window_s = fh_config_int(c, "view.dedup_window_s");
-    view_g.dedup_entries = fh_config_int(c, "view.dedup_entries");
-    view_g.metadata_ms = fh_config_int(c, "view.metadata_refresh_ms");
-    view_g.required_window_s = fh_config_int(c, "view.required_window_s");
-    view_g.max_revisions = fh_config_int(c, "view.max_revisions");
-    view_g.max_record_bytes = (size_t)fh_config_int(c, "events.max_bytes");
-    view_g.pool_max = (int)fh_config_int(c, "view.read_connections");
-    view_g.reader_cache_kib = (int)(fh_config_int(c, "view.sqlite_cache_kib") / 4);
-    view_g.max_entries = (size_t)fh_config_int(c, "view.cache_entries");
-    view_g.max_bytes = (size_t)fh_config_int(c, "view.cache_bytes");
-    view_g.checkpoint_pages = fh_config_int(c, "view.checkpoint_pages");
-    view_g.nice = (int)fh_config_int(c, "view.nice");
-    view_g.batch_ts_cap = view_g.batch_max < 65536 ? (size_t)view_g.batch_max : 65536;
-    atomic_store(&view_g.end_total, -1);
-    pthread_mutex_init(&view_g.pool_mu, NULL);
-    pthread_cond_init(&view_g.pool_cv, NULL);
-    pthread_mutex_init(&view_g.ckpt_mu, NULL);
-    pthread_cond_init(&view_g.ckpt_cv, NULL);
-    fh_buf_init(&view_g.scratch, (size_t)fh_config_int(c, "events.max_bytes") * 2 + 65536);
-    fh_json_doc_init(&view_g.doc, FH_EVENT_DOC_CAP(view_g.max_record_bytes));
-    if (!view_g.dlq ||
-        !(view_g.cache = fh_acache_new(view_g.max_entries, view_g.max_bytes, sizeof(view_asof))) ||
-        !(view_g.batch_ts = malloc(view_g.batch_ts_cap * sizeof(*view_g.batch_ts)))) {
-        snprintf(err, sizeof(err), "out of memory");
+    v->dlq = fh_dlq_new(b, "view");
+    snprintf(v->path, sizeof(v->path), "%s", cfg->path);
+    v->topic[TOPIC_EVENTS] = cfg->topic_events;
+    v->topic[TOPIC_LOGS] = cfg->topic_logs;
+    v->batch_max = cfg->batch_max;
+    v->batch_ms = cfg->batch_ms;
+    v->retention_s = cfg->retention_s;
+    v->prune_interval_s = cfg->prune_interval_s;
+    v->dedup_window_s = cfg->dedup_window_s;
+    v->dedup_entries = cfg->dedup_entries;
+    v->metadata_ms = cfg->metadata_refresh_ms;
+    v->required_window_s = cfg->required_window_s;
+    v->max_revisions = cfg->max_revisions;
+    v->max_record_bytes = cfg->max_record_bytes;
+    v->pool_max = (int)cfg->read_connections;
+    v->reader_cache_kib = (int)(cfg->sqlite_cache_kib / 4);
+    v->max_entries = (size_t)cfg->cache_entries;
+    v->max_bytes = (size_t)cfg->cache_bytes;
+    v->checkpoint_pages = cfg->checkpoint_pages;
+    v->nice = cfg->nice;
+    v->batch_ts_cap = v->batch_max < 65536 ? (size_t)v->batch_max : 65536;
+    fh_buf_init(&v->scratch, cfg->max_record_bytes * 2 + 65536);
+    fh_json_doc_init(&v->doc, FH_EVENT_DOC_CAP(v->max_record_bytes));
+    if (!v->dlq || !(v->cache = fh_acache_new(v->max_entries, v->max_bytes, sizeof(view_asof))) ||
+        !(v->batch_ts = malloc(v->batch_ts_cap * sizeof(*v->batch_ts)))) {
+        fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (fh_lg_rules_parse(&view_g.rules, fh_config_str(c, "view.required_builders"), err,
-                          sizeof(err)) ||
-        view_mkdirs_for(view_g.path, err, sizeof(err)) || view_db_open(err, sizeof(err)) ||
-        (view_ci_init(c) && snprintf(err, sizeof(err), "out of memory")) ||
-        view_dedup_open(err, sizeof(err)) || view_kafka_open(err, sizeof(err)) ||
-        derive_open(err, sizeof(err)))
+    /* the CI metrics, the dedup memory and derivation read the open file: after view_db_open,
+     * before the thread starts */
+    if (fh_lg_rules_parse(&v->rules, cfg->required_builders, errbuf, errsize) ||
+        view_mkdirs_for(v->path, errbuf, errsize) || view_db_open(v, errbuf, errsize) ||
+        view_ci_init(v, errbuf, errsize) || view_dedup_open(v, errbuf, errsize) ||
+        view_kafka_open(v, errbuf, errsize) || derive_open(v, errbuf, errsize) ||
+        view_loop_open(v, errbuf, errsize))
         goto fail;
-    register_metrics();
-    view_ckpt_start();
-    fh_metric_set(view_g.m_version, atomic_load(&view_g.version));
-    if (pthread_create(&view_g.thread, NULL, view_main, NULL)) {
-        snprintf(err, sizeof(err), "cannot start the view thread");
+    register_metrics(v);
+    view_ckpt_start(v);
+    fh_metric_set(v->m_version, atomic_load(&v->version));
+    if (pthread_create(&v->thread, NULL, view_main, v)) {
+        fh_errf(errbuf, errsize, FH_ERR_IO, "cannot start the view thread");
         goto fail;
     }
-    view_g.started = 1;
+    v->started = 1;
     fh_log(FH_LOG_INFO, "view.started", "path=%s version=%lld batch_max=%lld batch_ms=%lld",
-           view_g.path, (long long)atomic_load(&view_g.version), view_g.batch_max, view_g.batch_ms);
-    return 0;
+           v->path, (long long)atomic_load(&v->version), v->batch_max, v->batch_ms);
+    *out = v;
+    return FH_OK;
 fail:
-    fh_log(FH_LOG_ERROR, "view.start", "error=%s", fh_log_quote(q, sizeof(q), err));
-    atomic_store(&view_g.closing, 1);
-    view_stop();
-    return -1;
+    fh_view_free(v);
+    return FH_ERR_IO;
 }
 
-void view_stop(void)
+void fh_view_stop(fh_view *v)
 {
-    if (!view_g.b)
+    if (!v || v->stopped)
         return;
-    atomic_store(&view_g.closing, 1);
-    while (atomic_load(&view_g.inflight) > 0) {
+    v->stopped = 1;
+    atomic_store(&v->closing, 1);
+    while (atomic_load(&v->inflight) > 0) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    if (view_g.started) {
-        atomic_store(&view_g.stop, 1);
-        pthread_join(view_g.thread, NULL);
-        view_g.started = 0;
+    if (v->started) {
+        atomic_store(&v->stop, 1);
+        fh_loop_stop(v->loop);
+        pthread_join(v->thread, NULL);
+        v->started = 0;
     }
-    view_ckpt_stop();
-    if (view_g.rk) {
-        rd_kafka_consumer_close(view_g.rk);
-        rd_kafka_destroy(view_g.rk);
-        view_g.rk = NULL;
+    view_ckpt_stop(v);
+    view_loop_close(v);
+    if (v->rk) {
+        rd_kafka_consumer_close(v->rk);
+        rd_kafka_destroy(v->rk);
+        v->rk = NULL;
     }
-    while (view_g.pool_free) {
-        view_reader *r = view_g.pool_free;
-        view_g.pool_free = r->next;
+    while (v->pool_free) {
+        view_reader *r = v->pool_free;
+        v->pool_free = r->next;
         for (int i = 0; i < VIEW_READER_SLOTS; i++)
             sqlite3_finalize(r->st[i]);
         sqlite3_close(r->db);
         free(r);
     }
-    derive_close();
-    for (int i = 0; i < W__COUNT; i++)
-        sqlite3_finalize(view_g.w[i]);
-    if (view_g.db) {
-        sqlite3_close(view_g.db);
-        view_g.db = NULL;
-        fh_log(FH_LOG_INFO, "view.stopped", "version=%lld",
-               (long long)atomic_load(&view_g.version));
+    derive_close(v);
+    for (int i = 0; i < W__COUNT; i++) {
+        sqlite3_finalize(v->w[i]);
+        v->w[i] = NULL;
     }
-    fh_acache_free(view_g.cache);
-    view_g.cache = NULL;
-    fh_lg_rules_free(&view_g.rules);
+    if (v->db) {
+        sqlite3_close(v->db);
+        v->db = NULL;
+        fh_log(FH_LOG_INFO, "view.stopped", "version=%lld", (long long)atomic_load(&v->version));
+    }
+    fh_acache_free(v->cache);
+    v->cache = NULL;
+    fh_lg_rules_free(&v->rules);
     for (int k = 0; k < NTOPICS; k++) {
-        free(view_g.parts[k]);
-        view_g.parts[k] = NULL;
-        view_g.nparts[k] = 0;
+        free(v->parts[k]);
+        v->parts[k] = NULL;
+        v->nparts[k] = 0;
     }
-    free(view_g.batch_ts);
-    view_g.batch_ts = NULL;
-    fh_buf_free(&view_g.scratch);
-    fh_json_doc_free(&view_g.doc);
-    view_dedup_close();
-    fh_dlq_free(view_g.dlq);
-    view_g.dlq = NULL;
-    pthread_mutex_destroy(&view_g.pool_mu);
-    pthread_cond_destroy(&view_g.pool_cv);
-    pthread_mutex_destroy(&view_g.ckpt_mu);
-    pthread_cond_destroy(&view_g.ckpt_cv);
-    view_g.b = NULL;
+    free(v->batch_ts);
+    v->batch_ts = NULL;
+    fh_buf_free(&v->scratch);
+    fh_json_doc_free(&v->doc);
+    view_dedup_close(v);
+    fh_dlq_free(v->dlq);
+    v->dlq = NULL;
+}
+
+void fh_view_free(fh_view *v)
+{
+    if (!v)
+        return;
+    fh_view_stop(v);
+    view_ci_free(v);
+    pthread_mutex_destroy(&v->pool_mu);
+    pthread_cond_destroy(&v->pool_cv);
+    pthread_mutex_destroy(&v->ckpt_mu);
+    pthread_cond_destroy(&v->ckpt_cv);
+    free(v);
 }
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-const fh_lg_rule *view_required_builders(const char *branch)
+const fh_lg_rule *view_required_builders(fh_view *v, const char *branch)
 {
-    return fh_lg_rules_find(&view_g.rules, branch);
+    return fh_lg_rules_find(&v->rules, branch);
 }
 
-long long view_required_window_s(void)
+long long view_required_window_s(fh_view *v)
 {
-    return view_g.required_window_s;
+    return v->required_window_s;
 }
 
-long long view_max_revisions(void)
+long long view_max_revisions(fh_view *v)
 {
-    return view_g.max_revisions;
+    return v->max_revisions;
 }

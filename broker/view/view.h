@@ -1,9 +1,9 @@
 /* view: the materialised view behind the REST layer (docs/architecture.md, "View").
  *
- * One view per process. Its own thread reads every partition of topics.events and topics.logs
- * with its own Kafka consumer (manual assignment; no group membership, no Kafka commits),
- * starting from the offsets stored in the view's SQLite file, and applies the events in batches:
- * each batch and the offsets it covers are one SQLite transaction, so after a crash (even
+ * One handle (fh_view) per view file. Its own thread reads every partition of topics.events and
+ * topics.logs with its own Kafka consumer (manual assignment; no group membership, no Kafka
+ * commits), starting from the offsets stored in the view's SQLite file, and applies the events in
+ * batches: each batch and the offsets it covers are one SQLite transaction, so after a crash (even
  * SIGKILL) nothing is applied twice and nothing is skipped. Updates are idempotent by event id
  * and commutative where Buildbot's order can be broken (terminal states win; claims and worker
  * presence go by event time).
@@ -19,10 +19,12 @@
 #include <stdint.h>
 
 #include "broker.h"
+#include "fh_error.h"
 #include "fh_lastgreen.h"
 #include "fh_util.h"
 
-/* The view's keys, one entry of broker_opts in main.c (after the auth.* entries). */
+/* The view's keys, one entry of broker_opts in main.c (after the auth.* entries);
+ * fh_view_config_read reads them. */
 /* clang-format off */
 #define FH_VIEW_CFG \
     {"view.enabled", NULL, FH_CFG_BOOL, "true", 0, 0, \
@@ -73,13 +75,43 @@
      "test results the view keeps (stats/tests, flaky); past it the oldest go first"}
 /* clang-format on */
 
-/* Starts the view (a no-op when view.enabled is false): opens or creates the SQLite file and
- * starts the consumer thread. b must outlive view_stop. Returns 0, or -1 after logging why. */
-int view_start(fh_broker *b);
+/* Every key the view reads, read once by fh_view_config_read. Strings are borrowed from the
+ * fh_config they were read from, which must outlive the handle. */
+typedef struct fh_view_config {
+    int enabled;
+    const char *path, *required_builders;
+    long long batch_max, batch_ms, retention_s, prune_interval_s, dedup_window_s, dedup_entries,
+        required_window_s, max_revisions, cache_entries, cache_bytes, read_connections,
+        sqlite_cache_kib, checkpoint_pages, metadata_refresh_ms, max_tests, max_test_runs;
+    int nice;
+    /* metrics.ci_max_builders, metrics.ci_max_state_series, metrics.ci_ttl_ms (cimetrics.h) */
+    long long ci_max_builders, ci_max_state_series, ci_ttl_ms;
+    const char *topic_events, *topic_logs; /* kafka.topic_events, kafka.topic_logs */
+    const char *group;                     /* kafka.group: the view's consumer is "<group>.view" */
+    size_t max_record_bytes;               /* events.max_bytes */
+} fh_view_config;
+
+/* Fills cfg from c: every view.* key of FH_VIEW_CFG, the metrics.ci_* keys, the topics,
+ * kafka.group and events.max_bytes. (derive.* keys are read by derive_open.) */
+void fh_view_config_read(const fh_config *c, fh_view_config *cfg);
+
+/* The view: one handle per view file. Every function below takes it; the REST handlers and
+ * /readyz get it as their route context. */
+typedef struct fh_view fh_view;
+
+/* Starts the view: opens or creates the SQLite file and starts its threads. With cfg->enabled
+ * false it starts nothing and the REST routes answer 503. b (the Kafka bootstrap, the contract,
+ * the run flag, the dead-letter producer) must outlive the handle. On success *out is the handle
+ * (free it with fh_view_free); on error *out is NULL and errbuf says why. */
+fh_err fh_view_start(fh_broker *b, const fh_view_config *cfg, fh_view **out, char *errbuf,
+                     size_t errsize);
 
 /* Stops the view: new REST requests get 503, in-flight ones finish, the thread commits what it
- * has applied, closes its consumer and the database. Safe to call when never started. */
-void view_stop(void);
+ * has applied, closes its consumer and the database. NULL and a stopped handle are fine. */
+void fh_view_stop(fh_view *v);
+/* Stops if needed and frees v. Call after the HTTP server stopped (its handlers use v). NULL is
+ * fine. */
+void fh_view_free(fh_view *v);
 
 /* ---- the reader side, for rest.c -------------------------------------------------------- */
 
@@ -96,16 +128,16 @@ typedef struct view_asof {
 
 /* Appends "\"as_of\":{...}" describing an answer that reflects a; "behind" and "lag_ms" are
  * computed now, against what the consumer knows of the topics. */
-void view_asof_json(const view_asof *a, fh_buf *out);
+void view_asof_json(fh_view *v, const view_asof *a, fh_buf *out);
 
 /* Records Kafka deleted before the view read them, as committed (any run of this view file; 0
- * when the view is off). Any thread. */
-long long view_records_lost(void);
+ * when the view is off or v is NULL). Any thread. */
+long long view_records_lost(fh_view *v);
 
 /* Enters a request: returns 0 and counts it in flight, or -1 when the view is stopping or off
  * (the caller answers 503). Every 0 must be paired with view_leave. */
-int view_enter(void);
-void view_leave(void);
+int view_enter(fh_view *v);
+void view_leave(fh_view *v);
 
 /* A pooled read-only connection with its prepared statements. */
 typedef struct view_reader view_reader;
@@ -114,9 +146,11 @@ typedef struct view_reader view_reader;
  * and fills *asof from it. Returns NULL on error (errbuf says why). Give it back with
  * view_reader_put, which resets its statements and ends the transaction. Call between
  * view_enter and view_leave. */
-view_reader *view_reader_get(view_asof *asof, char *errbuf, size_t errsize);
-void view_reader_put(view_reader *r);
+view_reader *view_reader_get(fh_view *v, view_asof *asof, char *errbuf, size_t errsize);
+void view_reader_put(fh_view *v, view_reader *r);
 sqlite3 *view_reader_db(view_reader *r);
+/* The view r reads (for its configuration: view_required_builders and the like). */
+fh_view *view_reader_view(view_reader *r);
 
 /* The reader's prepared statement for slot (0..VIEW_READER_SLOTS-1), prepared from sql on first
  * use, reset and unbound on every call. One slot, one sql, always. NULL on error (logged). */
@@ -136,24 +170,24 @@ enum view_cache_result {
 
 /* Looks key up; see the enum for what each result means. With HIT and STALE, *hash is what
  * view_cache_put was given for the body. */
-enum view_cache_result view_cache_get(const char *key, fh_buf *out, view_asof *asof,
+enum view_cache_result view_cache_get(fh_view *v, const char *key, fh_buf *out, view_asof *asof,
                                       unsigned long long *hash);
 /* Stores a copy of a rendered body (and the hash the caller computed of it, for its ETag) for
  * key as of *asof, evicting the least recently used
  * entries beyond view.cache_entries / view.cache_bytes, and clears the rendering mark. An
  * answer that depends on the wall clock (waiting and elapsed times) passes ttl_ms > 0: after
  * that long it counts as older than the view even if the view did not change. */
-void view_cache_put(const char *key, const char *body, size_t len, unsigned long long hash,
-                    const view_asof *asof, int ttl_ms);
+void view_cache_put(fh_view *v, const char *key, const char *body, size_t len,
+                    unsigned long long hash, const view_asof *asof, int ttl_ms);
 /* Clears the rendering mark that VIEW_CACHE_RENDER gave the caller. */
-void view_cache_abandon(const char *key);
+void view_cache_abandon(fh_view *v, const char *key);
 
 /* ---- configuration the REST layer reads ------------------------------------------------- */
 
 /* The builders view.required_builders names for branch (parsed at start; borrowed), or NULL
  * when the branch uses the default rule. */
-const fh_lg_rule *view_required_builders(const char *branch);
-long long view_required_window_s(void);
-long long view_max_revisions(void);
+const fh_lg_rule *view_required_builders(fh_view *v, const char *branch);
+long long view_required_window_s(fh_view *v);
+long long view_max_revisions(fh_view *v);
 
 #endif

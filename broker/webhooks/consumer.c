@@ -259,9 +259,6 @@ int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize)
         return -1;
     rd_kafka_poll_set_consumer(w->rk);
     w->rkq = rd_kafka_queue_get_consumer(w->rk);
-    /* The consumer queue writes a byte to the pipe when it becomes non-empty: the loop sleeps in
-     * epoll_wait (pump) and still wakes for records at once. */
-    rd_kafka_queue_io_event_enable(w->rkq, w->wake[1], "1", 1);
     rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(2);
     wh_subscribe_list(w, t);
     rd_kafka_resp_err_t serr = rd_kafka_subscribe(w->rk, t);

@@ -1,16 +1,14 @@
 /* webhooks/delivery.c: the delivery engine, on the webhook thread. One curl multi handle driven
- * by epoll (curl's sockets, its timer and the wake-up pipe); a fixed set of transfer slots
- * (webhooks.max_in_flight), each keeping its easy handle and connection between attempts. An
- * attempt is signed (Standard Webhooks), its outcome recorded; a failure is retried on
- * webhooks.retry_schedule (with jitter, honouring Retry-After) until dead-lettered. */
+ * by the thread's fh_loop (curl's sockets are watches, its timer a loop timer); a fixed set of
+ * transfer slots (webhooks.max_in_flight), each keeping its easy handle and connection between
+ * attempts. An attempt is signed (Standard Webhooks), its outcome recorded; a failure is retried
+ * on webhooks.retry_schedule (with jitter, honouring Retry-After) until dead-lettered. */
 #include "internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +18,9 @@
 
 static void xfer_finish(fh_webhooks *w, xfer *x, CURLcode res);
 
-static void xfers_done(fh_webhooks *w)
+/* Records the transfers curl finished. Called from the loop's after-pass work only (never from
+ * a socket or timer callback): recording opens the transaction the pass then commits. */
+void wh_delivery_reap(fh_webhooks *w)
 {
     CURLMsg *msg;
     int left;
@@ -36,75 +36,94 @@ static void xfers_done(fh_webhooks *w)
     }
 }
 
-static int64_t mono_ms(void)
+/* One of curl's sockets, watched on the loop for as long as curl wants it (its socketp). */
+typedef struct wh_sock {
+    fh_loop_io io;
+    fh_webhooks *w;
+    struct wh_sock *prev, *next; /* w->socks */
+} wh_sock;
+
+/* Tells curl what happened on one socket (only the sockets that are ready: the cost follows the
+ * transfers that progress, not all of those in flight). */
+static void on_sock_io(fh_loop *l, fh_loop_io *io, unsigned what)
 {
-    return (int64_t)(fh_mono_ns() / 1000000u);
+    wh_sock *s = io->arg;
+    int flags = 0, still;
+    (void)l;
+    if (what & (FH_LOOP_READ | FH_LOOP_HUP))
+        flags |= CURL_CSELECT_IN;
+    if (what & FH_LOOP_WRITE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(s->w->multi, io->fd, flags, &still);
+}
+
+static void sock_free(fh_webhooks *w, wh_sock *s)
+{
+    fh_loop_unwatch(w->loop, &s->io); /* its events later in this batch are forgotten */
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: curl says which of its sockets to watch for what. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     fh_webhooks *w = userp;
+    wh_sock *s = socketp;
     (void)easy;
-    (void)socketp;
     if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+        if (s)
+            sock_free(w, s);
         return 0;
     }
-    struct epoll_event ev = {.data.fd = fd};
+    if (!s) {
+        if (!(s = calloc(1, sizeof(*s))))
+            return -1; /* curl fails the transfer */
+        s->io = (fh_loop_io){.fd = fd, .fn = on_sock_io, .arg = s};
+        s->w = w;
+        s->next = w->socks;
+        if (w->socks)
+            w->socks->prev = s;
+        w->socks = s;
+        curl_multi_assign(w->multi, fd, s);
+    }
+    unsigned ev = 0;
     if (what & CURL_POLL_IN)
-        ev.events |= EPOLLIN;
+        ev |= FH_LOOP_READ;
     if (what & CURL_POLL_OUT)
-        ev.events |= EPOLLOUT;
-    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) && errno == ENOENT)
-        epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
+        ev |= FH_LOOP_WRITE;
+    if (fh_loop_watch(w->loop, &s->io, ev) != FH_OK)
+        fh_log(FH_LOG_WARN, "webhook.socket", "fd=%d error=\"cannot watch it\"", (int)fd);
     return 0;
 }
 
-/* CURLMOPT_TIMERFUNCTION: when curl wants CURL_SOCKET_TIMEOUT next (-1: never). */
+static int64_t on_curl_timeout(fh_loop *l, void *arg)
+{
+    fh_webhooks *w = arg;
+    int still;
+    (void)l;
+    w->curl_timer = 0; /* ended: curl may ask for a new one from inside socket_action */
+    curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    return -1;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when curl wants CURL_SOCKET_TIMEOUT next (-1: never). One loop timer
+ * follows it. */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     fh_webhooks *w = userp;
     (void)multi;
-    w->timer_at_ms = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+    if (timeout_ms < 0) {
+        fh_loop_timer_cancel(w->loop, w->curl_timer);
+        w->curl_timer = 0;
+    } else {
+        w->curl_timer = fh_loop_timer_rearm(w->loop, w->curl_timer, timeout_ms, on_curl_timeout, w);
+    }
     return 0;
-}
-
-/* Runs the multi handle: waits up to timeout_ms for curl's sockets, its timer or the wake-up
- * pipe, tells curl what happened (only the sockets that are ready: the cost follows the
- * transfers that progress, not all of those in flight), then finishes the completed ones. */
-void wh_pump(fh_webhooks *w, int timeout_ms)
-{
-    struct epoll_event evs[256];
-    int still;
-    if (w->timer_at_ms >= 0) {
-        int64_t left = w->timer_at_ms - mono_ms();
-        if (left < timeout_ms)
-            timeout_ms = left < 0 ? 0 : (int)left;
-    }
-    int n = epoll_wait(w->epfd, evs, 256, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        int fd = evs[i].data.fd;
-        if (fd == w->wake[0]) {
-            char junk[64];
-            while (read(w->wake[0], junk, sizeof(junk)) > 0) {
-            }
-            continue;
-        }
-        int flags = 0;
-        if (evs[i].events & (EPOLLIN | EPOLLHUP))
-            flags |= CURL_CSELECT_IN;
-        if (evs[i].events & EPOLLOUT)
-            flags |= CURL_CSELECT_OUT;
-        if (evs[i].events & EPOLLERR)
-            flags |= CURL_CSELECT_ERR;
-        curl_multi_socket_action(w->multi, fd, flags, &still);
-    }
-    if (w->timer_at_ms >= 0 && mono_ms() >= w->timer_at_ms) {
-        w->timer_at_ms = -1;
-        curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &still);
-    }
-    xfers_done(w);
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
@@ -512,7 +531,6 @@ void wh_drain(fh_webhooks *w, const rd_kafka_topic_partition_list_t *parts)
         if (!left || fh_mono_ns() > deadline)
             break;
         wh_pump(w, 50);
-        wh_txn_commit(w);
     }
     wh_txn_commit(w);
 }
@@ -538,13 +556,6 @@ int wh_delivery_open(fh_webhooks *w, char *err, size_t errsize)
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
-    w->timer_at_ms = -1;
-    struct epoll_event wev = {.events = EPOLLIN, .data.fd = w->wake[0]};
-    if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake[0], &wev)) {
-        snprintf(err, errsize, "epoll: %s", strerror(errno));
-        return -1;
-    }
     return 0;
 }
 
@@ -566,7 +577,9 @@ void wh_delivery_close(fh_webhooks *w)
     if (w->multi)
         curl_multi_cleanup(w->multi);
     w->multi = NULL;
-    if (w->epfd >= 0)
-        close(w->epfd);
-    w->epfd = -1;
+    while (w->socks) /* those of cached connections curl closed without a CURL_POLL_REMOVE */
+        sock_free(w, w->socks);
+    if (w->loop)
+        fh_loop_timer_cancel(w->loop, w->curl_timer);
+    w->curl_timer = 0;
 }

@@ -5,7 +5,8 @@
  *   webhooks.c   the handle: config, start and stop, the thread's loop, housekeeping, metrics
  *   consumer.c   the webhook consumer: transactions and offsets, partitions, pause, rebalance
  *   render.c     a record into deliveries: filter match, bodies rendered once per format
- *   delivery.c   the delivery engine: curl multi on epoll, signing, retries, dispatch, drain
+ *   delivery.c   the delivery engine: curl multi on the thread's fh_loop, signing, retries,
+ *                dispatch, drain
  *   endpoints.c  the in-memory endpoint table and endpoint health
  *   api.c        /api/v1/webhooks: endpoint management
  *   api_log.c    /api/v1/webhooks: the delivery log, redelivery and recovery
@@ -23,7 +24,9 @@
 #include <stdint.h>
 
 #include "dlq.h"
+#include "fh_consumer.h"
 #include "fh_error.h"
+#include "fh_loop.h"
 #include "fh_lost.h"
 #include "fh_metrics.h"
 #include "fh_netguard.h"
@@ -146,6 +149,14 @@ typedef struct xfer {
     int busy;
 } xfer;
 
+/* A housekeeping chore of the webhook thread, run by a loop timer (webhooks.c). */
+#define WH_CHORES 3
+typedef struct wh_chore {
+    struct fh_webhooks *w;
+    void (*run)(struct fh_webhooks *w);
+    int64_t first_ms, period_ms;
+} wh_chore;
+
 struct fh_webhooks {
     fh_broker *b;
     fh_webhooks_config cfg; /* strings borrowed from b->cfg */
@@ -165,9 +176,13 @@ struct fh_webhooks {
     int in_txn;
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkq;
-    int wake[2];         /* the consumer queue's io event and the API's pokes write to wake[1] */
-    int epfd;            /* curl's sockets (CURLMOPT_SOCKETFUNCTION) and wake[0] */
-    int64_t timer_at_ms; /* curl's timer (CURLMOPT_TIMERFUNCTION), monotonic ms; -1: none */
+    fh_loop *loop;        /* the thread's; other threads only fh_loop_wake / fh_loop_stop it */
+    fh_consumer_watch kq; /* the consumer queue's wake-up, watched on the loop */
+    uint64_t curl_timer;  /* curl's timer (CURLMOPT_TIMERFUNCTION) on the loop; 0: none */
+    uint64_t due_timer;   /* the next endpoint look (a retry or a look coming due); 0: none */
+    int nested;           /* inside wh_pump's nested pass: the hooks only run curl and commit */
+    wh_chore chores[WH_CHORES];
+    struct wh_sock *socks; /* curl's sockets watched on the loop (delivery.c; owned) */
     CURLM *multi;
     wh_ep *eps;
     size_t neps;
@@ -180,7 +195,6 @@ struct fh_webhooks {
     fh_lost_table next;              /* per partition, the next offset the group still needs */
     long long pending;
     int paused;
-    int64_t next_scan_ms, next_prune_ms, next_recount_ms;
     fh_buf body;
     fh_json_doc doc; /* each record is checked in it before any jansson tree is built */
     fh_dlq *dlq;     /* valid records some endpoint wants but that cannot be delivered */
@@ -198,8 +212,12 @@ struct fh_webhooks {
 /* Tells the webhook thread that endpoints or deliveries changed: it reloads endpoints when their
  * version moved and looks for due work at once. Thread-safe, never blocks. */
 void wh_poke(fh_webhooks *w);
-/* Wakes the webhook thread from any thread (a pipe write). */
+/* Wakes the webhook thread from any thread (the loop's eventfd). */
 void wh_wake_thread(fh_webhooks *w);
+/* One nested pass of the thread's loop (on the thread, from inside its after-pass work, or after
+ * the loop stopped): waits up to timeout_ms for curl's sockets and timer, runs curl, records the
+ * attempts that finished and commits; consumes and dispatches nothing. */
+void wh_pump(fh_webhooks *w, int timeout_ms);
 /* 1 until stop or the broker's run flag says otherwise. */
 int wh_running(fh_webhooks *w);
 /* Steps st to its end, then resets it and clears its bindings; 0 when it ended in SQLITE_DONE. */
@@ -218,7 +236,7 @@ void wh_recount_pending(fh_webhooks *w);
 void wh_check_pause(fh_webhooks *w);
 /* Turns up to webhooks.batch_max fetched records into deliveries. */
 void wh_consume(fh_webhooks *w);
-/* Creates the consumer (its queue wakes wake[1]) and subscribes to the events topic. */
+/* Creates the consumer and subscribes to the events topic (webhooks.c watches its queue). */
 int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize);
 
 /* ---- render.c -------------------------------------------------------------------------------- */
@@ -228,11 +246,12 @@ int wh_ingest(fh_webhooks *w, const rd_kafka_message_t *m);
 
 /* ---- delivery.c (webhook thread) ------------------------------------------------------------- */
 
-/* The multi handle, the transfer slots and epoll; wh_delivery_close frees what was made. */
+/* The multi handle (its sockets and timer on w->loop, which must exist until
+ * wh_delivery_close) and the transfer slots; wh_delivery_close frees what was made. */
 int wh_delivery_open(fh_webhooks *w, char *err, size_t errsize);
 void wh_delivery_close(fh_webhooks *w);
-/* Waits up to timeout_ms for curl's sockets, its timer or the wake-up pipe, and runs curl. */
-void wh_pump(fh_webhooks *w, int timeout_ms);
+/* Records the attempts curl finished (opens the transaction they are written in). */
+void wh_delivery_reap(fh_webhooks *w);
 /* Starts due deliveries within the concurrency caps. */
 void wh_dispatch(fh_webhooks *w);
 /* Lets transfers on parts (NULL: all) finish and be recorded, bounded by webhooks.timeout_ms. */

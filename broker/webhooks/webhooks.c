@@ -1,10 +1,13 @@
 /* webhooks: see webhooks.h and docs/webhooks.md. This file is the handle (config, start, stop)
  * and the webhook thread's loop. The thread owns the webhook consumer (consumer.c), its SQLite
  * connection (statements, the temp table of owned partitions), the in-memory endpoint table
- * (endpoints.c), the curl multi handle and every transfer (delivery.c). One loop does, in turn:
- *   wait (epoll: curl's sockets, its timer, the wake-up pipe of the consumer queue and the API)
- *   -> finish transfers (attempt rows, retry or dead-letter, endpoint health)
- *   -> consume records (one delivery row per matching endpoint and body, render.c)
+ * (endpoints.c), the curl multi handle and every transfer (delivery.c). It runs on lib/fh_loop:
+ *   watches: curl's sockets (delivery.c), the consumer queue's eventfd; the loop's own eventfd
+ *   wakes it for the API's pokes
+ *   timers: curl's timer (delivery.c), the endpoint scan, the pending recount, pruning, and the
+ *   next endpoint look (a retry coming due)
+ *   after each pass: finish transfers (attempt rows, retry or dead-letter, endpoint health)
+ *   -> COMMIT -> consume records (one delivery row per matching endpoint and body, render.c)
  *   -> COMMIT, then store the offsets of the records that COMMIT covers
  *   -> start due deliveries of owned partitions, within the concurrency caps.
  * So a delivery is durable before the offset of its record can be committed (at-least-once),
@@ -16,7 +19,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,13 +85,11 @@ static const char *const lat_labels[LAT_BUCKETS + 1] = {
     "le=\"300\"",   "le=\"500\"",   "le=\"1000\"",  "le=\"2000\"",   "le=\"5000\"",
     "le=\"10000\"", "le=\"30000\"", "le=\"60000\"", "le=\"300000\"", "le=\"+Inf\""};
 
-/* A pipe write is async-signal and thread safe. */
+/* An eventfd write: thread safe, never blocks. */
 void wh_wake_thread(fh_webhooks *w)
 {
-    if (w->multi && w->wake[1] >= 0) {
-        ssize_t wr = write(w->wake[1], "1", 1);
-        (void)wr; /* a full pipe is awake already */
-    }
+    if (w->loop)
+        fh_loop_wake(w->loop);
 }
 
 void wh_poke(fh_webhooks *w)
@@ -161,59 +161,136 @@ static void prune(fh_webhooks *w)
     }
 }
 
-static void housekeeping(fh_webhooks *w)
+/* Reloads endpoints when their version moved, and looks for due work of every endpoint. */
+static void look_again(fh_webhooks *w)
 {
-    int64_t now = fh_now_ms();
-    if (atomic_exchange(&w->poke, 0) || now >= w->next_scan_ms) {
-        wh_eps_reload(w, 0);
-        for (size_t i = 0; i < w->neps; i++)
-            w->eps[i].has_work = 1;
-        w->next_scan_ms = now + w->cfg.scan_interval_ms;
-    }
-    if (now >= w->next_recount_ms) {
-        wh_recount_pending(w);
-        w->next_recount_ms = now + 10000;
-    }
-    if (now >= w->next_prune_ms) {
-        prune(w);
-        w->next_prune_ms = now + 60000;
-    }
-    fh_metric_set(w->m_pending, w->pending);
-    wh_check_pause(w);
+    wh_eps_reload(w, 0);
+    for (size_t i = 0; i < w->neps; i++)
+        w->eps[i].has_work = 1;
 }
 
-/* How long the loop may wait: until the earliest endpoint look, at most 100 ms. */
-static int wait_ms(fh_webhooks *w, long long consumed_full)
+/* ---- the thread's loop ----------------------------------------------------------------------- */
+
+/* The housekeeping chores, each on a timer of its own (first run, then every period). They wait
+ * while a drain's nested pass runs (a rebalance or the stop): they would reload the endpoint
+ * table under transfers being recorded, or open a transaction. */
+#define DEFER_MS 100
+
+static void recount(fh_webhooks *w)
 {
-    if (consumed_full || atomic_load(&w->poke))
-        return 0;
-    int64_t now = fh_now_ms(), t = 100;
+    wh_recount_pending(w);
+}
+
+static int64_t chore_timer(fh_loop *l, void *arg)
+{
+    wh_chore *c = arg;
+    (void)l;
+    if (c->w->nested)
+        return DEFER_MS;
+    c->run(c->w);
+    return c->period_ms;
+}
+
+/* The next endpoint look came due: the pass it ends dispatches. */
+static int64_t due_timer(fh_loop *l, void *arg)
+{
+    fh_webhooks *w = arg;
+    (void)l;
+    w->due_timer = 0;
+    return -1;
+}
+
+/* Does not sleep while work is ready (a poke, records left in the consumer queue, an endpoint
+ * with due work and free slots); otherwise sleeps until the earliest endpoint look at the
+ * latest (the due timer), or until curl, Kafka or a poke wakes the loop. */
+static void before_sleep(fh_loop *l, void *arg)
+{
+    fh_webhooks *w = arg;
+    if (w->nested)
+        return;
+    if (atomic_load(&w->poke) || rd_kafka_queue_length(w->rkq) > 0) {
+        fh_loop_no_sleep(l);
+        return;
+    }
+    int64_t now = fh_now_ms(), next = -1;
+    long long conc = w->cfg.endpoint_concurrency;
     for (size_t i = 0; i < w->neps; i++) {
         wh_ep *e = &w->eps[i];
-        if (!e->enabled || e->inflight >= w->cfg.endpoint_concurrency)
+        long long free_slots = conc - e->inflight;
+        if (!e->enabled || free_slots <= 0)
             continue;
-        if (e->has_work)
-            return 0;
-        if (e->next_due_ms - now < t)
-            t = e->next_due_ms - now;
+        /* dispatch waits for half the slots when some are busy, and for any slot when
+         * webhooks.max_in_flight are busy: a finishing transfer's socket wakes the loop then */
+        int waits_for_slots =
+            (e->inflight > 0 && free_slots < (conc + 1) / 2) || w->inflight >= w->cfg.max_in_flight;
+        if (e->has_work && !waits_for_slots) {
+            fh_loop_no_sleep(l);
+            return;
+        }
+        if (next < 0 || e->next_due_ms < next)
+            next = e->next_due_ms;
     }
-    return t < 0 ? 0 : (int)t;
+    if (next < 0) {
+        fh_loop_timer_cancel(l, w->due_timer);
+        w->due_timer = 0;
+    } else {
+        w->due_timer = fh_loop_timer_rearm(l, w->due_timer, next - now, due_timer, w);
+    }
+}
+
+static void after_pass(fh_loop *l, void *arg)
+{
+    fh_webhooks *w = arg;
+    wh_delivery_reap(w);
+    wh_txn_commit(w);
+    if (w->nested)
+        return;
+    if (atomic_exchange(&w->poke, 0))
+        look_again(w);
+    fh_metric_set(w->m_pending, w->pending);
+    wh_check_pause(w);
+    wh_consume(w);
+    wh_txn_commit(w);
+    wh_dispatch(w);
+    if (!wh_running(w))
+        fh_loop_stop(l);
+}
+
+void wh_pump(fh_webhooks *w, int timeout_ms)
+{
+    w->nested++;
+    fh_loop_once(w->loop, timeout_ms);
+    w->nested--;
 }
 
 static void *thread_main(void *arg)
 {
     fh_webhooks *w = arg;
-    while (wh_running(w)) {
-        wh_pump(w, wait_ms(w, 0));
-        wh_txn_commit(w);
-        housekeeping(w);
-        wh_consume(w);
-        wh_txn_commit(w);
-        wh_dispatch(w);
-    }
+    /* the idle tick: every wake-up that matters is an event or a timer */
+    fh_loop_run(w->loop, 1000);
     fh_log(FH_LOG_INFO, "webhook.stopping", "in_flight=%lld", w->inflight);
     wh_drain(w, NULL);
     return NULL;
+}
+
+/* The loop, its watches and timers (the thread is not running yet). */
+static int open_loop(fh_webhooks *w, char *err, size_t errsize)
+{
+    if (fh_loop_new(&w->loop, 256, 8, err, errsize) != FH_OK)
+        return -1;
+    fh_loop_before_sleep(w->loop, before_sleep, w);
+    fh_loop_after_pass(w->loop, after_pass, w);
+    /* the endpoint scan (a poke only needs a pass: after_pass takes it), the pending recount
+     * (consumer.c keeps the count as it goes; this corrects drift from other instances), and
+     * pruning by webhooks.retention_s */
+    const wh_chore chores[WH_CHORES] = {{w, look_again, 0, w->cfg.scan_interval_ms},
+                                        {w, recount, 10000, 10000},
+                                        {w, prune, 0, 60000}};
+    for (int i = 0; i < WH_CHORES; i++) {
+        w->chores[i] = chores[i];
+        fh_loop_timer(w->loop, chores[i].first_ms, chore_timer, &w->chores[i]);
+    }
+    return 0;
 }
 
 /* ---- start and stop -------------------------------------------------------------------------- */
@@ -308,7 +385,7 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
         return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
     w->b = b;
     w->cfg = *cfg;
-    w->wake[0] = w->wake[1] = w->epfd = -1;
+    fh_consumer_watch_init(&w->kq);
     pthread_mutex_init(&w->api_mu, NULL);
     if (!cfg->enabled) {
         *out = w;
@@ -340,16 +417,17 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
         goto err;
     if (open_store(w, errbuf, errsize))
         goto err;
-    if (pipe2(w->wake, O_NONBLOCK | O_CLOEXEC)) {
-        snprintf(errbuf, errsize, "pipe: %s", strerror(errno));
+    if (open_loop(w, errbuf, errsize))
         goto err;
-    }
     if (wh_delivery_open(w, errbuf, errsize))
         goto err;
     register_metrics(w);
     wh_eps_reload(w, 1);
     wh_recount_pending(w);
-    if (wh_start_consumer(w, errbuf, errsize))
+    /* the consumer queue wakes the loop when it becomes non-empty: the after-pass work
+     * consumes */
+    if (wh_start_consumer(w, errbuf, errsize) ||
+        fh_consumer_watch_start(&w->kq, w->loop, w->rkq, NULL, NULL, errbuf, errsize))
         goto err;
     if (pthread_create(&w->thread, NULL, thread_main, w)) {
         snprintf(errbuf, errsize, "cannot start the webhook thread");
@@ -372,12 +450,12 @@ void fh_webhooks_stop(fh_webhooks *w)
         return;
     if (w->started) {
         atomic_store(&w->stop, 1);
-        wh_wake_thread(w);
+        fh_loop_stop(w->loop);
         pthread_join(w->thread, NULL);
         w->started = 0;
     }
     if (w->rk) {
-        rd_kafka_queue_io_event_enable(w->rkq, -1, NULL, 0);
+        fh_consumer_watch_stop(&w->kq, w->loop);
         rd_kafka_consumer_close(w->rk); /* the revoke drains nothing more, commits stored offsets */
         wh_txn_commit(w);
         rd_kafka_queue_destroy(w->rkq);
@@ -397,10 +475,9 @@ void fh_webhooks_stop(fh_webhooks *w)
     if (w->db)
         sqlite3_close(w->db);
     w->db = NULL;
-    for (int i = 0; i < 2; i++)
-        if (w->wake[i] >= 0)
-            close(w->wake[i]);
-    w->wake[0] = w->wake[1] = -1;
+    fh_consumer_watch_stop(&w->kq, w->loop);
+    fh_loop_free(w->loop);
+    w->loop = NULL;
     fh_buf_free(&w->body);
     fh_json_doc_free(&w->doc);
     fh_lost_table_free(&w->next);

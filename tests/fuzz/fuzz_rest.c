@@ -59,6 +59,8 @@ static const fh_cfg_opt opts[] = {
 };
 
 static fh_broker b;
+static fh_view *view;
+static health_ctx health;
 static volatile sig_atomic_t run = 1;
 static fh_http_route routes[FH_REST_ROUTES + FH_HEALTH_ROUTES + FH_DASHBOARD_ROUTES];
 static size_t nroutes;
@@ -74,7 +76,7 @@ static void die(const char *what, const char *err)
 static void cleanup(void)
 {
     char cmd[64];
-    view_stop();
+    fh_view_free(view);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "fuzz_rest: could not remove %s\n", dir);
@@ -107,11 +109,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         die("embedded kafka", err);
     snprintf(b.bootstrap, sizeof(b.bootstrap), "%s", fh_kafka_embedded_bootstrap(b.embedded));
     b.ready = 1;
-    if (view_start(&b))
-        die("view", "did not start (see the log above)");
+    fh_view_config vcfg;
+    fh_view_config_read(&b.cfg, &vcfg);
+    if (fh_view_start(&b, &vcfg, &view, err, sizeof(err)))
+        die("view", err);
     atexit(cleanup);
-    nroutes += rest_routes(&b, routes + nroutes);
-    nroutes += health_routes(&b, routes + nroutes);
+    health = (health_ctx){&b, view};
+    nroutes += rest_routes(view, routes + nroutes);
+    nroutes += health_routes(&health, routes + nroutes);
     nroutes += dashboard_routes(routes + nroutes);
     return 0;
 }

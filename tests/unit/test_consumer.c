@@ -116,6 +116,46 @@ TEST(consumer_wake_writes_eight_bytes_to_an_eventfd)
     mock_stop(&m);
 }
 
+static void count_wake(void *arg)
+{
+    ++*(int *)arg;
+}
+
+TEST(consumer_watch_wakes_a_loop_for_fetched_records)
+{
+    /* a thread sleeping in its loop must be woken by records reaching the consumer queue, and
+     * the watch must come apart cleanly (ASan: nothing left open or watched) */
+    mock m;
+    char err[256];
+    CHECK(mock_start(&m) == 0);
+    produce(&m, 2, 2);
+    fh_loop *l = NULL;
+    CHECK(fh_loop_new(&l, 8, 2, err, sizeof(err)) == FH_OK);
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(m.rk);
+    fh_consumer_watch w;
+    fh_consumer_watch_init(&w);
+    fh_consumer_watch_stop(&w, l); /* never started: a no-op */
+    int woken = 0;
+    CHECK(fh_consumer_watch_start(&w, l, q, count_wake, &woken, err, sizeof(err)) == FH_OK);
+    rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(pl, "t.events", 2)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    CHECK(rd_kafka_assign(m.rk, pl) == 0);
+    rd_kafka_topic_partition_list_destroy(pl);
+    for (int i = 0; i < 100 && !woken; i++)
+        fh_loop_once(l, 100); /* 10 s at most */
+    CHECK(woken >= 1);
+    rd_kafka_message_t *msg = rd_kafka_consume_queue(q, 5000);
+    CHECK(msg && !msg->err);
+    if (msg)
+        rd_kafka_message_destroy(msg);
+    fh_consumer_watch_stop(&w, l);
+    CHECK(w.io.fd == -1 && !w.io.watched);
+    fh_consumer_watch_stop(&w, l); /* twice: a no-op */
+    rd_kafka_queue_destroy(q);
+    fh_loop_free(l);
+    mock_stop(&m);
+}
+
 TEST(consumer_watermarks_follow_what_was_produced)
 {
     mock m;

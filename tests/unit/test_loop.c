@@ -1,6 +1,7 @@
 /* fh_loop: descriptors, unwatch within a batch, timers in order, wake-ups from other threads,
  * and the hooks around a pass. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -137,6 +138,98 @@ TEST(loop_timer_cap_is_kept)
     for (int i = 0; i < 12; i++)
         added += fh_loop_timer(l, 1000, timer_a, NULL) != 0;
     CHECK(added == 8);
+    fh_loop_free(l);
+}
+
+TEST(loop_cancel_frees_the_slot_at_once)
+{
+    /* a timer that follows a deadline is cancelled and added again many times: the cancelled
+     * ones must not count against the cap until they would have come up */
+    fh_loop *l = new_loop(); /* 8 timers */
+    for (int round = 0; round < 50; round++) {
+        uint64_t id = fh_loop_timer(l, 60000, timer_a, NULL);
+        CHECK(id != 0);
+        fh_loop_timer_cancel(l, id);
+    }
+    int added = 0;
+    for (int i = 0; i < 8; i++)
+        added += fh_loop_timer(l, 60000, timer_a, NULL) != 0;
+    CHECK(added == 8);
+    fh_loop_timer_cancel(l, 0); /* id 0 is nobody's */
+    fh_loop_free(l);
+}
+
+TEST(loop_rearm_moves_a_timer_and_adds_one_that_ended)
+{
+    fh_loop *l = new_loop();
+    memset(&ticks, 0, sizeof(ticks));
+    uint64_t late = fh_loop_timer(l, 60000, timer_a, (void *)(intptr_t)1);
+    CHECK(fh_loop_timer(l, 30, timer_a, (void *)(intptr_t)2) != 0);
+    /* the 60 s timer now comes first, and keeps its id */
+    CHECK(fh_loop_timer_rearm(l, late, 5, timer_a, (void *)(intptr_t)1) == late);
+    for (int i = 0; i < 100 && ticks.n < 2; i++)
+        fh_loop_once(l, 1000);
+    CHECK(ticks.n == 2 && ticks.order[0] == 1 && ticks.order[1] == 2);
+    /* it ended: rearming it adds a new timer under a new id */
+    uint64_t again = fh_loop_timer_rearm(l, late, 0, timer_a, (void *)(intptr_t)3);
+    CHECK(again != 0 && again != late);
+    /* moving one later: a 0 ms timer pushed to 60 s does not run */
+    uint64_t later = fh_loop_timer(l, 0, timer_a, (void *)(intptr_t)4);
+    CHECK(fh_loop_timer_rearm(l, later, 60000, timer_a, (void *)(intptr_t)4) == later);
+    for (int i = 0; i < 100 && ticks.n < 3; i++)
+        fh_loop_once(l, 1000);
+    fh_loop_once(l, 20);
+    CHECK(ticks.n == 3 && ticks.order[2] == 3);
+    fh_loop_free(l);
+}
+
+typedef struct nest {
+    probe p;
+    int depth, max_depth, inner_reads;
+} nest;
+
+static void nest_after(fh_loop *l, void *arg)
+{
+    nest *n = arg;
+    if (n->depth > 0)
+        return; /* the nested pass's own after-pass hook */
+    n->depth++;
+    /* wait (nested) for what the outer pass needs: the probe's descriptor */
+    int before_calls = n->p.calls;
+    for (int i = 0; i < 20 && n->p.calls == before_calls; i++)
+        fh_loop_once(l, 50);
+    n->inner_reads = n->p.calls - before_calls;
+    if (n->depth > n->max_depth)
+        n->max_depth = n->depth;
+    n->depth--;
+}
+
+static void *late_writer(void *arg)
+{
+    usleep(20000);
+    ssize_t w = write(*(int *)arg, "z", 1);
+    (void)w;
+    return NULL;
+}
+
+TEST(loop_pass_may_nest_in_the_after_pass_hook)
+{
+    fh_loop *l = new_loop();
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    nest n;
+    memset(&n, 0, sizeof(n));
+    n.p.io = (fh_loop_io){.fd = fds[0], .fn = on_io, .arg = &n.p};
+    CHECK(fh_loop_watch(l, &n.p.io, FH_LOOP_READ) == FH_OK);
+    fh_loop_after_pass(l, nest_after, &n);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, late_writer, &fds[1]) == 0);
+    fh_loop_once(l, 0);
+    pthread_join(t, NULL);
+    CHECK(n.max_depth == 1 && n.inner_reads == 1);
+    fh_loop_unwatch(l, &n.p.io);
+    close(fds[0]);
+    close(fds[1]);
     fh_loop_free(l);
 }
 

@@ -15,24 +15,24 @@ TEST(view_tests_flaky_first_reports_a_revision_once)
     CHECK(apply_chunk("linux", "r1", 7, 0,
                       T("F", "\"fail\"") "," T("F", "\"pass\"") "," T("A", "\"pass\"")) ==
           SQLITE_OK);
-    CHECK(view_test_flaky_first("linux", "F", "r1", 0) == 1);
-    CHECK(view_test_flaky_first("linux", "F", "r1", 1) == 0); /* the same pair: once */
-    CHECK(view_test_flaky_first("linux", "A", "r1", 1) == 0);
-    CHECK(view_test_flaky_first("mac", "F", "r1", 1) == 0); /* another builder */
-    CHECK(view_test_flaky_first("linux", "F", "r2", 1) == 0);
-    CHECK(view_test_flaky_first("linux", "F", "", 1) == 0);
-    CHECK(view_test_flaky_first("linux", "nope", "r1", 1) == 0);
+    CHECK(view_test_flaky_first(hv, "linux", "F", "r1", 0) == 1);
+    CHECK(view_test_flaky_first(hv, "linux", "F", "r1", 1) == 0); /* the same pair: once */
+    CHECK(view_test_flaky_first(hv, "linux", "A", "r1", 1) == 0);
+    CHECK(view_test_flaky_first(hv, "mac", "F", "r1", 1) == 0); /* another builder */
+    CHECK(view_test_flaky_first(hv, "linux", "F", "r2", 1) == 0);
+    CHECK(view_test_flaky_first(hv, "linux", "F", "", 1) == 0);
+    CHECK(view_test_flaky_first(hv, "linux", "nope", "r1", 1) == 0);
     /* C fails on r2 in one build, passes in another: flaky when the pass arrives */
     CHECK(apply_chunk("linux", "r2", 8, 0, T("C", "\"fail\"")) == SQLITE_OK);
-    CHECK(view_test_flaky_first("linux", "C", "r2", 0) == 0);
-    CHECK(view_test_flaky_first("linux", "C", "r2", 1) == 0); /* no pass yet */
+    CHECK(view_test_flaky_first(hv, "linux", "C", "r2", 0) == 0);
+    CHECK(view_test_flaky_first(hv, "linux", "C", "r2", 1) == 0); /* no pass yet */
     CHECK(apply_chunk("linux", "r2", 9, 0, T("C", "\"pass\"")) == SQLITE_OK);
-    CHECK(view_test_flaky_first("linux", "C", "r2", 1) == 1);
-    CHECK(view_test_flaky_first("linux", "C", "r2", 1) == 0);
+    CHECK(view_test_flaky_first(hv, "linux", "C", "r2", 1) == 1);
+    CHECK(view_test_flaky_first(hv, "linux", "C", "r2", 1) == 0);
     /* a skip or a measurement is neither */
     CHECK(apply_chunk("linux", "r3", 10, 0,
                       T("S", "\"skip\"") "," T("S", "null") "," T("S", "\"pass\"")) == SQLITE_OK);
-    CHECK(view_test_flaky_first("linux", "S", "r3", 1) == 0);
+    CHECK(view_test_flaky_first(hv, "linux", "S", "r3", 1) == 0);
     /* a chunk applied again (the same set, chunk and positions) adds no result */
     long long runs = count("SELECT count(*) FROM test_runs");
     CHECK(apply_chunk("linux", "r1", 7, 0,

@@ -10,7 +10,9 @@
 #include "../../broker/view/schema.c"
 #include "../../broker/view/tests.c"
 
-struct view view_g;
+/* The view handle the sources run on (no threads, no Kafka). */
+static fh_view harness_view;
+static fh_view *const hv = &harness_view;
 
 /* Derivation is not linked in: these stand in for view/derive_rules.c. With harness_derive_on
  * set, tests.c asks view_test_flaky_first per stored pass or fail, and each flip it reports
@@ -18,13 +20,15 @@ struct view view_g;
 static int harness_derive_on, harness_flips;
 static char harness_flip_test[64];
 
-int derive_on(void)
+int derive_on(fh_view *v)
 {
+    (void)v;
     return harness_derive_on;
 }
 
-int derive_test_flaky(const fh_event *ev, const char *name, int passed)
+int derive_test_flaky(fh_view *v, const fh_event *ev, const char *name, int passed)
 {
+    (void)v;
     (void)ev;
     (void)passed;
     harness_flips++;
@@ -42,7 +46,7 @@ static const fh_cfg_opt view_opts[] = {FH_VIEW_CFG};
 static int open_view(const char *max_tests, const char *max_runs)
 {
     char err[512];
-    memset(&view_g, 0, sizeof(view_g));
+    memset(hv, 0, sizeof(*hv));
     fh_config_init(&tb.cfg, "t", "", NULL, view_opts, sizeof(view_opts) / sizeof(view_opts[0]));
     if (fh_config_set(&tb.cfg, "view.max_tests", max_tests, err, sizeof(err)) ||
         fh_config_set(&tb.cfg, "view.max_test_runs", max_runs, err, sizeof(err)))
@@ -51,25 +55,28 @@ static int open_view(const char *max_tests, const char *max_runs)
         return -1;
     snprintf(tpath, sizeof(tpath), "/tmp/fh-test-view-%d.db", (int)getpid());
     unlink(tpath);
-    view_g.b = &tb;
-    snprintf(view_g.path, sizeof(view_g.path), "%s", tpath);
-    view_g.retention_s = 7 * 86400;
-    fh_buf_init(&view_g.scratch, 1 << 20);
-    if (view_db_open(err, sizeof(err))) {
+    hv->b = &tb;
+    hv->cfg.max_tests = fh_config_int(&tb.cfg, "view.max_tests");
+    hv->cfg.max_test_runs = fh_config_int(&tb.cfg, "view.max_test_runs");
+    hv->cfg.sqlite_cache_kib = fh_config_int(&tb.cfg, "view.sqlite_cache_kib");
+    snprintf(hv->path, sizeof(hv->path), "%s", tpath);
+    hv->retention_s = 7 * 86400;
+    fh_buf_init(&hv->scratch, 1 << 20);
+    if (view_db_open(hv, err, sizeof(err))) {
         printf("  %s\n", err);
         return -1;
     }
-    return view_wexec(W_BEGIN) ? -1 : 0;
+    return view_wexec(hv, W_BEGIN) ? -1 : 0;
 }
 
 static void close_view(void)
 {
     char p[80];
-    view_wexec(W_COMMIT);
+    view_wexec(hv, W_COMMIT);
     for (int i = 0; i < W__COUNT; i++)
-        sqlite3_finalize(view_g.w[i]);
-    sqlite3_close(view_g.db);
-    fh_buf_free(&view_g.scratch);
+        sqlite3_finalize(hv->w[i]);
+    sqlite3_close(hv->db);
+    fh_buf_free(&hv->scratch);
     fh_config_free(&tb.cfg);
     unlink(tpath);
     snprintf(p, sizeof(p), "%s-wal", tpath);
@@ -103,7 +110,7 @@ static int apply_chunk(const char *builder, const char *revision, long long seti
     fh_json_doc_init(&doc, FH_EVENT_DOC_CAP(1 << 20));
     if (fh_event_check(tc, &doc, j.data, j.len, 1 << 20, &v, err, sizeof(err)) == FH_OK &&
         fh_event_from_view(&v, &ev) == 0) {
-        rc = view_apply_event(&v, &ev, &stored);
+        rc = view_apply_event(hv, &v, &ev, &stored);
         fh_event_clear(&ev);
     } else {
         printf("  decode: %s\n", err);
@@ -117,7 +124,7 @@ static long long count(const char *sql)
 {
     sqlite3_stmt *st;
     long long n = -1;
-    if (sqlite3_prepare_v2(view_g.db, sql, -1, &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(hv->db, sql, -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
