@@ -6,8 +6,6 @@
 #include "fh_consumer.h"
 #include "fh_kafka.h"
 
-struct derive derive_g;
-
 static const char tables_sql[] =
     "CREATE TABLE IF NOT EXISTS derive_meta(id INTEGER PRIMARY KEY CHECK (id = 1),"
     " seeded INTEGER NOT NULL DEFAULT 0);"
@@ -91,14 +89,15 @@ void derive_time_text(double epoch_s, char out[48])
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 }
 
-int derive_emit(const char *type, const char *const *parts, size_t nparts, json_t *data,
+int derive_emit(fh_view *v, const char *type, const char *const *parts, size_t nparts, json_t *data,
                 const char *time, const char *subject)
 {
+    struct derive *dr = v->derive;
     char id[FH_DERIVE_ID_SIZE], key[64], subj[64];
     long long brid = 0;
     int rc;
     fh_derive_id(type, parts, nparts, id);
-    sqlite3_stmt *st = derive_g.st[D_SEEN];
+    sqlite3_stmt *st = dr->st[D_SEEN];
     view_bind_text(st, 1, id);
     /* Wall time: the view clock may still be 0 or far behind while a history replays. */
     sqlite3_bind_double(st, 2, (double)fh_now_ms() / 1000.0);
@@ -106,15 +105,15 @@ int derive_emit(const char *type, const char *const *parts, size_t nparts, json_
         json_decref(data);
         return rc;
     }
-    if (sqlite3_changes(derive_g.view->db) == 0) {
+    if (sqlite3_changes(v->db) == 0) {
         json_decref(data); /* emitted before (this run, an earlier one, or read back) */
         return SQLITE_OK;
     }
-    st = derive_g.st[D_OUTBOX_COUNT];
+    st = dr->st[D_OUTBOX_COUNT];
     rc = sqlite3_step(st);
     long long queued = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
-    if (queued >= derive_g.outbox_max) {
+    if (queued >= dr->outbox_max) {
         json_decref(data);
         fh_log(FH_LOG_WARN, "derive.outbox_full", "queued=%lld", queued);
         return SQLITE_FULL; /* not one event's fault: the batch is retried */
@@ -136,13 +135,13 @@ int derive_emit(const char *type, const char *const *parts, size_t nparts, json_
     json_decref(ev);
     if (!text)
         return SQLITE_NOMEM;
-    st = derive_g.st[D_OUTBOX];
+    st = dr->st[D_OUTBOX];
     view_bind_text(st, 1, key);
     view_bind_text(st, 2, text);
     free(text);
     if ((rc = view_wrun(st)))
         return rc;
-    derive_g.outbox_pending = 1;
+    dr->outbox_pending = 1;
     fh_log(FH_LOG_INFO, "derive.emitted", "type=%s id=%s key=%s", type, id, key);
     return SQLITE_OK;
 }
@@ -155,31 +154,33 @@ static const char *const producer_defaults[] = {"acks=all", "enable.idempotence=
 /* Runs inside rd_kafka_flush on the view thread. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
+    fh_view *v = opaque;
+    struct derive *dr = v->derive;
     (void)rk;
-    (void)opaque;
     intptr_t i = (intptr_t)m->_private;
     if (i >= 0 && i < DERIVE_FLUSH_MAX)
-        derive_g.delivered[i] = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        dr->delivered[i] = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 /* Produces up to DERIVE_FLUSH_MAX outbox rows and waits for Kafka; deletes the acknowledged
  * ones. Outside any transaction. */
-static void flush_outbox(void)
+static void flush_outbox(fh_view *v)
 {
+    struct derive *dr = v->derive;
     long long seq[DERIVE_FLUSH_MAX];
     int n = 0, done = 0, rc;
     char q[420];
-    if (!derive_g.producer || derive_g.view->in_txn)
+    if (!dr->producer || v->in_txn)
         return;
-    sqlite3_stmt *st = derive_g.st[D_OUTBOX_READ];
+    sqlite3_stmt *st = dr->st[D_OUTBOX_READ];
     while (n < DERIVE_FLUSH_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *key = (const char *)sqlite3_column_text(st, 1);
         const void *val = sqlite3_column_text(st, 2);
         size_t vlen = (size_t)sqlite3_column_bytes(st, 2);
         seq[n] = sqlite3_column_int64(st, 0);
-        derive_g.delivered[n] = 0;
+        dr->delivered[n] = 0;
         rd_kafka_resp_err_t e = rd_kafka_producev(
-            derive_g.producer, RD_KAFKA_V_TOPIC(derive_g.topic), RD_KAFKA_V_KEY(key, strlen(key)),
+            dr->producer, RD_KAFKA_V_TOPIC(dr->topic), RD_KAFKA_V_KEY(key, strlen(key)),
             RD_KAFKA_V_VALUE((void *)val, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
             RD_KAFKA_V_OPAQUE((void *)(intptr_t)n), RD_KAFKA_V_END);
@@ -193,34 +194,34 @@ static void flush_outbox(void)
     sqlite3_reset(st);
     if (n == 0)
         return;
-    rd_kafka_flush(derive_g.producer, 10000);
-    if (view_wexec(derive_g.view, W_BEGIN))
+    rd_kafka_flush(dr->producer, 10000);
+    if (view_wexec(v, W_BEGIN))
         return;
     for (int i = 0; i < n; i++) {
-        if (!derive_g.delivered[i])
+        if (!dr->delivered[i])
             continue;
-        sqlite3_bind_int64(derive_g.st[D_OUTBOX_DEL], 1, seq[i]);
-        if (view_wrun(derive_g.st[D_OUTBOX_DEL]))
+        sqlite3_bind_int64(dr->st[D_OUTBOX_DEL], 1, seq[i]);
+        if (view_wrun(dr->st[D_OUTBOX_DEL]))
             break;
         done++;
     }
-    if (view_wexec(derive_g.view, W_COMMIT)) {
-        view_wexec(derive_g.view, W_ROLLBACK);
+    if (view_wexec(v, W_COMMIT)) {
+        view_wexec(v, W_ROLLBACK);
         return;
     }
-    fh_metric_add(derive_g.m_emitted, done);
+    fh_metric_add(dr->m_emitted, done);
     if (done < n)
         fh_log(FH_LOG_WARN, "derive.undelivered", "records=%d retry_ms=%lld", n - done,
-               derive_g.check_ms);
+               dr->check_ms);
     else if (n < DERIVE_FLUSH_MAX)
-        derive_g.outbox_pending = 0;
+        dr->outbox_pending = 0;
 }
 
 void derive_after_commit(fh_view *v)
 {
-    (void)v; /* derive_g.view */
-    if (derive_g.on && derive_g.outbox_pending)
-        flush_outbox();
+    struct derive *dr = v->derive;
+    if (dr && dr->on && dr->outbox_pending)
+        flush_outbox(v);
 }
 
 /* ---- reading the derived topic back ------------------------------------------------------ */
@@ -228,8 +229,9 @@ void derive_after_commit(fh_view *v)
 /* Records every id on topics.derived in derive_seen (one transaction), then marks the file
  * seeded. A new view file does this before it applies anything, so a rebuild never emits an id
  * with other content than the one already on the topic. Returns 0, or -1 with errbuf. */
-static int seed_from_topic(char *errbuf, size_t errsize)
+static int seed_from_topic(fh_view *v, char *errbuf, size_t errsize)
 {
+    struct derive *dr = v->derive;
     static const char *const defaults[] = {"enable.auto.commit=false", "log_level=4", NULL};
     int32_t ids[256];
     int64_t hi[256], lo[256];
@@ -240,35 +242,33 @@ static int seed_from_topic(char *errbuf, size_t errsize)
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_partition_list_t *l = NULL;
     int64_t deadline = fh_now_ms() + 120000;
-    if (fh_kafka_conf(&derive_g.view->b->cfg, derive_g.view->b->bootstrap, defaults, &conf, errbuf,
-                      errsize))
+    if (fh_kafka_conf(&v->b->cfg, v->b->bootstrap, defaults, &conf, errbuf, errsize))
         return -1;
-    snprintf(group, sizeof(group), "%s.derive",
-             fh_config_str(&derive_g.view->b->cfg, "kafka.group"));
+    snprintf(group, sizeof(group), "%s.derive", fh_config_str(&v->b->cfg, "kafka.group"));
     if (rd_kafka_conf_set(conf, "group.id", group, errbuf, errsize) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         return -1;
     }
     if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
         return -1;
-    if (fh_consumer_partitions(rk, derive_g.topic, 5000, ids, 256, &n, errbuf, errsize))
+    if (fh_consumer_partitions(rk, dr->topic, 5000, ids, 256, &n, errbuf, errsize))
         goto out;
     if (n > 256)
         n = 256;
     l = rd_kafka_topic_partition_list_new(n);
     for (int i = 0; i < n; i++) {
         rd_kafka_resp_err_t e =
-            fh_consumer_watermarks(rk, derive_g.topic, ids[i], &lo[i], &hi[i], 15000);
+            fh_consumer_watermarks(rk, dr->topic, ids[i], &lo[i], &hi[i], 15000);
         if (e) {
-            snprintf(errbuf, errsize, "%s[%d]: %s", derive_g.topic, ids[i], rd_kafka_err2str(e));
+            snprintf(errbuf, errsize, "%s[%d]: %s", dr->topic, ids[i], rd_kafka_err2str(e));
             goto out;
         }
-        rd_kafka_topic_partition_list_add(l, derive_g.topic, ids[i])->offset = lo[i];
+        rd_kafka_topic_partition_list_add(l, dr->topic, ids[i])->offset = lo[i];
         if (hi[i] > lo[i])
             left++;
     }
-    if (rd_kafka_assign(rk, l) || view_wexec(derive_g.view, W_BEGIN)) {
-        snprintf(errbuf, errsize, "cannot assign %s or begin", derive_g.topic);
+    if (rd_kafka_assign(rk, l) || view_wexec(v, W_BEGIN)) {
+        snprintf(errbuf, errsize, "cannot assign %s or begin", dr->topic);
         goto out;
     }
     while (left > 0 && fh_now_ms() < deadline) {
@@ -282,9 +282,9 @@ static int seed_from_topic(char *errbuf, size_t errsize)
             json_t *root = json_loadb(m->payload, m->len, 0, NULL);
             const char *id = json_string_value(json_object_get(root, "id"));
             if (id) {
-                view_bind_text(derive_g.st[D_SEEN], 1, id);
-                sqlite3_bind_double(derive_g.st[D_SEEN], 2, (double)fh_now_ms() / 1000.0);
-                view_wrun(derive_g.st[D_SEEN]);
+                view_bind_text(dr->st[D_SEEN], 1, id);
+                sqlite3_bind_double(dr->st[D_SEEN], 2, (double)fh_now_ms() / 1000.0);
+                view_wrun(dr->st[D_SEEN]);
                 read++;
             }
             json_decref(root);
@@ -294,19 +294,18 @@ static int seed_from_topic(char *errbuf, size_t errsize)
         rd_kafka_message_destroy(m);
     }
     if (left > 0 ||
-        fh_sqlite_exec(derive_g.view->db, "UPDATE derive_meta SET seeded = 1 WHERE id = 1", errbuf,
-                       errsize)) {
+        fh_sqlite_exec(v->db, "UPDATE derive_meta SET seeded = 1 WHERE id = 1", errbuf, errsize)) {
         if (left > 0)
-            snprintf(errbuf, errsize, "%s: not read to its end in 120 s", derive_g.topic);
-        view_wexec(derive_g.view, W_ROLLBACK);
+            snprintf(errbuf, errsize, "%s: not read to its end in 120 s", dr->topic);
+        view_wexec(v, W_ROLLBACK);
         goto out;
     }
-    if (view_wexec(derive_g.view, W_COMMIT)) {
-        snprintf(errbuf, errsize, "commit: %s", sqlite3_errmsg(derive_g.view->db));
-        view_wexec(derive_g.view, W_ROLLBACK);
+    if (view_wexec(v, W_COMMIT)) {
+        snprintf(errbuf, errsize, "commit: %s", sqlite3_errmsg(v->db));
+        view_wexec(v, W_ROLLBACK);
         goto out;
     }
-    fh_log(FH_LOG_INFO, "derive.seeded", "topic=%s ids=%lld", derive_g.topic, read);
+    fh_log(FH_LOG_INFO, "derive.seeded", "topic=%s ids=%lld", dr->topic, read);
     rc = 0;
 out:
     if (l)
@@ -316,17 +315,19 @@ out:
     return rc;
 }
 
-static int seeded(void)
+static int seeded(fh_view *v)
 {
     sqlite3_stmt *st = NULL;
     int s = 0;
-    if (sqlite3_prepare_v2(derive_g.view->db, "SELECT seeded FROM derive_meta WHERE id = 1", -1,
-                           &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(v->db, "SELECT seeded FROM derive_meta WHERE id = 1", -1, &st, NULL) ==
+            SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         s = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return s;
 }
+
+static void release(fh_view *v);
 
 /* ---- start, stop, tick ------------------------------------------------------------------ */
 
@@ -335,82 +336,96 @@ int derive_open(fh_view *v, char *errbuf, size_t errsize)
     const fh_config *c = &v->b->cfg;
     char q[560];
     rd_kafka_conf_t *conf;
-    memset(&derive_g, 0, sizeof(derive_g));
-    derive_g.view = v;
+    struct derive *dr = calloc(1, sizeof(*dr));
+    if (!dr) {
+        snprintf(errbuf, errsize, "derive: out of memory");
+        return -1;
+    }
+    v->derive = dr; /* derive_close frees it, also after a failure here */
     if (!fh_config_bool(c, "derive.enabled"))
         return 0;
-    derive_g.topic = fh_kafka_topic(c, FH_TOPIC_DERIVED);
-    derive_g.check_ms = fh_config_int(c, "derive.check_interval_ms");
-    derive_g.max_suspects = fh_config_int(c, "derive.max_suspects");
-    derive_g.lkgr_ms = fh_config_int(c, "derive.lkgr_interval_ms");
-    derive_g.outbox_max = fh_config_int(c, "derive.outbox_max");
-    if (fh_stale_rules_parse(&derive_g.stale, fh_config_str(c, "derive.stale_after"), errbuf,
-                             errsize))
+    dr->topic = fh_kafka_topic(c, FH_TOPIC_DERIVED);
+    dr->check_ms = fh_config_int(c, "derive.check_interval_ms");
+    dr->max_suspects = fh_config_int(c, "derive.max_suspects");
+    dr->lkgr_ms = fh_config_int(c, "derive.lkgr_interval_ms");
+    dr->outbox_max = fh_config_int(c, "derive.outbox_max");
+    if (fh_stale_rules_parse(&dr->stale, fh_config_str(c, "derive.stale_after"), errbuf, errsize))
         return -1;
-    if (fh_sqlite_exec(derive_g.view->db, tables_sql, errbuf, errsize))
+    if (fh_sqlite_exec(v->db, tables_sql, errbuf, errsize))
         return -1;
     for (int i = 0; i < D__COUNT; i++)
-        if (sqlite3_prepare_v3(derive_g.view->db, dsql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &derive_g.st[i], NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v3(v->db, dsql[i], -1, SQLITE_PREPARE_PERSISTENT, &dr->st[i], NULL) !=
+            SQLITE_OK) {
             snprintf(errbuf, errsize, "derive: preparing statement %d: %s", i,
-                     sqlite3_errmsg(derive_g.view->db));
+                     sqlite3_errmsg(v->db));
             return -1;
         }
-    derive_g.rd.db = v->db;
-    derive_g.rd.view = v;
-    if (fh_kafka_conf(c, derive_g.view->b->bootstrap, producer_defaults, &conf, errbuf, errsize))
+    dr->rd.db = v->db;
+    dr->rd.view = v;
+    if (fh_kafka_conf(c, v->b->bootstrap, producer_defaults, &conf, errbuf, errsize))
         return -1;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    if (!(derive_g.producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errsize)))
+    rd_kafka_conf_set_opaque(conf, v);
+    if (!(dr->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errsize)))
         return -1;
-    derive_g.m_emitted = fh_metric_new("firehose_derived_events_total", NULL,
-                                       "Derived events Kafka acknowledged.", 0);
-    derive_g.outbox_pending = 1; /* a previous run may have left some */
-    derive_g.dirty_pending = 1;
-    if (!seeded()) {
+    dr->m_emitted = fh_metric_new("firehose_derived_events_total", NULL,
+                                  "Derived events Kafka acknowledged.", 0);
+    dr->outbox_pending = 1; /* a previous run may have left some */
+    dr->dirty_pending = 1;
+    if (!seeded(v)) {
         char err[512];
-        if (seed_from_topic(err, sizeof(err))) {
+        if (seed_from_topic(v, err, sizeof(err))) {
             /* Without the ids already on the topic a rebuild could emit an id twice with
              * different content: derivation stays off for this run (the next start tries
              * again). */
             fh_log(FH_LOG_ERROR, "derive.seed", "error=%s derivation=off",
                    fh_log_quote(q, sizeof(q), err));
-            derive_close(v);
+            release(v);
             return 0;
         }
     }
-    derive_g.on = 1;
-    fh_log(FH_LOG_INFO, "derive.started", "topic=%s stale_rules=%zu", derive_g.topic,
-           derive_g.stale.n);
+    dr->on = 1;
+    fh_log(FH_LOG_INFO, "derive.started", "topic=%s stale_rules=%zu", dr->topic, dr->stale.n);
     return 0;
+}
+
+/* Flushes what it can and frees what derivation holds; dr stays, off (all zero). */
+static void release(fh_view *v)
+{
+    struct derive *dr = v->derive;
+    if (dr->on && dr->outbox_pending && !v->in_txn)
+        flush_outbox(v);
+    for (int i = 0; i < VIEW_READER_SLOTS; i++)
+        sqlite3_finalize(dr->rd.st[i]);
+    for (int i = 0; i < D__COUNT; i++)
+        sqlite3_finalize(dr->st[i]);
+    if (dr->producer) {
+        rd_kafka_flush(dr->producer, 5000);
+        rd_kafka_destroy(dr->producer);
+    }
+    fh_stale_rules_free(&dr->stale);
+    memset(dr, 0, sizeof(*dr));
 }
 
 void derive_close(fh_view *v)
 {
-    if (derive_g.on && derive_g.outbox_pending && !v->in_txn)
-        flush_outbox();
-    for (int i = 0; i < VIEW_READER_SLOTS; i++)
-        sqlite3_finalize(derive_g.rd.st[i]);
-    for (int i = 0; i < D__COUNT; i++)
-        sqlite3_finalize(derive_g.st[i]);
-    if (derive_g.producer) {
-        rd_kafka_flush(derive_g.producer, 5000);
-        rd_kafka_destroy(derive_g.producer);
-    }
-    fh_stale_rules_free(&derive_g.stale);
-    memset(&derive_g, 0, sizeof(derive_g));
+    if (!v->derive)
+        return;
+    release(v);
+    free(v->derive);
+    v->derive = NULL;
 }
 
 /* 1 when every partition the view reads has been applied up to its high watermark, as the
  * loop last saw them: request.stale looks at pending requests only then, so a view replaying
  * old history does not call requests stale that a later event claims. */
-static int caught_up(void)
+static int caught_up(fh_view *v)
 {
     for (int k = 0; k < NTOPICS; k++) {
-        if (derive_g.view->nparts[k] == 0)
+        if (v->nparts[k] == 0)
             return 0;
-        for (int i = 0; i < derive_g.view->nparts[k]; i++) {
-            vpart *p = &derive_g.view->parts[k][i];
+        for (int i = 0; i < v->nparts[k]; i++) {
+            vpart *p = &v->parts[k][i];
             int64_t at = p->committed > p->lo ? p->committed : p->lo;
             if (p->hi < 0 || at < p->hi)
                 return 0;
@@ -421,17 +436,18 @@ static int caught_up(void)
 
 void derive_tick(fh_view *v, int64_t now_ms)
 {
-    if (!derive_g.on || v->in_txn)
+    struct derive *dr = v->derive;
+    if (!dr || !dr->on || v->in_txn)
         return;
-    derive_lkgr_due(now_ms);
-    if (now_ms < derive_g.next_check)
+    derive_lkgr_due(v, now_ms);
+    if (now_ms < dr->next_check)
         return;
-    derive_g.next_check = now_ms + derive_g.check_ms;
-    if (caught_up())
-        derive_stale_check(now_ms);
-    if (now_ms >= derive_g.next_prune) {
-        derive_prune();
-        derive_g.next_prune = now_ms + v->prune_interval_s * 1000;
+    dr->next_check = now_ms + dr->check_ms;
+    if (caught_up(v))
+        derive_stale_check(v, now_ms);
+    if (now_ms >= dr->next_prune) {
+        derive_prune(v);
+        dr->next_prune = now_ms + v->prune_interval_s * 1000;
     }
-    derive_after_commit(derive_g.view);
+    derive_after_commit(v);
 }

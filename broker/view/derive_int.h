@@ -43,8 +43,8 @@ typedef struct derive_dirty {
     json_t *trigger; /* the whole event */
 } derive_dirty;
 
+/* Derivation's state: the view's (v->derive), made by derive_open, freed by derive_close. */
 struct derive {
-    fh_view *view; /* the view it derives from (derive_open) */
     int on;
     const char *topic;
     long long check_ms, max_suspects, outbox_max, lkgr_ms;
@@ -60,22 +60,19 @@ struct derive {
     fh_metric *m_emitted;
 };
 
-/* File-scope: one view derives per process (the handle is derive_g.view). */
-extern struct derive derive_g;
-
 /* derive.c */
 void derive_time_text(double epoch_s, char out[48]);
 /* Records the event (type, id from parts) in derive_seen and the outbox unless its id was
  * emitted before. Takes data (its reference). subject is "builds" or "buildrequests" (the
  * envelope's subject names data's buildid or buildrequestid). SQLITE_OK or the error. */
-int derive_emit(const char *type, const char *const *parts, size_t nparts, json_t *data,
+int derive_emit(fh_view *v, const char *type, const char *const *parts, size_t nparts, json_t *data,
                 const char *time, const char *subject);
 
 /* derive_rules.c */
-int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *ref);
-void derive_stale_check(int64_t now_ms);
+int derive_flaky_note(fh_view *v, const fh_event *ev, const char *test, int passed, json_t *ref);
+void derive_stale_check(fh_view *v, int64_t now_ms);
 /* Between batches: last-green of the touched branches when derive.lkgr_interval_ms is up. */
-void derive_lkgr_due(int64_t now_ms);
-void derive_prune(void);
+void derive_lkgr_due(fh_view *v, int64_t now_ms);
+void derive_prune(fh_view *v);
 
 #endif

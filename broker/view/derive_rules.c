@@ -52,17 +52,18 @@ static const char *time_of(const fh_event *ev)
 /* ---- suspects --------------------------------------------------------------------------- */
 
 /* The suspects array of a break at bad after green (both revisions, either may be NULL). */
-static json_t *suspects(const char *repo, const char *branch, const char *green, const char *bad,
-                        int *truncated)
+static json_t *suspects(fh_view *v, const char *repo, const char *branch, const char *green,
+                        const char *bad, int *truncated)
 {
+    struct derive *dr = v->derive;
     json_t *out = json_array();
-    size_t cap = (size_t)derive_g.view->max_revisions, n = 0, from, to;
+    size_t cap = (size_t)v->max_revisions, n = 0, from, to;
     char **revs = calloc(cap, sizeof(*revs));
     long long *cid = calloc(cap, sizeof(*cid));
     *truncated = 0;
     if (!out || !revs || !cid)
         goto done;
-    sqlite3_stmt *st = derive_g.st[D_REVS];
+    sqlite3_stmt *st = dr->st[D_REVS];
     view_bind_text(st, 1, repo);
     view_bind_text(st, 2, branch);
     view_bind_text(st, 3, bad);
@@ -82,7 +83,7 @@ static json_t *suspects(const char *repo, const char *branch, const char *green,
         revs[i] = revs[n - 1 - i], cid[i] = cid[n - 1 - i];
         revs[n - 1 - i] = t, cid[n - 1 - i] = c;
     }
-    if (fh_derive_suspects((const char *const *)revs, n, green, bad, (size_t)derive_g.max_suspects,
+    if (fh_derive_suspects((const char *const *)revs, n, green, bad, (size_t)dr->max_suspects,
                            &from, &to, truncated)) {
         json_array_append_new(
             out, json_pack("{s:s,s:n,s:n,s:[]}", "revision", bad, "changeid", "author", "owners"));
@@ -91,13 +92,13 @@ static json_t *suspects(const char *repo, const char *branch, const char *green,
     for (size_t i = from; i < to; i++) {
         json_t *owners = json_array(), *author = json_null();
         if (cid[i]) {
-            st = derive_g.st[D_AUTHOR];
+            st = dr->st[D_AUTHOR];
             sqlite3_bind_int64(st, 1, cid[i]);
             if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
                 author = json_string((const char *)sqlite3_column_text(st, 0));
             sqlite3_reset(st);
         }
-        st = derive_g.st[D_OWNERS];
+        st = dr->st[D_OWNERS];
         view_bind_text(st, 1, repo);
         view_bind_text(st, 2, branch);
         view_bind_text(st, 3, revs[i]);
@@ -119,14 +120,15 @@ done:
 
 /* ---- builder.broken / builder.fixed ----------------------------------------------------- */
 
-static int builder_step(const fh_event *ev, enum fh_verdict v, json_t *ref, double t,
-                        long long buildid)
+static int builder_step(fh_view *v, const fh_event *ev, enum fh_verdict verdict, json_t *ref,
+                        double t, long long buildid)
 {
+    struct derive *dr = v->derive;
     const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
     enum fh_bstate state = FH_BSTATE_UNKNOWN, next;
     json_t *green = NULL, *broken = NULL;
     int rc = SQLITE_OK, late = 0;
-    sqlite3_stmt *st = derive_g.st[D_BUILDER_GET];
+    sqlite3_stmt *st = dr->st[D_BUILDER_GET];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, branch);
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -143,14 +145,14 @@ static int builder_step(const fh_event *ev, enum fh_verdict v, json_t *ref, doub
     sqlite3_clear_bindings(st);
     if (late)
         goto out;
-    enum fh_btransition tr = fh_derive_step(state, v, &next);
+    enum fh_btransition tr = fh_derive_step(state, verdict, &next);
     char idtext[32];
     snprintf(idtext, sizeof(idtext), "%lld", buildid);
     const char *parts[] = {builder, branch, idtext};
     if (tr == FH_BT_BROKEN) {
         int trunc;
         const char *grev = json_string_value(json_object_get(green, "revision"));
-        json_t *s = suspects(fh_event_str(ev, "repository"), branch, grev,
+        json_t *s = suspects(v, fh_event_str(ev, "repository"), branch, grev,
                              fh_event_str(ev, "revision"), &trunc);
         json_t *d = ctx_of(ev->data);
         json_object_set_new(d, "buildid", json_integer(buildid));
@@ -158,17 +160,17 @@ static int builder_step(const fh_event *ev, enum fh_verdict v, json_t *ref, doub
         json_object_set(d, "last_green", green);
         json_object_set_new(d, "suspects", s);
         json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
-        rc = derive_emit("builder.broken", parts, 3, d, time_of(ev), "builds");
+        rc = derive_emit(v, "builder.broken", parts, 3, d, time_of(ev), "builds");
     } else if (tr == FH_BT_FIXED) {
         json_t *d = ctx_of(ev->data);
         json_object_set_new(d, "buildid", json_integer(buildid));
         json_object_set(d, "build", ref);
         json_object_set(d, "broken_since", broken);
-        rc = derive_emit("builder.fixed", parts, 3, d, time_of(ev), "builds");
+        rc = derive_emit(v, "builder.fixed", parts, 3, d, time_of(ev), "builds");
     }
     if (rc)
         goto out;
-    if (v == FH_VERDICT_GREEN) {
+    if (verdict == FH_VERDICT_GREEN) {
         json_decref(green);
         green = json_incref(ref);
         json_decref(broken);
@@ -178,7 +180,7 @@ static int builder_step(const fh_event *ev, enum fh_verdict v, json_t *ref, doub
         broken = json_incref(ref);
     }
     char *gt = dump(green), *bt = dump(broken);
-    st = derive_g.st[D_BUILDER_PUT];
+    st = dr->st[D_BUILDER_PUT];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, branch);
     sqlite3_bind_int(st, 3, (int)next);
@@ -201,8 +203,9 @@ out:
  * remembers whether it has passed and failed there, and emits test.flaky when this result is
  * the first flip (once per builder, test, branch and revision). ref is the build ev names.
  * A test-level detector calls this per test result. SQLITE_OK or the error. */
-int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *ref)
+int derive_flaky_note(fh_view *v, const fh_event *ev, const char *test, int passed, json_t *ref)
 {
+    struct derive *dr = v->derive;
     const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
     const char *rev = fh_event_str(ev, "revision");
     int seen = 0, flip, rc;
@@ -210,7 +213,7 @@ int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *
     json_t *p = NULL, *f = NULL;
     if (!rev || !*rev || !builder || !branch)
         return SQLITE_OK;
-    sqlite3_stmt *st = derive_g.st[D_FLAKY_GET];
+    sqlite3_stmt *st = dr->st[D_FLAKY_GET];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, test ? test : "");
     view_bind_text(st, 3, branch);
@@ -236,13 +239,13 @@ int derive_flaky_note(const fh_event *ev, const char *test, int passed, json_t *
         json_object_set_new(d, "test", test ? json_string(test) : json_null());
         json_object_set(d, "passed", p);
         json_object_set(d, "failed", f);
-        if ((rc = derive_emit("test.flaky", parts, 5, d, time_of(ev), "builds")))
+        if ((rc = derive_emit(v, "test.flaky", parts, 5, d, time_of(ev), "builds")))
             goto out;
     }
     if (fh_event_num(ev, "complete_at", &at))
-        at = derive_g.view->clock; /* a test.results chunk: no completion time of its own */
+        at = v->clock; /* a test.results chunk: no completion time of its own */
     char *pt = dump(p), *ft = dump(f);
-    st = derive_g.st[D_FLAKY_PUT];
+    st = dr->st[D_FLAKY_PUT];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, test ? test : "");
     view_bind_text(st, 3, branch);
@@ -262,9 +265,10 @@ out:
 
 /* A build a test-level test.flaky points at: what the view has of it (number, results and
  * complete_at are null while the build has not finished, as when its own test results flip). */
-static json_t *test_build_ref(long long buildid, const char *rev)
+static json_t *test_build_ref(fh_view *v, long long buildid, const char *rev)
 {
-    sqlite3_stmt *st = derive_g.st[D_BUILD_REF];
+    struct derive *dr = v->derive;
+    sqlite3_stmt *st = dr->st[D_BUILD_REF];
     json_t *r = json_pack("{s:I,s:n,s:s,s:n,s:n}", "buildid", (json_int_t)buildid, "number",
                           "revision", rev, "results", "complete_at");
     sqlite3_bind_int64(st, 1, buildid);
@@ -280,24 +284,23 @@ static json_t *test_build_ref(long long buildid, const char *rev)
     return r;
 }
 
-int derive_on(fh_view *view)
+int derive_on(fh_view *v)
 {
-    (void)view; /* derive_g.view */
-    return derive_g.on;
+    return v->derive && v->derive->on;
 }
 
 /* The flip is known (view_test_flaky_first): derive_flaky_note is told the first opposite
  * result, then this one, so its own state (per branch) flips on the second and emits with both
  * builds; a replay or a rebuild finds the id in derive_seen. */
-int derive_test_flaky(fh_view *view, const fh_event *ev, const char *name, int passed)
+int derive_test_flaky(fh_view *v, const fh_event *ev, const char *name, int passed)
 {
-    (void)view; /* derive_g.view */
+    struct derive *dr = v->derive;
     const char *builder = fh_event_str(ev, "builder"), *rev = fh_event_str(ev, "revision");
     long long buildid = 0, other = 0;
     int rc;
-    if (!derive_g.on || !builder || !rev || fh_event_int(ev, "buildid", &buildid))
+    if (!dr || !dr->on || !builder || !rev || fh_event_int(ev, "buildid", &buildid))
         return SQLITE_OK;
-    sqlite3_stmt *st = derive_g.st[D_TEST_OTHER];
+    sqlite3_stmt *st = dr->st[D_TEST_OTHER];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, name);
     view_bind_text(st, 3, rev);
@@ -311,10 +314,10 @@ int derive_test_flaky(fh_view *view, const fh_event *ev, const char *name, int p
         return rc;
     if (!other)
         return SQLITE_OK;
-    json_t *mine = test_build_ref(buildid, rev), *theirs = test_build_ref(other, rev);
-    rc = mine && theirs ? derive_flaky_note(ev, name, !passed, theirs) : SQLITE_NOMEM;
+    json_t *mine = test_build_ref(v, buildid, rev), *theirs = test_build_ref(v, other, rev);
+    rc = mine && theirs ? derive_flaky_note(v, ev, name, !passed, theirs) : SQLITE_NOMEM;
     if (!rc)
-        rc = derive_flaky_note(ev, name, passed, mine);
+        rc = derive_flaky_note(v, ev, name, passed, mine);
     json_decref(mine);
     json_decref(theirs);
     return rc;
@@ -332,8 +335,9 @@ static void dirty_free(derive_dirty *d)
 
 /* Last-green of one branch by rest_render_last_green itself (on the writer connection, so it
  * sees the open batch); emits lkgr.advanced when it moved forward. */
-static int lkgr_check(const derive_dirty *d)
+static int lkgr_check(fh_view *v, const derive_dirty *d)
 {
+    struct derive *dr = v->derive;
     rest_args q;
     fh_buf out;
     int rc = SQLITE_OK, have_old = 0;
@@ -344,7 +348,7 @@ static int lkgr_check(const derive_dirty *d)
     q.repository = d->repository;
     fh_buf_init(&out, 64 << 20);
     fh_buf_printf(&out, "{");
-    int rr = rest_render_last_green(&derive_g.rd, NULL, &q, &out, NULL);
+    int rr = rest_render_last_green(&dr->rd, NULL, &q, &out, NULL);
     json_t *a =
         rr == 0 && fh_buf_printf(&out, "}") == 0 ? json_loadb(out.data, out.len, 0, NULL) : NULL;
     fh_buf_free(&out);
@@ -352,7 +356,7 @@ static int lkgr_check(const derive_dirty *d)
     double pos = json_number_value(json_object_get(a, "position"));
     if (!rev)
         goto out;
-    sqlite3_stmt *st = derive_g.st[D_LKGR_GET];
+    sqlite3_stmt *st = dr->st[D_LKGR_GET];
     view_bind_text(st, 1, d->repository);
     view_bind_text(st, 2, d->branch);
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -375,11 +379,11 @@ static int lkgr_check(const derive_dirty *d)
         json_object_set(e, "changeid", json_object_get(a, "changeid"));
         json_object_set(e, "required_builders", json_object_get(a, "required_builders"));
         json_object_set(e, "builders", json_object_get(a, "builders"));
-        if ((rc = derive_emit("lkgr.advanced", parts, 3, e,
+        if ((rc = derive_emit(v, "lkgr.advanced", parts, 3, e,
                               json_string_value(json_object_get(d->trigger, "time")), "builds")))
             goto out;
     }
-    st = derive_g.st[D_LKGR_PUT];
+    st = dr->st[D_LKGR_PUT];
     view_bind_text(st, 1, d->repository);
     view_bind_text(st, 2, d->branch);
     view_bind_text(st, 3, rev);
@@ -396,12 +400,13 @@ out:
 
 /* Last-green of every branch in derive_dirty, inside the open transaction; each row goes
  * once looked at. */
-static int lkgr_all(void)
+static int lkgr_all(fh_view *v)
 {
+    struct derive *dr = v->derive;
     derive_dirty d[DERIVE_DIRTY_MAX];
     int rc = SQLITE_OK, n;
     do {
-        sqlite3_stmt *st = derive_g.st[D_DIRTY_READ];
+        sqlite3_stmt *st = dr->st[D_DIRTY_READ];
         for (n = 0; n < DERIVE_DIRTY_MAX && sqlite3_step(st) == SQLITE_ROW; n++) {
             d[n].repository = strdup((const char *)sqlite3_column_text(st, 0));
             d[n].branch = strdup((const char *)sqlite3_column_text(st, 1));
@@ -412,9 +417,9 @@ static int lkgr_all(void)
             if (!rc && (!d[i].repository || !d[i].branch))
                 rc = SQLITE_NOMEM;
             if (!rc && d[i].trigger)
-                rc = lkgr_check(&d[i]);
+                rc = lkgr_check(v, &d[i]);
             if (!rc) {
-                st = derive_g.st[D_DIRTY_DEL];
+                st = dr->st[D_DIRTY_DEL];
                 view_bind_text(st, 1, d[i].repository);
                 view_bind_text(st, 2, d[i].branch);
                 rc = view_wrun(st);
@@ -423,94 +428,97 @@ static int lkgr_all(void)
         }
     } while (!rc && n == DERIVE_DIRTY_MAX);
     if (!rc)
-        derive_g.dirty_pending = 0;
-    derive_g.next_lkgr = fh_now_ms() + derive_g.lkgr_ms;
+        dr->dirty_pending = 0;
+    dr->next_lkgr = fh_now_ms() + dr->lkgr_ms;
     return rc;
 }
 
-int derive_batch_end(fh_view *view)
+int derive_batch_end(fh_view *v)
 {
-    (void)view; /* derive_g.view */
-    if (!derive_g.on || !derive_g.dirty_pending || fh_now_ms() < derive_g.next_lkgr)
+    struct derive *dr = v->derive;
+    if (!dr || !dr->on || !dr->dirty_pending || fh_now_ms() < dr->next_lkgr)
         return SQLITE_OK;
-    return lkgr_all();
+    return lkgr_all(v);
 }
 
-void derive_lkgr_due(int64_t now_ms)
+void derive_lkgr_due(fh_view *v, int64_t now_ms)
 {
-    if (!derive_g.dirty_pending || now_ms < derive_g.next_lkgr ||
-        view_wexec(derive_g.view, W_BEGIN))
+    struct derive *dr = v->derive;
+    if (!dr->dirty_pending || now_ms < dr->next_lkgr || view_wexec(v, W_BEGIN))
         return;
-    if (lkgr_all() || view_wexec(derive_g.view, W_COMMIT)) {
+    if (lkgr_all(v) || view_wexec(v, W_COMMIT)) {
         char q[420];
         fh_log(FH_LOG_ERROR, "derive.lkgr", "error=%s",
-               fh_log_quote(q, sizeof(q), sqlite3_errmsg(derive_g.view->db)));
-        view_wexec(derive_g.view, W_ROLLBACK);
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->db)));
+        view_wexec(v, W_ROLLBACK);
         return;
     }
-    derive_after_commit(derive_g.view);
+    derive_after_commit(v);
 }
 
-static int mark_dirty(const fh_event *ev)
+static int mark_dirty(fh_view *v, const fh_event *ev)
 {
+    struct derive *dr = v->derive;
     const char *repo = fh_event_str(ev, "repository"), *branch = fh_event_str(ev, "branch");
     if (!repo || !branch)
         return SQLITE_OK;
     char *text = dump(ev->root);
     if (!text)
         return SQLITE_NOMEM;
-    sqlite3_stmt *st = derive_g.st[D_DIRTY_PUT];
+    sqlite3_stmt *st = dr->st[D_DIRTY_PUT];
     view_bind_text(st, 1, repo);
     view_bind_text(st, 2, branch);
     view_bind_text(st, 3, text);
     free(text);
     int rc = view_wrun(st);
     if (!rc)
-        derive_g.dirty_pending = 1;
+        dr->dirty_pending = 1;
     return rc;
 }
 
 /* ---- the hook ---------------------------------------------------------------------------- */
 
-int derive_event(fh_view *view, const fh_event *ev)
+int derive_event(fh_view *v, const fh_event *ev)
 {
-    (void)view; /* derive_g.view */
+    struct derive *dr = v->derive;
     long long results, buildid;
     double t;
     int rc;
-    if (!derive_g.on || ev->type != FH_EV_BUILD_FINISHED || fh_event_int(ev, "results", &results) ||
-        fh_event_int(ev, "buildid", &buildid) || fh_event_num(ev, "complete_at", &t) ||
-        !fh_event_str(ev, "builder") || !fh_event_str(ev, "branch"))
+    if (!dr || !dr->on || ev->type != FH_EV_BUILD_FINISHED ||
+        fh_event_int(ev, "results", &results) || fh_event_int(ev, "buildid", &buildid) ||
+        fh_event_num(ev, "complete_at", &t) || !fh_event_str(ev, "builder") ||
+        !fh_event_str(ev, "branch"))
         return SQLITE_OK;
-    enum fh_verdict v = fh_derive_verdict(results);
-    if (v == FH_VERDICT_NONE)
+    enum fh_verdict verdict = fh_derive_verdict(results);
+    if (verdict == FH_VERDICT_NONE)
         return SQLITE_OK;
     json_t *ref = build_ref(ev);
     if (!ref)
         return SQLITE_NOMEM;
-    if (!(rc = builder_step(ev, v, ref, t, buildid)) &&
-        !(rc = derive_flaky_note(ev, NULL, v == FH_VERDICT_GREEN, ref)))
-        rc = mark_dirty(ev);
+    if (!(rc = builder_step(v, ev, verdict, ref, t, buildid)) &&
+        !(rc = derive_flaky_note(v, ev, NULL, verdict == FH_VERDICT_GREEN, ref)))
+        rc = mark_dirty(v, ev);
     json_decref(ref);
     return rc;
 }
 
 /* ---- request.stale ---------------------------------------------------------------------- */
 
-void derive_stale_check(int64_t now_ms)
+void derive_stale_check(fh_view *v, int64_t now_ms)
 {
+    struct derive *dr = v->derive;
     static const char *const cols[] = {"buildrequestid", "builderid", "builder",
                                        "branch",         "revision",  "repository",
                                        "project",        "codebase",  "owner"};
-    long long min = fh_stale_rules_min(&derive_g.stale);
+    long long min = fh_stale_rules_min(&dr->stale);
     double now = (double)now_ms / 1000.0;
     json_t *rows = json_array();
     int rc = SQLITE_OK;
-    if (min < 0 || !rows || view_wexec(derive_g.view, W_BEGIN)) {
+    if (min < 0 || !rows || view_wexec(v, W_BEGIN)) {
         json_decref(rows);
         return;
     }
-    sqlite3_stmt *st = derive_g.st[D_STALE_SCAN];
+    sqlite3_stmt *st = dr->st[D_STALE_SCAN];
     sqlite3_bind_double(st, 1, now - (double)min);
     while (sqlite3_step(st) == SQLITE_ROW) {
         json_t *r = json_object();
@@ -530,7 +538,7 @@ void derive_stale_check(int64_t now_ms)
         long long brid = json_integer_value(json_object_get(r, "buildrequestid"));
         double sub = json_real_value(json_object_get(r, "submitted_at"));
         long long thr =
-            fh_stale_rules_find(&derive_g.stale, json_string_value(json_object_get(r, "builder")));
+            fh_stale_rules_find(&dr->stale, json_string_value(json_object_get(r, "builder")));
         if (thr > 0 && sub + (double)thr > now)
             continue; /* not yet */
         if (thr > 0 && json_integer_value(json_object_get(r, "builderid")) > 0) {
@@ -541,41 +549,41 @@ void derive_stale_check(int64_t now_ms)
             json_object_set_new(d, "threshold_s", json_integer(thr));
             json_object_set_new(d, "stale_at", json_real(sub + (double)thr));
             derive_time_text(sub + (double)thr, when);
-            if ((rc = derive_emit("request.stale", parts, 1, d, when, "buildrequests")))
+            if ((rc = derive_emit(v, "request.stale", parts, 1, d, when, "buildrequests")))
                 break;
         }
         /* Once per request; a request no rule covers is marked too, so it is not looked at
          * again. */
-        sqlite3_bind_int64(derive_g.st[D_STALE_PUT], 1, brid);
-        sqlite3_bind_double(derive_g.st[D_STALE_PUT], 2, sub);
-        if ((rc = view_wrun(derive_g.st[D_STALE_PUT])))
+        sqlite3_bind_int64(dr->st[D_STALE_PUT], 1, brid);
+        sqlite3_bind_double(dr->st[D_STALE_PUT], 2, sub);
+        if ((rc = view_wrun(dr->st[D_STALE_PUT])))
             break;
     }
     json_decref(rows);
-    if (rc || view_wexec(derive_g.view, W_COMMIT)) {
+    if (rc || view_wexec(v, W_COMMIT)) {
         char q[420];
         fh_log(FH_LOG_ERROR, "derive.stale", "error=%s",
-               fh_log_quote(q, sizeof(q), sqlite3_errmsg(derive_g.view->db)));
-        view_wexec(derive_g.view, W_ROLLBACK);
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->db)));
+        view_wexec(v, W_ROLLBACK);
     }
 }
 
-void derive_prune(void)
+void derive_prune(fh_view *v)
 {
     char err[512], sql[512];
-    if (derive_g.view->clock <= 0)
+    if (v->clock <= 0)
         return;
     /* derive_seen goes by wall time (when an id was recorded), the others by the view clock. */
-    double cutoff = derive_g.view->clock - (double)derive_g.view->retention_s;
-    double seen_cutoff = (double)fh_now_ms() / 1000.0 - (double)derive_g.view->retention_s;
+    double cutoff = v->clock - (double)v->retention_s;
+    double seen_cutoff = (double)fh_now_ms() / 1000.0 - (double)v->retention_s;
     snprintf(sql, sizeof(sql),
              "BEGIN IMMEDIATE; DELETE FROM derive_seen WHERE at < %.3f;"
              " DELETE FROM derive_flaky WHERE at < %.3f; DELETE FROM derive_stale WHERE at < %.3f;"
              " COMMIT;",
              seen_cutoff, cutoff, cutoff);
-    if (fh_sqlite_exec(derive_g.view->db, sql, err, sizeof(err))) {
+    if (fh_sqlite_exec(v->db, sql, err, sizeof(err))) {
         char q[560];
         fh_log(FH_LOG_ERROR, "derive.prune", "error=%s", fh_log_quote(q, sizeof(q), err));
-        sqlite3_exec(derive_g.view->db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(v->db, "ROLLBACK", NULL, NULL, NULL);
     }
 }

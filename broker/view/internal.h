@@ -183,7 +183,8 @@ struct fh_view {
 
     fh_lg_rules rules; /* view.required_builders, parsed at start */
 
-    struct view_ci *ci; /* CI metrics (cimetrics.c; its own locks) */
+    struct view_ci *ci;    /* CI metrics (cimetrics.c; its own locks) */
+    struct derive *derive; /* derived events (derive.c; view thread only) */
 
     fh_metric *m_applied, *m_dups, *m_invalid, *m_skipped, *m_batches, *m_errors, *m_version,
         *m_behind, *m_pruned, *m_hits, *m_misses, *m_stale, *m_fresh[FRESH_BUCKETS + 1],
