@@ -3,7 +3,6 @@
  * is loop.c. */
 #include "internal.h"
 
-#include "derive.h"
 #include "fh_consumer.h"
 
 /* ---- Kafka ------------------------------------------------------------------------------ */
