@@ -97,6 +97,29 @@ void fh_consumer_wake_on(rd_kafka_queue_t *q, int efd)
 
 #define MAX_DEFAULTS 64
 
+/* The index of topic in k's topics, added when new (-1 when there is no room). */
+static int topic_index(fh_consumer *k, const char *topic)
+{
+    for (int t = 0; t < k->ntopics; t++)
+        if (strcmp(k->topics[t], topic) == 0)
+            return t;
+    if (k->ntopics == FH_CONSUMER_MAX_TOPICS || !(k->topics[k->ntopics] = strdup(topic)))
+        return -1;
+    k->known[k->ntopics] = 0;
+    return k->ntopics++;
+}
+
+static fh_err add_topics(fh_consumer *k, const char *const *topics, int n, char *errbuf,
+                         size_t errsize)
+{
+    for (int i = 0; i < n; i++)
+        if (topic_index(k, topics[i]) < 0)
+            return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "more than %d topics (%s)",
+                           FH_CONSUMER_MAX_TOPICS, topics[i]);
+    return FH_OK;
+}
+
+
 fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consumer **out,
                        char *errbuf, size_t errsize)
 {
@@ -112,6 +135,8 @@ fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consume
     k->policy = o->policy;
     k->check_ms = o->check_ms > 0 ? o->check_ms : 5000;
     k->wake_fd = o->wake_fd;
+    if ((rc = add_topics(k, o->topics, o->ntopics, errbuf, errsize)))
+        goto err;
     /* A group learns of partitions added to its topics when librdkafka refreshes their metadata
      * (default every 5 minutes): first, so the caller's defaults and kafka.* keys can change it. */
     if (o->policy == FH_CONSUMER_GROUP) {
@@ -140,8 +165,8 @@ fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consume
         rc = FH_ERR_KAFKA;
         goto err;
     }
-    /* errors and logs arrive on the consumer queue, with the records */
-    rd_kafka_poll_set_consumer(k->rk);
+    if (o->errors_with_records)
+        rd_kafka_poll_set_consumer(k->rk);
     /* a consumer without a subscription still has a consumer queue to read from */
     k->q = rd_kafka_queue_get_consumer(k->rk);
     if (k->wake_fd >= 0)
@@ -153,28 +178,6 @@ err:
         rd_kafka_conf_destroy(conf);
     fh_consumer_free(k);
     return rc;
-}
-
-/* The index of topic in k's topics, added when new (-1 when there is no room). */
-static int topic_index(fh_consumer *k, const char *topic)
-{
-    for (int t = 0; t < k->ntopics; t++)
-        if (strcmp(k->topics[t], topic) == 0)
-            return t;
-    if (k->ntopics == FH_CONSUMER_MAX_TOPICS || !(k->topics[k->ntopics] = strdup(topic)))
-        return -1;
-    k->known[k->ntopics] = 0;
-    return k->ntopics++;
-}
-
-static fh_err add_topics(fh_consumer *k, const char *const *topics, int n, char *errbuf,
-                         size_t errsize)
-{
-    for (int i = 0; i < n; i++)
-        if (topic_index(k, topics[i]) < 0)
-            return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "more than %d topics (%s)",
-                           FH_CONSUMER_MAX_TOPICS, topics[i]);
-    return FH_OK;
 }
 
 fh_err fh_consumer_subscribe(fh_consumer *k, const char *const *topics, int n, char *errbuf,
@@ -345,19 +348,26 @@ ssize_t fh_consumer_batch(fh_consumer *k, int timeout_ms, rd_kafka_message_t **o
     return rd_kafka_consume_batch_queue(k->q, timeout_ms, out, cap);
 }
 
+void fh_consumer_close(fh_consumer *k)
+{
+    if (!k || k->closed)
+        return;
+    k->closed = 1;
+    if (k->q && k->wake_fd >= 0)
+        fh_consumer_wake_on(k->q, -1);
+    if (k->rk)
+        rd_kafka_consumer_close(k->rk);
+}
+
 void fh_consumer_free(fh_consumer *k)
 {
     if (!k)
         return;
-    if (k->q) {
-        if (k->wake_fd >= 0)
-            fh_consumer_wake_on(k->q, -1);
+    fh_consumer_close(k);
+    if (k->q)
         rd_kafka_queue_destroy(k->q);
-    }
-    if (k->rk) {
-        rd_kafka_consumer_close(k->rk);
+    if (k->rk)
         rd_kafka_destroy(k->rk);
-    }
     for (int t = 0; t < k->ntopics; t++)
         free(k->topics[t]);
     free(k);

@@ -83,6 +83,12 @@ typedef struct fh_consumer_opts {
     void *opaque;                       /* the callbacks' opaque */
     int check_ms;                       /* partition check interval; <= 0: 5000 */
     int wake_fd; /* eventfd or pipe written when the queue becomes non-empty; -1: none */
+    /* 1: errors and logs join the records on the consumer queue (rd_kafka_poll_set_consumer);
+     * 0: they stay on librdkafka's main queue */
+    int errors_with_records;
+    /* manual policies: the topics fh_consumer_check watches (assign and assign_from add theirs) */
+    const char *const *topics;
+    int ntopics;
 } fh_consumer_opts;
 
 typedef struct fh_consumer {
@@ -95,6 +101,7 @@ typedef struct fh_consumer {
     int check_ms;
     int64_t next_check_ms;
     int wake_fd;
+    int closed;
 } fh_consumer;
 
 /* Creates a consumer: fh_kafka_conf(c, o->bootstrap, o->defaults), then group.id, the callbacks,
@@ -146,7 +153,11 @@ fh_err fh_consumer_check(fh_consumer *k, int force, int timeout_ms, fh_consumer_
  * the first. Returns how many (the caller destroys each), or -1. */
 ssize_t fh_consumer_batch(fh_consumer *k, int timeout_ms, rd_kafka_message_t **out, size_t cap);
 
-/* Turns the wake-up off, closes the consumer (leaving its group, committing what the defaults
+/* Turns the wake-up off and closes the consumer (leaving its group; the rebalance callback runs
+ * the last revoke), for an owner with work between closing and destroying. Once only. */
+void fh_consumer_close(fh_consumer *k);
+
+/* Turns the wake-up off, closes the consumer (unless fh_consumer_close did) (leaving its group, committing what the defaults
  * say) and destroys it. NULL is fine. */
 void fh_consumer_free(fh_consumer *k);
 

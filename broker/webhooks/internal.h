@@ -13,6 +13,7 @@
 #ifndef FH_WEBHOOKS_INTERNAL_H
 #define FH_WEBHOOKS_INTERNAL_H
 
+#include "fh_consumer.h"
 #include "webhooks.h"
 
 #include <curl/curl.h>
@@ -160,6 +161,7 @@ struct fh_webhooks {
     sqlite3 *db;
     sqlite3_stmt *st[S__COUNT];
     int in_txn;
+    fh_consumer *kc; /* the webhook consumer (group policy); rk and rkq are its handle, queue */
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkq;
     int wake[2];         /* the consumer queue's io event and the API's pokes write to wake[1] */
