@@ -93,7 +93,7 @@ static void on_signal(int sig)
 
 typedef struct ingest {
     fh_broker *b;
-    fh_consumer *kc;         /* the ingest consumer (group policy); consumer is its handle */
+    fh_consumer *kc; /* the ingest consumer (group policy); consumer is its handle */
     rd_kafka_t *consumer, *producer;
     long long logged_total, logged_dlq;
     size_t max_bytes;

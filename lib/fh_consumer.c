@@ -119,7 +119,6 @@ static fh_err add_topics(fh_consumer *k, const char *const *topics, int n, char 
     return FH_OK;
 }
 
-
 fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consumer **out,
                        char *errbuf, size_t errsize)
 {

@@ -157,8 +157,8 @@ ssize_t fh_consumer_batch(fh_consumer *k, int timeout_ms, rd_kafka_message_t **o
  * the last revoke), for an owner with work between closing and destroying. Once only. */
 void fh_consumer_close(fh_consumer *k);
 
-/* Turns the wake-up off, closes the consumer (unless fh_consumer_close did) (leaving its group, committing what the defaults
- * say) and destroys it. NULL is fine. */
+/* Turns the wake-up off, closes the consumer (unless fh_consumer_close did) (leaving its group,
+ * committing what the defaults say) and destroys it. NULL is fine. */
 void fh_consumer_free(fh_consumer *k);
 
 #endif

@@ -71,8 +71,7 @@ static void refresh_partitions(void)
 {
     char err[512];
     int added;
-    if (fh_consumer_check(view_g.kc, 1, 2000, on_partition_added, NULL, &added, err,
-                          sizeof(err))) {
+    if (fh_consumer_check(view_g.kc, 1, 2000, on_partition_added, NULL, &added, err, sizeof(err))) {
         static int64_t warned;
         if (fh_now_ms() - warned > 60000) {
             warned = fh_now_ms();
