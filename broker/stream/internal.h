@@ -336,8 +336,8 @@ int stream_sub_matches(const sub *u, const sev *e);
 int64_t *stream_vec_new(const fh_stream *s);
 /* fh_cursor_encode of vec (stream order) in cursor order; the stream thread's. */
 size_t stream_cursor_encode(fh_stream *s, const int64_t *vec, char *out, size_t size);
-/* fh_wsmsg_from (text NULL) or fh_wsmsg_from_text (from NULL) for this stream, into vec in stream
- * order: a cursor made before partitions were added is read too, those partitions from their
+/* fh_wsmsg_from_text when text is not NULL, else fh_wsmsg_from (from NULL: latest), into vec in
+ * stream order: a cursor made before partitions were added is read too, those partitions from their
  * beginning (-1). Any thread. */
 fh_err stream_from(fh_stream *s, const json_t *from, const char *text, int64_t *vec,
                    fh_wsmsg_from_kind *kind, char *errbuf, size_t errsize);

@@ -70,15 +70,14 @@ fh_err stream_from(fh_stream *s, const json_t *from, const char *text, int64_t *
         return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
     pthread_mutex_lock(&s->layout_mu);
     int n = s->nparts;
-    fh_err rc = from ? fh_wsmsg_from(from, n, w, kind, errbuf, errsize)
-                     : fh_wsmsg_from_text(text, n, w, kind, errbuf, errsize);
+    /* from NULL (and no text): latest */
+    fh_err rc = text ? fh_wsmsg_from_text(text, n, w, kind, errbuf, errsize)
+                     : fh_wsmsg_from(from, n, w, kind, errbuf, errsize);
     if (rc == FH_ERR_PARSE) {
         /* a cursor made before partitions were added to the topics */
         const char *c = text;
-        if (from)
-            c = json_is_object(from) && json_object_size(from) == 1
-                    ? json_string_value(json_object_get(from, "cursor"))
-                    : NULL;
+        if (!text && json_is_object(from) && json_object_size(from) == 1)
+            c = json_string_value(json_object_get(from, "cursor"));
         if (c && fh_cursor_decode_grown(c, s->layouts, s->nlayouts, w) == FH_OK) {
             *kind = FH_FROM_CURSOR;
             rc = FH_OK;
@@ -224,7 +223,7 @@ static void kafka_drain(fh_stream *s)
 {
     for (int rounds = 0; rounds < 8; rounds++) {
         if (s->kb_i == s->kb_n) {
-            ssize_t n = rd_kafka_consume_batch_queue(s->rkq, 0, s->kbatch, KAFKA_BATCH);
+            ssize_t n = fh_consumer_batch(s->kc, 0, s->kbatch, KAFKA_BATCH);
             s->kb_i = s->kb_n = 0;
             if (n <= 0)
                 return;
@@ -432,6 +431,8 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     pthread_mutex_init(&s->inbox_mu, NULL);
     pthread_mutex_init(&s->layout_mu, NULL);
     s->check_ms = (int)fh_config_int(&b->cfg, "kafka.partition_check_ms");
+    if (s->check_ms <= 0)
+        s->check_ms = 5000; /* a program whose table lacks the key */
     pthread_mutex_init(&s->cmu, NULL);
     pthread_cond_init(&s->ccond, NULL);
     s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -78,8 +78,9 @@ static void refresh_partitions(void)
             fh_log(FH_LOG_WARN, "view.metadata", "error=\"%s\"", err);
         }
     } else if (added) {
-        fh_log(FH_LOG_INFO, "view.assign", "added=%d events=%d logs=%d", added,
-               view_g.nparts[TOPIC_EVENTS], view_g.nparts[TOPIC_LOGS]);
+        fh_log(FH_LOG_INFO, "view.assign", "partitions=%d events=%d logs=%d added=%d",
+               view_g.nparts[TOPIC_EVENTS] + view_g.nparts[TOPIC_LOGS], view_g.nparts[TOPIC_EVENTS],
+               view_g.nparts[TOPIC_LOGS], added);
     }
 }
 
