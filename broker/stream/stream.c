@@ -10,6 +10,9 @@
  *    under the client's mutex.
  *  - the catch-up thread serves resumes older than the ring from Kafka, one job at a time, with
  *    flow control from the stream thread (it waits for credit), and posts batches to the inbox.
+ *    Between jobs it also asks Kafka how many partitions the topics have (every
+ *    kafka.partition_check_ms); the stream thread's partition timer takes the added ones on, from
+ *    their beginning, so the stream thread never waits for metadata.
  *
  * Every event is decoded once, and its wire bytes are built once and shared (reference-counted)
  * by every recipient: a delivery is a small per-recipient head plus a pointer into the shared
