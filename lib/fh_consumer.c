@@ -316,7 +316,7 @@ fh_err fh_consumer_grow(fh_consumer *k, const int *counts, fh_consumer_added_fn 
             rd_kafka_error_destroy(e);
         } else {
             for (int t = 0; t < k->ntopics; t++) {
-                if (upto[t] > k->known[t])
+                if (upto[t] > k->known[t] && k->known[t] > 0) /* not the first take-on */
                     fh_log(FH_LOG_INFO, "kafka.partitions_added",
                            "client=%s topic=%s first=%d last=%d", rd_kafka_name(k->rk),
                            k->topics[t], k->known[t], upto[t] - 1);
