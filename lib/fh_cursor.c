@@ -51,40 +51,46 @@ fh_err fh_cursor_decode(const char *s, int n, int64_t *vec)
     return *s ? FH_ERR_PARSE : FH_OK;
 }
 
+static int layout_total(const fh_cursor_layout *l)
+{
+    int n = 0;
+    for (int t = 0; t < l->ntopics; t++)
+        n += l->parts[t];
+    return n;
+}
+
 fh_err fh_cursor_decode_grown(const char *s, const fh_cursor_layout *past, int npast, int64_t *vec)
 {
-    if (npast < 1)
+    if (npast < 1 || past[npast - 1].ntopics < 1 || past[npast - 1].ntopics > FH_CURSOR_MAX_TOPICS)
         return FH_ERR_PARSE;
-    fh_cursor_layout now = past[npast - 1], then = {-1, -1};
+    fh_cursor_layout now = past[npast - 1], then = {0, {0}};
+    int total = layout_total(&now);
     char *end;
     long n = strtol(s, &end, 10);
-    if (end == s || n < 2 || n >= now.events + now.logs)
+    if (end == s || n < now.ntopics || n >= total)
         return FH_ERR_PARSE;
-    for (int i = npast - 1; i >= 0 && then.events < 0; i--)
-        if (past[i].events + past[i].logs == n)
+    for (int i = npast - 1; i >= 0 && !then.ntopics; i--)
+        if (past[i].ntopics == now.ntopics && layout_total(&past[i]) == n)
             then = past[i];
-    if (then.events < 0) {
-        then.logs = now.logs;
-        then.events = (int)n - now.logs;
-        if (then.events < 1) {
-            then.events = now.events;
-            then.logs = (int)n - now.events;
+    for (int t = 0; t < now.ntopics && !then.ntopics; t++)
+        if (now.parts[t] - (total - n) >= 1) {
+            then = now; /* partitions added to topic t only */
+            then.parts[t] -= total - (int)n;
         }
+    for (int t = 0; t < now.ntopics; t++)
+        if (then.parts[t] < 1 || then.parts[t] > now.parts[t])
+            return FH_ERR_PARSE;
+    /* the cursor's entries, in its own order, in a copy; then each topic's at its place now */
+    int64_t *old = malloc((size_t)n * sizeof(*old));
+    if (!old)
+        return FH_ERR_NOMEM;
+    fh_err rc = fh_cursor_decode(s, (int)n, old);
+    for (int t = 0, from = 0, to = 0; rc == FH_OK && t < now.ntopics; t++) {
+        for (int i = 0; i < now.parts[t]; i++)
+            vec[to + i] = i < then.parts[t] ? old[from + i] : -1;
+        from += then.parts[t];
+        to += now.parts[t];
     }
-    if (then.events < 1 || then.logs < 1 || then.events > now.events || then.logs > now.logs)
-        return FH_ERR_PARSE;
-    /* the cursor's entries, in its own order, at the end of vec (n < now's count) */
-    int64_t *old = vec + (now.events + now.logs - n);
-    if (fh_cursor_decode(s, (int)n, old))
-        return FH_ERR_PARSE;
-    int64_t lo[FH_CURSOR_MAX_PARTS]; /* the logs offsets, moved out of the way */
-    for (int i = 0; i < then.logs; i++)
-        lo[i] = old[then.events + i];
-    for (int i = 0; i < then.events; i++)
-        vec[i] = old[i];
-    for (int i = then.events; i < now.events; i++)
-        vec[i] = -1;
-    for (int i = 0; i < now.logs; i++)
-        vec[now.events + i] = i < then.logs ? lo[i] : -1;
-    return FH_OK;
+    free(old);
+    return rc;
 }

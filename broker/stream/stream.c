@@ -27,26 +27,17 @@
  * layout_mu. */
 static void layout_update(fh_stream *s)
 {
-    const char *topics[2] = {s->kc->topics[0], s->kc->topics[1]};
-    fh_cursor_layout now = {0, 0};
+    fh_cursor_layout now = {s->kc->ntopics, {0}};
     int i = 0;
-    for (int t = 0; t < 2; t++)
-        for (int id = 0;; id++) {
-            int p = stream_part_index(s, topics[t], id);
-            if (p < 0)
-                break;
+    for (int t = 0; t < s->kc->ntopics; t++)
+        for (int p; (p = stream_part_index(s, s->kc->topics[t], now.parts[t])) >= 0; now.parts[t]++)
             s->wire[i++] = p;
-            if (t == 0)
-                now.events++;
-            else
-                now.logs++;
-        }
     s->wire_identity = 1;
     for (int k = 0; k < i; k++)
         if (s->wire[k] != k)
             s->wire_identity = 0;
     int n = s->nlayouts;
-    if (n && s->layouts[n - 1].events == now.events && s->layouts[n - 1].logs == now.logs)
+    if (n && memcmp(&s->layouts[n - 1], &now, sizeof(now)) == 0)
         return;
     if (n == (int)(sizeof(s->layouts) / sizeof(s->layouts[0]))) {
         memmove(s->layouts, s->layouts + 1, (size_t)(n - 1) * sizeof(s->layouts[0]));
@@ -139,7 +130,8 @@ static int64_t partition_timer(fh_loop *l, void *arg)
     pthread_mutex_unlock(&s->layout_mu);
     if (added)
         fh_log(FH_LOG_INFO, "stream.partitions", "added=%d partitions=%d events=%d logs=%d", added,
-               s->nparts, s->layouts[s->nlayouts - 1].events, s->layouts[s->nlayouts - 1].logs);
+               s->nparts, s->layouts[s->nlayouts - 1].parts[0],
+               s->layouts[s->nlayouts - 1].parts[1]);
     return s->check_ms;
 }
 

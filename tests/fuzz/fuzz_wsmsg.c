@@ -150,7 +150,7 @@ static void check_cursor_grown(const char *s, int n, const int64_t *vec)
     if (n < 2 || n + 3 > FH_CURSOR_MAX_PARTS)
         return;
     int e = (n + 1) / 2, l = n - e;
-    fh_cursor_layout past[2] = {{e, l}, {e + 2, l + 1}};
+    fh_cursor_layout past[2] = {{2, {e, l}}, {2, {e + 2, l + 1}}};
     int64_t *g = malloc((size_t)(n + 3) * sizeof(*g));
     check(g != NULL, "malloc");
     check(fh_cursor_decode_grown(s, past, 2, g) == FH_OK, "cursor: not read after partitions grew");
