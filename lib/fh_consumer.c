@@ -246,17 +246,25 @@ static fh_err resolve_from(fh_consumer *k, rd_kafka_topic_partition_list_t *l,
 
 #define MAX_IDS 4096 /* partitions of one topic assign_from takes on */
 
-fh_err fh_consumer_assign_from(fh_consumer *k, const char *const *topics, int n,
+fh_err fh_consumer_assign_from(fh_consumer *k, const char *const *topics, int n, int required,
                                fh_consumer_from from, int64_t arg, int timeout_ms,
                                rd_kafka_topic_partition_list_t **out, char *errbuf, size_t errsize)
 {
     int32_t *ids = malloc(MAX_IDS * sizeof(*ids));
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
-    fh_err rc = ids ? add_topics(k, topics, n, errbuf, errsize) : FH_ERR_NOMEM;
+    char skipped[512] = "";
+    fh_err rc = ids ? FH_OK : FH_ERR_NOMEM;
     for (int t = 0; !rc && t < n; t++) {
         int count = 0;
         rc = fh_consumer_partitions(k->rk, topics[t], timeout_ms, ids, MAX_IDS, &count, errbuf,
                                     errsize);
+        if (rc && t >= required) {
+            snprintf(skipped, sizeof(skipped), "%s", errbuf); /* optional: left out */
+            rc = FH_OK;
+            continue;
+        }
+        if (!rc)
+            rc = add_topics(k, &topics[t], 1, errbuf, errsize);
         if (!rc && count > MAX_IDS)
             rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "%s has more than %d partitions", topics[t],
                          MAX_IDS);
@@ -267,6 +275,8 @@ fh_err fh_consumer_assign_from(fh_consumer *k, const char *const *topics, int n,
         rc = resolve_from(k, l, from, arg, timeout_ms, errbuf, errsize);
     if (!rc)
         rc = fh_consumer_assign(k, l, errbuf, errsize);
+    if (!rc)
+        snprintf(errbuf, errsize, "%s", skipped);
     free(ids);
     if (!rc && out)
         *out = l;

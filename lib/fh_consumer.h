@@ -121,10 +121,13 @@ fh_err fh_consumer_assign(fh_consumer *k, const rd_kafka_topic_partition_list_t 
                           size_t errsize);
 
 /* Position policy: assigns every partition of topics[0..n) from `from` (arg: the offset or the
- * time in ms). When out is not NULL it gets the assigned list with concrete offsets for
- * FH_CONSUMER_AT_END and FH_CONSUMER_AT_TIME (the caller destroys it). Waits at most timeout_ms for
- * metadata and watermarks. */
-fh_err fh_consumer_assign_from(fh_consumer *k, const char *const *topics, int n,
+ * time in ms). topics[required..n) are optional: one whose metadata fails (it does not exist) is
+ * left out, its error in errbuf although the call succeeds (errbuf is "" when nothing was left
+ * out); only the topics taken on are the consumer's. When out is not NULL it gets the assigned
+ * list, topic by topic in the order given, with concrete offsets for FH_CONSUMER_AT_END and
+ * FH_CONSUMER_AT_TIME (the caller destroys it). Waits at most timeout_ms for metadata and
+ * watermarks. */
+fh_err fh_consumer_assign_from(fh_consumer *k, const char *const *topics, int n, int required,
                                fh_consumer_from from, int64_t arg, int timeout_ms,
                                rd_kafka_topic_partition_list_t **out, char *errbuf, size_t errsize);
 

@@ -160,7 +160,8 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
                           .errors_with_records = 1};
     rd_kafka_topic_partition_list_t *l = NULL;
     if (fh_consumer_new(&s->b->cfg, &o, &s->kc, err, errsize) ||
-        fh_consumer_assign_from(s->kc, topics, 2, FH_CONSUMER_AT_END, 0, 10000, &l, err, errsize))
+        fh_consumer_assign_from(s->kc, topics, 2, 2, FH_CONSUMER_AT_END, 0, 10000, &l, err,
+                                errsize))
         return -1;
     s->rk = s->kc->rk;
     s->rkq = s->kc->q;

@@ -234,7 +234,7 @@ TEST(consumer_position_policy_from_end_beginning_and_offset)
     produce(&m, 0, 3);
     /* the end: offsets resolved to the high watermarks, and only newer records are read */
     fh_consumer *k = open_consumer(&m, FH_CONSUMER_POSITION, -1);
-    CHECK(k && fh_consumer_assign_from(k, topics, 1, FH_CONSUMER_AT_END, 0, 5000, &out, err,
+    CHECK(k && fh_consumer_assign_from(k, topics, 1, 1, FH_CONSUMER_AT_END, 0, 5000, &out, err,
                                        sizeof(err)) == FH_OK);
     CHECK(out && out->cnt == 3 && out->elems[0].partition == 0 && out->elems[0].offset == 3 &&
           out->elems[1].offset == 0 && out->elems[2].offset == 0);
@@ -245,12 +245,12 @@ TEST(consumer_position_policy_from_end_beginning_and_offset)
     fh_consumer_free(k);
     /* the beginning, and an offset */
     k = open_consumer(&m, FH_CONSUMER_POSITION, -1);
-    CHECK(k && fh_consumer_assign_from(k, topics, 1, FH_CONSUMER_AT_BEGINNING, 0, 5000, NULL, err,
-                                       sizeof(err)) == FH_OK);
+    CHECK(k && fh_consumer_assign_from(k, topics, 1, 1, FH_CONSUMER_AT_BEGINNING, 0, 5000, NULL,
+                                       err, sizeof(err)) == FH_OK);
     CHECK(read_records(k, 5, 0, offs, &other) == 5 && offs[0] == 0 && offs[4] == 4);
     fh_consumer_free(k);
     k = open_consumer(&m, FH_CONSUMER_POSITION, -1);
-    CHECK(k && fh_consumer_assign_from(k, topics, 1, FH_CONSUMER_AT_OFFSET, 4, 5000, NULL, err,
+    CHECK(k && fh_consumer_assign_from(k, topics, 1, 1, FH_CONSUMER_AT_OFFSET, 4, 5000, NULL, err,
                                        sizeof(err)) == FH_OK);
     CHECK(read_records(k, 1, 0, offs, &other) == 1 && offs[0] == 4);
     fh_consumer_free(k);
@@ -322,6 +322,33 @@ TEST(consumer_check_assigns_added_partitions_from_their_beginning)
     mock_stop(&m);
 }
 
+TEST(consumer_assign_from_leaves_out_an_optional_topic_it_cannot_read)
+{
+    /* a topic past `required` that the cluster refuses is left out and named, the rest read */
+    mock m;
+    char err[256];
+    const char *topics[] = {"t.events", "t.optional"};
+    rd_kafka_topic_partition_list_t *out = NULL;
+    CHECK(mock_start(&m) == 0);
+    rd_kafka_mock_topic_set_error(m.mc, "t.optional", RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    fh_consumer *k = open_consumer(&m, FH_CONSUMER_POSITION, -1);
+    CHECK(k && fh_consumer_assign_from(k, topics, 2, 1, FH_CONSUMER_AT_END, 0, 2000, &out, err,
+                                       sizeof(err)) == FH_OK);
+    CHECK(strstr(err, "t.optional") != NULL);
+    CHECK(k && k->ntopics == 1 && strcmp(k->topics[0], "t.events") == 0 && k->known[0] == 3);
+    CHECK(out && out->cnt == 3);
+    if (out)
+        rd_kafka_topic_partition_list_destroy(out);
+    fh_consumer_free(k);
+    /* required, it fails the call */
+    k = open_consumer(&m, FH_CONSUMER_POSITION, -1);
+    CHECK(k && fh_consumer_assign_from(k, topics, 2, 2, FH_CONSUMER_AT_END, 0, 2000, NULL, err,
+                                       sizeof(err)) == FH_ERR_KAFKA);
+    CHECK(strstr(err, "t.optional") != NULL);
+    fh_consumer_free(k);
+    mock_stop(&m);
+}
+
 TEST(consumer_counts_names_a_refused_topic)
 {
     mock m;
@@ -330,7 +357,7 @@ TEST(consumer_counts_names_a_refused_topic)
     CHECK(mock_start(&m) == 0);
     fh_consumer *k = open_consumer(&m, FH_CONSUMER_OFFSETS, -1);
     const char *topics[] = {"t.events", "t.denied"};
-    CHECK(k && fh_consumer_assign_from(k, topics, 1, FH_CONSUMER_AT_END, 0, 5000, NULL, err,
+    CHECK(k && fh_consumer_assign_from(k, topics, 1, 1, FH_CONSUMER_AT_END, 0, 5000, NULL, err,
                                        sizeof(err)) == FH_OK);
     CHECK(fh_consumer_counts(k->rk, k, 2000, counts, err, sizeof(err)) == FH_OK && counts[0] == 3);
     rd_kafka_mock_topic_set_error(m.mc, "t.denied", RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
