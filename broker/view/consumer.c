@@ -10,15 +10,15 @@
 /* Sends the consumer to every known partition at its committed position. */
 void view_assign_all(void)
 {
+    char err[256];
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(64);
     for (int k = 0; k < NTOPICS; k++)
         for (int i = 0; i < view_g.nparts[k]; i++)
             rd_kafka_topic_partition_list_add(l, view_g.topic[k], i)->offset =
                 view_g.parts[k][i].committed >= 0 ? view_g.parts[k][i].committed
                                                   : RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_resp_err_t err = rd_kafka_assign(view_g.rk, l);
-    if (err)
-        fh_log(FH_LOG_ERROR, "view.assign", "error=\"%s\"", rd_kafka_err2str(err));
+    if (fh_consumer_assign(view_g.kc, l, err, sizeof(err)))
+        fh_log(FH_LOG_ERROR, "view.assign", "error=\"%s\"", err);
     else
         fh_log(FH_LOG_INFO, "view.assign", "partitions=%d events=%d logs=%d", l->cnt,
                view_g.nparts[TOPIC_EVENTS], view_g.nparts[TOPIC_LOGS]);
@@ -41,41 +41,48 @@ static int64_t stored_offset(int k, int part)
     return off;
 }
 
-/* Looks up the partition counts; grows the partition table and reassigns when they grew.
- * Called only between batches, when every position equals its committed one. */
+/* fh_consumer_check offers the partitions added to a topic in order: each grows the partition
+ * table and starts at its stored position (none: from its beginning, everything in a new
+ * partition is new). */
+static int on_partition_added(void *arg, const char *topic, int32_t part, int64_t *offset)
+{
+    (void)arg;
+    for (int k = 0; k < NTOPICS; k++) {
+        if (strcmp(view_g.topic[k], topic) != 0 || part != view_g.nparts[k])
+            continue;
+        vpart *np = realloc(view_g.parts[k], (size_t)(part + 1) * sizeof(*np));
+        if (!np)
+            return 1;
+        np[part].committed = np[part].next = stored_offset(k, part);
+        np[part].lo = np[part].hi = -1;
+        np[part].lost_reported = -1;
+        np[part].dirty = 0;
+        view_g.parts[k] = np;
+        view_g.nparts[k] = part + 1;
+        if (np[part].committed >= 0)
+            *offset = np[part].committed;
+        return 0;
+    }
+    return 1;
+}
+
+/* Looks up the partition counts and assigns the partitions added since the last look. Called
+ * only between batches, when every position equals its committed one. */
 static void refresh_partitions(void)
 {
-    int changed = 0;
-    for (int k = 0; k < NTOPICS; k++) {
-        char err[512];
-        int32_t first;
-        int n = 0;
-        if (fh_consumer_partitions(view_g.rk, view_g.topic[k], 2000, &first, 1, &n, err,
-                                   sizeof(err))) {
-            static int64_t warned;
-            if (fh_now_ms() - warned > 60000) {
-                warned = fh_now_ms();
-                fh_log(FH_LOG_WARN, "view.metadata", "topic=%s error=\"%s\"", view_g.topic[k], err);
-            }
-            continue;
+    char err[512];
+    int added;
+    if (fh_consumer_check(view_g.kc, 1, 2000, on_partition_added, NULL, &added, err, sizeof(err))) {
+        static int64_t warned;
+        if (fh_now_ms() - warned > 60000) {
+            warned = fh_now_ms();
+            fh_log(FH_LOG_WARN, "view.metadata", "error=\"%s\"", err);
         }
-        if (n <= view_g.nparts[k])
-            continue;
-        vpart *np = realloc(view_g.parts[k], (size_t)n * sizeof(*np));
-        if (!np)
-            continue;
-        for (int i = view_g.nparts[k]; i < n; i++) {
-            np[i].committed = np[i].next = stored_offset(k, i);
-            np[i].lo = np[i].hi = -1;
-            np[i].lost_reported = -1;
-            np[i].dirty = 0;
-        }
-        view_g.parts[k] = np;
-        view_g.nparts[k] = n;
-        changed = 1;
+    } else if (added) {
+        fh_log(FH_LOG_INFO, "view.assign", "partitions=%d events=%d logs=%d added=%d",
+               view_g.nparts[TOPIC_EVENTS] + view_g.nparts[TOPIC_LOGS], view_g.nparts[TOPIC_EVENTS],
+               view_g.nparts[TOPIC_LOGS], added);
     }
-    if (changed)
-        view_assign_all();
 }
 
 /* Publishes how far the topics go, from librdkafka's cached watermarks; -1 until every
@@ -131,20 +138,24 @@ static const char *const view_consumer_defaults[] = {
 
 int view_kafka_open(char *errbuf, size_t errsize)
 {
-    rd_kafka_conf_t *conf;
     char group[512];
-    if (fh_kafka_conf(&view_g.b->cfg, view_g.b->bootstrap, view_consumer_defaults, &conf, errbuf,
-                      errsize))
-        return -1;
+    const char *topics[NTOPICS];
+    for (int k = 0; k < NTOPICS; k++)
+        topics[k] = view_g.topic[k];
     /* librdkafka wants a group id before it lets a consumer assign(); the view never joins the
      * group (no subscribe) and never commits to Kafka: its offsets live in SQLite. */
     snprintf(group, sizeof(group), "%s.view", fh_config_str(&view_g.b->cfg, "kafka.group"));
-    if (rd_kafka_conf_set(conf, "group.id", group, errbuf, errsize) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
+    fh_consumer_opts o = {.policy = FH_CONSUMER_OFFSETS,
+                          .bootstrap = view_g.b->bootstrap,
+                          .defaults = view_consumer_defaults,
+                          .group = group,
+                          .check_ms = (int)view_g.metadata_ms,
+                          .wake_fd = -1,
+                          .topics = topics,
+                          .ntopics = NTOPICS};
+    if (fh_consumer_new(&view_g.b->cfg, &o, &view_g.kc, errbuf, errsize))
         return -1;
-    }
-    if (!(view_g.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
-        return -1; /* rd_kafka_new destroyed conf */
+    view_g.rk = view_g.kc->rk;
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #ifndef FH_VIEW_INTERNAL_H
 #define FH_VIEW_INTERNAL_H
 
+#include "fh_consumer.h"
 #include "view.h"
 
 #include <errno.h>
@@ -117,6 +118,7 @@ struct view {
     /* view thread */
     pthread_t thread;
     _Atomic int stop;
+    fh_consumer *kc; /* the view's consumer (offsets policy); rk is its handle */
     rd_kafka_t *rk;
     fh_dlq *dlq; /* valid records the view cannot store go there, never silently away */
     sqlite3 *db;

@@ -164,11 +164,9 @@ void view_stop(void)
         view_g.started = 0;
     }
     view_ckpt_stop();
-    if (view_g.rk) {
-        rd_kafka_consumer_close(view_g.rk);
-        rd_kafka_destroy(view_g.rk);
-        view_g.rk = NULL;
-    }
+    fh_consumer_free(view_g.kc); /* closes before it destroys */
+    view_g.kc = NULL;
+    view_g.rk = NULL;
     while (view_g.pool_free) {
         view_reader *r = view_g.pool_free;
         view_g.pool_free = r->next;
