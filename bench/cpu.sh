@@ -9,7 +9,9 @@
 # of its own (6 partitions), a fresh view file, a fresh webhook store and fresh consumer groups,
 # so each broker starts on an empty topic and reads exactly the run's records. With everything on,
 # as a deployment runs it:
-#   - the view (view.enabled, the default),
+#   - the view (view.enabled, the default), deriving events when the broker can (its derived topic
+#     is created too; CPU_ARGS_A="--derive.enabled=false" compares the same work as a base without
+#     derivation),
 #   - webhooks: CPU_ENDPOINTS endpoints on bench/webhook_sink.c, endpoint i filtering
 #     {"type":["build.finished"]} (so the deliveries are a fraction of the input, as with real
 #     subscriptions, and the delivery path is not what is measured),
@@ -125,13 +127,16 @@ one_run() {
     local name="$1" bin="$2"; shift 2
     local p="cpu$$-$name-$RANDOM" dir="$RUN/$name-$RANDOM" log pid lcpid pline c0 c1 sent bf want
     mkdir -p "$dir"; log="$dir/broker.log"
-    "$KAFKA_SH" create-topics "$STATE" "$p.events:6" "$p.logs:1" "$p.dlq:1" >/dev/null 2>&1
+    "$KAFKA_SH" create-topics "$STATE" "$p.events:6" "$p.logs:1" "$p.dlq:1" "$p.derived:6" \
+        >/dev/null 2>&1
+    local derived=()   # a broker that derives events gets its topic (older ones have none)
+    if "$bin" --help 2>&1 | grep -q -- '--topic-derived'; then derived=(--topic-derived "$p.derived"); fi
     "$bin" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --kafka.group "$p-ingest" \
         --topic-events "$p.events" --topic-logs "$p.logs" --topic-dlq "$p.dlq" --topics.create=false \
         --view.path="$dir/view.db" --webhooks.path="$dir/webhooks.db" --webhooks.group="$p-wh" \
         --webhooks.allow_cidrs=127.0.0.1/32 --auth.admin_token="$TOKEN" --auth.anonymous_read \
         --stream.max_connections=5000 --http.max_connections=5000 \
-        --broker.stats_interval_ms=600000 "$@" 2>"$log" &
+        --broker.stats_interval_ms=600000 "${derived[@]}" "$@" 2>"$log" &
     pid=$!; PIDS+=("$pid")
     URL=""
     for _ in $(seq 300); do

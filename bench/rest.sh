@@ -20,7 +20,8 @@
 #   BENCH_WRK_THREADS (1), BENCH_WRK_CONNECTIONS (16), BENCH_HTTP_THREADS (2),
 #   BENCH_KAFKA_STATE (the DIR of a Kafka already started with `tests/kafka/kafka.sh start DIR`),
 #   BENCH_NO_DOC=1 (do not touch docs/performance.md), BENCH_BUILDBOT=0 (skip the Buildbot side),
-#   BENCH_BROKER (another firehose-broker binary, e.g. an older commit's, for an A/B run).
+#   BENCH_BROKER (another firehose-broker binary, e.g. an older commit's, for an A/B run),
+#   BENCH_REST_ARGS (extra broker arguments, e.g. "--derive.enabled=false").
 #
 # Side by side in the same run: a Buildbot master (PyPI `buildbot` + `buildbot-www`, installed
 # into build/bench/buildbot-venv when missing) whose own database holds the same number of
@@ -98,7 +99,11 @@ else
 fi
 PREFIX="bench-rest-$$-$(date +%s)"
 TOPICS=(--topic-events "$PREFIX.events" --topic-logs "$PREFIX.logs" --topic-dlq "$PREFIX.dlq")
-"$KAFKA_SH" create-topics "$KSTATE" "$PREFIX.events:6" "$PREFIX.logs:6" "$PREFIX.dlq:1" 2>/dev/null
+"$KAFKA_SH" create-topics "$KSTATE" "$PREFIX.events:6" "$PREFIX.logs:6" "$PREFIX.dlq:1" \
+    "$PREFIX.derived:6" 2>/dev/null
+# a broker that derives events reads its topic back at start (an older one has no such option)
+if "$BROKER" --help 2>&1 | grep -q -- '--topic-derived'; then TOPICS+=(--topic-derived "$PREFIX.derived"); fi
+read -r -a EXTRA_ARGS <<<"${BENCH_REST_ARGS:-}"
 
 # ---- inputs ------------------------------------------------------------------------------------
 STREAM_FILE="$DATA/rest-stream-$STREAM_COUNT.ndjson"
@@ -135,7 +140,7 @@ EOF
 LOG="$WORK/broker.log"
 "$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --kafka.group "$PREFIX" "${TOPICS[@]}" \
     --topics.create=false --view.path "$WORK/view.db" --auth.anonymous_read \
-    --http.threads "$HTTP_THREADS" 2>"$LOG" &
+    --http.threads "$HTTP_THREADS" "${EXTRA_ARGS[@]}" 2>"$LOG" &
 BROKER_PID=$!
 for _ in $(seq 1 600); do grep -q 'event=http.listening' "$LOG" && break; sleep 0.05; done
 URL="$(grep -o 'event=http.listening url=[^ ]*' "$LOG" | head -n1 | cut -d= -f3 || true)"

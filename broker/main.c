@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "fh_consumer.h"
 #include "fh_fdlimit.h"
 #include "fh_log.h"
 #include "fh_lost.h"
@@ -30,6 +31,7 @@ static const fh_cfg_opt broker_opts[] = {
     FH_CFG_COMMON,
     {"kafka.group", "group", FH_CFG_STR, "firehose-broker", 0, 0,
      "consumer group id of the ingest consumer"},
+    FH_CONSUMER_CFG, /* kafka.partition_check_ms */
     {"topics.partitions", NULL, FH_CFG_INT, "6", 1, 10000,
      "partitions of each topic the broker creates (embedded, or topics.create on a real cluster)"},
     {"topics.create", NULL, FH_CFG_BOOL, "true", 0, 0,
@@ -98,6 +100,7 @@ static void on_signal(int sig)
 
 typedef struct ingest {
     fh_broker *b;
+    fh_consumer *kc; /* the ingest consumer (group policy); consumer is its handle */
     rd_kafka_t *consumer, *producer;
     long long logged_total, logged_dlq;
     size_t max_bytes;
@@ -319,29 +322,23 @@ static int ingest_start(ingest *in)
             (int)fh_config_int(&b->cfg, "topics.replication"), 15000, err, sizeof(err)))
         fh_log(FH_LOG_WARN, "kafka.topics", "error=\"%s\"", err);
 
-    if (fh_kafka_conf(&b->cfg, b->bootstrap, consumer_defaults, &conf, err, sizeof(err)))
+    const char *topics[2] = {fh_kafka_topic(&b->cfg, FH_TOPIC_EVENTS),
+                             fh_kafka_topic(&b->cfg, FH_TOPIC_LOGS)};
+    fh_consumer_opts o = {.policy = FH_CONSUMER_GROUP,
+                          .bootstrap = b->bootstrap,
+                          .defaults = consumer_defaults,
+                          .group = fh_config_str(&b->cfg, "kafka.group"),
+                          .rebalance = on_rebalance,
+                          .error = on_kafka_error,
+                          .opaque = in,
+                          .check_ms = (int)fh_config_int(&b->cfg, "kafka.partition_check_ms"),
+                          .wake_fd = -1,
+                          .errors_with_records = 1};
+    if (fh_consumer_new(&b->cfg, &o, &in->kc, err, sizeof(err)))
         goto conf_err;
-    if (rd_kafka_conf_set(conf, "group.id", fh_config_str(&b->cfg, "kafka.group"), err,
-                          sizeof(err)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        goto conf_err;
-    }
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
-    rd_kafka_conf_set_opaque(conf, in);
-    if (!(in->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))))
-        goto conf_err;
-    rd_kafka_poll_set_consumer(in->consumer);
-
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
-    rd_kafka_topic_partition_list_add(topics, fh_kafka_topic(&b->cfg, FH_TOPIC_EVENTS),
-                                      RD_KAFKA_PARTITION_UA);
-    rd_kafka_topic_partition_list_add(topics, fh_kafka_topic(&b->cfg, FH_TOPIC_LOGS),
-                                      RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t serr = rd_kafka_subscribe(in->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (serr) {
-        fh_log(FH_LOG_ERROR, "kafka.subscribe", "error=\"%s\"", rd_kafka_err2str(serr));
+    in->consumer = in->kc->rk;
+    if (fh_consumer_subscribe(in->kc, topics, 2, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "kafka.subscribe", "error=\"%s\"", err);
         return -1;
     }
     return 0;
@@ -352,10 +349,9 @@ conf_err:
 
 static void ingest_stop(ingest *in)
 {
-    if (in->consumer) {
-        rd_kafka_consumer_close(in->consumer);
-        rd_kafka_destroy(in->consumer);
-    }
+    fh_consumer_free(in->kc); /* closes before it destroys */
+    in->kc = NULL;
+    in->consumer = NULL;
     if (in->producer) {
         rd_kafka_flush(in->producer, 10000);
         rd_kafka_destroy(in->producer);

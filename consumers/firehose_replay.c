@@ -111,6 +111,7 @@ typedef struct replay {
     part parts[MAX_PARTS];
     int nparts, nleft;
     int64_t since_ms, until_ms; /* -1: none */
+    fh_consumer *kc; /* offsets policy: the positions plan_ranges found; rk is its handle */
     rd_kafka_t *rk;
     int out_fd;
     char *out;
@@ -601,13 +602,12 @@ static fh_err read_all(replay *r, int show_progress, uint64_t t0, char *errbuf, 
             rd_kafka_topic_partition_list_add(l, r->topics[r->parts[i].topic],
                                               r->parts[i].partition)
                 ->offset = r->parts[i].start;
-    rd_kafka_resp_err_t err = l->cnt ? rd_kafka_assign(r->rk, l) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    rc = l->cnt ? fh_consumer_assign(r->kc, l, errbuf, errsize) : FH_OK;
     rd_kafka_topic_partition_list_destroy(l);
-    if (err)
-        return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "assign: %s", rd_kafka_err2str(err));
-    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(r->rk);
+    if (rc)
+        return rc;
     while (r->nleft > 0 && !stop_requested && !r->out_error) {
-        ssize_t n = rd_kafka_consume_batch_queue(q, 100, msgs, BATCH);
+        ssize_t n = fh_consumer_batch(r->kc, 100, msgs, BATCH);
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             part *pt = m->rkt ? part_of(r, m) : NULL;
@@ -638,7 +638,6 @@ static fh_err read_all(replay *r, int show_progress, uint64_t t0, char *errbuf, 
             next_progress = fh_mono_ns() + 250000000ull;
         }
     }
-    rd_kafka_queue_destroy(q);
     if (show_progress)
         progress(r, t0, 1);
     return rc;
@@ -717,7 +716,6 @@ int main(int argc, char **argv)
     static fh_cli_filter cf;
     char err[1024] = "";
     int help = 0, status = 0;
-    rd_kafka_conf_t *conf = NULL;
     uint64_t t0;
 
     signal(SIGINT, on_signal);
@@ -760,19 +758,17 @@ int main(int argc, char **argv)
         status = EXIT_FAILED;
         goto out;
     }
-    if (fh_kafka_conf(&r.cfg, fh_config_str(&r.cfg, "kafka.brokers"), consumer_defaults, &conf, err,
-                      sizeof(err))) {
+    fh_consumer_opts o = {.policy = FH_CONSUMER_OFFSETS,
+                          .bootstrap = fh_config_str(&r.cfg, "kafka.brokers"),
+                          .defaults = consumer_defaults,
+                          .wake_fd = -1};
+    fh_err crc = fh_consumer_new(&r.cfg, &o, &r.kc, err, sizeof(err));
+    if (crc) {
         fprintf(stderr, "firehose-replay: %s\n", err);
-        status = EXIT_USAGE;
+        status = crc == FH_ERR_CONFIG ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
-    r.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    conf = NULL; /* rd_kafka_new took it, or destroyed it on failure */
-    if (!r.rk) {
-        fprintf(stderr, "firehose-replay: %s\n", err);
-        status = EXIT_FAILED;
-        goto out;
-    }
+    r.rk = r.kc->rk;
     t0 = fh_mono_ns();
     if (plan_ranges(&r, err, sizeof(err))) {
         fprintf(stderr, "firehose-replay: %s\n", err);
@@ -815,12 +811,12 @@ int main(int argc, char **argv)
         status = EXIT_INTERRUPTED;
     }
 out:
-    if (r.rk) {
-        rd_kafka_consumer_close(r.rk);
+    if (r.kc) {
+        fh_consumer_close(r.kc);
         for (int i = 0; i < r.ntopics; i++)
             if (r.rkts[i])
                 rd_kafka_topic_destroy(r.rkts[i]);
-        rd_kafka_destroy(r.rk);
+        fh_consumer_free(r.kc);
     }
     if (r.out_fd > STDOUT_FILENO)
         close(r.out_fd);

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fh_kafka.h"
+#include "fh_log.h"
 #include "fh_util.h"
 
 static int cmp_id(const void *a, const void *b)
@@ -140,4 +142,293 @@ void fh_consumer_watch_stop(fh_consumer_watch *w, fh_loop *l)
     close(w->io.fd);
     w->io.fd = -1;
     w->q = NULL;
+}
+
+/* ---- the consumer ---------------------------------------------------------------------------- */
+
+#define MAX_DEFAULTS 64
+
+/* The index of topic in k's topics, added when new (-1 when there is no room). */
+static int topic_index(fh_consumer *k, const char *topic)
+{
+    for (int t = 0; t < k->ntopics; t++)
+        if (strcmp(k->topics[t], topic) == 0)
+            return t;
+    if (k->ntopics == FH_CONSUMER_MAX_TOPICS || !(k->topics[k->ntopics] = strdup(topic)))
+        return -1;
+    k->known[k->ntopics] = 0;
+    return k->ntopics++;
+}
+
+static fh_err add_topics(fh_consumer *k, const char *const *topics, int n, char *errbuf,
+                         size_t errsize)
+{
+    for (int i = 0; i < n; i++)
+        if (topic_index(k, topics[i]) < 0)
+            return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "more than %d topics (%s)",
+                           FH_CONSUMER_MAX_TOPICS, topics[i]);
+    return FH_OK;
+}
+
+fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consumer **out,
+                       char *errbuf, size_t errsize)
+{
+    const char *defaults[MAX_DEFAULTS + 2];
+    char refresh[96];
+    rd_kafka_conf_t *conf = NULL;
+    size_t nd = 0;
+    fh_err rc;
+    *out = NULL;
+    fh_consumer *k = calloc(1, sizeof(*k));
+    if (!k)
+        return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
+    k->policy = o->policy;
+    k->check_ms = o->check_ms > 0 ? o->check_ms : 5000;
+    k->wake_fd = o->wake_fd;
+    if ((rc = add_topics(k, o->topics, o->ntopics, errbuf, errsize)))
+        goto err;
+    /* A group learns of partitions added to its topics when librdkafka refreshes their metadata
+     * (default every 5 minutes): first, so the caller's defaults and kafka.* keys can change it. */
+    if (o->policy == FH_CONSUMER_GROUP) {
+        snprintf(refresh, sizeof(refresh), "topic.metadata.refresh.interval.ms=%d", k->check_ms);
+        defaults[nd++] = refresh;
+    }
+    for (size_t i = 0; o->defaults && o->defaults[i] && nd < MAX_DEFAULTS; i++)
+        defaults[nd++] = o->defaults[i];
+    defaults[nd] = NULL;
+    if ((rc = fh_kafka_conf(c, o->bootstrap, defaults, &conf, errbuf, errsize)))
+        goto err;
+    if ((o->group && rd_kafka_conf_set(conf, "group.id", o->group, errbuf, errsize)) ||
+        (o->instance_id && *o->instance_id &&
+         rd_kafka_conf_set(conf, "group.instance.id", o->instance_id, errbuf, errsize))) {
+        rc = FH_ERR_CONFIG;
+        goto err;
+    }
+    if (o->policy == FH_CONSUMER_GROUP)
+        rd_kafka_conf_set_rebalance_cb(conf, o->rebalance ? o->rebalance : fh_kafka_rebalance_cb);
+    if (o->error)
+        rd_kafka_conf_set_error_cb(conf, o->error);
+    rd_kafka_conf_set_opaque(conf, o->opaque);
+    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize);
+    conf = NULL; /* rd_kafka_new took it, or destroyed it on failure */
+    if (!k->rk) {
+        rc = FH_ERR_KAFKA;
+        goto err;
+    }
+    if (o->errors_with_records)
+        rd_kafka_poll_set_consumer(k->rk);
+    /* a consumer without a subscription still has a consumer queue to read from */
+    k->q = rd_kafka_queue_get_consumer(k->rk);
+    if (k->wake_fd >= 0)
+        fh_consumer_wake_on(k->q, k->wake_fd);
+    *out = k;
+    return FH_OK;
+err:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    fh_consumer_free(k);
+    return rc;
+}
+
+fh_err fh_consumer_subscribe(fh_consumer *k, const char *const *topics, int n, char *errbuf,
+                             size_t errsize)
+{
+    fh_err rc = add_topics(k, topics, n, errbuf, errsize);
+    if (rc)
+        return rc;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(k->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "subscribe: %s", rd_kafka_err2str(e));
+    return FH_OK;
+}
+
+fh_err fh_consumer_assign(fh_consumer *k, const rd_kafka_topic_partition_list_t *l, char *errbuf,
+                          size_t errsize)
+{
+    rd_kafka_topic_partition_list_t *copy = l ? rd_kafka_topic_partition_list_copy(l) : NULL;
+    rd_kafka_resp_err_t e = rd_kafka_assign(k->rk, copy && copy->cnt ? copy : NULL);
+    for (int i = 0; !e && copy && i < copy->cnt; i++) {
+        int t = topic_index(k, copy->elems[i].topic);
+        if (t >= 0 && copy->elems[i].partition + 1 > k->known[t])
+            k->known[t] = copy->elems[i].partition + 1;
+    }
+    if (copy)
+        rd_kafka_topic_partition_list_destroy(copy);
+    if (e)
+        return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "assign: %s", rd_kafka_err2str(e));
+    return FH_OK;
+}
+
+/* The offsets of l's partitions at from (arg: offset or time), resolved as assign_from says. */
+static fh_err resolve_from(fh_consumer *k, rd_kafka_topic_partition_list_t *l,
+                           fh_consumer_from from, int64_t arg, int timeout_ms, char *errbuf,
+                           size_t errsize)
+{
+    if (from == FH_CONSUMER_AT_TIME) {
+        for (int i = 0; i < l->cnt; i++)
+            l->elems[i].offset = arg;
+        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(k->rk, l, timeout_ms);
+        if (e)
+            return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "offsets for times: %s",
+                           rd_kafka_err2str(e));
+    }
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &l->elems[i];
+        if (from == FH_CONSUMER_AT_BEGINNING) {
+            p->offset = RD_KAFKA_OFFSET_BEGINNING;
+        } else if (from == FH_CONSUMER_AT_OFFSET) {
+            p->offset = arg;
+        } else if (from == FH_CONSUMER_AT_END || p->offset < 0) {
+            int64_t lo, hi;
+            rd_kafka_resp_err_t e =
+                fh_consumer_watermarks(k->rk, p->topic, p->partition, &lo, &hi, timeout_ms);
+            if (e)
+                return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "watermarks of %s/%d: %s", p->topic,
+                               (int)p->partition, rd_kafka_err2str(e));
+            p->offset = hi;
+        }
+    }
+    return FH_OK;
+}
+
+#define MAX_IDS 4096 /* partitions of one topic assign_from takes on */
+
+fh_err fh_consumer_assign_from(fh_consumer *k, const char *const *topics, int n, int required,
+                               fh_consumer_from from, int64_t arg, int timeout_ms,
+                               rd_kafka_topic_partition_list_t **out, char *errbuf, size_t errsize)
+{
+    int32_t *ids = malloc(MAX_IDS * sizeof(*ids));
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    char skipped[512] = "";
+    fh_err rc = ids ? FH_OK : FH_ERR_NOMEM;
+    for (int t = 0; !rc && t < n; t++) {
+        int count = 0;
+        rc = fh_consumer_partitions(k->rk, topics[t], timeout_ms, ids, MAX_IDS, &count, errbuf,
+                                    errsize);
+        if (rc && t >= required) {
+            snprintf(skipped, sizeof(skipped), "%s", errbuf); /* optional: left out */
+            rc = FH_OK;
+            continue;
+        }
+        if (!rc)
+            rc = add_topics(k, &topics[t], 1, errbuf, errsize);
+        if (!rc && count > MAX_IDS)
+            rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "%s has more than %d partitions", topics[t],
+                         MAX_IDS);
+        for (int i = 0; !rc && i < count; i++)
+            rd_kafka_topic_partition_list_add(l, topics[t], ids[i]);
+    }
+    if (!rc)
+        rc = resolve_from(k, l, from, arg, timeout_ms, errbuf, errsize);
+    if (!rc)
+        rc = fh_consumer_assign(k, l, errbuf, errsize);
+    if (!rc)
+        snprintf(errbuf, errsize, "%s", skipped);
+    free(ids);
+    if (!rc && out)
+        *out = l;
+    else
+        rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+/* ---- partitions added at run time ------------------------------------------------------------ */
+
+fh_err fh_consumer_counts(rd_kafka_t *rk, const fh_consumer *k, int timeout_ms, int *counts,
+                          char *errbuf, size_t errsize)
+{
+    for (int t = 0; t < k->ntopics; t++) {
+        int32_t first;
+        fh_err rc = fh_consumer_partitions(rk, k->topics[t], timeout_ms, &first, 1, &counts[t],
+                                           errbuf, errsize);
+        if (rc)
+            return rc;
+    }
+    return FH_OK;
+}
+
+fh_err fh_consumer_grow(fh_consumer *k, const int *counts, fh_consumer_added_fn added, void *arg,
+                        int *nadded, char *errbuf, size_t errsize)
+{
+    int upto[FH_CONSUMER_MAX_TOPICS];
+    *nadded = 0;
+    if (k->policy == FH_CONSUMER_GROUP)
+        return FH_OK; /* the group's metadata refresh sees them, and rebalances */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    for (int t = 0; t < k->ntopics; t++) {
+        /* partition ids are 0..count-1: the new ones follow the known ones */
+        for (upto[t] = k->known[t]; upto[t] < counts[t]; upto[t]++) {
+            int64_t off = RD_KAFKA_OFFSET_BEGINNING;
+            if (added && added(arg, k->topics[t], upto[t], &off))
+                break; /* offered again at the next check */
+            rd_kafka_topic_partition_list_add(l, k->topics[t], upto[t])->offset = off;
+        }
+    }
+    fh_err rc = FH_OK;
+    if (l->cnt) {
+        rd_kafka_error_t *e = rd_kafka_incremental_assign(k->rk, l);
+        if (e) {
+            rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "assigning new partitions: %s",
+                         rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        } else {
+            for (int t = 0; t < k->ntopics; t++) {
+                if (upto[t] > k->known[t] && k->known[t] > 0) /* not the first take-on */
+                    fh_log(FH_LOG_INFO, "kafka.partitions_added",
+                           "client=%s topic=%s first=%d last=%d", rd_kafka_name(k->rk),
+                           k->topics[t], k->known[t], upto[t] - 1);
+                k->known[t] = upto[t];
+            }
+            *nadded = l->cnt;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+fh_err fh_consumer_check(fh_consumer *k, int force, int timeout_ms, fh_consumer_added_fn added,
+                         void *arg, int *nadded, char *errbuf, size_t errsize)
+{
+    int counts[FH_CONSUMER_MAX_TOPICS];
+    int64_t now = fh_now_ms();
+    *nadded = 0;
+    if (k->policy == FH_CONSUMER_GROUP || (!force && now < k->next_check_ms))
+        return FH_OK;
+    k->next_check_ms = now + k->check_ms;
+    fh_err rc = fh_consumer_counts(k->rk, k, timeout_ms, counts, errbuf, errsize);
+    return rc ? rc : fh_consumer_grow(k, counts, added, arg, nadded, errbuf, errsize);
+}
+
+ssize_t fh_consumer_batch(fh_consumer *k, int timeout_ms, rd_kafka_message_t **out, size_t cap)
+{
+    return rd_kafka_consume_batch_queue(k->q, timeout_ms, out, cap);
+}
+
+void fh_consumer_close(fh_consumer *k)
+{
+    if (!k || k->closed)
+        return;
+    k->closed = 1;
+    if (k->q && k->wake_fd >= 0)
+        fh_consumer_wake_on(k->q, -1);
+    if (k->rk)
+        rd_kafka_consumer_close(k->rk);
+}
+
+void fh_consumer_free(fh_consumer *k)
+{
+    if (!k)
+        return;
+    fh_consumer_close(k);
+    if (k->q)
+        rd_kafka_queue_destroy(k->q);
+    if (k->rk)
+        rd_kafka_destroy(k->rk);
+    for (int t = 0; t < k->ntopics; t++)
+        free(k->topics[t]);
+    free(k);
 }

@@ -34,4 +34,23 @@ size_t fh_cursor_encode(const int64_t *vec, int n, char *out, size_t size);
  * and a sign (a negative offset other than -0 is refused), and base-36 digits may be upper case. */
 fh_err fh_cursor_decode(const char *s, int n, int64_t *vec);
 
+/* How many partitions of each topic a cursor covers: the first topic's (events) come first, then
+ * the next one's (logs, then any other the stream reads), each in partition id order. */
+#define FH_CURSOR_MAX_TOPICS 4
+typedef struct fh_cursor_layout {
+    int ntopics;
+    int parts[FH_CURSOR_MAX_TOPICS];
+} fh_cursor_layout;
+
+/* Reads a cursor made when the topics had fewer partitions than now (partitions were added to
+ * them since) into vec, in the order of now = past[npast - 1]: the partitions it does not name
+ * get -1 (from their beginning: everything in an added partition is newer than the cursor).
+ * past[0..npast) are the layouts a stream has read, oldest first, all of now's topics; the
+ * cursor's count picks one. A count none of them has (a cursor from before the stream started,
+ * partitions added since) is read as partitions added to one topic only, the first topic for
+ * which that leaves it at least one partition. Returns FH_ERR_PARSE for what fh_cursor_decode
+ * refuses, and for a cursor of as many or more partitions than now (exactly now:
+ * fh_cursor_decode); FH_ERR_NOMEM when it cannot copy the cursor. */
+fh_err fh_cursor_decode_grown(const char *s, const fh_cursor_layout *past, int npast, int64_t *vec);
+
 #endif

@@ -167,8 +167,9 @@ static void part_done(fh_stream *s, rd_kafka_t *rk, rd_kafka_topic_partition_lis
 }
 
 /* Reads [from, to) of every partition of job j and posts batches, waiting for credit between. */
-static void run_job(fh_stream *s, rd_kafka_t *rk, fh_json_doc *doc, cjob *j)
+static void run_job(fh_stream *s, fh_consumer *kc, fh_json_doc *doc, cjob *j)
 {
+    rd_kafka_t *rk = kc->rk;
     char err[256];
     int64_t *earliest = stream_vec_new(s), *pos = stream_vec_new(s);
     rd_kafka_topic_partition_list_t *assign = NULL, *paused = NULL;
@@ -195,7 +196,7 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, fh_json_doc *doc, cjob *j)
         pending++;
     }
     if (pending) {
-        rd_kafka_assign(rk, assign);
+        fh_consumer_assign(kc, assign, err, sizeof(err));
         rd_kafka_resume_partitions(rk, assign);
     }
     memcpy(pos, j->from, (size_t)s->nparts * sizeof(int64_t));
@@ -263,7 +264,7 @@ static void run_job(fh_stream *s, rd_kafka_t *rk, fh_json_doc *doc, cjob *j)
     }
     if (paused->cnt)
         rd_kafka_resume_partitions(rk, paused);
-    rd_kafka_assign(rk, NULL);
+    fh_consumer_assign(kc, NULL, err, sizeof(err));
 done:
     if (assign)
         rd_kafka_topic_partition_list_destroy(assign);
@@ -273,11 +274,29 @@ done:
     free(pos);
 }
 
+/* Asks Kafka how many partitions the stream's topics have now, for the stream thread's partition
+ * timer (partitions added at run time): here, so the stream thread never waits for metadata. */
+static void look_for_partitions(fh_stream *s, rd_kafka_t *rk)
+{
+    char err[256];
+    int counts[FH_CONSUMER_MAX_TOPICS];
+    if (fh_consumer_counts(rk, s->kc, 2000, counts, err, sizeof(err)) == FH_OK) {
+        for (int t = 0; t < s->kc->ntopics; t++)
+            atomic_store(&s->seen_counts[t], counts[t]);
+    } else {
+        static int64_t warned;
+        if (fh_now_ms() - warned > 60000) {
+            warned = fh_now_ms();
+            fh_log(FH_LOG_WARN, "stream.partitions", "error=\"%s\"", err);
+        }
+    }
+}
+
 void *stream_catchup_main(void *arg)
 {
     fh_stream *s = arg;
     char err[512];
-    rd_kafka_conf_t *conf;
+    fh_consumer *kc = NULL;
     /* auto.offset.reset=earliest: a position Kafka deleted moves to the oldest record it kept
      * (not to the end, librdkafka's default), so only deleted records are skipped */
     static const char *const defaults[] = {"enable.auto.commit=false",
@@ -287,19 +306,31 @@ void *stream_catchup_main(void *arg)
                                            "log_level=3",
                                            "fetch.wait.max.ms=20",
                                            NULL};
-    if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, sizeof(err)))
-        return NULL;
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    if (!rk) {
+    fh_consumer_opts o = {.policy = FH_CONSUMER_OFFSETS,
+                          .bootstrap = s->b->bootstrap,
+                          .defaults = defaults,
+                          .wake_fd = -1};
+    if (fh_consumer_new(&s->b->cfg, &o, &kc, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "stream.catchup", "error=\"%s\"", err);
         return NULL;
     }
     fh_json_doc doc;
     fh_json_doc_init(&doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
+    int64_t next_look = fh_now_ms() + s->check_ms;
     while (!atomic_load(&s->stop)) {
         pthread_mutex_lock(&s->cmu);
-        while (!s->jobs_first && !atomic_load(&s->stop))
-            pthread_cond_wait(&s->ccond, &s->cmu);
+        while (!s->jobs_first && !atomic_load(&s->stop) && fh_now_ms() < next_look) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            int64_t ms = next_look - fh_now_ms();
+            until.tv_sec += ms / 1000;
+            until.tv_nsec += (ms % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->ccond, &s->cmu, &until);
+        }
         cjob *j = s->jobs_first;
         if (j) {
             s->jobs_first = j->next;
@@ -308,10 +339,14 @@ void *stream_catchup_main(void *arg)
             s->running_job = j;
         }
         pthread_mutex_unlock(&s->cmu);
+        if (fh_now_ms() >= next_look && !atomic_load(&s->stop)) {
+            look_for_partitions(s, kc->rk);
+            next_look = fh_now_ms() + s->check_ms;
+        }
         if (!j)
             continue;
         if (!atomic_load(&j->cancel))
-            run_job(s, rk, &doc, j);
+            run_job(s, kc, &doc, j);
         pthread_mutex_lock(&s->cmu);
         s->running_job = NULL;
         s->njobs--;
@@ -321,8 +356,7 @@ void *stream_catchup_main(void *arg)
         free(j);
     }
     fh_json_doc_free(&doc);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
+    fh_consumer_free(kc); /* closes before it destroys */
     return NULL;
 }
 
@@ -364,7 +398,7 @@ void stream_on_catchup(fh_stream *s, inmsg *m)
                c->kind == CONN_SSE, m->error);
         stream_pend_clear(u);
         if (m->vec) {
-            fh_cursor_encode(m->vec, s->nparts, cur, sizeof(cur));
+            stream_cursor_encode(s, m->vec, cur, sizeof(cur));
             snprintf(msg, sizeof(msg), "%s; the earliest position is cursor %s", m->error, cur);
             stream_send_error(s, c, u->id, "cursor_expired", msg);
         } else {

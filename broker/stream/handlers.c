@@ -304,8 +304,7 @@ static void sse_handler(void *ctx, fh_http_request *req, fh_http_response *resp)
         char err[256];
         fh_wsmsg_from_kind kind;
         int64_t *vec = stream_vec_new(s);
-        fh_err rc =
-            vec ? fh_wsmsg_from_text(start, s->nparts, vec, &kind, err, sizeof(err)) : FH_ERR_NOMEM;
+        fh_err rc = vec ? stream_from(s, NULL, start, vec, &kind, err, sizeof(err)) : FH_ERR_NOMEM;
         free(vec);
         if (rc == FH_OK && !(c->sse_from = strdup(start)))
             rc = FH_ERR_NOMEM;

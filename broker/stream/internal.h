@@ -236,12 +236,28 @@ struct fh_stream {
     int kafka_efd; /* librdkafka signals a non-empty queue here */
     fh_loop_io kafka_io;
     _Atomic int stop;
+    fh_consumer *kc; /* position policy, from the end; rk and rkq are its handle and queue */
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkq;
-    /* partitions */
+    /* partitions, in the order the stream took them on: those of the events and the logs topic
+     * at start (cursor order), then those added to either topic while it ran, appended. Only the
+     * stream thread changes them; nparts is stored after the partition it counts, so the other
+     * threads read a consistent prefix. Every partition vector has vec_cap entries. */
     int nparts;
+    int vec_cap;
     char *part_topic[MAX_PARTS];
     int part_id[MAX_PARTS];
+    /* cursor order: wire[i] is the partition of cursor entry i (identity until one was added);
+     * layouts: the partition counts the stream has read, oldest first (fh_cursor_decode_grown).
+     * layout_mu: the stream thread changes them, HTTP threads read them to check a cursor. */
+    int wire[MAX_PARTS];
+    int wire_identity;
+    fh_cursor_layout layouts[16];
+    int nlayouts;
+    pthread_mutex_t layout_mu;
+    int64_t wvec[MAX_PARTS]; /* the stream thread's scratch, a vector in cursor order */
+    _Atomic int seen_counts[FH_CONSUMER_MAX_TOPICS]; /* the catch-up thread's last look */
+    int check_ms;                                    /* kafka.partition_check_ms */
     int64_t hw[MAX_PARTS];         /* next offset after the newest ring event, per partition */
     int64_t evicted_hw[MAX_PARTS]; /* events below this were evicted (or predate the start) */
     /* ring */
@@ -318,6 +334,13 @@ void stream_send_json(fh_stream *s, conn *c, const char *fmt, ...)
 void stream_sse_send(fh_stream *s, conn *c, const char *text, size_t len);
 int stream_sub_matches(const sub *u, const sev *e);
 int64_t *stream_vec_new(const fh_stream *s);
+/* fh_cursor_encode of vec (stream order) in cursor order; the stream thread's. */
+size_t stream_cursor_encode(fh_stream *s, const int64_t *vec, char *out, size_t size);
+/* fh_wsmsg_from_text when text is not NULL, else fh_wsmsg_from (from NULL: latest), into vec in
+ * stream order: a cursor made before partitions were added is read too, those partitions from their
+ * beginning (-1). Any thread. */
+fh_err stream_from(fh_stream *s, const json_t *from, const char *text, int64_t *vec,
+                   fh_wsmsg_from_kind *kind, char *errbuf, size_t errsize);
 
 /* ring.c */
 sev *stream_ring_at_seq(fh_stream *s, uint64_t seq);

@@ -46,7 +46,7 @@ void stream_inbox_post(fh_stream *s, inmsg *m)
 
 int64_t *stream_vec_new(const fh_stream *s)
 {
-    return calloc((size_t)(s->nparts ? s->nparts : 1), sizeof(int64_t));
+    return calloc((size_t)(s->vec_cap ? s->vec_cap : 1), sizeof(int64_t));
 }
 
 /* ---- queues -----------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
     if (u->own_cursors) {
         if (u->progress[e->part] < e->offset + 1)
             u->progress[e->part] = e->offset + 1;
-        clen = fh_cursor_encode(u->progress, s->nparts, cur, CURSOR_MAX);
+        clen = stream_cursor_encode(s, u->progress, cur, CURSOR_MAX);
     } else {
         /* the shared cursor sits inside the tail: `","cursor":"C"` */
         cs = e->tail + 12;

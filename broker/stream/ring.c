@@ -67,7 +67,7 @@ sev *stream_sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *
                        sizeof(err)))
         return NULL;
     if (with_cursor) /* only on the stream thread: its scratch */
-        clen = fh_cursor_encode(s->hw, s->nparts, s->cur, CURSOR_MAX);
+        clen = stream_cursor_encode(s, s->hw, s->cur, CURSOR_MAX);
     /* tail: `","cursor":"C"` + `,"event":` + RAW + `}` */
     size_t a_len = with_cursor ? 12 + clen + 1 : 0, tail_len = a_len + 9 + m->len + 1;
     sev *e = calloc(1, sizeof(*e) + tail_len + 1);

@@ -10,6 +10,9 @@
  *    under the client's mutex.
  *  - the catch-up thread serves resumes older than the ring from Kafka, one job at a time, with
  *    flow control from the stream thread (it waits for credit), and posts batches to the inbox.
+ *    Between jobs it also asks Kafka how many partitions the topics have (every
+ *    kafka.partition_check_ms); the stream thread's partition timer takes the added ones on, from
+ *    their beginning, so the stream thread never waits for metadata.
  *
  * Every event is decoded once, and its wire bytes are built once and shared (reference-counted)
  * by every recipient: a delivery is a small per-recipient head plus a pointer into the shared
@@ -31,41 +34,120 @@ static int stream_topics(const fh_stream *s, const char *topics[3])
     return fh_config_bool(c, "view.enabled") && fh_config_bool(c, "derive.enabled") ? 3 : 2;
 }
 
-static int discover_partitions(fh_stream *s, char *err, size_t errsize)
+/* Rebuilds the cursor order after partitions were added, and remembers the layout. Under
+ * layout_mu. */
+static void layout_update(fh_stream *s)
 {
-    const char *topics[3];
-    int nt = stream_topics(s, topics);
-    s->nparts = 0;
-    for (int t = 0; t < nt; t++) {
-        int32_t *ids = s->part_id + s->nparts;
-        int n = 0;
-        if (fh_consumer_partitions(s->rk, topics[t], 10000, ids, MAX_PARTS - s->nparts, &n, err,
-                                   errsize)) {
-            if (t < 2)
-                return -1;
-            /* No derived topic (topics.create=false and nobody made it): the stream goes on
-             * without derived events rather than not at all. */
-            char q[420];
-            fh_log(FH_LOG_WARN, "stream.derived_topic", "topic=%s error=%s", topics[t],
-                   fh_log_quote(q, sizeof(q), err));
-            break;
-        }
-        if (n > MAX_PARTS - s->nparts) {
-            /* a cursor names every partition: reading only some would lose events silently */
-            snprintf(err, errsize, "the topics %s, %s... have more than %d partitions together",
-                     topics[0], topics[1], MAX_PARTS);
-            return -1;
-        }
-        for (int i = 0; i < n; i++)
-            s->part_topic[s->nparts + i] = strdup(topics[t]);
-        s->nparts += n;
+    fh_cursor_layout now = {s->kc->ntopics, {0}};
+    int i = 0;
+    for (int t = 0; t < s->kc->ntopics; t++)
+        for (int p; (p = stream_part_index(s, s->kc->topics[t], now.parts[t])) >= 0; now.parts[t]++)
+            s->wire[i++] = p;
+    s->wire_identity = 1;
+    for (int k = 0; k < i; k++)
+        if (s->wire[k] != k)
+            s->wire_identity = 0;
+    int n = s->nlayouts;
+    if (n && memcmp(&s->layouts[n - 1], &now, sizeof(now)) == 0)
+        return;
+    if (n == (int)(sizeof(s->layouts) / sizeof(s->layouts[0]))) {
+        memmove(s->layouts, s->layouts + 1, (size_t)(n - 1) * sizeof(s->layouts[0]));
+        n--;
     }
+    s->layouts[n] = now;
+    s->nlayouts = n + 1;
+}
+
+size_t stream_cursor_encode(fh_stream *s, const int64_t *vec, char *out, size_t size)
+{
+    if (s->wire_identity)
+        return fh_cursor_encode(vec, s->nparts, out, size);
+    for (int i = 0; i < s->nparts; i++)
+        s->wvec[i] = vec[s->wire[i]];
+    return fh_cursor_encode(s->wvec, s->nparts, out, size);
+}
+
+fh_err stream_from(fh_stream *s, const json_t *from, const char *text, int64_t *vec,
+                   fh_wsmsg_from_kind *kind, char *errbuf, size_t errsize)
+{
+    int64_t *w = stream_vec_new(s);
+    if (!w)
+        return fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&s->layout_mu);
+    int n = s->nparts;
+    /* from NULL (and no text): latest */
+    fh_err rc = text ? fh_wsmsg_from_text(text, n, w, kind, errbuf, errsize)
+                     : fh_wsmsg_from(from, n, w, kind, errbuf, errsize);
+    if (rc == FH_ERR_PARSE) {
+        /* a cursor made before partitions were added to the topics */
+        const char *c = text;
+        if (!text && json_is_object(from) && json_object_size(from) == 1)
+            c = json_string_value(json_object_get(from, "cursor"));
+        if (c && fh_cursor_decode_grown(c, s->layouts, s->nlayouts, w) == FH_OK) {
+            *kind = FH_FROM_CURSOR;
+            rc = FH_OK;
+        }
+    }
+    if (rc == FH_OK && *kind != FH_FROM_LATEST)
+        for (int i = 0; i < n; i++)
+            vec[s->wire[i]] = w[i];
+    pthread_mutex_unlock(&s->layout_mu);
+    free(w);
+    return rc;
+}
+
+/* fh_consumer_check's question for each partition added to the events or logs topic: takes it
+ * on, from its beginning, unless every partition vector is full. */
+static int on_partition_added(void *arg, const char *topic, int32_t partition, int64_t *offset)
+{
+    fh_stream *s = arg;
+    int n = s->nparts;
+    (void)offset; /* RD_KAFKA_OFFSET_BEGINNING: everything in a new partition is new */
+    if (n >= s->vec_cap) {
+        static int64_t warned;
+        if (fh_now_ms() - warned > 60000) {
+            warned = fh_now_ms();
+            fh_log(FH_LOG_ERROR, "stream.partitions",
+                   "topic=%s partition=%d error=\"the stream has room for %d partitions, the "
+                   "number at start-up doubled plus 64; restart the broker to read more\"",
+                   topic, (int)partition, s->vec_cap);
+        }
+        return 1;
+    }
+    if (!(s->part_topic[n] = strdup(topic)))
+        return 1;
+    s->part_id[n] = partition;
+    s->hw[n] = s->evicted_hw[n] = 0;
+    /* the other threads read nparts without the lock: after the partition it counts */
+    __atomic_store_n(&s->nparts, n + 1, __ATOMIC_RELEASE);
     return 0;
+}
+
+/* Takes on the partitions the catch-up thread saw added to the topics (it asks Kafka, so the
+ * stream thread never waits for metadata). */
+static int64_t partition_timer(fh_loop *l, void *arg)
+{
+    fh_stream *s = arg;
+    char err[256];
+    int counts[FH_CONSUMER_MAX_TOPICS], added = 0;
+    (void)l;
+    for (int t = 0; t < s->kc->ntopics; t++)
+        counts[t] = atomic_load(&s->seen_counts[t]);
+    pthread_mutex_lock(&s->layout_mu);
+    if (fh_consumer_grow(s->kc, counts, on_partition_added, s, &added, err, sizeof(err)))
+        fh_log(FH_LOG_WARN, "stream.partitions", "error=\"%s\"", err);
+    if (added)
+        layout_update(s);
+    pthread_mutex_unlock(&s->layout_mu);
+    if (added)
+        fh_log(FH_LOG_INFO, "stream.partitions", "added=%d partitions=%d events=%d logs=%d", added,
+               s->nparts, s->layouts[s->nlayouts - 1].parts[0],
+               s->layouts[s->nlayouts - 1].parts[1]);
+    return s->check_ms;
 }
 
 static int kafka_start(fh_stream *s, char *err, size_t errsize)
 {
-    rd_kafka_conf_t *conf;
     /* auto.offset.reset=earliest: a position Kafka deleted (the stream fell that far behind)
      * moves to the oldest record it kept, not to the end (librdkafka's default) */
     static const char *const defaults[] = {"enable.auto.commit=false",
@@ -79,36 +161,47 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
                                            "queued.min.messages=10000",
                                            "fetch.max.bytes=4194304",
                                            NULL};
-    if (fh_kafka_conf(&s->b->cfg, s->b->bootstrap, defaults, &conf, err, errsize))
+    const char *topics[3];
+    int nt = stream_topics(s, topics);
+    fh_consumer_opts o = {.policy = FH_CONSUMER_POSITION,
+                          .bootstrap = s->b->bootstrap,
+                          .defaults = defaults,
+                          .check_ms = s->check_ms,
+                          .wake_fd = s->kafka_efd,
+                          .errors_with_records = 1};
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (fh_consumer_new(&s->b->cfg, &o, &s->kc, err, errsize) ||
+        fh_consumer_assign_from(s->kc, topics, nt, 2, FH_CONSUMER_AT_END, 0, 10000, &l, err,
+                                errsize))
         return -1;
-    if (!(s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errsize)))
-        return -1;
-    rd_kafka_poll_set_consumer(s->rk); /* errors and logs arrive on the same queue */
-    if (discover_partitions(s, err, errsize))
-        return -1;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(s->nparts);
-    for (int p = 0; p < s->nparts; p++) {
-        int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e =
-            fh_consumer_watermarks(s->rk, s->part_topic[p], s->part_id[p], &lo, &hi, 10000);
-        if (e) {
-            snprintf(err, errsize, "watermarks of %s/%d: %s", s->part_topic[p], s->part_id[p],
-                     rd_kafka_err2str(e));
-            rd_kafka_topic_partition_list_destroy(l);
-            return -1;
-        }
-        s->hw[p] = s->evicted_hw[p] = hi;
-        rd_kafka_topic_partition_list_add(l, s->part_topic[p], s->part_id[p])->offset = hi;
+    if (err[0]) {
+        /* No derived topic (topics.create=false and nobody made it): the stream goes on
+         * without derived events rather than not at all. */
+        char q[420];
+        fh_log(FH_LOG_WARN, "stream.derived_topic", "topic=%s error=%s", topics[2],
+               fh_log_quote(q, sizeof(q), err));
     }
-    rd_kafka_resp_err_t e = rd_kafka_assign(s->rk, l);
+    s->rk = s->kc->rk;
+    s->rkq = s->kc->q;
+    if (l->cnt > MAX_PARTS) {
+        /* a cursor names every partition: reading only some would lose events silently */
+        snprintf(err, errsize, "%s and %s have more than %d partitions together", topics[0],
+                 topics[1], MAX_PARTS);
+        rd_kafka_topic_partition_list_destroy(l);
+        return -1;
+    }
+    /* events then logs, each in id order: the cursor order */
+    for (int p = 0; p < l->cnt; p++) {
+        s->part_topic[p] = strdup(l->elems[p].topic);
+        s->part_id[p] = l->elems[p].partition;
+        s->hw[p] = s->evicted_hw[p] = l->elems[p].offset;
+    }
+    for (int t = 0; t < s->kc->ntopics; t++)
+        atomic_init(&s->seen_counts[t], s->kc->known[t]);
+    s->nparts = l->cnt;
+    s->vec_cap = 2 * l->cnt + 64 < MAX_PARTS ? 2 * l->cnt + 64 : MAX_PARTS;
     rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        snprintf(err, errsize, "assign: %s", rd_kafka_err2str(e));
-        return -1;
-    }
-    /* a consumer created without subscribe still has a consumer queue to read from */
-    s->rkq = rd_kafka_queue_get_consumer(s->rk);
-    fh_consumer_wake_on(s->rkq, s->kafka_efd);
+    layout_update(s);
     return 0;
 }
 
@@ -144,7 +237,7 @@ static void kafka_drain(fh_stream *s)
 {
     for (int rounds = 0; rounds < 8; rounds++) {
         if (s->kb_i == s->kb_n) {
-            ssize_t n = rd_kafka_consume_batch_queue(s->rkq, 0, s->kbatch, KAFKA_BATCH);
+            ssize_t n = fh_consumer_batch(s->kc, 0, s->kbatch, KAFKA_BATCH);
             s->kb_i = s->kb_n = 0;
             if (n <= 0)
                 return;
@@ -350,6 +443,10 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->cur = malloc(CURSOR_MAX);
     s->next_seq = 1; /* 0 is "no event" in sub->mark */
     pthread_mutex_init(&s->inbox_mu, NULL);
+    pthread_mutex_init(&s->layout_mu, NULL);
+    s->check_ms = (int)fh_config_int(&b->cfg, "kafka.partition_check_ms");
+    if (s->check_ms <= 0)
+        s->check_ms = 5000; /* a program whose table lacks the key */
     pthread_mutex_init(&s->cmu, NULL);
     pthread_cond_init(&s->ccond, NULL);
     s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -363,6 +460,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     fh_loop_after_pass(s->loop, after_pass, s);
     fh_loop_timer(s->loop, (int64_t)s->heartbeat_s * 1000, heartbeat_timer, s);
     fh_loop_timer(s->loop, 1000, sweep_timer, s);
+    fh_loop_timer(s->loop, s->check_ms, partition_timer, s);
     if (fh_config_bool(&b->cfg, "stream.permessage_deflate") &&
         (!(s->zd = fh_deflater_new((int)fh_config_int(&b->cfg, "stream.deflate_level"))) ||
          !(s->zi = fh_inflater_new()))) {
@@ -428,12 +526,7 @@ void fh_stream_free(fh_stream *s)
     fh_inflater_free(s->zi);
     while (s->kb_i < s->kb_n)
         rd_kafka_message_destroy(s->kbatch[s->kb_i++]);
-    if (s->rkq)
-        rd_kafka_queue_destroy(s->rkq);
-    if (s->rk) {
-        rd_kafka_consumer_close(s->rk);
-        rd_kafka_destroy(s->rk);
-    }
+    fh_consumer_free(s->kc); /* closes before it destroys */
     for (int p = 0; p < s->nparts; p++)
         free(s->part_topic[p]);
     for (cjob *j = s->jobs_first, *n; j; j = n) {
@@ -446,6 +539,7 @@ void fh_stream_free(fh_stream *s)
     if (s->kafka_efd >= 0)
         close(s->kafka_efd);
     pthread_mutex_destroy(&s->inbox_mu);
+    pthread_mutex_destroy(&s->layout_mu);
     pthread_mutex_destroy(&s->cmu);
     pthread_cond_destroy(&s->ccond);
     free(s);

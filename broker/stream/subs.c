@@ -175,12 +175,15 @@ sub *stream_subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
     u->filter = *filter; /* ownership moves to the subscription */
     memset(filter, 0, sizeof(*filter));
     u->indexed = -2;
-    if (fh_wsmsg_from(from, s->nparts, vec, &kind, err, sizeof(err))) {
+    if (stream_from(s, from, NULL, vec, &kind, err, sizeof(err))) {
         stream_send_error(s, c, id, "bad_request", err);
         sub_free(s, u);
         free(vec);
         return NULL;
     }
+    for (int p = 0; kind == FH_FROM_CURSOR && p < s->nparts; p++)
+        if (vec[p] < 0 && s->evicted_hw[p] == 0)
+            vec[p] = 0; /* a partition added since the cursor, all of it in the ring */
     u->next_in_conn = c->subs;
     c->subs = u;
     c->nsubs++;
@@ -199,7 +202,7 @@ sub *stream_subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
         int with_cursor = kind == FH_FROM_LATEST || kind == FH_FROM_CURSOR;
         fh_buf b;
         if (with_cursor)
-            fh_cursor_encode(kind == FH_FROM_LATEST ? s->hw : vec, s->nparts, cur, sizeof(cur));
+            stream_cursor_encode(s, kind == FH_FROM_LATEST ? s->hw : vec, cur, sizeof(cur));
         if (fh_wsmsg_subscribed_frame(&b, u->id, with_cursor ? cur : NULL) == FH_OK)
             stream_send_frame(s, c, FH_WS_OP_TEXT, b.data, b.len);
         fh_buf_free(&b);

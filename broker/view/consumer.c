@@ -10,15 +10,15 @@
 /* Sends the consumer to every known partition at its committed position. */
 void view_assign_all(fh_view *v)
 {
+    char err[256];
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(64);
     for (int k = 0; k < NTOPICS; k++)
         for (int i = 0; i < v->nparts[k]; i++)
             rd_kafka_topic_partition_list_add(l, v->topic[k], i)->offset =
                 v->parts[k][i].committed >= 0 ? v->parts[k][i].committed
                                               : RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_resp_err_t err = rd_kafka_assign(v->rk, l);
-    if (err)
-        fh_log(FH_LOG_ERROR, "view.assign", "error=\"%s\"", rd_kafka_err2str(err));
+    if (fh_consumer_assign(v->kc, l, err, sizeof(err)))
+        fh_log(FH_LOG_ERROR, "view.assign", "error=\"%s\"", err);
     else
         fh_log(FH_LOG_INFO, "view.assign", "partitions=%d events=%d logs=%d", l->cnt,
                v->nparts[TOPIC_EVENTS], v->nparts[TOPIC_LOGS]);
@@ -40,39 +40,47 @@ static int64_t stored_offset(fh_view *v, int k, int part)
     return off;
 }
 
-/* Looks up the partition counts; grows the partition table and reassigns when they grew.
- * Called only between batches, when every position equals its committed one. */
+/* fh_consumer_check offers the partitions added to a topic in order: each grows the partition
+ * table and starts at its stored position (none: from its beginning, everything in a new
+ * partition is new). */
+static int on_partition_added(void *arg, const char *topic, int32_t part, int64_t *offset)
+{
+    fh_view *v = arg;
+    for (int k = 0; k < NTOPICS; k++) {
+        if (strcmp(v->topic[k], topic) != 0 || part != v->nparts[k])
+            continue;
+        vpart *np = realloc(v->parts[k], (size_t)(part + 1) * sizeof(*np));
+        if (!np)
+            return 1;
+        np[part].committed = np[part].next = stored_offset(v, k, part);
+        np[part].lo = np[part].hi = -1;
+        np[part].lost_reported = -1;
+        np[part].dirty = 0;
+        v->parts[k] = np;
+        v->nparts[k] = part + 1;
+        if (np[part].committed >= 0)
+            *offset = np[part].committed;
+        return 0;
+    }
+    return 1;
+}
+
+/* Looks up the partition counts and assigns the partitions added since the last look. Called
+ * only between batches, when every position equals its committed one. */
 void view_refresh_partitions(fh_view *v)
 {
-    int changed = 0;
-    for (int k = 0; k < NTOPICS; k++) {
-        char err[512];
-        int32_t first;
-        int n = 0;
-        if (fh_consumer_partitions(v->rk, v->topic[k], 2000, &first, 1, &n, err, sizeof(err))) {
-            if (fh_now_ms() - v->meta_warned_ms > 60000) {
-                v->meta_warned_ms = fh_now_ms();
-                fh_log(FH_LOG_WARN, "view.metadata", "topic=%s error=\"%s\"", v->topic[k], err);
-            }
-            continue;
+    char err[512];
+    int added;
+    if (fh_consumer_check(v->kc, 1, 2000, on_partition_added, v, &added, err, sizeof(err))) {
+        if (fh_now_ms() - v->meta_warned_ms > 60000) {
+            v->meta_warned_ms = fh_now_ms();
+            fh_log(FH_LOG_WARN, "view.metadata", "error=\"%s\"", err);
         }
-        if (n <= v->nparts[k])
-            continue;
-        vpart *np = realloc(v->parts[k], (size_t)n * sizeof(*np));
-        if (!np)
-            continue;
-        for (int i = v->nparts[k]; i < n; i++) {
-            np[i].committed = np[i].next = stored_offset(v, k, i);
-            np[i].lo = np[i].hi = -1;
-            np[i].lost_reported = -1;
-            np[i].dirty = 0;
-        }
-        v->parts[k] = np;
-        v->nparts[k] = n;
-        changed = 1;
+    } else if (added) {
+        fh_log(FH_LOG_INFO, "view.assign", "partitions=%d events=%d logs=%d added=%d",
+               v->nparts[TOPIC_EVENTS] + v->nparts[TOPIC_LOGS], v->nparts[TOPIC_EVENTS],
+               v->nparts[TOPIC_LOGS], added);
     }
-    if (changed)
-        view_assign_all(v);
 }
 
 /* Publishes how far the topics go, from librdkafka's cached watermarks; -1 until every
@@ -127,18 +135,23 @@ static const char *const view_consumer_defaults[] = {
 
 int view_kafka_open(fh_view *v, char *errbuf, size_t errsize)
 {
-    rd_kafka_conf_t *conf;
     char group[512];
-    if (fh_kafka_conf(&v->b->cfg, v->b->bootstrap, view_consumer_defaults, &conf, errbuf, errsize))
-        return -1;
+    const char *topics[NTOPICS];
+    for (int k = 0; k < NTOPICS; k++)
+        topics[k] = v->topic[k];
     /* librdkafka wants a group id before it lets a consumer assign(); the view never joins the
      * group (no subscribe) and never commits to Kafka: its offsets live in SQLite. */
     snprintf(group, sizeof(group), "%s.view", v->cfg.group);
-    if (rd_kafka_conf_set(conf, "group.id", group, errbuf, errsize) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
+    fh_consumer_opts o = {.policy = FH_CONSUMER_OFFSETS,
+                          .bootstrap = v->b->bootstrap,
+                          .defaults = view_consumer_defaults,
+                          .group = group,
+                          .check_ms = (int)v->metadata_ms,
+                          .wake_fd = -1,
+                          .topics = topics,
+                          .ntopics = NTOPICS};
+    if (fh_consumer_new(&v->b->cfg, &o, &v->kc, errbuf, errsize))
         return -1;
-    }
-    if (!(v->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
-        return -1; /* rd_kafka_new destroyed conf */
+    v->rk = v->kc->rk;
     return 0;
 }

@@ -16,6 +16,7 @@
 #ifndef FH_VIEW_INTERNAL_H
 #define FH_VIEW_INTERNAL_H
 
+#include "fh_consumer.h"
 #include "view.h"
 
 #include <errno.h>
@@ -131,6 +132,7 @@ struct fh_view {
     uint64_t batch_timer; /* commits the open batch view.batch_ms after its first record */
     int held;             /* SQLite failed: consuming waits a second (the hold timer) */
     int64_t kafka_warned_ms, meta_warned_ms; /* rate limits of two warnings */
+    fh_consumer *kc; /* the view's consumer (offsets policy); rk is its handle */
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkq; /* the consumer queue (loop.c) */
     fh_dlq *dlq;           /* valid records the view cannot store go there, never silently away */

@@ -202,11 +202,9 @@ void fh_view_stop(fh_view *v)
     }
     view_ckpt_stop(v);
     view_loop_close(v);
-    if (v->rk) {
-        rd_kafka_consumer_close(v->rk);
-        rd_kafka_destroy(v->rk);
-        v->rk = NULL;
-    }
+    fh_consumer_free(v->kc); /* closes before it destroys */
+    v->kc = NULL;
+    v->rk = NULL;
     while (v->pool_free) {
         view_reader *r = v->pool_free;
         v->pool_free = r->next;

@@ -242,30 +242,22 @@ static const char *const consumer_defaults[] = {
 
 int wh_start_consumer(fh_webhooks *w, char *err, size_t errsize)
 {
-    rd_kafka_conf_t *conf;
     fh_broker *b = w->b;
-    if (fh_kafka_conf(&b->cfg, b->bootstrap, consumer_defaults, &conf, err, errsize))
+    const char *topics[2];
+    int nt = wh_topics(w, topics);
+    fh_consumer_opts o = {.policy = FH_CONSUMER_GROUP,
+                          .bootstrap = b->bootstrap,
+                          .defaults = consumer_defaults,
+                          .group = w->cfg.group,
+                          .instance_id = w->cfg.instance_id,
+                          .rebalance = on_rebalance,
+                          .opaque = w,
+                          .check_ms = (int)fh_config_int(&b->cfg, "kafka.partition_check_ms"),
+                          .wake_fd = -1, /* the thread watches the queue (fh_consumer_watch) */
+                          .errors_with_records = 1};
+    if (fh_consumer_new(&b->cfg, &o, &w->kc, err, errsize))
         return -1;
-    const char *inst = w->cfg.instance_id;
-    if (rd_kafka_conf_set(conf, "group.id", w->cfg.group, err, errsize) != RD_KAFKA_CONF_OK ||
-        (*inst &&
-         rd_kafka_conf_set(conf, "group.instance.id", inst, err, errsize) != RD_KAFKA_CONF_OK)) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_opaque(conf, w);
-    if (!(w->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errsize)))
-        return -1;
-    rd_kafka_poll_set_consumer(w->rk);
-    w->rkq = rd_kafka_queue_get_consumer(w->rk);
-    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(2);
-    wh_subscribe_list(w, t);
-    rd_kafka_resp_err_t serr = rd_kafka_subscribe(w->rk, t);
-    rd_kafka_topic_partition_list_destroy(t);
-    if (serr) {
-        fh_errf(err, errsize, FH_ERR_KAFKA, "subscribe: %s", rd_kafka_err2str(serr));
-        return -1;
-    }
-    return 0;
+    w->rk = w->kc->rk;
+    w->rkq = w->kc->q;
+    return fh_consumer_subscribe(w->kc, topics, nt, err, errsize) ? -1 : 0;
 }

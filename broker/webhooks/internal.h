@@ -14,6 +14,7 @@
 #ifndef FH_WEBHOOKS_INTERNAL_H
 #define FH_WEBHOOKS_INTERNAL_H
 
+#include "fh_consumer.h"
 #include "webhooks.h"
 
 #include <curl/curl.h>
@@ -174,6 +175,7 @@ struct fh_webhooks {
     sqlite3 *db;
     sqlite3_stmt *st[S__COUNT];
     int in_txn;
+    fh_consumer *kc; /* the webhook consumer (group policy); rk and rkq are its handle, queue */
     rd_kafka_t *rk;
     rd_kafka_queue_t *rkq;
     fh_loop *loop;        /* the thread's; other threads only fh_loop_wake / fh_loop_stop it */
@@ -288,7 +290,7 @@ void wh_api_recover(void *ctx, fh_http_request *req, fh_http_response *resp);
 int wh_slot(const fh_webhooks *w, const char *topic, int32_t partition);
 const char *wh_slot_topic(const fh_webhooks *w, int slot);
 int32_t wh_slot_partition(int slot);
-/* Adds the topics the consumer subscribes to (events, and derived when on) to t. */
-void wh_subscribe_list(const fh_webhooks *w, rd_kafka_topic_partition_list_t *t);
+/* The topics webhooks read: the events topic, and the derived topic when there is one. */
+int wh_topics(const fh_webhooks *w, const char *topics[2]);
 
 #endif

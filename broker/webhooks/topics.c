@@ -26,9 +26,9 @@ int32_t wh_slot_partition(int slot)
     return slot >= DERIVED_SLOT0 ? slot - DERIVED_SLOT0 : slot;
 }
 
-void wh_subscribe_list(const fh_webhooks *w, rd_kafka_topic_partition_list_t *t)
+int wh_topics(const fh_webhooks *w, const char *topics[2])
 {
-    rd_kafka_topic_partition_list_add(t, w->cfg.topic, RD_KAFKA_PARTITION_UA);
-    if (w->cfg.derived_topic)
-        rd_kafka_topic_partition_list_add(t, w->cfg.derived_topic, RD_KAFKA_PARTITION_UA);
+    topics[0] = w->cfg.topic;
+    topics[1] = w->cfg.derived_topic;
+    return w->cfg.derived_topic ? 2 : 1;
 }

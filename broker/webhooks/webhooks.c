@@ -454,13 +454,14 @@ void fh_webhooks_stop(fh_webhooks *w)
         pthread_join(w->thread, NULL);
         w->started = 0;
     }
-    if (w->rk) {
+    if (w->kc) {
         fh_consumer_watch_stop(&w->kq, w->loop);
-        rd_kafka_consumer_close(w->rk); /* the revoke drains nothing more, commits stored offsets */
+        fh_consumer_close(w->kc); /* the revoke drains nothing more, commits stored offsets */
         wh_txn_commit(w);
-        rd_kafka_queue_destroy(w->rkq);
-        rd_kafka_destroy(w->rk);
+        fh_consumer_free(w->kc);
+        w->kc = NULL;
         w->rk = NULL;
+        w->rkq = NULL;
     }
     wh_delivery_close(w);
     for (size_t i = 0; i < w->neps; i++)

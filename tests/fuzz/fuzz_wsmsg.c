@@ -13,7 +13,8 @@
  *    message, and its "from", read for a stream of 1, 6 and (when it holds a cursor) the cursor's
  *    partition count, is consistent with the JSON: latest exactly when absent or "latest";
  *    earliest all -1; a time all -2 - ms with ms >= 0 and ms what fh_time_parse reads; a cursor
- *    the offsets fh_cursor_decode reads, all >= 0; a refusal names "from";
+ *    the offsets fh_cursor_decode reads, all >= 0, and fh_cursor_decode_grown reads the same
+ *    offsets in the order of a layout with partitions added; a refusal names "from";
  *  - the error frame of every refusal, and of the input split at NULs into id, code and message,
  *    is JSON (parsed with jansson) holding exactly those strings, with bytes that are not UTF-8
  *    replaced by U+FFFD (checked against a reference written here); the SSE form is one
@@ -141,6 +142,27 @@ static void check_error_frame(const char *id, const char *code, const char *mess
     fh_buf_free(&b);
 }
 
+/* s, a cursor of n partitions (vec), read after two partitions were added to the events topic
+ * and one to the logs topic: the same offsets in the new order, -1 for the added ones; read
+ * against its own count it is refused (that is fh_cursor_decode's). */
+static void check_cursor_grown(const char *s, int n, const int64_t *vec)
+{
+    if (n < 2 || n + 3 > FH_CURSOR_MAX_PARTS)
+        return;
+    int e = (n + 1) / 2, l = n - e;
+    fh_cursor_layout past[2] = {{2, {e, l}}, {2, {e + 2, l + 1}}};
+    int64_t *g = malloc((size_t)(n + 3) * sizeof(*g));
+    check(g != NULL, "malloc");
+    check(fh_cursor_decode_grown(s, past, 2, g) == FH_OK, "cursor: not read after partitions grew");
+    for (int i = 0; i < e; i++)
+        check(g[i] == vec[i], "cursor grown: events offset moved");
+    check(g[e] == -1 && g[e + 1] == -1 && g[n + 2] == -1, "cursor grown: added not -1");
+    for (int i = 0; i < l; i++)
+        check(g[e + 2 + i] == vec[e + i], "cursor grown: logs offset moved");
+    check(fh_cursor_decode_grown(s, past, 1, g) == FH_ERR_PARSE, "cursor grown: same count read");
+    free(g);
+}
+
 /* s read as a cursor of n partitions; on success it must round-trip. */
 static void check_cursor_text(const char *s, int n)
 {
@@ -159,6 +181,7 @@ static void check_cursor_text(const char *s, int n)
         size_t lb = fh_cursor_encode(back, n, b, FH_CURSOR_SIZE(n));
         check(lb == la && strcmp(a, b) == 0, "cursor: encoding is not stable");
         check(fh_cursor_decode(a, n + 1, back) == FH_ERR_PARSE, "cursor: read with another count");
+        check_cursor_grown(s, n, vec);
     }
     free(vec);
     free(back);

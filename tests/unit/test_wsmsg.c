@@ -314,3 +314,30 @@ done:
     free(vec);
     free(cur);
 }
+
+TEST(cursor_of_fewer_partitions_is_read_in_the_grown_layout)
+{
+    /* a partition added to a topic while the stream ran: a cursor made before it is still a
+     * cursor of this stream, the added partition read from its beginning (-1) */
+    int64_t v[8];
+    fh_cursor_layout grew_events[] = {{2, {3, 2}}, {2, {4, 2}}};
+    CHECK(fh_cursor_decode_grown("5.a.b.c.d.e", grew_events, 2, v) == FH_OK);
+    CHECK(v[0] == 10 && v[1] == 11 && v[2] == 12 && v[3] == -1 && v[4] == 13 && v[5] == 14);
+    fh_cursor_layout grew_logs[] = {{2, {3, 2}}, {2, {3, 3}}};
+    CHECK(fh_cursor_decode_grown("5.a.b.c.d.e", grew_logs, 2, v) == FH_OK);
+    CHECK(v[0] == 10 && v[2] == 12 && v[3] == 13 && v[4] == 14 && v[5] == -1);
+    /* a count the stream never had (made before it started): the events topic grew */
+    fh_cursor_layout now[] = {{2, {5, 2}}};
+    CHECK(fh_cursor_decode_grown("5.a.b.c.d.e", now, 1, v) == FH_OK);
+    CHECK(v[2] == 12 && v[3] == -1 && v[4] == -1 && v[5] == 13 && v[6] == 14);
+    /* as many or more partitions than now, and malformed ones, are refused */
+    CHECK(fh_cursor_decode_grown("7.1.2.3.4.5.6.7", now, 1, v) == FH_ERR_PARSE);
+    CHECK(fh_cursor_decode_grown("8.1.2.3.4.5.6.7.8", now, 1, v) == FH_ERR_PARSE);
+    CHECK(fh_cursor_decode_grown("5.a.b.c.d", grew_events, 2, v) == FH_ERR_PARSE);
+    CHECK(fh_cursor_decode_grown("1.a", grew_events, 2, v) == FH_ERR_PARSE);
+    CHECK(fh_cursor_decode_grown("x", grew_events, 2, v) == FH_ERR_PARSE);
+    /* three topics (a third one read after the logs): the third one grew */
+    fh_cursor_layout three[] = {{3, {2, 1, 1}}, {3, {2, 1, 3}}};
+    CHECK(fh_cursor_decode_grown("4.a.b.c.d", three, 2, v) == FH_OK);
+    CHECK(v[0] == 10 && v[1] == 11 && v[2] == 12 && v[3] == 13 && v[4] == -1 && v[5] == -1);
+}
