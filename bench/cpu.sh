@@ -226,6 +226,8 @@ def fig(xs, nd=1):
     return f"**{statistics.median(xs):.{nd}f}** ({min(xs):.{nd}f}-{max(xs):.{nd}f})" if xs else "-"
 ratio = statistics.median(a) / statistics.median(b)
 e = os.environ
+print("## Broker CPU per ingested event, two brokers side by side")
+print()
 print(f"- Command: `bash bench/cpu.sh` (CPU_RUNS={e['RUNS']}, {e['RATE']} events/s for {e['SECS']} s "
       f"per run; the view on, {e['ENDPOINTS']} webhook endpoint(s) taking build.finished, "
       f"{e['FILTERED']} filtered + {e['FULL']} full-stream WebSocket clients)")
