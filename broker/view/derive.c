@@ -151,33 +151,36 @@ int derive_emit(fh_view *v, const char *type, const char *const *parts, size_t n
 static const char *const producer_defaults[] = {"acks=all", "enable.idempotence=true",
                                                 "linger.ms=0", "log_level=4", NULL};
 
-/* Runs inside rd_kafka_flush on the view thread. */
+/* Runs inside rd_kafka_poll on the view thread. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     fh_view *v = opaque;
     struct derive *dr = v->derive;
     (void)rk;
     intptr_t i = (intptr_t)m->_private;
-    if (i >= 0 && i < DERIVE_FLUSH_MAX)
+    if (i >= 0 && i < dr->ninflight) {
         dr->delivered[i] = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        dr->nreported++;
+    }
 }
 
-/* Produces up to DERIVE_FLUSH_MAX outbox rows and waits for Kafka; deletes the acknowledged
- * ones. Outside any transaction. */
-static void flush_outbox(fh_view *v)
+/* Produces up to DERIVE_FLUSH_MAX outbox rows without waiting: the view thread never blocks on
+ * Kafka. One round at a time: the next starts once every report of this one is in and the
+ * acknowledged rows are deleted (derive_outbox_settle), so a row is never in flight twice. */
+static void produce_outbox(fh_view *v)
 {
     struct derive *dr = v->derive;
-    long long seq[DERIVE_FLUSH_MAX];
-    int n = 0, done = 0, rc;
+    int n = 0, rc = SQLITE_DONE;
     char q[420];
-    if (!dr->producer || v->in_txn)
+    if (!dr->producer || dr->ninflight || !dr->outbox_pending)
         return;
     sqlite3_stmt *st = dr->st[D_OUTBOX_READ];
+    dr->nreported = 0;
     while (n < DERIVE_FLUSH_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *key = (const char *)sqlite3_column_text(st, 1);
         const void *val = sqlite3_column_text(st, 2);
         size_t vlen = (size_t)sqlite3_column_bytes(st, 2);
-        seq[n] = sqlite3_column_int64(st, 0);
+        dr->inflight[n] = sqlite3_column_int64(st, 0);
         dr->delivered[n] = 0;
         rd_kafka_resp_err_t e = rd_kafka_producev(
             dr->producer, RD_KAFKA_V_TOPIC(dr->topic), RD_KAFKA_V_KEY(key, strlen(key)),
@@ -192,36 +195,58 @@ static void flush_outbox(fh_view *v)
         n++;
     }
     sqlite3_reset(st);
-    if (n == 0)
-        return;
-    rd_kafka_flush(dr->producer, 10000);
-    if (view_wexec(v, W_BEGIN))
-        return;
-    for (int i = 0; i < n; i++) {
+    dr->ninflight = n;
+    if (n < DERIVE_FLUSH_MAX && rc != SQLITE_ROW)
+        dr->outbox_pending = 0; /* every row is in flight; derive_emit sets it again */
+}
+
+int derive_outbox_settle(fh_view *v)
+{
+    struct derive *dr = v->derive;
+    int done = 0, rc = SQLITE_OK;
+    if (!dr || !dr->on || !dr->producer)
+        return SQLITE_OK;
+    rd_kafka_poll(dr->producer, 0);
+    if (!dr->ninflight || dr->nreported < dr->ninflight)
+        return SQLITE_OK;
+    for (int i = 0; i < dr->ninflight; i++) {
         if (!dr->delivered[i])
             continue;
-        sqlite3_bind_int64(dr->st[D_OUTBOX_DEL], 1, seq[i]);
-        if (view_wrun(dr->st[D_OUTBOX_DEL]))
-            break;
+        sqlite3_bind_int64(dr->st[D_OUTBOX_DEL], 1, dr->inflight[i]);
+        if ((rc = view_wrun(dr->st[D_OUTBOX_DEL])))
+            return rc;
         done++;
     }
-    if (view_wexec(v, W_COMMIT)) {
-        view_wexec(v, W_ROLLBACK);
-        return;
-    }
     fh_metric_add(dr->m_emitted, done);
-    if (done < n)
-        fh_log(FH_LOG_WARN, "derive.undelivered", "records=%d retry_ms=%lld", n - done,
-               dr->check_ms);
-    else if (n < DERIVE_FLUSH_MAX)
-        dr->outbox_pending = 0;
+    if (done < dr->ninflight) {
+        fh_log(FH_LOG_WARN, "derive.undelivered", "records=%d", dr->ninflight - done);
+        dr->outbox_pending = 1; /* produced again (same id, same bytes) in the next round */
+    }
+    dr->ninflight = 0;
+    return SQLITE_OK;
 }
 
 void derive_after_commit(fh_view *v)
 {
     struct derive *dr = v->derive;
-    if (dr && dr->on && dr->outbox_pending)
-        flush_outbox(v);
+    if (!dr || !dr->on || !dr->producer)
+        return;
+    rd_kafka_poll(dr->producer, 0);
+    produce_outbox(v);
+}
+
+/* Outside a batch: settles a finished round in a transaction of its own and starts the next. */
+static void outbox_between_batches(fh_view *v)
+{
+    struct derive *dr = v->derive;
+    if (!dr->producer)
+        return;
+    rd_kafka_poll(dr->producer, 0);
+    if (dr->ninflight && dr->nreported >= dr->ninflight && !view_wexec(v, W_BEGIN)) {
+        if (derive_outbox_settle(v) || view_wexec(v, W_COMMIT))
+            view_wexec(v, W_ROLLBACK);
+    }
+    produce_outbox(v);
 }
 
 /* ---- reading the derived topic back ------------------------------------------------------ */
@@ -393,8 +418,15 @@ int derive_open(fh_view *v, char *errbuf, size_t errsize)
 static void release(fh_view *v)
 {
     struct derive *dr = v->derive;
-    if (dr->on && dr->outbox_pending && !v->in_txn)
-        flush_outbox(v);
+    if (dr->on && dr->producer && !v->in_txn) {
+        /* at stop: the round in flight, and one more, acknowledged before the producer goes */
+        for (int round = 0; round < 2 && (dr->ninflight || dr->outbox_pending); round++) {
+            rd_kafka_flush(dr->producer, 5000);
+            outbox_between_batches(v);
+        }
+        rd_kafka_flush(dr->producer, 5000);
+        outbox_between_batches(v);
+    }
     for (int i = 0; i < VIEW_READER_SLOTS; i++)
         sqlite3_finalize(dr->rd.st[i]);
     for (int i = 0; i < D__COUNT; i++)
@@ -439,6 +471,7 @@ void derive_tick(fh_view *v, int64_t now_ms)
     struct derive *dr = v->derive;
     if (!dr || !dr->on || v->in_txn)
         return;
+    outbox_between_batches(v);
     derive_lkgr_due(v, now_ms);
     if (now_ms < dr->next_check)
         return;
@@ -449,5 +482,4 @@ void derive_tick(fh_view *v, int64_t now_ms)
         derive_prune(v);
         dr->next_prune = now_ms + v->prune_interval_s * 1000;
     }
-    derive_after_commit(v);
 }

@@ -53,8 +53,10 @@ struct derive {
     sqlite3_stmt *st[D__COUNT];
     struct view_reader rd; /* last-green's queries, on the writer connection */
     rd_kafka_t *producer;
-    int outbox_pending;
-    int delivered[DERIVE_FLUSH_MAX];
+    int outbox_pending;                   /* the outbox may hold rows not yet produced */
+    long long inflight[DERIVE_FLUSH_MAX]; /* outbox seqs produced, awaiting their reports */
+    int delivered[DERIVE_FLUSH_MAX];      /* 1 acknowledged, 0 failed or not reported yet */
+    int ninflight, nreported;
     int dirty_pending; /* derive_dirty may have rows */
     int64_t next_check, next_prune;
     fh_metric *m_emitted;
@@ -62,6 +64,10 @@ struct derive {
 
 /* derive.c */
 void derive_time_text(double epoch_s, char out[48]);
+/* Inside an open transaction: serves the producer's delivery reports and, once every record of
+ * the round in flight is reported, deletes the acknowledged ones from the outbox (the rest are
+ * produced again). SQLITE_OK or the error. */
+int derive_outbox_settle(fh_view *v);
 /* Records the event (type, id from parts) in derive_seen and the outbox unless its id was
  * emitted before. Takes data (its reference). subject is "builds" or "buildrequests" (the
  * envelope's subject names data's buildid or buildrequestid). SQLITE_OK or the error. */

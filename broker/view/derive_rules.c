@@ -436,6 +436,10 @@ static int lkgr_all(fh_view *v)
 int derive_batch_end(fh_view *v)
 {
     struct derive *dr = v->derive;
+    int rc;
+    /* the acknowledged outbox rows leave with this batch's commit: no transaction of their own */
+    if ((rc = derive_outbox_settle(v)))
+        return rc;
     if (!dr || !dr->on || !dr->dirty_pending || fh_now_ms() < dr->next_lkgr)
         return SQLITE_OK;
     return lkgr_all(v);
