@@ -37,8 +37,10 @@
 #   FANOUT_FULL (10), FANOUT_MAX_LAG_MS (1000), FANOUT_SWEEP_RATE (5000), FANOUT_SWEEP_SUBS
 #   ("10 100 1000 3000"), FANOUT_SOAK_EVENTS (10000000), FANOUT_SOAK_SUBS (100), FANOUT_CENTRIFUGO
 #   (path, default ~/go/bin/centrifugo; "none" to skip), FANOUT_SKIP (words: centrifugo firehose
-#   sweep soak), FANOUT_BROKER (another firehose-broker binary), FANOUT_NO_DOC=1 (do not touch
-#   docs/performance.md or docs/plots/).
+#   sweep soak), FANOUT_BROKER (another firehose-broker binary), FANOUT_BROKER_ARGS (the broker's
+#   arguments past the fixed ones; default "--view.enabled=false": e.g. "--view.path=/tmp/v.db" runs
+#   it with the view and derivation on), FANOUT_NO_DOC=1 (do not touch docs/performance.md or
+#   docs/plots/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -111,7 +113,7 @@ kv() { { grep -o " $2=[^ ]*" <<<" $1" || true; } | head -n1 | cut -d= -f2; }   #
 mkdir -p "$STATE"
 k0=$SECONDS
 BOOTSTRAP="$(KAFKA_WATCH_PID=$$ "$KAFKA_SH" start "$STATE")"
-"$KAFKA_SH" create-topics "$STATE" firehose.events:6 firehose.logs:6 2>/dev/null
+"$KAFKA_SH" create-topics "$STATE" firehose.events:6 firehose.logs:6 firehose.derived:6 2>/dev/null
 say "Kafka $BOOTSTRAP ready in $((SECONDS - k0)) s"
 
 INPUT="$DATA/fanout-events-$INPUT_COUNT.ndjson"
@@ -262,9 +264,11 @@ fi
 
 # ---- firehose-broker -----------------------------------------------------------------------
 start_broker() {   # start_broker LOG
-    "$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --view.enabled=false --auth.anonymous_read \
+    local extra
+    read -r -a extra <<<"${FANOUT_BROKER_ARGS:---view.enabled=false}"
+    "$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --auth.anonymous_read \
         --stream.max_connections=20000 --http.max_connections=20000 \
-        --kafka.group="fanout-bench-$$-$RANDOM" >"$1" 2>&1 &
+        --kafka.group="fanout-bench-$$-$RANDOM" "${extra[@]}" >"$1" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 600); do grep -q 'event=http.listening' "$1" && break; sleep 0.05; done
     URL="$(grep -o 'event=http.listening url=[^ ]*' "$1" | head -n1 | cut -d= -f3 || true)"
