@@ -166,7 +166,12 @@ unit-asan:
 	  build/asan/bin/firehose-broker build/asan/bin/firehose-replay build/asan/bin/firehose-tail
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/unit-tests
 
-integration: all
+# tests/kafka/kafka.sh creates topics with this when it is built (one request, no JVM per topic).
+KAFKA_TOOLS := $(BUILD)/tests/create_topics
+$(BUILD)/tests/create_topics: $(BUILD)/tests/kafka/create_topics.o
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+integration: all $(KAFKA_TOOLS)
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The stream, webhook, fault and CI-ingest tests again, against the broker built with ASan+UBSan (unit-asan
@@ -176,7 +181,7 @@ ASAN_INTEGRATION ?= tests/integration/test_stream_storm.py tests/integration/tes
                     tests/integration/test_stream_deflate.py \
                     tests/integration/test_ingest_ci.py tests/integration/test_ci_metrics.py \
                     tests/integration/test_webhooks_chat.py
-integration-asan: all
+integration-asan: all $(KAFKA_TOOLS)
 	FIREHOSE_TEST_BROKER=build/asan/bin/firehose-broker FIREHOSE_TEST_ASAN=1 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION)
@@ -326,10 +331,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/firehose
 
 format:
-	clang-format -i lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/*.c
+	clang-format -i lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/*.c tests/kafka/*.c
 
 format-check:
-	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/*.c
+	clang-format --dry-run -Werror lib/*.[ch] producers/*.c broker/*.[ch] broker/*/*.[ch] consumers/*.[ch] tests/unit/*.[ch] tools/*.c bench/fanout/*.c bench/*.c tests/kafka/*.c
 
 clean:
 	rm -rf $(BUILD) $(BIN)

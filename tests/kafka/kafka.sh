@@ -530,7 +530,10 @@ cmd_create_topics() {
     [ "$#" -gt 0 ] || usage
     cluster_info "$dir"
     write_tools_log4j
-    local pids=() specs=() how
+    # With tests/kafka/create_topics.c built (`make integration` builds it), one CreateTopics
+    # request through librdkafka; otherwise one TopicCommand JVM per topic, in parallel.
+    local pids=() specs=() how tool="${KAFKA_CREATE_TOPICS:-$HERE/../../build/tests/create_topics}" args=()
+    [ -x "$tool" ] || tool=""
     for spec in "$@"; do
         name="${spec%%:*}"
         parts="${spec#*:}"
@@ -542,16 +545,21 @@ cmd_create_topics() {
         if [ -n "$leader" ]; then
             [[ "$leader" =~ ^[1-9]$ ]] && [ "$leader" -le "$NODES" ] || die "bad leader in '$spec'"
             how=(--replica-assignment "$(replica_assignment "$parts" "$leader")")
+            args+=("$name:$parts:@${how[1]}")
         else
             how=(--partitions "$parts" --replication-factor "$RF")
+            args+=("$name:$parts:$RF")
         fi
-        # One JVM per topic, in parallel (TopicCommand creates one topic per run).
+        [ -z "$tool" ] || continue
         java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
             --create --if-not-exists --topic "$name" "${how[@]}" --config "min.insync.replicas=$MIN_ISR" \
             >"$dir/topic-$name.log" 2>&1 &
         pids+=("$!"); specs+=("$spec")
     done
     local i rc=0
+    if [ -n "$tool" ]; then
+        "$tool" "$BOOTSTRAP" --config "min.insync.replicas=$MIN_ISR" "${args[@]}" || rc=1
+    fi
     for i in "${!pids[@]}"; do
         if ! wait "${pids[$i]}"; then
             log "creating ${specs[$i]} failed:"; cat "$dir/topic-${specs[$i]%%:*}.log" >&2; rc=1
