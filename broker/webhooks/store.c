@@ -77,15 +77,18 @@ static fh_err check_cluster(sqlite3 *db, const char *path, const char *cluster_i
                        "deliveries. Move or delete %s (with its -wal and -shm files) or set "
                        "webhooks.path to another file (endpoints must then be created again)",
                        path, was, cluster_id, path);
-    int dropped = 0;
+    int dropped = -1;
     if (fh_sqlite_exec(db,
                        "BEGIN IMMEDIATE; DELETE FROM attempts WHERE delivery_id IN"
                        " (SELECT id FROM deliveries WHERE state = 0);"
                        " DELETE FROM deliveries WHERE state = 0;",
-                       err, sizeof(err)) ||
-        (dropped = sqlite3_changes(db), 0) ||
-        fh_sqlite_meta_set(db, FH_SQLITE_META_CLUSTER, cluster_id, err, sizeof(err)) ||
-        fh_sqlite_exec(db, "COMMIT", err, sizeof(err))) {
+                       err, sizeof(err)) == 0) {
+        dropped = sqlite3_changes(db); /* the deliveries: the last statement */
+        if (fh_sqlite_meta_set(db, FH_SQLITE_META_CLUSTER, cluster_id, err, sizeof(err)) ||
+            fh_sqlite_exec(db, "COMMIT", err, sizeof(err)))
+            dropped = -1;
+    }
+    if (dropped < 0) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return fh_errf(errbuf, errsize, FH_ERR_IO, "webhooks.path: %s: %s", path, err);
     }

@@ -2,7 +2,9 @@
 opened by a broker on another is rebuilt from the new cluster's topics (REST answers only its
 data, the log names both cluster ids), and a webhooks file holding one cluster's pending
 deliveries makes a broker on another cluster refuse to start webhooks (nothing from the first
-cluster's state reaches the receiver; the log names both ids, the file and what to do).
+cluster's state reaches the receiver; the log names both ids, the file and what to do). An
+embedded Kafka is a new cluster at every start: its webhooks file keeps its endpoints and drops
+the earlier run's pending deliveries.
 
 Two real Kafkas: the session's `kafka` and a second single-node Kafka started the same way
 (tests/kafka/kafka.sh start), with topics of the same names on both. Loopback only.
@@ -12,6 +14,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,10 +23,11 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from conftest import KAFKA_SH, Kafka, wait_for
-from view_helpers import Broker, Script, emit, write_ndjson
-from webhook_support import Receiver, WebhookBroker
+from view_helpers import BROKER, Broker, Script, emit, write_ndjson
+from webhook_support import ADMIN, AUTH, Receiver, WebhookBroker
 
 REPO = "https://git.example.org/firehose.git"
 
@@ -150,5 +154,75 @@ def test_webhooks_file_of_another_cluster_is_refused_and_nothing_is_delivered(ka
         con = sqlite3.connect(str(store))
         assert con.execute("SELECT count(*) FROM deliveries WHERE state = 0").fetchone()[0] == pending
         con.close()
+    finally:
+        recv.close()
+
+
+def start_embedded(args, log_path):
+    """bin/firehose-broker on its embedded Kafka: (process, HTTP URL, Kafka bootstrap)."""
+    log = open(log_path, "ab")
+    skip = log.tell()
+    proc = subprocess.Popen([str(BROKER), "--listen=127.0.0.1:0", "--view.enabled=false"] + args,
+                            stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
+
+    def up():
+        assert proc.poll() is None, pathlib.Path(log_path).read_text()[-3000:]
+        text = pathlib.Path(log_path).read_text()[skip:]
+        url = re.search(r"event=http\.listening url=(\S+)", text)
+        boot = re.search(r"event=kafka\.embedded bootstrap=(\S+)", text)
+        return url and boot and (url.group(1), boot.group(1))
+    url, boot = wait_for(up, 30, what="the embedded broker")
+    return proc, url, boot
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_embedded_kafka_restart_drops_the_earlier_runs_pending_deliveries(tmp_path):
+    """Every embedded Kafka is a new cluster whose events die with it: a webhooks file of an
+    earlier embedded run keeps its endpoints, and its pending deliveries are dropped, not made."""
+    store, log = tmp_path / "webhooks.db", tmp_path / "embedded.log"
+    args = ["--auth.admin_token=" + ADMIN, "--webhooks.path=%s" % store, "--webhooks.retry_schedule=0,600",
+            "--webhooks.allow_cidrs=127.0.0.1/32", "--webhooks.scan_interval_ms=200"]
+    topics = {"events": "firehose.events", "logs": "firehose.logs", "dlq": "firehose.dlq"}
+    recv = Receiver(lambda path, msg_id, n: (500, {}, 0))
+    try:
+        proc, url, boot = start_embedded(args, log)
+        try:
+            r = requests.post(url + "api/v1/webhooks", json={"url": recv.url("/hook"), "filter": {"type": "build.started"}},
+                              headers=AUTH, timeout=30)
+            assert r.status_code == 201, r.text
+            events = started_builds("e1", [401, 402], time.time() - 60)
+            write_ndjson(tmp_path / "e.ndjson", events)
+            emit(Kafka(boot), topics, tmp_path / "e.ndjson", expected=len(events))
+            wait_for(lambda: len(recv.got("/hook", ok_only=False)) >= len(events), 60,
+                     what="a first (failed) attempt of every delivery")
+        finally:
+            stop(proc)
+        con = sqlite3.connect(str(store))
+        assert con.execute("SELECT count(*) FROM deliveries WHERE state = 0").fetchone()[0] == len(events)
+        con.close()
+        first = re.findall(r"event=kafka\.cluster id=(\S+)", log.read_text())[-1]
+
+        recv.behaviour = lambda path, msg_id, n: (200, {}, 0)
+        before = len(recv.got(ok_only=False))
+        proc, url, _ = start_embedded(args, log)
+        try:
+            second = re.findall(r"event=kafka\.cluster id=(\S+)", log.read_text())[-1]
+            assert first != second and first.startswith("mockCluster") and second.startswith("mockCluster")
+            line = [l for l in log.read_text().splitlines() if "event=webhook.cluster" in l]
+            assert len(line) == 1 and "dropped=%d" % len(events) in line[0], line
+            assert "cluster_id=%s was=%s" % (second, first) in line[0], line[0]
+            listed = requests.get(url + "api/v1/webhooks", headers=AUTH, timeout=30).json()["webhooks"]
+            assert [w["url"] for w in listed] == [recv.url("/hook")]
+        finally:
+            stop(proc)
+        con = sqlite3.connect(str(store))
+        assert con.execute("SELECT count(*) FROM deliveries WHERE state = 0").fetchone()[0] == 0
+        con.close()
+        assert len(recv.got(ok_only=False)) == before
     finally:
         recv.close()
