@@ -332,9 +332,6 @@ int view_db_open(fh_view *v, char *errbuf, size_t errsize)
                                         errbuf, errsize);
     if (ident < 0)
         return -1;
-    if (ident == FH_SQLITE_CLUSTER_OTHER &&
-        fh_sqlite_meta_set(v->db, FH_SQLITE_META_CLUSTER, v->b->cluster_id, errbuf, errsize))
-        return -1;
     if (ident == FH_SQLITE_CLUSTER_OTHER && schema != -1) {
         fh_log(FH_LOG_WARN, "view.rebuild",
                "path=%s cluster_id=%s built_from=%s note=\"the file was built from another Kafka "
@@ -358,6 +355,10 @@ int view_db_open(fh_view *v, char *errbuf, size_t errsize)
         if (fh_sqlite_exec(v->db, drop_sql, errbuf, errsize))
             return -1;
     }
+    /* only once the other cluster's state is gone: a crash before this rebuilds again */
+    if (ident == FH_SQLITE_CLUSTER_OTHER &&
+        fh_sqlite_meta_set(v->db, FH_SQLITE_META_CLUSTER, v->b->cluster_id, errbuf, errsize))
+        return -1;
     if (fh_sqlite_exec(v->db, schema_sql, errbuf, errsize))
         return -1;
     snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO view_state(id, schema) VALUES(1, %d)",
