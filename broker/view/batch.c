@@ -179,7 +179,7 @@ int view_handle_record(fh_view *v, rd_kafka_message_t *m)
                fh_log_quote(err, sizeof(err), sqlite3_errmsg(v->db)));
         if (view_wexec(v, W_UNDO) || view_wexec(v, W_RELEASE))
             goto fail;
-        view_dedup_undo_last(v, ev.id);
+        view_dedup_undo_last(v);
         /* A valid event the view cannot store: dead-lettered, so it is not lost silently. If
          * even that fails, the batch is retried rather than the event skipped. */
         if (fh_dlq_send(v->dlq, m, reason))

@@ -224,8 +224,8 @@ void view_dedup_close(fh_view *v);
 /* 1 when id was applied (or is earlier in the open batch): drop the record. 0: new, now in
  * flight in the open batch. */
 int view_dedup_begin(fh_view *v, const char *id, int64_t ts_ms);
-/* Forgets id, the last one begun (its event was undone). */
-void view_dedup_undo_last(fh_view *v, const char *id);
+/* Forgets the id begun last (its event was undone). */
+void view_dedup_undo_last(fh_view *v);
 /* The open batch committed: its ids are remembered. / It rolled back: they are forgotten. */
 void view_dedup_commit(fh_view *v);
 void view_dedup_abort(fh_view *v);
