@@ -92,17 +92,15 @@ static void consume(fh_view *v)
             v->batch_timer =
                 fh_loop_timer_rearm(v->loop, v->batch_timer, v->batch_ms, batch_timer, v);
         }
-        if (view_handle_record(v, m)) {
+        if (view_handle_record(v, m)) { /* the batch holds m */
             /* SQLite failed (disk full, I/O): undo the batch and retry it from the committed
              * positions a second later. */
-            rd_kafka_message_destroy(m);
             fh_loop_timer_cancel(v->loop, v->batch_timer);
             v->batch_timer = 0;
             view_abort_batch(v);
             hold(v);
             return;
         }
-        rd_kafka_message_destroy(m);
         if (v->batch_n >= v->batch_max)
             close_batch(v);
     }
