@@ -149,19 +149,13 @@ static int64_t partition_timer(fh_loop *l, void *arg)
 static int kafka_start(fh_stream *s, char *err, size_t errsize)
 {
     /* auto.offset.reset=earliest: a position Kafka deleted (the stream fell that far behind)
-     * moves to the oldest record it kept, not to the end (librdkafka's default).
-     * fetch.min.bytes=65536 with fetch.wait.max.ms=5: Kafka answers a fetch once 64 KiB are
-     * there or 5 ms have passed, so under load the stream fetches at most about every 5 ms
-     * instead of once per producer request. That per-request fetching, with the wake-ups of
-     * this thread it caused, was a fifth of the broker's CPU at 10,000 events/s; the price is
-     * up to 5 ms more before a record is fetched (an idle stream polled every 5 ms already). */
+     * moves to the oldest record it kept, not to the end (librdkafka's default) */
     static const char *const defaults[] = {"enable.auto.commit=false",
                                            "enable.auto.offset.store=false",
                                            "auto.offset.reset=earliest",
                                            "group.id=firehose-stream",
                                            "log_level=4",
                                            "fetch.wait.max.ms=5",
-                                           "fetch.min.bytes=65536",
                                            "fetch.error.backoff.ms=50",
                                            "queued.max.messages.kbytes=8192",
                                            "queued.min.messages=10000",
