@@ -121,6 +121,7 @@ one_run() {
     local name="$1" bin="$2"; shift 2
     local p="cpu$$-$name-$RANDOM" dir="$RUN/$name-$RANDOM" log pid lcpid pline c0 c1 sent bf want
     mkdir -p "$dir"; log="$dir/broker.log"
+    : >"$log" # exists before the broker starts: the wait below reads it at once (set -e, pipefail)
     "$KAFKA_SH" create-topics "$STATE" "$p.events:6" "$p.logs:1" "$p.dlq:1" "$p.derived:6" \
         >/dev/null 2>&1
     local derived=()   # a broker that derives events gets its topic (older ones have none)

@@ -7,7 +7,7 @@
 enum { DEAD = 0, IN_FLIGHT = 1, DONE = 2 };
 
 typedef struct entry {
-    unsigned char digest[16];
+    unsigned char digest[FH_DEDUP_DIGEST];
     int64_t t; /* when the key was first recorded */
     uint8_t state;
 } entry;
@@ -22,13 +22,6 @@ struct fh_dedup {
     int64_t ttl;
     uint64_t evicted;
 };
-
-static void digest_of(const char *key, size_t len, unsigned char out[16])
-{
-    unsigned char full[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key, len, full);
-    memcpy(out, full, 16);
-}
 
 static size_t home_of(const fh_dedup *d, const unsigned char *digest)
 {
@@ -72,7 +65,7 @@ static long find(const fh_dedup *d, const unsigned char *digest)
     for (size_t i = home_of(d, digest);; i = (i + 1) & d->mask) {
         if (!d->index[i])
             return -1;
-        if (memcmp(d->ring[d->index[i] - 1].digest, digest, 16) == 0)
+        if (memcmp(d->ring[d->index[i] - 1].digest, digest, FH_DEDUP_DIGEST) == 0)
             return (long)i;
     }
 }
@@ -130,7 +123,7 @@ static void insert(fh_dedup *d, const unsigned char *digest, int64_t now_ms, uin
     if (d->used == d->cap)
         drop_head(d, 1);
     size_t r = (d->head + d->used) % d->cap;
-    memcpy(d->ring[r].digest, digest, 16);
+    memcpy(d->ring[r].digest, digest, FH_DEDUP_DIGEST);
     d->ring[r].t = now_ms;
     d->ring[r].state = state;
     d->used++;
@@ -141,10 +134,15 @@ static void insert(fh_dedup *d, const unsigned char *digest, int64_t now_ms, uin
     d->index[i] = (uint32_t)(r + 1);
 }
 
-int fh_dedup_begin(fh_dedup *d, const char *key, size_t len, int64_t now_ms)
+void fh_dedup_digest(const char *key, size_t len, unsigned char out[FH_DEDUP_DIGEST])
 {
-    unsigned char digest[16];
-    digest_of(key, len, digest);
+    unsigned char full[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key, len, full);
+    memcpy(out, full, FH_DEDUP_DIGEST);
+}
+
+int fh_dedup_begin_digest(fh_dedup *d, const unsigned char *digest, int64_t now_ms)
+{
     expire(d, now_ms);
     long slot = find(d, digest);
     if (slot >= 0)
@@ -153,10 +151,8 @@ int fh_dedup_begin(fh_dedup *d, const char *key, size_t len, int64_t now_ms)
     return FH_DEDUP_NEW;
 }
 
-void fh_dedup_done(fh_dedup *d, const char *key, size_t len, int64_t now_ms)
+void fh_dedup_done_digest(fh_dedup *d, const unsigned char *digest, int64_t now_ms)
 {
-    unsigned char digest[16];
-    digest_of(key, len, digest);
     long slot = find(d, digest);
     if (slot >= 0)
         d->ring[d->index[slot] - 1].state = DONE;
@@ -164,16 +160,35 @@ void fh_dedup_done(fh_dedup *d, const char *key, size_t len, int64_t now_ms)
         insert(d, digest, now_ms, DONE);
 }
 
-void fh_dedup_forget(fh_dedup *d, const char *key, size_t len)
+void fh_dedup_forget_digest(fh_dedup *d, const unsigned char *digest)
 {
-    unsigned char digest[16];
-    digest_of(key, len, digest);
     long slot = find(d, digest);
     if (slot < 0)
         return;
     d->ring[d->index[slot] - 1].state = DEAD; /* its ring slot is reclaimed when it is oldest */
     index_remove(d, (size_t)slot);
     d->live--;
+}
+
+int fh_dedup_begin(fh_dedup *d, const char *key, size_t len, int64_t now_ms)
+{
+    unsigned char digest[FH_DEDUP_DIGEST];
+    fh_dedup_digest(key, len, digest);
+    return fh_dedup_begin_digest(d, digest, now_ms);
+}
+
+void fh_dedup_done(fh_dedup *d, const char *key, size_t len, int64_t now_ms)
+{
+    unsigned char digest[FH_DEDUP_DIGEST];
+    fh_dedup_digest(key, len, digest);
+    fh_dedup_done_digest(d, digest, now_ms);
+}
+
+void fh_dedup_forget(fh_dedup *d, const char *key, size_t len)
+{
+    unsigned char digest[FH_DEDUP_DIGEST];
+    fh_dedup_digest(key, len, digest);
+    fh_dedup_forget_digest(d, digest);
 }
 
 size_t fh_dedup_count(const fh_dedup *d)

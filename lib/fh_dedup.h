@@ -39,6 +39,15 @@ void fh_dedup_done(fh_dedup *d, const char *key, size_t len, int64_t now_ms);
 /* Drops key whatever its state; a no-op when it is not held. */
 void fh_dedup_forget(fh_dedup *d, const char *key, size_t len);
 
+/* The same calls on a key's digest (the first FH_DEDUP_DIGEST bytes of its SHA-256, as
+ * fh_dedup_digest makes it), for a caller that looks one key up more than once: the hash is
+ * computed once. */
+#define FH_DEDUP_DIGEST 16
+void fh_dedup_digest(const char *key, size_t len, unsigned char out[FH_DEDUP_DIGEST]);
+int fh_dedup_begin_digest(fh_dedup *d, const unsigned char *digest, int64_t now_ms);
+void fh_dedup_done_digest(fh_dedup *d, const unsigned char *digest, int64_t now_ms);
+void fh_dedup_forget_digest(fh_dedup *d, const unsigned char *digest);
+
 /* Keys held (in flight and done). */
 size_t fh_dedup_count(const fh_dedup *d);
 /* Keys dropped because the memory was full (not by age) since fh_dedup_new. */

@@ -1,6 +1,14 @@
 /* view/batch: records into batches, and a batch with its offsets and view_state into one
  * transaction; records Kafka deleted unread; freshness; pruning by the view clock. View thread
- * only. */
+ * only.
+ *
+ * A batch is applied optimistically: its events go into the transaction one after the other,
+ * without a savepoint each (a savepoint and its release per event were a few percent of the
+ * broker's CPU). The batch holds its records until it commits or rolls back. When an event fails
+ * with an error of its own (event_level_error), the transaction is rolled back and the held
+ * records are applied again, each event inside a savepoint as before, so the bad event is undone
+ * alone and dead-lettered while the rest of the batch stands; the batch keeps the savepoints
+ * until it commits. The outcome is the same as with savepoints throughout. */
 #include "internal.h"
 
 #include "cimetrics.h"
@@ -20,7 +28,8 @@ static vpart *part_of(fh_view *v, const rd_kafka_message_t *m)
     return NULL;
 }
 
-int view_begin_batch(fh_view *v)
+/* Opens the transaction with the batch's counters at zero. 0, or -1 (logged). */
+static int begin_txn(fh_view *v)
 {
     int rc = view_wexec(v, W_BEGIN);
     if (rc) {
@@ -32,12 +41,42 @@ int view_begin_batch(fh_view *v)
         return -1;
     }
     v->in_txn = 1;
-    v->batch_first_ms = fh_now_ms();
     v->batch_n = v->batch_events = v->batch_dups = v->batch_invalid = v->batch_skipped = 0;
     v->batch_lost = 0;
     v->batch_record_ts = 0;
     v->batch_ts_n = 0;
     return 0;
+}
+
+int view_begin_batch(fh_view *v)
+{
+    if (begin_txn(v))
+        return -1;
+    v->batch_first_ms = fh_now_ms();
+    v->batch_safe = 0;
+    return 0;
+}
+
+/* Destroys the records the batch held (it committed or rolled back). */
+static void release_recs(fh_view *v)
+{
+    for (size_t i = 0; i < v->nrecs; i++)
+        rd_kafka_message_destroy(v->recs[i]);
+    v->nrecs = 0;
+}
+
+/* What the open batch did outside SQLite is undone: the ids it began, the CI observations it
+ * staged, the positions it moved. */
+static void forget_batch(fh_view *v)
+{
+    view_dedup_abort(v);
+    view_ci_abort(v);
+    for (int k = 0; k < NTOPICS; k++)
+        for (int i = 0; i < v->nparts[k]; i++) {
+            v->parts[k][i].next = v->parts[k][i].committed;
+            v->parts[k][i].dirty = 0;
+        }
+    v->batch_n = 0;
 }
 
 /* Errors that concern one event's data; anything else (disk full, I/O) fails the batch. */
@@ -103,16 +142,17 @@ static int applied_row(fh_view *v, const char *id, int64_t at_ms)
     return view_wrun(st);
 }
 
-/* Handles one record inside the open batch. Returns 0, or -1 when the batch must be rolled
- * back. */
-int view_handle_record(fh_view *v, rd_kafka_message_t *m)
+/* apply_record's answer when an event failed on its own outside a savepoint. */
+#define REPLAY 1
+
+/* Applies one held record inside the open batch (in a savepoint when v->batch_safe). Returns 0,
+ * -1 when the batch must be rolled back, or REPLAY (only without savepoints: the event failed
+ * with an event-level error and the batch must be replayed with them). */
+static int apply_record(fh_view *v, vpart *p, rd_kafka_message_t *m)
 {
     char err[384], q[420], reason[512];
     fh_event_view ev;
     fh_err drc;
-    vpart *p = part_of(v, m);
-    if (!p)
-        return 0; /* a partition we were not assigned: cannot happen with manual assignment */
     if (p->next >= 0 && m->offset > p->next && note_lost(v, p, m))
         return -1;
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
@@ -145,7 +185,7 @@ int view_handle_record(fh_view *v, rd_kafka_message_t *m)
             v->batch_dups++;
             goto done;
         }
-        if ((rc = view_wexec(v, W_SAVE)))
+        if (v->batch_safe && (rc = view_wexec(v, W_SAVE)))
             goto fail;
         /* derivation, CI metrics and test results read a jansson tree: built for their few
          * types only */
@@ -164,12 +204,16 @@ int view_handle_record(fh_view *v, rd_kafka_message_t *m)
         } else {
             v->batch_skipped++;
         }
-        if ((rc = view_wexec(v, W_RELEASE)))
+        if (v->batch_safe && (rc = view_wexec(v, W_RELEASE)))
             goto fail;
         goto done;
     undo:
         if (!event_level_error(rc))
             goto fail;
+        if (!v->batch_safe) {
+            fh_event_clear(&tree);
+            return REPLAY;
+        }
         fh_metric_add(v->m_errors, 1);
         snprintf(reason, sizeof(reason), "view: SQLite refused the event: %s",
                  sqlite3_errmsg(v->db));
@@ -179,7 +223,7 @@ int view_handle_record(fh_view *v, rd_kafka_message_t *m)
                fh_log_quote(err, sizeof(err), sqlite3_errmsg(v->db)));
         if (view_wexec(v, W_UNDO) || view_wexec(v, W_RELEASE))
             goto fail;
-        view_dedup_undo_last(v, ev.id);
+        view_dedup_undo_last(v);
         /* A valid event the view cannot store: dead-lettered, so it is not lost silently. If
          * even that fails, the batch is retried rather than the event skipped. */
         if (fh_dlq_send(v->dlq, m, reason))
@@ -204,6 +248,49 @@ int view_handle_record(fh_view *v, rd_kafka_message_t *m)
     return 0;
 }
 
+/* An event failed on its own in a batch applied without savepoints: rolls the transaction back
+ * and applies the held records again, each event in a savepoint, so that event alone is undone
+ * (and dead-lettered) and the others stand, as if the batch had used savepoints from its start.
+ * What a record did outside SQLite before the rollback (a dead-letter for want of memory, a log
+ * line) may happen again. Returns 0, or -1 when the batch must be rolled back. */
+static int replay(fh_view *v)
+{
+    /* an event-level error leaves the transaction open; ROLLBACK fails only if it is gone */
+    if (view_wexec(v, W_ROLLBACK) && !sqlite3_get_autocommit(v->db))
+        return -1;
+    v->in_txn = 0;
+    forget_batch(v);
+    if (begin_txn(v))
+        return -1;
+    v->batch_safe = 1;
+    fh_log(FH_LOG_DEBUG, "view.replay", "records=%zu", v->nrecs);
+    for (size_t i = 0; i < v->nrecs; i++) {
+        rd_kafka_message_t *m = v->recs[i];
+        /* held records have a partition: part_of found it when they came */
+        if (apply_record(v, part_of(v, m), m))
+            return -1;
+    }
+    return 0;
+}
+
+int view_handle_record(fh_view *v, rd_kafka_message_t *m)
+{
+    vpart *p = part_of(v, m);
+    if (!p) {
+        /* a partition we were not assigned: cannot happen with manual assignment */
+        rd_kafka_message_destroy(m);
+        return 0;
+    }
+    if (v->nrecs >= (size_t)v->batch_max) {
+        /* cannot happen: the loop commits a batch at view.batch_max records */
+        rd_kafka_message_destroy(m);
+        return -1;
+    }
+    v->recs[v->nrecs++] = m;
+    int rc = apply_record(v, p, m);
+    return rc == REPLAY ? replay(v) : rc;
+}
+
 static long long offsets_total(fh_view *v)
 {
     long long t = 0;
@@ -221,14 +308,8 @@ void view_abort_batch(fh_view *v)
     if (v->in_txn)
         view_wexec(v, W_ROLLBACK);
     v->in_txn = 0;
-    view_dedup_abort(v);
-    for (int k = 0; k < NTOPICS; k++)
-        for (int i = 0; i < v->nparts[k]; i++) {
-            v->parts[k][i].next = v->parts[k][i].committed;
-            v->parts[k][i].dirty = 0;
-        }
-    v->batch_n = 0;
-    view_ci_abort(v);
+    forget_batch(v);
+    release_recs(v);
     fh_metric_add(v->m_errors, 1);
     view_assign_all(v);
 }
@@ -291,6 +372,7 @@ int view_commit_batch(fh_view *v)
         return -1;
     }
     v->in_txn = 0;
+    release_recs(v);
     view_dedup_commit(v);
     atomic_fetch_add(&v->records_lost, v->batch_lost);
     if (v->batch_record_ts > v->max_record_ts)

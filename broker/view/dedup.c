@@ -11,10 +11,11 @@
 
 #include <string.h>
 
-/* A pending id in dedup_pending: its Kafka timestamp, its length, then its bytes. */
+/* A pending id in dedup_pending: its digest (computed once, in view_dedup_begin) and its Kafka
+ * timestamp. */
 typedef struct pend {
     int64_t ts_ms;
-    uint16_t len;
+    unsigned char digest[FH_DEDUP_DIGEST];
 } pend;
 
 int view_dedup_open(fh_view *v, char *errbuf, size_t errsize)
@@ -24,8 +25,8 @@ int view_dedup_open(fh_view *v, char *errbuf, size_t errsize)
         snprintf(errbuf, errsize, "out of memory for view.dedup_entries=%lld", v->dedup_entries);
         return -1;
     }
-    /* every pending id of a full batch fits: ids are at most 256 bytes (envelope schema) */
-    fh_buf_init(&v->dedup_pending, (size_t)v->batch_max * (sizeof(pend) + 257));
+    /* every pending id of a full batch fits */
+    fh_buf_init(&v->dedup_pending, (size_t)v->batch_max * sizeof(pend));
     sqlite3_stmt *st = NULL;
     long long n = 0;
     if (sqlite3_prepare_v2(v->db, "SELECT at, id FROM applied ORDER BY at", -1, &st, NULL) !=
@@ -37,8 +38,10 @@ int view_dedup_open(fh_view *v, char *errbuf, size_t errsize)
         int64_t at = (int64_t)(sqlite3_column_double(st, 0) * 1000.0);
         const char *id = (const char *)sqlite3_column_text(st, 1);
         size_t len = (size_t)sqlite3_column_bytes(st, 1);
-        if (fh_dedup_begin(v->dedup, id, len, at) == FH_DEDUP_NEW) {
-            fh_dedup_done(v->dedup, id, len, at);
+        unsigned char digest[FH_DEDUP_DIGEST];
+        fh_dedup_digest(id, len, digest);
+        if (fh_dedup_begin_digest(v->dedup, digest, at) == FH_DEDUP_NEW) {
+            fh_dedup_done_digest(v->dedup, digest, at);
             n++;
         }
     }
@@ -57,60 +60,50 @@ void view_dedup_close(fh_view *v)
 
 int view_dedup_begin(fh_view *v, const char *id, int64_t ts_ms)
 {
-    size_t len = strlen(id);
-    int r = fh_dedup_begin(v->dedup, id, len, ts_ms);
-    if (r != FH_DEDUP_NEW)
+    pend p = {.ts_ms = ts_ms};
+    fh_dedup_digest(id, strlen(id), p.digest);
+    if (fh_dedup_begin_digest(v->dedup, p.digest, ts_ms) != FH_DEDUP_NEW)
         return 1; /* done earlier, or in flight earlier in this batch */
-    pend p = {ts_ms, (uint16_t)len};
-    if (len > UINT16_MAX || fh_buf_append(&v->dedup_pending, &p, sizeof(p)) ||
-        fh_buf_append(&v->dedup_pending, id, len)) {
-        /* cannot happen within the schema's 256 bytes; not remembering it only means a later
+    if (fh_buf_append(&v->dedup_pending, &p, sizeof(p))) {
+        /* cannot happen within view.batch_max records; not remembering it only means a later
          * duplicate of it is applied again */
-        fh_dedup_forget(v->dedup, id, len);
+        fh_dedup_forget_digest(v->dedup, p.digest);
     }
     return 0;
 }
 
-/* Walks the pending ids, newest last; fn gets each. */
-static void each_pending(fh_view *v,
-                         void (*fn)(fh_dedup *d, const char *id, size_t len, int64_t ts_ms))
+/* Walks the pending ids, newest last; remember: each is done (kept), else forgotten. */
+static void each_pending(fh_view *v, int remember)
 {
     const char *b = v->dedup_pending.data, *e = b + v->dedup_pending.len;
-    while (b && b + sizeof(pend) <= e) {
+    for (; b && b + sizeof(pend) <= e; b += sizeof(pend)) {
         pend p;
         memcpy(&p, b, sizeof(p));
-        fn(v->dedup, b + sizeof(p), p.len, p.ts_ms);
-        b += sizeof(p) + p.len;
+        if (remember)
+            fh_dedup_done_digest(v->dedup, p.digest, p.ts_ms);
+        else
+            fh_dedup_forget_digest(v->dedup, p.digest);
     }
     fh_buf_reset(&v->dedup_pending);
 }
 
-void view_dedup_undo_last(fh_view *v, const char *id)
+void view_dedup_undo_last(fh_view *v)
 {
-    size_t len = strlen(id);
-    fh_dedup_forget(v->dedup, id, len);
-    /* the last pending entry is this id: drop it so a commit does not remember it */
-    if (v->dedup_pending.len >= sizeof(pend) + len)
-        v->dedup_pending.len -= sizeof(pend) + len;
-}
-
-static void remember(fh_dedup *d, const char *id, size_t len, int64_t ts_ms)
-{
-    fh_dedup_done(d, id, len, ts_ms);
-}
-
-static void forget(fh_dedup *d, const char *id, size_t len, int64_t ts_ms)
-{
-    (void)ts_ms;
-    fh_dedup_forget(d, id, len);
+    pend p;
+    if (v->dedup_pending.len < sizeof(p))
+        return;
+    /* the last pending entry is the event undone: dropped so a commit does not remember it */
+    v->dedup_pending.len -= sizeof(p);
+    memcpy(&p, v->dedup_pending.data + v->dedup_pending.len, sizeof(p));
+    fh_dedup_forget_digest(v->dedup, p.digest);
 }
 
 void view_dedup_commit(fh_view *v)
 {
-    each_pending(v, remember);
+    each_pending(v, 1);
 }
 
 void view_dedup_abort(fh_view *v)
 {
-    each_pending(v, forget);
+    each_pending(v, 0);
 }

@@ -41,7 +41,8 @@ typedef struct fh_view fh_view;
 int derive_open(fh_view *v, char *errbuf, size_t errsize);
 /* Before the writer connection closes: flushes what it can, frees everything. */
 void derive_close(fh_view *v);
-/* One event the view has just applied, inside its savepoint. SQLITE_OK or the error. */
+/* One event the view has just applied, inside the open batch (and the event's savepoint when
+ * the batch is replayed: view/batch.c). SQLITE_OK or the error. */
 int derive_event(fh_view *v, const fh_event *ev);
 /* A test result the view has just applied (view/tests.c) made test name flaky at ev's revision
  * (view_test_flaky_first said 1): derives test.flaky for it. passed: what this result was.

@@ -152,6 +152,11 @@ struct fh_view {
     int64_t *batch_ts; /* Kafka timestamps of the open batch, for freshness (capped) */
     size_t batch_ts_n, batch_ts_cap;
     int in_txn;
+    /* The open batch's records (view.batch_max at most), held until it commits or rolls back so
+     * it can be replayed; batch_safe: it is being applied with a savepoint per event (batch.c) */
+    rd_kafka_message_t **recs;
+    size_t nrecs;
+    int batch_safe;
 
     /* checkpointer thread: its own connection; the writer's WAL hook wakes it */
     pthread_t ckpt_thread;
@@ -224,8 +229,8 @@ void view_dedup_close(fh_view *v);
 /* 1 when id was applied (or is earlier in the open batch): drop the record. 0: new, now in
  * flight in the open batch. */
 int view_dedup_begin(fh_view *v, const char *id, int64_t ts_ms);
-/* Forgets id, the last one begun (its event was undone). */
-void view_dedup_undo_last(fh_view *v, const char *id);
+/* Forgets the id begun last (its event was undone). */
+void view_dedup_undo_last(fh_view *v);
 /* The open batch committed: its ids are remembered. / It rolled back: they are forgotten. */
 void view_dedup_commit(fh_view *v);
 void view_dedup_abort(fh_view *v);
@@ -249,8 +254,8 @@ int view_test_flaky_first(fh_view *v, const char *builder, const char *name, con
 
 /* batch.c */
 int view_begin_batch(fh_view *v);
-/* Handles one record inside the open batch. Returns 0, or -1 when the batch must be rolled
- * back. */
+/* Handles one record inside the open batch, taking m (the batch holds it until it commits or
+ * rolls back). Returns 0, or -1 when the batch must be rolled back. */
 int view_handle_record(fh_view *v, rd_kafka_message_t *m);
 void view_abort_batch(fh_view *v);
 /* Commits the open batch with its offsets and view_state. Returns 0, or -1 after rolling it

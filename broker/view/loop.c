@@ -68,43 +68,62 @@ static void warn_kafka(fh_view *v, const rd_kafka_message_t *m)
            fh_log_quote(q, sizeof(q), rd_kafka_message_errstr(m)));
 }
 
-/* Polls what the consumer queue holds into batches: at most view.batch_max records a pass, so
- * the timers keep their turn; a full batch commits at once. */
-static void consume(fh_view *v)
+/* Records taken from the consumer queue in one call: one lock round trip and one look at the
+ * clock for up to this many records, instead of one each. */
+#define POLL_BATCH 256
+
+/* One record taken from the queue into the open batch (opening one as needed; the batch takes
+ * m). Returns 0, or -1 when the batch failed and consuming must stop for now. */
+static int take(fh_view *v, rd_kafka_message_t *m)
 {
-    for (long long n = 0; n < v->batch_max && !v->held && view_running(v); n++) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(v->rk, 0);
-        if (!m)
-            return;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                warn_kafka(v, m);
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            warn_kafka(v, m);
+        rd_kafka_message_destroy(m);
+        return 0;
+    }
+    if (!v->in_txn) {
+        if (view_begin_batch(v)) {
             rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (!v->in_txn) {
-            if (view_begin_batch(v)) {
-                rd_kafka_message_destroy(m);
-                view_abort_batch(v);
-                hold(v);
-                return;
-            }
-            v->batch_timer =
-                fh_loop_timer_rearm(v->loop, v->batch_timer, v->batch_ms, batch_timer, v);
-        }
-        if (view_handle_record(v, m)) {
-            /* SQLite failed (disk full, I/O): undo the batch and retry it from the committed
-             * positions a second later. */
-            rd_kafka_message_destroy(m);
-            fh_loop_timer_cancel(v->loop, v->batch_timer);
-            v->batch_timer = 0;
             view_abort_batch(v);
             hold(v);
-            return;
+            return -1;
         }
-        rd_kafka_message_destroy(m);
-        if (v->batch_n >= v->batch_max)
-            close_batch(v);
+        v->batch_timer = fh_loop_timer_rearm(v->loop, v->batch_timer, v->batch_ms, batch_timer, v);
+    }
+    if (view_handle_record(v, m)) { /* the batch holds m */
+        /* SQLite failed (disk full, I/O): undo the batch and retry it from the committed
+         * positions a second later. */
+        fh_loop_timer_cancel(v->loop, v->batch_timer);
+        v->batch_timer = 0;
+        view_abort_batch(v);
+        hold(v);
+        return -1;
+    }
+    if (v->batch_n >= v->batch_max)
+        close_batch(v);
+    return 0;
+}
+
+/* Polls what the consumer queue holds into batches: at most view.batch_max records a pass, so
+ * the timers keep their turn; a full batch commits at once. Records taken but not handled (the
+ * batch failed, or the view stops) are dropped: the consumer reads them again from the committed
+ * positions. */
+static void consume(fh_view *v)
+{
+    rd_kafka_message_t *ms[POLL_BATCH];
+    long long n = 0;
+    while (n < v->batch_max && !v->held && view_running(v)) {
+        size_t want = v->batch_max - n < POLL_BATCH ? (size_t)(v->batch_max - n) : POLL_BATCH;
+        ssize_t got = fh_consumer_batch(v->kc, 0, ms, want), i = 0;
+        if (got <= 0)
+            return;
+        while (i < got && !v->held && view_running(v) && take(v, ms[i++]) == 0)
+            n++;
+        while (i < got)
+            rd_kafka_message_destroy(ms[i++]);
+        if ((size_t)got < want)
+            return;
     }
 }
 

@@ -155,7 +155,8 @@ fh_err fh_view_start(fh_broker *b, const fh_view_config *cfg, fh_view **out, cha
     fh_buf_init(&v->scratch, cfg->max_record_bytes * 2 + 65536);
     fh_json_doc_init(&v->doc, FH_EVENT_DOC_CAP(v->max_record_bytes));
     if (!v->dlq || !(v->cache = fh_acache_new(v->max_entries, v->max_bytes, sizeof(view_asof))) ||
-        !(v->batch_ts = malloc(v->batch_ts_cap * sizeof(*v->batch_ts)))) {
+        !(v->batch_ts = malloc(v->batch_ts_cap * sizeof(*v->batch_ts))) ||
+        !(v->recs = malloc((size_t)v->batch_max * sizeof(*v->recs)))) {
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -233,6 +234,8 @@ void fh_view_stop(fh_view *v)
     }
     free(v->batch_ts);
     v->batch_ts = NULL;
+    free(v->recs); /* empty: the thread committed or rolled back its batch */
+    v->recs = NULL;
     fh_buf_free(&v->scratch);
     fh_json_doc_free(&v->doc);
     view_dedup_close(v);

@@ -10,6 +10,7 @@ as a fresh broker that builds it from scratch.
 import json
 import random
 import re
+import sqlite3
 import subprocess
 import threading
 import time
@@ -406,6 +407,63 @@ def test_invalid_records_and_duplicates_are_counted_not_applied(world):
     metrics = world["broker"].get("/metrics").text
     assert "firehose_view_invalid_total 1\n" in metrics
     assert "firehose_view_duplicates_total 3\n" in metrics
+
+
+def test_an_event_sqlite_refuses_is_undone_alone_and_the_rest_of_its_batch_applies(kafka, tmp_path):
+    """The view applies a batch without a savepoint per event and, when one valid event fails in
+    SQLite, replays the batch with savepoints: that event alone is undone (its first statement
+    too) and dead-lettered, and every other event of the same batch is applied."""
+    topics = topics_for(kafka, "vr-%s" % uuid.uuid4().hex[:8])
+    view = tmp_path / "view.db"
+    args = ["--log.level=debug", "--view.batch_ms=2000"]
+    # A first start makes the view file; a trigger then refuses one builder name, as a constraint
+    # would: build.started writes its build row, then the builder row fails.
+    Broker(kafka, topics, view, tmp_path / "first.log", extra=args).start().stop()
+    con = sqlite3.connect(view)
+    con.execute("CREATE TRIGGER poison BEFORE INSERT ON builders WHEN NEW.name = 'poison'"
+                " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+    con.commit()
+    con.close()
+    w = World(int(time.time()) - 3600)
+    w.full(11, "linux", "trunk", "p1", 21, 0, 100)
+    w.full(12, "mac", "trunk", "p2", 22, 0, 110)
+    w.new(13, "win", "trunk", "p3", 120)
+    w.claimed(13, 121)
+    bad = w.started(13, 23, 5, 122)
+    bad["data"]["builder"] = "poison"
+    w.full(14, "linux", "trunk", "p4", 24, 2, 130)
+    write_ndjson(tmp_path / "events.ndjson", w.events)
+    emit(kafka, topics, tmp_path / "events.ndjson", expected=len(w.events))
+    b = Broker(kafka, topics, view, tmp_path / "broker.log", extra=args).start()
+    try:
+        b.wait_applied(len(w.events))
+        m = b.get("/metrics").text
+        assert "firehose_view_invalid_total 1\n" in m and "firehose_view_errors_total 1\n" in m, m
+        assert "firehose_view_events_applied_total %d\n" % (len(w.events) - 1) in m, m
+    finally:
+        assert b.stop() == 0
+    log = b.log()
+    # the replay ran, over the records of the batch so far (the refused one is not the first)
+    replays = [int(n) for n in re.findall(r"event=view\.replay records=(\d+)", log)]
+    assert replays and replays[0] > 1, log[-3000:]
+    assert re.search(r'event=view\.apply .*id="?%s"? .*refused by the test' % bad["id"], log), log[-3000:]
+    con = sqlite3.connect("file:%s?mode=ro" % view, uri=True)
+    try:
+        builds = [r[0] for r in con.execute("SELECT buildid FROM builds ORDER BY buildid")]
+        applied = {r[0] for r in con.execute("SELECT id FROM applied")}
+        requests_ = dict(con.execute("SELECT buildrequestid, claimed FROM buildrequests"))
+    finally:
+        con.close()
+    assert builds == [21, 22, 24], builds                 # build 23's row was undone with its event
+    assert applied == {e["id"] for e in w.events} - {bad["id"]}
+    assert requests_ == {11: 1, 12: 1, 13: 1, 14: 1}, requests_
+    dlq = subprocess.run(["kcat", "-C", "-b", kafka.bootstrap, "-t", topics["dlq"], "-e", "-q", "-J"],
+                         stdout=subprocess.PIPE, text=True, check=True, timeout=60).stdout.splitlines()
+    assert len(dlq) == 1, dlq
+    r = json.loads(dlq[0])
+    h = dict(zip(r["headers"][::2], r["headers"][1::2]))
+    assert json.loads(r["payload"])["id"] == bad["id"]
+    assert h["firehose-consumer"] == "view" and "SQLite refused the event" in h["firehose-error"], h
 
 
 def test_bad_parameters_get_400_naming_them(world, openapi):

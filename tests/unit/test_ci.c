@@ -328,6 +328,26 @@ TEST(dedup_forgets_the_oldest_at_the_cap)
     CHECK(fh_dedup_new(0, 1) == NULL && fh_dedup_new(1, 0) == NULL);
 }
 
+/* The digest calls are the key calls with the hash computed once by the caller: a key begun
+ * by one is known to the other. */
+TEST(dedup_digest_calls_match_the_key_calls)
+{
+    fh_dedup *d = fh_dedup_new(4, 1000);
+    unsigned char a[FH_DEDUP_DIGEST], b[FH_DEDUP_DIGEST];
+    fh_dedup_digest("id-a", 4, a);
+    fh_dedup_digest("id-b", 4, b);
+    CHECK(memcmp(a, b, FH_DEDUP_DIGEST) != 0);
+    CHECK(fh_dedup_begin_digest(d, a, 0) == FH_DEDUP_NEW);
+    CHECK(fh_dedup_begin(d, "id-a", 4, 1) == FH_DEDUP_BUSY);
+    fh_dedup_done_digest(d, a, 2);
+    CHECK(fh_dedup_begin(d, "id-a", 4, 3) == FH_DEDUP_SEEN);
+    CHECK(fh_dedup_begin(d, "id-b", 4, 3) == FH_DEDUP_NEW);
+    fh_dedup_forget_digest(d, b);
+    CHECK(fh_dedup_begin_digest(d, b, 4) == FH_DEDUP_NEW);
+    CHECK(fh_dedup_count(d) == 2);
+    fh_dedup_free(d);
+}
+
 /* A plain model of the documented rules: keys in insertion order in at most CAP slots; a
  * forgotten key keeps its slot until it is the oldest; the oldest goes when it is older than the
  * TTL or when a new key needs a slot. */
