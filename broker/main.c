@@ -91,11 +91,16 @@ static const char *const producer_defaults[] = {
 };
 
 static volatile sig_atomic_t run = 1;
+/* The main thread's loop once it runs; the signal handler stops it (fh_loop_stop is an atomic
+ * store and a write(2) to an eventfd: both async-signal-safe). */
+static fh_loop *volatile main_loop;
 
 static void on_signal(int sig)
 {
     (void)sig;
     run = 0;
+    if (main_loop)
+        fh_loop_stop(main_loop);
 }
 
 typedef struct ingest {
@@ -264,6 +269,87 @@ static void handle_message(ingest *in, rd_kafka_message_t *m)
         fh_metric_add(in->b->events_in[ev.type], 1);
     }
     rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+}
+
+/* ---- the main thread's loop -------------------------------------------------------------------
+ *
+ * The ingest consumer's queue wakes the loop through its eventfd (fh_consumer_watch); after each
+ * pass the records it holds are judged, at most INGEST_PASS_MAX a pass so the timers keep their
+ * turn (the rest are taken on the next pass, without sleeping). Timers: the Kafka probe (while
+ * Kafka is down), the per-type counts log, and a tick that serves the producer's callbacks. Any
+ * pass polls the consumer, so an idle group member still polls well within max.poll.interval.ms.
+ * SIGINT and SIGTERM stop the loop through its wake-up. */
+
+#define INGEST_PASS_MAX 1000
+#define PROBE_MS 2000
+
+static void ingest_consume(ingest *in)
+{
+    for (int n = 0; n < INGEST_PASS_MAX && run; n++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(in->consumer, 0);
+        if (!m)
+            return;
+        handle_message(in, m);
+        rd_kafka_message_destroy(m);
+    }
+}
+
+static void ingest_before_sleep(fh_loop *l, void *arg)
+{
+    ingest *in = arg;
+    if (rd_kafka_queue_length(in->kc->q) > 0)
+        fh_loop_no_sleep(l);
+}
+
+static void ingest_after_pass(fh_loop *l, void *arg)
+{
+    ingest_consume(arg);
+    if (!run)
+        fh_loop_stop(l);
+}
+
+static int64_t probe_timer(fh_loop *l, void *arg)
+{
+    ingest *in = arg;
+    (void)l;
+    rd_kafka_poll(in->producer, 0);
+    if (atomic_load(&in->b->kafka_down))
+        probe_kafka(in->b, in->consumer);
+    return PROBE_MS;
+}
+
+static int64_t stats_timer(fh_loop *l, void *arg)
+{
+    ingest *in = arg;
+    (void)l;
+    if (total_in(in->b) != in->logged_total || fh_metric_get(in->b->dlq_total) != in->logged_dlq)
+        log_counts(in, "broker.counts");
+    return fh_config_int(&in->b->cfg, "broker.stats_interval_ms");
+}
+
+/* Runs the ingest consumer on the main thread's loop until SIGINT or SIGTERM. */
+static fh_err ingest_run(ingest *in, char *errbuf, size_t errsize)
+{
+    fh_loop *l = NULL;
+    fh_consumer_watch w;
+    fh_consumer_watch_init(&w);
+    fh_err e = fh_loop_new(&l, 8, 4, errbuf, errsize);
+    if (e == FH_OK)
+        e = fh_consumer_watch_start(&w, l, in->kc->q, NULL, NULL, errbuf, errsize);
+    if (e == FH_OK) {
+        fh_loop_before_sleep(l, ingest_before_sleep, in);
+        fh_loop_after_pass(l, ingest_after_pass, in);
+        fh_loop_timer(l, PROBE_MS, probe_timer, in);
+        fh_loop_timer(l, fh_config_int(&in->b->cfg, "broker.stats_interval_ms"), stats_timer, in);
+        main_loop = l;
+        if (!run)
+            fh_loop_stop(l); /* a signal came before the loop was there to stop */
+        fh_loop_run(l, -1);
+        main_loop = NULL;
+    }
+    fh_consumer_watch_stop(&w, l);
+    fh_loop_free(l);
+    return e;
 }
 
 static int start_kafka(fh_broker *b)
@@ -560,24 +646,9 @@ int main(int argc, char **argv)
            fh_kafka_topic(&b.cfg, FH_TOPIC_LOGS), fh_kafka_topic(&b.cfg, FH_TOPIC_DLQ),
            fh_config_str(&b.cfg, "kafka.group"));
 
-    long long interval_ms = fh_config_int(&b.cfg, "broker.stats_interval_ms");
-    int64_t next_stats = fh_now_ms() + interval_ms, next_probe = 0;
-    while (run) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(in.consumer, 100);
-        if (m) {
-            handle_message(&in, m);
-            rd_kafka_message_destroy(m);
-        }
-        rd_kafka_poll(in.producer, 0);
-        if (atomic_load(&b.kafka_down) && fh_now_ms() >= next_probe) {
-            probe_kafka(&b, in.consumer);
-            next_probe = fh_now_ms() + 2000;
-        }
-        if (fh_now_ms() >= next_stats) {
-            if (total_in(&b) != in.logged_total || fh_metric_get(b.dlq_total) != in.logged_dlq)
-                log_counts(&in, "broker.counts");
-            next_stats = fh_now_ms() + interval_ms;
-        }
+    if (ingest_run(&in, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "broker.loop", "error=\"%s\"", err);
+        status = 1;
     }
     log_counts(&in, "broker.stopping");
 out:

@@ -448,10 +448,10 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     if (s->check_ms <= 0)
         s->check_ms = 5000; /* a program whose table lacks the key */
     pthread_mutex_init(&s->cmu, NULL);
-    pthread_cond_init(&s->ccond, NULL);
     s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!s->ring || !s->cur || s->kafka_efd < 0 ||
-        fh_loop_new(&s->loop, 256, 4, errbuf, errsize) != FH_OK) {
+        fh_loop_new(&s->loop, 256, 4, errbuf, errsize) != FH_OK ||
+        fh_loop_new(&s->cloop, 4, 4, errbuf, errsize) != FH_OK) {
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");
         goto err;
     }
@@ -495,9 +495,8 @@ void fh_stream_stop(fh_stream *s)
         return;
     if (s->loop)
         fh_loop_stop(s->loop);
-    pthread_mutex_lock(&s->cmu);
-    pthread_cond_broadcast(&s->ccond);
-    pthread_mutex_unlock(&s->cmu);
+    if (s->cloop)
+        fh_loop_stop(s->cloop);
     if (s->ready) {
         pthread_join(s->thread, NULL);
         pthread_join(s->cthread, NULL);
@@ -536,11 +535,11 @@ void fh_stream_free(fh_stream *s)
         free(j);
     }
     fh_loop_free(s->loop);
+    fh_loop_free(s->cloop);
     if (s->kafka_efd >= 0)
         close(s->kafka_efd);
     pthread_mutex_destroy(&s->inbox_mu);
     pthread_mutex_destroy(&s->layout_mu);
     pthread_mutex_destroy(&s->cmu);
-    pthread_cond_destroy(&s->ccond);
     free(s);
 }
