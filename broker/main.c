@@ -14,6 +14,7 @@
 #include "fh_lost.h"
 #include "fh_util.h"
 #include "dashboard.h"
+#include "dlq.h"
 #include "health.h"
 #include "http.h"
 #include "ingest_ci.h"
@@ -86,9 +87,6 @@ static const char *const consumer_defaults[] = {
     "fetch.wait.max.ms=20",
     NULL,
 };
-static const char *const producer_defaults[] = {
-    "enable.idempotence=true", "acks=all", "linger.ms=5", "log_level=4", NULL,
-};
 
 static volatile sig_atomic_t run = 1;
 /* The main thread's loop once it runs; the signal handler stops it (fh_loop_stop is an atomic
@@ -106,27 +104,13 @@ static void on_signal(int sig)
 typedef struct ingest {
     fh_broker *b;
     fh_consumer *kc; /* the ingest consumer (group policy); consumer is its handle */
-    rd_kafka_t *consumer, *producer;
+    rd_kafka_t *consumer;
+    fh_dlq *dlq; /* the records the contract refuses; its producer also creates the topics */
     long long logged_total, logged_dlq;
     size_t max_bytes;
-    fh_json_doc doc;             /* each record is validated in it, in place */
-    rd_kafka_resp_err_t dlq_err; /* delivery result of the last dead-letter record */
-    fh_lost_table next;          /* per partition, the next offset the group still needs */
+    fh_json_doc doc;    /* each record is validated in it, in place */
+    fh_lost_table next; /* per partition, the next offset the group still needs */
 } ingest;
-
-/* A record too large for the dead-letter topic (Kafka's message.max.bytes, with the headers) is
- * dead-lettered with its first DLQ_TRUNCATE_BYTES bytes and header firehose-truncated. */
-#define DLQ_TRUNCATE_BYTES 65536
-
-/* Runs inside rd_kafka_flush on the thread that sent the record (send_to_dlq). */
-static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    ingest *in = opaque;
-    (void)rk;
-    in->dlq_err = m->err;
-    if (!m->err)
-        fh_metric_add(in->b->dlq_total, 1);
-}
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -194,57 +178,6 @@ static void log_counts(ingest *in, const char *event)
     fh_log(FH_LOG_INFO, event, "total=%lld dlq=%lld%s", in->logged_total, in->logged_dlq, line);
 }
 
-/* Produces m's key and first len bytes to the dead-letter topic with the reason and the source
- * as headers, and waits until Kafka has it. Returns the delivery error (0 when delivered). */
-static rd_kafka_resp_err_t dlq_produce(ingest *in, const rd_kafka_message_t *m, const char *reason,
-                                       size_t len)
-{
-    char part[16], off[32], size[32];
-    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-    snprintf(part, sizeof(part), "%d", m->partition);
-    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
-    rd_kafka_header_add(h, "firehose-error", -1, reason, -1);
-    rd_kafka_header_add(h, "firehose-source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    rd_kafka_header_add(h, "firehose-source-partition", -1, part, -1);
-    rd_kafka_header_add(h, "firehose-source-offset", -1, off, -1);
-    if (len < m->len) {
-        snprintf(size, sizeof(size), "%zu", m->len);
-        rd_kafka_header_add(h, "firehose-truncated", -1, size, -1);
-    }
-    for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            in->producer, RD_KAFKA_V_TOPIC(fh_kafka_topic(&in->b->cfg, FH_TOPIC_DLQ)),
-            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
-        if (!err)
-            break;
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && run) {
-            rd_kafka_poll(in->producer, 50);
-            continue;
-        }
-        rd_kafka_headers_destroy(h);
-        return err;
-    }
-    in->dlq_err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    rd_kafka_flush(in->producer, 10000);
-    return in->dlq_err;
-}
-
-/* Hands a rejected record to the dead-letter topic and waits for it to be durable there, so its
- * offset is stored only once the record is safe (invalid records are rare; the wait is cheap).
- * One too large for that topic goes there cut to DLQ_TRUNCATE_BYTES. Returns 0 when delivered. */
-static int send_to_dlq(ingest *in, const rd_kafka_message_t *m, const char *reason)
-{
-    rd_kafka_resp_err_t err = dlq_produce(in, m, reason, m->len);
-    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->len > DLQ_TRUNCATE_BYTES)
-        err = dlq_produce(in, m, reason, DLQ_TRUNCATE_BYTES);
-    if (!err)
-        return 0;
-    fh_metric_add(in->b->dlq_failed, 1);
-    fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(err));
-    return -1;
-}
-
 static void handle_message(ingest *in, rd_kafka_message_t *m)
 {
     char err[384], q[420];
@@ -263,7 +196,9 @@ static void handle_message(ingest *in, rd_kafka_message_t *m)
         fh_log(FH_LOG_WARN, "event.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), err));
-        if (send_to_dlq(in, m, err))
+        /* waits until the record is durable there, so its offset is stored only once it is
+         * safe (invalid records are rare; the wait is cheap) */
+        if (fh_dlq_send(in->dlq, m, err))
             return; /* not stored: the record is consumed again after a restart */
     } else {
         fh_metric_add(in->b->events_in[ev.type], 1);
@@ -276,7 +211,7 @@ static void handle_message(ingest *in, rd_kafka_message_t *m)
  * The ingest consumer's queue wakes the loop through its eventfd (fh_consumer_watch); after each
  * pass the records it holds are judged, at most INGEST_PASS_MAX a pass so the timers keep their
  * turn (the rest are taken on the next pass, without sleeping). Timers: the Kafka probe (while
- * Kafka is down), the per-type counts log, and a tick that serves the producer's callbacks. Any
+ * Kafka is down) and the per-type counts log. Any
  * pass polls the consumer, so an idle group member still polls well within max.poll.interval.ms.
  * SIGINT and SIGTERM stop the loop through its wake-up. */
 
@@ -312,7 +247,6 @@ static int64_t probe_timer(fh_loop *l, void *arg)
 {
     ingest *in = arg;
     (void)l;
-    rd_kafka_poll(in->producer, 0);
     if (atomic_load(&in->b->kafka_down))
         probe_kafka(in->b, in->consumer);
     return PROBE_MS;
@@ -391,21 +325,21 @@ static int start_kafka(fh_broker *b)
 static int ingest_start(ingest *in)
 {
     char err[512];
-    rd_kafka_conf_t *conf;
     fh_broker *b = in->b;
     in->max_bytes = (size_t)fh_config_int(&b->cfg, "events.max_bytes");
     fh_json_doc_init(&in->doc, FH_EVENT_DOC_CAP(in->max_bytes));
 
-    if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
+    rd_kafka_t *producer;
+    if (!(in->dlq = fh_dlq_new(b, NULL))) {
+        snprintf(err, sizeof(err), "out of memory");
         goto conf_err;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
-    rd_kafka_conf_set_opaque(conf, in);
-    if (!(in->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
+    }
+    if (fh_dlq_producer(in->dlq, &producer, err, sizeof(err)))
         goto conf_err;
     if (!b->embedded && fh_config_bool(&b->cfg, "topics.create") &&
-        fh_kafka_create_topics(
-            in->producer, &b->cfg, (int)fh_config_int(&b->cfg, "topics.partitions"),
-            (int)fh_config_int(&b->cfg, "topics.replication"), 15000, err, sizeof(err)))
+        fh_kafka_create_topics(producer, &b->cfg, (int)fh_config_int(&b->cfg, "topics.partitions"),
+                               (int)fh_config_int(&b->cfg, "topics.replication"), 15000, err,
+                               sizeof(err)))
         fh_log(FH_LOG_WARN, "kafka.topics", "error=\"%s\"", err);
 
     const char *topics[2] = {fh_kafka_topic(&b->cfg, FH_TOPIC_EVENTS),
@@ -438,10 +372,8 @@ static void ingest_stop(ingest *in)
     fh_consumer_free(in->kc); /* closes before it destroys */
     in->kc = NULL;
     in->consumer = NULL;
-    if (in->producer) {
-        rd_kafka_flush(in->producer, 10000);
-        rd_kafka_destroy(in->producer);
-    }
+    fh_dlq_free(in->dlq); /* flushes first */
+    in->dlq = NULL;
     fh_json_doc_free(&in->doc);
     fh_lost_table_free(&in->next);
 }
