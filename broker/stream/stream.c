@@ -381,43 +381,49 @@ static void *stream_main(void *arg)
 /* ---- start and stop ---------------------------------------------------------------------------
  */
 
+static const fh_metric_row stream_metrics[] = {
+    FH_METRIC_ROW(fh_stream, m_in, "firehose_stream_events_total", NULL,
+                  "Events read by the stream.", 0),
+    FH_METRIC_ROW(fh_stream, m_deliveries, "firehose_stream_deliveries_total", NULL,
+                  "Events queued to stream subscribers.", 0),
+    FH_METRIC_ROW(fh_stream, m_slow, "firehose_stream_disconnects_total",
+                  "reason=\"slow_consumer\"",
+                  "Stream clients disconnected by the broker, by reason.", 0),
+    FH_METRIC_ROW(fh_stream, m_closed_other, "firehose_stream_disconnects_total",
+                  "reason=\"other\"", "Stream clients disconnected by the broker, by reason.", 0),
+    FH_METRIC_ROW(fh_stream, m_connections, "firehose_stream_connections", NULL,
+                  "Open WebSocket and SSE connections.", 1),
+    FH_METRIC_ROW(fh_stream, m_queued, "firehose_stream_queued_bytes", NULL,
+                  "Bytes queued for stream clients.", 1),
+    FH_METRIC_ROW(fh_stream, m_ring_events, "firehose_stream_ring_events", NULL,
+                  "Recent events held for resume.", 1),
+    FH_METRIC_ROW(fh_stream, m_catchups, "firehose_stream_catchups_total", NULL,
+                  "Resumes served from Kafka.", 0),
+    FH_METRIC_ROW(fh_stream, m_ring_bytes, "firehose_stream_ring_bytes", NULL,
+                  "Bytes the recent events held for resume cost.", 1),
+    FH_METRIC_ROW(fh_stream, m_holds, "firehose_stream_holds_total", NULL,
+                  "Times a connection past stream.client_queue_bytes held the "
+                  "stream (no record routed until it drained or was dropped).",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_z_plain, "firehose_stream_deflate_bytes_total", "form=\"plain\"",
+                  "Payload bytes of compressed deliveries (permessage-deflate), "
+                  "before (plain) and after (sent) compression.",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_z_sent, "firehose_stream_deflate_bytes_total", "form=\"sent\"",
+                  "Payload bytes of compressed deliveries (permessage-deflate), "
+                  "before (plain) and after (sent) compression.",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_held_ms, "firehose_stream_held_milliseconds_total", NULL,
+                  "Time the stream spent held by connections past their cap.", 0),
+    FH_METRIC_ROW(fh_stream, m_refused, "firehose_stream_refused_total", "reason=\"resources\"",
+                  "WebSocket connections refused for want of memory or file "
+                  "descriptors (HTTP 503 before the upgrade, close 4029 after it).",
+                  0),
+};
+
 static void register_metrics(fh_stream *s)
 {
-    s->m_in = fh_metric_new("firehose_stream_events_total", NULL, "Events read by the stream.", 0);
-    s->m_deliveries = fh_metric_new("firehose_stream_deliveries_total", NULL,
-                                    "Events queued to stream subscribers.", 0);
-    s->m_slow = fh_metric_new("firehose_stream_disconnects_total", "reason=\"slow_consumer\"",
-                              "Stream clients disconnected by the broker, by reason.", 0);
-    s->m_closed_other = fh_metric_new("firehose_stream_disconnects_total", "reason=\"other\"",
-                                      "Stream clients disconnected by the broker, by reason.", 0);
-    s->m_connections = fh_metric_new("firehose_stream_connections", NULL,
-                                     "Open WebSocket and SSE connections.", 1);
-    s->m_queued =
-        fh_metric_new("firehose_stream_queued_bytes", NULL, "Bytes queued for stream clients.", 1);
-    s->m_ring_events =
-        fh_metric_new("firehose_stream_ring_events", NULL, "Recent events held for resume.", 1);
-    s->m_catchups =
-        fh_metric_new("firehose_stream_catchups_total", NULL, "Resumes served from Kafka.", 0);
-    s->m_ring_bytes = fh_metric_new("firehose_stream_ring_bytes", NULL,
-                                    "Bytes the recent events held for resume cost.", 1);
-    s->m_holds = fh_metric_new("firehose_stream_holds_total", NULL,
-                               "Times a connection past stream.client_queue_bytes held the "
-                               "stream (no record routed until it drained or was dropped).",
-                               0);
-    s->m_z_plain = fh_metric_new("firehose_stream_deflate_bytes_total", "form=\"plain\"",
-                                 "Payload bytes of compressed deliveries (permessage-deflate), "
-                                 "before (plain) and after (sent) compression.",
-                                 0);
-    s->m_z_sent = fh_metric_new("firehose_stream_deflate_bytes_total", "form=\"sent\"",
-                                "Payload bytes of compressed deliveries (permessage-deflate), "
-                                "before (plain) and after (sent) compression.",
-                                0);
-    s->m_held_ms = fh_metric_new("firehose_stream_held_milliseconds_total", NULL,
-                                 "Time the stream spent held by connections past their cap.", 0);
-    s->m_refused = fh_metric_new("firehose_stream_refused_total", "reason=\"resources\"",
-                                 "WebSocket connections refused for want of memory or file "
-                                 "descriptors (HTTP 503 before the upgrade, close 4029 after it).",
-                                 0);
+    fh_metrics_register(s, stream_metrics, sizeof(stream_metrics) / sizeof(stream_metrics[0]));
 }
 
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)

@@ -37,27 +37,42 @@ int view_running(fh_view *v)
 }
 
 static const fh_metric_row view_metrics[] = {
-    FH_METRIC_ROW(fh_view, m_applied, "firehose_view_events_applied_total", NULL, "Events applied to the materialised view.", 0),
-    FH_METRIC_ROW(fh_view, m_dups, "firehose_view_duplicates_total", NULL, "Events the view dropped as already applied (same id).", 0),
-    FH_METRIC_ROW(fh_view, m_invalid, "firehose_view_invalid_total", NULL, "Records the view could not decode or apply (skipped).", 0),
-    FH_METRIC_ROW(fh_view, m_skipped, "firehose_view_skipped_total", NULL, "Valid events the view does not store (log.chunk, master.*).", 0),
-    FH_METRIC_ROW(fh_view, m_batches, "firehose_view_batches_total", NULL, "Transactions the view committed.", 0),
-    FH_METRIC_ROW(fh_view, m_errors, "firehose_view_errors_total", NULL, "SQLite errors in the view (batches rolled back, events skipped).", 0),
+    FH_METRIC_ROW(fh_view, m_applied, "firehose_view_events_applied_total", NULL,
+                  "Events applied to the materialised view.", 0),
+    FH_METRIC_ROW(fh_view, m_dups, "firehose_view_duplicates_total", NULL,
+                  "Events the view dropped as already applied (same id).", 0),
+    FH_METRIC_ROW(fh_view, m_invalid, "firehose_view_invalid_total", NULL,
+                  "Records the view could not decode or apply (skipped).", 0),
+    FH_METRIC_ROW(fh_view, m_skipped, "firehose_view_skipped_total", NULL,
+                  "Valid events the view does not store (log.chunk, master.*).", 0),
+    FH_METRIC_ROW(fh_view, m_batches, "firehose_view_batches_total", NULL,
+                  "Transactions the view committed.", 0),
+    FH_METRIC_ROW(fh_view, m_errors, "firehose_view_errors_total", NULL,
+                  "SQLite errors in the view (batches rolled back, events skipped).", 0),
     FH_METRIC_ROW(fh_view, m_version, "firehose_view_version", NULL, "The view's version.", 1),
-    FH_METRIC_ROW(fh_view, m_behind, "firehose_view_behind_records", NULL, "Records on the topics the view has not applied yet (-1: not known yet).", 1),
-    FH_METRIC_ROW(fh_view, m_checkpoints, "firehose_view_checkpoints_total", "thread=\"checkpointer\"", "WAL checkpoints, by the thread that ran them.", 0),
-    FH_METRIC_ROW(fh_view, m_checkpoints_tail, "firehose_view_checkpoints_total", "thread=\"view\"", "WAL checkpoints, by the thread that ran them.", 0),
-    FH_METRIC_ROW(fh_view, m_pruned, "firehose_view_pruned_rows_total", NULL, "Rows removed by retention.", 0),
-    FH_METRIC_ROW(fh_view, m_hits, "firehose_rest_cache_total", "result=\"hit\"", "REST answers by cache result.", 0),
-    FH_METRIC_ROW(fh_view, m_stale, "firehose_rest_cache_total", "result=\"stale\"", "REST answers by cache result.", 0),
-    FH_METRIC_ROW(fh_view, m_misses, "firehose_rest_cache_total", "result=\"render\"", "REST answers by cache result.", 0),
+    FH_METRIC_ROW(fh_view, m_behind, "firehose_view_behind_records", NULL,
+                  "Records on the topics the view has not applied yet (-1: not known yet).", 1),
+    FH_METRIC_ROW(fh_view, m_checkpoints, "firehose_view_checkpoints_total",
+                  "thread=\"checkpointer\"", "WAL checkpoints, by the thread that ran them.", 0),
+    FH_METRIC_ROW(fh_view, m_checkpoints_tail, "firehose_view_checkpoints_total", "thread=\"view\"",
+                  "WAL checkpoints, by the thread that ran them.", 0),
+    FH_METRIC_ROW(fh_view, m_pruned, "firehose_view_pruned_rows_total", NULL,
+                  "Rows removed by retention.", 0),
+    FH_METRIC_ROW(fh_view, m_hits, "firehose_rest_cache_total", "result=\"hit\"",
+                  "REST answers by cache result.", 0),
+    FH_METRIC_ROW(fh_view, m_stale, "firehose_rest_cache_total", "result=\"stale\"",
+                  "REST answers by cache result.", 0),
+    FH_METRIC_ROW(fh_view, m_misses, "firehose_rest_cache_total", "result=\"render\"",
+                  "REST answers by cache result.", 0),
 };
 
 /* The freshness histogram's buckets come between view_metrics and view_fresh_metrics (their
  * order is the order /metrics lists them in). */
 static const fh_metric_row view_fresh_metrics[] = {
-    FH_METRIC_ROW(fh_view, m_fresh_count, "firehose_view_freshness_ms_count", NULL, "Records measured for freshness.", 0),
-    FH_METRIC_ROW(fh_view, m_fresh_sum, "firehose_view_freshness_ms_sum", NULL, "Sum of produce-to-committed times, ms.", 0),
+    FH_METRIC_ROW(fh_view, m_fresh_count, "firehose_view_freshness_ms_count", NULL,
+                  "Records measured for freshness.", 0),
+    FH_METRIC_ROW(fh_view, m_fresh_sum, "firehose_view_freshness_ms_sum", NULL,
+                  "Sum of produce-to-committed times, ms.", 0),
 };
 
 static void register_metrics(fh_view *v)
