@@ -211,9 +211,9 @@ static void handle_message(ingest *in, rd_kafka_message_t *m)
  * The ingest consumer's queue wakes the loop through its eventfd (fh_consumer_watch); after each
  * pass the records it holds are judged, at most INGEST_PASS_MAX a pass so the timers keep their
  * turn (the rest are taken on the next pass, without sleeping). Timers: the Kafka probe (while
- * Kafka is down) and the per-type counts log. Any
- * pass polls the consumer, so an idle group member still polls well within max.poll.interval.ms.
- * SIGINT and SIGTERM stop the loop through its wake-up. */
+ * Kafka is down) and the per-type counts log. Every pass polls the consumer, so an idle group
+ * member still polls well within max.poll.interval.ms. SIGINT and SIGTERM stop the loop through
+ * its wake-up. */
 
 #define INGEST_PASS_MAX 1000
 #define PROBE_MS 2000
