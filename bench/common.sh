@@ -1,5 +1,5 @@
-# bench/common.sh: what the fan-out and CPU benchmarks share (sourced by bench/fanout.sh and
-# bench/cpu.sh, not run). The sourcing script sets ROOT, DATA, KAFKA_SH and STATE first, and
+# bench/common.sh: what the benchmarks share (sourced by bench/fanout.sh, bench/cpu.sh and
+# bench/ingest_drain.sh, not run). The sourcing script sets ROOT, DATA, KAFKA_SH and STATE first, and
 # defines say() (its own prefix) and die().
 
 INPUT_COUNT=1200000
