@@ -466,6 +466,15 @@ static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes,
     return h;
 }
 
+/* Logs a module's failed start (event, error=err). Returns 1 when e is an error, else 0. */
+static int start_failed(fh_err e, const char *event, const char *err)
+{
+    if (e == FH_OK)
+        return 0;
+    fh_log(FH_LOG_ERROR, event, "error=\"%s\"", err);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     static fh_broker b;
@@ -532,41 +541,27 @@ int main(int argc, char **argv)
         goto out;
     }
     fh_view_config_read(&b.cfg, &view_cfg);
-    if (fh_view_start(&b, &view_cfg, &view, err, sizeof(err))) { /* the view's thread */
-        fh_log(FH_LOG_ERROR, "view.start", "error=\"%s\"", err);
+    fh_webhooks_config_read(&b.cfg, &webhooks_cfg);
+    /* each module's threads and producers, in this order; the first that fails stops start-up */
+    if (start_failed(fh_view_start(&b, &view_cfg, &view, err, sizeof(err)), "view.start", err) ||
+        start_failed(fh_webhooks_start(&b, &webhooks_cfg, &webhooks, err, sizeof(err)),
+                     "webhook.start", err) ||
+        start_failed(fh_stream_start(&b, &stream, err, sizeof(err)), "stream.start", err) ||
+        start_failed(statuspush_start(&b, &statuspush, err, sizeof(err)), "statuspush.start",
+                     err) ||
+        start_failed(ingest_ci_start(&b, &ingest_ci, err, sizeof(err)), /* GitHub, GitLab */
+                     "ingest_ci.start", err)) {
         status = 1;
         goto out;
     }
     health.view = view;
-    fh_webhooks_config_read(&b.cfg, &webhooks_cfg);
-    if (fh_webhooks_start(&b, &webhooks_cfg, &webhooks, err, sizeof(err))) {
-        fh_log(FH_LOG_ERROR, "webhook.start", "error=\"%s\"", err);
-        status = 1;
-        goto out;
-    }
-    if (fh_stream_start(&b, &stream, err, sizeof(err))) {
-        fh_log(FH_LOG_ERROR, "stream.start", "error=\"%s\"", err);
-        status = 1;
-        goto out;
-    }
-    if (statuspush_start(&b, &statuspush, err, sizeof(err))) {
-        fh_log(FH_LOG_ERROR, "statuspush.start", "error=\"%s\"", err);
-        status = 1;
-        goto out;
-    }
     nroutes += statuspush_routes(statuspush, routes + nroutes);
-    if (ingest_ci_start(&b, &ingest_ci, err, sizeof(err))) { /* GitHub and GitLab webhooks */
-        fh_log(FH_LOG_ERROR, "ingest_ci.start", "error=\"%s\"", err);
-        status = 1;
-        goto out;
-    }
     nroutes += ingest_ci_routes(ingest_ci, routes + nroutes);
     ncaps = ingest_ci_body_caps(ingest_ci, &caps);
     nroutes += health_routes(&health, routes + nroutes);
     nroutes += rest_routes(view, routes + nroutes); /* /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
     nroutes += dashboard_routes(routes + nroutes);
-
     nroutes += fh_webhooks_routes(webhooks, routes + nroutes);
     fit_connection_limits(&b, stream, nofile);
     if (!(http = start_http(&b, routes, nroutes, caps, ncaps))) {
