@@ -50,6 +50,15 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     sp->outstanding--;
 }
 
+static const fh_metric_row statuspush_metrics[] = {
+    FH_METRIC_ROW(fh_statuspush, posts, "firehose_statuspush_posts_total", NULL,
+                  "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0),
+    FH_METRIC_ROW(fh_statuspush, rejected, "firehose_statuspush_rejected_total", NULL,
+                  "HttpStatusPush posts refused with a 4xx", 0),
+    FH_METRIC_ROW(fh_statuspush, produced, "firehose_statuspush_events_total", NULL,
+                  "events produced from HttpStatusPush posts", 0),
+};
+
 fh_err statuspush_start(fh_broker *b, fh_statuspush **out, char *errbuf, size_t errsize)
 {
     char err[512];
@@ -70,12 +79,8 @@ fh_err statuspush_start(fh_broker *b, fh_statuspush **out, char *errbuf, size_t 
         statuspush_free(sp);
         return fh_errf(errbuf, errsize, e, "statuspush producer: %s", err);
     }
-    sp->posts = fh_metric_new("firehose_statuspush_posts_total", NULL,
-                              "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0);
-    sp->rejected = fh_metric_new("firehose_statuspush_rejected_total", NULL,
-                                 "HttpStatusPush posts refused with a 4xx", 0);
-    sp->produced = fh_metric_new("firehose_statuspush_events_total", NULL,
-                                 "events produced from HttpStatusPush posts", 0);
+    fh_metrics_register(sp, statuspush_metrics,
+                        sizeof(statuspush_metrics) / sizeof(statuspush_metrics[0]));
     return FH_OK;
 }
 
