@@ -108,8 +108,10 @@ typedef struct ingest {
     fh_dlq *dlq; /* the records the contract refuses; its producer also creates the topics */
     long long logged_total, logged_dlq;
     size_t max_bytes;
-    fh_json_doc doc;    /* each record is validated in it, in place */
-    fh_lost_table next; /* per partition, the next offset the group still needs */
+    fh_json_doc doc;     /* each record is validated in it, in place */
+    fh_lost_table next;  /* per partition, the next offset the group still needs */
+    fh_loop *loop;       /* the main thread's (ingest_loop_open) */
+    fh_consumer_watch w; /* the consumer queue's eventfd on it */
 } ingest;
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -261,29 +263,31 @@ static int64_t stats_timer(fh_loop *l, void *arg)
     return fh_config_int(&in->b->cfg, "broker.stats_interval_ms");
 }
 
-/* Runs the ingest consumer on the main thread's loop until SIGINT or SIGTERM. */
-static fh_err ingest_run(ingest *in, char *errbuf, size_t errsize)
+/* Makes the main thread's loop and watches the consumer queue on it: at start-up, so the
+ * descriptors count when the connection limits are fitted. */
+static fh_err ingest_loop_open(ingest *in, char *errbuf, size_t errsize)
 {
-    fh_loop *l = NULL;
-    fh_consumer_watch w;
-    fh_consumer_watch_init(&w);
-    fh_err e = fh_loop_new(&l, 8, 4, errbuf, errsize);
+    fh_err e = fh_loop_new(&in->loop, 8, 4, errbuf, errsize);
     if (e == FH_OK)
-        e = fh_consumer_watch_start(&w, l, in->kc->q, NULL, NULL, errbuf, errsize);
+        e = fh_consumer_watch_start(&in->w, in->loop, in->kc->q, NULL, NULL, errbuf, errsize);
     if (e == FH_OK) {
-        fh_loop_before_sleep(l, ingest_before_sleep, in);
-        fh_loop_after_pass(l, ingest_after_pass, in);
-        fh_loop_timer(l, PROBE_MS, probe_timer, in);
-        fh_loop_timer(l, fh_config_int(&in->b->cfg, "broker.stats_interval_ms"), stats_timer, in);
-        main_loop = l;
-        if (!run)
-            fh_loop_stop(l); /* a signal came before the loop was there to stop */
-        fh_loop_run(l, -1);
-        main_loop = NULL;
+        fh_loop_before_sleep(in->loop, ingest_before_sleep, in);
+        fh_loop_after_pass(in->loop, ingest_after_pass, in);
+        fh_loop_timer(in->loop, PROBE_MS, probe_timer, in);
+        fh_loop_timer(in->loop, fh_config_int(&in->b->cfg, "broker.stats_interval_ms"), stats_timer,
+                      in);
     }
-    fh_consumer_watch_stop(&w, l);
-    fh_loop_free(l);
     return e;
+}
+
+/* Runs the ingest consumer on the main thread's loop until SIGINT or SIGTERM. */
+static void ingest_run(ingest *in)
+{
+    main_loop = in->loop;
+    if (!run)
+        fh_loop_stop(in->loop); /* a signal came before the loop was there to stop */
+    fh_loop_run(in->loop, -1);
+    main_loop = NULL;
 }
 
 static int start_kafka(fh_broker *b)
@@ -361,6 +365,10 @@ static int ingest_start(ingest *in)
         fh_log(FH_LOG_ERROR, "kafka.subscribe", "error=\"%s\"", err);
         return -1;
     }
+    if (ingest_loop_open(in, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "broker.loop", "error=\"%s\"", err);
+        return -1;
+    }
     return 0;
 conf_err:
     fh_log(FH_LOG_ERROR, "kafka.config", "error=\"%s\"", err);
@@ -369,6 +377,9 @@ conf_err:
 
 static void ingest_stop(ingest *in)
 {
+    fh_consumer_watch_stop(&in->w, in->loop);
+    fh_loop_free(in->loop);
+    in->loop = NULL;
     fh_consumer_free(in->kc); /* closes before it destroys */
     in->kc = NULL;
     in->consumer = NULL;
@@ -499,6 +510,7 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
     b.run = &run;
+    fh_consumer_watch_init(&in.w); /* ingest_stop runs on every path out */
     if (fh_config_init(&b.cfg, "firehose-broker", "[OPTIONS]",
                        "Consumes the firehose topics and serves them over HTTP. With no Kafka "
                        "configured it runs an embedded in-memory Kafka.",
@@ -573,10 +585,7 @@ int main(int argc, char **argv)
            fh_kafka_topic(&b.cfg, FH_TOPIC_LOGS), fh_kafka_topic(&b.cfg, FH_TOPIC_DLQ),
            fh_config_str(&b.cfg, "kafka.group"));
 
-    if (ingest_run(&in, err, sizeof(err))) {
-        fh_log(FH_LOG_ERROR, "broker.loop", "error=\"%s\"", err);
-        status = 1;
-    }
+    ingest_run(&in);
     log_counts(&in, "broker.stopping");
 out:
     fh_stream_stop(stream); /* closes upgraded sockets before the HTTP server stops */
