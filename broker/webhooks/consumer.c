@@ -1,9 +1,12 @@
 /* webhooks/consumer.c: the webhook consumer (group webhooks.group, shared by every broker
- * instance), on the webhook thread. Records become deliveries inside one SQLite transaction; its
- * COMMIT comes before the offsets of the records it covers are stored, so a delivery is durable
- * before its record's offset can be committed (at-least-once). At webhooks.queue_max pending
- * deliveries the partitions are paused; a revoke first records and commits what was consumed and
- * lets the transfers on the lost partitions finish. */
+ * instance), on the webhook thread. Records become deliveries inside one SQLite transaction and
+ * changelog records (changelog.c); the offsets of the records a COMMIT covers are stored only
+ * once Kafka acknowledged those changelog records, so a delivery is durable in the cluster
+ * before its record's offset can be committed (at-least-once). A newly assigned partition stays
+ * paused, and its deliveries unsent, until the reader has applied its changelog partition up to
+ * the end it had at the assignment (the previous owner's last word). At webhooks.queue_max
+ * pending deliveries the partitions are paused; a revoke first records and commits what was
+ * consumed and lets the transfers on the lost partitions finish. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -43,6 +46,16 @@ void wh_txn_commit(fh_webhooks *w)
         return;
     }
     rd_kafka_topic_partition_list_t *l = NULL;
+    int any = 0;
+    for (int p = 0; p < MAX_PARTS && !any; p++)
+        any = w->to_store[p] >= 0;
+    /* the changelog records of these deliveries must be in the cluster before the offsets move */
+    if (any && wh_cl_flush(w, (int)w->cfg.timeout_ms + 10000)) {
+        fh_log(FH_LOG_WARN, "webhook.changelog",
+               "error=\"Kafka did not acknowledge the changelog in time: consuming again\"");
+        seek_back(w);
+        return;
+    }
     for (int p = 0; p < MAX_PARTS; p++) {
         if (w->to_store[p] < 0)
             continue;
@@ -101,6 +114,8 @@ static void own(fh_webhooks *w, int p, int yes)
 {
     if (p < 0 || p >= MAX_PARTS)
         return;
+    if (!yes)
+        w->catchup[p] = -1;
     w->owned[p] = (unsigned char)yes;
     sqlite3_stmt *st = w->st[yes ? S_OWN_ADD : S_OWN_DEL];
     sqlite3_bind_int(st, 1, p);
@@ -128,6 +143,12 @@ void wh_check_pause(fh_webhooks *w)
         return;
     rd_kafka_topic_partition_list_t *l = NULL;
     if (rd_kafka_assignment(w->rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
+        /* a partition still catching up stays paused */
+        for (int i = l->cnt - 1; !want && i >= 0; i--) {
+            int slot = wh_slot(w, l->elems[i].topic, l->elems[i].partition);
+            if (slot >= 0 && w->catchup[slot] >= 0)
+                rd_kafka_topic_partition_list_del_by_idx(l, i);
+        }
         pause_parts(w, l, want);
         rd_kafka_topic_partition_list_destroy(l);
     }
@@ -135,6 +156,33 @@ void wh_check_pause(fh_webhooks *w)
     fh_metric_set(w->m_paused, want);
     fh_log(want ? FH_LOG_WARN : FH_LOG_INFO, want ? "webhook.paused" : "webhook.resumed",
            "pending=%lld queue_max=%lld", w->pending, w->cfg.queue_max);
+}
+
+void wh_catchup(fh_webhooks *w)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int slot = 0; slot < MAX_PARTS; slot++) {
+        if (w->catchup[slot] < 0)
+            continue;
+        int64_t at = atomic_load(&w->cl_applied[wh_cl_partition(w, slot)]);
+        if (at < w->catchup[slot])
+            continue;
+        fh_log(FH_LOG_INFO, "webhook.caught_up", "slot=%d changelog_partition=%d offset=%lld", slot,
+               wh_cl_partition(w, slot), (long long)at);
+        w->catchup[slot] = -1;
+        own(w, slot, 1);
+        if (!l)
+            l = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(l, wh_slot_topic(w, slot), wh_slot_partition(slot));
+    }
+    if (!l)
+        return;
+    if (!w->paused)
+        pause_parts(w, l, 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    wh_recount_pending(w);
+    for (size_t i = 0; i < w->neps; i++)
+        w->eps[i].has_work = 1;
 }
 
 /* ---- consuming ------------------------------------------------------------------------------ */
@@ -153,10 +201,21 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
         /* records below the committed offsets that Kafka deleted meanwhile are lost to us */
         fh_lost_table_assigned(&w->next, rk, parts, 5000);
-        for (int i = 0; i < parts->cnt; i++)
-            own(w, wh_slot(w, parts->elems[i].topic, parts->elems[i].partition), 1);
-        if (w->paused)
-            pause_parts(w, parts, 1);
+        /* each partition waits, paused, until the reader reached its changelog partition's end
+         * as of now (wh_catchup) */
+        for (int i = 0; i < parts->cnt; i++) {
+            int slot = wh_slot(w, parts->elems[i].topic, parts->elems[i].partition);
+            int64_t lo = 0, hi = 0;
+            if (slot < 0)
+                continue;
+            rd_kafka_resp_err_t kerr = fh_consumer_watermarks(
+                w->prod, w->cl_topic, wh_cl_partition(w, slot), &lo, &hi, 5000);
+            if (kerr)
+                fh_log(FH_LOG_WARN, "webhook.catchup", "slot=%d error=\"%s\"", slot,
+                       rd_kafka_err2str(kerr));
+            w->catchup[slot] = kerr ? 0 : hi;
+        }
+        pause_parts(w, parts, 1);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* Record what was consumed so far and commit its offsets while the partitions are
          * still ours, stop starting new attempts on them, and let the running ones finish. */
@@ -166,6 +225,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         for (int i = 0; i < parts->cnt; i++)
             own(w, wh_slot(w, parts->elems[i].topic, parts->elems[i].partition), 0);
         wh_drain(w, parts);
+        /* the next owner reads the changelog to its end when it is assigned: ours must be in */
+        if (wh_cl_flush(w, (int)w->cfg.timeout_ms + 10000))
+            fh_log(FH_LOG_WARN, "webhook.changelog", "error=\"unacknowledged at the revoke\"");
         fh_lost_table_revoked(&w->next, parts);
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
     } else {

@@ -7,9 +7,10 @@
 #                                           (DIR may be one node of a cluster: it restarts that node)
 #   kafka.sh start-cluster DIR [N]          N nodes (default 3) in DIR/node1..N, replication N (at most 3),
 #                                           min.insync.replicas 2 (1 below 3 nodes); prints HOST:PORT,...
-#   kafka.sh create-topics DIR name:parts[@leader]…
+#   kafka.sh create-topics DIR name:parts[@leader][+key=value…]…
 #                                           create topics (idempotent), wait until they have leaders;
-#                                           @leader (cluster) makes that node the preferred leader of every partition
+#                                           @leader (cluster) makes that node the preferred leader of every partition;
+#                                           +key=value: a topic config (e.g. +cleanup.policy=compact)
 #   kafka.sh elect-leaders DIR              preferred leader election for every partition (cluster)
 #   kafka.sh stop DIR [--purge]             SIGTERM (bounded), then SIGKILL; --purge also deletes DIR's contents
 #                                           (a cluster DIR: every node)
@@ -530,8 +531,17 @@ cmd_create_topics() {
     [ "$#" -gt 0 ] || usage
     cluster_info "$dir"
     write_tools_log4j
-    local pids=() specs=() how
+    local pids=() specs=() how extra topic_cfg
     for spec in "$@"; do
+        # +key=value suffixes: topic configs
+        topic_cfg=()
+        extra="${spec#*+}"
+        if [ "$extra" != "$spec" ]; then
+            spec="${spec%%+*}"
+            local kv
+            IFS='+' read -r -a kvs <<<"$extra"
+            for kv in "${kvs[@]}"; do topic_cfg+=(--config "$kv"); done
+        fi
         name="${spec%%:*}"
         parts="${spec#*:}"
         [ "$name" != "$spec" ] || parts=6
@@ -548,6 +558,7 @@ cmd_create_topics() {
         # One JVM per topic, in parallel (TopicCommand creates one topic per run).
         java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
             --create --if-not-exists --topic "$name" "${how[@]}" --config "min.insync.replicas=$MIN_ISR" \
+            ${topic_cfg[@]+"${topic_cfg[@]}"} \
             >"$dir/topic-$name.log" 2>&1 &
         pids+=("$!"); specs+=("$spec")
     done
@@ -563,6 +574,7 @@ cmd_create_topics() {
     command -v kcat >/dev/null || return 0
     local deadline=$((SECONDS + 60)) md have want
     for spec in "$@"; do
+        spec="${spec%%+*}"
         name="${spec%%:*}"; parts="${spec#*:}"; [ "$name" != "$spec" ] || parts=6
         leader="${parts#*@}"; [ "$leader" != "$parts" ] || leader='[0-9]*'
         parts="${parts%%@*}"
