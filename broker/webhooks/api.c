@@ -393,7 +393,12 @@ static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
     sqlite3_stmt *st = wh_api_prep(w, "SELECT count(*) FROM endpoints", resp);
     if (!st)
         goto out;
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) >= w->cfg.max_endpoints) {
+    long long count = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    /* finalized now: an open statement would hold this connection's snapshot from before the
+     * reader applies the new endpoint */
+    sqlite3_finalize(st);
+    st = NULL;
+    if (count >= w->cfg.max_endpoints) {
         fh_http_error(resp, 409, "too_many", NULL,
                       "already %lld endpoints (webhooks.max_endpoints)", w->cfg.max_endpoints);
         goto out;

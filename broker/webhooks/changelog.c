@@ -312,6 +312,8 @@ static int produce_wait(fh_webhooks *w, const char *topic, int32_t part, const c
 #define APPLIED() (is_ep ? w->ep_applied : atomic_load(&w->cl_applied[part]))
         while (APPLIED() <= p->offset && pthread_cond_timedwait(&w->rd_cond, &w->rd_mu, &dl) == 0)
             ;
+        fh_log(FH_LOG_DEBUG, "webhook.published", "topic=%s partition=%d offset=%lld applied=%lld",
+               topic, (int)part, (long long)p->offset, (long long)APPLIED());
         if (APPLIED() > p->offset)
             rc = 0;
         else

@@ -277,12 +277,12 @@ static void apply_batch(fh_webhooks *w, rd_kafka_message_t *m)
     }
     while (m) {
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            /* the end: a partition whose records Kafka deleted (retention) is caught up too */
-            const char *t = rd_kafka_topic_name(m->rkt);
-            if (strcmp(t, w->ep_topic) == 0)
-                publish(w, -1, 0, m->offset);
-            else
-                publish(w, m->partition, m->offset, -1);
+            /* the end: a partition whose records Kafka deleted (retention) is caught up too;
+             * published after the COMMIT like the rest of the batch */
+            int slot = strcmp(rd_kafka_topic_name(m->rkt), w->ep_topic) == 0 ? MAX_PARTS / 2
+                                                                             : m->partition;
+            if (slot >= 0 && slot <= MAX_PARTS / 2 && m->offset > next[slot])
+                next[slot] = m->offset;
         } else if (m->err) {
             fh_log(FH_LOG_WARN, "webhook.reader", "error=\"%s\"", rd_kafka_message_errstr(m));
         } else {

@@ -175,6 +175,14 @@ def webhook_topics(kafka, topics, parts=3):
     return tuple(specs)
 
 
+def webhook_args(kafka, topics, parts=3):
+    """What every broker that runs webhooks needs on top of its own arguments: the key that seals
+    secrets, the test's own webhook topics, and no migration from a file in the working directory."""
+    eps, cl = webhook_topics(kafka, topics, parts)
+    return ["--webhooks.secret_key=" + SECRET_KEY, "--topics.webhook_endpoints=" + eps,
+            "--topics.webhook_deliveries=" + cl, "--webhooks.migrate_from="]
+
+
 class WebhookBroker(Broker):
     """bin/firehose-broker with webhooks on: admin token, a store, a group, loopback allowed."""
 
@@ -183,13 +191,11 @@ class WebhookBroker(Broker):
         # each instance its own file (a cache of the topics): instances share nothing but Kafka
         self.store = store or (tmp / ("%s-webhooks.db" % name))
         self.group = group or ("wh-test-%s" % uuid.uuid4().hex[:8])
-        eps, cl = webhook_topics(kafka, topics, parts)
         args = ["--auth.admin_token=" + ADMIN, "--webhooks.path=%s" % self.store,
-                "--webhooks.secret_key=" + SECRET_KEY, "--topics.webhook_endpoints=" + eps,
-                "--topics.webhook_deliveries=" + cl, "--webhooks.migrate_from=",
                 "--webhooks.group=" + self.group, "--webhooks.retry_schedule=" + schedule,
                 "--webhooks.allow_cidrs=" + allow, "--view.enabled=false",
-                "--kafka.session.timeout.ms=6000", "--webhooks.scan_interval_ms=200"] + list(extra)
+                "--kafka.session.timeout.ms=6000", "--webhooks.scan_interval_ms=200"]
+        args += webhook_args(kafka, topics, parts) + list(extra)
         super().__init__(kafka, topics, tmp / ("%s-view.db" % name), tmp / ("%s.log" % name), extra=args)
 
     def api(self, method, path, body=None, params=None, token=ADMIN):
@@ -209,8 +215,9 @@ class WebhookBroker(Broker):
         return int(m.group(1)) if m else None
 
     def wait_consumer(self, timeout=60):
-        """Waits until the webhook consumer owns partitions (its log says kafka.assign)."""
-        wait_for(lambda: re.search(r"event=webhook.partitions change=assigned .*owned=[1-9]", self.log()),
+        """Waits until the webhook consumer owns partitions: assigned, and caught up on their changelog
+        partitions (its log says webhook.caught_up)."""
+        wait_for(lambda: re.search(r"event=webhook.caught_up ", self.log()),
                  timeout, what="the webhook consumer's assignment")
 
 
