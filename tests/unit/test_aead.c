@@ -94,8 +94,10 @@ TEST(aead_detects_tampering_and_names_a_wrong_key)
     CHECK(fh_aead_open(&b, "ep_1", sealed, out, sizeof(out), NULL, err, sizeof(err)) ==
           FH_ERR_INVAL);
     CHECK(strstr(err, a.id) != NULL && strstr(err, b.id) != NULL);
-    /* every changed character of the base64 part is caught */
-    for (size_t i = 12; sealed[i] && sealed[i] != '='; i++) {
+    /* every changed character of the base64 part is caught (but the last one before the
+     * padding: its low bits carry no data, so some changes decode to the same bytes) */
+    size_t end = strcspn(sealed, "=") - 1;
+    for (size_t i = 12; i < end; i++) {
         char t[sizeof(sealed)];
         memcpy(t, sealed, sizeof(t));
         t[i] = t[i] == 'A' ? 'B' : 'A';
