@@ -61,9 +61,14 @@ if [ -n "${BENCH_BOOTSTRAP:-}" ]; then
 else
     STATE="$(mktemp -d "${TMPDIR:-/tmp}/firehose-bench-kafka.XXXXXX")"
     BOOTSTRAP="$(KAFKA_WATCH_PID=$$ "$KAFKA_SH" start "$STATE")"
-    "$KAFKA_SH" create-topics "$STATE" "$P.events:6" "$P.logs:1" "$P.dlq:1" 2>/dev/null
+    "$KAFKA_SH" create-topics "$STATE" "$P.events:6" "$P.logs:1" "$P.dlq:1" \
+        "$P.wh-endpoints:1+cleanup.policy=compact" \
+        "$P.wh-deliveries:6+cleanup.policy=compact,delete+retention.ms=604800000" 2>/dev/null
     TOPIC_ARGS=(--topics.create=false)
 fi
+# the webhook topics of this run, and the key that seals endpoint secrets
+TOPIC_ARGS+=(--topics.webhook_endpoints="$P.wh-endpoints" --topics.webhook_deliveries="$P.wh-deliveries"
+             --webhooks.secret_key="$(openssl rand -hex 32)" --webhooks.migrate_from=)
 
 # ---- receiver and broker -------------------------------------------------------------------
 "$DATA/webhook_sink" 0 </dev/null >"$WORK/sink.out" &

@@ -350,11 +350,15 @@ static int seal_into(fh_webhooks *w, json_t *o, const char *name, const char *id
 }
 
 /* Publishes the endpoint (NULL: its deletion) and waits until this instance applied it; 0, or
- * -1 with a 503 naming what did not answer. */
+ * -1 with a 503 naming what did not answer. Called inside the API's section, which it leaves
+ * while it waits (other requests go on) and takes again. */
 static int publish(fh_webhooks *w, const char *id, json_t *o, fh_http_response *resp)
 {
     char err[512];
-    if (wh_ep_publish(w, id, o, 1, err, sizeof(err)) == 0)
+    wh_api_leave(w);
+    int rc = wh_ep_publish(w, id, o, 1, err, sizeof(err));
+    pthread_mutex_lock(&w->api_mu);
+    if (rc == 0)
         return 0;
     fh_log(FH_LOG_WARN, "webhook.api_publish", "endpoint=%s error=\"%s\"", id, err);
     fh_http_error(resp, 503, "unavailable", NULL, "%s", err);

@@ -173,12 +173,16 @@ out:
 
 /* Asks every instance, through the changelog, to put deliveries back in the queue with a fresh
  * retry schedule (same webhook-id, same body); the owner of their partition sends them. The
- * answer waits until this instance applied the request (see wh_cl_request). */
+ * answer waits until this instance applied the request (see wh_cl_request), outside the API's
+ * section (held by the caller, taken again before returning). */
 static int request(fh_webhooks *w, int part, const char *id, const char *msg, int64_t since,
                    fh_http_response *resp)
 {
     char err[512];
-    if (wh_cl_request(w, part, id, msg, since, err, sizeof(err)) == 0)
+    wh_api_leave(w); /* other requests go on while this one waits */
+    int rc = wh_cl_request(w, part, id, msg, since, err, sizeof(err));
+    pthread_mutex_lock(&w->api_mu);
+    if (rc == 0)
         return 0;
     fh_http_error(resp, 503, "unavailable", NULL, "%s", err);
     return -1;
@@ -192,20 +196,22 @@ void wh_api_redeliver(void *ctx, fh_http_request *req, fh_http_response *resp)
         return;
     sqlite3_stmt *st =
         wh_api_prep(w, "SELECT part FROM deliveries WHERE endpoint_id = ?1 AND msg_id = ?2", resp);
+    int slot = -1;
     if (st) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, msg, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_ROW) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            slot = sqlite3_column_int(st, 0);
+        else
             fh_http_error(resp, 404, "not_found", "delivery",
                           "no delivery %.64s for endpoint %.64s", msg, id);
-        } else if (request(w, wh_cl_partition(w, sqlite3_column_int(st, 0)), id, msg, 0, resp) ==
-                   0) {
-            resp->status = 202;
-            fh_buf_printf(&resp->body, "{\"id\":");
-            fh_buf_json_str(&resp->body, msg);
-            fh_buf_printf(&resp->body, ",\"state\":\"pending\"}\n");
-        }
-        sqlite3_finalize(st);
+        sqlite3_finalize(st); /* before request() leaves the section that guards the connection */
+    }
+    if (slot >= 0 && request(w, wh_cl_partition(w, slot), id, msg, 0, resp) == 0) {
+        resp->status = 202;
+        fh_buf_printf(&resp->body, "{\"id\":");
+        fh_buf_json_str(&resp->body, msg);
+        fh_buf_printf(&resp->body, ",\"state\":\"pending\"}\n");
     }
     wh_api_leave(w);
     wh_poke(w);

@@ -332,6 +332,7 @@ static void *reader_main(void *arg)
 }
 
 static const char *const reader_defaults[] = {
+    "log_level=4",
     "enable.auto.commit=false",
     "enable.auto.offset.store=false",
     "auto.offset.reset=earliest",
@@ -339,7 +340,6 @@ static const char *const reader_defaults[] = {
     /* another instance's change is here within about this long */
     "fetch.wait.max.ms=50",
     "fetch.min.bytes=1",
-    "log_level=4",
     NULL,
 };
 

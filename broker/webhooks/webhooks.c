@@ -152,15 +152,16 @@ static void prune(fh_webhooks *w)
         "DELETE FROM temp.gone;"
         "INSERT INTO temp.gone SELECT id FROM deliveries WHERE state <> 0 AND updated_ms < %lld"
         " LIMIT 20000;"
+        /* a minute old at least: the reader may apply a delivery just before its endpoint */
         "INSERT OR IGNORE INTO temp.gone SELECT id FROM deliveries WHERE endpoint_id NOT IN"
-        " (SELECT id FROM endpoints) LIMIT 20000;"
+        " (SELECT id FROM endpoints) AND created_ms < %lld LIMIT 20000;"
         "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM temp.gone);"
         "DELETE FROM deliveries WHERE id IN (SELECT id FROM temp.gone);"
         "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE created_ms < %lld"
         " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.payload_id = payloads.id)"
         " LIMIT 20000);"
         "COMMIT;",
-        (long long)cutoff, (long long)cutoff);
+        (long long)cutoff, (long long)(fh_now_ms() - 60000), (long long)cutoff);
     if (fh_sqlite_exec(w->db, sql, err, sizeof(err))) {
         sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
         fh_log(FH_LOG_WARN, "webhook.prune", "error=\"%s\"", err);

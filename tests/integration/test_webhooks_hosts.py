@@ -163,7 +163,25 @@ def test_the_topics_are_the_brokers_and_an_endpoint_made_on_a_reaches_b_and_c_wi
         return sum(rows.values()) == len(events) and rows
     rows = wait_for(by_instance, 10, what="A's log to hold every delivery")
     assert set(rows) == {"host-a", "host-b", "host-c"}, rows
-    hosts.endpoint_all = ep
+    print_changelog_size(hosts, len(events))
+
+
+def print_changelog_size(hosts, deliveries):
+    """Changelog bytes per delivery (docs/operations.md): the records' keys and values as kcat
+    reads them, and the partition directories on node 1 (lz4 batches, indexes), before compaction."""
+    p = subprocess.run(["kcat", "-C", "-b", hosts.cluster.bootstrap, "-t", hosts.topics["wh_deliveries"],
+                        "-e", "-q", "-f", "%K %S %k\n"], stdout=subprocess.PIPE, timeout=60, check=True)
+    kinds, logical = {}, 0
+    for line in p.stdout.splitlines():
+        klen, vlen, key = line.split(b" ", 2)
+        logical += int(klen) + max(int(vlen), 0)
+        kinds[key[:1].decode()] = kinds.get(key[:1].decode(), 0) + 1
+    disk = 0
+    for d in (hosts.cluster.node_dir(1) / "data").glob(hosts.topics["wh_deliveries"] + "-*"):
+        disk += sum(f.stat().st_size for f in d.glob("*.log"))
+    print("changelog: %d deliveries, records %s, %d key+value bytes (%.0f per delivery), %d bytes of"
+          " log segments on a node (%.0f per delivery)"
+          % (deliveries, kinds, logical, logical / deliveries, disk, disk / deliveries))
 
 
 def test_secrets_are_sealed_in_the_endpoints_topic(hosts):
@@ -229,7 +247,8 @@ def test_the_delivery_log_is_the_same_on_all_instances_within_a_second_and_redel
 
 def test_sigkill_of_one_instance_under_load_loses_nothing(hosts):
     """SIGKILL of B while deliveries are in flight: every event still arrives; a repeat only for
-    what was in flight at the kill, with the same webhook-id."""
+    what was in flight at the kill (sent in the last moments before it), with the same
+    webhook-id."""
     recv = hosts.recv
     recv.behaviour = lambda path, msg_id, n: (200, {}, 0.02 if path == "/kill" else 0)
     a = hosts.inst["a"]
@@ -239,6 +258,7 @@ def test_sigkill_of_one_instance_under_load_loses_nothing(hosts):
     events = events_of(900, 305)
     hosts.feed(events, "kill")
     wait_for(lambda: len(recv.got("/kill")) >= len(events) // 4, 60, what="a quarter of /kill")
+    t_kill = time.time()
     hosts.inst["b"].kill()
     at_kill = len(recv.got("/kill"))
     assert at_kill < len(events), "the kill came too late to prove anything"
@@ -249,7 +269,16 @@ def test_sigkill_of_one_instance_under_load_loses_nothing(hosts):
         ids.setdefault(r["id"], set()).add(event_id_of(r, "firehose"))
     assert all(len(v) == 1 for v in ids.values()), "one webhook-id per event"
     dups = len(recv.got("/kill")) - len(ids)
-    assert dups <= 8, "only what was in flight on B (endpoint_concurrency 8) may repeat: %d" % dups
+    # A repeat is an attempt B had in flight at the kill: started, or finished with its outcome not
+    # yet acknowledged by Kafka (milliseconds). Its first arrival is right before the kill.
+    first = {}
+    for r in recv.got("/kill"):
+        first.setdefault(r["id"], r["at"])
+    counts = {}
+    for r in recv.got("/kill"):
+        counts[r["id"]] = counts.get(r["id"], 0) + 1
+    late = [i for i, n in counts.items() if n > 1 and first[i] < t_kill - 0.5]
+    assert not late, "repeats of deliveries made well before the kill: %s" % late[:5]
     print("sigkill: %d of %d delivered at the kill, %d repeated" % (at_kill, len(events), dups))
 
 
