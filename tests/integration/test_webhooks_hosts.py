@@ -174,8 +174,12 @@ def print_changelog_size(hosts, deliveries):
     kinds, logical = {}, 0
     for line in p.stdout.splitlines():
         klen, vlen, key = line.split(b" ", 2)
-        logical += int(klen) + max(int(vlen), 0)
-        kinds[key[:1].decode()] = kinds.get(key[:1].decode(), 0) + 1
+        n = int(klen) + max(int(vlen), 0)
+        logical += n
+        k = kinds.setdefault(key[:1].decode(), [0, 0])
+        k[0] += 1
+        k[1] += n
+    kinds = {k: "%d records, %.0f B each" % (c, b / c) for k, (c, b) in kinds.items()}
     disk = 0
     for d in (hosts.cluster.node_dir(1) / "data").glob(hosts.topics["wh_deliveries"] + "-*"):
         disk += sum(f.stat().st_size for f in d.glob("*.log"))
