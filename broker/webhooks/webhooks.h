@@ -78,7 +78,8 @@
      "old name of webhooks.history_ms (in seconds): used when set and webhooks.history_ms is " \
      "left at its default"}, \
     {"webhooks.scan_interval_ms", NULL, FH_CFG_INT, "1000", 10, 60000, \
-     "how often the store is scanned for work another instance or the API queued"}, \
+     "how often due work and the endpoint table are looked at again (the reader thread also " \
+     "wakes the delivery thread at once when the topics change them)"}, \
     {"webhooks.max_endpoints", NULL, FH_CFG_INT, "10000", 1, 1000000, "endpoints at most"}
 /* clang-format on */
 

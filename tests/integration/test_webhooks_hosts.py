@@ -14,21 +14,20 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
 import pytest
+import requests
 
 from conftest import KafkaCluster, wait_for
-from view_helpers import emit, write_ndjson
-from webhook_support import SECRET_KEY, Receiver, WebhookBroker, event_id_of, verify
+from view_helpers import Broker, emit, write_ndjson
+from webhook_support import ADMIN, AUTH, SECRET_KEY, Receiver, WebhookBroker, event_id_of, verify
 import gen_events
 
 # Retries 1 s apart for 20 attempts: a delivery refused while a test takes an instance away is
 # still pending when the instance is back.
 SCHEDULE = ",".join(["0"] + ["1"] * 19)
-KEY_ID = None
 
 
 class Hosts:
@@ -397,3 +396,37 @@ def test_an_old_design_webhooks_db_is_migrated_once(hosts):
         if d.proc.poll() is None:
             assert d.stop() == 0
         hosts.inst.pop("d", None)
+
+
+def test_without_the_key_webhooks_stay_off_and_a_wrong_key_is_named(hosts):
+    """No webhooks.secret_key: the broker runs, webhooks stay off, and the API and the log say why
+    and how to make one. Another key: the endpoints' secrets do not open, and the log names both
+    key ids; that instance sends nothing."""
+    import hashlib
+    d = hosts.base / "nokey"
+    d.mkdir(exist_ok=True)
+    common = ["--auth.admin_token=" + ADMIN, "--view.enabled=false", "--webhooks.migrate_from=",
+              "--topics.webhook_endpoints=" + hosts.topics["wh_endpoints"],
+              "--topics.webhook_deliveries=" + hosts.topics["wh_deliveries"],
+              "--webhooks.group=other-%s" % uuid.uuid4().hex[:6], "--webhooks.allow_cidrs=127.0.0.1/32"]
+    b = Broker(hosts.cluster, hosts.topics, d / "v.db", d / "nokey.log",
+               extra=common + ["--webhooks.path=%s" % (d / "w.db")]).start()
+    try:
+        r = requests.get(b.url + "api/v1/webhooks", headers=AUTH, timeout=30)
+        assert r.status_code == 503 and "openssl rand -hex 32" in r.json()["message"], r.text
+        assert "webhooks.secret_key" in r.json()["message"]
+        assert "event=webhook.start" in b.log() and "openssl rand -hex 32" in b.log()
+        wait_for(lambda: requests.get(b.url + "readyz", timeout=5).status_code == 200, 60, what="ready")
+    finally:
+        assert b.stop() == 0
+    other = "ab" * 32
+    b = Broker(hosts.cluster, hosts.topics, d / "v2.db", d / "wrongkey.log",
+               extra=common + ["--webhooks.path=%s" % (d / "w2.db"), "--webhooks.secret_key=" + other]).start()
+    try:
+        ours = hashlib.sha256(bytes.fromhex(SECRET_KEY)).hexdigest()[:8]
+        theirs = hashlib.sha256(bytes.fromhex(other)).hexdigest()[:8]
+        wait_for(lambda: "sealed with key %s, but this broker's webhooks.secret_key is %s" % (ours, theirs)
+                 in b.log(), 30, what="the wrong key named in the log")
+        assert "event=webhook.endpoints count=0" in b.log()
+    finally:
+        assert b.stop() == 0
