@@ -72,7 +72,8 @@ static int produce(fh_webhooks *w, const char *topic, int32_t part, const char *
         rd_kafka_resp_err_t err = rd_kafka_producev(
             w->prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
             RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)val, n),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),
+            RD_KAFKA_V_HEADER("fh-by", &w->incarnation, sizeof(w->incarnation)), RD_KAFKA_V_END);
         if (!err)
             return 0;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -117,13 +118,25 @@ int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id)
     char key[WHS_ID_SIZE + 4];
     fh_buf o;
     int rc = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    /* the thread's connection keeps it prepared; another (the migration's) prepares its own */
+    int mine = db == w->db;
+    if (mine && !w->cl_st &&
+        sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &w->cl_st, NULL) != SQLITE_OK)
+        return -1;
+    if (mine)
+        st = w->cl_st;
+    else if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_int64(st, 1, id);
     if (msg_id)
         sqlite3_bind_text(st, 2, msg_id, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
+        if (mine) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+        } else {
+            sqlite3_finalize(st);
+        }
         return -1;
     }
     fh_buf_init(&o, 1 << 20);
@@ -148,7 +161,12 @@ int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id)
     fh_buf_printf(&o, "}");
     snprintf(key, sizeof(key), "d/%s", (const char *)sqlite3_column_text(st, 0));
     int slot = sqlite3_column_int(st, 5);
-    sqlite3_finalize(st);
+    if (mine) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    } else {
+        sqlite3_finalize(st);
+    }
     if (o.len < o.max)
         rc = produce(w, w->cl_topic, wh_cl_partition(w, slot), key, o.data, o.len, NULL);
     fh_buf_free(&o);

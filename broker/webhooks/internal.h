@@ -224,11 +224,17 @@ struct fh_webhooks {
     rd_kafka_t *prod;
     const char *ep_topic, *cl_topic;
     int cl_parts;                /* partitions of the changelog */
+    sqlite3_stmt *cl_st;         /* thread: wh_cl_delivery's statement on its connection */
     _Atomic long long cl_failed; /* changelog records Kafka did not take */
     int64_t catchup[MAX_PARTS];  /* thread: changelog end a newly assigned slot waits for; -1 */
     long long history_ms, api_wait_ms;
 
     /* reader.c: the reader thread and its own connection and consumer */
+#define WH_RD_STMTS 16
+    const char *rd_sql[WH_RD_STMTS]; /* its cached statements, by the address of their SQL */
+    sqlite3_stmt *rd_st[WH_RD_STMTS];
+    uint64_t incarnation; /* random, per process: the "fh-by" header of the changelog records
+                           * this process produced (its reader does not apply them again) */
     pthread_t rd_thread;
     int rd_started;
     rd_kafka_t *rd;

@@ -40,12 +40,33 @@ static void bind_int(sqlite3_stmt *st, int i, json_t *o, const char *k)
         sqlite3_bind_int(st, i, json_is_true(v));
 }
 
-/* Runs sql with the JSON members names[i] bound to ?i+1 (strings as text, integers as such). */
-static int run(sqlite3 *db, const char *sql, json_t *o, const char *const *names, int n)
+/* The reader's prepared statement for sql (a string constant: cached by its address, prepared
+ * once on the reader's connection, finalized by wh_reader_stop); NULL when it does not prepare. */
+static sqlite3_stmt *cached(fh_webhooks *w, sqlite3 *db, const char *sql)
+{
+    int i = 0;
+    for (; i < WH_RD_STMTS && w->rd_sql[i]; i++)
+        if (w->rd_sql[i] == sql)
+            return w->rd_st[i];
+    if (i == WH_RD_STMTS ||
+        sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &w->rd_st[i], NULL) != SQLITE_OK)
+        return NULL;
+    w->rd_sql[i] = sql;
+    return w->rd_st[i];
+}
+
+/* Runs sql with the JSON members names[i] bound to ?i+1 (strings as text, integers as such);
+ * sql is a constant (cached) unless once. */
+static int run(fh_webhooks *w, sqlite3 *db, const char *sql, int once, json_t *o,
+               const char *const *names, int n)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+    if (once) {
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+            return -1;
+    } else if (!(st = cached(w, db, sql))) {
         return -1;
+    }
     for (int i = 0; i < n; i++) {
         json_t *v = json_object_get(o, names[i]);
         if (json_is_string(v))
@@ -54,11 +75,16 @@ static int run(sqlite3 *db, const char *sql, json_t *o, const char *const *names
             bind_int(st, i + 1, o, names[i]);
     }
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    if (once) {
+        sqlite3_finalize(st);
+    } else {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
 
-static int apply_endpoint(sqlite3 *db, const char *id, size_t idlen, json_t *o)
+static int apply_endpoint(fh_webhooks *w, sqlite3 *db, const char *id, size_t idlen, json_t *o)
 {
     char key[WHS_ID_SIZE];
     snprintf(key, sizeof(key), "%.*s", (int)idlen, id);
@@ -66,12 +92,12 @@ static int apply_endpoint(sqlite3 *db, const char *id, size_t idlen, json_t *o)
         /* a tombstone: the endpoint goes, with its deliveries and their attempts */
         json_t *k = json_pack("{ss}", "id", key);
         static const char *const idn[] = {"id"};
-        int rc = run(db,
+        int rc = run(w, db,
                      "DELETE FROM attempts WHERE delivery_id IN"
                      " (SELECT id FROM deliveries WHERE endpoint_id = ?1)",
-                     k, idn, 1) ||
-                 run(db, "DELETE FROM deliveries WHERE endpoint_id = ?1", k, idn, 1) ||
-                 run(db, "DELETE FROM endpoints WHERE id = ?1", k, idn, 1);
+                     0, k, idn, 1) ||
+                 run(w, db, "DELETE FROM deliveries WHERE endpoint_id = ?1", 0, k, idn, 1) ||
+                 run(w, db, "DELETE FROM endpoints WHERE id = ?1", 0, k, idn, 1);
         json_decref(k);
         return rc ? -1 : whs_bump_version(db);
     }
@@ -84,7 +110,7 @@ static int apply_endpoint(sqlite3 *db, const char *id, size_t idlen, json_t *o)
                                         "updated_ms"};
     /* failing_since_ms is each instance's own (its deliveries' streak): kept, except that
      * enabling an endpoint starts it afresh */
-    if (run(db,
+    if (run(w, db,
             "INSERT INTO endpoints(id, url, filter, format, description, secret, old_secret,"
             " old_secret_until_ms, enabled, disabled_reason, ordered, created_ms, updated_ms)"
             " VALUES(?1, ?2, ?3, ?4, coalesce(?5, ''), ?6, ?7, ?8, coalesce(?9, 1), ?10,"
@@ -97,19 +123,19 @@ static int apply_endpoint(sqlite3 *db, const char *id, size_t idlen, json_t *o)
             " enabled = excluded.enabled, disabled_reason = excluded.disabled_reason,"
             " ordered = excluded.ordered, created_ms = excluded.created_ms,"
             " updated_ms = excluded.updated_ms",
-            o, names, 13))
+            0, o, names, 13))
         return -1;
     return whs_bump_version(db);
 }
 
 /* A delivery's state: inserted, or kept when the local one is newer (requeued first, then
  * attempts: an attempt that finished before a redelivery must not undo it). */
-static int apply_delivery(sqlite3 *db, json_t *o)
+static int apply_delivery(fh_webhooks *w, sqlite3 *db, json_t *o)
 {
     static const char *const names[] = {"m",  "ep", "e",  "ty", "k",  "p",  "o",
                                         "pr", "bk", "s",  "tr", "a",  "n",  "c",
                                         "u",  "ls", "le", "ll", "lr", "li", "rq"};
-    return run(db,
+    return run(w, db,
                "INSERT INTO deliveries(msg_id, endpoint_id, event_id, event_type, payload_id, part,"
                " kafka_offset, produced_ms, build_key, state, tries, attempts, next_ms, created_ms,"
                " updated_ms, last_status, last_error, last_latency_ms, last_response,"
@@ -127,7 +153,7 @@ static int apply_delivery(sqlite3 *db, json_t *o)
                " requeued = excluded.requeued WHERE excluded.requeued > deliveries.requeued OR"
                " (excluded.requeued = deliveries.requeued AND"
                "  excluded.attempts >= deliveries.attempts)",
-               o, names, 21);
+               0, o, names, 21);
 }
 
 static int apply_changelog(fh_webhooks *w, sqlite3 *db, int32_t part, const rd_kafka_message_t *m,
@@ -148,11 +174,10 @@ static int apply_changelog(fh_webhooks *w, sqlite3 *db, int32_t part, const rd_k
         fh_log(FH_LOG_WARN, "webhook.changelog_record", "partition=%d offset=%lld error=\"%s\"",
                (int)part, (long long)m->offset, o ? "no type" : jerr.text);
     } else if (strcmp(t, "p") == 0 && nl) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v3(db,
-                               "INSERT INTO payloads(event_id, kind, body, created_ms)"
-                               " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(event_id, kind) DO NOTHING",
-                               -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+        sqlite3_stmt *st = cached(w, db,
+                                  "INSERT INTO payloads(event_id, kind, body, created_ms)"
+                                  " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(event_id, kind) DO NOTHING");
+        if (!st)
             rc = -1;
         else {
             bind_text(st, 1, o, "e");
@@ -160,23 +185,24 @@ static int apply_changelog(fh_webhooks *w, sqlite3 *db, int32_t part, const rd_k
             sqlite3_bind_blob(st, 3, nl + 1, (int)(n - meta - 1), SQLITE_STATIC);
             bind_int(st, 4, o, "c");
             rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-            sqlite3_finalize(st);
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
         }
     } else if (strcmp(t, "d") == 0) {
-        rc = apply_delivery(db, o);
+        rc = apply_delivery(w, db, o);
     } else if (strcmp(t, "a") == 0) {
         static const char *const names[] = {"m", "n", "at", "st", "ll", "le", "lr", "li"};
-        rc = run(db,
+        rc = run(w, db,
                  "INSERT OR IGNORE INTO attempts(delivery_id, n, at_ms, status, latency_ms, error,"
                  " response, instance) SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, '')"
                  " FROM deliveries WHERE msg_id = ?1",
-                 o, names, 8);
+                 0, o, names, 8);
     } else if (strcmp(t, "r") == 0) {
         static const char *const names[] = {"m", "ep", "at"};
-        rc = run(db,
+        rc = run(w, db,
                  "UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
                  " requeued = requeued + 1 WHERE msg_id = ?1 AND endpoint_id = ?2",
-                 o, names, 3);
+                 0, o, names, 3);
         *poke = 1;
     } else if (strcmp(t, "v") == 0) {
         /* one copy went to each partition: each recovers the deliveries of its own slots */
@@ -188,7 +214,7 @@ static int apply_changelog(fh_webhooks *w, sqlite3 *db, int32_t part, const rd_k
                  " created_ms >= ?2 AND ((CASE WHEN part >= %d THEN part - %d ELSE part END)"
                  " %% %d) = %d",
                  DERIVED_SLOT0, DERIVED_SLOT0, w->cl_parts > 0 ? w->cl_parts : 1, (int)part);
-        rc = run(db, sql, o, names, 3);
+        rc = run(w, db, sql, 1, o, names, 3);
         *poke = 1;
     }
     json_decref(o);
@@ -206,7 +232,7 @@ int wh_apply(fh_webhooks *w, sqlite3 *db, const char *topic, int32_t part,
                    (long long)m->offset);
             return 0;
         }
-        int rc = m->key ? apply_endpoint(db, m->key, m->key_len, o) : 0;
+        int rc = m->key ? apply_endpoint(w, db, m->key, m->key_len, o) : 0;
         json_decref(o);
         return rc;
     }
@@ -230,20 +256,19 @@ static int64_t stored_offset(sqlite3 *db, const char *topic, int part)
     return off;
 }
 
-static int store_offset(sqlite3 *db, const char *topic, int part, int64_t next)
+static int store_offset(fh_webhooks *w, sqlite3 *db, const char *topic, int part, int64_t next)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = -1;
-    if (sqlite3_prepare_v3(db,
-                           "INSERT INTO wh_offsets(topic, part, next) VALUES(?1, ?2, ?3)"
-                           " ON CONFLICT DO UPDATE SET next = excluded.next",
-                           -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, part);
-        sqlite3_bind_int64(st, 3, next);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-    }
-    sqlite3_finalize(st);
+    sqlite3_stmt *st = cached(w, db,
+                              "INSERT INTO wh_offsets(topic, part, next) VALUES(?1, ?2, ?3)"
+                              " ON CONFLICT DO UPDATE SET next = excluded.next");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, part);
+    sqlite3_bind_int64(st, 3, next);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     return rc;
 }
 
@@ -262,47 +287,63 @@ static void publish(fh_webhooks *w, int cl_part, int64_t next, int64_t ep_next)
     pthread_mutex_unlock(&w->rd_mu);
 }
 
-/* Applies one batch (the first record m, then what is already fetched) in one transaction. */
+/* 1 when m is a body, a delivery state or an attempt this process produced: its webhook thread
+ * wrote it to this file before producing it (a request or an endpoint is applied all the same). */
+static int own_record(fh_webhooks *w, const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &h) || !h || rd_kafka_header_get_last(h, "fh-by", &v, &n) ||
+        n != sizeof(w->incarnation))
+        return 0;
+    return memcmp(v, &w->incarnation, n) == 0;
+}
+
+/* Applies one batch (the first record m, then what is already fetched) in one transaction, with
+ * the next offset of each partition it read. */
 static void apply_batch(fh_webhooks *w, rd_kafka_message_t *m)
 {
-    int64_t next[MAX_PARTS / 2 + 1];
+    int64_t next[MAX_PARTS / 2 + 1], stored[MAX_PARTS / 2 + 1];
     int poke = 0, n = 0;
     char err[256];
     for (int i = 0; i <= MAX_PARTS / 2; i++)
-        next[i] = -1;
+        next[i] = stored[i] = -1;
     sqlite3 *db = w->rd_db;
     if (fh_sqlite_exec(db, "BEGIN IMMEDIATE", err, sizeof(err))) {
         rd_kafka_message_destroy(m);
         return;
     }
     while (m) {
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        const char *t = rd_kafka_topic_name(m->rkt);
+        int is_ep = strcmp(t, w->ep_topic) == 0;
+        int slot = is_ep ? MAX_PARTS / 2 : m->partition;
+        if (slot < 0 || slot > MAX_PARTS / 2) {
+            /* not one of ours */
+        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             /* the end: a partition whose records Kafka deleted (retention) is caught up too;
              * published after the COMMIT like the rest of the batch */
-            int slot = strcmp(rd_kafka_topic_name(m->rkt), w->ep_topic) == 0 ? MAX_PARTS / 2
-                                                                             : m->partition;
-            if (slot >= 0 && slot <= MAX_PARTS / 2 && m->offset > next[slot])
+            if (m->offset > next[slot])
                 next[slot] = m->offset;
         } else if (m->err) {
             fh_log(FH_LOG_WARN, "webhook.reader", "error=\"%s\"", rd_kafka_message_errstr(m));
         } else {
-            const char *t = rd_kafka_topic_name(m->rkt);
-            int is_ep = strcmp(t, w->ep_topic) == 0;
-            int slot = is_ep ? MAX_PARTS / 2 : m->partition;
-            if (slot >= 0 && slot <= MAX_PARTS / 2) {
-                if (wh_apply(w, db, t, m->partition, m))
-                    fh_log(FH_LOG_ERROR, "webhook.reader_sql", "topic=%s offset=%lld error=\"%s\"",
-                           t, (long long)m->offset, sqlite3_errmsg(db));
-                /* endpoint records and requests change what the webhook thread should do */
-                poke |= is_ep || (m->len > 8 && (memcmp(m->payload, "{\"t\":\"r\"", 8) == 0 ||
-                                                 memcmp(m->payload, "{\"t\":\"v\"", 8) == 0));
-                next[slot] = m->offset + 1;
-                store_offset(db, t, m->partition, m->offset + 1);
-            }
+            int request = m->len > 8 && (memcmp(m->payload, "{\"t\":\"r\"", 8) == 0 ||
+                                         memcmp(m->payload, "{\"t\":\"v\"", 8) == 0);
+            if ((is_ep || request || !own_record(w, m)) && wh_apply(w, db, t, m->partition, m))
+                fh_log(FH_LOG_ERROR, "webhook.reader_sql", "topic=%s offset=%lld error=\"%s\"", t,
+                       (long long)m->offset, sqlite3_errmsg(db));
+            /* endpoint records and requests change what the webhook thread should do */
+            poke |= is_ep || request;
+            next[slot] = stored[slot] = m->offset + 1;
         }
         rd_kafka_message_destroy(m);
         m = ++n < BATCH ? rd_kafka_consumer_poll(w->rd, 0) : NULL;
     }
+    for (int p = 0; p <= MAX_PARTS / 2; p++)
+        if (stored[p] >= 0)
+            store_offset(w, db, p == MAX_PARTS / 2 ? w->ep_topic : w->cl_topic,
+                         p == MAX_PARTS / 2 ? 0 : p, stored[p]);
     if (fh_sqlite_exec(db, "COMMIT", err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "webhook.reader_sql", "what=commit error=\"%s\"", err);
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -395,6 +436,12 @@ void wh_reader_stop(fh_webhooks *w)
         rd_kafka_consumer_close(w->rd);
         rd_kafka_destroy(w->rd);
         w->rd = NULL;
+    }
+    for (int i = 0; i < WH_RD_STMTS; i++) {
+        if (w->rd_sql[i])
+            sqlite3_finalize(w->rd_st[i]);
+        w->rd_sql[i] = NULL;
+        w->rd_st[i] = NULL;
     }
     if (w->rd_db)
         sqlite3_close(w->rd_db);

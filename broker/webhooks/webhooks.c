@@ -19,6 +19,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sys/random.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -518,6 +519,10 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
     w->history_ms = cfg->history_ms;
     w->api_wait_ms = cfg->api_wait_ms;
     w->ep_topic = cfg->ep_topic;
+    /* a fresh value per process (time and pid if there is no randomness): this process's own
+     * changelog records are known by it */
+    if (getrandom(&w->incarnation, sizeof(w->incarnation), GRND_NONBLOCK) != sizeof(w->incarnation))
+        w->incarnation = (uint64_t)fh_mono_ns() ^ ((uint64_t)getpid() << 40);
     w->cl_topic = cfg->cl_topic;
     for (int p = 0; p < MAX_PARTS; p++)
         w->catchup[p] = -1;
@@ -600,6 +605,9 @@ void fh_webhooks_stop(fh_webhooks *w)
         if (w->st[i])
             sqlite3_finalize(w->st[i]);
     memset(w->st, 0, sizeof(w->st));
+    if (w->cl_st)
+        sqlite3_finalize(w->cl_st);
+    w->cl_st = NULL;
     if (w->db)
         sqlite3_close(w->db);
     w->db = NULL;
