@@ -26,6 +26,7 @@
 /* An API write waiting for its record's acknowledgement: the delivery report fills it (under
  * rd_mu) and frees it when the waiter gave up. */
 typedef struct wh_pub {
+    int kind; /* WH_OPAQUE_PUB */
     int done, abandoned;
     rd_kafka_resp_err_t err;
     int64_t offset;
@@ -42,6 +43,17 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     fh_webhooks *w = opaque;
     wh_pub *p = m->_private;
     (void)rk;
+    if (p && p->kind == WH_OPAQUE_BATCH) {
+        wh_batch *b = m->_private;
+        if (m->err) {
+            atomic_store(&b->failed, 1);
+            fh_log(FH_LOG_ERROR, "webhook.changelog", "topic=%s partition=%d error=\"%s\"",
+                   rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+        }
+        if (atomic_fetch_sub(&b->pending, 1) == 1)
+            wh_wake_thread(w); /* its offsets can be stored */
+        return;
+    }
     if (p) {
         pthread_mutex_lock(&w->rd_mu);
         if (p->abandoned) {
@@ -65,6 +77,27 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static int produce_wait(fh_webhooks *w, const char *topic, int32_t part, const char *key,
                         const char *val, size_t n, char *errbuf, size_t errsize);
 
+wh_batch *wh_batch_new(void)
+{
+    wh_batch *b = calloc(1, sizeof(*b));
+    if (b) {
+        b->kind = WH_OPAQUE_BATCH;
+        atomic_store(&b->pending, 1);
+    }
+    return b;
+}
+
+void wh_batch_free(wh_batch *b)
+{
+    if (!b)
+        return;
+    if (b->store)
+        rd_kafka_topic_partition_list_destroy(b->store);
+    if (b->first)
+        rd_kafka_topic_partition_list_destroy(b->first);
+    free(b);
+}
+
 static int produce(fh_webhooks *w, const char *topic, int32_t part, const char *key,
                    const void *val, size_t n, void *opaque)
 {
@@ -85,6 +118,19 @@ static int produce(fh_webhooks *w, const char *topic, int32_t part, const char *
     }
     fh_log(FH_LOG_ERROR, "webhook.produce", "topic=%s error=\"queue full for 10 s\"", topic);
     return -1;
+}
+
+/* A changelog record of the webhook thread: counted in its open batch (consumer.c stores the
+ * batch's offsets once Kafka acknowledged all of them). */
+static int produce_cl(fh_webhooks *w, int32_t part, const char *key, const void *val, size_t n)
+{
+    wh_batch *b = w->bcur;
+    if (b)
+        atomic_fetch_add(&b->pending, 1);
+    int rc = produce(w, w->cl_topic, part, key, val, n, b);
+    if (rc && b)
+        atomic_fetch_sub(&b->pending, 1);
+    return rc;
 }
 
 /* ---- the delivery changelog ------------------------------------------------------------------ */
@@ -168,7 +214,7 @@ int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id)
         sqlite3_finalize(st);
     }
     if (o.len < o.max)
-        rc = produce(w, w->cl_topic, wh_cl_partition(w, slot), key, o.data, o.len, NULL);
+        rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len);
     fh_buf_free(&o);
     return rc;
 }
@@ -197,7 +243,7 @@ int wh_cl_attempt(fh_webhooks *w, int slot, const char *msg_id, int n, int64_t a
     fh_buf_json_str(&o, instance);
     fh_buf_printf(&o, "}");
     snprintf(key, sizeof(key), "a/%s/%d", msg_id, n);
-    int rc = produce(w, w->cl_topic, wh_cl_partition(w, slot), key, o.data, o.len, NULL);
+    int rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len);
     fh_buf_free(&o);
     return rc;
 }
@@ -215,7 +261,7 @@ int wh_cl_payload(fh_webhooks *w, int slot, const char *event_id, const char *ki
     fh_buf_printf(&o, ",\"c\":%lld}\n", (long long)created_ms);
     fh_buf_append(&o, body, n);
     snprintf(key, sizeof(key), "p/%s/%s", event_id, kind);
-    int rc = produce(w, w->cl_topic, wh_cl_partition(w, slot), key, o.data, o.len, NULL);
+    int rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len);
     fh_buf_free(&o);
     return rc;
 }
@@ -300,6 +346,7 @@ static int produce_wait(fh_webhooks *w, const char *topic, int32_t part, const c
         snprintf(errbuf, errsize, "out of memory");
         return -1;
     }
+    p->kind = WH_OPAQUE_PUB;
     if (produce(w, topic, part, key, val, n, p)) {
         free(p);
         snprintf(errbuf, errsize, "Kafka refused the record (topic %s)", topic);
@@ -418,6 +465,10 @@ int wh_cl_open(fh_webhooks *w, char *err, size_t errsize)
         return -1;
     }
     w->cl_parts = n;
+    if (!(w->bcur = wh_batch_new())) {
+        snprintf(err, errsize, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -427,6 +478,14 @@ void wh_cl_close(fh_webhooks *w)
         return;
     if (wh_cl_flush(w, 10000))
         fh_log(FH_LOG_WARN, "webhook.changelog", "error=\"records left unacknowledged at stop\"");
-    rd_kafka_destroy(w->prod);
+    rd_kafka_destroy(w->prod); /* every delivery report has run: the batches are free to go */
     w->prod = NULL;
+    while (w->bhead) {
+        wh_batch *b = w->bhead;
+        w->bhead = b->next;
+        wh_batch_free(b);
+    }
+    w->btail = NULL;
+    wh_batch_free(w->bcur);
+    w->bcur = NULL;
 }

@@ -31,9 +31,10 @@ void wh_txn_begin(fh_webhooks *w)
 
 static void seek_back(fh_webhooks *w);
 
-/* Commits the open transaction, then stores the offsets of the records it covers. On a failed
- * commit the consumer goes back to the first record of the transaction (nothing is lost; the
- * deliveries are inserted again, deduplicated by their ids). */
+/* Commits the open transaction, then hands the offsets of the records it covers to the open
+ * batch, closed here (wh_batches_store stores them once Kafka acknowledged its changelog
+ * records). On a failed commit the consumer goes back to the first record of the transaction
+ * (nothing is lost; the deliveries are inserted again, deduplicated by their ids). */
 void wh_txn_commit(fh_webhooks *w)
 {
     if (!w->in_txn)
@@ -45,34 +46,89 @@ void wh_txn_commit(fh_webhooks *w)
         seek_back(w);
         return;
     }
-    rd_kafka_topic_partition_list_t *l = NULL;
-    int any = 0;
-    for (int p = 0; p < MAX_PARTS && !any; p++)
-        any = w->to_store[p] >= 0;
-    /* the changelog records of these deliveries must be in the cluster before the offsets move */
-    if (any && wh_cl_flush(w, (int)w->cfg.timeout_ms + 10000)) {
-        fh_log(FH_LOG_WARN, "webhook.changelog",
-               "error=\"Kafka did not acknowledge the changelog in time: consuming again\"");
-        seek_back(w);
-        return;
-    }
+    /* The offsets wait in the open batch until Kafka acknowledged every changelog record the
+     * thread produced with them (wh_batches_store): a delivery is in the cluster before the
+     * record that made it can be skipped. */
+    rd_kafka_topic_partition_list_t *l = NULL, *f = NULL;
     for (int p = 0; p < MAX_PARTS; p++) {
         if (w->to_store[p] < 0)
             continue;
-        if (!l)
+        if (!l) {
             l = rd_kafka_topic_partition_list_new(8);
+            f = rd_kafka_topic_partition_list_new(8);
+        }
         rd_kafka_topic_partition_list_add(l, wh_slot_topic(w, p), wh_slot_partition(p))->offset =
             w->to_store[p];
+        rd_kafka_topic_partition_list_add(f, wh_slot_topic(w, p), wh_slot_partition(p))->offset =
+            w->first_in_txn[p];
         w->to_store[p] = -1;
         w->first_in_txn[p] = -1;
     }
-    if (l) {
-        rd_kafka_resp_err_t err = rd_kafka_offsets_store(w->rk, l);
-        /* A partition revoked meanwhile refuses the store: its next owner starts from the last
-         * committed offset and finds these deliveries already recorded. */
-        if (err && err != RD_KAFKA_RESP_ERR__STATE)
-            fh_log(FH_LOG_WARN, "webhook.offsets", "error=\"%s\"", rd_kafka_err2str(err));
-        rd_kafka_topic_partition_list_destroy(l);
+    wh_batch *nb = l ? wh_batch_new() : NULL;
+    if (!nb) {
+        if (l) { /* out of memory: wait for everything instead */
+            if (wh_cl_flush(w, (int)w->cfg.timeout_ms + 10000) == 0)
+                rd_kafka_offsets_store(w->rk, l);
+            rd_kafka_topic_partition_list_destroy(l);
+            rd_kafka_topic_partition_list_destroy(f);
+        }
+        wh_batches_store(w);
+        return;
+    }
+    wh_batch *b = w->bcur;
+    b->store = l;
+    b->first = f;
+    if (w->btail)
+        w->btail->next = b;
+    else
+        w->bhead = b;
+    w->btail = b;
+    w->bcur = nb;
+    atomic_fetch_sub(&b->pending, 1); /* closed: only its records hold it now */
+    wh_batches_store(w);
+}
+
+/* Goes back to the offsets of list (a batch whose changelog records Kafka did not take): those
+ * records are consumed again. */
+static void seek_to(fh_webhooks *w, rd_kafka_topic_partition_list_t *l)
+{
+    for (int i = 0; i < l->cnt; i++)
+        fh_lost_table_set(&w->next, l->elems[i].topic, l->elems[i].partition, l->elems[i].offset);
+    if (l->cnt) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(w->rk, l, 5000);
+        if (e) {
+            fh_log(FH_LOG_ERROR, "webhook.seek", "error=\"%s\"", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    }
+}
+
+void wh_batches_store(fh_webhooks *w)
+{
+    while (w->bhead && atomic_load(&w->bhead->pending) == 0) {
+        wh_batch *b = w->bhead;
+        w->bhead = b->next;
+        if (!w->bhead)
+            w->btail = NULL;
+        if (!b->discard && atomic_load(&b->failed)) {
+            /* its records are consumed again, and so is everything after them: no batch
+             * closed or open now may store its offsets */
+            fh_log(FH_LOG_WARN, "webhook.changelog",
+                   "error=\"Kafka did not take changelog records: consuming again\"");
+            seek_to(w, b->first);
+            for (wh_batch *x = w->bhead; x; x = x->next)
+                x->discard = 1;
+            w->bcur->discard = 1;
+            for (int p = 0; p < MAX_PARTS; p++)
+                w->to_store[p] = w->first_in_txn[p] = -1;
+        } else if (!b->discard && b->store) {
+            rd_kafka_resp_err_t err = rd_kafka_offsets_store(w->rk, b->store);
+            /* A partition revoked meanwhile refuses the store: its next owner starts from the
+             * last committed offset and finds these deliveries in the changelog. */
+            if (err && err != RD_KAFKA_RESP_ERR__STATE)
+                fh_log(FH_LOG_WARN, "webhook.offsets", "error=\"%s\"", rd_kafka_err2str(err));
+        }
+        wh_batch_free(b);
     }
 }
 
@@ -220,6 +276,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* Record what was consumed so far and commit its offsets while the partitions are
          * still ours, stop starting new attempts on them, and let the running ones finish. */
         wh_txn_commit(w);
+        if (wh_cl_flush(w, (int)w->cfg.timeout_ms + 10000)) /* every batch acknowledged */
+            fh_log(FH_LOG_WARN, "webhook.changelog", "error=\"unacknowledged at the revoke\"");
+        wh_batches_store(w);
         if (!rd_kafka_assignment_lost(rk))
             rd_kafka_commit(rk, NULL, 0);
         for (int i = 0; i < parts->cnt; i++)

@@ -136,6 +136,21 @@ typedef struct wh_ep {
 
 struct fh_webhooks;
 
+/* What a produced record's opaque points to (its first member says which). */
+enum { WH_OPAQUE_PUB = 1, WH_OPAQUE_BATCH = 2 };
+
+/* The changelog records the webhook thread produced between two commits of events offsets, and
+ * those offsets: they are stored once Kafka acknowledged every record (consumer.c). */
+typedef struct wh_batch {
+    int kind;                               /* WH_OPAQUE_BATCH */
+    _Atomic long long pending;              /* unacknowledged records, +1 while it is open */
+    _Atomic int failed;                     /* a record Kafka did not take */
+    int discard;                            /* consumed again: never store its offsets */
+    rd_kafka_topic_partition_list_t *store; /* the offsets to store (NULL: none) */
+    rd_kafka_topic_partition_list_t *first; /* where to go back to when one failed */
+    struct wh_batch *next;
+} wh_batch;
+
 /* One attempt in flight (a slot of max_in_flight; its easy handle is kept between attempts). */
 typedef struct xfer {
     struct fh_webhooks *w;
@@ -223,10 +238,11 @@ struct fh_webhooks {
     fh_aead_key key;
     rd_kafka_t *prod;
     const char *ep_topic, *cl_topic;
-    int cl_parts;                /* partitions of the changelog */
-    sqlite3_stmt *cl_st;         /* thread: wh_cl_delivery's statement on its connection */
-    _Atomic long long cl_failed; /* changelog records Kafka did not take */
-    int64_t catchup[MAX_PARTS];  /* thread: changelog end a newly assigned slot waits for; -1 */
+    int cl_parts;                   /* partitions of the changelog */
+    sqlite3_stmt *cl_st;            /* thread: wh_cl_delivery's statement on its connection */
+    _Atomic long long cl_failed;    /* changelog records Kafka did not take */
+    int64_t catchup[MAX_PARTS];     /* thread: changelog end a newly assigned slot waits for; -1 */
+    wh_batch *bcur, *bhead, *btail; /* thread: the open batch, and the closed ones in order */
     long long history_ms, api_wait_ms;
 
     /* reader.c: the reader thread and its own connection and consumer */
@@ -270,6 +286,9 @@ int wh_cl_request(fh_webhooks *w, int part, const char *endpoint, const char *ms
                   int64_t since_ms, char *errbuf, size_t errsize);
 /* Waits until Kafka acknowledged everything produced so far; 0, or -1 after timeout_ms. */
 int wh_cl_flush(fh_webhooks *w, int timeout_ms);
+/* A new open batch (pending 1); NULL when out of memory. */
+wh_batch *wh_batch_new(void);
+void wh_batch_free(wh_batch *b);
 /* Produces an endpoint (a JSON object; NULL: a tombstone) and, when wait, waits for Kafka's
  * acknowledgement and for this instance's reader to apply it (bounded by webhooks.api_wait_ms).
  * Returns 0, or -1 with errbuf naming the cause. */
@@ -315,8 +334,12 @@ void wh_observe_latency(fh_webhooks *w, int64_t ms);
 
 /* Opens the transaction records become deliveries in, unless one is open. */
 void wh_txn_begin(fh_webhooks *w);
-/* Commits the open transaction, then stores the offsets of the records it covers. */
+/* Commits the open transaction and closes the open batch with the offsets of the records it
+ * covers (stored once Kafka acknowledged the batch's changelog records). */
 void wh_txn_commit(fh_webhooks *w);
+/* Stores the offsets of the batches Kafka acknowledged, in order; goes back (seek) when one had
+ * a record Kafka did not take. */
+void wh_batches_store(fh_webhooks *w);
 void wh_recount_pending(fh_webhooks *w);
 void wh_check_pause(fh_webhooks *w);
 /* Owns and resumes the assigned slots whose changelog partition the reader has caught up on. */

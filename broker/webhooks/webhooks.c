@@ -251,6 +251,8 @@ static void after_pass(fh_loop *l, void *arg)
     fh_webhooks *w = arg;
     wh_delivery_reap(w);
     wh_txn_commit(w);
+    rd_kafka_poll(w->prod, 0); /* delivery reports: batches acknowledged */
+    wh_batches_store(w);
     if (w->nested)
         return;
     if (atomic_exchange(&w->poke, 0))
