@@ -43,7 +43,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     fh_webhooks *w = opaque;
     wh_pub *p = m->_private;
     (void)rk;
-    if (p && p->kind == WH_OPAQUE_BATCH) {
+    if (p && *(const int *)m->_private == WH_OPAQUE_BATCH) {
         wh_batch *b = m->_private;
         if (m->err) {
             atomic_store(&b->failed, 1);
@@ -101,12 +101,16 @@ void wh_batch_free(wh_batch *b)
 static int produce(fh_webhooks *w, const char *topic, int32_t part, const char *key,
                    const void *val, size_t n, void *opaque)
 {
+    int own = w->tag_own && opaque && *(const int *)opaque == WH_OPAQUE_BATCH;
     for (int tries = 0; tries < 100; tries++) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             w->prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
             RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)val, n),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),
-            RD_KAFKA_V_HEADER("fh-by", &w->incarnation, sizeof(w->incarnation)), RD_KAFKA_V_END);
+            /* the webhook thread's own records, written to this file before they were produced
+             * (not the migration's, nor requests and endpoints: the reader applies those) */
+            RD_KAFKA_V_HEADER("fh-by", &w->incarnation, own ? sizeof(w->incarnation) : 0),
+            RD_KAFKA_V_END);
         if (!err)
             return 0;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {

@@ -465,9 +465,18 @@ static void xfer_finish(fh_webhooks *w, xfer *x, CURLcode res)
 
 /* Starts due deliveries, endpoint by endpoint, each within webhooks.endpoint_concurrency: an
  * endpoint that is slow or down only ever holds its own slots, never another's. */
+int wh_backlogged(fh_webhooks *w)
+{
+    return rd_kafka_outq_len(w->prod) > w->cfg.changelog_backlog_max;
+}
+
 void wh_dispatch(fh_webhooks *w)
 {
     int64_t now = fh_now_ms();
+    /* An attempt's outcome is durable once Kafka acknowledged it: a SIGKILL makes the next owner
+     * send again what finished without that. Bounding the backlog bounds those. */
+    if (wh_backlogged(w))
+        return;
     for (size_t i = 0; i < w->neps && w->inflight < w->cfg.max_in_flight; i++) {
         wh_ep *e = &w->eps[i];
         long long free_slots = w->cfg.endpoint_concurrency - e->inflight;

@@ -249,6 +249,7 @@ struct fh_webhooks {
 #define WH_RD_STMTS 16
     const char *rd_sql[WH_RD_STMTS]; /* its cached statements, by the address of their SQL */
     sqlite3_stmt *rd_st[WH_RD_STMTS];
+    int tag_own;          /* set before the webhook thread starts (not for the migration) */
     uint64_t incarnation; /* random, per process: the "fh-by" header of the changelog records
                            * this process produced (its reader does not apply them again) */
     pthread_t rd_thread;
@@ -362,7 +363,9 @@ int wh_delivery_open(fh_webhooks *w, char *err, size_t errsize);
 void wh_delivery_close(fh_webhooks *w);
 /* Records the attempts curl finished (opens the transaction they are written in). */
 void wh_delivery_reap(fh_webhooks *w);
-/* Starts due deliveries within the concurrency caps. */
+/* 1 while more than webhooks.changelog_backlog_max records await Kafka's acknowledgement. */
+int wh_backlogged(fh_webhooks *w);
+/* Starts due deliveries within the concurrency caps (none while backlogged). */
 void wh_dispatch(fh_webhooks *w);
 /* Lets transfers on parts (NULL: all) finish and be recorded, bounded by webhooks.timeout_ms. */
 void wh_drain(fh_webhooks *w, const rd_kafka_topic_partition_list_t *parts);

@@ -220,6 +220,10 @@ static void before_sleep(fh_loop *l, void *arg)
         fh_loop_no_sleep(l);
         return;
     }
+    if (wh_backlogged(w)) { /* attempts wait for Kafka: look again shortly */
+        w->due_timer = fh_loop_timer_rearm(l, w->due_timer, 5, due_timer, w);
+        return;
+    }
     int64_t now = fh_now_ms(), next = -1;
     long long conc = w->cfg.endpoint_concurrency;
     for (size_t i = 0; i < w->neps; i++) {
@@ -389,6 +393,7 @@ void fh_webhooks_config_read(const fh_config *c, fh_webhooks_config *cfg)
     if (cfg->history_ms == 604800000LL && cfg->retention_s != 604800)
         cfg->history_ms = cfg->retention_s * 1000;
     cfg->api_wait_ms = fh_config_int(c, "webhooks.api_wait_ms");
+    cfg->changelog_backlog_max = fh_config_int(c, "webhooks.changelog_backlog_max");
     cfg->max_endpoints = fh_config_int(c, "webhooks.max_endpoints");
     cfg->topic = fh_kafka_topic(c, FH_TOPIC_EVENTS);
     cfg->derived_topic = fh_config_bool(c, "view.enabled") && fh_config_bool(c, "derive.enabled")
@@ -558,6 +563,7 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
     if (wh_start_consumer(w, errbuf, errsize) ||
         fh_consumer_watch_start(&w->kq, w->loop, w->rkq, NULL, NULL, errbuf, errsize))
         goto err;
+    w->tag_own = 1; /* from now on the thread's changelog records are known as its own */
     if (pthread_create(&w->thread, NULL, thread_main, w)) {
         snprintf(errbuf, errsize, "cannot start the webhook thread");
         goto err;

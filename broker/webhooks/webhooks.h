@@ -80,6 +80,9 @@
     {"webhooks.scan_interval_ms", NULL, FH_CFG_INT, "1000", 10, 60000, \
      "how often due work and the endpoint table are looked at again (the reader thread also " \
      "wakes the delivery thread at once when the topics change them)"}, \
+    {"webhooks.changelog_backlog_max", NULL, FH_CFG_INT, "2000", 10, 1000000, \
+     "changelog records awaiting Kafka's acknowledgement at most before new attempts wait: " \
+     "bounds the attempts a SIGKILL can make a new owner send again"}, \
     {"webhooks.max_endpoints", NULL, FH_CFG_INT, "10000", 1, 1000000, "endpoints at most"}
 /* clang-format on */
 
@@ -93,7 +96,8 @@ typedef struct fh_webhooks_config {
     int retry_jitter_pct;
     long long retry_after_max_s, connect_timeout_ms, timeout_ms, response_max_bytes,
         response_log_bytes, endpoint_concurrency, max_in_flight, queue_max, batch_max,
-        disable_after_s, secret_overlap_s, retention_s, scan_interval_ms, max_endpoints;
+        disable_after_s, secret_overlap_s, retention_s, scan_interval_ms, max_endpoints,
+        changelog_backlog_max;
     const char *topic;         /* the events topic (kafka.topic_events) */
     const char *derived_topic; /* topics.derived when the view derives events, else NULL */
     size_t max_record_bytes;   /* events.max_bytes */
