@@ -180,7 +180,7 @@ ASAN_INTEGRATION ?= tests/integration/test_stream_storm.py tests/integration/tes
                     tests/integration/test_webhooks.py tests/integration/test_faults.py \
                     tests/integration/test_stream_deflate.py \
                     tests/integration/test_ingest_ci.py tests/integration/test_ci_metrics.py \
-                    tests/integration/test_webhooks_chat.py
+                    tests/integration/test_webhooks_chat.py tests/integration/test_webhooks_hosts.py
 integration-asan: all $(KAFKA_TOOLS)
 	FIREHOSE_TEST_BROKER=build/asan/bin/firehose-broker FIREHOSE_TEST_ASAN=1 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -106,9 +106,15 @@ one_run() {
     mkdir -p "$dir"; log="$dir/broker.log"
     : >"$log" # exists before the broker starts: the wait below reads it at once (set -e, pipefail)
     "$KAFKA_SH" create-topics "$STATE" "$p.events:6" "$p.logs:1" "$p.dlq:1" "$p.derived:6" \
+        "$p.wh-endpoints:1+cleanup.policy=compact" "$p.wh-deliveries:6+cleanup.policy=compact,delete" \
         >/dev/null 2>&1
     local derived=()   # a broker that derives events gets its topic (older ones have none)
     if "$bin" --help 2>&1 | grep -q -- '--topic-derived'; then derived=(--topic-derived "$p.derived"); fi
+    # a broker that keeps webhook state in Kafka gets its topics and a key (older ones have none)
+    if "$bin" --help 2>&1 | grep -q -- 'webhooks.secret_key'; then
+        derived+=(--topics.webhook_endpoints="$p.wh-endpoints" --topics.webhook_deliveries="$p.wh-deliveries"
+                  --webhooks.secret_key="$(openssl rand -hex 32)" --webhooks.migrate_from=)
+    fi
     "$bin" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --kafka.group "$p-ingest" \
         --topic-events "$p.events" --topic-logs "$p.logs" --topic-dlq "$p.dlq" --topics.create=false \
         --view.path="$dir/view.db" --webhooks.path="$dir/webhooks.db" --webhooks.group="$p-wh" \
@@ -139,7 +145,7 @@ one_run() {
     [ -e "$dir/ready" ] || die "$name: the stream clients did not subscribe: $(tail -n 3 "$dir/lc.err")"
     # the webhook consumer group must hold its partitions before the first record
     for _ in $(seq 300); do
-        grep -q 'webhook.partitions change=assigned' "$log" && break
+        grep -q 'webhook.partitions change=assigned\|webhook.caught_up' "$log" && break
         sleep 0.1
     done
     sleep 1

@@ -87,13 +87,17 @@ trap 'exit 130' INT TERM
 cc -O2 -Wall -Wextra -Werror -o "$DATA/webhook_sink" "$ROOT/bench/webhook_sink.c"
 
 # ---- configurations ----------------------------------------------------------------------------
+P="wb$$"   # this run's topic and group prefix
 CONFIGS=(a1 a3 b1)
-# args_for BINARY EXTRA...: EXTRA, and a generated --webhooks.secret_key when BINARY takes one
+# args_for CONFIG BINARY EXTRA...: EXTRA; and when BINARY keeps webhook state in Kafka (it takes
+# webhooks.secret_key), a generated key and CONFIG's own endpoint and changelog topics
 args_for() {
-    local bin="$1"; shift
+    local c="$1" bin="$2"; shift 2
     [ "$#" -eq 0 ] || printf '%s\n' "$@"
     if "$bin" --help 2>&1 | grep -q 'webhooks\.secret_key'; then
         printf -- '--webhooks.secret_key=%s\n' "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+        printf -- '%s\n' "--topics.webhook_endpoints=$P-$c.wh-endpoints" \
+            "--topics.webhook_deliveries=$P-$c.wh-deliveries" --webhooks.migrate_from=
     fi
 }
 read -r -a a_extra <<<"${WH_ARGS_A:-}"
@@ -101,13 +105,12 @@ read -r -a b_extra <<<"${WH_ARGS_B:-}"
 BIN[a1]="$BROKER_A" BIN[a3]="$BROKER_A" BIN[b1]="$BROKER_B"
 N[a1]=1 N[a3]=3 N[b1]=1
 # One key per side: the instances of a configuration must share it.
-ARGS[a1]="$(args_for "$BROKER_A" ${EXTRA[@]+"${EXTRA[@]}"} ${a_extra[@]+"${a_extra[@]}"})"
-ARGS[a3]="$(args_for "$BROKER_A" ${EXTRA[@]+"${EXTRA[@]}"} ${a_extra[@]+"${a_extra[@]}"})"
-ARGS[b1]="$(args_for "$BROKER_B" ${EXTRA[@]+"${EXTRA[@]}"} ${b_extra[@]+"${b_extra[@]}"})"
+ARGS[a1]="$(args_for a1 "$BROKER_A" ${EXTRA[@]+"${EXTRA[@]}"} ${a_extra[@]+"${a_extra[@]}"})"
+ARGS[a3]="$(args_for a3 "$BROKER_A" ${EXTRA[@]+"${EXTRA[@]}"} ${a_extra[@]+"${a_extra[@]}"})"
+ARGS[b1]="$(args_for b1 "$BROKER_B" ${EXTRA[@]+"${EXTRA[@]}"} ${b_extra[@]+"${b_extra[@]}"})"
 shared_endpoints() { "${BIN[$1]}" --help 2>&1 | grep -q 'webhooks\.secret_key'; }
 
 # ---- Kafka -----------------------------------------------------------------------------------
-P="wb$$"
 if [ -n "${BENCH_BOOTSTRAP:-}" ]; then
     BOOTSTRAP="$BENCH_BOOTSTRAP"
     say "using Kafka at $BOOTSTRAP (topics $P-*.* are created by the brokers)"
@@ -116,7 +119,11 @@ else
     STATE="$(mktemp -d "${TMPDIR:-/tmp}/firehose-bench-kafka.XXXXXX")"
     BOOTSTRAP="$(KAFKA_WATCH_PID=$$ "$KAFKA_SH" start "$STATE")"
     specs=()
-    for c in "${CONFIGS[@]}"; do specs+=("$P-$c.events:6" "$P-$c.logs:1" "$P-$c.dlq:1"); done
+    for c in "${CONFIGS[@]}"; do
+        specs+=("$P-$c.events:6" "$P-$c.logs:1" "$P-$c.dlq:1")
+        ! shared_endpoints "$c" || specs+=("$P-$c.wh-endpoints:1+cleanup.policy=compact"
+            "$P-$c.wh-deliveries:6+cleanup.policy=compact,delete+retention.ms=604800000")
+    done
     "$KAFKA_SH" create-topics "$STATE" "${specs[@]}" 2>/dev/null
     TOPIC_ARGS=(--topics.create=false)
 fi

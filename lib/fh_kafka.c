@@ -220,28 +220,38 @@ static rd_kafka_resp_err_t await_leaders(rd_kafka_t *rk, const char *topic, int6
     }
 }
 
-fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,
-                              int timeout_ms, char *errbuf, size_t errsize)
+fh_err fh_kafka_create_topic_list(rd_kafka_t *rk, const char *const *names, int n, int partitions,
+                                  int replication, const char *const *configs, int timeout_ms,
+                                  char *errbuf, size_t errsize)
 {
-    rd_kafka_NewTopic_t *nt[4] = {NULL, NULL, NULL, NULL};
+    rd_kafka_NewTopic_t *nt[FH_KAFKA_MAX_CREATE] = {NULL};
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_event_t *ev = NULL;
     fh_err rc = FH_OK;
     char err[256];
 
+    if (n > FH_KAFKA_MAX_CREATE)
+        n = FH_KAFKA_MAX_CREATE;
     rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, err, sizeof(err));
     rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, err, sizeof(err));
-    for (int k = 0; k < 4; k++) {
-        nt[k] = rd_kafka_NewTopic_new(fh_kafka_topic(c, (fh_topic_kind)k), partitions, replication,
-                                      err, sizeof(err));
+    for (int k = 0; k < n; k++) {
+        nt[k] = rd_kafka_NewTopic_new(names[k], partitions, replication, err, sizeof(err));
         if (!nt[k]) {
-            rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "topic %s: %s",
-                         fh_kafka_topic(c, (fh_topic_kind)k), err);
+            rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "topic %s: %s", names[k], err);
             goto done;
         }
+        for (size_t i = 0; configs && configs[i]; i++) {
+            char kv[256];
+            snprintf(kv, sizeof(kv), "%s", configs[i]);
+            char *eq = strchr(kv, '=');
+            if (eq) {
+                *eq = '\0';
+                rd_kafka_NewTopic_set_config(nt[k], kv, eq + 1);
+            }
+        }
     }
-    rd_kafka_CreateTopics(rk, nt, 4, opts, q);
+    rd_kafka_CreateTopics(rk, nt, (size_t)n, opts, q);
     ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
     if (!ev) {
         rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "creating topics: no answer in %d ms",
@@ -253,10 +263,10 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
                      rd_kafka_event_error_string(ev));
         goto done;
     }
-    size_t n;
+    size_t nres;
     const rd_kafka_topic_result_t **res =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    for (size_t i = 0; i < n; i++) {
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nres);
+    for (size_t i = 0; i < nres; i++) {
         rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(res[i]);
         if (terr && terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "creating topic %s: %s",
@@ -268,7 +278,7 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
     /* Consumers starting right after this (the stream reads watermarks at start-up) must find
      * the new topics led. */
     int64_t deadline = fh_now_ms() + timeout_ms;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < nres; i++) {
         if (rd_kafka_topic_result_error(res[i]))
             continue;
         rd_kafka_resp_err_t lerr = await_leaders(rk, rd_kafka_topic_result_name(res[i]), deadline);
@@ -281,12 +291,32 @@ fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions
 done:
     if (ev)
         rd_kafka_event_destroy(ev);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < n; k++)
         if (nt[k])
             rd_kafka_NewTopic_destroy(nt[k]);
     rd_kafka_AdminOptions_destroy(opts);
     rd_kafka_queue_destroy(q);
     return rc;
+}
+
+fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,
+                              int timeout_ms, char *errbuf, size_t errsize)
+{
+    const char *names[4];
+    for (int k = 0; k < 4; k++)
+        names[k] = fh_kafka_topic(c, (fh_topic_kind)k);
+    return fh_kafka_create_topic_list(rk, names, 4, partitions, replication, NULL, timeout_ms,
+                                      errbuf, errsize);
+}
+
+fh_err fh_kafka_embedded_topic(fh_kafka_embedded *e, const char *name, int partitions, char *errbuf,
+                               size_t errsize)
+{
+    rd_kafka_resp_err_t kerr = rd_kafka_mock_topic_create(e->mc, name, partitions, 1);
+    if (kerr && kerr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "embedded kafka: creating %s: %s", name,
+                       rd_kafka_err2str(kerr));
+    return FH_OK;
 }
 
 void fh_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,

@@ -74,6 +74,16 @@ int fh_kafka_id_is_mock(const char *id);
 fh_err fh_kafka_create_topics(rd_kafka_t *rk, const fh_config *c, int partitions, int replication,
                               int timeout_ms, char *errbuf, size_t errsize);
 
+/* Creates the topics names[0..n) (at most FH_KAFKA_MAX_CREATE) with the topic configs given as
+ * "key=value" strings (NULL-terminated, may be NULL); as fh_kafka_create_topics otherwise. */
+#define FH_KAFKA_MAX_CREATE 8
+fh_err fh_kafka_create_topic_list(rd_kafka_t *rk, const char *const *names, int n, int partitions,
+                                  int replication, const char *const *configs, int timeout_ms,
+                                  char *errbuf, size_t errsize);
+/* Creates one more topic in an embedded cluster (one that exists already is fine). */
+fh_err fh_kafka_embedded_topic(fh_kafka_embedded *e, const char *name, int partitions, char *errbuf,
+                               size_t errsize);
+
 /* The rebalance callback of every firehose consumer: handles both the cooperative and the eager
  * protocol, as librdkafka's examples do. */
 void fh_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,

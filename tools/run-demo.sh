@@ -31,6 +31,11 @@ simlog="$dir/sim.log"
 paths=()
 [ -z "${FIREHOSE_DEMO_DIR:-}" ] || paths=(--view.path "$dir/view.db" --webhooks.path "$dir/webhooks.db")
 
+# webhooks seal endpoint secrets with a key of their own (kept beside the demo's files)
+key="$dir/webhooks.key"
+[ -s "$key" ] || (umask 077 && openssl rand -hex 32 >"$key")
+paths+=(--webhooks.secret_key_file "$key")
+
 bin/firehose-broker --auth.anonymous_read "${paths[@]}" "$@" 2> >(tee -a "$log" >&2) &
 broker=$!
 feeder=""

@@ -1,8 +1,9 @@
 /* webhooks/api.c: /api/v1/webhooks, endpoint management (docs/webhooks.md, docs/openapi.yaml);
  * the delivery log is api_log.c. Handlers run on libmicrohttpd's threads and share one SQLite
  * connection under a mutex (management traffic is light; the webhook thread has its own). Every
- * change is committed before the answer, bumps the endpoints version when endpoints changed, and
- * pokes the webhook thread. Secrets are shown once: in the answer that created them. */
+ * change is a record of the endpoints topic (secrets sealed): the answer waits until Kafka took it
+ * (acks=all) and this instance's reader applied it, so it shows the change; every other instance
+ * applies it within about a second. Secrets are shown once: in the answer that created them. */
 #include "internal.h"
 
 #include <jansson.h>
@@ -64,11 +65,24 @@ static void put_endpoint(fh_buf *o, sqlite3_stmt *st)
         fh_buf_printf(o, ",\"previous_secret_expires\":null");
 }
 
+/* 503 (1) when webhooks are off: checked before input validation, which needs the running
+ * module's guard. */
+static int api_off(fh_webhooks *w, fh_http_response *resp)
+{
+    if (w->cfg.enabled && w->api_db)
+        return 0;
+    wh_api_enter(w, resp);
+    return 1;
+}
+
 int wh_api_enter(fh_webhooks *w, fh_http_response *resp)
 {
     if (!w->cfg.enabled || !w->api_db) {
-        fh_http_error(resp, 503, "unavailable", NULL,
-                      "webhooks are disabled (webhooks.enabled=false)");
+        if (w->off_why[0])
+            fh_http_error(resp, 503, "unavailable", NULL, "%s", w->off_why);
+        else
+            fh_http_error(resp, 503, "unavailable", NULL,
+                          "webhooks are disabled (webhooks.enabled=false)");
         return -1;
     }
     pthread_mutex_lock(&w->api_mu);
@@ -320,6 +334,37 @@ static int render_endpoint(fh_webhooks *w, const char *id, int stats, const char
     return 0;
 }
 
+/* Seals secret for endpoint id into o's member name (the topic and the file never hold it in
+ * clear). 0, or -1 with a 500. */
+static int seal_into(fh_webhooks *w, json_t *o, const char *name, const char *id,
+                     const char *secret, fh_http_response *resp)
+{
+    char sealed[FH_AEAD_SEALED_SIZE(FH_SIGN_SECRET_SIZE * 2)], err[256];
+    if (fh_aead_seal(&w->key, id, secret, strlen(secret), sealed, sizeof(sealed), err,
+                     sizeof(err))) {
+        fh_http_error(resp, 500, "internal", NULL, "sealing the secret: %s", err);
+        return -1;
+    }
+    json_object_set_new(o, name, json_string(sealed));
+    return 0;
+}
+
+/* Publishes the endpoint (NULL: its deletion) and waits until this instance applied it; 0, or
+ * -1 with a 503 naming what did not answer. Called inside the API's section, which it leaves
+ * while it waits (other requests go on) and takes again. */
+static int publish(fh_webhooks *w, const char *id, json_t *o, fh_http_response *resp)
+{
+    char err[512];
+    wh_api_leave(w);
+    int rc = wh_ep_publish(w, id, o, 1, err, sizeof(err));
+    pthread_mutex_lock(&w->api_mu);
+    if (rc == 0)
+        return 0;
+    fh_log(FH_LOG_WARN, "webhook.api_publish", "endpoint=%s error=\"%s\"", id, err);
+    fh_http_error(resp, 503, "unavailable", NULL, "%s", err);
+    return -1;
+}
+
 static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     /* resp->location is read by the HTTP layer after this returns, and handlers run on several
@@ -328,6 +373,9 @@ static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
     ep_input in;
     char id[WHS_ID_SIZE], uuid[37];
     fh_webhooks *w = ctx;
+    json_t *o = NULL;
+    if (api_off(w, resp))
+        return;
     json_t *j = wh_api_body_object(req, resp);
     if (!j)
         return;
@@ -338,57 +386,47 @@ static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
     }
     fh_uuid4(uuid);
     snprintf(id, sizeof(id), "ep_");
-    for (size_t i = 0, o = 3; uuid[i] && o < 27; i++)
+    for (size_t i = 0, o_ = 3; uuid[i] && o_ < 27; i++)
         if (uuid[i] != '-')
-            id[o++] = uuid[i], id[o] = '\0';
+            id[o_++] = uuid[i], id[o_] = '\0';
     if (wh_api_enter(w, resp)) {
         free(in.filter);
         json_decref(j);
         return;
     }
-    sqlite3_stmt *st = NULL;
-    sqlite3_exec(w->api_db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if ((st = wh_api_prep(w, "SELECT count(*) FROM endpoints", resp)) &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) >= w->cfg.max_endpoints) {
-        fh_http_error(resp, 409, "too_many", NULL,
-                      "already %lld endpoints (webhooks.max_endpoints)", w->cfg.max_endpoints);
-        goto rollback;
-    }
-    sqlite3_finalize(st);
-    int64_t now = fh_now_ms();
-    if (!(st = wh_api_prep(
-              w,
-              "INSERT INTO endpoints(id, url, filter, format, description, secret, enabled,"
-              " ordered, created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-              resp)))
-        goto rollback;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, in.url, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, in.filter, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, in.format, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, in.description, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, in.secret, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 7, in.enabled != 0);
-    sqlite3_bind_int(st, 8, in.ordered == 1);
-    sqlite3_bind_int64(st, 9, now);
-    if (sqlite3_step(st) != SQLITE_DONE || whs_bump_version(w->api_db) ||
-        sqlite3_exec(w->api_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        wh_api_store_error(w, resp);
-        goto rollback;
-    }
+    sqlite3_stmt *st = wh_api_prep(w, "SELECT count(*) FROM endpoints", resp);
+    if (!st)
+        goto out;
+    long long count = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    /* finalized now: an open statement would hold this connection's snapshot from before the
+     * reader applies the new endpoint */
     sqlite3_finalize(st);
     st = NULL;
+    if (count >= w->cfg.max_endpoints) {
+        fh_http_error(resp, 409, "too_many", NULL,
+                      "already %lld endpoints (webhooks.max_endpoints)", w->cfg.max_endpoints);
+        goto out;
+    }
+    int64_t now = fh_now_ms();
+    o = json_pack("{ss ss ss ss ss sb sn sn sb sI sI}", "id", id, "url", in.url, "filter",
+                  in.filter, "format", in.format, "description", in.description, "enabled",
+                  in.enabled != 0, "old_secret", "disabled_reason", "ordered", in.ordered == 1,
+                  "created_ms", (json_int_t)now, "updated_ms", (json_int_t)now);
+    if (!o) {
+        fh_http_error(resp, 500, "internal", NULL, "out of memory");
+        goto out;
+    }
+    if (seal_into(w, o, "secret", id, in.secret, resp) || publish(w, id, o, resp))
+        goto out;
     resp->status = 201;
     snprintf(location, sizeof(location), "/api/v1/webhooks/%s", id);
     resp->location = location;
     render_endpoint(w, id, 0, in.secret, resp);
     resp->status = 201;
     fh_log(FH_LOG_INFO, "webhook.created", "endpoint=%s format=%s", id, in.format);
-    goto out;
-rollback:
-    sqlite3_finalize(st);
-    sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
 out:
+    sqlite3_finalize(st);
+    json_decref(o);
     write_end(w, &in, j);
 }
 
@@ -430,6 +468,9 @@ static void patch(void *ctx, fh_http_request *req, fh_http_response *resp)
     ep_input in;
     const char *id = req->path_params[0];
     fh_webhooks *w = ctx;
+    json_t *o = NULL;
+    if (api_off(w, resp))
+        return;
     json_t *j = wh_api_body_object(req, resp);
     if (!j)
         return;
@@ -443,113 +484,57 @@ static void patch(void *ctx, fh_http_request *req, fh_http_response *resp)
         json_decref(j);
         return;
     }
-    int64_t now = fh_now_ms();
-    sqlite3_stmt *st = NULL;
-    sqlite3_exec(w->api_db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    /* One statement: each ?N is NULL when the field is absent and keeps the column then. */
-    if (!(st = wh_api_prep(
-              w,
-              "UPDATE endpoints SET url = coalesce(?2, url), filter = coalesce(?3, filter),"
-              " format = coalesce(?4, format), description = coalesce(?5, description),"
-              " ordered = coalesce(?6, ordered), updated_ms = ?8,"
-              " enabled = coalesce(?7, enabled),"
-              " disabled_reason = CASE WHEN ?7 = 1 THEN NULL WHEN ?7 = 0 THEN"
-              "  coalesce(disabled_reason, 'disabled through the API') ELSE disabled_reason END,"
-              " failing_since_ms = CASE WHEN ?7 = 1 THEN NULL ELSE failing_since_ms END,"
-              " old_secret = CASE WHEN ?9 IS NOT NULL THEN secret ELSE old_secret END,"
-              " old_secret_until_ms = CASE WHEN ?9 IS NOT NULL THEN ?8 + ?10 * 1000"
-              "  ELSE old_secret_until_ms END,"
-              " secret = coalesce(?9, secret) WHERE id = ?1",
-              resp)))
-        goto rollback;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (in.url)
-        sqlite3_bind_text(st, 2, in.url, -1, SQLITE_STATIC);
-    if (in.filter)
-        sqlite3_bind_text(st, 3, in.filter, -1, SQLITE_STATIC);
-    if (in.format)
-        sqlite3_bind_text(st, 4, in.format, -1, SQLITE_STATIC);
-    if (in.description)
-        sqlite3_bind_text(st, 5, in.description, -1, SQLITE_STATIC);
-    if (in.ordered >= 0)
-        sqlite3_bind_int(st, 6, in.ordered);
-    if (in.enabled >= 0)
-        sqlite3_bind_int(st, 7, in.enabled);
-    sqlite3_bind_int64(st, 8, now);
-    if (in.rotate)
-        sqlite3_bind_text(st, 9, in.secret, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 10, in.overlap_s);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        wh_api_store_error(w, resp);
-        goto rollback;
-    }
-    if (sqlite3_changes(w->api_db) == 0) {
+    /* the endpoint as this instance holds it, changed by the patch, published whole */
+    if (!(o = wh_ep_row(w->api_db, id))) {
         fh_http_error(resp, 404, "not_found", "id", "no webhook endpoint %.64s", id);
-        goto rollback;
+        goto out;
     }
-    if (whs_bump_version(w->api_db) ||
-        sqlite3_exec(w->api_db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        wh_api_store_error(w, resp);
-        goto rollback;
+    int64_t now = fh_now_ms();
+    const char *const fields[][2] = {{"url", in.url},
+                                     {"filter", in.filter},
+                                     {"format", in.format},
+                                     {"description", in.description}};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (fields[i][1])
+            json_object_set_new(o, fields[i][0], json_string(fields[i][1]));
+    if (in.ordered >= 0)
+        json_object_set_new(o, "ordered", json_integer(in.ordered));
+    if (in.enabled >= 0) {
+        json_object_set_new(o, "enabled", json_integer(in.enabled));
+        if (in.enabled)
+            json_object_set_new(o, "disabled_reason", json_null());
+        else if (!json_is_string(json_object_get(o, "disabled_reason")))
+            json_object_set_new(o, "disabled_reason", json_string("disabled through the API"));
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    json_object_set_new(o, "updated_ms", json_integer(now));
+    if (in.rotate) {
+        /* the previous secret (sealed for this same id) keeps signing for the overlap */
+        json_object_set(o, "old_secret", json_object_get(o, "secret"));
+        json_object_set_new(o, "old_secret_until_ms", json_integer(now + in.overlap_s * 1000));
+        if (seal_into(w, o, "secret", id, in.secret, resp))
+            goto out;
+    }
+    if (publish(w, id, o, resp))
+        goto out;
     render_endpoint(w, id, 1, in.rotate ? in.secret : NULL, resp);
     fh_log(FH_LOG_INFO, "webhook.updated", "endpoint=%.64s secret_rotated=%s", id,
            in.rotate ? "true" : "false");
-    goto out;
-rollback:
-    sqlite3_finalize(st);
-    sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
 out:
+    json_decref(o);
     write_end(w, &in, j);
 }
 
 static void delete_one(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     const char *id = req->path_params[0];
-    char err[256];
     fh_webhooks *w = ctx;
     if (wh_api_enter(w, resp))
         return;
-    sqlite3_stmt *st = wh_api_prep(w, "DELETE FROM endpoints WHERE id = ?1", resp);
-    if (!st)
-        goto out;
-    sqlite3_exec(w->api_db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int ok = sqlite3_step(st) == SQLITE_DONE;
-    int n = sqlite3_changes(w->api_db);
-    sqlite3_finalize(st);
-    if (ok && n) {
-        /* Its pending deliveries go with it; the log of what was sent goes too. */
-        st = wh_api_prep(w,
-                         "DELETE FROM attempts WHERE delivery_id IN"
-                         " (SELECT id FROM deliveries WHERE endpoint_id = ?1)",
-                         resp);
-        if (st) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-            ok = sqlite3_step(st) == SQLITE_DONE;
-            sqlite3_finalize(st);
-        }
-        st = wh_api_prep(w, "DELETE FROM deliveries WHERE endpoint_id = ?1", resp);
-        if (st && ok) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-            ok = sqlite3_step(st) == SQLITE_DONE;
-            sqlite3_finalize(st);
-        }
-        ok = ok && whs_bump_version(w->api_db) == 0;
+    /* a tombstone: every instance drops the endpoint, its pending deliveries and their log */
+    if (wh_api_endpoint_exists(w, id, resp) && publish(w, id, NULL, resp) == 0) {
+        resp->status = 204;
+        fh_log(FH_LOG_INFO, "webhook.deleted", "endpoint=%.64s", id);
     }
-    if (!ok || !n || fh_sqlite_exec(w->api_db, "COMMIT", err, sizeof(err))) {
-        sqlite3_exec(w->api_db, "ROLLBACK", NULL, NULL, NULL);
-        if (!ok)
-            wh_api_store_error(w, resp);
-        else
-            fh_http_error(resp, 404, "not_found", "id", "no webhook endpoint %.64s", id);
-        goto out;
-    }
-    resp->status = 204;
-    fh_log(FH_LOG_INFO, "webhook.deleted", "endpoint=%.64s", id);
-out:
     wh_api_leave(w);
     wh_poke(w);
 }

@@ -171,42 +171,43 @@ out:
     wh_api_leave(w);
 }
 
-/* Puts deliveries back in the queue with a fresh retry schedule (same webhook-id, same body). */
-static void requeue(fh_webhooks *w, const char *sql, const char *id, const char *arg, int64_t num,
-                    fh_http_response *resp, long long *changed)
+/* Asks every instance, through the changelog, to put deliveries back in the queue with a fresh
+ * retry schedule (same webhook-id, same body); the owner of their partition sends them. The
+ * answer waits until this instance applied the request (see wh_cl_request), outside the API's
+ * section (held by the caller, taken again before returning). */
+static int request(fh_webhooks *w, int part, const char *id, const char *msg, int64_t since,
+                   fh_http_response *resp)
 {
-    sqlite3_stmt *st = wh_api_prep(w, sql, resp);
-    *changed = -1;
-    if (!st)
-        return;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (arg)
-        sqlite3_bind_text(st, 2, arg, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_int64(st, 2, num);
-    sqlite3_bind_int64(st, 3, fh_now_ms());
-    if (sqlite3_step(st) == SQLITE_DONE)
-        *changed = sqlite3_changes(w->api_db);
-    else
-        wh_api_store_error(w, resp);
-    sqlite3_finalize(st);
+    char err[512];
+    wh_api_leave(w); /* other requests go on while this one waits */
+    int rc = wh_cl_request(w, part, id, msg, since, err, sizeof(err));
+    pthread_mutex_lock(&w->api_mu);
+    if (rc == 0)
+        return 0;
+    fh_http_error(resp, 503, "unavailable", NULL, "%s", err);
+    return -1;
 }
 
 void wh_api_redeliver(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     const char *id = req->path_params[0], *msg = req->path_params[1];
-    long long n;
     fh_webhooks *w = ctx;
     if (wh_api_enter(w, resp))
         return;
-    requeue(w,
-            "UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
-            " requeued = requeued + 1 WHERE endpoint_id = ?1 AND msg_id = ?2",
-            id, msg, 0, resp, &n);
-    if (n == 0)
-        fh_http_error(resp, 404, "not_found", "delivery", "no delivery %.64s for endpoint %.64s",
-                      msg, id);
-    else if (n > 0) {
+    sqlite3_stmt *st =
+        wh_api_prep(w, "SELECT part FROM deliveries WHERE endpoint_id = ?1 AND msg_id = ?2", resp);
+    int slot = -1;
+    if (st) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, msg, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            slot = sqlite3_column_int(st, 0);
+        else
+            fh_http_error(resp, 404, "not_found", "delivery",
+                          "no delivery %.64s for endpoint %.64s", msg, id);
+        sqlite3_finalize(st); /* before request() leaves the section that guards the connection */
+    }
+    if (slot >= 0 && request(w, wh_cl_partition(w, slot), id, msg, 0, resp) == 0) {
         resp->status = 202;
         fh_buf_printf(&resp->body, "{\"id\":");
         fh_buf_json_str(&resp->body, msg);
@@ -220,7 +221,6 @@ void wh_api_recover(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     const char *id = req->path_params[0];
     int64_t since;
-    long long n;
     fh_webhooks *w = ctx;
     json_t *j = wh_api_body_object(req, resp);
     if (!j)
@@ -236,12 +236,20 @@ void wh_api_recover(void *ctx, fh_http_request *req, fh_http_response *resp)
     if (wh_api_enter(w, resp))
         goto done;
     if (wh_api_endpoint_exists(w, id, resp)) {
-        requeue(
-            w,
-            "UPDATE deliveries SET state = 0, tries = 0, next_ms = ?3, updated_ms = ?3,"
-            " requeued = requeued + 1 WHERE endpoint_id = ?1 AND state = 2 AND created_ms >= ?2",
-            id, NULL, since, resp, &n);
-        if (n >= 0) {
+        /* the count is this instance's view of the log as the request is made */
+        sqlite3_stmt *st = wh_api_prep(w,
+                                       "SELECT count(*) FROM deliveries WHERE endpoint_id = ?1"
+                                       " AND state = 2 AND created_ms >= ?2",
+                                       resp);
+        long long n = -1;
+        if (st) {
+            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, since);
+            if (sqlite3_step(st) == SQLITE_ROW)
+                n = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+        }
+        if (n >= 0 && request(w, -1, id, NULL, since, resp) == 0) {
             resp->status = 202;
             fh_buf_printf(&resp->body, "{\"recovered\":%lld}\n", n);
         }

@@ -1,9 +1,12 @@
 /* webhooks/consumer.c: the webhook consumer (group webhooks.group, shared by every broker
- * instance), on the webhook thread. Records become deliveries inside one SQLite transaction; its
- * COMMIT comes before the offsets of the records it covers are stored, so a delivery is durable
- * before its record's offset can be committed (at-least-once). At webhooks.queue_max pending
- * deliveries the partitions are paused; a revoke first records and commits what was consumed and
- * lets the transfers on the lost partitions finish. */
+ * instance), on the webhook thread. Records become deliveries inside one SQLite transaction and
+ * changelog records (changelog.c); the offsets of the records a COMMIT covers are stored only
+ * once Kafka acknowledged those changelog records, so a delivery is durable in the cluster
+ * before its record's offset can be committed (at-least-once). A newly assigned partition stays
+ * paused, and its deliveries unsent, until the reader has applied its changelog partition up to
+ * the end it had at the assignment (the previous owner's last word). At webhooks.queue_max
+ * pending deliveries the partitions are paused; a revoke first records and commits what was
+ * consumed and lets the transfers on the lost partitions finish. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -28,9 +31,10 @@ void wh_txn_begin(fh_webhooks *w)
 
 static void seek_back(fh_webhooks *w);
 
-/* Commits the open transaction, then stores the offsets of the records it covers. On a failed
- * commit the consumer goes back to the first record of the transaction (nothing is lost; the
- * deliveries are inserted again, deduplicated by their ids). */
+/* Commits the open transaction, then hands the offsets of the records it covers to the open
+ * batch, closed here (wh_batches_store stores them once Kafka acknowledged its changelog
+ * records). On a failed commit the consumer goes back to the first record of the transaction
+ * (nothing is lost; the deliveries are inserted again, deduplicated by their ids). */
 void wh_txn_commit(fh_webhooks *w)
 {
     if (!w->in_txn)
@@ -42,24 +46,89 @@ void wh_txn_commit(fh_webhooks *w)
         seek_back(w);
         return;
     }
-    rd_kafka_topic_partition_list_t *l = NULL;
+    /* The offsets wait in the open batch until Kafka acknowledged every changelog record the
+     * thread produced with them (wh_batches_store): a delivery is in the cluster before the
+     * record that made it can be skipped. */
+    rd_kafka_topic_partition_list_t *l = NULL, *f = NULL;
     for (int p = 0; p < MAX_PARTS; p++) {
         if (w->to_store[p] < 0)
             continue;
-        if (!l)
+        if (!l) {
             l = rd_kafka_topic_partition_list_new(8);
+            f = rd_kafka_topic_partition_list_new(8);
+        }
         rd_kafka_topic_partition_list_add(l, wh_slot_topic(w, p), wh_slot_partition(p))->offset =
             w->to_store[p];
+        rd_kafka_topic_partition_list_add(f, wh_slot_topic(w, p), wh_slot_partition(p))->offset =
+            w->first_in_txn[p];
         w->to_store[p] = -1;
         w->first_in_txn[p] = -1;
     }
-    if (l) {
-        rd_kafka_resp_err_t err = rd_kafka_offsets_store(w->rk, l);
-        /* A partition revoked meanwhile refuses the store: its next owner starts from the last
-         * committed offset and finds these deliveries already recorded. */
-        if (err && err != RD_KAFKA_RESP_ERR__STATE)
-            fh_log(FH_LOG_WARN, "webhook.offsets", "error=\"%s\"", rd_kafka_err2str(err));
-        rd_kafka_topic_partition_list_destroy(l);
+    wh_batch *nb = l ? wh_batch_new() : NULL;
+    if (!nb) {
+        if (l) { /* out of memory: wait for everything instead */
+            if (wh_cl_flush(w, (int)w->cfg.timeout_ms + 10000) == 0)
+                rd_kafka_offsets_store(w->rk, l);
+            rd_kafka_topic_partition_list_destroy(l);
+            rd_kafka_topic_partition_list_destroy(f);
+        }
+        wh_batches_store(w);
+        return;
+    }
+    wh_batch *b = w->bcur;
+    b->store = l;
+    b->first = f;
+    if (w->btail)
+        w->btail->next = b;
+    else
+        w->bhead = b;
+    w->btail = b;
+    w->bcur = nb;
+    atomic_fetch_sub(&b->pending, 1); /* closed: only its records hold it now */
+    wh_batches_store(w);
+}
+
+/* Goes back to the offsets of list (a batch whose changelog records Kafka did not take): those
+ * records are consumed again. */
+static void seek_to(fh_webhooks *w, rd_kafka_topic_partition_list_t *l)
+{
+    for (int i = 0; i < l->cnt; i++)
+        fh_lost_table_set(&w->next, l->elems[i].topic, l->elems[i].partition, l->elems[i].offset);
+    if (l->cnt) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(w->rk, l, 5000);
+        if (e) {
+            fh_log(FH_LOG_ERROR, "webhook.seek", "error=\"%s\"", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    }
+}
+
+void wh_batches_store(fh_webhooks *w)
+{
+    while (w->bhead && atomic_load(&w->bhead->pending) == 0) {
+        wh_batch *b = w->bhead;
+        w->bhead = b->next;
+        if (!w->bhead)
+            w->btail = NULL;
+        if (!b->discard && atomic_load(&b->failed)) {
+            /* its records are consumed again, and so is everything after them: no batch
+             * closed or open now may store its offsets */
+            fh_log(FH_LOG_WARN, "webhook.changelog",
+                   "error=\"Kafka did not take changelog records: consuming again\"");
+            seek_to(w, b->first);
+            for (wh_batch *x = w->bhead; x; x = x->next)
+                x->discard = 1;
+            w->bcur->discard = 1;
+            for (int p = 0; p < MAX_PARTS; p++)
+                w->to_store[p] = w->first_in_txn[p] = -1;
+        } else if (!b->discard && b->store) {
+            rd_kafka_resp_err_t err = rd_kafka_offsets_store(w->rk, b->store);
+            /* A partition revoked meanwhile refuses the store: its next owner starts from the
+             * last committed offset and finds these deliveries in the changelog. */
+            if (err && err != RD_KAFKA_RESP_ERR__STATE)
+                fh_log(FH_LOG_WARN, "webhook.offsets", "error=\"%s\"", rd_kafka_err2str(err));
+        }
+        wh_batch_free(b);
     }
 }
 
@@ -101,6 +170,8 @@ static void own(fh_webhooks *w, int p, int yes)
 {
     if (p < 0 || p >= MAX_PARTS)
         return;
+    if (!yes)
+        w->catchup[p] = -1;
     w->owned[p] = (unsigned char)yes;
     sqlite3_stmt *st = w->st[yes ? S_OWN_ADD : S_OWN_DEL];
     sqlite3_bind_int(st, 1, p);
@@ -128,6 +199,12 @@ void wh_check_pause(fh_webhooks *w)
         return;
     rd_kafka_topic_partition_list_t *l = NULL;
     if (rd_kafka_assignment(w->rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) {
+        /* a partition still catching up stays paused */
+        for (int i = l->cnt - 1; !want && i >= 0; i--) {
+            int slot = wh_slot(w, l->elems[i].topic, l->elems[i].partition);
+            if (slot >= 0 && w->catchup[slot] >= 0)
+                rd_kafka_topic_partition_list_del_by_idx(l, i);
+        }
         pause_parts(w, l, want);
         rd_kafka_topic_partition_list_destroy(l);
     }
@@ -135,6 +212,33 @@ void wh_check_pause(fh_webhooks *w)
     fh_metric_set(w->m_paused, want);
     fh_log(want ? FH_LOG_WARN : FH_LOG_INFO, want ? "webhook.paused" : "webhook.resumed",
            "pending=%lld queue_max=%lld", w->pending, w->cfg.queue_max);
+}
+
+void wh_catchup(fh_webhooks *w)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (int slot = 0; slot < MAX_PARTS; slot++) {
+        if (w->catchup[slot] < 0)
+            continue;
+        int64_t at = atomic_load(&w->cl_applied[wh_cl_partition(w, slot)]);
+        if (at < w->catchup[slot])
+            continue;
+        fh_log(FH_LOG_INFO, "webhook.caught_up", "slot=%d changelog_partition=%d offset=%lld", slot,
+               wh_cl_partition(w, slot), (long long)at);
+        w->catchup[slot] = -1;
+        own(w, slot, 1);
+        if (!l)
+            l = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(l, wh_slot_topic(w, slot), wh_slot_partition(slot));
+    }
+    if (!l)
+        return;
+    if (!w->paused)
+        pause_parts(w, l, 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    wh_recount_pending(w);
+    for (size_t i = 0; i < w->neps; i++)
+        w->eps[i].has_work = 1;
 }
 
 /* ---- consuming ------------------------------------------------------------------------------ */
@@ -153,19 +257,36 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
         /* records below the committed offsets that Kafka deleted meanwhile are lost to us */
         fh_lost_table_assigned(&w->next, rk, parts, 5000);
-        for (int i = 0; i < parts->cnt; i++)
-            own(w, wh_slot(w, parts->elems[i].topic, parts->elems[i].partition), 1);
-        if (w->paused)
-            pause_parts(w, parts, 1);
+        /* each partition waits, paused, until the reader reached its changelog partition's end
+         * as of now (wh_catchup) */
+        for (int i = 0; i < parts->cnt; i++) {
+            int slot = wh_slot(w, parts->elems[i].topic, parts->elems[i].partition);
+            int64_t lo = 0, hi = 0;
+            if (slot < 0)
+                continue;
+            rd_kafka_resp_err_t kerr = fh_consumer_watermarks(
+                w->prod, w->cl_topic, wh_cl_partition(w, slot), &lo, &hi, 5000);
+            if (kerr)
+                fh_log(FH_LOG_WARN, "webhook.catchup", "slot=%d error=\"%s\"", slot,
+                       rd_kafka_err2str(kerr));
+            w->catchup[slot] = kerr ? 0 : hi;
+        }
+        pause_parts(w, parts, 1);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* Record what was consumed so far and commit its offsets while the partitions are
          * still ours, stop starting new attempts on them, and let the running ones finish. */
         wh_txn_commit(w);
+        if (wh_cl_flush(w, (int)w->cfg.timeout_ms + 10000)) /* every batch acknowledged */
+            fh_log(FH_LOG_WARN, "webhook.changelog", "error=\"unacknowledged at the revoke\"");
+        wh_batches_store(w);
         if (!rd_kafka_assignment_lost(rk))
             rd_kafka_commit(rk, NULL, 0);
         for (int i = 0; i < parts->cnt; i++)
             own(w, wh_slot(w, parts->elems[i].topic, parts->elems[i].partition), 0);
         wh_drain(w, parts);
+        /* the next owner reads the changelog to its end when it is assigned: ours must be in */
+        if (wh_cl_flush(w, (int)w->cfg.timeout_ms + 10000))
+            fh_log(FH_LOG_WARN, "webhook.changelog", "error=\"unacknowledged at the revoke\"");
         fh_lost_table_revoked(&w->next, parts);
         fh_kafka_rebalance_cb(rk, err, parts, opaque);
     } else {

@@ -268,6 +268,7 @@ static int xfer_start(fh_webhooks *w, wh_ep *e, size_t ep_index, sqlite3_stmt *s
     x->tries = sqlite3_column_int(st, 3);
     x->produced_ms = sqlite3_column_int64(st, 5);
     x->requeued = sqlite3_column_int64(st, 7);
+    x->attempts = sqlite3_column_int(st, 8);
     snprintf(x->ep_id, sizeof(x->ep_id), "%s", e->id);
     x->ep = ep_index;
     x->guard_err[0] = x->errbuf[0] = '\0';
@@ -377,8 +378,11 @@ static void xfer_finish(fh_webhooks *w, xfer *x, CURLcode res)
         if (x->resp.len)
             sqlite3_bind_text(st, 6, x->resp.data, (int)x->resp.len, SQLITE_STATIC);
         sqlite3_bind_text(st, 7, w->instance, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 8, x->attempts + 1);
         if (wh_step_done(st))
             wh_sql_warn(w, "attempt");
+        wh_cl_attempt(w, x->part, x->msg_id, x->attempts + 1, now, (int)status, latency, err,
+                      x->resp.data, x->resp.len, w->instance);
     }
 
     int state = WHS_PENDING, tries = x->tries + 1;
@@ -448,7 +452,10 @@ static void xfer_finish(fh_webhooks *w, xfer *x, CURLcode res)
     sqlite3_bind_int64(st, 11, x->requeued);
     if (wh_step_done(st))
         wh_sql_warn(w, "delivery");
-    if (state != WHS_PENDING && sqlite3_changes(w->db) > 0 && w->pending > 0)
+    int changed = sqlite3_changes(w->db) > 0;
+    if (changed) /* the delivery's new state, for every instance's log and the next owner */
+        wh_cl_delivery(w, w->db, x->delivery_id, NULL);
+    if (state != WHS_PENDING && changed && w->pending > 0)
         w->pending--;
     if (e)
         ep_fly_remove(e, x->delivery_id);
@@ -458,9 +465,18 @@ static void xfer_finish(fh_webhooks *w, xfer *x, CURLcode res)
 
 /* Starts due deliveries, endpoint by endpoint, each within webhooks.endpoint_concurrency: an
  * endpoint that is slow or down only ever holds its own slots, never another's. */
+int wh_backlogged(fh_webhooks *w)
+{
+    return rd_kafka_outq_len(w->prod) > w->cfg.changelog_backlog_max;
+}
+
 void wh_dispatch(fh_webhooks *w)
 {
     int64_t now = fh_now_ms();
+    /* An attempt's outcome is durable once Kafka acknowledged it: a SIGKILL makes the next owner
+     * send again what finished without that. Bounding the backlog bounds those. */
+    if (wh_backlogged(w))
+        return;
     for (size_t i = 0; i < w->neps && w->inflight < w->cfg.max_in_flight; i++) {
         wh_ep *e = &w->eps[i];
         long long free_slots = w->cfg.endpoint_concurrency - e->inflight;

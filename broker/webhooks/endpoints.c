@@ -1,5 +1,7 @@
 /* webhooks/endpoints.c: the webhook thread's endpoint table, rebuilt from the store when the
- * endpoints version moves, and endpoint health (failing since, disabled). */
+ * endpoints version moves (the reader applied the endpoints topic), with each secret opened
+ * (fh_aead) into memory only; and endpoint health: failing since (this instance's own streak),
+ * disabled (published to the endpoints topic). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -22,6 +24,22 @@ wh_ep *wh_ep_find(fh_webhooks *w, const char *id)
         if (strcmp(w->eps[i].id, id) == 0)
             return &w->eps[i];
     return NULL;
+}
+
+/* The signing key of a sealed secret (decrypted into memory only); 0 when it does not open,
+ * which is logged with the reason (a wrong webhooks.secret_key names both key ids). */
+static size_t open_key(fh_webhooks *w, const char *id, const char *sealed, wh_key *out)
+{
+    char clear[FH_SIGN_SECRET_SIZE * 2], err[256];
+    if (!sealed ||
+        fh_aead_open(&w->key, id, sealed, clear, sizeof(clear), NULL, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "webhook.secret", "endpoint=%s error=\"%s\"", id,
+               sealed ? err : "none");
+        return 0;
+    }
+    long kl = fh_sign_secret_key(clear, out->k, err, sizeof(err));
+    memset(clear, 0, sizeof(clear));
+    return kl > 0 ? (size_t)kl : 0;
 }
 
 /* Rebuilds the endpoint table from the store when its version moved; transfers in flight are
@@ -59,13 +77,10 @@ void wh_eps_reload(fh_webhooks *w, int force)
         json_decref(fj);
         e->types = bad ? 0 : fh_filter_type_mask(&e->filter);
         e->format = fh_wh_format_parse((const char *)sqlite3_column_text(st, 3));
-        long kl = fh_sign_secret_key((const char *)sqlite3_column_text(st, 4), e->key.k, err,
-                                     sizeof(err));
-        e->key.len = kl > 0 ? (size_t)kl : 0;
+        e->key.len = open_key(w, e->id, (const char *)sqlite3_column_text(st, 4), &e->key);
         if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
-            kl = fh_sign_secret_key((const char *)sqlite3_column_text(st, 5), e->old_key.k, err,
-                                    sizeof(err));
-            e->old_key.len = kl > 0 ? (size_t)kl : 0;
+            e->old_key.len =
+                open_key(w, e->id, (const char *)sqlite3_column_text(st, 5), &e->old_key);
             e->old_until_ms = sqlite3_column_int64(st, 6);
         }
         e->enabled = sqlite3_column_int(st, 7);
@@ -126,6 +141,13 @@ void wh_ep_disable(fh_webhooks *w, wh_ep *e, const char *reason)
     if (wh_step_done(st))
         wh_sql_warn(w, "endpoint_disable");
     whs_bump_version(w->db);
+    /* every instance stops delivering to it: the endpoints topic says so (not waited for) */
+    char err[256];
+    json_t *row = wh_ep_row(w->db, e->id);
+    if (!row || wh_ep_publish(w, e->id, row, 0, err, sizeof(err)))
+        fh_log(FH_LOG_ERROR, "webhook.endpoint_disable", "endpoint=%s error=\"%s\"", e->id,
+               row ? err : "no row");
+    json_decref(row);
     e->enabled = 0;
     fh_metric_add(w->m_disabled, 1);
     char q[400];

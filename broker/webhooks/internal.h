@@ -10,12 +10,17 @@
  *   endpoints.c  the in-memory endpoint table and endpoint health
  *   api.c        /api/v1/webhooks: endpoint management
  *   api_log.c    /api/v1/webhooks: the delivery log, redelivery and recovery
- *   store.c      the SQLite file (schema, ids, schedule and URL checks) */
+ *   store.c      the SQLite file (schema, ids, schedule and URL checks)
+ *   changelog.c  the records of the endpoints topic and the delivery changelog, and their producer
+ *   reader.c     the reader thread: both topics into the local SQLite file (the read model)
+ *   migrate.c    an old-design shared webhooks.db published to the topics once */
 #ifndef FH_WEBHOOKS_INTERNAL_H
 #define FH_WEBHOOKS_INTERNAL_H
 
 #include "fh_consumer.h"
 #include "webhooks.h"
+
+#include <jansson.h>
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -33,6 +38,7 @@
 #include "fh_netguard.h"
 #include "fh_sign.h"
 #include "fh_sqlite.h"
+#include "fh_aead.h"
 
 /* ---- the store (store.c): the SQLite file behind webhooks (webhooks.path), shared by the
  * webhook thread, the API handlers and every broker instance pointing at the same file.
@@ -46,6 +52,8 @@ enum whs_state { WHS_PENDING = 0, WHS_DELIVERED = 1, WHS_FAILED = 2 };
 
 #define WHS_ID_SIZE 40
 
+/* The schema number of the file at path: 0 when there is no file, -1 when it has none. */
+int whs_schema_of(const char *path);
 /* Opens (creating when missing) the store: WAL, busy timeout, schema, and the Kafka cluster the
  * file belongs to (cluster_id, the broker's; "" checks nothing): a file of another cluster is
  * refused. Caller closes. */
@@ -131,6 +139,21 @@ typedef struct wh_ep {
 
 struct fh_webhooks;
 
+/* What a produced record's opaque points to (its first member says which). */
+enum { WH_OPAQUE_PUB = 1, WH_OPAQUE_BATCH = 2 };
+
+/* The changelog records the webhook thread produced between two commits of events offsets, and
+ * those offsets: they are stored once Kafka acknowledged every record (consumer.c). */
+typedef struct wh_batch {
+    int kind;                               /* WH_OPAQUE_BATCH */
+    _Atomic long long pending;              /* unacknowledged records, +1 while it is open */
+    _Atomic int failed;                     /* a record Kafka did not take */
+    int discard;                            /* consumed again: never store its offsets */
+    rd_kafka_topic_partition_list_t *store; /* the offsets to store (NULL: none) */
+    rd_kafka_topic_partition_list_t *first; /* where to go back to when one failed */
+    struct wh_batch *next;
+} wh_batch;
+
 /* One attempt in flight (a slot of max_in_flight; its easy handle is kept between attempts). */
 typedef struct xfer {
     struct fh_webhooks *w;
@@ -141,7 +164,7 @@ typedef struct xfer {
     char ep_id[WHS_ID_SIZE], msg_id[WHS_ID_SIZE];
     size_t ep; /* index into w->eps (re-mapped on reload; checked against ep_id) */
     int64_t delivery_id, produced_ms;
-    int part, tries;
+    int part, tries, attempts;
     long long requeued;
     char *body;
     size_t body_len, body_cap;
@@ -210,7 +233,87 @@ struct fh_webhooks {
     /* API handlers (libmicrohttpd threads): one connection of their own, under api_mu */
     pthread_mutex_t api_mu;
     sqlite3 *api_db;
+    char off_why[700];       /* why webhooks are off although enabled (no key): the API's 503 */
+    char migrate_path[1100]; /* the old-design file to migrate from (webhooks.c) */
+
+    /* changelog.c: the producer of both topics (acks=all, idempotent), used by the thread, the
+     * API and the migration; thread-safe */
+    fh_aead_key key;
+    rd_kafka_t *prod;
+    const char *ep_topic, *cl_topic;
+    int cl_parts;                   /* partitions of the changelog */
+    sqlite3_stmt *cl_st;            /* thread: wh_cl_delivery's statement on its connection */
+    _Atomic long long cl_failed;    /* changelog records Kafka did not take */
+    int64_t catchup[MAX_PARTS];     /* thread: changelog end a newly assigned slot waits for; -1 */
+    wh_batch *bcur, *bhead, *btail; /* thread: the open batch, and the closed ones in order */
+    long long history_ms, api_wait_ms;
+
+    /* reader.c: the reader thread and its own connection and consumer */
+#define WH_RD_STMTS 16
+    const char *rd_sql[WH_RD_STMTS]; /* its cached statements, by the address of their SQL */
+    sqlite3_stmt *rd_st[WH_RD_STMTS];
+    int tag_own;          /* set before the webhook thread starts (not for the migration) */
+    uint64_t incarnation; /* random, per process: the "fh-by" header of the changelog records
+                           * this process produced (its reader does not apply them again) */
+    pthread_t rd_thread;
+    int rd_started;
+    rd_kafka_t *rd;
+    sqlite3 *rd_db;
+    pthread_mutex_t rd_mu;
+    pthread_cond_t rd_cond;
+    int64_t ep_applied;                    /* under rd_mu: next endpoints offset applied */
+    _Atomic int64_t cl_applied[MAX_PARTS]; /* next changelog offset applied, per partition */
 };
+
+/* ---- changelog.c ----------------------------------------------------------------------------- */
+
+/* The changelog partition of a slot: events p -> p, derived q -> q, modulo its partitions. */
+int wh_cl_partition(const fh_webhooks *w, int slot);
+/* Makes the producer, creates the two topics when topics.create says so and reads the
+ * changelog's partition count. */
+int wh_cl_open(fh_webhooks *w, char *err, size_t errsize);
+void wh_cl_close(fh_webhooks *w);
+/* Produces the current row of delivery id, or msg_id when not NULL (db: the caller's connection),
+ * as its "d/" record. */
+int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id);
+/* Produces a failed attempt, number n of delivery msg_id on slot, as its "a/" record. */
+int wh_cl_attempt(fh_webhooks *w, int slot, const char *msg_id, int n, int64_t at, int status,
+                  long latency, const char *error, const char *resp, size_t resp_len,
+                  const char *instance);
+/* Produces one body as its "p/" record. */
+int wh_cl_payload(fh_webhooks *w, int slot, const char *event_id, const char *kind,
+                  const void *body, size_t n, int64_t created_ms);
+/* A redeliver (msg_id) or recover (msg_id NULL: failed deliveries since since_ms) request,
+ * carried out by every instance's reader. part: the changelog partition (-1: every one). Waits
+ * as wh_ep_publish does; 0, or -1 with errbuf naming the cause. */
+int wh_cl_request(fh_webhooks *w, int part, const char *endpoint, const char *msg_id,
+                  int64_t since_ms, char *errbuf, size_t errsize);
+/* Waits until Kafka acknowledged everything produced so far; 0, or -1 after timeout_ms. */
+int wh_cl_flush(fh_webhooks *w, int timeout_ms);
+/* A new open batch (pending 1); NULL when out of memory. */
+wh_batch *wh_batch_new(void);
+void wh_batch_free(wh_batch *b);
+/* Produces an endpoint (a JSON object; NULL: a tombstone) and, when wait, waits for Kafka's
+ * acknowledgement and for this instance's reader to apply it (bounded by webhooks.api_wait_ms).
+ * Returns 0, or -1 with errbuf naming the cause. */
+int wh_ep_publish(fh_webhooks *w, const char *id, json_t *value, int wait, char *errbuf,
+                  size_t errsize);
+/* The endpoint row id of db as the object wh_ep_publish takes (secrets sealed as stored);
+ * NULL when there is none. Caller decrefs. */
+json_t *wh_ep_row(sqlite3 *db, const char *id);
+
+/* ---- reader.c -------------------------------------------------------------------------------- */
+
+int wh_reader_start(fh_webhooks *w, char *err, size_t errsize);
+void wh_reader_stop(fh_webhooks *w);
+/* Applies one record of either topic to db inside the caller's transaction; 0, or -1. */
+int wh_apply(fh_webhooks *w, sqlite3 *db, const char *topic, int32_t part,
+             const rd_kafka_message_t *m);
+
+/* ---- migrate.c ------------------------------------------------------------------------------- */
+
+/* Publishes an old-design webhooks.db (path; none there: nothing) once. */
+void wh_migrate(fh_webhooks *w, const char *path);
 
 /* ---- webhooks.c ------------------------------------------------------------------------------ */
 
@@ -235,10 +338,16 @@ void wh_observe_latency(fh_webhooks *w, int64_t ms);
 
 /* Opens the transaction records become deliveries in, unless one is open. */
 void wh_txn_begin(fh_webhooks *w);
-/* Commits the open transaction, then stores the offsets of the records it covers. */
+/* Commits the open transaction and closes the open batch with the offsets of the records it
+ * covers (stored once Kafka acknowledged the batch's changelog records). */
 void wh_txn_commit(fh_webhooks *w);
+/* Stores the offsets of the batches Kafka acknowledged, in order; goes back (seek) when one had
+ * a record Kafka did not take. */
+void wh_batches_store(fh_webhooks *w);
 void wh_recount_pending(fh_webhooks *w);
 void wh_check_pause(fh_webhooks *w);
+/* Owns and resumes the assigned slots whose changelog partition the reader has caught up on. */
+void wh_catchup(fh_webhooks *w);
 /* Turns up to webhooks.batch_max fetched records into deliveries. */
 void wh_consume(fh_webhooks *w);
 /* Creates the consumer and subscribes to the events topic (webhooks.c watches its queue). */
@@ -257,7 +366,9 @@ int wh_delivery_open(fh_webhooks *w, char *err, size_t errsize);
 void wh_delivery_close(fh_webhooks *w);
 /* Records the attempts curl finished (opens the transaction they are written in). */
 void wh_delivery_reap(fh_webhooks *w);
-/* Starts due deliveries within the concurrency caps. */
+/* 1 while more than webhooks.changelog_backlog_max records await Kafka's acknowledgement. */
+int wh_backlogged(fh_webhooks *w);
+/* Starts due deliveries within the concurrency caps (none while backlogged). */
 void wh_dispatch(fh_webhooks *w);
 /* Lets transfers on parts (NULL: all) finish and be recorded, bounded by webhooks.timeout_ms. */
 void wh_drain(fh_webhooks *w, const rd_kafka_topic_partition_list_t *parts);

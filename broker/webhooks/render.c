@@ -1,7 +1,8 @@
 /* webhooks/render.c: one record into deliveries, on the webhook thread. A record is checked in
  * place against the enabled endpoints' filters first (no jansson tree for records nobody wants);
  * a wanted one is decoded, each body is rendered once per format and stored once in payloads,
- * and each matching endpoint gets one delivery row per body, inside the open transaction. */
+ * and each matching endpoint gets one delivery row per body, inside the open transaction; each
+ * body and each delivery is also produced to the delivery changelog (changelog.c). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -107,8 +108,12 @@ int wh_ingest(fh_webhooks *w, const rd_kafka_message_t *m)
                     rc = -1;
                 sqlite3_reset(st);
                 sqlite3_clear_bindings(st);
-                if (rc)
+                /* the body goes to the changelog before the deliveries that need it */
+                if (rc || wh_cl_payload(w, slot, ev.id, kind, w->body.data ? w->body.data : "",
+                                        w->body.len, now)) {
+                    rc = -1;
                     break;
+                }
                 pvariant[e->format][b] = variant;
             } else {
                 variant = pvariant[e->format][b];
@@ -133,6 +138,11 @@ int wh_ingest(fh_webhooks *w, const rd_kafka_message_t *m)
                 w->pending++;
                 e->has_work = 1;
                 fh_metric_add(w->m_created, 1);
+            }
+            /* also when it was there (consumed again): its current state, which is harmless */
+            if (wh_cl_delivery(w, w->db, 0, msg_id)) {
+                rc = -1;
+                break;
             }
         }
     }

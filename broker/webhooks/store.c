@@ -12,17 +12,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Bumped when the tables change shape. Unlike the view, this file is not derived data (it holds
- * endpoints and undelivered events), so an unknown version refuses to start instead of rebuilding.
- */
-#define WHS_SCHEMA 1
+/* Bumped when the tables change shape. Schema 1 was the old design's shared file (the only copy
+ * of endpoints and deliveries: webhooks.c migrates it to the topics); from 2 on the file is a cache
+ * of the topics, rebuilt when its version is not this one. */
+#define WHS_SCHEMA 2
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS wh_meta(id INTEGER PRIMARY KEY CHECK (id = 1),"
     " schema INTEGER NOT NULL, endpoints_version INTEGER NOT NULL DEFAULT 0);"
-    "INSERT INTO wh_meta(id, schema) VALUES(1, 1) ON CONFLICT DO NOTHING;"
+    "INSERT INTO wh_meta(id, schema) VALUES(1, 2) ON CONFLICT DO NOTHING;"
+    /* The next offset applied of each partition of the endpoints topic and the changelog. */
+    "CREATE TABLE IF NOT EXISTS wh_offsets(topic TEXT NOT NULL, part INTEGER NOT NULL,"
+    " next INTEGER NOT NULL, PRIMARY KEY (topic, part)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS endpoints(id TEXT PRIMARY KEY, url TEXT NOT NULL,"
     " filter TEXT NOT NULL, format TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',"
+    /* secret and old_secret are sealed (fh_aead, AAD the endpoint id), never clear */
     " secret TEXT NOT NULL, old_secret TEXT, old_secret_until_ms INTEGER,"
     " enabled INTEGER NOT NULL DEFAULT 1, disabled_reason TEXT, ordered INTEGER NOT NULL DEFAULT 0,"
     " failing_since_ms INTEGER, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL)"
@@ -50,10 +54,12 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS deliveries_payload ON deliveries(payload_id);"
     /* Failed attempts; the successful one is described by its delivery's last_* columns (one
      * row fewer per delivery on the hot path). */
+    /* n: the attempt's number (the delivery's attempts count after it), so the changelog's
+     * record of an attempt applies once however often it is read */
     "CREATE TABLE IF NOT EXISTS attempts(id INTEGER PRIMARY KEY, delivery_id INTEGER NOT NULL,"
     " at_ms INTEGER NOT NULL, status INTEGER NOT NULL, latency_ms INTEGER NOT NULL,"
-    " error TEXT, response TEXT, instance TEXT NOT NULL DEFAULT '');"
-    "CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);";
+    " error TEXT, response TEXT, instance TEXT NOT NULL DEFAULT '', n INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id, n, at_ms);";
 
 /* The Kafka cluster whose events the file's deliveries came from (FH_SQLITE_META_CLUSTER). A file
  * of another cluster is refused: its pending deliveries are not this cluster's to make (nor are
@@ -159,6 +165,24 @@ sql_err:
 err:
     sqlite3_close(db);
     return FH_ERR_IO;
+}
+
+int whs_schema_of(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int schema = -1;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT schema FROM wh_meta WHERE id = 1", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        schema = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return schema;
 }
 
 int whs_bump_version(sqlite3 *db)

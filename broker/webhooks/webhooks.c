@@ -19,6 +19,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sys/random.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,13 +43,15 @@ static const char *const stmt_sql[S__COUNT] = {
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)"
         " ON CONFLICT(msg_id) DO NOTHING",
     [S_DUE] =
-        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
+        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued,"
+        " d.attempts"
         " FROM deliveries d JOIN payloads p ON p.id = d.payload_id"
         " WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_ms <= ?2"
         " AND d.part IN (SELECT part FROM temp.owned) ORDER BY d.next_ms LIMIT ?3",
     /* A build's later deliveries wait while an earlier one is pending (in flight included). */
     [S_DUE_ORDERED] =
-        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued"
+        "SELECT d.id, d.msg_id, d.part, d.tries, d.build_key, d.produced_ms, p.body, d.requeued,"
+        " d.attempts"
         " FROM deliveries d JOIN payloads p ON p.id = d.payload_id"
         " WHERE d.endpoint_id = ?1 AND d.state = 0 AND d.next_ms <= ?2"
         " AND d.part IN (SELECT part FROM temp.owned) AND (d.build_key = '' OR NOT EXISTS ("
@@ -60,8 +64,8 @@ static const char *const stmt_sql[S__COUNT] = {
         "UPDATE deliveries SET state = ?2, tries = ?3, attempts = attempts + 1, next_ms = ?4,"
         " updated_ms = ?5, last_status = ?6, last_error = ?7, last_latency_ms = ?8,"
         " last_response = ?9, last_instance = ?10 WHERE id = ?1 AND state = 0 AND requeued = ?11",
-    [S_ATTEMPT] = "INSERT INTO attempts(delivery_id, at_ms, status, latency_ms, error, response,"
-                  " instance) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_ATTEMPT] = "INSERT OR IGNORE INTO attempts(delivery_id, at_ms, status, latency_ms, error,"
+                  " response, instance, n) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_EP_OK] = "UPDATE endpoints SET failing_since_ms = NULL WHERE id = ?1"
                 " AND failing_since_ms IS NOT NULL",
     [S_EP_FAIL] = "UPDATE endpoints SET failing_since_ms = ?2 WHERE id = ?1"
@@ -135,11 +139,12 @@ void wh_observe_latency(fh_webhooks *w, int64_t ms)
 
 /* ---- housekeeping -------------------------------------------------------------------------- */
 
-/* Deletes delivered and failed deliveries older than webhooks.retention_s, with their attempts
- * and the bodies nothing refers to any more, a bounded amount per round. */
+/* Deletes delivered and failed deliveries older than webhooks.history_ms (the changelog's
+ * retention: what Kafka forgets, this file forgets too), with their attempts and the bodies
+ * nothing refers to any more, and deliveries whose endpoint is gone, a bounded amount per round. */
 static void prune(fh_webhooks *w)
 {
-    char sql[768], err[256];
+    char sql[1024], err[256];
     int64_t cutoff = fh_now_ms() - w->retention_ms;
     snprintf(
         sql, sizeof(sql),
@@ -148,13 +153,16 @@ static void prune(fh_webhooks *w)
         "DELETE FROM temp.gone;"
         "INSERT INTO temp.gone SELECT id FROM deliveries WHERE state <> 0 AND updated_ms < %lld"
         " LIMIT 20000;"
+        /* a minute old at least: the reader may apply a delivery just before its endpoint */
+        "INSERT OR IGNORE INTO temp.gone SELECT id FROM deliveries WHERE endpoint_id NOT IN"
+        " (SELECT id FROM endpoints) AND created_ms < %lld LIMIT 20000;"
         "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM temp.gone);"
         "DELETE FROM deliveries WHERE id IN (SELECT id FROM temp.gone);"
         "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE created_ms < %lld"
         " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.payload_id = payloads.id)"
         " LIMIT 20000);"
         "COMMIT;",
-        (long long)cutoff, (long long)cutoff);
+        (long long)cutoff, (long long)(fh_now_ms() - 60000), (long long)cutoff);
     if (fh_sqlite_exec(w->db, sql, err, sizeof(err))) {
         sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
         fh_log(FH_LOG_WARN, "webhook.prune", "error=\"%s\"", err);
@@ -212,6 +220,10 @@ static void before_sleep(fh_loop *l, void *arg)
         fh_loop_no_sleep(l);
         return;
     }
+    if (wh_backlogged(w)) { /* attempts wait for Kafka: look again shortly */
+        w->due_timer = fh_loop_timer_rearm(l, w->due_timer, 5, due_timer, w);
+        return;
+    }
     int64_t now = fh_now_ms(), next = -1;
     long long conc = w->cfg.endpoint_concurrency;
     for (size_t i = 0; i < w->neps; i++) {
@@ -243,10 +255,13 @@ static void after_pass(fh_loop *l, void *arg)
     fh_webhooks *w = arg;
     wh_delivery_reap(w);
     wh_txn_commit(w);
+    rd_kafka_poll(w->prod, 0); /* delivery reports: batches acknowledged */
+    wh_batches_store(w);
     if (w->nested)
         return;
     if (atomic_exchange(&w->poke, 0))
         look_again(w);
+    wh_catchup(w);
     fh_metric_set(w->m_pending, w->pending);
     wh_check_pause(w);
     wh_consume(w);
@@ -367,12 +382,108 @@ void fh_webhooks_config_read(const fh_config *c, fh_webhooks_config *cfg)
     cfg->secret_overlap_s = fh_config_int(c, "webhooks.secret_overlap_s");
     cfg->retention_s = fh_config_int(c, "webhooks.retention_s");
     cfg->scan_interval_ms = fh_config_int(c, "webhooks.scan_interval_ms");
+    cfg->migrate_from = fh_config_str(c, "webhooks.migrate_from");
+    cfg->secret_key = fh_config_str(c, "webhooks.secret_key");
+    cfg->secret_key_file = fh_config_str(c, "webhooks.secret_key_file");
+    cfg->ep_topic = fh_config_str(c, "topics.webhook_endpoints");
+    cfg->cl_topic = fh_config_str(c, "topics.webhook_deliveries");
+    cfg->history_ms = fh_config_int(c, "webhooks.history_ms");
+    /* webhooks.retention_s is the old name: it counts when it was changed and the new key was not
+     */
+    if (cfg->history_ms == 604800000LL && cfg->retention_s != 604800)
+        cfg->history_ms = cfg->retention_s * 1000;
+    cfg->api_wait_ms = fh_config_int(c, "webhooks.api_wait_ms");
+    cfg->changelog_backlog_max = fh_config_int(c, "webhooks.changelog_backlog_max");
     cfg->max_endpoints = fh_config_int(c, "webhooks.max_endpoints");
     cfg->topic = fh_kafka_topic(c, FH_TOPIC_EVENTS);
     cfg->derived_topic = fh_config_bool(c, "view.enabled") && fh_config_bool(c, "derive.enabled")
                              ? fh_kafka_topic(c, FH_TOPIC_DERIVED)
                              : NULL;
     cfg->max_record_bytes = (size_t)fh_config_int(c, "events.max_bytes");
+}
+
+/* The key that seals endpoint secrets (webhooks.secret_key or webhooks.secret_key_file); -1
+ * with w->off_why saying what is missing and how to make one. */
+static int load_key(fh_webhooks *w)
+{
+    char err[300];
+    const fh_webhooks_config *c = &w->cfg;
+    if (*c->secret_key && *c->secret_key_file) {
+        snprintf(w->off_why, sizeof(w->off_why),
+                 "webhooks are off: set webhooks.secret_key or webhooks.secret_key_file, not both");
+        return -1;
+    }
+    if (*c->secret_key_file ? fh_aead_key_file(c->secret_key_file, &w->key, err, sizeof(err))
+        : *c->secret_key    ? fh_aead_key_hex(c->secret_key, &w->key, err, sizeof(err))
+                            : (snprintf(err, sizeof(err), "no key is set"), FH_ERR_CONFIG)) {
+        snprintf(w->off_why, sizeof(w->off_why),
+                 "webhooks are off: webhooks.secret_key%s: %s; endpoint secrets are sealed with "
+                 "AES-256-GCM in Kafka and on disk, so every instance needs the same 64 hex "
+                 "characters: make them with `openssl rand -hex 32` and set webhooks.secret_key "
+                 "or webhooks.secret_key_file",
+                 *c->secret_key_file ? "_file" : "", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes webhooks.path this version's cache: an old-design file there (schema 1, the only copy of
+ * its endpoints and deliveries) is moved aside to PATH.v1 and migrated from; a cache of another
+ * version is deleted (the topics rebuild it). Sets w->migrate_path. */
+static int prepare_file(fh_webhooks *w, char *err, size_t errsize)
+{
+    const char *path = w->cfg.path;
+    int schema = whs_schema_of(path);
+    snprintf(w->migrate_path, sizeof(w->migrate_path), "%s", w->cfg.migrate_from);
+    if (schema == 1) {
+        snprintf(w->migrate_path, sizeof(w->migrate_path), "%s.v1", path);
+        if (rename(path, w->migrate_path)) {
+            fh_errf(err, errsize, FH_ERR_IO, "webhooks.path: moving the old-design %s aside: %s",
+                    path, strerror(errno));
+            return -1;
+        }
+    } else if (schema != 0 && schema != 2) {
+        fh_log(FH_LOG_WARN, "webhook.cache_rebuild", "path=%s schema=%d", path, schema);
+        unlink(path);
+    } else {
+        return 0;
+    }
+    char side[1200];
+    snprintf(side, sizeof(side), "%s-wal", path);
+    if (schema == 1) {
+        char to[1200];
+        snprintf(to, sizeof(to), "%s-wal", w->migrate_path);
+        rename(side, to);
+    } else {
+        unlink(side);
+    }
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+    return 0;
+}
+
+/* Waits (bounded) until the reader has applied the endpoints topic up to its end as of now, so
+ * the first records consumed meet every endpoint (after a rebuild the table starts empty). */
+static int await_endpoints(fh_webhooks *w, char *err, size_t errsize)
+{
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t kerr = fh_consumer_watermarks(w->prod, w->ep_topic, 0, &lo, &hi, 15000);
+    if (kerr)
+        return fh_errf(err, errsize, FH_ERR_KAFKA, "%s: %s", w->ep_topic, rd_kafka_err2str(kerr)),
+               -1;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 30;
+    pthread_mutex_lock(&w->rd_mu);
+    while (w->ep_applied < hi && pthread_cond_timedwait(&w->rd_cond, &w->rd_mu, &dl) == 0)
+        ;
+    int ok = w->ep_applied >= hi;
+    pthread_mutex_unlock(&w->rd_mu);
+    if (!ok)
+        return fh_errf(err, errsize, FH_ERR_KAFKA, "%s: not read to its end (%lld) in 30 s",
+                       w->ep_topic, (long long)hi),
+               -1;
+    return 0;
 }
 
 fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhooks **out,
@@ -387,6 +498,15 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
     w->cfg = *cfg;
     fh_consumer_watch_init(&w->kq);
     pthread_mutex_init(&w->api_mu, NULL);
+    pthread_mutex_init(&w->rd_mu, NULL);
+    pthread_cond_init(&w->rd_cond, NULL);
+    if (cfg->enabled && load_key(w)) {
+        /* no key: webhooks stay off (the API says why); the rest of the broker runs */
+        fh_log(FH_LOG_ERROR, "webhook.start", "error=\"%s\"", w->off_why);
+        w->cfg.enabled = 0;
+        *out = w;
+        return FH_OK;
+    }
     if (!cfg->enabled) {
         *out = w;
         return FH_OK;
@@ -402,7 +522,17 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
     else
         snprintf(w->instance, sizeof(w->instance), "%s:%d", host, (int)getpid());
     w->disable_after_ms = cfg->disable_after_s * 1000;
-    w->retention_ms = cfg->retention_s * 1000;
+    w->retention_ms = cfg->history_ms;
+    w->history_ms = cfg->history_ms;
+    w->api_wait_ms = cfg->api_wait_ms;
+    w->ep_topic = cfg->ep_topic;
+    /* a fresh value per process (time and pid if there is no randomness): this process's own
+     * changelog records are known by it */
+    if (getrandom(&w->incarnation, sizeof(w->incarnation), GRND_NONBLOCK) != sizeof(w->incarnation))
+        w->incarnation = (uint64_t)fh_mono_ns() ^ ((uint64_t)getpid() << 40);
+    w->cl_topic = cfg->cl_topic;
+    for (int p = 0; p < MAX_PARTS; p++)
+        w->catchup[p] = -1;
     for (int p = 0; p < MAX_PARTS; p++)
         w->to_store[p] = w->first_in_txn[p] = -1;
     fh_buf_init(&w->body, cfg->max_record_bytes * 4 + 65536);
@@ -415,7 +545,11 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
                                            errsize)) < 0 ||
         fh_netguard_init(&w->guard, cfg->allow_cidrs, errbuf, errsize))
         goto err;
-    if (open_store(w, errbuf, errsize))
+    if (prepare_file(w, errbuf, errsize) || open_store(w, errbuf, errsize) ||
+        wh_cl_open(w, errbuf, errsize))
+        goto err;
+    wh_migrate(w, w->migrate_path);
+    if (wh_reader_start(w, errbuf, errsize) || await_endpoints(w, errbuf, errsize))
         goto err;
     if (open_loop(w, errbuf, errsize))
         goto err;
@@ -429,14 +563,17 @@ fh_err fh_webhooks_start(fh_broker *b, const fh_webhooks_config *cfg, fh_webhook
     if (wh_start_consumer(w, errbuf, errsize) ||
         fh_consumer_watch_start(&w->kq, w->loop, w->rkq, NULL, NULL, errbuf, errsize))
         goto err;
+    w->tag_own = 1; /* from now on the thread's changelog records are known as its own */
     if (pthread_create(&w->thread, NULL, thread_main, w)) {
         snprintf(errbuf, errsize, "cannot start the webhook thread");
         goto err;
     }
     w->started = 1;
     fh_log(FH_LOG_INFO, "webhook.started",
-           "path=%s group=%s instance=%s endpoints=%zu schedule_attempts=%d allow_cidrs=%zu",
-           cfg->path, cfg->group, w->instance, w->neps, w->nschedule, w->guard.nallow);
+           "path=%s group=%s instance=%s endpoints=%zu schedule_attempts=%d allow_cidrs=%zu "
+           "endpoints_topic=%s changelog=%s changelog_partitions=%d key_id=%s",
+           cfg->path, cfg->group, w->instance, w->neps, w->nschedule, w->guard.nallow, w->ep_topic,
+           w->cl_topic, w->cl_parts, w->key.id);
     *out = w;
     return FH_OK;
 err:
@@ -463,6 +600,9 @@ void fh_webhooks_stop(fh_webhooks *w)
         w->rk = NULL;
         w->rkq = NULL;
     }
+    atomic_store(&w->stop, 1);
+    wh_reader_stop(w);
+    wh_cl_close(w);
     wh_delivery_close(w);
     for (size_t i = 0; i < w->neps; i++)
         wh_ep_free(&w->eps[i]);
@@ -473,6 +613,9 @@ void fh_webhooks_stop(fh_webhooks *w)
         if (w->st[i])
             sqlite3_finalize(w->st[i]);
     memset(w->st, 0, sizeof(w->st));
+    if (w->cl_st)
+        sqlite3_finalize(w->cl_st);
+    w->cl_st = NULL;
     if (w->db)
         sqlite3_close(w->db);
     w->db = NULL;
@@ -494,5 +637,7 @@ void fh_webhooks_free(fh_webhooks *w)
     if (w->api_db)
         sqlite3_close(w->api_db);
     pthread_mutex_destroy(&w->api_mu);
+    pthread_mutex_destroy(&w->rd_mu);
+    pthread_cond_destroy(&w->rd_cond);
     free(w);
 }

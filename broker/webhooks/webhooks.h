@@ -2,10 +2,11 @@
  * and the /api/v1/webhooks API that manages them. One module, one handle (fh_webhooks).
  *
  * Threads: the webhook thread owns the webhook consumer (group webhooks.group, shared by every
- * broker instance), its SQLite connection, the curl multi handle and every transfer. HTTP
- * handlers (libmicrohttpd threads) manage endpoints and the delivery log through a connection of
- * their own, then poke the webhook thread (an atomic flag and a pipe write). The SQLite file
- * (webhooks.path) is the only state they share. */
+ * broker instance), its SQLite connection, the curl multi handle and every transfer. The reader
+ * thread reads the endpoints topic and the delivery changelog into this instance's SQLite file
+ * (webhooks.path, a cache of the topics). HTTP handlers (libmicrohttpd threads) read that file
+ * and write through the topics (waiting until the reader applied their record). Instances share
+ * nothing but the Kafka cluster. */
 #ifndef FH_BROKER_WEBHOOKS_H
 #define FH_BROKER_WEBHOOKS_H
 
@@ -17,9 +18,28 @@
 #define FH_WEBHOOK_CFG \
     {"webhooks.enabled", NULL, FH_CFG_BOOL, "true", 0, 0, \
      "deliver events to webhook endpoints and serve /api/v1/webhooks"}, \
-    {"webhooks.path", NULL, FH_CFG_STR, "var/webhooks.db", 0, 0, \
-     "SQLite file of endpoints, deliveries and attempts (WAL); instances that share " \
-     "webhooks.group must share this file"}, \
+    {"webhooks.path", NULL, FH_CFG_STR, "var/webhooks-cache.db", 0, 0, \
+     "this instance's own SQLite file (WAL): a cache of the endpoints topic and the delivery " \
+     "changelog, rebuilt from them when it is missing; never shared between instances"}, \
+    {"webhooks.migrate_from", NULL, FH_CFG_STR, "var/webhooks.db", 0, 0, \
+     "an old-design shared webhooks.db: its endpoints and pending deliveries are published to " \
+     "the topics once (marked done in it); empty or missing: nothing to migrate"}, \
+    {"webhooks.secret_key", NULL, FH_CFG_STR, "", 0, 0, \
+     "64 hex characters: the AES-256-GCM key that seals endpoint secrets in Kafka and on disk " \
+     "(make one with: openssl rand -hex 32); every instance needs the same one"}, \
+    {"webhooks.secret_key_file", NULL, FH_CFG_STR, "", 0, 0, \
+     "a file holding webhooks.secret_key's 64 hex characters (instead of the key itself)"}, \
+    {"webhooks.history_ms", NULL, FH_CFG_INT, "604800000", 60000, 31536000000, \
+     "how long the delivery log is kept: retention.ms of the delivery changelog and the local " \
+     "pruning age of finished deliveries"}, \
+    {"webhooks.api_wait_ms", NULL, FH_CFG_INT, "10000", 100, 600000, \
+     "an API change waits this long at most for Kafka's acknowledgement and for this instance " \
+     "to read it back; then 503 naming which did not come"}, \
+    {"topics.webhook_endpoints", NULL, FH_CFG_STR, "firehose.webhooks.endpoints", 0, 0, \
+     "compacted topic of webhook endpoints (1 partition; key: endpoint id; secrets sealed)"}, \
+    {"topics.webhook_deliveries", NULL, FH_CFG_STR, "firehose.webhooks.deliveries", 0, 0, \
+     "changelog of webhook deliveries (topics.partitions partitions, compact,delete, " \
+     "retention webhooks.history_ms)"}, \
     {"webhooks.group", NULL, FH_CFG_STR, "firehose-webhooks", 0, 0, \
      "consumer group of webhook delivery, shared by every broker instance"}, \
     {"webhooks.instance_id", NULL, FH_CFG_STR, "", 0, 0, \
@@ -55,9 +75,14 @@
     {"webhooks.secret_overlap_s", NULL, FH_CFG_INT, "86400", 0, 2592000, \
      "after a secret rotation the previous secret also signs for this long (default)"}, \
     {"webhooks.retention_s", NULL, FH_CFG_INT, "604800", 60, 315360000, \
-     "delivered and failed deliveries (with attempts) are kept this long"}, \
+     "old name of webhooks.history_ms (in seconds): used when set and webhooks.history_ms is " \
+     "left at its default"}, \
     {"webhooks.scan_interval_ms", NULL, FH_CFG_INT, "1000", 10, 60000, \
-     "how often the store is scanned for work another instance or the API queued"}, \
+     "how often due work and the endpoint table are looked at again (the reader thread also " \
+     "wakes the delivery thread at once when the topics change them)"}, \
+    {"webhooks.changelog_backlog_max", NULL, FH_CFG_INT, "2000", 10, 1000000, \
+     "changelog records awaiting Kafka's acknowledgement at most before new attempts wait: " \
+     "bounds the attempts a SIGKILL can make a new owner send again"}, \
     {"webhooks.max_endpoints", NULL, FH_CFG_INT, "10000", 1, 1000000, "endpoints at most"}
 /* clang-format on */
 
@@ -66,10 +91,13 @@
 typedef struct fh_webhooks_config {
     int enabled;
     const char *path, *group, *instance_id, *retry_schedule, *allow_cidrs;
+    const char *migrate_from, *secret_key, *secret_key_file, *ep_topic, *cl_topic;
+    long long history_ms, api_wait_ms;
     int retry_jitter_pct;
     long long retry_after_max_s, connect_timeout_ms, timeout_ms, response_max_bytes,
         response_log_bytes, endpoint_concurrency, max_in_flight, queue_max, batch_max,
-        disable_after_s, secret_overlap_s, retention_s, scan_interval_ms, max_endpoints;
+        disable_after_s, secret_overlap_s, retention_s, scan_interval_ms, max_endpoints,
+        changelog_backlog_max;
     const char *topic;         /* the events topic (kafka.topic_events) */
     const char *derived_topic; /* topics.derived when the view derives events, else NULL */
     size_t max_record_bytes;   /* events.max_bytes */

@@ -70,7 +70,8 @@ class Kafka:
         self.state_dir = state_dir
 
     def create_topics(self, topics):
-        specs = ["%s:%d" % (name, parts) for name, parts in topics.items()]
+        """topics: {name: partitions}, partitions an int or "N+key=value+..." (topic configs)."""
+        specs = ["%s:%s" % (name, parts) for name, parts in topics.items()]
         if not specs:
             return
         if self.state_dir is not None:
@@ -81,12 +82,14 @@ class Kafka:
         lib = ROOT / "tests" / "kafka" / "lib"
         if not lib.is_dir():
             return
-        for name, parts in topics.items():
+        for name, spec in topics.items():
+            parts, *cfg = str(spec).split("+")
+            cfg = [a for kv in cfg for a in ("--config", kv)]
             subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1",
                             "-Dlog4j.configuration=file:%s" % (ROOT / "tests" / "kafka" / "tools-log4j.properties"),
                             "-cp", str(lib / "*"), "org.apache.kafka.tools.TopicCommand",
                             "--bootstrap-server", self.bootstrap, "--create", "--if-not-exists",
-                            "--topic", name, "--partitions", str(parts), "--replication-factor", "1"],
+                            "--topic", name, "--partitions", parts, "--replication-factor", "1"] + cfg,
                            check=True, timeout=120, stdout=subprocess.DEVNULL)
 
     def __repr__(self):
@@ -114,7 +117,10 @@ class KafkaCluster(Kafka):
 
     def create_topics(self, topics, leader=None):
         """As Kafka.create_topics; leader: the node every partition prefers as its leader."""
-        specs = ["%s:%d%s" % (name, parts, "@%d" % leader if leader else "") for name, parts in topics.items()]
+        specs = []
+        for name, spec in topics.items():
+            parts, _, cfg = str(spec).partition("+")
+            specs.append("%s:%s%s%s" % (name, parts, "@%d" % leader if leader else "", "+" + cfg if cfg else ""))
         subprocess.run([str(KAFKA_SH), "create-topics", str(self.state_dir)] + specs, check=True, timeout=180,
                        stdout=subprocess.DEVNULL)
 

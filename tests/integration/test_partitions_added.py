@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 from conftest import ROOT, wait_for
 from stream_support import wait_topics
 from view_helpers import Broker, Script, emit, write_ndjson
-from webhook_support import ADMIN, AUTH, Receiver
+from webhook_support import ADMIN, AUTH, Receiver, webhook_args
 
 R = "https://git.example.org/firehose.git"
 ENC = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -87,14 +87,15 @@ def test_partition_added_at_run_time_reaches_stream_view_and_webhooks(kafka, tmp
                extra=["--auth.admin_token=" + ADMIN, "--webhooks.path=%s" % (tmp_path / "webhooks.db"),
                       "--webhooks.group=wh-%s" % prefix, "--webhooks.allow_cidrs=127.0.0.1/32",
                       "--webhooks.scan_interval_ms=200", "--kafka.session.timeout.ms=6000",
-                      "--kafka.partition_check_ms=500", "--view.metadata_refresh_ms=500"]).start()
+                      "--kafka.partition_check_ms=500", "--view.metadata_refresh_ms=500"]
+               + webhook_args(kafka, topics, 2)).start()
     stop = threading.Event()
     threads = []
     try:
         wait_for(lambda: requests.get(b.url + "readyz", timeout=2).status_code == 200, 60, what="/readyz")
         r = requests.post(b.url + "api/v1/webhooks", json={"url": recv.url("/hook")}, headers=AUTH, timeout=30)
         assert r.status_code == 201, r.text
-        wait_for(lambda: re.search(r"event=webhook.partitions change=assigned .*owned=[1-9]", b.log()), 60,
+        wait_for(lambda: re.search(r"event=webhook.caught_up ", b.log()), 60,
                  what="the webhook consumer's assignment")
         ws_url = b.url.replace("http://", "ws://") + "v1/stream"
         live = []

@@ -24,6 +24,7 @@ import requests
 
 from conftest import BIN, KAFKA_SH, Kafka, wait_for
 from view_helpers import Broker, OpenAPI, Script, emit, write_ndjson
+from webhook_support import webhook_args
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
@@ -121,7 +122,8 @@ def test_records_deleted_before_the_broker_read_them_are_logged_counted_and_mark
     kafka = retention_kafka
     topics = create_topics(kafka, "lost-%s" % uuid.uuid4().hex[:8])
     wh_group = "lost-wh-%s" % uuid.uuid4().hex[:8]
-    extra = ["--webhooks.path=%s" % (tmp_path / "webhooks.db"), "--webhooks.group=" + wh_group]
+    extra = ["--webhooks.path=%s" % (tmp_path / "webhooks.db"), "--webhooks.group=" + wh_group] + \
+        webhook_args(kafka, topics)
     t0 = int(time.time()) - 600
 
     # 1. The broker reads requests 1-3 and remembers where it is: the view in its file, the ingest

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import re
 import threading
 import time
@@ -130,23 +131,71 @@ def bodies(fmt, ev):
     return CDEVENTS_BODIES.get(ev["type"], 0)
 
 
+# The AES-256-GCM key that seals endpoint secrets (webhooks.secret_key): every instance of a test
+# shares it, as every instance of a deployment must.
+SECRET_KEY = "5c0f3b2a9d8e7f6a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f607182"
+
+
+def seal(secret, endpoint_id, key_hex=SECRET_KEY):
+    """A secret sealed as the broker seals it (lib/fh_aead.h): "v1:" KEYID ":" base64(IV || ciphertext
+    || tag), AES-256-GCM with the endpoint id as AAD, KEYID the first 4 bytes of SHA-256(key)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    key = bytes.fromhex(key_hex)
+    iv = os.urandom(12)
+    ct = AESGCM(key).encrypt(iv, secret.encode(), endpoint_id.encode())
+    return "v1:%s:%s" % (hashlib.sha256(key).hexdigest()[:8], base64.b64encode(iv + ct).decode())
+
+
+def webhook_topic_specs(prefix, parts):
+    """The webhook topics of a test whose topics start with prefix, as create_topics specs."""
+    return {prefix + ".wh-endpoints": "1+cleanup.policy=compact",
+            prefix + ".wh-deliveries": "%d+cleanup.policy=compact,delete+retention.ms=604800000" % parts}
+
+
 def topics_for(kafka, prefix, parts=3):
-    t = {"events": prefix + ".events", "logs": prefix + ".logs", "dlq": prefix + ".dlq"}
-    kafka.create_topics({t["events"]: parts, t["logs"]: 1, t["dlq"]: 1})
+    t = {"events": prefix + ".events", "logs": prefix + ".logs", "dlq": prefix + ".dlq",
+         "wh_endpoints": prefix + ".wh-endpoints", "wh_deliveries": prefix + ".wh-deliveries"}
+    kafka.create_topics(dict({t["events"]: parts, t["logs"]: 1, t["dlq"]: 1}, **webhook_topic_specs(prefix, parts)))
     return t
+
+
+_created = set()
+
+
+def webhook_topics(kafka, topics, parts=3):
+    """(endpoints topic, changelog) of a test's topics: those topics_for made, or made now for a
+    topics dict that has none (named after its events topic)."""
+    if "wh_endpoints" in topics:
+        return topics["wh_endpoints"], topics["wh_deliveries"]
+    prefix = topics["events"]
+    specs = webhook_topic_specs(prefix, parts)
+    if (kafka.bootstrap, prefix) not in _created:
+        kafka.create_topics(specs)
+        _created.add((kafka.bootstrap, prefix))
+    return tuple(specs)
+
+
+def webhook_args(kafka, topics, parts=3):
+    """What every broker that runs webhooks needs on top of its own arguments: the key that seals
+    secrets, the test's own webhook topics, and no migration from a file in the working directory."""
+    eps, cl = webhook_topics(kafka, topics, parts)
+    return ["--webhooks.secret_key=" + SECRET_KEY, "--topics.webhook_endpoints=" + eps,
+            "--topics.webhook_deliveries=" + cl, "--webhooks.migrate_from="]
 
 
 class WebhookBroker(Broker):
     """bin/firehose-broker with webhooks on: admin token, a store, a group, loopback allowed."""
 
     def __init__(self, kafka, topics, tmp, name="broker", store=None, group=None, schedule="0,0.2,0.4,0.8,1",
-                 allow="127.0.0.1/32", extra=()):
-        self.store = store or (tmp / "webhooks.db")
+                 allow="127.0.0.1/32", extra=(), parts=3):
+        # each instance its own file (a cache of the topics): instances share nothing but Kafka
+        self.store = store or (tmp / ("%s-webhooks.db" % name))
         self.group = group or ("wh-test-%s" % uuid.uuid4().hex[:8])
         args = ["--auth.admin_token=" + ADMIN, "--webhooks.path=%s" % self.store,
                 "--webhooks.group=" + self.group, "--webhooks.retry_schedule=" + schedule,
                 "--webhooks.allow_cidrs=" + allow, "--view.enabled=false",
-                "--kafka.session.timeout.ms=6000", "--webhooks.scan_interval_ms=200"] + list(extra)
+                "--kafka.session.timeout.ms=6000", "--webhooks.scan_interval_ms=200"]
+        args += webhook_args(kafka, topics, parts) + list(extra)
         super().__init__(kafka, topics, tmp / ("%s-view.db" % name), tmp / ("%s.log" % name), extra=args)
 
     def api(self, method, path, body=None, params=None, token=ADMIN):
@@ -166,8 +215,9 @@ class WebhookBroker(Broker):
         return int(m.group(1)) if m else None
 
     def wait_consumer(self, timeout=60):
-        """Waits until the webhook consumer owns partitions (its log says kafka.assign)."""
-        wait_for(lambda: re.search(r"event=webhook.partitions change=assigned .*owned=[1-9]", self.log()),
+        """Waits until the webhook consumer owns partitions: assigned, and caught up on their changelog
+        partitions (its log says webhook.caught_up)."""
+        wait_for(lambda: re.search(r"event=webhook.caught_up ", self.log()),
                  timeout, what="the webhook consumer's assignment")
 
 

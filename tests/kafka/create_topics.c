@@ -1,12 +1,13 @@
 /* create_topics: creates Kafka topics through librdkafka's admin API, for tests/kafka/kafka.sh.
  *
  *   create_topics BOOTSTRAP [--config KEY=VALUE]... SPEC...
- *   SPEC: NAME:PARTITIONS:REPLICATION   or   NAME:PARTITIONS:@ASSIGNMENT
+ *   SPEC: NAME:PARTITIONS:REPLICATION   or   NAME:PARTITIONS:@ASSIGNMENT, then any number of
+ *         +KEY=VALUE: configs of that topic alone (e.g. +cleanup.policy=compact)
  *   ASSIGNMENT: the replicas of each partition, partitions separated by ',' and replicas by ':'
  *               (TopicCommand's --replica-assignment), e.g. 1:2:3,1:3:2
  *
  * Every topic is created in one CreateTopics request; a topic that already exists is not an error
- * (TopicCommand's --if-not-exists). The configs apply to every topic. Exits 0 when every topic
+ * (TopicCommand's --if-not-exists). --config applies to every topic. Exits 0 when every topic
  * exists afterwards, 1 otherwise (naming each topic that failed and why), 64 on bad usage.
  *
  * kafka.sh used to start one JVM (TopicCommand) per topic; on two cores a test module creating ten
@@ -57,6 +58,9 @@ static rd_kafka_NewTopic_t *new_topic(char *spec, char *errstr, size_t errsize)
     }
     *parts++ = '\0';
     *how++ = '\0';
+    char *cfg = strchr(how, '+'); /* this topic's +KEY=VALUE configs */
+    if (cfg)
+        *cfg++ = '\0';
     int np = atoi(parts);
     if (np < 1) {
         snprintf(errstr, errsize, "bad partition count '%s'", parts);
@@ -65,7 +69,20 @@ static rd_kafka_NewTopic_t *new_topic(char *spec, char *errstr, size_t errsize)
     int assigned = how[0] == '@';
     rd_kafka_NewTopic_t *nt =
         rd_kafka_NewTopic_new(name, np, assigned ? -1 : atoi(how), errstr, errsize);
-    if (!nt || !assigned)
+    if (!nt)
+        return NULL;
+    for (char *save = NULL, *kv = cfg ? strtok_r(cfg, "+", &save) : NULL; kv;
+         kv = strtok_r(NULL, "+", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq) {
+            snprintf(errstr, errsize, "bad config '%s' (want +KEY=VALUE)", kv);
+            rd_kafka_NewTopic_destroy(nt);
+            return NULL;
+        }
+        *eq = '\0';
+        rd_kafka_NewTopic_set_config(nt, kv, eq + 1);
+    }
+    if (!assigned)
         return nt;
     int p = 0;
     for (char *save = NULL, *row = strtok_r(how + 1, ",", &save); row;

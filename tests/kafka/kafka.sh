@@ -7,9 +7,10 @@
 #                                           (DIR may be one node of a cluster: it restarts that node)
 #   kafka.sh start-cluster DIR [N]          N nodes (default 3) in DIR/node1..N, replication N (at most 3),
 #                                           min.insync.replicas 2 (1 below 3 nodes); prints HOST:PORT,...
-#   kafka.sh create-topics DIR name:parts[@leader]…
+#   kafka.sh create-topics DIR name:parts[@leader][+key=value…]…
 #                                           create topics (idempotent), wait until they have leaders;
-#                                           @leader (cluster) makes that node the preferred leader of every partition
+#                                           @leader (cluster) makes that node the preferred leader of every partition;
+#                                           +key=value: a topic config (e.g. +cleanup.policy=compact)
 #   kafka.sh elect-leaders DIR              preferred leader election for every partition (cluster)
 #   kafka.sh stop DIR [--purge]             SIGTERM (bounded), then SIGKILL; --purge also deletes DIR's contents
 #                                           (a cluster DIR: every node)
@@ -532,9 +533,19 @@ cmd_create_topics() {
     write_tools_log4j
     # With tests/kafka/create_topics.c built (`make integration` builds it), one CreateTopics
     # request through librdkafka; otherwise one TopicCommand JVM per topic, in parallel.
-    local pids=() specs=() how tool="${KAFKA_CREATE_TOPICS:-$HERE/../../build/tests/create_topics}" args=()
+    local pids=() specs=() how tool="${KAFKA_CREATE_TOPICS:-$HERE/../../build/tests/create_topics}" args=() extra topic_cfg sfx
     [ -x "$tool" ] || tool=""
     for spec in "$@"; do
+        # +key=value suffixes: topic configs
+        topic_cfg=() sfx=""
+        extra="${spec#*+}"
+        if [ "$extra" != "$spec" ]; then
+            sfx="+$extra"
+            spec="${spec%%+*}"
+            local kv
+            IFS='+' read -r -a kvs <<<"$extra"
+            for kv in "${kvs[@]}"; do topic_cfg+=(--config "$kv"); done
+        fi
         name="${spec%%:*}"
         parts="${spec#*:}"
         [ "$name" != "$spec" ] || parts=6
@@ -545,14 +556,15 @@ cmd_create_topics() {
         if [ -n "$leader" ]; then
             [[ "$leader" =~ ^[1-9]$ ]] && [ "$leader" -le "$NODES" ] || die "bad leader in '$spec'"
             how=(--replica-assignment "$(replica_assignment "$parts" "$leader")")
-            args+=("$name:$parts:@${how[1]}")
+            args+=("$name:$parts:@${how[1]}$sfx")
         else
             how=(--partitions "$parts" --replication-factor "$RF")
-            args+=("$name:$parts:$RF")
+            args+=("$name:$parts:$RF$sfx")
         fi
         [ -z "$tool" ] || continue
         java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
             --create --if-not-exists --topic "$name" "${how[@]}" --config "min.insync.replicas=$MIN_ISR" \
+            ${topic_cfg[@]+"${topic_cfg[@]}"} \
             >"$dir/topic-$name.log" 2>&1 &
         pids+=("$!"); specs+=("$spec")
     done
@@ -571,6 +583,7 @@ cmd_create_topics() {
     command -v kcat >/dev/null || return 0
     local deadline=$((SECONDS + 60)) md have want
     for spec in "$@"; do
+        spec="${spec%%+*}"
         name="${spec%%:*}"; parts="${spec#*:}"; [ "$name" != "$spec" ] || parts=6
         leader="${parts#*@}"; [ "$leader" != "$parts" ] || leader='[0-9]*'
         parts="${parts%%@*}"
