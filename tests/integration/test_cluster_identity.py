@@ -27,7 +27,7 @@ import requests
 
 from conftest import KAFKA_SH, Kafka, wait_for
 from view_helpers import BROKER, Broker, Script, emit, write_ndjson
-from webhook_support import ADMIN, AUTH, Receiver, WebhookBroker
+from webhook_support import ADMIN, AUTH, SECRET_KEY, Receiver, WebhookBroker
 
 REPO = "https://git.example.org/firehose.git"
 
@@ -186,6 +186,7 @@ def test_embedded_kafka_restart_drops_the_earlier_runs_pending_deliveries(tmp_pa
     earlier embedded run keeps its endpoints, and its pending deliveries are dropped, not made."""
     store, log = tmp_path / "webhooks.db", tmp_path / "embedded.log"
     args = ["--auth.admin_token=" + ADMIN, "--webhooks.path=%s" % store, "--webhooks.retry_schedule=0,600",
+            "--webhooks.secret_key=" + SECRET_KEY,
             "--webhooks.allow_cidrs=127.0.0.1/32", "--webhooks.scan_interval_ms=200"]
     topics = {"events": "firehose.events", "logs": "firehose.logs", "dlq": "firehose.dlq"}
     recv = Receiver(lambda path, msg_id, n: (500, {}, 0))
