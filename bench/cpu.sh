@@ -54,6 +54,8 @@ TOKEN="cpu-bench-$$"
 
 say() { printf 'cpu: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=bench/base_broker.sh
+. "$ROOT/bench/base_broker.sh"
 
 [ -x "$BROKER_A" ] || die "$BROKER_A is missing: run make"
 make -C "$ROOT" --no-print-directory -s fanout-tools >&2
@@ -64,16 +66,8 @@ if [ -n "${CPU_BROKER_B:-}" ]; then
     BROKER_B="$CPU_BROKER_B"
     BASE_NAME="$BROKER_B"
 else
-    sha="$(git -C "$ROOT" rev-parse --short=7 "$BASE^{commit}")" || die "CPU_BASE=$BASE is not a commit here"
-    BASE_DIR="$DATA/base-$sha"
-    BROKER_B="$BASE_DIR/bin/firehose-broker"
-    if [ ! -x "$BROKER_B" ]; then
-        say "building the base broker ($sha) in $BASE_DIR"
-        rm -rf "$BASE_DIR" && mkdir -p "$BASE_DIR"
-        git -C "$ROOT" archive "$sha" | tar -x -C "$BASE_DIR"
-        make -C "$BASE_DIR" --no-print-directory -s -j2 bin/firehose-broker >&2
-    fi
-    BASE_NAME="commit $sha"
+    BROKER_B="$(base_broker "$BASE")" || die "CPU_BASE=$BASE: no base broker"
+    BASE_NAME="commit $(git -C "$ROOT" rev-parse --short=7 "$BASE^{commit}")"
 fi
 [ -x "$BROKER_B" ] || die "$BROKER_B is missing"
 

@@ -268,7 +268,8 @@ start_broker() {   # start_broker LOG
     read -r -a extra <<<"${FANOUT_BROKER_ARGS:---view.enabled=false}"
     "$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --auth.anonymous_read \
         --stream.max_connections=20000 --http.max_connections=20000 \
-        --kafka.group="fanout-bench-$$-$RANDOM" "${extra[@]}" >"$1" 2>&1 &
+        --kafka.group="fanout-bench-$$-$RANDOM" --webhooks.path="$RUN/webhooks.db" "${extra[@]}" \
+        >"$1" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 600); do grep -q 'event=http.listening' "$1" && break; sleep 0.05; done
     URL="$(grep -o 'event=http.listening url=[^ ]*' "$1" | head -n1 | cut -d= -f3 || true)"

@@ -139,7 +139,8 @@ EOF
 # ---- broker ------------------------------------------------------------------------------------
 LOG="$WORK/broker.log"
 "$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --kafka.group "$PREFIX" "${TOPICS[@]}" \
-    --topics.create=false --view.path "$WORK/view.db" --auth.anonymous_read \
+    --topics.create=false --view.path "$WORK/view.db" --webhooks.path "$WORK/webhooks.db" \
+    --auth.anonymous_read \
     --http.threads "$HTTP_THREADS" "${EXTRA_ARGS[@]}" 2>"$LOG" &
 BROKER_PID=$!
 for _ in $(seq 1 600); do grep -q 'event=http.listening' "$LOG" && break; sleep 0.05; done

@@ -18,6 +18,9 @@ typedef struct fh_broker {
     fh_auth auth;          /* immutable after start-up */
     fh_kafka_embedded *embedded;
     char bootstrap[512]; /* the Kafka actually used (embedded or kafka.brokers) */
+    /* The id of that cluster ("" when it has none or did not answer at start-up): the local
+     * files (view.path, webhooks.path) record it and are checked against it. */
+    char cluster_id[256];
     volatile sig_atomic_t *run;
     _Atomic int ready;      /* 1 once the ingest consumer has its partitions */
     _Atomic int kafka_down; /* 1 while librdkafka reports every broker down (ALL_BROKERS_DOWN) */

@@ -302,6 +302,28 @@ static int start_kafka(fh_broker *b)
     return 0;
 }
 
+/* How long start-up waits for the cluster id when Kafka does not answer. */
+#define CLUSTER_ID_TIMEOUT_MS 10000
+
+/* Learns the id of the cluster behind rk into b->cluster_id, before the view and webhooks open
+ * their files. No id (a cluster that reports none, or no answer in time): the files are neither
+ * recorded nor checked. */
+static void learn_cluster_id(fh_broker *b, rd_kafka_t *rk)
+{
+    int rc = fh_kafka_cluster_id(rk, CLUSTER_ID_TIMEOUT_MS, b->cluster_id, sizeof(b->cluster_id));
+    if (rc == FH_KAFKA_CLUSTER_ID_KNOWN)
+        fh_log(FH_LOG_INFO, "kafka.cluster", "id=%s", b->cluster_id);
+    else if (rc == FH_KAFKA_CLUSTER_ID_NONE)
+        fh_log(FH_LOG_DEBUG, "kafka.cluster",
+               "id=none note=\"the cluster reports no id: view.path and webhooks.path are not "
+               "checked against it\"");
+    else
+        fh_log(FH_LOG_WARN, "kafka.cluster",
+               "id=unknown timeout_ms=%d note=\"Kafka did not answer: view.path and webhooks.path "
+               "are not checked against the cluster this run\"",
+               CLUSTER_ID_TIMEOUT_MS);
+}
+
 static int ingest_start(ingest *in)
 {
     char err[512];
@@ -513,6 +535,7 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    learn_cluster_id(&b, in.producer);
     fh_view_config_read(&b.cfg, &view_cfg);
     if (fh_view_start(&b, &view_cfg, &view, err, sizeof(err))) { /* the view's thread */
         fh_log(FH_LOG_ERROR, "view.start", "error=\"%s\"", err);

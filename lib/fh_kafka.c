@@ -128,15 +128,35 @@ const char *fh_kafka_embedded_bootstrap(const fh_kafka_embedded *e)
     return e->bootstrap;
 }
 
-int fh_kafka_is_embedded(rd_kafka_t *rk, int timeout_ms)
+int fh_kafka_id_is_mock(const char *id)
 {
     /* rdkafka_mock names its clusters "mockCluster<hex>"; a real Kafka's id is 22 characters of
      * base64. */
+    return id && strncmp(id, "mockCluster", 11) == 0;
+}
+
+int fh_kafka_cluster_id(rd_kafka_t *rk, int timeout_ms, char *out, size_t size)
+{
+    uint64_t t0 = fh_mono_ns();
     char *id = rd_kafka_clusterid(rk, timeout_ms);
-    int mock = id && strncmp(id, "mockCluster", 11) == 0;
-    if (id)
+    if (size)
+        *out = '\0';
+    if (id) {
+        snprintf(out, size, "%s", id);
         rd_kafka_mem_free(rk, id);
-    return mock;
+        return FH_KAFKA_CLUSTER_ID_KNOWN;
+    }
+    /* rd_kafka_clusterid answers NULL at once when metadata came without an id, and only after
+     * timeout_ms when no metadata came at all. */
+    return fh_mono_ns() - t0 < (uint64_t)timeout_ms * 1000000u ? FH_KAFKA_CLUSTER_ID_NONE
+                                                               : FH_KAFKA_CLUSTER_ID_TIMEOUT;
+}
+
+int fh_kafka_is_embedded(rd_kafka_t *rk, int timeout_ms)
+{
+    char id[256];
+    return fh_kafka_cluster_id(rk, timeout_ms, id, sizeof(id)) == FH_KAFKA_CLUSTER_ID_KNOWN &&
+           fh_kafka_id_is_mock(id);
 }
 
 void fh_kafka_embedded_stop(fh_kafka_embedded *e)

@@ -41,6 +41,22 @@ void fh_kafka_embedded_stop(fh_kafka_embedded *e);
  * its cluster id says so. Waits at most timeout_ms for the id; 0 when none came. */
 int fh_kafka_is_embedded(rd_kafka_t *rk, int timeout_ms);
 
+/* What fh_kafka_cluster_id learned. */
+enum fh_kafka_cluster_id_result {
+    FH_KAFKA_CLUSTER_ID_KNOWN = 0,   /* out holds the id */
+    FH_KAFKA_CLUSTER_ID_NONE = 1,    /* the cluster answered without an id (out is "") */
+    FH_KAFKA_CLUSTER_ID_TIMEOUT = 2, /* no metadata within timeout_ms (out is "") */
+};
+
+/* The id of the cluster rk talks to (rd_kafka_clusterid: waits at most timeout_ms for the first
+ * metadata) into out, truncated to size. A real Kafka's id is fixed when its storage is
+ * formatted; an embedded (mock) cluster's is "mockCluster<hex>", new every time one starts.
+ * Returns an enum fh_kafka_cluster_id_result. */
+int fh_kafka_cluster_id(rd_kafka_t *rk, int timeout_ms, char *out, size_t size);
+
+/* 1 when id names a librdkafka mock cluster (an embedded Kafka). */
+int fh_kafka_id_is_mock(const char *id);
+
 /* Creates the events, logs, dlq and derived topics on a real cluster through rk (any handle);
  * topics that already exist are left as they are. Returns once every partition of the topics it
  * created has a leader that answers (all within timeout_ms), so consumers can start at once. */

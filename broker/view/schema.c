@@ -325,7 +325,21 @@ int view_db_open(fh_view *v, char *errbuf, size_t errsize)
         sqlite3_step(st) == SQLITE_ROW)
         schema = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (schema != -1 && schema != VIEW_SCHEMA) {
+    /* A file built from another Kafka cluster describes other partitions and offsets: rebuild
+     * it from this one's topics. */
+    char built_from[256];
+    int ident = fh_sqlite_cluster_check(v->db, v->b->cluster_id, built_from, sizeof(built_from),
+                                        errbuf, errsize);
+    if (ident < 0)
+        return -1;
+    if (ident == FH_SQLITE_CLUSTER_OTHER && schema != -1) {
+        fh_log(FH_LOG_WARN, "view.rebuild",
+               "path=%s cluster_id=%s built_from=%s note=\"the file was built from another Kafka "
+               "cluster: rebuilding from this one\"",
+               v->path, v->b->cluster_id, built_from);
+        if (fh_sqlite_exec(v->db, drop_sql, errbuf, errsize))
+            return -1;
+    } else if (schema != -1 && schema != VIEW_SCHEMA) {
         fh_log(FH_LOG_WARN, "view.rebuild",
                "path=%s schema=%d want=%d note=\"rebuilding from Kafka\"", v->path, schema,
                VIEW_SCHEMA);
@@ -341,6 +355,10 @@ int view_db_open(fh_view *v, char *errbuf, size_t errsize)
         if (fh_sqlite_exec(v->db, drop_sql, errbuf, errsize))
             return -1;
     }
+    /* only once the other cluster's state is gone: a crash before this rebuilds again */
+    if (ident == FH_SQLITE_CLUSTER_OTHER &&
+        fh_sqlite_meta_set(v->db, FH_SQLITE_META_CLUSTER, v->b->cluster_id, errbuf, errsize))
+        return -1;
     if (fh_sqlite_exec(v->db, schema_sql, errbuf, errsize))
         return -1;
     snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO view_state(id, schema) VALUES(1, %d)",

@@ -557,7 +557,8 @@ out:
 size_t fh_webhooks_routes(fh_webhooks *w, fh_http_route *routes)
 {
     char err[512];
-    if (w->cfg.enabled && !w->api_db && whs_open(w->cfg.path, &w->api_db, err, sizeof(err))) {
+    if (w->cfg.enabled && !w->api_db &&
+        whs_open(w->cfg.path, w->b->cluster_id, &w->api_db, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "webhook.api", "error=\"%s\"", err);
         w->api_db = NULL;
     }

@@ -46,8 +46,11 @@ enum whs_state { WHS_PENDING = 0, WHS_DELIVERED = 1, WHS_FAILED = 2 };
 
 #define WHS_ID_SIZE 40
 
-/* Opens (creating when missing) the store: WAL, busy timeout, schema. Caller closes. */
-fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize);
+/* Opens (creating when missing) the store: WAL, busy timeout, schema, and the Kafka cluster the
+ * file belongs to (cluster_id, the broker's; "" checks nothing): a file of another cluster is
+ * refused. Caller closes. */
+fh_err whs_open(const char *path, const char *cluster_id, sqlite3 **out, char *errbuf,
+                size_t errsize);
 
 /* Bumps the endpoints version (inside the caller's transaction, if any). */
 int whs_bump_version(sqlite3 *db);

@@ -2,6 +2,8 @@
  * tables and functions. */
 #include "internal.h"
 
+#include "fh_log.h"
+
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/sha.h>
@@ -53,7 +55,53 @@ static const char schema_sql[] =
     " error TEXT, response TEXT, instance TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id);";
 
-fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize)
+/* The Kafka cluster whose events the file's deliveries came from (FH_SQLITE_META_CLUSTER). A file
+ * of another cluster is refused: its pending deliveries are not this cluster's to make (nor are
+ * its partition numbers and offsets this cluster's). An embedded Kafka's id is new at every start
+ * and its events die with its process: a file last used with an embedded Kafka, opened with an
+ * embedded Kafka again, keeps its endpoints and drops the earlier run's pending deliveries, as
+ * the view starts empty there. */
+static fh_err check_cluster(sqlite3 *db, const char *path, const char *cluster_id, char *errbuf,
+                            size_t errsize)
+{
+    char was[256], err[256];
+    int rc = fh_sqlite_cluster_check(db, cluster_id, was, sizeof(was), err, sizeof(err));
+    if (rc < 0)
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "webhooks.path: %s: %s", path, err);
+    if (rc != FH_SQLITE_CLUSTER_OTHER)
+        return FH_OK;
+    if (!fh_kafka_id_is_mock(was) || !fh_kafka_id_is_mock(cluster_id))
+        return fh_errf(errbuf, errsize, FH_ERR_CONFIG,
+                       "webhooks.path: %s holds the webhook state of Kafka cluster %s, but this "
+                       "broker reads cluster %s; webhooks will not deliver the other cluster's "
+                       "deliveries. Move or delete %s (with its -wal and -shm files) or set "
+                       "webhooks.path to another file (endpoints must then be created again)",
+                       path, was, cluster_id, path);
+    int dropped = -1;
+    if (fh_sqlite_exec(db,
+                       "BEGIN IMMEDIATE; DELETE FROM attempts WHERE delivery_id IN"
+                       " (SELECT id FROM deliveries WHERE state = 0);"
+                       " DELETE FROM deliveries WHERE state = 0;",
+                       err, sizeof(err)) == 0) {
+        dropped = sqlite3_changes(db); /* the deliveries: the last statement */
+        if (fh_sqlite_meta_set(db, FH_SQLITE_META_CLUSTER, cluster_id, err, sizeof(err)) ||
+            fh_sqlite_exec(db, "COMMIT", err, sizeof(err)))
+            dropped = -1;
+    }
+    if (dropped < 0) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return fh_errf(errbuf, errsize, FH_ERR_IO, "webhooks.path: %s: %s", path, err);
+    }
+    fh_log(dropped ? FH_LOG_WARN : FH_LOG_INFO, "webhook.cluster",
+           "path=%s cluster_id=%s was=%s dropped=%d note=\"the file was last used with another "
+           "embedded Kafka, whose events are gone: its pending deliveries are dropped, endpoints "
+           "kept\"",
+           path, cluster_id, was, dropped);
+    return FH_OK;
+}
+
+fh_err whs_open(const char *path, const char *cluster_id, sqlite3 **out, char *errbuf,
+                size_t errsize)
 {
     sqlite3 *db = NULL;
     char err[256];
@@ -102,6 +150,8 @@ fh_err whs_open(const char *path, sqlite3 **out, char *errbuf, size_t errsize)
                 "webhooks.path: %s has schema %d, this broker knows %d", path, schema, WHS_SCHEMA);
         goto err;
     }
+    if (check_cluster(db, path, cluster_id, errbuf, errsize))
+        goto err;
     *out = db;
     return FH_OK;
 sql_err:

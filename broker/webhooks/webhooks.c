@@ -327,7 +327,7 @@ static void register_metrics(fh_webhooks *w)
 
 static int open_store(fh_webhooks *w, char *err, size_t errsize)
 {
-    if (whs_open(w->cfg.path, &w->db, err, errsize))
+    if (whs_open(w->cfg.path, w->b->cluster_id, &w->db, err, errsize))
         return -1;
     if (fh_sqlite_exec(w->db, "CREATE TEMP TABLE owned(part INTEGER PRIMARY KEY)", err, errsize))
         return -1;

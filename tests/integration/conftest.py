@@ -7,6 +7,7 @@ then created with Kafka's TopicCommand if tests/kafka/lib is present, else assum
 (or auto-created by the broker).
 """
 
+import atexit
 import json
 import os
 import pathlib
@@ -22,6 +23,14 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 BIN = ROOT / "bin"
 KAFKA_SH = ROOT / "tests" / "kafka" / "kafka.sh"
+
+# Brokers the tests start without naming a webhooks file share one of this session, not the
+# working tree's var/webhooks.db: that file records the Kafka cluster it belongs to, and every
+# session starts a new cluster.
+if "FIREHOSE_WEBHOOKS_PATH" not in os.environ:
+    _WEBHOOKS_DIR = tempfile.mkdtemp(prefix="firehose-test-webhooks-")
+    os.environ["FIREHOSE_WEBHOOKS_PATH"] = os.path.join(_WEBHOOKS_DIR, "webhooks.db")
+    atexit.register(shutil.rmtree, _WEBHOOKS_DIR, True)
 
 # gen_events lives beside this file; make it importable as a plain module from the tests.
 if str(HERE) not in sys.path:

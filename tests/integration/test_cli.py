@@ -104,9 +104,10 @@ def test_emit_refuses_embedded_without_an_address():
 def test_embedded_broker_counts_what_emit_sends():
     """`make run`'s promise: the broker starts the in-memory Kafka, says where it listens, and
     events sent there with firehose-emit show up in its counts; bad records go to the DLQ."""
-    with tempfile.TemporaryFile() as log:
-        broker = subprocess.Popen([BROKER, "--broker.stats_interval_ms=200", "--listen=127.0.0.1:0"],
-                                  stderr=log)
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as wh:
+        # its own webhooks file: a file of a real cluster (the other tests') is refused
+        broker = subprocess.Popen([BROKER, "--broker.stats_interval_ms=200", "--listen=127.0.0.1:0",
+                                   "--webhooks.path=%s/webhooks.db" % wh], stderr=log)
         try:
             def logged():
                 log.seek(0)

@@ -71,7 +71,8 @@ def test_bad_tls_settings_stop_the_broker_naming_the_key(tmp_path, certs):
                           "http.tls_cert"),
                          (["--http.tls_cert", str(certs / "key.pem"), "--http.tls_key", str(certs / "cert.pem")],
                           "TLS")):
-        r = subprocess.run([str(BIN / "firehose-broker"), "--listen", "127.0.0.1:0", "--view.enabled=false"] + args,
+        r = subprocess.run([str(BIN / "firehose-broker"), "--listen", "127.0.0.1:0", "--view.enabled=false",
+                            "--webhooks.path=%s" % (tmp_path / "webhooks.db")] + args,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
         assert r.returncode != 0, (args, r.stderr[-1000:])
         assert needle in r.stderr, (args, r.stderr[-1000:])

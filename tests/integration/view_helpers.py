@@ -43,7 +43,10 @@ class Broker:
                      "--topic-events", topics["events"], "--topic-logs", topics["logs"],
                      "--topic-dlq", topics["dlq"], "--view.path", str(view_path),
                      "--topics.create=false", "--broker.stats_interval_ms=60000",
-                     "--derive.enabled=false"]  # tests of derived events turn it on
+                     "--derive.enabled=false",  # tests of derived events turn it on
+                     # its own webhooks file: the file records the Kafka cluster it belongs to, and
+                     # tests use more than one cluster (extra may name another file)
+                     "--webhooks.path", str(pathlib.Path(view_path).with_suffix(".webhooks.db"))]
         if anonymous:
             self.args.append("--auth.anonymous_read")
         self.args += list(extra)

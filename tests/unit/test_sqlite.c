@@ -45,3 +45,76 @@ TEST(mkdirs_for_makes_every_parent_with_the_mode_and_names_a_failure)
     snprintf(dir, sizeof(dir), "rm -rf '%s'", base);
     CHECK(system(dir) == 0);
 }
+
+TEST(sqlite_meta_get_set_round_trip_and_absent_key)
+{
+    sqlite3 *db = NULL;
+    char err[256], v[64];
+    CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
+    CHECK(fh_sqlite_meta_get(db, "k", v, sizeof(v), err, sizeof(err)) == 0);
+    CHECK_STR(v, "");
+    CHECK(fh_sqlite_meta_set(db, "k", "one", err, sizeof(err)) == 0);
+    CHECK(fh_sqlite_meta_set(db, "k", "two", err, sizeof(err)) == 0); /* replaces */
+    CHECK(fh_sqlite_meta_get(db, "k", v, sizeof(v), err, sizeof(err)) == 1);
+    CHECK_STR(v, "two");
+    CHECK(fh_sqlite_meta_get(db, "k", v, 4, err, sizeof(err)) == 1); /* truncated, terminated */
+    CHECK_STR(v, "two");
+    CHECK(fh_sqlite_meta_get(db, "k", v, 3, err, sizeof(err)) == 1);
+    CHECK_STR(v, "tw");
+    /* a connection that may not write: the error is SQLite's, in errbuf */
+    CHECK(fh_sqlite_exec(db, "PRAGMA query_only = 1", err, sizeof(err)) == 0);
+    CHECK(fh_sqlite_meta_set(db, "k", "x", err, sizeof(err)) == -1);
+    CHECK(strstr(err, "readonly") != NULL);
+    sqlite3_close(db);
+}
+
+TEST(sqlite_cluster_check_records_the_first_id_and_names_another)
+{
+    sqlite3 *db = NULL;
+    char err[256], was[64];
+    CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
+    /* no id known: nothing checked, nothing recorded */
+    CHECK(fh_sqlite_cluster_check(db, "", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_UNKNOWN);
+    CHECK(fh_sqlite_cluster_check(db, NULL, was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_UNKNOWN);
+    CHECK(fh_sqlite_meta_get(db, FH_SQLITE_META_CLUSTER, was, sizeof(was), err, sizeof(err)) == 0);
+    CHECK(fh_sqlite_cluster_check(db, "clusterA", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_NEW);
+    CHECK_STR(was, "");
+    CHECK(fh_sqlite_cluster_check(db, "clusterA", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_SAME);
+    CHECK_STR(was, "clusterA");
+    CHECK(fh_sqlite_cluster_check(db, "clusterB", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_OTHER);
+    CHECK_STR(was, "clusterA");
+    /* another id changes nothing: the caller decides */
+    CHECK(fh_sqlite_cluster_check(db, "clusterB", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_OTHER);
+    /* an unknown id later checks nothing and keeps the recorded one */
+    CHECK(fh_sqlite_cluster_check(db, "", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_UNKNOWN);
+    CHECK(fh_sqlite_meta_set(db, FH_SQLITE_META_CLUSTER, "clusterB", err, sizeof(err)) == 0);
+    CHECK(fh_sqlite_cluster_check(db, "clusterB", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_SAME);
+    sqlite3_close(db);
+}
+
+TEST(sqlite_cluster_id_survives_reopening_the_file)
+{
+    char base[] = "/tmp/fh_sqlite_meta.XXXXXX", file[256], err[256], was[64];
+    sqlite3 *db = NULL;
+    CHECK(mkdtemp(base) != NULL);
+    snprintf(file, sizeof(file), "%s/store.db", base);
+    CHECK(sqlite3_open(file, &db) == SQLITE_OK);
+    CHECK(fh_sqlite_cluster_check(db, "clusterA", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_NEW);
+    sqlite3_close(db);
+    CHECK(sqlite3_open(file, &db) == SQLITE_OK);
+    CHECK(fh_sqlite_cluster_check(db, "clusterB", was, sizeof(was), err, sizeof(err)) ==
+          FH_SQLITE_CLUSTER_OTHER);
+    CHECK_STR(was, "clusterA");
+    sqlite3_close(db);
+    snprintf(file, sizeof(file), "rm -rf '%s'", base);
+    CHECK(system(file) == 0);
+}
