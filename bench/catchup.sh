@@ -64,8 +64,8 @@ STATE="$RUN/kafka"
 if [ -n "${CATCHUP_BROKER_B:-}" ]; then
     BROKER_B="$CATCHUP_BROKER_B"; NAME_B="$BROKER_B"
 else
-    bench_base_broker "$BASE"
-    BROKER_B="$BASE_BROKER"; NAME_B="commit $BASE_SHA"
+    BROKER_B="$(base_broker "$BASE")" || die "CATCHUP_BASE=$BASE: no base broker"
+    NAME_B="commit $(git -C "$ROOT" rev-parse --short=7 "$BASE^{commit}")"
 fi
 [ -x "$BROKER_B" ] || die "$BROKER_B is missing"
 

@@ -49,13 +49,12 @@ BASE="${CPU_BASE:-5610376}"
 BROKER_A="${CPU_BROKER_A:-$ROOT/bin/firehose-broker}"
 read -r -a ARGS_A <<<"${CPU_ARGS_A:-}"
 read -r -a ARGS_B <<<"${CPU_ARGS_B:-}"
-INPUT_COUNT=1200000
 TOKEN="cpu-bench-$$"
 
 say() { printf 'cpu: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
-# shellcheck source=bench/base_broker.sh
-. "$ROOT/bench/base_broker.sh"
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 [ -x "$BROKER_A" ] || die "$BROKER_A is missing: run make"
 make -C "$ROOT" --no-print-directory -s fanout-tools >&2
@@ -85,26 +84,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-kv() { { grep -o " $2=[^ ]*" <<<" $1" || true; } | head -n1 | cut -d= -f2; }
-
-mkdir -p "$STATE"
-BOOTSTRAP="$(KAFKA_WATCH_PID=$$ "$KAFKA_SH" start "$STATE")"
+bench_kafka_start
 say "Kafka $BOOTSTRAP"
 
-INPUT="$DATA/fanout-events-$INPUT_COUNT.ndjson"
-BUILDERS="$DATA/fanout-builders.txt"
-if [ ! -s "$INPUT" ] || [ "$INPUT" -ot "$ROOT/bin/firehose-sim" ]; then
-    say "generating $INPUT"
-    "$ROOT/bin/firehose-sim" -q --profile mozilla-2010 --builders 1000 --logs=false \
-        --count "$INPUT_COUNT" --seed 7 >"$INPUT.tmp"
-    mv "$INPUT.tmp" "$INPUT"
-    rm -f "$BUILDERS"
-fi
-if [ ! -s "$BUILDERS" ] || [ "$BUILDERS" -ot "$INPUT" ]; then
-    grep -o '"builder":"[^"]*"' "$INPUT" | cut -d'"' -f4 | sort -u >"$BUILDERS.tmp"
-    mv "$BUILDERS.tmp" "$BUILDERS"
-fi
+bench_fanout_input
 
 "$DATA/webhook_sink" 0 </dev/null >"$RUN/sink.out" &
 PIDS+=("$!")

@@ -66,10 +66,11 @@ SOAK_EVENTS="${FANOUT_SOAK_EVENTS:-10000000}"
 SOAK_SUBS="${FANOUT_SOAK_SUBS:-100}"
 CENTRIFUGO="${FANOUT_CENTRIFUGO:-$HOME/go/bin/centrifugo}"
 SKIP=" ${FANOUT_SKIP:-} "
-INPUT_COUNT=1200000
 
 say() { printf 'fanout: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 [ -x "$BROKER" ] || die "$BROKER is missing: run make"
 make -C "$ROOT" --no-print-directory -s fanout-tools >&2
@@ -104,31 +105,16 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 now_ns() { date +%s%N; }
-kv() { { grep -o " $2=[^ ]*" <<<" $1" || true; } | head -n1 | cut -d= -f2; }   # kv LINE KEY
 
 # ---- Kafka and input ------------------------------------------------------------------------
-mkdir -p "$STATE"
 k0=$SECONDS
-BOOTSTRAP="$(KAFKA_WATCH_PID=$$ "$KAFKA_SH" start "$STATE")"
+bench_kafka_start
 "$KAFKA_SH" create-topics "$STATE" firehose.events:6 firehose.logs:6 firehose.derived:6 2>/dev/null
 say "Kafka $BOOTSTRAP ready in $((SECONDS - k0)) s"
 
-INPUT="$DATA/fanout-events-$INPUT_COUNT.ndjson"
-BUILDERS="$DATA/fanout-builders.txt"
-if [ ! -s "$INPUT" ] || [ "$INPUT" -ot "$ROOT/bin/firehose-sim" ]; then
-    say "generating $INPUT"
-    "$ROOT/bin/firehose-sim" -q --profile mozilla-2010 --builders 1000 --logs=false \
-        --count "$INPUT_COUNT" --seed 7 >"$INPUT.tmp"
-    mv "$INPUT.tmp" "$INPUT"
-    rm -f "$BUILDERS"
-fi
-if [ ! -s "$BUILDERS" ] || [ "$BUILDERS" -ot "$INPUT" ]; then
-    grep -o '"builder":"[^"]*"' "$INPUT" | cut -d'"' -f4 | sort -u >"$BUILDERS.tmp"
-    mv "$BUILDERS.tmp" "$BUILDERS"
-fi
+bench_fanout_input
 NBUILDERS="$(wc -l <"$BUILDERS")"
 AVG_BYTES="$(python3 -c 'import os,sys; print(round(os.path.getsize(sys.argv[1])/int(sys.argv[2])))' "$INPUT" "$INPUT_COUNT")"
 say "input: $INPUT_COUNT events, $NBUILDERS builders, $AVG_BYTES B per event"

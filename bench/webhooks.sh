@@ -58,8 +58,8 @@ TOKEN="bench-admin-token-$$"
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
-# shellcheck source=bench/base_broker.sh
-. "$ROOT/bench/base_broker.sh"
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 [ -x "$BROKER_A" ] && [ -x "$EMIT" ] || die "bin/ is missing: run make"
 command -v kcat >/dev/null || die "kcat is needed (apt-get install kcat)"
 T0=$SECONDS

@@ -6,7 +6,8 @@
  * firehose-truncated) plus firehose-consumer naming who gave up on it.
  *
  * One fh_dlq per thread: its producer is made on first use and each send waits for the
- * delivery report on the calling thread. */
+ * delivery report on the calling thread (while the queue is full it waits its turn, until the
+ * broker stops). */
 #ifndef FH_BROKER_DLQ_H
 #define FH_BROKER_DLQ_H
 
@@ -16,9 +17,15 @@
 
 typedef struct fh_dlq fh_dlq;
 
-/* A dead-letter sender for consumer ("view", "webhooks"; a static string). b must outlive it.
- * Allocates nothing until the first send. NULL when out of memory. */
+/* A dead-letter sender for consumer ("view", "webhooks"; a static string), or NULL for the
+ * ingest consumer, whose records carry no firehose-consumer header (it logs event.invalid for
+ * each itself). b must outlive it. Allocates nothing until the first send. NULL when out of
+ * memory. */
 fh_dlq *fh_dlq_new(fh_broker *b, const char *consumer);
+
+/* The sender's producer in *out, made now if it was not yet (the ingest thread makes it at
+ * start-up and borrows it to create topics). FH_ERR_CONFIG or FH_ERR_KAFKA (errbuf says why). */
+fh_err fh_dlq_producer(fh_dlq *d, rd_kafka_t **out, char *errbuf, size_t errsize);
 
 /* Produces m (key, value, source) to topics.dlq with reason as firehose-error and waits until
  * Kafka has it (at most 10 s); a record too large for the topic goes there cut to its first

@@ -1,5 +1,6 @@
 #include "http.h"
 #include "fh_log.h"
+#include "fh_loop.h"
 #include "fh_route.h"
 #include "fh_utf8.h"
 
@@ -16,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,10 +38,11 @@ struct fh_http {
     char *tls_cert, *tls_key; /* owned PEM texts; libmicrohttpd reads them while it runs */
     int lfd;                  /* listening socket (the acceptor's) */
     int spare;                /* held back for refusing a client when accept() hits EMFILE */
-    int wake;                 /* eventfd: stop, or a connection closed (room again) */
+    fh_loop *loop;            /* the acceptor's: stop, or a connection closed (room again) */
+    fh_loop_io lio;           /* lfd, watched while there is room and no back-off */
+    int backoff;              /* acceptor only: out of descriptors, trying again on a timer */
     pthread_t acceptor;
     int acceptor_running;
-    _Atomic int stop;
     _Atomic int waiting;    /* the acceptor waits for room under http.max_connections */
     _Atomic long conns;     /* handed to libmicrohttpd and not closed yet */
     int64_t refused_log_ms; /* acceptor only: when descriptors_exhausted was last logged */
@@ -578,11 +579,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (code != MHD_CONNECTION_NOTIFY_CLOSED)
         return;
     atomic_fetch_sub(&h->conns, 1);
-    if (atomic_load(&h->waiting)) {
-        uint64_t one = 1;
-        ssize_t w = write(h->wake, &one, sizeof(one));
-        (void)w;
-    }
+    if (atomic_load(&h->waiting))
+        fh_loop_wake(h->loop);
 }
 
 /* Answers a connection libmicrohttpd never sees, at most 20 ms after its request arrives:
@@ -665,29 +663,62 @@ static int accept_some(fh_http *h)
     return 0;
 }
 
+/* ---- the acceptor thread, on lib/fh_loop --------------------------------------------------------
+ *
+ * The listening socket is watched while there is room under http.max_connections and accept()
+ * is not backing off. At the limit new clients wait in the listen queue: the acceptor sets
+ * waiting and a closed connection (on_connection) wakes its loop. Out of descriptors with no
+ * client refused either, it tries again on a timer (ACCEPT_BACKOFF_MS, from accept_some). */
+
+/* Watches the listening socket when there is room and no back-off, else stops watching it. */
+static void acceptor_arm(fh_http *h)
+{
+    int full = 0;
+    if (atomic_load(&h->conns) >= h->cfg.max_connections) {
+        atomic_store(&h->waiting, 1);
+        /* again after saying so: a connection that closed in between did not see waiting */
+        full = atomic_load(&h->conns) >= h->cfg.max_connections;
+    }
+    if (!full)
+        atomic_store(&h->waiting, 0);
+    if (full || h->backoff)
+        fh_loop_unwatch(h->loop, &h->lio);
+    else if (!h->lio.watched)
+        fh_loop_watch(h->loop, &h->lio, FH_LOOP_READ);
+}
+
+static int64_t backoff_timer(fh_loop *l, void *arg)
+{
+    fh_http *h = arg;
+    (void)l;
+    int again = accept_some(h);
+    h->backoff = again > 0;
+    acceptor_arm(h);
+    return again > 0 ? again : -1;
+}
+
+static void on_listen(fh_loop *l, fh_loop_io *io, unsigned what)
+{
+    fh_http *h = io->arg;
+    (void)what;
+    int again = accept_some(h);
+    if (again > 0 && fh_loop_timer(l, again, backoff_timer, h))
+        h->backoff = 1;
+    acceptor_arm(h);
+}
+
+static void on_room(fh_loop *l, void *arg)
+{
+    (void)l;
+    acceptor_arm(arg);
+}
+
 static void *acceptor_main(void *arg)
 {
     fh_http *h = arg;
-    int backoff_ms = 0;
-    while (!atomic_load(&h->stop)) {
-        struct pollfd p[2] = {{.fd = h->wake, .events = POLLIN}, {.fd = h->lfd, .events = POLLIN}};
-        int full = 0;
-        if (atomic_load(&h->conns) >= h->cfg.max_connections) {
-            /* at the limit new clients wait in the listen queue; a closed connection wakes us */
-            atomic_store(&h->waiting, 1);
-            full = atomic_load(&h->conns) >= h->cfg.max_connections;
-        }
-        int n = poll(p, full || backoff_ms ? 1 : 2, full ? -1 : backoff_ms ? backoff_ms : -1);
-        atomic_store(&h->waiting, 0);
-        if (n > 0 && (p[0].revents & POLLIN)) {
-            uint64_t v;
-            ssize_t r = read(h->wake, &v, sizeof(v));
-            (void)r;
-        }
-        if (full || (n > 0 && !backoff_ms && !(p[1].revents & POLLIN)))
-            continue;
-        backoff_ms = accept_some(h);
-    }
+    acceptor_arm(h);
+    fh_loop_run(h->loop, -1);
+    fh_loop_unwatch(h->loop, &h->lio);
     return NULL;
 }
 
@@ -717,8 +748,7 @@ static void http_free(fh_http *h)
         close(h->lfd);
     if (h->spare >= 0)
         close(h->spare);
-    if (h->wake >= 0)
-        close(h->wake);
+    fh_loop_free(h->loop);
     free(h->tls_cert);
     free(h->tls_key);
     free(h);
@@ -739,19 +769,20 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
     h->nroutes = nroutes;
     h->auth = auth;
     h->cfg = *cfg;
-    h->spare = h->wake = -1;
+    h->spare = -1;
     if ((h->lfd = listen_on(&ss, sslen)) < 0) {
         http_free(h);
         return fh_errf(errbuf, errsize, FH_ERR_IO, "http.listen: cannot listen on %s (%s)",
                        cfg->listen, strerror(errno));
     }
     h->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    h->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (h->spare < 0 || h->wake < 0) {
+    if (h->spare < 0 || fh_loop_new(&h->loop, 2, 2, errbuf, errsize) != FH_OK) {
         http_free(h);
         return fh_errf(errbuf, errsize, FH_ERR_IO, "http: cannot open descriptors (%s)",
                        strerror(errno));
     }
+    h->lio = (fh_loop_io){.fd = h->lfd, .fn = on_listen, .arg = h};
+    fh_loop_on_wake(h->loop, on_room, h);
     h->m_refused = fh_metric_new("firehose_http_refused_total", "reason=\"descriptors\"",
                                  "Connections answered 503 (closed, under TLS) because the "
                                  "process was out of file descriptors.",
@@ -825,10 +856,7 @@ void fh_http_stop(fh_http *h)
     if (!h)
         return;
     if (h->acceptor_running) {
-        uint64_t one = 1;
-        atomic_store(&h->stop, 1);
-        ssize_t w = write(h->wake, &one, sizeof(one));
-        (void)w;
+        fh_loop_stop(h->loop);
         pthread_join(h->acceptor, NULL);
     }
     MHD_stop_daemon(h->daemon);

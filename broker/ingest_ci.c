@@ -110,7 +110,6 @@ static fh_err start(fh_ingest_ci *ci, fh_broker *b, char *errbuf, size_t errsize
 {
     static const char *const labels[2] = {"system=\"github\"", "system=\"gitlab\""};
     char err[512];
-    rd_kafka_conf_t *conf;
     pthread_condattr_t ca;
     ci->b = b;
     static const struct {
@@ -174,11 +173,10 @@ static fh_err start(fh_ingest_ci *ci, fh_broker *b, char *errbuf, size_t errsize
     pthread_cond_init(&ci->cv, &ca);
     pthread_condattr_destroy(&ca);
     ci->cv_made = 1;
-    if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
-        return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "ingest_ci producer: %s", err);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    if (!(ci->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
-        return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "ingest_ci producer: %s", err);
+    fh_err e = fh_kafka_producer(&b->cfg, b->bootstrap, producer_defaults, on_delivery, NULL,
+                                 &ci->rk, err, sizeof(err));
+    if (e)
+        return fh_errf(errbuf, errsize, e, "ingest_ci producer: %s", err);
     fh_log(FH_LOG_INFO, "ingest_ci.ready", "github=%s gitlab=%s",
            *ci->systems[0].secret ? "on" : "off", *ci->systems[1].secret ? "on" : "off");
     return FH_OK;
@@ -188,10 +186,7 @@ void ingest_ci_free(fh_ingest_ci *ci)
 {
     if (!ci)
         return;
-    if (ci->rk) {
-        rd_kafka_flush(ci->rk, 5000);
-        rd_kafka_destroy(ci->rk);
-    }
+    fh_kafka_producer_free(ci->rk, 5000);
     fh_dedup_free(ci->dedup);
     if (ci->cv_made)
         pthread_cond_destroy(&ci->cv);

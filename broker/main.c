@@ -14,6 +14,7 @@
 #include "fh_lost.h"
 #include "fh_util.h"
 #include "dashboard.h"
+#include "dlq.h"
 #include "health.h"
 #include "http.h"
 #include "ingest_ci.h"
@@ -86,42 +87,30 @@ static const char *const consumer_defaults[] = {
     "fetch.wait.max.ms=20",
     NULL,
 };
-static const char *const producer_defaults[] = {
-    "enable.idempotence=true", "acks=all", "linger.ms=5", "log_level=4", NULL,
-};
 
 static volatile sig_atomic_t run = 1;
+/* The main thread's loop once it runs; the signal handler stops it (fh_loop_stop is an atomic
+ * store and a write(2) to an eventfd: both async-signal-safe). */
+static fh_loop *volatile main_loop;
 
 static void on_signal(int sig)
 {
     (void)sig;
     run = 0;
+    if (main_loop)
+        fh_loop_stop(main_loop);
 }
 
 typedef struct ingest {
     fh_broker *b;
     fh_consumer *kc; /* the ingest consumer (group policy); consumer is its handle */
-    rd_kafka_t *consumer, *producer;
+    rd_kafka_t *consumer;
+    fh_dlq *dlq; /* the records the contract refuses; its producer also creates the topics */
     long long logged_total, logged_dlq;
     size_t max_bytes;
-    fh_json_doc doc;             /* each record is validated in it, in place */
-    rd_kafka_resp_err_t dlq_err; /* delivery result of the last dead-letter record */
-    fh_lost_table next;          /* per partition, the next offset the group still needs */
+    fh_json_doc doc;    /* each record is validated in it, in place */
+    fh_lost_table next; /* per partition, the next offset the group still needs */
 } ingest;
-
-/* A record too large for the dead-letter topic (Kafka's message.max.bytes, with the headers) is
- * dead-lettered with its first DLQ_TRUNCATE_BYTES bytes and header firehose-truncated. */
-#define DLQ_TRUNCATE_BYTES 65536
-
-/* Runs inside rd_kafka_flush on the thread that sent the record (send_to_dlq). */
-static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    ingest *in = opaque;
-    (void)rk;
-    in->dlq_err = m->err;
-    if (!m->err)
-        fh_metric_add(in->b->dlq_total, 1);
-}
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -189,57 +178,6 @@ static void log_counts(ingest *in, const char *event)
     fh_log(FH_LOG_INFO, event, "total=%lld dlq=%lld%s", in->logged_total, in->logged_dlq, line);
 }
 
-/* Produces m's key and first len bytes to the dead-letter topic with the reason and the source
- * as headers, and waits until Kafka has it. Returns the delivery error (0 when delivered). */
-static rd_kafka_resp_err_t dlq_produce(ingest *in, const rd_kafka_message_t *m, const char *reason,
-                                       size_t len)
-{
-    char part[16], off[32], size[32];
-    rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-    snprintf(part, sizeof(part), "%d", m->partition);
-    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
-    rd_kafka_header_add(h, "firehose-error", -1, reason, -1);
-    rd_kafka_header_add(h, "firehose-source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    rd_kafka_header_add(h, "firehose-source-partition", -1, part, -1);
-    rd_kafka_header_add(h, "firehose-source-offset", -1, off, -1);
-    if (len < m->len) {
-        snprintf(size, sizeof(size), "%zu", m->len);
-        rd_kafka_header_add(h, "firehose-truncated", -1, size, -1);
-    }
-    for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            in->producer, RD_KAFKA_V_TOPIC(fh_kafka_topic(&in->b->cfg, FH_TOPIC_DLQ)),
-            RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
-        if (!err)
-            break;
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && run) {
-            rd_kafka_poll(in->producer, 50);
-            continue;
-        }
-        rd_kafka_headers_destroy(h);
-        return err;
-    }
-    in->dlq_err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    rd_kafka_flush(in->producer, 10000);
-    return in->dlq_err;
-}
-
-/* Hands a rejected record to the dead-letter topic and waits for it to be durable there, so its
- * offset is stored only once the record is safe (invalid records are rare; the wait is cheap).
- * One too large for that topic goes there cut to DLQ_TRUNCATE_BYTES. Returns 0 when delivered. */
-static int send_to_dlq(ingest *in, const rd_kafka_message_t *m, const char *reason)
-{
-    rd_kafka_resp_err_t err = dlq_produce(in, m, reason, m->len);
-    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->len > DLQ_TRUNCATE_BYTES)
-        err = dlq_produce(in, m, reason, DLQ_TRUNCATE_BYTES);
-    if (!err)
-        return 0;
-    fh_metric_add(in->b->dlq_failed, 1);
-    fh_log(FH_LOG_ERROR, "dlq.failed", "error=\"%s\"", rd_kafka_err2str(err));
-    return -1;
-}
-
 static void handle_message(ingest *in, rd_kafka_message_t *m)
 {
     char err[384], q[420];
@@ -258,12 +196,94 @@ static void handle_message(ingest *in, rd_kafka_message_t *m)
         fh_log(FH_LOG_WARN, "event.invalid", "topic=%s partition=%d offset=%lld reason=%s",
                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
                fh_log_quote(q, sizeof(q), err));
-        if (send_to_dlq(in, m, err))
+        /* waits until the record is durable there, so its offset is stored only once it is
+         * safe (invalid records are rare; the wait is cheap) */
+        if (fh_dlq_send(in->dlq, m, err))
             return; /* not stored: the record is consumed again after a restart */
     } else {
         fh_metric_add(in->b->events_in[ev.type], 1);
     }
     rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+}
+
+/* ---- the main thread's loop -------------------------------------------------------------------
+ *
+ * The ingest consumer's queue wakes the loop through its eventfd (fh_consumer_watch); after each
+ * pass the records it holds are judged, at most INGEST_PASS_MAX a pass so the timers keep their
+ * turn (the rest are taken on the next pass, without sleeping). Timers: the Kafka probe (while
+ * Kafka is down) and the per-type counts log. Every pass polls the consumer, so an idle group
+ * member still polls well within max.poll.interval.ms. SIGINT and SIGTERM stop the loop through
+ * its wake-up. */
+
+#define INGEST_PASS_MAX 1000
+#define PROBE_MS 2000
+
+static void ingest_consume(ingest *in)
+{
+    for (int n = 0; n < INGEST_PASS_MAX && run; n++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(in->consumer, 0);
+        if (!m)
+            return;
+        handle_message(in, m);
+        rd_kafka_message_destroy(m);
+    }
+}
+
+static void ingest_before_sleep(fh_loop *l, void *arg)
+{
+    ingest *in = arg;
+    if (rd_kafka_queue_length(in->kc->q) > 0)
+        fh_loop_no_sleep(l);
+}
+
+static void ingest_after_pass(fh_loop *l, void *arg)
+{
+    ingest_consume(arg);
+    if (!run)
+        fh_loop_stop(l);
+}
+
+static int64_t probe_timer(fh_loop *l, void *arg)
+{
+    ingest *in = arg;
+    (void)l;
+    if (atomic_load(&in->b->kafka_down))
+        probe_kafka(in->b, in->consumer);
+    return PROBE_MS;
+}
+
+static int64_t stats_timer(fh_loop *l, void *arg)
+{
+    ingest *in = arg;
+    (void)l;
+    if (total_in(in->b) != in->logged_total || fh_metric_get(in->b->dlq_total) != in->logged_dlq)
+        log_counts(in, "broker.counts");
+    return fh_config_int(&in->b->cfg, "broker.stats_interval_ms");
+}
+
+/* Runs the ingest consumer on the main thread's loop until SIGINT or SIGTERM. */
+static fh_err ingest_run(ingest *in, char *errbuf, size_t errsize)
+{
+    fh_loop *l = NULL;
+    fh_consumer_watch w;
+    fh_consumer_watch_init(&w);
+    fh_err e = fh_loop_new(&l, 8, 4, errbuf, errsize);
+    if (e == FH_OK)
+        e = fh_consumer_watch_start(&w, l, in->kc->q, NULL, NULL, errbuf, errsize);
+    if (e == FH_OK) {
+        fh_loop_before_sleep(l, ingest_before_sleep, in);
+        fh_loop_after_pass(l, ingest_after_pass, in);
+        fh_loop_timer(l, PROBE_MS, probe_timer, in);
+        fh_loop_timer(l, fh_config_int(&in->b->cfg, "broker.stats_interval_ms"), stats_timer, in);
+        main_loop = l;
+        if (!run)
+            fh_loop_stop(l); /* a signal came before the loop was there to stop */
+        fh_loop_run(l, -1);
+        main_loop = NULL;
+    }
+    fh_consumer_watch_stop(&w, l);
+    fh_loop_free(l);
+    return e;
 }
 
 static int start_kafka(fh_broker *b)
@@ -327,21 +347,21 @@ static void learn_cluster_id(fh_broker *b, rd_kafka_t *rk)
 static int ingest_start(ingest *in)
 {
     char err[512];
-    rd_kafka_conf_t *conf;
     fh_broker *b = in->b;
     in->max_bytes = (size_t)fh_config_int(&b->cfg, "events.max_bytes");
     fh_json_doc_init(&in->doc, FH_EVENT_DOC_CAP(in->max_bytes));
 
-    if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err)))
+    rd_kafka_t *producer;
+    if (!(in->dlq = fh_dlq_new(b, NULL))) {
+        snprintf(err, sizeof(err), "out of memory");
         goto conf_err;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
-    rd_kafka_conf_set_opaque(conf, in);
-    if (!(in->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))))
+    }
+    if (fh_dlq_producer(in->dlq, &producer, err, sizeof(err)))
         goto conf_err;
     if (!b->embedded && fh_config_bool(&b->cfg, "topics.create") &&
-        fh_kafka_create_topics(
-            in->producer, &b->cfg, (int)fh_config_int(&b->cfg, "topics.partitions"),
-            (int)fh_config_int(&b->cfg, "topics.replication"), 15000, err, sizeof(err)))
+        fh_kafka_create_topics(producer, &b->cfg, (int)fh_config_int(&b->cfg, "topics.partitions"),
+                               (int)fh_config_int(&b->cfg, "topics.replication"), 15000, err,
+                               sizeof(err)))
         fh_log(FH_LOG_WARN, "kafka.topics", "error=\"%s\"", err);
 
     const char *topics[2] = {fh_kafka_topic(&b->cfg, FH_TOPIC_EVENTS),
@@ -374,10 +394,8 @@ static void ingest_stop(ingest *in)
     fh_consumer_free(in->kc); /* closes before it destroys */
     in->kc = NULL;
     in->consumer = NULL;
-    if (in->producer) {
-        rd_kafka_flush(in->producer, 10000);
-        rd_kafka_destroy(in->producer);
-    }
+    fh_dlq_free(in->dlq); /* flushes first */
+    in->dlq = NULL;
     fh_json_doc_free(&in->doc);
     fh_lost_table_free(&in->next);
 }
@@ -470,6 +488,15 @@ static fh_http *start_http(fh_broker *b, fh_http_route *routes, size_t nroutes,
     return h;
 }
 
+/* Logs a module's failed start (event, error=err). Returns 1 when e is an error, else 0. */
+static int start_failed(fh_err e, const char *event, const char *err)
+{
+    if (e == FH_OK)
+        return 0;
+    fh_log(FH_LOG_ERROR, event, "error=\"%s\"", err);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     static fh_broker b;
@@ -537,41 +564,27 @@ int main(int argc, char **argv)
     }
     learn_cluster_id(&b, in.producer);
     fh_view_config_read(&b.cfg, &view_cfg);
-    if (fh_view_start(&b, &view_cfg, &view, err, sizeof(err))) { /* the view's thread */
-        fh_log(FH_LOG_ERROR, "view.start", "error=\"%s\"", err);
+    fh_webhooks_config_read(&b.cfg, &webhooks_cfg);
+    /* each module's threads and producers, in this order; the first that fails stops start-up */
+    if (start_failed(fh_view_start(&b, &view_cfg, &view, err, sizeof(err)), "view.start", err) ||
+        start_failed(fh_webhooks_start(&b, &webhooks_cfg, &webhooks, err, sizeof(err)),
+                     "webhook.start", err) ||
+        start_failed(fh_stream_start(&b, &stream, err, sizeof(err)), "stream.start", err) ||
+        start_failed(statuspush_start(&b, &statuspush, err, sizeof(err)), "statuspush.start",
+                     err) ||
+        start_failed(ingest_ci_start(&b, &ingest_ci, err, sizeof(err)), /* GitHub, GitLab */
+                     "ingest_ci.start", err)) {
         status = 1;
         goto out;
     }
     health.view = view;
-    fh_webhooks_config_read(&b.cfg, &webhooks_cfg);
-    if (fh_webhooks_start(&b, &webhooks_cfg, &webhooks, err, sizeof(err))) {
-        fh_log(FH_LOG_ERROR, "webhook.start", "error=\"%s\"", err);
-        status = 1;
-        goto out;
-    }
-    if (fh_stream_start(&b, &stream, err, sizeof(err))) {
-        fh_log(FH_LOG_ERROR, "stream.start", "error=\"%s\"", err);
-        status = 1;
-        goto out;
-    }
-    if (statuspush_start(&b, &statuspush, err, sizeof(err))) {
-        fh_log(FH_LOG_ERROR, "statuspush.start", "error=\"%s\"", err);
-        status = 1;
-        goto out;
-    }
     nroutes += statuspush_routes(statuspush, routes + nroutes);
-    if (ingest_ci_start(&b, &ingest_ci, err, sizeof(err))) { /* GitHub and GitLab webhooks */
-        fh_log(FH_LOG_ERROR, "ingest_ci.start", "error=\"%s\"", err);
-        status = 1;
-        goto out;
-    }
     nroutes += ingest_ci_routes(ingest_ci, routes + nroutes);
     ncaps = ingest_ci_body_caps(ingest_ci, &caps);
     nroutes += health_routes(&health, routes + nroutes);
     nroutes += rest_routes(view, routes + nroutes); /* /api/v1 read endpoints */
     nroutes += fh_stream_routes(stream, routes + nroutes);
     nroutes += dashboard_routes(routes + nroutes);
-
     nroutes += fh_webhooks_routes(webhooks, routes + nroutes);
     fit_connection_limits(&b, stream, nofile);
     if (!(http = start_http(&b, routes, nroutes, caps, ncaps))) {
@@ -583,24 +596,9 @@ int main(int argc, char **argv)
            fh_kafka_topic(&b.cfg, FH_TOPIC_LOGS), fh_kafka_topic(&b.cfg, FH_TOPIC_DLQ),
            fh_config_str(&b.cfg, "kafka.group"));
 
-    long long interval_ms = fh_config_int(&b.cfg, "broker.stats_interval_ms");
-    int64_t next_stats = fh_now_ms() + interval_ms, next_probe = 0;
-    while (run) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(in.consumer, 100);
-        if (m) {
-            handle_message(&in, m);
-            rd_kafka_message_destroy(m);
-        }
-        rd_kafka_poll(in.producer, 0);
-        if (atomic_load(&b.kafka_down) && fh_now_ms() >= next_probe) {
-            probe_kafka(&b, in.consumer);
-            next_probe = fh_now_ms() + 2000;
-        }
-        if (fh_now_ms() >= next_stats) {
-            if (total_in(&b) != in.logged_total || fh_metric_get(b.dlq_total) != in.logged_dlq)
-                log_counts(&in, "broker.counts");
-            next_stats = fh_now_ms() + interval_ms;
-        }
+    if (ingest_run(&in, err, sizeof(err))) {
+        fh_log(FH_LOG_ERROR, "broker.loop", "error=\"%s\"", err);
+        status = 1;
     }
     log_counts(&in, "broker.stopping");
 out:

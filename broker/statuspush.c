@@ -50,9 +50,17 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     sp->outstanding--;
 }
 
+static const fh_metric_row statuspush_metrics[] = {
+    FH_METRIC_ROW(fh_statuspush, posts, "firehose_statuspush_posts_total", NULL,
+                  "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0),
+    FH_METRIC_ROW(fh_statuspush, rejected, "firehose_statuspush_rejected_total", NULL,
+                  "HttpStatusPush posts refused with a 4xx", 0),
+    FH_METRIC_ROW(fh_statuspush, produced, "firehose_statuspush_events_total", NULL,
+                  "events produced from HttpStatusPush posts", 0),
+};
+
 fh_err statuspush_start(fh_broker *b, fh_statuspush **out, char *errbuf, size_t errsize)
 {
-    rd_kafka_conf_t *conf;
     char err[512];
     *out = NULL;
     fh_statuspush *sp = calloc(1, sizeof(*sp));
@@ -64,24 +72,15 @@ fh_err statuspush_start(fh_broker *b, fh_statuspush **out, char *errbuf, size_t 
     *out = sp;
     if (!fh_config_bool(&b->cfg, "ingest.statuspush"))
         return FH_OK; /* the route answers 503 */
-    if (fh_kafka_conf(&b->cfg, b->bootstrap, producer_defaults, &conf, err, sizeof(err))) {
+    fh_err e = fh_kafka_producer(&b->cfg, b->bootstrap, producer_defaults, on_delivery, sp, &sp->rk,
+                                 err, sizeof(err));
+    if (e) {
         *out = NULL;
         statuspush_free(sp);
-        return fh_errf(errbuf, errsize, FH_ERR_CONFIG, "statuspush producer: %s", err);
+        return fh_errf(errbuf, errsize, e, "statuspush producer: %s", err);
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, sp);
-    if (!(sp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
-        *out = NULL;
-        statuspush_free(sp);
-        return fh_errf(errbuf, errsize, FH_ERR_KAFKA, "statuspush producer: %s", err);
-    }
-    sp->posts = fh_metric_new("firehose_statuspush_posts_total", NULL,
-                              "HttpStatusPush posts received at /api/v1/ingest/buildbot", 0);
-    sp->rejected = fh_metric_new("firehose_statuspush_rejected_total", NULL,
-                                 "HttpStatusPush posts refused with a 4xx", 0);
-    sp->produced = fh_metric_new("firehose_statuspush_events_total", NULL,
-                                 "events produced from HttpStatusPush posts", 0);
+    fh_metrics_register(sp, statuspush_metrics,
+                        sizeof(statuspush_metrics) / sizeof(statuspush_metrics[0]));
     return FH_OK;
 }
 
@@ -89,10 +88,7 @@ void statuspush_free(fh_statuspush *sp)
 {
     if (!sp)
         return;
-    if (sp->rk) {
-        rd_kafka_flush(sp->rk, 5000);
-        rd_kafka_destroy(sp->rk);
-    }
+    fh_kafka_producer_free(sp->rk, 5000);
     pthread_mutex_destroy(&sp->mu);
     free(sp);
 }

@@ -79,6 +79,30 @@ err:
     return rc;
 }
 
+fh_err fh_kafka_producer(const fh_config *c, const char *bootstrap, const char *const *defaults,
+                         void (*dr)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque),
+                         void *opaque, rd_kafka_t **out, char *errbuf, size_t errsize)
+{
+    rd_kafka_conf_t *conf;
+    fh_err rc = fh_kafka_conf(c, bootstrap, defaults, &conf, errbuf, errsize);
+    if (rc)
+        return rc;
+    if (dr)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    if (!(*out = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errsize)))
+        return FH_ERR_KAFKA; /* as every caller before: conf is not destroyed after a failure */
+    return FH_OK;
+}
+
+void fh_kafka_producer_free(rd_kafka_t *rk, int flush_ms)
+{
+    if (!rk)
+        return;
+    rd_kafka_flush(rk, flush_ms);
+    rd_kafka_destroy(rk);
+}
+
 fh_err fh_kafka_embedded_start(const fh_config *c, int partitions, fh_kafka_embedded **out,
                                char *errbuf, size_t errsize)
 {

@@ -19,6 +19,17 @@ const char *fh_kafka_topic(const fh_config *c, fh_topic_kind kind);
 fh_err fh_kafka_conf(const fh_config *c, const char *bootstrap, const char *const *defaults,
                      rd_kafka_conf_t **out, char *errbuf, size_t errsize);
 
+/* A producer: fh_kafka_conf(c, bootstrap, defaults), the delivery report callback dr (NULL:
+ * none) with opaque as the handle's opaque, then rd_kafka_new. *out is the caller's
+ * (fh_kafka_producer_free). FH_ERR_CONFIG on a bad property, FH_ERR_KAFKA when librdkafka
+ * refuses (errbuf says why). */
+fh_err fh_kafka_producer(const fh_config *c, const char *bootstrap, const char *const *defaults,
+                         void (*dr)(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque),
+                         void *opaque, rd_kafka_t **out, char *errbuf, size_t errsize);
+
+/* Waits at most flush_ms for what rk still holds, then destroys it. NULL is a no-op. */
+void fh_kafka_producer_free(rd_kafka_t *rk, int flush_ms);
+
 /* An in-process mock cluster: librdkafka's rdkafka_mock, listening on loopback. Everything it
  * holds lives in memory and is gone when it is destroyed. It keeps at most
  * FH_KAFKA_EMBEDDED_PARTITION_BYTES of record batches (or 100,000 batches) per partition: each

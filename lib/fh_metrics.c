@@ -30,6 +30,13 @@ fh_metric *fh_metric_new(const char *name, const char *labels, const char *help,
     return m;
 }
 
+void fh_metrics_register(void *base, const fh_metric_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        *(fh_metric **)((char *)base + rows[i].off) =
+            fh_metric_new(rows[i].name, rows[i].labels, rows[i].help, rows[i].gauge);
+}
+
 long long fh_rss_bytes(void)
 {
     long long pages = 0, resident = 0;

@@ -24,6 +24,23 @@ typedef struct fh_metric {
  * another thread renders shows from the next rendering on. */
 fh_metric *fh_metric_new(const char *name, const char *labels, const char *help, int gauge);
 
+/* One row of a handle's metrics table: the offset of its fh_metric * field (FH_METRIC_ROW) and
+ * what fh_metric_new gets. */
+typedef struct fh_metric_row {
+    size_t off;
+    const char *name, *labels, *help;
+    int gauge;
+} fh_metric_row;
+
+#define FH_METRIC_ROW(type, field, name, labels, help, gauge)                                      \
+    {                                                                                              \
+        offsetof(type, field), name, labels, help, gauge                                           \
+    }
+
+/* Registers rows[0..n) in order, each into the fh_metric * at (char *)base + row.off (NULL past
+ * the registry's cap, as fh_metric_new). */
+void fh_metrics_register(void *base, const fh_metric_row *rows, size_t n);
+
 static inline void fh_metric_add(fh_metric *m, long long n)
 {
     if (m)

@@ -40,8 +40,8 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
         s->jobs_first = j;
     s->jobs_last = j;
     s->njobs++;
-    pthread_cond_signal(&s->ccond);
     pthread_mutex_unlock(&s->cmu);
+    fh_loop_wake(s->cloop);
     u->state = SUB_CATCHUP;
     u->job = j->id;
     u->own_cursors = 1;
@@ -55,9 +55,9 @@ void stream_grant_credit(fh_stream *s, sub *u)
     pthread_mutex_lock(&s->cmu);
     if (s->running_job && s->running_job->id == u->job) {
         atomic_store(&s->running_job->credit, 1);
-        pthread_cond_broadcast(&s->ccond);
     }
     pthread_mutex_unlock(&s->cmu);
+    fh_loop_wake(s->cloop);
 }
 
 static sub *sub_by_job(fh_stream *s, unsigned job, conn **cout)
@@ -166,112 +166,253 @@ static void part_done(fh_stream *s, rd_kafka_t *rk, rd_kafka_topic_partition_lis
     rd_kafka_topic_partition_list_add(paused, s->part_topic[p], s->part_id[p]);
 }
 
-/* Reads [from, to) of every partition of job j and posts batches, waiting for credit between. */
-static void run_job(fh_stream *s, fh_consumer *kc, fh_json_doc *doc, cjob *j)
+/* ---- the catch-up thread, on its own fh_loop ----------------------------------------------------
+ *
+ * One job at a time. The stream thread queues jobs, grants credit and cancels through s->cmu and
+ * wakes this loop (fh_loop_wake); the consumer queue's eventfd wakes it when records arrive; the
+ * batch timer ends a batch BATCH_MS after it opened; the partition timer asks Kafka for the
+ * topics' partition counts between jobs. Everything happens in step(), after each pass. */
+
+#define BATCH_MAX 1000
+#define BATCH_MS 200
+/* Kafka must make progress; waiting for the client (credit) does not count */
+#define IDLE_MS 60000
+
+typedef struct catchup {
+    fh_stream *s;
+    fh_loop *l;
+    fh_consumer *kc;
+    fh_consumer_watch w;
+    fh_json_doc doc;
+    cjob *j;                 /* the running job, or NULL */
+    int64_t *earliest, *pos; /* the running job's */
+    rd_kafka_topic_partition_list_t *paused;
+    int assigned, pending, lost;
+    int64_t idle_until, waited_from;
+    sev **evs; /* the open batch (NULL: the job waits for credit) */
+    size_t n;
+    int batch_open, batch_over;
+    uint64_t batch_timer;
+    int look_due; /* the partition timer came while a job ran */
+} catchup;
+
+/* Resolves job j's positions and assigns its gap. Returns 0, or -1 with the failure posted. */
+static int job_begin(catchup *c, cjob *j)
 {
-    rd_kafka_t *rk = kc->rk;
+    fh_stream *s = c->s;
     char err[256];
-    int64_t *earliest = stream_vec_new(s), *pos = stream_vec_new(s);
-    rd_kafka_topic_partition_list_t *assign = NULL, *paused = NULL;
-    if (!earliest || !pos) {
+    c->j = j;
+    c->earliest = stream_vec_new(s);
+    c->pos = stream_vec_new(s);
+    c->pending = c->lost = c->assigned = 0;
+    if (!c->earliest || !c->pos) {
         post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL, "out of memory");
-        goto done;
+        return -1;
     }
-    int rc = resolve_positions(s, rk, j->from, earliest, err, sizeof(err));
+    int rc = resolve_positions(s, c->kc->rk, j->from, c->earliest, err, sizeof(err));
     if (rc) {
-        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, rc > 0 ? earliest : NULL,
+        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, rc > 0 ? c->earliest : NULL,
                      rc > 0 ? "cursor is older than what Kafka keeps" : err);
-        goto done;
+        return -1;
     }
     /* a time may resolve past the gap's end (into the ring): nothing to read there, and the
      * subscriber's position is the resolved one */
-    assign = rd_kafka_topic_partition_list_new(s->nparts);
-    paused = rd_kafka_topic_partition_list_new(s->nparts);
-    int pending = 0;
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(s->nparts);
+    c->paused = rd_kafka_topic_partition_list_new(s->nparts);
     for (int p = 0; p < s->nparts; p++) {
         if (j->from[p] >= j->to[p])
             continue;
         rd_kafka_topic_partition_list_add(assign, s->part_topic[p], s->part_id[p])->offset =
             j->from[p];
-        pending++;
+        c->pending++;
     }
-    if (pending) {
-        fh_consumer_assign(kc, assign, err, sizeof(err));
-        rd_kafka_resume_partitions(rk, assign);
+    if (c->pending) {
+        fh_consumer_assign(c->kc, assign, err, sizeof(err));
+        rd_kafka_resume_partitions(c->kc->rk, assign);
     }
-    memcpy(pos, j->from, (size_t)s->nparts * sizeof(int64_t));
-    /* Kafka must make progress; waiting for the client (credit) does not count */
-    int64_t idle_until = fh_now_ms() + 60000;
-    int lost = 0; /* Kafka deleted records of the gap before they were read */
-    while (pending && !lost && !atomic_load(&j->cancel) && !atomic_load(&s->stop) &&
-           fh_now_ms() < idle_until) {
-        int64_t waited = fh_now_ms();
-        pthread_mutex_lock(&s->cmu);
-        while (!atomic_load(&j->credit) && !atomic_load(&j->cancel) && !atomic_load(&s->stop))
-            pthread_cond_wait(&s->ccond, &s->cmu);
-        atomic_store(&j->credit, 0);
-        pthread_mutex_unlock(&s->cmu);
-        idle_until += fh_now_ms() - waited;
-        size_t cap = 1000, n = 0;
-        sev **evs = calloc(cap, sizeof(*evs));
-        int64_t batch_end = fh_now_ms() + 200;
-        while (evs && n < cap && pending && !lost && fh_now_ms() < batch_end) {
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-            if (!m)
-                continue;
-            int p = m->err ? -1 : stream_part_index(s, rd_kafka_topic_name(m->rkt), m->partition);
-            int64_t lost_to;
-            if (p >= 0 && pos[p] < j->to[p] && m->offset > pos[p] &&
-                fh_lost_check(rk, s->part_topic[p], s->part_id[p], pos[p],
-                              m->offset < j->to[p] ? m->offset : j->to[p], &lost_to)) {
-                /* the resume cannot be whole: the subscriber gets cursor_expired */
-                health_records_lost("stream.catchup", s->part_topic[p], s->part_id[p], pos[p],
-                                    lost_to);
-                if (earliest[p] < lost_to)
-                    earliest[p] = lost_to;
-                lost = 1;
-            } else if (p >= 0 && pos[p] < j->to[p] && m->offset >= pos[p]) {
-                idle_until = fh_now_ms() + 60000;
-                /* offsets may skip (compaction, transaction markers): past the end is the end */
-                pos[p] = m->offset < j->to[p] ? m->offset + 1 : j->to[p];
-                sev *e = m->offset < j->to[p] ? stream_sev_build(s, doc, m, p, 0) : NULL;
-                if (e)
-                    evs[n++] = e;
-                if (pos[p] >= j->to[p]) {
-                    pending--;
-                    part_done(s, rk, paused, p);
-                }
-            }
-            rd_kafka_message_destroy(m);
-        }
-        post_catchup(s, IN_CATCHUP_BATCH, j->id, evs, n, j->from, NULL);
-    }
+    rd_kafka_topic_partition_list_destroy(assign);
+    c->assigned = 1;
+    memcpy(c->pos, j->from, (size_t)s->nparts * sizeof(int64_t));
+    c->idle_until = fh_now_ms() + IDLE_MS;
+    c->waited_from = fh_now_ms();
+    return 0;
+}
+
+/* Ends the running job: tells the subscriber how it ended (unless nobody waits), gives the
+ * consumer's partitions back, and frees the job. */
+static void job_end(catchup *c)
+{
+    fh_stream *s = c->s;
+    cjob *j = c->j;
+    char err[256];
+    for (size_t i = 0; i < c->n; i++)
+        sev_unref(c->evs[i]); /* a batch open at stop: nobody reads it */
+    free(c->evs);
+    c->evs = NULL;
+    c->n = 0;
+    c->batch_open = 0;
+    fh_loop_timer_cancel(c->l, c->batch_timer);
+    c->batch_timer = 0;
     /* tell the subscriber first: unassigning can wait for a fetch in flight */
-    if (atomic_load(&j->cancel) || atomic_load(&s->stop)) {
-        /* nobody waits for this job */
-    } else if (lost) {
-        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, earliest,
+    if (!c->assigned || atomic_load(&j->cancel) || atomic_load(&s->stop)) {
+        /* failed at its start (already told), or nobody waits for this job */
+    } else if (c->lost) {
+        post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, c->earliest,
                      "cursor is older than what Kafka keeps (Kafka deleted records of the resume "
                      "before they were read)");
-    } else if (pending) {
+    } else if (c->pending) {
         post_catchup(s, IN_CATCHUP_FAIL, j->id, NULL, 0, NULL,
                      "reading the gap from Kafka timed out");
     } else {
         /* the position after the gap: its end, or where a time put us beyond it */
         for (int p = 0; p < s->nparts; p++)
-            pos[p] = j->from[p] > j->to[p] ? j->from[p] : j->to[p];
-        post_catchup(s, IN_CATCHUP_DONE, j->id, NULL, 0, pos, NULL);
+            c->pos[p] = j->from[p] > j->to[p] ? j->from[p] : j->to[p];
+        post_catchup(s, IN_CATCHUP_DONE, j->id, NULL, 0, c->pos, NULL);
     }
-    if (paused->cnt)
-        rd_kafka_resume_partitions(rk, paused);
-    fh_consumer_assign(kc, NULL, err, sizeof(err));
-done:
-    if (assign)
-        rd_kafka_topic_partition_list_destroy(assign);
-    if (paused)
-        rd_kafka_topic_partition_list_destroy(paused);
-    free(earliest);
-    free(pos);
+    if (c->assigned) {
+        if (c->paused->cnt)
+            rd_kafka_resume_partitions(c->kc->rk, c->paused);
+        fh_consumer_assign(c->kc, NULL, err, sizeof(err));
+    }
+    if (c->paused)
+        rd_kafka_topic_partition_list_destroy(c->paused);
+    c->paused = NULL;
+    free(c->earliest);
+    free(c->pos);
+    c->earliest = c->pos = NULL;
+    c->assigned = 0;
+    pthread_mutex_lock(&s->cmu);
+    s->running_job = NULL;
+    s->njobs--;
+    pthread_mutex_unlock(&s->cmu);
+    free(j->from);
+    free(j->to);
+    free(j);
+    c->j = NULL;
+}
+
+/* Takes the next queued job, if any, as the running one. */
+static cjob *job_next(fh_stream *s)
+{
+    pthread_mutex_lock(&s->cmu);
+    cjob *j = s->jobs_first;
+    if (j) {
+        s->jobs_first = j->next;
+        if (!s->jobs_first)
+            s->jobs_last = NULL;
+        s->running_job = j;
+    }
+    pthread_mutex_unlock(&s->cmu);
+    return j;
+}
+
+static int64_t batch_timer(fh_loop *l, void *arg)
+{
+    catchup *c = arg;
+    (void)l;
+    c->batch_timer = 0;
+    c->batch_over = 1;
+    return -1;
+}
+
+/* Takes the credit the stream thread granted, if any, and opens a batch. Returns 1 when open. */
+static int batch_open(catchup *c)
+{
+    fh_stream *s = c->s;
+    pthread_mutex_lock(&s->cmu);
+    int credit = atomic_exchange(&c->j->credit, 0);
+    pthread_mutex_unlock(&s->cmu);
+    if (!credit)
+        return 0;
+    c->idle_until += fh_now_ms() - c->waited_from;
+    c->evs = calloc(BATCH_MAX, sizeof(*c->evs));
+    c->n = 0;
+    c->batch_open = 1;
+    c->batch_over = !c->evs; /* no memory: an empty batch at once */
+    if (c->evs)
+        c->batch_timer = fh_loop_timer_rearm(c->l, c->batch_timer, BATCH_MS, batch_timer, c);
+    return 1;
+}
+
+/* Polls what the consumer queue holds into the open batch. */
+static void batch_fill(catchup *c)
+{
+    fh_stream *s = c->s;
+    cjob *j = c->j;
+    rd_kafka_t *rk = c->kc->rk;
+    while (c->n < BATCH_MAX && c->pending && !c->lost && !c->batch_over) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 0);
+        if (!m)
+            return;
+        int p = m->err ? -1 : stream_part_index(s, rd_kafka_topic_name(m->rkt), m->partition);
+        int64_t lost_to, *pos = c->pos;
+        if (p >= 0 && pos[p] < j->to[p] && m->offset > pos[p] &&
+            fh_lost_check(rk, s->part_topic[p], s->part_id[p], pos[p],
+                          m->offset < j->to[p] ? m->offset : j->to[p], &lost_to)) {
+            /* the resume cannot be whole: the subscriber gets cursor_expired */
+            health_records_lost("stream.catchup", s->part_topic[p], s->part_id[p], pos[p], lost_to);
+            if (c->earliest[p] < lost_to)
+                c->earliest[p] = lost_to;
+            c->lost = 1;
+        } else if (p >= 0 && pos[p] < j->to[p] && m->offset >= pos[p]) {
+            c->idle_until = fh_now_ms() + IDLE_MS;
+            /* offsets may skip (compaction, transaction markers): past the end is the end */
+            pos[p] = m->offset < j->to[p] ? m->offset + 1 : j->to[p];
+            sev *e = m->offset < j->to[p] ? stream_sev_build(s, &c->doc, m, p, 0) : NULL;
+            if (e)
+                c->evs[c->n++] = e;
+            if (pos[p] >= j->to[p]) {
+                c->pending--;
+                part_done(s, rk, c->paused, p);
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+}
+
+/* Posts the open batch (a full one, the gap's end, or BATCH_MS after it opened, even empty: the
+ * subscriber's progress moves with it) and waits for credit again. */
+static void batch_close(catchup *c)
+{
+    fh_loop_timer_cancel(c->l, c->batch_timer);
+    c->batch_timer = 0;
+    post_catchup(c->s, IN_CATCHUP_BATCH, c->j->id, c->evs, c->n, c->j->from, NULL);
+    c->evs = NULL;
+    c->n = 0;
+    c->batch_open = 0;
+    c->waited_from = fh_now_ms();
+}
+
+/* Moves the jobs on as far as they go without waiting: starts the next, opens a batch on credit,
+ * fills and posts it, ends the job when read, lost, timed out or cancelled. */
+static void step(catchup *c)
+{
+    fh_stream *s = c->s;
+    while (!atomic_load(&s->stop)) {
+        if (!c->j) {
+            cjob *j = job_next(s);
+            if (!j)
+                return;
+            c->j = j;
+            if (atomic_load(&j->cancel) || job_begin(c, j) || !c->pending)
+                job_end(c);
+            continue;
+        }
+        if (!c->batch_open) {
+            if (atomic_load(&c->j->cancel)) {
+                job_end(c);
+                continue;
+            }
+            if (!batch_open(c))
+                return; /* the stream thread's credit wakes the loop */
+        }
+        batch_fill(c);
+        if (c->n < BATCH_MAX && c->pending && !c->lost && !c->batch_over)
+            return; /* records or the batch timer wake the loop */
+        batch_close(c);
+        if (!c->pending || c->lost || atomic_load(&c->j->cancel) || fh_now_ms() >= c->idle_until)
+            job_end(c);
+    }
 }
 
 /* Asks Kafka how many partitions the stream's topics have now, for the stream thread's partition
@@ -292,11 +433,34 @@ static void look_for_partitions(fh_stream *s, rd_kafka_t *rk)
     }
 }
 
+static int64_t partition_timer(fh_loop *l, void *arg)
+{
+    catchup *c = arg;
+    (void)l;
+    if (c->j)
+        c->look_due = 1; /* between jobs only: after this one */
+    else
+        look_for_partitions(c->s, c->kc->rk);
+    return c->s->check_ms;
+}
+
+static void after_pass(fh_loop *l, void *arg)
+{
+    catchup *c = arg;
+    (void)l;
+    step(c);
+    if (!c->j && c->look_due && !atomic_load(&c->s->stop)) {
+        c->look_due = 0;
+        look_for_partitions(c->s, c->kc->rk);
+    }
+}
+
 void *stream_catchup_main(void *arg)
 {
     fh_stream *s = arg;
     char err[512];
-    fh_consumer *kc = NULL;
+    catchup c = {.s = s, .l = s->cloop};
+    fh_consumer_watch_init(&c.w);
     /* auto.offset.reset=earliest: a position Kafka deleted moves to the oldest record it kept
      * (not to the end, librdkafka's default), so only deleted records are skipped */
     static const char *const defaults[] = {"enable.auto.commit=false",
@@ -310,53 +474,22 @@ void *stream_catchup_main(void *arg)
                           .bootstrap = s->b->bootstrap,
                           .defaults = defaults,
                           .wake_fd = -1};
-    if (fh_consumer_new(&s->b->cfg, &o, &kc, err, sizeof(err))) {
+    if (fh_consumer_new(&s->b->cfg, &o, &c.kc, err, sizeof(err)) ||
+        fh_consumer_watch_start(&c.w, c.l, c.kc->q, NULL, NULL, err, sizeof(err))) {
         fh_log(FH_LOG_ERROR, "stream.catchup", "error=\"%s\"", err);
+        fh_consumer_watch_stop(&c.w, c.l);
+        fh_consumer_free(c.kc);
         return NULL;
     }
-    fh_json_doc doc;
-    fh_json_doc_init(&doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
-    int64_t next_look = fh_now_ms() + s->check_ms;
-    while (!atomic_load(&s->stop)) {
-        pthread_mutex_lock(&s->cmu);
-        while (!s->jobs_first && !atomic_load(&s->stop) && fh_now_ms() < next_look) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            int64_t ms = next_look - fh_now_ms();
-            until.tv_sec += ms / 1000;
-            until.tv_nsec += (ms % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&s->ccond, &s->cmu, &until);
-        }
-        cjob *j = s->jobs_first;
-        if (j) {
-            s->jobs_first = j->next;
-            if (!s->jobs_first)
-                s->jobs_last = NULL;
-            s->running_job = j;
-        }
-        pthread_mutex_unlock(&s->cmu);
-        if (fh_now_ms() >= next_look && !atomic_load(&s->stop)) {
-            look_for_partitions(s, kc->rk);
-            next_look = fh_now_ms() + s->check_ms;
-        }
-        if (!j)
-            continue;
-        if (!atomic_load(&j->cancel))
-            run_job(s, kc, &doc, j);
-        pthread_mutex_lock(&s->cmu);
-        s->running_job = NULL;
-        s->njobs--;
-        pthread_mutex_unlock(&s->cmu);
-        free(j->from);
-        free(j->to);
-        free(j);
-    }
-    fh_json_doc_free(&doc);
-    fh_consumer_free(kc); /* closes before it destroys */
+    fh_json_doc_init(&c.doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
+    fh_loop_after_pass(c.l, after_pass, &c);
+    fh_loop_timer(c.l, s->check_ms, partition_timer, &c);
+    fh_loop_run(c.l, -1);
+    if (c.j)
+        job_end(&c); /* stopped mid-job: nobody waits for it */
+    fh_consumer_watch_stop(&c.w, c.l);
+    fh_json_doc_free(&c.doc);
+    fh_consumer_free(c.kc); /* closes before it destroys */
     return NULL;
 }
 

@@ -294,8 +294,8 @@ struct fh_stream {
     pthread_mutex_t inbox_mu;
     inmsg *inbox_first, *inbox_last;
     /* catch-up */
-    pthread_mutex_t cmu;
-    pthread_cond_t ccond;
+    pthread_mutex_t cmu; /* the job queue, running_job and its credit */
+    fh_loop *cloop;      /* the catch-up thread's; other threads only fh_loop_wake it */
     cjob *jobs_first, *jobs_last;
     cjob *running_job;
     int njobs, max_jobs;

@@ -381,43 +381,49 @@ static void *stream_main(void *arg)
 /* ---- start and stop ---------------------------------------------------------------------------
  */
 
+static const fh_metric_row stream_metrics[] = {
+    FH_METRIC_ROW(fh_stream, m_in, "firehose_stream_events_total", NULL,
+                  "Events read by the stream.", 0),
+    FH_METRIC_ROW(fh_stream, m_deliveries, "firehose_stream_deliveries_total", NULL,
+                  "Events queued to stream subscribers.", 0),
+    FH_METRIC_ROW(fh_stream, m_slow, "firehose_stream_disconnects_total",
+                  "reason=\"slow_consumer\"",
+                  "Stream clients disconnected by the broker, by reason.", 0),
+    FH_METRIC_ROW(fh_stream, m_closed_other, "firehose_stream_disconnects_total",
+                  "reason=\"other\"", "Stream clients disconnected by the broker, by reason.", 0),
+    FH_METRIC_ROW(fh_stream, m_connections, "firehose_stream_connections", NULL,
+                  "Open WebSocket and SSE connections.", 1),
+    FH_METRIC_ROW(fh_stream, m_queued, "firehose_stream_queued_bytes", NULL,
+                  "Bytes queued for stream clients.", 1),
+    FH_METRIC_ROW(fh_stream, m_ring_events, "firehose_stream_ring_events", NULL,
+                  "Recent events held for resume.", 1),
+    FH_METRIC_ROW(fh_stream, m_catchups, "firehose_stream_catchups_total", NULL,
+                  "Resumes served from Kafka.", 0),
+    FH_METRIC_ROW(fh_stream, m_ring_bytes, "firehose_stream_ring_bytes", NULL,
+                  "Bytes the recent events held for resume cost.", 1),
+    FH_METRIC_ROW(fh_stream, m_holds, "firehose_stream_holds_total", NULL,
+                  "Times a connection past stream.client_queue_bytes held the "
+                  "stream (no record routed until it drained or was dropped).",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_z_plain, "firehose_stream_deflate_bytes_total", "form=\"plain\"",
+                  "Payload bytes of compressed deliveries (permessage-deflate), "
+                  "before (plain) and after (sent) compression.",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_z_sent, "firehose_stream_deflate_bytes_total", "form=\"sent\"",
+                  "Payload bytes of compressed deliveries (permessage-deflate), "
+                  "before (plain) and after (sent) compression.",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_held_ms, "firehose_stream_held_milliseconds_total", NULL,
+                  "Time the stream spent held by connections past their cap.", 0),
+    FH_METRIC_ROW(fh_stream, m_refused, "firehose_stream_refused_total", "reason=\"resources\"",
+                  "WebSocket connections refused for want of memory or file "
+                  "descriptors (HTTP 503 before the upgrade, close 4029 after it).",
+                  0),
+};
+
 static void register_metrics(fh_stream *s)
 {
-    s->m_in = fh_metric_new("firehose_stream_events_total", NULL, "Events read by the stream.", 0);
-    s->m_deliveries = fh_metric_new("firehose_stream_deliveries_total", NULL,
-                                    "Events queued to stream subscribers.", 0);
-    s->m_slow = fh_metric_new("firehose_stream_disconnects_total", "reason=\"slow_consumer\"",
-                              "Stream clients disconnected by the broker, by reason.", 0);
-    s->m_closed_other = fh_metric_new("firehose_stream_disconnects_total", "reason=\"other\"",
-                                      "Stream clients disconnected by the broker, by reason.", 0);
-    s->m_connections = fh_metric_new("firehose_stream_connections", NULL,
-                                     "Open WebSocket and SSE connections.", 1);
-    s->m_queued =
-        fh_metric_new("firehose_stream_queued_bytes", NULL, "Bytes queued for stream clients.", 1);
-    s->m_ring_events =
-        fh_metric_new("firehose_stream_ring_events", NULL, "Recent events held for resume.", 1);
-    s->m_catchups =
-        fh_metric_new("firehose_stream_catchups_total", NULL, "Resumes served from Kafka.", 0);
-    s->m_ring_bytes = fh_metric_new("firehose_stream_ring_bytes", NULL,
-                                    "Bytes the recent events held for resume cost.", 1);
-    s->m_holds = fh_metric_new("firehose_stream_holds_total", NULL,
-                               "Times a connection past stream.client_queue_bytes held the "
-                               "stream (no record routed until it drained or was dropped).",
-                               0);
-    s->m_z_plain = fh_metric_new("firehose_stream_deflate_bytes_total", "form=\"plain\"",
-                                 "Payload bytes of compressed deliveries (permessage-deflate), "
-                                 "before (plain) and after (sent) compression.",
-                                 0);
-    s->m_z_sent = fh_metric_new("firehose_stream_deflate_bytes_total", "form=\"sent\"",
-                                "Payload bytes of compressed deliveries (permessage-deflate), "
-                                "before (plain) and after (sent) compression.",
-                                0);
-    s->m_held_ms = fh_metric_new("firehose_stream_held_milliseconds_total", NULL,
-                                 "Time the stream spent held by connections past their cap.", 0);
-    s->m_refused = fh_metric_new("firehose_stream_refused_total", "reason=\"resources\"",
-                                 "WebSocket connections refused for want of memory or file "
-                                 "descriptors (HTTP 503 before the upgrade, close 4029 after it).",
-                                 0);
+    fh_metrics_register(s, stream_metrics, sizeof(stream_metrics) / sizeof(stream_metrics[0]));
 }
 
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)
@@ -448,10 +454,10 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     if (s->check_ms <= 0)
         s->check_ms = 5000; /* a program whose table lacks the key */
     pthread_mutex_init(&s->cmu, NULL);
-    pthread_cond_init(&s->ccond, NULL);
     s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!s->ring || !s->cur || s->kafka_efd < 0 ||
-        fh_loop_new(&s->loop, 256, 4, errbuf, errsize) != FH_OK) {
+        fh_loop_new(&s->loop, 256, 4, errbuf, errsize) != FH_OK ||
+        fh_loop_new(&s->cloop, 4, 4, errbuf, errsize) != FH_OK) {
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");
         goto err;
     }
@@ -495,9 +501,8 @@ void fh_stream_stop(fh_stream *s)
         return;
     if (s->loop)
         fh_loop_stop(s->loop);
-    pthread_mutex_lock(&s->cmu);
-    pthread_cond_broadcast(&s->ccond);
-    pthread_mutex_unlock(&s->cmu);
+    if (s->cloop)
+        fh_loop_stop(s->cloop);
     if (s->ready) {
         pthread_join(s->thread, NULL);
         pthread_join(s->cthread, NULL);
@@ -536,11 +541,11 @@ void fh_stream_free(fh_stream *s)
         free(j);
     }
     fh_loop_free(s->loop);
+    fh_loop_free(s->cloop);
     if (s->kafka_efd >= 0)
         close(s->kafka_efd);
     pthread_mutex_destroy(&s->inbox_mu);
     pthread_mutex_destroy(&s->layout_mu);
     pthread_mutex_destroy(&s->cmu);
-    pthread_cond_destroy(&s->ccond);
     free(s);
 }

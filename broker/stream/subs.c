@@ -21,8 +21,8 @@ static void cancel_job(fh_stream *s, unsigned id)
             atomic_store(&j->cancel, 1);
     if (s->running_job && s->running_job->id == id)
         atomic_store(&s->running_job->cancel, 1);
-    pthread_cond_broadcast(&s->ccond);
     pthread_mutex_unlock(&s->cmu);
+    fh_loop_wake(s->cloop);
 }
 
 /* Drops a catch-up batch not yet delivered. */

@@ -1,5 +1,5 @@
-/* view/checkpoint: the checkpointer thread, woken by the writer's WAL hook, and the view
- * thread's own copy of the WAL tail so the WAL can start over. */
+/* view/checkpoint: the checkpointer thread (an fh_loop woken by the writer's WAL hook), and the
+ * view thread's own copy of the WAL tail so the WAL can start over. */
 #include "internal.h"
 
 /* ---- checkpoints ------------------------------------------------------------------------ */
@@ -15,40 +15,35 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     (void)db;
     (void)name;
     v->wal_pages = pages;
-    if (pages >= v->checkpoint_pages) {
-        pthread_mutex_lock(&v->ckpt_mu);
-        v->ckpt_wanted = 1;
-        pthread_cond_signal(&v->ckpt_cv);
-        pthread_mutex_unlock(&v->ckpt_mu);
-    }
+    if (pages >= v->checkpoint_pages)
+        fh_loop_wake(v->ckpt_loop); /* wake-ups coalesce: one checkpoint for several commits */
     return SQLITE_OK;
 }
 
+/* The wake hook, on the checkpointer's loop: one PASSIVE checkpoint. */
+static void ckpt_run(fh_loop *l, void *arg)
+{
+    fh_view *v = arg;
+    int logged = 0, copied = 0;
+    (void)l;
+    int rc =
+        sqlite3_wal_checkpoint_v2(v->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logged, &copied);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        char q[420];
+        fh_log(FH_LOG_WARN, "view.checkpoint", "error=%s",
+               fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->ckpt_db)));
+    }
+    fh_metric_add(v->m_checkpoints, 1);
+}
+
+/* The checkpointer thread: its fh_loop has no descriptors or timers of its own, only the wake-up
+ * the writer's WAL hook signals (ckpt_run) and the stop. */
 static void *ckpt_main(void *arg)
 {
     fh_view *v = arg;
     pthread_setname_np(pthread_self(), "fh-view-ckpt");
     view_thread_nice(v, "checkpointer");
-    pthread_mutex_lock(&v->ckpt_mu);
-    while (!v->ckpt_stop) {
-        if (!v->ckpt_wanted) {
-            pthread_cond_wait(&v->ckpt_cv, &v->ckpt_mu);
-            continue;
-        }
-        v->ckpt_wanted = 0;
-        pthread_mutex_unlock(&v->ckpt_mu);
-        int logged = 0, copied = 0;
-        int rc = sqlite3_wal_checkpoint_v2(v->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &logged,
-                                           &copied);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-            char q[420];
-            fh_log(FH_LOG_WARN, "view.checkpoint", "error=%s",
-                   fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->ckpt_db)));
-        }
-        fh_metric_add(v->m_checkpoints, 1);
-        pthread_mutex_lock(&v->ckpt_mu);
-    }
-    pthread_mutex_unlock(&v->ckpt_mu);
+    fh_loop_run(v->ckpt_loop, -1);
     return NULL;
 }
 
@@ -74,7 +69,12 @@ void view_ckpt_start(fh_view *v)
         v->ckpt_db = NULL;
         return;
     }
-    if (pthread_create(&v->ckpt_thread, NULL, ckpt_main, v)) {
+    char err[256];
+    if (fh_loop_new(&v->ckpt_loop, 1, 1, err, sizeof(err)) == FH_OK)
+        fh_loop_on_wake(v->ckpt_loop, ckpt_run, v);
+    if (!v->ckpt_loop || pthread_create(&v->ckpt_thread, NULL, ckpt_main, v)) {
+        fh_loop_free(v->ckpt_loop);
+        v->ckpt_loop = NULL;
         sqlite3_close(v->ckpt_db);
         v->ckpt_db = NULL;
         return;
@@ -102,13 +102,12 @@ void view_ckpt_tail(fh_view *v)
 void view_ckpt_stop(fh_view *v)
 {
     if (v->ckpt_started) {
-        pthread_mutex_lock(&v->ckpt_mu);
-        v->ckpt_stop = 1;
-        pthread_cond_signal(&v->ckpt_cv);
-        pthread_mutex_unlock(&v->ckpt_mu);
+        fh_loop_stop(v->ckpt_loop);
         pthread_join(v->ckpt_thread, NULL);
         v->ckpt_started = 0;
     }
+    fh_loop_free(v->ckpt_loop);
+    v->ckpt_loop = NULL;
     if (v->db)
         sqlite3_wal_hook(v->db, NULL, NULL);
     sqlite3_close(v->ckpt_db);

@@ -360,7 +360,6 @@ int derive_open(fh_view *v, char *errbuf, size_t errsize)
 {
     const fh_config *c = &v->b->cfg;
     char q[560];
-    rd_kafka_conf_t *conf;
     struct derive *dr = calloc(1, sizeof(*dr));
     if (!dr) {
         snprintf(errbuf, errsize, "derive: out of memory");
@@ -387,11 +386,8 @@ int derive_open(fh_view *v, char *errbuf, size_t errsize)
         }
     dr->rd.db = v->db;
     dr->rd.view = v;
-    if (fh_kafka_conf(c, v->b->bootstrap, producer_defaults, &conf, errbuf, errsize))
-        return -1;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, v);
-    if (!(dr->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errsize)))
+    if (fh_kafka_producer(c, v->b->bootstrap, producer_defaults, on_delivery, v, &dr->producer,
+                          errbuf, errsize))
         return -1;
     dr->m_emitted = fh_metric_new("firehose_derived_events_total", NULL,
                                   "Derived events Kafka acknowledged.", 0);
@@ -431,10 +427,7 @@ static void release(fh_view *v)
         sqlite3_finalize(dr->rd.st[i]);
     for (int i = 0; i < D__COUNT; i++)
         sqlite3_finalize(dr->st[i]);
-    if (dr->producer) {
-        rd_kafka_flush(dr->producer, 5000);
-        rd_kafka_destroy(dr->producer);
-    }
+    fh_kafka_producer_free(dr->producer, 5000);
     fh_stale_rules_free(&dr->stale);
     memset(dr, 0, sizeof(*dr));
 }

@@ -153,13 +153,11 @@ struct fh_view {
     size_t batch_ts_n, batch_ts_cap;
     int in_txn;
 
-    /* checkpointer thread: its own connection; the writer's WAL hook wakes it */
+    /* checkpointer thread: its own connection and loop; the writer's WAL hook wakes the loop */
     pthread_t ckpt_thread;
     int ckpt_started;
     sqlite3 *ckpt_db;
-    pthread_mutex_t ckpt_mu;
-    pthread_cond_t ckpt_cv;
-    int ckpt_wanted, ckpt_stop;
+    fh_loop *ckpt_loop;
     long long checkpoint_pages;
     int wal_pages; /* frames in the WAL after the last commit (view thread) */
 

@@ -36,44 +36,53 @@ int view_running(fh_view *v)
     return !atomic_load(&v->stop) && *v->b->run;
 }
 
+static const fh_metric_row view_metrics[] = {
+    FH_METRIC_ROW(fh_view, m_applied, "firehose_view_events_applied_total", NULL,
+                  "Events applied to the materialised view.", 0),
+    FH_METRIC_ROW(fh_view, m_dups, "firehose_view_duplicates_total", NULL,
+                  "Events the view dropped as already applied (same id).", 0),
+    FH_METRIC_ROW(fh_view, m_invalid, "firehose_view_invalid_total", NULL,
+                  "Records the view could not decode or apply (skipped).", 0),
+    FH_METRIC_ROW(fh_view, m_skipped, "firehose_view_skipped_total", NULL,
+                  "Valid events the view does not store (log.chunk, master.*).", 0),
+    FH_METRIC_ROW(fh_view, m_batches, "firehose_view_batches_total", NULL,
+                  "Transactions the view committed.", 0),
+    FH_METRIC_ROW(fh_view, m_errors, "firehose_view_errors_total", NULL,
+                  "SQLite errors in the view (batches rolled back, events skipped).", 0),
+    FH_METRIC_ROW(fh_view, m_version, "firehose_view_version", NULL, "The view's version.", 1),
+    FH_METRIC_ROW(fh_view, m_behind, "firehose_view_behind_records", NULL,
+                  "Records on the topics the view has not applied yet (-1: not known yet).", 1),
+    FH_METRIC_ROW(fh_view, m_checkpoints, "firehose_view_checkpoints_total",
+                  "thread=\"checkpointer\"", "WAL checkpoints, by the thread that ran them.", 0),
+    FH_METRIC_ROW(fh_view, m_checkpoints_tail, "firehose_view_checkpoints_total", "thread=\"view\"",
+                  "WAL checkpoints, by the thread that ran them.", 0),
+    FH_METRIC_ROW(fh_view, m_pruned, "firehose_view_pruned_rows_total", NULL,
+                  "Rows removed by retention.", 0),
+    FH_METRIC_ROW(fh_view, m_hits, "firehose_rest_cache_total", "result=\"hit\"",
+                  "REST answers by cache result.", 0),
+    FH_METRIC_ROW(fh_view, m_stale, "firehose_rest_cache_total", "result=\"stale\"",
+                  "REST answers by cache result.", 0),
+    FH_METRIC_ROW(fh_view, m_misses, "firehose_rest_cache_total", "result=\"render\"",
+                  "REST answers by cache result.", 0),
+};
+
+/* The freshness histogram's buckets come between view_metrics and view_fresh_metrics (their
+ * order is the order /metrics lists them in). */
+static const fh_metric_row view_fresh_metrics[] = {
+    FH_METRIC_ROW(fh_view, m_fresh_count, "firehose_view_freshness_ms_count", NULL,
+                  "Records measured for freshness.", 0),
+    FH_METRIC_ROW(fh_view, m_fresh_sum, "firehose_view_freshness_ms_sum", NULL,
+                  "Sum of produce-to-committed times, ms.", 0),
+};
+
 static void register_metrics(fh_view *v)
 {
-    v->m_applied = fh_metric_new("firehose_view_events_applied_total", NULL,
-                                 "Events applied to the materialised view.", 0);
-    v->m_dups = fh_metric_new("firehose_view_duplicates_total", NULL,
-                              "Events the view dropped as already applied (same id).", 0);
-    v->m_invalid = fh_metric_new("firehose_view_invalid_total", NULL,
-                                 "Records the view could not decode or apply (skipped).", 0);
-    v->m_skipped = fh_metric_new("firehose_view_skipped_total", NULL,
-                                 "Valid events the view does not store (log.chunk, master.*).", 0);
-    v->m_batches =
-        fh_metric_new("firehose_view_batches_total", NULL, "Transactions the view committed.", 0);
-    v->m_errors =
-        fh_metric_new("firehose_view_errors_total", NULL,
-                      "SQLite errors in the view (batches rolled back, events skipped).", 0);
-    v->m_version = fh_metric_new("firehose_view_version", NULL, "The view's version.", 1);
-    v->m_behind =
-        fh_metric_new("firehose_view_behind_records", NULL,
-                      "Records on the topics the view has not applied yet (-1: not known yet).", 1);
-    v->m_checkpoints = fh_metric_new("firehose_view_checkpoints_total", "thread=\"checkpointer\"",
-                                     "WAL checkpoints, by the thread that ran them.", 0);
-    v->m_checkpoints_tail = fh_metric_new("firehose_view_checkpoints_total", "thread=\"view\"",
-                                          "WAL checkpoints, by the thread that ran them.", 0);
-    v->m_pruned =
-        fh_metric_new("firehose_view_pruned_rows_total", NULL, "Rows removed by retention.", 0);
-    v->m_hits = fh_metric_new("firehose_rest_cache_total", "result=\"hit\"",
-                              "REST answers by cache result.", 0);
-    v->m_stale = fh_metric_new("firehose_rest_cache_total", "result=\"stale\"",
-                               "REST answers by cache result.", 0);
-    v->m_misses = fh_metric_new("firehose_rest_cache_total", "result=\"render\"",
-                                "REST answers by cache result.", 0);
+    fh_metrics_register(v, view_metrics, sizeof(view_metrics) / sizeof(view_metrics[0]));
     for (int i = 0; i <= FRESH_BUCKETS; i++)
         v->m_fresh[i] = fh_metric_new("firehose_view_freshness_ms_bucket", fresh_labels[i],
                                       "Produce (Kafka timestamp) to committed in the view, ms.", 0);
-    v->m_fresh_count = fh_metric_new("firehose_view_freshness_ms_count", NULL,
-                                     "Records measured for freshness.", 0);
-    v->m_fresh_sum = fh_metric_new("firehose_view_freshness_ms_sum", NULL,
-                                   "Sum of produce-to-committed times, ms.", 0);
+    fh_metrics_register(v, view_fresh_metrics,
+                        sizeof(view_fresh_metrics) / sizeof(view_fresh_metrics[0]));
 }
 
 /* ---- config, start and stop ------------------------------------------------------------- */
@@ -123,8 +132,6 @@ fh_err fh_view_start(fh_broker *b, const fh_view_config *cfg, fh_view **out, cha
     atomic_store(&v->end_total, -1);
     pthread_mutex_init(&v->pool_mu, NULL);
     pthread_cond_init(&v->pool_cv, NULL);
-    pthread_mutex_init(&v->ckpt_mu, NULL);
-    pthread_cond_init(&v->ckpt_cv, NULL);
     if (!cfg->enabled) {
         atomic_store(&v->closing, 1); /* the routes answer 503 */
         fh_log(FH_LOG_INFO, "view.disabled", NULL);
@@ -248,8 +255,6 @@ void fh_view_free(fh_view *v)
     view_ci_free(v);
     pthread_mutex_destroy(&v->pool_mu);
     pthread_cond_destroy(&v->pool_cv);
-    pthread_mutex_destroy(&v->ckpt_mu);
-    pthread_cond_destroy(&v->ckpt_cv);
     free(v);
 }
 

@@ -102,6 +102,7 @@ def test_a_number_past_int64_is_dead_lettered_naming_the_member(hostile, kafka):
         h = dict(recs[0]["headers"])
         assert h["firehose-error"] == b"data.number: must be <= 9223372036854775807"
         assert h["firehose-source-topic"] == topics["events"].encode()
+        assert "firehose-consumer" not in h, "the ingest consumer's dead letters name no consumer"
     finally:
         reader.close()
     assert metric(b, "firehose_dlq_total") == 1

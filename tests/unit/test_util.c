@@ -2,6 +2,7 @@
  * the JSON string escaper and UTF-8 checks. */
 #include "fh_lines.h"
 #include "fh_test.h"
+#include "fh_metrics.h"
 #include "fh_util.h"
 
 #include <jansson.h>
@@ -149,4 +150,22 @@ TEST(hex_digits_and_four_digit_escapes)
     CHECK(fh_hex4("00e9", &v) == 0 && v == 0xE9);
     CHECK(fh_hex4("D83D", &v) == 0 && v == 0xD83D);
     CHECK(fh_hex4("12x4", &v) == -1);
+}
+
+TEST(metrics_table_fills_each_field_in_order)
+{
+    struct handle {
+        fh_metric *a, *b;
+    } h = {NULL, NULL};
+    static const fh_metric_row rows[] = {
+        FH_METRIC_ROW(struct handle, a, "fh_test_table_total", "k=\"a\"", "A test counter.", 0),
+        FH_METRIC_ROW(struct handle, b, "fh_test_table_gauge", NULL, "A test gauge.", 1),
+    };
+    fh_metrics_register(&h, rows, 2);
+    CHECK(h.a && h.b && h.a != h.b);
+    CHECK_STR(h.a->name, "fh_test_table_total");
+    CHECK_STR(h.a->labels, "k=\"a\"");
+    CHECK(h.a->gauge == 0 && h.b->gauge == 1 && h.b->labels == NULL);
+    fh_metric_add(h.a, 2);
+    CHECK(fh_metric_get(h.a) == 2 && fh_metric_get(h.b) == 0);
 }
