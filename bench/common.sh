@@ -1,6 +1,6 @@
 # bench/common.sh: what the benchmarks share (sourced by bench/fanout.sh, bench/cpu.sh,
-# bench/ingest_drain.sh, bench/webhooks.sh and bench/catchup.sh, not run). The sourcing script sets ROOT, DATA, KAFKA_SH and STATE first, and
-# defines say() (its own prefix) and die().
+# bench/ingest_drain.sh, bench/webhooks.sh and bench/catchup.sh, not run). The sourcing script
+# sets ROOT, DATA, KAFKA_SH and STATE first, and defines say() (its own prefix) and die().
 
 INPUT_COUNT=1200000
 
