@@ -562,7 +562,7 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
-    learn_cluster_id(&b, in.producer);
+    learn_cluster_id(&b, in.consumer);
     fh_view_config_read(&b.cfg, &view_cfg);
     fh_webhooks_config_read(&b.cfg, &webhooks_cfg);
     /* each module's threads and producers, in this order; the first that fails stops start-up */

@@ -448,6 +448,8 @@ void stream_drain_inbox(fh_stream *s)
             sev_unref(m->evs[i]);
         free(m->evs);
         free(m->vec);
+        free(m->upto);
+        stream_cjob_unref(m->j);
         free(m);
         m = next;
     }

@@ -8,9 +8,10 @@
  *    WebSocket socket or SSE client to the stream thread through a mutex-protected inbox and an
  *    eventfd. SSE output is copied out of the client's queue by libmicrohttpd's content reader,
  *    under the client's mutex.
- *  - the catch-up thread serves resumes older than the ring from Kafka, one job at a time, with
- *    flow control from the stream thread (it waits for credit), and posts batches to the inbox.
- *    Between jobs it also asks Kafka how many partitions the topics have (every
+ *  - the catch-up thread serves resumes older than the ring from Kafka, every job in one shared
+ *    pass (catchup.c), with flow control from the stream thread (credit per job), and posts
+ *    batches to the inbox. While no job is active it also asks Kafka how many partitions the
+ *    topics have (every
  *    kafka.partition_check_ms); the stream thread's partition timer takes the added ones on, from
  *    their beginning, so the stream thread never waits for metadata.
  *
@@ -536,9 +537,7 @@ void fh_stream_free(fh_stream *s)
         free(s->part_topic[p]);
     for (cjob *j = s->jobs_first, *n; j; j = n) {
         n = j->next;
-        free(j->from);
-        free(j->to);
-        free(j);
+        stream_cjob_unref(j); /* the catch-up thread's reference: it never took them */
     }
     fh_loop_free(s->loop);
     fh_loop_free(s->cloop);

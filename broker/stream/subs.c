@@ -13,15 +13,15 @@ static sub *find_sub(conn *c, const char *id)
     return NULL;
 }
 
-static void cancel_job(fh_stream *s, unsigned id)
+/* Lets go of u's catch-up job: the catch-up thread drops it when it next looks. */
+static void cancel_job(fh_stream *s, sub *u)
 {
-    pthread_mutex_lock(&s->cmu);
-    for (cjob *j = s->jobs_first; j; j = j->next)
-        if (j->id == id)
-            atomic_store(&j->cancel, 1);
-    if (s->running_job && s->running_job->id == id)
-        atomic_store(&s->running_job->cancel, 1);
-    pthread_mutex_unlock(&s->cmu);
+    if (!u->cj)
+        return;
+    atomic_store(&u->cj->cancel, 1);
+    u->cj->owner = NULL;
+    stream_cjob_unref(u->cj);
+    u->cj = NULL;
     fh_loop_wake(s->cloop);
 }
 
@@ -37,12 +37,12 @@ void stream_pend_clear(sub *u)
 
 static void sub_free(fh_stream *s, sub *u)
 {
-    if (u->state == SUB_CATCHUP)
-        cancel_job(s, u->job);
+    cancel_job(s, u);
     stream_index_remove(s, u);
     fh_filter_free(&u->filter);
     stream_pend_clear(u);
     free(u->done_vec);
+    free(u->pend_upto);
     free(u->progress);
     free(u);
 }
@@ -124,12 +124,21 @@ void stream_catchup_step(fh_stream *s, sub *u)
         sev_unref(e);
     }
     stream_pend_clear(u);
+    if (u->pend_upto) {
+        /* what the job read past the batch's last event matched nothing: a tighter cursor */
+        for (int p = 0; p < s->nparts; p++)
+            if (u->progress[p] < u->pend_upto[p])
+                u->progress[p] = u->pend_upto[p];
+        free(u->pend_upto);
+        u->pend_upto = NULL;
+    }
     if (u->done_vec) {
         for (int p = 0; p < s->nparts; p++)
             if (u->progress[p] < u->done_vec[p])
                 u->progress[p] = u->done_vec[p];
         free(u->done_vec);
         u->done_vec = NULL;
+        cancel_job(s, u); /* ended: only the reference is left to drop */
         u->state = SUB_REPLAY;
         u->replay_seq = 0;
         stream_replay_step(s, u);
