@@ -27,7 +27,9 @@
 #   CATCHUP_LIVE_RATE (1000), CATCHUP_RUNS (3), CATCHUP_BASE (5610376, the commit before the
 #   broker's redesign; built into build/bench/base-SHA/), CATCHUP_BROKER_A (bin/firehose-broker),
 #   CATCHUP_BROKER_B, CATCHUP_ARGS_A / CATCHUP_ARGS_B (extra broker arguments), CATCHUP_SKIP
-#   ("filtered" skips the filtered phase), CATCHUP_NO_DOC=1.
+#   ("filtered" skips the filtered phase), CATCHUP_MAX_S (300: each catch-up phase ends by then; a
+#   phase that has not delivered everything is reported over that window and marked "did not
+#   finish in N s"), CATCHUP_NO_DOC=1.
 # Disk: the backlog file is ~650 B per event (1.3 GB at the default, cached in build/bench/) and
 # Kafka keeps about as much in its temporary state directory.
 set -euo pipefail
@@ -44,6 +46,7 @@ FILTERED="${CATCHUP_FILTERED:-1000}"
 LIVE="${CATCHUP_LIVE:-100}"
 LIVE_RATE="${CATCHUP_LIVE_RATE:-1000}"
 RUNS="${CATCHUP_RUNS:-3}"
+MAX_S="${CATCHUP_MAX_S:-300}"
 BASE="${CATCHUP_BASE:-5610376}"
 BROKER_A="${CATCHUP_BROKER_A:-$ROOT/bin/firehose-broker}"
 SKIP=" ${CATCHUP_SKIP:-} "
@@ -154,7 +157,8 @@ loadclient() {
 }
 
 # phase KIND (full|filtered): one catch-up with the live clients and the live producer running;
-# prints "deliveries_per_s cpu_ticks deliveries live_p50 live_p99".
+# prints "deliveries_per_s cpu_ticks deliveries live_p50 live_p99 finished" (finished: 1 when the
+# clients got every catch-up delivery within CATCHUP_MAX_S, else 0).
 phase() {
     local kind="$1" n_full=0 n_filt=0 want
     if [ "$kind" = full ]; then n_full="$FULL" want="$WANT_FULL"; else n_filt="$FILTERED" want="$WANT_FILTERED"; fi
@@ -166,7 +170,7 @@ phase() {
     local pacerpid=$!; PIDS+=("$pacerpid")
     local c0; c0="$(ticks "$BPID")"
     loadclient "$BDIR/cu-$kind.out" --filtered "$n_filt" --full "$n_full" --from '"earliest"' \
-        --total "$want" --max-s 900 --quiet-ms 0
+        --total "$want" --max-s "$MAX_S" --quiet-ms 0
     wait "$LCPID" 2>/dev/null || true
     local c1; c1="$(ticks "$BPID")"
     kill -INT "$pacerpid" 2>/dev/null || true; wait "$pacerpid" 2>/dev/null || true
@@ -179,7 +183,10 @@ phase() {
         "cpu_ticks=$((c1 - c0)) disconnects=$(kv "$cu" disconnects) live_p99_ms=$(kv "$live" p99_ms)" \
         "live_samples=$(kv "$live" samples)"
     [ "$(kv "$cu" disconnects)" = 0 ] || say "  $kind: catch-up clients were disconnected: $cu"
-    echo "$(kv "$cu" deliveries_per_s) $((c1 - c0)) $(kv "$cu" deliveries) $(kv "$live" p50_ms) $(kv "$live" p99_ms)"
+    local done=1
+    [ "$(kv "$cu" deliveries)" -ge "$want" ] 2>/dev/null || done=0
+    [ "$done" = 1 ] || say "  $kind: did not finish in $MAX_S s ($(kv "$cu" deliveries) of $want)"
+    echo "$(kv "$cu" deliveries_per_s) $((c1 - c0)) $(kv "$cu" deliveries) $(kv "$live" p50_ms) $(kv "$live" p99_ms) $done"
 }
 
 # one_run NAME BINARY ARGS...: appends "NAME KIND dps ticks deliveries p50 p99" lines to RESULTS
@@ -200,7 +207,7 @@ for r in $(seq 1 "$RUNS"); do
     one_run B "$BROKER_B" "${ARGS_B[@]}"
 done
 
-export HZ="$(getconf CLK_TCK)" EVENTS FULL FILTERED LIVE LIVE_RATE RUNS NAME_B
+export HZ="$(getconf CLK_TCK)" EVENTS FULL FILTERED LIVE LIVE_RATE RUNS NAME_B MAX_S
 export DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" HEAD_NAME="$(git -C "$ROOT" rev-parse --short=7 HEAD 2>/dev/null || echo tree)"
 export ARGS_A_TEXT="${CATCHUP_ARGS_A:-}" ARGS_B_TEXT="${CATCHUP_ARGS_B:-}"
 PYTHONPATH="$ROOT/bench" python3 - "$RESULTS" >"$RUN/section.md" <<'PY'
@@ -217,13 +224,19 @@ for line in open(sys.argv[1]):
     cpu_s = float(ticks) / hz
     rows.setdefault((kind, name), []).append({
         "dps": float(dps), "cpu_s": cpu_s, "per_cpu_s": float(n) / cpu_s if cpu_s else None,
-        "p50": float(p50), "p99": float(p99)})
+        "p50": float(p50), "p99": float(p99), "done": len(f) < 8 or f[7] == "1"})
 def col(kind, name, key):
     return [r[key] for r in rows.get((kind, name), [])]
 import statistics
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
+def unfinished(kind, name):
+    n = sum(1 for r in rows.get((kind, name), []) if not r["done"])
+    if not n:
+        return ""
+    return " (%s did not finish in %s s: rate over that window)" % (
+        "all runs" if n == len(rows[(kind, name)]) else "%d run%s" % (n, "s" if n > 1 else ""), e["MAX_S"])
 print("## Catch-up: subscribers reading a backlog while live subscribers keep up")
 print()
 print("- Command: `bash bench/catchup.sh` (CATCHUP_RUNS=%s; a backlog of %s status events in Kafka,"
@@ -243,8 +256,9 @@ for kind, label in (("full", "%s full-stream" % e["FULL"]), ("filtered", "%s fil
     for key, fig, prec in (("dps", "aggregate deliveries/s", 0), ("per_cpu_s", "deliveries per broker CPU-second", 0),
                            ("cpu_s", "broker CPU, s", 1), ("p99", "live subscribers' p99, ms", 2)):
         a, b = col(kind, "A", key), col(kind, "B", key)
-        print("| %s | %s | %s | %s | %s |" % (label, fig, stats.med_range(a, prec, bold=True),
-                                              stats.med_range(b, prec), stats.ratio(med(a), med(b)) or "n/a"))
+        print("| %s | %s | %s | %s | %s |" % (label, fig, stats.med_range(a, prec, bold=True) + unfinished(kind, "A"),
+                                              stats.med_range(b, prec) + unfinished(kind, "B"),
+                                              stats.ratio(med(a), med(b)) or "n/a"))
 PY
 cat "$RUN/section.md"
 if [ -z "${CATCHUP_NO_DOC:-}" ]; then
