@@ -168,6 +168,14 @@ phase() {
     "$PACER" --brokers "$BOOTSTRAP" --input "$INPUT" --rate "$LIVE_RATE" --duration 600 \
         --first "$FIRST" --topic cu.events >"$BDIR/pacer-$kind.out" 2>>"$RUN/pacer.err" &
     local pacerpid=$!; PIDS+=("$pacerpid")
+    # its SIGINT handler is in place once it has loaded the input (a background job starts with
+    # SIGINT ignored: an earlier kill -INT would be lost and the phase would wait out --duration)
+    local _
+    for _ in $(seq 600); do
+        (( 0x$(sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$pacerpid/status" 2>/dev/null || echo 0) & 2 )) && break
+        kill -0 "$pacerpid" 2>/dev/null || break
+        sleep 0.1
+    done
     local c0; c0="$(ticks "$BPID")"
     loadclient "$BDIR/cu-$kind.out" --filtered "$n_filt" --full "$n_full" --from '"earliest"' \
         --total "$want" --max-s "$MAX_S" --quiet-ms 0
