@@ -18,8 +18,11 @@
  * apart are rewound to, later ones far behind start the second pass together, and a pass is
  * never repeated for a single job while others wait behind.
  *
- * Flow control. Each job has credit from the stream thread for one batch (BATCH_MAX events, or
- * what came in BATCH_MS) at a time. When a record is for a riding job without credit the reader
+ * Flow control. Each job has credit from the stream thread for CREDIT_BATCHES batches (BATCH_MAX
+ * events, or what came in BATCH_MS) in flight: the stream thread gives a batch's credit back once
+ * it has queued all of that batch for the client (which it does only while the client's queue is
+ * under half its cap), so one batch fills while the other is delivered. When a record is for a
+ * riding job without credit the reader
  * waits for it at most DETACH_MS; then the job is detached (it keeps its own position) and the
  * others go on. It attaches again once it has credit, as any waiting job. The stream thread only
  * ever gets bounded batches, so it keeps serving live traffic between them.
@@ -30,7 +33,9 @@
  * the topics' partition counts while no job is active. Everything happens in step(). */
 #include "internal.h"
 
-#define BATCH_MAX 256
+#define BATCH_MAX 512
+/* batches of a job in flight: one the stream thread delivers while the next one fills */
+#define CREDIT_BATCHES 2
 #define BATCH_MS 200
 #define TICK_MS 50
 #define DETACH_MS 250
@@ -84,7 +89,7 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
     j->id = ++s->next_job;
     memcpy(j->from, u->progress, (size_t)s->nparts * sizeof(int64_t));
     memcpy(j->to, s->evicted_hw, (size_t)s->nparts * sizeof(int64_t));
-    atomic_init(&j->credit, 1);
+    atomic_init(&j->credit, CREDIT_BATCHES);
     atomic_store(&j->refs, 2); /* the subscription's and the catch-up thread's */
     j->owner = u;
     if (s->jobs_last)
@@ -109,7 +114,9 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
 
 void stream_grant_credit(fh_stream *s, sub *u)
 {
-    if (u->cj && !atomic_exchange(&u->cj->credit, 1))
+    int n = u->pend_batches;
+    u->pend_batches = 0;
+    if (u->cj && n && atomic_fetch_add(&u->cj->credit, n) == 0)
         fh_loop_wake(s->cloop);
 }
 
@@ -207,12 +214,9 @@ static int job_open(cjob *j)
 {
     if (j->evs)
         return 1;
-    if (!atomic_exchange(&j->credit, 0))
-        return 0;
-    if (!(j->evs = malloc(BATCH_MAX * sizeof(*j->evs)))) {
-        atomic_store(&j->credit, 1); /* try again later */
-        return 0;
-    }
+    if (atomic_load(&j->credit) <= 0 || !(j->evs = malloc(BATCH_MAX * sizeof(*j->evs))))
+        return 0; /* out of memory: try again later */
+    atomic_fetch_sub(&j->credit, 1);
     j->n = 0;
     j->stall_ms = 0;
     return 1;
@@ -456,7 +460,7 @@ static void attach(catchup *c)
     }
     c->ncand = 0;
     for (cjob *j = c->active; j; j = j->anext) {
-        if (j->riding || !j->resolved || !(j->evs || atomic_load(&j->credit)))
+        if (j->riding || !j->resolved || !(j->evs || atomic_load(&j->credit) > 0))
             continue;
         int64_t behind = 0;
         for (int p = 0; p < c->np; p++)
@@ -745,6 +749,7 @@ void stream_on_catchup(fh_stream *s, inmsg *m)
         return; /* gone: drain_inbox drops the events */
     conn *c = u->c;
     if (m->kind == IN_CATCHUP_BATCH) {
+        u->pend_batches++; /* the job may send another once this one is delivered */
         for (int p = 0; m->vec && p < s->nparts; p++)
             if (u->progress[p] < m->vec[p])
                 u->progress[p] = m->vec[p]; /* earliest and time resolved to offsets */
@@ -754,7 +759,7 @@ void stream_on_catchup(fh_stream *s, inmsg *m)
             m->upto = NULL;
         }
         if (u->ipend < u->npend) {
-            /* a job's last batch comes without credit; keep the order */
+            /* the next batch came while this one is delivered (or a job's last one) */
             sev **all = realloc(u->pend, (u->npend + m->nevs) * sizeof(*all));
             if (!all)
                 return;

@@ -149,6 +149,7 @@ typedef struct sub {
     int64_t *done_vec;  /* catch-up: where the job ended, once it has (applied after pend) */
     int64_t *pend_upto; /* catch-up: the job's position after pend (applied after pend) */
     struct cjob *cj;    /* catch-up: the job (a reference), or NULL */
+    int pend_batches;   /* catch-up: batches in pend, credited back once it is delivered */
     int indexed;        /* how it is registered in the routing index */
     struct sub *next_in_conn;
 } sub;
@@ -244,7 +245,7 @@ typedef struct cjob {
         *to;          /* per partition: read [from, to); from is resolved by the catch-up thread */
     fh_filter filter; /* a copy of the subscription's, for the catch-up thread */
     sub *owner;       /* the stream thread's: its subscription, NULL once that is gone */
-    _Atomic int credit; /* 1: the stream thread takes another batch */
+    _Atomic int credit; /* batches the stream thread takes (CREDIT_BATCHES in flight at most) */
     _Atomic int cancel;
     /* catch-up thread */
     struct cjob *anext; /* the active jobs */
