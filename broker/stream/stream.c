@@ -515,8 +515,10 @@ void fh_stream_free(fh_stream *s)
     if (!s)
         return;
     fh_stream_stop(s);
-    /* SSE responses destroyed by the HTTP server left their last word in the inbox */
-    stream_drain_inbox(s);
+    /* SSE responses destroyed by the HTTP server left their last word in the inbox (a drain
+     * may leave catch-up batches for the next one) */
+    while (s->inbox_first)
+        stream_drain_inbox(s);
     while (s->ring_count)
         stream_ring_evict_one(s);
     free(s->ring);
