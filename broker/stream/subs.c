@@ -105,15 +105,23 @@ void stream_replay_step(fh_stream *s, sub *u)
     u->mark = s->next_seq - 1;
 }
 
-/* Delivers u's pending catch-up batch while the queue has room; then asks the job for the next
- * batch, or, once the job has ended, continues from the ring (replay_step reads from Kafka again
- * if the ring moved past the job's end meanwhile). */
+/* Catch-up events one call of catchup_step queues at most. */
+#define CATCHUP_STEP_EVENTS 256
+
+/* Delivers u's pending catch-up batch while the queue has room (CATCHUP_STEP_EVENTS at a time);
+ * then asks the job for the next batch, or, once the job has ended, continues from the ring
+ * (replay_step reads from Kafka again if the ring moved past the job's end meanwhile). */
 void stream_catchup_step(fh_stream *s, sub *u)
 {
     conn *c = u->c;
-    while (u->ipend < u->npend) {
+    for (int n = 0; u->ipend < u->npend; n++) {
         if (c->closing || !paced_room(s, c))
             return;
+        if (n == CATCHUP_STEP_EVENTS) {
+            /* the rest on a later loop pass (room service): live records go between */
+            c->want_room = 1;
+            return;
+        }
         sev *e = u->pend[u->ipend++];
         if (e->offset >= u->progress[e->part]) {
             if (stream_sub_matches(u, e))
