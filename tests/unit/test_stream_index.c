@@ -529,3 +529,53 @@ TEST(stream_index_routes_exactly_the_subscriptions_fh_filter_match_accepts)
     CHECK(s->idx.nwild == 0);
     ix_free(s);
 }
+
+/* The same index over other items (the catch-up thread's jobs): each_ offers an event to the
+ * items indexed under its values and the unindexed ones, and to nothing removed. */
+static int ix_item_seen[3];
+
+static void ix_item_cb(void *item, sev *e, void *ctx)
+{
+    (void)e;
+    (void)ctx;
+    ix_item_seen[(int *)item - (int *)ctx]++;
+}
+
+TEST(stream_findex_over_other_items_offers_only_candidates)
+{
+    IX_OPEN(s);
+    static const char *const flt[3] = {"{\"builder\":\"linux\"}", "{\"builder\":\"mac\"}",
+                                       "{\"type\":\"build.*\"}"};
+    int items[3] = {0, 1, 2}, how[3];
+    fh_filter f[3];
+    findex *x = calloc(1, sizeof(*x));
+    CHECK(x != NULL);
+    for (int i = 0; x && i < 3; i++) {
+        char err[256];
+        json_t *j = json_loads(flt[i], 0, NULL);
+        CHECK(fh_filter_parse(j, &f[i], err, sizeof(err)) == FH_OK);
+        json_decref(j);
+        how[i] = stream_findex_add(x, &items[i], &f[i]);
+    }
+    CHECK(x && how[0] == FH_F_BUILDER && how[1] == FH_F_BUILDER && how[2] == -1);
+    ix_ev v = {"m1", "linux", "main", "alice", "w1", 5, 0};
+    sev *e = ix_event(s, EV_STARTED, &v, NULL);
+    CHECK(e != NULL);
+    if (x && e) {
+        memset(ix_item_seen, 0, sizeof(ix_item_seen));
+        stream_findex_each(x, e, ix_item_cb, items);
+        CHECK(ix_item_seen[0] == 1 && ix_item_seen[1] == 0 && ix_item_seen[2] == 1);
+        stream_findex_remove(x, &items[0], &f[0], how[0]);
+        stream_findex_remove(x, &items[2], &f[2], how[2]);
+        memset(ix_item_seen, 0, sizeof(ix_item_seen));
+        stream_findex_each(x, e, ix_item_cb, items);
+        CHECK(ix_item_seen[0] == 0 && ix_item_seen[1] == 0 && ix_item_seen[2] == 0);
+    }
+    sev_unref(e);
+    for (int i = 0; x && i < 3; i++)
+        fh_filter_free(&f[i]);
+    if (x)
+        stream_findex_free(x);
+    free(x);
+    ix_free(s);
+}
