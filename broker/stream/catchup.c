@@ -33,6 +33,8 @@
  * the topics' partition counts while no job is active. Everything happens in step(). */
 #include "internal.h"
 
+#include <sys/resource.h>
+
 #define BATCH_MAX 512
 /* batches of a job in flight: one the stream thread delivers while the next one fills */
 #define CREDIT_BATCHES 2
@@ -43,6 +45,10 @@
 #define POLL_MAX 4096 /* records per loop pass: wakes and timers come between */
 /* Kafka must make progress; waiting for the client (credit) does not count */
 #define IDLE_MS 60000
+/* The catch-up thread's niceness above the process's: a catch-up is bulk work, and on cores
+ * shared with Kafka and the live path it would otherwise take the CPU live events wait for
+ * (raising niceness needs no privilege). */
+#define CATCHUP_NICE 10
 
 /* ---- the stream thread's side ------------------------------------------------------------------
  */
@@ -105,6 +111,7 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
         stream_cjob_unref(u->cj);
     }
     u->cj = j;
+    u->pend_batches = 0; /* the credit of an earlier job is not this one's */
     u->state = SUB_CATCHUP;
     u->own_cursors = 1;
     if (!admitted)
@@ -499,6 +506,11 @@ static void attach(catchup *c)
     c->ncand = 0;
     if (!changed)
         return;
+    long long back = 0; /* records the reader steps back over for the joining jobs */
+    for (int p = 0; p < c->np; p++)
+        back += busy[p] && newpos[p] < c->rpos[p] ? c->rpos[p] - newpos[p] : 0;
+    fh_log(FH_LOG_INFO, "stream.catchup.pass", "riders=%d joined=%d new_pass=%d rewound=%lld",
+           c->nriding, n, n == c->nriding, back);
     for (int p = 0; p < c->np; p++)
         if (newpos[p] != INT64_MAX) {
             c->rpos[p] = newpos[p];
@@ -723,6 +735,11 @@ void *stream_catchup_main(void *arg)
         return NULL;
     }
     fh_json_doc_init(&c.doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0) + CATCHUP_NICE;
+    if (errno || setpriority(PRIO_PROCESS, (id_t)gettid(), nice > 19 ? 19 : nice))
+        fh_log(FH_LOG_INFO, "stream.catchup", "nice=%d applied=false error=\"%s\"", nice,
+               strerror(errno));
     fh_loop_after_pass(c.l, after_pass, &c);
     fh_loop_timer(c.l, s->check_ms, partition_timer, &c);
     fh_loop_timer(c.l, TICK_MS, tick, &c);
