@@ -2,7 +2,7 @@
  * driven by epoll in a few threads (connections are split between them; nothing is shared but the
  * totals merged at the end). Each connection subscribes once, from the live position:
  *
- *   --proto firehose    (firehose-broker /v1/stream) {"op":"subscribe","id":"s","from":"latest",
+ *   --proto firehose    (firehose-broker /v1/stream) {"op":"subscribe","id":"s","from":FROM,
  *                       "filter":{"builder":NAME}} or "filter":{} for a full-stream connection
  *   --proto centrifugo  (Centrifugo's JSON protocol) {"id":1,"connect":{}} then
  *                       {"id":2,"subscribe":{"channel":NAME}}, channel "all" for a full stream
@@ -13,7 +13,12 @@
  *
  *   loadclient --url ws://127.0.0.1:PORT/PATH --builders FILE --filtered N --full M
  *              [--proto firehose|centrifugo] [--threads 2] [--max-s 120] [--quiet-ms 3000]
- *              [--ready-file F] [--deflate 1]
+ *              [--ready-file F] [--deflate 1] [--from JSON] [--total N]
+ *
+ * --from is the subscription's "from" as JSON (firehose protocol): "latest" (the default),
+ * "earliest" or {"time":"..."} for a catch-up read (the catch-up benchmark, bench/catchup.sh).
+ * --total N also ends it once the connections together have N deliveries (a catch-up read is
+ * done when it has the backlog, while live events keep it from ever being quiet).
  *
  * --deflate 1 offers permessage-deflate (firehose protocol); compressed messages are inflated
  * (one inflater per thread, as the broker compresses without context takeover) before they are
@@ -73,6 +78,7 @@ typedef struct worker {
     conn **conns;
     size_t nconns, next_connect, handshaking;
     long long deliveries, filtered, full, errors, samples, first_ns, last_ns;
+    long long published; /* deliveries already added to delivered_total */
     uint32_t *hist;
     long long overflow;
     unsigned char *rbuf;
@@ -88,7 +94,8 @@ static char host_hdr[300], path[1024];
 static volatile sig_atomic_t stop_flag;
 static atomic_long subscribed_total, open_total, last_delivery_ns;
 static atomic_int printed_errors;
-static long long max_ns, quiet_ns;
+static long long max_ns, quiet_ns, total_want;
+static atomic_llong delivered_total;
 static size_t total_conns;
 
 static void on_signal(int sig)
@@ -199,6 +206,8 @@ static void on_connected(worker *w, conn *c)
     epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+static const char *from_json = "\"latest\"";
+
 static void send_subscribe(conn *c)
 {
     char msg[512];
@@ -206,12 +215,13 @@ static void send_subscribe(conn *c)
     if (proto == PROTO_FIREHOSE) {
         if (c->name)
             n = snprintf(msg, sizeof(msg),
-                         "{\"op\":\"subscribe\",\"id\":\"s\",\"from\":\"latest\","
+                         "{\"op\":\"subscribe\",\"id\":\"s\",\"from\":%s,"
                          "\"filter\":{\"builder\":\"%s\"}}",
-                         c->name);
+                         from_json, c->name);
         else
             n = snprintf(msg, sizeof(msg),
-                         "{\"op\":\"subscribe\",\"id\":\"s\",\"from\":\"latest\",\"filter\":{}}");
+                         "{\"op\":\"subscribe\",\"id\":\"s\",\"from\":%s,\"filter\":{}}",
+                         from_json);
         send_frame(c, FH_WS_OP_TEXT, msg, (size_t)n);
     } else {
         n = snprintf(msg, sizeof(msg), "{\"id\":1,\"connect\":{\"name\":\"bench\"}}");
@@ -416,6 +426,10 @@ static void *worker_run(void *arg)
             if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
                 on_readable(w, c);
         }
+        atomic_fetch_add(&delivered_total, w->deliveries - w->published);
+        w->published = w->deliveries;
+        if (total_want && atomic_load(&delivered_total) >= total_want)
+            break;
         long long last = atomic_load(&last_delivery_ns);
         if (w->last_ns > last)
             atomic_store(&last_delivery_ns, w->last_ns);
@@ -465,7 +479,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: loadclient --url ws://127.0.0.1:PORT/PATH --builders FILE --filtered N "
                     "--full M [--proto firehose|centrifugo] [--threads T] [--max-s S] "
-                    "[--quiet-ms MS] [--ready-file F] [--deflate 1]\n");
+                    "[--quiet-ms MS] [--ready-file F] [--deflate 1] [--from JSON] [--total N]\n");
     exit(64);
 }
 
@@ -492,6 +506,10 @@ int main(int argc, char **argv)
             quiet_ms = atof(v);
         else if (!strcmp(a, "--ready-file"))
             ready_file = v;
+        else if (!strcmp(a, "--total"))
+            total_want = atoll(v);
+        else if (!strcmp(a, "--from") && strlen(v) < 200)
+            from_json = v;
         else if (!strcmp(a, "--deflate"))
             want_deflate = atoi(v) != 0;
         else if (!strcmp(a, "--proto"))

@@ -27,7 +27,7 @@
     {"stream.heartbeat_s", NULL, FH_CFG_INT, "15", 1, 3600,                                        \
      "SSE comment heartbeat and WebSocket ping interval"},                                         \
     {"stream.catchup_max", NULL, FH_CFG_INT, "32", 1, 10000,                                       \
-     "resumes served from Kafka at once; more wait their turn"},                                   \
+     "resumes read from Kafka at once; more are refused with busy (retry)"},                       \
     {"stream.drain_grace_ms", NULL, FH_CFG_INT, "500", 0, 60000,                                   \
      "how long a client past stream.client_queue_bytes may hold the stream while it drains"},      \
     {"stream.close_timeout_ms", NULL, FH_CFG_INT, "5000", 100, 600000,                             \
