@@ -59,8 +59,6 @@ die() { say "$*"; exit 1; }
 [ -x "$BROKER_A" ] || die "$BROKER_A is missing: run make"
 make -C "$ROOT" --no-print-directory -s fanout-tools >&2
 mkdir -p "$DATA"
-RUN="$(mktemp -d "${TMPDIR:-/tmp}/firehose-catchup.XXXXXX")"
-STATE="$RUN/kafka"
 # shellcheck source=bench/common.sh
 . "$ROOT/bench/common.sh"
 
@@ -72,17 +70,7 @@ else
 fi
 [ -x "$BROKER_B" ] || die "$BROKER_B is missing"
 
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    "$KAFKA_SH" stop "$STATE" >/dev/null 2>&1 || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+bench_run_setup catchup
 
 bench_kafka_start
 "$KAFKA_SH" create-topics "$STATE" cu.events:6 cu.logs:1 cu.dlq:1 cu.derived:6 >/dev/null 2>&1

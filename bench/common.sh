@@ -1,11 +1,30 @@
 # bench/common.sh: what the benchmarks share (sourced by bench/fanout.sh, bench/cpu.sh,
 # bench/ingest_drain.sh, bench/webhooks.sh and bench/catchup.sh, not run). The sourcing script
-# sets ROOT, DATA, KAFKA_SH and STATE first, and defines say() (its own prefix) and die().
+# sets ROOT, DATA and KAFKA_SH first (STATE too, or bench_run_setup sets it), and defines say()
+# (its own prefix) and die().
 
 INPUT_COUNT=1200000
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }          # ticks PID: utime+stime
 kv() { { grep -o " $2=[^ ]*" <<<" $1" || true; } | head -n1 | cut -d= -f2; }   # kv LINE KEY
+
+# bench_run_setup NAME: RUN, a directory of this run (Kafka's state in STATE) deleted at exit;
+# PIDS, background processes killed and reaped at exit; the descriptor limit raised for clients.
+bench_run_setup() {
+    RUN="$(mktemp -d "${TMPDIR:-/tmp}/firehose-$1.XXXXXX")"
+    STATE="$RUN/kafka"
+    PIDS=()
+    trap bench_run_cleanup EXIT
+    trap 'exit 130' INT TERM
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+}
+bench_run_cleanup() {
+    local p
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do wait "$p" 2>/dev/null || true; done
+    "$KAFKA_SH" stop "$STATE" >/dev/null 2>&1 || true
+    rm -rf "$RUN"
+}
 
 # Starts one Kafka node with its state in STATE (stopped when the script exits) and sets BOOTSTRAP.
 bench_kafka_start() {

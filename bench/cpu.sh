@@ -70,19 +70,7 @@ else
 fi
 [ -x "$BROKER_B" ] || die "$BROKER_B is missing"
 
-RUN="$(mktemp -d "${TMPDIR:-/tmp}/firehose-cpu.XXXXXX")"
-STATE="$RUN/kafka"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    "$KAFKA_SH" stop "$STATE" >/dev/null 2>&1 || true
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+bench_run_setup cpu
 
 bench_kafka_start
 say "Kafka $BOOTSTRAP"
