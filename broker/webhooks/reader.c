@@ -18,6 +18,8 @@
 #include "fh_log.h"
 
 #define BATCH 500
+/* the longest the reader's offsets go unrecorded in the file while it reads (apply_batch) */
+#define RD_SAVE_MS 1000
 
 static const char *jstr(json_t *o, const char *k)
 {
@@ -366,6 +368,23 @@ static void save_offsets(fh_webhooks *w, sqlite3 *db)
     w->rd_saved_ms = fh_now_ms();
 }
 
+/* Records the offsets not recorded yet in a transaction of their own, when RD_SAVE_MS passed
+ * since the last time (force: now). */
+static void save_due(fh_webhooks *w, int force)
+{
+    char err[256];
+    int unsaved = 0;
+    if (!force && fh_now_ms() - w->rd_saved_ms < RD_SAVE_MS)
+        return;
+    for (int p = 0; p <= MAX_PARTS / 2 && !unsaved; p++)
+        unsaved = w->rd_unsaved[p] >= 0;
+    if (!unsaved || fh_sqlite_exec(w->rd_db, "BEGIN IMMEDIATE", err, sizeof(err)))
+        return;
+    save_offsets(w, w->rd_db);
+    if (fh_sqlite_exec(w->rd_db, "COMMIT", err, sizeof(err)))
+        sqlite3_exec(w->rd_db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 /* Applies one batch (the first record m, then what is already fetched) in one transaction, with
  * the next offset of each partition it read. A batch of this process's own records only (what a
  * single instance mostly reads) applies nothing: it opens no transaction, and its offsets are
@@ -373,7 +392,6 @@ static void save_offsets(fh_webhooks *w, sqlite3 *db)
  * long before where the reader was, and applies those records again (harmless: a delivery state
  * keeps the newer one, bodies and attempts are inserted once), while the webhook thread never
  * waits behind a write transaction of the reader that carries nothing. */
-#define RD_SAVE_MS 1000
 static void apply_batch(fh_webhooks *w, rd_kafka_message_t *m)
 {
     int64_t next[MAX_PARTS / 2 + 1];
@@ -417,14 +435,9 @@ static void apply_batch(fh_webhooks *w, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
         m = ++n < BATCH ? rd_kafka_consumer_poll(w->rd, 0) : NULL;
     }
-    if (!in_txn && fh_now_ms() - w->rd_saved_ms >= RD_SAVE_MS) {
-        int unsaved = 0;
-        for (int p = 0; p <= MAX_PARTS / 2 && !unsaved; p++)
-            unsaved = w->rd_unsaved[p] >= 0;
-        if (unsaved && fh_sqlite_exec(db, "BEGIN IMMEDIATE", err, sizeof(err)) == 0)
-            in_txn = 1;
-    }
-    if (in_txn) {
+    if (!in_txn) {
+        save_due(w, 0);
+    } else {
         save_offsets(w, db);
         if (fh_sqlite_exec(db, "COMMIT", err, sizeof(err))) {
             fh_log(FH_LOG_ERROR, "webhook.reader_sql", "what=commit error=\"%s\"", err);
@@ -451,6 +464,8 @@ static void *reader_main(void *arg)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rd, 50);
         if (m)
             apply_batch(w, m);
+        else
+            save_due(w, 0); /* idle: what it read last is recorded within RD_SAVE_MS too */
     }
     return NULL;
 }
@@ -517,12 +532,7 @@ void wh_reader_stop(fh_webhooks *w)
     if (w->rd_started) {
         pthread_join(w->rd_thread, NULL); /* it stops with wh_running */
         w->rd_started = 0;
-        char err[256];
-        if (fh_sqlite_exec(w->rd_db, "BEGIN IMMEDIATE", err, sizeof(err)) == 0) {
-            save_offsets(w, w->rd_db);
-            if (fh_sqlite_exec(w->rd_db, "COMMIT", err, sizeof(err)))
-                sqlite3_exec(w->rd_db, "ROLLBACK", NULL, NULL, NULL);
-        }
+        save_due(w, 1);
     }
     if (w->rd) {
         rd_kafka_consumer_close(w->rd);
