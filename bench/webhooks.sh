@@ -24,8 +24,9 @@
 #               brokers have every delivery acknowledged (firehose_webhook_delivered_total summed
 #               over its instances): signed deliveries/s = events x endpoints / (last ack - start
 #               of emit);
-#   changelog:  when the topic BENCH_WH_CHANGELOG (firehose.webhooks.deliveries) exists after the
-#               burst, the key+value bytes of its records written during the burst (kcat), per
+#   changelog:  when the configuration's changelog topic exists after the burst (its own
+#               P-CONFIG.wh-deliveries for a broker that keeps endpoints in Kafka, otherwise
+#               BENCH_WH_CHANGELOG, firehose.webhooks.deliveries), the key+value bytes of its records written during the burst (kcat), per
 #               delivery; noted as absent otherwise;
 #   latency:    emits BENCH_WH_LAT_RATE events/s for BENCH_WH_LAT_SECONDS and reads the brokers'
 #               histograms of Kafka timestamp (produce) -> 2xx of the first attempt over that window.
@@ -35,7 +36,8 @@
 # Everything listens on 127.0.0.1. Knobs: BENCH_WH_ENDPOINTS (100), BENCH_WH_EVENTS (2000),
 # BENCH_WH_RUNS (3), BENCH_WH_LAT_RATE (50), BENCH_WH_LAT_SECONDS (10), BENCH_WH_ARGS (extra
 # arguments of every broker), WH_ARGS_A / WH_ARGS_B (extra arguments of a1 and a3 / of b1),
-# WH_BROKER_A, WH_BROKER_B, WH_BASE, BENCH_WH_CHANGELOG, BENCH_BOOTSTRAP, BENCH_NO_DOC=1.
+# WH_BROKER_A, WH_BROKER_B, WH_BASE, BENCH_WH_CHANGELOG, BENCH_BOOTSTRAP, BENCH_NO_DOC=1,
+# BENCH_WH_CONFIGS (a subset of "a1 a3 b1" while iterating; implies BENCH_NO_DOC=1).
 # Time with the defaults: about 6 minutes at ~12,000 deliveries/s (a round is three ~17 s bursts
 # and three 10 s windows; Kafka's start, the base's build and the warm-ups besides).
 set -euo pipefail
@@ -88,7 +90,9 @@ cc -O2 -Wall -Wextra -Werror -o "$DATA/webhook_sink" "$ROOT/bench/webhook_sink.c
 
 # ---- configurations ----------------------------------------------------------------------------
 P="wb$$"   # this run's topic and group prefix
-CONFIGS=(a1 a3 b1)
+# BENCH_WH_CONFIGS: a subset while iterating (e.g. "a1 b1"); the document needs all three
+read -r -a CONFIGS <<<"${BENCH_WH_CONFIGS:-a1 a3 b1}"
+[ "${#CONFIGS[@]}" -eq 3 ] || BENCH_NO_DOC=1
 # args_for CONFIG BINARY EXTRA...: EXTRA; and when BINARY keeps webhook state in Kafka (it takes
 # webhooks.secret_key), a generated key and CONFIG's own endpoint and changelog topics
 args_for() {
@@ -221,15 +225,17 @@ emit() {   # emit CONFIG [FILE]: to CONFIG's topics
 }
 # latency CONFIG FILE: every instance's latency histogram series
 latency() { local u; for u in ${URLS[$1]}; do curl -sf "${u}metrics" | grep '^firehose_webhook_latency_ms' || true; done >"$2"; }
-# changelog_bytes FROM_MS TO_MS: key+value bytes of the changelog's records timestamped from FROM
+# changelog_topic CONFIG: the changelog topic CONFIG's brokers write (args_for gives each its own)
+changelog_topic() { if shared_endpoints "$1"; then echo "$P-$1.wh-deliveries"; else echo "$CHANGELOG"; fi; }
+# changelog_bytes TOPIC FROM_MS TO_MS: key+value bytes of TOPIC's records timestamped from FROM
 # to a second after TO (records the last acknowledgements caused), or "absent" when the topic does
 # not exist (kcat -L without -t never creates a topic)
 changelog_bytes() {
-    if ! kcat -L -b "$BOOTSTRAP" -m 10 2>/dev/null | grep -q "^ *topic \"$CHANGELOG\" with"; then
+    if ! kcat -L -b "$BOOTSTRAP" -m 10 2>/dev/null | grep -q "^ *topic \"$1\" with"; then
         echo absent; return 0
     fi
     sleep 1
-    kcat -C -b "$BOOTSTRAP" -t "$CHANGELOG" -o "s@$1" -o "e@$(($2 + 1000))" -e -q -f '%K %S\n' 2>/dev/null |
+    kcat -C -b "$BOOTSTRAP" -t "$1" -o "s@$2" -o "e@$(($3 + 1000))" -e -q -f '%K %S\n' 2>/dev/null |
         awk '{s += ($1 > 0 ? $1 : 0) + ($2 > 0 ? $2 : 0)} END {printf "%d\n", s}'
 }
 now_ms() { date +%s%3N; }
@@ -261,10 +267,10 @@ for r in $(seq 1 "$RUNS"); do
         rate="$(python3 -c "print(round($n / ($t1 - $t0)))")"
         echo "$rate" >>"$WORK/$c-rate.txt"
         m1="$(now_ms)"
-        bytes="$(changelog_bytes "$m0" "$m1")"
+        bytes="$(changelog_bytes "$(changelog_topic "$c")" "$m0" "$m1")"
         if [ "$bytes" = absent ]; then
             echo absent >>"$WORK/$c-changelog.txt"
-            note="changelog topic $CHANGELOG absent"
+            note="changelog topic $(changelog_topic "$c") absent"
         else
             per="$(python3 -c "print(round($bytes / $n, 1))")"
             echo "$per" >>"$WORK/$c-changelog.txt"
@@ -303,6 +309,7 @@ case "$SINK" in "requests=$ALL signed=$ALL") ;; *) die "the receiver saw $SINK, 
 
 # ---- report ----------------------------------------------------------------------------------
 export WORK ENDPOINTS EVENTS RUNS LAT_RATE LAT_SECONDS ALL CHANGELOG BASE_NAME
+export RUN_CONFIGS="${CONFIGS[*]}"
 export WH_ARGS_A="${WH_ARGS_A:-}" WH_ARGS_B="${WH_ARGS_B:-}" WH_BROKER_B="${WH_BROKER_B:-}"
 export WH_BASE="${WH_BASE:-}" WH_BROKER_A="${WH_BROKER_A:-}"
 export DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" CURL="$(curl-config --version 2>/dev/null || echo libcurl)"
@@ -314,8 +321,9 @@ import os, re, statistics, sys
 import stats
 env = os.environ
 W = env["WORK"]
-CONFIGS = [("a1", "this tree, 1 instance"), ("a3", "this tree, 3 instances"),
-           ("b1", "base (%s), 1 instance" % env["BASE_NAME"])]
+CONFIGS = [(c, n) for c, n in [("a1", "this tree, 1 instance"), ("a3", "this tree, 3 instances"),
+                               ("b1", "base (%s), 1 instance" % env["BASE_NAME"])]
+           if c in env["RUN_CONFIGS"].split()]
 R = int(env["RUNS"])
 rates = {c: [int(x) for x in open(os.path.join(W, c + "-rate.txt")).read().split()] for c, _ in CONFIGS}
 cl = {c: open(os.path.join(W, c + "-changelog.txt")).read().split() for c, _ in CONFIGS}
@@ -342,14 +350,14 @@ def window(c, r):
 lat = {c: [window(c, r) for r in range(1, R + 1)] for c, _ in CONFIGS}
 at = stats.num(int(env["LAT_RATE"]) * int(env["ENDPOINTS"]))
 runs = lambda vals: ", ".join("%g" % v for v in vals)
-med = lambda c: statistics.median(rates[c])
+med = lambda c: statistics.median(rates[c]) if c in rates else None
 a_to_b = stats.ratio(med("a1"), med("b1"))
 a3_to_a1 = stats.ratio(med("a3"), med("a1"))
 
 def changelog(c):
     vals = [float(x) for x in cl[c] if x != "absent"]
     if not vals:
-        return "topic `%s` absent" % env["CHANGELOG"]
+        return "no changelog topic"
     return stats.med_range(vals, prec=1) + ((" (absent in %d rounds)" % (len(cl[c]) - len(vals)))
                                             if len(vals) < len(cl[c]) else "")
 
@@ -391,8 +399,8 @@ print("\n".join([
     "- Latency: in each round, %s events/s for %s s (%s deliveries/s), from the brokers' histograms "
     "`firehose_webhook_latency_ms` over that window (Kafka produce timestamp to the 2xx of the first attempt); "
     "values are bucket upper bounds." % (env["LAT_RATE"], env["LAT_SECONDS"], at),
-    "- Changelog: key+value bytes of the records written to `%s` during a burst, per delivery (kcat)."
-    % env["CHANGELOG"],
+    "- Changelog: key+value bytes of the records written to the configuration's delivery changelog "
+    "(this tree: its own `topics.webhook_deliveries`) during a burst, per delivery (kcat).",
     "- Each figure is the median of the rounds, with the lowest and highest round in parentheses. "
     "Ratios of the throughput medians: this tree / base, 1 instance = **%s**; 3 instances / 1 instance = %s."
     % (a_to_b, a3_to_a1),

@@ -4,7 +4,10 @@
  *   endpoints topic (topics.webhook_endpoints, 1 partition, compacted): key the endpoint id,
  *     value the endpoint as a JSON object with its secrets sealed (fh_aead), null to delete.
  *   delivery changelog (topics.webhook_deliveries, compact,delete, retention webhooks.history_ms):
- *     "p/EVENT/KIND"  one rendered body: a JSON line, "\n", the body's bytes
+ *     "p/EVENT/KIND"  one rendered body: a JSON line, "\n", the body's bytes; the JSON line also
+ *                     names the deliveries of the body the record creates ("ds": endpoint ids,
+ *                     with the event's fields they need), so a new delivery has no record of
+ *                     its own
  *     "d/MSG"         a delivery's current state (the latest one wins compaction)
  *     "a/MSG/N"       failed attempt N of a delivery (each its own key: the log keeps them all)
  *     "r/MSG"         a redeliver request; "v/ENDPOINT/SINCE" a recover request
@@ -43,8 +46,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     fh_webhooks *w = opaque;
     wh_pub *p = m->_private;
     (void)rk;
-    if (p && *(const int *)m->_private == WH_OPAQUE_BATCH) {
-        wh_batch *b = m->_private;
+    if (p && *(const int *)m->_private == WH_OPAQUE_OUTCOME) {
+        atomic_fetch_sub(&w->cl_outcomes, 1);
+        p = (void *)((wh_outcome_tag *)m->_private)->batch;
+    }
+    if (p && *(const int *)p == WH_OPAQUE_BATCH) {
+        wh_batch *b = (wh_batch *)p;
         if (m->err) {
             atomic_store(&b->failed, 1);
             fh_log(FH_LOG_ERROR, "webhook.changelog", "topic=%s partition=%d error=\"%s\"",
@@ -82,6 +89,7 @@ wh_batch *wh_batch_new(void)
     wh_batch *b = calloc(1, sizeof(*b));
     if (b) {
         b->kind = WH_OPAQUE_BATCH;
+        b->outcome = (wh_outcome_tag){.kind = WH_OPAQUE_OUTCOME, .batch = b};
         atomic_store(&b->pending, 1);
     }
     return b;
@@ -101,7 +109,9 @@ void wh_batch_free(wh_batch *b)
 static int produce(fh_webhooks *w, const char *topic, int32_t part, const char *key,
                    const void *val, size_t n, void *opaque)
 {
-    int own = w->tag_own && opaque && *(const int *)opaque == WH_OPAQUE_BATCH;
+    int own =
+        w->tag_own && opaque &&
+        (*(const int *)opaque == WH_OPAQUE_BATCH || *(const int *)opaque == WH_OPAQUE_OUTCOME);
     for (int tries = 0; tries < 100; tries++) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             w->prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
@@ -125,15 +135,27 @@ static int produce(fh_webhooks *w, const char *topic, int32_t part, const char *
 }
 
 /* A changelog record of the webhook thread: counted in its open batch (consumer.c stores the
- * batch's offsets once Kafka acknowledged all of them). */
-static int produce_cl(fh_webhooks *w, int32_t part, const char *key, const void *val, size_t n)
+ * batch's offsets once Kafka acknowledged all of them), and an attempt's outcome also in
+ * cl_outcomes (wh_backlogged: new attempts wait while too many outcomes are unacknowledged; a
+ * new delivery's record does not hold them up, its event's offset waits for it anyway). */
+static int produce_cl(fh_webhooks *w, int32_t part, const char *key, const void *val, size_t n,
+                      int outcome)
 {
     wh_batch *b = w->bcur;
-    if (b)
+    void *opaque = b;
+    if (b) {
         atomic_fetch_add(&b->pending, 1);
-    int rc = produce(w, w->cl_topic, part, key, val, n, b);
-    if (rc && b)
+        if (outcome) {
+            atomic_fetch_add(&w->cl_outcomes, 1);
+            opaque = &b->outcome;
+        }
+    }
+    int rc = produce(w, w->cl_topic, part, key, val, n, opaque);
+    if (rc && b) {
         atomic_fetch_sub(&b->pending, 1);
+        if (outcome)
+            atomic_fetch_sub(&w->cl_outcomes, 1);
+    }
     return rc;
 }
 
@@ -156,7 +178,7 @@ static void put_str(fh_buf *o, const char *name, sqlite3_stmt *st, int col)
         fh_buf_json_str(o, (const char *)sqlite3_column_text(st, col));
 }
 
-int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id)
+int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id, int outcome)
 {
     static const char sql[] =
         "SELECT d.msg_id, d.endpoint_id, d.event_id, d.event_type, p.kind, d.part, d.kafka_offset,"
@@ -218,7 +240,7 @@ int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id)
         sqlite3_finalize(st);
     }
     if (o.len < o.max)
-        rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len);
+        rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len, outcome);
     fh_buf_free(&o);
     return rc;
 }
@@ -247,25 +269,43 @@ int wh_cl_attempt(fh_webhooks *w, int slot, const char *msg_id, int n, int64_t a
     fh_buf_json_str(&o, instance);
     fh_buf_printf(&o, "}");
     snprintf(key, sizeof(key), "a/%s/%d", msg_id, n);
-    int rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len);
+    int rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len, 1);
     fh_buf_free(&o);
     return rc;
 }
 
 int wh_cl_payload(fh_webhooks *w, int slot, const char *event_id, const char *kind,
-                  const void *body, size_t n, int64_t created_ms)
+                  const void *body, size_t n, int64_t created_ms, const wh_cl_new *nw)
 {
     char key[256];
     fh_buf o;
-    fh_buf_init(&o, n + 1024);
+    size_t neps = nw && nw->eps ? strlen(nw->eps) : 0;
+    fh_buf_init(&o, n + neps + 2048);
     fh_buf_printf(&o, "{\"t\":\"p\",\"e\":");
     fh_buf_json_str(&o, event_id);
     fh_buf_printf(&o, ",\"k\":");
     fh_buf_json_str(&o, kind);
-    fh_buf_printf(&o, ",\"c\":%lld}\n", (long long)created_ms);
+    fh_buf_printf(&o, ",\"c\":%lld", (long long)created_ms);
+    if (neps) {
+        fh_buf_printf(&o, ",\"v\":");
+        fh_buf_json_str(&o, nw->variant);
+        fh_buf_printf(&o, ",\"ty\":");
+        fh_buf_json_str(&o, nw->type);
+        fh_buf_printf(&o, ",\"p\":%d,\"o\":%lld,\"pr\":%lld,\"bk\":", slot, (long long)nw->offset,
+                      (long long)nw->produced_ms);
+        fh_buf_json_str(&o, nw->build_key);
+        fh_buf_printf(&o, ",\"ds\":[");
+        fh_buf_append(&o, nw->eps, neps);
+        fh_buf_printf(&o, "]");
+    }
+    fh_buf_printf(&o, "}\n");
+    if (o.len >= o.max) {
+        fh_buf_free(&o);
+        return -1;
+    }
     fh_buf_append(&o, body, n);
     snprintf(key, sizeof(key), "p/%s/%s", event_id, kind);
-    int rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len);
+    int rc = produce_cl(w, wh_cl_partition(w, slot), key, o.data, o.len, 0);
     fh_buf_free(&o);
     return rc;
 }

@@ -454,7 +454,7 @@ static void xfer_finish(fh_webhooks *w, xfer *x, CURLcode res)
         wh_sql_warn(w, "delivery");
     int changed = sqlite3_changes(w->db) > 0;
     if (changed) /* the delivery's new state, for every instance's log and the next owner */
-        wh_cl_delivery(w, w->db, x->delivery_id, NULL);
+        wh_cl_delivery(w, w->db, x->delivery_id, NULL, 1);
     if (state != WHS_PENDING && changed && w->pending > 0)
         w->pending--;
     if (e)
@@ -467,7 +467,7 @@ static void xfer_finish(fh_webhooks *w, xfer *x, CURLcode res)
  * endpoint that is slow or down only ever holds its own slots, never another's. */
 int wh_backlogged(fh_webhooks *w)
 {
-    return rd_kafka_outq_len(w->prod) > w->cfg.changelog_backlog_max;
+    return atomic_load(&w->cl_outcomes) > w->cfg.changelog_backlog_max;
 }
 
 void wh_dispatch(fh_webhooks *w)

@@ -140,7 +140,15 @@ typedef struct wh_ep {
 struct fh_webhooks;
 
 /* What a produced record's opaque points to (its first member says which). */
-enum { WH_OPAQUE_PUB = 1, WH_OPAQUE_BATCH = 2 };
+enum { WH_OPAQUE_PUB = 1, WH_OPAQUE_BATCH = 2, WH_OPAQUE_OUTCOME = 3 };
+
+struct wh_batch;
+/* The opaque of an attempt's outcome record (its batch's own): counted in cl_outcomes until
+ * Kafka acknowledged it, then in its batch like the other records. */
+typedef struct wh_outcome_tag {
+    int kind; /* WH_OPAQUE_OUTCOME */
+    struct wh_batch *batch;
+} wh_outcome_tag;
 
 /* The changelog records the webhook thread produced between two commits of events offsets, and
  * those offsets: they are stored once Kafka acknowledged every record (consumer.c). */
@@ -151,6 +159,7 @@ typedef struct wh_batch {
     int discard;                            /* consumed again: never store its offsets */
     rd_kafka_topic_partition_list_t *store; /* the offsets to store (NULL: none) */
     rd_kafka_topic_partition_list_t *first; /* where to go back to when one failed */
+    wh_outcome_tag outcome;                 /* the opaque of its outcome records */
     struct wh_batch *next;
 } wh_batch;
 
@@ -244,6 +253,7 @@ struct fh_webhooks {
     int cl_parts;                   /* partitions of the changelog */
     sqlite3_stmt *cl_st;            /* thread: wh_cl_delivery's statement on its connection */
     _Atomic long long cl_failed;    /* changelog records Kafka did not take */
+    _Atomic long long cl_outcomes;  /* attempts' outcome records not yet acknowledged */
     int64_t catchup[MAX_PARTS];     /* thread: changelog end a newly assigned slot waits for; -1 */
     wh_batch *bcur, *bhead, *btail; /* thread: the open batch, and the closed ones in order */
     long long history_ms, api_wait_ms;
@@ -263,6 +273,10 @@ struct fh_webhooks {
     pthread_cond_t rd_cond;
     int64_t ep_applied;                    /* under rd_mu: next endpoints offset applied */
     _Atomic int64_t cl_applied[MAX_PARTS]; /* next changelog offset applied, per partition */
+    /* reader thread: per partition (the endpoints topic's last), the next offset it reached but
+     * has not recorded in the file yet (-1: none), and when it last recorded them */
+    int64_t rd_unsaved[MAX_PARTS / 2 + 1];
+    int64_t rd_saved_ms;
 };
 
 /* ---- changelog.c ----------------------------------------------------------------------------- */
@@ -274,15 +288,26 @@ int wh_cl_partition(const fh_webhooks *w, int slot);
 int wh_cl_open(fh_webhooks *w, char *err, size_t errsize);
 void wh_cl_close(fh_webhooks *w);
 /* Produces the current row of delivery id, or msg_id when not NULL (db: the caller's connection),
- * as its "d/" record. */
-int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id);
+ * as its "d/" record; outcome: it records an attempt's outcome (counted in cl_outcomes, what
+ * webhooks.changelog_backlog_max bounds), not a new delivery. */
+int wh_cl_delivery(fh_webhooks *w, sqlite3 *db, int64_t id, const char *msg_id, int outcome);
 /* Produces a failed attempt, number n of delivery msg_id on slot, as its "a/" record. */
 int wh_cl_attempt(fh_webhooks *w, int slot, const char *msg_id, int n, int64_t at, int status,
                   long latency, const char *error, const char *resp, size_t resp_len,
                   const char *instance);
-/* Produces one body as its "p/" record. */
+/* The new deliveries a "p/" record creates: all of one event and body, one per endpoint. */
+typedef struct wh_cl_new {
+    const char *variant;   /* the body's (whs_msg_id) */
+    const char *type;      /* the event's type name */
+    int64_t offset;        /* the event's Kafka offset */
+    int64_t produced_ms;   /* its Kafka timestamp */
+    const char *build_key; /* the event's build key: an ordered endpoint's deliveries carry it */
+    const char *eps;       /* the endpoints, as JSON array items: ["ID",ORDERED],... */
+} wh_cl_new;
+/* Produces one body as its "p/" record; nw (NULL: none) names the deliveries it creates, each
+ * pending with created_ms as of its creation (the reader inserts those it does not have). */
 int wh_cl_payload(fh_webhooks *w, int slot, const char *event_id, const char *kind,
-                  const void *body, size_t n, int64_t created_ms);
+                  const void *body, size_t n, int64_t created_ms, const wh_cl_new *nw);
 /* A redeliver (msg_id) or recover (msg_id NULL: failed deliveries since since_ms) request,
  * carried out by every instance's reader. part: the changelog partition (-1: every one). Waits
  * as wh_ep_publish does; 0, or -1 with errbuf naming the cause. */
@@ -330,6 +355,9 @@ void wh_pump(fh_webhooks *w, int timeout_ms);
 int wh_running(fh_webhooks *w);
 /* Steps st to its end, then resets it and clears its bindings; 0 when it ended in SQLITE_DONE. */
 int wh_step_done(sqlite3_stmt *st);
+/* Steps st once: its first row's first column (an id), or -1 when it gave no row or failed;
+ * then as wh_step_done. */
+int64_t wh_step_id(sqlite3_stmt *st);
 /* Logs the thread connection's last SQLite error. */
 void wh_sql_warn(fh_webhooks *w, const char *what);
 void wh_observe_latency(fh_webhooks *w, int64_t ms);
@@ -366,7 +394,8 @@ int wh_delivery_open(fh_webhooks *w, char *err, size_t errsize);
 void wh_delivery_close(fh_webhooks *w);
 /* Records the attempts curl finished (opens the transaction they are written in). */
 void wh_delivery_reap(fh_webhooks *w);
-/* 1 while more than webhooks.changelog_backlog_max records await Kafka's acknowledgement. */
+/* 1 while more than webhooks.changelog_backlog_max attempts' outcome records await Kafka's
+ * acknowledgement. */
 int wh_backlogged(fh_webhooks *w);
 /* Starts due deliveries within the concurrency caps (none while backlogged). */
 void wh_dispatch(fh_webhooks *w);

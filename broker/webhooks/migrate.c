@@ -62,8 +62,8 @@ static long long publish_pending(fh_webhooks *w, sqlite3 *db)
         int slot = sqlite3_column_int(st, 1);
         if (wh_cl_payload(w, slot, (const char *)sqlite3_column_text(st, 2),
                           (const char *)sqlite3_column_text(st, 3), sqlite3_column_blob(st, 4),
-                          (size_t)sqlite3_column_bytes(st, 4), sqlite3_column_int64(st, 5)) ||
-            wh_cl_delivery(w, db, sqlite3_column_int64(st, 0), NULL))
+                          (size_t)sqlite3_column_bytes(st, 4), sqlite3_column_int64(st, 5), NULL) ||
+            wh_cl_delivery(w, db, sqlite3_column_int64(st, 0), NULL, 0))
             n = -1;
         else
             n++;

@@ -18,6 +18,8 @@
 #include "fh_log.h"
 
 #define BATCH 500
+/* the longest the reader's offsets go unrecorded in the file while it reads (apply_batch) */
+#define RD_SAVE_MS 1000
 
 static const char *jstr(json_t *o, const char *k)
 {
@@ -156,6 +158,55 @@ static int apply_delivery(fh_webhooks *w, sqlite3 *db, json_t *o)
                0, o, names, 21);
 }
 
+/* The deliveries a body record creates ("ds": ["ENDPOINT",ORDERED] items): inserted pending
+ * unless there (a delivery state applied before its body keeps its state and gets the body). */
+static int apply_new(fh_webhooks *w, sqlite3 *db, json_t *o, int64_t payload)
+{
+    json_t *ds = json_object_get(o, "ds");
+    const char *ev = jstr(o, "e"), *variant = jstr(o, "v");
+    if (!json_is_array(ds) || !ev)
+        return 0;
+    sqlite3_stmt *st =
+        cached(w, db,
+               "INSERT INTO deliveries(msg_id, endpoint_id, event_id, event_type, payload_id, part,"
+               " kafka_offset, produced_ms, build_key, next_ms, created_ms, updated_ms)"
+               " VALUES(?1, ?2, ?3, coalesce(?4, ''), ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)"
+               " ON CONFLICT(msg_id) DO UPDATE SET payload_id = excluded.payload_id"
+               " WHERE deliveries.payload_id < 0");
+    if (!st)
+        return -1;
+    size_t i;
+    json_t *d;
+    char msg_id[WHS_ID_SIZE];
+    json_array_foreach(ds, i, d)
+    {
+        const char *ep = json_string_value(json_array_get(d, 0));
+        if (!ep)
+            continue;
+        whs_msg_id(ep, ev, variant ? variant : "", msg_id);
+        sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, ep, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, ev, -1, SQLITE_STATIC);
+        bind_text(st, 4, o, "ty");
+        sqlite3_bind_int64(st, 5, payload);
+        bind_int(st, 6, o, "p");
+        bind_int(st, 7, o, "o");
+        bind_int(st, 8, o, "pr");
+        const char *bk =
+            json_is_true(json_array_get(d, 1)) || json_integer_value(json_array_get(d, 1)) == 1
+                ? jstr(o, "bk")
+                : "";
+        sqlite3_bind_text(st, 9, bk ? bk : "", -1, SQLITE_STATIC);
+        bind_int(st, 10, o, "c");
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE)
+            return -1;
+    }
+    return 0;
+}
+
 static int apply_changelog(fh_webhooks *w, sqlite3 *db, int32_t part, const rd_kafka_message_t *m,
                            int *poke)
 {
@@ -176,7 +227,9 @@ static int apply_changelog(fh_webhooks *w, sqlite3 *db, int32_t part, const rd_k
     } else if (strcmp(t, "p") == 0 && nl) {
         sqlite3_stmt *st = cached(w, db,
                                   "INSERT INTO payloads(event_id, kind, body, created_ms)"
-                                  " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(event_id, kind) DO NOTHING");
+                                  " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(event_id, kind)"
+                                  " DO UPDATE SET kind = excluded.kind RETURNING id");
+        int64_t payload = -1;
         if (!st)
             rc = -1;
         else {
@@ -184,10 +237,11 @@ static int apply_changelog(fh_webhooks *w, sqlite3 *db, int32_t part, const rd_k
             bind_text(st, 2, o, "k");
             sqlite3_bind_blob(st, 3, nl + 1, (int)(n - meta - 1), SQLITE_STATIC);
             bind_int(st, 4, o, "c");
-            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
+            if ((payload = wh_step_id(st)) < 0)
+                rc = -1;
         }
+        if (!rc)
+            rc = apply_new(w, db, o, payload);
     } else if (strcmp(t, "d") == 0) {
         rc = apply_delivery(w, db, o);
     } else if (strcmp(t, "a") == 0) {
@@ -300,20 +354,52 @@ static int own_record(fh_webhooks *w, const rd_kafka_message_t *m)
     return memcmp(v, &w->incarnation, n) == 0;
 }
 
+/* Writes the offsets the reader reached but has not recorded in the file yet (rd_unsaved) inside
+ * the caller's transaction. */
+static void save_offsets(fh_webhooks *w, sqlite3 *db)
+{
+    for (int p = 0; p <= MAX_PARTS / 2; p++) {
+        if (w->rd_unsaved[p] < 0)
+            continue;
+        store_offset(w, db, p == MAX_PARTS / 2 ? w->ep_topic : w->cl_topic,
+                     p == MAX_PARTS / 2 ? 0 : p, w->rd_unsaved[p]);
+        w->rd_unsaved[p] = -1;
+    }
+    w->rd_saved_ms = fh_now_ms();
+}
+
+/* Records the offsets not recorded yet in a transaction of their own, when RD_SAVE_MS passed
+ * since the last time (force: now). */
+static void save_due(fh_webhooks *w, int force)
+{
+    char err[256];
+    int unsaved = 0;
+    if (!force && fh_now_ms() - w->rd_saved_ms < RD_SAVE_MS)
+        return;
+    for (int p = 0; p <= MAX_PARTS / 2 && !unsaved; p++)
+        unsaved = w->rd_unsaved[p] >= 0;
+    if (!unsaved || fh_sqlite_exec(w->rd_db, "BEGIN IMMEDIATE", err, sizeof(err)))
+        return;
+    save_offsets(w, w->rd_db);
+    if (fh_sqlite_exec(w->rd_db, "COMMIT", err, sizeof(err)))
+        sqlite3_exec(w->rd_db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 /* Applies one batch (the first record m, then what is already fetched) in one transaction, with
- * the next offset of each partition it read. */
+ * the next offset of each partition it read. A batch of this process's own records only (what a
+ * single instance mostly reads) applies nothing: it opens no transaction, and its offsets are
+ * recorded with the next batch that does, or after RD_SAVE_MS. The file then restarts up to that
+ * long before where the reader was, and applies those records again (harmless: a delivery state
+ * keeps the newer one, bodies and attempts are inserted once), while the webhook thread never
+ * waits behind a write transaction of the reader that carries nothing. */
 static void apply_batch(fh_webhooks *w, rd_kafka_message_t *m)
 {
-    int64_t next[MAX_PARTS / 2 + 1], stored[MAX_PARTS / 2 + 1];
-    int poke = 0, n = 0;
+    int64_t next[MAX_PARTS / 2 + 1];
+    int poke = 0, n = 0, in_txn = 0;
     char err[256];
     for (int i = 0; i <= MAX_PARTS / 2; i++)
-        next[i] = stored[i] = -1;
+        next[i] = -1;
     sqlite3 *db = w->rd_db;
-    if (fh_sqlite_exec(db, "BEGIN IMMEDIATE", err, sizeof(err))) {
-        rd_kafka_message_destroy(m);
-        return;
-    }
     while (m) {
         const char *t = rd_kafka_topic_name(m->rkt);
         int is_ep = strcmp(t, w->ep_topic) == 0;
@@ -330,24 +416,34 @@ static void apply_batch(fh_webhooks *w, rd_kafka_message_t *m)
         } else {
             int request = m->len > 8 && (memcmp(m->payload, "{\"t\":\"r\"", 8) == 0 ||
                                          memcmp(m->payload, "{\"t\":\"v\"", 8) == 0);
-            if ((is_ep || request || !own_record(w, m)) && wh_apply(w, db, t, m->partition, m))
-                fh_log(FH_LOG_ERROR, "webhook.reader_sql", "topic=%s offset=%lld error=\"%s\"", t,
-                       (long long)m->offset, sqlite3_errmsg(db));
+            if (is_ep || request || !own_record(w, m)) {
+                if (!in_txn && fh_sqlite_exec(db, "BEGIN IMMEDIATE", err, sizeof(err))) {
+                    /* a failing disk: the records are lost to this file until it is rebuilt */
+                    fh_log(FH_LOG_ERROR, "webhook.reader_sql", "what=begin error=\"%s\"", err);
+                } else {
+                    in_txn = 1;
+                    if (wh_apply(w, db, t, m->partition, m))
+                        fh_log(FH_LOG_ERROR, "webhook.reader_sql",
+                               "topic=%s offset=%lld error=\"%s\"", t, (long long)m->offset,
+                               sqlite3_errmsg(db));
+                }
+            }
             /* endpoint records and requests change what the webhook thread should do */
             poke |= is_ep || request;
-            next[slot] = stored[slot] = m->offset + 1;
+            next[slot] = w->rd_unsaved[slot] = m->offset + 1;
         }
         rd_kafka_message_destroy(m);
         m = ++n < BATCH ? rd_kafka_consumer_poll(w->rd, 0) : NULL;
     }
-    for (int p = 0; p <= MAX_PARTS / 2; p++)
-        if (stored[p] >= 0)
-            store_offset(w, db, p == MAX_PARTS / 2 ? w->ep_topic : w->cl_topic,
-                         p == MAX_PARTS / 2 ? 0 : p, stored[p]);
-    if (fh_sqlite_exec(db, "COMMIT", err, sizeof(err))) {
-        fh_log(FH_LOG_ERROR, "webhook.reader_sql", "what=commit error=\"%s\"", err);
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return; /* a failing disk: the records are lost to this file until it is rebuilt */
+    if (!in_txn) {
+        save_due(w, 0);
+    } else {
+        save_offsets(w, db);
+        if (fh_sqlite_exec(db, "COMMIT", err, sizeof(err))) {
+            fh_log(FH_LOG_ERROR, "webhook.reader_sql", "what=commit error=\"%s\"", err);
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return; /* a failing disk: the records are lost to this file until it is rebuilt */
+        }
     }
     for (int p = 0; p < MAX_PARTS / 2; p++)
         if (next[p] >= 0)
@@ -368,6 +464,8 @@ static void *reader_main(void *arg)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rd, 50);
         if (m)
             apply_batch(w, m);
+        else
+            save_due(w, 0); /* idle: what it read last is recorded within RD_SAVE_MS too */
     }
     return NULL;
 }
@@ -401,6 +499,9 @@ int wh_reader_start(fh_webhooks *w, char *err, size_t errsize)
         return -1;
     }
     rd_kafka_poll_set_consumer(w->rd);
+    for (int p = 0; p <= MAX_PARTS / 2; p++)
+        w->rd_unsaved[p] = -1;
+    w->rd_saved_ms = fh_now_ms();
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(w->cl_parts + 1);
     int64_t off = stored_offset(w->rd_db, w->ep_topic, 0);
     rd_kafka_topic_partition_list_add(l, w->ep_topic, 0)->offset =
@@ -431,6 +532,7 @@ void wh_reader_stop(fh_webhooks *w)
     if (w->rd_started) {
         pthread_join(w->rd_thread, NULL); /* it stops with wh_running */
         w->rd_started = 0;
+        save_due(w, 1);
     }
     if (w->rd) {
         rd_kafka_consumer_close(w->rd);

@@ -43,12 +43,13 @@ static int wanted(fh_webhooks *w, const rd_kafka_message_t *m)
 }
 
 /* Turns one record into deliveries: one row per matching enabled endpoint and body, inside the
- * open transaction. Bodies are rendered once per format and shared through the payloads table. */
+ * open transaction. Bodies are rendered once per format and shared through the payloads table;
+ * each body goes to the changelog once, as a "p/" record naming the deliveries it creates (their
+ * ids follow from endpoint, event and variant), so a new delivery costs the changelog an
+ * endpoint id rather than a record of its own. */
 int wh_ingest(fh_webhooks *w, const rd_kafka_message_t *m)
 {
     char err[384], key[160], msg_id[WHS_ID_SIZE], kind[48];
-    int64_t payload[FH_WH__COUNT][FH_WH_MAX_BODIES];
-    const char *pvariant[FH_WH__COUNT][FH_WH_MAX_BODIES];
     char reason[512];
     fh_event ev;
     int slot = wh_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
@@ -61,91 +62,96 @@ int wh_ingest(fh_webhooks *w, const rd_kafka_message_t *m)
         snprintf(reason, sizeof(reason), "webhooks: cannot decode: %s", err);
         return fh_dlq_send(w->dlq, m, reason);
     }
-    memset(payload, 0xff, sizeof(payload));
     int64_t now = fh_now_ms();
     rd_kafka_timestamp_type_t tst;
     int64_t produced = rd_kafka_message_timestamp(m, &tst);
     if (produced <= 0)
         produced = now;
     fh_event_key(&ev, key, sizeof(key));
+    wh_cl_new nw = {.type = fh_event_type_name(ev.type),
+                    .offset = m->offset,
+                    .produced_ms = produced,
+                    .build_key = key};
+    fh_buf eps;
+    fh_buf_init(&eps, (size_t)1 << 24);
     int rc = 0, dead = 0; /* dead: already dead-lettered once */
-    for (size_t i = 0; i < w->neps && rc == 0; i++) {
-        wh_ep *e = &w->eps[i];
-        if (!e->enabled || !fh_filter_match(&e->filter, &ev))
-            continue;
-        int n = fh_wh_body_count(e->format, &ev);
-        for (int b = 0; b < n; b++) {
+    for (int f = 0; f < FH_WH__COUNT && rc == 0; f++) {
+        int n = fh_wh_body_count(f, &ev);
+        for (int b = 0; b < n && rc == 0; b++) {
+            int64_t payload = -1;
             const char *variant = "";
-            if (payload[e->format][b] < 0) {
-                fh_buf_reset(&w->body);
-                if (fh_wh_render(e->format, &ev, b, &w->body, &variant)) {
-                    /* Over the body cap (re-encoding can grow a record: 1E-9 becomes
-                     * 1.0000000000000001e-09): no endpoint of this format gets it, so the
-                     * record goes to the dead-letter topic instead of vanishing. */
-                    fh_log(FH_LOG_WARN, "webhook.render", "event=%s format=%s", ev.id,
-                           fh_wh_format_name(e->format));
-                    snprintf(reason, sizeof(reason),
-                             "webhooks: cannot render the %s body (over %zu bytes)",
-                             fh_wh_format_name(e->format), w->body.max);
-                    if (!dead && fh_dlq_send(w->dlq, m, reason)) {
+            fh_buf_reset(&eps);
+            for (size_t i = 0; i < w->neps; i++) {
+                wh_ep *e = &w->eps[i];
+                if (e->format != f || !e->enabled || !fh_filter_match(&e->filter, &ev))
+                    continue;
+                if (payload < 0) {
+                    fh_buf_reset(&w->body);
+                    if (fh_wh_render(f, &ev, b, &w->body, &variant)) {
+                        /* Over the body cap (re-encoding can grow a record: 1E-9 becomes
+                         * 1.0000000000000001e-09): no endpoint of this format gets it, so the
+                         * record goes to the dead-letter topic instead of vanishing. */
+                        fh_log(FH_LOG_WARN, "webhook.render", "event=%s format=%s", ev.id,
+                               fh_wh_format_name(f));
+                        snprintf(reason, sizeof(reason),
+                                 "webhooks: cannot render the %s body (over %zu bytes)",
+                                 fh_wh_format_name(f), w->body.max);
+                        if (!dead && fh_dlq_send(w->dlq, m, reason))
+                            rc = -1;
+                        dead = 1;
+                        break;
+                    }
+                    snprintf(kind, sizeof(kind), "%s%s%s", fh_wh_format_name(f),
+                             *variant ? "." : "", variant);
+                    sqlite3_stmt *st = w->st[S_PAYLOAD];
+                    sqlite3_bind_text(st, 1, ev.id, -1, SQLITE_STATIC);
+                    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+                    sqlite3_bind_blob(st, 3, w->body.data ? w->body.data : "", (int)w->body.len,
+                                      SQLITE_STATIC);
+                    sqlite3_bind_int64(st, 4, now);
+                    if ((payload = wh_step_id(st)) < 0) {
                         rc = -1;
                         break;
                     }
-                    dead = 1;
-                    continue;
                 }
-                snprintf(kind, sizeof(kind), "%s%s%s", fh_wh_format_name(e->format),
-                         *variant ? "." : "", variant);
-                sqlite3_stmt *st = w->st[S_PAYLOAD];
-                sqlite3_bind_text(st, 1, ev.id, -1, SQLITE_STATIC);
-                sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-                sqlite3_bind_blob(st, 3, w->body.data ? w->body.data : "", (int)w->body.len,
-                                  SQLITE_STATIC);
-                sqlite3_bind_int64(st, 4, now);
-                if (sqlite3_step(st) == SQLITE_ROW)
-                    payload[e->format][b] = sqlite3_column_int64(st, 0);
-                else
-                    rc = -1;
-                sqlite3_reset(st);
-                sqlite3_clear_bindings(st);
-                /* the body goes to the changelog before the deliveries that need it */
-                if (rc || wh_cl_payload(w, slot, ev.id, kind, w->body.data ? w->body.data : "",
-                                        w->body.len, now)) {
+                whs_msg_id(e->id, ev.id, variant, msg_id);
+                sqlite3_stmt *st = w->st[S_INSERT];
+                sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, e->id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 3, ev.id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 4, nw.type, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 5, payload);
+                sqlite3_bind_int(st, 6, slot);
+                sqlite3_bind_int64(st, 7, m->offset);
+                sqlite3_bind_int64(st, 8, produced);
+                sqlite3_bind_text(st, 9, e->ordered ? key : "", -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 10, now);
+                if (wh_step_done(st)) {
                     rc = -1;
                     break;
                 }
-                pvariant[e->format][b] = variant;
-            } else {
-                variant = pvariant[e->format][b];
+                if (sqlite3_changes(w->db) > 0) {
+                    w->pending++;
+                    e->has_work = 1;
+                    fh_metric_add(w->m_created, 1);
+                }
+                /* also when it was there (consumed again): creating it again is harmless */
+                fh_buf_printf(&eps, "%s[", eps.len ? "," : "");
+                fh_buf_json_str(&eps, e->id);
+                fh_buf_printf(&eps, ",%d]", e->ordered ? 1 : 0);
             }
-            whs_msg_id(e->id, ev.id, variant, msg_id);
-            sqlite3_stmt *st = w->st[S_INSERT];
-            sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, e->id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, ev.id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 4, fh_event_type_name(ev.type), -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 5, payload[e->format][b]);
-            sqlite3_bind_int(st, 6, slot);
-            sqlite3_bind_int64(st, 7, m->offset);
-            sqlite3_bind_int64(st, 8, produced);
-            sqlite3_bind_text(st, 9, e->ordered ? key : "", -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 10, now);
-            if (wh_step_done(st)) {
+            if (rc || payload < 0)
+                continue;
+            /* the body and the deliveries it creates, before any of their outcomes */
+            nw.variant = variant;
+            nw.eps = eps.data;
+            if (eps.len >= eps.max ||
+                wh_cl_payload(w, slot, ev.id, kind, w->body.data ? w->body.data : "", w->body.len,
+                              now, &nw))
                 rc = -1;
-                break;
-            }
-            if (sqlite3_changes(w->db) > 0) {
-                w->pending++;
-                e->has_work = 1;
-                fh_metric_add(w->m_created, 1);
-            }
-            /* also when it was there (consumed again): its current state, which is harmless */
-            if (wh_cl_delivery(w, w->db, 0, msg_id)) {
-                rc = -1;
-                break;
-            }
         }
     }
+    fh_buf_free(&eps);
     fh_event_clear(&ev);
     return rc;
 }

@@ -119,6 +119,13 @@ int wh_step_done(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+int64_t wh_step_id(sqlite3_stmt *st)
+{
+    int64_t id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    wh_step_done(st);
+    return id;
+}
+
 void wh_sql_warn(fh_webhooks *w, const char *what)
 {
     fh_log(FH_LOG_ERROR, "webhook.sql", "what=%s error=\"%s\"", what, sqlite3_errmsg(w->db));

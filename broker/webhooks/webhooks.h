@@ -81,7 +81,8 @@
      "how often due work and the endpoint table are looked at again (the reader thread also " \
      "wakes the delivery thread at once when the topics change them)"}, \
     {"webhooks.changelog_backlog_max", NULL, FH_CFG_INT, "2000", 10, 1000000, \
-     "changelog records awaiting Kafka's acknowledgement at most before new attempts wait: " \
+     "attempts' outcome records awaiting Kafka's acknowledgement at most before new attempts " \
+     "wait (new deliveries' records do not count: their events' offsets wait for them): " \
      "bounds the attempts a SIGKILL can make a new owner send again"}, \
     {"webhooks.max_endpoints", NULL, FH_CFG_INT, "10000", 1, 1000000, "endpoints at most"}
 /* clang-format on */
