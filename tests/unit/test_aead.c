@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Copied into the project (tests/data/README.md); tests run from the repository root. */
 #define VECTORS "tests/data/aes-256-gcm.json"
@@ -109,4 +110,21 @@ TEST(aead_detects_tampering_and_names_a_wrong_key)
     CHECK(strstr(err, "openssl rand -hex 32") != NULL);
     CHECK(fh_aead_key_hex(" 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", &a,
                           err, sizeof(err)) == FH_OK);
+}
+
+TEST(aead_reads_a_key_file_as_openssl_writes_it)
+{
+    char path[] = "/tmp/firehose-aead-key-XXXXXX", err[256];
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    const char *text = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+    CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    fh_aead_key a, b;
+    CHECK(fh_aead_key_file(path, &a, err, sizeof(err)) == FH_OK);
+    CHECK(fh_aead_key_hex(text, &b, err, sizeof(err)) == FH_OK);
+    CHECK(memcmp(a.k, b.k, sizeof(a.k)) == 0 && strcmp(a.id, b.id) == 0);
+    unlink(path);
+    CHECK(fh_aead_key_file(path, &a, err, sizeof(err)) == FH_ERR_IO);
+    CHECK(strstr(err, path) != NULL);
 }
