@@ -121,15 +121,7 @@ start_broker() {
         --stream.catchup_max=$((FULL + FILTERED + 10)) \
         --broker.stats_interval_ms=600000 "$@" 2>"$BLOG" &
     BPID=$!; PIDS+=("$BPID")
-    URL=""
-    for _ in $(seq 300); do
-        URL="$(sed -n 's/.*event=http\.listening url=\([^ ]*\).*/\1/p' "$BLOG" | tail -n 1)"
-        [ -n "$URL" ] && break
-        kill -0 "$BPID" 2>/dev/null || { tail -n 5 "$BLOG" >&2; die "$name: the broker exited"; }
-        sleep 0.1
-    done
-    [ -n "$URL" ] || die "$name: the broker did not listen"
-    for _ in $(seq 600); do curl -sf -o /dev/null "${URL}readyz" && break; sleep 0.1; done
+    bench_await_broker "$name" "$BPID" "$BLOG"
     WS="ws://${URL#http://}v1/stream"
 }
 

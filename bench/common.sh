@@ -26,6 +26,20 @@ bench_run_cleanup() {
     rm -rf "$RUN"
 }
 
+# bench_await_broker NAME PID LOG: waits until the broker logs http.listening (dies if it exits
+# or does not listen within 30 s), then up to 60 s for /readyz; sets URL.
+bench_await_broker() {
+    URL=""
+    for _ in $(seq 300); do
+        URL="$(sed -n 's/.*event=http\.listening url=\([^ ]*\).*/\1/p' "$3" | tail -n 1)"
+        [ -n "$URL" ] && break
+        kill -0 "$2" 2>/dev/null || { tail -n 5 "$3" >&2; die "$1: the broker exited"; }
+        sleep 0.1
+    done
+    [ -n "$URL" ] || die "$1: the broker did not listen"
+    for _ in $(seq 600); do curl -sf -o /dev/null "${URL}readyz" && break; sleep 0.1; done
+}
+
 # Starts one Kafka node with its state in STATE (stopped when the script exits) and sets BOOTSTRAP.
 bench_kafka_start() {
     mkdir -p "$STATE"

@@ -110,15 +110,7 @@ one_run() {
         --stream.max_connections=5000 --http.max_connections=5000 \
         --broker.stats_interval_ms=600000 "${derived[@]}" "$@" 2>"$log" &
     pid=$!; PIDS+=("$pid")
-    URL=""
-    for _ in $(seq 300); do
-        URL="$(sed -n 's/.*event=http\.listening url=\([^ ]*\).*/\1/p' "$log" | tail -n 1)"
-        [ -n "$URL" ] && break
-        kill -0 "$pid" 2>/dev/null || { tail -n 5 "$log" >&2; die "$name: the broker exited"; }
-        sleep 0.1
-    done
-    [ -n "$URL" ] || die "$name: the broker did not listen"
-    for _ in $(seq 600); do curl -sf -o /dev/null "${URL}readyz" && break; sleep 0.1; done
+    bench_await_broker "$name" "$pid" "$log"
     for i in $(seq 1 "$ENDPOINTS"); do
         curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
             -d "{\"url\":\"http://127.0.0.1:$SINK_PORT/ep/$i\",\"filter\":{\"type\":[\"build.finished\"]}}" \
