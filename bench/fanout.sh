@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fan-out benchmark (issue 3): real Apache Kafka -> server -> many WebSocket subscribers, all on
+# Fan-out benchmark: real Apache Kafka -> server -> many WebSocket subscribers, all on
 # 127.0.0.1, with Centrifugo side by side on the same topic and the same records.
 #
 #   flock /tmp/firehose-cpu.lock bash bench/fanout.sh        (make bench runs bash bench/fanout.sh)
