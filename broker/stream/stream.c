@@ -8,9 +8,10 @@
  *    WebSocket socket or SSE client to the stream thread through a mutex-protected inbox and an
  *    eventfd. SSE output is copied out of the client's queue by libmicrohttpd's content reader,
  *    under the client's mutex.
- *  - the catch-up thread serves resumes older than the ring from Kafka, one job at a time, with
- *    flow control from the stream thread (it waits for credit), and posts batches to the inbox.
- *    Between jobs it also asks Kafka how many partitions the topics have (every
+ *  - the catch-up thread serves resumes older than the ring from Kafka, every job in one shared
+ *    pass (catchup.c), with flow control from the stream thread (credit per job), and posts
+ *    batches to the inbox. While no job is active it also asks Kafka how many partitions the
+ *    topics have (every
  *    kafka.partition_check_ms); the stream thread's partition timer takes the added ones on, from
  *    their beginning, so the stream thread never waits for metadata.
  *
@@ -514,8 +515,10 @@ void fh_stream_free(fh_stream *s)
     if (!s)
         return;
     fh_stream_stop(s);
-    /* SSE responses destroyed by the HTTP server left their last word in the inbox */
-    stream_drain_inbox(s);
+    /* SSE responses destroyed by the HTTP server left their last word in the inbox (a drain
+     * may leave catch-up batches for the next one) */
+    while (s->inbox_first)
+        stream_drain_inbox(s);
     while (s->ring_count)
         stream_ring_evict_one(s);
     free(s->ring);
@@ -536,9 +539,7 @@ void fh_stream_free(fh_stream *s)
         free(s->part_topic[p]);
     for (cjob *j = s->jobs_first, *n; j; j = n) {
         n = j->next;
-        free(j->from);
-        free(j->to);
-        free(j);
+        stream_cjob_unref(j); /* the catch-up thread's reference: it never took them */
     }
     fh_loop_free(s->loop);
     fh_loop_free(s->cloop);

@@ -13,15 +13,15 @@ static sub *find_sub(conn *c, const char *id)
     return NULL;
 }
 
-static void cancel_job(fh_stream *s, unsigned id)
+/* Lets go of u's catch-up job: the catch-up thread drops it when it next looks. */
+static void cancel_job(fh_stream *s, sub *u)
 {
-    pthread_mutex_lock(&s->cmu);
-    for (cjob *j = s->jobs_first; j; j = j->next)
-        if (j->id == id)
-            atomic_store(&j->cancel, 1);
-    if (s->running_job && s->running_job->id == id)
-        atomic_store(&s->running_job->cancel, 1);
-    pthread_mutex_unlock(&s->cmu);
+    if (!u->cj)
+        return;
+    atomic_store(&u->cj->cancel, 1);
+    u->cj->owner = NULL;
+    stream_cjob_unref(u->cj);
+    u->cj = NULL;
     fh_loop_wake(s->cloop);
 }
 
@@ -37,12 +37,12 @@ void stream_pend_clear(sub *u)
 
 static void sub_free(fh_stream *s, sub *u)
 {
-    if (u->state == SUB_CATCHUP)
-        cancel_job(s, u->job);
+    cancel_job(s, u);
     stream_index_remove(s, u);
     fh_filter_free(&u->filter);
     stream_pend_clear(u);
     free(u->done_vec);
+    free(u->pend_upto);
     free(u->progress);
     free(u);
 }
@@ -105,15 +105,23 @@ void stream_replay_step(fh_stream *s, sub *u)
     u->mark = s->next_seq - 1;
 }
 
-/* Delivers u's pending catch-up batch while the queue has room; then asks the job for the next
- * batch, or, once the job has ended, continues from the ring (replay_step reads from Kafka again
- * if the ring moved past the job's end meanwhile). */
+/* Catch-up events one call of catchup_step queues at most. */
+#define CATCHUP_STEP_EVENTS 256
+
+/* Delivers u's pending catch-up batch while the queue has room (CATCHUP_STEP_EVENTS at a time);
+ * then asks the job for the next batch, or, once the job has ended, continues from the ring
+ * (replay_step reads from Kafka again if the ring moved past the job's end meanwhile). */
 void stream_catchup_step(fh_stream *s, sub *u)
 {
     conn *c = u->c;
-    while (u->ipend < u->npend) {
+    for (int n = 0; u->ipend < u->npend; n++) {
         if (c->closing || !paced_room(s, c))
             return;
+        if (n == CATCHUP_STEP_EVENTS) {
+            /* the rest on a later loop pass (room service): live records go between */
+            c->want_room = 1;
+            return;
+        }
         sev *e = u->pend[u->ipend++];
         if (e->offset >= u->progress[e->part]) {
             if (stream_sub_matches(u, e))
@@ -124,12 +132,21 @@ void stream_catchup_step(fh_stream *s, sub *u)
         sev_unref(e);
     }
     stream_pend_clear(u);
+    if (u->pend_upto) {
+        /* what the job read past the batch's last event matched nothing: a tighter cursor */
+        for (int p = 0; p < s->nparts; p++)
+            if (u->progress[p] < u->pend_upto[p])
+                u->progress[p] = u->pend_upto[p];
+        free(u->pend_upto);
+        u->pend_upto = NULL;
+    }
     if (u->done_vec) {
         for (int p = 0; p < s->nparts; p++)
             if (u->progress[p] < u->done_vec[p])
                 u->progress[p] = u->done_vec[p];
         free(u->done_vec);
         u->done_vec = NULL;
+        cancel_job(s, u); /* ended: only the reference is left to drop */
         u->state = SUB_REPLAY;
         u->replay_seq = 0;
         stream_replay_step(s, u);
