@@ -60,14 +60,21 @@ void stream_sub_remove(fh_stream *s, conn *c, sub *u)
 
 /* 1 when c's queue has room for another slice of a replay or catch-up (at most half the cap is
  * filled that way, so live events and replies still fit); else asks to be called again once it
- * has drained (want_room) and returns 0. */
+ * has drained (want_room) and returns 0.
+ *
+ * want_room is the connection's, not the subscription's: it says that some replay or catch-up
+ * of c waits, and only on_drained (conn.c), which then steps every subscription of c, clears it.
+ * So a look finding room leaves the flag as it was: clearing it here would forget a sibling that
+ * is waiting (one that yielded after CATCHUP_STEP_EVENTS, or found no room before the queue
+ * drained), and that sibling would wait for the next request for room by any other, possibly
+ * forever (its batch undelivered, so its job never gets credit again). */
 static int paced_room(fh_stream *s, conn *c)
 {
     /* flag first, then look: an SSE reader draining meanwhile sees the flag and wakes us */
-    c->want_room = 1;
+    int was = atomic_exchange(&c->want_room, 1);
     if (stream_conn_queued(c) > s->client_queue_max / 2)
         return 0;
-    c->want_room = 0;
+    c->want_room = was;
     return 1;
 }
 
