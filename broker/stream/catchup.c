@@ -11,21 +11,23 @@
  * Passes. A job "rides" the pass when it is attached to it, and "waits" otherwise (new, or
  * detached). A waiting job that has credit attaches when the reader is at or before its position
  * on every partition it needs (it skips what comes before its own position), or when it is at
- * most REWIND_MAX records behind in all: the reader then steps back to it, and the riders skip
- * again what they had. A job further behind waits for the pass to end (no rider needs any
- * partition), when every waiting job attaches to a new pass from their lowest position. So jobs
- * arriving together (a reconnect storm, a bench) share one pass: the first ones a few records
- * apart are rewound to, later ones far behind start the second pass together, and a pass is
- * never repeated for a single job while others wait behind.
+ * most stream.catchup_rewind_events records behind in all: the reader then steps back to it, and
+ * the riders skip again what they had. A job further behind waits for the pass to end (no rider
+ * needs any partition), when every waiting job attaches to a new pass from their lowest position.
+ * So jobs arriving together (a reconnect storm, a bench) share one pass: the first ones a few
+ * records apart are rewound to, later ones far behind start the second pass together, and a pass
+ * is never repeated for a single job while others wait behind. A waiting job is never left
+ * without a wake-up: the stream thread gives its credit back once its batches are delivered, and
+ * the tick timer runs step() in any case.
  *
- * Flow control. Each job has credit from the stream thread for CREDIT_BATCHES batches (BATCH_MAX
- * events, or what came in BATCH_MS) in flight: the stream thread gives a batch's credit back once
- * it has queued all of that batch for the client (which it does only while the client's queue is
- * under half its cap), so one batch fills while the other is delivered. When a record is for a
- * riding job without credit the reader
- * waits for it at most DETACH_MS; then the job is detached (it keeps its own position) and the
- * others go on. It attaches again once it has credit, as any waiting job. The stream thread only
- * ever gets bounded batches, so it keeps serving live traffic between them.
+ * Flow control. Each job has credit from the stream thread for stream.catchup_batches batches
+ * (stream.catchup_batch_events events, or what came in BATCH_MS) in flight: the stream thread gives
+ * a batch's credit back once it has queued all of that batch for the client (which it does only
+ * while the client's queue is under half its cap), so one batch fills while the other is delivered.
+ * When a record is for a riding job without credit the reader waits for it at most
+ * stream.catchup_detach_ms; then the job is detached (it keeps its own position) and the others go
+ * on. It attaches again once it has credit, as any waiting job. The stream thread only ever gets
+ * bounded batches, so it keeps serving live traffic between them.
  *
  * The thread runs on its own fh_loop: the stream thread queues jobs, grants credit and cancels
  * (atomics, s->cmu for the queue) and wakes the loop; the consumer queue's eventfd wakes it when
@@ -35,13 +37,8 @@
 
 #include <sys/resource.h>
 
-#define BATCH_MAX 512
-/* batches of a job in flight: one the stream thread delivers while the next one fills */
-#define CREDIT_BATCHES 2
 #define BATCH_MS 200
 #define TICK_MS 50
-#define DETACH_MS 250
-#define REWIND_MAX 20000
 #define POLL_MAX 4096 /* records per loop pass: wakes and timers come between */
 /* Kafka must make progress; waiting for the client (credit) does not count */
 #define IDLE_MS 60000
@@ -95,7 +92,7 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
     j->id = ++s->next_job;
     memcpy(j->from, u->progress, (size_t)s->nparts * sizeof(int64_t));
     memcpy(j->to, s->evicted_hw, (size_t)s->nparts * sizeof(int64_t));
-    atomic_init(&j->credit, CREDIT_BATCHES);
+    atomic_init(&j->credit, s->catchup_credit);
     atomic_store(&j->refs, 2); /* the subscription's and the catch-up thread's */
     j->owner = u;
     if (s->jobs_last)
@@ -217,11 +214,12 @@ static void job_post(catchup *c, cjob *j)
 }
 
 /* Opens a batch for j when it has credit. Returns 1 when one is open. */
-static int job_open(cjob *j)
+static int job_open(const fh_stream *s, cjob *j)
 {
     if (j->evs)
         return 1;
-    if (atomic_load(&j->credit) <= 0 || !(j->evs = malloc(BATCH_MAX * sizeof(*j->evs))))
+    if (atomic_load(&j->credit) <= 0 ||
+        !(j->evs = malloc((size_t)s->catchup_batch * sizeof(*j->evs))))
         return 0; /* out of memory: try again later */
     atomic_fetch_sub(&j->credit, 1);
     j->n = 0;
@@ -473,7 +471,7 @@ static void attach(catchup *c)
         for (int p = 0; p < c->np; p++)
             if (busy[p] && j->pos[p] < j->to[p] && j->pos[p] < c->rpos[p])
                 behind += c->rpos[p] - j->pos[p];
-        if (behind > REWIND_MAX && c->nriding)
+        if (behind > c->s->catchup_rewind && c->nriding)
             continue;
         if (cand_push(c, j))
             break;
@@ -492,11 +490,16 @@ static void attach(catchup *c)
         for (cjob *j = c->active; j; j = j->anext)
             if (j->riding)
                 materialize(c, j);
+    if (!c->nriding)
+        fh_metric_add(c->s->m_cu_passes, 1);
     for (size_t i = 0; i < c->ncand; i++) {
         cjob *j = c->cand[i];
         j->indexed = stream_findex_add(c->idx, j, &j->filter);
         j->riding = 1;
         j->stall_ms = 0;
+        if (j->detached)
+            fh_metric_add(c->s->m_cu_rejoins, 1);
+        j->detached = 0;
         c->nriding++;
         n++;
         for (int p = 0; p < c->np; p++)
@@ -581,15 +584,17 @@ static int offer(catchup *c, rd_kafka_message_t *m)
     stream_findex_each(c->idx, e, collect, c);
     for (size_t i = 0; i < c->ncand; i++) {
         cjob *j = c->cand[i];
-        if (job_open(j))
+        if (job_open(s, j))
             continue;
         if (!j->stall_ms)
             j->stall_ms = now;
-        if (now - j->stall_ms < DETACH_MS) {
+        if (now - j->stall_ms < s->catchup_detach_ms) {
             c->held_ev = e;
             return 1;
         }
         job_detach(c, j); /* too slow: the others go on; it attaches again with credit */
+        j->detached = 1;
+        fh_metric_add(s->m_cu_detaches, 1);
         c->cand[i] = NULL;
     }
     c->rpos[p] = m->offset + 1;
@@ -598,7 +603,7 @@ static int offer(catchup *c, rd_kafka_message_t *m)
         if (!j)
             continue;
         j->evs[j->n++] = sev_ref(e);
-        if (j->n == BATCH_MAX)
+        if (j->n == (size_t)s->catchup_batch)
             job_post(c, j);
     }
     c->ncand = 0;

@@ -245,7 +245,8 @@ typedef struct cjob {
         *to;          /* per partition: read [from, to); from is resolved by the catch-up thread */
     fh_filter filter; /* a copy of the subscription's, for the catch-up thread */
     sub *owner;       /* the stream thread's: its subscription, NULL once that is gone */
-    _Atomic int credit; /* batches the stream thread takes (CREDIT_BATCHES in flight at most) */
+    _Atomic int
+        credit; /* batches the stream thread takes (stream.catchup_batches in flight at most) */
     _Atomic int cancel;
     /* catch-up thread */
     struct cjob *anext; /* the active jobs */
@@ -258,6 +259,7 @@ typedef struct cjob {
     int64_t stall_ms; /* since when a record waits for this job's credit (0: none) */
     int64_t posted;   /* sum of pos when a batch was last posted */
     int resolved;
+    int detached; /* left behind for want of credit, not attached since */
 } cjob;
 
 struct fh_stream {
@@ -325,6 +327,11 @@ struct fh_stream {
     fh_loop *cloop;      /* the catch-up thread's; other threads only fh_loop_wake it */
     cjob *jobs_first, *jobs_last;
     int njobs, max_jobs; /* queued and active jobs */
+    /* stream.catchup_*: events per batch, batches in flight per job, how long the reader waits
+     * for a job's credit before it detaches it, how far it steps back for a joining job */
+    int catchup_batch, catchup_credit;
+    int64_t catchup_detach_ms, catchup_rewind;
+    fh_metric *m_cu_passes, *m_cu_detaches, *m_cu_rejoins;
     unsigned next_job;
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,

@@ -400,6 +400,16 @@ static const fh_metric_row stream_metrics[] = {
                   "Recent events held for resume.", 1),
     FH_METRIC_ROW(fh_stream, m_catchups, "firehose_stream_catchups_total", NULL,
                   "Resumes served from Kafka.", 0),
+    FH_METRIC_ROW(fh_stream, m_cu_passes, "firehose_stream_catchup_passes_total", NULL,
+                  "Passes over Kafka the shared catch-up reader started (each serves every "
+                  "resume that joins it).",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_cu_detaches, "firehose_stream_catchup_detaches_total", NULL,
+                  "Resumes the catch-up reader left behind because their client read slowly "
+                  "(stream.catchup_detach_ms).",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_cu_rejoins, "firehose_stream_catchup_rejoins_total", NULL,
+                  "Resumes left behind that joined a pass again from their own position.", 0),
     FH_METRIC_ROW(fh_stream, m_ring_bytes, "firehose_stream_ring_bytes", NULL,
                   "Bytes the recent events held for resume cost.", 1),
     FH_METRIC_ROW(fh_stream, m_holds, "firehose_stream_holds_total", NULL,
@@ -444,6 +454,10 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     fh_json_doc_init(&s->doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
     s->heartbeat_s = (int)fh_config_int(&b->cfg, "stream.heartbeat_s");
     s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
+    s->catchup_batch = (int)fh_config_int(&b->cfg, "stream.catchup_batch_events");
+    s->catchup_credit = (int)fh_config_int(&b->cfg, "stream.catchup_batches");
+    s->catchup_detach_ms = fh_config_int(&b->cfg, "stream.catchup_detach_ms");
+    s->catchup_rewind = fh_config_int(&b->cfg, "stream.catchup_rewind_events");
     s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
     s->close_timeout_ms = fh_config_int(&b->cfg, "stream.close_timeout_ms");
     s->ring = calloc(s->ring_cap, sizeof(sev *));

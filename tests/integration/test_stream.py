@@ -588,6 +588,57 @@ def test_a_catch_up_client_that_never_reads_does_not_hold_back_the_others(fresh)
         raw.close()
 
 
+def test_catch_ups_left_behind_by_a_slow_connection_rejoin_and_each_get_exactly_their_events(fresh):
+    """Three catch-ups on one connection that stops reading are left behind by the shared reader (detached: the others go on and finish); once it reads again each rejoins from its own position and gets exactly its events, then live."""
+    b = fresh("tight")                     # ring 100 events, client queue 64 KiB
+    evs = gen_events.generate(3300, seed=282)
+    b.emit(evs[:3000])
+    history = list(b.topics.produced)      # far more than 64 KiB of events
+    flts = {"all": {}, "builds": {"type": ["build.*", "step.*"]}, "logs": {"type": "log.chunk"}}
+    detaches = b.metric("firehose_stream_catchup_detaches_total")
+    rejoins = b.metric("firehose_stream_catchup_rejoins_total")
+    raw = RawWs("127.0.0.1", b.port, rcvbuf=4096)
+    c = Client(b)
+    try:
+        for sid, flt in flts.items():
+            raw.send_json({"op": "subscribe", "id": sid, "filter": flt, "from": "earliest"})
+        c.subscribe("other", {"type": "log.*"}, "earliest")
+        want = [e for e in history if matches({"type": "log.*"}, e)]
+        c.wait_events("other", len(want), timeout=180, idle=30)
+        # the slow connection's jobs were left behind (not the whole pass held for them)
+        wait_for(lambda: b.metric("firehose_stream_catchup_detaches_total") > detaches, 60,
+                 what="a catch-up of the slow connection to be left behind")
+        got = collections.defaultdict(list)
+        want_n = {sid: sum(1 for e in history if matches(flt, e)) for sid, flt in flts.items()}
+        deadline = time.monotonic() + 180
+        while any(len(got[s]) < n for s, n in want_n.items()) and time.monotonic() < deadline:
+            m = raw.recv_message(timeout=30)
+            assert m is not None, "nothing for 30 s; got %s of %s" % (
+                {s: len(v) for s, v in got.items()}, want_n)
+            if m.get("op") == "event":
+                got[m["sub"]].append(m["event"])
+        assert b.metric("firehose_stream_catchup_rejoins_total") > rejoins
+        base = b.metric("firehose_stream_events_total")
+        b.emit(evs[3000:])                 # live again: each continues without a gap
+        settle(b, base + 300)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+                len(got[s]) < sum(1 for e in b.topics.produced if matches(f, e))
+                for s, f in flts.items()):
+            m = raw.recv_message(timeout=30)
+            assert m is not None, "closed: %s" % (raw.close_frame,)
+            if m.get("op") == "event":
+                got[m["sub"]].append(m["event"])
+        problems = []
+        for sid, flt in flts.items():
+            problems += exact_problems(got[sid], [e for e in b.topics.produced if matches(flt, e)],
+                                       b.topics, sid)
+        assert not problems, "\n".join(problems[:40])
+    finally:
+        c.close()
+        raw.close()
+
+
 # ---- 3. backpressure --------------------------------------------------------------------------------
 
 def _paced(em, evs, per=100, every=0.05):
