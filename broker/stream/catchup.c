@@ -109,6 +109,7 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
     }
     u->cj = j;
     u->pend_batches = 0; /* the credit of an earlier job is not this one's */
+    u->nends = 0;
     u->state = SUB_CATCHUP;
     u->own_cursors = 1;
     if (!admitted)
@@ -771,7 +772,6 @@ void stream_on_catchup(fh_stream *s, inmsg *m)
         return; /* gone: drain_inbox drops the events */
     conn *c = u->c;
     if (m->kind == IN_CATCHUP_BATCH) {
-        u->pend_batches++; /* the job may send another once this one is delivered */
         for (int p = 0; m->vec && p < s->nparts; p++)
             if (u->progress[p] < m->vec[p])
                 u->progress[p] = m->vec[p]; /* earliest and time resolved to offsets */
@@ -780,19 +780,10 @@ void stream_on_catchup(fh_stream *s, inmsg *m)
             u->pend_upto = m->upto;
             m->upto = NULL;
         }
-        if (u->ipend < u->npend) {
-            /* the next batch came while this one is delivered (or a job's last one) */
-            sev **all = realloc(u->pend, (u->npend + m->nevs) * sizeof(*all));
-            if (!all)
-                return;
-            memcpy(all + u->npend, m->evs, m->nevs * sizeof(*all));
-            u->pend = all;
-            u->npend += m->nevs;
-            free(m->evs);
-        } else {
-            stream_pend_clear(u);
-            u->pend = m->evs; /* the batch moves to the sub, delivered as the queue drains */
-            u->npend = m->nevs;
+        if (stream_pend_add(u, m->evs, m->nevs)) {
+            /* its events would be lost: the client resumes from its last cursor instead */
+            stream_close_conn(s, c, CLOSE_INTERNAL, "out of memory");
+            return;
         }
         m->evs = NULL;
         m->nevs = 0;

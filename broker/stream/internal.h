@@ -149,8 +149,10 @@ typedef struct sub {
     int64_t *done_vec;  /* catch-up: where the job ended, once it has (applied after pend) */
     int64_t *pend_upto; /* catch-up: the job's position after pend (applied after pend) */
     struct cjob *cj;    /* catch-up: the job (a reference), or NULL */
-    int pend_batches;   /* catch-up: batches in pend, credited back once it is delivered */
-    int indexed;        /* how it is registered in the routing index */
+    int pend_batches;   /* catch-up: batches wholly queued whose credit is still owed */
+    size_t *pend_ends;  /* catch-up: where each batch still in pend ends, oldest first */
+    size_t nends, capends;
+    int indexed; /* how it is registered in the routing index */
     struct sub *next_in_conn;
 } sub;
 
@@ -398,6 +400,7 @@ void stream_route(fh_stream *s, sev *e);
 /* subs.c */
 void stream_catchup_step(fh_stream *s, sub *u);
 void stream_handle_client_message(fh_stream *s, conn *c, const char *data, size_t len);
+int stream_pend_add(sub *u, sev **evs, size_t n);
 void stream_pend_clear(sub *u);
 void stream_replay_step(fh_stream *s, sub *u);
 void stream_sub_remove(fh_stream *s, conn *c, sub *u);

@@ -33,6 +33,54 @@ void stream_pend_clear(sub *u)
     free(u->pend);
     u->pend = NULL;
     u->npend = u->ipend = 0;
+    u->nends = 0;
+}
+
+/* The batches of u's pending events queued wholly by now: their credit is owed to the job. */
+static void batches_queued(sub *u)
+{
+    size_t k = 0;
+    while (k < u->nends && u->pend_ends[k] <= u->ipend)
+        k++;
+    if (!k)
+        return;
+    u->pend_batches += (int)k;
+    u->nends -= k;
+    memmove(u->pend_ends, u->pend_ends + k, u->nends * sizeof(*u->pend_ends));
+}
+
+/* Appends a catch-up batch (evs[0..n), which u then owns; freed) to u's pending events and notes
+ * where it ends, so that its credit goes back as soon as it has been queued, while the next
+ * batch is still being delivered: the job fills one batch while the stream thread delivers
+ * another. Returns 0, or -1 when out of memory (evs untouched). */
+int stream_pend_add(sub *u, sev **evs, size_t n)
+{
+    batches_queued(u);
+    if (u->nends == u->capends) {
+        size_t cap = u->capends ? u->capends * 2 : 4;
+        size_t *v = realloc(u->pend_ends, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        u->pend_ends = v;
+        u->capends = cap;
+    }
+    if (u->ipend < u->npend) {
+        /* the next batch came while this one is delivered (or a job's last one) */
+        sev **all = realloc(u->pend, (u->npend + n) * sizeof(*all));
+        if (!all)
+            return -1;
+        memcpy(all + u->npend, evs, n * sizeof(*all));
+        u->pend = all;
+        u->npend += n;
+        free(evs);
+    } else {
+        free(u->pend); /* delivered: batches_queued took every end */
+        u->pend = evs;
+        u->npend = n;
+        u->ipend = 0;
+    }
+    u->pend_ends[u->nends++] = u->npend;
+    return 0;
 }
 
 static void sub_free(fh_stream *s, sub *u)
@@ -43,6 +91,7 @@ static void sub_free(fh_stream *s, sub *u)
     stream_pend_clear(u);
     free(u->done_vec);
     free(u->pend_upto);
+    free(u->pend_ends);
     free(u->progress);
     free(u);
 }
@@ -115,15 +164,19 @@ void stream_replay_step(fh_stream *s, sub *u)
 /* Catch-up events one call of catchup_step queues at most. */
 #define CATCHUP_STEP_EVENTS 256
 
-/* Delivers u's pending catch-up batch while the queue has room (CATCHUP_STEP_EVENTS at a time);
- * then asks the job for the next batch, or, once the job has ended, continues from the ring
- * (replay_step reads from Kafka again if the ring moved past the job's end meanwhile). */
+/* Delivers u's pending catch-up batches while the queue has room (CATCHUP_STEP_EVENTS at a
+ * time), giving each batch's credit back once it has been queued while there was room; once all
+ * are delivered, asks the job for the next batch, or, once the job has ended, continues from the
+ * ring (replay_step reads from Kafka again if the ring moved past the job's end meanwhile). */
 void stream_catchup_step(fh_stream *s, sub *u)
 {
     conn *c = u->c;
+    batches_queued(u);
     for (int n = 0; u->ipend < u->npend; n++) {
         if (c->closing || !paced_room(s, c))
             return;
+        if (u->pend_batches)
+            stream_grant_credit(s, u); /* the job fills the next while this one is delivered */
         if (n == CATCHUP_STEP_EVENTS) {
             /* the rest on a later loop pass (room service): live records go between */
             c->want_room = 1;
@@ -137,6 +190,7 @@ void stream_catchup_step(fh_stream *s, sub *u)
                 u->progress[e->part] = e->offset + 1;
         }
         sev_unref(e);
+        batches_queued(u);
     }
     stream_pend_clear(u);
     if (u->pend_upto) {

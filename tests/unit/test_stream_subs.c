@@ -215,10 +215,7 @@ static void ts_batch(sub *u, int64_t first, size_t n)
     }
     if (!evs)
         return;
-    u->pend_batches++;
-    stream_pend_clear(u);
-    u->pend = evs;
-    u->npend = n;
+    CHECK(stream_pend_add(u, evs, n) == 0);
     stream_catchup_step(&ts_s, u);
 }
 
@@ -250,8 +247,10 @@ static int ts_got_all(int i, size_t n)
 
 static void ts_close(void)
 {
-    for (int i = 0; i < TS_SUBS; i++)
+    for (int i = 0; i < TS_SUBS; i++) {
         stream_pend_clear(&ts_subs[i]);
+        free(ts_subs[i].pend_ends);
+    }
 }
 
 /* ---- tests -----------------------------------------------------------------------------------
@@ -303,5 +302,44 @@ TEST(stream_subs_catch_ups_with_nothing_to_do_do_not_keep_the_stream_awake)
     CHECK(ts_room_service() == 0);
     CHECK(ts_got_all(0, 5));
     CHECK(ts_credited[0] == 1 && ts_credited[1] == 1);
+    ts_close();
+}
+
+TEST(stream_subs_a_batch_is_credited_once_queued_while_the_next_one_is_delivered)
+{
+    ts_open(1);
+    sub *u = &ts_subs[0];
+    ts_queued = ts_s.client_queue_max; /* the client is behind: both batches wait */
+    ts_batch(u, 0, 300);
+    ts_batch(u, 300, 300);
+    CHECK(ts_ngot[0] == 0 && ts_credited[0] == 0);
+    ts_queued = 0;
+    CHECK(ts_room_service() >= 1);
+    CHECK(ts_got_all(0, 600));
+    CHECK(ts_credited[0] == 2);
+    /* each step queues CATCHUP_STEP_EVENTS: the second step passes the end of the first batch,
+     * whose credit goes back then, while the second batch is still being delivered */
+    ts_batch(u, 600, 300);
+    CHECK(ts_ngot[0] == 600 + CATCHUP_STEP_EVENTS && ts_credited[0] == 2);
+    ts_batch(u, 900, 300);
+    CHECK(ts_ngot[0] == 600 + 2 * CATCHUP_STEP_EVENTS);
+    CHECK(ts_credited[0] == 3);
+    CHECK(ts_c.want_room);
+    CHECK(ts_room_service() >= 1);
+    CHECK(ts_got_all(0, 1200));
+    CHECK(ts_credited[0] == 4);
+    ts_close();
+}
+
+TEST(stream_subs_an_empty_batch_is_credited_too)
+{
+    ts_open(1);
+    ts_batch(&ts_subs[0], 0, 0); /* a position only */
+    CHECK(ts_credited[0] == 1);
+    ts_batch(&ts_subs[0], 0, 10);
+    ts_batch(&ts_subs[0], 10, 0);
+    CHECK(ts_got_all(0, 10));
+    CHECK(ts_credited[0] == 3);
+    CHECK(!ts_c.want_room);
     ts_close();
 }
