@@ -359,6 +359,31 @@ uint64_t fh_filter_type_mask(const fh_filter *f)
     return all;
 }
 
+fh_err fh_filter_copy(fh_filter *dst, const fh_filter *src)
+{
+    int failed = 0;
+    *dst = *src;
+    for (size_t i = 0; i < src->nclauses; i++) {
+        fh_filter_clause *c = &dst->clauses[i];
+        c->vals = calloc(c->nvals ? c->nvals : 1, sizeof(*c->vals));
+        if (!c->vals) {
+            c->nvals = 0;
+            failed = 1;
+        }
+        for (size_t k = 0; k < c->nvals; k++) {
+            const fh_filter_value *v = &src->clauses[i].vals[k];
+            c->vals[k] = *v;
+            c->vals[k].str = v->str ? strdup(v->str) : NULL;
+            failed |= v->str && !c->vals[k].str;
+        }
+    }
+    if (failed) {
+        fh_filter_free(dst);
+        return FH_ERR_NOMEM;
+    }
+    return FH_OK;
+}
+
 void fh_filter_free(fh_filter *f)
 {
     for (size_t i = 0; i < f->nclauses; i++) {

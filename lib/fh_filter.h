@@ -107,6 +107,8 @@ void fh_filter_facts_free(fh_filter_facts *facts);
 /* Returns 1 when s matches the glob pattern (only `*` is special). */
 int fh_glob_match(const char *pattern, const char *s);
 
+/* A deep copy of src into dst (released with fh_filter_free). On FH_ERR_NOMEM dst is empty. */
+fh_err fh_filter_copy(fh_filter *dst, const fh_filter *src);
 void fh_filter_free(fh_filter *f);
 
 #endif

@@ -419,14 +419,39 @@ void stream_on_new_sse(fh_stream *s, conn *c)
     json_decref(from);
 }
 
+/* Catch-up events one inbox drain takes on at most: the rest waits for the next loop pass, so
+ * live records are routed between catch-up batches. */
+#define INBOX_CATCHUP_EVENTS 2048
+
+/* Puts m and what follows it back at the inbox's head (they came first) and wakes the loop. */
+static void inbox_putback(fh_stream *s, inmsg *m)
+{
+    inmsg *last = m;
+    while (last->next)
+        last = last->next;
+    pthread_mutex_lock(&s->inbox_mu);
+    last->next = s->inbox_first;
+    if (!s->inbox_first)
+        s->inbox_last = last;
+    s->inbox_first = m;
+    pthread_mutex_unlock(&s->inbox_mu);
+    fh_loop_wake(s->loop);
+}
+
 void stream_drain_inbox(fh_stream *s)
 {
+    size_t catchup_events = 0;
     pthread_mutex_lock(&s->inbox_mu);
     inmsg *m = s->inbox_first;
     s->inbox_first = s->inbox_last = NULL;
     pthread_mutex_unlock(&s->inbox_mu);
     while (m) {
         inmsg *next = m->next;
+        if (m->kind == IN_CATCHUP_BATCH && catchup_events >= INBOX_CATCHUP_EVENTS) {
+            inbox_putback(s, m);
+            return;
+        }
+        catchup_events += m->kind == IN_CATCHUP_BATCH ? m->nevs : 0;
         switch (m->kind) {
         case IN_WS:
             on_new_ws(s, m);
@@ -448,6 +473,8 @@ void stream_drain_inbox(fh_stream *s)
             sev_unref(m->evs[i]);
         free(m->evs);
         free(m->vec);
+        free(m->upto);
+        stream_cjob_unref(m->j);
         free(m);
         m = next;
     }

@@ -1,5 +1,6 @@
-/* index: the routing index, (field, value) -> subscriptions, so an event is offered only to
- * candidate subscriptions; routing a new event to the live ones. */
+/* index: the routing index, (field, value) -> items (subscriptions; the catch-up thread keeps its
+ * own of catch-up jobs), so an event is offered only to candidates; routing a new event to the
+ * live subscriptions. */
 #include "internal.h"
 
 /* ---- routing index ----------------------------------------------------------------------------
@@ -13,10 +14,10 @@ static unsigned long hash_kv(int field, const char *v)
     return h % INDEX_BUCKETS;
 }
 
-static ientry *index_find(fh_stream *s, int field, const char *v, int create)
+static ientry *index_find(findex *x, int field, const char *v, int create)
 {
     unsigned long h = hash_kv(field, v);
-    for (ientry *e = s->buckets[h]; e; e = e->next)
+    for (ientry *e = x->buckets[h]; e; e = e->next)
         if (e->field == field && strcmp(e->value, v) == 0)
             return e;
     if (!create)
@@ -27,16 +28,16 @@ static ientry *index_find(fh_stream *s, int field, const char *v, int create)
         return NULL;
     }
     e->field = field;
-    e->next = s->buckets[h];
-    s->buckets[h] = e;
+    e->next = x->buckets[h];
+    x->buckets[h] = e;
     return e;
 }
 
-static int vec_add(sub ***v, size_t *n, size_t *cap, sub *u)
+static int vec_add(void ***v, size_t *n, size_t *cap, void *u)
 {
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
-        sub **nv = realloc(*v, nc * sizeof(*nv));
+        void **nv = realloc(*v, nc * sizeof(*nv));
         if (!nv)
             return -1;
         *v = nv;
@@ -46,7 +47,7 @@ static int vec_add(sub ***v, size_t *n, size_t *cap, sub *u)
     return 0;
 }
 
-static void vec_remove(sub **v, size_t *n, sub *u)
+static void vec_remove(void **v, size_t *n, const void *u)
 {
     for (size_t i = 0; i < *n; i++)
         if (v[i] == u) {
@@ -60,11 +61,11 @@ static const int index_order[] = {FH_F_BUILDID,  FH_F_BUILDREQUESTID, FH_F_BUILD
                                   FH_F_REVISION, FH_F_BUILDERID,      FH_F_BRANCH,  FH_F_WORKER,
                                   FH_F_PROJECT,  FH_F_MASTER,         FH_F_TYPE};
 
-static const fh_filter_clause *index_clause(const sub *u)
+static const fh_filter_clause *index_clause(const fh_filter *f)
 {
     for (size_t k = 0; k < sizeof(index_order) / sizeof(index_order[0]); k++)
-        for (size_t i = 0; i < u->filter.nclauses; i++) {
-            const fh_filter_clause *c = &u->filter.clauses[i];
+        for (size_t i = 0; i < f->nclauses; i++) {
+            const fh_filter_clause *c = &f->clauses[i];
             if ((int)c->field != index_order[k])
                 continue;
             int exact = 1;
@@ -84,53 +85,67 @@ static void value_text(const fh_filter_value *v, char *buf, size_t size)
         snprintf(buf, size, "%lld", v->num);
 }
 
-void stream_index_add(fh_stream *s, sub *u)
+int stream_findex_add(findex *x, void *item, const fh_filter *f)
 {
-    const fh_filter_clause *c = index_clause(u);
+    const fh_filter_clause *c = index_clause(f);
     char val[FH_FILTER_MAX_STRLEN + 32];
     if (!c) {
-        vec_add(&s->wild, &s->nwild, &s->capwild, u);
-        u->indexed = -1;
-        return;
+        vec_add(&x->wild, &x->nwild, &x->capwild, item);
+        return -1;
     }
     for (size_t i = 0; i < c->nvals; i++) {
         value_text(&c->vals[i], val, sizeof(val));
-        ientry *e = index_find(s, (int)c->field, val, 1);
+        ientry *e = index_find(x, (int)c->field, val, 1);
         if (e)
-            vec_add(&e->subs, &e->n, &e->cap, u);
+            vec_add(&e->items, &e->n, &e->cap, item);
     }
-    s->field_used[c->field]++;
-    u->indexed = (int)c->field;
+    x->field_used[c->field]++;
+    return (int)c->field;
+}
+
+void stream_findex_free(findex *x)
+{
+    for (int i = 0; i < INDEX_BUCKETS; i++)
+        for (ientry *e = x->buckets[i], *n; e; e = n) {
+            n = e->next;
+            free(e->items);
+            free(e->value);
+            free(e);
+        }
+    free(x->wild);
+}
+
+void stream_findex_remove(findex *x, void *item, const fh_filter *f, int indexed)
+{
+    char val[FH_FILTER_MAX_STRLEN + 32];
+    if (indexed == -1) {
+        vec_remove(x->wild, &x->nwild, item);
+    } else if (indexed >= 0) {
+        const fh_filter_clause *c = index_clause(f);
+        for (size_t i = 0; c && i < c->nvals; i++) {
+            value_text(&c->vals[i], val, sizeof(val));
+            ientry *e = index_find(x, (int)c->field, val, 0);
+            if (e)
+                vec_remove(e->items, &e->n, item);
+        }
+        x->field_used[indexed]--;
+    }
+}
+
+void stream_index_add(fh_stream *s, sub *u)
+{
+    u->indexed = stream_findex_add(&s->idx, u, &u->filter);
 }
 
 /* Frees the index's own memory (its entries and the unindexed list), not the subscriptions. */
 void stream_index_free(fh_stream *s)
 {
-    for (int i = 0; i < INDEX_BUCKETS; i++)
-        for (ientry *e = s->buckets[i], *n; e; e = n) {
-            n = e->next;
-            free(e->subs);
-            free(e->value);
-            free(e);
-        }
-    free(s->wild);
+    stream_findex_free(&s->idx);
 }
 
 void stream_index_remove(fh_stream *s, sub *u)
 {
-    char val[FH_FILTER_MAX_STRLEN + 32];
-    if (u->indexed == -1) {
-        vec_remove(s->wild, &s->nwild, u);
-    } else if (u->indexed >= 0) {
-        const fh_filter_clause *c = index_clause(u);
-        for (size_t i = 0; c && i < c->nvals; i++) {
-            value_text(&c->vals[i], val, sizeof(val));
-            ientry *e = index_find(s, (int)c->field, val, 0);
-            if (e)
-                vec_remove(e->subs, &e->n, u);
-        }
-        s->field_used[u->indexed]--;
-    }
+    stream_findex_remove(&s->idx, u, &u->filter, u->indexed);
     u->indexed = -2;
 }
 
@@ -146,8 +161,29 @@ static const char *event_field_text(const sev *e, int field, char *buf, size_t s
     return buf;
 }
 
-static void route_to(fh_stream *s, sub *u, sev *e)
+void stream_findex_each(findex *x, sev *e, void (*fn)(void *item, sev *e, void *ctx), void *ctx)
 {
+    char val[FH_FILTER_MAX_STRLEN + 32];
+    for (size_t i = 0; i < x->nwild;) {
+        void *item = x->wild[i];
+        fn(item, e, ctx);
+        if (i < x->nwild && x->wild[i] == item)
+            i++; /* else fn removed it: the next one took its place */
+    }
+    for (int f = 0; f < FH_F__COUNT; f++) {
+        const char *v;
+        if (!x->field_used[f] || !(v = event_field_text(e, f, val, sizeof(val))))
+            continue;
+        ientry *ie = index_find(x, f, v, 0);
+        for (size_t i = 0; ie && i < ie->n; i++)
+            fn(ie->items[i], e, ctx);
+    }
+}
+
+static void route_to(void *item, sev *e, void *ctx)
+{
+    fh_stream *s = ctx;
+    sub *u = item;
     if (u->mark == e->seq || u->state != SUB_LIVE || u->c->closing)
         return;
     u->mark = e->seq;
@@ -159,19 +195,5 @@ static void route_to(fh_stream *s, sub *u, sev *e)
  * candidate subscriptions (index hits plus unindexed ones), not the number of subscribers. */
 void stream_route(fh_stream *s, sev *e)
 {
-    char val[FH_FILTER_MAX_STRLEN + 32];
-    for (size_t i = 0; i < s->nwild;) {
-        sub *u = s->wild[i];
-        route_to(s, u, e);
-        if (i < s->nwild && s->wild[i] == u)
-            i++;
-    }
-    for (int f = 0; f < FH_F__COUNT; f++) {
-        const char *v;
-        if (!s->field_used[f] || !(v = event_field_text(e, f, val, sizeof(val))))
-            continue;
-        ientry *ie = index_find(s, f, v, 0);
-        for (size_t i = 0; ie && i < ie->n; i++)
-            route_to(s, ie->subs[i], e);
-    }
+    stream_findex_each(&s->idx, e, route_to, s);
 }

@@ -144,11 +144,15 @@ typedef struct sub {
     int own_cursors;     /* 1: build a cursor per delivery from progress (replay, catch-up) */
     uint64_t replay_seq; /* next ring seq to replay */
     uint64_t mark;       /* last event seq routed to this sub (dedupes index hits) */
-    unsigned job;        /* catch-up job id while catching up */
     sev **pend; /* catch-up: the batch from Kafka still to stream_deliver (paced like a replay) */
     size_t npend, ipend;
-    int64_t *done_vec; /* catch-up: where the job ended, once it has (applied after pend) */
-    int indexed;       /* how it is registered in the routing index */
+    int64_t *done_vec;  /* catch-up: where the job ended, once it has (applied after pend) */
+    int64_t *pend_upto; /* catch-up: the job's position after pend (applied after pend) */
+    struct cjob *cj;    /* catch-up: the job (a reference), or NULL */
+    int pend_batches;   /* catch-up: batches wholly queued whose credit is still owed */
+    size_t *pend_ends;  /* catch-up: where each batch still in pend ends, oldest first */
+    size_t nends, capends;
+    int indexed; /* how it is registered in the routing index */
     struct sub *next_in_conn;
 } sub;
 
@@ -196,9 +200,18 @@ typedef struct ientry {
     struct ientry *next;
     int field;
     char *value;
-    sub **subs;
+    void **items;
     size_t n, cap;
 } ientry;
+
+/* An index of items (subscriptions or catch-up jobs), each under the most selective exact-match
+ * clause of its filter, or in wild when it has none. One thread's. */
+typedef struct findex {
+    ientry *buckets[INDEX_BUCKETS];
+    void **wild;
+    size_t nwild, capwild;
+    int field_used[FH_F__COUNT];
+} findex;
 
 /* ---- inbox: what other threads hand to the stream thread ----------------------------------------
  */
@@ -212,7 +225,9 @@ typedef struct inmsg {
     unsigned job;
     sev **evs;
     size_t nevs;
-    int64_t *vec; /* DONE: progress; FAIL: earliest cursor */
+    int64_t *vec;   /* BATCH: the resolved start; DONE: progress; FAIL: earliest cursor */
+    int64_t *upto;  /* BATCH: the job's position after the batch's events */
+    struct cjob *j; /* the catch-up job (a reference) */
     char error[256];
     char extra[1024]; /* WebSocket bytes MHD read past the request */
     size_t extra_len;
@@ -221,12 +236,32 @@ typedef struct inmsg {
 /* ---- catch-up jobs ----------------------------------------------------------------------------
  */
 
+/* One resume read from Kafka. Shared by the stream thread (through its subscription) and the
+ * catch-up thread, and referenced by each inbox message about it: freed by the last
+ * stream_cjob_unref. Fields under "catch-up thread" are that thread's alone. */
 typedef struct cjob {
-    struct cjob *next;
+    struct cjob *next; /* s->jobs_first: queued, under s->cmu */
+    _Atomic int refs;
     unsigned id;
-    int64_t *from, *to; /* per partition: read [from, to) */
-    _Atomic int credit; /* batches the stream thread allows */
+    int64_t *from,
+        *to;          /* per partition: read [from, to); from is resolved by the catch-up thread */
+    fh_filter filter; /* a copy of the subscription's, for the catch-up thread */
+    sub *owner;       /* the stream thread's: its subscription, NULL once that is gone */
+    _Atomic int
+        credit; /* batches the stream thread takes (stream.catchup_batches in flight at most) */
     _Atomic int cancel;
+    /* catch-up thread */
+    struct cjob *anext; /* the active jobs */
+    int64_t *pos;       /* next offset it needs per partition (riding: at least the reader's) */
+    int64_t *earliest;  /* what Kafka keeps, for cursor_expired */
+    int riding;         /* attached to the shared pass (in the jobs' index) */
+    int indexed;
+    sev **evs; /* the open batch (NULL: none, waiting for credit) */
+    size_t n;
+    int64_t stall_ms; /* since when a record waits for this job's credit (0: none) */
+    int64_t posted;   /* sum of pos when a batch was last posted */
+    int resolved;
+    int detached; /* left behind for want of credit, not attached since */
 } cjob;
 
 struct fh_stream {
@@ -285,20 +320,20 @@ struct fh_stream {
     size_t nqfree;
     rd_kafka_message_t *kbatch[KAFKA_BATCH]; /* records taken from Kafka, not yet routed */
     size_t kb_n, kb_i;
-    /* index */
-    ientry *buckets[INDEX_BUCKETS];
-    sub **wild;
-    size_t nwild, capwild;
-    int field_used[FH_F__COUNT];
+    findex idx; /* the live subscriptions' routing index */
     /* inbox */
     pthread_mutex_t inbox_mu;
     inmsg *inbox_first, *inbox_last;
     /* catch-up */
-    pthread_mutex_t cmu; /* the job queue, running_job and its credit */
+    pthread_mutex_t cmu; /* the job queue and njobs */
     fh_loop *cloop;      /* the catch-up thread's; other threads only fh_loop_wake it */
     cjob *jobs_first, *jobs_last;
-    cjob *running_job;
-    int njobs, max_jobs;
+    int njobs, max_jobs; /* queued and active jobs */
+    /* stream.catchup_*: events per batch, batches in flight per job, how long the reader waits
+     * for a job's credit before it detaches it, how far it steps back for a joining job */
+    int catchup_batch, catchup_credit;
+    int64_t catchup_detach_ms, catchup_rewind;
+    fh_metric *m_cu_passes, *m_cu_detaches, *m_cu_rejoins;
     unsigned next_job;
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
@@ -352,6 +387,11 @@ sev *stream_sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *
 int stream_sev_sse(fh_stream *s, sev *e);
 
 /* index.c */
+int stream_findex_add(findex *x, void *item, const fh_filter *f); /* returns how it is indexed */
+void stream_findex_remove(findex *x, void *item, const fh_filter *f, int indexed);
+void stream_findex_free(findex *x);
+/* Calls fn for every candidate item of e (each at most once per indexed value it matches). */
+void stream_findex_each(findex *x, sev *e, void (*fn)(void *item, sev *e, void *ctx), void *ctx);
 void stream_index_add(fh_stream *s, sub *u);
 void stream_index_free(fh_stream *s);
 void stream_index_remove(fh_stream *s, sub *u);
@@ -360,6 +400,7 @@ void stream_route(fh_stream *s, sev *e);
 /* subs.c */
 void stream_catchup_step(fh_stream *s, sub *u);
 void stream_handle_client_message(fh_stream *s, conn *c, const char *data, size_t len);
+int stream_pend_add(sub *u, sev **evs, size_t n);
 void stream_pend_clear(sub *u);
 void stream_replay_step(fh_stream *s, sub *u);
 void stream_sub_remove(fh_stream *s, conn *c, sub *u);
@@ -367,6 +408,7 @@ sub *stream_subscribe(fh_stream *s, conn *c, const char *id, fh_filter *filter, 
 
 /* catchup.c */
 void *stream_catchup_main(void *arg);
+void stream_cjob_unref(cjob *j);
 void stream_grant_credit(fh_stream *s, sub *u);
 void stream_on_catchup(fh_stream *s, inmsg *m);
 int stream_part_index(const fh_stream *s, const char *topic, int partition);

@@ -8,9 +8,10 @@
  *    WebSocket socket or SSE client to the stream thread through a mutex-protected inbox and an
  *    eventfd. SSE output is copied out of the client's queue by libmicrohttpd's content reader,
  *    under the client's mutex.
- *  - the catch-up thread serves resumes older than the ring from Kafka, one job at a time, with
- *    flow control from the stream thread (it waits for credit), and posts batches to the inbox.
- *    Between jobs it also asks Kafka how many partitions the topics have (every
+ *  - the catch-up thread serves resumes older than the ring from Kafka, every job in one shared
+ *    pass (catchup.c), with flow control from the stream thread (credit per job), and posts
+ *    batches to the inbox. While no job is active it also asks Kafka how many partitions the
+ *    topics have (every
  *    kafka.partition_check_ms); the stream thread's partition timer takes the added ones on, from
  *    their beginning, so the stream thread never waits for metadata.
  *
@@ -399,6 +400,16 @@ static const fh_metric_row stream_metrics[] = {
                   "Recent events held for resume.", 1),
     FH_METRIC_ROW(fh_stream, m_catchups, "firehose_stream_catchups_total", NULL,
                   "Resumes served from Kafka.", 0),
+    FH_METRIC_ROW(fh_stream, m_cu_passes, "firehose_stream_catchup_passes_total", NULL,
+                  "Passes over Kafka the shared catch-up reader started (each serves every "
+                  "resume that joins it).",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_cu_detaches, "firehose_stream_catchup_detaches_total", NULL,
+                  "Resumes the catch-up reader left behind because their client read slowly "
+                  "(stream.catchup_detach_ms).",
+                  0),
+    FH_METRIC_ROW(fh_stream, m_cu_rejoins, "firehose_stream_catchup_rejoins_total", NULL,
+                  "Resumes left behind that joined a pass again from their own position.", 0),
     FH_METRIC_ROW(fh_stream, m_ring_bytes, "firehose_stream_ring_bytes", NULL,
                   "Bytes the recent events held for resume cost.", 1),
     FH_METRIC_ROW(fh_stream, m_holds, "firehose_stream_holds_total", NULL,
@@ -443,6 +454,10 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     fh_json_doc_init(&s->doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
     s->heartbeat_s = (int)fh_config_int(&b->cfg, "stream.heartbeat_s");
     s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
+    s->catchup_batch = (int)fh_config_int(&b->cfg, "stream.catchup_batch_events");
+    s->catchup_credit = (int)fh_config_int(&b->cfg, "stream.catchup_batches");
+    s->catchup_detach_ms = fh_config_int(&b->cfg, "stream.catchup_detach_ms");
+    s->catchup_rewind = fh_config_int(&b->cfg, "stream.catchup_rewind_events");
     s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
     s->close_timeout_ms = fh_config_int(&b->cfg, "stream.close_timeout_ms");
     s->ring = calloc(s->ring_cap, sizeof(sev *));
@@ -514,8 +529,10 @@ void fh_stream_free(fh_stream *s)
     if (!s)
         return;
     fh_stream_stop(s);
-    /* SSE responses destroyed by the HTTP server left their last word in the inbox */
-    stream_drain_inbox(s);
+    /* SSE responses destroyed by the HTTP server left their last word in the inbox (a drain
+     * may leave catch-up batches for the next one) */
+    while (s->inbox_first)
+        stream_drain_inbox(s);
     while (s->ring_count)
         stream_ring_evict_one(s);
     free(s->ring);
@@ -536,9 +553,7 @@ void fh_stream_free(fh_stream *s)
         free(s->part_topic[p]);
     for (cjob *j = s->jobs_first, *n; j; j = n) {
         n = j->next;
-        free(j->from);
-        free(j->to);
-        free(j);
+        stream_cjob_unref(j); /* the catch-up thread's reference: it never took them */
     }
     fh_loop_free(s->loop);
     fh_loop_free(s->cloop);

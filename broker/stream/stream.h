@@ -28,6 +28,16 @@
      "SSE comment heartbeat and WebSocket ping interval"},                                         \
     {"stream.catchup_max", NULL, FH_CFG_INT, "32", 1, 10000,                                       \
      "resumes read from Kafka at once; more are refused with busy (retry)"},                       \
+    {"stream.catchup_batch_events", NULL, FH_CFG_INT, "512", 16, 65536,                            \
+     "events of one resume the catch-up reader hands to the stream thread in one batch at most"},  \
+    {"stream.catchup_batches", NULL, FH_CFG_INT, "2", 1, 64,                                       \
+     "batches of one resume in flight (one delivered while the next fills)"},                      \
+    {"stream.catchup_detach_ms", NULL, FH_CFG_INT, "250", 0, 60000,                                \
+     "how long the shared catch-up reader waits for a resume whose client reads slowly; then it "  \
+     "leaves it behind, and the resume goes on from its own position once the client reads"},     \
+    {"stream.catchup_rewind_events", NULL, FH_CFG_INT, "20000", 0, 100000000,                      \
+     "records a resume may be behind the catch-up reader and still join its pass (the reader "     \
+     "steps back to it); further behind it starts with the next pass"},                           \
     {"stream.drain_grace_ms", NULL, FH_CFG_INT, "500", 0, 60000,                                   \
      "how long a client past stream.client_queue_bytes may hold the stream while it drains"},      \
     {"stream.close_timeout_ms", NULL, FH_CFG_INT, "5000", 100, 600000,                             \

@@ -13,15 +13,15 @@ static sub *find_sub(conn *c, const char *id)
     return NULL;
 }
 
-static void cancel_job(fh_stream *s, unsigned id)
+/* Lets go of u's catch-up job: the catch-up thread drops it when it next looks. */
+static void cancel_job(fh_stream *s, sub *u)
 {
-    pthread_mutex_lock(&s->cmu);
-    for (cjob *j = s->jobs_first; j; j = j->next)
-        if (j->id == id)
-            atomic_store(&j->cancel, 1);
-    if (s->running_job && s->running_job->id == id)
-        atomic_store(&s->running_job->cancel, 1);
-    pthread_mutex_unlock(&s->cmu);
+    if (!u->cj)
+        return;
+    atomic_store(&u->cj->cancel, 1);
+    u->cj->owner = NULL;
+    stream_cjob_unref(u->cj);
+    u->cj = NULL;
     fh_loop_wake(s->cloop);
 }
 
@@ -33,16 +33,65 @@ void stream_pend_clear(sub *u)
     free(u->pend);
     u->pend = NULL;
     u->npend = u->ipend = 0;
+    u->nends = 0;
+}
+
+/* The batches of u's pending events queued wholly by now: their credit is owed to the job. */
+static void batches_queued(sub *u)
+{
+    size_t k = 0;
+    while (k < u->nends && u->pend_ends[k] <= u->ipend)
+        k++;
+    if (!k)
+        return;
+    u->pend_batches += (int)k;
+    u->nends -= k;
+    memmove(u->pend_ends, u->pend_ends + k, u->nends * sizeof(*u->pend_ends));
+}
+
+/* Appends a catch-up batch (evs[0..n), which u then owns; freed) to u's pending events and notes
+ * where it ends, so that its credit goes back as soon as it has been queued, while the next
+ * batch is still being delivered: the job fills one batch while the stream thread delivers
+ * another. Returns 0, or -1 when out of memory (evs untouched). */
+int stream_pend_add(sub *u, sev **evs, size_t n)
+{
+    batches_queued(u);
+    if (u->nends == u->capends) {
+        size_t cap = u->capends ? u->capends * 2 : 4;
+        size_t *v = realloc(u->pend_ends, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        u->pend_ends = v;
+        u->capends = cap;
+    }
+    if (u->ipend < u->npend) {
+        /* the next batch came while this one is delivered (or a job's last one) */
+        sev **all = realloc(u->pend, (u->npend + n) * sizeof(*all));
+        if (!all)
+            return -1;
+        memcpy(all + u->npend, evs, n * sizeof(*all));
+        u->pend = all;
+        u->npend += n;
+        free(evs);
+    } else {
+        free(u->pend); /* delivered: batches_queued took every end */
+        u->pend = evs;
+        u->npend = n;
+        u->ipend = 0;
+    }
+    u->pend_ends[u->nends++] = u->npend;
+    return 0;
 }
 
 static void sub_free(fh_stream *s, sub *u)
 {
-    if (u->state == SUB_CATCHUP)
-        cancel_job(s, u->job);
+    cancel_job(s, u);
     stream_index_remove(s, u);
     fh_filter_free(&u->filter);
     stream_pend_clear(u);
     free(u->done_vec);
+    free(u->pend_upto);
+    free(u->pend_ends);
     free(u->progress);
     free(u);
 }
@@ -60,14 +109,21 @@ void stream_sub_remove(fh_stream *s, conn *c, sub *u)
 
 /* 1 when c's queue has room for another slice of a replay or catch-up (at most half the cap is
  * filled that way, so live events and replies still fit); else asks to be called again once it
- * has drained (want_room) and returns 0. */
+ * has drained (want_room) and returns 0.
+ *
+ * want_room is the connection's, not the subscription's: it says that some replay or catch-up
+ * of c waits, and only on_drained (conn.c), which then steps every subscription of c, clears it.
+ * So a look finding room leaves the flag as it was: clearing it here would forget a sibling that
+ * is waiting (one that yielded after CATCHUP_STEP_EVENTS, or found no room before the queue
+ * drained), and that sibling would wait for the next request for room by any other, possibly
+ * forever (its batch undelivered, so its job never gets credit again). */
 static int paced_room(fh_stream *s, conn *c)
 {
     /* flag first, then look: an SSE reader draining meanwhile sees the flag and wakes us */
-    c->want_room = 1;
+    int was = atomic_exchange(&c->want_room, 1);
     if (stream_conn_queued(c) > s->client_queue_max / 2)
         return 0;
-    c->want_room = 0;
+    c->want_room = was;
     return 1;
 }
 
@@ -105,15 +161,27 @@ void stream_replay_step(fh_stream *s, sub *u)
     u->mark = s->next_seq - 1;
 }
 
-/* Delivers u's pending catch-up batch while the queue has room; then asks the job for the next
- * batch, or, once the job has ended, continues from the ring (replay_step reads from Kafka again
- * if the ring moved past the job's end meanwhile). */
+/* Catch-up events one call of catchup_step queues at most. */
+#define CATCHUP_STEP_EVENTS 256
+
+/* Delivers u's pending catch-up batches while the queue has room (CATCHUP_STEP_EVENTS at a
+ * time), giving each batch's credit back once it has been queued while there was room; once all
+ * are delivered, asks the job for the next batch, or, once the job has ended, continues from the
+ * ring (replay_step reads from Kafka again if the ring moved past the job's end meanwhile). */
 void stream_catchup_step(fh_stream *s, sub *u)
 {
     conn *c = u->c;
-    while (u->ipend < u->npend) {
+    batches_queued(u);
+    for (int n = 0; u->ipend < u->npend; n++) {
         if (c->closing || !paced_room(s, c))
             return;
+        if (u->pend_batches)
+            stream_grant_credit(s, u); /* the job fills the next while this one is delivered */
+        if (n == CATCHUP_STEP_EVENTS) {
+            /* the rest on a later loop pass (room service): live records go between */
+            c->want_room = 1;
+            return;
+        }
         sev *e = u->pend[u->ipend++];
         if (e->offset >= u->progress[e->part]) {
             if (stream_sub_matches(u, e))
@@ -122,14 +190,24 @@ void stream_catchup_step(fh_stream *s, sub *u)
                 u->progress[e->part] = e->offset + 1;
         }
         sev_unref(e);
+        batches_queued(u);
     }
     stream_pend_clear(u);
+    if (u->pend_upto) {
+        /* what the job read past the batch's last event matched nothing: a tighter cursor */
+        for (int p = 0; p < s->nparts; p++)
+            if (u->progress[p] < u->pend_upto[p])
+                u->progress[p] = u->pend_upto[p];
+        free(u->pend_upto);
+        u->pend_upto = NULL;
+    }
     if (u->done_vec) {
         for (int p = 0; p < s->nparts; p++)
             if (u->progress[p] < u->done_vec[p])
                 u->progress[p] = u->done_vec[p];
         free(u->done_vec);
         u->done_vec = NULL;
+        cancel_job(s, u); /* ended: only the reference is left to drop */
         u->state = SUB_REPLAY;
         u->replay_seq = 0;
         stream_replay_step(s, u);

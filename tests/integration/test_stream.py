@@ -506,6 +506,139 @@ def test_resume_from_kafka_with_a_small_client_queue(fresh):
         c.close()
 
 
+def _catchup_filters(evs):
+    """20 different filters over evs: everything, types, builders (indexed), branches, a glob."""
+    builders = [b for b, _ in collections.Counter(
+        e["data"].get("builder") for e in evs if isinstance(e.get("data"), dict)
+        and e["data"].get("builder")).most_common(8)]
+    flts = [{}, {"type": ["build.*"]}, {"type": ["step.finished", "log.finished"]},
+            {"type": "log.chunk"}, {"branch": "main"}, {"branch": "try"},
+            {"branch": "try", "type": ["step.*"]}, {"builder": "chromium-*"},
+            {"builder": builders[:3]}, {"type": ["buildrequest.*", "master.*"]},
+            {"builder": "*-tsan"}, {"type": "property.set"}]
+    flts += [{"builder": b} for b in builders]
+    return flts[:20]
+
+
+def test_twenty_catch_ups_from_earliest_at_once_each_get_exactly_their_events(fresh):
+    """20 subscriptions from earliest with different filters, all at once, share the catch-up reader: each gets exactly its events of the whole history in order, then continues live with no gap and no duplicate."""
+    b = fresh("ring")                      # ring 100 events: the history is read from Kafka
+    evs = gen_events.generate(2600, seed=262)
+    b.emit(evs[:2000])
+    history = list(b.topics.produced)
+    flts = _catchup_filters(history)
+    assert len(flts) == 20
+    catchups = b.metric("firehose_stream_catchups_total")
+    clients = [Client(b) for _ in range(4)]
+    try:
+        for i, flt in enumerate(flts):     # five subscriptions on each connection
+            clients[i % 4].subscribe("s%d" % i, flt, "earliest")
+        for i, flt in enumerate(flts):     # bounds for a loaded machine (the ASan broker)
+            clients[i % 4].wait_events("s%d" % i, sum(1 for e in history if matches(flt, e)),
+                                       timeout=180, idle=30)
+        assert b.metric("firehose_stream_catchups_total") == catchups + 20
+        base = b.metric("firehose_stream_events_total")
+        b.emit(evs[2000:])                 # live again
+        settle(b, base + 600, clients)
+        problems = []
+        for i, flt in enumerate(flts):
+            got = [m["event"] for m in clients[i % 4].events("s%d" % i)]
+            problems += exact_problems(got, [e for e in b.topics.produced if matches(flt, e)],
+                                       b.topics, "s%d %s" % (i, json.dumps(flt)))
+        assert not problems, "\n".join(problems[:40])
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_a_catch_up_client_that_never_reads_does_not_hold_back_the_others(fresh):
+    """A catch-up client that stops reading (its queue full) does not stop the other catch-ups: they finish, exactly, while it waits, and it is not disconnected for it."""
+    b = fresh("tight")                     # ring 100 events, client queue 64 KiB
+    b.emit(gen_events.generate(3000, seed=272))
+    history = list(b.topics.produced)      # far more than 64 KiB of events
+    raw = RawWs("127.0.0.1", b.port, rcvbuf=4096)
+    c = Client(b)
+    try:
+        raw.send_json({"op": "subscribe", "id": "stuck", "filter": {}, "from": "earliest"})
+        m = raw.recv_message(timeout=10)
+        assert m and m.get("op") == "subscribed", m
+        flt = {"type": ["step.*", "build.*"]}
+        c.subscribe("all", {}, "earliest")
+        c.subscribe("f", flt, "earliest")
+        c.wait_events("all", len(history), timeout=180, idle=30)
+        c.wait_events("f", sum(1 for e in history if matches(flt, e)), timeout=180, idle=30)
+        c.barrier()
+        problems = exact_problems([m["event"] for m in c.events("all")], history, b.topics, "all")
+        problems += exact_problems([m["event"] for m in c.events("f")],
+                                   [e for e in history if matches(flt, e)], b.topics, "f")
+        assert not problems, "\n".join(problems[:40])
+        assert c.close_code is None, (c.close_code, c.close_reason)
+        # the stuck one is still connected and gets the rest once it reads
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < len(history) and time.monotonic() < deadline:
+            m = raw.recv_message(timeout=10)
+            assert m is not None and m.get("op") in ("event", "heartbeat"), m
+            if m.get("op") == "event":
+                got.append(m["event"])
+        problems = exact_problems(got, history, b.topics, "stuck")
+        assert not problems, "\n".join(problems[:40])
+    finally:
+        c.close()
+        raw.close()
+
+
+def test_catch_ups_left_behind_by_a_slow_connection_rejoin_and_each_get_exactly_their_events(fresh):
+    """Three catch-ups on one connection that stops reading are left behind by the shared reader (detached: the others go on and finish); once it reads again each rejoins from its own position and gets exactly its events, then live."""
+    b = fresh("tight")                     # ring 100 events, client queue 64 KiB
+    evs = gen_events.generate(3300, seed=282)
+    b.emit(evs[:3000])
+    history = list(b.topics.produced)      # far more than 64 KiB of events
+    flts = {"all": {}, "builds": {"type": ["build.*", "step.*"]}, "logs": {"type": "log.chunk"}}
+    detaches = b.metric("firehose_stream_catchup_detaches_total")
+    rejoins = b.metric("firehose_stream_catchup_rejoins_total")
+    raw = RawWs("127.0.0.1", b.port, rcvbuf=4096)
+    c = Client(b)
+    try:
+        for sid, flt in flts.items():
+            raw.send_json({"op": "subscribe", "id": sid, "filter": flt, "from": "earliest"})
+        c.subscribe("other", {"type": "log.*"}, "earliest")
+        want = [e for e in history if matches({"type": "log.*"}, e)]
+        c.wait_events("other", len(want), timeout=180, idle=30)
+        # the slow connection's jobs were left behind (not the whole pass held for them)
+        wait_for(lambda: b.metric("firehose_stream_catchup_detaches_total") > detaches, 60,
+                 what="a catch-up of the slow connection to be left behind")
+        got = collections.defaultdict(list)
+        want_n = {sid: sum(1 for e in history if matches(flt, e)) for sid, flt in flts.items()}
+        deadline = time.monotonic() + 180
+        while any(len(got[s]) < n for s, n in want_n.items()) and time.monotonic() < deadline:
+            m = raw.recv_message(timeout=30)
+            assert m is not None, "nothing for 30 s; got %s of %s" % (
+                {s: len(v) for s, v in got.items()}, want_n)
+            if m.get("op") == "event":
+                got[m["sub"]].append(m["event"])
+        assert b.metric("firehose_stream_catchup_rejoins_total") > rejoins
+        base = b.metric("firehose_stream_events_total")
+        b.emit(evs[3000:])                 # live again: each continues without a gap
+        settle(b, base + 300)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+                len(got[s]) < sum(1 for e in b.topics.produced if matches(f, e))
+                for s, f in flts.items()):
+            m = raw.recv_message(timeout=30)
+            assert m is not None, "closed: %s" % (raw.close_frame,)
+            if m.get("op") == "event":
+                got[m["sub"]].append(m["event"])
+        problems = []
+        for sid, flt in flts.items():
+            problems += exact_problems(got[sid], [e for e in b.topics.produced if matches(flt, e)],
+                                       b.topics, sid)
+        assert not problems, "\n".join(problems[:40])
+    finally:
+        c.close()
+        raw.close()
+
+
 # ---- 3. backpressure --------------------------------------------------------------------------------
 
 def _paced(em, evs, per=100, every=0.05):

@@ -166,3 +166,31 @@ TEST(filter_type_mask_admits_the_types_the_filter_can_match)
         json_decref(ev.root);
     }
 }
+
+/* A copy (the catch-up thread's, of a subscription's filter) answers as the original does and
+ * owns its strings: it still works after the original is freed. */
+TEST(filter_copy_matches_as_the_original_and_outlives_it)
+{
+    fh_event ev = make_event("build.finished", "try", "alice@example.org", 2);
+    const char *src =
+        "{\"branch\":[\"main\",\"tr*\"],\"owner\":\"alice@example.org\",\"results\":2}";
+    fh_filter f, copy;
+    char err[256];
+    json_t *j = json_loads(src, 0, NULL);
+    CHECK(fh_filter_parse(j, &f, err, sizeof(err)) == FH_OK);
+    json_decref(j);
+    CHECK(fh_filter_copy(&copy, &f) == FH_OK);
+    CHECK(copy.nclauses == f.nclauses && fh_filter_match(&f, &ev) == 1);
+    CHECK(copy.clauses[0].vals != f.clauses[0].vals);
+    fh_filter_free(&f);
+    CHECK(fh_filter_match(&copy, &ev) == 1);
+    fh_event other = make_event("build.finished", "release", "alice@example.org", 2);
+    CHECK(fh_filter_match(&copy, &other) == 0);
+    fh_filter_free(&copy);
+    fh_filter empty = {0}, ecopy;
+    CHECK(fh_filter_copy(&ecopy, &empty) == FH_OK && ecopy.nclauses == 0);
+    CHECK(fh_filter_match(&ecopy, &ev) == 1);
+    fh_filter_free(&ecopy);
+    json_decref(ev.root);
+    json_decref(other.root);
+}

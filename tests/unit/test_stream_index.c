@@ -108,13 +108,13 @@ static void ix_free(fh_stream *s)
 /* 1 when u is still anywhere in the index (a bucket or the unindexed list). */
 static int ix_listed(const fh_stream *s, const sub *u)
 {
-    for (size_t i = 0; i < s->nwild; i++)
-        if (s->wild[i] == u)
+    for (size_t i = 0; i < s->idx.nwild; i++)
+        if (s->idx.wild[i] == u)
             return 1;
     for (int b = 0; b < INDEX_BUCKETS; b++)
-        for (const ientry *e = s->buckets[b]; e; e = e->next)
+        for (const ientry *e = s->idx.buckets[b]; e; e = e->next)
             for (size_t i = 0; i < e->n; i++)
-                if (e->subs[i] == u)
+                if (e->items[i] == u)
                     return 1;
     return 0;
 }
@@ -235,7 +235,8 @@ TEST(stream_index_builder_filter_receives_only_that_builder)
 {
     IX_OPEN(s);
     sub *u = ix_sub(s, 0, "{\"builder\":\"x\"}");
-    CHECK(u && u->indexed == FH_F_BUILDER && s->field_used[FH_F_BUILDER] == 1 && s->nwild == 0);
+    CHECK(u && u->indexed == FH_F_BUILDER && s->idx.field_used[FH_F_BUILDER] == 1 &&
+          s->idx.nwild == 0);
     ix_route_builder(s, "x", "trunk");
     CHECK(ix_hits[0] == 1);
     /* another builder does not even reach the subscription's filter: the index passes it by */
@@ -293,14 +294,14 @@ TEST(stream_index_empty_filter_receives_everything)
 {
     IX_OPEN(s);
     sub *u = ix_sub(s, 0, "{}");
-    CHECK(u && u->indexed == -1 && s->nwild == 1);
+    CHECK(u && u->indexed == -1 && s->idx.nwild == 1);
     ix_ev v = {"m2", "b", "dev", "bob", "w9", 77, 1};
     for (int k = EV_STARTED; k <= EV_CHANGE; k++) {
         ix_route(s, k, &v);
         CHECK(ix_hits[0] == 1);
     }
     ix_unsub(s, u);
-    CHECK(s->nwild == 0);
+    CHECK(s->idx.nwild == 0);
     ix_free(s);
 }
 
@@ -318,13 +319,13 @@ TEST(stream_index_unsubscribe_removes_it_from_every_bucket)
         ix_free(s);
         return;
     }
-    CHECK(s->field_used[FH_F_BUILDER] == 2);
+    CHECK(s->idx.field_used[FH_F_BUILDER] == 2);
     /* out of the index but still allocated: a delivery would be counted, not a use after free */
     stream_index_remove(s, u);
     stream_index_remove(s, w);
     CHECK(!ix_listed(s, u) && !ix_listed(s, w));
     CHECK(ix_listed(s, keep));
-    CHECK(s->field_used[FH_F_BUILDER] == 1 && s->nwild == 0);
+    CHECK(s->idx.field_used[FH_F_BUILDER] == 1 && s->idx.nwild == 0);
     const char *bs[] = {"x", "y", "z"};
     for (int i = 0; i < 3; i++) {
         ix_route_builder(s, bs[i], "trunk");
@@ -334,7 +335,7 @@ TEST(stream_index_unsubscribe_removes_it_from_every_bucket)
     ix_drop(u);
     ix_drop(w);
     ix_unsub(s, keep);
-    CHECK(s->field_used[FH_F_BUILDER] == 0);
+    CHECK(s->idx.field_used[FH_F_BUILDER] == 0);
     CHECK(ix_route_builder(s, "x", "trunk") == 0);
     ix_free(s); /* the emptied entries go here; ASan reports anything left over */
 }
@@ -346,7 +347,7 @@ TEST(stream_index_many_subscriptions_on_one_value_each_get_it_once)
     static sub *u[N];
     for (int i = 0; i < N; i++)
         CHECK((u[i] = ix_sub(s, i, "{\"builder\":\"x\"}")) != NULL);
-    CHECK(s->field_used[FH_F_BUILDER] == N);
+    CHECK(s->idx.field_used[FH_F_BUILDER] == N);
     CHECK(ix_route_builder(s, "x", "trunk") == N);
     int once = 1;
     for (int i = 0; i < N; i++)
@@ -524,7 +525,57 @@ TEST(stream_index_routes_exactly_the_subscriptions_fh_filter_match_accepts)
     for (int i = 0; i < NSUBS; i++)
         ix_unsub(s, u[i]);
     for (int fld = 0; fld < FH_F__COUNT; fld++)
-        CHECK(s->field_used[fld] == 0);
-    CHECK(s->nwild == 0);
+        CHECK(s->idx.field_used[fld] == 0);
+    CHECK(s->idx.nwild == 0);
+    ix_free(s);
+}
+
+/* The same index over other items (the catch-up thread's jobs): each_ offers an event to the
+ * items indexed under its values and the unindexed ones, and to nothing removed. */
+static int ix_item_seen[3];
+
+static void ix_item_cb(void *item, sev *e, void *ctx)
+{
+    (void)e;
+    (void)ctx;
+    ix_item_seen[(int *)item - (int *)ctx]++;
+}
+
+TEST(stream_findex_over_other_items_offers_only_candidates)
+{
+    IX_OPEN(s);
+    static const char *const flt[3] = {"{\"builder\":\"linux\"}", "{\"builder\":\"mac\"}",
+                                       "{\"type\":\"build.*\"}"};
+    int items[3] = {0, 1, 2}, how[3];
+    fh_filter f[3];
+    findex *x = calloc(1, sizeof(*x));
+    CHECK(x != NULL);
+    for (int i = 0; x && i < 3; i++) {
+        char err[256];
+        json_t *j = json_loads(flt[i], 0, NULL);
+        CHECK(fh_filter_parse(j, &f[i], err, sizeof(err)) == FH_OK);
+        json_decref(j);
+        how[i] = stream_findex_add(x, &items[i], &f[i]);
+    }
+    CHECK(x && how[0] == FH_F_BUILDER && how[1] == FH_F_BUILDER && how[2] == -1);
+    ix_ev v = {"m1", "linux", "main", "alice", "w1", 5, 0};
+    sev *e = ix_event(s, EV_STARTED, &v, NULL);
+    CHECK(e != NULL);
+    if (x && e) {
+        memset(ix_item_seen, 0, sizeof(ix_item_seen));
+        stream_findex_each(x, e, ix_item_cb, items);
+        CHECK(ix_item_seen[0] == 1 && ix_item_seen[1] == 0 && ix_item_seen[2] == 1);
+        stream_findex_remove(x, &items[0], &f[0], how[0]);
+        stream_findex_remove(x, &items[2], &f[2], how[2]);
+        memset(ix_item_seen, 0, sizeof(ix_item_seen));
+        stream_findex_each(x, e, ix_item_cb, items);
+        CHECK(ix_item_seen[0] == 0 && ix_item_seen[1] == 0 && ix_item_seen[2] == 0);
+    }
+    sev_unref(e);
+    for (int i = 0; x && i < 3; i++)
+        fh_filter_free(&f[i]);
+    if (x)
+        stream_findex_free(x);
+    free(x);
     ix_free(s);
 }
