@@ -134,6 +134,7 @@ int stream_ws_flush(fh_stream *s, conn *c)
             return -1;
         }
         size_t left = (size_t)w;
+        uint64_t now = 0;
         s->total_queued -= left;
         c->q.bytes -= left;
         while (left && c->q.first) {
@@ -148,6 +149,7 @@ int stream_ws_flush(fh_stream *s, conn *c)
             c->q.first = e->next;
             if (!c->q.first)
                 c->q.last = NULL;
+            stream_delivery_written(s, e, &now);
             sev_unref(e->ev);
             stream_qent_put(s, e);
         }

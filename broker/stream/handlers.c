@@ -211,6 +211,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     conn *c = cls;
     size_t out = 0;
+    uint64_t now = 0;
     (void)pos;
     pthread_mutex_lock(&c->mu);
     while (c->q.first && out < max) {
@@ -236,6 +237,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
         c->q.first = e->next;
         if (!c->q.first)
             c->q.last = NULL;
+        stream_delivery_written(c->owner, e, &now);
         sev_unref(e->ev);
         free(e);
     }

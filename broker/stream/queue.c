@@ -304,6 +304,10 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
         n += bl;
     }
     q->head_len = (size_t)n;
+    if (!paced) {
+        q->queued_ns = s->route_ns;
+        s->live_queued++;
+    }
     stream_conn_lock(c);
     q_push(s, c, q);
     size_t queued = c->q.bytes;
@@ -322,6 +326,17 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
         c->hold_seen_ms = now;
     }
     return 0;
+}
+
+void stream_delivery_written(fh_stream *s, const qent *e, uint64_t *now)
+{
+    if (!e->queued_ns || !e->ev)
+        return;
+    if (!*now)
+        *now = fh_mono_ns();
+    fh_histogram_observe(s->h_write, (int64_t)(*now - e->queued_ns));
+    if (e->ev->kafka_ns >= 0)
+        fh_histogram_observe(s->h_total, e->ev->kafka_ns + (int64_t)(*now - e->ev->taken_ns));
 }
 
 /* ---- permessage-deflate (RFC 7692; lib/fh_deflate.h, docs/stream.md) -------------------------
