@@ -2,6 +2,9 @@
  * SSE response on /v1/events, each checked here and handed to the stream thread. */
 #include "internal.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 /* ---- HTTP handlers (libmicrohttpd threads) ----------------------------------------------------
  */
 
@@ -24,6 +27,11 @@ static void on_upgraded(void *cls, struct MHD_Connection *connection, void *req_
         stream_conn_unref(c);
         return;
     }
+    /* no Nagle: the stream thread already writes each connection's queue in one writev per
+     * pass; Nagle would hold the next pass's frames until the client acknowledged the last ones
+     * (up to its delayed-ACK timer, tens of ms). Not fatal when refused. */
+    int one = 1;
+    (void)setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (extra_in_size > sizeof(m->extra)) {
         free(m);
         MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
