@@ -323,6 +323,11 @@ struct fh_stream {
     uint64_t route_ns;     /* when the event being routed started (its deliveries' queued_ns) */
     size_t live_queued;    /* live deliveries queued so far (stream thread only) */
     int64_t held_since_ms; /* when the stream last stopped for a connection past its cap; 0 */
+    /* stream_room_service walks the connections only when one may wait for room: set where a
+     * replay or catch-up can start or go on (the inbox, client messages), kept while one waits;
+     * room_walked_ms bounds the time between walks whatever the flag says */
+    int room_check;
+    int64_t room_walked_ms;
     int ready;
 };
 
