@@ -281,6 +281,7 @@ struct fh_stream {
     fh_json_doc doc;        /* the stream thread's: each record is validated in it */
     char *cur;              /* the stream thread's cursor scratch, CURSOR_MAX bytes */
     int heartbeat_s;
+    int nice; /* stream.nice: the stream thread's and its consumer's threads' */
     conn *dirty;
     conn *over; /* queues past client_queue_max, waiting to drain */
     conn *dead; /* dropped this pass; released by stream_reap() once nothing can point at them */
