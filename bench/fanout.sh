@@ -19,7 +19,9 @@
 #    /proc/PID/stat over the producing interval) and RSS (VmRSS at the end of producing).
 #    Then the subscriber sweep: at FANOUT_SWEEP_RATE, one step per count in FANOUT_SWEEP_SUBS of
 #    filtered clients (connection i filters builder i mod 1,000), each with the FANOUT_FULL
-#    full-stream clients too. Centrifugo runs first (a fresh consumer group on an empty topic
+#    full-stream clients too. Deliveries per server CPU-second = deliveries the clients counted /
+#    the server's CPU seconds over the producing interval; for the firehose broker each run also
+#    reads its stage histograms from /metrics before and after (bench/fanout/stages.py). Centrifugo runs first (a fresh consumer group on an empty topic
 #    starts at the beginning, so it must see an empty topic; the firehose broker starts at the
 #    high watermark by design).
 # 6. Memory soak: a fresh broker, FANOUT_SOAK_SUBS connections each filtering one builder,
@@ -126,6 +128,9 @@ FIRST=0   # next input record, so successive runs do not repeat records
 # run_step SERVER PROTO URL RATE SECONDS KIND [FILTERED]: one set of connections (FILTERED, default
 # FANOUT_FILTERED, filtered clients + FANOUT_FULL full-stream ones), one paced run. Appends:
 #   server kind rate pacer-line loadclient-line cpu% rss_kb sustained lag_ms expected filtered check
+#   cpu_ticks stages
+# cpu_ticks: the server's utime+stime over the producing interval (deliveries per CPU-second);
+# stages: the firehose broker's stage histograms over the run (bench/fanout/stages.py), else empty.
 # check: "all" when every delivery is predicted (FILTERED a multiple of the builder count: each
 # builder has FILTERED/NBUILDERS clients), else "full" (only the full-stream clients' count), or
 # "none" (no full-stream clients either: sustained is then "unchecked" at best).
@@ -148,6 +153,8 @@ run_step() {
         return 1
     fi
     sleep 0.5
+    local m0="$RUN/metrics0.$tag" m1="$RUN/metrics1.$tag" stages=""
+    [ "$server" != firehose ] || curl -fsS -o "$m0" "${URL%/}/metrics" 2>/dev/null || true
     c0="$(ticks "$SERVER_PID")"; w0="$(now_ns)"
     pline="$("$PACER" --brokers "$BOOTSTRAP" --input "$INPUT" --rate "$rate" --duration "$secs" \
         --first "$FIRST" --centrifugo 2>>"$RUN/pacer.err" || true)"
@@ -155,6 +162,9 @@ run_step() {
     local nsent; nsent="$(kv "$pline" sent)"; FIRST=$((FIRST + ${nsent:-0}))
     wait "$lcpid" 2>/dev/null || true
     lline="$(cat "$RUN/lc.$tag.out")"
+    if [ -s "$m0" ] && curl -fsS -o "$m1" "${URL%/}/metrics" 2>/dev/null; then
+        stages="$(python3 "$ROOT/bench/fanout/stages.py" "$m0" "$m1" 2>/dev/null || true)"
+    fi
     local hz cpu sent bev expected got disc errs last end lag ok=yes check=all
     hz="$(getconf CLK_TCK)"
     cpu="$(python3 -c "import sys; c0,c1,w0,w1,hz=map(float,sys.argv[1:]); print(round(100*(c1-c0)/hz/((w1-w0)/1e9)))" "$c0" "$c1" "$w0" "$w1" "$hz")"
@@ -171,12 +181,14 @@ run_step() {
     lag=$(( ( ${last:-0} - ${end:-0} ) / 1000000 ))
     if [ "${got:-0}" != "$expected" ] || [ "${disc:-1}" != 0 ] || [ "${errs:-1}" != 0 ] || [ "$lag" -gt "$MAX_LAG_MS" ]; then ok=no; fi
     [ "$check" != none ] || [ "$ok" = no ] || ok=unchecked
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$kind" "$rate" "$pline" "$lline" \
-        "$cpu" "$rss" "$ok" "$lag" "$expected" "$filtered" "$check" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$kind" "$rate" "$pline" "$lline" \
+        "$cpu" "$rss" "$ok" "$lag" "$expected" "$filtered" "$check" "$((c1 - c0))" "$stages" >>"$RESULTS"
     say "$server $kind $rate/s, $filtered+$FULL clients: sustained=$ok sent=$sent delivered=$got/$expected ($check)" \
         "lag=${lag}ms" \
         "deliveries/s=$(kv "$lline" deliveries_per_s) p50=$(kv "$lline" p50_ms) p99=$(kv "$lline" p99_ms)" \
-        "p999=$(kv "$lline" p999_ms) disconnects=$disc codes=$(kv "$lline" close_codes) cpu=${cpu}% rss=$((rss / 1024))MiB"
+        "p999=$(kv "$lline" p999_ms) disconnects=$disc codes=$(kv "$lline" close_codes) cpu=${cpu}% rss=$((rss / 1024))MiB" \
+        "deliveries/cpu-s=$(python3 -c "import sys; d,t,hz=map(float,sys.argv[1:]); print(round(d*hz/t) if t else '-')" "$(kv "$lline" deliveries)" "$((c1 - c0))" "$hz")" \
+        ${stages:+"stages(ms p50/p99/p999): $stages"}
     [ "$ok" != no ]
 }
 

@@ -170,6 +170,27 @@ static fh_err add_topics(fh_consumer *k, const char *const *topics, int n, char 
     return FH_OK;
 }
 
+/* librdkafka interceptors that give each of its threads fh_consumer_opts.thread_nice (the
+ * interceptor's opaque, as an intptr_t): on_new adds on_thread_start to the new handle. */
+static rd_kafka_resp_err_t thread_start_nice(rd_kafka_t *rk, rd_kafka_thread_type_t type,
+                                             const char *name, void *opaque)
+{
+    (void)rk;
+    (void)type;
+    (void)name;
+    (void)fh_thread_nice((int)(intptr_t)opaque);
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static rd_kafka_resp_err_t new_nice(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque,
+                                    char *errstr, size_t errstr_size)
+{
+    (void)conf;
+    (void)errstr;
+    (void)errstr_size;
+    return rd_kafka_interceptor_add_on_thread_start(rk, "firehose.nice", thread_start_nice, opaque);
+}
+
 fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consumer **out,
                        char *errbuf, size_t errsize)
 {
@@ -209,6 +230,11 @@ fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consume
     if (o->error)
         rd_kafka_conf_set_error_cb(conf, o->error);
     rd_kafka_conf_set_opaque(conf, o->opaque);
+    if (o->thread_nice && rd_kafka_conf_interceptor_add_on_new(conf, "firehose.nice", new_nice,
+                                                               (void *)(intptr_t)o->thread_nice)) {
+        rc = fh_errf(errbuf, errsize, FH_ERR_KAFKA, "cannot add the thread interceptor");
+        goto err;
+    }
     k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize);
     conf = NULL; /* rd_kafka_new took it, or destroyed it on failure */
     if (!k->rk) {

@@ -111,6 +111,10 @@ typedef struct fh_consumer_opts {
     /* manual policies: the topics fh_consumer_check watches (assign and assign_from add theirs) */
     const char *const *topics;
     int ntopics;
+    /* 0: librdkafka's threads of this consumer run at the process's niceness; else each gives
+     * itself this niceness as it starts (fh_thread_nice; a refusal leaves it as it was). Its
+     * fetches then wait less behind other work, as the thread that reads its queue may. */
+    int thread_nice;
 } fh_consumer_opts;
 
 typedef struct fh_consumer {

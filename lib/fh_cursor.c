@@ -5,14 +5,21 @@
 
 size_t fh_cursor_encode(const int64_t *vec, int n, char *out, size_t size)
 {
+    /* by hand, not printf: the stream makes one per event, and per delivery on a replay */
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-    int w = snprintf(out, size, "%d", n);
-    if (w < 0 || (size_t)w >= size)
+    char tmp[16];
+    int t = 0;
+    unsigned un = n < 0 ? 0 : (unsigned)n;
+    do {
+        tmp[t++] = (char)('0' + un % 10);
+        un /= 10;
+    } while (un);
+    if ((size_t)t >= size)
         goto small;
-    size_t o = (size_t)w;
+    size_t o = 0;
+    while (t)
+        out[o++] = tmp[--t];
     for (int i = 0; i < n; i++) {
-        char tmp[16];
-        int t = 0;
         uint64_t v = vec[i] < 0 ? 0 : (uint64_t)vec[i];
         do {
             tmp[t++] = digits[v % 36];

@@ -1,11 +1,14 @@
 #include "fh_util.h"
 #include "fh_utf8.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 int64_t fh_now_ms(void)
@@ -20,6 +23,16 @@ uint64_t fh_mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int fh_thread_nice(int nice)
+{
+    id_t tid = (id_t)gettid();
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, tid);
+    if (errno == 0 && cur == nice)
+        return 0;
+    return setpriority(PRIO_PROCESS, tid, nice);
 }
 
 char *fh_time_rfc3339(int64_t ms, char *buf, size_t size)

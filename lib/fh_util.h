@@ -47,6 +47,10 @@ int64_t fh_now_ms(void);
 /* Monotonic clock in nanoseconds, for measuring durations. */
 uint64_t fh_mono_ns(void);
 
+/* Gives the calling thread (only it) scheduling niceness nice; a no-op returning 0 when it has
+ * it already. Returns -1 with errno set when the kernel refuses (below 0 needs CAP_SYS_NICE). */
+int fh_thread_nice(int nice);
+
 /* Formats epoch milliseconds as RFC 3339 UTC with milliseconds ("2026-11-22T05:00:00.123Z").
  * size must be at least 25. Returns buf. */
 char *fh_time_rfc3339(int64_t ms, char *buf, size_t size);

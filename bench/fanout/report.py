@@ -47,9 +47,17 @@ for line in open(env["RESULTS"]):
     server, kind, rate, pline, lline, cpu, rss, ok, lag, expected = f[:10]
     # columns 11-12 (filtered clients, what was checked) came with the sweep; older files lack them
     filtered = int(f[10]) if len(f) > 10 and f[10] else int(env["FILTERED"])
+    # columns 13-14 (CPU ticks, the firehose broker's stage histograms) came later still
+    ticks = int(f[12]) if len(f) > 12 and f[12] else 0
     rows.append(dict(server=server, kind=kind, rate=int(rate), p=kv(pline), l=kv(lline),
                      cpu=float(cpu or 0), rss=int(rss or 0), ok=ok, lag=int(lag or 0),
-                     expected=int(expected or 0), filtered=filtered, check=f[11] if len(f) > 11 else "all"))
+                     expected=int(expected or 0), filtered=filtered, check=f[11] if len(f) > 11 else "all",
+                     ticks=ticks, st=kv(f[13]) if len(f) > 13 else {}))
+
+
+def per_cpu_s(r):
+    """Deliveries the clients counted per CPU-second of the server over the producing interval."""
+    return num(r["l"], "deliveries") * int(env["HZ"]) / r["ticks"] if r["ticks"] else 0.0
 
 servers = [s for s in ("firehose", "centrifugo") if any(r["server"] == s for r in rows)]
 label = {"firehose": "firehose-broker", "centrifugo": "Centrifugo"}
@@ -58,8 +66,9 @@ label = {"firehose": "firehose-broker", "centrifugo": "Centrifugo"}
 def step_table(kind, head, cell):
     """The rows of one kind (step, sweep) as a table; head/cell: the first column after server."""
     out = ["| server | %s | sent | delivered / expected | deliveries/s | p50 | p99 | p999 "
-           "| last delivery after producer stop | disconnects (close codes) | server CPU | server RSS | sustained |" % head,
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "| last delivery after producer stop | disconnects (close codes) | server CPU | deliveries per CPU-second "
+           "| server RSS | sustained |" % head,
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if r["kind"] != kind:
             continue
@@ -67,10 +76,10 @@ def step_table(kind, head, cell):
         got = "%s / %s" % (fmt(num(l, "deliveries")), fmt(r["expected"]))
         if r["check"] == "full":   # the filtered clients' share cannot be predicted: full-stream only
             got = "full-stream: %s / %s" % (fmt(num(l, "full")), fmt(r["expected"]))
-        out.append("| %s | %s | %s | %s | **%s** | %.2f ms | **%.2f ms** | %.2f ms | %s ms | %s (%s) | %d%% | %.0f MiB | %s |" % (
+        out.append("| %s | %s | %s | %s | **%s** | %.2f ms | **%.2f ms** | %.2f ms | %s ms | %s (%s) | %d%% | %s | %.0f MiB | %s |" % (
             label[r["server"]], cell(r), fmt(num(p, "sent")), got, fmt(num(l, "deliveries_per_s")),
             num(l, "p50_ms"), num(l, "p99_ms"), num(l, "p999_ms"), fmt(r["lag"]), l.get("disconnects", "?"),
-            l.get("close_codes", "-"), r["cpu"], r["rss"] / 1024, r["ok"]))
+            l.get("close_codes", "-"), r["cpu"], fmt(per_cpu_s(r)) if r["ticks"] else "-", r["rss"] / 1024, r["ok"]))
     return out
 
 
@@ -130,13 +139,14 @@ def med_range(vals, unit="", prec=2):
 
 
 def lat_table():
-    out = ["| server | runs | sustained | deliveries/s | p50 | p99 | p999 | max | server CPU | server RSS |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| server | runs | sustained | deliveries/s | p50 | p99 | p999 | max | server CPU | deliveries per CPU-second "
+           "| server RSS |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in servers:
         L = lat(s)
         if not L:
             continue
-        out.append("| %s | %d | %d of %d | %s | %s | **%s** | %s | %s | %s | %s |" % (
+        out.append("| %s | %d | %d of %d | %s | %s | **%s** | %s | %s | %s | %s | %s |" % (
             label[s], len(L), sum(r["ok"] == "yes" for r in L), len(L),
             med_range([num(r["l"], "deliveries_per_s") for r in L], "", 0),
             med_range([num(r["l"], "p50_ms") for r in L], " ms"),
@@ -144,8 +154,37 @@ def lat_table():
             med_range([num(r["l"], "p999_ms") for r in L], " ms"),
             med_range([num(r["l"], "max_ms") for r in L], " ms"),
             med_range([r["cpu"] for r in L], "%", 0),
+            med_range([per_cpu_s(r) for r in L if r["ticks"]], "", 0),
             med_range([r["rss"] / 1024 for r in L], " MiB", 0)))
     return out
+
+
+def stage_lines():
+    """The firehose broker's own account of the latency runs: its stage histograms (docs/stream.md,
+    Metrics), p50/p99/p999 per run, as medians (min-max) of the runs."""
+    L = [r for r in lat("firehose") if r["st"]]
+    if not L:
+        return []
+    out = ["Where the firehose broker's milliseconds went in those runs (its stage histograms on /metrics, "
+           "read before and after each run; p50 / p99 / p999 in ms, median (min-max) of the runs; Kafka "
+           "timestamps have ms resolution, so kafka and total read up to 1 ms high):", "",
+           "| stage | from | to | p50 | p99 | p999 |", "|---|---|---|---:|---:|---:|"]
+    what = (("kafka", "Kafka timestamp (pacer's produce call)", "taken from the stream's consumer"),
+            ("route", "taken", "queued for the connection"),
+            ("write", "queued", "last byte written to the socket"),
+            ("total", "Kafka timestamp", "last byte written"))
+    for key, frm, to in what:
+        cells = []
+        for i in range(3):
+            vals = []
+            for r in L:
+                try:
+                    vals.append(float(r["st"].get("st_" + key, "").split("/")[i]))
+                except (IndexError, ValueError):
+                    pass
+            cells.append(med_range(vals))
+        out.append("| %s | %s | %s | %s | %s | %s |" % (key, frm, to, *cells))
+    return out + [""]
 
 
 def ratio_lines():
@@ -175,10 +214,22 @@ def ratio_lines():
         b = statistics.median([r["cpu"] for r in Lc])
         if b:
             out.append("- server CPU at %s events/s: %d%% / %d%% = **%.2fx**" % (fmt(int(env["LAT_RATE"])), a, b, a / b))
+        a = [per_cpu_s(r) for r in Lf if r["ticks"]]
+        b = [per_cpu_s(r) for r in Lc if r["ticks"]]
+        if a and b:
+            out.append("- deliveries per server CPU-second at %s events/s: %s / %s = **%.2fx** (higher is better)" % (
+                fmt(int(env["LAT_RATE"])), fmt(statistics.median(a)), fmt(statistics.median(b)),
+                statistics.median(a) / statistics.median(b)))
         a = statistics.median([r["rss"] for r in Lf])
         b = statistics.median([r["rss"] for r in Lc])
         if b:
             out.append("- server RSS at %s events/s: %.0f / %.0f MiB = **%.2fx**" % (fmt(int(env["LAT_RATE"])), a / 1024, b / 1024, a / b))
+    for rate in sorted({r["rate"] for r in rows if r["kind"] == "step"}):
+        a = [per_cpu_s(r) for r in rows if r["kind"] == "step" and r["rate"] == rate and r["server"] == "firehose" and r["ticks"]]
+        b = [per_cpu_s(r) for r in rows if r["kind"] == "step" and r["rate"] == rate and r["server"] == "centrifugo" and r["ticks"]]
+        if a and b and b[0]:
+            out.append("- deliveries per server CPU-second in the %s events/s ladder step: %s / %s = **%.2fx**" % (
+                fmt(rate), fmt(a[0]), fmt(b[0]), a[0] / b[0]))
     return out + [""]
 
 
@@ -334,7 +385,7 @@ section = [
     "",
 ] + summary + ["", "### Rate ladder", ""] + ladder_table() + [""] + link("fanout-latency.svg") + [
     "### Latency at %s events/s (%s runs of %s s; median (min-max))" % (fmt(int(env["LAT_RATE"])), env["LAT_RUNS"], env["LAT_S"]), ""
-] + lat_table() + [""] + ratio_lines() + [
+] + lat_table() + [""] + stage_lines() + ratio_lines() + [
     "### Subscriber sweep: %s events/s offered, %s filtered clients (one builder each, builders reused past %s) "
     "+ %s full-stream, %s s per step" % (
         fmt(int(env["SWEEP_RATE"])), ", ".join(fmt(int(n)) for n in env["SWEEP_SUBS"].split()), env["NBUILDERS"],

@@ -134,6 +134,7 @@ int stream_ws_flush(fh_stream *s, conn *c)
             return -1;
         }
         size_t left = (size_t)w;
+        uint64_t now = 0;
         s->total_queued -= left;
         c->q.bytes -= left;
         while (left && c->q.first) {
@@ -148,6 +149,7 @@ int stream_ws_flush(fh_stream *s, conn *c)
             c->q.first = e->next;
             if (!c->q.first)
                 c->q.last = NULL;
+            stream_delivery_written(s, e, &now);
             sev_unref(e->ev);
             stream_qent_put(s, e);
         }
@@ -220,15 +222,23 @@ static void on_drained(fh_stream *s, conn *c)
 
 /* Continues every paced replay or catch-up whose connection has room again, whatever drained it
  * (a write that emptied the queue without EAGAIN brings no EPOLLOUT; SSE drains on libmicrohttpd's
- * thread). Returns 1 when some connection still waits for room. */
+ * thread). Returns 1 when some connection still waits for room. Walks the connections only when
+ * s->room_check says one may wait (a walk of every connection on every pass of the loop was 5%
+ * of the stream thread with a thousand live subscribers), or ROOM_WALK_MS after the last walk. */
+#define ROOM_WALK_MS 50
 int stream_room_service(fh_stream *s)
 {
+    int64_t now = fh_loop_now(s->loop);
+    if (!s->room_check && now - s->room_walked_ms < ROOM_WALK_MS)
+        return 0;
+    s->room_walked_ms = now;
     int waiting = 0;
     for (conn *c = s->conns; c; c = c->next)
         if (c->want_room && !c->closing && !c->dropped) {
             on_drained(s, c);
             waiting |= c->want_room;
         }
+    s->room_check = waiting;
     return waiting;
 }
 
@@ -292,8 +302,10 @@ void stream_ws_read(fh_stream *s, conn *c)
             if (rc == FH_WS_MESSAGE) {
                 if (msg.opcode != FH_WS_OP_TEXT)
                     stream_close_conn(s, c, 1003, "binary messages are not supported");
-                else if (!c->cloudevents && (text = stream_client_text(s, c, &msg, &tlen)))
+                else if (!c->cloudevents && (text = stream_client_text(s, c, &msg, &tlen))) {
                     stream_handle_client_message(s, c, text, tlen);
+                    s->room_check = 1; /* it may have started a replay */
+                }
             } else if (rc == FH_WS_PING) {
                 stream_send_frame(s, c, FH_WS_OP_PONG, (const char *)msg.data, msg.len);
             } else if (rc == FH_WS_CLOSE) {
@@ -441,6 +453,8 @@ static void inbox_putback(fh_stream *s, inmsg *m)
 void stream_drain_inbox(fh_stream *s)
 {
     size_t catchup_events = 0;
+    /* new subscriptions may replay, catch-up batches go on, an SSE reader that drained wakes us */
+    s->room_check = 1;
     pthread_mutex_lock(&s->inbox_mu);
     inmsg *m = s->inbox_first;
     s->inbox_first = s->inbox_last = NULL;

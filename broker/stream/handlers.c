@@ -2,6 +2,9 @@
  * SSE response on /v1/events, each checked here and handed to the stream thread. */
 #include "internal.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 /* ---- HTTP handlers (libmicrohttpd threads) ----------------------------------------------------
  */
 
@@ -24,6 +27,11 @@ static void on_upgraded(void *cls, struct MHD_Connection *connection, void *req_
         stream_conn_unref(c);
         return;
     }
+    /* no Nagle: the stream thread already writes each connection's queue in one writev per
+     * pass; Nagle would hold the next pass's frames until the client acknowledged the last ones
+     * (up to its delayed-ACK timer, tens of ms). Not fatal when refused. */
+    int one = 1;
+    (void)setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (extra_in_size > sizeof(m->extra)) {
         free(m);
         MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
@@ -211,6 +219,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     conn *c = cls;
     size_t out = 0;
+    uint64_t now = 0;
     (void)pos;
     pthread_mutex_lock(&c->mu);
     while (c->q.first && out < max) {
@@ -236,6 +245,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
         c->q.first = e->next;
         if (!c->q.first)
             c->q.last = NULL;
+        stream_delivery_written(c->owner, e, &now);
         sev_unref(e->ev);
         free(e);
     }

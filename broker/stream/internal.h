@@ -78,6 +78,10 @@ typedef struct sev {
     size_t bytes;         /* what this event costs in memory, for the caps */
     int in_ring;          /* counted in the ring's bytes (stream thread only) */
     fh_deflate_cache *zc; /* permessage-deflate forms, made by the stream thread on first use */
+    /* live events: when the stream thread took the record from Kafka (fh_mono_ns), and how long
+     * after its Kafka timestamp that was (ns, -1: no timestamp); 0 and -1 for catch-up events */
+    uint64_t taken_ns;
+    int64_t kafka_ns;
 } sev;
 
 static inline void sev_unref(sev *e)
@@ -107,8 +111,9 @@ typedef struct qent {
     const char *shared; /* inside ev's buffers */
     size_t shared_len;
     size_t head_len;
-    size_t done; /* bytes already written of head + shared */
-    int small;   /* the head holds exactly HEAD_MAX bytes: reusable (qent_put) */
+    size_t done;        /* bytes already written of head + shared */
+    uint64_t queued_ns; /* a live delivery: when it was routed (fh_mono_ns); else 0 */
+    int small;          /* the head holds exactly HEAD_MAX bytes: reusable (qent_put) */
     char head[];
 } qent;
 
@@ -311,6 +316,7 @@ struct fh_stream {
     fh_json_doc doc;        /* the stream thread's: each record is validated in it */
     char *cur;              /* the stream thread's cursor scratch, CURSOR_MAX bytes */
     int heartbeat_s;
+    int nice; /* stream.nice: the stream thread's and its consumer's threads' */
     conn *dirty;
     conn *over; /* queues past client_queue_max, waiting to drain */
     conn *dead; /* dropped this pass; released by stream_reap() once nothing can point at them */
@@ -343,8 +349,21 @@ struct fh_stream {
     fh_deflater *zd;
     fh_inflater *zi;
     fh_metric *m_z_plain, *m_z_sent;
-    fh_metric *m_refused;  /* connections refused for want of memory or descriptors */
+    fh_metric *m_refused; /* connections refused for want of memory or descriptors */
+    /* where a live delivery's time goes (docs/stream.md, Metrics): Kafka timestamp -> taken
+     * from the consumer (per record), taken -> routed, routed -> written, timestamp -> written
+     * (per delivery) */
+    fh_histogram *h_kafka, *h_route, *h_write, *h_total;
+    uint64_t batch_ns;     /* when the records in kbatch were taken from Kafka */
+    int64_t batch_real_ns; /* the same moment on the wall clock, against Kafka timestamps */
+    uint64_t route_ns;     /* when the event being routed started (its deliveries' queued_ns) */
+    size_t live_queued;    /* live deliveries queued so far (stream thread only) */
     int64_t held_since_ms; /* when the stream last stopped for a connection past its cap; 0 */
+    /* stream_room_service walks the connections only when one may wait for room: set where a
+     * replay or catch-up can start or go on (the inbox, client messages), kept while one waits;
+     * room_walked_ms bounds the time between walks whatever the flag says */
+    int room_check;
+    int64_t room_walked_ms;
     int ready;
 };
 
@@ -357,6 +376,9 @@ void stream_close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
 void stream_conn_lock(conn *c);
 size_t stream_conn_queued(conn *c);
 void stream_conn_unlock(conn *c);
+/* Counts a delivery whose last byte has just been written (or handed to the HTTP server, SSE)
+ * into the write and total histograms; *now (fh_mono_ns) is read on first need. Any thread. */
+void stream_delivery_written(fh_stream *s, const qent *e, uint64_t *now);
 int stream_deliver(fh_stream *s, sub *u, sev *e, int paced);
 void stream_inbox_post(fh_stream *s, inmsg *m);
 void stream_q_free_all(fh_stream *s, conn *c);

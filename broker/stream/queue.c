@@ -231,6 +231,27 @@ void stream_close_conn(fh_stream *s, conn *c, unsigned code, const char *reason)
 #define ZHEAD_EXTRA 5 /* a compressed delivery's head holds a stored-block header too */
 static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *cur, size_t clen);
 
+/* The firehose protocol's per-subscriber text in front of an event's shared bytes:
+ * `{"op":"event","sub":"ID` and, for a subscriber with its own cursor (cur not NULL),
+ * `","cursor":"C"`. Written into out (room for 34 + sizeof(u->id) + clen bytes); returns its
+ * length. Built by hand rather than with printf: it is made once per delivery. */
+static size_t event_head(char *out, const sub *u, const char *cur, size_t clen)
+{
+    static const char op[] = "{\"op\":\"event\",\"sub\":\"", cu[] = "\",\"cursor\":\"";
+    size_t n = sizeof(op) - 1, idlen = strlen(u->id);
+    memcpy(out, op, n);
+    memcpy(out + n, u->id, idlen);
+    n += idlen;
+    if (cur) {
+        memcpy(out + n, cu, sizeof(cu) - 1);
+        n += sizeof(cu) - 1;
+        memcpy(out + n, cur, clen);
+        n += clen;
+        out[n++] = '"';
+    }
+    return n;
+}
+
 int stream_sub_matches(const sub *u, const sev *e)
 {
     if (!fh_filter_match_facts(&u->filter, &e->facts))
@@ -275,7 +296,10 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
     q->ev = sev_ref(e);
     int n = 0;
     if (c->kind == CONN_SSE) {
-        n = sprintf(q->head, "id: %.*s\n", (int)clen, cs);
+        memcpy(q->head, "id: ", 4);
+        memcpy(q->head + 4, cs, clen);
+        q->head[4 + clen] = '\n';
+        n = (int)clen + 5;
         q->shared = e->sse;
         q->shared_len = e->sse_len;
     } else if (c->deflate && deliver_deflated(s, u, e, q, cur, clen) == 0) {
@@ -287,23 +311,24 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
     } else {
         /* the body after room for the longest frame header, then the header in front of it */
         char *body = q->head + WS_HEADER_MAX;
-        int bl;
+        size_t bl = event_head(body, u, u->own_cursors ? cur : NULL, clen);
         if (u->own_cursors) {
-            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id,
-                         (int)clen, cur);
             q->shared = e->tail + e->b_off;
             q->shared_len = e->tail_len - e->b_off;
         } else {
-            bl = sprintf(body, "{\"op\":\"event\",\"sub\":\"%s", u->id);
             q->shared = e->tail;
             q->shared_len = e->tail_len;
         }
         n = (int)fh_ws_frame_header((unsigned char *)q->head, FH_WS_OP_TEXT,
                                     (uint64_t)bl + q->shared_len);
-        memmove(q->head + n, body, (size_t)bl);
-        n += bl;
+        memmove(q->head + n, body, bl);
+        n += (int)bl;
     }
     q->head_len = (size_t)n;
+    if (!paced) {
+        q->queued_ns = s->route_ns;
+        s->live_queued++;
+    }
     stream_conn_lock(c);
     q_push(s, c, q);
     size_t queued = c->q.bytes;
@@ -322,6 +347,17 @@ int stream_deliver(fh_stream *s, sub *u, sev *e, int paced)
         c->hold_seen_ms = now;
     }
     return 0;
+}
+
+void stream_delivery_written(fh_stream *s, const qent *e, uint64_t *now)
+{
+    if (!e->queued_ns || !e->ev)
+        return;
+    if (!*now)
+        *now = fh_mono_ns();
+    fh_histogram_observe(s->h_write, (int64_t)(*now - e->queued_ns));
+    if (e->ev->kafka_ns >= 0)
+        fh_histogram_observe(s->h_total, e->ev->kafka_ns + (int64_t)(*now - e->ev->taken_ns));
 }
 
 /* ---- permessage-deflate (RFC 7692; lib/fh_deflate.h, docs/stream.md) -------------------------
@@ -363,13 +399,9 @@ static int deliver_deflated(fh_stream *s, sub *u, sev *e, qent *q, const char *c
         return -1;
     char *body = q->head + WS_HEADER_MAX; /* room for the longest frame header in front */
     char *text = body + ZHEAD_EXTRA;
-    int tl = 0;
-    if (v == ZV_OWN_CURSOR)
-        tl = sprintf(text, "{\"op\":\"event\",\"sub\":\"%s\",\"cursor\":\"%.*s\"", u->id, (int)clen,
-                     cur);
-    else if (v == ZV_FIREHOSE)
-        tl = sprintf(text, "{\"op\":\"event\",\"sub\":\"%s", u->id);
-    if (tl < 0 || (size_t)tl > FH_DEFLATE_STORED_MAX)
+    size_t tl =
+        v == ZV_CLOUDEVENTS ? 0 : event_head(text, u, v == ZV_OWN_CURSOR ? cur : NULL, clen);
+    if (tl > FH_DEFLATE_STORED_MAX)
         return -1;
     size_t bl = 0;
     if (tl) {

@@ -81,6 +81,7 @@ sev *stream_sev_build(fh_stream *s, fh_json_doc *doc, const rd_kafka_message_t *
     }
     e->part = part;
     e->offset = m->offset;
+    e->kafka_ns = -1; /* no Kafka timestamp (kafka_route sets it for live events) */
     e->tail = (char *)(e + 1);
     e->tail_len = tail_len;
     char *p = e->tail;

@@ -169,7 +169,8 @@ static int kafka_start(fh_stream *s, char *err, size_t errsize)
                           .defaults = defaults,
                           .check_ms = s->check_ms,
                           .wake_fd = s->kafka_efd,
-                          .errors_with_records = 1};
+                          .errors_with_records = 1,
+                          .thread_nice = s->nice};
     rd_kafka_topic_partition_list_t *l = NULL;
     if (fh_consumer_new(&s->b->cfg, &o, &s->kc, err, errsize) ||
         fh_consumer_assign_from(s->kc, topics, nt, 2, FH_CONSUMER_AT_END, 0, 10000, &l, err,
@@ -219,11 +220,25 @@ static void kafka_route(fh_stream *s, rd_kafka_message_t *m)
         s->hw[p] = m->offset + 1;
         sev *e = stream_sev_build(s, &s->doc, m, p, 1);
         if (e) {
+            rd_kafka_timestamp_type_t tt;
+            int64_t ts = rd_kafka_message_timestamp(m, &tt);
+            e->taken_ns = s->batch_ns;
+            if (ts >= 0 && tt != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) {
+                /* a producer's clock ahead of ours: counted as no delay */
+                e->kafka_ns = s->batch_real_ns - ts * 1000000;
+                if (e->kafka_ns < 0)
+                    e->kafka_ns = 0;
+                fh_histogram_observe(s->h_kafka, e->kafka_ns);
+            }
             e->seq = s->next_seq;
             stream_ring_push(s, e);
             s->next_seq++;
             fh_metric_add(s->m_in, 1);
+            size_t queued = s->live_queued;
+            s->route_ns = fh_mono_ns();
             stream_route(s, e);
+            fh_histogram_observe_n(s->h_route, (int64_t)(s->route_ns - s->batch_ns),
+                                   (long long)(s->live_queued - queued));
             sev_unref(e);
         }
     } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -243,6 +258,10 @@ static void kafka_drain(fh_stream *s)
             if (n <= 0)
                 return;
             s->kb_n = (size_t)n;
+            struct timespec rt;
+            clock_gettime(CLOCK_REALTIME, &rt);
+            s->batch_real_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
+            s->batch_ns = fh_mono_ns();
         }
         while (s->kb_i < s->kb_n) {
             if (s->over && !stream_holds_clear(s)) {
@@ -363,6 +382,12 @@ static int64_t sweep_timer(fh_loop *l, void *arg)
 static void *stream_main(void *arg)
 {
     fh_stream *s = arg;
+    /* Every live delivery waits for this thread: on cores shared with Kafka and busy clients it
+     * otherwise waits behind them (tens of ms at the tail); stream.nice lets it run when it has
+     * records. Without the privilege it keeps the process's niceness. */
+    if (s->nice && fh_thread_nice(s->nice))
+        fh_log(FH_LOG_INFO, "stream.nice", "nice=%d applied=false error=\"%s\"", s->nice,
+               strerror(errno));
     kafka_drain(s);
     fh_loop_run(s->loop, 100);
     /* shutting down: tell every client, flush what we can */
@@ -432,9 +457,36 @@ static const fh_metric_row stream_metrics[] = {
                   0),
 };
 
+/* The stage histograms' bounds, ns (rendered in seconds): fine below 10 ms, where the goals
+ * are, coarse up to the seconds a held stream or a backlog can cost. */
+static const int64_t stage_le[] = {
+    25000,     50000,     100000,     250000,     500000,     1000000,    2000000,  3000000,
+    5000000,   7500000,   10000000,   15000000,   20000000,   30000000,   50000000, 100000000,
+    250000000, 500000000, 1000000000, 2500000000, 5000000000, 10000000000};
+
+static const struct {
+    size_t off;
+    const char *name, *help;
+} stage_rows[] = {
+    {offsetof(fh_stream, h_kafka), "firehose_stream_kafka_delay_seconds",
+     "Live records: Kafka timestamp (the producer's create time) to the stream taking the record "
+     "from its consumer."},
+    {offsetof(fh_stream, h_route), "firehose_stream_route_delay_seconds",
+     "Live deliveries: the record taken from Kafka to the delivery queued for its connection."},
+    {offsetof(fh_stream, h_write), "firehose_stream_write_delay_seconds",
+     "Live deliveries: queued to the write that put its last byte into the socket (SSE: into "
+     "the HTTP server's buffer)."},
+    {offsetof(fh_stream, h_total), "firehose_stream_delivery_delay_seconds",
+     "Live deliveries: Kafka timestamp to the write that put its last byte into the socket."},
+};
+
 static void register_metrics(fh_stream *s)
 {
     fh_metrics_register(s, stream_metrics, sizeof(stream_metrics) / sizeof(stream_metrics[0]));
+    for (size_t i = 0; i < sizeof(stage_rows) / sizeof(stage_rows[0]); i++)
+        *(fh_histogram **)((char *)s + stage_rows[i].off) =
+            fh_histogram_new(stage_rows[i].name, NULL, stage_rows[i].help, stage_le,
+                             (int)(sizeof(stage_le) / sizeof(stage_le[0])), 1e-9);
 }
 
 fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsize)
@@ -453,6 +505,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->max_event_bytes = (size_t)fh_config_int(&b->cfg, "events.max_bytes");
     fh_json_doc_init(&s->doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
     s->heartbeat_s = (int)fh_config_int(&b->cfg, "stream.heartbeat_s");
+    s->nice = (int)fh_config_int(&b->cfg, "stream.nice");
     s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
     s->catchup_batch = (int)fh_config_int(&b->cfg, "stream.catchup_batch_events");
     s->catchup_credit = (int)fh_config_int(&b->cfg, "stream.catchup_batches");

@@ -47,7 +47,10 @@
      "offer RFC 7692 permessage-deflate on /v1/stream to clients that ask for it (events "         \
      "compressed once each, shared by every compressed subscriber)"},                              \
     {"stream.deflate_level", NULL, FH_CFG_INT, "6", 1, 9,                                          \
-     "zlib level for permessage-deflate (1 fastest, 9 smallest)"}
+     "zlib level for permessage-deflate (1 fastest, 9 smallest)"},                                 \
+    {"stream.nice", NULL, FH_CFG_INT, "-5", -20, 19,                                               \
+     "scheduling niceness of the stream thread and its Kafka consumer's threads (below 0 needs "   \
+     "CAP_SYS_NICE; without it they stay at the process's own)"}
 /* clang-format on */
 
 typedef struct fh_stream fh_stream;

@@ -1235,6 +1235,77 @@ def test_metrics_count_deliveries_connections_and_disconnects(brokers):
     b.wait_connections(0)
 
 
+STAGES = ("firehose_stream_kafka_delay_seconds", "firehose_stream_route_delay_seconds",
+          "firehose_stream_write_delay_seconds", "firehose_stream_delivery_delay_seconds")
+
+
+def histograms(b):
+    """{name: (buckets [(le, cumulative count)], sum, count)} of the stage histograms on /metrics,
+    after checking each is declared a histogram."""
+    text = requests.get(b.url + "metrics", timeout=5).text
+    out = {}
+    for name in STAGES:
+        assert "# TYPE %s histogram\n" % name in text, "%s is not a histogram on /metrics" % name
+        buckets = [(float(le), float(v)) for le, v in
+                   re.findall(r'^%s_bucket\{le="([^"]+)"\} (\S+)$' % name, text, re.M)]
+        s = re.search(r"^%s_sum (\S+)$" % name, text, re.M)
+        n = re.search(r"^%s_count (\S+)$" % name, text, re.M)
+        assert buckets and s and n, "%s lacks its buckets, sum or count" % name
+        out[name] = (buckets, float(s.group(1)), float(n.group(1)))
+    return out
+
+
+def test_metrics_stage_histograms_count_each_live_delivery(brokers):
+    """/metrics has one histogram per stage of a live delivery (Kafka timestamp to taken, taken to queued, queued to written, and timestamp to written): the first counts every record the stream reads, the others every live delivery, WebSocket and SSE; a replay counts in none of them."""
+    b = brokers("sse")
+    b.wait_connections(0)
+    h0 = histograms(b)
+    n0 = b.metric("firehose_stream_events_total")
+    c = Client(b)
+    s = Sse(b, "type=step.started")
+    try:
+        c.subscribe("all", {})
+        c.subscribe("fin", {"type": "step.started"})
+        s.wait(lambda x: x.comments, 10, what="the opening comment")
+        b.wait_connections(2)
+        evs = gen_events.generate(300, seed=909)
+        b.emit(evs)
+        settle(b, n0 + len(evs), [c])
+        fin = sum(1 for e in evs if e["type"] == "step.started")
+        assert fin > 0
+        s.wait_count(fin)
+        ws_got = len(c.events())
+        assert ws_got == len(evs) + fin, (ws_got, len(evs), fin)
+        live = ws_got + fin
+
+        def grown():
+            h = histograms(b)
+            return h if all(h[n][2] - h0[n][2] == (len(evs) if n == STAGES[0] else live)
+                            for n in STAGES) else None
+        h1 = wait_for(grown, 10, what="each stage to count %d records and %d deliveries" % (len(evs), live))
+        for name, (buckets, total, count) in h1.items():
+            les = [le for le, _ in buckets]
+            counts = [v for _, v in buckets]
+            assert les == sorted(les) and les[-1] == float("inf"), (name, les)
+            assert counts == sorted(counts), "%s: buckets not cumulative: %s" % (name, counts)
+            assert counts[-1] == count, "%s: +Inf %s, count %s" % (name, counts[-1], count)
+            assert total > h0[name][1], "%s: its sum did not grow" % name
+        # a replay of the same events is not a live delivery: no stage counts it
+        r = Client(b)
+        try:
+            r.subscribe("again", {}, frm="earliest")
+            ids = {e["id"] for e in evs}
+            wait_for(lambda: ids <= {m["event"]["id"] for m in r.events("again")}, 60, what="the replay")
+            r.barrier()
+        finally:
+            r.close()
+        assert {n: v[2] for n, v in histograms(b).items()} == {n: v[2] for n, v in h1.items()}
+    finally:
+        c.close()
+        s.close()
+    b.wait_connections(0)
+
+
 # ---- many partitions --------------------------------------------------------------------------------
 
 def test_long_cursors_with_many_partitions(fresh):

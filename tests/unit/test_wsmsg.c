@@ -36,6 +36,22 @@ TEST(cursor_encode_decode_round_trip)
     CHECK_STR(buf, "2.0.0");
 }
 
+TEST(cursor_encode_writes_a_count_of_several_digits_and_refuses_a_short_buffer)
+{
+    int64_t vec[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1295};
+    char buf[FH_CURSOR_SIZE(12)];
+    const char *want = "12.0.1.2.3.4.5.6.7.8.9.a.zz";
+    size_t len = strlen(want);
+    CHECK(fh_cursor_encode(vec, 12, buf, sizeof(buf)) == len);
+    CHECK_STR(buf, want);
+    CHECK(fh_cursor_encode(vec, 12, buf, len + 1) == len); /* exactly room for the NUL */
+    CHECK_STR(buf, want);
+    CHECK(fh_cursor_encode(vec, 12, buf, len) == 0 && buf[0] == '\0');
+    CHECK(fh_cursor_encode(vec, 12, buf, 2) == 0 && buf[0] == '\0'); /* not even the count */
+    CHECK(fh_cursor_encode(vec, 0, buf, sizeof(buf)) == 1);
+    CHECK_STR(buf, "0");
+}
+
 TEST(cursor_decode_refuses_what_is_not_a_cursor_of_this_stream)
 {
     int64_t v[3];
