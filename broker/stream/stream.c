@@ -19,6 +19,7 @@
  * bytes, written with writev.
  */
 #include "internal.h"
+#include "memory.h"
 
 /* ---- Kafka side -------------------------------------------------------------------------------
  */
@@ -401,6 +402,8 @@ static const fh_metric_row stream_metrics[] = {
                   "Resumes served from Kafka.", 0),
     FH_METRIC_ROW(fh_stream, m_ring_bytes, "firehose_stream_ring_bytes", NULL,
                   "Bytes the recent events held for resume cost.", 1),
+    FH_METRIC_ROW(fh_stream, m_mem_ring, "firehose_memory_bytes", "part=\"ring\"", FH_MEMORY_HELP,
+                  1),
     FH_METRIC_ROW(fh_stream, m_holds, "firehose_stream_holds_total", NULL,
                   "Times a connection past stream.client_queue_bytes held the "
                   "stream (no record routed until it drained or was dropped).",
@@ -420,6 +423,11 @@ static const fh_metric_row stream_metrics[] = {
                   "descriptors (HTTP 503 before the upgrade, close 4029 after it).",
                   0),
 };
+
+size_t fh_stream_queued_bytes(fh_stream *s)
+{
+    return s ? atomic_load(&s->total_queued) : 0;
+}
 
 static void register_metrics(fh_stream *s)
 {
@@ -445,7 +453,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->max_jobs = (int)fh_config_int(&b->cfg, "stream.catchup_max");
     s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
     s->close_timeout_ms = fh_config_int(&b->cfg, "stream.close_timeout_ms");
-    s->ring = calloc(s->ring_cap, sizeof(sev *));
+    int ring_failed = stream_ring_init(s);
     s->cur = malloc(CURSOR_MAX);
     s->next_seq = 1; /* 0 is "no event" in sub->mark */
     pthread_mutex_init(&s->inbox_mu, NULL);
@@ -455,7 +463,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
         s->check_ms = 5000; /* a program whose table lacks the key */
     pthread_mutex_init(&s->cmu, NULL);
     s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!s->ring || !s->cur || s->kafka_efd < 0 ||
+    if (ring_failed || !s->cur || s->kafka_efd < 0 ||
         fh_loop_new(&s->loop, 256, 4, errbuf, errsize) != FH_OK ||
         fh_loop_new(&s->cloop, 4, 4, errbuf, errsize) != FH_OK) {
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");

@@ -50,6 +50,9 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
  * HTTP server starts: the stream thread reads it as connections arrive. */
 void fh_stream_set_max_connections(fh_stream *s, int max);
 
+/* Outbound bytes queued for all clients now (what stream.total_queue_bytes caps). Any thread. */
+size_t fh_stream_queued_bytes(fh_stream *s);
+
 #define FH_STREAM_ROUTES 2
 /* Writes the stream's routes (GET /v1/stream, GET /v1/events) into routes; returns how many. */
 size_t fh_stream_routes(fh_stream *s, fh_http_route *routes);
