@@ -482,6 +482,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
         goto err;
     }
     register_metrics(s);
+    fh_metric_set(s->m_mem_ring, (long long)stream_ring_slot_bytes(s)); /* the first slots */
     if (kafka_start(s, errbuf, errsize))
         goto err;
     s->kafka_io = (fh_loop_io){.fd = s->kafka_efd, .fn = on_kafka, .arg = s};

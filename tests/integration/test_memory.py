@@ -58,7 +58,8 @@ def test_memory_parts_are_on_metrics_and_the_ring_part_grows_with_events_up_to_i
         for p in PARTS:
             assert ("firehose_memory_bytes", '{part="%s"}' % p) in m0, "no part %s on /metrics" % p
             assert part(m0, p) >= 0
-        assert part(m0, "ring") == 0 and m0[("firehose_stream_ring_events", "")] == 0
+        # an empty ring: its first 1,024 slots
+        assert part(m0, "ring") == 1024 * SLOT_BYTES and m0[("firehose_stream_ring_events", "")] == 0
         # the stream's and the ingest consumer's prefetch bounds at least (4 MiB + 2 MiB each)
         assert part(m0, "kafka_prefetch") >= 2 * (4 << 20)
         assert m0[("process_resident_memory_bytes", "")] > 0
