@@ -44,6 +44,9 @@ static const fh_cfg_opt broker_opts[] = {
     {"broker.malloc_arenas", NULL, FH_CFG_INT, "2", 0, 1024,
      "glibc malloc arenas at most (M_ARENA_MAX; 0: glibc's default, 8 per core): each arena "
      "keeps what was freed in it"},
+    {"broker.malloc_trim_bytes", NULL, FH_CFG_INT, "16777216", 0, 68719476736LL,
+     "when the allocator's free heap has grown by more than this since the last look (every "
+     "5 s), its free pages go back to the system (malloc_trim); 0: never"},
     {"broker.malloc_mmap_threshold", NULL, FH_CFG_INT, "262144", 0, 33554432,
      "allocations of at least this many bytes get their own mapping, returned to the system "
      "when freed (M_MMAP_THRESHOLD; 0: glibc's default, which rises to 32 MiB)"},
@@ -118,6 +121,7 @@ typedef struct ingest {
     fh_json_doc doc;     /* each record is validated in it, in place */
     fh_lost_table next;  /* per partition, the next offset the group still needs */
     fh_loop *loop;       /* the main thread's (ingest_loop_open) */
+    broker_memory *mem;  /* its free heap is trimmed on this loop */
     fh_consumer_watch w; /* the consumer queue's eventfd on it */
 } ingest;
 
@@ -261,6 +265,16 @@ static int64_t probe_timer(fh_loop *l, void *arg)
     return PROBE_MS;
 }
 
+#define TRIM_MS 5000
+
+static int64_t trim_timer(fh_loop *l, void *arg)
+{
+    ingest *in = arg;
+    (void)l;
+    memory_trim(in->mem, fh_config_int(&in->b->cfg, "broker.malloc_trim_bytes"));
+    return TRIM_MS;
+}
+
 static int64_t stats_timer(fh_loop *l, void *arg)
 {
     ingest *in = arg;
@@ -281,6 +295,7 @@ static fh_err ingest_loop_open(ingest *in, char *errbuf, size_t errsize)
         fh_loop_before_sleep(in->loop, ingest_before_sleep, in);
         fh_loop_after_pass(in->loop, ingest_after_pass, in);
         fh_loop_timer(in->loop, PROBE_MS, probe_timer, in);
+        fh_loop_timer(in->loop, TRIM_MS, trim_timer, in);
         fh_loop_timer(in->loop, fh_config_int(&in->b->cfg, "broker.stats_interval_ms"), stats_timer,
                       in);
     }
@@ -582,6 +597,7 @@ int main(int argc, char **argv)
     register_metrics(&b);
     memory_register(&mem);
     in.b = &b;
+    in.mem = &mem;
     if (start_kafka(&b) || ingest_start(&in)) {
         status = 1;
         goto out;

@@ -19,6 +19,8 @@ static const fh_metric_row memory_metrics[] = {
                   FH_MEMORY_HELP, 1),
     FH_METRIC_ROW(broker_memory, malloc_free, "firehose_memory_bytes", "part=\"malloc_free\"",
                   FH_MEMORY_HELP, 1),
+    FH_METRIC_ROW(broker_memory, trims, "firehose_memory_trims_total", NULL,
+                  "Times free heap was given back to the system (broker.malloc_trim_bytes).", 0),
 };
 
 void memory_register(broker_memory *m)
@@ -37,6 +39,20 @@ void memory_refresh(broker_memory *m)
     /* free chunks in every arena, fastbins included */
     struct mallinfo2 mi = mallinfo2();
     fh_metric_set(m->malloc_free, (long long)mi.fordblks);
+}
+
+void memory_trim(broker_memory *m, long long grow)
+{
+    if (grow <= 0)
+        return;
+    size_t free_now = mallinfo2().fordblks;
+    if (free_now < m->trim_base)
+        m->trim_base = free_now; /* reused since: a later trim counts from here */
+    if (free_now - m->trim_base <= (size_t)grow)
+        return;
+    malloc_trim(0);
+    fh_metric_add(m->trims, 1);
+    m->trim_base = mallinfo2().fordblks;
 }
 
 void memory_tune_malloc(long long arenas, long long mmap_threshold)

@@ -24,7 +24,8 @@ typedef struct fh_view fh_view;
 typedef struct broker_memory {
     fh_stream *stream; /* NULL: none (conn_queues 0) */
     fh_view *view;     /* NULL: none (answer_cache 0) */
-    fh_metric *queues, *prefetch, *sqlite, *acache, *malloc_free;
+    fh_metric *queues, *prefetch, *sqlite, *acache, *malloc_free, *trims;
+    size_t trim_base; /* free heap after the last trim (memory_trim's caller's thread) */
 } broker_memory;
 
 /* Registers the gauges the scrape refreshes (ring is the stream's own). */
@@ -32,6 +33,11 @@ void memory_register(broker_memory *m);
 
 /* Reads every part into its gauge. Any thread (the /metrics handler); m may be NULL. */
 void memory_refresh(broker_memory *m);
+
+/* Gives free heap back to the system (malloc_trim) when it has grown by more than grow bytes
+ * since the last trim: what a burst (a thousand connections, a Kafka backlog) freed stays
+ * resident otherwise. grow 0: never. One thread (a timer). */
+void memory_trim(broker_memory *m, long long grow);
 
 /* Tunes glibc malloc before the threads start. arenas (M_ARENA_MAX): each thread that allocates
  * would otherwise get an arena of its own (up to 8 per core), each keeping what was freed in it
