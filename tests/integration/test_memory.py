@@ -63,6 +63,7 @@ def test_memory_parts_are_on_metrics_and_the_ring_part_grows_with_events_up_to_i
         # the stream's and the ingest consumer's prefetch bounds at least (4 MiB + 2 MiB each)
         assert part(m0, "kafka_prefetch") >= 2 * (4 << 20)
         assert m0[("process_resident_memory_bytes", "")] > 0
+        assert ("firehose_memory_trims_total", "") in m0
 
         c = Client(b)
         cur = c.subscribe("all", {})["cursor"]
