@@ -11,7 +11,7 @@
 #define FH_STREAM_CFG                                                                              \
     {"stream.ring_events", NULL, FH_CFG_INT, "200000", 100, 100000000,                             \
      "recent events kept in memory for resume (older resumes read Kafka)"},                        \
-    {"stream.ring_bytes", NULL, FH_CFG_INT, "67108864", 1048576, 68719476736LL,                    \
+    {"stream.ring_bytes", NULL, FH_CFG_INT, "33554432", 1048576, 68719476736LL,                    \
      "bytes of recent events kept in memory"},                                                     \
     {"stream.client_queue_bytes", NULL, FH_CFG_INT, "4194304", 4096, 1073741824,                   \
      "outbound queue per client; a client past it is disconnected as a slow consumer"},            \
