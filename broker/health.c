@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fh_log.h"
+#include "memory.h"
 #include "view/cimetrics.h"
 #include "view/view.h"
 
@@ -164,8 +165,9 @@ static void readyz(void *ctx, fh_http_request *req, fh_http_response *resp)
 
 static void metrics(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
-    (void)ctx;
+    health_ctx *h = ctx;
     (void)req;
+    memory_refresh(h->mem);
     resp->max_age = -1;
     resp->no_etag = 1;
     resp->content_type = "text/plain; version=0.0.4";

@@ -8,12 +8,15 @@
 #include "http.h"
 
 typedef struct fh_view fh_view;
+typedef struct broker_memory broker_memory;
 
-/* What the health routes read: the broker's state, and the view (records lost for /readyz, the
- * CI metrics for /metrics/ci; NULL: none). The caller keeps it alive while the HTTP server runs. */
+/* What the health routes read: the broker's state, the view (records lost for /readyz, the CI
+ * metrics for /metrics/ci; NULL: none) and the memory gauges /metrics refreshes (NULL: none).
+ * The caller keeps it alive while the HTTP server runs. */
 typedef struct health_ctx {
     fh_broker *b;
     fh_view *view;
+    broker_memory *mem;
 } health_ctx;
 
 /* Appends the health routes to routes (which has room for FH_HEALTH_ROUTES more); their ctx is

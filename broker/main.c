@@ -18,6 +18,7 @@
 #include "health.h"
 #include "http.h"
 #include "ingest_ci.h"
+#include "memory.h"
 #include "rest/rest.h"
 #include "view/cimetrics.h"
 #include "view/derive.h"
@@ -40,6 +41,15 @@ static const fh_cfg_opt broker_opts[] = {
     {"topics.replication", NULL, FH_CFG_INT, "1", 1, 16, "replication factor of created topics"},
     {"broker.stats_interval_ms", NULL, FH_CFG_INT, "5000", 100, 3600000,
      "how often the per-type counts are logged (when they changed)"},
+    {"broker.malloc_arenas", NULL, FH_CFG_INT, "2", 0, 1024,
+     "glibc malloc arenas at most (M_ARENA_MAX; 0: glibc's default, 8 per core): each arena "
+     "keeps what was freed in it"},
+    {"broker.malloc_trim_bytes", NULL, FH_CFG_INT, "16777216", 0, 68719476736LL,
+     "when the allocator's free heap has grown by more than this since the last look (every "
+     "5 s), its free pages go back to the system (malloc_trim); 0: never"},
+    {"broker.malloc_mmap_threshold", NULL, FH_CFG_INT, "262144", 0, 33554432,
+     "allocations of at least this many bytes get their own mapping, returned to the system "
+     "when freed (M_MMAP_THRESHOLD; 0: glibc's default, which rises to 32 MiB)"},
     {"http.listen", "listen", FH_CFG_STR, "127.0.0.1:8080", 0, 0,
      "address of REST, stream, SSE and dashboard (HOST:PORT, [V6]:PORT; port 0 picks one)"},
     {"http.threads", NULL, FH_CFG_INT, "2", 1, 64, "HTTP worker threads"},
@@ -111,6 +121,7 @@ typedef struct ingest {
     fh_json_doc doc;     /* each record is validated in it, in place */
     fh_lost_table next;  /* per partition, the next offset the group still needs */
     fh_loop *loop;       /* the main thread's (ingest_loop_open) */
+    broker_memory *mem;  /* its free heap is trimmed on this loop */
     fh_consumer_watch w; /* the consumer queue's eventfd on it */
 } ingest;
 
@@ -254,6 +265,16 @@ static int64_t probe_timer(fh_loop *l, void *arg)
     return PROBE_MS;
 }
 
+#define TRIM_MS 5000
+
+static int64_t trim_timer(fh_loop *l, void *arg)
+{
+    ingest *in = arg;
+    (void)l;
+    memory_trim(in->mem, fh_config_int(&in->b->cfg, "broker.malloc_trim_bytes"));
+    return TRIM_MS;
+}
+
 static int64_t stats_timer(fh_loop *l, void *arg)
 {
     ingest *in = arg;
@@ -274,6 +295,7 @@ static fh_err ingest_loop_open(ingest *in, char *errbuf, size_t errsize)
         fh_loop_before_sleep(in->loop, ingest_before_sleep, in);
         fh_loop_after_pass(in->loop, ingest_after_pass, in);
         fh_loop_timer(in->loop, PROBE_MS, probe_timer, in);
+        fh_loop_timer(in->loop, TRIM_MS, trim_timer, in);
         fh_loop_timer(in->loop, fh_config_int(&in->b->cfg, "broker.stats_interval_ms"), stats_timer,
                       in);
     }
@@ -513,6 +535,7 @@ int main(int argc, char **argv)
     static fh_broker b;
     static ingest in;
     static fh_http_route routes[MAX_ROUTES];
+    static broker_memory mem;
     fh_http *http = NULL;
     fh_stream *stream = NULL;
     fh_webhooks *webhooks = NULL;
@@ -521,7 +544,7 @@ int main(int argc, char **argv)
     fh_statuspush *statuspush = NULL;
     fh_ingest_ci *ingest_ci = NULL;
     fh_view_config view_cfg;
-    health_ctx health = {&b, NULL};
+    health_ctx health = {&b, NULL, &mem};
     char err[512];
     int help, status = 0;
     size_t nroutes = 0, ncaps = 0;
@@ -551,6 +574,9 @@ int main(int argc, char **argv)
         fh_config_free(&b.cfg);
         return 64;
     }
+    /* before any thread starts */
+    memory_tune_malloc(fh_config_int(&b.cfg, "broker.malloc_arenas"),
+                       fh_config_int(&b.cfg, "broker.malloc_mmap_threshold"));
     int level = fh_log_level_parse(fh_config_str(&b.cfg, "log.level"));
     fh_log_init("firehose-broker", level < 0 ? FH_LOG_INFO : (enum fh_log_level)level);
     /* before anything opens: every connection needs a descriptor */
@@ -569,7 +595,9 @@ int main(int argc, char **argv)
         goto out;
     }
     register_metrics(&b);
+    memory_register(&mem);
     in.b = &b;
+    in.mem = &mem;
     if (start_kafka(&b) || ingest_start(&in)) {
         status = 1;
         goto out;
@@ -590,6 +618,8 @@ int main(int argc, char **argv)
         goto out;
     }
     health.view = view;
+    mem.stream = stream;
+    mem.view = view;
     nroutes += statuspush_routes(statuspush, routes + nroutes);
     nroutes += ingest_ci_routes(ingest_ci, routes + nroutes);
     ncaps = ingest_ci_body_caps(ingest_ci, &caps);

@@ -1,6 +1,7 @@
 #include "fh_consumer.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,23 @@
 #include "fh_kafka.h"
 #include "fh_log.h"
 #include "fh_util.h"
+
+static _Atomic long long prefetch_total;
+
+long long fh_consumer_prefetch_bound(void)
+{
+    return atomic_load_explicit(&prefetch_total, memory_order_relaxed);
+}
+
+/* An integer property of rk's configuration, 0 when it has none. */
+static long long conf_int(rd_kafka_t *rk, const char *name)
+{
+    char v[64];
+    size_t size = sizeof(v);
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), name, v, &size) != RD_KAFKA_CONF_OK)
+        return 0;
+    return strtoll(v, NULL, 10);
+}
 
 static int cmp_id(const void *a, const void *b)
 {
@@ -194,7 +212,7 @@ static rd_kafka_resp_err_t new_nice(rd_kafka_t *rk, const rd_kafka_conf_t *conf,
 fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consumer **out,
                        char *errbuf, size_t errsize)
 {
-    const char *defaults[MAX_DEFAULTS + 2];
+    const char *defaults[MAX_DEFAULTS + 4];
     char refresh[96];
     rd_kafka_conf_t *conf = NULL;
     size_t nd = 0;
@@ -214,6 +232,10 @@ fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consume
         snprintf(refresh, sizeof(refresh), "topic.metadata.refresh.interval.ms=%d", k->check_ms);
         defaults[nd++] = refresh;
     }
+    /* librdkafka prefetches up to 64 MiB (plus a 50 MiB fetch) per consumer by default: every
+     * consumer gets a small bound unless its caller's defaults or kafka.* keys give another */
+    defaults[nd++] = "queued.max.messages.kbytes=" FH_CONSUMER_PREFETCH_KIB;
+    defaults[nd++] = "fetch.max.bytes=" FH_CONSUMER_FETCH_BYTES;
     for (size_t i = 0; o->defaults && o->defaults[i] && nd < MAX_DEFAULTS; i++)
         defaults[nd++] = o->defaults[i];
     defaults[nd] = NULL;
@@ -241,6 +263,9 @@ fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consume
         rc = FH_ERR_KAFKA;
         goto err;
     }
+    k->prefetch_bound =
+        conf_int(k->rk, "queued.max.messages.kbytes") * 1024 + conf_int(k->rk, "fetch.max.bytes");
+    atomic_fetch_add_explicit(&prefetch_total, k->prefetch_bound, memory_order_relaxed);
     if (o->errors_with_records)
         rd_kafka_poll_set_consumer(k->rk);
     /* a consumer without a subscription still has a consumer queue to read from */
@@ -454,6 +479,7 @@ void fh_consumer_free(fh_consumer *k)
         rd_kafka_queue_destroy(k->q);
     if (k->rk)
         rd_kafka_destroy(k->rk);
+    atomic_fetch_sub_explicit(&prefetch_total, k->prefetch_bound, memory_order_relaxed);
     for (int t = 0; t < k->ntopics; t++)
         free(k->topics[t]);
     free(k);

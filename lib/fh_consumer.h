@@ -128,13 +128,26 @@ typedef struct fh_consumer {
     int64_t next_check_ms;
     int wake_fd;
     int closed;
+    long long prefetch_bound; /* counted in fh_consumer_prefetch_bound while it is open */
 } fh_consumer;
 
+/* The prefetch every consumer gets unless its defaults or kafka.* keys say otherwise
+ * (queued.max.messages.kbytes, fetch.max.bytes): librdkafka's own are 64 MiB and 50 MiB. */
+#define FH_CONSUMER_PREFETCH_KIB "4096"
+#define FH_CONSUMER_FETCH_BYTES "2097152"
+
 /* Creates a consumer: fh_kafka_conf(c, o->bootstrap, o->defaults), then group.id, the callbacks,
- * the metadata refresh (group policy), the consumer queue and its wake-up. *out is the caller's
+ * the metadata refresh (group policy), the prefetch bound (FH_CONSUMER_PREFETCH_KIB), the
+ * consumer queue and its wake-up. *out is the caller's
  * (fh_consumer_free). FH_ERR_CONFIG on a bad property, FH_ERR_KAFKA when librdkafka refuses. */
 fh_err fh_consumer_new(const fh_config *c, const fh_consumer_opts *o, fh_consumer **out,
                        char *errbuf, size_t errsize);
+
+/* What librdkafka may hold prefetched for the consumers open now, summed: for each, its
+ * queued.max.messages.kbytes plus one fetch response (fetch.max.bytes), as configured. A bound,
+ * not what is queued at the moment (librdkafka reports that only in its statistics). Any
+ * thread. */
+long long fh_consumer_prefetch_bound(void);
 
 /* Group policy: subscribes to topics[0..n). */
 fh_err fh_consumer_subscribe(fh_consumer *k, const char *const *topics, int n, char *errbuf,

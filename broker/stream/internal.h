@@ -301,8 +301,8 @@ struct fh_stream {
     int64_t hw[MAX_PARTS];         /* next offset after the newest ring event, per partition */
     int64_t evicted_hw[MAX_PARTS]; /* events below this were evicted (or predate the start) */
     /* ring */
-    sev **ring;
-    size_t ring_cap, ring_count, ring_head; /* ring_head: slot of the oldest */
+    sev **ring; /* ring_slots slots, grown up to ring_cap (stream.ring_events) */
+    size_t ring_cap, ring_slots, ring_count, ring_head; /* ring_head: slot of the oldest */
     size_t ring_bytes, ring_max_bytes;
     uint64_t next_seq;
     /* clients */
@@ -343,7 +343,7 @@ struct fh_stream {
     unsigned next_job;
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
-        *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes;
+        *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes, *m_mem_ring;
     /* permessage-deflate: the stream thread's one deflater and one inflater (no connection
      * keeps compression state); NULL when stream.permessage_deflate is off */
     fh_deflater *zd;
@@ -400,6 +400,10 @@ fh_err stream_from(fh_stream *s, const json_t *from, const char *text, int64_t *
                    fh_wsmsg_from_kind *kind, char *errbuf, size_t errsize);
 
 /* ring.c */
+/* Allocates the ring's first slots (stream_start, after ring_cap is set); -1: out of memory. */
+int stream_ring_init(fh_stream *s);
+/* Bytes of the slot array (the events' own bytes are ring_bytes). Stream thread. */
+size_t stream_ring_slot_bytes(const fh_stream *s);
 sev *stream_ring_at_seq(fh_stream *s, uint64_t seq);
 int stream_ring_covers(const fh_stream *s, const int64_t *vec);
 void stream_ring_evict_one(fh_stream *s);

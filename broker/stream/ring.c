@@ -5,6 +5,39 @@
 /* ---- ring -------------------------------------------------------------------------------------
  */
 
+/* The slot array starts at this many slots (or stream.ring_events when that is fewer) and
+ * doubles as events arrive, up to stream.ring_events: a ring that holds few events (bounded by
+ * stream.ring_bytes, or a quiet stream) costs the slots it uses, not its cap. */
+#define RING_FIRST_SLOTS 1024
+
+/* Resizes the slot array to n slots (n >= ring_count), oldest event first in slot 0.
+ * Returns 0, or -1 when out of memory (the ring is unchanged). */
+static int ring_resize(fh_stream *s, size_t n)
+{
+    sev **r = malloc(n * sizeof(*r));
+    if (!r)
+        return -1;
+    for (size_t i = 0; i < s->ring_count; i++)
+        r[i] = s->ring[(s->ring_head + i) % s->ring_slots];
+    free(s->ring);
+    s->ring = r;
+    s->ring_slots = n;
+    s->ring_head = 0;
+    return 0;
+}
+
+int stream_ring_init(fh_stream *s)
+{
+    s->ring = NULL;
+    s->ring_slots = s->ring_count = s->ring_head = 0;
+    return ring_resize(s, s->ring_cap < RING_FIRST_SLOTS ? s->ring_cap : RING_FIRST_SLOTS);
+}
+
+size_t stream_ring_slot_bytes(const fh_stream *s)
+{
+    return s->ring_slots * sizeof(*s->ring);
+}
+
 sev *stream_ring_at_seq(fh_stream *s, uint64_t seq)
 {
     if (s->ring_count == 0)
@@ -12,14 +45,14 @@ sev *stream_ring_at_seq(fh_stream *s, uint64_t seq)
     uint64_t first = s->next_seq - s->ring_count;
     if (seq < first || seq >= s->next_seq)
         return NULL;
-    return s->ring[(s->ring_head + (size_t)(seq - first)) % s->ring_cap];
+    return s->ring[(s->ring_head + (size_t)(seq - first)) % s->ring_slots];
 }
 
 void stream_ring_evict_one(fh_stream *s)
 {
     sev *e = s->ring[s->ring_head];
     s->ring[s->ring_head] = NULL;
-    s->ring_head = (s->ring_head + 1) % s->ring_cap;
+    s->ring_head = (s->ring_head + 1) % s->ring_slots;
     s->ring_count--;
     s->ring_bytes -= e->bytes;
     e->in_ring = 0;
@@ -33,12 +66,19 @@ void stream_ring_push(fh_stream *s, sev *e)
     while (s->ring_count &&
            (s->ring_count == s->ring_cap || s->ring_bytes + e->bytes > s->ring_max_bytes))
         stream_ring_evict_one(s);
-    s->ring[(s->ring_head + s->ring_count) % s->ring_cap] = sev_ref(e);
+    if (s->ring_count == s->ring_slots) {
+        size_t n = s->ring_slots * 2 < s->ring_cap ? s->ring_slots * 2 : s->ring_cap;
+        /* out of memory: the ring stays as large as it is, the oldest event makes room */
+        if (n <= s->ring_slots || ring_resize(s, n))
+            stream_ring_evict_one(s);
+    }
+    s->ring[(s->ring_head + s->ring_count) % s->ring_slots] = sev_ref(e);
     e->in_ring = 1;
     s->ring_count++;
     s->ring_bytes += e->bytes;
     fh_metric_set(s->m_ring_events, (long long)s->ring_count);
     fh_metric_set(s->m_ring_bytes, (long long)s->ring_bytes);
+    fh_metric_set(s->m_mem_ring, (long long)(s->ring_bytes + stream_ring_slot_bytes(s)));
 }
 
 /* 1 when every event at or after vec (per partition) is in the ring (or not yet produced). */

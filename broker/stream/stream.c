@@ -20,6 +20,7 @@
  * bytes, written with writev.
  */
 #include "internal.h"
+#include "memory.h"
 
 /* ---- Kafka side -------------------------------------------------------------------------------
  */
@@ -437,6 +438,8 @@ static const fh_metric_row stream_metrics[] = {
                   "Resumes left behind that joined a pass again from their own position.", 0),
     FH_METRIC_ROW(fh_stream, m_ring_bytes, "firehose_stream_ring_bytes", NULL,
                   "Bytes the recent events held for resume cost.", 1),
+    FH_METRIC_ROW(fh_stream, m_mem_ring, "firehose_memory_bytes", "part=\"ring\"", FH_MEMORY_HELP,
+                  1),
     FH_METRIC_ROW(fh_stream, m_holds, "firehose_stream_holds_total", NULL,
                   "Times a connection past stream.client_queue_bytes held the "
                   "stream (no record routed until it drained or was dropped).",
@@ -480,6 +483,11 @@ static const struct {
      "Live deliveries: Kafka timestamp to the write that put its last byte into the socket."},
 };
 
+size_t fh_stream_queued_bytes(fh_stream *s)
+{
+    return s ? atomic_load(&s->total_queued) : 0;
+}
+
 static void register_metrics(fh_stream *s)
 {
     fh_metrics_register(s, stream_metrics, sizeof(stream_metrics) / sizeof(stream_metrics[0]));
@@ -513,7 +521,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->catchup_rewind = fh_config_int(&b->cfg, "stream.catchup_rewind_events");
     s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
     s->close_timeout_ms = fh_config_int(&b->cfg, "stream.close_timeout_ms");
-    s->ring = calloc(s->ring_cap, sizeof(sev *));
+    int ring_failed = stream_ring_init(s);
     s->cur = malloc(CURSOR_MAX);
     s->next_seq = 1; /* 0 is "no event" in sub->mark */
     pthread_mutex_init(&s->inbox_mu, NULL);
@@ -523,7 +531,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
         s->check_ms = 5000; /* a program whose table lacks the key */
     pthread_mutex_init(&s->cmu, NULL);
     s->kafka_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!s->ring || !s->cur || s->kafka_efd < 0 ||
+    if (ring_failed || !s->cur || s->kafka_efd < 0 ||
         fh_loop_new(&s->loop, 256, 4, errbuf, errsize) != FH_OK ||
         fh_loop_new(&s->cloop, 4, 4, errbuf, errsize) != FH_OK) {
         fh_errf(errbuf, errsize, FH_ERR_NOMEM, "stream: cannot allocate its ring or descriptors");
@@ -542,6 +550,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
         goto err;
     }
     register_metrics(s);
+    fh_metric_set(s->m_mem_ring, (long long)stream_ring_slot_bytes(s)); /* the first slots */
     if (kafka_start(s, errbuf, errsize))
         goto err;
     s->kafka_io = (fh_loop_io){.fd = s->kafka_efd, .fn = on_kafka, .arg = s};

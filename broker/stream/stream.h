@@ -11,7 +11,7 @@
 #define FH_STREAM_CFG                                                                              \
     {"stream.ring_events", NULL, FH_CFG_INT, "200000", 100, 100000000,                             \
      "recent events kept in memory for resume (older resumes read Kafka)"},                        \
-    {"stream.ring_bytes", NULL, FH_CFG_INT, "67108864", 1048576, 68719476736LL,                    \
+    {"stream.ring_bytes", NULL, FH_CFG_INT, "33554432", 1048576, 68719476736LL,                    \
      "bytes of recent events kept in memory"},                                                     \
     {"stream.client_queue_bytes", NULL, FH_CFG_INT, "4194304", 4096, 1073741824,                   \
      "outbound queue per client; a client past it is disconnected as a slow consumer"},            \
@@ -62,6 +62,9 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
 /* Lowers stream.max_connections to max (main.c fits it to the file descriptors). Call before the
  * HTTP server starts: the stream thread reads it as connections arrive. */
 void fh_stream_set_max_connections(fh_stream *s, int max);
+
+/* Outbound bytes queued for all clients now (what stream.total_queue_bytes caps). Any thread. */
+size_t fh_stream_queued_bytes(fh_stream *s);
 
 #define FH_STREAM_ROUTES 2
 /* Writes the stream's routes (GET /v1/stream, GET /v1/events) into routes; returns how many. */

@@ -27,3 +27,8 @@ void view_cache_abandon(fh_view *v, const char *key)
 {
     fh_acache_abandon(v->cache, key);
 }
+
+size_t view_cache_bytes(fh_view *v)
+{
+    return v && v->cache ? fh_acache_bytes(v->cache) : 0;
+}

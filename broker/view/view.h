@@ -181,6 +181,8 @@ void view_cache_put(fh_view *v, const char *key, const char *body, size_t len,
                     unsigned long long hash, const view_asof *asof, int ttl_ms);
 /* Clears the rendering mark that VIEW_CACHE_RENDER gave the caller. */
 void view_cache_abandon(fh_view *v, const char *key);
+/* Bytes the answer cache holds now (0 without a view). Any thread. */
+size_t view_cache_bytes(fh_view *v);
 
 /* ---- configuration the REST layer reads ------------------------------------------------- */
 

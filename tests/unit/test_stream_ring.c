@@ -38,8 +38,12 @@ static fh_stream *rt_new(size_t ring_events, size_t ring_bytes)
         s->hw[p] = s->evicted_hw[p] = RT_START;
     s->ring_cap = ring_events;
     s->ring_max_bytes = ring_bytes;
-    s->ring = calloc(ring_events, sizeof(sev *));
     s->cur = malloc(CURSOR_MAX);
+    if (stream_ring_init(s)) {
+        free(s->cur);
+        free(s);
+        return NULL;
+    }
     s->next_seq = 1;
     s->max_event_bytes = 1 << 20;
     fh_json_doc_init(&s->doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
@@ -260,6 +264,42 @@ TEST(stream_ring_wraps_around_its_buffer_in_order)
     CHECK(rt_append(s, 0, RT_START + 23, "linux") != NULL);
     CHECK(rt_offset_at(s, 24) == RT_START + 23);
     rt_free(s);
+}
+
+TEST(stream_ring_slots_grow_with_what_it_holds_up_to_the_event_cap)
+{
+    /* stream.ring_events = 3000: the slots start at 1024 and double as events arrive */
+    RT_OPEN(s, 3000, 1 << 30);
+    CHECK(s->ring_slots == RING_FIRST_SLOTS);
+    CHECK(stream_ring_slot_bytes(s) == RING_FIRST_SLOTS * sizeof(sev *));
+    /* wrap the first slots round before they grow: growing keeps the order */
+    s->ring_max_bytes = 0; /* one event at a time */
+    for (int i = 0; i < 700; i++)
+        CHECK(rt_append(s, 0, RT_START + i, "linux") != NULL);
+    CHECK(s->ring_count == 1 && s->ring_head == 699);
+    s->ring_max_bytes = 1 << 30;
+    int64_t next = RT_START + 700;
+    for (; s->ring_count < RING_FIRST_SLOTS; next++)
+        CHECK(rt_append(s, 0, next, "linux") != NULL);
+    CHECK(s->ring_slots == RING_FIRST_SLOTS && s->ring_head != 0);
+    CHECK(rt_append(s, 0, next++, "linux") != NULL); /* one more: twice the slots */
+    CHECK(s->ring_slots == 2 * RING_FIRST_SLOTS && s->ring_count == RING_FIRST_SLOTS + 1);
+    uint64_t oldest = s->next_seq - s->ring_count;
+    for (uint64_t q = oldest; q < s->next_seq; q++)
+        CHECK(rt_offset_at(s, q) == RT_START + (int64_t)q - 1);
+    /* then up to stream.ring_events, never past it, and the cap still evicts */
+    while (next < RT_START + 4000)
+        CHECK(rt_append(s, 0, next++, "linux") != NULL);
+    CHECK(s->ring_slots == 3000 && s->ring_count == 3000);
+    CHECK(s->evicted_hw[0] == RT_START + 1000);
+    CHECK(rt_offset_at(s, s->next_seq - 1) == RT_START + 3999);
+    CHECK(rt_offset_at(s, s->next_seq - 3000) == RT_START + 1000);
+    CHECK(s->ring_bytes == rt_sum_bytes(s));
+    rt_free(s);
+    /* a ring whose cap is under the first allocation gets just its cap */
+    RT_OPEN(t, 100, 1 << 20);
+    CHECK(t->ring_slots == 100);
+    rt_free(t);
 }
 
 TEST(stream_event_built_once_is_shared_and_freed_with_its_last_reference)
