@@ -47,6 +47,13 @@ struct fh_http {
     _Atomic long conns;     /* handed to libmicrohttpd and not closed yet */
     int64_t refused_log_ms; /* acceptor only: when descriptors_exhausted was last logged */
     fh_metric *m_refused;
+    /* the answer threads (deferred answers, below): a queue of suspended requests */
+    pthread_mutex_t dmu;
+    pthread_cond_t dcv;
+    struct req_state *dhead, *dtail; /* under dmu */
+    int dstopping;                   /* under dmu: no more jobs; the threads drain and end */
+    pthread_t *answerers;
+    int nanswerers; /* started (set before the acceptor starts; read by handlers) */
 };
 
 /* Per-request state kept between libmicrohttpd's calls of the access handler. Made by on_uri
@@ -60,6 +67,12 @@ typedef struct req_state {
     size_t path_len;
     fh_http_arg *args; /* the query, collected with its lengths before dispatch */
     size_t nargs, args_cap;
+    /* a deferred answer: the response its job fills, the suspended connection, the queue link;
+     * deferred is 1 while the job is queued or running, 2 once resp is ready to send */
+    _Atomic int deferred;
+    fh_http_response resp;
+    struct MHD_Connection *conn;
+    struct req_state *next;
 } req_state;
 
 /* param (param_len bytes, which may hold NUL) is NULL when the error names none. */
@@ -379,7 +392,75 @@ static void dispatch(fh_http *h, struct MHD_Connection *conn, const char *url, c
     }
     req.body = st->body.data ? st->body.data : "";
     req.body_len = st->body.len;
+    req.can_defer = h->nanswerers > 0;
     fh_http_route_request(h->routes, h->nroutes, h->auth, &req, resp);
+}
+
+/* ---- deferred answers ------------------------------------------------------------------------
+ *
+ * A handler that sets resp->defer would otherwise block its libmicrohttpd thread, and with it
+ * every connection that thread serves, while it renders. Instead the connection is suspended and
+ * queued for the answer threads (as many as http.threads); one runs the job and resumes the
+ * connection, and libmicrohttpd calls on_request again, which sends the response. Suspending
+ * happens before queueing, so a resume never precedes its suspend. The threads drain the queue
+ * before fh_http_stop stops libmicrohttpd, so no connection stays suspended; after they are told
+ * to stop, a handler's job runs on its own thread (defer_push returns 0). */
+
+/* Suspends conn and queues st's job. Returns 1, or 0 when the answer threads are stopping. */
+static int defer_push(fh_http *h, struct MHD_Connection *conn, req_state *st)
+{
+    pthread_mutex_lock(&h->dmu);
+    if (h->dstopping) {
+        pthread_mutex_unlock(&h->dmu);
+        return 0;
+    }
+    atomic_store(&st->deferred, 1);
+    st->conn = conn;
+    st->next = NULL;
+    MHD_suspend_connection(conn);
+    if (h->dtail)
+        h->dtail->next = st;
+    else
+        h->dhead = st;
+    h->dtail = st;
+    pthread_cond_signal(&h->dcv);
+    pthread_mutex_unlock(&h->dmu);
+    return 1;
+}
+
+static void *answerer_main(void *arg)
+{
+    fh_http *h = arg;
+    pthread_mutex_lock(&h->dmu);
+    for (;;) {
+        while (!h->dhead && !h->dstopping)
+            pthread_cond_wait(&h->dcv, &h->dmu);
+        req_state *st = h->dhead;
+        if (!st)
+            break; /* stopping, and nothing is left */
+        if (!(h->dhead = st->next))
+            h->dtail = NULL;
+        pthread_mutex_unlock(&h->dmu);
+        st->resp.defer(st->resp.defer_arg, &st->resp);
+        st->resp.defer = NULL;
+        struct MHD_Connection *conn = st->conn;
+        atomic_store(&st->deferred, 2);
+        MHD_resume_connection(conn);
+        pthread_mutex_lock(&h->dmu);
+    }
+    pthread_mutex_unlock(&h->dmu);
+    return NULL;
+}
+
+/* Tells the answer threads to stop once the queue is empty and waits for them. */
+static void answerers_stop(fh_http *h)
+{
+    pthread_mutex_lock(&h->dmu);
+    h->dstopping = 1;
+    pthread_cond_broadcast(&h->dcv);
+    pthread_mutex_unlock(&h->dmu);
+    for (int i = 0; i < h->nanswerers; i++)
+        pthread_join(h->answerers[i], NULL);
 }
 
 /* The body cap of a request's path: its own (cfg.body_caps), else http.max_body_bytes. */
@@ -482,6 +563,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
+    if (atomic_load(&st->deferred)) {
+        /* resumed: the job is done (libmicrohttpd calls only a resumed connection again) */
+        if (atomic_load(&st->deferred) != 2)
+            return MHD_YES;
+        enum MHD_Result ret = send_response(h, conn, &st->resp);
+        fh_buf_free(&st->resp.body);
+        atomic_store(&st->deferred, 0);
+        return ret;
+    }
     if (strcmp(method, "OPTIONS") == 0)
         return respond_preflight(h, conn);
 
@@ -489,6 +579,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     memset(&resp, 0, sizeof(resp));
     fh_buf_init(&resp.body, h->cfg.max_response_bytes);
     dispatch(h, conn, url, method, version, st, &resp);
+    if (resp.defer) {
+        st->resp = resp; /* the body moves with it */
+        if (defer_push(h, conn, st))
+            return MHD_YES;
+        /* the answer threads are stopping: this thread runs the job itself */
+        st->resp.defer(st->resp.defer_arg, &st->resp);
+        resp = st->resp;
+        memset(&st->resp, 0, sizeof(st->resp));
+    }
     enum MHD_Result ret = send_response(h, conn, &resp);
     fh_buf_free(&resp.body);
     return ret;
@@ -503,6 +602,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     if (st) {
         fh_buf_free(&st->body);
+        fh_buf_free(&st->resp.body); /* a deferred answer the client did not wait for */
         free(st->path);
         free(st->args);
         free(st);
@@ -751,6 +851,9 @@ static void http_free(fh_http *h)
     fh_loop_free(h->loop);
     free(h->tls_cert);
     free(h->tls_key);
+    free(h->answerers);
+    pthread_mutex_destroy(&h->dmu);
+    pthread_cond_destroy(&h->dcv);
     free(h);
 }
 
@@ -770,6 +873,8 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
     h->auth = auth;
     h->cfg = *cfg;
     h->spare = -1;
+    pthread_mutex_init(&h->dmu, NULL);
+    pthread_cond_init(&h->dcv, NULL);
     if ((h->lfd = listen_on(&ss, sslen)) < 0) {
         http_free(h);
         return fh_errf(errbuf, errsize, FH_ERR_IO, "http.listen: cannot listen on %s (%s)",
@@ -836,7 +941,13 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
     if (getsockname(h->lfd, (struct sockaddr *)&bound, &blen) == 0)
         h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                     : ((struct sockaddr_in *)&bound)->sin_port);
+    /* without answer threads (none could start) every handler answers on its own thread */
+    if ((h->answerers = calloc((size_t)threads, sizeof(*h->answerers))))
+        while (h->nanswerers < threads &&
+               pthread_create(&h->answerers[h->nanswerers], NULL, answerer_main, h) == 0)
+            pthread_setname_np(h->answerers[h->nanswerers++], "fh-http-answer");
     if (pthread_create(&h->acceptor, NULL, acceptor_main, h) != 0) {
+        answerers_stop(h);
         MHD_stop_daemon(h->daemon);
         http_free(h);
         return fh_errf(errbuf, errsize, FH_ERR_IO, "http: cannot start the acceptor thread");
@@ -859,6 +970,7 @@ void fh_http_stop(fh_http *h)
         fh_loop_stop(h->loop);
         pthread_join(h->acceptor, NULL);
     }
+    answerers_stop(h);
     MHD_stop_daemon(h->daemon);
     http_free(h);
 }

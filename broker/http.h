@@ -34,6 +34,7 @@ typedef struct fh_http_request {
     const fh_principal *who;                          /* never NULL when the route needs a scope */
     const char *body;                                 /* NUL-terminated; "" when none */
     size_t body_len;
+    int can_defer; /* 1: the handler may answer later through fh_http_response.defer */
 } fh_http_request;
 
 typedef struct fh_http_response {
@@ -50,6 +51,13 @@ typedef struct fh_http_response {
         const char *name, *value;
     } headers[FH_HTTP_MAX_HEADERS];
     struct MHD_Response *raw; /* handler-made response (upgrade, streams); overrides the rest */
+    /* Set only when the request's can_defer is 1, by a handler whose answer would block its
+     * libmicrohttpd thread (a REST render: SQLite, milliseconds) and so every other connection
+     * of that thread: the connection is suspended, defer(defer_arg, resp) runs once on one of
+     * http.c's answer threads and fills in resp as a handler would (it owns defer_arg), then
+     * the connection resumes and resp is sent. */
+    void (*defer)(void *arg, struct fh_http_response *resp);
+    void *defer_arg;
 } fh_http_response;
 
 typedef void (*fh_http_handler)(void *ctx, fh_http_request *req, fh_http_response *resp);

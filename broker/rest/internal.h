@@ -61,6 +61,8 @@ enum {
     S_TEST_FAILING,
     S_TEST_COUNT,
     S_FLAKY,
+    S_PENDING_ALL,
+    S_PENDING_TOTAL_ALL,
 };
 
 /* ---- answer.c --------------------------------------------------------------------------- */

@@ -124,24 +124,27 @@ static unsigned long long fnv(const char *p, size_t n, unsigned long long h)
     return h;
 }
 
-/* Serves key from the cache, or renders it with fn. */
-static void serve(fh_view *v, fh_http_response *resp, const char *key, rest_render_fn fn,
-                  const rest_args *args, int ttl_ms)
+/* Appends "as_of" and the closing brace to an answer whose members (hashed to hash) are in
+ * resp->body, and sets its ETag. */
+static void finish(fh_view *v, fh_http_response *resp, const view_asof *a, unsigned long long hash)
+{
+    size_t tail = resp->body.len;
+    fh_buf_printf(&resp->body, ",");
+    view_asof_json(v, a, &resp->body);
+    fh_buf_printf(&resp->body, "}\n");
+    resp->etag = fnv(resp->body.data + tail, resp->body.len - tail, hash);
+    resp->etag_given = 1;
+}
+
+/* Renders key with fn into resp (whose body holds the opening brace), stores it in the cache and
+ * finishes it; cr is what the cache said (VIEW_CACHE_RENDER: this caller owns the render). The
+ * caller is inside the view (view_enter). */
+static void render(fh_view *v, fh_http_response *resp, const char *key, rest_render_fn fn,
+                   const rest_args *args, int ttl_ms, enum view_cache_result cr)
 {
     char err[512];
     view_asof a;
     fh_buf tmp;
-    unsigned long long hash = 0;
-    if (view_enter(v)) {
-        fh_http_error(resp, 503, "unavailable", NULL,
-                      "the view is stopping or disabled (view.enabled=false)");
-        return;
-    }
-    resp->max_age = 0;
-    fh_buf_printf(&resp->body, "{");
-    enum view_cache_result cr = view_cache_get(v, key, &resp->body, &a, &hash);
-    if (cr == VIEW_CACHE_HIT || cr == VIEW_CACHE_STALE)
-        goto finish;
     fh_buf_init(&tmp, resp->body.max);
     view_reader *r = view_reader_get(v, &a, err, sizeof(err));
     int rc = -1;
@@ -156,31 +159,79 @@ static void serve(fh_view *v, fh_http_response *resp, const char *key, rest_rend
         rc = -1;
     }
     if (rc == 0) {
-        hash = fnv(tmp.data ? tmp.data : "", tmp.len, 1469598103934665603ULL);
+        unsigned long long hash = fnv(tmp.data ? tmp.data : "", tmp.len, 1469598103934665603ULL);
         view_cache_put(v, key, tmp.data ? tmp.data : "", tmp.len, hash, &a, ttl_ms);
+        finish(v, resp, &a, hash);
     } else {
         if (cr == VIEW_CACHE_RENDER)
             view_cache_abandon(v, key);
         if (rc < 0) {
-            {
-                char qk[160], qe[600];
-                fh_log(FH_LOG_ERROR, "rest.render", "key=%s error=%s",
-                       fh_log_quote(qk, sizeof(qk), key), fh_log_quote(qe, sizeof(qe), err));
-            }
+            char qk[160], qe[600];
+            fh_log(FH_LOG_ERROR, "rest.render", "key=%s error=%s",
+                   fh_log_quote(qk, sizeof(qk), key), fh_log_quote(qe, sizeof(qe), err));
             fh_http_error(resp, 500, "internal", NULL, "%s", err);
         }
     }
     fh_buf_free(&tmp);
-    if (rc)
-        goto out;
-finish:;
-    size_t tail = resp->body.len;
-    fh_buf_printf(&resp->body, ",");
-    view_asof_json(v, &a, &resp->body);
-    fh_buf_printf(&resp->body, "}\n");
-    resp->etag = fnv(resp->body.data + tail, resp->body.len - tail, hash);
-    resp->etag_given = 1;
-out:
+}
+
+static void unavailable(fh_http_response *resp)
+{
+    fh_http_error(resp, 503, "unavailable", NULL,
+                  "the view is stopping or disabled (view.enabled=false)");
+}
+
+/* A render handed to http.c's answer threads (fh_http_response.defer): what render needs, the
+ * key included. The parameters' text stays the request's, which lives until it is answered. */
+typedef struct render_job {
+    fh_view *v;
+    rest_render_fn fn;
+    rest_args args;
+    int ttl_ms;
+    enum view_cache_result cr;
+    char key[];
+} render_job;
+
+static void render_job_run(void *arg, fh_http_response *resp)
+{
+    render_job *j = arg;
+    if (view_enter(j->v)) {
+        if (j->cr == VIEW_CACHE_RENDER)
+            view_cache_abandon(j->v, j->key);
+        unavailable(resp);
+    } else {
+        render(j->v, resp, j->key, j->fn, &j->args, j->ttl_ms, j->cr);
+        view_leave(j->v);
+    }
+    free(j);
+}
+
+/* Serves key from the cache, or renders it with fn: on an answer thread when can_defer (the
+ * libmicrohttpd thread goes on serving its other connections, cached answers included, while
+ * this one waits), else here. */
+static void serve(fh_view *v, fh_http_response *resp, const char *key, rest_render_fn fn,
+                  const rest_args *args, int ttl_ms, int can_defer)
+{
+    view_asof a;
+    unsigned long long hash = 0;
+    if (view_enter(v)) {
+        unavailable(resp);
+        return;
+    }
+    resp->max_age = 0;
+    fh_buf_printf(&resp->body, "{");
+    enum view_cache_result cr = view_cache_get(v, key, &resp->body, &a, &hash);
+    render_job *j = NULL;
+    if (cr == VIEW_CACHE_HIT || cr == VIEW_CACHE_STALE)
+        finish(v, resp, &a, hash);
+    else if (can_defer && (j = malloc(sizeof(*j) + strlen(key) + 1))) {
+        *j = (render_job){v, fn, *args, ttl_ms, cr};
+        strcpy(j->key, key);
+        resp->defer = render_job_run;
+        resp->defer_arg = j;
+    } else {
+        render(v, resp, key, fn, args, ttl_ms, cr);
+    }
     view_leave(v);
 }
 
@@ -367,7 +418,7 @@ static void handle(fh_view *v, const rest_endpoint *e, fh_http_request *req, fh_
         else
             fh_buf_printf(&k, "%s=%lld|", p->name, *(const long long *)field);
     }
-    serve(v, resp, k.data, e->render, &q, e->ttl_ms);
+    serve(v, resp, k.data, e->render, &q, e->ttl_ms, req->can_defer);
     fh_buf_free(&k);
 }
 
