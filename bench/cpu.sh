@@ -174,6 +174,7 @@ for r in $(seq 1 "$RUNS"); do
 done
 
 export HZ RATE SECS RUNS FILTERED FULL ENDPOINTS BASE_NAME
+export ARGS_A_TEXT="${CPU_ARGS_A:-}" ARGS_B_TEXT="${CPU_ARGS_B:-}"
 export DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" NPROC="$(nproc)" KERNEL="$(uname -sr)"
 export CPU_MODEL="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
 export HEAD_NAME="$(git -C "$ROOT" rev-parse --short=7 HEAD 2>/dev/null || echo tree)"
@@ -197,7 +198,10 @@ print(f"- Command: `bash bench/cpu.sh` (CPU_RUNS={e['RUNS']}, {e['RATE']} events
       f"{e['FILTERED']} filtered + {e['FULL']} full-stream WebSocket clients)")
 print(f"- Machine: {e['NPROC']} cores, {e['CPU_MODEL']}, {e['KERNEL']}; date {e['DATE']}; "
       "Kafka, the producer, the clients and the broker on the same cores")
-print(f"- A: this tree ({e['HEAD_NAME']}); B: {e['BASE_NAME']}; runs alternate A, B after one warm-up run of each")
+def args(name):
+    return f" with `{e[name]}`" if e.get(name) else ""
+print(f"- A: this tree ({e['HEAD_NAME']}){args('ARGS_A_TEXT')}; B: {e['BASE_NAME']}{args('ARGS_B_TEXT')}; "
+      "runs alternate A, B after one warm-up run of each")
 print()
 print("| | A (this tree) | B (base) |")
 print("|---|---|---|")

@@ -353,14 +353,12 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     req_state *st = cls;
     (void)kind;
     if (st->nargs == st->args_cap) {
-        size_t cap = st->args_cap ? st->args_cap * 2 : 8;
-        fh_http_arg *n = realloc(st->args, cap * sizeof(*n));
+        fh_http_arg *n = fh_grow(st->args, &st->args_cap, sizeof(*n), 8);
         if (!n) {
             st->args_oom = 1;
             return MHD_NO;
         }
         st->args = n;
-        st->args_cap = cap;
     }
     st->args[st->nargs++] = (fh_http_arg){key, value, key_size, value ? value_size : 0};
     return MHD_YES;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fh_error.h"
+#include "fh_util.h"
 
 int fh_lastgreen_init(fh_lastgreen *lg, size_t nrevs, size_t nbuilders)
 {
@@ -22,12 +23,10 @@ int fh_lastgreen_add(fh_lastgreen *lg, size_t builder, long rev, const fh_lg_bui
         return -1;
     fh_lg_builder *b = &lg->b[builder];
     if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 32;
-        fh_lg_verdict *nv = realloc(b->v, cap * sizeof(*nv));
+        fh_lg_verdict *nv = fh_grow(b->v, &b->cap, sizeof(*nv), 32);
         if (!nv)
             return -1;
         b->v = nv;
-        b->cap = cap;
     }
     fh_lg_verdict *v = &b->v[b->n++];
     v->rev = rev;

@@ -125,6 +125,17 @@ void fh_uuid4(char out[37])
              b[14], b[15]);
 }
 
+void *fh_grow(void *arr, size_t *cap, size_t size, size_t first)
+{
+    size_t want = *cap ? *cap * 2 : first;
+    if (!size || !want || want < *cap || want > SIZE_MAX / size)
+        return NULL;
+    void *p = realloc(arr, want * size);
+    if (p)
+        *cap = want;
+    return p;
+}
+
 void fh_buf_init(fh_buf *b, size_t max)
 {
     memset(b, 0, sizeof(*b));

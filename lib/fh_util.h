@@ -62,6 +62,12 @@ int fh_time_parse(const char *s, int64_t *ms_out);
 /* Writes a random 128-bit id as a UUID v4 string (37 bytes with the NUL). Uses getrandom(2). */
 void fh_uuid4(char out[37]);
 
+/* Grows an array of elements of size bytes that is full: returns arr reallocated to twice *cap
+ * elements (first when *cap is 0) and sets *cap, or returns NULL (arr and *cap untouched) when
+ * memory is short or the size would overflow. The caller stores the result:
+ *     if (n == cap && !(v = fh_grow(v, &cap, sizeof(*v), 32))) fail; */
+void *fh_grow(void *arr, size_t *cap, size_t size, size_t first);
+
 /* Growable byte buffer with a hard cap (like curl's dynbuf). */
 typedef struct fh_buf {
     char *data;

@@ -337,12 +337,10 @@ static int job_before(const job *a, const job *b)
 static int heap_push(sim *s, job *j)
 {
     if (s->nheap == s->capheap) {
-        size_t cap = s->capheap ? s->capheap * 2 : 1024;
-        job **h = realloc(s->heap, cap * sizeof(*h));
+        job **h = fh_grow(s->heap, &s->capheap, sizeof(*h), 1024);
         if (!h)
             return -1;
         s->heap = h;
-        s->capheap = cap;
     }
     j->order = s->order++;
     size_t i = s->nheap++;

@@ -73,8 +73,7 @@ int rest_render_step_stats(view_reader *r, const view_asof *a, const rest_args *
             goto out;
         if (cur && (!name || strcmp(name, cur))) {
             if (nstats == cap) {
-                cap = cap ? cap * 2 : 32;
-                step_stat *ns = realloc(stats, cap * sizeof(*ns));
+                step_stat *ns = fh_grow(stats, &cap, sizeof(*ns), 32);
                 if (!ns)
                     goto out;
                 stats = ns;
@@ -92,8 +91,7 @@ int rest_render_step_stats(view_reader *r, const view_asof *a, const rest_args *
         if (!cur && !(cur = strdup(name)))
             goto out;
         if (nd == dcap) {
-            dcap = dcap ? dcap * 2 : 256;
-            double *nd2 = realloc(d, dcap * sizeof(*d));
+            double *nd2 = fh_grow(d, &dcap, sizeof(*d), 256);
             if (!nd2)
                 goto out;
             d = nd2;
@@ -137,12 +135,10 @@ typedef struct bucket_acc {
 static int push_dbl(double **v, size_t *n, size_t *cap, double x)
 {
     if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
-        double *nv = realloc(*v, c * sizeof(*nv));
+        double *nv = fh_grow(*v, cap, sizeof(*nv), 16);
         if (!nv)
             return -1;
         *v = nv;
-        *cap = c;
     }
     (*v)[(*n)++] = x;
     return 0;

@@ -718,14 +718,23 @@ void *stream_catchup_main(void *arg)
     catchup c = {.s = s, .l = s->cloop};
     fh_consumer_watch_init(&c.w);
     /* auto.offset.reset=earliest: a position Kafka deleted moves to the oldest record it kept
-     * (not to the end, librdkafka's default), so only deleted records are skipped */
-    static const char *const defaults[] = {"enable.auto.commit=false",
-                                           "enable.auto.offset.store=false",
-                                           "auto.offset.reset=earliest",
-                                           "group.id=firehose-stream-catchup",
-                                           "log_level=3",
-                                           "fetch.wait.max.ms=20",
-                                           NULL};
+     * (not to the end, librdkafka's default), so only deleted records are skipped. The reader
+     * reads backlogs flat out: it fetches ahead stream.catchup_prefetch_kib (librdkafka's own
+     * 64 MiB by default) in fetches of up to 50 MiB, not the small bound of the live consumers
+     * (with 4 MiB a partition waited for its next fetch most of the time: 123,000 deliveries/s
+     * to 10 full-stream catch-ups against 1,017,000 with 64 MiB, bench/catchup.sh) */
+    char prefetch[64];
+    snprintf(prefetch, sizeof(prefetch), "queued.max.messages.kbytes=%lld",
+             (long long)s->catchup_prefetch_kib);
+    const char *const defaults[] = {"enable.auto.commit=false",
+                                    "enable.auto.offset.store=false",
+                                    "auto.offset.reset=earliest",
+                                    "group.id=firehose-stream-catchup",
+                                    "log_level=3",
+                                    "fetch.wait.max.ms=20",
+                                    prefetch,
+                                    "fetch.max.bytes=52428800",
+                                    NULL};
     fh_consumer_opts o = {.policy = FH_CONSUMER_OFFSETS,
                           .bootstrap = s->b->bootstrap,
                           .defaults = defaults,

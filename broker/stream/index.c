@@ -36,12 +36,10 @@ static ientry *index_find(findex *x, int field, const char *v, int create)
 static int vec_add(void ***v, size_t *n, size_t *cap, void *u)
 {
     if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 8;
-        void **nv = realloc(*v, nc * sizeof(*nv));
+        void **nv = fh_grow(*v, cap, sizeof(*nv), 8);
         if (!nv)
             return -1;
         *v = nv;
-        *cap = nc;
     }
     (*v)[(*n)++] = u;
     return 0;

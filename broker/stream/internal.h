@@ -339,6 +339,7 @@ struct fh_stream {
      * for a job's credit before it detaches it, how far it steps back for a joining job */
     int catchup_batch, catchup_credit;
     int64_t catchup_detach_ms, catchup_rewind;
+    int64_t catchup_prefetch_kib; /* the catch-up consumer's queued.max.messages.kbytes */
     fh_metric *m_cu_passes, *m_cu_detaches, *m_cu_rejoins;
     unsigned next_job;
     /* metrics */

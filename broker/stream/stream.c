@@ -519,6 +519,7 @@ fh_err fh_stream_start(fh_broker *b, fh_stream **out, char *errbuf, size_t errsi
     s->catchup_credit = (int)fh_config_int(&b->cfg, "stream.catchup_batches");
     s->catchup_detach_ms = fh_config_int(&b->cfg, "stream.catchup_detach_ms");
     s->catchup_rewind = fh_config_int(&b->cfg, "stream.catchup_rewind_events");
+    s->catchup_prefetch_kib = fh_config_int(&b->cfg, "stream.catchup_prefetch_kib");
     s->drain_grace_ms = fh_config_int(&b->cfg, "stream.drain_grace_ms");
     s->close_timeout_ms = fh_config_int(&b->cfg, "stream.close_timeout_ms");
     int ring_failed = stream_ring_init(s);

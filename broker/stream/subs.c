@@ -57,12 +57,10 @@ int stream_pend_add(sub *u, sev **evs, size_t n)
 {
     batches_queued(u);
     if (u->nends == u->capends) {
-        size_t cap = u->capends ? u->capends * 2 : 4;
-        size_t *v = realloc(u->pend_ends, cap * sizeof(*v));
+        size_t *v = fh_grow(u->pend_ends, &u->capends, sizeof(*v), 4);
         if (!v)
             return -1;
         u->pend_ends = v;
-        u->capends = cap;
     }
     if (u->ipend < u->npend) {
         /* the next batch came while this one is delivered (or a job's last one) */

@@ -28,7 +28,11 @@ static const char tables_sql[] =
     /* Branches whose last-green is due for a look, with the newest build.finished on each:
      * in the file, so a crash between a batch and the look loses nothing. */
     "CREATE TABLE IF NOT EXISTS derive_dirty(repository TEXT NOT NULL, branch TEXT NOT NULL,"
-    " trigger TEXT NOT NULL, PRIMARY KEY (repository, branch)) WITHOUT ROWID;";
+    " trigger TEXT NOT NULL, PRIMARY KEY (repository, branch)) WITHOUT ROWID;"
+    /* D_OWNERS looks up each suspect's requests by revision: without this index that is a scan
+     * of every build request the view holds, per suspect of every builder.broken. */
+    "CREATE INDEX IF NOT EXISTS derive_br_owner ON buildrequests(repository, branch, revision,"
+    " owner) WHERE owner <> '';";
 
 static const char *const dsql[D__COUNT] = {
     [D_SEEN] = "INSERT INTO derive_seen(id, at) VALUES(?1, ?2) ON CONFLICT DO NOTHING",
@@ -44,10 +48,14 @@ static const char *const dsql[D__COUNT] = {
                     " test = ?2 AND branch = ?3 AND revision = ?4",
     [D_FLAKY_PUT] = "INSERT OR REPLACE INTO derive_flaky(builder, test, branch, revision, seen,"
                     " passed, failed, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    /* suspects: where bad (or green) is, how many revisions tie with bad's position and sort
+     * before it, and the revisions from bad down (the newest first), by revisions_order */
+    [D_REV_POS] = "SELECT pos FROM revisions WHERE repository = ?1 AND branch = ?2 AND"
+                  " revision = ?3",
+    [D_REV_ABOVE] = "SELECT count(*) FROM revisions WHERE repository = ?1 AND branch = ?2 AND"
+                    " pos = ?3 AND revision > ?4",
     [D_REVS] = "SELECT revision, changeid FROM revisions WHERE repository = ?1 AND branch = ?2"
-               " AND pos <= coalesce((SELECT pos FROM revisions WHERE repository = ?1 AND"
-               " branch = ?2 AND revision = ?3), 1e300) ORDER BY pos DESC, revision DESC"
-               " LIMIT ?4",
+               " AND (pos, revision) <= (?3, ?4) ORDER BY pos DESC, revision DESC LIMIT ?5",
     [D_AUTHOR] = "SELECT author FROM changes WHERE changeid = ?1",
     [D_OWNERS] = "SELECT owner FROM builds WHERE repository = ?1 AND branch = ?2 AND"
                  " revision = ?3 AND owner <> '' UNION SELECT owner FROM buildrequests WHERE"
@@ -64,7 +72,12 @@ static const char *const dsql[D__COUNT] = {
                      " s.buildrequestid = b.buildrequestid) ORDER BY submitted_at LIMIT 500",
     [D_DIRTY_PUT] = "INSERT OR REPLACE INTO derive_dirty(repository, branch, trigger)"
                     " VALUES(?1, ?2, ?3)",
-    [D_DIRTY_READ] = "SELECT repository, branch, trigger FROM derive_dirty LIMIT 64",
+    /* one turn of a last-green round: the branches after the round's cursor, in key order */
+    [D_DIRTY_FIRST] = "SELECT repository, branch, trigger FROM derive_dirty ORDER BY repository,"
+                      " branch LIMIT ?1",
+    [D_DIRTY_NEXT] = "SELECT repository, branch, trigger FROM derive_dirty WHERE (repository,"
+                     " branch) > (?2, ?3) ORDER BY repository, branch LIMIT ?1",
+    [D_DIRTY_ANY] = "SELECT 1 FROM derive_dirty LIMIT 1",
     [D_DIRTY_DEL] = "DELETE FROM derive_dirty WHERE repository = ?1 AND branch = ?2",
     [D_STALE_PUT] = "INSERT OR IGNORE INTO derive_stale(buildrequestid, at) VALUES(?1, ?2)",
     /* The first build in which test ?2 of builder ?1 had outcome ?4 at revision ?3. */
@@ -372,6 +385,7 @@ int derive_open(fh_view *v, char *errbuf, size_t errsize)
     dr->check_ms = fh_config_int(c, "derive.check_interval_ms");
     dr->max_suspects = fh_config_int(c, "derive.max_suspects");
     dr->lkgr_ms = fh_config_int(c, "derive.lkgr_interval_ms");
+    dr->lkgr_per_turn = fh_config_int(c, "derive.lkgr_per_turn");
     dr->outbox_max = fh_config_int(c, "derive.outbox_max");
     if (fh_stale_rules_parse(&dr->stale, fh_config_str(c, "derive.stale_after"), errbuf, errsize))
         return -1;
@@ -429,6 +443,8 @@ static void release(fh_view *v)
         sqlite3_finalize(dr->st[i]);
     fh_kafka_producer_free(dr->producer, 5000);
     fh_stale_rules_free(&dr->stale);
+    free(dr->lkgr_repo);
+    free(dr->lkgr_branch);
     memset(dr, 0, sizeof(*dr));
 }
 

@@ -29,6 +29,9 @@ typedef struct fh_view fh_view;
     {"derive.lkgr_interval_ms", NULL, FH_CFG_INT, "1000", 0, 3600000, \
      "last-green of the branches that got finished builds is recomputed at most this often " \
      "(at a batch's commit, or between batches); 0: at every batch"}, \
+    {"derive.lkgr_per_turn", NULL, FH_CFG_INT, "4", 1, 100000, \
+     "branches whose last-green is recomputed in one turn (at one batch's commit, or one turn " \
+     "between batches); the other due branches follow at the next turns, so a turn stays short"}, \
     {"derive.max_suspects", NULL, FH_CFG_INT, "100", 1, 10000, \
      "suspect revisions a builder.broken event lists at most (the newest)"}, \
     {"derive.outbox_max", NULL, FH_CFG_INT, "10000", 10, 10000000, \

@@ -8,8 +8,6 @@
 #include "fh_derive.h"
 
 #define DERIVE_FLUSH_MAX 256
-/* Rows of derive_dirty looked at in one go. */
-#define DERIVE_DIRTY_MAX 64
 
 enum dst {
     D_SEEN,
@@ -21,6 +19,8 @@ enum dst {
     D_BUILDER_PUT,
     D_FLAKY_GET,
     D_FLAKY_PUT,
+    D_REV_POS,
+    D_REV_ABOVE,
     D_REVS,
     D_AUTHOR,
     D_OWNERS,
@@ -29,7 +29,9 @@ enum dst {
     D_STALE_SCAN,
     D_STALE_PUT,
     D_DIRTY_PUT,
-    D_DIRTY_READ,
+    D_DIRTY_FIRST,
+    D_DIRTY_NEXT,
+    D_DIRTY_ANY,
     D_DIRTY_DEL,
     D_TEST_OTHER,
     D_BUILD_REF,
@@ -47,8 +49,11 @@ typedef struct derive_dirty {
 struct derive {
     int on;
     const char *topic;
-    long long check_ms, max_suspects, outbox_max, lkgr_ms;
+    long long check_ms, max_suspects, outbox_max, lkgr_ms, lkgr_per_turn;
     int64_t next_lkgr;
+    /* A last-green round in progress: the last (repository, branch) of derive_dirty looked at;
+     * the next turn goes on after it. NULL between rounds. Owned. */
+    char *lkgr_repo, *lkgr_branch;
     fh_stale_rules stale;
     sqlite3_stmt *st[D__COUNT];
     struct view_reader rd; /* last-green's queries, on the writer connection */

@@ -51,25 +51,85 @@ static const char *time_of(const fh_event *ev)
 
 /* ---- suspects --------------------------------------------------------------------------- */
 
-/* The suspects array of a break at bad after green (both revisions, either may be NULL). */
+/* The position of revision rev on the branch: 1 and *pos, or 0 when the view has no such
+ * revision (or rev is NULL). */
+static int rev_pos(struct derive *dr, const char *repo, const char *branch, const char *rev,
+                   double *pos)
+{
+    sqlite3_stmt *st = dr->st[D_REV_POS];
+    int found = 0;
+    if (!rev)
+        return 0;
+    view_bind_text(st, 1, repo);
+    view_bind_text(st, 2, branch);
+    view_bind_text(st, 3, rev);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *pos = sqlite3_column_double(st, 0);
+        found = 1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return found;
+}
+
+/* How many of the branch's revisions come before bad (at pos) in the newest-first order: those
+ * at the same position with a greater revision. */
+static long long revs_above(struct derive *dr, const char *repo, const char *branch, double pos,
+                            const char *bad)
+{
+    sqlite3_stmt *st = dr->st[D_REV_ABOVE];
+    long long n = 0;
+    view_bind_text(st, 1, repo);
+    view_bind_text(st, 2, branch);
+    sqlite3_bind_double(st, 3, pos);
+    view_bind_text(st, 4, bad);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return n;
+}
+
+/* The suspects array of a break at bad after green (both revisions, either may be NULL): what
+ * fh_derive_suspects picks from the branch's newest view.max_revisions revisions at or below
+ * bad (newest first: pos, then revision, descending), read from bad down and no further than
+ * green or derive.max_suspects + 1 rows, so a break costs its suspects, not the branch's
+ * history. */
 static json_t *suspects(fh_view *v, const char *repo, const char *branch, const char *green,
                         const char *bad, int *truncated)
 {
     struct derive *dr = v->derive;
     json_t *out = json_array();
-    size_t cap = (size_t)v->max_revisions, n = 0, from, to;
-    char **revs = calloc(cap, sizeof(*revs));
-    long long *cid = calloc(cap, sizeof(*cid));
+    size_t max = (size_t)dr->max_suspects, n = 0;
+    char **revs = calloc(max + 1, sizeof(*revs));
+    long long *cid = calloc(max + 1, sizeof(*cid)), above = 0;
+    double bpos = 0, gpos = 0;
     *truncated = 0;
     if (!out || !revs || !cid)
         goto done;
+    int have_bad = rev_pos(dr, repo, branch, bad, &bpos);
+    if (have_bad)
+        above = revs_above(dr, repo, branch, bpos, bad);
+    if (!have_bad || above >= v->max_revisions) { /* bad is not among them: bad alone */
+        json_array_append_new(
+            out, json_pack("{s:s,s:n,s:n,s:[]}", "revision", bad, "changeid", "author", "owners"));
+        goto done;
+    }
+    /* green tied with bad and sorting before it: a green at or after bad, no suspects */
+    if (rev_pos(dr, repo, branch, green, &gpos) && gpos == bpos && strcmp(green, bad) > 0)
+        goto done;
+    long long window = v->max_revisions - above; /* rows from bad down among the newest */
     sqlite3_stmt *st = dr->st[D_REVS];
     view_bind_text(st, 1, repo);
     view_bind_text(st, 2, branch);
-    view_bind_text(st, 3, bad);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)cap);
-    while (n < cap && sqlite3_step(st) == SQLITE_ROW) {
-        revs[n] = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_bind_double(st, 3, bpos);
+    view_bind_text(st, 4, bad);
+    sqlite3_bind_int64(st, 5, (long long)max + 1 < window ? (long long)max + 1 : window);
+    while (n <= max && sqlite3_step(st) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        if (green && strcmp(r, green) == 0)
+            break;
+        revs[n] = strdup(r);
         cid[n] = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 1);
         if (!revs[n])
             break;
@@ -77,23 +137,17 @@ static json_t *suspects(fh_view *v, const char *repo, const char *branch, const 
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    for (size_t i = 0; i < n / 2; i++) { /* oldest first */
-        char *t = revs[i];
-        long long c = cid[i];
-        revs[i] = revs[n - 1 - i], cid[i] = cid[n - 1 - i];
-        revs[n - 1 - i] = t, cid[n - 1 - i] = c;
+    if (n > max) {
+        *truncated = 1;
+        free(revs[max]);
+        revs[max] = NULL;
+        n = max;
     }
-    if (fh_derive_suspects((const char *const *)revs, n, green, bad, (size_t)dr->max_suspects,
-                           &from, &to, truncated)) {
-        json_array_append_new(
-            out, json_pack("{s:s,s:n,s:n,s:[]}", "revision", bad, "changeid", "author", "owners"));
-        goto done;
-    }
-    for (size_t i = from; i < to; i++) {
+    for (size_t k = n; k-- > 0;) { /* oldest first */
         json_t *owners = json_array(), *author = json_null();
-        if (cid[i]) {
+        if (cid[k]) {
             st = dr->st[D_AUTHOR];
-            sqlite3_bind_int64(st, 1, cid[i]);
+            sqlite3_bind_int64(st, 1, cid[k]);
             if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
                 author = json_string((const char *)sqlite3_column_text(st, 0));
             sqlite3_reset(st);
@@ -101,13 +155,13 @@ static json_t *suspects(fh_view *v, const char *repo, const char *branch, const 
         st = dr->st[D_OWNERS];
         view_bind_text(st, 1, repo);
         view_bind_text(st, 2, branch);
-        view_bind_text(st, 3, revs[i]);
+        view_bind_text(st, 3, revs[k]);
         while (sqlite3_step(st) == SQLITE_ROW)
             json_array_append_new(owners, json_string((const char *)sqlite3_column_text(st, 0)));
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        json_array_append_new(out, json_pack("{s:s,s:o,s:o,s:o}", "revision", revs[i], "changeid",
-                                             cid[i] ? json_integer(cid[i]) : json_null(), "author",
+        json_array_append_new(out, json_pack("{s:s,s:o,s:o,s:o}", "revision", revs[k], "changeid",
+                                             cid[k] ? json_integer(cid[k]) : json_null(), "author",
                                              author ? author : json_null(), "owners", owners));
     }
 done:
@@ -398,39 +452,76 @@ out:
     return rc;
 }
 
-/* Last-green of every branch in derive_dirty, inside the open transaction; each row goes
- * once looked at. */
-static int lkgr_all(fh_view *v)
+/* Ends the round at its cursor: the next starts derive.lkgr_interval_ms from now, if a branch
+ * is (still or again) dirty then. */
+static void lkgr_round_end(struct derive *dr)
+{
+    sqlite3_stmt *st = dr->st[D_DIRTY_ANY];
+    free(dr->lkgr_repo);
+    free(dr->lkgr_branch);
+    dr->lkgr_repo = dr->lkgr_branch = NULL;
+    dr->dirty_pending = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    dr->next_lkgr = fh_now_ms() + dr->lkgr_ms;
+}
+
+/* One turn of a last-green round, inside the open transaction: the next
+ * derive.lkgr_per_turn branches of derive_dirty after the round's cursor (in key order), each
+ * row gone once looked at. A round ends at a turn that finds fewer; a branch marked again
+ * behind the cursor waits for the next round. Bounded so that one batch's commit or one turn
+ * between batches never recomputes every branch at once. */
+static int lkgr_turn(fh_view *v)
 {
     struct derive *dr = v->derive;
-    derive_dirty d[DERIVE_DIRTY_MAX];
-    int rc = SQLITE_OK, n;
-    do {
-        sqlite3_stmt *st = dr->st[D_DIRTY_READ];
-        for (n = 0; n < DERIVE_DIRTY_MAX && sqlite3_step(st) == SQLITE_ROW; n++) {
-            d[n].repository = strdup((const char *)sqlite3_column_text(st, 0));
-            d[n].branch = strdup((const char *)sqlite3_column_text(st, 1));
-            d[n].trigger = parse_col(st, 2);
+    size_t max = dr->lkgr_per_turn > 0 ? (size_t)dr->lkgr_per_turn : 1, n = 0;
+    derive_dirty *d = calloc(max, sizeof(*d));
+    int rc = d ? SQLITE_OK : SQLITE_NOMEM;
+    sqlite3_stmt *st = dr->st[dr->lkgr_repo ? D_DIRTY_NEXT : D_DIRTY_FIRST];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+    if (dr->lkgr_repo) {
+        view_bind_text(st, 2, dr->lkgr_repo);
+        view_bind_text(st, 3, dr->lkgr_branch);
+    }
+    /* read first, then look: the rows are deleted as they go */
+    for (; !rc && n < max && sqlite3_step(st) == SQLITE_ROW; n++) {
+        d[n].repository = strdup((const char *)sqlite3_column_text(st, 0));
+        d[n].branch = strdup((const char *)sqlite3_column_text(st, 1));
+        d[n].trigger = parse_col(st, 2);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (size_t i = 0; i < n; i++) {
+        if (!rc && (!d[i].repository || !d[i].branch))
+            rc = SQLITE_NOMEM;
+        if (!rc && d[i].trigger)
+            rc = lkgr_check(v, &d[i]);
+        if (!rc) {
+            st = dr->st[D_DIRTY_DEL];
+            view_bind_text(st, 1, d[i].repository);
+            view_bind_text(st, 2, d[i].branch);
+            rc = view_wrun(st);
         }
-        sqlite3_reset(st);
-        for (int i = 0; i < n; i++) {
-            if (!rc && (!d[i].repository || !d[i].branch))
-                rc = SQLITE_NOMEM;
-            if (!rc && d[i].trigger)
-                rc = lkgr_check(v, &d[i]);
-            if (!rc) {
-                st = dr->st[D_DIRTY_DEL];
-                view_bind_text(st, 1, d[i].repository);
-                view_bind_text(st, 2, d[i].branch);
-                rc = view_wrun(st);
-            }
-            dirty_free(&d[i]);
+        if (!rc && i + 1 == n) { /* the cursor: where the next turn goes on */
+            free(dr->lkgr_repo);
+            free(dr->lkgr_branch);
+            dr->lkgr_repo = d[i].repository;
+            dr->lkgr_branch = d[i].branch;
+            d[i].repository = d[i].branch = NULL;
         }
-    } while (!rc && n == DERIVE_DIRTY_MAX);
-    if (!rc)
-        dr->dirty_pending = 0;
-    dr->next_lkgr = fh_now_ms() + dr->lkgr_ms;
+        dirty_free(&d[i]);
+    }
+    free(d);
+    if (!rc && n < max)
+        lkgr_round_end(dr);
+    else if (rc)
+        dr->next_lkgr = fh_now_ms() + dr->lkgr_ms; /* the batch is retried, and so is the turn */
     return rc;
+}
+
+/* A round is due: one is in progress, or a branch is dirty and derive.lkgr_interval_ms is up. */
+static int lkgr_due(const struct derive *dr, int64_t now_ms)
+{
+    return dr->lkgr_repo || (dr->dirty_pending && now_ms >= dr->next_lkgr);
 }
 
 int derive_batch_end(fh_view *v)
@@ -440,17 +531,17 @@ int derive_batch_end(fh_view *v)
     /* the acknowledged outbox rows leave with this batch's commit: no transaction of their own */
     if ((rc = derive_outbox_settle(v)))
         return rc;
-    if (!dr || !dr->on || !dr->dirty_pending || fh_now_ms() < dr->next_lkgr)
+    if (!dr || !dr->on || !lkgr_due(dr, fh_now_ms()))
         return SQLITE_OK;
-    return lkgr_all(v);
+    return lkgr_turn(v);
 }
 
 void derive_lkgr_due(fh_view *v, int64_t now_ms)
 {
     struct derive *dr = v->derive;
-    if (!dr->dirty_pending || now_ms < dr->next_lkgr || view_wexec(v, W_BEGIN))
+    if (!lkgr_due(dr, now_ms) || view_wexec(v, W_BEGIN))
         return;
-    if (lkgr_all(v) || view_wexec(v, W_COMMIT)) {
+    if (lkgr_turn(v) || view_wexec(v, W_COMMIT)) {
         char q[420];
         fh_log(FH_LOG_ERROR, "derive.lkgr", "error=%s",
                fh_log_quote(q, sizeof(q), sqlite3_errmsg(v->db)));
@@ -460,13 +551,25 @@ void derive_lkgr_due(fh_view *v, int64_t now_ms)
     derive_after_commit(v);
 }
 
+/* Marks ev's branch for a last-green look. The trigger kept with it is what lkgr.advanced takes
+ * from the newest build.finished (lkgr_check): its time and its data's context fields and
+ * buildid, not the whole event. */
 static int mark_dirty(fh_view *v, const fh_event *ev)
 {
     struct derive *dr = v->derive;
     const char *repo = fh_event_str(ev, "repository"), *branch = fh_event_str(ev, "branch");
     if (!repo || !branch)
         return SQLITE_OK;
-    char *text = dump(ev->root);
+    json_t *data = ctx_of(ev->data), *t = json_object();
+    if (data && json_object_get(ev->data, "buildid"))
+        json_object_set(data, "buildid", json_object_get(ev->data, "buildid"));
+    if (t && json_object_get(ev->root, "time"))
+        json_object_set(t, "time", json_object_get(ev->root, "time"));
+    if (t && data)
+        json_object_set(t, "data", data);
+    char *text = data && t ? dump(t) : NULL;
+    json_decref(data);
+    json_decref(t);
     if (!text)
         return SQLITE_NOMEM;
     sqlite3_stmt *st = dr->st[D_DIRTY_PUT];

@@ -365,6 +365,23 @@ static int publish(fh_webhooks *w, const char *id, json_t *o, fh_http_response *
     return -1;
 }
 
+/* A create's or patch's body, when the API is on: the parsed object (the caller frees it and
+ * in->filter), or NULL with the error answered. */
+static json_t *read_input(fh_webhooks *w, fh_http_request *req, ep_input *in, int create,
+                          fh_http_response *resp)
+{
+    if (api_off(w, resp))
+        return NULL;
+    json_t *j = wh_api_body_object(req, resp);
+    if (!j)
+        return NULL;
+    if (parse_input(w, j, in, create, resp)) {
+        free(in->filter);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
 static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
 {
     /* resp->location is read by the HTTP layer after this returns, and handlers run on several
@@ -374,16 +391,9 @@ static void create(void *ctx, fh_http_request *req, fh_http_response *resp)
     char id[WHS_ID_SIZE], uuid[37];
     fh_webhooks *w = ctx;
     json_t *o = NULL;
-    if (api_off(w, resp))
-        return;
-    json_t *j = wh_api_body_object(req, resp);
+    json_t *j = read_input(w, req, &in, 1, resp);
     if (!j)
         return;
-    if (parse_input(w, j, &in, 1, resp)) {
-        free(in.filter);
-        json_decref(j);
-        return;
-    }
     fh_uuid4(uuid);
     snprintf(id, sizeof(id), "ep_");
     for (size_t i = 0, o_ = 3; uuid[i] && o_ < 27; i++)
@@ -469,16 +479,9 @@ static void patch(void *ctx, fh_http_request *req, fh_http_response *resp)
     const char *id = req->path_params[0];
     fh_webhooks *w = ctx;
     json_t *o = NULL;
-    if (api_off(w, resp))
-        return;
-    json_t *j = wh_api_body_object(req, resp);
+    json_t *j = read_input(w, req, &in, 0, resp);
     if (!j)
         return;
-    if (parse_input(w, j, &in, 0, resp)) {
-        free(in.filter);
-        json_decref(j);
-        return;
-    }
     if (wh_api_enter(w, resp)) {
         free(in.filter);
         json_decref(j);

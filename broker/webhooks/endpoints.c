@@ -59,12 +59,10 @@ void wh_eps_reload(fh_webhooks *w, int force)
     st = w->st[S_EPS];
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            wh_ep *ne = realloc(eps, nc * sizeof(*ne));
+            wh_ep *ne = fh_grow(eps, &cap, sizeof(*ne), 16);
             if (!ne)
                 break;
             eps = ne;
-            cap = nc;
         }
         wh_ep *e = &eps[n];
         memset(e, 0, sizeof(*e));

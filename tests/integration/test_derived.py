@@ -187,6 +187,38 @@ def test_break_fix_lkgr_stale_flake_once_each_across_restart_and_rebuild(kafka, 
     assert st["stale_at"] == pytest.approx(st["submitted_at"] + 60)
 
 
+def test_lkgr_of_more_branches_than_one_turn_handles_all_advance(kafka, tmp_path):
+    """derive.lkgr_per_turn=1 with five branches made dirty by one batch: the round goes on turn
+    after turn until every branch had its look (each gets its lkgr.advanced), and a second round
+    (each branch green again at a newer revision) moves every one again."""
+    topics = topics_for(kafka, "derivedlt-%s" % uuid.uuid4().hex[:8])
+    branches = ["lt-%d" % i for i in range(5)]
+    w = World(time.time() - 900)
+    for i, br in enumerate(branches):
+        w.change(10 + i, br, "%s-a" % br, i)
+        w.full(800 + i, "linux", br, "%s-a" % br, 900 + i, 0, 10 + i)
+    derived = Derived(kafka, topics["derived"])
+    b = start(kafka, topics, tmp_path / "view.db", tmp_path / "broker.log",
+              extra=["--derive.lkgr_per_turn=1", "--derive.lkgr_interval_ms=200"])
+    moves = lambda d: sorted((e["data"]["branch"], e["data"]["old_revision"] or "", e["data"]["new_revision"])
+                             for e in d.of("lkgr.advanced"))
+    try:
+        total = step(kafka, topics, b, w, tmp_path / "l1.ndjson", 0)
+        derived.wait(lambda d: len(d.of("lkgr.advanced")) >= len(branches), "lkgr.advanced of every branch")
+        assert moves(derived) == [(br, "", rev("%s-a" % br)) for br in branches]
+        for i, br in enumerate(branches):
+            w.change(20 + i, br, "%s-b" % br, 100 + i)
+            w.full(810 + i, "linux", br, "%s-b" % br, 910 + i, 0, 110 + i)
+        step(kafka, topics, b, w, tmp_path / "l2.ndjson", total)
+        derived.wait(lambda d: len(d.of("lkgr.advanced")) >= 2 * len(branches), "the second round")
+    finally:
+        b.stop()
+    got = moves(derived)
+    derived.close()
+    assert got == sorted([(br, "", rev("%s-a" % br)) for br in branches] +
+                         [(br, rev("%s-a" % br), rev("%s-b" % br)) for br in branches]), got
+
+
 def test_webhook_with_type_and_branch_filter_receives_builder_broken(kafka, tmp_path):
     """The webhook consumer reads the derived topic too: the same filter language selects them."""
     from webhook_support import Receiver, WebhookBroker

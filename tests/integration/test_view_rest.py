@@ -1,4 +1,4 @@
-"""The materialised view and its REST layer on real Kafka (issue 4).
+"""The materialised view and its REST layer on real Kafka.
 
 Scripted scenarios (branches, builders, failures, retries, cancellations, reordering across
 partitions, duplicated events) must give exactly the expected pending / running / last-green /

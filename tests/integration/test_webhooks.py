@@ -1,4 +1,4 @@
-"""Webhooks on real Kafka (issue 5): endpoint management, Standard Webhooks signatures checked by
+"""Webhooks on real Kafka: endpoint management, Standard Webhooks signatures checked by
 Python's hmac, exactly-once in steady state, retries with stable webhook-ids, dead letters and
 recovery, 410 and continuous failure disabling an endpoint, Retry-After, secret rotation, the
 SSRF guard end to end, the queue cap pausing the consumer, SIGKILL and two instances.

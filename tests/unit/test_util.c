@@ -169,3 +169,27 @@ TEST(metrics_table_fills_each_field_in_order)
     fh_metric_add(h.a, 2);
     CHECK(fh_metric_get(h.a) == 2 && fh_metric_get(h.b) == 0);
 }
+
+TEST(grow_doubles_from_first_and_refuses_overflow)
+{
+    size_t cap = 0, n;
+    int *v = NULL;
+    for (n = 0; n < 100; n++) {
+        if (n == cap) {
+            int *nv = fh_grow(v, &cap, sizeof(*nv), 4);
+            CHECK(nv != NULL);
+            v = nv;
+        }
+        v[n] = (int)n;
+    }
+    CHECK(cap == 128); /* 4, 8, ..., 128 */
+    for (n = 0; n < 100; n++)
+        CHECK(v[n] == (int)n);
+    size_t big = SIZE_MAX / 2 + 1, before = big;
+    CHECK(fh_grow(v, &big, 1, 4) == NULL); /* doubling would wrap: v and the cap untouched */
+    CHECK(big == before && v[99] == 99);
+    size_t huge = SIZE_MAX / 4;
+    CHECK(fh_grow(v, &huge, sizeof(*v), 4) == NULL); /* the byte size would overflow */
+    CHECK(huge == SIZE_MAX / 4);
+    free(v);
+}
