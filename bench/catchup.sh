@@ -177,6 +177,21 @@ phase() {
     echo "$(kv "$cu" deliveries_per_s) $((c1 - c0)) $(kv "$cu" deliveries) $(kv "$live" p50_ms) $(kv "$live" p99_ms) $done"
 }
 
+# crashed NAME BINARY KIND [ARGS...]: when the broker exited during phase KIND (the base has
+# crashed at the end of a catch-up it did not finish), says so, counts it in CRASHES for the
+# section and, given ARGS, starts a fresh broker for the next phase.
+CRASHES="$RUN/crashes.txt"
+: >"$CRASHES"
+crashed() {
+    local name="$1" bin="$2" kind="$3" rc=0; shift 3
+    kill -0 "$BPID" 2>/dev/null && return 0
+    wait "$BPID" 2>/dev/null || rc=$?
+    say "  $name: the broker exited (status $rc) during the $kind phase; its log: $BLOG"
+    echo "$name $kind $rc" >>"$CRASHES"
+    [ "$kind" = full ] && start_broker "$name" "$bin" "$@"
+    return 0
+}
+
 # one_run NAME BINARY ARGS...: appends "NAME KIND dps ticks deliveries p50 p99" lines to RESULTS
 RESULTS="$RUN/results.txt"
 : >"$RESULTS"
@@ -185,8 +200,11 @@ one_run() {
     start_broker "$name" "$bin" "$@"
     say "$name ($bin)"
     echo "$name full $(phase full)" >>"$RESULTS"
-    case "$SKIP" in *" filtered "*) ;; *) echo "$name filtered $(phase filtered)" >>"$RESULTS" ;; esac
-    kill -TERM "$BPID"; wait "$BPID" 2>/dev/null || true
+    case "$SKIP" in *" filtered "*) ;; *)
+        crashed "$name" "$bin" full "$@"
+        echo "$name filtered $(phase filtered)" >>"$RESULTS" ;; esac
+    crashed "$name" "$bin" filtered
+    kill -TERM "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null || true
 }
 
 for r in $(seq 1 "$RUNS"); do
@@ -198,7 +216,7 @@ done
 export HZ="$(getconf CLK_TCK)" EVENTS FULL FILTERED LIVE LIVE_RATE RUNS NAME_B MAX_S
 export DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" HEAD_NAME="$(git -C "$ROOT" rev-parse --short=7 HEAD 2>/dev/null || echo tree)"
 export ARGS_A_TEXT="${CATCHUP_ARGS_A:-}" ARGS_B_TEXT="${CATCHUP_ARGS_B:-}"
-PYTHONPATH="$ROOT/bench" python3 - "$RESULTS" >"$RUN/section.md" <<'PY'
+PYTHONPATH="$ROOT/bench" python3 - "$RESULTS" "$CRASHES" >"$RUN/section.md" <<'PY'
 import os, sys
 import stats
 e = os.environ
@@ -247,6 +265,11 @@ for kind, label in (("full", "%s full-stream" % e["FULL"]), ("filtered", "%s fil
         print("| %s | %s | %s | %s | %s |" % (label, fig, stats.med_range(a, prec, bold=True) + unfinished(kind, "A"),
                                               stats.med_range(b, prec) + unfinished(kind, "B"),
                                               stats.ratio(med(a), med(b)) or "n/a"))
+crashes = [l.split() for l in open(sys.argv[2]) if l.strip()]
+if crashes:
+    print()
+    print("Broker exits during a phase (its figures are what the clients got until then; a fresh "
+          "broker ran the next phase): " + ", ".join("%s, %s phase (status %s)" % tuple(c[:3]) for c in crashes) + ".")
 PY
 cat "$RUN/section.md"
 if [ -z "${CATCHUP_NO_DOC:-}" ]; then
