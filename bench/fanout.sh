@@ -24,8 +24,14 @@
 #    reads its stage histograms from /metrics before and after (bench/fanout/stages.py). Centrifugo runs first (a fresh consumer group on an empty topic
 #    starts at the beginning, so it must see an empty topic; the firehose broker starts at the
 #    high watermark by design).
-# 6. Memory soak: a fresh broker, FANOUT_SOAK_SUBS connections each filtering one builder,
-#    FANOUT_SOAK_EVENTS status events (firehose-sim | firehose-emit, flat out); VmRSS and
+#    With FANOUT_BROKER_B, a second firehose-broker binary (another commit's build) goes through
+#    the same phases right after this tree's broker, each in a fresh process. The two run back to
+#    back, not interleaved: running both at once would have the idle one consume every record
+#    beside the measured one on these two cores, and a restart per run would need a warm-up per
+#    run and change what the latency runs measure (a broker that has been through the ladder).
+# 6. Memory soak, this tree's broker only: a fresh broker, FANOUT_SOAK_SUBS connections each
+#    filtering one builder, FANOUT_SOAK_EVENTS status events (firehose-sim | firehose-emit, flat
+#    out); VmRSS and
 #    firehose_stream_events_total sampled every ~0.5 s, and marks when the count passes 1M and 10M
 #    (and a few points between; all scaled by FANOUT_SOAK_EVENTS / 10M).
 # Results go to docs/performance.md between the bench:fanout markers (bench/write_section.py), and
@@ -41,8 +47,12 @@
 #   (path, default ~/go/bin/centrifugo; "none" to skip), FANOUT_SKIP (words: centrifugo firehose
 #   sweep soak), FANOUT_BROKER (another firehose-broker binary), FANOUT_BROKER_ARGS (the broker's
 #   arguments past the fixed ones; default "--view.enabled=false": e.g. "--view.path=/tmp/v.db" runs
-#   it with the view and derivation on), FANOUT_NO_DOC=1 (do not touch docs/performance.md or
-#   docs/plots/).
+#   it with the view and derivation on), FANOUT_BROKER_B (path of a second firehose-broker binary
+#   measured beside it, e.g. build/bench/base-SHA/bin/firehose-broker; unset: none),
+#   FANOUT_BROKER_B_ARGS (its arguments past the fixed ones; default "--view.enabled=false", not
+#   FANOUT_BROKER_ARGS' value), FANOUT_BROKER_B_LABEL (its name in the tables and plots; default
+#   "firehose-broker (base)", e.g. "firehose-broker 5610376"), FANOUT_NO_DOC=1 (do not touch
+#   docs/performance.md or docs/plots/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -52,6 +62,10 @@ DOC="$ROOT/docs/performance.md"
 LC="$ROOT/build/bench/loadclient"
 PACER="$ROOT/build/bench/pacer"
 BROKER="${FANOUT_BROKER:-$ROOT/bin/firehose-broker}"
+BROKER_ARGS="${FANOUT_BROKER_ARGS:---view.enabled=false}"
+BROKER_B="${FANOUT_BROKER_B:-}"
+BROKER_B_ARGS="${FANOUT_BROKER_B_ARGS:---view.enabled=false}"
+BROKER_B_LABEL="${FANOUT_BROKER_B_LABEL:-firehose-broker (base)}"
 
 RATES="${FANOUT_RATES:-2000 5000 10000 20000 50000 100000}"
 STEP_S="${FANOUT_STEP_S:-10}"
@@ -75,6 +89,7 @@ die() { say "$*"; exit 1; }
 . "$ROOT/bench/common.sh"
 
 [ -x "$BROKER" ] || die "$BROKER is missing: run make"
+[ -z "$BROKER_B" ] || [ -x "$BROKER_B" ] || die "FANOUT_BROKER_B=$BROKER_B is not an executable"
 make -C "$ROOT" --no-print-directory -s fanout-tools >&2
 T0=$SECONDS
 mkdir -p "$DATA"
@@ -130,7 +145,8 @@ FIRST=0   # next input record, so successive runs do not repeat records
 #   server kind rate pacer-line loadclient-line cpu% rss_kb sustained lag_ms expected filtered check
 #   cpu_ticks stages
 # cpu_ticks: the server's utime+stime over the producing interval (deliveries per CPU-second);
-# stages: the firehose broker's stage histograms over the run (bench/fanout/stages.py), else empty.
+# stages: a firehose broker's stage histograms over the run (bench/fanout/stages.py), else empty
+# (Centrifugo, or a broker build without them).
 # check: "all" when every delivery is predicted (FILTERED a multiple of the builder count: each
 # builder has FILTERED/NBUILDERS clients), else "full" (only the full-stream clients' count), or
 # "none" (no full-stream clients either: sustained is then "unchecked" at best).
@@ -154,7 +170,7 @@ run_step() {
     fi
     sleep 0.5
     local m0="$RUN/metrics0.$tag" m1="$RUN/metrics1.$tag" stages=""
-    [ "$server" != firehose ] || curl -fsS -o "$m0" "${URL%/}/metrics" 2>/dev/null || true
+    [[ "$server" != firehose* ]] || curl -fsS -o "$m0" "${URL%/}/metrics" 2>/dev/null || true
     c0="$(ticks "$SERVER_PID")"; w0="$(now_ns)"
     pline="$("$PACER" --brokers "$BOOTSTRAP" --input "$INPUT" --rate "$rate" --duration "$secs" \
         --first "$FIRST" --centrifugo 2>>"$RUN/pacer.err" || true)"
@@ -260,33 +276,42 @@ EOF
 fi
 [ -z "$CENTRIFUGO_NOTE" ] || say "Centrifugo: $CENTRIFUGO_NOTE"
 
-# ---- firehose-broker -----------------------------------------------------------------------
-start_broker() {   # start_broker LOG
-    local extra
-    read -r -a extra <<<"${FANOUT_BROKER_ARGS:---view.enabled=false}"
-    "$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --auth.anonymous_read \
+# ---- firehose-broker (and FANOUT_BROKER_B) ---------------------------------------------------
+start_broker() {   # start_broker BINARY ARGS LOG: sets SERVER_PID, URL, WSURL; 1 if it did not listen
+    local bin="$1" extra log="$3"
+    read -r -a extra <<<"$2"
+    "$bin" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --auth.anonymous_read \
         --stream.max_connections=20000 --http.max_connections=20000 \
         --kafka.group="fanout-bench-$$-$RANDOM" --webhooks.path="$RUN/webhooks.db" "${extra[@]}" \
-        >"$1" 2>&1 &
+        >"$log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 1 600); do grep -q 'event=http.listening' "$1" && break; sleep 0.05; done
-    URL="$(grep -o 'event=http.listening url=[^ ]*' "$1" | head -n1 | cut -d= -f3 || true)"
-    [ -n "$URL" ] || { tail -n 20 "$1" >&2; die "the broker did not start"; }
+    for _ in $(seq 1 600); do grep -q 'event=http.listening' "$log" && break; sleep 0.05; done
+    URL="$(grep -o 'event=http.listening url=[^ ]*' "$log" | head -n1 | cut -d= -f3 || true)"
+    [ -n "$URL" ] || { tail -n 20 "$log" >&2; say "$bin did not start"; return 1; }
     wait_http "${URL%/}/readyz" 60 || say "warning: /readyz not ready after 60 s"
     WSURL="ws://${URL#http://}"; WSURL="${WSURL%/}/v1/stream"
 }
 if [[ "$SKIP" != *" firehose "* ]]; then
-    start_broker "$RUN/broker.log"
+    start_broker "$BROKER" "$BROKER_ARGS" "$RUN/broker.log" || die "the broker did not start"
     say "firehose-broker at $URL (pid $SERVER_PID)"
     run_server firehose firehose "$WSURL" || true
     stop_server
+    if [ -n "$BROKER_B" ]; then   # TSV server name firehose-b; BROKER_B_LABEL names it in the report
+        if start_broker "$BROKER_B" "$BROKER_B_ARGS" "$RUN/broker-b.log"; then
+            say "$BROKER_B_LABEL ($BROKER_B) at $URL (pid $SERVER_PID)"
+            run_server firehose-b firehose "$WSURL" || true
+        else   # the report then has no rows for it, and the run's other results stand
+            say "$BROKER_B_LABEL left out"
+        fi
+        stop_server
+    fi
 fi
 
 # ---- memory soak ---------------------------------------------------------------------------
 SOAK="$RUN/soak.tsv"
 : >"$SOAK"
 if [[ "$SKIP" != *" soak "* ]]; then
-    start_broker "$RUN/broker-soak.log"
+    start_broker "$BROKER" "$BROKER_ARGS" "$RUN/broker-soak.log" || die "the broker did not start"
     say "soak: firehose-broker at $URL (pid $SERVER_PID), $SOAK_SUBS subscribers, $SOAK_EVENTS events"
     "$LC" --url "$WSURL" --builders "$BUILDERS" --filtered "$SOAK_SUBS" --full 0 --threads 1 \
         --max-s 1200 --quiet-ms 10000 --ready-file "$RUN/ready.soak" >"$RUN/lc.soak.out" 2>"$RUN/lc.soak.err" &
@@ -338,7 +363,7 @@ KNOBS=""   # the FANOUT_* settings of this run, for the section's command line
 for v in $(compgen -e | grep '^FANOUT_' | sort); do KNOBS+="$v=$(printf '%q' "${!v}") "; done
 REPORT_VARS=(RESULTS SOAK DOC BOOTSTRAP FILTERED FULL NBUILDERS AVG_BYTES STEP_S WARMUP_S LAT_RATE LAT_RUNS LAT_S
     MAX_LAG_MS SWEEP_RATE SWEEP_SUBS SOAK_EVENTS SOAK_SUBS CENTRIFUGO_NOTE CENTRIFUGO_VERSION INPUT_COUNT
-    NPROC KERNEL DATE HZ CPU_MODEL MEM_KB RDKAFKA WRITER KNOBS)
+    NPROC KERNEL DATE HZ CPU_MODEL MEM_KB RDKAFKA WRITER KNOBS BROKER_ARGS BROKER_B BROKER_B_ARGS BROKER_B_LABEL)
 for v in "${REPORT_VARS[@]}"; do printf '%s=%q\n' "$v" "${!v}"; done >"$DATA/fanout-report.env"
 export "${REPORT_VARS[@]}"
 WRITE_DOC="$([ -n "${FANOUT_NO_DOC:-}" ] && echo 0 || echo 1)" python3 "$ROOT/bench/fanout/report.py"

@@ -7,6 +7,12 @@ plots (bench/plot.py) in the plots/ directory beside DOC, which the section link
     fanout-latency.svg                     p50/p99/p999 against offered rate (the ladder), log y
     fanout-soak-rss.svg                    broker RSS against events read (the soak's samples)
 
+Servers (the TSV's first column): firehose (this tree's broker), firehose-b (FANOUT_BROKER_B, named
+by BROKER_B_LABEL) and centrifugo, each optional; every per-server table has a row per server in the
+run (in that order), and the ratios compare this tree's broker with each other one. Results from
+before firehose-b (two servers, fewer columns, no BROKER_* variables) still give their report; only
+the ladder and sweep rows are now in that server order rather than the run's.
+
 bench/fanout.sh also leaves build/bench/fanout-report.env, so the report and plots of its last run
 can be made again elsewhere:
     set -a; . build/bench/fanout-report.env; set +a
@@ -59,8 +65,15 @@ def per_cpu_s(r):
     """Deliveries the clients counted per CPU-second of the server over the producing interval."""
     return num(r["l"], "deliveries") * int(env["HZ"]) / r["ticks"] if r["ticks"] else 0.0
 
-servers = [s for s in ("firehose", "centrifugo") if any(r["server"] == s for r in rows)]
-label = {"firehose": "firehose-broker", "centrifugo": "Centrifugo"}
+# table order: this tree's broker, the other broker build, Centrifugo
+servers = [s for s in ("firehose", "firehose-b", "centrifugo") if any(r["server"] == s for r in rows)]
+label = {"firehose": "firehose-broker", "firehose-b": env.get("BROKER_B_LABEL") or "firehose-broker (base)",
+         "centrifugo": "Centrifugo"}
+
+
+def pairs():
+    """The (a, b) pairs the ratios a / b are for: this tree's broker against each other server in the run."""
+    return [("firehose", b) for b in ("centrifugo", "firehose-b") if "firehose" in servers and b in servers]
 
 
 def step_table(kind, head, cell):
@@ -69,9 +82,7 @@ def step_table(kind, head, cell):
            "| last delivery after producer stop | disconnects (close codes) | server CPU | deliveries per CPU-second "
            "| server RSS | sustained |" % head,
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        if r["kind"] != kind:
-            continue
+    for r in sorted((r for r in rows if r["kind"] == kind), key=lambda r: servers.index(r["server"])):
         l, p = r["l"], r["p"]
         got = "%s / %s" % (fmt(num(l, "deliveries")), fmt(r["expected"]))
         if r["check"] == "full":   # the filtered clients' share cannot be predicted: full-stream only
@@ -98,24 +109,26 @@ def sweep_lines():
            "events reach the filtered clients is not predicted, so only the full-stream clients' deliveries are "
            "counted (`full-stream:`); disconnects, errors and the lag are checked for all." % env["NBUILDERS"], ""]
     out += step_table("sweep", "filtered clients", lambda r: fmt(r["filtered"])) + [""]
-    if len(servers) < 2:
-        return out
     by = {s: {r["filtered"]: r for r in sweep(s)} for s in servers}
-    common = sorted(set(by["firehose"]) & set(by["centrifugo"]))
-    if common:
-        out += ["Ratios, firehose-broker / Centrifugo, at each sweep step:", ""]
-    for n in common:
-        a, b = by["firehose"][n], by["centrifugo"][n]
-        parts = []
-        for key, name in (("deliveries_per_s", "deliveries/s"), ("p50_ms", "p50"), ("p99_ms", "p99")):
-            if num(b["l"], key):
-                parts.append("%s **%.2fx**" % (name, num(a["l"], key) / num(b["l"], key)))
-        if b["cpu"]:
-            parts.append("CPU **%.2fx**" % (a["cpu"] / b["cpu"]))
-        if b["rss"]:
-            parts.append("RSS **%.2fx**" % (a["rss"] / b["rss"]))
-        out.append("- %s filtered + %s full-stream clients: %s" % (fmt(n), env["FULL"], ", ".join(parts)))
-    return out + ([""] if common else [])
+    for sa, sb in pairs():
+        common = sorted(set(by[sa]) & set(by[sb]))
+        if common:
+            out += ["Ratios, %s / %s, at each sweep step:" % (label[sa], label[sb]), ""]
+            out += [sweep_ratio(by[sa][n], by[sb][n]) for n in common] + [""]
+    return out
+
+
+def sweep_ratio(a, b):
+    """One sweep step's ratios a / b, as a list item."""
+    parts = []
+    for key, name in (("deliveries_per_s", "deliveries/s"), ("p50_ms", "p50"), ("p99_ms", "p99")):
+        if num(b["l"], key):
+            parts.append("%s **%.2fx**" % (name, num(a["l"], key) / num(b["l"], key)))
+    if b["cpu"]:
+        parts.append("CPU **%.2fx**" % (a["cpu"] / b["cpu"]))
+    if b["rss"]:
+        parts.append("RSS **%.2fx**" % (a["rss"] / b["rss"]))
+    return "- %s filtered + %s full-stream clients: %s" % (fmt(a["filtered"]), env["FULL"], ", ".join(parts))
 
 
 def best(server):
@@ -159,50 +172,81 @@ def lat_table():
     return out
 
 
+STAGES = (("kafka", "Kafka timestamp (pacer's produce call)", "taken from the stream's consumer"),
+          ("route", "taken", "queued for the connection"),
+          ("write", "queued", "last byte written to the socket"),
+          ("total", "Kafka timestamp", "last byte written"))
+
+
+def stage_cells(L, key):
+    """p50, p99, p999 of one stage over the runs L, each median (min-max); "-" where no run has it."""
+    cells = []
+    for i in range(3):
+        vals = []
+        for r in L:
+            try:
+                vals.append(float(r["st"].get("st_" + key, "").split("/")[i]))
+            except (IndexError, ValueError):
+                pass
+        cells.append(med_range(vals))
+    return cells
+
+
 def stage_lines():
-    """The firehose broker's own account of the latency runs: its stage histograms (docs/stream.md,
-    Metrics), p50/p99/p999 per run, as medians (min-max) of the runs."""
-    L = [r for r in lat("firehose") if r["st"]]
-    if not L:
+    """The firehose brokers' own account of the latency runs: their stage histograms (docs/stream.md,
+    Metrics), p50/p99/p999 per run, as medians (min-max) of the runs. A broker build without the
+    histograms gets a sentence instead of rows; one with some of them, "-" for the others."""
+    brokers = [s for s in ("firehose", "firehose-b") if lat(s)]
+    have = [s for s in brokers if any(r["st"] for r in lat(s))]
+    if not have:
         return []
-    out = ["Where the firehose broker's milliseconds went in those runs (its stage histograms on /metrics, "
+    two = len(brokers) > 1
+    out = ["Where the firehose broker%s milliseconds went in those runs (%s stage histograms on /metrics, "
            "read before and after each run; p50 / p99 / p999 in ms, median (min-max) of the runs; Kafka "
-           "timestamps have ms resolution, so kafka and total read up to 1 ms high):", "",
-           "| stage | from | to | p50 | p99 | p999 |", "|---|---|---|---:|---:|---:|"]
-    what = (("kafka", "Kafka timestamp (pacer's produce call)", "taken from the stream's consumer"),
-            ("route", "taken", "queued for the connection"),
-            ("write", "queued", "last byte written to the socket"),
-            ("total", "Kafka timestamp", "last byte written"))
-    for key, frm, to in what:
-        cells = []
-        for i in range(3):
-            vals = []
-            for r in L:
-                try:
-                    vals.append(float(r["st"].get("st_" + key, "").split("/")[i]))
-                except (IndexError, ValueError):
-                    pass
-            cells.append(med_range(vals))
-        out.append("| %s | %s | %s | %s | %s | %s |" % (key, frm, to, *cells))
-    return out + [""]
+           "timestamps have ms resolution, so kafka and total read up to 1 ms high):" % (
+               "s'" if two else "'s", "their" if two else "its"), ""]
+    if two:
+        out += ["| server | stage | from | to | p50 | p99 | p999 |", "|---|---|---|---|---:|---:|---:|"]
+    else:
+        out += ["| stage | from | to | p50 | p99 | p999 |", "|---|---|---|---:|---:|---:|"]
+    for s in have:
+        L = [r for r in lat(s) if r["st"]]
+        for key, frm, to in STAGES:
+            out.append("| %s%s | %s | %s | %s | %s | %s |" % (
+                label[s] + " | " if two else "", key, frm, to, *stage_cells(L, key)))
+    out.append("")
+    for s in brokers:
+        if s not in have:
+            out += ["%s exports none of these histograms (a build from before them): no stage rows for it." % label[s], ""]
+    return out
 
 
 def ratio_lines():
-    if len(servers) < 2:
-        return []
-    out = ["Ratios, firehose-broker / Centrifugo, same run, same records, same clients:", ""]
-    bf, bc = best("firehose"), best("centrifugo")
+    out = []
+    for a, b in pairs():
+        out += ratio_block(a, b)
+    return out
+
+
+def ratio_block(sa, sb):
+    """The ratios sa / sb over the ladder and the latency runs, as a list with its heading."""
+    same = ("same run, same records, same clients" if sb == "centrifugo"
+            else "same run, same input and clients, run right after it")
+    out = ["Ratios, %s / %s, %s:" % (label[sa], label[sb], same), ""]
+    bf, bc = best(sa), best(sb)
     if bf and bc:
         out.append("- highest sustained input rate: %s / %s events/s = **%.2fx**" % (
             fmt(bf["rate"]), fmt(bc["rate"]), bf["rate"] / bc["rate"]))
     elif bf:
-        out.append("- highest sustained input rate: %s events/s / none sustained (Centrifugo)" % fmt(bf["rate"]))
-    pf, pc = peak("firehose"), peak("centrifugo")
+        out.append("- highest sustained input rate: %s events/s / none sustained (%s)" % (fmt(bf["rate"]), label[sb]))
+    elif bc:
+        out.append("- highest sustained input rate: none sustained (%s) / %s events/s" % (label[sa], fmt(bc["rate"])))
+    pf, pc = peak(sa), peak(sb)
     if pf and pc and num(pc["l"], "deliveries_per_s"):
         out.append("- highest deliveries/s seen in a step: %s / %s = **%.2fx**" % (
             fmt(num(pf["l"], "deliveries_per_s")), fmt(num(pc["l"], "deliveries_per_s")),
             num(pf["l"], "deliveries_per_s") / num(pc["l"], "deliveries_per_s")))
-    Lf, Lc = lat("firehose"), lat("centrifugo")
+    Lf, Lc = lat(sa), lat(sb)
     if Lf and Lc:
         for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p999")):
             a = statistics.median([num(r["l"], key) for r in Lf])
@@ -225,8 +269,8 @@ def ratio_lines():
         if b:
             out.append("- server RSS at %s events/s: %.0f / %.0f MiB = **%.2fx**" % (fmt(int(env["LAT_RATE"])), a / 1024, b / 1024, a / b))
     for rate in sorted({r["rate"] for r in rows if r["kind"] == "step"}):
-        a = [per_cpu_s(r) for r in rows if r["kind"] == "step" and r["rate"] == rate and r["server"] == "firehose" and r["ticks"]]
-        b = [per_cpu_s(r) for r in rows if r["kind"] == "step" and r["rate"] == rate and r["server"] == "centrifugo" and r["ticks"]]
+        a = [per_cpu_s(r) for r in rows if r["kind"] == "step" and r["rate"] == rate and r["server"] == sa and r["ticks"]]
+        b = [per_cpu_s(r) for r in rows if r["kind"] == "step" and r["rate"] == rate and r["server"] == sb and r["ticks"]]
         if a and b and b[0]:
             out.append("- deliveries per server CPU-second in the %s events/s ladder step: %s / %s = **%.2fx**" % (
                 fmt(rate), fmt(a[0]), fmt(b[0]), a[0] / b[0]))
@@ -285,16 +329,17 @@ def soak_lines():
     return out
 
 
-COLOR = {"firehose": "#1f77b4", "centrifugo": "#ff7f0e"}
+COLOR = {"firehose": "#1f77b4", "firehose-b": "#2ca02c", "centrifugo": "#ff7f0e"}
+# the servers deliver the same rate while they keep up: dashes let the lower lines show through
+SWEEP_DASH = {"firehose": "solid", "firehose-b": "dashdot", "centrifugo": "dash"}
 NOTE = "bench/fanout.sh, %s, %s CPUs" % (env["DATE"], env["NPROC"])
 
 
 def plots():
     """{file name: (alt text, SVG)} for each plot this run has data for."""
     out = {}
-    # both servers deliver the same rate while they keep up: dashes let the lower line show through
     series = [plot.Series(label[s], [(r["filtered"], num(r["l"], "deliveries_per_s")) for r in sweep(s)], COLOR[s],
-                          "dash" if s == "centrifugo" else "solid") for s in servers if sweep(s)]
+                          SWEEP_DASH[s]) for s in servers if sweep(s)]
     if series:
         rate = fmt(next(r["rate"] for r in rows if r["kind"] == "sweep"))
         out["fanout-deliveries-vs-subscribers.svg"] = (
@@ -345,6 +390,29 @@ for s in servers:
         label[s], fmt(b["rate"]) if b else "none", " (%s deliveries/s)" % fmt(num(b["l"], "deliveries_per_s")) if b else "",
         fmt(num(p["l"], "deliveries_per_s")) if p else "-", fmt(p["rate"]) if p else "-"))
 
+
+def headline(sa, sb):
+    """One line of the latency runs' medians, sa / sb (the full set is under the latency table)."""
+    La, Lb = lat(sa), lat(sb)
+    if not La or not Lb:
+        return []
+    parts = []
+    for name, f in (("p99", lambda r: num(r["l"], "p99_ms")), ("CPU", lambda r: r["cpu"])):
+        a, b = statistics.median(map(f, La)), statistics.median(map(f, Lb))
+        if b:
+            parts.append("%s **%.2fx**" % (name, a / b))
+    a, b = [per_cpu_s(r) for r in La if r["ticks"]], [per_cpu_s(r) for r in Lb if r["ticks"]]
+    if a and b and statistics.median(b):
+        parts.append("deliveries per CPU-second **%.2fx**" % (statistics.median(a) / statistics.median(b)))
+    if not parts:
+        return []
+    return ["- %s / %s at %s events/s (medians of the latency runs): %s." % (
+        label[sa], label[sb], fmt(int(env["LAT_RATE"])), ", ".join(parts))]
+
+
+for sa, sb in pairs():
+    summary += headline(sa, sb)
+
 centrifugo_line = ("- Centrifugo: %s, Kafka async consumer in publication data mode (channels from the "
                    "`centrifugo-channels` header the pacer adds: `<builder>,all`), memory engine, `client.insecure`, "
                    "JSON protocol over `/connection/websocket` (connect + subscribe; filtered clients subscribe "
@@ -352,6 +420,20 @@ centrifugo_line = ("- Centrifugo: %s, Kafka async consumer in publication data m
                    "max_poll_records 100). It runs first: a new consumer group starts at the beginning of the topic, "
                    "so it must see an empty one." % (env["CENTRIFUGO_VERSION"] or "?")) if env["CENTRIFUGO_VERSION"] else (
     "- Centrifugo: %s" % env["CENTRIFUGO_NOTE"])
+
+def repo_path(path):
+    """path relative to the repository when it is inside it (the doc should not name this machine's directories)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    rel = os.path.relpath(os.path.abspath(path), root)
+    return path if rel.startswith("..") else rel
+
+
+base_line = []
+if "firehose-b" in servers:
+    base_line = ["- %s: `%s` with `%s` and the same fixed arguments; the same warm-up, ladder, latency runs and "
+                 "sweep, in a fresh process right after this tree's broker (back to back, not interleaved: both up "
+                 "at once would each consume every record). The memory soak is this tree's broker's alone." % (
+                     label["firehose-b"], repo_path(env.get("BROKER_B") or "?"), env.get("BROKER_B_ARGS") or "--view.enabled=false")]
 
 section = [
     "## Fan-out: Kafka -> broker -> %s filtered + %s full-stream WebSocket clients" % (fmt(int(env["FILTERED"])), env["FULL"]),
@@ -363,8 +445,9 @@ section = [
     "these two cores (and other engineers' jobs may run between locked benchmarks)." % (
         env["NPROC"], env["CPU_MODEL"] or "unknown CPU", mem_gib, env["KERNEL"]),
     "- Software: Apache Kafka 3.9.1 (KRaft, one node on loopback, -Xmx512m), topics with 6 partitions; librdkafka %s; "
-    "firehose-broker `--view.enabled=false --auth.anonymous_read --stream.max_connections=20000`, stream defaults "
-    "(client queue 4 MiB, drain grace 500 ms)." % env["RDKAFKA"],
+    "firehose-broker `%s --auth.anonymous_read --stream.max_connections=20000`, stream defaults "
+    "(client queue 4 MiB, drain grace 500 ms)." % (env["RDKAFKA"], env.get("BROKER_ARGS") or "--view.enabled=false"),
+] + base_line + [
     centrifugo_line,
     "- Input: `firehose-sim --profile mozilla-2010 --builders 1000 --logs=false --count %s --seed 7` "
     "(status events, %s B on average; %s builders). Producer: build/bench/pacer (bench/fanout/pacer.c, librdkafka, "

@@ -8,8 +8,9 @@ one line out with each stage's p50/p99/p999 in ms over the observations between 
 Stages (docs/stream.md, Metrics): kafka = Kafka timestamp -> taken from the consumer (per
 record), route = taken -> queued, write = queued -> written, total = timestamp -> written (per
 delivery). A quantile is read off the cumulative buckets, linearly within its bucket (as
-Prometheus' histogram_quantile does); past the last finite bound it is that bound. Prints
-nothing for a file without the histograms (another server, an older broker).
+Prometheus' histogram_quantile does); past the last finite bound it is that bound. A stage whose
+histogram the AFTER file lacks is left out of the line (an older broker may export some or none;
+the report shows such a stage as "-"), and a file with none of them gives an empty line.
 """
 import re
 import sys
@@ -43,14 +44,15 @@ def main():
     for short, name in STAGES:
         b0, b1 = buckets(before, name), buckets(after, name)
         if not b1:
-            return
+            continue
         if len(b0) != len(b1):
             b0 = [(le, 0.0) for le, _ in b1]
         d = [(le, n1 - n0) for (le, n1), (_, n0) in zip(b1, b0)]
         out.append("st_%s=%s" % (short, "/".join("%.2f" % (1000 * quantile(q, d)) for q in (0.5, 0.99, 0.999))))
         if short == "total":
             out.append("st_n=%d" % d[-1][1])
-    print(" ".join(out))
+    if out:
+        print(" ".join(out))
 
 
 if __name__ == "__main__":

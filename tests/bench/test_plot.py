@@ -77,6 +77,17 @@ def result(server, kind, rate, filtered, dps, p50, check="all"):
                       "30", "204800", "yes", "5", str(10 * sent), str(filtered), check])
 
 
+def report_env(tmp_path, doc, **extra):
+    """bench/fanout/report.py's environment for results.tsv and soak.tsv in tmp_path, writing doc."""
+    return dict(os.environ, RESULTS=str(tmp_path / "results.tsv"), SOAK=str(tmp_path / "soak.tsv"), DOC=str(doc),
+                FILTERED="1000", FULL="10", NBUILDERS="1000", AVG_BYTES="656", STEP_S="5", LAT_RATE="10000",
+                LAT_RUNS="1", LAT_S="5", MAX_LAG_MS="1000", SWEEP_RATE="5000", SWEEP_SUBS="10 100",
+                SOAK_EVENTS="300000", SOAK_SUBS="100", CENTRIFUGO_NOTE="", CENTRIFUGO_VERSION="Centrifugo v6 (test)",
+                INPUT_COUNT="1200000", NPROC="2", KERNEL="Linux", DATE="2026-12-01T00:00:00Z", HZ="100",
+                CPU_MODEL="test CPU", MEM_KB="1048576", RDKAFKA="2.0.2", WRITER=str(ROOT / "bench" / "write_section.py"),
+                WRITE_DOC="1", **extra)
+
+
 def test_fanout_report_writes_three_plots_and_links_them(tmp_path):
     rows = [result(s, "step", r, 1000, r * 11, p) for s in ("centrifugo", "firehose")
             for r, p in ((2000, 3.0), (5000, 8.0))]
@@ -89,13 +100,7 @@ def test_fanout_report_writes_three_plots_and_links_them(tmp_path):
     doc = tmp_path / "docs" / "performance.md"
     doc.parent.mkdir()
     doc.write_text("# Performance\n")
-    env = dict(os.environ, RESULTS=str(tmp_path / "results.tsv"), SOAK=str(tmp_path / "soak.tsv"), DOC=str(doc),
-               FILTERED="1000", FULL="10", NBUILDERS="1000", AVG_BYTES="656", STEP_S="5", LAT_RATE="10000",
-               LAT_RUNS="1", LAT_S="5", MAX_LAG_MS="1000", SWEEP_RATE="5000", SWEEP_SUBS="10 100",
-               SOAK_EVENTS="300000", SOAK_SUBS="100", CENTRIFUGO_NOTE="", CENTRIFUGO_VERSION="Centrifugo v6 (test)",
-               INPUT_COUNT="1200000", NPROC="2", KERNEL="Linux", DATE="2026-12-01T00:00:00Z", HZ="100",
-               CPU_MODEL="test CPU", MEM_KB="1048576", RDKAFKA="2.0.2", WRITER=str(ROOT / "bench" / "write_section.py"),
-               KNOBS="FANOUT_SWEEP_SUBS=10\\ 100 ", WRITE_DOC="1")
+    env = report_env(tmp_path, doc, KNOBS="FANOUT_SWEEP_SUBS=10\\ 100 ")
     report = [sys.executable, str(ROOT / "bench" / "fanout" / "report.py")]
     subprocess.run(report, env=env, check=True, stdout=subprocess.DEVNULL, timeout=60)
     plots = doc.parent / "plots"
@@ -113,3 +118,46 @@ def test_fanout_report_writes_three_plots_and_links_them(tmp_path):
     assert "| Centrifugo | 100 |" in text and "full-stream: 250,000 / 250,000" in text
     subprocess.run(report, env=env, check=True, stdout=subprocess.DEVNULL, timeout=60)
     assert {p.name: p.read_text() for p in plots.iterdir()} == svgs, "a re-run must not change the plots"
+
+
+def test_fanout_report_puts_a_second_broker_beside_the_first_and_centrifugo(tmp_path):
+    # FANOUT_BROKER_B's rows (server firehose-b) reach every per-server table, the ratios and the
+    # plots; its build exports no stage histograms, so it gets a sentence instead of stage rows
+    servers = ("centrifugo", "firehose", "firehose-b")
+    rows = [result(s, "step", 2000, 1000, 22000, 3.0) for s in servers]
+    rows += [result(s, "sweep", 5000, 10, 50100, 2.0, "full") for s in servers]
+    p50 = {"centrifugo": 4.0, "firehose": 1.0, "firehose-b": 2.0}
+    ticks = {"centrifugo": "200", "firehose": "50", "firehose-b": "100"}
+    stages = {"firehose": "st_kafka=0.50/2.00/3.00 st_route=0.01/0.10/0.20 st_write=0.02/0.30/0.40 "
+                          "st_total=0.60/2.50/3.50 st_n=1000", "firehose-b": "", "centrifugo": ""}
+    rows += [result(s, "latency", 10000, 1000, 110000, p50[s]) + "\t" + ticks[s] + "\t" + stages[s]
+             for s in servers for _ in range(2)]
+    (tmp_path / "results.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "soak.tsv").write_text("")
+    doc = tmp_path / "docs" / "performance.md"
+    doc.parent.mkdir()
+    doc.write_text("# Performance\n")
+    env = report_env(tmp_path, doc, KNOBS="", BROKER_B="/opt/base/bin/firehose-broker",
+                     BROKER_B_ARGS="--view.enabled=false", BROKER_B_LABEL="firehose-broker abc1234")
+    subprocess.run([sys.executable, str(ROOT / "bench" / "fanout" / "report.py")], env=env, check=True,
+                   stdout=subprocess.DEVNULL, timeout=60)
+    text = doc.read_text()
+    for table_row in ("| firehose-broker abc1234 | 2,000 |", "| firehose-broker abc1234 | 10 |",
+                      "| firehose-broker abc1234 | 2 | 2 of 2 |"):
+        assert table_row in text
+    assert "- firehose-broker abc1234: `/opt/base/bin/firehose-broker` with `--view.enabled=false`" in text
+    assert "Ratios, firehose-broker / Centrifugo, same run" in text
+    assert "Ratios, firehose-broker / firehose-broker abc1234, same run" in text
+    assert "Ratios, firehose-broker / firehose-broker abc1234, at each sweep step:" in text
+    # p99 = 4 x p50; CPU 30% for all; deliveries per CPU-second = 550,000 x 100 / ticks
+    assert "- firehose-broker / firehose-broker abc1234 at 10,000 events/s (medians of the latency runs): " \
+           "p99 **0.50x**, CPU **1.00x**, deliveries per CPU-second **2.00x**." in text
+    assert "- firehose-broker / Centrifugo at 10,000 events/s (medians of the latency runs): p99 **0.25x**" in text
+    ladder = [line.split(" | ")[0] for line in text.splitlines() if " | 2,000 | 10,000 |" in line]
+    assert ladder == ["| firehose-broker", "| firehose-broker abc1234", "| Centrifugo"]
+    assert "| firehose-broker | kafka | Kafka timestamp" in text and "| firehose-broker abc1234 | kafka" not in text
+    assert "firehose-broker abc1234 exports none of these histograms" in text
+    svgs = {p.name: p.read_text() for p in (doc.parent / "plots").iterdir()}
+    assert sorted(series_of(svgs["fanout-deliveries-vs-subscribers.svg"])) == [
+        "Centrifugo", "firehose-broker", "firehose-broker abc1234"]
+    assert len(series_of(svgs["fanout-latency.svg"])) == 9
