@@ -20,8 +20,21 @@
 #   BENCH_WRK_THREADS (1), BENCH_WRK_CONNECTIONS (16), BENCH_HTTP_THREADS (2),
 #   BENCH_KAFKA_STATE (the DIR of a Kafka already started with `tests/kafka/kafka.sh start DIR`),
 #   BENCH_NO_DOC=1 (do not touch docs/performance.md), BENCH_BUILDBOT=0 (skip the Buildbot side),
-#   BENCH_BROKER (another firehose-broker binary, e.g. an older commit's, for an A/B run),
-#   BENCH_REST_ARGS (extra broker arguments, e.g. "--derive.enabled=false").
+#   BENCH_BROKER (another firehose-broker binary, e.g. an older commit's, measured instead of
+#   this tree's), BENCH_BROKER_LABEL (what the report calls it; "this tree"),
+#   BENCH_REST_ARGS (extra broker arguments, e.g. "--derive.enabled=false"),
+#   BENCH_BROKER_B (a second firehose-broker binary measured beside the first in the same run),
+#   BENCH_BROKER_B_LABEL (what the report calls it; "base"), BENCH_REST_ARGS_B (its extra
+#   arguments; BENCH_REST_ARGS when unset, none when set empty).
+#
+# With BENCH_BROKER_B, two brokers (A, the first; B) share one Kafka, each with its own topics,
+# consumer group and fresh view, both loaded with the same pending requests and fed the same
+# event stream. Their sessions interleave: per run and rate, A's session, then B's, then the next
+# rate, so whatever else the machine does falls on both alike. Each table has a row per broker
+# and the requests/s table a ratio row per endpoint and rate (A / B of the medians, and the range
+# of the per-round ratios). The Buildbot side by side measures A only (B is stopped first).
+# Options a broker binary does not list in its --help (an older commit's) are not passed to it,
+# and the report names them (with one broker, all but --topic-derived).
 #
 # Side by side in the same run: a Buildbot master (PyPI `buildbot` + `buildbot-www`, installed
 # into build/bench/buildbot-venv when missing) whose own database holds the same number of
@@ -33,12 +46,14 @@
 # Buildbot ratio is of the two medians, beside the range of the per-round ratios.
 #
 # Time with the defaults: about 7-8 minutes (6 ingest sessions of ~40 s, 12 side-by-side wrk runs
-# of 10 s, Kafka and the Buildbot master starting), plus, once, the stream file and Buildbot's venv.
+# of 10 s, Kafka and the Buildbot master starting), plus, once, the stream file and Buildbot's venv;
+# BENCH_BROKER_B adds as many ingest sessions again (about 4 minutes).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 EMIT="$ROOT/bin/firehose-emit"
 BROKER="${BENCH_BROKER:-$ROOT/bin/firehose-broker}"
+BROKER_B="${BENCH_BROKER_B:-}"
 KAFKA_SH="$ROOT/tests/kafka/kafka.sh"
 GEN="$ROOT/tests/integration/gen_events.py"
 DATA="$ROOT/build/bench"
@@ -61,6 +76,7 @@ say() { printf 'bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 [ -x "$EMIT" ] && [ -x "$BROKER" ] || die "bin/ is incomplete: run make"
+[ -z "$BROKER_B" ] || [ -x "$BROKER_B" ] || die "BENCH_BROKER_B: $BROKER_B is not an executable"
 if ! command -v wrk >/dev/null; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     say "installing wrk (Debian package)"
@@ -71,10 +87,13 @@ ONCE_S=0   # of the run time, what went to things cached for later runs (stream 
 mkdir -p "$DATA"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/firehose-bench-rest.XXXXXX")"
 STATE=""
-BROKER_PID=""
+SIDE_PID=()
 BB_DIR=""
 cleanup() {
-    [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null || true
+    local p
+    for p in ${SIDE_PID[@]+"${SIDE_PID[@]}"}; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+    done
     if [ -n "$BB_DIR" ] && [ -f "$BB_DIR/twistd.pid" ]; then
         "$BB_VENV/bin/buildbot" stop "$BB_DIR" >/dev/null 2>&1 || kill "$(cat "$BB_DIR/twistd.pid")" 2>/dev/null || true
     fi
@@ -97,13 +116,49 @@ else
     KSTATE="$STATE"
     BOOTSTRAP="$(KAFKA_WATCH_PID=$$ "$KAFKA_SH" start "$STATE")"
 fi
+# Side 0 is BROKER (A); side 1, with BENCH_BROKER_B, the broker it is compared with (B). Per side:
+# binary, label, topic prefix (also its consumer group), extra arguments.
 PREFIX="bench-rest-$$-$(date +%s)"
-TOPICS=(--topic-events "$PREFIX.events" --topic-logs "$PREFIX.logs" --topic-dlq "$PREFIX.dlq")
-"$KAFKA_SH" create-topics "$KSTATE" "$PREFIX.events:6" "$PREFIX.logs:6" "$PREFIX.dlq:1" \
-    "$PREFIX.derived:6" 2>/dev/null
-# a broker that derives events reads its topic back at start (an older one has no such option)
-if "$BROKER" --help 2>&1 | grep -q -- '--topic-derived'; then TOPICS+=(--topic-derived "$PREFIX.derived"); fi
-read -r -a EXTRA_ARGS <<<"${BENCH_REST_ARGS:-}"
+SIDE_BIN=("$BROKER")
+SIDE_LABEL=("${BENCH_BROKER_LABEL:-this tree}")
+SIDE_PREFIX=("$PREFIX")
+SIDE_ARGS=("${BENCH_REST_ARGS:-}")
+if [ -n "$BROKER_B" ]; then
+    SIDE_BIN+=("$BROKER_B")
+    SIDE_LABEL+=("${BENCH_BROKER_B_LABEL:-base}")
+    SIDE_PREFIX+=("$PREFIX-b")
+    SIDE_ARGS+=("${BENCH_REST_ARGS_B-${BENCH_REST_ARGS:-}}")
+fi
+SIDE_TOPICS=()   # per side, the topic options as one string (topic names hold no spaces)
+SIDE_OPTS=()     # per side, the optional broker options its binary has, as one string
+SIDE_DROPPED=()  # per side, the optional options its binary lacks (named in the report)
+for i in "${!SIDE_BIN[@]}"; do
+    p="${SIDE_PREFIX[$i]}"
+    "$KAFKA_SH" create-topics "$KSTATE" "$p.events:6" "$p.logs:6" "$p.dlq:1" "$p.derived:6" 2>/dev/null
+    # --help is read whole before searching: grep -q stopping early could kill the writer
+    # with SIGPIPE, and pipefail would turn that into "option missing".
+    help="$("${SIDE_BIN[$i]}" --help 2>&1 || true)"
+    topics="--topic-events $p.events --topic-logs $p.logs --topic-dlq $p.dlq"
+    opts="" dropped=""
+    # a broker that derives events reads its topic back at start (an older one has no such option)
+    if grep -qF -- '--topic-derived' <<<"$help"; then
+        topics+=" --topic-derived $p.derived"
+    else
+        dropped=" --topic-derived"
+    fi
+    SIDE_TOPICS+=("$topics")
+    for o in --topics.create=false --webhooks.path="$WORK/s$i-webhooks.db" --auth.anonymous_read \
+        --http.threads="$HTTP_THREADS"; do
+        if grep -qF -- "${o%%=*}" <<<"$help"; then opts+=" $o"; else dropped+=" ${o%%=*}"; fi
+    done
+    SIDE_OPTS+=("$opts")
+    SIDE_DROPPED+=("${dropped# }")
+    [ -z "$dropped" ] || say "${SIDE_LABEL[$i]}: the binary has no$dropped; it runs without"
+done
+# With one broker the report does not mention a missing --topic-derived (an older broker that
+# derives nothing), as before; with two it names it, since it is a difference between them.
+[ "${#SIDE_BIN[@]}" = 2 ] ||
+    SIDE_DROPPED[0]="$(tr ' ' '\n' <<<"${SIDE_DROPPED[0]}" | grep -vx -- '--topic-derived' | paste -sd' ' || true)"
 
 # ---- inputs ------------------------------------------------------------------------------------
 STREAM_FILE="$DATA/rest-stream-$STREAM_COUNT.ndjson"
@@ -136,21 +191,36 @@ for i in range(n):
         separators=(",", ":")))
 EOF
 
-# ---- broker ------------------------------------------------------------------------------------
-LOG="$WORK/broker.log"
-"$BROKER" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --kafka.group "$PREFIX" "${TOPICS[@]}" \
-    --topics.create=false --view.path "$WORK/view.db" --webhooks.path "$WORK/webhooks.db" \
-    --auth.anonymous_read \
-    --http.threads "$HTTP_THREADS" "${EXTRA_ARGS[@]}" 2>"$LOG" &
-BROKER_PID=$!
-for _ in $(seq 1 600); do grep -q 'event=http.listening' "$LOG" && break; sleep 0.05; done
-URL="$(grep -o 'event=http.listening url=[^ ]*' "$LOG" | head -n1 | cut -d= -f3 || true)"
-[ -n "$URL" ] || { tail -n 20 "$LOG" >&2; die "broker did not start"; }
-say "broker at $URL"
+# ---- brokers -----------------------------------------------------------------------------------
+# With two, both run from here to the end of the sessions, but only the one being measured gets
+# ingest and wrk; the other sits idle (its view caught up, its consumer long-polling empty
+# topics; its CPU over each of the other's sessions is recorded and reported). Restarting a
+# broker per session instead would put reopening the view and rejoining the consumer group into
+# every session, which is not how a broker serves.
+SIDE_URL=()
+SIDE_START=()    # per side, the stream line its next session starts at
+for i in "${!SIDE_BIN[@]}"; do
+    read -r -a topics <<<"${SIDE_TOPICS[$i]}"
+    read -r -a opts <<<"${SIDE_OPTS[$i]}"
+    read -r -a extra <<<"${SIDE_ARGS[$i]}"
+    LOG="$WORK/s$i-broker.log"
+    "${SIDE_BIN[$i]}" --brokers "$BOOTSTRAP" --listen 127.0.0.1:0 --kafka.group "${SIDE_PREFIX[$i]}" \
+        "${topics[@]}" --view.path "$WORK/s$i-view.db" ${opts[@]+"${opts[@]}"} ${extra[@]+"${extra[@]}"} 2>"$LOG" &
+    SIDE_PID+=($!)
+    URL=""
+    for _ in $(seq 1 600); do grep -q 'event=http.listening' "$LOG" && break; sleep 0.05; done
+    URL="$(grep -o 'event=http.listening url=[^ ]*' "$LOG" | head -n1 | cut -d= -f3 || true)"
+    [ -n "$URL" ] || { tail -n 20 "$LOG" >&2; die "${SIDE_LABEL[$i]}: broker did not start"; }
+    SIDE_URL+=("$URL")
+    SIDE_START+=(0)
+    say "broker ${SIDE_LABEL[$i]} at $URL"
+done
 
-"$EMIT" --brokers "$BOOTSTRAP" "${TOPICS[@]}" "$PENDING_FILE" 2>"$WORK/emit-pending.err" ||
-    { cat "$WORK/emit-pending.err" >&2; die "loading the pending requests failed"; }
-python3 - "$URL" "$PENDING" <<'EOF'
+for i in "${!SIDE_BIN[@]}"; do
+    read -r -a topics <<<"${SIDE_TOPICS[$i]}"
+    "$EMIT" --brokers "$BOOTSTRAP" "${topics[@]}" "$PENDING_FILE" 2>"$WORK/emit-pending.err" ||
+        { cat "$WORK/emit-pending.err" >&2; die "loading the pending requests failed"; }
+    python3 - "${SIDE_URL[$i]}" "$PENDING" <<'EOF'
 import json, sys, time, urllib.request
 url, n = sys.argv[1], int(sys.argv[2])
 deadline = time.time() + 120
@@ -161,7 +231,8 @@ while time.time() < deadline:
     time.sleep(0.2)
 sys.exit("the view did not reach %d pending requests" % n)
 EOF
-say "$PENDING pending requests in the view"
+    say "$PENDING pending requests in the view of ${SIDE_LABEL[$i]}"
+done
 
 # Last green: the busiest branch of the generated stream.
 LG_PATH="api/v1/last-green?branch=main&repository=https%3A%2F%2Fgit.example.org%2Fchromium%2Fsrc.git"
@@ -169,7 +240,8 @@ PD_PATH="api/v1/pending"
 
 # ---- per rate: ingest + probes + wrk --------------------------------------------------------
 # The pacer feeds the generated stream into firehose-emit's stdin at RATE events/s (continuing
-# where the previous rate stopped, so no event is sent twice); every 250 ms a probe request goes
+# where this broker's previous session stopped, so no event is sent twice; with two brokers each
+# gets the same stream from its first line); every 250 ms a probe request goes
 # in with it and is polled through REST until visible (produce -> visible, as a client sees it).
 cat >"$WORK/pacer.py" <<'EOF'
 import json, os, subprocess, sys, threading, time, urllib.request, datetime
@@ -283,39 +355,49 @@ cpu_ticks() {   # cpu_ticks PID: user + system CPU of a process, in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-export URL BOOTSTRAP EMIT STREAM_FILE STREAM_SECONDS
-export TOPIC_ARGS="${TOPICS[*]}"
-START_LINE=0
-: >"$WORK/sessions.txt"
-for run in $(seq 1 "$RUNS"); do
-    for RATE in "${RATES[@]}"; do
-        say "run $run of $RUNS: ingest at $RATE events/s"
-        OUT="$WORK/rate-$RATE-run$run"
-        RATE="$RATE" START_LINE="$START_LINE" OUT="$OUT.stream.json" python3 "$WORK/pacer.py" &
-        PACER=$!
-        sleep 5
-        metrics >"$OUT.metrics-before.json"
-        c0=$(cpu_ticks "$BROKER_PID")
-        v0=$(view_ticks "$BROKER_PID")
-        t0=$(date +%s.%N)
-        for ep in last-green pending; do
-            path="$LG_PATH"
-            [ "$ep" = pending ] && path="$PD_PATH"
-            say "  wrk ${WRK_SECONDS}s -t$WRK_THREADS -c$WRK_CONN /$path"
-            wrk -t"$WRK_THREADS" -c"$WRK_CONN" -d"${WRK_SECONDS}s" --latency "$URL$path" >"$OUT.wrk-$ep.txt"
-        done
-        c1=$(cpu_ticks "$BROKER_PID")
-        v1=$(view_ticks "$BROKER_PID")
-        t1=$(date +%s.%N)
-        echo "$c0 $c1 $t0 $t1 $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg) $v0 $v1" >"$OUT.cpu"
-        metrics >"$OUT.metrics-after.json"
-        curl -s "$URL$LG_PATH" >"$OUT.last-green.json" || true
-        curl -s "$URL$PD_PATH?limit=1" >"$OUT.pending.json" || true
-        wait "$PACER" || die "the ingest pacer failed at $RATE events/s"
-        START_LINE="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["next_line"])' "$OUT.stream.json")"
-        echo "$RATE $run $OUT" >>"$WORK/sessions.txt"
-        # Let the view catch up before the next session, so that one does not inherit a backlog.
-        python3 - "$URL" <<'EOF' || say "the view did not catch up within 120 s"
+export URL BOOTSTRAP EMIT STREAM_FILE STREAM_SECONDS TOPIC_ARGS
+# session SIDE RUN RATE: one ingest session of side SIDE's broker (see above); appends
+# "RATE RUN FILES-PREFIX SIDE" to sessions.txt.
+session() {
+    local i=$1 run=$2 RATE=$3 OUT PACER path ep c0 c1 v0 v1 t0 t1 o0 o1 other
+    local pid="${SIDE_PID[$i]}" name=""
+    URL="${SIDE_URL[$i]}"
+    TOPIC_ARGS="${SIDE_TOPICS[$i]}"
+    [ "${#SIDE_BIN[@]}" = 1 ] || name=", ${SIDE_LABEL[$i]}"
+    say "run $run of $RUNS$name: ingest at $RATE events/s"
+    OUT="$WORK/s$i-rate-$RATE-run$run"
+    RATE="$RATE" START_LINE="${SIDE_START[$i]}" OUT="$OUT.stream.json" python3 "$WORK/pacer.py" &
+    PACER=$!
+    sleep 5
+    metrics >"$OUT.metrics-before.json"
+    other="${SIDE_PID[$((1 - i))]:-}"   # the idle broker, when there are two
+    c0=$(cpu_ticks "$pid")
+    v0=$(view_ticks "$pid")
+    [ -z "$other" ] || o0=$(cpu_ticks "$other")
+    t0=$(date +%s.%N)
+    for ep in last-green pending; do
+        path="$LG_PATH"
+        [ "$ep" = pending ] && path="$PD_PATH"
+        say "  wrk ${WRK_SECONDS}s -t$WRK_THREADS -c$WRK_CONN /$path"
+        wrk -t"$WRK_THREADS" -c"$WRK_CONN" -d"${WRK_SECONDS}s" --latency "$URL$path" >"$OUT.wrk-$ep.txt"
+    done
+    c1=$(cpu_ticks "$pid")
+    v1=$(view_ticks "$pid")
+    t1=$(date +%s.%N)
+    echo "$c0 $c1 $t0 $t1 $(getconf CLK_TCK) $(cut -d' ' -f1 /proc/loadavg) $v0 $v1" >"$OUT.cpu"
+    if [ -n "$other" ]; then
+        o1=$(cpu_ticks "$other")
+        echo "$o0 $o1" >"$OUT.idle-cpu"
+    fi
+    metrics >"$OUT.metrics-after.json"
+    curl -s "$URL$LG_PATH" >"$OUT.last-green.json" || true
+    curl -s "$URL$PD_PATH?limit=1" >"$OUT.pending.json" || true
+    wait "$PACER" || die "the ingest pacer failed at $RATE events/s"
+    SIDE_START[$i]="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["next_line"])' "$OUT.stream.json")"
+    echo "$RATE $run $OUT $i" >>"$WORK/sessions.txt"
+    # Let the view catch up before the next session, so that one (this broker's next, or the
+    # other broker's) does not share the machine with a backlog.
+    python3 - "$URL" <<'EOF' || say "the view did not catch up within 120 s"
 import json, sys, time, urllib.request
 deadline = time.time() + 120
 while time.time() < deadline:
@@ -324,8 +406,22 @@ while time.time() < deadline:
     time.sleep(0.5)
 sys.exit(1)
 EOF
+}
+
+: >"$WORK/sessions.txt"
+for run in $(seq 1 "$RUNS"); do
+    for RATE in "${RATES[@]}"; do
+        for i in "${!SIDE_BIN[@]}"; do
+            session "$i" "$run" "$RATE"
+        done
     done
 done
+# The Buildbot side by side measures A alone: B stops here so it does not share the machine.
+if [ "${#SIDE_PID[@]}" = 2 ]; then
+    kill "${SIDE_PID[1]}" 2>/dev/null && wait "${SIDE_PID[1]}" 2>/dev/null || true
+    SIDE_PID[1]=""
+fi
+URL="${SIDE_URL[0]}"
 
 # ---- Buildbot's own data API, side by side -----------------------------------------------------
 BB_VENV="$DATA/buildbot-venv"
@@ -381,6 +477,19 @@ fi
 export WORK PENDING WRK_SECONDS WRK_THREADS WRK_CONN HTTP_THREADS LG_PATH PD_PATH RUNS
 export RATES_LIST="${RATES[*]}" DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" RUN_S=$((SECONDS - T0)) ONCE_S
 export WRK_VERSION="$(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
+# Per side: LABEL_i, ARGS_i, DROPPED_i and WHAT_i (which binary, for the report).
+for i in "${!SIDE_BIN[@]}"; do
+    export "LABEL_$i=${SIDE_LABEL[$i]}" "ARGS_$i=${SIDE_ARGS[$i]}" "DROPPED_$i=${SIDE_DROPPED[$i]}" \
+        "WHAT_$i=\`${SIDE_BIN[$i]}\`"
+done
+if [ -z "${BENCH_BROKER:-}" ]; then
+    WHAT_0="bin/firehose-broker of this tree"
+    if sha="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"; then
+        WHAT_0+=" at $sha"
+        [ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] ||
+            WHAT_0+=" with uncommitted changes"
+    fi
+fi
 PYTHONPATH="$ROOT/bench" python3 - >"$WORK/section.md" <<'EOF'
 import json, os, re, statistics, sys
 import stats
@@ -423,10 +532,12 @@ def hist(before, after, p):
             return float("inf") if k == "+Inf" else float(k), total
     return None, total
 
-# ---- under ingest: one record per session (rate, run) ----
+# ---- under ingest: one record per session (rate, run, side: 0 is A, 1 is B) ----
+labels = [env["LABEL_0"]] + ([env["LABEL_1"]] if "LABEL_1" in env else [])
+two = len(labels) == 2
 sessions = []
 for line in open(os.path.join(W, "sessions.txt")):
-    rate, run, pre = line.split()
+    rate, run, pre, side = line.split()
     st = json.load(open(pre + ".stream.json"))
     mb, ma = json.load(open(pre + ".metrics-before.json")), json.load(open(pre + ".metrics-after.json"))
     c0, c1, t0, t1, hz, load, v0, v1 = open(pre + ".cpu").read().split()
@@ -435,7 +546,12 @@ for line in open(os.path.join(W, "sessions.txt")):
                                                          "firehose_view_skipped_total"))
     h50, n = hist(mb, ma, 50)
     h99, _ = hist(mb, ma, 99)
-    sessions.append({"rate": int(rate), "run": int(run), "achieved": st["rate"], "applied": applied / secs,
+    idle = None   # with two brokers, the other one's CPU while this one was measured
+    if os.path.exists(pre + ".idle-cpu"):
+        o0, o1 = open(pre + ".idle-cpu").read().split()
+        idle = (int(o1) - int(o0)) / int(hz) / secs * 100
+    sessions.append({"rate": int(rate), "run": int(run), "side": int(side), "idle": idle,
+                     "achieved": st["rate"], "applied": applied / secs,
                      "lg": wrk(pre + ".wrk-last-green.txt"), "pd": wrk(pre + ".wrk-pending.txt"),
                      "h50": h50, "h99": h99, "hn": n, "st": st,
                      "cpu": (int(c1) - int(c0)) / int(hz) / secs * 100,
@@ -443,9 +559,12 @@ for line in open(os.path.join(W, "sessions.txt")):
                      "rss": ma.get("process_resident_memory_bytes", 0) / 2**20,
                      "pending_total": json.load(open(pre + ".pending.json"))["total"]})
     r = sessions[-1]
-    say("run %d, ingest %6d/s (achieved %.0f/s; view applied %.0f/s while wrk ran; broker CPU %.0f%% (view thread "
-        "%.0f%%), RSS %.0f MiB; load average %.1f)" % (r["run"], r["rate"], r["achieved"], r["applied"], r["cpu"],
-                                                     r["vcpu"], r["rss"], r["load"]))
+    say("run %d%s, ingest %6d/s (achieved %.0f/s; view applied %.0f/s while wrk ran; broker CPU %.0f%% (view thread "
+        "%.0f%%), RSS %.0f MiB; load average %.1f)" % (r["run"], ", " + labels[r["side"]] if two else "", r["rate"],
+                                                     r["achieved"], r["applied"], r["cpu"], r["vcpu"], r["rss"],
+                                                     r["load"]))
+    if idle is not None:
+        say("  the idle broker (%s) meanwhile: CPU %.1f%%" % (labels[1 - r["side"]], idle))
     for name, x in (("last-green", r["lg"]), ("pending", r["pd"])):
         say("  %-10s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  non-2xx %d" % (name, x["rps"], x["p50"], x["p99"], x["non2xx"]))
     say("  freshness: produce->committed p50 <= %s ms p99 <= %s ms (%d records); probes p50 %s p99 %s max %s ms "
@@ -454,7 +573,15 @@ for line in open(os.path.join(W, "sessions.txt")):
                           st["probes_seen"], st["probes"]))
 
 rates = [int(x) for x in env["RATES_LIST"].split()]
-by_rate = {rate: [s for s in sessions if s["rate"] == rate] for rate in rates}
+# (rate, side) -> that broker's sessions at that rate, in run order; A before B within a rate
+by_rate = {(rate, side): sorted((s for s in sessions if s["rate"] == rate and s["side"] == side),
+                                key=lambda s: s["run"])
+           for rate in rates for side in range(len(labels))}
+
+def lead(rate, side):
+    """The first cells of a per-broker row: the rate (on A's row only, when there are two brokers), then the
+    broker's label when there are two."""
+    return ["%s/s" % num(rate) if side == 0 else ""] + ([labels[side]] if two else [])
 
 def col(ss, f):
     return [f(s) for s in ss]
@@ -463,11 +590,31 @@ def bound(vals, bold=False):
     """Freshness bucket bounds (ms) of the runs: '<= median (min-max)'."""
     return "<= " + med_range(vals, unit=" ms", bold=bold) if any(v is not None for v in vals) else "n/a"
 
+def ratio_cell(a, b, bold=False):
+    """A / B of the medians of a and b, and in parentheses the lowest and highest of the per-round ratios
+    (a[i] / b[i], the same run); 'n/a' without both."""
+    xs, ys = [x for x in a if x is not None], [y for y in b if y is not None]
+    r = stats.ratio(med(xs), med(ys)) if xs and ys else None
+    if not r:
+        return "n/a"
+    cell = ("**%sx**" if bold else "%sx") % r
+    per = sorted(x / y for x, y in zip(a, b) if x is not None and y)
+    if len(per) > 1:
+        cell += " (%s-%sx)" % (stats.ratio(per[0], 1), stats.ratio(per[-1], 1))
+    return cell
+
 say()
-for rate, ss in by_rate.items():
-    say("ingest %d/s, %d runs: last-green %s req/s, pending %s req/s, probe p99 %s ms" % (
-        rate, len(ss), med_range(col(ss, lambda s: s["lg"]["rps"])), med_range(col(ss, lambda s: s["pd"]["rps"])),
-        med_range(col(ss, lambda s: s["st"]["probe_p99_ms"]), 1)))
+for (rate, side), ss in by_rate.items():
+    say("ingest %d/s%s, %d runs: last-green %s req/s, pending %s req/s, probe p99 %s ms" % (
+        rate, " (%s)" % labels[side] if two else "", len(ss), med_range(col(ss, lambda s: s["lg"]["rps"])),
+        med_range(col(ss, lambda s: s["pd"]["rps"])), med_range(col(ss, lambda s: s["st"]["probe_p99_ms"]), 1)))
+if two:
+    for rate in rates:
+        a, b = by_rate[(rate, 0)], by_rate[(rate, 1)]
+        for key, name in (("lg", "last-green"), ("pd", "pending")):
+            say("ingest %d/s, %s, %s / %s: requests/s %s, p99 %s" % (
+                rate, name, labels[0], labels[1], ratio_cell(col(a, lambda s: s[key]["rps"]), col(b, lambda s: s[key]["rps"])),
+                ratio_cell(col(a, lambda s: s[key]["p99"]), col(b, lambda s: s[key]["p99"]))))
 
 lines = [
     "## REST: last-green and pending under ingest",
@@ -480,11 +627,36 @@ lines = [
     "- Software: Apache Kafka 3.9.1 (KRaft, one node on loopback), topics with 6 partitions; wrk %s "
     "(`-t%s -c%s -d%ss --latency`, same machine); broker `http.threads=%s`, view defaults." % (
         env["WRK_VERSION"], env["WRK_THREADS"], env["WRK_CONN"], env["WRK_SECONDS"], env["HTTP_THREADS"]),
+]
+def args_note(i):
+    """What side i ran with beyond the defaults: its extra arguments, and the options its binary lacks."""
+    notes = ["`%s`" % env["ARGS_%d" % i]] if env["ARGS_%d" % i].strip() else []
+    if env["DROPPED_%d" % i]:
+        notes.append("its binary has no %s, so it ran without" % ", ".join(
+            "`%s`" % o for o in env["DROPPED_%d" % i].split()))
+    return " (%s)" % "; ".join(notes) if notes else ""
+if two:
+    idle = [col([s for s in sessions if s["side"] == 1 - i], lambda s: s["idle"]) for i in range(2)]
+    lines += [
+        "- Two brokers in this run: A, **%s**, is %s%s; B, **%s**, is %s%s. One Kafka; each broker has its own "
+        "topics, consumer group and fresh view, and gets the same pending requests and the same event stream "
+        "(each from its first line). Both run throughout, but only one gets ingest and wrk at a time: per run and "
+        "rate, A's session, then B's, then the next rate, so other load on the machine falls on both alike. The "
+        "idle one, its view caught up, used little CPU over the wrk time of the other's sessions: A %s while B was "
+        "measured, B %s while A was. Ratio rows are A / B of the two medians, and in parentheses the lowest and highest of "
+        "the per-round ratios (A's session over B's of the same run and rate): above 1 for requests/s, and below 1 "
+        "for p99, favour A." % (labels[0], env["WHAT_0"], args_note(0), labels[1], env["WHAT_1"], args_note(1),
+                                 med_range(idle[0], 1, "%"), med_range(idle[1], 1, "%")),
+    ]
+elif env["DROPPED_0"]:
+    lines += ["- The broker%s." % args_note(0)]
+lines += [
     "- View: %s pending requests loaded first; then tests/integration/gen_events.py events (every type, log.chunk "
-    "included) paced into `firehose-emit` stdin, one session per run and rate (%s), each continuing the stream "
-    "where the last stopped: 5 s of ingest, then wrk on `/%s`, then on `/%s` (default limit 100: the first 100 of "
+    "included) paced into `firehose-emit` stdin, one session per run and rate (%s)%s, each continuing the stream "
+    "where the %s stopped: 5 s of ingest, then wrk on `/%s`, then on `/%s` (default limit 100: the first 100 of "
     "%s-%s pending requests, about 40 KB), then the rest of the session; the view catches up before the next one." % (
-        num(int(env["PENDING"])), ", ".join(num(s["rate"]) for s in sessions), env["LG_PATH"], env["PD_PATH"],
+        num(int(env["PENDING"])), ", ".join(num(s["rate"]) for s in sessions if s["side"] == 0),
+        " for each broker" if two else "", "broker's last" if two else "last", env["LG_PATH"], env["PD_PATH"],
         num(min(col(sessions, lambda s: s["pending_total"]))), num(max(col(sessions, lambda s: s["pending_total"])))),
     "- Freshness, two ways: the view's `firehose_view_freshness_ms` histogram (Kafka timestamp of each record to "
     "the commit that makes it visible; bucket bounds), and probe requests injected into the stream every 250 ms, "
@@ -497,36 +669,49 @@ lines = [
     "(`fh-view`), the figure least disturbed by other load; \"load avg\" is the machine's 1-minute load average at "
     "the end of wrk (other work on the machine inflates it).",
     "",
-    "| ingest offered | runs | sent | view applied | broker CPU | view thread CPU | load avg |",
-    "|---:|---:|---:|---:|---:|---:|---:|",
+    "| ingest offered |%s runs | sent | view applied | broker CPU | view thread CPU | load avg |" % (
+        " broker |" if two else ""),
+    "|---:|%s---:|---:|---:|---:|---:|---:|" % ("---|" if two else ""),
 ]
-for rate, ss in by_rate.items():
-    lines.append("| %s/s | %d | %s | %s | %s | %s | %s |" % (
-        num(rate), len(ss), med_range(col(ss, lambda s: s["achieved"]), unit="/s"),
+def row(cells):
+    return "| " + " | ".join(cells) + " |"
+for (rate, side), ss in by_rate.items():
+    lines.append(row(lead(rate, side) + [
+        "%d" % len(ss), med_range(col(ss, lambda s: s["achieved"]), unit="/s"),
         med_range(col(ss, lambda s: s["applied"]), unit="/s"),
         med_range(col(ss, lambda s: s["cpu"]), unit="%"), med_range(col(ss, lambda s: s["vcpu"]), unit="%"),
-        med_range(col(ss, lambda s: s["load"]), 1)))
-lines += ["", "| ingest offered | endpoint | requests/s | p50 | p99 |", "|---:|---|---:|---:|---:|"]
+        med_range(col(ss, lambda s: s["load"]), 1)]))
+lines += ["", "| ingest offered | endpoint |%s requests/s | p50 | p99 |" % (" broker |" if two else ""),
+          "|---:|---|%s---:|---:|---:|" % ("---|" if two else "")]
 bad = []
-for rate, ss in by_rate.items():
+for rate in rates:
     for i, (key, name) in enumerate((("lg", "`/api/v1/last-green`"), ("pd", "`/api/v1/pending`"))):
-        xs = col(ss, lambda s: s[key])
-        lines.append("| %s | %s | %s | %s | %s |" % (
-            "%s/s" % num(rate) if i == 0 else "", name, med_range(col(xs, lambda x: x["rps"]), bold=True),
-            med_range(col(xs, lambda x: x["p50"]), 2, " ms"), med_range(col(xs, lambda x: x["p99"]), 2, " ms", True)))
-        bad += ["%s at %s/s: %d" % (name, num(rate), x["non2xx"]) for x in xs if x["non2xx"]]
+        for side in range(len(labels)):
+            xs = col(by_rate[(rate, side)], lambda s: s[key])
+            first = ["%s/s" % num(rate) if i == 0 and side == 0 else "", name if side == 0 else ""]
+            lines.append(row(first + ([labels[side]] if two else []) + [
+                med_range(col(xs, lambda x: x["rps"]), bold=True), med_range(col(xs, lambda x: x["p50"]), 2, " ms"),
+                med_range(col(xs, lambda x: x["p99"]), 2, " ms", True)]))
+            bad += ["%s at %s/s%s: %d" % (name, num(rate), " (%s)" % labels[side] if two else "", x["non2xx"])
+                    for x in xs if x["non2xx"]]
+        if two:
+            a, b = col(by_rate[(rate, 0)], lambda s: s[key]), col(by_rate[(rate, 1)], lambda s: s[key])
+            lines.append(row(["", "", "%s / %s" % tuple(labels),
+                              ratio_cell(col(a, lambda x: x["rps"]), col(b, lambda x: x["rps"]), True), "",
+                              ratio_cell(col(a, lambda x: x["p99"]), col(b, lambda x: x["p99"]), True)]))
 if bad:
     lines += ["", "Non-2xx answers: " + "; ".join(bad) + "."]
-lines += ["", "| ingest offered | produce -> committed p50 | p99 | probe -> visible p50 | p99 | max | probes seen |",
-          "|---:|---:|---:|---:|---:|---:|---:|"]
-for rate, ss in by_rate.items():
+lines += ["", "| ingest offered |%s produce -> committed p50 | p99 | probe -> visible p50 | p99 | max | probes seen |" % (
+              " broker |" if two else ""),
+          "|---:|%s---:|---:|---:|---:|---:|---:|" % ("---|" if two else "")]
+for (rate, side), ss in by_rate.items():
     sts = col(ss, lambda s: s["st"])
-    lines.append("| %s/s | %s | %s | %s | %s | %s | %s of %s |" % (
-        num(rate), bound(col(ss, lambda s: s["h50"])), bound(col(ss, lambda s: s["h99"]), True),
+    lines.append(row(lead(rate, side) + [
+        bound(col(ss, lambda s: s["h50"])), bound(col(ss, lambda s: s["h99"]), True),
         med_range(col(sts, lambda s: s["probe_p50_ms"]), 1, " ms"),
         med_range(col(sts, lambda s: s["probe_p99_ms"]), 1, " ms", True),
         med_range(col(sts, lambda s: s["probe_max_ms"]), 1, " ms"),
-        num(sum(col(sts, lambda s: s["probes_seen"]))), num(sum(col(sts, lambda s: s["probes"])))))
+        "%s of %s" % (num(sum(col(sts, lambda s: s["probes_seen"]))), num(sum(col(sts, lambda s: s["probes"]))))]))
 
 # ---- side by side: every URL once per round, Buildbot first ----
 lines += ["", "### Side by side: Buildbot's own data API", ""]
@@ -539,7 +724,8 @@ if os.path.exists(os.path.join(W, "side.meta")):
     lines += [
         "- Buildbot %s from PyPI (`buildbot`, `buildbot-www`), one master with its SQLite database and the www data "
         "API on loopback, same machine, measured in the same run right after the firehose rows above (ingest "
-        "stopped, so both sides see the same machine with no ingest running; the broker is the one above, its view at rest)." % bb_version,
+        "stopped, so both sides see the same machine with no ingest running; the broker is %s, its view at rest)." % (
+            bb_version, "A above (%s) alone, B stopped before" % labels[0] if two else "the one above"),
         "- Both hold the same %s pending build requests (Buildbot: %s unclaimed, inserted by bench/buildbot/load.py "
         "into its own schema: sourcestamp, buildset, buildrequest each, over the same 40 builders, no worker ever "
         "connects). wrk `-t%s -d%ss --timeout 30s --latency`; `-c%s` for one page, `-c2` for the whole queue "
