@@ -2,7 +2,7 @@
 # Fan-out benchmark: real Apache Kafka -> server -> many WebSocket subscribers, all on
 # 127.0.0.1, with Centrifugo side by side on the same topic and the same records.
 #
-#   flock /tmp/firehose-cpu.lock bash bench/fanout.sh        (make bench runs bash bench/fanout.sh)
+#   flock /tmp/firehose-bench.lock bash bench/fanout.sh        (make bench runs bash bench/fanout.sh)
 #
 # 1. Kafka (tests/kafka/kafka.sh), topics firehose.events/firehose.logs with 6 partitions.
 # 2. Input: bin/firehose-sim --profile mozilla-2010 --builders 1000 --logs=false (status events),
@@ -57,6 +57,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 KAFKA_SH="$ROOT/tests/kafka/kafka.sh"
+# Kafka's JVM: a 2 GiB heap and the Shenandoah collector (Debian's OpenJDK 17 has it). With the
+# tests' 512 MiB heap and G1, Kafka stopped for 4-5 ms every ~0.65 s at 10,000 events/s, and every
+# reader of Kafka, this broker and Centrifugo alike, saw those pauses as its delivery tail (see the
+# Kafka section of docs/operations.md). KAFKA_HEAP and KAFKA_GC override.
+export KAFKA_HEAP="${KAFKA_HEAP:--Xmx2g -Xms2g}" KAFKA_GC="${KAFKA_GC:--XX:+UseShenandoahGC}"
 DATA="$ROOT/build/bench"
 DOC="$ROOT/docs/performance.md"
 LC="$ROOT/build/bench/loadclient"
@@ -363,7 +368,8 @@ KNOBS=""   # the FANOUT_* settings of this run, for the section's command line
 for v in $(compgen -e | grep '^FANOUT_' | sort); do KNOBS+="$v=$(printf '%q' "${!v}") "; done
 REPORT_VARS=(RESULTS SOAK DOC BOOTSTRAP FILTERED FULL NBUILDERS AVG_BYTES STEP_S WARMUP_S LAT_RATE LAT_RUNS LAT_S
     MAX_LAG_MS SWEEP_RATE SWEEP_SUBS SOAK_EVENTS SOAK_SUBS CENTRIFUGO_NOTE CENTRIFUGO_VERSION INPUT_COUNT
-    NPROC KERNEL DATE HZ CPU_MODEL MEM_KB RDKAFKA WRITER KNOBS BROKER_ARGS BROKER_B BROKER_B_ARGS BROKER_B_LABEL)
+    NPROC KERNEL DATE HZ CPU_MODEL MEM_KB RDKAFKA WRITER KNOBS BROKER_ARGS BROKER_B BROKER_B_ARGS BROKER_B_LABEL
+    KAFKA_HEAP KAFKA_GC)
 for v in "${REPORT_VARS[@]}"; do printf '%s=%q\n' "$v" "${!v}"; done >"$DATA/fanout-report.env"
 export "${REPORT_VARS[@]}"
 WRITE_DOC="$([ -n "${FANOUT_NO_DOC:-}" ] && echo 0 || echo 1)" python3 "$ROOT/bench/fanout/report.py"

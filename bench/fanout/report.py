@@ -438,15 +438,16 @@ if "firehose-b" in servers:
 section = [
     "## Fan-out: Kafka -> broker -> %s filtered + %s full-stream WebSocket clients" % (fmt(int(env["FILTERED"])), env["FULL"]),
     "",
-    "- Command: `%sflock /tmp/firehose-cpu.lock bash bench/fanout.sh` (what `make bench` runs, without the lock%s)" % (
+    "- Command: `%sflock /tmp/firehose-bench.lock bash bench/fanout.sh` (what `make bench` runs, without the lock%s)" % (
         env.get("KNOBS", ""), " and the settings" if env.get("KNOBS") else ""),
     "- Date: %s" % env["DATE"],
     "- Machine: %s CPUs (%s), %.1f GiB RAM, %s. Kafka, the broker, the producer and the load client all share "
     "these two cores (and other engineers' jobs may run between locked benchmarks)." % (
         env["NPROC"], env["CPU_MODEL"] or "unknown CPU", mem_gib, env["KERNEL"]),
-    "- Software: Apache Kafka 3.9.1 (KRaft, one node on loopback, -Xmx512m), topics with 6 partitions; librdkafka %s; "
+    "- Software: Apache Kafka 3.9.1 (KRaft, one node on loopback, JVM `%s`), topics with 6 partitions; librdkafka %s; "
     "firehose-broker `%s --auth.anonymous_read --stream.max_connections=20000`, stream defaults "
-    "(client queue 4 MiB, drain grace 500 ms)." % (env["RDKAFKA"], env.get("BROKER_ARGS") or "--view.enabled=false"),
+    "(client queue 4 MiB, drain grace 500 ms)." % (
+        (env.get("KAFKA_HEAP", "") + " " + env.get("KAFKA_GC", "")).strip() or "-Xmx512m -XX:+UseG1GC", env["RDKAFKA"], env.get("BROKER_ARGS") or "--view.enabled=false"),
 ] + base_line + [
     centrifugo_line,
     "- Input: `firehose-sim --profile mozilla-2010 --builders 1000 --logs=false --count %s --seed 7` "

@@ -114,7 +114,7 @@ def test_fanout_report_writes_three_plots_and_links_them(tmp_path):
     text = doc.read_text()
     for name in svgs:
         assert "](plots/%s)" % name in text
-    assert "- Command: `FANOUT_SWEEP_SUBS=10\\ 100 flock /tmp/firehose-cpu.lock bash bench/fanout.sh`" in text
+    assert "- Command: `FANOUT_SWEEP_SUBS=10\\ 100 flock /tmp/firehose-bench.lock bash bench/fanout.sh`" in text
     assert "| Centrifugo | 100 |" in text and "full-stream: 250,000 / 250,000" in text
     subprocess.run(report, env=env, check=True, stdout=subprocess.DEVNULL, timeout=60)
     assert {p.name: p.read_text() for p in plots.iterdir()} == svgs, "a re-run must not change the plots"

@@ -18,6 +18,9 @@
 #
 # Environment: KAFKA_START_TIMEOUT (s, default 90), KAFKA_STOP_TIMEOUT (s, default 30),
 #              KAFKA_HEAP (default -Xmx512m -Xms256m; cluster nodes -Xmx256m -Xms128m),
+#              KAFKA_GC (the single node's collector options, default
+#              "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"), KAFKA_JVM_OPTS (more JVM options, every node,
+#              e.g. -Xlog:gc:file=/tmp/gc.log),
 #              KAFKA_LOG_LEVEL (root log4j level, default WARN),
 #              KAFKA_WATCH_PID (stop the broker when that process exits),
 #              KAFKA_SERVER_PROPS (extra server.properties lines, key=value separated by newlines
@@ -304,8 +307,9 @@ launch_node() {
     if [ -f "$dir/node.conf" ]; then
         jvm="${KAFKA_HEAP:--Xmx256m -Xms128m} -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
     else
-        jvm="$HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20"
+        jvm="$HEAP ${KAFKA_GC:--XX:+UseG1GC -XX:MaxGCPauseMillis=20}"
     fi
+    jvm="$jvm ${KAFKA_JVM_OPTS:-}"
     : >"$dir/kafka.log"
     (
         cd "$dir"
