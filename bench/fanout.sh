@@ -61,6 +61,14 @@ KAFKA_SH="$ROOT/tests/kafka/kafka.sh"
 # tests' 512 MiB heap and G1, Kafka stopped for 4-5 ms every ~0.65 s at 10,000 events/s, and every
 # reader of Kafka, this broker and Centrifugo alike, saw those pauses as its delivery tail (see the
 # Kafka section of docs/operations.md). KAFKA_HEAP and KAFKA_GC override.
+# A JVM built without Shenandoah (some vendors leave it out) gets ZGC, then G1; without java yet,
+# kafka.sh installs Debian's OpenJDK 17, which has Shenandoah.
+if [ -z "${KAFKA_GC:-}" ] && command -v java >/dev/null; then
+    for gc in -XX:+UseShenandoahGC -XX:+UseZGC "-XX:+UseG1GC -XX:MaxGCPauseMillis=20"; do
+        # shellcheck disable=SC2086 # $gc is a list of JVM options
+        if java $gc -version >/dev/null 2>&1; then KAFKA_GC="$gc"; break; fi
+    done
+fi
 export KAFKA_HEAP="${KAFKA_HEAP:--Xmx2g -Xms2g}" KAFKA_GC="${KAFKA_GC:--XX:+UseShenandoahGC}"
 DATA="$ROOT/build/bench"
 DOC="$ROOT/docs/performance.md"
