@@ -61,7 +61,6 @@ enum {
     S_TEST_FAILING,
     S_TEST_COUNT,
     S_FLAKY,
-    S_PENDING_ALL,
     S_PENDING_TOTAL_ALL,
 };
 

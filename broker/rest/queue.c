@@ -5,36 +5,33 @@
 /* ---- pending ---------------------------------------------------------------------------- */
 
 #define BR_PENDING " claimed = 0 AND complete = 0 AND submitted_at IS NOT NULL"
-#define PENDING_SELECT                                                                             \
-    "SELECT json_group_array(json_object('buildrequestid', buildrequestid, 'builder', builder,"    \
-    " 'builderid', builderid, 'branch', branch, 'revision', revision, 'repository', repository,"   \
-    " 'project', project, 'codebase', codebase, 'owner', owner, 'buildsetid', buildsetid,"         \
-    " 'priority', priority, 'submitted_at', submitted_at,"                                         \
-    " 'waiting_s', round(max(0, ?7 - submitted_at), 3), 'reason', reason))"                        \
-    " FROM (SELECT * FROM buildrequests WHERE" BR_PENDING
-#define PENDING_ORDER " ORDER BY submitted_at, buildrequestid LIMIT ?6)"
 
 int rest_render_pending(view_reader *r, const view_asof *a, const rest_args *l, fh_buf *out,
                         fh_http_response *resp)
 {
     (void)a;
     (void)resp;
-    /* Without filters the statements leave the filter's terms out: counting every pending
-     * request then reads only the br_pending index, not each request's row (the terms are
-     * true for every row, but SQLite still reads the row to evaluate them). */
-    int all = !l->builder && !l->branch && !l->project && !l->owner && !l->repository;
-    sqlite3_stmt *st =
-        all ? view_reader_stmt(r, S_PENDING_ALL, PENDING_SELECT PENDING_ORDER)
-            : view_reader_stmt(r, S_PENDING, PENDING_SELECT " AND" REST_LIST_FILTER PENDING_ORDER);
+    sqlite3_stmt *st = view_reader_stmt(
+        r, S_PENDING,
+        "SELECT json_group_array(json_object('buildrequestid', buildrequestid, 'builder', builder,"
+        " 'builderid', builderid, 'branch', branch, 'revision', revision, 'repository', repository,"
+        " 'project', project, 'codebase', codebase, 'owner', owner, 'buildsetid', buildsetid,"
+        " 'priority', priority, 'submitted_at', submitted_at,"
+        " 'waiting_s', round(max(0, ?7 - submitted_at), 3), 'reason', reason))"
+        " FROM (SELECT * FROM buildrequests WHERE" BR_PENDING " AND" REST_LIST_FILTER
+        " ORDER BY submitted_at, buildrequestid LIMIT ?6)");
     if (!st)
         return -1;
-    if (!all)
-        rest_bind_list(st, l);
+    rest_bind_list(st, l);
     sqlite3_bind_int64(st, 6, l->limit);
     sqlite3_bind_double(st, 7, (double)fh_now_ms() / 1000.0);
     fh_buf_printf(out, "\"pending\":");
     if (rest_one_json(st, out))
         return -1;
+    /* Without filters the count leaves the filter's terms out: it then reads only the
+     * br_pending index, not each request's row (the terms are true for every row, but SQLite
+     * still reads the row to evaluate them). The list reads its rows anyway. */
+    int all = !l->builder && !l->branch && !l->project && !l->owner && !l->repository;
     st = all ? view_reader_stmt(r, S_PENDING_TOTAL_ALL,
                                 "SELECT count(*) FROM buildrequests WHERE" BR_PENDING)
              : view_reader_stmt(r, S_PENDING_TOTAL,

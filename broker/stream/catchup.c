@@ -89,7 +89,6 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
                           "too many resumes from Kafka at once; retry shortly");
         return -1;
     }
-    j->id = ++s->next_job;
     memcpy(j->from, u->progress, (size_t)s->nparts * sizeof(int64_t));
     memcpy(j->to, s->evicted_hw, (size_t)s->nparts * sizeof(int64_t));
     atomic_init(&j->credit, s->catchup_credit);
@@ -103,11 +102,7 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
     s->njobs++;
     pthread_mutex_unlock(&s->cmu);
     fh_loop_wake(s->cloop);
-    if (u->cj) {
-        u->cj->owner = NULL;
-        stream_cjob_unref(u->cj);
-    }
-    u->cj = j;
+    u->cj = j; /* u has no job here: it is new, or its last job ended before its replay */
     u->pend_batches = 0; /* the credit of an earlier job is not this one's */
     u->nends = 0;
     u->state = SUB_CATCHUP;
@@ -356,7 +351,6 @@ static void activate(catchup *c)
             continue;
         }
         memcpy(j->pos, j->from, (size_t)c->np * sizeof(int64_t));
-        j->resolved = 1;
         j->posted = pos_sum(j, c->np);
     }
 }
@@ -466,7 +460,7 @@ static void attach(catchup *c)
     }
     c->ncand = 0;
     for (cjob *j = c->active; j; j = j->anext) {
-        if (j->riding || !j->resolved || !(j->evs || atomic_load(&j->credit) > 0))
+        if (j->riding || !(j->evs || atomic_load(&j->credit) > 0))
             continue;
         int64_t behind = 0;
         for (int p = 0; p < c->np; p++)
@@ -752,7 +746,7 @@ void *stream_catchup_main(void *arg)
     fh_json_doc_init(&c.doc, FH_EVENT_DOC_CAP(s->max_event_bytes));
     errno = 0;
     int nice = getpriority(PRIO_PROCESS, 0) + CATCHUP_NICE;
-    if (errno || setpriority(PRIO_PROCESS, (id_t)gettid(), nice > 19 ? 19 : nice))
+    if (errno || fh_thread_nice(nice > 19 ? 19 : nice))
         fh_log(FH_LOG_INFO, "stream.catchup", "nice=%d applied=false error=\"%s\"", nice,
                strerror(errno));
     fh_loop_after_pass(c.l, after_pass, &c);
@@ -781,9 +775,7 @@ void stream_on_catchup(fh_stream *s, inmsg *m)
         return; /* gone: drain_inbox drops the events */
     conn *c = u->c;
     if (m->kind == IN_CATCHUP_BATCH) {
-        for (int p = 0; m->vec && p < s->nparts; p++)
-            if (u->progress[p] < m->vec[p])
-                u->progress[p] = m->vec[p]; /* earliest and time resolved to offsets */
+        stream_progress_raise(s, u, &m->vec); /* earliest and time resolved to offsets */
         if (m->upto) {
             free(u->pend_upto); /* the newer position covers the older one's events too */
             u->pend_upto = m->upto;

@@ -122,9 +122,20 @@ void stream_findex_remove(findex *x, void *item, const fh_filter *f, int indexed
         const fh_filter_clause *c = index_clause(f);
         for (size_t i = 0; c && i < c->nvals; i++) {
             value_text(&c->vals[i], val, sizeof(val));
-            ientry *e = index_find(x, (int)c->field, val, 0);
-            if (e)
+            /* an entry left empty goes: values seen once (a build id) must not pile up */
+            for (ientry **pe = &x->buckets[hash_kv((int)c->field, val)]; *pe; pe = &(*pe)->next) {
+                ientry *e = *pe;
+                if (e->field != (int)c->field || strcmp(e->value, val) != 0)
+                    continue;
                 vec_remove(e->items, &e->n, item);
+                if (e->n == 0) {
+                    *pe = e->next;
+                    free(e->items);
+                    free(e->value);
+                    free(e);
+                }
+                break;
+            }
         }
         x->field_used[indexed]--;
     }

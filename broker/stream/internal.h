@@ -227,7 +227,6 @@ typedef struct inmsg {
     struct inmsg *next;
     int kind;
     conn *c;
-    unsigned job;
     sev **evs;
     size_t nevs;
     int64_t *vec;   /* BATCH: the resolved start; DONE: progress; FAIL: earliest cursor */
@@ -247,7 +246,6 @@ typedef struct inmsg {
 typedef struct cjob {
     struct cjob *next; /* s->jobs_first: queued, under s->cmu */
     _Atomic int refs;
-    unsigned id;
     int64_t *from,
         *to;          /* per partition: read [from, to); from is resolved by the catch-up thread */
     fh_filter filter; /* a copy of the subscription's, for the catch-up thread */
@@ -265,7 +263,6 @@ typedef struct cjob {
     size_t n;
     int64_t stall_ms; /* since when a record waits for this job's credit (0: none) */
     int64_t posted;   /* sum of pos when a batch was last posted */
-    int resolved;
     int detached; /* left behind for want of credit, not attached since */
 } cjob;
 
@@ -341,7 +338,6 @@ struct fh_stream {
     int64_t catchup_detach_ms, catchup_rewind;
     int64_t catchup_prefetch_kib; /* the catch-up consumer's queued.max.messages.kbytes */
     fh_metric *m_cu_passes, *m_cu_detaches, *m_cu_rejoins;
-    unsigned next_job;
     /* metrics */
     fh_metric *m_deliveries, *m_connections, *m_queued, *m_slow, *m_closed_other, *m_ring_events,
         *m_catchups, *m_in, *m_holds, *m_held_ms, *m_ring_bytes, *m_mem_ring;
@@ -391,7 +387,12 @@ void stream_send_json(fh_stream *s, conn *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void stream_sse_send(fh_stream *s, conn *c, const char *text, size_t len);
 int stream_sub_matches(const sub *u, const sev *e);
+/* The connection's constraint alone: a catch-up job's events already matched u's filter. */
+int stream_sub_allowed(const sub *u, const sev *e);
 int64_t *stream_vec_new(const fh_stream *s);
+/* Raises u's progress to *vec where *vec is ahead, then frees *vec and sets it NULL (no-op when
+ * *vec is NULL). */
+void stream_progress_raise(const fh_stream *s, sub *u, int64_t **vec);
 /* fh_cursor_encode of vec (stream order) in cursor order; the stream thread's. */
 size_t stream_cursor_encode(fh_stream *s, const int64_t *vec, char *out, size_t size);
 /* fh_wsmsg_from_text when text is not NULL, else fh_wsmsg_from (from NULL: latest), into vec in

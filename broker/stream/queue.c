@@ -252,12 +252,26 @@ static size_t event_head(char *out, const sub *u, const char *cur, size_t clen)
     return n;
 }
 
-int stream_sub_matches(const sub *u, const sev *e)
+void stream_progress_raise(const fh_stream *s, sub *u, int64_t **vec)
 {
-    if (!fh_filter_match_facts(&u->filter, &e->facts))
-        return 0;
+    if (!*vec)
+        return;
+    for (int p = 0; p < s->nparts; p++)
+        if (u->progress[p] < (*vec)[p])
+            u->progress[p] = (*vec)[p];
+    free(*vec);
+    *vec = NULL;
+}
+
+int stream_sub_allowed(const sub *u, const sev *e)
+{
     return !u->c->who || !u->c->who->constrained ||
            fh_filter_match_facts(&u->c->who->constraint, &e->facts);
+}
+
+int stream_sub_matches(const sub *u, const sev *e)
+{
+    return fh_filter_match_facts(&u->filter, &e->facts) && stream_sub_allowed(u, e);
 }
 
 /* Queues e for u (which matched). paced: a replay or catch-up, which stops at half the queue cap

@@ -13,15 +13,23 @@ static sub *find_sub(conn *c, const char *id)
     return NULL;
 }
 
+/* Drops u's reference to its catch-up job. */
+static void release_job(sub *u)
+{
+    if (!u->cj)
+        return;
+    u->cj->owner = NULL;
+    stream_cjob_unref(u->cj);
+    u->cj = NULL;
+}
+
 /* Lets go of u's catch-up job: the catch-up thread drops it when it next looks. */
 static void cancel_job(fh_stream *s, sub *u)
 {
     if (!u->cj)
         return;
     atomic_store(&u->cj->cancel, 1);
-    u->cj->owner = NULL;
-    stream_cjob_unref(u->cj);
-    u->cj = NULL;
+    release_job(u);
     fh_loop_wake(s->cloop);
 }
 
@@ -182,7 +190,7 @@ void stream_catchup_step(fh_stream *s, sub *u)
         }
         sev *e = u->pend[u->ipend++];
         if (e->offset >= u->progress[e->part]) {
-            if (stream_sub_matches(u, e))
+            if (stream_sub_allowed(u, e)) /* the job matched u's filter already */
                 stream_deliver(s, u, e, 1);
             else
                 u->progress[e->part] = e->offset + 1;
@@ -191,21 +199,11 @@ void stream_catchup_step(fh_stream *s, sub *u)
         batches_queued(u);
     }
     stream_pend_clear(u);
-    if (u->pend_upto) {
-        /* what the job read past the batch's last event matched nothing: a tighter cursor */
-        for (int p = 0; p < s->nparts; p++)
-            if (u->progress[p] < u->pend_upto[p])
-                u->progress[p] = u->pend_upto[p];
-        free(u->pend_upto);
-        u->pend_upto = NULL;
-    }
+    /* what the job read past the batch's last event matched nothing: a tighter cursor */
+    stream_progress_raise(s, u, &u->pend_upto);
     if (u->done_vec) {
-        for (int p = 0; p < s->nparts; p++)
-            if (u->progress[p] < u->done_vec[p])
-                u->progress[p] = u->done_vec[p];
-        free(u->done_vec);
-        u->done_vec = NULL;
-        cancel_job(s, u); /* ended: only the reference is left to drop */
+        stream_progress_raise(s, u, &u->done_vec);
+        release_job(u); /* ended: the catch-up thread has dropped it already */
         u->state = SUB_REPLAY;
         u->replay_seq = 0;
         stream_replay_step(s, u);

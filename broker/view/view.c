@@ -20,13 +20,7 @@ static const char *const fresh_labels[FRESH_BUCKETS + 1] = {
  * readers then get what is left. Without the privilege the thread keeps the process's. */
 void view_thread_nice(fh_view *v, const char *who)
 {
-    if (v->nice == 0)
-        return;
-    errno = 0;
-    int cur = getpriority(PRIO_PROCESS, (id_t)gettid());
-    if (errno == 0 && cur == v->nice)
-        return;
-    if (setpriority(PRIO_PROCESS, (id_t)gettid(), v->nice))
+    if (v->nice && fh_thread_nice(v->nice))
         fh_log(FH_LOG_INFO, "view.nice", "thread=%s nice=%d applied=false error=\"%s\"", who,
                v->nice, strerror(errno));
 }

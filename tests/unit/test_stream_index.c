@@ -340,6 +340,36 @@ TEST(stream_index_unsubscribe_removes_it_from_every_bucket)
     ix_free(s); /* the emptied entries go here; ASan reports anything left over */
 }
 
+/* Entries held in the index's buckets. */
+static size_t ix_entries(const fh_stream *s)
+{
+    size_t n = 0;
+    for (int b = 0; b < INDEX_BUCKETS; b++)
+        for (const ientry *e = s->idx.buckets[b]; e; e = e->next)
+            n++;
+    return n;
+}
+
+TEST(stream_index_entry_goes_with_its_last_subscription)
+{
+    IX_OPEN(s);
+    sub *a = ix_sub(s, 0, "{\"buildid\":[7,8]}");
+    sub *b = ix_sub(s, 1, "{\"buildid\":8}");
+    CHECK(a && b);
+    if (!a || !b) {
+        ix_unsub(s, a);
+        ix_unsub(s, b);
+        ix_free(s);
+        return;
+    }
+    CHECK(ix_entries(s) == 2);
+    ix_unsub(s, a); /* 7 had a alone; 8 still has b */
+    CHECK(ix_entries(s) == 1 && ix_listed(s, b));
+    ix_unsub(s, b);
+    CHECK(ix_entries(s) == 0); /* values seen once (build ids) do not pile up */
+    ix_free(s);
+}
+
 TEST(stream_index_many_subscriptions_on_one_value_each_get_it_once)
 {
     IX_OPEN(s);

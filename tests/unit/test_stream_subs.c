@@ -25,7 +25,9 @@
 #define stream_send_frame ts_send_frame
 #define stream_send_json ts_send_json
 #define stream_start_catchup ts_start_catchup
+#define stream_sub_allowed ts_sub_allowed
 #define stream_sub_matches ts_sub_matches
+#define stream_progress_raise ts_progress_raise
 #define stream_vec_new ts_vec_new
 
 #include "../../broker/stream/subs.c"
@@ -161,6 +163,22 @@ int stream_sub_matches(const sub *u, const sev *e)
     (void)u;
     (void)e;
     return 1;
+}
+
+int stream_sub_allowed(const sub *u, const sev *e)
+{
+    (void)u;
+    (void)e;
+    return 1;
+}
+
+void stream_progress_raise(const fh_stream *s, sub *u, int64_t **vec)
+{
+    for (int p = 0; *vec && p < s->nparts; p++)
+        if (u->progress[p] < (*vec)[p])
+            u->progress[p] = (*vec)[p];
+    free(*vec);
+    *vec = NULL;
 }
 
 int64_t *stream_vec_new(const fh_stream *s)
