@@ -378,7 +378,7 @@ static void assign_all(catchup *c)
     else if (l->cnt)
         fh_log(FH_LOG_WARN, "stream.catchup", "error=\"%s\"", err);
     rd_kafka_topic_partition_list_destroy(l);
-    c->last_read_ms = fh_now_ms();
+    c->last_read_ms = fh_loop_now(c->l);
 }
 
 /* Ends riders read to their ends, drops cancelled jobs, finds how far the pass must go per
@@ -386,7 +386,7 @@ static void assign_all(catchup *c)
 static void sweep(catchup *c)
 {
     fh_stream *s = c->s;
-    int64_t now = fh_now_ms();
+    int64_t now = fh_loop_now(c->l);
     int idle = c->nriding && !c->held && now - c->last_read_ms > IDLE_MS;
     memset(c->need_to, 0, sizeof(c->need_to));
     for (cjob *j = c->active, *n; j; j = n) {
@@ -428,13 +428,11 @@ static void sweep(catchup *c)
 /* Makes room in c->cand for n jobs. Returns -1 when out of memory. */
 static int cand_room(catchup *c, size_t n)
 {
-    if (n > c->capcand) {
-        size_t cap = n < 64 ? 64 : n * 2;
-        cjob **v = realloc(c->cand, cap * sizeof(*v));
+    while (n > c->capcand) {
+        cjob **v = fh_grow(c->cand, &c->capcand, sizeof(*v), 64);
         if (!v)
             return -1;
         c->cand = v;
-        c->capcand = cap;
     }
     return 0;
 }
@@ -559,7 +557,7 @@ static int offer(catchup *c, rd_kafka_message_t *m)
     int p = m->err ? -1 : stream_part_index(s, rd_kafka_topic_name(m->rkt), m->partition);
     if (p < 0 || p >= c->np || c->assigned[p] != 1 || m->offset < c->rpos[p])
         return 0; /* not for this pass (or from before an assign) */
-    int64_t now = fh_now_ms();
+    int64_t now = fh_loop_now(c->l);
     c->last_read_ms = now;
     if (m->offset >= c->need_to[p]) {
         c->rpos[p] = m->offset + 1; /* past every rider's gap: sweep pauses it */
@@ -626,7 +624,7 @@ static int read_some(catchup *c)
 /* Posts the riders' batches open BATCH_MS (those with events, or whose position moved). */
 static void flush(catchup *c)
 {
-    c->last_flush_ms = fh_now_ms();
+    c->last_flush_ms = fh_loop_now(c->l);
     for (cjob *j = c->active; j; j = j->anext) {
         if (!j->evs)
             continue;
@@ -651,7 +649,7 @@ static void step(catchup *c)
     sweep(c);
     attach(c);
     int more = read_some(c);
-    if (fh_now_ms() - c->last_flush_ms >= BATCH_MS)
+    if (fh_loop_now(c->l) - c->last_flush_ms >= BATCH_MS)
         flush(c);
     sweep(c);
     if (more)

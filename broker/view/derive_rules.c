@@ -93,8 +93,7 @@ static long long revs_above(struct derive *dr, const char *repo, const char *bra
 /* The suspects array of a break at bad after green (both revisions, either may be NULL): what
  * fh_derive_suspects picks from the branch's newest view.max_revisions revisions at or below
  * bad (newest first: pos, then revision, descending), read from bad down and no further than
- * green or derive.max_suspects + 1 rows, so a break costs its suspects, not the branch's
- * history. */
+ * derive.max_suspects + 1 rows, so a break costs its suspects, not the branch's history. */
 static json_t *suspects(fh_view *v, const char *repo, const char *branch, const char *green,
                         const char *bad, int *truncated)
 {
@@ -126,10 +125,7 @@ static json_t *suspects(fh_view *v, const char *repo, const char *branch, const 
     view_bind_text(st, 4, bad);
     sqlite3_bind_int64(st, 5, (long long)max + 1 < window ? (long long)max + 1 : window);
     while (n <= max && sqlite3_step(st) == SQLITE_ROW) {
-        const char *r = (const char *)sqlite3_column_text(st, 0);
-        if (green && strcmp(r, green) == 0)
-            break;
-        revs[n] = strdup(r);
+        revs[n] = strdup((const char *)sqlite3_column_text(st, 0));
         cid[n] = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 1);
         if (!revs[n])
             break;
@@ -137,13 +133,19 @@ static json_t *suspects(fh_view *v, const char *repo, const char *branch, const 
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (n > max) {
-        *truncated = 1;
-        free(revs[max]);
-        revs[max] = NULL;
-        n = max;
+    for (size_t i = 0; i < n / 2; i++) { /* oldest first, as fh_derive_suspects reads */
+        size_t k = n - 1 - i;
+        char *r = revs[i];
+        long long c = cid[i];
+        revs[i] = revs[k];
+        cid[i] = cid[k];
+        revs[k] = r;
+        cid[k] = c;
     }
-    for (size_t k = n; k-- > 0;) { /* oldest first */
+    size_t from, to;
+    if (fh_derive_suspects((const char *const *)revs, n, green, bad, max, &from, &to, truncated))
+        goto done; /* bad was not read (out of memory) */
+    for (size_t k = from; k < to; k++) {
         json_t *owners = json_array(), *author = json_null();
         if (cid[k]) {
             st = dr->st[D_AUTHOR];

@@ -219,6 +219,29 @@ def test_lkgr_of_more_branches_than_one_turn_handles_all_advance(kafka, tmp_path
                          [(br, rev("%s-a" % br), rev("%s-b" % br)) for br in branches]), got
 
 
+def test_builder_broken_lists_the_newest_max_suspects_and_says_truncated(kafka, tmp_path):
+    """Five revisions between the last green and the break with derive.max_suspects=3: the event
+    lists the three newest, oldest first, ending with the broken one, and says the list was cut."""
+    topics = topics_for(kafka, "derivedtr-%s" % uuid.uuid4().hex[:8])
+    br = "tr-main"
+    w = World(time.time() - 900)
+    for i in range(1, 7):
+        w.change(40 + i, br, "t%d" % i, 10 * i)
+    w.full(851, "linux", br, "t1", 951, 0, 70)   # green at t1
+    w.full(852, "linux", br, "t6", 952, 2, 80)   # red at t6: t2..t6 are suspects, 3 fit
+    derived = Derived(kafka, topics["derived"])
+    b = start(kafka, topics, tmp_path / "view.db", tmp_path / "broker.log", extra=["--derive.max_suspects=3"])
+    try:
+        step(kafka, topics, b, w, tmp_path / "t.ndjson", 0)
+        derived.wait(lambda d: d.of("builder.broken"), "builder.broken")
+    finally:
+        b.stop()
+    ev = derived.of("builder.broken")[0]["data"]
+    derived.close()
+    assert [s["revision"] for s in ev["suspects"]] == [rev("t4"), rev("t5"), rev("t6")], ev["suspects"]
+    assert [s["changeid"] for s in ev["suspects"]] == [44, 45, 46] and ev["suspects_truncated"] is True
+
+
 def test_webhook_with_type_and_branch_filter_receives_builder_broken(kafka, tmp_path):
     """The webhook consumer reads the derived topic too: the same filter language selects them."""
     from webhook_support import Receiver, WebhookBroker
