@@ -102,7 +102,7 @@ int stream_start_catchup(fh_stream *s, sub *u, int admitted)
     s->njobs++;
     pthread_mutex_unlock(&s->cmu);
     fh_loop_wake(s->cloop);
-    u->cj = j; /* u has no job here: it is new, or its last job ended before its replay */
+    u->cj = j;           /* u has no job here: it is new, or its last job ended before its replay */
     u->pend_batches = 0; /* the credit of an earlier job is not this one's */
     u->nends = 0;
     u->state = SUB_CATCHUP;

@@ -263,7 +263,7 @@ typedef struct cjob {
     size_t n;
     int64_t stall_ms; /* since when a record waits for this job's credit (0: none) */
     int64_t posted;   /* sum of pos when a batch was last posted */
-    int detached; /* left behind for want of credit, not attached since */
+    int detached;     /* left behind for want of credit, not attached since */
 } cjob;
 
 struct fh_stream {
