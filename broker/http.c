@@ -43,9 +43,10 @@ struct fh_http {
     int backoff;              /* acceptor only: out of descriptors, trying again on a timer */
     pthread_t acceptor;
     int acceptor_running;
-    _Atomic int waiting;    /* the acceptor waits for room under http.max_connections */
-    _Atomic long conns;     /* handed to libmicrohttpd and not closed yet */
-    int64_t refused_log_ms; /* acceptor only: when descriptors_exhausted was last logged */
+    _Atomic int waiting;     /* the acceptor waits for room under http.max_connections */
+    _Atomic long conns;      /* handed to libmicrohttpd and not closed yet */
+    _Atomic long conns_peak; /* the most conns since fh_http_connections last read it */
+    int64_t refused_log_ms;  /* acceptor only: when descriptors_exhausted was last logged */
     fh_metric *m_refused;
     /* the answer threads (deferred answers, below): a queue of suspended requests */
     pthread_mutex_t dmu;
@@ -754,7 +755,9 @@ static int accept_some(fh_http *h)
         /* Counted until libmicrohttpd reports it closed (on_connection). On failure
          * libmicrohttpd has closed the socket; the one failure it cannot report, no memory for
          * the connection's pool in its own thread, leaves a slot counted. */
-        atomic_fetch_add(&h->conns, 1);
+        long now = atomic_fetch_add(&h->conns, 1) + 1;
+        if (now > atomic_load(&h->conns_peak))
+            atomic_store(&h->conns_peak, now); /* only the acceptor raises it */
         if (MHD_add_connection(h->daemon, fd, (struct sockaddr *)&ss, len) != MHD_YES)
             atomic_fetch_sub(&h->conns, 1);
     }
@@ -958,6 +961,17 @@ fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, siz
 unsigned short fh_http_port(const fh_http *h)
 {
     return h->port;
+}
+
+long fh_http_connections(fh_http *h, long *peak)
+{
+    long now = h ? atomic_load(&h->conns) : 0;
+    if (peak) {
+        *peak = h ? atomic_exchange(&h->conns_peak, now) : 0;
+        if (*peak < now)
+            *peak = now;
+    }
+    return now;
 }
 
 void fh_http_stop(fh_http *h)

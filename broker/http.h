@@ -98,6 +98,10 @@ typedef struct fh_http fh_http;
 fh_err fh_http_start(const fh_http_config *cfg, const fh_http_route *routes, size_t nroutes,
                      const fh_auth *auth, fh_http **out, char *errbuf, size_t errsize);
 unsigned short fh_http_port(const fh_http *h);
+/* Connections open on the port now, stream ones included. peak (may be NULL): the most open at
+ * once since the last call that asked for it, the next such call counting from now; one thread
+ * asks for it. h may be NULL (0). */
+long fh_http_connections(fh_http *h, long *peak);
 void fh_http_stop(fh_http *h);
 
 /* Routes req (method, path, path_len, args, body filled by the caller; conn may be NULL, and then

@@ -45,8 +45,9 @@ static const fh_cfg_opt broker_opts[] = {
      "glibc malloc arenas at most (M_ARENA_MAX; 0: glibc's default, 8 per core): each arena "
      "keeps what was freed in it"},
     {"broker.malloc_trim_bytes", NULL, FH_CFG_INT, "16777216", 0, 68719476736LL,
-     "when the allocator's free heap has grown by more than this since the last look (every "
-     "5 s), its free pages go back to the system (malloc_trim); 0: never"},
+     "after a burst (at a look every 5 s, the port's connections are 64 and a quarter fewer than "
+     "their peak since the last such fall), if the allocator holds more than this free, its free "
+     "pages go back to the system (malloc_trim); 0: never"},
     {"broker.malloc_mmap_threshold", NULL, FH_CFG_INT, "262144", 0, 33554432,
      "allocations of at least this many bytes get their own mapping, returned to the system "
      "when freed (M_MMAP_THRESHOLD; 0: glibc's default, which rises to 32 MiB)"},
@@ -635,6 +636,7 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    mem.http = http; /* trims follow its connections (the trim timer runs in ingest_run) */
     fh_log(FH_LOG_INFO, "broker.ready", "bootstrap=%s events=%s logs=%s dlq=%s group=%s",
            b.bootstrap, fh_kafka_topic(&b.cfg, FH_TOPIC_EVENTS),
            fh_kafka_topic(&b.cfg, FH_TOPIC_LOGS), fh_kafka_topic(&b.cfg, FH_TOPIC_DLQ),

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include "fh_consumer.h"
+#include "http.h"
 #include "stream/stream.h"
 #include "view/view.h"
 
@@ -20,7 +21,13 @@ static const fh_metric_row memory_metrics[] = {
     FH_METRIC_ROW(broker_memory, malloc_free, "firehose_memory_bytes", "part=\"malloc_free\"",
                   FH_MEMORY_HELP, 1),
     FH_METRIC_ROW(broker_memory, trims, "firehose_memory_trims_total", NULL,
-                  "Times free heap was given back to the system (broker.malloc_trim_bytes).", 0),
+                  "Times free heap was given back to the system after connections fell "
+                  "(broker.malloc_trim_bytes).",
+                  0),
+    FH_METRIC_ROW(broker_memory, looks, "firehose_memory_trim_looks_total", NULL,
+                  "Times the connections were looked at for a fall that trims the free heap "
+                  "(every 5 s).",
+                  0),
 };
 
 void memory_register(broker_memory *m)
@@ -41,18 +48,20 @@ void memory_refresh(broker_memory *m)
     fh_metric_set(m->malloc_free, (long long)mi.fordblks);
 }
 
-void memory_trim(broker_memory *m, long long grow)
+void memory_trim(broker_memory *m, long long min_free)
 {
-    if (grow <= 0)
+    long peak;
+    long now = fh_http_connections(m->http, &peak);
+    fh_metric_add(m->looks, 1);
+    if (peak > m->conns_peak)
+        m->conns_peak = peak;
+    if (!memory_load_fell(m->conns_peak, now))
         return;
-    size_t free_now = mallinfo2().fordblks;
-    if (free_now < m->trim_base)
-        m->trim_base = free_now; /* reused since: a later trim counts from here */
-    if (free_now - m->trim_base <= (size_t)grow)
+    m->conns_peak = now; /* this fall is seen; the next counts from here */
+    if (min_free <= 0 || mallinfo2().fordblks <= (size_t)min_free)
         return;
     malloc_trim(0);
     fh_metric_add(m->trims, 1);
-    m->trim_base = mallinfo2().fordblks;
 }
 
 void memory_tune_malloc(long long arenas, long long mmap_threshold)

@@ -20,12 +20,14 @@
 
 typedef struct fh_stream fh_stream;
 typedef struct fh_view fh_view;
+typedef struct fh_http fh_http;
 
 typedef struct broker_memory {
     fh_stream *stream; /* NULL: none (conn_queues 0) */
     fh_view *view;     /* NULL: none (answer_cache 0) */
-    fh_metric *queues, *prefetch, *sqlite, *acache, *malloc_free, *trims;
-    size_t trim_base; /* free heap after the last trim (memory_trim's caller's thread) */
+    fh_http *http;     /* NULL: none (no trims: they follow its connections) */
+    fh_metric *queues, *prefetch, *sqlite, *acache, *malloc_free, *trims, *looks;
+    long conns_peak; /* the most connections since the last fall (memory_trim's thread) */
 } broker_memory;
 
 /* Registers the gauges the scrape refreshes (ring is the stream's own). */
@@ -34,10 +36,20 @@ void memory_register(broker_memory *m);
 /* Reads every part into its gauge. Any thread (the /metrics handler); m may be NULL. */
 void memory_refresh(broker_memory *m);
 
-/* Gives free heap back to the system (malloc_trim) when it has grown by more than grow bytes
- * since the last trim: what a burst (a thousand connections, a Kafka backlog) freed stays
- * resident otherwise. grow 0: never. One thread (a timer). */
-void memory_trim(broker_memory *m, long long grow);
+/* Load fell when the connections open now are at least MEMORY_FALL_CONNS fewer, and at least a
+ * quarter fewer, than the most open since the last fall. */
+#define MEMORY_FALL_CONNS 64
+static inline int memory_load_fell(long peak, long now)
+{
+    return peak - now >= MEMORY_FALL_CONNS && peak - now >= peak / 4;
+}
+
+/* Gives free heap back to the system (malloc_trim) after a burst: when the port's connections
+ * fell (memory_load_fell) and the allocator holds more than min_free bytes free. What a burst
+ * (a thousand clients) freed stays resident otherwise. Under steady load the free heap swings
+ * as it is reused; a trim then gives back pages that fault straight back in, so a growth in
+ * free heap alone does not trim. min_free 0: never. One thread (a timer). */
+void memory_trim(broker_memory *m, long long min_free);
 
 /* Tunes glibc malloc before the threads start. arenas (M_ARENA_MAX): each thread that allocates
  * would otherwise get an arena of its own (up to 8 per core), each keeping what was freed in it

@@ -1,6 +1,7 @@
 """What the broker's memory is for, on /metrics (docs/operations.md "Memory"): every part of
 firehose_memory_bytes is there, the ring part grows with the events the stream holds and stays
-under stream.ring_bytes (plus its slots) past it, and a resume is still served from memory.
+under stream.ring_bytes (plus its slots) past it, and a resume is still served from memory; free
+heap goes back to the system once after a burst of connections leaves, not while they stay.
 
 Real Apache Kafka (conftest), bin/firehose-broker, a `websockets` client; loopback only.
 """
@@ -13,6 +14,7 @@ import pytest
 import gen_events
 from conftest import wait_for
 from stream_support import Broker, Client, TopicSet, wait_topics
+from stream_ws import HandshakeStorm
 
 PARTS = ("ring", "conn_queues", "kafka_prefetch", "sqlite", "answer_cache", "malloc_free")
 RING_BYTES = 1 << 20          # the smallest stream.ring_bytes
@@ -107,4 +109,42 @@ def test_memory_parts_are_on_metrics_and_the_ring_part_grows_with_events_up_to_i
     finally:
         if c:
             c.close()
+        b.stop()
+
+
+def test_free_heap_goes_back_when_a_burst_of_connections_leaves(kafka, topics, tmp_path):
+    """A hundred WebSocket clients come and go: their arrival gives nothing back, their leaving
+    (more than 64 and a quarter of the peak fewer) trims the free heap once, at the next 5 s
+    look, and the count says so."""
+    tset, dlq = topics
+    b = Broker(kafka, tset, dlq, "memtrim", tmp_path, ["--broker.malloc_trim_bytes=1"])
+    storm = None
+    try:
+        assert b.metric("firehose_memory_trims_total") == 0
+        storm = HandshakeStorm("127.0.0.1", b.port, 100)
+
+        def upgraded():
+            storm.step(0.2)
+            return storm.count("open") == 100 and b.metric("firehose_stream_connections") == 100
+        wait_for(upgraded, 30, interval=0, what="100 clients upgraded: %s" % storm.states())
+        emit_and_settle(b, gen_events.generate(500, seed=1703))   # the clients' queues fill
+        # at least one 5 s look saw them all open: the peak is recorded, and a rise trims nothing
+        looks = b.metric("firehose_memory_trim_looks_total")
+        wait_for(lambda: b.metric("firehose_memory_trim_looks_total") >= looks + 2, 20,
+                 what="two looks with the clients open")
+        assert b.metric("firehose_memory_trims_total") == 0
+        storm.close()
+        storm = None
+        wait_for(lambda: b.metric("firehose_stream_connections") == 0, 30,
+                 what="the clients' connections to close")
+        wait_for(lambda: b.metric("firehose_memory_trims_total") == 1, 20,
+                 what="a trim after the clients left")
+        # the fall is counted once: later looks with nobody connected do not trim again
+        looks = b.metric("firehose_memory_trim_looks_total")
+        wait_for(lambda: b.metric("firehose_memory_trim_looks_total") >= looks + 2, 20,
+                 what="two more looks")
+        assert b.metric("firehose_memory_trims_total") == 1
+    finally:
+        if storm:
+            storm.close()
         b.stop()
