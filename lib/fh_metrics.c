@@ -132,16 +132,33 @@ static int render_histogram(fh_buf *out, fh_histogram *h)
                          sum, h->name, open, l, close, cum);
 }
 
+static const char *metric_name(size_t i)
+{
+    return metrics[i].name;
+}
+
+static const char *histogram_name(size_t i)
+{
+    return hists[i].name;
+}
+
+/* 1 when entry i of a table (its names read through name) opens its family: no earlier entry
+ * has its name. A family's series go out together under one HELP and TYPE, as the text format
+ * requires, even when one of them was registered after other families. */
+static int family_first(size_t i, const char *(*name)(size_t))
+{
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(name(k), name(i)) == 0)
+            return 0;
+    return 1;
+}
+
 /* Every histogram, a family's series together under one HELP and TYPE (as for metrics). */
 static int render_histograms(fh_buf *out)
 {
     size_t n = atomic_load_explicit(&nhists, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
-        int first = 1;
-        for (size_t k = 0; k < i && first; k++)
-            if (strcmp(hists[k].name, hists[i].name) == 0)
-                first = 0;
-        if (!first)
+        if (!family_first(i, histogram_name))
             continue;
         if (fh_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", hists[i].name, hists[i].help,
                           hists[i].name))
@@ -169,15 +186,9 @@ long long fh_rss_bytes(void)
 int fh_metrics_render(fh_buf *out)
 {
     size_t n = atomic_load_explicit(&nmetrics, memory_order_acquire);
-    /* A family's series go out together under one HELP and TYPE, as the text format requires,
-     * even when one of them was registered after other families. */
     for (size_t i = 0; i < n; i++) {
         fh_metric *m = &metrics[i];
-        int first = 1;
-        for (size_t k = 0; k < i && first; k++)
-            if (strcmp(metrics[k].name, m->name) == 0)
-                first = 0;
-        if (!first)
+        if (!family_first(i, metric_name))
             continue;
         if (fh_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
                           m->gauge ? "gauge" : "counter"))

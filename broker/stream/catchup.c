@@ -191,11 +191,13 @@ static void materialize(catchup *c, cjob *j)
         j->pos[p] = epos(c, j, p);
 }
 
-static int64_t pos_sum(const cjob *j, int np)
+/* The sum of j's positions once materialized (what job_post records as posted): a change in
+ * it is a position to tell the subscriber. */
+static int64_t epos_sum(const catchup *c, const cjob *j)
 {
     int64_t sum = 0;
-    for (int p = 0; p < np; p++)
-        sum += j->pos[p];
+    for (int p = 0; p < c->np; p++)
+        sum += epos(c, j, p);
     return sum;
 }
 
@@ -206,7 +208,7 @@ static void job_post(catchup *c, cjob *j)
     post_catchup(c->s, IN_CATCHUP_BATCH, j, j->evs, j->n, j->from, j->pos, NULL);
     j->evs = NULL;
     j->n = 0;
-    j->posted = pos_sum(j, c->np);
+    j->posted = epos_sum(c, j);
 }
 
 /* Opens a batch for j when it has credit. Returns 1 when one is open. */
@@ -351,7 +353,7 @@ static void activate(catchup *c)
             continue;
         }
         memcpy(j->pos, j->from, (size_t)c->np * sizeof(int64_t));
-        j->posted = pos_sum(j, c->np);
+        j->posted = epos_sum(c, j);
     }
 }
 
@@ -632,10 +634,7 @@ static void flush(catchup *c)
             job_post(c, j);
             continue;
         }
-        int64_t sum = 0;
-        for (int p = 0; p < c->np; p++)
-            sum += epos(c, j, p);
-        if (sum != j->posted)
+        if (epos_sum(c, j) != j->posted)
             job_post(c, j);
     }
 }
