@@ -1040,12 +1040,17 @@ def test_connection_limits_fit_the_descriptor_limit_and_every_client_gets_an_ans
         sys.stderr.write("\n[fds] http.max_connections=%d stream.max_connections=%d: 400 answered in %.1fs\n"
                          % (http_max, stream_max, time.monotonic() - t0))
 
-        # Now the process runs out of descriptors: its soft limit drops to what it holds.
-        fds = lambda: len(os.listdir("/proc/%d/fd" % b.proc.pid))
+        # Now the process runs out of descriptors: its soft limit drops to the lowest descriptor
+        # number it does not hold. RLIMIT_NOFILE bounds descriptor numbers, not how many are open,
+        # and the storm leaves free numbers below the highest one held (the refused clients' were
+        # taken wherever they were free): a limit at the count would leave that many free, and
+        # every late client accepted into one, refused with 4029 and closed frees it for the next.
+        fds = lambda: frozenset(int(n) for n in os.listdir("/proc/%d/fd" % b.proc.pid))
         last = []
         wait_for(lambda: last.append(fds()) or (len(last) > 3 and len(set(last[-3:])) == 1), 10,
                  interval=0.2, what="the broker's descriptors to settle")
-        resource.prlimit(b.proc.pid, resource.RLIMIT_NOFILE, (last[-1], 256))
+        lowest_free = min(set(range(max(last[-1]) + 2)) - last[-1])
+        resource.prlimit(b.proc.pid, resource.RLIMIT_NOFILE, (lowest_free, 256))
         try:
             late = HandshakeStorm("127.0.0.1", b.port, 20)
             storms.append(late)
