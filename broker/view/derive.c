@@ -85,6 +85,12 @@ static const char *const dsql[D__COUNT] = {
                      " WHERE t.builder = ?1 AND t.name = ?2 AND r.revision = ?3 AND"
                      " r.outcome = ?4 AND r.buildid IS NOT NULL ORDER BY r.runid LIMIT 1",
     [D_BUILD_REF] = "SELECT number, results, complete_at FROM builds WHERE buildid = ?1",
+    /* The first red build (fh_derive_verdict) of builder ?1 on branch ?2 that completed after
+     * (complete_at ?3, buildid ?4): the order builder_step keeps. */
+    [D_FIRST_RED] = "SELECT buildid, number, revision, results, complete_at, buildrequestid,"
+                    " builderid, repository, project, codebase, owner FROM builds WHERE"
+                    " builder = ?1 AND branch = ?2 AND finished = 1 AND results IN (2, 4) AND"
+                    " (complete_at, buildid) > (?3, ?4) ORDER BY complete_at, buildid LIMIT 1",
 };
 
 /* ---- emission --------------------------------------------------------------------------- */

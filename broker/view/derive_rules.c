@@ -176,44 +176,119 @@ done:
 
 /* ---- builder.broken / builder.fixed ----------------------------------------------------- */
 
-static int builder_step(fh_view *v, const fh_event *ev, enum fh_verdict verdict, json_t *ref,
-                        double t, long long buildid)
+/* Column i of a row as JSON (NULL: null). */
+static json_t *col_json(sqlite3_stmt *st, int i)
+{
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER:
+        return json_integer(sqlite3_column_int64(st, i));
+    case SQLITE_FLOAT:
+        return json_real(sqlite3_column_double(st, i));
+    case SQLITE_TEXT:
+        return json_string((const char *)sqlite3_column_text(st, i));
+    default:
+        return json_null();
+    }
+}
+
+/* A green build (ref, completed at t) came after a red one that completed later, while the
+ * builder had no green build on the branch: records of other partitions apply in any order (a
+ * rebuild may apply a break's red build before the green one it broke). By completion order the
+ * builder broke at the first red build after this green one: emits builder.broken for it as
+ * builder_step would have (an id already emitted or read back is not emitted again) and sets
+ * *red to its build, or leaves it NULL when the view no longer has such a build. SQLITE_OK or
+ * the error. */
+static int late_green_breaks(fh_view *v, const fh_event *ev, json_t *ref, double t,
+                             long long buildid, json_t **red)
 {
     struct derive *dr = v->derive;
     const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
-    enum fh_bstate state = FH_BSTATE_UNKNOWN, next;
-    json_t *green = NULL, *broken = NULL;
-    int rc = SQLITE_OK, late = 0;
-    sqlite3_stmt *st = dr->st[D_BUILDER_GET];
+    static const char *const ref_cols[] = {"buildid", "number", "revision", "results",
+                                           "complete_at"};
+    sqlite3_stmt *st = dr->st[D_FIRST_RED];
+    long long redid = 0;
+    int rc;
+    *red = NULL;
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, branch);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        double last_t = sqlite3_column_double(st, 1);
-        long long last_id = sqlite3_column_int64(st, 2);
-        state = (enum fh_bstate)sqlite3_column_int(st, 0);
-        green = parse_col(st, 3);
-        broken = parse_col(st, 4);
-        /* Order is by completion: a build that completed before the newest one seen is late,
-         * and changes nothing (the ids stay what they were). */
-        late = t < last_t || (t == last_t && buildid <= last_id);
+    sqlite3_bind_double(st, 3, t);
+    sqlite3_bind_int64(st, 4, buildid);
+    json_t *d = NULL, *b = NULL;
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* the context fields in ctx_of's order, then the build as build_ref makes it */
+        redid = sqlite3_column_int64(st, 0);
+        d = json_object();
+        b = json_object();
+        if (d && b) {
+            if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+                json_object_set_new(d, "buildrequestid", col_json(st, 5));
+            json_object_set_new(d, "builder", json_string(builder));
+            if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+                json_object_set_new(d, "builderid", col_json(st, 6));
+            json_object_set_new(d, "branch", json_string(branch));
+            json_object_set_new(d, "revision", col_json(st, 2));
+            json_object_set_new(d, "repository", col_json(st, 7));
+            json_object_set_new(d, "project", col_json(st, 8));
+            json_object_set_new(d, "codebase", col_json(st, 9));
+            json_object_set_new(d, "owner", col_json(st, 10));
+            for (int i = 0; i < 5; i++)
+                json_object_set_new(b, ref_cols[i], col_json(st, i));
+        }
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (late)
-        goto out;
-    enum fh_btransition tr = fh_derive_step(state, verdict, &next);
+    if (rc != SQLITE_ROW) {
+        json_decref(d);
+        json_decref(b);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (!d || !b) {
+        json_decref(d);
+        json_decref(b);
+        return SQLITE_NOMEM;
+    }
+    int trunc;
+    char idtext[32];
+    snprintf(idtext, sizeof(idtext), "%lld", redid);
+    const char *parts[] = {builder, branch, idtext};
+    json_t *s = suspects(v, fh_event_str(ev, "repository"), branch,
+                         json_string_value(json_object_get(ref, "revision")),
+                         json_string_value(json_object_get(b, "revision")), &trunc);
+    json_object_set_new(d, "buildid", json_integer(redid));
+    json_object_set(d, "build", b);
+    json_object_set(d, "last_green", ref);
+    json_object_set_new(d, "suspects", s);
+    json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
+    if ((rc = derive_emit(v, "builder.broken", parts, 3, d, time_of(ev), "builds"))) {
+        json_decref(b);
+        return rc;
+    }
+    *red = b;
+    return SQLITE_OK;
+}
+
+/* In completion order: the state machine's step from state for ev's build (ref), emitting
+ * builder.broken or builder.fixed; sets *next and keeps *green and *broken (owned references)
+ * up to date. SQLITE_OK or the error. */
+static int builder_next(fh_view *v, const fh_event *ev, enum fh_verdict verdict, json_t *ref,
+                        long long buildid, enum fh_bstate state, enum fh_bstate *next,
+                        json_t **green, json_t **broken)
+{
+    const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
+    int rc = SQLITE_OK;
+    enum fh_btransition tr = fh_derive_step(state, verdict, next);
     char idtext[32];
     snprintf(idtext, sizeof(idtext), "%lld", buildid);
     const char *parts[] = {builder, branch, idtext};
     if (tr == FH_BT_BROKEN) {
         int trunc;
-        const char *grev = json_string_value(json_object_get(green, "revision"));
+        const char *grev = json_string_value(json_object_get(*green, "revision"));
         json_t *s = suspects(v, fh_event_str(ev, "repository"), branch, grev,
                              fh_event_str(ev, "revision"), &trunc);
         json_t *d = ctx_of(ev->data);
         json_object_set_new(d, "buildid", json_integer(buildid));
         json_object_set(d, "build", ref);
-        json_object_set(d, "last_green", green);
+        json_object_set(d, "last_green", *green);
         json_object_set_new(d, "suspects", s);
         json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
         rc = derive_emit(v, "builder.broken", parts, 3, d, time_of(ev), "builds");
@@ -221,27 +296,72 @@ static int builder_step(fh_view *v, const fh_event *ev, enum fh_verdict verdict,
         json_t *d = ctx_of(ev->data);
         json_object_set_new(d, "buildid", json_integer(buildid));
         json_object_set(d, "build", ref);
-        json_object_set(d, "broken_since", broken);
+        json_object_set(d, "broken_since", *broken);
         rc = derive_emit(v, "builder.fixed", parts, 3, d, time_of(ev), "builds");
     }
     if (rc)
-        goto out;
+        return rc;
     if (verdict == FH_VERDICT_GREEN) {
+        json_decref(*green);
+        *green = json_incref(ref);
+        json_decref(*broken);
+        *broken = NULL;
+    } else if (tr == FH_BT_BROKEN) {
+        json_decref(*broken);
+        *broken = json_incref(ref);
+    }
+    return SQLITE_OK;
+}
+
+static int builder_step(fh_view *v, const fh_event *ev, enum fh_verdict verdict, json_t *ref,
+                        double t, long long buildid)
+{
+    struct derive *dr = v->derive;
+    const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
+    enum fh_bstate state = FH_BSTATE_UNKNOWN, next;
+    json_t *green = NULL, *broken = NULL, *red = NULL;
+    int rc = SQLITE_OK, late = 0;
+    double last_t = t; /* the newest build seen, this one included */
+    long long last_id = buildid;
+    sqlite3_stmt *st = dr->st[D_BUILDER_GET];
+    view_bind_text(st, 1, builder);
+    view_bind_text(st, 2, branch);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        double seen_t = sqlite3_column_double(st, 1);
+        long long seen_id = sqlite3_column_int64(st, 2);
+        state = (enum fh_bstate)sqlite3_column_int(st, 0);
+        green = parse_col(st, 3);
+        broken = parse_col(st, 4);
+        /* Order is by completion: a build that completed before the newest one seen is late,
+         * and changes nothing (the ids stay what they were), but for a green one while the
+         * builder has only had red builds (late_green_breaks). */
+        late = t < seen_t || (t == seen_t && buildid <= seen_id);
+        if (late) {
+            last_t = seen_t;
+            last_id = seen_id;
+        }
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (late) {
+        if (state != FH_BSTATE_UNKNOWN || verdict != FH_VERDICT_GREEN ||
+            (rc = late_green_breaks(v, ev, ref, t, buildid, &red)) || !red)
+            goto out;
+        next = FH_BSTATE_BROKEN;
         json_decref(green);
         green = json_incref(ref);
         json_decref(broken);
-        broken = NULL;
-    } else if (tr == FH_BT_BROKEN) {
-        json_decref(broken);
-        broken = json_incref(ref);
+        broken = red;
+    } else if ((rc = builder_next(v, ev, verdict, ref, buildid, state, &next, &green, &broken))) {
+        goto out;
     }
     char *gt = dump(green), *bt = dump(broken);
     st = dr->st[D_BUILDER_PUT];
     view_bind_text(st, 1, builder);
     view_bind_text(st, 2, branch);
     sqlite3_bind_int(st, 3, (int)next);
-    sqlite3_bind_double(st, 4, t);
-    sqlite3_bind_int64(st, 5, buildid);
+    sqlite3_bind_double(st, 4, last_t);
+    sqlite3_bind_int64(st, 5, last_id);
     view_bind_text(st, 6, gt);
     view_bind_text(st, 7, bt);
     rc = view_wrun(st);

@@ -244,6 +244,50 @@ def test_builder_broken_lists_the_newest_max_suspects_and_says_truncated(kafka, 
     assert [s["changeid"] for s in ev["suspects"]] == [44, 45, 46] and ev["suspects_truncated"] is True
 
 
+def test_a_green_build_applied_after_a_later_red_one_still_breaks_and_the_next_green_fixes(kafka, tmp_path):
+    """Records of other partitions apply in any order (a rebuild applies them in another order
+    again): a green build applied after the red one that completed after it still came first, so
+    the red one broke the builder (builder.broken names the green one as last_green) and the next
+    green build fixes it."""
+    from test_schemas import EVENT_VALIDATOR
+    topics = topics_for(kafka, "derivedlg-%s" % uuid.uuid4().hex[:8])
+    br = "lg-main"
+    w = World(time.time() - 900)
+    w.change(61, br, "g1", 5)
+    w.change(62, br, "g2", 15)
+    w.full(872, "linux", br, "g2", 972, 2, 20)     # red, completed at t0+26: applied first
+    derived = Derived(kafka, topics["derived"])
+    b = start(kafka, topics, tmp_path / "view.db", tmp_path / "broker.log")
+    try:
+        total = step(kafka, topics, b, w, tmp_path / "lg1.ndjson", 0)
+        w.full(871, "linux", br, "g1", 971, 0, 10)  # green, completed at t0+16: applied after it
+        total = step(kafka, topics, b, w, tmp_path / "lg2.ndjson", total)
+        derived.wait(lambda d: d.of("builder.broken"), "builder.broken")
+        w.full(873, "linux", br, "g2", 973, 0, 40)  # green again
+        step(kafka, topics, b, w, tmp_path / "lg3.ndjson", total)
+        derived.wait(lambda d: d.of("builder.fixed"), "builder.fixed")
+    finally:
+        b.stop()
+    after = derived.by_id()
+    derived.close()
+    same_copies(after)
+    evs = [recs[0]["event"] for recs in after.values() if recs[0]["event"]["type"].startswith("builder.")]
+    assert sorted(e["type"] for e in evs) == ["builder.broken", "builder.fixed"], evs
+    for e in evs:
+        assert list(EVENT_VALIDATOR.iter_errors(e)) == [], e
+    broken = [e for e in evs if e["type"] == "builder.broken"][0]
+    d = broken["data"]
+    assert (d["builder"], d["branch"], d["buildrequestid"], d["buildid"], d["revision"], broken["subject"]) == (
+        "linux", br, 872, 972, rev("g2"), "builds/972"), broken
+    assert d["build"] == {"buildid": 972, "number": 1972, "revision": rev("g2"), "results": 2,
+                          "complete_at": pytest.approx(w.t0 + 26)}, d
+    assert d["last_green"] == {"buildid": 971, "number": 1971, "revision": rev("g1"), "results": 0,
+                               "complete_at": pytest.approx(w.t0 + 16)}, d
+    assert [s["revision"] for s in d["suspects"]] == [rev("g2")] and d["suspects_truncated"] is False, d
+    fixed = [e for e in evs if e["type"] == "builder.fixed"][0]["data"]
+    assert (fixed["buildid"], fixed["broken_since"]) == (973, d["build"]), fixed
+
+
 def test_webhook_with_type_and_branch_filter_receives_builder_broken(kafka, tmp_path):
     """The webhook consumer reads the derived topic too: the same filter language selects them."""
     from webhook_support import Receiver, WebhookBroker
