@@ -106,9 +106,8 @@ $(BIN)/firehose-tail: $(BUILD)/consumers/firehose_tail.o $(BUILD)/libconsumers.a
 $(BUILD)/tests/unit/%.o: ALL_CFLAGS += -Iconsumers
 # test_view_tests.c includes the view's sources (broker/view/tests.c and what it runs on)
 $(BUILD)/tests/unit/test_view_tests.o: ALL_CFLAGS += -Ibroker
-# test_stream_ring.c, test_stream_index.c and test_stream_subs.c include broker/stream/ring.c, index.c and
-# subs.c; test_memory.c includes broker/memory.h
-$(BUILD)/tests/unit/test_stream_ring.o $(BUILD)/tests/unit/test_stream_index.o $(BUILD)/tests/unit/test_stream_subs.o $(BUILD)/tests/unit/test_memory.o: ALL_CFLAGS += -Ibroker
+# test_stream_ring.c, test_stream_index.c and test_stream_subs.c include broker/stream/ring.c, index.c and subs.c
+$(BUILD)/tests/unit/test_stream_ring.o $(BUILD)/tests/unit/test_stream_index.o $(BUILD)/tests/unit/test_stream_subs.o: ALL_CFLAGS += -Ibroker
 
 $(UNIT_BIN): $(UNIT_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libconsumers.a $(BUILD)/libfirehose.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)

@@ -85,12 +85,14 @@ static const char *const dsql[D__COUNT] = {
                      " WHERE t.builder = ?1 AND t.name = ?2 AND r.revision = ?3 AND"
                      " r.outcome = ?4 AND r.buildid IS NOT NULL ORDER BY r.runid LIMIT 1",
     [D_BUILD_REF] = "SELECT number, results, complete_at FROM builds WHERE buildid = ?1",
-    /* The first red build (fh_derive_verdict) of builder ?1 on branch ?2 that completed after
-     * (complete_at ?3, buildid ?4): the order builder_step keeps. */
-    [D_FIRST_RED] = "SELECT buildid, number, revision, results, complete_at, buildrequestid,"
-                    " builderid, repository, project, codebase, owner FROM builds WHERE"
-                    " builder = ?1 AND branch = ?2 AND finished = 1 AND results IN (2, 4) AND"
-                    " (complete_at, buildid) > (?3, ?4) ORDER BY complete_at, buildid LIMIT 1",
+    /* The first build with a verdict (results 0, 1, 2 or 4: fh_derive_verdict) of builder ?1
+     * on branch ?2 that completed after (complete_at ?3, buildid ?4), in builder_step's order:
+     * the context fields in ctx_fields' order, then the build as build_ref makes it. */
+    [D_NEXT_VERDICT] = "SELECT buildrequestid, builder, builderid, branch, revision, repository,"
+                       " project, codebase, owner, buildid, number, revision, results, complete_at"
+                       " FROM builds WHERE builder = ?1 AND branch = ?2 AND finished = 1 AND"
+                       " results IN (0, 1, 2, 4) AND (complete_at, buildid) > (?3, ?4)"
+                       " ORDER BY complete_at, buildid LIMIT 1",
 };
 
 /* ---- emission --------------------------------------------------------------------------- */

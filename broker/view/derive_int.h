@@ -35,7 +35,7 @@ enum dst {
     D_DIRTY_DEL,
     D_TEST_OTHER,
     D_BUILD_REF,
-    D_FIRST_RED,
+    D_NEXT_VERDICT,
     D__COUNT
 };
 

@@ -24,12 +24,15 @@ static json_t *ctx_of(const json_t *src)
     return d;
 }
 
+/* The fields of a build's reference in derived events (build, last_green, broken_since). */
+static const char *const ref_fields[] = {"buildid", "number", "revision", "results", "complete_at"};
+#define NREF (sizeof(ref_fields) / sizeof(ref_fields[0]))
+
 static json_t *build_ref(const fh_event *ev)
 {
     json_t *r = json_object();
-    static const char *const f[] = {"buildid", "number", "revision", "results", "complete_at"};
-    for (size_t i = 0; r && i < 5; i++)
-        json_object_set(r, f[i], json_object_get(ev->data, f[i]));
+    for (size_t i = 0; r && i < NREF; i++)
+        json_object_set(r, ref_fields[i], json_object_get(ev->data, ref_fields[i]));
     return r;
 }
 
@@ -191,80 +194,84 @@ static json_t *col_json(sqlite3_stmt *st, int i)
     }
 }
 
-/* A green build (ref, completed at t) came after a red one that completed later, while the
- * builder had no green build on the branch: records of other partitions apply in any order (a
- * rebuild may apply a break's red build before the green one it broke). By completion order the
- * builder broke at the first red build after this green one: emits builder.broken for it as
- * builder_step would have (an id already emitted or read back is not emitted again) and sets
- * *red to its build, or leaves it NULL when the view no longer has such a build. SQLITE_OK or
- * the error. */
+/* Emits builder.broken for build (its ref; buildid, on revision bad of repo) with the
+ * builder's last green build: d holds the context fields and is taken (repo and bad are read
+ * before it is let go). SQLITE_OK or the error. */
+static int emit_broken(fh_view *v, const fh_event *ev, json_t *d, long long buildid,
+                       const char *repo, const char *bad, json_t *build, json_t *green)
+{
+    const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
+    char idtext[32];
+    snprintf(idtext, sizeof(idtext), "%lld", buildid);
+    const char *parts[] = {builder, branch, idtext};
+    int trunc;
+    json_t *s = suspects(v, repo, branch, json_string_value(json_object_get(green, "revision")),
+                         bad, &trunc);
+    json_object_set_new(d, "buildid", json_integer(buildid));
+    json_object_set(d, "build", build);
+    json_object_set(d, "last_green", green);
+    json_object_set_new(d, "suspects", s);
+    json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
+    return derive_emit(v, "builder.broken", parts, 3, d, time_of(ev), "builds");
+}
+
+/* A green build (ref, completed at t) was applied after a build that completed later, while
+ * the builder had no green build on the branch: records of other partitions apply in any
+ * order, and a rebuild applies them in another order again. When the first build with a
+ * verdict after this green one is red, the builder broke there: emits builder.broken for it
+ * (the id builder_step gives it; one already emitted or read back is not emitted again) and
+ * sets *red to its build; otherwise *red stays NULL. The red build found is the first the view
+ * holds, so when an earlier red one is still to come, the break is named at the later one.
+ * SQLITE_OK or the error. */
 static int late_green_breaks(fh_view *v, const fh_event *ev, json_t *ref, double t,
                              long long buildid, json_t **red)
 {
-    struct derive *dr = v->derive;
-    const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
-    static const char *const ref_cols[] = {"buildid", "number", "revision", "results",
-                                           "complete_at"};
-    sqlite3_stmt *st = dr->st[D_FIRST_RED];
+    enum { NCTX = sizeof(ctx_fields) / sizeof(ctx_fields[0]) }; /* the query's first columns */
+    sqlite3_stmt *st = v->derive->st[D_NEXT_VERDICT];
+    json_t *d = NULL, *b = NULL;
     long long redid = 0;
-    int rc;
+    int found = 0;
     *red = NULL;
-    view_bind_text(st, 1, builder);
-    view_bind_text(st, 2, branch);
+    view_bind_text(st, 1, fh_event_str(ev, "builder"));
+    view_bind_text(st, 2, fh_event_str(ev, "branch"));
     sqlite3_bind_double(st, 3, t);
     sqlite3_bind_int64(st, 4, buildid);
-    json_t *d = NULL, *b = NULL;
-    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        /* the context fields in ctx_of's order, then the build as build_ref makes it */
-        redid = sqlite3_column_int64(st, 0);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW &&
+        fh_derive_verdict(sqlite3_column_int64(st, NCTX + 3)) == FH_VERDICT_RED) {
+        found = 1;
+        redid = sqlite3_column_int64(st, NCTX);
         d = json_object();
         b = json_object();
-        if (d && b) {
-            if (sqlite3_column_type(st, 5) != SQLITE_NULL)
-                json_object_set_new(d, "buildrequestid", col_json(st, 5));
-            json_object_set_new(d, "builder", json_string(builder));
-            if (sqlite3_column_type(st, 6) != SQLITE_NULL)
-                json_object_set_new(d, "builderid", col_json(st, 6));
-            json_object_set_new(d, "branch", json_string(branch));
-            json_object_set_new(d, "revision", col_json(st, 2));
-            json_object_set_new(d, "repository", col_json(st, 7));
-            json_object_set_new(d, "project", col_json(st, 8));
-            json_object_set_new(d, "codebase", col_json(st, 9));
-            json_object_set_new(d, "owner", col_json(st, 10));
-            for (int i = 0; i < 5; i++)
-                json_object_set_new(b, ref_cols[i], col_json(st, i));
-        }
+        for (int i = 0; d && i < NCTX; i++)
+            if (sqlite3_column_type(st, i) != SQLITE_NULL)
+                json_object_set_new(d, ctx_fields[i], col_json(st, i));
+        for (size_t i = 0; b && i < NREF; i++)
+            json_object_set_new(b, ref_fields[i], col_json(st, NCTX + (int)i));
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (rc != SQLITE_ROW) {
-        json_decref(d);
-        json_decref(b);
-        return rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        goto out;
+    rc = SQLITE_OK;
+    if (!found)
+        goto out; /* no later verdict, or a green one: nothing broke */
     if (!d || !b) {
-        json_decref(d);
-        json_decref(b);
-        return SQLITE_NOMEM;
+        rc = SQLITE_NOMEM;
+        goto out;
     }
-    int trunc;
-    char idtext[32];
-    snprintf(idtext, sizeof(idtext), "%lld", redid);
-    const char *parts[] = {builder, branch, idtext};
-    json_t *s = suspects(v, fh_event_str(ev, "repository"), branch,
-                         json_string_value(json_object_get(ref, "revision")),
-                         json_string_value(json_object_get(b, "revision")), &trunc);
-    json_object_set_new(d, "buildid", json_integer(redid));
-    json_object_set(d, "build", b);
-    json_object_set(d, "last_green", ref);
-    json_object_set_new(d, "suspects", s);
-    json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
-    if ((rc = derive_emit(v, "builder.broken", parts, 3, d, time_of(ev), "builds"))) {
-        json_decref(b);
-        return rc;
+    /* the repository and revision strings are d's, read before emit_broken lets d go */
+    rc = emit_broken(v, ev, d, redid, json_string_value(json_object_get(d, "repository")),
+                     json_string_value(json_object_get(d, "revision")), b, ref);
+    d = NULL; /* taken */
+    if (!rc) {
+        *red = b;
+        b = NULL;
     }
-    *red = b;
-    return SQLITE_OK;
+out:
+    json_decref(d);
+    json_decref(b);
+    return rc;
 }
 
 /* In completion order: the state machine's step from state for ev's build (ref), emitting
@@ -281,17 +288,8 @@ static int builder_next(fh_view *v, const fh_event *ev, enum fh_verdict verdict,
     snprintf(idtext, sizeof(idtext), "%lld", buildid);
     const char *parts[] = {builder, branch, idtext};
     if (tr == FH_BT_BROKEN) {
-        int trunc;
-        const char *grev = json_string_value(json_object_get(*green, "revision"));
-        json_t *s = suspects(v, fh_event_str(ev, "repository"), branch, grev,
-                             fh_event_str(ev, "revision"), &trunc);
-        json_t *d = ctx_of(ev->data);
-        json_object_set_new(d, "buildid", json_integer(buildid));
-        json_object_set(d, "build", ref);
-        json_object_set(d, "last_green", *green);
-        json_object_set_new(d, "suspects", s);
-        json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
-        rc = derive_emit(v, "builder.broken", parts, 3, d, time_of(ev), "builds");
+        rc = emit_broken(v, ev, ctx_of(ev->data), buildid, fh_event_str(ev, "repository"),
+                         fh_event_str(ev, "revision"), ref, *green);
     } else if (tr == FH_BT_FIXED) {
         json_t *d = ctx_of(ev->data);
         json_object_set_new(d, "buildid", json_integer(buildid));
