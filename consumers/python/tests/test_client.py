@@ -25,6 +25,11 @@ from websockets.http11 import Response
 import firehose_client as fh
 
 
+def read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def build_event(i, typ="step.finished", results=0, brid=None, revision="r1"):
     return {"specversion": "1.0", "id": "ev-%d" % i, "type": typ,
             "data": {"results": results, "buildrequestid": brid or 100 + i, "revision": revision,
@@ -137,7 +142,7 @@ class StreamTests(unittest.TestCase):
                     if n == 4:
                         break
             run(with_broker(fake, first))
-            self.assertEqual(open(path).read().strip(), "4")
+            self.assertEqual(read_text(path).strip(), "4")
 
             async def second(url):
                 got = []
@@ -148,7 +153,7 @@ class StreamTests(unittest.TestCase):
                 return got
             self.assertEqual(run(with_broker(fake, second)), ["ev-4", "ev-5", "ev-6", "ev-7"])
             self.assertEqual(fake.froms[-1], {"cursor": "4"})
-            self.assertEqual(open(path).read().strip(), "8")
+            self.assertEqual(read_text(path).strip(), "8")
 
     def test_subscribed_cursor_is_kept_before_any_event(self):
         """From latest, the subscribed answer's cursor is stored at once."""
@@ -249,6 +254,7 @@ class StreamTests(unittest.TestCase):
         finally:
             loop.call_soon_threadsafe(holder["stop"].set_result, None)
             t.join(10)
+            loop.close()
 
 
 class FakeRest(http.server.BaseHTTPRequestHandler):
