@@ -14,23 +14,35 @@ static unsigned long hash_kv(int field, const char *v)
     return h % INDEX_BUCKETS;
 }
 
+/* The link that points at the entry for (field, v), or the NULL link that ends its bucket. */
+static ientry **index_link(findex *x, int field, const char *v)
+{
+    ientry **pe = &x->buckets[hash_kv(field, v)];
+    while (*pe && ((*pe)->field != field || strcmp((*pe)->value, v) != 0))
+        pe = &(*pe)->next;
+    return pe;
+}
+
 static ientry *index_find(findex *x, int field, const char *v, int create)
 {
-    unsigned long h = hash_kv(field, v);
-    for (ientry *e = x->buckets[h]; e; e = e->next)
-        if (e->field == field && strcmp(e->value, v) == 0)
-            return e;
-    if (!create)
-        return NULL;
+    ientry **pe = index_link(x, field, v);
+    if (*pe || !create)
+        return *pe;
     ientry *e = calloc(1, sizeof(*e));
     if (!e || !(e->value = strdup(v))) {
         free(e);
         return NULL;
     }
     e->field = field;
-    e->next = x->buckets[h];
-    x->buckets[h] = e;
+    *pe = e;
     return e;
+}
+
+static void entry_free(ientry *e)
+{
+    free(e->items);
+    free(e->value);
+    free(e);
 }
 
 static int vec_add(void ***v, size_t *n, size_t *cap, void *u)
@@ -106,9 +118,7 @@ void stream_findex_free(findex *x)
     for (int i = 0; i < INDEX_BUCKETS; i++)
         for (ientry *e = x->buckets[i], *n; e; e = n) {
             n = e->next;
-            free(e->items);
-            free(e->value);
-            free(e);
+            entry_free(e);
         }
     free(x->wild);
 }
@@ -123,18 +133,13 @@ void stream_findex_remove(findex *x, void *item, const fh_filter *f, int indexed
         for (size_t i = 0; c && i < c->nvals; i++) {
             value_text(&c->vals[i], val, sizeof(val));
             /* an entry left empty goes: values seen once (a build id) must not pile up */
-            for (ientry **pe = &x->buckets[hash_kv((int)c->field, val)]; *pe; pe = &(*pe)->next) {
-                ientry *e = *pe;
-                if (e->field != (int)c->field || strcmp(e->value, val) != 0)
-                    continue;
-                vec_remove(e->items, &e->n, item);
-                if (e->n == 0) {
-                    *pe = e->next;
-                    free(e->items);
-                    free(e->value);
-                    free(e);
-                }
-                break;
+            ientry **pe = index_link(x, (int)c->field, val), *e = *pe;
+            if (!e)
+                continue;
+            vec_remove(e->items, &e->n, item);
+            if (e->n == 0) {
+                *pe = e->next;
+                entry_free(e);
             }
         }
         x->field_used[indexed]--;

@@ -194,25 +194,38 @@ static json_t *col_json(sqlite3_stmt *st, int i)
     }
 }
 
+/* Starts a builder-level event's fields on d (the context fields): the build's id and ref. */
+static void put_build(json_t *d, long long buildid, json_t *build)
+{
+    json_object_set_new(d, "buildid", json_integer(buildid));
+    json_object_set(d, "build", build);
+}
+
+/* Emits a builder-level event of type for build buildid of ev's builder and branch, its id made
+ * of the three; d holds the fields and is taken. SQLITE_OK or the error. */
+static int emit_for_build(fh_view *v, const fh_event *ev, const char *type, json_t *d,
+                          long long buildid)
+{
+    char idtext[32];
+    snprintf(idtext, sizeof(idtext), "%lld", buildid);
+    const char *parts[] = {fh_event_str(ev, "builder"), fh_event_str(ev, "branch"), idtext};
+    return derive_emit(v, type, parts, 3, d, time_of(ev), "builds");
+}
+
 /* Emits builder.broken for build (its ref; buildid, on revision bad of repo) with the
  * builder's last green build: d holds the context fields and is taken (repo and bad are read
  * before it is let go). SQLITE_OK or the error. */
 static int emit_broken(fh_view *v, const fh_event *ev, json_t *d, long long buildid,
                        const char *repo, const char *bad, json_t *build, json_t *green)
 {
-    const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
-    char idtext[32];
-    snprintf(idtext, sizeof(idtext), "%lld", buildid);
-    const char *parts[] = {builder, branch, idtext};
     int trunc;
-    json_t *s = suspects(v, repo, branch, json_string_value(json_object_get(green, "revision")),
-                         bad, &trunc);
-    json_object_set_new(d, "buildid", json_integer(buildid));
-    json_object_set(d, "build", build);
+    json_t *s = suspects(v, repo, fh_event_str(ev, "branch"),
+                         json_string_value(json_object_get(green, "revision")), bad, &trunc);
+    put_build(d, buildid, build);
     json_object_set(d, "last_green", green);
     json_object_set_new(d, "suspects", s);
     json_object_set_new(d, "suspects_truncated", json_boolean(trunc));
-    return derive_emit(v, "builder.broken", parts, 3, d, time_of(ev), "builds");
+    return emit_for_build(v, ev, "builder.broken", d, buildid);
 }
 
 /* A green build (ref, completed at t) was applied after a build that completed later, while
@@ -281,21 +294,16 @@ static int builder_next(fh_view *v, const fh_event *ev, enum fh_verdict verdict,
                         long long buildid, enum fh_bstate state, enum fh_bstate *next,
                         json_t **green, json_t **broken)
 {
-    const char *builder = fh_event_str(ev, "builder"), *branch = fh_event_str(ev, "branch");
     int rc = SQLITE_OK;
     enum fh_btransition tr = fh_derive_step(state, verdict, next);
-    char idtext[32];
-    snprintf(idtext, sizeof(idtext), "%lld", buildid);
-    const char *parts[] = {builder, branch, idtext};
     if (tr == FH_BT_BROKEN) {
         rc = emit_broken(v, ev, ctx_of(ev->data), buildid, fh_event_str(ev, "repository"),
                          fh_event_str(ev, "revision"), ref, *green);
     } else if (tr == FH_BT_FIXED) {
         json_t *d = ctx_of(ev->data);
-        json_object_set_new(d, "buildid", json_integer(buildid));
-        json_object_set(d, "build", ref);
+        put_build(d, buildid, ref);
         json_object_set(d, "broken_since", *broken);
-        rc = derive_emit(v, "builder.fixed", parts, 3, d, time_of(ev), "builds");
+        rc = emit_for_build(v, ev, "builder.fixed", d, buildid);
     }
     if (rc)
         return rc;
